@@ -1,0 +1,265 @@
+"""Typed experiment configs: YAML -> validated, immutable pydantic models -> functions.
+
+Config flows one way: a YAML file is parsed, ``--set key.sub=value`` overrides are applied to it
+(values parsed as YAML, keys checked against the model first), and the result is validated in
+strict mode. Unknown keys and wrong types are errors that name the file, the line and the key::
+
+    configs/ner/smoke.yaml:14: train.epochs: Input should be a valid integer (got 'three')
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """An invalid experiment file or override; the message lists every problem found."""
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys forbidden, no type coercion, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+
+
+class GeneratedData(Section):
+    train: int = 400
+    """Sentences in the generated training split."""
+    dev: int = 100
+    """Sentences in the generated dev split."""
+    test: int = 100
+    """Sentences in the generated test split."""
+    seed: int = 13
+    """Seed of the generator (each split uses its own stream)."""
+
+
+class DataConfig(Section):
+    corpus: str = "generated"
+    """A registered corpus (``drml data list``: conll2003, crossner_politics, ...), or ``generated``."""
+    train: str | None = None
+    """A CoNLL or Parquet file replacing the corpus' train split (relative to the working folder)."""
+    dev: str | None = None
+    """A CoNLL or Parquet file replacing the corpus' dev split."""
+    test: str | None = None
+    """A CoNLL or Parquet file replacing the corpus' test split."""
+    scheme: Literal["iob1", "iob2"] | None = None
+    """Tag scheme of files given by path; default: the corpus' own scheme (IOB2 for generated)."""
+    fallback_to_generated: bool = False
+    """If the corpus cannot be reached, use the generated corpus instead (and say so) rather than fail."""
+    generated: GeneratedData = GeneratedData()
+    """Sizes and seed of the generated corpus."""
+    max_train_sentences: int | None = None
+    """Keep only the first N training sentences (quick runs on real corpora)."""
+
+
+class LoraSettings(Section):
+    r: int = 16
+    """LoRA rank."""
+    alpha: int = 32
+    """LoRA scaling numerator (effective scale alpha / r)."""
+    dropout: float = 0.1
+    """Dropout on the LoRA branch."""
+    target_modules: list[str] = ["query", "value"]
+    """Linear layers that get adapters (BERT attention projections by default)."""
+
+
+class ModelConfig(Section):
+    backbone: str = "minilm"
+    """``minilm`` (the packaged all-MiniLM-L6-v2), ``tiny-random-bert`` (tests), a local folder or a Hub id."""
+    strategy: Literal["full", "top", "lora"] = "full"
+    """What trains: every weight, the last ``top_layers`` encoder layers + head, or LoRA adapters + head."""
+    top_layers: int = 2
+    """Encoder layers trained by the ``top`` strategy (counted from the top)."""
+    lora: LoraSettings = LoraSettings()
+    """Adapter settings of the ``lora`` strategy."""
+    max_length: int = 128
+    """Sub-tokens per window, special tokens included; longer sentences are split into windows."""
+    window_overlap: int = 16
+    """Words shared by consecutive windows of a long sentence (context on both sides of a cut)."""
+    label_all_tokens: bool = False
+    """Label every sub-token of a word (B- becomes I- after the first); default: first sub-token only."""
+    dropout: float | None = None
+    """Override the backbone's hidden dropout probability; ``None`` keeps the backbone's value."""
+
+
+class TrainConfig(Section):
+    epochs: int = 3
+    """Passes over the training set (upper bound: early stopping may end sooner)."""
+    batch_size: int = 16
+    """Sentences (windows) per optimizer step, summed over all workers and accumulation steps."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step on each worker (no gradient sync until the last)."""
+    lr: float = 5e-5
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (never applied to biases and LayerNorm weights)."""
+    warmup_ratio: float = 0.1
+    """Fraction of all optimizer steps spent warming the learning rate up linearly from 0."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm; 0 disables."""
+    patience: int = 3
+    """Evaluations without a better dev entity F1 before stopping early; 0 never stops early."""
+    eval_every_steps: int = 0
+    """Evaluate (and checkpoint) every N optimizer steps as well as at each epoch's end; 0: epochs only."""
+    eval_batch_size: int = 64
+    """Windows per evaluation batch (sorted by length, so padding stays small)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype; ``auto`` is bf16 on a GPU that supports it, else fp32 (CPU: always fp32)."""
+    log_every_steps: int = 10
+    """Progress line and TensorBoard loss every N optimizer steps."""
+
+    @model_validator(mode="after")
+    def _positive(self) -> TrainConfig:
+        for key in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every_steps"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError("warmup_ratio must be in [0, 1)")
+        return self
+
+
+class ScalingSettings(Section):
+    num_workers: int = 2
+    """Ray Train workers (one process each; DDP across them)."""
+    use_gpu: bool = False
+    """One GPU per worker."""
+    cpus_per_worker: int = 1
+    """CPUs reserved per worker; also its torch thread count."""
+    max_failures: int = 0
+    """Worker-group failures to recover from (restart from the latest checkpoint); -1: unlimited."""
+
+
+class FinetuneConfig(Section):
+    """One NER fine-tuning experiment: what ``drml finetune`` runs."""
+
+    name: str
+    """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
+    seed: int = 42
+    """Seed of model initialisation, data order and dropout."""
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    scaling: ScalingSettings = ScalingSettings()
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> FinetuneConfig:
+        shards = self.scaling.num_workers * self.train.grad_accum
+        if self.train.batch_size % shards:
+            raise ValueError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of "
+                f"scaling.num_workers x train.grad_accum ({shards})"
+            )
+        return self
+
+
+# --- YAML with line numbers ----------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+# Resolvers are tried in the order they were added, so integers still resolve as integers.
+
+
+def parse_yaml_value(text: str) -> Any:
+    """Parse one override value as YAML (``3`` -> int, ``1e-5`` -> float, ``[a, b]`` -> list)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
+    """Map every key path of a YAML mapping tree to its 1-based line."""
+    lines: dict[tuple[str, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path = prefix + (str(key_node.value),)
+            lines[path] = key_node.start_mark.line + 1
+            lines.update(_key_lines(value_node, path))
+    return lines
+
+
+def _section_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The Section class of field ``key`` if it is a nested section, else None."""
+    annotation = model.model_fields[key].annotation
+    candidates = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+
+
+def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) -> tuple[str, ...]:
+    """Apply ``a.b=value`` to ``data`` in place after checking that ``a.b`` is a key of ``model``."""
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+    path = tuple(key.strip().split("."))
+    section: type[BaseModel] | None = model
+    node = data
+    for depth, part in enumerate(path):
+        if section is None or part not in section.model_fields:
+            where = ".".join(path[:depth]) or "the top level"
+            known = ", ".join(section.model_fields) if section else "(not a section)"
+            raise ConfigError(f"--set {key}: unknown key {part!r} in {where} (known: {known})")
+        if depth == len(path) - 1:
+            node[part] = parse_yaml_value(value)
+        else:
+            section = _section_of(section, part)
+            child = node.get(part)
+            node = node.setdefault(part, {}) if child is None else child
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(path[: depth + 1])} is not a section")
+    return path
+
+
+def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
+    messages = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        dotted = ".".join(loc) or "(top level)"
+        if loc in overridden:
+            where = "--set"
+        else:
+            line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
+            where = f"{source}:{line}" if line else source
+        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and "input" in e else ""
+        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        messages.append(f"{where}: {dotted}: {message}{got}")
+    return "\n".join(messages)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, model: type[Section] = FinetuneConfig) -> Any:
+    """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}:1: the file must hold a mapping of config keys, not {type(data).__name__}")
+    lines = _key_lines(root) if root is not None else {}
+    overridden = {apply_override(data, item, model) for item in overrides or []}
+    data.setdefault("name", path.stem)
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path), lines, overridden)) from None
+
+
+def dump_config(config: BaseModel) -> str:
+    """The resolved config as YAML, loadable again by :func:`load_config`."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,167 @@
+"""CoNLL column files: read, write, IOB1 -> IOB2, label-set discovery.
+
+A CoNLL file holds one token per line with its tag in the last column, a blank line between
+sentences and optional ``-DOCSTART-`` lines between documents. CoNLL-2003 ships IOB1 tags
+(``I-`` starts an entity unless it continues one of the same type); everything inside drml-ray
+is IOB2 (every entity starts with ``B-``), which is what seqeval and the classifier expect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Scheme = Literal["iob1", "iob2"]
+PREFIXES = ("B", "I")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One labelled sentence: words and their word-level tags (same length)."""
+
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+
+
+class CorpusFormatError(ValueError):
+    """Malformed corpus input; names the file, the 1-based line and the offending text."""
+
+    def __init__(self, path: str | os.PathLike[str], line: int | None, message: str, text: str = ""):
+        where = f"{path}:{line}" if line is not None else str(path)
+        shown = f": {text!r}" if text else ""
+        super().__init__(f"{where}: {message}{shown}")
+        self.path, self.line, self.text = str(path), line, text
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``. Raises ValueError otherwise."""
+    if tag == "O":
+        return "O", None
+    prefix, sep, kind = tag.partition("-")
+    if not sep or prefix not in PREFIXES or not kind:
+        raise ValueError(f"tag {tag!r} is not O, B-TYPE or I-TYPE")
+    return prefix, kind
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """Rewrite IOB1 tags as IOB2: an ``I-X`` that does not continue an ``X`` entity becomes ``B-X``.
+
+    >>> iob1_to_iob2(["I-ORG", "O", "I-PER", "I-PER", "B-PER", "I-LOC"])
+    ['B-ORG', 'O', 'B-PER', 'I-PER', 'B-PER', 'B-LOC']
+    """
+    out: list[str] = []
+    prev_kind: str | None = None
+    for tag in tags:
+        prefix, kind = split_tag(tag)
+        if prefix == "I" and kind != prev_kind:
+            tag = f"B-{kind}"
+        out.append(tag)
+        prev_kind = kind
+    return out
+
+
+def read_conll(
+    path: str | os.PathLike[str],
+    scheme: Scheme = "iob2",
+    labels: Iterable[str] | None = None,
+) -> list[Sentence]:
+    """Read a CoNLL column file into IOB2 sentences.
+
+    ``labels``, when given, is the declared label set: any other tag is an error. Errors name the
+    file, the line and the offending text: a line whose column count differs from the file's
+    first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X``, an empty file.
+    """
+    allowed = set(labels) if labels is not None else None
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    n_columns: int | None = None
+
+    def close_sentence() -> None:
+        if tokens:
+            fixed = iob1_to_iob2(tags) if scheme == "iob1" else list(tags)
+            sentences.append(Sentence(tuple(tokens), tuple(fixed)))
+            tokens.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as f:
+        for line_no, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                close_sentence()
+                continue
+            # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either.
+            columns = line.split("\t") if "\t" in line else line.split()
+            if columns[0] == "-DOCSTART-":
+                close_sentence()
+                continue
+            if len(columns) < 2:
+                raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
+            if n_columns is None:
+                n_columns = len(columns)
+            elif len(columns) != n_columns:
+                raise CorpusFormatError(
+                    path, line_no, f"expected {n_columns} columns like line 1 of the data, got {len(columns)}", line
+                )
+            tag = columns[-1]
+            try:
+                split_tag(tag)
+            except ValueError:
+                raise CorpusFormatError(
+                    path, line_no, "unknown tag scheme prefix (expected O, B-TYPE or I-TYPE)", tag
+                ) from None
+            if allowed is not None and tag not in allowed:
+                raise CorpusFormatError(path, line_no, "tag outside the declared label set", tag)
+            tokens.append(columns[0])
+            tags.append(tag)
+    close_sentence()
+    if not sentences:
+        raise CorpusFormatError(path, None, "no sentences found (empty file?)")
+    return sentences
+
+
+def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
+    """Write ``token<TAB>tag`` lines with a blank line after each sentence, atomically."""
+    from drml_ray.runs import atomic_write_text
+
+    lines: list[str] = []
+    for sentence in sentences:
+        lines.extend(f"{tok}\t{tag}" for tok, tag in zip(sentence.tokens, sentence.tags, strict=True))
+        lines.append("")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def discover_labels(*corpora: Iterable[Sentence]) -> list[str]:
+    """The IOB2 label list of one or more corpora: ``O``, then ``B-X``/``I-X`` per type, types sorted.
+
+    Both prefixes of every type are included even if one never occurs, so the classifier can
+    output any valid tag.
+    """
+    kinds: set[str] = set()
+    for corpus in corpora:
+        for sentence in corpus:
+            for tag in sentence.tags:
+                kind = split_tag(tag)[1]
+                if kind is not None:
+                    kinds.add(kind)
+    return ["O"] + [f"{p}-{k}" for k in sorted(kinds) for p in PREFIXES]
+
+
+def entity_types(labels: Iterable[str]) -> list[str]:
+    """Entity types of a label list, sorted: ``["O", "B-PER", "I-PER"]`` -> ``["PER"]``."""
+    return sorted({kind for label in labels if (kind := split_tag(label)[1]) is not None})
+
+
+def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2") -> list[Sentence]:
+    """Read a CoNLL file, or a Parquet file written by :func:`drml_ray.data.parquet.write_parquet`."""
+    if Path(path).suffix == ".parquet":
+        from drml_ray.data.parquet import read_parquet
+
+        sentences = read_parquet(path)
+        if scheme == "iob1":
+            sentences = [Sentence(s.tokens, tuple(iob1_to_iob2(s.tags))) for s in sentences]
+        return sentences
+    return read_conll(path, scheme=scheme)

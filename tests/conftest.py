@@ -1,0 +1,50 @@
+"""Shared fixtures: one Ray instance per test session, a hand-made tokenizer, tiny models."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Ray writes its session files under RAY_TMPDIR; keep them out of /tmp/ray and ~/ray_results.
+_RAY_TMP = Path(tempfile.mkdtemp(prefix="drml-ray-tests-"))
+os.environ.setdefault("RAY_TMPDIR", str(_RAY_TMP))
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("DRML_DATA_MIRROR", REPO.parent / "shared" / "data"))
+
+VOCAB = [
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+    "the", "new", "york", "times", "wash", "##ing", "##ton", "-", "based", "eu", "re", "##jects", ".", "in",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Start Ray once for every test that needs it (Ray start costs ~8 s)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def hand_tokenizer():
+    """A WordPiece tokenizer over VOCAB, so alignment can be checked by hand."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab={w: i for i, w in enumerate(VOCAB)})
+
+
+@pytest.fixture
+def data_mirror() -> Path:
+    if not (SHARED_DATA / "crossner").is_dir():
+        pytest.skip(f"real corpora not found at {SHARED_DATA} (set DRML_DATA_MIRROR)")
+    return SHARED_DATA

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import pytest
+
+from drml_ray.data.conll import (
+    CorpusFormatError,
+    Sentence,
+    discover_labels,
+    entity_types,
+    iob1_to_iob2,
+    read_conll,
+    read_corpus_file,
+    write_conll,
+)
+from drml_ray.data.parquet import read_parquet, write_parquet
+
+CONLL_IOB1 = """-DOCSTART- -X- O O
+
+EU NNP I-NP I-ORG
+rejects VBZ I-VP O
+German JJ I-NP I-MISC
+call NN I-NP O
+. . O O
+
+Peter NNP I-NP I-PER
+Blackburn NNP I-NP I-PER
+Smith NNP I-NP B-PER
+
+
+-DOCSTART- -X- O O
+BRUSSELS NNP I-NP I-LOC
+"""
+
+
+def write(tmp_path, text, name="corpus.txt"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_iob1_to_iob2_hand_cases():
+    # I- after O or after another type starts an entity; B- (IOB1: adjacent same-type) stays B-.
+    assert iob1_to_iob2(["I-ORG", "I-ORG", "O", "I-PER", "B-PER", "I-PER", "I-LOC", "O"]) == [
+        "B-ORG", "I-ORG", "O", "B-PER", "B-PER", "I-PER", "B-LOC", "O",
+    ]  # fmt: skip
+    assert iob1_to_iob2(["B-PER", "I-PER"]) == ["B-PER", "I-PER"]  # already IOB2: unchanged
+    assert iob1_to_iob2([]) == []
+
+
+def test_read_conll_iob1_docstart_and_blank_lines(tmp_path):
+    sentences = read_conll(write(tmp_path, CONLL_IOB1), scheme="iob1")
+    assert sentences == [
+        Sentence(("EU", "rejects", "German", "call", "."), ("B-ORG", "O", "B-MISC", "O", "O")),
+        Sentence(("Peter", "Blackburn", "Smith"), ("B-PER", "I-PER", "B-PER")),
+        Sentence(("BRUSSELS",), ("B-LOC",)),
+    ]
+
+
+def test_read_conll_tab_separated_iob2(tmp_path):
+    sentences = read_conll(write(tmp_path, "United\tB-party\nRussia\tI-party\n,\tO\n\nHi\tO\n"))
+    assert sentences[0].tags == ("B-party", "I-party", "O")
+    assert len(sentences) == 2
+
+
+def test_wrong_column_count_names_file_line_and_text(tmp_path):
+    path = write(tmp_path, "EU NNP I-NP I-ORG\nrejects VBZ O\n")
+    with pytest.raises(CorpusFormatError) as err:
+        read_conll(path)
+    assert f"{path}:2:" in str(err.value)
+    assert "expected 4 columns" in str(err.value)
+    assert "'rejects VBZ O'" in str(err.value)
+
+
+def test_single_column_is_an_error(tmp_path):
+    with pytest.raises(CorpusFormatError, match=r":1: expected a token and a tag column"):
+        read_conll(write(tmp_path, "lonely\n"))
+
+
+def test_unknown_scheme_prefix(tmp_path):
+    path = write(tmp_path, "EU\tB-ORG\nrejects\tE-ORG\n")
+    with pytest.raises(CorpusFormatError, match=r"corpus.txt:2: unknown tag scheme prefix.*'E-ORG'"):
+        read_conll(path)
+
+
+def test_tag_outside_declared_label_set(tmp_path):
+    path = write(tmp_path, "EU\tB-ORG\n\nBob\tB-PER\n")
+    with pytest.raises(CorpusFormatError, match=r"corpus.txt:3: tag outside the declared label set: 'B-PER'"):
+        read_conll(path, labels=["O", "B-ORG", "I-ORG"])
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "-DOCSTART- -X- O O\n\n"])
+def test_empty_file(tmp_path, text):
+    with pytest.raises(CorpusFormatError, match="no sentences found"):
+        read_conll(write(tmp_path, text))
+
+
+def test_write_then_read_round_trip(tmp_path):
+    sentences = read_conll(write(tmp_path, CONLL_IOB1), scheme="iob1")
+    out = tmp_path / "out.conll"
+    write_conll(out, sentences)
+    assert read_conll(out) == sentences
+
+
+def test_parquet_round_trip_and_dispatch(tmp_path):
+    sentences = read_conll(write(tmp_path, CONLL_IOB1), scheme="iob1")
+    path = tmp_path / "corpus.parquet"
+    write_parquet(path, sentences)
+    assert read_parquet(path) == sentences
+    assert read_corpus_file(path) == sentences
+
+
+def test_parquet_bad_tag_names_row(tmp_path):
+    path = tmp_path / "bad.parquet"
+    write_parquet(path, [Sentence(("a",), ("O",)), Sentence(("b",), ("X-Y",))])
+    with pytest.raises(CorpusFormatError, match=r"bad.parquet:2: unknown tag scheme prefix"):
+        read_parquet(path)
+
+
+def test_discover_labels_has_both_prefixes_per_type():
+    corpus = [Sentence(("a", "b"), ("B-PER", "O")), Sentence(("c",), ("I-LOC",))]
+    assert discover_labels(corpus) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert entity_types(discover_labels(corpus)) == ["LOC", "PER"]

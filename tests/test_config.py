@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drml_ray.config import ConfigError, FinetuneConfig, dump_config, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_and_name_from_file_stem(tmp_path):
+    cfg = load_config(write(tmp_path, "train:\n  lr: 1e-5\n"))
+    assert cfg.name == "exp"
+    assert cfg.train.lr == pytest.approx(1e-5)  # YAML 1.1 would read 1e-5 as a string
+    assert cfg.model.backbone == "minilm"
+
+
+def test_unknown_key_names_file_line_and_key(tmp_path):
+    path = write(tmp_path, "name: x\ntrain:\n  epochs: 2\n  learning_rate: 0.1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}:4: train.learning_rate: unknown key"
+
+
+def test_wrong_type_is_not_coerced(tmp_path):
+    path = write(tmp_path, "model:\n  strategy: full\ntrain:\n  epochs: '3'\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:4: train.epochs: Input should be a valid integer \(got '3'\)"):
+        load_config(path)
+
+
+def test_bad_choice_lists_problem(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: model.strategy: Input should be 'full', 'top' or 'lora'"):
+        load_config(write(tmp_path, "model:\n  strategy: adapters\n"))
+
+
+def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 2\n")
+    cfg = load_config(path, ["train.epochs=5", "model.lora.r=4", "model.lora.target_modules=[query, key]"])
+    assert (cfg.train.epochs, cfg.model.lora.r, cfg.model.lora.target_modules) == (5, 4, ["query", "key"])
+    with pytest.raises(ConfigError, match=r"--set train.epoch: unknown key 'epoch' in train \(known: epochs"):
+        load_config(path, ["train.epoch=5"])
+    with pytest.raises(ConfigError, match=r"--set: train.epochs: Input should be a valid integer"):
+        load_config(path, ["train.epochs=many"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(path, ["train.epochs"])
+
+
+def test_batch_must_split_over_workers_and_accumulation(tmp_path):
+    with pytest.raises(ConfigError, match=r"batch_size \(10\) must be a multiple of .* \(4\)"):
+        load_config(write(tmp_path, "train: {batch_size: 10, grad_accum: 2}\nscaling: {num_workers: 2}\n"))
+
+
+def test_not_a_mapping(tmp_path):
+    with pytest.raises(ConfigError, match="must hold a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = load_config(write(tmp_path, "name: r\ntrain: {lr: 3e-4}\n"), ["model.strategy=lora"])
+    again = load_config(write(tmp_path, dump_config(cfg), "again.yaml"))
+    assert again == cfg
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    assert isinstance(load_config(path), FinetuneConfig)
