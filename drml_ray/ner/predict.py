@@ -1,0 +1,164 @@
+"""``drml predict``: entities with character offsets from raw text or CoNLL files.
+
+Each input line becomes one JSON object::
+
+    {"text": "...", "entities": [{"type": "PER", "start": 0, "end": 11, "text": "Angela Merkel", "score": 0.98}]}
+
+``start``/``end`` are character offsets into ``text`` (``text[start:end] == entity["text"]``);
+``score`` is the mean probability of the entity's word tags. Plain text is split into words
+(runs of letters/digits, and single punctuation marks); a CoNLL file's tokens are used as they
+are, joined by single spaces. Large inputs run as Ray Data batch inference: ``map_batches`` over
+a pool of actors, each holding one copy of the model, so the same command scales to a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from drml_ray.data.conll import read_conll, split_tag
+from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
+
+WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+RAY_THRESHOLD = 2000
+"""``--engine auto`` switches to Ray Data batch inference from this many inputs."""
+
+Span = tuple[int, int]
+
+
+def split_words(text: str) -> list[Span]:
+    """Character spans of the words of raw text: ``"Hi, Bob"`` -> ``[(0, 2), (2, 3), (4, 7)]``."""
+    return [m.span() for m in WORD.finditer(text)]
+
+
+def space_spans(text: str) -> list[Span]:
+    """Spans of the single-space-separated tokens of pre-tokenised text."""
+    spans, start = [], 0
+    for token in text.split(" "):
+        spans.append((start, start + len(token)))
+        start += len(token) + 1
+    return spans
+
+
+def entities_from_tags(text: str, spans: Sequence[Span], tags: Sequence[str], scores: Sequence[float]) -> list[dict]:
+    """Group IOB2 word tags into entities (an ``I-X`` that does not continue an ``X`` starts one)."""
+    entities: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    word_scores: list[float] = []
+
+    def close() -> None:
+        if current is not None:
+            current["text"] = text[current["start"] : current["end"]]
+            current["score"] = round(sum(word_scores) / len(word_scores), 4)
+            entities.append(current)
+
+    for (start, end), tag, score in zip(spans, tags, scores, strict=True):
+        prefix, kind = split_tag(tag)
+        if kind is not None and prefix == "I" and current is not None and current["type"] == kind:
+            current["end"] = end
+            word_scores.append(score)
+            continue
+        close()
+        current, word_scores = None, []
+        if kind is not None:
+            current, word_scores = {"type": kind, "start": start, "end": end}, [score]
+    close()
+    return entities
+
+
+def predict_records(saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64) -> list[dict]:
+    """Entities of every text, in one process."""
+    spans = [space_spans(t) if pretokenized else split_words(t) for t in texts]
+    words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
+    keep = [i for i, w in enumerate(words) if w]  # an empty line has no words and no entities
+    tags, scores = predict_tags(saved, [words[i] for i in keep], batch_size) if keep else ([], [])
+    records = [{"text": t, "entities": []} for t in texts]
+    for i, t, s in zip(keep, tags, scores, strict=True):
+        records[i]["entities"] = entities_from_tags(texts[i], spans[i], t, s)
+    return records
+
+
+def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto") -> tuple[list[str], bool]:
+    """Texts to tag from a file and whether they are pre-tokenised (CoNLL tokens joined by spaces).
+
+    ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
+    an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line.
+    """
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if fmt == "auto":
+        fmt = "conll" if lines and all(_looks_like_conll(line) for line in lines if line.strip()) else "text"
+    if fmt == "conll":
+        return [" ".join(s.tokens) for s in read_conll(path)], True
+    return [line.rstrip("\r") for line in lines], False
+
+
+def _looks_like_conll(line: str) -> bool:
+    columns = line.split()
+    if columns[0] == "-DOCSTART-":
+        return True
+    try:
+        return len(columns) >= 2 and split_tag(columns[-1]) is not None
+    except ValueError:
+        return False
+
+
+class RayPredictor:
+    """A Ray Data actor: loads the model once, tags batches of ``{"text"}`` rows."""
+
+    def __init__(self, model_dir: str, pretokenized: bool, batch_size: int):
+        torch.set_num_threads(1)
+        self.saved = load_saved_model(model_dir)
+        self.pretokenized = pretokenized
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        records = predict_records(self.saved, [str(t) for t in batch["text"]], self.pretokenized, self.batch_size)
+        return {"id": batch["id"], "json": [json.dumps(r, ensure_ascii=False) for r in records]}
+
+
+def predict_with_ray(
+    model_dir: str | Path, texts: Sequence[str], pretokenized: bool, *, actors: int | None = None, batch_size: int = 64
+) -> Iterator[str]:
+    """JSON lines for ``texts`` from Ray Data batch inference, in input order."""
+    import ray  # RAY
+    import ray.data  # RAY
+
+    from drml_ray.ray_env import ensure_ray
+
+    ensure_ray()
+    max_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    ray.data.DataContext.get_current().execution_options.preserve_order = True  # RAY
+    ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])  # RAY
+    ds = ds.map_batches(  # RAY: an autoscaling pool of 1..max_actors model replicas
+        RayPredictor,
+        fn_constructor_kwargs={"model_dir": str(Path(model_dir).resolve()), "pretokenized": pretokenized,
+                               "batch_size": batch_size},  # fmt: skip
+        batch_size=max(batch_size, 256),
+        concurrency=(1, max_actors),
+        num_cpus=1,
+    )
+    for row in ds.iter_rows():
+        yield row["json"]
+
+
+def predict_lines(
+    model_dir: str | Path,
+    texts: Sequence[str],
+    pretokenized: bool,
+    *,
+    engine: Literal["auto", "local", "ray"] = "auto",
+    batch_size: int = 64,
+) -> Iterator[str]:
+    """JSON lines for ``texts``: in this process, or through Ray Data for large inputs."""
+    if engine == "ray" or (engine == "auto" and len(texts) >= RAY_THRESHOLD):
+        yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size)
+        return
+    saved = load_saved_model(model_dir)
+    for record in predict_records(saved, texts, pretokenized, batch_size):
+        yield json.dumps(record, ensure_ascii=False)

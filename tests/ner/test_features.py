@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drml_ray.ner.features import IGNORE, Window, encode, merge_windows, plan_windows
+
+LABELS = ["O", "B-MISC", "I-MISC", "B-ORG", "I-ORG"]
+L2I = {label: i for i, label in enumerate(LABELS)}
+WORDS = ["EU", "rejects", "Washington-based", "."]
+TAGS = ["B-ORG", "O", "B-MISC", "O"]
+X = IGNORE
+
+
+def test_alignment_first_sub_token_carries_the_label(hand_tokenizer):
+    # EU -> eu(14); rejects -> re(15) ##jects(16); Washington-based -> wash(9) ##ing ##ton - based; . -> 17
+    [window] = encode(hand_tokenizer, [WORDS], [TAGS], L2I, max_length=64, overlap=4)
+    assert window.input_ids == [2, 14, 15, 16, 9, 10, 11, 12, 13, 17, 3]
+    assert window.labels == [X, 3, 0, X, 1, X, X, X, X, 0, X]
+    assert window.word_starts == [1, 2, 4, 9]
+    assert (window.sentence, window.first_word) == (0, 0)
+
+
+def test_label_all_tokens_turns_b_into_i_after_the_first_piece(hand_tokenizer):
+    [window] = encode(hand_tokenizer, [WORDS], [TAGS], L2I, max_length=64, overlap=4, label_all_tokens=True)
+    assert window.labels == [X, 3, 0, 0, 1, 2, 2, 2, 2, 0, X]
+
+
+def test_unlabelled_text_has_no_loss_positions(hand_tokenizer):
+    [window] = encode(hand_tokenizer, [WORDS], None, L2I, max_length=64, overlap=4)
+    assert set(window.labels) == {X}
+
+
+@pytest.mark.parametrize(
+    ("lengths", "budget", "overlap", "expected"),
+    [
+        ([1, 1, 1], 5, 2, [(0, 3)]),  # fits: one window
+        ([1, 1, 1, 1, 1], 3, 1, [(0, 3), (2, 5)]),
+        ([2, 2, 2, 2], 4, 1, [(0, 2), (1, 3), (2, 4)]),
+        ([1, 1, 1, 1, 1, 1], 4, 2, [(0, 4), (2, 6)]),
+        ([1, 5, 1], 3, 1, [(0, 1), (1, 2), (2, 3)]),  # a word longer than the budget stands alone
+        ([1, 1, 1, 1], 2, 5, [(0, 2), (1, 3), (2, 4)]),  # overlap >= window: still moves forward
+    ],
+)
+def test_plan_windows_hand_cases(lengths, budget, overlap, expected):
+    assert plan_windows(lengths, budget, overlap) == expected
+
+
+def test_long_sentence_is_split_never_truncated(hand_tokenizer):
+    # max_length 6 -> 4 word pieces per window; the 5-piece word keeps its first 4 pieces.
+    windows = encode(hand_tokenizer, [WORDS], [TAGS], L2I, max_length=6, overlap=1)
+    assert [(w.first_word, w.n_words) for w in windows] == [(0, 2), (1, 1), (2, 1), (3, 1)]
+    assert windows[0].input_ids == [2, 14, 15, 16, 3]
+    assert windows[2].input_ids == [2, 9, 10, 11, 12, 3]
+    assert windows[2].labels == [X, 1, X, X, X, X]
+    assert all(len(w.input_ids) <= 6 for w in windows)
+    covered = {w.first_word + j for w in windows for j in range(w.n_words)}
+    assert covered == {0, 1, 2, 3}
+
+
+def test_merge_takes_each_word_from_the_window_where_it_is_most_central():
+    # 6 words, windows (0, 4) and (2, 6): word 2 is central in the first, word 3 in the second.
+    windows = [Window(0, 0, [], [], [1, 2, 3, 4]), Window(0, 2, [], [], [1, 2, 3, 4])]
+    preds = [np.array([10, 11, 12, 13]), np.array([20, 21, 22, 23])]
+    scores = [np.full(4, 0.1), np.full(4, 0.2)]
+    merged, merged_scores = merge_windows(windows, preds, scores, [6])
+    assert merged[0].tolist() == [10, 11, 12, 21, 22, 23]
+    assert merged_scores[0].tolist() == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.2, 0.2])
+
+
+def test_merge_ties_go_to_the_earlier_window():
+    windows = [Window(0, 0, [], [], [1, 2, 3]), Window(0, 2, [], [], [1, 2, 3])]
+    merged, _ = merge_windows(windows, [np.array([1, 2, 3]), np.array([7, 8, 9])], [np.ones(3)] * 2, [5])
+    assert merged[0].tolist() == [1, 2, 3, 8, 9]

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForTokenClassification
+
+from drml_ray.config import ModelConfig
+from drml_ray.ner.modeling import build_model, export_model, param_groups, save_hf_folder
+from drml_ray.ner.train_loop import lr_factor
+
+LABELS = ["O", "B-PER", "I-PER"]
+
+
+def tiny(strategy: str, **kwargs) -> torch.nn.Module:
+    cfg = ModelConfig(backbone="tiny-random-bert", strategy=strategy, **kwargs)
+    return build_model(cfg, LABELS, seed=0, vocab_size=40)
+
+
+def trainable(model: torch.nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_lr_schedule_hand_values():
+    assert [lr_factor(s, 2, 10) for s in (0, 1, 2, 6, 10, 12)] == [0.0, 0.5, 1.0, 0.5, 0.0, 0.0]
+    assert lr_factor(0, 0, 4) == 1.0  # no warm-up
+
+
+def test_label_maps_in_config_and_seeded_head():
+    model = tiny("full")
+    assert model.config.id2label == {0: "O", 1: "B-PER", 2: "I-PER"}
+    assert torch.equal(model.classifier.weight, tiny("full").classifier.weight)
+
+
+def test_top_strategy_trains_last_layers_and_head_only():
+    names = trainable(tiny("top", top_layers=1))
+    assert names and all(n.startswith(("bert.encoder.layer.1.", "classifier.")) for n in names)
+    assert "classifier.weight" in names and "bert.encoder.layer.1.output.dense.weight" in names
+    with pytest.raises(ValueError, match="top_layers=3 but the encoder has 2 layers"):
+        tiny("top", top_layers=3)
+
+
+def test_no_weight_decay_on_biases_and_layernorm():
+    model = tiny("full")
+    decay, no_decay = param_groups(model, 0.01)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 2 and "LayerNorm" not in names[id(p)] for p in decay["params"])
+    assert any("LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_lora_trains_adapters_and_head_and_exports_a_plain_model(tmp_path, hand_tokenizer):
+    model = tiny("lora", lora={"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["query", "value"]})
+    names = trainable(model)
+    assert any("lora_A" in n for n in names) and any("classifier" in n for n in names)
+    assert all("lora_" in n or "classifier" in n for n in names)
+    with torch.no_grad():  # make the adapters do something, so merging is visible
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_()
+    model.eval()
+    ids = torch.tensor([[2, 5, 6, 3]])
+    expected = model(input_ids=ids).logits
+    save_hf_folder(model, hand_tokenizer, tmp_path / "best")
+    plain = AutoModelForTokenClassification.from_pretrained(tmp_path / "best").eval()
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    torch.testing.assert_close(plain(input_ids=ids).logits, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_export_of_a_plain_model_is_itself():
+    model = tiny("full")
+    assert export_model(model) is model

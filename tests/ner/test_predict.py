@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from drml_ray.config import ModelConfig
+from drml_ray.ner.evaluate import load_saved_model
+from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
+from drml_ray.ner.predict import entities_from_tags, predict_lines, predict_records, read_inputs, split_words
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def test_split_words_offsets():
+    text = "Hi, Bob's well-known U.S. trip"
+    spans = split_words(text)
+    assert [text[s:e] for s, e in spans] == ["Hi", ",", "Bob's", "well-known", "U", ".", "S", ".", "trip"]
+
+
+def test_entities_from_tags_hand_case():
+    text = "Anna Smith met Bob in New York"
+    spans = split_words(text)
+    tags = ["B-PER", "I-PER", "O", "I-PER", "O", "B-LOC", "I-LOC"]  # a lone I-PER still names an entity
+    scores = [0.9, 0.7, 0.99, 0.6, 0.99, 0.8, 0.6]
+    assert entities_from_tags(text, spans, tags, scores) == [
+        {"type": "PER", "start": 0, "end": 10, "text": "Anna Smith", "score": 0.8},
+        {"type": "PER", "start": 15, "end": 18, "text": "Bob", "score": 0.6},
+        {"type": "LOC", "start": 22, "end": 30, "text": "New York", "score": 0.7},
+    ]
+    # B- after B- of the same type starts a new entity; I- of another type does too.
+    assert [e["text"] for e in entities_from_tags("a b c", split_words("a b c"), ["B-PER", "B-PER", "I-LOC"], [1] * 3)] == [
+        "a", "b", "c",
+    ]  # fmt: skip
+
+
+def test_read_inputs_detects_conll_and_text(tmp_path):
+    conll = tmp_path / "x.conll"
+    conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-NP B-ORG\nsaid VBD B-VP O\n\nHi NN B-NP O\n")
+    assert read_inputs(conll) == (["EU said", "Hi"], True)
+    plain = tmp_path / "x.txt"
+    plain.write_text("Anna met Bob .\nO no\n")
+    assert read_inputs(plain) == (["Anna met Bob .", "O no"], False)
+
+
+@pytest.fixture(scope="module")
+def saved_model_dir(tmp_path_factory):
+    """A random tiny model saved like drml finetune saves one (it predicts plenty of entities)."""
+    tokenizer = load_tokenizer("tiny-random-bert")
+    model = build_model(ModelConfig(backbone="tiny-random-bert"), LABELS, seed=3, vocab_size=len(tokenizer))
+    folder = tmp_path_factory.mktemp("model") / "best"
+    save_hf_folder(model, tokenizer, folder)
+    return folder
+
+
+def test_predicted_offsets_slice_back_to_the_entity_text(saved_model_dir):
+    texts = ["Angela Merkel flew from Berlin to Paris on Monday.", "", "No entities here, probably!"]
+    records = predict_records(load_saved_model(saved_model_dir), texts, pretokenized=False)
+    assert [r["text"] for r in records] == texts
+    assert records[1]["entities"] == []
+    found = [e for r in records for e in r["entities"]]
+    assert found, "a random 5-label model should tag something"
+    for record in records:
+        for e in record["entities"]:
+            assert record["text"][e["start"] : e["end"]] == e["text"]
+            assert e["type"] in {"LOC", "PER"} and 0 < e["score"] <= 1
+
+
+def test_long_input_is_windowed_not_truncated(saved_model_dir):
+    saved = load_saved_model(saved_model_dir)
+    text = " ".join(["Berlin"] * 700)  # 700 words > the 512-position window
+    [record] = predict_records(saved, [text], pretokenized=True)
+    assert max((e["end"] for e in record["entities"]), default=0) <= len(text)
+    from drml_ray.ner.evaluate import predict_tags
+
+    tags, _ = predict_tags(saved, [text.split(" ")])
+    assert len(tags[0]) == 700
+
+
+def test_predict_lines_local_engine_emits_json(saved_model_dir):
+    lines = list(predict_lines(saved_model_dir, ["EU rejects German call ."], True, engine="local"))
+    assert json.loads(lines[0])["text"] == "EU rejects German call ."
