@@ -1,0 +1,226 @@
+"""The ``drml`` command.
+
+Every command that writes takes ``--output-dir`` (default ``runs/<experiment name>``) and refuses to
+overwrite a finished run unless ``--overwrite`` is given. Errors in user input (configs, corpora,
+paths) are printed as one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from drml_ray.config import ConfigError
+from drml_ray.data.conll import CorpusFormatError
+from drml_ray.data.fetch import FetchError
+from drml_ray.runs import RunExistsError
+
+app = typer.Typer(
+    help="drml-ray: distributed NER fine-tuning and meta-learning on Ray.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+USER_ERRORS = (ConfigError, CorpusFormatError, FetchError, RunExistsError, FileNotFoundError, KeyError, ValueError)
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+OutputDir = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory [default: runs/<name>].")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
+
+
+def _fail(err: BaseException) -> None:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    typer.secho(f"drml: error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command(epilog="Example: `drml finetune configs/ner/smoke.yaml --set train.epochs=2 --set model.strategy=lora`")
+def finetune(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/ner/conll2003.yaml.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3 (repeatable).")
+    ] = None,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Fine-tune a token-classification model on Ray Train; writes best/, reports and results.json."""
+    from drml_ray.config import load_config
+    from drml_ray.ner.finetune import run_finetune
+    from drml_ray.runs import default_run_dir
+
+    try:
+        cfg = load_config(config, set_ or [])
+        run_finetune(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command(
+    epilog="Examples: `drml evaluate runs/smoke/best runs/smoke/config.yaml` · "
+    "`drml evaluate runs/conll2003/best conll2003 --split dev`"
+)
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")],
+    data: Annotated[
+        str,
+        typer.Argument(help="A corpus name (conll2003, crossner_politics, generated), a CoNLL/Parquet file, "
+                       "or an experiment YAML (its data section, e.g. runs/smoke/config.yaml)."),
+    ],
+    split: Annotated[str, typer.Option(help="Split of a named corpus: train, dev or test.")] = "test",
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
+    from drml_ray.config import DataConfig, load_config
+    from drml_ray.data.conll import read_corpus_file
+    from drml_ray.data.load import load_corpus
+    from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
+    from drml_ray.ner.metrics import format_split
+    from drml_ray.runs import atomic_write_json, atomic_write_text, default_run_dir, prepare_run_dir
+
+    try:
+        if split not in ("train", "dev", "test"):
+            raise ValueError(f"--split must be train, dev or test, not {split!r}")
+        if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
+            cfg = load_config(data)
+            sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
+        elif Path(data).is_file():
+            sentences, data_name = read_corpus_file(data), Path(data).stem
+        else:
+            sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
+        name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
+        run_dir = prepare_run_dir(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
+        scores = evaluate_sentences(load_saved_model(model_dir), sentences, batch_size=batch_size)
+        report = format_split(scores, split)
+        atomic_write_text(run_dir / f"report_{split}.txt", report)
+        atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data})
+        typer.echo(report)
+        typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command(
+    epilog='Examples: `drml predict runs/quickstart/best --text "Angela Merkel visited Paris."` · '
+    "`drml predict runs/conll2003/best --input eng.testb --output preds.jsonl`"
+)
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")],
+    text: Annotated[str | None, typer.Option("--text", help="One sentence to tag.")] = None,
+    input_: Annotated[Path | None, typer.Option("--input", help="Plain text (a sentence per line) or CoNLL.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,
+    input_format: Annotated[str, typer.Option("--format", help="auto, text or conll.")] = "auto",
+    engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    overwrite: Overwrite = False,
+) -> None:
+    """Tag entities; prints one JSON object per input line with character offsets and scores."""
+    from drml_ray.ner.predict import predict_lines, read_inputs
+    from drml_ray.runs import atomic_write_text
+
+    try:
+        if (text is None) == (input_ is None):
+            raise ValueError("give exactly one of --text or --input")
+        if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
+            raise ValueError("--format is auto|text|conll and --engine is auto|local|ray")
+        if output is not None and output.exists() and not overwrite:
+            raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
+        texts, pretokenized = ([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
+        lines = predict_lines(model_dir, texts, pretokenized, engine=engine, batch_size=batch_size)  # type: ignore[arg-type]
+        if output is None:
+            for line in lines:
+                typer.echo(line)
+        else:
+            atomic_write_text(output, "".join(f"{line}\n" for line in lines))
+            typer.echo(f"[drml] {len(texts):,} predictions written to {output}", err=True)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@app.command(epilog="Example: `DRML_DATA_MIRROR=../shared/data drml quickstart`")
+def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> None:
+    """The embedded default: fine-tune the packaged MiniLM on CrossNER politics (or a generated
+    corpus when no copy is reachable) with 2 Ray Train workers on a local Ray, then print the
+    reports and a few predictions."""
+    from drml_ray.quickstart import run_quickstart
+
+    try:
+        run_quickstart(REPO_CONFIGS / "ner" / "quickstart.yaml", output_dir, overwrite=overwrite)
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """The corpora drml-ray can fetch by name, and whether each is in the cache."""
+    from drml_ray.data.fetch import cached_paths, data_dir
+    from drml_ray.data.registry import CORPORA
+
+    typer.echo(f"cache: {data_dir()}  (DRML_DATA_DIR)   mirror: {os.environ.get('DRML_DATA_MIRROR') or '-'}")
+    for spec in CORPORA.values():
+        state = "cached" if cached_paths(spec) else "not cached"
+        typer.echo(f"{spec.name:22} {state:11} {spec.scheme}  {spec.description}; licence: {spec.licence}")
+    typer.echo(f"{'generated':22} {'built-in':11} iob2  template sentences (PER, ORG, LOC, MISC) for tests")
+
+
+@data_app.command("fetch", epilog="Examples: `drml data fetch crossner_politics` · `drml data fetch conll2003 --source ~/conll`")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="A corpus name (drml data list), or 'crossner' for all five domains.")],
+    source: Annotated[str | None, typer.Option(help="A folder or URL holding the files (beats DRML_DATA_MIRROR).")] = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if cached.")] = False,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Cache folder [default: DRML_DATA_DIR].")] = None,
+) -> None:
+    """Download (or copy from a mirror) a corpus into the cache, verifying sha256."""
+    from drml_ray.data.fetch import fetch
+    from drml_ray.data.registry import CROSSNER_DOMAINS, get_spec
+
+    try:
+        if output_dir is not None:
+            os.environ["DRML_DATA_DIR"] = str(output_dir)
+        names = [f"crossner_{d}" for d in CROSSNER_DOMAINS] if name == "crossner" else [name]
+        for corpus in names:
+            paths = fetch(get_spec(corpus), source=source, force=force)
+            for split, path in paths.items():
+                typer.echo(f"{corpus} {split}: {path}")
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+@data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")
+def data_convert(
+    source: Annotated[Path, typer.Argument(help="A CoNLL or .parquet corpus file.")],
+    dest: Annotated[Path, typer.Argument(help="Output: .parquet for Parquet, anything else for CoNLL columns.")],
+    from_scheme: Annotated[str, typer.Option(help="Tag scheme of SOURCE: iob1 or iob2.")] = "iob2",
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert a corpus between CoNLL columns and Parquet; IOB1 input is rewritten as IOB2."""
+    from drml_ray.data.conll import read_corpus_file, write_conll
+    from drml_ray.data.parquet import write_parquet
+
+    try:
+        if from_scheme not in ("iob1", "iob2"):
+            raise ValueError(f"--from-scheme must be iob1 or iob2, not {from_scheme!r}")
+        if dest.exists() and not overwrite:
+            raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
+        sentences = read_corpus_file(source, scheme=from_scheme)  # type: ignore[arg-type]
+        (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
+        typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
+    except USER_ERRORS as err:
+        _fail(err)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="[drml] %(message)s", stream=sys.stderr)
+    for noisy in ("ray", "transformers", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    app()
+

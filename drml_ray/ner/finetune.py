@@ -1,0 +1,149 @@
+"""``drml finetune``: the driver side of distributed NER fine-tuning on Ray Train.
+
+1. prepare the run directory (refuse a finished run without ``--overwrite``, resume an unfinished one),
+2. load the corpus and write the resolved ``config.yaml``,
+3. run a ``TorchTrainer`` with ``train_loop_per_worker`` on ``scaling.num_workers`` workers,
+4. export the best checkpoint (by dev entity F1) to ``best/`` as a Hugging Face folder,
+5. score ``best/`` on dev and test, write ``report_{dev,test}.txt`` and, last, ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drml_ray.config import FinetuneConfig, dump_config
+from drml_ray.data.load import NerCorpus, load_corpus
+from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
+from drml_ray.ner.metrics import format_split
+from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
+from drml_ray.ner.train_loop import STATE_FILE, train_loop_per_worker
+from drml_ray.runs import atomic_write_json, atomic_write_text, prepare_run_dir, replace_dir
+
+log = logging.getLogger(__name__)
+
+TRAIN_SUBDIR = "train"
+"""Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
+
+
+class ConfigMismatchError(RuntimeError):
+    """An unfinished run directory was started with a different config."""
+
+
+def _write_config(run_dir: Path, cfg: FinetuneConfig) -> None:
+    text = dump_config(cfg)
+    existing = run_dir / "config.yaml"
+    if existing.exists() and existing.read_text(encoding="utf-8") != text and (run_dir / TRAIN_SUBDIR).exists():
+        raise ConfigMismatchError(
+            f"{run_dir} holds an unfinished run of a different config ({existing}); "
+            "pass --overwrite to start over, or --output-dir to run elsewhere"
+        )
+    atomic_write_text(existing, text)
+
+
+def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
+    """Steps 3: the Ray Train run. Returns Ray's ``Result``."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig  # RAY
+    from ray.train.torch import TorchTrainer  # RAY
+
+    from drml_ray.ray_env import ensure_ray
+
+    ensure_ray()
+    as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in ("train", "dev")}
+    fail_after = int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
+    trainer = TorchTrainer(  # RAY
+        train_loop_per_worker,
+        train_loop_config={"experiment": cfg.model_dump(mode="json"), "labels": corpus.labels,
+                           "run_dir": str(run_dir), "fail_after_eval": fail_after, **as_pairs},  # fmt: skip
+        scaling_config=ScalingConfig(
+            num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
+        ),  # fmt: skip
+        run_config=RunConfig(
+            name=TRAIN_SUBDIR,
+            storage_path=str(run_dir),
+            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+            # Keeps the best checkpoint by dev F1 and, always, the latest (to resume from).
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute="dev_f1", checkpoint_score_order="max"
+            ),
+            logging_config=LoggingConfig(log_level="WARNING"),
+            # Worker prints go straight to the driver's console (Ray Train's print patch doubles them).
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        ),
+    )
+    return trainer.fit()
+
+
+def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, out_dir: Path) -> None:
+    """Step 4: rebuild the model, load the checkpoint's weights, save a plain HF folder atomically."""
+    tokenizer = load_tokenizer(cfg.model.backbone)
+    model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
+    state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_hf_folder(model, tokenizer, tmp)
+    # Windowing settings travel in config.json so evaluate/predict split long sentences the same way.
+    config_path = tmp / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["drml"] = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap}
+    config_path.write_text(json.dumps(saved, indent=2) + "\n")
+    replace_dir(tmp, out_dir)
+
+
+def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Train, export, evaluate; returns what was written to ``results.json``."""
+    run_dir = prepare_run_dir(run_dir, overwrite=overwrite)
+    resuming = (run_dir / TRAIN_SUBDIR / "checkpoint_manager_snapshot.json").exists()
+    print(f"[drml] run '{cfg.name}' -> {run_dir}" + (" (resuming the unfinished run found there)" if resuming else ""))
+    corpus = load_corpus(cfg.data)
+    print(f"[drml] {corpus.describe()}")
+    _write_config(run_dir, cfg)
+    print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"
+          + (" + 1 GPU" if cfg.scaling.use_gpu else ""))  # fmt: skip
+
+    started = time.perf_counter()
+    result = run_training(cfg, corpus, run_dir)
+    wall_s = time.perf_counter() - started
+    if not result.best_checkpoints:
+        raise RuntimeError(f"{run_dir}: training reported no checkpoint")
+    best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["dev_f1"])
+    latest = torch.load(Path(result.checkpoint.path) / STATE_FILE, map_location="cpu", weights_only=False)["loop"]
+
+    best_dir = run_dir / "best"
+    export_best(cfg, corpus.labels, Path(best_checkpoint.path), best_dir)
+    print(f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f} -> {best_dir}")
+
+    saved = load_saved_model(best_dir)
+    scores = {}
+    for split in ("dev", "test"):
+        scores[split] = evaluate_sentences(saved, corpus.splits[split], batch_size=cfg.train.eval_batch_size)
+        report = format_split(scores[split], split)
+        atomic_write_text(run_dir / f"report_{split}.txt", report)
+        print(report)
+    results = {
+        **scores,
+        "best_epoch": best_metrics["epoch"],
+        "history": latest["history"],
+        "train": {
+            "tokens_per_s": latest["train_tokens"] / max(1e-9, latest["train_seconds"]),
+            "wall_s": wall_s,
+            "train_s": latest["train_seconds"],
+            "steps": latest["global_step"],
+            "num_workers": cfg.scaling.num_workers,
+            "resumed_at_steps": latest["resumed_at_steps"],
+        },
+        "data": {"name": corpus.name, "generated": corpus.generated, "sources": corpus.sources,
+                 "sizes": {k: len(v) for k, v in corpus.splits.items()}, "labels": corpus.labels},  # fmt: skip
+    }
+    atomic_write_json(run_dir / "results.json", results)  # written last: marks the run finished
+    print(f"[drml] test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; everything is in {run_dir}")
+    return results

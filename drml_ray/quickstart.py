@@ -1,0 +1,42 @@
+"""``drml quickstart``: fine-tune, report, and show a few predictions, on a local Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from drml_ray.config import load_config
+from drml_ray.data.load import load_corpus
+from drml_ray.ner.finetune import run_finetune
+from drml_ray.ner.predict import predict_lines
+from drml_ray.runs import FINISHED_MARKER, default_run_dir
+
+N_EXAMPLES = 5
+
+
+def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: bool = False) -> Path:
+    """Run the quickstart experiment (or reuse a finished one) and print example predictions."""
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: drml quickstart runs the config of a drml-ray checkout")
+    cfg = load_config(config_path)
+    run_dir = Path(output_dir or default_run_dir(cfg.name)).resolve()
+    if (run_dir / FINISHED_MARKER).exists() and not overwrite:
+        print(f"[drml] {run_dir} already holds a finished quickstart (pass --overwrite to train again):")
+        for split in ("dev", "test"):
+            print((run_dir / f"report_{split}.txt").read_text(encoding="utf-8"))
+    else:
+        run_finetune(cfg, run_dir, overwrite=overwrite)
+    results = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
+    test = load_corpus(cfg.data, progress=False).splits["test"][:N_EXAMPLES]
+    texts = [" ".join(s.tokens) for s in test]
+    print(f"== a few test sentences through drml predict ({results['data']['name']}) ==")
+    for line in predict_lines(run_dir / "best", texts, pretokenized=True, engine="local"):
+        record = json.loads(line)
+        found = ", ".join(f"{e['text']} [{e['type']} {e['score']:.2f}]" for e in record["entities"]) or "(none)"
+        print(f"- {record['text']}\n    -> {found}")
+    print(
+        f"\n[drml] everything is in {run_dir}: best/ (Hugging Face model), results.json, report_dev.txt, "
+        f"report_test.txt, config.yaml, tensorboard/ (tensorboard --logdir {run_dir / 'tensorboard'})\n"
+        f"[drml] next: drml predict {run_dir / 'best'} --text \"Your sentence here.\""
+    )
+    return run_dir

@@ -1,0 +1,161 @@
+"""End-to-end runs on Ray Train (2 workers, tiny random BERT, generated corpus), sharing one Ray."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import load_config
+from drml_ray.ner.finetune import run_finetune
+from drml_ray.ner.modeling import build_model, load_tokenizer
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "ner" / "smoke.yaml"
+STEPS_PER_EPOCH = 240 // 16  # smoke: 240 generated training sentences, global batch 16
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture(scope="module")
+def smoke_run(ray_session, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "smoke"
+    result = cli("finetune", SMOKE, "--output-dir", run_dir, "--set", "train.epochs=12", "--set", "train.patience=1")
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_run_directory_layout(smoke_run):
+    for name in ("config.yaml", "results.json", "report_dev.txt", "report_test.txt",
+                 "best/config.json", "best/model.safetensors", "best/tokenizer.json"):  # fmt: skip
+        assert (smoke_run / name).is_file(), name
+    assert list((smoke_run / "tensorboard").glob("events.out.tfevents.*"))
+    assert load_config(smoke_run / "config.yaml").train.epochs == 12  # the resolved config, overrides applied
+    report = (smoke_run / "report_test.txt").read_text()
+    assert "entity level" in report and "token level" in report
+
+
+def test_results_json_shape_and_early_stopping(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    for split in ("dev", "test"):
+        entity, token = results[split]["entity"], results[split]["token"]
+        assert set(entity) == {"micro", "macro", "weighted", "per_type"}
+        assert set(entity["per_type"]) == {"PER", "ORG", "LOC", "MISC"}
+        assert set(token["per_tag"]) >= {"O", "B-PER", "I-PER"}
+        assert all(0.0 <= entity[a]["f1"] <= 1.0 for a in ("micro", "macro", "weighted"))
+    assert results["data"] == results["data"] | {"generated": True, "sizes": {"train": 240, "dev": 60, "test": 60}}
+    history = results["history"]
+    assert history[-1]["stopped_early"] and len(history) < 12  # patience 1 ended it before epoch 12
+    best = max(history, key=lambda h: h["dev_f1"])
+    assert results["best_epoch"] == best["epoch"]
+    assert results["test"]["entity"]["micro"]["f1"] > 0.5  # it learned something
+    assert results["train"]["tokens_per_s"] > 0 and results["train"]["wall_s"] > 0
+
+
+def test_token_report_support_is_the_word_count(smoke_run):
+    from drml_ray.data.generated import generate_sentences
+
+    results = json.loads((smoke_run / "results.json").read_text())
+    n_words = sum(len(s.tokens) for s in generate_sentences(60, 13 + 2))  # the generated test split
+    assert results["test"]["token"]["micro"]["support"] == n_words
+
+
+def test_f1_gathered_from_two_workers_equals_single_process_f1(smoke_run):
+    results = json.loads((smoke_run / "results.json").read_text())
+    best = max(results["history"], key=lambda h: h["dev_f1"])  # scored on 2 workers during training
+    assert results["dev"]["entity"]["micro"]["f1"] == pytest.approx(best["dev_f1"], abs=1e-12)  # best/ in 1 process
+
+
+def test_saved_model_loads_with_plain_transformers_pipeline(smoke_run):
+    from transformers import pipeline
+
+    ner = pipeline("token-classification", model=str(smoke_run / "best"), aggregation_strategy="first")
+    entities = ner("Anna Schmidt joined Siemens in Berlin .")
+    assert {e["entity_group"] for e in entities} <= {"PER", "ORG", "LOC", "MISC"}
+    assert entities
+
+
+def test_finished_run_is_not_overwritten(smoke_run):
+    before = (smoke_run / "results.json").read_text()
+    result = cli("finetune", SMOKE, "--output-dir", smoke_run)
+    assert result.exit_code == 2
+    assert "finished run" in result.output and "--overwrite" in result.output
+    assert (smoke_run / "results.json").read_text() == before
+
+
+def test_evaluate_command_matches_the_run(smoke_run, tmp_path):
+    result = cli("evaluate", smoke_run / "best", smoke_run / "config.yaml", "--output-dir", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "ev" / "eval_test.json").read_text())["test"]
+    results = json.loads((smoke_run / "results.json").read_text())
+    assert scored["entity"]["micro"]["f1"] == pytest.approx(results["test"]["entity"]["micro"]["f1"])
+
+
+def test_predict_command_offsets_and_ray_data_engine(smoke_run, tmp_path):
+    lines = "Anna Schmidt joined Siemens in Berlin.\nReuters said Peter Okafor would visit Lagos on Monday.\n"
+    (tmp_path / "in.txt").write_text(lines * 3)
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.jsonl"
+        result = cli("predict", smoke_run / "best", "--input", tmp_path / "in.txt", "--output", out, "--engine", engine)
+        assert result.exit_code == 0, result.output
+        outputs[engine] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert outputs["ray"] == outputs["local"]  # Ray Data batch inference: same entities, same order
+    assert [r["text"] for r in outputs["local"]] == lines.splitlines() * 3
+    assert any(r["entities"] for r in outputs["local"])
+    for record in outputs["local"]:
+        for e in record["entities"]:
+            assert record["text"][e["start"] : e["end"]] == e["text"]
+    single = cli("predict", smoke_run / "best", "--text", "Maria Rossi visited Kyoto.")
+    assert single.exit_code == 0 and json.loads(single.output.strip().splitlines()[-1])["text"] == "Maria Rossi visited Kyoto."
+
+
+@pytest.mark.parametrize("strategy", ["lora", "top"])
+def test_lora_and_top_runs_save_and_reload(ray_session, tmp_path, strategy):
+    from transformers import AutoModelForTokenClassification
+
+    cfg = load_config(SMOKE, [f"model.strategy={strategy}", "model.top_layers=1", "train.epochs=2",
+                              "model.lora.r=4", "train.lr=1.0e-2"])  # fmt: skip
+    results = run_finetune(cfg, tmp_path / strategy)
+    saved = AutoModelForTokenClassification.from_pretrained(tmp_path / strategy / "best")
+    assert not any("lora" in name for name, _ in saved.named_parameters())  # adapters merged
+    fresh = build_model(cfg.model.model_copy(update={"strategy": "full"}), results["data"]["labels"], seed=cfg.seed,
+                        vocab_size=len(load_tokenizer(cfg.model.backbone)))  # fmt: skip
+    frozen = "bert.encoder.layer.0.attention.self.key.weight"  # frozen under both strategies
+    assert torch.equal(saved.state_dict()[frozen], fresh.state_dict()[frozen])
+    trained = "classifier.weight"
+    assert not torch.equal(saved.state_dict()[trained], fresh.state_dict()[trained])
+    if strategy == "lora":  # the merged adapters changed the query projection
+        changed = "bert.encoder.layer.0.attention.self.query.weight"
+    else:
+        changed = "bert.encoder.layer.1.output.dense.weight"
+    assert not torch.equal(saved.state_dict()[changed], fresh.state_dict()[changed])
+
+
+def test_failure_config_restarts_workers_from_the_latest_checkpoint(ray_session, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRML_TEST_FAIL_AFTER_EVAL", "1")
+    cfg = load_config(SMOKE, ["train.epochs=2", "scaling.max_failures=1"])
+    results = run_finetune(cfg, tmp_path / "ft")
+    assert (tmp_path / "ft" / ".injected_failure").exists()
+    assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
+    assert [h["epoch"] for h in results["history"]] == [1.0, 2.0]
+
+
+def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path, monkeypatch):
+    cfg = load_config(SMOKE, ["train.epochs=2"])
+    monkeypatch.setenv("DRML_TEST_FAIL_AFTER_EVAL", "1")
+    with pytest.raises(Exception, match="injected failure"):
+        run_finetune(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
+    monkeypatch.delenv("DRML_TEST_FAIL_AFTER_EVAL")
+    results = run_finetune(cfg, tmp_path / "run")  # same directory, no --overwrite: resumes
+    assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
+    assert [h["step"] for h in results["history"]] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
