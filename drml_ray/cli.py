@@ -32,7 +32,9 @@ app.add_typer(data_app, name="data")
 USER_ERRORS = (ConfigError, CorpusFormatError, FetchError, RunExistsError, FileNotFoundError, KeyError, ValueError)
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
-OutputDir = Annotated[Path | None, typer.Option("--output-dir", "-o", help="Run directory [default: runs/<name>].")]
+OutputDir = Annotated[
+    Path | None, typer.Option("--output-dir", "-o", help="Run directory [default: runs/NAME, NAME from the config].")
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
 
 
@@ -71,8 +73,10 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")],
     data: Annotated[
         str,
-        typer.Argument(help="A corpus name (conll2003, crossner_politics, generated), a CoNLL/Parquet file, "
-                       "or an experiment YAML (its data section, e.g. runs/smoke/config.yaml)."),
+        typer.Argument(
+            help="A corpus name (conll2003, crossner_politics, generated), a CoNLL/Parquet file, "
+            "or an experiment YAML (its data section, e.g. runs/smoke/config.yaml)."
+        ),
     ],
     split: Annotated[str, typer.Option(help="Split of a named corpus: train, dev or test.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
@@ -172,12 +176,18 @@ def data_list() -> None:
     typer.echo(f"{'generated':22} {'built-in':11} iob2  template sentences (PER, ORG, LOC, MISC) for tests")
 
 
-@data_app.command("fetch", epilog="Examples: `drml data fetch crossner_politics` · `drml data fetch conll2003 --source ~/conll`")
+@data_app.command(
+    "fetch", epilog="Examples: `drml data fetch crossner_politics` · `drml data fetch conll2003 --source ~/conll`"
+)
 def data_fetch(
     name: Annotated[str, typer.Argument(help="A corpus name (drml data list), or 'crossner' for all five domains.")],
-    source: Annotated[str | None, typer.Option(help="A folder or URL holding the files (beats DRML_DATA_MIRROR).")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="A folder or URL holding the files (beats DRML_DATA_MIRROR).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Fetch again even if cached.")] = False,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Cache folder [default: DRML_DATA_DIR].")] = None,
+    output_dir: Annotated[
+        Path | None, typer.Option("--output-dir", "-o", help="Cache folder [default: DRML_DATA_DIR].")
+    ] = None,
 ) -> None:
     """Download (or copy from a mirror) a corpus into the cache, verifying sha256."""
     from drml_ray.data.fetch import fetch
@@ -223,4 +233,3 @@ def main() -> None:
     for noisy in ("ray", "transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     app()
-

@@ -37,6 +37,6 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
     print(
         f"\n[drml] everything is in {run_dir}: best/ (Hugging Face model), results.json, report_dev.txt, "
         f"report_test.txt, config.yaml, tensorboard/ (tensorboard --logdir {run_dir / 'tensorboard'})\n"
-        f"[drml] next: drml predict {run_dir / 'best'} --text \"Your sentence here.\""
+        f'[drml] next: drml predict {run_dir / "best"} --text "Your sentence here."'
     )
     return run_dir

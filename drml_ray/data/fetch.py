@@ -91,7 +91,9 @@ def _copy_one(base: str, remote: RemoteFile, dest: Path, progress: bool) -> None
         tmp.unlink(missing_ok=True)
 
 
-def fetch(spec: CorpusSpec, *, source: str | None = None, force: bool = False, progress: bool = True) -> dict[str, Path]:
+def fetch(
+    spec: CorpusSpec, *, source: str | None = None, force: bool = False, progress: bool = True
+) -> dict[str, Path]:
     """Make ``spec``'s split files available locally and return split -> path.
 
     Raises :class:`FetchError` naming every location tried when none of them delivers all files.

@@ -15,16 +15,40 @@ from drml_ray.data.conll import Sentence
 FIRST = ["Anna", "Peter", "Maria", "John", "Li", "Fatima", "Carlos", "Yuki", "Olga", "Samuel", "Ines", "Tom"]
 LAST = ["Schmidt", "Okafor", "Rossi", "Nguyen", "Kowalski", "Smith", "Haddad", "Tanaka", "Silva", "Berg"]
 ORG = [
-    ["Reuters"], ["United", "Nations"], ["Siemens"], ["European", "Commission"], ["Bank", "of", "Japan"],
-    ["Red", "Cross"], ["Toyota"], ["World", "Health", "Organization"], ["Ajax"], ["Greenpeace"],
+    ["Reuters"],
+    ["United", "Nations"],
+    ["Siemens"],
+    ["European", "Commission"],
+    ["Bank", "of", "Japan"],
+    ["Red", "Cross"],
+    ["Toyota"],
+    ["World", "Health", "Organization"],
+    ["Ajax"],
+    ["Greenpeace"],
 ]
 LOC = [
-    ["Berlin"], ["Lagos"], ["New", "York"], ["Brazil"], ["Kyoto"], ["the", "Alps"], ["Cairo"], ["Lisbon"],
-    ["South", "Africa"], ["Oslo"],
+    ["Berlin"],
+    ["Lagos"],
+    ["New", "York"],
+    ["Brazil"],
+    ["Kyoto"],
+    ["the", "Alps"],
+    ["Cairo"],
+    ["Lisbon"],
+    ["South", "Africa"],
+    ["Oslo"],
 ]
 MISC = [
-    ["German"], ["Olympic", "Games"], ["Nobel", "Prize"], ["French"], ["World", "Cup"], ["Japanese"],
-    ["Euro"], ["Christmas"], ["Brazilian"], ["Grand", "Prix"],
+    ["German"],
+    ["Olympic", "Games"],
+    ["Nobel", "Prize"],
+    ["French"],
+    ["World", "Cup"],
+    ["Japanese"],
+    ["Euro"],
+    ["Christmas"],
+    ["Brazilian"],
+    ["Grand", "Prix"],
 ]
 TEMPLATES = [
     "{PER} joined {ORG} in {LOC} .",

@@ -56,7 +56,9 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
                 raise
             log.warning("%s is not reachable, using the GENERATED corpus instead:\n%s", name, err)
             fallback = load_corpus(DataConfig(corpus="generated", generated=cfg.generated), progress=progress)
-            return NerCorpus(f"generated (fallback for {name})", fallback.splits, fallback.labels, True, fallback.sources)
+            return NerCorpus(
+                f"generated (fallback for {name})", fallback.splits, fallback.labels, True, fallback.sources
+            )
         for split, path in paths.items():
             splits[split] = read_corpus_file(path, scheme=spec.scheme)
             sources[split] = str(path)

@@ -21,9 +21,7 @@ SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.stri
 def write_parquet(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
     """Write sentences to a Parquet file atomically (a temporary file renamed into place)."""
     rows = list(sentences)
-    table = pa.table(
-        {"tokens": [list(s.tokens) for s in rows], "tags": [list(s.tags) for s in rows]}, schema=SCHEMA
-    )
+    table = pa.table({"tokens": [list(s.tokens) for s in rows], "tags": [list(s.tags) for s in rows]}, schema=SCHEMA)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)

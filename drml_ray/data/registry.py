@@ -93,9 +93,7 @@ CONLL2003 = CorpusSpec(
     description="CoNLL-2003 English (original IOB1 files)",
 )
 
-CORPORA: dict[str, CorpusSpec] = {CONLL2003.name: CONLL2003} | {
-    f"crossner_{d}": _crossner(d) for d in CROSSNER_DOMAINS
-}
+CORPORA: dict[str, CorpusSpec] = {CONLL2003.name: CONLL2003} | {f"crossner_{d}": _crossner(d) for d in CROSSNER_DOMAINS}
 
 
 def get_spec(name: str) -> CorpusSpec:

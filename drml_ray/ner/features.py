@@ -61,7 +61,9 @@ def plan_windows(lengths: Sequence[int], budget: int, overlap: int) -> list[tupl
         start = max(end - overlap, start + 1)
 
 
-def _word_pieces(word_ids: Sequence[int | None], input_ids: Sequence[int], n_words: int, unk_id: int) -> list[list[int]]:
+def _word_pieces(
+    word_ids: Sequence[int | None], input_ids: Sequence[int], n_words: int, unk_id: int
+) -> list[list[int]]:
     pieces: list[list[int]] = [[] for _ in range(n_words)]
     for word, token in zip(word_ids, input_ids, strict=True):
         if word is not None:

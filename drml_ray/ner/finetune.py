@@ -60,10 +60,16 @@ def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
     fail_after = int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
     trainer = TorchTrainer(  # RAY
         train_loop_per_worker,
-        train_loop_config={"experiment": cfg.model_dump(mode="json"), "labels": corpus.labels,
-                           "run_dir": str(run_dir), "fail_after_eval": fail_after, **as_pairs},  # fmt: skip
+        train_loop_config={
+            "experiment": cfg.model_dump(mode="json"),
+            "labels": corpus.labels,
+            "run_dir": str(run_dir),
+            "fail_after_eval": fail_after,
+            **as_pairs,
+        },  # fmt: skip
         scaling_config=ScalingConfig(
-            num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
             resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
         ),  # fmt: skip
         run_config=RunConfig(
@@ -120,7 +126,9 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = 
 
     best_dir = run_dir / "best"
     export_best(cfg, corpus.labels, Path(best_checkpoint.path), best_dir)
-    print(f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f} -> {best_dir}")
+    print(
+        f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f} -> {best_dir}"
+    )
 
     saved = load_saved_model(best_dir)
     scores = {}
@@ -141,8 +149,13 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = 
             "num_workers": cfg.scaling.num_workers,
             "resumed_at_steps": latest["resumed_at_steps"],
         },
-        "data": {"name": corpus.name, "generated": corpus.generated, "sources": corpus.sources,
-                 "sizes": {k: len(v) for k, v in corpus.splits.items()}, "labels": corpus.labels},  # fmt: skip
+        "data": {
+            "name": corpus.name,
+            "generated": corpus.generated,
+            "sources": corpus.sources,
+            "sizes": {k: len(v) for k, v in corpus.splits.items()},
+            "labels": corpus.labels,
+        },  # fmt: skip
     }
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the run finished
     print(f"[drml] test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; everything is in {run_dir}")

@@ -29,9 +29,7 @@ def predict_windows(
     was_training = model.training
     model.eval()
     out: dict[int, WindowOutput] = {}
-    amp = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
-    )
+    amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
     for batch in batches:
         inputs = collate([windows[i] for i in batch], pad_id)
         with amp:

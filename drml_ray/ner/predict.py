@@ -137,8 +137,11 @@ def predict_with_ray(
     ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])  # RAY
     ds = ds.map_batches(  # RAY: an autoscaling pool of 1..max_actors model replicas
         RayPredictor,
-        fn_constructor_kwargs={"model_dir": str(Path(model_dir).resolve()), "pretokenized": pretokenized,
-                               "batch_size": batch_size},  # fmt: skip
+        fn_constructor_kwargs={
+            "model_dir": str(Path(model_dir).resolve()),
+            "pretokenized": pretokenized,
+            "batch_size": batch_size,
+        },  # fmt: skip
         batch_size=max(batch_size, 256),
         concurrency=(1, max_actors),
         num_cpus=1,

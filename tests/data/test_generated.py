@@ -9,7 +9,8 @@ def test_generated_corpus_is_deterministic_and_valid_iob2():
     for sentence in a:
         assert len(sentence.tokens) == len(sentence.tags)
         assert iob1_to_iob2(sentence.tags) == list(sentence.tags)  # every entity opens with B-
-        assert not any(t.startswith("I-") and p == "O" for p, t in zip(("O",) + sentence.tags, sentence.tags))
+        previous = ("O",) + sentence.tags[:-1]
+        assert not any(t.startswith("I-") and p == "O" for p, t in zip(previous, sentence.tags, strict=True))
 
 
 def test_splits_differ_and_cover_all_types():

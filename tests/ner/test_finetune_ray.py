@@ -115,7 +115,10 @@ def test_predict_command_offsets_and_ray_data_engine(smoke_run, tmp_path):
         for e in record["entities"]:
             assert record["text"][e["start"] : e["end"]] == e["text"]
     single = cli("predict", smoke_run / "best", "--text", "Maria Rossi visited Kyoto.")
-    assert single.exit_code == 0 and json.loads(single.output.strip().splitlines()[-1])["text"] == "Maria Rossi visited Kyoto."
+    assert (
+        single.exit_code == 0
+        and json.loads(single.output.strip().splitlines()[-1])["text"] == "Maria Rossi visited Kyoto."
+    )
 
 
 @pytest.mark.parametrize("strategy", ["lora", "top"])

@@ -29,9 +29,8 @@ def test_entities_from_tags_hand_case():
         {"type": "LOC", "start": 22, "end": 30, "text": "New York", "score": 0.7},
     ]
     # B- after B- of the same type starts a new entity; I- of another type does too.
-    assert [e["text"] for e in entities_from_tags("a b c", split_words("a b c"), ["B-PER", "B-PER", "I-LOC"], [1] * 3)] == [
-        "a", "b", "c",
-    ]  # fmt: skip
+    entities = entities_from_tags("a b c", split_words("a b c"), ["B-PER", "B-PER", "I-LOC"], [1.0] * 3)
+    assert [e["text"] for e in entities] == ["a", "b", "c"]
 
 
 def test_read_inputs_detects_conll_and_text(tmp_path):

@@ -1,0 +1,103 @@
+"""The drml command without Ray: help, user-error handling, data commands."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import DataConfig
+from drml_ray.data import registry
+from drml_ray.data.conll import read_conll
+from drml_ray.data.load import load_corpus
+from drml_ray.data.parquet import read_parquet
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", [[], ["finetune"], ["evaluate"], ["predict"], ["quickstart"], ["data", "fetch"]])
+def test_every_command_has_help(command):
+    result = cli(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_config_error_exits_2_with_file_line_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochz: 3\n")
+    result = cli("finetune", bad)
+    assert result.exit_code == 2
+    assert f"{bad}:2: train.epochz: unknown key" in result.output
+
+
+def test_unknown_override_exits_2(tmp_path):
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: ok\n")
+    result = cli("finetune", ok, "--set", "model.backbon=x")
+    assert result.exit_code == 2 and "unknown key 'backbon' in model" in result.output
+
+
+def test_predict_needs_exactly_one_input(tmp_path):
+    result = cli("predict", tmp_path, "--text", "a", "--input", tmp_path / "x")
+    assert result.exit_code == 2 and "exactly one of --text or --input" in result.output
+    result = cli("predict", tmp_path, "--text", "a")
+    assert result.exit_code == 2 and "not a model folder" in result.output
+
+
+def test_data_convert_iob1_to_parquet_and_back(tmp_path):
+    src = tmp_path / "eng.train"
+    src.write_text("-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\nPeter NNP I-NP I-PER\n")
+    result = cli("data", "convert", src, tmp_path / "train.parquet", "--from-scheme", "iob1")
+    assert result.exit_code == 0, result.output
+    assert [s.tags for s in read_parquet(tmp_path / "train.parquet")] == [("B-ORG", "O"), ("B-PER",)]
+    assert cli("data", "convert", tmp_path / "train.parquet", tmp_path / "back.conll").exit_code == 0
+    assert read_conll(tmp_path / "back.conll") == read_parquet(tmp_path / "train.parquet")
+    again = cli("data", "convert", src, tmp_path / "train.parquet")
+    assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_data_convert_reports_malformed_input(tmp_path):
+    src = tmp_path / "bad.conll"
+    src.write_text("EU B-ORG\nrejects X-O\n")
+    result = cli("data", "convert", src, tmp_path / "out.parquet")
+    assert result.exit_code == 2 and "bad.conll:2: unknown tag scheme prefix" in result.output
+
+
+def test_unreachable_corpus_falls_back_to_generated_only_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("DRML_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DRML_DATA_MIRROR", raising=False)
+    offline = dataclasses.replace(registry.CORPORA["crossner_politics"], base_url="http://127.0.0.1:9/x")
+    monkeypatch.setitem(registry.CORPORA, "crossner_politics", offline)
+    corpus = load_corpus(DataConfig(corpus="crossner_politics", fallback_to_generated=True), progress=False)
+    assert corpus.generated and "fallback for crossner_politics" in corpus.name
+    from drml_ray.data.fetch import FetchError
+
+    with pytest.raises(FetchError):
+        load_corpus(DataConfig(corpus="crossner_politics"), progress=False)
+
+
+@pytest.mark.shared_data
+def test_data_fetch_from_the_shared_mirror(data_mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRML_DATA_MIRROR", str(data_mirror))
+    result = cli("data", "fetch", "crossner", "--output-dir", tmp_path / "cache")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cache" / "crossner" / "ai" / "test.txt").is_file()
+    listing = cli("data", "list")
+    assert "crossner_music" in listing.output and "conll2003" in listing.output
+
+
+@pytest.mark.shared_data
+def test_real_corpora_load_with_expected_sizes(data_mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRML_DATA_MIRROR", str(data_mirror))
+    monkeypatch.setenv("DRML_DATA_DIR", str(tmp_path / "cache"))
+    conll = load_corpus(DataConfig(corpus="conll2003"), progress=False)
+    assert {k: len(v) for k, v in conll.splits.items()} == {"train": 14041, "dev": 3250, "test": 3453}
+    assert sum(len(s.tokens) for s in conll.splits["test"]) == 46435
+    assert conll.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    politics = load_corpus(DataConfig(corpus="crossner_politics"), progress=False)
+    assert {k: len(v) for k, v in politics.splits.items()} == {"train": 200, "dev": 541, "test": 651}
+    assert len(politics.labels) == 1 + 2 * 9
