@@ -45,19 +45,23 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
     return SavedModel(model, tokenizer, max_length, int(drml.get("window_overlap", DEFAULT_OVERLAP)))
 
 
-def predict_tags(saved: SavedModel, sentences: Sequence[Sequence[str]], batch_size: int = 64):
+def predict_tags(
+    saved: SavedModel, sentences: Sequence[Sequence[str]], batch_size: int = 64, progress: str | None = None
+):
     """IOB2 tags and their probabilities for word lists."""
     return predict_words(
         saved.model, saved.tokenizer, sentences, max_length=saved.max_length, overlap=saved.overlap,
-        batch_size=batch_size,
+        batch_size=batch_size, progress=progress,
     )  # fmt: skip
 
 
-def evaluate_sentences(saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64) -> dict[str, Report]:
-    """Entity- and token-level reports of ``saved`` on ``sentences``."""
+def evaluate_sentences(
+    saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64, progress: str | None = "scoring"
+) -> dict[str, Report]:
+    """Entity- and token-level reports of ``saved`` on ``sentences`` (with a progress bar by default)."""
     known = {kind for label in saved.labels if (kind := split_tag(label)[1])}
     unknown = sorted({k for s in sentences for t in s.tags if (k := split_tag(t)[1]) and k not in known})
     if unknown:
         log.warning("entity types in the data that the model cannot predict: %s", ", ".join(unknown))
-    pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size)
+    pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size, progress)
     return score_split([s.tags for s in sentences], pred)

@@ -133,7 +133,9 @@ def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = 
     saved = load_saved_model(best_dir)
     scores = {}
     for split in ("dev", "test"):
-        scores[split] = evaluate_sentences(saved, corpus.splits[split], batch_size=cfg.train.eval_batch_size)
+        scores[split] = evaluate_sentences(
+            saved, corpus.splits[split], batch_size=cfg.train.eval_batch_size, progress=f"scoring {split}"
+        )
         report = format_split(scores[split], split)
         atomic_write_text(run_dir / f"report_{split}.txt", report)
         print(report)

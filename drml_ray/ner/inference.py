@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from drml_ray.ner.batching import collate, eval_batches
 from drml_ray.ner.features import Window, encode, merge_windows
@@ -24,13 +25,18 @@ def predict_windows(
     pad_id: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    progress: str | None = None,
 ) -> dict[int, WindowOutput]:
-    """Run ``model`` over the given batches of window indices; returns window index -> output."""
+    """Run ``model`` over the given batches of window indices; returns window index -> output.
+
+    ``progress``, when given, is the label of a tqdm bar over the batches (on stderr).
+    """
     was_training = model.training
     model.eval()
     out: dict[int, WindowOutput] = {}
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
-    for batch in batches:
+    # disable=None: a bar on a terminal, nothing in log files.
+    for batch in tqdm(batches, desc=progress, unit="batch", disable=True if progress is None else None, leave=False):
         inputs = collate([windows[i] for i in batch], pad_id)
         with amp:
             logits = model(
@@ -63,11 +69,12 @@ def predict_words(
     overlap: int,
     batch_size: int = 64,
     device: torch.device | None = None,
+    progress: str | None = None,
 ) -> tuple[list[list[str]], list[list[float]]]:
     """Tag word lists in one process: IOB2 tags and the probability of each tag."""
     device = device or next(model.parameters()).device
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     windows = encode(tokenizer, sentences, None, {}, max_length=max_length, overlap=overlap)
     batches = eval_batches([len(w.input_ids) for w in windows], batch_size)
-    outputs = predict_windows(model, windows, batches, pad_id=tokenizer.pad_token_id, device=device)
+    outputs = predict_windows(model, windows, batches, pad_id=tokenizer.pad_token_id, device=device, progress=progress)
     return merge_outputs(windows, outputs, [len(s) for s in sentences], id2label)

@@ -71,12 +71,14 @@ def entities_from_tags(text: str, spans: Sequence[Span], tags: Sequence[str], sc
     return entities
 
 
-def predict_records(saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64) -> list[dict]:
+def predict_records(
+    saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None
+) -> list[dict]:
     """Entities of every text, in one process."""
     spans = [space_spans(t) if pretokenized else split_words(t) for t in texts]
     words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
     keep = [i for i, w in enumerate(words) if w]  # an empty line has no words and no entities
-    tags, scores = predict_tags(saved, [words[i] for i in keep], batch_size) if keep else ([], [])
+    tags, scores = predict_tags(saved, [words[i] for i in keep], batch_size, progress) if keep else ([], [])
     records = [{"text": t, "entities": []} for t in texts]
     for i, t, s in zip(keep, tags, scores, strict=True):
         records[i]["entities"] = entities_from_tags(texts[i], spans[i], t, s)
@@ -163,5 +165,6 @@ def predict_lines(
         yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size)
         return
     saved = load_saved_model(model_dir)
-    for record in predict_records(saved, texts, pretokenized, batch_size):
+    progress = "predicting" if len(texts) > 100 else None
+    for record in predict_records(saved, texts, pretokenized, batch_size, progress):
         yield json.dumps(record, ensure_ascii=False)

@@ -148,6 +148,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         dev_pred, _ = merge_outputs(dev_windows, outputs, [len(t) for t in dev_tok], id2label)
         micro = entity_report(dev_tags, dev_pred)["micro"]
         state.train_tokens += sum(_gather(tokens))
+        train_loss = sum(_gather(train_loss)) / world  # the mean over workers, not rank 0's share
         improved = micro["f1"] > state.best_f1
         if improved:
             state.best_f1, state.best_step, state.best_epoch = micro["f1"], state.global_step, epoch_progress
