@@ -1,10 +1,12 @@
 """Batches: dynamic padding, the per-epoch step plan of each worker, and length-sorted evaluation.
 
-The step plan replaces ``DistributedSampler`` + ``DataLoader``: every epoch draws one seeded
+The epoch plan replaces ``DistributedSampler`` + ``DataLoader``: every epoch draws one seeded
 permutation of the training windows (the same on every worker), cuts it into global batches of
-``batch_size``, and gives worker ``rank`` the items ``rank::world`` of each batch, split into
-``grad_accum`` micro-batches. The global batch of step *k* is therefore the same whatever the
-number of workers, and a resumed run can skip exactly the steps it already took.
+``batch_size`` (optionally grouped by length), and gives worker ``rank`` the items ``rank::world``
+of each batch, split into ``grad_accum`` micro-batches. The global batch of step *k* is therefore
+the same whatever the number of workers — every worker also knows its size in labelled tokens,
+which normalises the loss without communication — and a resumed run skips exactly the steps it
+already took.
 """
 
 from __future__ import annotations
@@ -33,26 +35,42 @@ def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def epoch_plan(
-    n_items: int, *, batch_size: int, world_size: int, rank: int, grad_accum: int, seed: int, epoch: int
-) -> list[Step]:
-    """This worker's steps for ``epoch``: a list of steps, each ``grad_accum`` non-empty micro-batches.
+GROUP_SPAN = 50
+"""Length grouping sorts spans of this many global batches at a time (as Hugging Face's
+``group_by_length`` does), so batches hold similar lengths yet the order stays random."""
 
-    The permutation is padded (wrapping around, like ``DistributedSampler``) to a multiple of
-    ``world_size * grad_accum`` so that every worker takes the same number of steps and no
-    micro-batch is empty; ``batch_size`` must be a multiple of that product.
+
+def epoch_batches(
+    n_items: int, *, batch_size: int, shards: int, seed: int, epoch: int, lengths: Sequence[int] | None = None
+) -> list[list[int]]:
+    """The global batches of ``epoch``: the same list on every worker.
+
+    A seeded permutation is padded (wrapping around, like ``DistributedSampler``) to a multiple of
+    ``shards`` (workers x accumulation steps) and cut into batches of ``batch_size``, which must be
+    a multiple of ``shards``. With ``lengths``, each span of ``GROUP_SPAN`` batches is sorted by
+    length before cutting and the batches are shuffled: every item is still seen exactly once per
+    epoch, but little compute goes to padding.
     """
-    shards = world_size * grad_accum
     if batch_size % shards:
         raise ValueError(f"batch_size {batch_size} is not a multiple of world_size x grad_accum = {shards}")
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n_items, generator=generator).tolist()
     order += order[: (-len(order)) % shards]
-    steps = []
-    for start in range(0, len(order), batch_size):
-        mine = order[start : start + batch_size][rank::world_size]
-        steps.append([mine[k::grad_accum] for k in range(grad_accum)])
-    return steps
+    if lengths is None:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = []
+    span = batch_size * GROUP_SPAN
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: -lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def shard(batch: Sequence[int], *, rank: int, world_size: int, grad_accum: int) -> Step:
+    """This worker's micro-batches of a global batch: items ``rank::world_size``, then split
+    ``grad_accum`` ways. Never empty when ``len(batch)`` is a multiple of ``world_size * grad_accum``."""
+    mine = list(batch[rank::world_size])
+    return [mine[k::grad_accum] for k in range(grad_accum)]
 
 
 def eval_batches(lengths: Sequence[int], batch_size: int, world_size: int = 1, rank: int = 0) -> list[list[int]]:

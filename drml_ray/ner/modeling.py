@@ -130,16 +130,6 @@ def trainable_summary(model: torch.nn.Module) -> str:
     return f"{trainable:,} of {total:,} weights train ({100 * trainable / total:.2f}%)"
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices only, never on biases or LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def export_model(model: torch.nn.Module) -> PreTrainedModel:
     """A plain ``transformers`` model for saving: LoRA adapters merged into the base weights."""
     if hasattr(model, "merge_and_unload"):

@@ -9,7 +9,6 @@ evaluations. The Ray calls are marked ``# RAY``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import tempfile
 import time
@@ -23,20 +22,14 @@ import torch
 import torch.distributed as dist
 
 from drml_ray.config import FinetuneConfig
-from drml_ray.ner.batching import collate, epoch_plan, eval_batches
+from drml_ray.ner.batching import collate, epoch_batches, eval_batches, shard
 from drml_ray.ner.features import encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_report
-from drml_ray.ner.modeling import build_model, load_tokenizer, param_groups, trainable_summary
+from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
+from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, train_step
 
 STATE_FILE = "state.pt"
-
-
-def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
-    """Linear warm-up from 0 to 1 over ``warmup_steps``, then linear decay to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return step / max(1, warmup_steps)
-    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
 @dataclass
@@ -111,10 +104,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
     say(f"[drml] {cfg.model.backbone} ({cfg.model.strategy}): {trainable_summary(model)}", flush=True)
     ddp_model = ray.train.torch.prepare_model(model)  # RAY: moves to device, wraps in DDP when world > 1
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=cfg.train.lr)
-    steps_per_epoch = len(epoch_plan(len(train_windows), batch_size=cfg.train.batch_size, world_size=world,
-                                     rank=rank, grad_accum=cfg.train.grad_accum, seed=cfg.seed, epoch=0))  # fmt: skip
-    total_steps = steps_per_epoch * cfg.train.epochs
+    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw)
+    lengths = [len(w.input_ids) for w in train_windows] if cfg.train.group_by_length else None
+    labelled = [label_count([w.labels]) for w in train_windows]
+    accum = cfg.train.grad_accum
+
+    def plan(epoch: int) -> list[list[int]]:
+        """The global batches of ``epoch`` (the same on every worker)."""
+        return epoch_batches(len(train_windows), batch_size=cfg.train.batch_size, shards=world * accum,
+                             seed=cfg.seed, epoch=epoch, lengths=lengths)  # fmt: skip
+
+    total_steps = len(plan(0)) * cfg.train.epochs
     warmup = int(cfg.train.warmup_ratio * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total_steps))
     scaler = torch.amp.GradScaler(enabled=dtype == torch.float16)
@@ -148,7 +148,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         dev_pred, _ = merge_outputs(dev_windows, outputs, [len(t) for t in dev_tok], id2label)
         micro = entity_report(dev_tags, dev_pred)["micro"]
         state.train_tokens += sum(_gather(tokens))
-        train_loss = sum(_gather(train_loss)) / world  # the mean over workers, not rank 0's share
+        train_loss = sum(_gather(train_loss))  # shares of the global mean token loss, summed
         improved = micro["f1"] > state.best_f1
         if improved:
             state.best_f1, state.best_step, state.best_epoch = micro["f1"], state.global_step, epoch_progress
@@ -194,47 +194,40 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ddp_model.train()
     # A resumed run that had already stopped early has nothing left to train.
     stop = cfg.train.patience > 0 and state.evals_since_best >= cfg.train.patience
-    accum = cfg.train.grad_accum
+    trainable = [p for p in model.parameters() if p.requires_grad]
     running_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
     running_tokens = torch.zeros((), dtype=torch.long, device=device)
     running_steps = 0
     for epoch in range(state.epoch, state.epoch if stop else cfg.train.epochs):
-        plan = epoch_plan(len(train_windows), batch_size=cfg.train.batch_size, world_size=world, rank=rank,
-                          grad_accum=accum, seed=cfg.seed, epoch=epoch)  # fmt: skip
+        batches = plan(epoch)
         started = time.perf_counter()
-        for i in range(state.step_in_epoch, len(plan)):
-            for k, micro_batch in enumerate(plan[i]):
-                inputs = collate([train_windows[j] for j in micro_batch], tokenizer.pad_token_id)
-                batch = {key: value.to(device) for key, value in inputs.items()}
-                sync = k == accum - 1 or not hasattr(ddp_model, "no_sync")
-                with contextlib.nullcontext() if sync else ddp_model.no_sync():  # no all-reduce on micro-steps
-                    with torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext():
-                        loss = ddp_model(**batch).loss / accum
-                    scaler.scale(loss).backward()
-                running_loss += loss.detach()
-                running_tokens += batch["attention_mask"].sum()
-            if cfg.train.max_grad_norm > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
+        for i in range(state.step_in_epoch, len(batches)):
+            micro_batches = []
+            for items in shard(batches[i], rank=rank, world_size=world, grad_accum=accum):
+                inputs = collate([train_windows[j] for j in items], tokenizer.pad_token_id)
+                micro_batches.append({key: value.to(device) for key, value in inputs.items()})
+                running_tokens += inputs["attention_mask"].sum()
+            running_loss += train_step(
+                ddp_model, micro_batches, optimizer=optimizer, scaler=scaler, world_size=world,
+                global_labels=sum(labelled[j] for j in batches[i]), max_grad_norm=cfg.train.max_grad_norm,
+                autocast_dtype=dtype, params=trainable,
+            )  # fmt: skip
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             state.global_step += 1
             state.step_in_epoch = i + 1
             running_steps += 1
             if state.global_step % cfg.train.log_every_steps == 0:
-                loss_value = running_loss.item() / running_steps
-                say(f"[drml] epoch {epoch + 1}/{cfg.train.epochs} step {i + 1}/{len(plan)} "
+                loss_value = running_loss.item() * world / running_steps  # this worker's share, scaled
+                say(f"[drml] epoch {epoch + 1}/{cfg.train.epochs} step {i + 1}/{len(batches)} "
                     f"loss {loss_value:.4f} lr {scheduler.get_last_lr()[0]:.2e}", flush=True)  # fmt: skip
                 if writer is not None:
                     writer.add_scalar("train/loss", loss_value, state.global_step)
                     writer.add_scalar("train/lr", scheduler.get_last_lr()[0], state.global_step)
-            at_epoch_end = state.step_in_epoch == len(plan)
+            at_epoch_end = state.step_in_epoch == len(batches)
             every = cfg.train.eval_every_steps
             if at_epoch_end or (every and state.global_step % every == 0):
                 state.train_seconds += time.perf_counter() - started
-                progress = epoch + state.step_in_epoch / len(plan)
+                progress = epoch + state.step_in_epoch / len(batches)
                 if at_epoch_end:
                     state.epoch, state.step_in_epoch = epoch + 1, 0
                 stop = evaluate_and_report(progress, running_loss.item() / running_steps, int(running_tokens.item()))

@@ -4,45 +4,70 @@ from collections import Counter
 
 import pytest
 
-from drml_ray.ner.batching import collate, epoch_plan, eval_batches
+from drml_ray.ner.batching import collate, epoch_batches, eval_batches, shard
 from drml_ray.ner.features import IGNORE, Window
 
 
-def flat(plan):
+def plans(n, *, batch_size, world, accum, seed=1, epoch=0, lengths=None):
+    """Per-worker step lists, as the training loop builds them."""
+    batches = epoch_batches(n, batch_size=batch_size, shards=world * accum, seed=seed, epoch=epoch, lengths=lengths)
+    return [[shard(b, rank=r, world_size=world, grad_accum=accum) for b in batches] for r in range(world)]
+
+
+def items(plan):
     return [i for step in plan for micro in step for i in micro]
 
 
 @pytest.mark.parametrize(("world", "accum"), [(1, 1), (2, 1), (2, 2), (4, 1)])
-def test_every_item_once_per_epoch(world, accum):
-    plans = [epoch_plan(40, batch_size=8, world_size=world, rank=r, grad_accum=accum, seed=1, epoch=3)
-             for r in range(world)]  # fmt: skip
-    assert Counter(i for p in plans for i in flat(p)) == Counter(range(40))
-    assert len({len(p) for p in plans}) == 1  # every worker takes the same number of steps
-    assert all(len(step) == accum and all(step) for p in plans for step in p)
+@pytest.mark.parametrize("grouped", [False, True])
+def test_every_item_once_per_epoch(world, accum, grouped):
+    lengths = [(7 * i) % 23 + 1 for i in range(40)] if grouped else None
+    per_worker = plans(40, batch_size=8, world=world, accum=accum, epoch=3, lengths=lengths)
+    assert Counter(i for p in per_worker for i in items(p)) == Counter(range(40))
+    assert len({len(p) for p in per_worker}) == 1  # every worker takes the same number of steps
+    assert all(len(step) == accum and all(step) for p in per_worker for step in p)
 
 
 def test_padding_wraps_so_no_micro_batch_is_empty():
-    plans = [epoch_plan(11, batch_size=4, world_size=2, rank=r, grad_accum=1, seed=0, epoch=0) for r in (0, 1)]
-    items = [i for p in plans for i in flat(p)]
-    assert len(items) == 12 and set(items) == set(range(11))
+    per_worker = plans(11, batch_size=4, world=2, accum=1, seed=0)
+    seen = [i for p in per_worker for i in items(p)]
+    assert len(seen) == 12 and set(seen) == set(range(11))
 
 
 def test_global_batches_do_not_depend_on_the_worker_count():
-    one = epoch_plan(32, batch_size=8, world_size=1, rank=0, grad_accum=1, seed=5, epoch=0)
-    two = [epoch_plan(32, batch_size=8, world_size=2, rank=r, grad_accum=1, seed=5, epoch=0) for r in (0, 1)]
+    one = plans(32, batch_size=8, world=1, accum=1, seed=5)[0]
+    two = plans(32, batch_size=8, world=2, accum=1, seed=5)
     for k, step in enumerate(one):
         assert set(step[0]) == set(two[0][k][0]) | set(two[1][k][0])
 
 
 def test_epochs_are_shuffled_differently_but_reproducibly():
-    kwargs = {"batch_size": 4, "world_size": 1, "rank": 0, "grad_accum": 1, "seed": 7}
-    assert epoch_plan(20, epoch=0, **kwargs) == epoch_plan(20, epoch=0, **kwargs)
-    assert epoch_plan(20, epoch=0, **kwargs) != epoch_plan(20, epoch=1, **kwargs)
+    kwargs = {"batch_size": 4, "shards": 1, "seed": 7}
+    assert epoch_batches(20, epoch=0, **kwargs) == epoch_batches(20, epoch=0, **kwargs)
+    assert epoch_batches(20, epoch=0, **kwargs) != epoch_batches(20, epoch=1, **kwargs)
+
+
+def test_length_grouping_keeps_the_epoch_and_cuts_padding():
+    lengths = [(37 * i) % 97 + 3 for i in range(1600)]
+    kwargs = {"batch_size": 16, "shards": 2, "seed": 3, "epoch": 0}
+    plain = epoch_batches(1600, **kwargs)
+    grouped = epoch_batches(1600, lengths=lengths, **kwargs)
+    assert sorted(i for b in grouped for i in b) == sorted(i for b in plain for i in b)  # same sentences
+
+    def efficiency(batches):
+        return sum(lengths[i] for b in batches for i in b) / sum(max(lengths[i] for i in b) * len(b) for b in batches)
+
+    assert efficiency(plain) < 0.7 < 0.95 < efficiency(grouped)
+    assert grouped != sorted(grouped, key=lambda b: -max(lengths[i] for i in b))  # batch order is shuffled
 
 
 def test_batch_must_divide():
     with pytest.raises(ValueError, match="multiple"):
-        epoch_plan(10, batch_size=6, world_size=4, rank=0, grad_accum=1, seed=0, epoch=0)
+        epoch_batches(10, batch_size=6, shards=4, seed=0, epoch=0)
+
+
+def test_shard_deals_round_robin_then_splits_for_accumulation():
+    assert shard([0, 1, 2, 3, 4, 5, 6, 7], rank=1, world_size=2, grad_accum=2) == [[1, 5], [3, 7]]
 
 
 def test_eval_batches_sorted_and_dealt_round_robin():

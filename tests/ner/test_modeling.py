@@ -5,8 +5,8 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from drml_ray.config import ModelConfig
-from drml_ray.ner.modeling import build_model, export_model, param_groups, save_hf_folder
-from drml_ray.ner.train_loop import lr_factor
+from drml_ray.ner.modeling import build_model, export_model, save_hf_folder
+from drml_ray.ner.optimization import lr_factor, param_groups
 
 LABELS = ["O", "B-PER", "I-PER"]
 

@@ -1,0 +1,101 @@
+"""drml's optimizer step against a plain Hugging Face-style loop, on a tiny model with fixed seeds."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from drml_ray.config import ModelConfig
+from drml_ray.ner.batching import collate
+from drml_ray.ner.features import IGNORE, Window
+from drml_ray.ner.modeling import build_model
+from drml_ray.ner.optimization import label_count, make_optimizer, token_loss_sum, train_step
+
+LABELS = ["O", "B-PER", "I-PER"]
+# Attention key biases have an exactly-zero gradient (softmax ignores a constant shift), so their
+# "gradients" are float noise that Adam normalises into full-size steps: not comparable.
+ZERO_GRADIENT = "attention.self.key.bias"
+
+
+def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
+        if ZERO_GRADIENT not in name:
+            torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def windows(n: int = 8) -> list[Window]:
+    """Windows of different lengths and different numbers of labelled positions."""
+    out = []
+    for i in range(n):
+        length = 3 + (5 * i) % 7
+        ids = [2] + [5 + (i * 3 + j) % 30 for j in range(length)] + [3]
+        labels = [IGNORE] + [(i + j) % 3 if j % 2 == 0 else IGNORE for j in range(length)] + [IGNORE]
+        out.append(Window(i, 0, ids, labels, list(range(1, length + 1))))
+    return out
+
+
+def model_and_optimizer(fused: bool = False):
+    model = build_model(ModelConfig(backbone="tiny-random-bert"), LABELS, seed=0, vocab_size=40)
+    model.eval()  # no dropout: the two paths must see the same function
+    return model, make_optimizer(model, 1e-3, 0.01, fused=fused)
+
+
+def plain_step(model, optimizer, batch):
+    """The plain loop: one padded batch, the model's own mean loss, clip, step."""
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.detach()
+
+
+def test_accumulated_micro_batches_equal_the_plain_full_batch_step():
+    data = windows()
+    plain_model, plain_opt = model_and_optimizer()
+    drml_model = copy.deepcopy(plain_model)
+    drml_opt = make_optimizer(drml_model, 1e-3, 0.01, fused=False)
+    scaler = torch.amp.GradScaler(enabled=False)
+    for _ in range(3):
+        expected = plain_step(plain_model, plain_opt, collate(data, 0))
+        micro = [collate(data[k::2], 0) for k in range(2)]  # grad_accum = 2, unequal label counts
+        loss = train_step(
+            drml_model, micro, optimizer=drml_opt, scaler=scaler, global_labels=label_count([w.labels for w in data]),
+            max_grad_norm=1.0,
+        )  # fmt: skip
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert_same_weights(plain_model, drml_model)
+
+
+def test_worker_shares_average_to_the_full_batch_gradient():
+    """What DDP computes with 2 workers: the mean of the workers' gradients of their scaled losses."""
+    data = windows()
+    model, _ = model_and_optimizer()
+    total_labels = label_count([w.labels for w in data])
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    full = collate(data, 0)
+    expected = grads(model(**full).loss)
+    shares = []
+    for rank in range(2):
+        part = collate(data[rank::2], 0)
+        logits = model(input_ids=part["input_ids"], attention_mask=part["attention_mask"]).logits
+        shares.append(grads(token_loss_sum(logits, part["labels"]) * 2 / total_labels))
+    for e, a, b in zip(expected, *shares, strict=True):
+        torch.testing.assert_close((a + b) / 2, e, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_adamw_matches_the_default_implementation():
+    data = windows()
+    a, opt_a = model_and_optimizer(fused=False)
+    b = copy.deepcopy(a)
+    opt_b = make_optimizer(b, 1e-3, 0.01, fused=True)
+    for _ in range(3):
+        plain_step(a, opt_a, collate(data, 0))
+        plain_step(b, opt_b, collate(data, 0))
+    assert_same_weights(a, b)
