@@ -83,7 +83,7 @@ def peak_rss() -> Iterator[list[float]]:
 
 def hf_features(tokenizer, sentences: list[Sentence], label2id: dict[str, int], pad_to: int | None) -> list[dict]:
     """Hugging Face-style features: first sub-token labelled, optional padding to a fixed length."""
-    kwargs = {"padding": "max_length", "max_length": pad_to} if pad_to else {}
+    kwargs = {"padding": "max_length"} if pad_to else {}
     enc = tokenizer([list(s.tokens) for s in sentences], is_split_into_words=True, truncation=True,
                     max_length=128, **kwargs)  # fmt: skip
     features = []
@@ -149,7 +149,7 @@ def run_trainer(model_dir: str, features: list[dict], labels: list[str], steps: 
 
 
 def run_drml(name: str, model_dir: str, train: list[Sentence], dev: list[Sentence], workers: int, args) -> Outcome:
-    """``drml finetune``'s path: Ray Train, length-grouped batches, fused AdamW, exact loss scaling."""
+    """``drml finetune``'s path with its defaults: Ray Train, length-split micro-batches, fused AdamW."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from drml_ray.config import FinetuneConfig
@@ -181,7 +181,7 @@ def run_drml(name: str, model_dir: str, train: list[Sentence], dev: list[Sentenc
 
 def padded_tokens(model_dir: str, train: list[Sentence], cfg, workers: int) -> int:
     """Tokens drml computes on, padding included: replays the run's batch plan."""
-    from drml_ray.ner.batching import epoch_batches, shard
+    from drml_ray.ner.batching import epoch_batches, shard, split_by_length
     from drml_ray.ner.features import encode
 
     tokenizer = load_tokenizer(model_dir)
@@ -193,7 +193,8 @@ def padded_tokens(model_dir: str, train: list[Sentence], cfg, workers: int) -> i
                                epoch=0, lengths=lengths if cfg.train.group_by_length else None):  # fmt: skip
         for rank in range(workers):
             for micro in shard(batch, rank=rank, world_size=workers, grad_accum=1):
-                total += max(lengths[i] for i in micro) * len(micro)
+                pieces = split_by_length(micro, lengths) if cfg.train.split_by_length else [micro]
+                total += sum(max(lengths[i] for i in piece) * len(piece) for piece in pieces)
     return total
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from drml_ray.config import FinetuneConfig
-from drml_ray.ner.batching import collate, epoch_batches, eval_batches, shard
+from drml_ray.ner.batching import collate, epoch_batches, eval_batches, shard, split_by_length
 from drml_ray.ner.features import encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_report
@@ -105,14 +105,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     say(f"[drml] {cfg.model.backbone} ({cfg.model.strategy}): {trainable_summary(model)}", flush=True)
     ddp_model = ray.train.torch.prepare_model(model)  # RAY: moves to device, wraps in DDP when world > 1
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw)
-    lengths = [len(w.input_ids) for w in train_windows] if cfg.train.group_by_length else None
+    lengths = [len(w.input_ids) for w in train_windows]
     labelled = [label_count([w.labels]) for w in train_windows]
     accum = cfg.train.grad_accum
 
     def plan(epoch: int) -> list[list[int]]:
         """The global batches of ``epoch`` (the same on every worker)."""
         return epoch_batches(len(train_windows), batch_size=cfg.train.batch_size, shards=world * accum,
-                             seed=cfg.seed, epoch=epoch, lengths=lengths)  # fmt: skip
+                             seed=cfg.seed, epoch=epoch,
+                             lengths=lengths if cfg.train.group_by_length else None)  # fmt: skip
 
     total_steps = len(plan(0)) * cfg.train.epochs
     warmup = int(cfg.train.warmup_ratio * total_steps)
@@ -198,26 +199,36 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     running_loss = torch.zeros((), device=device)  # summed on the device: no host sync per step
     running_tokens = torch.zeros((), dtype=torch.long, device=device)
     running_steps = 0
+    log_loss = torch.zeros((), device=device)  # since the last progress line
+    log_steps = 0
     for epoch in range(state.epoch, state.epoch if stop else cfg.train.epochs):
         batches = plan(epoch)
         started = time.perf_counter()
         for i in range(state.step_in_epoch, len(batches)):
             micro_batches = []
-            for items in shard(batches[i], rank=rank, world_size=world, grad_accum=accum):
+            pieces = shard(batches[i], rank=rank, world_size=world, grad_accum=accum)
+            if cfg.train.split_by_length:
+                pieces = [piece for items in pieces for piece in split_by_length(items, lengths)]
+            for items in pieces:
                 inputs = collate([train_windows[j] for j in items], tokenizer.pad_token_id)
                 micro_batches.append({key: value.to(device) for key, value in inputs.items()})
                 running_tokens += inputs["attention_mask"].sum()
-            running_loss += train_step(
+            step_loss = train_step(
                 ddp_model, micro_batches, optimizer=optimizer, scaler=scaler, world_size=world,
                 global_labels=sum(labelled[j] for j in batches[i]), max_grad_norm=cfg.train.max_grad_norm,
                 autocast_dtype=dtype, params=trainable,
             )  # fmt: skip
+            running_loss += step_loss
+            log_loss += step_loss
+            log_steps += 1
             scheduler.step()
             state.global_step += 1
             state.step_in_epoch = i + 1
             running_steps += 1
             if state.global_step % cfg.train.log_every_steps == 0:
-                loss_value = running_loss.item() * world / running_steps  # this worker's share, scaled
+                loss_value = log_loss.item() * world / log_steps  # this worker's share, scaled
+                log_loss.zero_()
+                log_steps = 0
                 say(f"[drml] epoch {epoch + 1}/{cfg.train.epochs} step {i + 1}/{len(batches)} "
                     f"loss {loss_value:.4f} lr {scheduler.get_last_lr()[0]:.2e}", flush=True)  # fmt: skip
                 if writer is not None:

@@ -82,3 +82,15 @@ def test_collate_pads_dynamically():
     assert batch["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["labels"].tolist() == [[IGNORE, 1, IGNORE], [IGNORE, IGNORE, IGNORE]]
+
+
+def test_split_by_length_keeps_items_and_cuts_padding():
+    from drml_ray.ner.batching import split_by_length
+
+    lengths = [(37 * i) % 60 + 3 for i in range(16)]
+    pieces = split_by_length(list(range(16)), lengths, overhead=64)
+    assert sorted(i for p in pieces for i in p) == list(range(16))
+    padded = sum(max(lengths[i] for i in p) * len(p) for p in pieces)
+    assert padded + 64 * len(pieces) <= max(lengths) * 16 + 64  # never worse than one padded batch
+    assert len(pieces) > 1 and padded < max(lengths) * 16
+    assert split_by_length([0, 1], [5, 5], overhead=64) == [[0, 1]]  # nothing to save: one piece
