@@ -7,9 +7,11 @@ paths) are printed as one clear message and exit with status 2.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -38,13 +40,26 @@ OutputDir = Annotated[
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
 
 
-def _fail(err: BaseException) -> None:
-    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    typer.secho(f"drml: error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
+ModelDir = Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")]
+
+
+def user_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """Print a user-input error (bad config, corpus, path) as one line and exit with status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except USER_ERRORS as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            typer.secho(f"drml: error: {message}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
 
 
 @app.command(epilog="Example: `drml finetune configs/ner/smoke.yaml --set train.epochs=2 --set model.strategy=lora`")
+@user_errors
 def finetune(
     config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/ner/conll2003.yaml.")],
     set_: Annotated[
@@ -58,19 +73,17 @@ def finetune(
     from drml_ray.ner.finetune import run_finetune
     from drml_ray.runs import default_run_dir
 
-    try:
-        cfg = load_config(config, set_ or [])
-        run_finetune(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
-    except USER_ERRORS as err:
-        _fail(err)
+    cfg = load_config(config, set_ or [])
+    run_finetune(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
 
 
 @app.command(
     epilog="Examples: `drml evaluate runs/smoke/best runs/smoke/config.yaml` · "
     "`drml evaluate runs/conll2003/best conll2003 --split dev`"
 )
+@user_errors
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")],
+    model_dir: ModelDir,
     data: Annotated[
         str,
         typer.Argument(
@@ -91,34 +104,32 @@ def evaluate(
     from drml_ray.ner.metrics import format_split
     from drml_ray.runs import atomic_write_json, atomic_write_text, default_run_dir, prepare_run_dir
 
-    try:
-        if split not in ("train", "dev", "test"):
-            raise ValueError(f"--split must be train, dev or test, not {split!r}")
-        if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
-            cfg = load_config(data)
-            sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
-        elif Path(data).is_file():
-            sentences, data_name = read_corpus_file(data), Path(data).stem
-        else:
-            sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
-        name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
-        run_dir = prepare_run_dir(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
-        scores = evaluate_sentences(load_saved_model(model_dir), sentences, batch_size=batch_size)
-        report = format_split(scores, split)
-        atomic_write_text(run_dir / f"report_{split}.txt", report)
-        atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data})
-        typer.echo(report)
-        typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
-    except USER_ERRORS as err:
-        _fail(err)
+    if split not in ("train", "dev", "test"):
+        raise ValueError(f"--split must be train, dev or test, not {split!r}")
+    if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
+        cfg = load_config(data)
+        sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
+    elif Path(data).is_file():
+        sentences, data_name = read_corpus_file(data), Path(data).stem
+    else:
+        sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
+    name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
+    run_dir = prepare_run_dir(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
+    scores = evaluate_sentences(load_saved_model(model_dir), sentences, batch_size=batch_size)
+    report = format_split(scores, split)
+    atomic_write_text(run_dir / f"report_{split}.txt", report)
+    atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data})
+    typer.echo(report)
+    typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
 
 
 @app.command(
     epilog='Examples: `drml predict runs/quickstart/best --text "Angela Merkel visited Paris."` · '
     "`drml predict runs/conll2003/best --input eng.testb --output preds.jsonl`"
 )
+@user_errors
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")],
+    model_dir: ModelDir,
     text: Annotated[str | None, typer.Option("--text", help="One sentence to tag.")] = None,
     input_: Annotated[Path | None, typer.Option("--input", help="Plain text (a sentence per line) or CoNLL.")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,
@@ -131,36 +142,31 @@ def predict(
     from drml_ray.ner.predict import predict_lines, read_inputs
     from drml_ray.runs import atomic_write_text
 
-    try:
-        if (text is None) == (input_ is None):
-            raise ValueError("give exactly one of --text or --input")
-        if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
-            raise ValueError("--format is auto|text|conll and --engine is auto|local|ray")
-        if output is not None and output.exists() and not overwrite:
-            raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
-        texts, pretokenized = ([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
-        lines = predict_lines(model_dir, texts, pretokenized, engine=engine, batch_size=batch_size)  # type: ignore[arg-type]
-        if output is None:
-            for line in lines:
-                typer.echo(line)
-        else:
-            atomic_write_text(output, "".join(f"{line}\n" for line in lines))
-            typer.echo(f"[drml] {len(texts):,} predictions written to {output}", err=True)
-    except USER_ERRORS as err:
-        _fail(err)
+    if (text is None) == (input_ is None):
+        raise ValueError("give exactly one of --text or --input")
+    if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
+        raise ValueError("--format is auto|text|conll and --engine is auto|local|ray")
+    if output is not None and output.exists() and not overwrite:
+        raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
+    texts, pretokenized = ([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
+    lines = predict_lines(model_dir, texts, pretokenized, engine=engine, batch_size=batch_size)  # type: ignore[arg-type]
+    if output is None:
+        for line in lines:
+            typer.echo(line)
+    else:
+        atomic_write_text(output, "".join(f"{line}\n" for line in lines))
+        typer.echo(f"[drml] {len(texts):,} predictions written to {output}", err=True)
 
 
 @app.command(epilog="Example: `DRML_DATA_MIRROR=../shared/data drml quickstart`")
+@user_errors
 def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> None:
     """The embedded default: fine-tune the packaged MiniLM on CrossNER politics (or a generated
     corpus when no copy is reachable) with 2 Ray Train workers on a local Ray, then print the
     reports and a few predictions."""
     from drml_ray.quickstart import run_quickstart
 
-    try:
-        run_quickstart(REPO_CONFIGS / "ner" / "quickstart.yaml", output_dir, overwrite=overwrite)
-    except USER_ERRORS as err:
-        _fail(err)
+    run_quickstart(REPO_CONFIGS / "ner" / "quickstart.yaml", output_dir, overwrite=overwrite)
 
 
 @data_app.command("list")
@@ -179,6 +185,7 @@ def data_list() -> None:
 @data_app.command(
     "fetch", epilog="Examples: `drml data fetch crossner_politics` · `drml data fetch conll2003 --source ~/conll`"
 )
+@user_errors
 def data_fetch(
     name: Annotated[str, typer.Argument(help="A corpus name (drml data list), or 'crossner' for all five domains.")],
     source: Annotated[
@@ -193,19 +200,17 @@ def data_fetch(
     from drml_ray.data.fetch import fetch
     from drml_ray.data.registry import CROSSNER_DOMAINS, get_spec
 
-    try:
-        if output_dir is not None:
-            os.environ["DRML_DATA_DIR"] = str(output_dir)
-        names = [f"crossner_{d}" for d in CROSSNER_DOMAINS] if name == "crossner" else [name]
-        for corpus in names:
-            paths = fetch(get_spec(corpus), source=source, force=force)
-            for split, path in paths.items():
-                typer.echo(f"{corpus} {split}: {path}")
-    except USER_ERRORS as err:
-        _fail(err)
+    if output_dir is not None:
+        os.environ["DRML_DATA_DIR"] = str(output_dir)
+    names = [f"crossner_{d}" for d in CROSSNER_DOMAINS] if name == "crossner" else [name]
+    for corpus in names:
+        paths = fetch(get_spec(corpus), source=source, force=force)
+        for split, path in paths.items():
+            typer.echo(f"{corpus} {split}: {path}")
 
 
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")
+@user_errors
 def data_convert(
     source: Annotated[Path, typer.Argument(help="A CoNLL or .parquet corpus file.")],
     dest: Annotated[Path, typer.Argument(help="Output: .parquet for Parquet, anything else for CoNLL columns.")],
@@ -216,16 +221,13 @@ def data_convert(
     from drml_ray.data.conll import read_corpus_file, write_conll
     from drml_ray.data.parquet import write_parquet
 
-    try:
-        if from_scheme not in ("iob1", "iob2"):
-            raise ValueError(f"--from-scheme must be iob1 or iob2, not {from_scheme!r}")
-        if dest.exists() and not overwrite:
-            raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
-        sentences = read_corpus_file(source, scheme=from_scheme)  # type: ignore[arg-type]
-        (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
-        typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
-    except USER_ERRORS as err:
-        _fail(err)
+    if from_scheme not in ("iob1", "iob2"):
+        raise ValueError(f"--from-scheme must be iob1 or iob2, not {from_scheme!r}")
+    if dest.exists() and not overwrite:
+        raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
+    sentences = read_corpus_file(source, scheme=from_scheme)  # type: ignore[arg-type]
+    (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
+    typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
 
 
 def main() -> None:
