@@ -8,7 +8,8 @@ step, AdamW at the same learning rate with the same linear decay, one after anot
 
 1. ``seed``   — every sentence padded to 128 tokens, ``model(**batch).loss`` in a plain loop;
 2. ``hf``     — ``DataCollatorForTokenClassification`` dynamic padding in the same plain loop;
-3. ``hf-trainer`` — ``transformers.Trainer`` with ``group_by_length=True``;
+3. ``hf-trainer`` — ``transformers.Trainer`` with ``train_sampling_strategy="group_by_length"``
+   (transformers 5's name for ``group_by_length=True``);
 4. ``drml-1`` / ``drml-2`` — ``drml finetune``'s training path on 1 Ray Train worker (all cores) / 2.
 
 Reported per contender: real (non-pad) tokens/s over the training steps, padding efficiency (real /
@@ -136,9 +137,9 @@ def run_trainer(model_dir: str, features: list[dict], labels: list[str], steps: 
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=batch, max_steps=steps, learning_rate=lr,
-            lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.01, max_grad_norm=0.0, group_by_length=True,
-            logging_steps=1, save_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0,
-            seed=0, disable_tqdm=True,
+            lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.01, max_grad_norm=0.0,
+            train_sampling_strategy="group_by_length", logging_steps=1, save_strategy="no", report_to=[],
+            use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True,
         )  # fmt: skip
         trainer = Trainer(model=model, args=args, train_dataset=features,
                           data_collator=DataCollatorForTokenClassification(tokenizer))  # fmt: skip
