@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import time
@@ -26,8 +25,6 @@ from drml_ray.ner.metrics import format_split
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
 from drml_ray.ner.train_loop import STATE_FILE, train_loop_per_worker
 from drml_ray.runs import atomic_write_json, atomic_write_text, prepare_run_dir, replace_dir
-
-log = logging.getLogger(__name__)
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import importlib.resources
-import logging
 from pathlib import Path
 
 import torch
@@ -19,7 +18,6 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 
 from drml_ray.config import ModelConfig
 
-log = logging.getLogger(__name__)
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
 PACKAGED_MINILM = "minilm"

@@ -150,8 +150,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         micro = entity_report(dev_tags, dev_pred)["micro"]
         state.train_tokens += sum(_gather(tokens))
         train_loss = sum(_gather(train_loss))  # shares of the global mean token loss, summed
-        improved = micro["f1"] > state.best_f1
-        if improved:
+        if micro["f1"] > state.best_f1:
             state.best_f1, state.best_step, state.best_epoch = micro["f1"], state.global_step, epoch_progress
             state.evals_since_best = 0
         else:
