@@ -20,14 +20,15 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
         raise FileNotFoundError(f"{config_path}: drml quickstart runs the config of a drml-ray checkout")
     cfg = load_config(config_path)
     run_dir = Path(output_dir or default_run_dir(cfg.name)).resolve()
+    corpus = load_corpus(cfg.data)  # read (or fetched, or replaced by the fallback) once
     if (run_dir / FINISHED_MARKER).exists() and not overwrite:
         print(f"[drml] {run_dir} already holds a finished quickstart (pass --overwrite to train again):")
         for split in ("dev", "test"):
             print((run_dir / f"report_{split}.txt").read_text(encoding="utf-8"))
     else:
-        run_finetune(cfg, run_dir, overwrite=overwrite)
+        run_finetune(cfg, run_dir, overwrite=overwrite, corpus=corpus)
     results = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
-    test = load_corpus(cfg.data, progress=False).splits["test"][:N_EXAMPLES]
+    test = corpus.splits["test"][:N_EXAMPLES]
     texts = [" ".join(s.tokens) for s in test]
     print(f"== a few test sentences through drml predict ({results['data']['name']}) ==")
     for line in predict_lines(run_dir / "best", texts, pretokenized=True, engine="local"):

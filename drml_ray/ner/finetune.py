@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -93,21 +92,23 @@ def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, ou
     model.load_state_dict(state["model"])
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_hf_folder(model, tokenizer, tmp)
     # Windowing settings travel in config.json so evaluate/predict split long sentences the same way.
-    config_path = tmp / "config.json"
-    saved = json.loads(config_path.read_text())
-    saved["drml"] = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap}
-    config_path.write_text(json.dumps(saved, indent=2) + "\n")
+    model.config.drml = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap}
+    save_hf_folder(model, tokenizer, tmp)
     replace_dir(tmp, out_dir)
 
 
-def run_finetune(cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
-    """Train, export, evaluate; returns what was written to ``results.json``."""
+def run_finetune(
+    cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = False, corpus: NerCorpus | None = None
+) -> dict[str, Any]:
+    """Train, export, evaluate; returns what was written to ``results.json``.
+
+    ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
+    """
     run_dir = prepare_run_dir(run_dir, overwrite=overwrite)
     resuming = (run_dir / TRAIN_SUBDIR / "checkpoint_manager_snapshot.json").exists()
     print(f"[drml] run '{cfg.name}' -> {run_dir}" + (" (resuming the unfinished run found there)" if resuming else ""))
-    corpus = load_corpus(cfg.data)
+    corpus = corpus or load_corpus(cfg.data)
     print(f"[drml] {corpus.describe()}")
     _write_config(run_dir, cfg)
     print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"

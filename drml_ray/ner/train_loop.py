@@ -40,7 +40,6 @@ class LoopState:
     step_in_epoch: int = 0
     global_step: int = 0
     best_f1: float = -1.0
-    best_step: int = 0
     best_epoch: float = 0.0
     evals_since_best: int = 0
     train_tokens: int = 0
@@ -151,7 +150,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         state.train_tokens += sum(_gather(tokens))
         train_loss = sum(_gather(train_loss))  # shares of the global mean token loss, summed
         if micro["f1"] > state.best_f1:
-            state.best_f1, state.best_step, state.best_epoch = micro["f1"], state.global_step, epoch_progress
+            state.best_f1, state.best_epoch = micro["f1"], epoch_progress
             state.evals_since_best = 0
         else:
             state.evals_since_best += 1
