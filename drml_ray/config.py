@@ -140,6 +140,94 @@ class ScalingSettings(Section):
     """Worker-group failures to recover from (restart from the latest checkpoint); -1: unlimited."""
 
 
+class Distribution(Section):
+    """One searched key, written in YAML as a one-key mapping: ``{loguniform: [1e-5, 1e-3]}``."""
+
+    loguniform: list[float] | None = None
+    """``[low, high]``: sampled uniformly in log space (learning rates)."""
+    uniform: list[float] | None = None
+    """``[low, high]``: sampled uniformly."""
+    randint: list[int] | None = None
+    """``[low, high]``: an integer in ``[low, high)``."""
+    choice: list[Any] | None = None
+    """Values sampled uniformly (with the grid search: every value, like ``grid``)."""
+    grid: list[Any] | None = None
+    """Every value, each combined with every other grid key (a full grid)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Distribution:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            kinds = ", ".join(type(self).model_fields)
+            raise ValueError(f"write exactly one of {kinds} (got {len(given)}: {', '.join(given) or 'none'})")
+        values = getattr(self, given[0])
+        if given[0] in ("loguniform", "uniform", "randint"):
+            if len(values) != 2 or not values[0] < values[1]:
+                raise ValueError(f"{given[0]} takes [low, high] with low < high (got {values})")
+            if given[0] == "loguniform" and values[0] <= 0:
+                raise ValueError(f"loguniform bounds must be positive (got {values})")
+        elif not values:
+            raise ValueError(f"{given[0]} needs at least one value")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(name for name in type(self).model_fields if getattr(self, name) is not None)
+
+    @property
+    def args(self) -> list[Any]:
+        return getattr(self, self.kind)
+
+
+class SchedulerSettings(Section):
+    type: Literal["fifo", "asha", "hyperband", "median", "pbt"] = "asha"
+    """Trial scheduler: ``fifo`` runs every trial to the end; the others stop or mutate weak trials."""
+    grace_period: int = 1
+    """Epochs every trial runs before ASHA / median stopping may stop it."""
+    reduction_factor: int = 2
+    """ASHA / HyperBand: keep the best 1/reduction_factor of trials at each rung."""
+    max_t: int | None = None
+    """Epochs of the longest trial (ASHA / HyperBand); default: ``train.epochs``."""
+    perturbation_interval: int = 1
+    """PBT: epochs between exploit/explore steps."""
+    mutations: dict[str, Distribution] = {}
+    """PBT: keys it may resample when a trial copies a better one (default: the continuous keys of ``space``)."""
+
+
+class TuneSettings(Section):
+    """What ``drml tune`` searches and how (ignored by ``drml finetune``)."""
+
+    space: dict[str, Distribution] = {}
+    """Config keys (dotted, e.g. ``train.lr``) and the distribution each is drawn from."""
+    search: Literal["random", "grid", "optuna"] = "random"
+    """``random``: sample ``num_samples`` points (grid keys crossed in); ``grid``: every combination of
+    ``grid``/``choice`` values once; ``optuna``: Optuna's TPE sampler."""
+    num_samples: int = 4
+    """Trials to sample (``random``: per grid point; ``optuna``: in all; ignored by ``grid``)."""
+    max_concurrent_trials: int | None = None
+    """Trials running at once; default: as many as the cluster's CPUs (GPUs) hold given ``scaling``."""
+    metric: str = "dev_f1"
+    """Reported metric the search optimises (dev entity F1 after each epoch)."""
+    mode: Literal["max", "min"] = "max"
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TuneSettings:
+        if self.num_samples < 1:
+            raise ValueError("num_samples must be at least 1")
+        if self.search == "grid":
+            loose = [key for key, dist in self.space.items() if dist.kind not in ("grid", "choice")]
+            if loose:
+                raise ValueError(f"search: grid needs grid or choice for every key (not {', '.join(loose)})")
+        if self.search == "optuna":
+            grids = [key for key, dist in self.space.items() if dist.kind == "grid"]
+            if grids:
+                raise ValueError(f"search: optuna samples; write choice instead of grid for {', '.join(grids)}")
+        if self.scheduler.type == "pbt" and self.search == "optuna":
+            raise ValueError("the pbt scheduler does its own search: use search: random")
+        return self
+
+
 class FinetuneConfig(Section):
     """One NER fine-tuning experiment: what ``drml finetune`` runs."""
 
@@ -151,6 +239,8 @@ class FinetuneConfig(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     scaling: ScalingSettings = ScalingSettings()
+    tune: TuneSettings | None = None
+    """Hyper-parameter search over this experiment (``drml tune``)."""
 
     @model_validator(mode="after")
     def _batch_divides(self) -> FinetuneConfig:
@@ -261,11 +351,41 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     overridden = {apply_override(data, item, model) for item in overrides or []}
     data.setdefault("name", path.stem)
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_format_errors(err, str(path), lines, overridden)) from None
+    tune = getattr(config, "tune", None)
+    if tune is not None:
+        for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
+            for key, dist in space.items():
+                where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
+                try:
+                    for value in dist.args:  # every value a trial could take must make a valid config
+                        with_params(config, {key: value})
+                except ConfigError as err:
+                    raise ConfigError(f"{path}:{lines.get(where, '?')}: tune.{section}.{key}: {err}") from None
+    return config
 
 
-def dump_config(config: BaseModel) -> str:
-    """The resolved config as YAML, loadable again by :func:`load_config`."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+def with_params(config: Section, params: dict[str, Any]) -> Any:
+    """``config`` with dotted keys replaced (``{"train.lr": 1e-4}``), validated again.
+
+    >>> with_params(FinetuneConfig(name="x"), {"train.lr": 1e-4}).train.lr
+    0.0001
+    """
+    data = config.model_dump(mode="json")
+    for key, value in params.items():
+        # (the YAML round trip keeps types: 1e-4 stays a float, "full" a string)
+        try:
+            apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}", type(config))
+        except ConfigError as err:
+            raise ConfigError(str(err).removeprefix(f"--set {key}: ")) from None
+    try:
+        return type(config).model_validate(data)
+    except ValidationError as err:
+        raise ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())) from None
+
+
+def dump_config(config: BaseModel, exclude: set[str] | None = None) -> str:
+    """The resolved config as YAML (less the ``exclude`` keys), loadable again by :func:`load_config`."""
+    return yaml.safe_dump(config.model_dump(mode="json", exclude=exclude), sort_keys=False)

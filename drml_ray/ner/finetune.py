@@ -44,8 +44,19 @@ def _write_config(run_dir: Path, cfg: FinetuneConfig) -> None:
     atomic_write_text(existing, text)
 
 
-def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
-    """Steps 3: the Ray Train run. Returns Ray's ``Result``."""
+def run_training(
+    cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path, *, callbacks: list | None = None,
+    resume_from: Any = None, name: str = TRAIN_SUBDIR, stop_after_epoch: int | None = None,
+    fail_after_eval: int | None = None,
+):  # fmt: skip
+    """Step 3: the Ray Train run, stored in ``run_dir/train``. Returns Ray's ``Result``.
+
+    ``callbacks`` are Ray Train ``UserCallback``s (``drml tune`` passes ``TuneReportCallback``);
+    ``resume_from`` is a ``ray.train.Checkpoint`` to start from (PBT: a better trial's weights);
+    ``name`` the storage folder; ``stop_after_epoch`` ends the run early (one PBT segment).
+    ``fail_after_eval`` (tests; default ``$DRML_TEST_FAIL_AFTER_EVAL``) makes rank 0 fail once after that
+    many evaluations.
+    """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig  # RAY
     from ray.train.torch import TorchTrainer  # RAY
 
@@ -53,7 +64,7 @@ def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
 
     ensure_ray()
     as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in ("train", "dev")}
-    fail_after = int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
+    fail_after = fail_after_eval or int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
     trainer = TorchTrainer(  # RAY
         train_loop_per_worker,
         train_loop_config={
@@ -61,6 +72,7 @@ def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
             "labels": corpus.labels,
             "run_dir": str(run_dir),
             "fail_after_eval": fail_after,
+            "stop_after_epoch": stop_after_epoch,
             **as_pairs,
         },  # fmt: skip
         scaling_config=ScalingConfig(
@@ -69,7 +81,7 @@ def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
             resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
         ),  # fmt: skip
         run_config=RunConfig(
-            name=TRAIN_SUBDIR,
+            name=name,
             storage_path=str(run_dir),
             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
             # Keeps the best checkpoint by dev F1 and, always, the latest (to resume from).
@@ -79,7 +91,9 @@ def run_training(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path):
             logging_config=LoggingConfig(log_level="WARNING"),
             # Worker prints go straight to the driver's console (Ray Train's print patch doubles them).
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+            callbacks=callbacks or [],
         ),
+        resume_from_checkpoint=resume_from,
     )
     return trainer.fit()
 
@@ -96,6 +110,34 @@ def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, ou
     model.config.drml = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap}
     save_hf_folder(model, tokenizer, tmp)
     replace_dir(tmp, out_dir)
+
+
+def export_and_score(cfg: FinetuneConfig, corpus: NerCorpus, checkpoint_dir: Path, run_dir: Path) -> dict[str, Any]:
+    """Steps 4-5: ``checkpoint_dir`` -> ``run_dir/best``, scored on dev and test (reports written)."""
+    best_dir = run_dir / "best"
+    export_best(cfg, corpus.labels, checkpoint_dir, best_dir)
+    print(f"[drml] saved {best_dir}")
+    saved = load_saved_model(best_dir)
+    scores = {}
+    for split in ("dev", "test"):
+        scores[split] = evaluate_sentences(
+            saved, corpus.splits[split], batch_size=cfg.train.eval_batch_size, progress=f"scoring {split}"
+        )
+        report = format_split(scores[split], split)
+        atomic_write_text(run_dir / f"report_{split}.txt", report)
+        print(report)
+    return scores
+
+
+def corpus_summary(corpus: NerCorpus) -> dict[str, Any]:
+    """What ``results.json`` records about the data a run used."""
+    return {
+        "name": corpus.name,
+        "generated": corpus.generated,
+        "sources": corpus.sources,
+        "sizes": {k: len(v) for k, v in corpus.splits.items()},
+        "labels": corpus.labels,
+    }
 
 
 def run_finetune(
@@ -121,22 +163,8 @@ def run_finetune(
         raise RuntimeError(f"{run_dir}: training reported no checkpoint")
     best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["dev_f1"])
     latest = torch.load(Path(result.checkpoint.path) / STATE_FILE, map_location="cpu", weights_only=False)["loop"]
-
-    best_dir = run_dir / "best"
-    export_best(cfg, corpus.labels, Path(best_checkpoint.path), best_dir)
-    print(
-        f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f} -> {best_dir}"
-    )
-
-    saved = load_saved_model(best_dir)
-    scores = {}
-    for split in ("dev", "test"):
-        scores[split] = evaluate_sentences(
-            saved, corpus.splits[split], batch_size=cfg.train.eval_batch_size, progress=f"scoring {split}"
-        )
-        report = format_split(scores[split], split)
-        atomic_write_text(run_dir / f"report_{split}.txt", report)
-        print(report)
+    print(f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f}")
+    scores = export_and_score(cfg, corpus, Path(best_checkpoint.path), run_dir)
     results = {
         **scores,
         "best_epoch": best_metrics["epoch"],
@@ -149,13 +177,7 @@ def run_finetune(
             "num_workers": cfg.scaling.num_workers,
             "resumed_at_steps": latest["resumed_at_steps"],
         },
-        "data": {
-            "name": corpus.name,
-            "generated": corpus.generated,
-            "sources": corpus.sources,
-            "sizes": {k: len(v) for k, v in corpus.splits.items()},
-            "labels": corpus.labels,
-        },  # fmt: skip
+        "data": corpus_summary(corpus),
     }
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the run finished
     print(f"[drml] test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; everything is in {run_dir}")

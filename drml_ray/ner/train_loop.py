@@ -44,6 +44,7 @@ class LoopState:
     evals_since_best: int = 0
     train_tokens: int = 0
     train_seconds: float = 0.0
+    eval_seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_at_steps: list[int] = field(default_factory=list)
     """Global steps at which this run was restored from a checkpoint."""
@@ -130,6 +131,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = LoopState(**saved["loop"])
+        # The learning rate comes from this run's config (PBT restarts a trial with a mutated lr).
+        scheduler.base_lrs = [cfg.train.lr] * len(optimizer.param_groups)
         state.resumed_at_steps.append(state.global_step)
         say(f"[drml] resumed from checkpoint at epoch {state.epoch}, step {state.global_step}", flush=True)
 
@@ -141,6 +144,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     def evaluate_and_report(epoch_progress: float, train_loss: float, tokens: int) -> bool:
         """Score dev on all workers, report to Ray with a checkpoint; True when training should stop."""
+        eval_started = time.perf_counter()
         outputs: dict = {}
         for part in _gather(predict_windows(model, dev_windows, dev_batches, pad_id=tokenizer.pad_token_id,
                                             device=device, autocast_dtype=dtype)):  # fmt: skip
@@ -161,6 +165,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "train_loss": train_loss, "lr": scheduler.get_last_lr()[0],
             "tokens_per_s": state.train_tokens / max(1e-9, state.train_seconds),
             "best_dev_f1": state.best_f1, "stopped_early": stop,
+            "train_s": state.train_seconds, "eval_s": state.eval_seconds + time.perf_counter() - eval_started,
         }  # fmt: skip
         state.history.append(metrics)
         say(
@@ -173,6 +178,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for key in ("dev_f1", "dev_precision", "dev_recall", "tokens_per_s"):
                 writer.add_scalar(f"eval/{key}", metrics[key], state.global_step)
             writer.flush()
+        state.eval_seconds = metrics["eval_s"]
         fail_after = config.get("fail_after_eval")
         with tempfile.TemporaryDirectory() as folder:
             ray_checkpoint = None
@@ -199,7 +205,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     running_steps = 0
     log_loss = torch.zeros((), device=device)  # since the last progress line
     log_steps = 0
-    for epoch in range(state.epoch, state.epoch if stop else cfg.train.epochs):
+    # ``stop_after_epoch``: train a segment only (PBT runs a trial as segments between perturbations).
+    last_epoch = min(cfg.train.epochs, config.get("stop_after_epoch") or cfg.train.epochs)
+    for epoch in range(state.epoch, state.epoch if stop else last_epoch):
         batches = plan(epoch)
         started = time.perf_counter()
         for i in range(state.step_in_epoch, len(batches)):
