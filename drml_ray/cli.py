@@ -40,6 +40,9 @@ OutputDir = Annotated[
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
 
 
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3 (repeatable).")
+]
 ModelDir = Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")]
 
 
@@ -62,9 +65,7 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
 @user_errors
 def finetune(
     config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/ner/conll2003.yaml.")],
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3 (repeatable).")
-    ] = None,
+    set_: SetOption = None,
     output_dir: OutputDir = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -75,6 +76,57 @@ def finetune(
 
     cfg = load_config(config, set_ or [])
     run_finetune(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
+
+
+@app.command(
+    epilog="Examples: `drml tune configs/tune/smoke.yaml` · `drml tune configs/tune/crossner_politics_asha.yaml "
+    "--resume` · then `drml finetune runs/NAME/best_config.yaml`"
+)
+@user_errors
+def tune(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML with a tune: section, e.g. configs/tune/smoke.yaml.")],
+    set_: SetOption = None,
+    output_dir: OutputDir = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted search in the run directory.")
+    ] = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Hyper-parameter search with Ray Tune, every trial a distributed Ray Train run; writes trials.csv,
+    trials.png, best_config.yaml, and the best trial's model in best/ with its reports."""
+    from drml_ray.config import load_config
+    from drml_ray.runs import default_run_dir
+    from drml_ray.tune.driver import run_tune
+
+    cfg = load_config(config, set_ or [])
+    run_tune(cfg, output_dir or default_run_dir(cfg.name), resume=resume, overwrite=overwrite)
+
+
+@app.command(epilog="Example: `drml tensorboard runs/tune_smoke --port 6007`")
+@user_errors
+def tensorboard(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (finetune or tune) or any folder of events.")],
+    port: Annotated[int, typer.Option(help="Port TensorBoard serves on.")] = 6006,
+    host: Annotated[str, typer.Option(help="Interface to bind (keep 127.0.0.1 unless behind a tunnel).")] = "127.0.0.1",
+) -> None:
+    """Serve TensorBoard over a run: train loss, learning rate and dev F1 per trial; HParams for tune runs."""
+    import subprocess
+
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run directory")
+    typer.echo(f"[drml] TensorBoard on http://{host}:{port} for {run_dir} (Ctrl-C stops it)", err=True)
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--port", str(port), "--host", host]
+    raise typer.Exit(subprocess.call(command))
+
+
+@app.command(epilog="Example: `drml report runs/tune_smoke` then open runs/tune_smoke/report.html")
+@user_errors
+def report(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (finetune or tune).")]) -> None:
+    """Write report.html (self-contained: figures inlined) and report.md for a run."""
+    from drml_ray.report.build import write_report
+
+    html, markdown = write_report(run_dir)
+    typer.echo(f"[drml] {html}\n[drml] {markdown}")
 
 
 @app.command(

@@ -1,0 +1,133 @@
+"""What a search leaves behind: one row per trial (``trials.csv``), the curves (``trials.png``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drml_ray.config import TuneSettings
+from drml_ray.runs import atomic_write_text
+
+
+@dataclass
+class TrialSummary:
+    name: str
+    params: dict[str, Any]
+    state: str
+    """``completed``, ``early-stopped`` (patience), ``stopped by <scheduler>``, or ``error``."""
+    epochs: float
+    """Epochs trained (the scheduler's time unit)."""
+    best_metric: float
+    best_checkpoint: str | None
+    curve: list[tuple[float, float]] = field(default_factory=list)
+    """(epoch, metric) after every evaluation."""
+    error: str = ""
+    started_at: float = float("nan")
+    """Unix time the trial's process started."""
+    wall_s: float = 0.0
+    """The trial's wall time as Tune measured it."""
+    train_s: float = 0.0
+    """Of which training steps and dev evaluation (the rest is Tune + Ray Train overhead)."""
+
+    def row(self) -> dict[str, Any]:
+        return {"trial": self.name, **self.params, "best": self.best_metric, "epochs": self.epochs,
+                "state": self.state, "wall_s": round(self.wall_s, 2),
+                "overhead_s": round(self.wall_s - self.train_s, 2), "error": self.error}  # fmt: skip
+
+
+def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: str) -> str:
+    """Why a trial ended.
+
+    >>> trial_state(None, {"epoch": 2.0, "stopped_early": False}, 4, "asha")
+    'stopped by asha'
+    >>> trial_state(None, {"epoch": 2.0, "stopped_early": True}, 4, "asha")
+    'early-stopped'
+    """
+    if error is not None:
+        return "error"
+    if last.get("stopped_early"):
+        return "early-stopped"
+    if last.get("epoch", 0) < max_epochs:
+        return f"stopped by {scheduler}"
+    return "completed"
+
+
+def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int) -> list[TrialSummary]:
+    """One summary per trial of a Tune ``ResultGrid``, in trial order."""
+    trials = []
+    sign = 1 if settings.mode == "max" else -1
+    for result in grid:
+        rows = [] if result.metrics_dataframe is None else result.metrics_dataframe.to_dict("records")
+        rows = [r for r in rows if settings.metric in r]
+        best = max(rows, key=lambda r: sign * r[settings.metric], default={})
+        params = {key: value for key, value in (result.config or {}).items() if key in settings.space}
+        trials.append(
+            TrialSummary(
+                name=Path(result.path).name,
+                params=params,
+                state=trial_state(result.error, rows[-1] if rows else {}, max_epochs, settings.scheduler.type),
+                epochs=float(rows[-1]["epoch"]) if rows else 0.0,
+                best_metric=float(best.get(settings.metric, float("nan"))),
+                best_checkpoint=best.get("checkpoint_path"),
+                curve=[(float(r["epoch"]), float(r[settings.metric])) for r in rows],
+                error=str(result.error).splitlines()[0] if result.error else "",
+                started_at=float(rows[0]["timestamp"] - rows[0]["time_this_iter_s"]) if rows else float("nan"),
+                wall_s=float(rows[-1]["time_total_s"]) if rows else 0.0,
+                train_s=float(rows[-1].get("train_s", 0.0) + rows[-1].get("eval_s", 0.0)) if rows else 0.0,
+            )  # fmt: skip
+        )
+    return sorted(trials, key=lambda t: t.name)
+
+
+def write_trials_csv(trials: list[TrialSummary], path: Path) -> None:
+    rows = [t.row() for t in trials]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())
+
+
+def format_trials(trials: list[TrialSummary], metric: str) -> str:
+    """The end-of-search table printed to the console (and in the report)."""
+    keys = list(dict.fromkeys(key for t in trials for key in t.params))
+    header = ["trial", *keys, f"best {metric}", "epochs", "state"]
+    body = [[t.name, *(_short(t.params.get(k)) for k in keys), f"{t.best_metric:.4f}", f"{t.epochs:g}", t.state]
+            for t in trials]  # fmt: skip
+    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in [header, *body]
+    )
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def write_trial_plot(trials: list[TrialSummary], path: Path, metric: str) -> None:
+    """``metric`` per trial over epochs, one line per trial (PNG, written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for t in trials:
+        if t.curve:
+            xs, ys = zip(*t.curve, strict=True)
+            ax.plot(xs, ys, marker="o", markersize=3, label=f"{t.name} ({t.state})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} per trial")
+    ax.grid(alpha=0.3)
+    if any(t.curve for t in trials):
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,106 @@
+"""The YAML search space, its validation, and the pure helpers of the Tune driver (no Ray started)."""
+
+from __future__ import annotations
+
+import pytest
+from ray import tune
+
+from drml_ray.config import ConfigError, Distribution, FinetuneConfig, TuneSettings, load_config, with_params
+from drml_ray.tune.driver import concurrent_trials, trial_name
+from drml_ray.tune.space import make_scheduler, param_space, to_domain
+from drml_ray.tune.summary import TrialSummary, format_trials, trial_state
+
+BASE = """name: t
+model: {backbone: tiny-random-bert}
+scaling: {num_workers: 1}
+tune:
+  space:
+    train.lr: {loguniform: [1.0e-5, 1.0e-3]}
+"""
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_each_kind_becomes_its_tune_domain():
+    assert isinstance(to_domain(Distribution(loguniform=[1e-5, 1e-3])).get_sampler(), tune.search.sample.LogUniform)
+    assert isinstance(to_domain(Distribution(uniform=[0.0, 0.3])), tune.search.sample.Float)
+    assert isinstance(to_domain(Distribution(randint=[1, 4])), tune.search.sample.Integer)
+    assert to_domain(Distribution(choice=["full", "lora"])).categories == ["full", "lora"]
+    assert to_domain(Distribution(grid=[1, 2])) == {"grid_search": [1, 2]}
+    # search: grid enumerates choices as well
+    space = param_space(TuneSettings(space={"model.strategy": {"choice": ["full", "top"]}}, search="grid"))
+    assert space == {"model.strategy": {"grid_search": ["full", "top"]}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"loguniform": [1e-3, 1e-5]}, "low < high"),
+        ({"loguniform": [0.0, 1.0]}, "must be positive"),
+        ({"uniform": [0.1]}, "low < high"),
+        ({"choice": []}, "at least one value"),
+        ({"choice": [1], "grid": [2]}, "exactly one"),
+        ({}, "exactly one"),
+    ],
+)
+def test_bad_distributions_are_rejected(spec, message):
+    with pytest.raises(ValueError, match=message):
+        Distribution.model_validate(spec)
+
+
+def test_space_key_errors_name_file_line_and_key(tmp_path):
+    path = write(tmp_path, BASE + "    train.lrr: {choice: [1]}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:7: tune.space.train.lrr: unknown key 'lrr' in train"):
+        load_config(path)
+    path = write(tmp_path, BASE + "    model.strategy: {choice: [full, half]}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:7: tune.space.model.strategy: model.strategy: Input should be"):
+        load_config(path)
+    path = write(tmp_path, BASE + "  search: grid\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:4: tune: .*grid needs grid or choice for every key"):
+        load_config(path)
+    path = write(tmp_path, BASE + "  schedular: {type: asha}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:7: tune.schedular: unknown key"):
+        load_config(path)
+
+
+def test_with_params_applies_dotted_keys_and_validates():
+    cfg = FinetuneConfig(name="x")
+    tuned = with_params(cfg, {"train.lr": 2e-4, "model.strategy": "lora", "model.lora.r": 4})
+    assert (tuned.train.lr, tuned.model.strategy, tuned.model.lora.r) == (2e-4, "lora", 4)
+    assert cfg.train.lr == 5e-5  # the original is untouched
+    with pytest.raises(ConfigError, match="train.epochs"):
+        with_params(cfg, {"train.epochs": "three"})
+
+
+def test_concurrent_trials_fit_the_cluster():
+    cfg = FinetuneConfig(name="x", scaling={"num_workers": 2, "cpus_per_worker": 2}, tune={})
+    assert concurrent_trials(cfg, {"CPU": 9.0}) == 2  # 4 CPUs per trial
+    assert concurrent_trials(cfg.model_copy(update={"tune": TuneSettings(max_concurrent_trials=5)}), {}) == 5
+    gpu = FinetuneConfig(name="x", scaling={"num_workers": 2, "use_gpu": True}, tune={})
+    assert concurrent_trials(gpu, {"CPU": 16.0, "GPU": 4.0}) == 2
+    with pytest.raises(ValueError, match="one trial needs 4 CPUs"):
+        concurrent_trials(cfg, {"CPU": 2.0})
+
+
+def test_schedulers_count_epochs():
+    space = {"train.lr": {"loguniform": [1e-5, 1e-3]}, "model.strategy": {"choice": ["full", "top"]}}
+    asha = make_scheduler(TuneSettings(space=space, scheduler={"type": "asha"}), max_epochs=8)
+    assert (asha._time_attr, asha._max_t) == ("epoch", 8)
+    pbt = make_scheduler(TuneSettings(space=space, scheduler={"type": "pbt"}), 8)
+    assert list(pbt._hyperparam_mutations) == ["train.lr"]  # continuous keys mutate by default
+
+
+def test_trial_names_and_states():
+    class FakeTrial:
+        trial_id = "ab12c_00007"
+
+    assert trial_name(FakeTrial()) == "trial_00007"
+    assert trial_state("boom", {}, 4, "asha") == "error"
+    assert trial_state(None, {"epoch": 4.0}, 4, "asha") == "completed"
+    table = format_trials([TrialSummary("trial_00000", {"train.lr": 1e-4}, "completed", 4.0, 0.5, None)], "dev_f1")
+    assert table.splitlines()[0].split() == ["trial", "train.lr", "best", "dev_f1", "epochs", "state"]
+    assert table.splitlines()[1].split() == ["trial_00000", "0.0001", "0.5000", "4", "completed"]

@@ -1,0 +1,112 @@
+"""``drml tune`` end to end on the shared test Ray: trials are real 1-worker Ray Train runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import FinetuneConfig, load_config
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "tune" / "smoke.yaml"
+
+
+def cli(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def read_trials(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "trials.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def smoke_search(ray_session, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("tune") / "smoke"
+    cli("tune", SMOKE, "--output-dir", run_dir)
+    return run_dir
+
+
+def test_smoke_search_writes_trials_best_config_and_plot(smoke_search):
+    trials = read_trials(smoke_search)
+    assert [t["trial"] for t in trials] == [f"trial_{i:05d}" for i in range(4)]
+    assert set(trials[0]) >= {"train.lr", "model.strategy", "best", "epochs", "state", "wall_s", "overhead_s"}
+    assert all(t["state"] in ("completed", "stopped by asha") for t in trials)
+    best = max(trials, key=lambda t: float(t["best"]))
+
+    best_cfg = load_config(smoke_search / "best_config.yaml")  # a plain experiment file drml finetune accepts
+    assert isinstance(best_cfg, FinetuneConfig) and best_cfg.tune is None
+    assert best_cfg.train.lr == pytest.approx(float(best["train.lr"]))
+    assert best_cfg.model.strategy == best["model.strategy"]
+
+    results = json.loads((smoke_search / "results.json").read_text())
+    assert results["best_trial"] == best["trial"]
+    assert results["dev"]["entity"]["micro"]["f1"] == pytest.approx(float(best["best"]))  # best/ is that checkpoint
+    assert results["tune"]["trial_epochs"] == sum(float(t["epochs"]) for t in trials)
+    assert (smoke_search / "best" / "model.safetensors").is_file()
+    assert (smoke_search / "trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_trial_has_tensorboard_events_with_hparams(smoke_search):
+    for trial in (smoke_search / "tune").glob("trial_*"):
+        tune_events = list(trial.glob("events.out.tfevents.*"))  # Tune's: scalars per epoch + HParams
+        assert tune_events and b"hparams" in tune_events[0].read_bytes()
+        train_events = list((trial / "tensorboard").glob("events.out.tfevents.*"))  # ours: loss, lr, dev F1
+        assert train_events and b"train/loss" in train_events[0].read_bytes()
+
+
+def test_report_of_a_search_renders_in_chromium(smoke_search):
+    cli("report", smoke_search)
+    page, markdown = smoke_search / "report.html", smoke_search / "report.md"
+    assert "trial_00003" in page.read_text() and "![trials](trials.png)" in markdown.read_text()
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine (.ci/run installs Debian's)")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert 'data-figures="1"' in dom and 'data-rendered="1"' in dom  # the inlined PNG decoded
+
+
+def test_asha_stops_a_weak_trial(ray_session, tmp_path):
+    """One trial at a time: the second (lr 1e-5, F1 0 after an epoch) falls below the first's rung."""
+    run_dir = tmp_path / "asha"
+    cli("tune", SMOKE, "--output-dir", run_dir,
+        "--set", "tune.space={train.lr: {grid: [1.5e-2, 1.0e-5]}}", "--set", "tune.search=grid",
+        "--set", "tune.max_concurrent_trials=1", "--set", "train.epochs=3")  # fmt: skip
+    strong, weak = read_trials(run_dir)
+    assert (strong["state"], float(strong["epochs"])) == ("completed", 3.0)
+    assert (weak["state"], float(weak["epochs"])) == ("stopped by asha", 1.0)
+
+
+def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_path, monkeypatch):
+    run_dir = tmp_path / "resume"
+    args = ["tune", SMOKE, "--output-dir", run_dir, "--set", "tune.scheduler.type=fifo",
+            "--set", "tune.space={train.lr: {grid: [1.5e-2, 1.0e-2]}}", "--set", "tune.search=grid",
+            "--set", "train.epochs=2"]  # fmt: skip
+    monkeypatch.setenv("DRML_TEST_FAIL_AFTER_EVAL", "1")  # every trial dies once, after epoch 1's checkpoint
+    cli(*args)
+    assert [t["state"] for t in read_trials(run_dir)] == ["error", "error"]
+    monkeypatch.delenv("DRML_TEST_FAIL_AFTER_EVAL")
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 2 and "finished run" in result.output  # refuses without --resume / --overwrite
+    cli(*args, "--resume")
+    trials = read_trials(run_dir)
+    assert [(t["state"], float(t["epochs"])) for t in trials] == [("completed", 2.0)] * 2
+    for trial in trials:  # Ray Train resumed each trial from its epoch-1 checkpoint instead of starting over
+        with (run_dir / "tune" / trial["trial"] / "progress.csv").open() as handle:
+            epochs = [float(row["epoch"]) for row in csv.DictReader(handle)]
+        assert epochs == [1.0, 2.0]
