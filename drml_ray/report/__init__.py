@@ -1,0 +1,1 @@
+"""Run reports: HTML and Markdown with figures."""
