@@ -19,7 +19,20 @@ def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("command", [[], ["finetune"], ["evaluate"], ["predict"], ["quickstart"], ["data", "fetch"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["finetune"],
+        ["tune"],
+        ["report"],
+        ["tensorboard"],
+        ["evaluate"],
+        ["predict"],
+        ["quickstart"],
+        ["data", "fetch"],
+    ],
+)
 def test_every_command_has_help(command):
     result = cli(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -101,3 +114,12 @@ def test_real_corpora_load_with_expected_sizes(data_mirror, tmp_path, monkeypatc
     politics = load_corpus(DataConfig(corpus="crossner_politics"), progress=False)
     assert {k: len(v) for k, v in politics.splits.items()} == {"train": 200, "dev": 541, "test": 651}
     assert len(politics.labels) == 1 + 2 * 9
+
+
+def test_tune_without_a_search_space_and_report_of_a_non_run_exit_2(tmp_path):
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("name: plain\n")
+    result = cli("tune", plain)
+    assert result.exit_code == 2 and "has no tune.space to search" in result.output
+    result = cli("report", tmp_path)
+    assert result.exit_code == 2 and "no results.json" in result.output
