@@ -30,7 +30,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, logging_level="WARNING")
+        # The dashboard stays on: without it Ray Train's placement-group cleaner never frees the
+        # worker group of a trial Tune stopped, and the next trials wait for CPUs forever.
+        ray.init(num_cpus=4, include_dashboard=True, logging_level="WARNING")
     yield ray
     ray.shutdown()
 

@@ -77,6 +77,9 @@ def autoscaling_head():
 
 def test_trials_scale_worker_nodes_up_and_down(autoscaling_head, tmp_path):
     address, env = autoscaling_head
+    deadline = time.monotonic() + 60
+    while worker_nodes(address, env) is None and time.monotonic() < deadline:
+        time.sleep(2)  # the autoscaler's first status report takes a few seconds
     assert worker_nodes(address, env) == 0
     seen: list[int] = []
     done = threading.Event()

@@ -110,3 +110,18 @@ def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_pa
         with (run_dir / "tune" / trial["trial"] / "progress.csv").open() as handle:
             epochs = [float(row["epoch"]) for row in csv.DictReader(handle)]
         assert epochs == [1.0, 2.0]
+
+
+def test_pbt_trains_in_segments_with_tune_checkpoints(ray_session, tmp_path):
+    """PBT copies checkpoints between trials: each perturbation interval is one TorchTrainer run whose
+    checkpoint is reported to Tune, and the next segment starts from it."""
+    run_dir = tmp_path / "pbt"
+    cli("tune", SMOKE, "--output-dir", run_dir, "--set", "tune.scheduler={type: pbt, perturbation_interval: 1}",
+        "--set", "tune.space={train.lr: {loguniform: [1.0e-3, 2.0e-2]}}", "--set", "tune.num_samples=2",
+        "--set", "train.epochs=2")  # fmt: skip
+    trials = read_trials(run_dir)
+    assert [float(t["epochs"]) for t in trials] == [2.0, 2.0]
+    for trial in trials:
+        folder = run_dir / "tune" / trial["trial"]
+        assert {p.name for p in folder.glob("train_from_epoch_*")} == {"train_from_epoch_0", "train_from_epoch_1"}
+        assert list(folder.glob("checkpoint_*"))  # Tune holds the segments' checkpoints (PBT copies them)
