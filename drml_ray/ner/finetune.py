@@ -73,6 +73,8 @@ def run_training(
             "run_dir": str(run_dir),
             "fail_after_eval": fail_after,
             "stop_after_epoch": stop_after_epoch,
+            # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
+            "init_checkpoint": resume_from.path if resume_from is not None else None,
             **as_pairs,
         },  # fmt: skip
         scaling_config=ScalingConfig(
@@ -93,7 +95,6 @@ def run_training(
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
             callbacks=callbacks or [],
         ),
-        resume_from_checkpoint=resume_from,
     )
     return trainer.fit()
 

@@ -124,6 +124,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     #    or an interrupted run started again in the same run directory).
     state = LoopState()
     checkpoint = ray.train.get_checkpoint()  # RAY
+    if checkpoint is None and config.get("init_checkpoint"):  # a PBT segment starts from a given state
+        checkpoint = ray.train.Checkpoint(config["init_checkpoint"])  # RAY
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             saved = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=False)

@@ -116,7 +116,7 @@ def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path) -> No
                               resume_from=checkpoint, stop_after_epoch=stop_at)  # fmt: skip
         metrics = dict(result.metrics)
         checkpoint = result.checkpoint
-        tune.report(metrics | {"checkpoint_path": checkpoint.path}, checkpoint=checkpoint)  # RAY
+        tune.report(metrics | {"checkpoint_path": checkpoint.path}, checkpoint=tune.Checkpoint(checkpoint.path))  # RAY
         if metrics.get("stopped_early"):
             return
         epoch = stop_at
