@@ -52,19 +52,19 @@ def test_bad_distributions_are_rejected(spec, message):
         Distribution.model_validate(spec)
 
 
-def test_space_key_errors_name_file_line_and_key(tmp_path):
-    path = write(tmp_path, BASE + "    train.lrr: {choice: [1]}\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml:7: tune.space.train.lrr: unknown key 'lrr' in train"):
-        load_config(path)
-    path = write(tmp_path, BASE + "    model.strategy: {choice: [full, half]}\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml:7: tune.space.model.strategy: model.strategy: Input should be"):
-        load_config(path)
-    path = write(tmp_path, BASE + "  search: grid\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml:4: tune: .*grid needs grid or choice for every key"):
-        load_config(path)
-    path = write(tmp_path, BASE + "  schedular: {type: asha}\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml:7: tune.schedular: unknown key"):
-        load_config(path)
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("    train.lrr: {choice: [1]}\n", r"exp.yaml:7: tune.space.train.lrr: unknown key 'lrr' in train"),
+        ("    model.strategy: {choice: [full, half]}\n",
+         r"exp.yaml:7: tune.space.model.strategy: model.strategy: Input should be"),
+        ("  search: grid\n", r"exp.yaml:4: tune: .*grid needs grid or choice for every key"),
+        ("  schedular: {type: asha}\n", r"exp.yaml:7: tune.schedular: unknown key"),
+    ],
+)  # fmt: skip
+def test_space_key_errors_name_file_line_and_key(tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, BASE + extra))
 
 
 def test_with_params_applies_dotted_keys_and_validates():
