@@ -84,12 +84,60 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
             model = AutoModelForTokenClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
         finally:
             transformers.logging.set_verbosity(verbosity)
+        _carry_head(model, source, labels)
     if cfg.dropout is not None:
         for module in model.modules():
             if isinstance(module, torch.nn.Dropout):
                 module.p = cfg.dropout
         model.config.hidden_dropout_prob = cfg.dropout
     return apply_strategy(model, cfg)
+
+
+def _source_head(source: str) -> tuple[list[str], torch.Tensor, torch.Tensor] | None:
+    """Labels, weight and bias of the classifier saved in a local model folder (``None`` without one)."""
+    import json
+
+    weights = Path(source) / "model.safetensors"
+    if not weights.is_file():
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        if "classifier.weight" not in f.keys():  # noqa: SIM118 - safe_open has no __contains__
+            return None
+        weight, bias = f.get_tensor("classifier.weight"), f.get_tensor("classifier.bias")
+    id2label = json.loads((Path(source) / "config.json").read_text(encoding="utf-8")).get("id2label") or {}
+    labels = [id2label.get(str(i), f"LABEL_{i}") for i in range(weight.shape[0])]
+    return labels, weight, bias
+
+
+@torch.no_grad()
+def _carry_head(model: PreTrainedModel, source: str, labels: list[str]) -> None:
+    """Give each of ``labels`` its classifier row from the source folder: the saved row of the same
+    label, else the row the folder's label-name generator builds from the label's name, else a fresh
+    random row. (``from_pretrained`` alone would keep rows by position: wrong when the label sets
+    differ but have the same size.)"""
+    from drml_ray.ner.label_head import head_rows, load_generator, type_name
+
+    saved = _source_head(source)
+    generator = load_generator(source, model.config.hidden_size) if Path(source).is_dir() else None
+    if saved is None and generator is None:
+        return
+    if saved is not None and saved[0] == labels:
+        return  # from_pretrained kept exactly these rows
+    head = model.classifier
+    weight = torch.empty_like(head.weight).normal_(0.0, model.config.initializer_range)
+    bias = torch.zeros_like(head.bias)
+    if generator is not None:
+        names = {label[2:]: type_name(label[2:]) for label in labels if label != "O"}
+        weight, bias = head_rows(generator, model.base_model, load_tokenizer(source), labels, names)
+    if saved is not None:
+        old = {label: i for i, label in enumerate(saved[0])}
+        for i, label in enumerate(labels):
+            if label in old:
+                weight[i], bias[i] = saved[1][old[label]], saved[2][old[label]]
+    head.weight.copy_(weight)
+    head.bias.copy_(bias)
 
 
 def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:

@@ -70,3 +70,32 @@ def test_lora_trains_adapters_and_head_and_exports_a_plain_model(tmp_path, hand_
 def test_export_of_a_plain_model_is_itself():
     model = tiny("full")
     assert export_model(model) is model
+
+
+def test_a_saved_head_is_carried_over_by_label_not_by_position(tmp_path, hand_tokenizer):
+    saved = tiny("full")
+    save_hf_folder(saved, hand_tokenizer, tmp_path / "m")
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    model = build_model(ModelConfig(backbone=str(tmp_path / "m")), labels, seed=1)
+    assert torch.equal(model.classifier.weight[0], saved.classifier.weight[0])  # O
+    assert torch.equal(model.classifier.weight[3:], saved.classifier.weight[1:])  # B-PER, I-PER moved
+    # Same size, other labels: nothing may be kept by position.
+    other = build_model(ModelConfig(backbone=str(tmp_path / "m")), ["O", "B-LOC", "I-LOC"], seed=1)
+    assert torch.equal(other.classifier.weight[0], saved.classifier.weight[0])
+    assert not torch.equal(other.classifier.weight[1], saved.classifier.weight[1])
+
+
+def test_a_folder_with_a_label_name_generator_builds_rows_for_new_labels(tmp_path, hand_tokenizer):
+    from drml_ray.ner.label_head import LabelNameHead, head_rows, save_generator
+
+    saved = tiny("full")
+    save_hf_folder(saved, hand_tokenizer, tmp_path / "m")
+    generator = LabelNameHead(saved.config.hidden_size)
+    save_generator(generator, tmp_path / "m")
+    labels = ["O", "B-PER", "I-PER", "B-times", "I-times"]
+    model = build_model(ModelConfig(backbone=str(tmp_path / "m")), labels, seed=1)
+    names = {"PER": "person", "times": "times"}
+    weight, bias = head_rows(generator, saved.base_model, hand_tokenizer, labels, names)
+    assert torch.equal(model.classifier.weight[:3], saved.classifier.weight)  # known labels: the saved rows
+    assert torch.allclose(model.classifier.weight[3:], weight[3:])  # new ones: from their names
+    assert torch.allclose(model.classifier.bias[3:], bias[3:])
