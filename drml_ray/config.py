@@ -253,6 +253,157 @@ class FinetuneConfig(Section):
         return self
 
 
+class TaskData(Section):
+    """Where meta-learning tasks come from: registered corpora, or generated ones for tests."""
+
+    generated: GeneratedData = GeneratedData()
+    """Sizes and seed of ``generated:TYPES`` tasks (the generated corpus restricted to TYPES)."""
+    max_train_sentences: int | None = None
+    """Keep only the first N training sentences of each meta-training task (quick runs)."""
+
+
+Shots = int | Literal["all"]
+
+METHODS = ("direct", "conll_then_finetune", "multitask_then_finetune", "reptile", "fomaml")
+Method = Literal["direct", "conll_then_finetune", "multitask_then_finetune", "reptile", "fomaml"]
+
+
+class MetaSettings(Section):
+    """Meta-training (``drml meta-train``): Reptile / first-order MAML over a distribution of NER tasks."""
+
+    algorithms: list[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
+    """Algorithms to meta-train, one after the other; each writes ``<run>/<algorithm>/``."""
+    train_tasks: list[str] = [
+        "conll2003", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
+    ]  # fmt: skip
+    """Meta-training tasks: registered corpora, or ``generated:PER,LOC`` (the generated corpus, those types)."""
+    heldout_tasks: list[str] = ["crossner_politics"]
+    """Held-out tasks: only their label names are seen before adaptation; their dev set scores meta-training."""
+    meta_steps: int = 150
+    """Outer updates."""
+    meta_batch: int = 4
+    """Tasks (episodes) per outer update, adapted in parallel over ``workers``."""
+    inner_steps: int = 4
+    """Optimizer steps on an episode's support set."""
+    inner_lr: float = 5e-5
+    """Learning rate of the inner optimizer."""
+    inner_optimizer: Literal["adam", "sgd"] = "adam"
+    """Inner optimizer; its state starts fresh in every episode."""
+    meta_lr: float = 1.0
+    """Reptile's outer step size epsilon (with ``meta_optimizer: sgd``, 1.0 moves to the mean adapted weights)."""
+    meta_optimizer: Literal["sgd", "adam"] = "sgd"
+    """Reptile's outer optimizer: ``sgd``: theta -= meta_lr * g (the paper's update); ``adam``: Adam on g."""
+    fomaml_lr: float = 5.0e-5
+    """FOMAML's outer learning rate (g is a query-loss gradient, so a fine-tuning-sized step)."""
+    fomaml_optimizer: Literal["sgd", "adam"] = "adam"
+    """FOMAML's outer optimizer (Adam on the meta-gradient, as in the MAML paper)."""
+    meta_lr_decay: bool = True
+    """Decay the outer learning rate linearly to 0 over ``meta_steps`` (as in the Reptile paper)."""
+    shots: int = 8
+    """Support sentences per episode."""
+    query: int = 8
+    """Query sentences per episode (FOMAML's outer loss; disjoint from the support set)."""
+    n_way: int | None = None
+    """Restrict each episode to N entity types drawn at random (others become O); ``None``: all the task's types."""
+    eval_every: int = 25
+    """Meta-steps between evaluations on the held-out tasks' dev sets (after adaptation) and checkpoints."""
+    eval_shots: int = 10
+    """Support sentences the held-out evaluation adapts on during meta-training."""
+    eval_steps: int = 20
+    """Adaptation steps of that evaluation."""
+    eval_dev_sentences: int = 200
+    """Dev sentences scored by that evaluation (the first N)."""
+    workers: int = 2
+    """Ray actors adapting episodes in parallel (one task each at a time)."""
+    cpus_per_worker: int = 1
+    """CPUs reserved per actor; also its torch thread count."""
+
+    @model_validator(mode="after")
+    def _positive(self) -> MetaSettings:
+        for key in ("meta_steps", "meta_batch", "inner_steps", "shots", "query", "eval_every", "workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        if not self.algorithms:
+            raise ValueError("algorithms needs at least one of reptile, fomaml")
+        overlap = set(self.train_tasks) & set(self.heldout_tasks)
+        if overlap:
+            raise ValueError(f"tasks both meta-trained and held out: {', '.join(sorted(overlap))}")
+        return self
+
+
+class AdaptSettings(Section):
+    """The adaptation protocol of ``drml meta-eval``: every method gets the same budget on each cell."""
+
+    methods: list[Method] = list(METHODS)
+    """Starting points compared (see the README's meta-learning section)."""
+    shots: list[Shots] = [10, 25, 50, 100, "all"]
+    """Labelled target sentences adapted on (drawn per seed from the train split); ``all``: the whole split."""
+    seeds: list[int] = [1, 2, 3]
+    """Seeds of the shot sample, the head initialisation and the data order."""
+    lrs: list[float] = [5e-5]
+    """Learning rates tried per cell; the one with the best dev F1 is scored on test."""
+    epochs: int = 20
+    """Adaptation budget: passes over the shots (steps = epochs x ceil(shots / batch_size), clamped)."""
+    min_steps: int = 40
+    """Fewest adaptation steps (few shots still get a real budget)."""
+    max_steps: int = 400
+    """Most adaptation steps."""
+    batch_size: int = 16
+    """Sentences per adaptation step."""
+    dev_sentences: int | None = 200
+    """Dev sentences used to pick the learning rate (the first N); ``None``: all."""
+    test_sentences: int | None = None
+    """Test sentences scored (the first N); ``None``: the whole test split."""
+    pretrain_steps: int = 900
+    """Steps that train the ``conll_then_finetune`` and ``multitask_then_finetune`` starting points."""
+    pretrain_lr: float = 5e-5
+    """Learning rate of that pre-training."""
+    conll_task: str = "conll2003"
+    """The task the ``conll_then_finetune`` start is pre-trained on (tests use a generated one)."""
+    conll_model: str | None = None
+    """An existing CoNLL-2003 model folder (e.g. ``runs/conll2003/best``) used instead of pre-training one."""
+    workers: int = 2
+    """Ray actors adapting cells in parallel."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> AdaptSettings:
+        if any(isinstance(k, int) and k < 1 for k in self.shots) or not self.shots:
+            raise ValueError("shots are positive integers or 'all'")
+        if not self.seeds or not self.lrs or not self.methods:
+            raise ValueError("methods, seeds and lrs each need at least one value")
+        for key in ("epochs", "min_steps", "max_steps", "batch_size", "workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        return self
+
+
+class MetaExperiment(Section):
+    """One meta-learning experiment: what ``drml meta-train`` and ``drml meta-eval`` run."""
+
+    name: str
+    """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
+    seed: int = 42
+    """Seed of episode sampling, head initialisation and dropout."""
+    model: ModelConfig = ModelConfig()
+    """Backbone and windowing (``strategy`` must be ``full``: meta-learning moves every weight)."""
+    data: TaskData = TaskData()
+    meta: MetaSettings = MetaSettings()
+    eval: AdaptSettings = AdaptSettings()
+    tune: TuneSettings | None = None
+    """Search over meta-training (``drml tune``): reports the held-out dev F1 after adaptation."""
+
+    @model_validator(mode="after")
+    def _full_strategy(self) -> MetaExperiment:
+        if self.model.strategy != "full":
+            raise ValueError("model.strategy must be full for meta-learning (the inner loop moves every weight)")
+        return self
+
+
+def config_model_for(data: dict[str, Any]) -> type[Section]:
+    """The experiment kind of a parsed YAML mapping: a ``meta:`` section makes it a meta-learning experiment."""
+    return MetaExperiment if isinstance(data, dict) and "meta" in data else FinetuneConfig
+
+
 # --- YAML with line numbers ----------------------------------------------------------------------
 
 
@@ -331,8 +482,12 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
     return "\n".join(messages)
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, model: type[Section] = FinetuneConfig) -> Any:
-    """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key."""
+def load_config(path: str | Path, overrides: list[str] | None = None, model: type[Section] | None = None) -> Any:
+    """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key.
+
+    ``model`` defaults to the file's kind: :class:`MetaExperiment` when it has a ``meta:`` section,
+    else :class:`FinetuneConfig`.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -348,6 +503,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the file must hold a mapping of config keys, not {type(data).__name__}")
     lines = _key_lines(root) if root is not None else {}
+    model = model or config_model_for(data)
     overridden = {apply_override(data, item, model) for item in overrides or []}
     data.setdefault("name", path.stem)
     try:

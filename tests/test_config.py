@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from drml_ray.config import ConfigError, FinetuneConfig, dump_config, load_config
+from drml_ray.config import ConfigError, FinetuneConfig, MetaExperiment, dump_config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,4 +70,18 @@ def test_dump_round_trips(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    assert isinstance(load_config(path), FinetuneConfig)
+    kind = MetaExperiment if path.parent.name == "meta" else FinetuneConfig
+    assert isinstance(load_config(path), kind)
+
+
+def test_a_meta_section_makes_a_meta_experiment_with_the_same_errors(tmp_path):
+    cfg = load_config(write(tmp_path, "meta:\n  heldout_tasks: [crossner_ai]\n  train_tasks: [conll2003]\n"))
+    assert isinstance(cfg, MetaExperiment) and cfg.eval.shots == [10, 25, 50, 100, "all"]
+    path = write(tmp_path, "meta:\n  inner_steps: 2\n  outer_steps: 3\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:3: meta.outer_steps: unknown key"):
+        load_config(path)
+    path = write(tmp_path, "meta:\n  train_tasks: [crossner_ai]\n  heldout_tasks: [crossner_ai]\n")
+    with pytest.raises(ConfigError, match="tasks both meta-trained and held out: crossner_ai"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="shots are positive integers or 'all'"):
+        load_config(write(tmp_path, "meta: {}\neval:\n  shots: [0, all]\n"))

@@ -1,0 +1,1 @@
+"""Meta-learning across NER tasks: episodes, Reptile / first-order MAML (plain torch; Ray only in driver.py)."""

@@ -1,0 +1,117 @@
+"""Tasks and episodes.
+
+A *task* is a labelled corpus with its own label set: CoNLL-2003, a CrossNER domain, or (for tests)
+``generated:PER,LOC`` — the generated corpus with only those entity types kept. An *episode* samples
+K support sentences and a disjoint query set from one task, optionally restricted to N of its
+entity types (the others become ``O``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from drml_ray.config import DataConfig, TaskData
+from drml_ray.data.conll import Sentence, discover_labels, entity_types, split_tag
+from drml_ray.ner.label_head import type_name  # noqa: F401  (re-exported: the names tasks are described by)
+
+GENERATED_PREFIX = "generated:"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One NER task: its name, IOB2 label list and splits."""
+
+    name: str
+    labels: list[str]
+    splits: dict[str, list[Sentence]]
+
+    @property
+    def types(self) -> list[str]:
+        return entity_types(self.labels)
+
+
+def keep_types(sentences: Sequence[Sentence], types: set[str]) -> list[Sentence]:
+    """Sentences with every entity outside ``types`` re-tagged ``O``."""
+    out = []
+    for s in sentences:
+        tags = tuple(t if split_tag(t)[1] in types or t == "O" else "O" for t in s.tags)
+        out.append(Sentence(s.tokens, tags))
+    return out
+
+
+def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = None) -> Task:
+    """Read task ``spec`` (a registered corpus name or ``generated:TYPES``) through the data layer."""
+    from drml_ray.data.load import load_corpus
+
+    if spec.startswith(GENERATED_PREFIX):
+        types = {t.strip() for t in spec.removeprefix(GENERATED_PREFIX).split(",") if t.strip()}
+        known = {"PER", "ORG", "LOC", "MISC"}
+        if not types or not types <= known:
+            raise ValueError(f"task {spec!r}: generated tasks keep some of {', '.join(sorted(known))}")
+        # Each generated task draws its own sentences (the seed depends on the types kept).
+        g = data.generated.model_copy(update={"seed": data.generated.seed + sum(map(ord, "".join(sorted(types))))})
+        corpus = load_corpus(DataConfig(corpus="generated", generated=g), progress=False)
+        splits = {k: keep_types(v, types) for k, v in corpus.splits.items()}
+    else:
+        corpus = load_corpus(DataConfig(corpus=spec), progress=False)
+        splits = dict(corpus.splits)
+    if max_train_sentences is not None:
+        splits["train"] = splits["train"][:max_train_sentences]
+    return Task(spec, discover_labels(*splits.values()), splits)
+
+
+def labels_of(types: Sequence[str]) -> list[str]:
+    """The IOB2 label list of entity types, in :func:`discover_labels` order."""
+    return ["O"] + [f"{p}-{k}" for k in sorted(types) for p in ("B", "I")]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Support and query sentences of one task (indices into its train split), with the episode's labels."""
+
+    task: str
+    labels: list[str]
+    support_ids: list[int]
+    query_ids: list[int]
+    support: list[Sentence]
+    query: list[Sentence]
+
+
+def sample_episode(task: Task, shots: int, query: int, rng: random.Random, n_way: int | None = None) -> Episode:
+    """K support + Q query sentences of ``task``'s train split, disjoint, drawn with ``rng``.
+
+    With ``n_way``, N entity types are drawn first; only sentences holding one of them are
+    eligible, and the other types are tagged ``O`` in the episode.
+    """
+    sentences = task.splits["train"]
+    types = task.types
+    if n_way is not None and n_way < len(types):
+        types = sorted(rng.sample(types, n_way))
+        chosen = set(types)
+        pool = [i for i, s in enumerate(sentences) if any(split_tag(t)[1] in chosen for t in s.tags)]
+    else:
+        chosen = set(types)
+        pool = list(range(len(sentences)))
+    if len(pool) < shots + query:
+        raise ValueError(
+            f"task {task.name}: an episode needs {shots} + {query} sentences but only {len(pool)} are eligible"
+        )
+    picked = rng.sample(pool, shots + query)
+    support_ids, query_ids = picked[:shots], picked[shots:]
+    pick = lambda ids: keep_types([sentences[i] for i in ids], chosen)
+    return Episode(task.name, labels_of(types), support_ids, query_ids, pick(support_ids), pick(query_ids))
+
+
+def sample_shots(sentences: Sequence[Sentence], shots: int | str, seed: int) -> list[Sentence]:
+    """The K-shot training set of one adaptation: K sentences drawn with ``seed`` (``"all"``: every one).
+
+    >>> from drml_ray.data.generated import generate_sentences
+    >>> pool = generate_sentences(30, 0)
+    >>> sample_shots(pool, 5, seed=1) == sample_shots(pool, 5, seed=1), len(sample_shots(pool, "all", 1))
+    (True, 30)
+    """
+    if shots == "all" or int(shots) >= len(sentences):
+        return list(sentences)
+    return random.Random(seed).sample(list(sentences), int(shots))

@@ -1,0 +1,88 @@
+"""Tasks and episodes: label sets, disjoint support and query, N-way restriction, determinism."""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+
+import pytest
+
+from drml_ray.config import TaskData
+from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.meta.tasks import Task, keep_types, labels_of, load_task, sample_episode, sample_shots
+
+PLAIN_TORCH = ("algorithms.py", "tasks.py", "learner.py", "results.py")
+
+
+def toy_task() -> Task:
+    sentences = [
+        Sentence(("a", "b"), ("B-PER", "O")),
+        Sentence(("c", "d"), ("B-LOC", "I-LOC")),
+        Sentence(("e",), ("O",)),
+        Sentence(("f", "g"), ("B-ORG", "B-PER")),
+        Sentence(("h",), ("B-LOC",)),
+        Sentence(("i", "j"), ("B-ORG", "O")),
+    ]
+    return Task("toy", labels_of(["LOC", "ORG", "PER"]), {"train": sentences, "dev": [], "test": []})
+
+
+def test_labels_of_matches_discover_order():
+    assert labels_of(["PER", "LOC"]) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def test_keep_types_turns_other_entities_into_o():
+    kept = keep_types([Sentence(("f", "g", "h"), ("B-ORG", "B-PER", "I-PER"))], {"PER"})
+    assert kept[0].tags == ("O", "B-PER", "I-PER")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_episode_support_and_query_are_disjoint_and_deterministic(seed):
+    task = toy_task()
+    episode = sample_episode(task, shots=3, query=2, rng=random.Random(seed))
+    assert len(episode.support) == 3 and len(episode.query) == 2
+    assert not set(episode.support_ids) & set(episode.query_ids)
+    assert [task.splits["train"][i] for i in episode.support_ids] == episode.support
+    assert episode.labels == task.labels
+    again = sample_episode(task, shots=3, query=2, rng=random.Random(seed))
+    assert (again.support_ids, again.query_ids) == (episode.support_ids, episode.query_ids)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_n_way_episode_keeps_n_types_and_only_sentences_with_them(seed):
+    episode = sample_episode(toy_task(), shots=1, query=1, rng=random.Random(seed), n_way=1)
+    (kind,) = {label[2:] for label in episode.labels if label != "O"}
+    assert episode.labels == ["O", f"B-{kind}", f"I-{kind}"]
+    for sentence in episode.support + episode.query:
+        types = {split_tag(t)[1] for t in sentence.tags} - {None}
+        assert types == {kind}  # every eligible sentence holds the type; the other types became O
+
+
+def test_episode_too_big_for_the_task_names_it():
+    with pytest.raises(ValueError, match="task toy: an episode needs 5 \\+ 5 sentences but only 6"):
+        sample_episode(toy_task(), shots=5, query=5, rng=random.Random(0))
+
+
+def test_shots_are_a_seeded_sample_and_all_is_everything():
+    pool = toy_task().splits["train"]
+    assert sample_shots(pool, 3, seed=1) == sample_shots(pool, 3, seed=1)
+    assert len(set(map(id, sample_shots(pool, 3, seed=1)))) == 3
+    assert sample_shots(pool, "all", seed=1) == pool and sample_shots(pool, 50, seed=1) == pool
+
+
+def test_generated_tasks_have_their_own_label_sets():
+    data = TaskData(generated={"train": 30, "dev": 5, "test": 5, "seed": 1})
+    a, b = load_task("generated:PER,ORG", data), load_task("generated:LOC", data)
+    assert a.labels == ["O", "B-ORG", "I-ORG", "B-PER", "I-PER"] and b.labels == ["O", "B-LOC", "I-LOC"]
+    assert a.splits["train"] != b.splits["train"]  # each task draws its own sentences
+    with pytest.raises(ValueError, match="generated tasks keep some of"):
+        load_task("generated:ANIMAL", data)
+
+
+def test_algorithm_modules_never_import_ray():
+    folder = Path(__file__).resolve().parents[2] / "drml_ray" / "meta"
+    for name in PLAIN_TORCH:
+        tree = ast.parse((folder / name).read_text(encoding="utf-8"))
+        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "ray" not in imported, name
