@@ -102,6 +102,59 @@ def tune(
     run_tune(cfg, output_dir or default_run_dir(cfg.name), resume=resume, overwrite=overwrite)
 
 
+@app.command(
+    "meta-train",
+    epilog="Examples: `drml meta-train configs/meta/smoke.yaml` · "
+    "`drml meta-train configs/meta/crossner_politics.yaml --set meta.algorithms=[reptile]`",
+)
+@user_errors
+def meta_train(
+    config: Annotated[Path, typer.Argument(help="Meta-learning YAML (a meta: section), e.g. configs/meta/smoke.yaml.")],
+    set_: SetOption = None,
+    output_dir: OutputDir = None,
+    overwrite: Overwrite = False,
+) -> None:
+    """Meta-train Reptile / first-order MAML over NER tasks on Ray actors; writes one Hugging Face folder per
+    algorithm (its head built from the held-out labels' names) that `drml finetune` accepts as its backbone.
+    An interrupted run continues from its last checkpoint when started again."""
+    from drml_ray.config import MetaExperiment, load_config
+    from drml_ray.meta.driver import run_meta_train
+    from drml_ray.runs import default_run_dir
+
+    cfg = load_config(config, set_ or [], model=MetaExperiment)
+    run_meta_train(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
+
+
+@app.command(
+    "meta-eval",
+    epilog="Examples: `drml meta-eval configs/meta/smoke.yaml` · `drml meta-eval configs/meta/crossner_politics.yaml "
+    "--set eval.shots=[10,50,all] --set eval.seeds=[1]` · `--init reptile=runs/x/reptile`",
+)
+@user_errors
+def meta_eval(
+    config: Annotated[Path, typer.Argument(help="The meta-learning YAML given to drml meta-train.")],
+    set_: SetOption = None,
+    output_dir: OutputDir = None,
+    init: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--init",
+            help="A meta-learned model folder (for every meta method) or METHOD=PATH; "
+            "default: the folders meta-train wrote in the output directory.",
+        ),
+    ] = None,
+) -> None:
+    """Adapt every starting point (direct, CoNLL then fine-tune, multi-task, Reptile, FOMAML) on each held-out
+    domain x shot count x seed with the same budget, score test F1; writes meta_eval.json (cell by cell: a
+    rerun skips finished cells), meta_eval.md and meta_eval.png."""
+    from drml_ray.config import MetaExperiment, load_config
+    from drml_ray.meta.driver import run_meta_eval
+    from drml_ray.runs import default_run_dir
+
+    cfg = load_config(config, set_ or [], model=MetaExperiment)
+    run_meta_eval(cfg, output_dir or default_run_dir(cfg.name), inits=init or [])
+
+
 @app.command(epilog="Example: `drml tensorboard runs/tune_smoke --port 6007`")
 @user_errors
 def tensorboard(

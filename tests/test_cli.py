@@ -25,6 +25,8 @@ def cli(*args):
         [],
         ["finetune"],
         ["tune"],
+        ["meta-train"],
+        ["meta-eval"],
         ["report"],
         ["tensorboard"],
         ["evaluate"],

@@ -1,0 +1,92 @@
+"""End to end at toy scale: meta-train (Reptile and FOMAML on Ray actors) -> meta-eval -> finetune from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import METHODS
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "meta" / "smoke.yaml"
+HELDOUT = "generated:PER,ORG,LOC,MISC"
+FEWER = ["--set", "eval.seeds=[1]"]
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def meta_run(ray_session, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "meta_smoke"
+    result = cli("meta-train", SMOKE, "--output-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    result = cli("meta-eval", SMOKE, "--output-dir", run_dir, *FEWER)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_meta_train_writes_both_initialisations_with_label_name_heads(meta_run):
+    record = json.loads((meta_run / "meta_train.json").read_text())
+    for algorithm in ("reptile", "fomaml"):
+        assert [e["step"] for e in record[algorithm]["evals"]] == [0, 3, 6]
+        assert len(record[algorithm]["steps"]) == 6
+        folder = meta_run / algorithm
+        assert (folder / "drml_label_head.pt").is_file() and (folder / "model.safetensors").is_file()
+        config = json.loads((folder / "config.json").read_text())
+        assert list(config["id2label"].values()) == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG",
+                                                     "B-PER", "I-PER"]  # fmt: skip
+    # Meta-training moved the encoder.
+    from safetensors.torch import load_file
+
+    reptile, fomaml = (load_file(meta_run / a / "model.safetensors") for a in ("reptile", "fomaml"))
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(reptile[key], fomaml[key])
+
+
+def test_meta_eval_table_has_every_cell_as_fractions(meta_run):
+    table = json.loads((meta_run / "meta_eval.json").read_text())
+    assert set(table) == {HELDOUT} and set(table[HELDOUT]) == {"10", "all"}
+    for shots in ("10", "all"):
+        assert set(table[HELDOUT][shots]) == set(METHODS)
+        for cell in table[HELDOUT][shots].values():
+            assert len(cell["f1_per_seed"]) == 1 and 0.0 <= cell["mean_f1"] <= 1.0 and cell["std_f1"] == 0.0
+            assert cell["mean_f1"] == cell["f1_per_seed"][0]
+    assert (meta_run / "meta_eval.png").stat().st_size > 5000
+    assert "| generated:PER,ORG,LOC,MISC | all |" in (meta_run / "meta_eval.md").read_text()
+    for start in ("conll", "multitask"):
+        assert (meta_run / "starts" / start / "config.json").is_file()
+
+
+def test_meta_eval_rerun_skips_finished_cells_and_adds_new_seeds(meta_run):
+    before = (meta_run / "meta_eval.json").read_text()
+    result = cli("meta-eval", SMOKE, "--output-dir", meta_run, *FEWER)
+    assert result.exit_code == 0, result.output
+    assert "10 already there, skipped" in result.output and "[1/" not in result.output
+    assert (meta_run / "meta_eval.json").read_text() == before
+    result = cli("meta-eval", SMOKE, "--output-dir", meta_run, "--set", "eval.seeds=[1,2]",
+                 "--set", "eval.methods=[direct,reptile]", "--set", "eval.shots=[10]")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "[2/2]" in result.output and "[3/" not in result.output
+    cell = json.loads((meta_run / "meta_eval.json").read_text())[HELDOUT]["10"]["reptile"]
+    assert cell["seeds"] == [1, 2] and len(cell["f1_per_seed"]) == 2
+
+
+def test_meta_eval_without_a_meta_trained_model_says_what_to_run(ray_session, tmp_path):
+    result = cli("meta-eval", SMOKE, "--output-dir", tmp_path / "empty", "--set", "eval.methods=[reptile]")
+    assert result.exit_code == 2
+    assert "no meta-trained reptile model; run `drml meta-train`" in result.output
+
+
+def test_finetune_accepts_the_meta_learned_model(meta_run, tmp_path):
+    result = cli("finetune", REPO / "configs" / "ner" / "smoke.yaml", "--output-dir", tmp_path / "ft",
+                 "--set", f"model.backbone={meta_run / 'reptile'}", "--set", "train.epochs=1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ft" / "best" / "config.json").is_file()
