@@ -92,8 +92,16 @@ class MetaWorker:
 
 
 def make_workers(cfg: MetaExperiment, count: int, cpus: int) -> list[Any]:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
+
     ensure_ray()
-    options = {"num_cpus": cpus, "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}}}
+    options = {
+        "num_cpus": cpus,
+        "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+        # Inside a Tune trial, never join the trial's placement group (it reserves memory only):
+        # the actors reserve their own CPUs, which is what Tune's concurrency limit counts on.
+        "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None),
+    }
     model, data = cfg.model.model_dump(mode="json"), cfg.data.model_dump(mode="json")
     return [MetaWorker.options(**options).remote(model, data, cfg.seed, cpus) for _ in range(count)]  # RAY
 

@@ -61,9 +61,69 @@ def _curves_png(history: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def _meta_curves_png(record: dict[str, Any], path: Path) -> Path:
+    """Held-out dev F1 after adaptation over meta-steps, one line per algorithm (``meta_train.json``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for algorithm, rec in record.items():
+        if isinstance(rec, dict) and rec.get("evals"):
+            ax.plot([e["step"] for e in rec["evals"]], [e["mean"] for e in rec["evals"]], marker="o", label=algorithm)
+    ax.set_xlabel("meta-step")
+    ax.set_ylabel("held-out dev entity F1 after adaptation")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def collect_meta(run_dir: Path) -> tuple[str, list[Section]]:
+    """Sections of a meta-learning run: meta-training curves and the adaptation table."""
+    from drml_ray.config import METHODS
+
+    sections = []
+    train_path, eval_path = run_dir / "meta_train.json", run_dir / "meta_eval.json"
+    if train_path.exists():
+        record = json.loads(train_path.read_text(encoding="utf-8"))
+        rows = [
+            {"algorithm": a, "meta-steps": len(r["steps"]), "s / meta-step": f"{r['s_per_meta_step']:.1f}",
+             "held-out dev F1 at step 0": f"{r['evals'][0]['mean']:.4f}",
+             "held-out dev F1 at the end": f"{r['evals'][-1]['mean']:.4f}", "model": r["folder"]}
+            for a, r in record.items() if isinstance(r, dict) and r.get("evals")
+        ]  # fmt: skip
+        sections.append(Section("Meta-training (held-out dev F1 after a few-shot adaptation)", table=rows,
+                                figure=_meta_curves_png(record, run_dir / "report_meta_train.png")))  # fmt: skip
+    if eval_path.exists():
+        table = json.loads(eval_path.read_text(encoding="utf-8"))
+        rows = []
+        for domain, by_shots in table.items():
+            for shots, cells in by_shots.items():
+                row: dict[str, Any] = {"domain": domain, "shots": shots}
+                for method in METHODS:
+                    c = cells.get(method)
+                    row[method] = (
+                        f"{100 * c['mean_f1']:.2f} ± {100 * c['std_f1']:.2f} ({len(c['f1_per_seed'])})" if c else "—"
+                    )
+                rows.append(row)
+        png = run_dir / "meta_eval.png"
+        sections.append(Section("Adaptation: test entity F1 (points), mean ± std (seeds)", table=rows,
+                                figure=png if png.exists() else None))  # fmt: skip
+    sections.append(Section("Configuration", text=_read(run_dir / "config.yaml")))
+    return f"drml meta-learning run: {run_dir.name}", sections
+
+
 def collect(run_dir: Path) -> tuple[str, list[Section]]:
     """The report's title and sections for ``run_dir``."""
     results_path = run_dir / "results.json"
+    if not results_path.exists() and ((run_dir / "meta_train.json").exists() or (run_dir / "meta_eval.json").exists()):
+        return collect_meta(run_dir)
     if not results_path.exists():
         raise FileNotFoundError(f"{run_dir}: no results.json (not a finished drml run directory)")
     results = json.loads(results_path.read_text(encoding="utf-8"))

@@ -27,7 +27,7 @@ from typing import Any
 import ray  # RAY
 from ray import tune  # RAY
 
-from drml_ray.config import FinetuneConfig, dump_config, with_params
+from drml_ray.config import FinetuneConfig, MetaExperiment, dump_config, with_params
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.ner.finetune import TRAIN_SUBDIR, corpus_summary, export_and_score, run_training
 from drml_ray.ray_env import ensure_ray
@@ -45,13 +45,15 @@ def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id[-5:]}"
 
 
-def trial_cpus_gpus(cfg: FinetuneConfig) -> tuple[int, int]:
-    """What one trial's Ray Train worker group reserves."""
+def trial_cpus_gpus(cfg: FinetuneConfig | MetaExperiment) -> tuple[int, int]:
+    """What one trial's Ray Train worker group (meta-learning: its actor pool) reserves."""
+    if isinstance(cfg, MetaExperiment):
+        return cfg.meta.workers * cfg.meta.cpus_per_worker, 0
     workers = cfg.scaling.num_workers
     return workers * cfg.scaling.cpus_per_worker, workers if cfg.scaling.use_gpu else 0
 
 
-def concurrent_trials(cfg: FinetuneConfig, cluster: dict[str, float]) -> int:
+def concurrent_trials(cfg: FinetuneConfig | MetaExperiment, cluster: dict[str, float]) -> int:
     """How many trials run at once: ``tune.max_concurrent_trials``, else as many worker groups as fit.
 
     A trial's own process reserves almost nothing (it waits on its TorchTrainer), so without this limit
@@ -71,8 +73,8 @@ def concurrent_trials(cfg: FinetuneConfig, cluster: dict[str, float]) -> int:
     if fits < 1:
         raise ValueError(
             f"one trial needs {cpus} CPUs{f' and {gpus} GPUs' if gpus else ''} (scaling) but the cluster has "
-            f"{cluster.get('CPU', 0):g} CPUs: lower scaling.num_workers, or set tune.max_concurrent_trials "
-            "on an autoscaling cluster"
+            f"{cluster.get('CPU', 0):g} CPUs: lower scaling.num_workers (meta.workers), or set "
+            "tune.max_concurrent_trials on an autoscaling cluster"
         )
     return fits
 
@@ -91,6 +93,30 @@ def finetune_trial(
     # Ray Train resumes by itself from trial_dir/train when a restored trial runs again.
     run_training(cfg, corpus, trial_dir, callbacks=[TuneReportCallback()],  # RAY: every report -> Tune
                  fail_after_eval=fail_after_eval)  # fmt: skip
+
+
+def meta_trial(params: dict[str, Any], *, base: dict[str, Any]) -> None:
+    """One Tune trial of a meta-learning search: meta-train with ``params`` applied, reporting the
+    held-out dev F1 after adaptation at every evaluation (``epoch`` = evaluations so far)."""
+    from drml_ray.meta.driver import run_meta_train
+
+    cfg = with_params(MetaExperiment.model_validate(base), params)
+    trial_dir = Path(tune.get_context().get_trial_dir())  # RAY
+    started = time.perf_counter()
+
+    def on_eval(algorithm: str, step: int, mean_f1: float) -> None:
+        tune.report({"epoch": step / cfg.meta.eval_every, "dev_f1": mean_f1, "meta_step": step,  # RAY
+                     "checkpoint_path": str(trial_dir / "meta" / algorithm),
+                     "train_s": time.perf_counter() - started})  # fmt: skip
+
+    run_meta_train(cfg, trial_dir / "meta", on_eval=on_eval)
+
+
+def max_epochs(cfg: FinetuneConfig | MetaExperiment) -> int:
+    """The schedulers' time budget of one trial: epochs, or held-out evaluations for meta-learning."""
+    if isinstance(cfg, MetaExperiment):
+        return math.ceil(cfg.meta.meta_steps / cfg.meta.eval_every)
+    return cfg.train.epochs
 
 
 def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path) -> None:
@@ -122,7 +148,11 @@ def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path) -> No
         epoch = stop_at
 
 
-def _trainable(cfg: FinetuneConfig, corpus: NerCorpus) -> Any:
+def _trainable(cfg: FinetuneConfig | MetaExperiment, corpus: NerCorpus | None) -> Any:
+    if isinstance(cfg, MetaExperiment):
+        trainable = tune.with_parameters(meta_trial, base=cfg.model_dump(mode="json"))  # RAY
+        return tune.with_resources(trainable, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY})  # RAY
+    assert corpus is not None
     # (the fault injection of the tests is read here, on the driver, and travels with the trials)
     fail_after = int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
     trainable = tune.with_parameters(finetune_trial, base=cfg.model_dump(mode="json"), corpus=corpus,
@@ -134,12 +164,18 @@ def _trainable(cfg: FinetuneConfig, corpus: NerCorpus) -> Any:
 
 
 def run_tune(
-    cfg: FinetuneConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False
+    cfg: FinetuneConfig | MetaExperiment, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False
 ) -> dict[str, Any]:
     """Search, summarise, export the best; returns what was written to ``results.json``."""
     if cfg.tune is None or not cfg.tune.space:
         raise ValueError(f"experiment '{cfg.name}' has no tune.space to search (see configs/tune/smoke.yaml)")
     settings = cfg.tune
+    meta = isinstance(cfg, MetaExperiment)
+    if meta and len(cfg.meta.algorithms) != 1 and "meta.algorithms" not in settings.space:
+        raise ValueError(
+            "a meta-learning search tunes one algorithm per trial: set meta.algorithms: [reptile], or search "
+            "over it with tune.space: {meta.algorithms: {choice: [[reptile], [fomaml]]}}"
+        )
     launched = time.time()
     run_dir = Path(run_dir).expanduser().resolve()
     experiment = run_dir / TUNE_SUBDIR
@@ -154,14 +190,17 @@ def run_tune(
         if experiment.exists() and not overwrite and not (run_dir / "results.json").exists():
             raise RunExistsError(f"{run_dir} holds an unfinished search: pass --resume to continue it, or --overwrite")
         run_dir = prepare_run_dir(run_dir, overwrite=overwrite)
-    corpus = load_corpus(cfg.data)
-    print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
+    corpus = None if meta else load_corpus(cfg.data)
+    print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] "
+          + (f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
+             if meta else corpus.describe()))  # fmt: skip
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
 
     ensure_ray()
     limit = concurrent_trials(cfg, ray.cluster_resources())  # RAY
     cpus, gpus = trial_cpus_gpus(cfg)
-    print(f"[drml] each trial: {cfg.scaling.num_workers} Ray Train workers ({cpus} CPUs"
+    print(f"[drml] each trial: {cfg.meta.workers if meta else cfg.scaling.num_workers} "
+          f"{'Ray actors' if meta else 'Ray Train workers'} ({cpus} CPUs"
           f"{f', {gpus} GPUs' if gpus else ''}); {limit} trial(s) at a time; search {settings.search}, "
           f"scheduler {settings.scheduler.type}")  # fmt: skip
 
@@ -180,13 +219,13 @@ def run_tune(
                 metric=settings.metric, mode=settings.mode,
                 num_samples=1 if settings.search == "grid" else settings.num_samples,
                 max_concurrent_trials=limit,
-                scheduler=make_scheduler(settings, cfg.train.epochs),
+                scheduler=make_scheduler(settings, max_epochs(cfg)),
                 search_alg=make_searcher(settings, cfg.seed, limit),
                 trial_name_creator=trial_name, trial_dirname_creator=trial_name,
             ),
             run_config=RunConfig(
                 name=TUNE_SUBDIR, storage_path=str(run_dir.resolve()),
-                failure_config=FailureConfig(max_failures=max(0, cfg.scaling.max_failures)),
+                failure_config=FailureConfig(max_failures=0 if meta else max(0, cfg.scaling.max_failures)),
                 checkpoint_config=CheckpointConfig(num_to_keep=4),  # PBT copies them between trials
                 verbose=1,
             ),
@@ -194,7 +233,7 @@ def run_tune(
     grid = tuner.fit()
     wall_s = time.perf_counter() - started
 
-    trials = summarise_trials(grid, settings, cfg.train.epochs)
+    trials = summarise_trials(grid, settings, max_epochs(cfg))
     write_trials_csv(trials, run_dir / "trials.csv")
     write_trial_plot(trials, run_dir / "trials.png", settings.metric)
     print(format_trials(trials, settings.metric))
@@ -206,6 +245,9 @@ def run_tune(
     atomic_write_text(run_dir / "best_config.yaml", dump_config(best_cfg, exclude={"tune"}))
     print(f"[drml] best trial {best.name}: {settings.metric} {best.best_metric:.4f} with {best.params}")
 
+    if meta:
+        return _finish_meta_search(cfg, run_dir, best, trials, wall_s, limit, launched)
+    assert corpus is not None
     scores = export_and_score(best_cfg, corpus, Path(best.best_checkpoint), run_dir)
     results = {
         **scores,
@@ -224,4 +266,28 @@ def run_tune(
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the search finished
     print(f"[drml] best trial's test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; "
           f"everything is in {run_dir} (TensorBoard: drml tensorboard {run_dir})")  # fmt: skip
+    return results
+
+
+def _finish_meta_search(
+    cfg: MetaExperiment, run_dir: Path, best: Any, trials: list, wall_s: float, limit: int, launched: float
+) -> dict[str, Any]:
+    """A meta-learning search's results: the best trial's held-out dev F1 and its meta-learned model."""
+    model = Path(best.best_checkpoint)
+    results = {
+        "best_trial": best.name,
+        "best_params": best.params,
+        "best_heldout_dev_f1": best.best_metric,
+        "best_model": str(model) if (model / "config.json").is_file() else None,
+        "trials": [t.row() for t in trials],
+        "tune": {
+            "wall_s": wall_s,
+            "trial_evaluations": sum(t.epochs for t in trials),
+            "max_concurrent": limit,
+            "first_trial_started_after_s": min(t.started_at for t in trials) - launched,
+        },
+    }
+    atomic_write_json(run_dir / "results.json", results)
+    where = results["best_model"] or "not exported (the trial was stopped before its last meta-step)"
+    print(f"[drml] best trial's meta-learned model: {where}; meta-train best_config.yaml to get it again")
     return results

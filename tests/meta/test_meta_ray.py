@@ -90,3 +90,12 @@ def test_finetune_accepts_the_meta_learned_model(meta_run, tmp_path):
                  "--set", f"model.backbone={meta_run / 'reptile'}", "--set", "train.epochs=1")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "ft" / "best" / "config.json").is_file()
+
+
+def test_report_of_a_meta_run(meta_run):
+    result = cli("report", meta_run)
+    assert result.exit_code == 0, result.output
+    page, markdown = (meta_run / "report.html").read_text(), (meta_run / "report.md").read_text()
+    assert "held-out dev F1 at the end" in page and "multitask_then_finetune" in page
+    assert "meta_eval.png" in markdown and "report_meta_train.png" in markdown
+    assert page.count("data:image/png;base64,") == 2

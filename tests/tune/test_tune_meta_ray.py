@@ -1,0 +1,44 @@
+"""drml tune over meta-learning: trials meta-train on their own actor pools and ASHA sees held-out dev F1."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import MetaExperiment, load_config
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+META_SMOKE = REPO / "configs" / "tune" / "meta_smoke.yaml"
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_meta_search_reports_heldout_f1_per_evaluation(ray_session, tmp_path):
+    run_dir = tmp_path / "tune_meta"
+    result = cli("tune", META_SMOKE, "--output-dir", run_dir)
+    assert result.exit_code == 0, result.output
+    with open(run_dir / "trials.csv", newline="") as f:
+        trials = list(csv.DictReader(f))
+    assert len(trials) == 4
+    assert {t["state"] for t in trials} <= {"completed", "stopped by asha"}
+    assert any(t["state"] == "completed" for t in trials)
+    assert all(0.0 <= float(t["best"]) <= 1.0 and float(t["epochs"]) >= 1 for t in trials)
+    best = load_config(run_dir / "best_config.yaml")  # a plain meta-learning file drml meta-train accepts
+    assert isinstance(best, MetaExperiment) and best.tune is None
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["best_trial"] in {t["trial"] for t in trials}
+    if results["best_model"]:
+        assert (Path(results["best_model"]) / "drml_label_head.pt").is_file()
+
+
+def test_meta_search_needs_one_algorithm_per_trial(tmp_path):
+    result = cli("tune", META_SMOKE, "--output-dir", tmp_path / "x", "--set", "meta.algorithms=[reptile,fomaml]")
+    assert result.exit_code == 2 and "tunes one algorithm per trial" in result.output
