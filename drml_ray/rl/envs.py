@@ -1,0 +1,146 @@
+"""Task-parameterised gymnasium environments: a *task* is a dict of floats an env can be set to.
+
+Every env here has ``sample_tasks(n, rng)`` (a static method: tasks drawn from the family's
+ranges with a ``numpy`` generator, so the same seed gives the same tasks), ``set_task(task)`` and
+``get_task()``. RLlib's new API stack has no ``TaskSettableEnv``; drml-ray sets tasks on every env
+runner with ``foreach_env_runner`` calling :func:`set_task_on_runner`.
+
+- :class:`Nav2D`: the MAML paper's 2D navigation. A point starts at the origin and moves by its
+  action (clipped to [-0.1, 0.1] per axis) towards a goal it does not observe; reward = minus the
+  distance to the goal after the move; 100 steps. Tasks: goals uniform in [-0.5, 0.5]^2.
+- :class:`TaskCartPole`: CartPole with pole half-length, pole mass, cart mass and gravity from ranges.
+- :class:`TaskPendulum`: Pendulum with mass and length from ranges (RLlib's old "Pendulum-Mass").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
+
+Task = dict[str, float]
+
+
+def _draw(ranges: dict[str, tuple[float, float]], n: int, rng: np.random.Generator) -> list[Task]:
+    return [{k: float(rng.uniform(lo, hi)) for k, (lo, hi) in ranges.items()} for _ in range(n)]
+
+
+def _checked(task: Task, known: dict[str, Any], env: str) -> Task:
+    unknown = set(task) - set(known)
+    if unknown:
+        raise KeyError(f"{env}: unknown task parameters {sorted(unknown)} (known: {', '.join(known)})")
+    return {k: float(v) for k, v in task.items()}
+
+
+class Nav2D(gym.Env):
+    """2D navigation to an unobserved goal (Finn et al. 2017, section 5.3)."""
+
+    RANGES = {"goal_x": (-0.5, 0.5), "goal_y": (-0.5, 0.5)}
+    MAX_STEP = 0.1
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        config = dict(config or {})
+        self.horizon = int(config.pop("horizon", 100))
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-self.MAX_STEP, self.MAX_STEP, shape=(2,), dtype=np.float32)
+        self.goal = np.zeros(2)
+        self.position = np.zeros(2)
+        self.steps = 0
+        self.set_task({k: config[k] for k in self.RANGES if k in config} or {"goal_x": 0.0, "goal_y": 0.0})
+
+    @staticmethod
+    def sample_tasks(n: int, rng: np.random.Generator) -> list[Task]:
+        return _draw(Nav2D.RANGES, n, rng)
+
+    def set_task(self, task: Task) -> None:
+        task = _checked(task, self.RANGES, "Nav2D")
+        self.goal = np.array([task.get("goal_x", self.goal[0]), task.get("goal_y", self.goal[1])], dtype=np.float64)
+
+    def get_task(self) -> Task:
+        return {"goal_x": float(self.goal[0]), "goal_y": float(self.goal[1])}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.position = np.zeros(2)
+        self.steps = 0
+        return self.position.astype(np.float32), {}
+
+    def step(self, action):
+        self.position = self.position + np.clip(np.asarray(action, dtype=np.float64), -self.MAX_STEP, self.MAX_STEP)
+        self.steps += 1
+        reward = -float(np.linalg.norm(self.position - self.goal))
+        truncated = self.steps >= self.horizon
+        return self.position.astype(np.float32), reward, False, truncated, {}
+
+
+class TaskCartPole(CartPoleEnv):
+    """CartPole whose physics is a task: ``length`` (half the pole), ``masspole``, ``masscart``, ``gravity``."""
+
+    RANGES = {"length": (0.25, 1.0), "masspole": (0.05, 0.5), "masscart": (0.5, 2.0), "gravity": (7.0, 12.0)}
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        super().__init__()
+        config = dict(config or {})
+        self.set_task({k: config[k] for k in self.RANGES if k in config})
+
+    @staticmethod
+    def sample_tasks(n: int, rng: np.random.Generator) -> list[Task]:
+        return _draw(TaskCartPole.RANGES, n, rng)
+
+    def set_task(self, task: Task) -> None:
+        for key, value in _checked(task, self.RANGES, "TaskCartPole").items():
+            setattr(self, key, value)
+        self.total_mass = self.masspole + self.masscart
+        self.polemass_length = self.masspole * self.length
+
+    def get_task(self) -> Task:
+        return {k: float(getattr(self, k)) for k in self.RANGES}
+
+
+class TaskPendulum(PendulumEnv):
+    """Pendulum whose mass ``m`` and length ``l`` are a task."""
+
+    RANGES = {"m": (0.5, 2.0), "l": (0.5, 1.5)}
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        super().__init__()
+        config = dict(config or {})
+        self.set_task({k: config[k] for k in self.RANGES if k in config})
+
+    @staticmethod
+    def sample_tasks(n: int, rng: np.random.Generator) -> list[Task]:
+        return _draw(TaskPendulum.RANGES, n, rng)
+
+    def set_task(self, task: Task) -> None:
+        for key, value in _checked(task, self.RANGES, "TaskPendulum").items():
+            setattr(self, key, value)
+
+    def get_task(self) -> Task:
+        return {"m": float(self.m), "l": float(self.l)}
+
+
+ENVS: dict[str, type[gym.Env]] = {"nav2d": Nav2D, "cartpole": TaskCartPole, "pendulum": TaskPendulum}
+
+
+def make_env(name: str, config: dict[str, Any] | None = None) -> gym.Env:
+    """An env of the family ``name`` (``nav2d``, ``cartpole``, ``pendulum``)."""
+    try:
+        return ENVS[name](config)
+    except KeyError:
+        if name in ENVS:
+            raise
+        raise KeyError(f"unknown task family {name!r}; known: {', '.join(ENVS)}") from None
+
+
+def set_task_on_runner(env_runner: Any, task: Task) -> list[Task]:
+    """Set ``task`` on every sub-env of an RLlib env runner (for ``foreach_env_runner``); returns the
+    tasks the sub-envs report afterwards, so the caller can check them."""
+    envs = env_runner.env.unwrapped.envs if hasattr(env_runner.env.unwrapped, "envs") else [env_runner.env]
+    tasks = []
+    for env in envs:
+        env.unwrapped.set_task(task)
+        tasks.append(env.unwrapped.get_task())
+    return tasks
