@@ -317,6 +317,8 @@ class MetaSettings(Section):
     """Ray actors adapting episodes in parallel (one task each at a time)."""
     cpus_per_worker: int = 1
     """CPUs reserved per actor; also its torch thread count."""
+    gpus_per_worker: float = 0.0
+    """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
 
     @model_validator(mode="after")
     def _positive(self) -> MetaSettings:

@@ -48,7 +48,7 @@ def adapt(loss_at: Callable[[int], torch.Tensor], steps: int, optimizer: torch.o
 
 def reptile_gradient(theta: Mapping[str, torch.Tensor], phi: Mapping[str, torch.Tensor]) -> Params:
     """Reptile's meta-gradient of one task: ``theta - phi`` (phi: the weights after adaptation)."""
-    return {name: (theta[name] - phi[name].detach()).float() for name in theta}
+    return {name: (theta[name] - phi[name].detach().to(theta[name].device)).float() for name in theta}
 
 
 def fomaml_gradient(named_params: Iterable[tuple[str, torch.nn.Parameter]], query_loss: torch.Tensor) -> Params:

@@ -55,10 +55,10 @@ OnEval = Callable[[str, int, float], None]
 class MetaWorker:
     """A process that adapts tasks: episodes for meta-training, cells for meta-evaluation."""
 
-    def __init__(self, model: dict, data: dict, seed: int, threads: int):
+    def __init__(self, model: dict, data: dict, seed: int, threads: int, device: str):
         torch.set_num_threads(threads)
         self.data = TaskData.model_validate(data)
-        self.learner = NerLearner(ModelConfig.model_validate(model), self.data, seed)
+        self.learner = NerLearner(ModelConfig.model_validate(model), self.data, seed, device=device)
 
     def gradients(
         self, theta: Params, jobs: list[tuple[str, int]], settings: dict, algorithm: str
@@ -92,18 +92,21 @@ class MetaWorker:
 
 
 def make_workers(cfg: MetaExperiment, count: int, cpus: int) -> list[Any]:
+    """``count`` actors of ``cpus`` CPUs each (and ``meta.gpus_per_worker`` GPUs: then they train on CUDA)."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
 
     ensure_ray()
     options = {
         "num_cpus": cpus,
+        "num_gpus": cfg.meta.gpus_per_worker,
         "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
         # Inside a Tune trial, never join the trial's placement group (it reserves memory only):
         # the actors reserve their own CPUs, which is what Tune's concurrency limit counts on.
         "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None),
     }
     model, data = cfg.model.model_dump(mode="json"), cfg.data.model_dump(mode="json")
-    return [MetaWorker.options(**options).remote(model, data, cfg.seed, cpus) for _ in range(count)]  # RAY
+    device = "cuda" if cfg.meta.gpus_per_worker > 0 else "cpu"
+    return [MetaWorker.options(**options).remote(model, data, cfg.seed, cpus, device) for _ in range(count)]  # RAY
 
 
 def _check_config(run_dir: Path, cfg: MetaExperiment) -> None:

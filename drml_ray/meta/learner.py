@@ -48,12 +48,15 @@ def adaptation_steps(n_sentences: int, settings: AdaptSettings) -> int:
 class NerLearner:
     """One model, rebuilt per task: episodes (meta-gradients), adaptations, scoring, exports."""
 
-    def __init__(self, model_cfg: ModelConfig, data: TaskData, seed: int):
+    def __init__(self, model_cfg: ModelConfig, data: TaskData, seed: int, device: str = "cpu"):
         self.model_cfg = model_cfg.model_copy(update={"strategy": "full"})
         self.data = data
+        self.device = torch.device(device)
         self.tokenizer = load_tokenizer(model_cfg.backbone)
-        self.model = build_model(self.model_cfg, ["O"], seed=seed, vocab_size=len(self.tokenizer))
-        self.generator = LabelNameHead(self.model.config.hidden_size)
+        self.model = build_model(self.model_cfg, ["O"], seed=seed, vocab_size=len(self.tokenizer)).to(self.device)
+        self.generator = LabelNameHead(self.model.config.hidden_size).to(self.device)
+        # On a GPU with bf16, forward passes run under bf16 autocast (weights and optimizer stay fp32).
+        self._bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.tasks: dict[str, Task] = {}
 
     # --- tasks and batches ---------------------------------------------------------------------
@@ -71,13 +74,17 @@ class NerLearner:
             label_all_tokens=self.model_cfg.label_all_tokens,
         )  # fmt: skip
 
+    def _collate(self, windows: Sequence[Window]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device) for k, v in collate(windows, self.tokenizer.pad_token_id).items()}
+
     def _mean_loss(self, windows: Sequence[Window]) -> torch.Tensor:
         """Mean token loss of a batch, computed in length-sorted pieces (same value, less padding)."""
         lengths = [len(w.input_ids) for w in windows]
-        total = torch.zeros(())
+        total = torch.zeros((), device=self.device)
         for piece in split_by_length(range(len(windows)), lengths):
-            batch = collate([windows[i] for i in piece], self.tokenizer.pad_token_id)
-            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            batch = self._collate([windows[i] for i in piece])
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self._bf16):
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             total = total + token_loss_sum(logits, batch["labels"])
         return total / max(1, label_count([w.labels for w in windows]))
 
@@ -89,7 +96,7 @@ class NerLearner:
         return named | {HEAD + n: p for n, p in self.generator.named_parameters()}
 
     def meta_state(self) -> Params:
-        return {n: p.detach().clone() for n, p in self.meta_parameters().items()}
+        return {n: p.detach().cpu().clone() for n, p in self.meta_parameters().items()}
 
     @torch.no_grad()
     def load_meta(self, theta: Params) -> None:
@@ -101,7 +108,7 @@ class NerLearner:
             p.copy_(theta[name])
 
     def _set_head(self, labels: Sequence[str], weight: torch.Tensor, bias: torch.Tensor) -> None:
-        head = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        head = torch.nn.Linear(weight.shape[1], weight.shape[0], device=self.device)
         with torch.no_grad():
             head.weight.copy_(weight)
             head.bias.copy_(bias)
@@ -168,7 +175,7 @@ class NerLearner:
         for (name, p), g in zip(self.generator.named_parameters(), pulled, strict=True):
             grad[HEAD + name] = (g if g is not None else torch.zeros_like(p)).detach()
         stats = {"support_loss_first": losses[0], "support_loss_last": losses[-1], "query_loss": query_loss}
-        return grad, stats
+        return {name: g.cpu() for name, g in grad.items()}, stats
 
     # --- adaptation and scoring ----------------------------------------------------------------
 
@@ -204,11 +211,11 @@ class NerLearner:
             batch = plans[g].pop(0)
             for group in optimizer.param_groups:
                 group["lr"] = lr * lr_factor(step + 1, warmup, steps)
-            pieces = [collate([windows[g][i] for i in piece], self.tokenizer.pad_token_id)
-                      for piece in split_by_length(batch, lengths[g])]  # fmt: skip
+            pieces = [self._collate([windows[g][i] for i in piece]) for piece in split_by_length(batch, lengths[g])]
             loss = train_step(self.model, pieces, optimizer=optimizer, scaler=scaler,
                               global_labels=label_count([windows[g][i].labels for i in batch]),
-                              max_grad_norm=max_grad_norm)  # fmt: skip
+                              max_grad_norm=max_grad_norm,
+                              autocast_dtype=torch.bfloat16 if self._bf16 else None)  # fmt: skip
             if progress and ((step + 1) % max(1, steps // 20) == 0 or step + 1 == steps):
                 rate = (step + 1) / (time.perf_counter() - started)
                 print(f"[drml] {progress}: step {step + 1}/{steps}, loss {float(loss):.4f}, {rate:.2f} steps/s",
@@ -227,7 +234,7 @@ class NerLearner:
         """Replace the model by a starting point for ``labels``: a backbone, or a model folder (its
         head rows carried over by label, else built from label names, else random)."""
         cfg = self.model_cfg.model_copy(update={"backbone": start})
-        self.model = build_model(cfg, list(labels), seed=seed, vocab_size=len(self.tokenizer))
+        self.model = build_model(cfg, list(labels), seed=seed, vocab_size=len(self.tokenizer)).to(self.device)
 
     def adapt_and_score(
         self, start: str | Params, task: Task, shots: int | str, seed: int, settings: AdaptSettings
@@ -245,7 +252,7 @@ class NerLearner:
             self.finetune(train, task.labels, steps=steps, lr=lr, batch_size=settings.batch_size, seed=seed)
             dev_f1 = self.f1(dev) if len(settings.lrs) > 1 else float("nan")
             if best is None or dev_f1 > best[0]:
-                best = (dev_f1, lr, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+                best = (dev_f1, lr, {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         assert best is not None
         self.model.load_state_dict(best[2])
         if len(settings.lrs) == 1:
