@@ -99,3 +99,25 @@ def test_report_of_a_meta_run(meta_run):
     assert "held-out dev F1 at the end" in page and "multitask_then_finetune" in page
     assert "meta_eval.png" in markdown and "report_meta_train.png" in markdown
     assert page.count("data:image/png;base64,") == 2
+
+
+def test_meta_train_resumes_from_its_checkpoints_and_refuses_a_finished_run(meta_run, tmp_path):
+    import shutil
+
+    result = cli("meta-train", SMOKE, "--output-dir", meta_run)
+    assert result.exit_code == 2 and "holds a finished run (meta_train.json exists)" in result.output
+    copy = tmp_path / "interrupted"
+    shutil.copytree(meta_run, copy)
+    # As if stopped during FOMAML, after its meta-step 3 checkpoint: the result file is not written yet.
+    (copy / "meta_train.json").unlink()
+    shutil.rmtree(copy / "fomaml")
+    state = torch.load(copy / "fomaml.state.pt", weights_only=False)
+    state["step"], state["record"]["steps"] = 3, state["record"]["steps"][:3]
+    state["record"]["evals"] = state["record"]["evals"][:2]
+    torch.save(state, copy / "fomaml.state.pt")
+    result = cli("meta-train", SMOKE, "--output-dir", copy)
+    assert result.exit_code == 0, result.output
+    assert "reptile: resuming at meta-step 6" in result.output and "fomaml: resuming at meta-step 3" in result.output
+    assert "fomaml meta-step 1/6" not in result.output and "fomaml meta-step 4/6" in result.output
+    record = json.loads((copy / "meta_train.json").read_text())
+    assert [e["step"] for e in record["fomaml"]["evals"]] == [0, 3, 6] and (copy / "fomaml" / "config.json").is_file()
