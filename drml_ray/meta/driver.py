@@ -122,8 +122,13 @@ def _check_config(run_dir: Path, cfg: MetaExperiment) -> None:
 
 
 def _setup(text: str) -> dict[str, Any]:
-    data = yaml.safe_load(text) or {}
-    return {k: v for k, v in data.items() if k not in ("eval", "tune")}
+    """The meta-learning setup a config text describes, defaults filled in (so a key added to drml-ray
+    later, at its default, does not make an older run directory look different)."""
+    data = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("eval", "tune")}
+    try:
+        return MetaExperiment.model_validate(data).model_dump(mode="json", exclude={"eval", "tune"})
+    except ValueError:
+        return data
 
 
 EVAL_FREE_KEYS = {"methods", "shots", "seeds", "workers"}
@@ -334,6 +339,10 @@ def _summary(runs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _count(items: list, noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
     from drml_ray.meta.results import write_meta_eval_outputs
@@ -350,8 +359,8 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
     done = {c for c in cells if str(c[2]) in table.get(c[0], {}).get(c[1], {}).get(c[3], {}).get("runs", {})}
     todo = [c for c in cells if c not in done]
     print(f"[drml] meta-eval '{cfg.name}' -> {out_path}: {len(cells)} cells "
-          f"({len(cfg.meta.heldout_tasks)} domains x {len(cfg.eval.shots)} shot counts x {len(cfg.eval.seeds)} seeds "
-          f"x {len(cfg.eval.methods)} methods)"
+          f"({_count(cfg.meta.heldout_tasks, 'domain')} x {_count(cfg.eval.shots, 'shot count')} x "
+          f"{_count(cfg.eval.seeds, 'seed')} x {_count(cfg.eval.methods, 'method')})"
           + (f"; {len(done)} already there, skipped" if done else ""))  # fmt: skip
     if todo:
         workers = make_workers(cfg, cfg.eval.workers, cfg.meta.cpus_per_worker)

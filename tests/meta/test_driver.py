@@ -1,0 +1,38 @@
+"""Driver logic that needs no running Ray: episode jobs, run-directory checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from drml_ray.config import MetaExperiment, dump_config
+from drml_ray.meta.driver import _check_budget, _check_config, _setup, episode_jobs
+from drml_ray.runs import RunExistsError
+
+
+def cfg(**meta) -> MetaExperiment:
+    return MetaExperiment(name="x", meta={"train_tasks": ["a", "b"], "heldout_tasks": ["c"], **meta})
+
+
+def test_episode_jobs_depend_on_seed_and_step_only():
+    assert episode_jobs(cfg(), 3) == episode_jobs(cfg(workers=8), 3) != episode_jobs(cfg(), 4)
+    assert {task for task, _ in episode_jobs(cfg(meta_batch=50), 0)} == {"a", "b"}
+
+
+def test_an_older_config_without_a_new_default_key_is_the_same_setup():
+    text = dump_config(cfg(), exclude={"eval", "tune"})
+    older = text.replace("  gpus_per_worker: 0.0\n", "")
+    assert older != text and _setup(older) == _setup(text)
+    assert _setup(dump_config(cfg(inner_steps=9))) != _setup(text)
+
+
+def test_eval_keys_that_choose_cells_may_change_but_not_the_budget(tmp_path):
+    _check_config(tmp_path, cfg())
+    _check_budget(tmp_path, cfg())
+    other = cfg().model_copy(update={"eval": cfg().eval.model_copy(update={"seeds": [7], "shots": [10]})})
+    _check_config(tmp_path, other)
+    _check_budget(tmp_path, other)
+    longer = cfg().model_copy(update={"eval": cfg().eval.model_copy(update={"epochs": 40})})
+    with pytest.raises(RunExistsError, match="holds cells adapted with another budget"):
+        _check_budget(tmp_path, longer)
+    with pytest.raises(RunExistsError, match="a different config"):
+        _check_config(tmp_path, cfg(meta_steps=7))
