@@ -309,23 +309,27 @@ def _pretrained(run_dir: Path, name: str) -> str | None:
     return str(folder) if (folder / "config.json").is_file() else None
 
 
-def _pretrain_missing(cfg: MetaExperiment, run_dir: Path, starts: dict[str, str | None], workers: list[Any]) -> None:
-    """Train the CoNLL and multi-task starting points that are not there yet (in parallel, once per run dir)."""
+def _pretrain_missing(
+    cfg: MetaExperiment, run_dir: Path, starts: dict[str, str | None], workers: list[Any]
+) -> dict[Any, tuple[str, str, Any]]:
+    """Start training the CoNLL and multi-task starting points that are not there yet (once per run
+    directory), one per actor. Returns ``ref -> (method, folder, actor)``; cells of other methods run
+    on the remaining actors meanwhile."""
     jobs = {"conll_then_finetune": ("conll", [cfg.eval.conll_task]),
             "multitask_then_finetune": ("multitask", list(cfg.meta.train_tasks))}  # fmt: skip
-    refs = {}
+    pending = {}
     for i, method in enumerate(m for m in jobs if m in starts and starts[m] is None):
         name, specs = jobs[method]
         folder = run_dir / STARTS_SUBDIR / name
         print(f"[drml] pre-training the {method} start on {', '.join(specs)}: {cfg.eval.pretrain_steps} steps "
               f"-> {folder}")  # fmt: skip
-        refs[method] = workers[i % len(workers)].pretrain.remote(  # RAY
+        worker = workers[i % len(workers)]
+        ref = worker.pretrain.remote(  # RAY
             cfg.model.backbone, specs, cfg.eval.pretrain_steps, cfg.eval.pretrain_lr, cfg.eval.batch_size,
             cfg.seed, str(folder), name,
         )  # fmt: skip
-    for method, ref in refs.items():
-        ray.get(ref)  # RAY
-        starts[method] = str(run_dir / STARTS_SUBDIR / jobs[method][0])
+        pending[ref] = (method, str(folder), worker)
+    return pending
 
 
 def _summary(runs: dict[str, Any]) -> dict[str, Any]:
@@ -364,21 +368,32 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
           + (f"; {len(done)} already there, skipped" if done else ""))  # fmt: skip
     if todo:
         workers = make_workers(cfg, cfg.eval.workers, cfg.meta.cpus_per_worker)
-        _pretrain_missing(cfg, run_dir, starts, workers)
+        pretraining = _pretrain_missing(cfg, run_dir, starts, workers)
         settings = cfg.eval.model_dump(mode="json")
-        idle, running = list(workers), {}
+        busy = {id(worker) for _, _, worker in pretraining.values()}
+        idle, running = [w for w in workers if id(w) not in busy], {}
         queue = list(todo)
         finished = 0
         started = time.perf_counter()
-        while queue or running:
-            while queue and idle:
-                cell = queue.pop(0)
+        while queue or running or pretraining:
+            while idle and (ready_cells := [c for c in queue if starts[c[3]] is not None]):
+                cell = ready_cells[0]
+                queue.remove(cell)
                 worker = idle.pop()
                 domain, shots, seed, method = cell
                 ref = worker.cell.remote(starts[method], domain, "all" if shots == "all" else int(shots), seed,
                                          settings)  # fmt: skip  # RAY
                 running[ref] = (cell, worker)
-            ready, _ = ray.wait(list(running), num_returns=1)  # RAY
+            if not running and not pretraining:
+                raise RuntimeError(f"no start for the cells {queue[:3]} ...")  # resolve_starts names every start
+            ready, _ = ray.wait(list(running) + list(pretraining), num_returns=1)  # RAY
+            if ready[0] in pretraining:
+                method, folder, worker = pretraining.pop(ready[0])
+                ray.get(ready[0])  # RAY: raises if pre-training failed
+                starts[method] = folder
+                idle.append(worker)
+                print(f"[drml] the {method} start is ready: {folder}")
+                continue
             cell, worker = running.pop(ready[0])
             idle.append(worker)
             result = ray.get(ready[0])  # RAY
