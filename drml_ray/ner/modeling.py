@@ -77,7 +77,8 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
         model: PreTrainedModel = AutoModelForTokenClassification.from_config(config)
     else:
         source = resolve_backbone(cfg.backbone)
-        config = AutoConfig.from_pretrained(source, num_labels=len(labels), id2label=id2label, label2id=label2id)
+        # (num_labels follows id2label; passing both warns when the folder has another label set)
+        config = AutoConfig.from_pretrained(source, id2label=id2label, label2id=label2id)
         verbosity = transformers.logging.get_verbosity()
         transformers.logging.set_verbosity_error()  # the "newly initialised head" report is expected here
         try:
