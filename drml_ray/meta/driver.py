@@ -343,6 +343,22 @@ def _summary(runs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def record_cell(path: Path, cell: tuple[str, str, int, str], result: dict[str, Any]) -> dict[str, Any]:
+    """Add one finished cell to ``meta_eval.json``: read, merge, write atomically, under a file lock,
+    so several ``drml meta-eval`` processes filling the same table never drop each other's cells."""
+    import fcntl
+
+    domain, shots, seed, method = cell
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        runs = table.setdefault(domain, {}).setdefault(shots, {}).setdefault(method, {}).get("runs", {})
+        runs[str(seed)] = result
+        table[domain][shots][method] = _summary(runs)
+        atomic_write_json(path, table)
+    return table
+
+
 def _count(items: list, noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
@@ -398,10 +414,7 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
             idle.append(worker)
             result = ray.get(ready[0])  # RAY
             domain, shots, seed, method = cell
-            runs = table.setdefault(domain, {}).setdefault(shots, {}).setdefault(method, {}).get("runs", {})
-            runs[str(seed)] = result
-            table[domain][shots][method] = _summary(runs)
-            atomic_write_json(out_path, table)  # every finished cell is kept, whatever happens next
+            table = record_cell(out_path, cell, result)  # every finished cell is kept, whatever happens next
             finished += 1
             eta = (time.perf_counter() - started) / finished * (len(todo) - finished)
             print(f"[drml] [{finished}/{len(todo)}] {domain} {shots} shots seed {seed} {method}: test F1 "

@@ -36,3 +36,17 @@ def test_eval_keys_that_choose_cells_may_change_but_not_the_budget(tmp_path):
         _check_budget(tmp_path, longer)
     with pytest.raises(RunExistsError, match="a different config"):
         _check_config(tmp_path, cfg(meta_steps=7))
+
+
+def test_cells_recorded_by_two_processes_are_merged(tmp_path):
+    from drml_ray.meta.driver import record_cell
+
+    path = tmp_path / "meta_eval.json"
+    record_cell(path, ("politics", "10", 1, "reptile"), {"f1": 0.5})
+    # Another process added a cell meanwhile; this one's next cell must keep it.
+    record_cell(path, ("politics", "10", 1, "direct"), {"f1": 0.1})
+    table = record_cell(path, ("politics", "10", 2, "reptile"), {"f1": 0.7})
+    assert set(table["politics"]["10"]) == {"reptile", "direct"}
+    cell = table["politics"]["10"]["reptile"]
+    assert cell["f1_per_seed"] == [0.5, 0.7] and cell["seeds"] == [1, 2]
+    assert cell["mean_f1"] == pytest.approx(0.6) and cell["std_f1"] == pytest.approx(0.1414213562)
