@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from drml_ray.config import ConfigError, FinetuneConfig, MetaExperiment, dump_config, load_config
 
@@ -70,7 +71,7 @@ def test_dump_round_trips(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    kind = MetaExperiment if path.parent.name == "meta" else FinetuneConfig
+    kind = MetaExperiment if "meta" in yaml.safe_load(path.read_text(encoding="utf-8")) else FinetuneConfig
     assert isinstance(load_config(path), kind)
 
 
