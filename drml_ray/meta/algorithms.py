@@ -59,14 +59,20 @@ def fomaml_gradient(named_params: Iterable[tuple[str, torch.nn.Parameter]], quer
     return {n: (g if g is not None else torch.zeros_like(p)).detach().float() for (n, p), g in pairs}
 
 
-def mean_gradient(grads: Iterable[Mapping[str, torch.Tensor]]) -> Params:
-    """The average of per-task meta-gradients (each task weighs the same)."""
+def sum_gradients(grads: Iterable[Mapping[str, torch.Tensor]]) -> tuple[Params, int]:
+    """The sum of per-task meta-gradients and how many there were."""
     total: Params = {}
     count = 0
     for g in grads:
         count += 1
         for name, value in g.items():
             total[name] = total[name] + value if name in total else value.clone()
+    return total, count
+
+
+def mean_gradient(grads: Iterable[Mapping[str, torch.Tensor]]) -> Params:
+    """The average of per-task meta-gradients (each task weighs the same)."""
+    total, count = sum_gradients(grads)
     if not count:
         raise ValueError("no meta-gradients to average")
     return {name: value / count for name, value in total.items()}

@@ -37,7 +37,7 @@ import torch
 import yaml
 
 from drml_ray.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings, ModelConfig, TaskData, dump_config
-from drml_ray.meta.algorithms import Params, meta_lr_at, meta_step
+from drml_ray.meta.algorithms import Params, meta_lr_at, meta_step, sum_gradients
 from drml_ray.meta.learner import NerLearner
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runs import RunExistsError, atomic_write_json, atomic_write_text
@@ -65,15 +65,13 @@ class MetaWorker:
     ) -> tuple[Params, list[dict[str, float]]]:
         """The summed meta-gradient of ``jobs`` (task, episode seed), and each episode's losses."""
         meta = MetaSettings.model_validate(settings)
-        total: Params = {}
-        stats = []
+        grads, stats = [], []
         for spec, seed in jobs:
             task = self.learner.task(spec, self.data.max_train_sentences)
             grad, stat = self.learner.episode_gradient(theta, task, seed, meta, algorithm)  # type: ignore[arg-type]
-            for name, value in grad.items():
-                total[name] = total[name] + value if name in total else value
+            grads.append(grad)
             stats.append(stat | {"task": spec})
-        return total, stats
+        return sum_gradients(grads)[0], stats
 
     def heldout_f1(self, theta: Params, spec: str, settings: dict, lr: float, seed: int) -> float:
         return self.learner.heldout_f1(theta, self.learner.task(spec), MetaSettings.model_validate(settings), lr, seed)
@@ -214,12 +212,9 @@ def meta_train_one(
         shares = [jobs[i :: len(workers)] for i in range(len(workers))]
         refs = [w.gradients.remote(theta_ref, share, settings, algorithm)  # RAY
                 for w, share in zip(workers, shares, strict=True) if share]  # fmt: skip
-        summed: Params = {}
-        stats: list[dict] = []
-        for grad, stat in ray.get(refs):  # RAY
-            for name, value in grad.items():
-                summed[name] = summed[name] + value if name in summed else value
-            stats += stat
+        shares_out = ray.get(refs)  # RAY
+        summed, _ = sum_gradients(grad for grad, _ in shares_out)
+        stats = [stat for _, share_stats in shares_out for stat in share_stats]
         for group in optimizer.param_groups:
             group["lr"] = meta_lr_at(step, meta.meta_steps, lr, meta.meta_lr_decay)
         meta_step(params, {n: g / len(jobs) for n, g in summed.items()}, optimizer)

@@ -250,13 +250,11 @@ class NerLearner:
         for lr in settings.lrs:
             self._start(start, task.labels, seed)
             self.finetune(train, task.labels, steps=steps, lr=lr, batch_size=settings.batch_size, seed=seed)
-            dev_f1 = self.f1(dev) if len(settings.lrs) > 1 else float("nan")
+            dev_f1 = self.f1(dev)
             if best is None or dev_f1 > best[0]:
                 best = (dev_f1, lr, {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         assert best is not None
         self.model.load_state_dict(best[2])
-        if len(settings.lrs) == 1:
-            best = (self.f1(dev), best[1], best[2])
         return {"f1": self.f1(test), "dev_f1": best[0], "lr": best[1], "steps": steps,
                 "shots": len(train), "seconds": time.perf_counter() - started}  # fmt: skip
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from drml_ray.report.build import save_figure
 from drml_ray.runs import atomic_write_text
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
@@ -53,11 +54,7 @@ def plot_meta_eval(table: dict[str, Any], order: list[str], path: Path) -> None:
         ax.set_title(domain)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 def write_meta_eval_outputs(table: dict[str, Any], run_dir: Path, order: list[str]) -> dict[str, Any]:

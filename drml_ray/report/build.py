@@ -36,6 +36,18 @@ def _f1(scores: dict[str, Any]) -> float:
     return scores["entity"]["micro"]["f1"]
 
 
+def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
+    """Write a matplotlib figure to ``path`` atomically (a temporary file, then a rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=dpi)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def _curves_png(history: list[dict[str, Any]], path: Path) -> Path:
     """Dev entity F1 and train loss over epochs (a finetune run's ``history``)."""
     import matplotlib
@@ -53,12 +65,7 @@ def _curves_png(history: list[dict[str, Any]], path: Path) -> Path:
     right.set_ylabel("train loss", color="tab:red")
     left.grid(alpha=0.3)
     left.set_title("training curves")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def _meta_curves_png(record: dict[str, Any], path: Path) -> Path:
@@ -76,12 +83,7 @@ def _meta_curves_png(record: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("held-out dev entity F1 after adaptation")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def collect_meta(run_dir: Path) -> tuple[str, list[Section]]:

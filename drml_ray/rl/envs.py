@@ -76,50 +76,50 @@ class Nav2D(gym.Env):
         return self.position.astype(np.float32), reward, False, truncated, {}
 
 
-class TaskCartPole(CartPoleEnv):
-    """CartPole whose physics is a task: ``length`` (half the pole), ``masspole``, ``masscart``, ``gravity``."""
+class _PhysicsTasks:
+    """Tasks that are attributes of a classic-control env: set, read and drawn from ``RANGES``."""
 
-    RANGES = {"length": (0.25, 1.0), "masspole": (0.05, 0.5), "masscart": (0.5, 2.0), "gravity": (7.0, 12.0)}
+    RANGES: dict[str, tuple[float, float]] = {}
 
-    def __init__(self, config: dict[str, Any] | None = None):
-        super().__init__()
+    def _init_task(self, config: dict[str, Any] | None) -> None:
         config = dict(config or {})
         self.set_task({k: config[k] for k in self.RANGES if k in config})
 
-    @staticmethod
-    def sample_tasks(n: int, rng: np.random.Generator) -> list[Task]:
-        return _draw(TaskCartPole.RANGES, n, rng)
+    @classmethod
+    def sample_tasks(cls, n: int, rng: np.random.Generator) -> list[Task]:
+        return _draw(cls.RANGES, n, rng)
 
     def set_task(self, task: Task) -> None:
-        for key, value in _checked(task, self.RANGES, "TaskCartPole").items():
+        for key, value in _checked(task, self.RANGES, type(self).__name__).items():
             setattr(self, key, value)
-        self.total_mass = self.masspole + self.masscart
-        self.polemass_length = self.masspole * self.length
 
     def get_task(self) -> Task:
         return {k: float(getattr(self, k)) for k in self.RANGES}
 
 
-class TaskPendulum(PendulumEnv):
+class TaskCartPole(_PhysicsTasks, CartPoleEnv):
+    """CartPole whose physics is a task: ``length`` (half the pole), ``masspole``, ``masscart``, ``gravity``."""
+
+    RANGES = {"length": (0.25, 1.0), "masspole": (0.05, 0.5), "masscart": (0.5, 2.0), "gravity": (7.0, 12.0)}
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        CartPoleEnv.__init__(self)
+        self._init_task(config)
+
+    def set_task(self, task: Task) -> None:
+        super().set_task(task)
+        self.total_mass = self.masspole + self.masscart  # derived by CartPoleEnv.__init__ only
+        self.polemass_length = self.masspole * self.length
+
+
+class TaskPendulum(_PhysicsTasks, PendulumEnv):
     """Pendulum whose mass ``m`` and length ``l`` are a task."""
 
     RANGES = {"m": (0.5, 2.0), "l": (0.5, 1.5)}
 
     def __init__(self, config: dict[str, Any] | None = None):
-        super().__init__()
-        config = dict(config or {})
-        self.set_task({k: config[k] for k in self.RANGES if k in config})
-
-    @staticmethod
-    def sample_tasks(n: int, rng: np.random.Generator) -> list[Task]:
-        return _draw(TaskPendulum.RANGES, n, rng)
-
-    def set_task(self, task: Task) -> None:
-        for key, value in _checked(task, self.RANGES, "TaskPendulum").items():
-            setattr(self, key, value)
-
-    def get_task(self) -> Task:
-        return {"m": float(self.m), "l": float(self.l)}
+        PendulumEnv.__init__(self)
+        self._init_task(config)
 
 
 ENVS: dict[str, type[gym.Env]] = {"nav2d": Nav2D, "cartpole": TaskCartPole, "pendulum": TaskPendulum}
