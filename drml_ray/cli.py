@@ -30,6 +30,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+rl_app = typer.Typer(
+    help="Meta-RL and transfer on RLlib: Reptile over PPO, adaptation curves, transfer metrics.", no_args_is_help=True
+)
+app.add_typer(rl_app, name="rl")
 
 USER_ERRORS = (ConfigError, CorpusFormatError, FetchError, RunExistsError, FileNotFoundError, KeyError, ValueError)
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -153,6 +157,72 @@ def meta_eval(
 
     cfg = load_config(config, set_ or [], model=MetaExperiment)
     run_meta_eval(cfg, output_dir or default_run_dir(cfg.name), inits=init or [])
+
+
+RLConfig = Annotated[
+    Path, typer.Argument(help="RL experiment YAML (env:/ppo: sections), e.g. configs/rl/smoke_nav2d.yaml.")
+]
+
+
+def _rl_config(config: Path, overrides: list[str] | None):  # noqa: ANN202 - RLExperiment, imported lazily
+    from drml_ray.config import RLExperiment, load_config
+
+    return load_config(config, overrides or [], model=RLExperiment)
+
+
+@rl_app.command(
+    "meta-train",
+    epilog="Examples: `drml rl meta-train configs/rl/smoke_nav2d.yaml` · "
+    "`drml rl meta-train configs/rl/nav2d.yaml --set meta.workers=4 --set meta.methods=[meta]`",
+)
+@user_errors
+def rl_meta_train(config: RLConfig, set_: SetOption = None, output_dir: OutputDir = None,
+                  overwrite: Overwrite = False) -> None:  # fmt: skip
+    """Reptile over RLlib PPO weights across a task family (each meta-batch's tasks adapt in parallel on Ray
+    actors), plus the multi-task and RL² baselines on the same environment steps; writes meta/, multitask/,
+    rl2/ weights and meta_train.json. An interrupted run continues from its last checkpoint."""
+    from drml_ray.rl.driver import run_rl_meta_train
+    from drml_ray.runs import default_run_dir
+
+    cfg = _rl_config(config, set_)
+    run_rl_meta_train(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
+
+
+@rl_app.command(
+    "meta-eval",
+    epilog="Examples: `drml rl meta-eval configs/rl/smoke_nav2d.yaml` · `--init runs/x/meta/weights.pt`",
+)
+@user_errors
+def rl_meta_eval(
+    config: RLConfig,
+    set_: SetOption = None,
+    output_dir: OutputDir = None,
+    init: Annotated[
+        str | None,
+        typer.Option("--init", help="Meta-learned weights (weights.pt or its folder); default: OUTPUT/meta."),
+    ] = None,
+) -> None:
+    """Return on held-out tasks before and after 1..k PPO iterations of adaptation for the meta-learned, multi-task,
+    RL², scratch and oracle policies over seeds; writes adaptation.json (episode_return_mean,
+    episode_return_mean_adapt_N, adaptation_delta), adaptation.md and adaptation.png. Reruns keep finished curves."""
+    from drml_ray.rl.driver import run_rl_meta_eval
+    from drml_ray.runs import default_run_dir
+
+    cfg = _rl_config(config, set_)
+    run_rl_meta_eval(cfg, output_dir or default_run_dir(cfg.name), init=init)
+
+
+@rl_app.command("transfer", epilog="Example: `drml rl transfer configs/rl/smoke_transfer.yaml`")
+@user_errors
+def rl_transfer(config: RLConfig, set_: SetOption = None, output_dir: OutputDir = None,
+                overwrite: Overwrite = False) -> None:  # fmt: skip
+    """Train PPO on a source task, fine-tune on a target, against the target from scratch, over seeds; writes
+    transfer.json (jumpstart, time to threshold, asymptotic, total-reward ratio), transfer.md and transfer.png."""
+    from drml_ray.rl.driver import run_rl_transfer
+    from drml_ray.runs import default_run_dir
+
+    cfg = _rl_config(config, set_)
+    run_rl_transfer(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
 
 
 @app.command(epilog="Example: `drml tensorboard runs/tune_smoke --port 6007`")

@@ -401,8 +401,187 @@ class MetaExperiment(Section):
         return self
 
 
+# --- reinforcement learning (``drml rl ...``) ---------------------------------------------------
+
+RLFamily = Literal["nav2d", "cartpole", "pendulum"]
+RL_METHODS = ("meta", "multitask", "rl2", "scratch", "oracle")
+RLMethod = Literal["meta", "multitask", "rl2", "scratch", "oracle"]
+
+
+class RLEnvSettings(Section):
+    """The task family and its fixed (non-task) settings."""
+
+    family: RLFamily = "nav2d"
+    """Task family: ``nav2d`` (goals), ``cartpole`` (pole length/mass, cart mass, gravity), ``pendulum`` (m, l)."""
+    horizon: int | None = None
+    """Episode length for ``nav2d`` (default 100); CartPole and Pendulum keep gymnasium's limits (500, 200)."""
+
+
+class PPOSettings(Section):
+    """RLlib PPO as the inner learner: one ``train()`` call is one PPO iteration."""
+
+    hidden: list[int] = [64, 64]
+    """Hidden layers of the policy and value networks (separate, not shared)."""
+    lr: float = 3e-3
+    """Adam learning rate of PPO (the inner-loop learning rate of Reptile); its state is reset per task."""
+    train_batch: int = 2000
+    """Environment steps per PPO iteration (Nav2D: 20 episodes of 100 steps, as in the MAML paper)."""
+    minibatch: int = 500
+    """SGD minibatch of a PPO epoch."""
+    envs: int = 10
+    """Environments stepped side by side in each learner (one batched forward pass per step)."""
+    epochs: int = 4
+    """PPO epochs over each batch."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    """PPO's ratio clip."""
+    entropy_coeff: float = 0.0
+    vf_clip: float = 100.0
+    """Clip of the value-function loss (returns here reach -100s, so RLlib's default 10 is too small)."""
+    lstm_cell_size: int = 64
+    """The ``rl2`` method's LSTM size (its input: observation, previous action and reward)."""
+    max_seq_len: int = 20
+    """The ``rl2`` method's truncated-BPTT length."""
+
+    @model_validator(mode="after")
+    def _sizes(self) -> PPOSettings:
+        if self.minibatch < 1 or self.train_batch < self.minibatch or self.epochs < 1 or not self.hidden:
+            raise ValueError("need hidden layers, epochs >= 1 and 1 <= minibatch <= train_batch")
+        if self.envs < 1 or self.train_batch % self.envs:
+            raise ValueError(f"envs ({self.envs}) must be >= 1 and divide train_batch ({self.train_batch})")
+        return self
+
+
+class RLMetaSettings(Section):
+    """``drml rl meta-train``: Reptile over PPO weights, and the baselines trained on the same task stream."""
+
+    methods: list[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
+    """What to train: ``meta`` (Reptile), ``multitask`` (one PPO policy over randomised tasks), ``rl2``
+    (an LSTM policy over randomised tasks that sees its previous action and reward)."""
+    meta_steps: int = 60
+    """Reptile outer updates."""
+    meta_batch: int = 4
+    """Tasks per outer update, adapted in parallel over ``workers``."""
+    inner_iters: int = 1
+    """PPO iterations on each task before the outer update."""
+    meta_lr: float = 1.0
+    """Outer step size epsilon: theta += epsilon * mean(phi - theta) (1.0: move to the mean adapted weights)."""
+    meta_lr_decay: bool = True
+    """Decay the outer step size linearly to 0 over ``meta_steps`` (the Reptile paper's schedule)."""
+    baseline_iters: int | None = None
+    """PPO iterations of ``multitask`` and ``rl2``; default: ``meta_steps x meta_batch x inner_iters`` (the
+    same environment steps as Reptile)."""
+    eval_every: int = 10
+    """Meta-steps between checkpoints (and a held-out adaptation check)."""
+    workers: int = 2
+    """Ray actors, each owning one RLlib PPO Algorithm (built once, reused for every task)."""
+    cpus_per_worker: int = 1
+
+    @model_validator(mode="after")
+    def _positive(self) -> RLMetaSettings:
+        for key in ("meta_steps", "meta_batch", "inner_iters", "eval_every", "workers", "cpus_per_worker"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        if self.baseline_iters is not None and self.baseline_iters < 1:
+            raise ValueError("baseline_iters must be at least 1")
+        return self
+
+
+class RLEvalSettings(Section):
+    """``drml rl meta-eval``: adaptation on held-out tasks, every method with the same PPO budget."""
+
+    methods: list[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
+    tasks: int = 5
+    """Held-out tasks (drawn from the family with a seed stream meta-training never uses)."""
+    seeds: list[int] = [1, 2, 3, 4, 5]
+    """Seeds of PPO sampling (and of the random init of ``scratch``)."""
+    adapt_iters: int = 3
+    """PPO iterations of adaptation; returns are measured before and after each."""
+    episodes: int = 20
+    """Episodes sampled to measure each return."""
+    oracle_iters: int = 40
+    """PPO iterations of the per-task oracle (from scratch, on that task alone)."""
+    oracle_seeds: int = 1
+    """The oracle is trained with the first N of ``seeds`` (it is the expensive one)."""
+    workers: int = 2
+
+    @model_validator(mode="after")
+    def _valid(self) -> RLEvalSettings:
+        for key in ("tasks", "adapt_iters", "episodes", "oracle_iters", "oracle_seeds", "workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        if not self.seeds or not self.methods:
+            raise ValueError("seeds and methods each need at least one value")
+        return self
+
+
+class SpaceMapping(Section):
+    """How a target env's spaces map onto the source policy's when they differ."""
+
+    observation: list[int | None]
+    """For each target observation dimension, the source dimension it feeds (``null``: a new input, zero weights)."""
+    action: list[int | None]
+    """For each target action output of the policy head, the source output it starts from (``null``: fresh)."""
+
+
+class TransferSettings(Section):
+    """``drml rl transfer``: train on a source task, fine-tune on a target, against the target from scratch."""
+
+    source: dict[str, float]
+    """Source task parameters (``env.family``'s keys, e.g. ``{length: 0.5}``); unset keys keep the env default."""
+    target: dict[str, float]
+    """Target task parameters."""
+    source_family: RLFamily | None = None
+    """Family of the source env; default ``env.family``."""
+    target_family: RLFamily | None = None
+    """Family of the target env; default ``env.family``. Spaces that differ need ``mapping``."""
+    mapping: SpaceMapping | None = None
+    source_iters: int = 30
+    """PPO iterations on the source task."""
+    target_iters: int = 30
+    """PPO iterations on the target task (both curves)."""
+    seeds: list[int] = [1, 2, 3, 4, 5]
+    episodes: int = 10
+    """Episodes sampled to measure each point of the target curves."""
+    threshold: float | None = None
+    """Return that counts as learned for time-to-threshold; default: 90% of the way from the lowest to the
+    highest mean return seen on the target."""
+    tail: int = 3
+    """Points averaged for the asymptotic performance."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> TransferSettings:
+        for key in ("source_iters", "target_iters", "episodes", "tail"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+        if not self.seeds:
+            raise ValueError("seeds needs at least one value")
+        return self
+
+
+class RLExperiment(Section):
+    """One reinforcement-learning experiment: what ``drml rl meta-train|meta-eval|transfer`` run."""
+
+    name: str
+    """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
+    seed: int = 0
+    """Seed of task sampling, network initialisation and PPO."""
+    env: RLEnvSettings = RLEnvSettings()
+    ppo: PPOSettings = PPOSettings()
+    meta: RLMetaSettings = RLMetaSettings()
+    eval: RLEvalSettings = RLEvalSettings()
+    transfer: TransferSettings | None = None
+    """The cross-domain transfer experiment (``drml rl transfer``)."""
+    tune: TuneSettings | None = None
+    """Search over meta-RL (``drml tune``): reports the held-out return after adaptation."""
+
+
 def config_model_for(data: dict[str, Any]) -> type[Section]:
-    """The experiment kind of a parsed YAML mapping: a ``meta:`` section makes it a meta-learning experiment."""
+    """The experiment kind of a parsed YAML mapping: an ``env:`` or ``ppo:`` section makes it a
+    reinforcement-learning experiment, a ``meta:`` section a meta-learning (NER) one."""
+    if isinstance(data, dict) and ("env" in data or "ppo" in data):
+        return RLExperiment
     return MetaExperiment if isinstance(data, dict) and "meta" in data else FinetuneConfig
 
 
@@ -487,8 +666,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
 def load_config(path: str | Path, overrides: list[str] | None = None, model: type[Section] | None = None) -> Any:
     """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key.
 
-    ``model`` defaults to the file's kind: :class:`MetaExperiment` when it has a ``meta:`` section,
-    else :class:`FinetuneConfig`.
+    ``model`` defaults to the file's kind (:func:`config_model_for`): :class:`RLExperiment` with an
+    ``env:`` or ``ppo:`` section, :class:`MetaExperiment` with a ``meta:`` section, else :class:`FinetuneConfig`.
     """
     path = Path(path)
     try:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drml_ray.config import ConfigError, FinetuneConfig, MetaExperiment, dump_config, load_config
+from drml_ray.config import ConfigError, FinetuneConfig, MetaExperiment, RLExperiment, dump_config, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,8 +71,22 @@ def test_dump_round_trips(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
-    kind = MetaExperiment if "meta" in yaml.safe_load(path.read_text(encoding="utf-8")) else FinetuneConfig
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    kind = RLExperiment if "env" in data else MetaExperiment if "meta" in data else FinetuneConfig
     assert isinstance(load_config(path), kind)
+
+
+def test_an_env_section_makes_an_rl_experiment_with_the_same_errors(tmp_path):
+    cfg = load_config(write(tmp_path, "env:\n  family: pendulum\nmeta:\n  meta_steps: 3\n"))
+    assert isinstance(cfg, RLExperiment) and cfg.meta.meta_steps == 3 and cfg.eval.seeds == [1, 2, 3, 4, 5]
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: env.family: Input should be 'nav2d', 'cartpole' or 'pendulum'"):
+        load_config(write(tmp_path, "env:\n  family: hopper\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:3: ppo.discount: unknown key"):
+        load_config(write(tmp_path, "env: {}\nppo:\n  discount: 0.9\n"))
+    with pytest.raises(ConfigError, match=r"envs \(3\) must be >= 1 and divide train_batch \(2000\)"):
+        load_config(write(tmp_path, "env: {}\nppo:\n  envs: 3\n"))
+    with pytest.raises(ConfigError, match=r"transfer.source: Field required"):
+        load_config(write(tmp_path, "env: {}\ntransfer:\n  target: {length: 1.0}\n"))
 
 
 def test_a_meta_section_makes_a_meta_experiment_with_the_same_errors(tmp_path):

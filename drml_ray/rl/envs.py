@@ -14,6 +14,7 @@ runner with ``foreach_env_runner`` calling :func:`set_task_on_runner`.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import gymnasium as gym
@@ -135,12 +136,100 @@ def make_env(name: str, config: dict[str, Any] | None = None) -> gym.Env:
         raise KeyError(f"unknown task family {name!r}; known: {', '.join(ENVS)}") from None
 
 
+_CONSTRUCTED = itertools.count()
+
+
+class TaskFamilyEnv(gym.Wrapper):
+    """The env RLlib builds (``PPOConfig.environment(TaskFamilyEnv, env_config=...)``).
+
+    ``config``: ``family`` (``nav2d``, ``cartpole``, ``pendulum``), ``horizon`` (Nav2D), ``task`` (the
+    parameters to start with), ``random_tasks`` (an int seed: draw a new task at every reset — domain
+    randomisation; ``None``: keep the task that was set) and ``prev_action_reward`` (append the previous
+    action, one-hot when discrete, and the previous reward to the observation: the input of an RL²-style
+    recurrent policy that must infer the task from its history).
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None):
+        config = config or {}
+        family = config.get("family", "nav2d")
+        extra = {"horizon": config["horizon"]} if config.get("horizon") and family == "nav2d" else {}
+        super().__init__(make_env(family, extra))
+        if config.get("task"):
+            self.env.unwrapped.set_task(dict(config["task"]))
+        # Each sub-env its own task stream: the env runner's index (RLlib's EnvContext) and the order
+        # of construction in this process (gymnasium's vector envs do not number their sub-envs).
+        self.stream = (int(getattr(config, "worker_index", 0)), next(_CONSTRUCTED))
+        self.rng: np.random.Generator | None = None
+        self.set_random_tasks(config.get("random_tasks"))
+        self.prev_action_reward = bool(config.get("prev_action_reward", False))
+        if self.prev_action_reward:
+            base = self.env.observation_space
+            extra_dims = self._action_width() + 1
+            low = np.concatenate([base.low, np.full(extra_dims, -np.inf)]).astype(np.float32)
+            high = np.concatenate([base.high, np.full(extra_dims, np.inf)]).astype(np.float32)
+            self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+
+    def set_random_tasks(self, seed: int | None) -> None:
+        """Draw a new task at every reset from a stream seeded by ``seed`` (``None``: stop drawing)."""
+        self.rng = None if seed is None else np.random.default_rng([int(seed), *self.stream])
+
+    def _action_width(self) -> int:
+        space = self.env.action_space
+        return int(space.n) if isinstance(space, gym.spaces.Discrete) else int(np.prod(space.shape))
+
+    def _augment(self, obs: np.ndarray, action: Any, reward: float) -> np.ndarray:
+        if not self.prev_action_reward:
+            return obs
+        if isinstance(self.env.action_space, gym.spaces.Discrete):
+            previous = np.zeros(self._action_width(), dtype=np.float32)
+            if action is not None:
+                previous[int(action)] = 1.0
+        else:
+            previous = np.zeros(self._action_width(), dtype=np.float32) if action is None else np.ravel(action)
+        return np.concatenate([obs, previous, [reward]]).astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if self.rng is not None:
+            unwrapped = self.env.unwrapped
+            unwrapped.set_task(type(unwrapped).sample_tasks(1, self.rng)[0])
+        obs, info = self.env.reset(seed=seed, options=options)
+        return self._augment(obs, None, 0.0), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._augment(obs, action, float(reward)), reward, terminated, truncated, info
+
+
+def _runner_envs(env_runner: Any) -> list[gym.Env]:
+    unwrapped = env_runner.env.unwrapped
+    return list(unwrapped.envs) if hasattr(unwrapped, "envs") else [env_runner.env]
+
+
+def _family_env(env: gym.Env) -> TaskFamilyEnv | None:
+    """The :class:`TaskFamilyEnv` inside gymnasium's wrappers (``gym.make`` adds its checkers around it)."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, TaskFamilyEnv):
+            return env
+        env = env.env
+    return None
+
+
 def set_task_on_runner(env_runner: Any, task: Task) -> list[Task]:
     """Set ``task`` on every sub-env of an RLlib env runner (for ``foreach_env_runner``); returns the
-    tasks the sub-envs report afterwards, so the caller can check them."""
-    envs = env_runner.env.unwrapped.envs if hasattr(env_runner.env.unwrapped, "envs") else [env_runner.env]
+    tasks the sub-envs report afterwards, so the caller can check them. Stops task randomisation."""
     tasks = []
-    for env in envs:
+    for env in _runner_envs(env_runner):
+        family = _family_env(env)
+        if family is not None:
+            family.set_random_tasks(None)
         env.unwrapped.set_task(task)
         tasks.append(env.unwrapped.get_task())
     return tasks
+
+
+def randomise_tasks_on_runner(env_runner: Any, seed: int) -> int:
+    """Make every sub-env of an env runner draw a new task at each reset (domain randomisation)."""
+    envs = [family for env in _runner_envs(env_runner) if (family := _family_env(env)) is not None]
+    for env in envs:
+        env.set_random_tasks(seed)
+    return len(envs)

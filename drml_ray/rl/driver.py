@@ -1,0 +1,477 @@
+"""``drml rl meta-train``, ``drml rl meta-eval`` and ``drml rl transfer``: the Ray side of meta-RL.
+
+Distribution: a pool of ``workers`` Ray actors (:class:`RLWorker`), each owning RLlib PPO Algorithms
+(:class:`~drml_ray.rl.ppo.PPOTaskLearner`, one per task family and policy kind) that are built once
+and reused for every task. Per Reptile meta-step:
+
+1. the driver puts theta (the RLModule weights, policy and value networks: ~38 KB for Nav2D's
+   64x64 MLPs) in the object store once;
+2. the meta-batch's tasks are dealt round-robin to the actors; each sets theta and the task on its
+   learner, resets Adam, runs ``inner_iters`` PPO iterations, and returns the *sum* of its tasks'
+   meta-gradients ``theta - phi``;
+3. the driver averages them and steps: ``theta += epsilon * mean(phi - theta)``.
+
+A meta-step so moves ``2 x workers x |theta|`` bytes; a meta-batch of 8 tasks on 8 actors adapts all
+at once. Tasks are drawn from the family with ``numpy`` streams seeded by (experiment seed, meta-step)
+for meta-training and (experiment seed, "held out") for evaluation, so the two never share a task.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray  # RAY
+import torch
+import yaml
+
+from drml_ray.config import RLExperiment, dump_config
+from drml_ray.ray_env import ensure_ray
+from drml_ray.rl.envs import ENVS, Task, make_env
+from drml_ray.rl.ppo import Arch, PPOTaskLearner
+from drml_ray.rl.weights import Weights, map_weights, reptile_sum, reptile_update
+from drml_ray.runs import RunExistsError, atomic_write_json, atomic_write_text, prepare_run_dir
+
+META_TRAIN_FILE = "meta_train.json"
+ADAPTATION_FILE = "adaptation.json"
+TRANSFER_FILE = "transfer.json"
+CELLS_FILE = "adaptation_cells.json"
+HELDOUT_STREAM = 7_777
+WEIGHTS_FILE = "weights.pt"
+
+OnProgress = Callable[[int, float], None]
+"""Called after each held-out check of meta-training: ``(meta_step, mean return after adaptation)``."""
+
+
+class RLWorker:
+    """One process's PPO learners (one per task family), built on first use and reused."""
+
+    def __init__(self, env: dict, ppo: dict, seed: int, threads: int):
+        self.env, self.ppo, self.seed, self.threads = env, ppo, seed, threads
+        self.learners: dict[str, PPOTaskLearner] = {}
+
+    def learner(self, family: str | None = None) -> PPOTaskLearner:
+        family = family or self.env["family"]
+        if family not in self.learners:
+            self.learners[family] = PPOTaskLearner(self.env, self.ppo, self.seed, self.threads, family)
+        return self.learners[family]
+
+    def fresh(self, seed: int, arch: Arch = "ff", family: str | None = None) -> Weights:
+        return self.learner(family).fresh_weights(seed, arch)
+
+    def reptile(self, theta: Weights, tasks: list[Task], iterations: int, seed: int) -> tuple[Weights, int]:
+        """The summed Reptile meta-gradient of ``tasks``, each adapted ``iterations`` PPO iterations."""
+        torch.manual_seed(seed)
+        learner = self.learner()
+        adapted = [learner.adapt(theta, task, iterations, episodes=0)[1] for task in tasks]
+        return reptile_sum(theta, adapted)
+
+    def curve(self, weights: Weights, task: Task, iterations: int, episodes: int, seed: int, arch: Arch = "ff",
+              family: str | None = None) -> list[float]:  # fmt: skip
+        """Returns before and after each of ``iterations`` PPO iterations from ``weights`` on ``task``."""
+        torch.manual_seed(seed)
+        return self.learner(family).adapt(weights, task, iterations, episodes, arch)[0]
+
+    def train_on(self, weights: Weights, task: Task | None, iterations: int, seed: int, arch: Arch = "ff",
+                 family: str | None = None) -> Weights:  # fmt: skip
+        """``iterations`` PPO iterations on ``task`` (``None``: a new random task every episode)."""
+        torch.manual_seed(seed)
+        learner = self.learner(family)
+        learner.set_weights(weights, arch)
+        if task is None:
+            learner.randomise_tasks(seed, arch)
+        else:
+            learner.set_task(task, arch)
+        learner.train(iterations, arch)
+        return learner.get_weights(arch)
+
+    def oracle_curve(self, task: Task, seed: int, iterations: int, more: int, episodes: int) -> list[float]:
+        """A per-task oracle: ``iterations`` PPO iterations from scratch, then the curve of ``more``."""
+        trained = self.train_on(self.fresh(seed), task, iterations, seed)
+        return self.curve(trained, task, more, episodes, seed)
+
+
+def make_workers(cfg: RLExperiment, count: int) -> list[Any]:
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
+
+    ensure_ray()
+    remote = ray.remote(RLWorker).options(  # RAY
+        num_cpus=cfg.meta.cpus_per_worker,
+        # inside a Tune trial the actors reserve their own CPUs instead of joining the trial's group
+        scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None),
+    )
+    env, ppo = cfg.env.model_dump(mode="json"), cfg.ppo.model_dump(mode="json")
+    return [remote.remote(env, ppo, cfg.seed, cfg.meta.cpus_per_worker) for _ in range(count)]
+
+
+def run_jobs(workers: list[Any], jobs: list[tuple[str, tuple, dict]], on_done: Callable[[int, Any], None]) -> None:
+    """Run ``(method, args, kwargs)`` jobs on the actor pool, each worker one job at a time; ``on_done(i, result)``."""
+    pending: dict[Any, tuple[int, Any]] = {}
+    queue = list(enumerate(jobs))
+    idle = list(workers)
+    while queue or pending:
+        while queue and idle:
+            index, (method, args, kwargs) = queue.pop(0)
+            worker = idle.pop()
+            pending[getattr(worker, method).remote(*args, **kwargs)] = (index, worker)  # RAY
+        [ready], _ = ray.wait(list(pending), num_returns=1)  # RAY
+        index, worker = pending.pop(ready)
+        idle.append(worker)
+        on_done(index, ray.get(ready))  # RAY
+
+
+def train_tasks(cfg: RLExperiment, step: int) -> list[Task]:
+    """The meta-batch of ``step``: a function of the experiment seed and the step only."""
+    return ENVS[cfg.env.family].sample_tasks(cfg.meta.meta_batch, np.random.default_rng([cfg.seed, step]))
+
+
+def heldout_tasks(cfg: RLExperiment) -> list[Task]:
+    """The evaluation tasks: a stream meta-training never draws from."""
+    return ENVS[cfg.env.family].sample_tasks(cfg.eval.tasks, np.random.default_rng([cfg.seed, HELDOUT_STREAM]))
+
+
+def _check_config(run_dir: Path, cfg: RLExperiment) -> None:
+    """Refuse a run directory written by a different environment / PPO / meta-training setup."""
+    path = run_dir / "config.yaml"
+    keys = {"env": True, "ppo": True, "seed": True, "meta": {"methods"} ^ set(cfg.meta.model_fields)}
+    mine = cfg.model_dump(mode="json", include=keys)  # meta.methods may grow: a rerun trains what is missing
+    if path.exists():
+        theirs = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            theirs = RLExperiment.model_validate({"name": "x", **{k: v for k, v in theirs.items() if k in keys}})
+            theirs = theirs.model_dump(mode="json", include=keys)
+        except ValueError:
+            pass
+        if theirs != mine:
+            raise RunExistsError(f"{run_dir} holds an RL run of a different env/ppo/meta setup ({path}); "
+                                 "pass --overwrite to start over, or --output-dir to run elsewhere")  # fmt: skip
+    atomic_write_text(path, dump_config(cfg))
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, tmp)
+    tmp.replace(path)
+
+
+def load_weights(path: str | Path) -> Weights:
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no saved policy weights")
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    return data.get("weights", data)
+
+
+# --- meta-training -------------------------------------------------------------------------------
+
+
+def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_progress: OnProgress | None) -> dict:
+    """Reptile over PPO; checkpoints ``meta/checkpoint.pt`` every ``eval_every`` steps, writes ``meta/weights.pt``."""
+    meta = cfg.meta
+    state_path = run_dir / "meta" / "checkpoint.pt"
+    if state_path.exists():
+        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        theta, start, record = saved["theta"], saved["step"], saved["record"]
+        print(f"[drml] meta: resuming at meta-step {start} from {state_path}")
+    else:
+        theta, start, record = ray.get(workers[0].fresh.remote(cfg.seed)), 0, {"checks": [], "step_s": []}  # RAY
+    check_tasks = heldout_tasks(cfg)[: max(1, len(workers))]
+
+    def check(step: int) -> None:
+        ref = ray.put(theta)  # RAY
+        refs = [workers[i % len(workers)].curve.remote(ref, t, meta.inner_iters, cfg.eval.episodes, cfg.seed)
+                for i, t in enumerate(check_tasks)]  # fmt: skip  # RAY
+        curves = ray.get(refs)  # RAY
+        before = statistics.fmean(c[0] for c in curves)
+        after = statistics.fmean(c[-1] for c in curves)
+        record["checks"].append({"step": step, "return_before": before, "return_after": after})
+        print(f"[drml] meta-step {step}/{meta.meta_steps}: held-out return {before:.1f} before, {after:.1f} after "
+              f"{meta.inner_iters} PPO iteration(s)", flush=True)  # fmt: skip
+        if on_progress:
+            on_progress(step, after)
+
+    if start == 0:
+        check(0)
+    for step in range(start, meta.meta_steps):
+        began = time.perf_counter()
+        ref = ray.put(theta)  # RAY
+        tasks = train_tasks(cfg, step)
+        shares = [tasks[i :: len(workers)] for i in range(len(workers))]
+        refs = [w.reptile.remote(ref, share, meta.inner_iters, cfg.seed * 100_003 + step)
+                for w, share in zip(workers, shares, strict=True) if share]  # fmt: skip  # RAY
+        epsilon = meta.meta_lr * (1 - step / meta.meta_steps) if meta.meta_lr_decay else meta.meta_lr
+        theta = reptile_update(theta, ray.get(refs), epsilon)  # RAY
+        record["step_s"].append(time.perf_counter() - began)
+        done = step + 1
+        if done % meta.eval_every == 0 or done == meta.meta_steps:
+            check(done)
+            _save(state_path, {"theta": theta, "step": done, "record": record})
+    _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
+    steps = record["step_s"]
+    return record | {"seconds_per_meta_step": statistics.fmean(steps) if steps else None}
+
+
+def train_baselines(cfg: RLExperiment, run_dir: Path, workers: list[Any]) -> dict[str, Any]:
+    """``multitask`` and ``rl2``: PPO over a new random task every episode, the same environment steps as Reptile."""
+    meta = cfg.meta
+    iterations = meta.baseline_iters or meta.meta_steps * meta.meta_batch * meta.inner_iters
+    todo = [m for m in ("multitask", "rl2") if m in meta.methods and not (run_dir / m / WEIGHTS_FILE).exists()]
+    results: dict[str, Any] = {}
+    if not todo:
+        return results
+    print(f"[drml] training {', '.join(todo)}: {iterations} PPO iterations over randomised tasks", flush=True)
+    inits = {m: ray.get(workers[0].fresh.remote(cfg.seed, "rl2" if m == "rl2" else "ff")) for m in todo}  # RAY
+    jobs = [("train_on", (inits[m], None, iterations, cfg.seed, "rl2" if m == "rl2" else "ff"), {}) for m in todo]
+    began = time.perf_counter()
+
+    def done(index: int, weights: Weights) -> None:
+        method = todo[index]
+        arch = "rl2" if method == "rl2" else "ff"
+        _save(run_dir / method / WEIGHTS_FILE, {"weights": weights, "family": cfg.env.family, "arch": arch})
+        results[method] = {"iterations": iterations, "wall_s": time.perf_counter() - began}
+        print(f"[drml] {method}: done in {results[method]['wall_s']:.0f} s", flush=True)
+
+    run_jobs(workers, jobs, done)
+    return results
+
+
+def run_rl_meta_train(
+    cfg: RLExperiment, run_dir: str | Path, *, overwrite: bool = False, on_progress: OnProgress | None = None
+) -> dict[str, Any]:
+    """Meta-train Reptile over PPO and train the baselines; ``meta_train.json`` is written last."""
+    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, marker=META_TRAIN_FILE)
+    _check_config(run_dir, cfg)
+    meta = cfg.meta
+    print(f"[drml] rl meta-train '{cfg.name}' -> {run_dir}: {', '.join(meta.methods)} on {cfg.env.family}; "
+          f"{meta.meta_steps} meta-steps x {meta.meta_batch} tasks x {meta.inner_iters} PPO iteration(s) "
+          f"({cfg.ppo.train_batch} steps each) on {meta.workers} Ray actors", flush=True)  # fmt: skip
+    began = time.perf_counter()
+    workers = make_workers(cfg, meta.workers)
+    results: dict[str, Any] = {}
+    try:
+        if "meta" in meta.methods:
+            results["meta"] = meta_train_reptile(cfg, run_dir, workers, on_progress)
+        results.update(train_baselines(cfg, run_dir, workers))
+    finally:
+        for w in workers:
+            ray.kill(w)  # RAY
+    results["wall_s"] = time.perf_counter() - began
+    atomic_write_json(run_dir / META_TRAIN_FILE, results)
+    print(f"[drml] rl meta-training done in {results['wall_s']:.0f} s; next: drml rl meta-eval with the same "
+          "--output-dir", flush=True)  # fmt: skip
+    return results
+
+
+# --- adaptation evaluation -----------------------------------------------------------------------
+
+
+def _inits(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[str, Weights]:
+    found: dict[str, Weights] = {}
+    for method in cfg.eval.methods:
+        if method in ("scratch", "oracle"):
+            continue
+        path = Path(init) if method == "meta" and init else run_dir / method / WEIGHTS_FILE
+        try:
+            found[method] = load_weights(path)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{path}: no trained {method} policy; run `drml rl meta-train` with the same --output-dir "
+                f"(meta.methods: [{method}]){' or pass --init PATH' if method == 'meta' else ''}, "
+                f"or drop {method} from eval.methods"
+            ) from None
+    return found
+
+
+def summarise(curves: dict[str, dict[int, list[list[float]]]], adapt_iters: int) -> dict[str, Any]:
+    """``{method: {seed: [curve per task]}}`` -> RLlib-style metrics per method, means over tasks then seeds."""
+    names = ["episode_return_mean"] + [f"episode_return_mean_adapt_{i}" for i in range(1, adapt_iters + 1)]
+    out: dict[str, Any] = {}
+    for method, by_seed in curves.items():
+        seeds = []
+        for seed, per_task in sorted(by_seed.items()):
+            means = [statistics.fmean(c[i] for c in per_task) for i in range(adapt_iters + 1)]
+            row = dict(zip(names, means, strict=True))
+            seeds.append({"seed": seed, "tasks": len(per_task)} | row | {"adaptation_delta": means[-1] - means[0]})
+        summary = {name: statistics.fmean(s[name] for s in seeds) for name in names + ["adaptation_delta"]}
+        summary["std"] = {n: statistics.pstdev([s[n] for s in seeds]) for n in names}
+        out[method] = summary | {"seeds": seeds}
+    if "scratch" in out and "oracle" in out:
+        oracle = out["oracle"]["episode_return_mean"]
+        for method in ("meta", "multitask", "rl2"):
+            if method in out:
+                out[method]["gap_closed"] = {
+                    name: (out[method][name] - out["scratch"][name]) / (oracle - out["scratch"][name])
+                    if oracle != out["scratch"][name] else None
+                    for name in names
+                }  # fmt: skip
+    return out
+
+
+def run_rl_meta_eval(cfg: RLExperiment, run_dir: str | Path, *, init: str | None = None) -> dict[str, Any]:
+    """Adaptation curves on held-out tasks for every method and seed; writes ``adaptation.json`` (+ .md, .png).
+
+    Each finished (method, seed, task) curve is kept in ``adaptation_cells.json`` at once, so an interrupted
+    evaluation resumes where it stopped."""
+    from drml_ray.rl.results import write_adaptation_outputs
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_config(run_dir, cfg)
+    ev = cfg.eval
+    inits = _inits(cfg, run_dir, init)
+    tasks = heldout_tasks(cfg)
+    budget = {"tasks": tasks, "adapt_iters": ev.adapt_iters, "episodes": ev.episodes, "oracle_iters": ev.oracle_iters,
+              "meta_init": str(Path(init).resolve()) if init else None}  # fmt: skip
+    cells_path = run_dir / CELLS_FILE
+    cells: dict[str, Any] = {}
+    if cells_path.exists():
+        saved = yaml.safe_load(cells_path.read_text(encoding="utf-8"))
+        cells = saved["cells"] if saved.get("budget") == budget else {}  # another budget: start over
+    keys = [
+        (method, seed, t)
+        for method in ev.methods
+        for seed in (ev.seeds[: ev.oracle_seeds] if method == "oracle" else ev.seeds)
+        for t in range(len(tasks))
+        if f"{method}/{seed}/{t}" not in cells
+    ]
+    print(f"[drml] rl meta-eval -> {run_dir}: {len(tasks)} held-out {cfg.env.family} tasks, methods "
+          f"{', '.join(ev.methods)}, seeds {ev.seeds}; {len(keys)} curves to run ({len(cells)} kept)",
+          flush=True)  # fmt: skip
+    workers = make_workers(cfg, ev.workers) if keys else []
+    began = time.perf_counter()
+    try:
+        scratch_seeds = sorted({seed for method, seed, _ in keys if method == "scratch"})
+        fresh = dict(
+            zip(scratch_seeds, ray.get([workers[0].fresh.remote(s) for s in scratch_seeds]), strict=True)
+        )  # RAY
+        jobs = []
+        for method, seed, t in keys:
+            job_seed = seed * 1_000 + t  # PPO's sampling seed: the same for every method on a (seed, task)
+            if method == "oracle":
+                jobs.append(("oracle_curve", (tasks[t], job_seed, ev.oracle_iters, ev.adapt_iters, ev.episodes), {}))
+            else:
+                start = fresh[seed] if method == "scratch" else inits[method]
+                arch = "rl2" if method == "rl2" else "ff"
+                jobs.append(("curve", (start, tasks[t], ev.adapt_iters, ev.episodes, job_seed, arch), {}))
+
+        def done(index: int, curve: list[float]) -> None:
+            key = "/".join(map(str, keys[index]))
+            cells[key] = curve
+            atomic_write_text(cells_path, yaml.safe_dump({"budget": budget, "cells": cells}, sort_keys=True))
+            print(f"[drml] {key}: {' -> '.join(f'{r:.1f}' for r in curve)} "
+                  f"({len(cells)} curves, {time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
+
+        run_jobs(workers, jobs, done)
+    finally:
+        for w in workers:
+            ray.kill(w)  # RAY
+    curves: dict[str, dict[int, list[list[float]]]] = {}
+    for key, curve in cells.items():
+        method, seed, _ = key.split("/")
+        if method in ev.methods:
+            curves.setdefault(method, {}).setdefault(int(seed), []).append(curve)
+    table = summarise({m: curves[m] for m in ev.methods if m in curves}, ev.adapt_iters)
+    atomic_write_json(run_dir / ADAPTATION_FILE, table)
+    outputs = write_adaptation_outputs(table, run_dir, ev.adapt_iters)
+    print(outputs["table"], flush=True)
+    return table
+
+
+# --- transfer ------------------------------------------------------------------------------------
+
+
+def check_spaces(cfg: RLExperiment) -> None:
+    """Transfer needs equal observation and action spaces, or ``transfer.mapping`` saying how they map."""
+    tr = cfg.transfer
+    assert tr is not None
+    source_family, target_family = tr.source_family or cfg.env.family, tr.target_family or cfg.env.family
+    source, target = make_env(source_family), make_env(target_family)
+    for name, task, family in (("source", tr.source, source_family), ("target", tr.target, target_family)):
+        unknown = set(task) - set(ENVS[family].RANGES)
+        if unknown:
+            raise ValueError(f"transfer.{name}: unknown {family} task parameters {sorted(unknown)} "
+                             f"(known: {', '.join(ENVS[family].RANGES)})")  # fmt: skip
+    same = (source.observation_space.shape == target.observation_space.shape
+            and source.action_space == target.action_space)  # fmt: skip
+    if not same and tr.mapping is None:
+        raise ValueError(
+            f"transfer: the source ({source_family}: observations {source.observation_space.shape}, actions "
+            f"{source.action_space}) and the target ({target_family}: observations "
+            f"{target.observation_space.shape}, actions {target.action_space}) differ, so the source policy "
+            "cannot run on the target; add transfer.mapping with observation: [source index per target "
+            "dimension] and action: [source output per target policy output]"
+        )
+    if type(source.action_space) is not type(target.action_space):
+        raise ValueError(f"transfer: a {type(source.action_space).__name__} action space cannot map onto a "
+                         f"{type(target.action_space).__name__} one (their heads mean different things)")  # fmt: skip
+
+
+def _transfer_seed(worker: RLWorker, cfg_json: dict, seed: int) -> dict[str, list[float]]:
+    cfg = RLExperiment.model_validate(cfg_json)
+    tr = cfg.transfer
+    assert tr is not None
+    source_family, target_family = tr.source_family or cfg.env.family, tr.target_family or cfg.env.family
+    trained = worker.train_on(worker.fresh(seed, family=source_family), tr.source, tr.source_iters, seed,
+                              family=source_family)  # fmt: skip
+    fresh = worker.fresh(seed, family=target_family)
+    mapping = tr.mapping
+    start = map_weights(trained, fresh, mapping.observation if mapping else None, mapping.action if mapping else None)
+    transfer = worker.curve(start, tr.target, tr.target_iters, tr.episodes, seed, family=target_family)
+    scratch = worker.curve(fresh, tr.target, tr.target_iters, tr.episodes, seed, family=target_family)
+    return {"transfer": transfer, "scratch": scratch}
+
+
+def run_rl_transfer(cfg: RLExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Source -> target transfer against target-from-scratch over ``transfer.seeds``; writes ``transfer.json``."""
+    from drml_ray.rl.results import transfer_summary, write_transfer_outputs
+
+    if cfg.transfer is None:
+        raise ValueError(f"{cfg.name}: no transfer: section (source, target, ...) in the config")
+    check_spaces(cfg)
+    tr = cfg.transfer
+    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, marker=TRANSFER_FILE)
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    print(f"[drml] rl transfer '{cfg.name}' -> {run_dir}: {tr.source_family or cfg.env.family} {tr.source} "
+          f"({tr.source_iters} PPO iterations) -> {tr.target_family or cfg.env.family} {tr.target} "
+          f"({tr.target_iters}), seeds {tr.seeds}", flush=True)  # fmt: skip
+    ensure_ray()
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
+
+    remote = ray.remote(_transfer_remote).options(  # RAY
+        num_cpus=cfg.meta.cpus_per_worker, scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None)
+    )
+    began = time.perf_counter()
+    cfg_json = cfg.model_dump(mode="json")
+    refs = {remote.remote(cfg_json, seed): seed for seed in tr.seeds}  # RAY
+    curves: dict[int, dict[str, list[float]]] = {}
+    while refs:
+        [ready], _ = ray.wait(list(refs), num_returns=1)  # RAY
+        seed = refs.pop(ready)
+        curves[seed] = ray.get(ready)  # RAY
+        print(f"[drml] seed {seed}: transfer {curves[seed]['transfer'][0]:.1f} -> {curves[seed]['transfer'][-1]:.1f}, "
+              f"scratch {curves[seed]['scratch'][0]:.1f} -> {curves[seed]['scratch'][-1]:.1f} "
+              f"({time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
+    result = transfer_summary({s: curves[s] for s in tr.seeds}, tr.threshold, tr.tail)
+    result["wall_s"] = time.perf_counter() - began
+    outputs = write_transfer_outputs(result, run_dir)
+    atomic_write_json(run_dir / TRANSFER_FILE, result)  # written last: marks the run finished
+    print(outputs["table"], flush=True)
+    return result
+
+
+def _transfer_remote(cfg_json: dict, seed: int) -> dict[str, list[float]]:
+    cfg = RLExperiment.model_validate(cfg_json)
+    worker = RLWorker(cfg.env.model_dump(mode="json"), cfg.ppo.model_dump(mode="json"), cfg.seed,
+                      cfg.meta.cpus_per_worker)  # fmt: skip
+    try:
+        return _transfer_seed(worker, cfg_json, seed)
+    finally:
+        for learner in worker.learners.values():
+            learner.stop()

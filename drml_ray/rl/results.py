@@ -1,0 +1,145 @@
+"""``adaptation.json`` and ``transfer.json`` -> Markdown tables and PNG curves."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from drml_ray.report.build import save_figure
+from drml_ray.rl.transfer_metrics import transfer_metrics
+from drml_ray.runs import atomic_write_text
+
+ORDER = ("meta", "multitask", "rl2", "scratch", "oracle")
+
+
+def _names(adapt_iters: int) -> list[str]:
+    return ["episode_return_mean"] + [f"episode_return_mean_adapt_{i}" for i in range(1, adapt_iters + 1)]
+
+
+def format_adaptation(table: dict[str, Any], adapt_iters: int) -> str:
+    names = _names(adapt_iters)
+    head = ["before"] + [f"after {i}" for i in range(1, adapt_iters + 1)]
+    lines = ["| method | " + " | ".join(head) + " | adaptation_delta | gap closed (last) | seeds |",
+             "|---|" + "---|" * (len(head) + 3)]  # fmt: skip
+    for method in [m for m in ORDER if m in table]:
+        row = table[method]
+        cells = [f"{row[n]:.1f} ± {row['std'][n]:.1f}" for n in names]
+        gap = row.get("gap_closed", {}).get(names[-1])
+        gap_text = f"{100 * gap:.0f}%" if gap is not None else "—"
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {row['adaptation_delta']:+.1f} | {gap_text} | "
+                     f"{len(row['seeds'])} |")  # fmt: skip
+    return ("\n".join(lines) + "\n\nMean episode return on held-out tasks before and after N PPO iterations of "
+            "adaptation, mean ± std over seeds (each seed: the mean over tasks). Gap closed: (method - scratch) / "
+            "(oracle - scratch) after the last iteration.\n")  # fmt: skip
+
+
+def plot_adaptation(table: dict[str, Any], adapt_iters: int, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = _names(adapt_iters)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    xs = list(range(adapt_iters + 1))
+    for method in [m for m in ORDER if m in table]:
+        row = table[method]
+        ax.errorbar(xs, [row[n] for n in names], yerr=[row["std"][n] for n in names], marker="o", capsize=3,
+                    label=method, linestyle="--" if method == "oracle" else "-")  # fmt: skip
+    ax.set_xticks(xs)
+    ax.set_xlabel("PPO iterations of adaptation")
+    ax.set_ylabel("episode return (held-out tasks)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, dpi=110)
+
+
+def write_adaptation_outputs(table: dict[str, Any], run_dir: Path, adapt_iters: int) -> dict[str, Any]:
+    text = format_adaptation(table, adapt_iters)
+    atomic_write_text(run_dir / "adaptation.md", text)
+    plot_adaptation(table, adapt_iters, run_dir / "adaptation.png")
+    return {"table": text, "md": run_dir / "adaptation.md", "png": run_dir / "adaptation.png"}
+
+
+def transfer_summary(curves: dict[int, dict[str, list[float]]], threshold: float | None, tail: int) -> dict[str, Any]:
+    """Taylor & Stone's metrics per seed and their means. ``threshold`` ``None``: 90% of the way from the
+    lowest to the highest point of the seed-mean curves."""
+    length = len(next(iter(curves.values()))["transfer"])
+    mean = {
+        k: [statistics.fmean(c[k][i] for c in curves.values()) for i in range(length)] for k in ("transfer", "scratch")
+    }
+    if threshold is None:
+        lo, hi = min(min(v) for v in mean.values()), max(max(v) for v in mean.values())
+        threshold = lo + 0.9 * (hi - lo)
+    seeds = [{"seed": s, **transfer_metrics(c["transfer"], c["scratch"], threshold=threshold, tail=tail),
+              "curves": c} for s, c in curves.items()]  # fmt: skip
+
+    def avg(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return statistics.fmean(kept) if kept else None
+
+    ttt = [s["time_to_threshold"] for s in seeds]
+    return {
+        "jumpstart": avg([s["jumpstart"] for s in seeds]),
+        "time_to_threshold": {
+            "threshold": threshold,
+            "transfer": avg([t["transfer"] for t in ttt]), "scratch": avg([t["scratch"] for t in ttt]),
+            "saved": avg([t["saved"] for t in ttt]),
+            "reached": {"transfer": sum(t["transfer"] is not None for t in ttt),
+                        "scratch": sum(t["scratch"] is not None for t in ttt)},
+        },
+        "asymptotic": {k: avg([s["asymptotic"][k] for s in seeds]) for k in ("transfer", "scratch", "gain")},
+        "total_reward_ratio": avg([s["total_reward_ratio"] for s in seeds]),
+        "mean_curves": mean,
+        "seeds": seeds,
+    }  # fmt: skip
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def format_transfer(result: dict[str, Any]) -> str:
+    ttt = result["time_to_threshold"]
+    n = len(result["seeds"])
+    reached = ttt["reached"]
+    asymptotic = " / ".join(_fmt(result["asymptotic"][k]) for k in ("transfer", "scratch", "gain"))
+    rows = [
+        ("jumpstart (return at iteration 0, transfer - scratch)", _fmt(result["jumpstart"])),
+        (f"time to threshold {ttt['threshold']:.1f}: transfer / scratch (iterations; reached in n of {n} seeds)",
+         f"{_fmt(ttt['transfer'])} ({reached['transfer']}) / {_fmt(ttt['scratch'])} ({reached['scratch']})"),
+        ("asymptotic: transfer / scratch / gain", asymptotic),
+        ("total-reward ratio (area transfer - area scratch) / area scratch", _fmt(result["total_reward_ratio"], ".3f")),
+    ]  # fmt: skip
+    return (
+        "| metric | value |\n|---|---|\n"
+        + "\n".join(f"| {a} | {b} |" for a, b in rows)
+        + f"\n\nMeans over {n} seeds.\n"
+    )
+
+
+def plot_transfer(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for key, color in (("transfer", "tab:blue"), ("scratch", "tab:orange")):
+        for seed in result["seeds"]:
+            ax.plot(seed["curves"][key], color=color, alpha=0.25, linewidth=0.8)
+        ax.plot(result["mean_curves"][key], color=color, linewidth=2, label=f"{key} (mean)")
+    ax.axhline(result["time_to_threshold"]["threshold"], color="grey", linestyle=":", label="threshold")
+    ax.set_xlabel("PPO iterations on the target")
+    ax.set_ylabel("episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, dpi=110)
+
+
+def write_transfer_outputs(result: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    text = format_transfer(result)
+    atomic_write_text(run_dir / "transfer.md", text)
+    plot_transfer(result, run_dir / "transfer.png")
+    return {"table": text, "md": run_dir / "transfer.md", "png": run_dir / "transfer.png"}
