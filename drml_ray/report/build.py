@@ -121,8 +121,77 @@ def collect_meta(run_dir: Path) -> tuple[str, list[Section]]:
     return f"drml meta-learning run: {run_dir.name}", sections
 
 
+def _rl_curves_png(record: dict[str, Any], path: Path) -> Path:
+    """Held-out return before and after adaptation over Reptile's meta-steps (``meta_train.json``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    checks = record["meta"]["checks"]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for key, label in (("return_before", "before adaptation"), ("return_after", "after adaptation")):
+        ax.plot([c["step"] for c in checks], [c[key] for c in checks], marker="o", label=label)
+    ax.set_xlabel("meta-step")
+    ax.set_ylabel("held-out episode return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def is_rl_run(run_dir: Path) -> bool:
+    """An RL run directory: written by ``drml rl ...`` (its config has an ``env:`` section)."""
+    config = run_dir / "config.yaml"
+    if not config.exists():
+        return False
+    import yaml
+
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    return isinstance(data, dict) and "env" in data
+
+
+def collect_rl(run_dir: Path) -> tuple[str, list[Section]]:
+    """Sections of an RL run: Reptile's progress, the adaptation table and the transfer metrics."""
+    sections = []
+    train_path, adapt_path, transfer_path = (
+        run_dir / f for f in ("meta_train.json", "adaptation.json", "transfer.json")
+    )
+    if not (train_path.exists() or adapt_path.exists() or transfer_path.exists()):
+        raise FileNotFoundError(f"{run_dir}: no meta_train.json, adaptation.json or transfer.json (nothing finished)")
+    if train_path.exists():
+        record = json.loads(train_path.read_text(encoding="utf-8"))
+        rows = [{"method": m, **({"s / meta-step": f"{r['seconds_per_meta_step']:.1f}",
+                                  "meta-steps": len(r["step_s"])} if m == "meta" else
+                                 {"PPO iterations": r["iterations"], "wall s": f"{r['wall_s']:.0f}"})}
+                for m, r in record.items() if isinstance(r, dict)]  # fmt: skip
+        figure = _rl_curves_png(record, run_dir / "report_meta_train.png") if "meta" in record else None
+        sections.append(Section("Meta-training", table=rows, figure=figure))
+    if adapt_path.exists():
+        table = json.loads(adapt_path.read_text(encoding="utf-8"))
+        rows = []
+        for method, row in table.items():
+            names = [k for k in row if k.startswith("episode_return_mean")]
+            cells = {n.replace("episode_return_mean", "return") or "return": f"{row[n]:.1f} ± {row['std'][n]:.1f}"
+                     for n in names}  # fmt: skip
+            gap = row.get("gap_closed", {}).get(names[-1])
+            gap_text = "—" if gap is None else f"{100 * gap:.0f}%"
+            rows.append({"method": method, **cells, "adaptation_delta": f"{row['adaptation_delta']:+.1f}",
+                         "gap closed": gap_text, "seeds": len(row["seeds"])})  # fmt: skip
+        png = run_dir / "adaptation.png"
+        sections.append(Section("Adaptation on held-out tasks (episode return, mean ± std over seeds)", table=rows,
+                                figure=png if png.exists() else None))  # fmt: skip
+    if transfer_path.exists():
+        png = run_dir / "transfer.png"
+        sections.append(Section("Transfer (Taylor & Stone metrics)", text=_read(run_dir / "transfer.md"),
+                                figure=png if png.exists() else None))  # fmt: skip
+    sections.append(Section("Configuration", text=_read(run_dir / "config.yaml")))
+    return f"drml rl run: {run_dir.name}", sections
+
+
 def collect(run_dir: Path) -> tuple[str, list[Section]]:
     """The report's title and sections for ``run_dir``."""
+    if is_rl_run(run_dir):
+        return collect_rl(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.exists() and ((run_dir / "meta_train.json").exists() or (run_dir / "meta_eval.json").exists()):
         return collect_meta(run_dir)

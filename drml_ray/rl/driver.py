@@ -210,10 +210,11 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
         theta = reptile_update(theta, ray.get(refs), epsilon)  # RAY
         record["step_s"].append(time.perf_counter() - began)
         done = step + 1
+        if done == meta.meta_steps:  # before the last check: a Tune trial may be stopped at its report
+            _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
         if done % meta.eval_every == 0 or done == meta.meta_steps:
             check(done)
             _save(state_path, {"theta": theta, "step": done, "record": record})
-    _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
     steps = record["step_s"]
     return record | {"seconds_per_meta_step": statistics.fmean(steps) if steps else None}
 

@@ -27,7 +27,7 @@ from typing import Any
 import ray  # RAY
 from ray import tune  # RAY
 
-from drml_ray.config import FinetuneConfig, MetaExperiment, dump_config, with_params
+from drml_ray.config import FinetuneConfig, MetaExperiment, RLExperiment, dump_config, with_params
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.ner.finetune import TRAIN_SUBDIR, corpus_summary, export_and_score, run_training
 from drml_ray.ray_env import ensure_ray
@@ -45,15 +45,20 @@ def trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id[-5:]}"
 
 
-def trial_cpus_gpus(cfg: FinetuneConfig | MetaExperiment) -> tuple[int, int]:
+Experiment = FinetuneConfig | MetaExperiment | RLExperiment
+RL_METRIC = "heldout_return"
+"""What a meta-RL trial reports: the held-out tasks' mean return after ``meta.inner_iters`` PPO iterations."""
+
+
+def trial_cpus_gpus(cfg: Experiment) -> tuple[int, int]:
     """What one trial's Ray Train worker group (meta-learning: its actor pool) reserves."""
-    if isinstance(cfg, MetaExperiment):
+    if isinstance(cfg, MetaExperiment | RLExperiment):
         return cfg.meta.workers * cfg.meta.cpus_per_worker, 0
     workers = cfg.scaling.num_workers
     return workers * cfg.scaling.cpus_per_worker, workers if cfg.scaling.use_gpu else 0
 
 
-def concurrent_trials(cfg: FinetuneConfig | MetaExperiment, cluster: dict[str, float]) -> int:
+def concurrent_trials(cfg: Experiment, cluster: dict[str, float]) -> int:
     """How many trials run at once: ``tune.max_concurrent_trials``, else as many worker groups as fit.
 
     A trial's own process reserves almost nothing (it waits on its TorchTrainer), so without this limit
@@ -112,9 +117,26 @@ def meta_trial(params: dict[str, Any], *, base: dict[str, Any]) -> None:
     run_meta_train(cfg, trial_dir / "meta", on_eval=on_eval)
 
 
-def max_epochs(cfg: FinetuneConfig | MetaExperiment) -> int:
+def rl_trial(params: dict[str, Any], *, base: dict[str, Any]) -> None:
+    """One Tune trial of a meta-RL search: Reptile over PPO with ``params`` applied (no baselines),
+    reporting the held-out return after adaptation at every check (``epoch`` = checks so far)."""
+    from drml_ray.rl.driver import run_rl_meta_train
+
+    cfg = with_params(RLExperiment.model_validate(base), params | {"meta.methods": ["meta"]})
+    trial_dir = Path(tune.get_context().get_trial_dir())  # RAY
+    started = time.perf_counter()
+
+    def on_progress(step: int, heldout_return: float) -> None:
+        weights = str(trial_dir / "run" / "meta")
+        tune.report({"epoch": step / cfg.meta.eval_every, RL_METRIC: heldout_return, "meta_step": step,  # RAY
+                     "checkpoint_path": weights, "train_s": time.perf_counter() - started})  # fmt: skip
+
+    run_rl_meta_train(cfg, trial_dir / "run", on_progress=on_progress)
+
+
+def max_epochs(cfg: Experiment) -> int:
     """The schedulers' time budget of one trial: epochs, or held-out evaluations for meta-learning."""
-    if isinstance(cfg, MetaExperiment):
+    if isinstance(cfg, MetaExperiment | RLExperiment):
         return math.ceil(cfg.meta.meta_steps / cfg.meta.eval_every)
     return cfg.train.epochs
 
@@ -148,9 +170,10 @@ def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path) -> No
         epoch = stop_at
 
 
-def _trainable(cfg: FinetuneConfig | MetaExperiment, corpus: NerCorpus | None) -> Any:
-    if isinstance(cfg, MetaExperiment):
-        trainable = tune.with_parameters(meta_trial, base=cfg.model_dump(mode="json"))  # RAY
+def _trainable(cfg: Experiment, corpus: NerCorpus | None) -> Any:
+    if isinstance(cfg, MetaExperiment | RLExperiment):
+        function = meta_trial if isinstance(cfg, MetaExperiment) else rl_trial
+        trainable = tune.with_parameters(function, base=cfg.model_dump(mode="json"))  # RAY
         return tune.with_resources(trainable, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY})  # RAY
     assert corpus is not None
     # (the fault injection of the tests is read here, on the driver, and travels with the trials)
@@ -163,15 +186,17 @@ def _trainable(cfg: FinetuneConfig | MetaExperiment, corpus: NerCorpus | None) -
     return tune.with_resources(trainable, {"CPU": 0, "memory": TRIAL_DRIVER_MEMORY})  # RAY
 
 
-def run_tune(
-    cfg: FinetuneConfig | MetaExperiment, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False
-) -> dict[str, Any]:
+def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Search, summarise, export the best; returns what was written to ``results.json``."""
     if cfg.tune is None or not cfg.tune.space:
         raise ValueError(f"experiment '{cfg.name}' has no tune.space to search (see configs/tune/smoke.yaml)")
     settings = cfg.tune
-    meta = isinstance(cfg, MetaExperiment)
-    if meta and len(cfg.meta.algorithms) != 1 and "meta.algorithms" not in settings.space:
+    rl = isinstance(cfg, RLExperiment)
+    if rl and settings.metric != RL_METRIC:
+        raise ValueError(f"a meta-RL search reports {RL_METRIC} (the held-out return after adaptation): "
+                         f"set tune.metric: {RL_METRIC} and tune.mode: max (got {settings.metric!r})")  # fmt: skip
+    meta = isinstance(cfg, MetaExperiment | RLExperiment)
+    if isinstance(cfg, MetaExperiment) and len(cfg.meta.algorithms) != 1 and "meta.algorithms" not in settings.space:
         raise ValueError(
             "a meta-learning search tunes one algorithm per trial: set meta.algorithms: [reptile], or search "
             "over it with tune.space: {meta.algorithms: {choice: [[reptile], [fomaml]]}}"
@@ -191,9 +216,13 @@ def run_tune(
             raise RunExistsError(f"{run_dir} holds an unfinished search: pass --resume to continue it, or --overwrite")
         run_dir = prepare_run_dir(run_dir, overwrite=overwrite)
     corpus = None if meta else load_corpus(cfg.data)
-    print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] "
-          + (f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
-             if meta else corpus.describe()))  # fmt: skip
+    if rl:
+        what = f"meta-RL (Reptile over PPO) on {cfg.env.family}; the held-out return after adaptation is the metric"
+    elif meta:
+        what = f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
+    else:
+        what = corpus.describe()
+    print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {what}")
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
 
     ensure_ray()
@@ -270,15 +299,18 @@ def run_tune(
 
 
 def _finish_meta_search(
-    cfg: MetaExperiment, run_dir: Path, best: Any, trials: list, wall_s: float, limit: int, launched: float
-) -> dict[str, Any]:
-    """A meta-learning search's results: the best trial's held-out dev F1 and its meta-learned model."""
+    cfg: MetaExperiment | RLExperiment, run_dir: Path, best: Any, trials: list, wall_s: float, limit: int,
+    launched: float,
+) -> dict[str, Any]:  # fmt: skip
+    """A meta-learning search's results: the best trial's held-out score and its meta-learned model."""
     model = Path(best.best_checkpoint)
+    rl = isinstance(cfg, RLExperiment)
+    exported = (model / "weights.pt").is_file() if rl else (model / "config.json").is_file()
     results = {
         "best_trial": best.name,
         "best_params": best.params,
-        "best_heldout_dev_f1": best.best_metric,
-        "best_model": str(model) if (model / "config.json").is_file() else None,
+        ("best_heldout_return" if rl else "best_heldout_dev_f1"): best.best_metric,
+        "best_model": str(model) if exported else None,
         "trials": [t.row() for t in trials],
         "tune": {
             "wall_s": wall_s,
@@ -289,5 +321,8 @@ def _finish_meta_search(
     }
     atomic_write_json(run_dir / "results.json", results)
     where = results["best_model"] or "not exported (the trial was stopped before its last meta-step)"
-    print(f"[drml] best trial's meta-learned model: {where}; meta-train best_config.yaml to get it again")
+    command = "drml rl meta-train" if rl else "drml meta-train"
+    print(
+        f"[drml] best trial's meta-learned model: {where}; `{command} {run_dir / 'best_config.yaml'}` trains it again"
+    )
     return results

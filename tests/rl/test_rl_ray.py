@@ -115,6 +115,15 @@ def test_meta_eval_writes_rllib_style_metrics_for_every_method(rl_run):
     assert (rl_run / "adaptation.png").stat().st_size > 5000 and "| meta |" in (rl_run / "adaptation.md").read_text()
 
 
+def test_report_shows_meta_training_and_the_adaptation_table(rl_run):
+    result = cli("report", rl_run)
+    assert result.exit_code == 0, result.output
+    text = (rl_run / "report.md").read_text()
+    assert "## Meta-training" in text and "## Adaptation on held-out tasks" in text
+    assert "| oracle |" in text and "family: nav2d" in text
+    assert (rl_run / "report.html").read_text().count("data:image/png;base64,") == 2
+
+
 def test_meta_eval_rerun_keeps_finished_curves_and_meta_train_refuses_a_finished_run(rl_run):
     before = (rl_run / "adaptation.json").read_text()
     result = cli("rl", "meta-eval", SMOKE, "--output-dir", rl_run)

@@ -42,3 +42,29 @@ def test_meta_search_reports_heldout_f1_per_evaluation(ray_session, tmp_path):
 def test_meta_search_needs_one_algorithm_per_trial(tmp_path):
     result = cli("tune", META_SMOKE, "--output-dir", tmp_path / "x", "--set", "meta.algorithms=[reptile,fomaml]")
     assert result.exit_code == 2 and "tunes one algorithm per trial" in result.output
+
+
+RL_SMOKE = REPO / "configs" / "tune" / "rl_smoke_nav2d.yaml"
+
+
+def test_meta_rl_search_reports_the_heldout_return_and_keeps_the_best_weights(ray_session, tmp_path):
+    from drml_ray.config import RLExperiment
+
+    run_dir = tmp_path / "tune_rl"
+    result = cli("tune", RL_SMOKE, "--output-dir", run_dir, "--set", "tune.num_samples=2")
+    assert result.exit_code == 0, result.output
+    with open(run_dir / "trials.csv", newline="") as f:
+        trials = list(csv.DictReader(f))
+    assert len(trials) == 2 and all(float(t["best"]) < 0 for t in trials)  # Nav2D returns are negative
+    assert any(t["state"] == "completed" for t in trials)
+    best = load_config(run_dir / "best_config.yaml")
+    assert isinstance(best, RLExperiment) and best.tune is None
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["best_heldout_return"] == max(float(t["best"]) for t in trials)
+    if results["best_model"]:
+        assert (Path(results["best_model"]) / "weights.pt").is_file()
+
+
+def test_meta_rl_search_needs_the_heldout_return_metric(tmp_path):
+    result = cli("tune", RL_SMOKE, "--output-dir", tmp_path / "x", "--set", "tune.metric=dev_f1")
+    assert result.exit_code == 2 and "set tune.metric: heldout_return" in result.output
