@@ -437,6 +437,10 @@ class PPOSettings(Section):
     clip: float = 0.2
     """PPO's ratio clip."""
     entropy_coeff: float = 0.0
+    """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
+    free_log_std: bool = False
+    """Continuous actions: a state-independent log standard deviation (the MAML paper's Gaussian policy)
+    instead of one computed by the policy network."""
     vf_clip: float = 100.0
     """Clip of the value-function loss (returns here reach -100s, so RLlib's default 10 is too small)."""
     lstm_cell_size: int = 64

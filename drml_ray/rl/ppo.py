@@ -14,10 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
+import gymnasium as gym
 import torch
 
 from drml_ray.config import PPOSettings, RLEnvSettings
-from drml_ray.rl.envs import Task, TaskFamilyEnv, randomise_tasks_on_runner, set_task_on_runner
+from drml_ray.rl.envs import Task, TaskFamilyEnv, make_env, randomise_tasks_on_runner, set_task_on_runner
 from drml_ray.rl.weights import Weights, as_tensors
 
 Arch = Literal["ff", "rl2"]
@@ -30,10 +31,13 @@ def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig  # RLLIB
 
     env_config = {"family": family or env.family, "horizon": env.horizon, "prev_action_reward": arch == "rl2"}
-    model = DefaultModelConfig(fcnet_hiddens=list(ppo.hidden), vf_share_layers=False)
+    continuous = not isinstance(make_env(family or env.family).action_space, gym.spaces.Discrete)
+    model = DefaultModelConfig(fcnet_hiddens=list(ppo.hidden), vf_share_layers=False,
+                               free_log_std=ppo.free_log_std and continuous)  # fmt: skip
     if arch == "rl2":
         model = DefaultModelConfig(fcnet_hiddens=list(ppo.hidden), vf_share_layers=False, use_lstm=True,
-                                   lstm_cell_size=ppo.lstm_cell_size, max_seq_len=ppo.max_seq_len)  # fmt: skip
+                                   lstm_cell_size=ppo.lstm_cell_size, max_seq_len=ppo.max_seq_len,
+                                   free_log_std=ppo.free_log_std and continuous)  # fmt: skip
     return (
         PPOConfig()
         .environment(TaskFamilyEnv, env_config=env_config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import random
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 from drml_ray.config import TaskData
 from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.meta.tasks import Task, keep_types, labels_of, load_task, sample_episode, sample_shots
+from tests.helpers import top_level_imports
 
 PLAIN_TORCH = ("algorithms.py", "tasks.py", "learner.py", "results.py")
 
@@ -82,7 +82,4 @@ def test_generated_tasks_have_their_own_label_sets():
 def test_algorithm_modules_never_import_ray():
     folder = Path(__file__).resolve().parents[2] / "drml_ray" / "meta"
     for name in PLAIN_TORCH:
-        tree = ast.parse((folder / name).read_text(encoding="utf-8"))
-        imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        assert "ray" not in imported, name
+        assert "ray" not in top_level_imports(folder / name), name

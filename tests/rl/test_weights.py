@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from drml_ray.rl.weights import map_weights, reptile_sum, reptile_update
+from tests.helpers import top_level_imports
 
 # The layout of RLlib's default PPO module (separate encoders; Box actions: mean and log-std outputs).
 SHAPES = {
@@ -64,3 +67,9 @@ def test_map_weights_names_the_layer_or_mapping_that_does_not_fit():
         map_weights(source, target, observation=[0, 1])
     with pytest.raises(ValueError, match=r"mapping.observation: indices \[7\] out of range"):
         map_weights(source, target, observation=[0, 1, 7, None])
+
+
+def test_the_algorithm_modules_never_import_ray():
+    folder = Path(__file__).resolve().parents[2] / "drml_ray" / "rl"
+    for name in ("envs.py", "weights.py", "transfer_metrics.py", "results.py"):
+        assert "ray" not in top_level_imports(folder / name), name
