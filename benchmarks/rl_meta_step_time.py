@@ -64,7 +64,8 @@ def main() -> None:
                "s_per_meta_step": round(results[count], 3), "steps": [round(t, 3) for t in times]}  # fmt: skip
         print(json.dumps(row))
     most, one = max(args.workers), results.get(1, float("nan"))
-    print(f"RESULT s_per_meta_step_1w={one:.3f} s_per_meta_step_{most}w={results[most]:.3f} speedup={one / results[most]:.2f}")
+    speedup = one / results[most]
+    print(f"RESULT s_per_meta_step_1w={one:.3f} s_per_meta_step_{most}w={results[most]:.3f} speedup={speedup:.2f}")
 
 
 if __name__ == "__main__":
