@@ -473,6 +473,10 @@ class RLMetaSettings(Section):
     """Outer step size epsilon: theta += epsilon * mean(phi - theta) (1.0: move to the mean adapted weights)."""
     meta_lr_decay: bool = True
     """Decay the outer step size linearly to 0 over ``meta_steps`` (the Reptile paper's schedule)."""
+    meta_log_std: bool = False
+    """Meta-learn the exploration noise (``pi.log_std``, with ``ppo.free_log_std``). Off: Reptile keeps it
+    at its initial value (std 1): a first-order method has no gradient that rewards exploring *before*
+    adaptation, and averaging adapted policies only shrinks it, which slows PPO's adaptation."""
     baseline_iters: int | None = None
     """PPO iterations of ``multitask`` and ``rl2``; default: ``meta_steps x meta_batch x inner_iters`` (the
     same environment steps as Reptile)."""

@@ -183,6 +183,7 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
     else:
         theta, start, record = ray.get(workers[0].fresh.remote(cfg.seed)), 0, {"checks": [], "step_s": []}  # RAY
     check_tasks = heldout_tasks(cfg)[: max(1, len(workers))]
+    frozen = () if meta.meta_log_std else tuple(k for k in theta if k.endswith("log_std"))
 
     def check(step: int) -> None:
         ref = ray.put(theta)  # RAY
@@ -207,7 +208,7 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
         refs = [w.reptile.remote(ref, share, meta.inner_iters, cfg.seed * 100_003 + step)
                 for w, share in zip(workers, shares, strict=True) if share]  # fmt: skip  # RAY
         epsilon = meta.meta_lr * (1 - step / meta.meta_steps) if meta.meta_lr_decay else meta.meta_lr
-        theta = reptile_update(theta, ray.get(refs), epsilon)  # RAY
+        theta = reptile_update(theta, ray.get(refs), epsilon, frozen)  # RAY
         record["step_s"].append(time.perf_counter() - began)
         done = step + 1
         if done == meta.meta_steps:  # before the last check: a Tune trial may be stopped at its report

@@ -104,6 +104,7 @@ class PPOTaskLearner:
                 if hasattr(layer, "reset_parameters"):
                     layer.reset_parameters()
             fresh = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        fresh |= {k: torch.zeros_like(v) for k, v in fresh.items() if k.endswith("log_std")}  # RLlib's init
         module.load_state_dict(keep)
         wanted = self.get_weights(arch)
         return {k: fresh.get(k, v) for k, v in wanted.items()}

@@ -34,8 +34,11 @@ def reptile_sum(
     return sum_gradients(reptile_gradient(theta, phi) for phi in adapted)
 
 
-def reptile_update(theta: Mapping[str, torch.Tensor], sums: Sequence[tuple[Weights, int]], epsilon: float) -> Weights:
-    """One outer step from the workers' summed meta-gradients: ``theta + epsilon * mean(phi - theta)``.
+def reptile_update(
+    theta: Mapping[str, torch.Tensor], sums: Sequence[tuple[Weights, int]], epsilon: float, frozen: Sequence[str] = ()
+) -> Weights:
+    """One outer step from the workers' summed meta-gradients: ``theta + epsilon * mean(phi - theta)``;
+    the ``frozen`` entries keep theta's value.
 
     >>> theta = {"w": torch.tensor([0.0, 2.0])}
     >>> adapted = [{"w": torch.tensor([1.0, 2.0])}, {"w": torch.tensor([3.0, 0.0])}]
@@ -46,7 +49,12 @@ def reptile_update(theta: Mapping[str, torch.Tensor], sums: Sequence[tuple[Weigh
     count = sum(n for _, n in sums)
     if not count:
         raise ValueError("no adapted tasks to update from")
-    return {name: theta[name] - epsilon * total[name].to(theta[name].dtype) / count for name in theta}
+    return {
+        name: theta[name].clone()
+        if name in frozen
+        else theta[name] - epsilon * total[name].to(theta[name].dtype) / count
+        for name in theta
+    }
 
 
 def _policy_output_layer(weights: Mapping[str, torch.Tensor]) -> int:

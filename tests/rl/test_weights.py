@@ -38,6 +38,10 @@ def test_reptile_update_moves_theta_toward_the_mean_adapted_weights():
     new = reptile_update(theta, [reptile_sum(theta, [phi, weights(5.0)])], epsilon=1.0)
     assert new["pi.net.mlp.0.bias"].tolist() == [2.5, 3.0, 3.5, 4.0]
     assert new["vf.net.mlp.0.bias"].tolist() == [4.0]
+    new = reptile_update(theta, [reptile_sum(theta, [weights(3.0)])], epsilon=1.0, frozen=["pi.net.mlp.0.bias"])
+    assert (
+        new["pi.net.mlp.0.bias"].tolist() == [1.0] * 4 and new["pi.net.mlp.0.weight"].flatten().tolist() == [3.0] * 12
+    )
     with pytest.raises(ValueError, match="no adapted tasks"):
         reptile_update(theta, [], 1.0)
 
