@@ -512,6 +512,9 @@ class RLEvalSettings(Section):
     """PPO iterations of the per-task oracle (from scratch, on that task alone)."""
     oracle_seeds: int = 1
     """The oracle is trained with the first N of ``seeds`` (it is the expensive one)."""
+    reset_log_std: bool = False
+    """Start every trained policy (meta, multitask, rl2) with a free exploration std reset to 1, as
+    Reptile's is when ``meta.meta_log_std`` is off: compares what the networks learned, not their noise."""
     workers: int = 2
 
     @model_validator(mode="after")

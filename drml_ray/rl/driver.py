@@ -274,7 +274,8 @@ def run_rl_meta_train(
 # --- adaptation evaluation -----------------------------------------------------------------------
 
 
-def _inits(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[str, Weights]:
+def trained_starts(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[str, Weights]:
+    """The trained starting points ``eval.methods`` needs, each from its ``weights.pt``."""
     found: dict[str, Weights] = {}
     for method in cfg.eval.methods:
         if method in ("scratch", "oracle"):
@@ -288,6 +289,8 @@ def _inits(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[str, Weig
                 f"(meta.methods: [{method}]){' or pass --init PATH' if method == 'meta' else ''}, "
                 f"or drop {method} from eval.methods"
             ) from None
+        if cfg.eval.reset_log_std:
+            found[method] = {k: torch.zeros_like(v) if k.endswith("log_std") else v for k, v in found[method].items()}
     return found
 
 
@@ -327,15 +330,19 @@ def run_rl_meta_eval(cfg: RLExperiment, run_dir: str | Path, *, init: str | None
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config(run_dir, cfg)
     ev = cfg.eval
-    inits = _inits(cfg, run_dir, init)
+    inits = trained_starts(cfg, run_dir, init)
     tasks = heldout_tasks(cfg)
     budget = {"tasks": tasks, "adapt_iters": ev.adapt_iters, "episodes": ev.episodes, "oracle_iters": ev.oracle_iters,
-              "meta_init": str(Path(init).resolve()) if init else None}  # fmt: skip
+              "meta_init": str(Path(init).resolve()) if init else None, "reset_log_std": ev.reset_log_std}  # fmt: skip
     cells_path = run_dir / CELLS_FILE
     cells: dict[str, Any] = {}
     if cells_path.exists():
         saved = yaml.safe_load(cells_path.read_text(encoding="utf-8"))
-        cells = saved["cells"] if saved.get("budget") == budget else {}  # another budget: start over
+        if saved.get("budget") == budget:
+            cells = saved["cells"]
+        else:
+            print(f"[drml] {cells_path} was measured with another budget (tasks, iterations, episodes, init): "
+                  "its curves are not reused", flush=True)  # fmt: skip
     keys = [
         (method, seed, t)
         for method in ev.methods
