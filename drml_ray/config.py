@@ -440,7 +440,7 @@ class PPOSettings(Section):
     """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
     free_log_std: bool = False
     """Continuous actions: a state-independent log standard deviation (the MAML paper's Gaussian policy)
-    instead of one computed by the policy network."""
+    instead of one computed by the policy network (not for ``rl2``: RLlib's LSTM module does not take it)."""
     vf_clip: float = 100.0
     """Clip of the value-function loss (returns here reach -100s, so RLlib's default 10 is too small)."""
     lstm_cell_size: int = 64

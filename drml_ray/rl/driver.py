@@ -109,10 +109,14 @@ def make_workers(cfg: RLExperiment, count: int) -> list[Any]:
 
 
 def run_jobs(workers: list[Any], jobs: list[tuple[str, tuple, dict]], on_done: Callable[[int, Any], None]) -> None:
-    """Run ``(method, args, kwargs)`` jobs on the actor pool, each worker one job at a time; ``on_done(i, result)``."""
+    """Run ``(method, args, kwargs)`` jobs on the actor pool, each worker one job at a time; ``on_done(i, result)``.
+
+    A failed job does not stop the others (their results are kept as they finish); the first failure
+    is raised once every job has ended."""
     pending: dict[Any, tuple[int, Any]] = {}
     queue = list(enumerate(jobs))
     idle = list(workers)
+    failures: list[Exception] = []
     while queue or pending:
         while queue and idle:
             index, (method, args, kwargs) = queue.pop(0)
@@ -120,8 +124,16 @@ def run_jobs(workers: list[Any], jobs: list[tuple[str, tuple, dict]], on_done: C
             pending[getattr(worker, method).remote(*args, **kwargs)] = (index, worker)  # RAY
         [ready], _ = ray.wait(list(pending), num_returns=1)  # RAY
         index, worker = pending.pop(ready)
+        try:
+            result = ray.get(ready)  # RAY
+        except ray.exceptions.RayError as err:  # RAY
+            print(f"[drml] job {index} ({jobs[index][0]}) failed: {err}", flush=True)
+            failures.append(err)
+            continue  # the worker may be broken: it takes no more jobs
         idle.append(worker)
-        on_done(index, ray.get(ready))  # RAY
+        on_done(index, result)
+    if failures:
+        raise failures[0]
 
 
 def train_tasks(cfg: RLExperiment, step: int) -> list[Task]:
@@ -422,7 +434,9 @@ def check_spaces(cfg: RLExperiment) -> None:
                          f"{type(target.action_space).__name__} one (their heads mean different things)")  # fmt: skip
 
 
-def _transfer_seed(worker: RLWorker, cfg_json: dict, seed: int) -> dict[str, list[float]]:
+def _transfer_seed(worker: RLWorker, cfg_json: dict, seed: int) -> dict[str, Any]:
+    """Source training, then the target curves from its weights and from scratch; also the source policy's
+    return on its own task (so a weak transfer can be told from a weak source)."""
     cfg = RLExperiment.model_validate(cfg_json)
     tr = cfg.transfer
     assert tr is not None
@@ -434,7 +448,8 @@ def _transfer_seed(worker: RLWorker, cfg_json: dict, seed: int) -> dict[str, lis
     start = map_weights(trained, fresh, mapping.observation if mapping else None, mapping.action if mapping else None)
     transfer = worker.curve(start, tr.target, tr.target_iters, tr.episodes, seed, family=target_family)
     scratch = worker.curve(fresh, tr.target, tr.target_iters, tr.episodes, seed, family=target_family)
-    return {"transfer": transfer, "scratch": scratch}
+    source_return = worker.curve(trained, tr.source, 0, tr.episodes, seed, family=source_family)[0]
+    return {"transfer": transfer, "scratch": scratch, "source_return": source_return}
 
 
 def run_rl_transfer(cfg: RLExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
@@ -459,7 +474,7 @@ def run_rl_transfer(cfg: RLExperiment, run_dir: str | Path, *, overwrite: bool =
     began = time.perf_counter()
     cfg_json = cfg.model_dump(mode="json")
     refs = {remote.remote(cfg_json, seed): seed for seed in tr.seeds}  # RAY
-    curves: dict[int, dict[str, list[float]]] = {}
+    curves: dict[int, dict[str, Any]] = {}
     while refs:
         [ready], _ = ray.wait(list(refs), num_returns=1)  # RAY
         seed = refs.pop(ready)
@@ -475,7 +490,7 @@ def run_rl_transfer(cfg: RLExperiment, run_dir: str | Path, *, overwrite: bool =
     return result
 
 
-def _transfer_remote(cfg_json: dict, seed: int) -> dict[str, list[float]]:
+def _transfer_remote(cfg_json: dict, seed: int) -> dict[str, Any]:
     cfg = RLExperiment.model_validate(cfg_json)
     worker = RLWorker(cfg.env.model_dump(mode="json"), cfg.ppo.model_dump(mode="json"), cfg.seed,
                       cfg.meta.cpus_per_worker)  # fmt: skip

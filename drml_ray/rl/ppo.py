@@ -35,9 +35,9 @@ def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff
     model = DefaultModelConfig(fcnet_hiddens=list(ppo.hidden), vf_share_layers=False,
                                free_log_std=ppo.free_log_std and continuous)  # fmt: skip
     if arch == "rl2":
+        # (RLlib's free log-std head does not take the LSTM's time axis: its std stays state-dependent)
         model = DefaultModelConfig(fcnet_hiddens=list(ppo.hidden), vf_share_layers=False, use_lstm=True,
-                                   lstm_cell_size=ppo.lstm_cell_size, max_seq_len=ppo.max_seq_len,
-                                   free_log_std=ppo.free_log_std and continuous)  # fmt: skip
+                                   lstm_cell_size=ppo.lstm_cell_size, max_seq_len=ppo.max_seq_len)  # fmt: skip
     return (
         PPOConfig()
         .environment(TaskFamilyEnv, env_config=env_config)

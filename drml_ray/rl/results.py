@@ -62,9 +62,10 @@ def write_adaptation_outputs(table: dict[str, Any], run_dir: Path, adapt_iters: 
     return {"table": text, "md": run_dir / "adaptation.md", "png": run_dir / "adaptation.png"}
 
 
-def transfer_summary(curves: dict[int, dict[str, list[float]]], threshold: float | None, tail: int) -> dict[str, Any]:
-    """Taylor & Stone's metrics per seed and their means. ``threshold`` ``None``: 90% of the way from the
-    lowest to the highest point of the seed-mean curves."""
+def transfer_summary(curves: dict[int, dict[str, Any]], threshold: float | None, tail: int) -> dict[str, Any]:
+    """Taylor & Stone's metrics per seed and their means. ``curves``: per seed, the ``transfer`` and
+    ``scratch`` curves (and optionally the ``source_return``). ``threshold`` ``None``: 90% of the way from
+    the lowest to the highest point of the seed-mean curves."""
     length = len(next(iter(curves.values()))["transfer"])
     mean = {
         k: [statistics.fmean(c[k][i] for c in curves.values()) for i in range(length)] for k in ("transfer", "scratch")
@@ -73,7 +74,8 @@ def transfer_summary(curves: dict[int, dict[str, list[float]]], threshold: float
         lo, hi = min(min(v) for v in mean.values()), max(max(v) for v in mean.values())
         threshold = lo + 0.9 * (hi - lo)
     seeds = [{"seed": s, **transfer_metrics(c["transfer"], c["scratch"], threshold=threshold, tail=tail),
-              "curves": c} for s, c in curves.items()]  # fmt: skip
+              "source_return": c.get("source_return"),
+              "curves": {"transfer": c["transfer"], "scratch": c["scratch"]}} for s, c in curves.items()]  # fmt: skip
 
     def avg(values: list[float | None]) -> float | None:
         kept = [v for v in values if v is not None]
@@ -91,6 +93,7 @@ def transfer_summary(curves: dict[int, dict[str, list[float]]], threshold: float
         },
         "asymptotic": {k: avg([s["asymptotic"][k] for s in seeds]) for k in ("transfer", "scratch", "gain")},
         "total_reward_ratio": avg([s["total_reward_ratio"] for s in seeds]),
+        "source_return": avg([s["source_return"] for s in seeds]),
         "mean_curves": mean,
         "seeds": seeds,
     }  # fmt: skip
@@ -111,6 +114,7 @@ def format_transfer(result: dict[str, Any]) -> str:
          f"{_fmt(ttt['transfer'])} ({reached['transfer']}) / {_fmt(ttt['scratch'])} ({reached['scratch']})"),
         ("asymptotic: transfer / scratch / gain", asymptotic),
         ("total-reward ratio (area transfer - area scratch) / area scratch", _fmt(result["total_reward_ratio"], ".3f")),
+        ("the source policy's return on the source task", _fmt(result.get("source_return"))),
     ]  # fmt: skip
     return (
         "| metric | value |\n|---|---|\n"

@@ -146,6 +146,7 @@ def test_transfer_writes_the_four_metrics_over_seeds(ray_session, tmp_path):
         curves = seed["curves"]
         assert len(curves["transfer"]) == len(curves["scratch"]) == 4  # before + 3 iterations
         assert seed["jumpstart"] == pytest.approx(curves["transfer"][0] - curves["scratch"][0])
+        assert seed["source_return"] > 0  # CartPole pays 1 per step balanced
     assert out["jumpstart"] == pytest.approx(np.mean([s["jumpstart"] for s in out["seeds"]]))
     assert (tmp_path / "tr" / "transfer.png").is_file()
 
