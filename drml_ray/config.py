@@ -414,7 +414,7 @@ class RLEnvSettings(Section):
     family: RLFamily = "nav2d"
     """Task family: ``nav2d`` (goals), ``cartpole`` (pole length/mass, cart mass, gravity), ``pendulum`` (m, l)."""
     horizon: int | None = None
-    """Episode length for ``nav2d`` (default 100); CartPole and Pendulum keep gymnasium's limits (500, 200)."""
+    """Episode length; default: 100 for ``nav2d``, gymnasium's limits for ``cartpole`` (500) and ``pendulum`` (200)."""
 
 
 class PPOSettings(Section):

@@ -8,8 +8,10 @@ runner with ``foreach_env_runner`` calling :func:`set_task_on_runner`.
 - :class:`Nav2D`: the MAML paper's 2D navigation. A point starts at the origin and moves by its
   action (clipped to [-0.1, 0.1] per axis) towards a goal it does not observe; reward = minus the
   distance to the goal after the move; 100 steps. Tasks: goals uniform in [-0.5, 0.5]^2.
-- :class:`TaskCartPole`: CartPole with pole half-length, pole mass, cart mass and gravity from ranges.
-- :class:`TaskPendulum`: Pendulum with mass and length from ranges (RLlib's old "Pendulum-Mass").
+- :class:`TaskCartPole`: CartPole with pole half-length, pole mass, cart mass and gravity from ranges;
+  500-step episodes (CartPole-v1's limit).
+- :class:`TaskPendulum`: Pendulum with mass and length from ranges (RLlib's old "Pendulum-Mass");
+  200-step episodes (Pendulum-v1's limit).
 """
 
 from __future__ import annotations
@@ -78,13 +80,26 @@ class Nav2D(gym.Env):
 
 
 class _PhysicsTasks:
-    """Tasks that are attributes of a classic-control env: set, read and drawn from ``RANGES``."""
+    """Tasks that are attributes of a classic-control env: set, read and drawn from ``RANGES``; episodes
+    truncated after ``horizon`` steps (gymnasium's ``TimeLimit`` is only added by ``gym.make``)."""
 
     RANGES: dict[str, tuple[float, float]] = {}
+    HORIZON = 200
 
     def _init_task(self, config: dict[str, Any] | None) -> None:
         config = dict(config or {})
+        self.horizon = int(config.get("horizon") or self.HORIZON)
+        self.steps = 0
         self.set_task({k: config[k] for k in self.RANGES if k in config})
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        self.steps = 0
+        return super().reset(seed=seed, options=options)  # type: ignore[misc]
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)  # type: ignore[misc]
+        self.steps += 1
+        return obs, reward, terminated, truncated or self.steps >= self.horizon, info
 
     @classmethod
     def sample_tasks(cls, n: int, rng: np.random.Generator) -> list[Task]:
@@ -102,6 +117,7 @@ class TaskCartPole(_PhysicsTasks, CartPoleEnv):
     """CartPole whose physics is a task: ``length`` (half the pole), ``masspole``, ``masscart``, ``gravity``."""
 
     RANGES = {"length": (0.25, 1.0), "masspole": (0.05, 0.5), "masscart": (0.5, 2.0), "gravity": (7.0, 12.0)}
+    HORIZON = 500  # CartPole-v1's limit
 
     def __init__(self, config: dict[str, Any] | None = None):
         CartPoleEnv.__init__(self)
@@ -117,6 +133,7 @@ class TaskPendulum(_PhysicsTasks, PendulumEnv):
     """Pendulum whose mass ``m`` and length ``l`` are a task."""
 
     RANGES = {"m": (0.5, 2.0), "l": (0.5, 1.5)}
+    HORIZON = 200  # Pendulum-v1's limit
 
     def __init__(self, config: dict[str, Any] | None = None):
         PendulumEnv.__init__(self)
@@ -152,7 +169,7 @@ class TaskFamilyEnv(gym.Wrapper):
     def __init__(self, config: dict[str, Any] | None = None):
         config = config or {}
         family = config.get("family", "nav2d")
-        extra = {"horizon": config["horizon"]} if config.get("horizon") and family == "nav2d" else {}
+        extra = {"horizon": config["horizon"]} if config.get("horizon") else {}
         super().__init__(make_env(family, extra))
         if config.get("task"):
             self.env.unwrapped.set_task(dict(config["task"]))

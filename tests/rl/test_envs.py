@@ -64,3 +64,15 @@ def test_pendulum_mass_changes_the_dynamics():
         return env.step(np.array([1.0]))[0][2]
 
     assert angular_velocity(0.5) != angular_velocity(2.0)
+
+
+@pytest.mark.parametrize(("name", "limit"), [("cartpole", 500), ("pendulum", 200)])
+def test_physics_episodes_end_at_gymnasiums_limit_or_the_horizon(name, limit):
+    env = make_env(name)
+    assert env.horizon == limit
+    env = make_env(name, {"horizon": 3})
+    env.reset(seed=0)
+    action = np.array([0.0], dtype=np.float32) if name == "pendulum" else 0
+    assert [env.step(action)[3] for _ in range(3)] == [False, False, True]  # (no pole falls in 3 steps)
+    env.reset(seed=0)
+    assert env.steps == 0
