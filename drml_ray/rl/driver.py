@@ -77,7 +77,7 @@ class RLWorker:
         return self.learner(family).adapt(weights, task, iterations, episodes, arch)[0]
 
     def train_on(self, weights: Weights, task: Task | None, iterations: int, seed: int, arch: Arch = "ff",
-                 family: str | None = None) -> Weights:  # fmt: skip
+                 family: str | None = None, progress: str | None = None) -> Weights:  # fmt: skip
         """``iterations`` PPO iterations on ``task`` (``None``: a new random task every episode)."""
         torch.manual_seed(seed)
         learner = self.learner(family)
@@ -86,7 +86,7 @@ class RLWorker:
             learner.randomise_tasks(seed, arch)
         else:
             learner.set_task(task, arch)
-        learner.train(iterations, arch)
+        learner.train(iterations, arch, progress)
         return learner.get_weights(arch)
 
     def oracle_curve(self, task: Task, seed: int, iterations: int, more: int, episodes: int) -> list[float]:
@@ -242,7 +242,8 @@ def train_baselines(cfg: RLExperiment, run_dir: Path, workers: list[Any]) -> dic
         return results
     print(f"[drml] training {', '.join(todo)}: {iterations} PPO iterations over randomised tasks", flush=True)
     inits = {m: ray.get(workers[0].fresh.remote(cfg.seed, "rl2" if m == "rl2" else "ff")) for m in todo}  # RAY
-    jobs = [("train_on", (inits[m], None, iterations, cfg.seed, "rl2" if m == "rl2" else "ff"), {}) for m in todo]
+    jobs = [("train_on", (inits[m], None, iterations, cfg.seed, "rl2" if m == "rl2" else "ff"), {"progress": m})
+            for m in todo]  # fmt: skip
     began = time.perf_counter()
 
     def done(index: int, weights: Weights) -> None:

@@ -12,6 +12,7 @@ holds the previous action and reward), each built on first use.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -56,7 +57,7 @@ def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff
             use_kl_loss=False,
         )  # fmt: skip
         .rl_module(model_config=model)
-        .reporting(metrics_num_episodes_for_smoothing=1)
+        .reporting(metrics_num_episodes_for_smoothing=20)
         .debugging(seed=seed, log_level="ERROR")
     )
 
@@ -123,10 +124,17 @@ class PPOTaskLearner:
 
     # --- training and measuring -----------------------------------------------------------------
 
-    def train(self, iterations: int, arch: Arch = "ff") -> None:
+    def train(self, iterations: int, arch: Arch = "ff", progress: str | None = None) -> None:
+        """``iterations`` PPO iterations; with ``progress``, a line per tenth of them (RLlib's mean return of
+        the last 20 training episodes)."""
         algo = self.algo(arch)
-        for _ in range(iterations):
-            algo.train()
+        began = time.perf_counter()
+        for i in range(1, iterations + 1):
+            result = algo.train()
+            if progress and (i % max(1, iterations // 10) == 0 or i == iterations):
+                mean = result.get("env_runners", {}).get("episode_return_mean", float("nan"))
+                print(f"[drml] {progress}: PPO iteration {i}/{iterations}, training return {mean:.1f} "
+                      f"({time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
 
     def episode_return(self, episodes: int, arch: Arch = "ff") -> float:
         """Mean undiscounted return of ``episodes`` fresh episodes of the current stochastic policy."""
