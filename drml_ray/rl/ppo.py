@@ -111,7 +111,8 @@ class PPOTaskLearner:
         return {k: fresh.get(k, v) for k, v in wanted.items()}
 
     def reset_optimizer(self, arch: Arch = "ff") -> None:
-        """Forget Adam's moments: each task's adaptation starts with a fresh inner optimizer."""
+        """Forget Adam's moments: each task's adaptation starts with a fresh inner optimizer. (RLlib has no
+        public call for this; with ``num_learners=0`` the learner is local, and its optimizers are torch ones.)"""
         learner = self.algo(arch).learner_group._learner
         for optimizer in learner._named_optimizers.values():
             optimizer.state.clear()
