@@ -218,7 +218,7 @@ def rl_transfer(config: RLConfig, set_: SetOption = None, output_dir: OutputDir 
                 overwrite: Overwrite = False) -> None:  # fmt: skip
     """Train PPO on a source task, fine-tune on a target, against the target from scratch, over seeds; writes
     transfer.json (jumpstart, time to threshold, asymptotic, total-reward ratio), transfer.md and transfer.png."""
-    from drml_ray.rl.driver import run_rl_transfer
+    from drml_ray.rl.transfer import run_rl_transfer
     from drml_ray.runs import default_run_dir
 
     cfg = _rl_config(config, set_)
