@@ -26,6 +26,12 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
 
+    def at_least_one(self, *keys: str) -> None:
+        """For validators: each of ``keys`` must be at least 1."""
+        for key in keys:
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be at least 1")
+
 
 class GeneratedData(Section):
     train: int = 400
@@ -121,9 +127,7 @@ class TrainConfig(Section):
 
     @model_validator(mode="after")
     def _positive(self) -> TrainConfig:
-        for key in ("epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every_steps"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        self.at_least_one("epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every_steps")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError("warmup_ratio must be in [0, 1)")
         return self
@@ -322,9 +326,7 @@ class MetaSettings(Section):
 
     @model_validator(mode="after")
     def _positive(self) -> MetaSettings:
-        for key in ("meta_steps", "meta_batch", "inner_steps", "shots", "query", "eval_every", "workers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        self.at_least_one("meta_steps", "meta_batch", "inner_steps", "shots", "query", "eval_every", "workers")
         if not self.algorithms:
             raise ValueError("algorithms needs at least one of reptile, fomaml")
         overlap = set(self.train_tasks) & set(self.heldout_tasks)
@@ -373,9 +375,7 @@ class AdaptSettings(Section):
             raise ValueError("shots are positive integers or 'all'")
         if not self.seeds or not self.lrs or not self.methods:
             raise ValueError("methods, seeds and lrs each need at least one value")
-        for key in ("epochs", "min_steps", "max_steps", "batch_size", "workers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        self.at_least_one("epochs", "min_steps", "max_steps", "batch_size", "workers")
         return self
 
 
@@ -488,9 +488,7 @@ class RLMetaSettings(Section):
 
     @model_validator(mode="after")
     def _positive(self) -> RLMetaSettings:
-        for key in ("meta_steps", "meta_batch", "inner_iters", "eval_every", "workers", "cpus_per_worker"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        self.at_least_one("meta_steps", "meta_batch", "inner_iters", "eval_every", "workers", "cpus_per_worker")
         if self.baseline_iters is not None and self.baseline_iters < 1:
             raise ValueError("baseline_iters must be at least 1")
         return self
@@ -519,9 +517,7 @@ class RLEvalSettings(Section):
 
     @model_validator(mode="after")
     def _valid(self) -> RLEvalSettings:
-        for key in ("tasks", "adapt_iters", "episodes", "oracle_iters", "oracle_seeds", "workers"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        self.at_least_one("tasks", "adapt_iters", "episodes", "oracle_iters", "oracle_seeds", "workers")
         if not self.seeds or not self.methods:
             raise ValueError("seeds and methods each need at least one value")
         return self
@@ -563,9 +559,7 @@ class TransferSettings(Section):
 
     @model_validator(mode="after")
     def _valid(self) -> TransferSettings:
-        for key in ("source_iters", "target_iters", "episodes", "tail"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
+        self.at_least_one("source_iters", "target_iters", "episodes", "tail")
         if not self.seeds:
             raise ValueError("seeds needs at least one value")
         return self
