@@ -10,7 +10,8 @@ step, AdamW at the same learning rate with the same linear decay, one after anot
 2. ``hf``     — ``DataCollatorForTokenClassification`` dynamic padding in the same plain loop;
 3. ``hf-trainer`` — ``transformers.Trainer`` with ``train_sampling_strategy="group_by_length"``
    (transformers 5's name for ``group_by_length=True``);
-4. ``drml-1`` / ``drml-2`` — ``drml finetune``'s training path on 1 Ray Train worker (all cores) / 2.
+4. ``drml-1`` / ``drml-2`` — ``drml finetune``'s training path on 1 Ray Train worker (all cores) / 2,
+   with its defaults (windows packed into rows; ``--no-pack`` for length-split micro-batches).
 
 Reported per contender: real (non-pad) tokens/s over the training steps, padding efficiency (real /
 padded tokens), peak RSS of this process and everything it started (Ray included) while the
@@ -150,7 +151,7 @@ def run_trainer(model_dir: str, features: list[dict], labels: list[str], steps: 
 
 
 def run_drml(name: str, model_dir: str, train: list[Sentence], dev: list[Sentence], workers: int, args) -> Outcome:
-    """``drml finetune``'s path with its defaults: Ray Train, length-split micro-batches, fused AdamW."""
+    """``drml finetune``'s path with its defaults: Ray Train, packed rows, fused AdamW."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from drml_ray.config import FinetuneConfig
@@ -163,7 +164,8 @@ def run_drml(name: str, model_dir: str, train: list[Sentence], dev: list[Sentenc
             "name": name, "seed": 0,
             "model": {"backbone": model_dir, "max_length": 128},
             "train": {"epochs": 1, "batch_size": args.batch, "lr": args.lr, "warmup_ratio": 0.0, "weight_decay": 0.01,
-                      "max_grad_norm": 0.0, "patience": 0, "log_every_steps": 1, "eval_batch_size": 64},
+                      "max_grad_norm": 0.0, "patience": 0, "log_every_steps": 1, "eval_batch_size": 64,
+                      "pack_sequences": args.pack},
             "scaling": {"num_workers": workers, "cpus_per_worker": cpus},
         }
     )  # fmt: skip
@@ -182,7 +184,7 @@ def run_drml(name: str, model_dir: str, train: list[Sentence], dev: list[Sentenc
 
 def padded_tokens(model_dir: str, train: list[Sentence], cfg, workers: int) -> int:
     """Tokens drml computes on, padding included: replays the run's batch plan."""
-    from drml_ray.ner.batching import epoch_batches, shard, split_by_length
+    from drml_ray.ner.batching import epoch_batches, pack_rows, shard, split_by_length
     from drml_ray.ner.features import encode
 
     tokenizer = load_tokenizer(model_dir)
@@ -194,6 +196,10 @@ def padded_tokens(model_dir: str, train: list[Sentence], cfg, workers: int) -> i
                                epoch=0, lengths=lengths if cfg.train.group_by_length else None):  # fmt: skip
         for rank in range(workers):
             for micro in shard(batch, rank=rank, world_size=workers, grad_accum=1):
+                if cfg.train.pack_sequences:  # MiniLM is a BERT: the run packs
+                    rows = pack_rows(micro, lengths, cfg.model.max_length)
+                    total += len(rows) * max(sum(lengths[i] for i in row) for row in rows)
+                    continue
                 pieces = split_by_length(micro, lengths) if cfg.train.split_by_length else [micro]
                 total += sum(max(lengths[i] for i in piece) * len(piece) for piece in pieces)
     return total
@@ -221,6 +227,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--contenders", default="seed,hf,hf-trainer,drml-1,drml-2")
+    parser.add_argument("--no-pack", dest="pack", action="store_false", help="drml: length-split, not packed")
     parser.add_argument("--json", type=Path, help="also write the outcomes here")
     args = parser.parse_args()
     contenders = args.contenders.split(",")

@@ -113,6 +113,71 @@ def split_by_length(items: Sequence[int], lengths: Sequence[int], overhead: int 
     return pieces[::-1]
 
 
+def pack_rows(items: Sequence[int], lengths: Sequence[int], max_length: int) -> Step:
+    """Pack windows end to end into as few rows of at most ``max_length`` tokens as they need, rows of even length.
+
+    First-fit over the items longest first, into the smallest capacity (from an even share of the
+    tokens per row up to ``max_length``) that needs no more rows than ``max_length`` would. Even rows
+    leave little padding when the rows are batched together (see :func:`collate_packed`).
+
+    >>> pack_rows([0, 1, 2, 3, 4], [60, 50, 40, 30, 20], max_length=128)  # two rows of 100, not 110 + 90
+    [[0, 2], [1, 3, 4]]
+    >>> pack_rows([0, 1], [100, 90], max_length=128)  # no two fit together: one row each
+    [[0], [1]]
+    """
+    order = sorted(items, key=lambda i: -lengths[i])
+    total = sum(lengths[i] for i in order)
+    needed = len(_first_fit(order, lengths, max_length))
+    capacity = max(lengths[order[0]], -(-total // needed))
+    while True:
+        rows = _first_fit(order, lengths, capacity)
+        if len(rows) <= needed or capacity >= max_length:
+            return rows
+        capacity += 1
+
+
+def _first_fit(order: Sequence[int], lengths: Sequence[int], capacity: int) -> Step:
+    rows: Step = []
+    room: list[int] = []
+    for i in order:
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - lengths[i])
+    return rows
+
+
+def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Rows of windows packed end to end: each window attends only to itself and keeps its own positions.
+
+    Returns ``input_ids``, ``position_ids`` (restarting at 0 for every window), ``labels`` and a
+    boolean ``attention_mask`` of shape (rows, 1, width, width), block-diagonal per window (padding
+    attends to itself only, so no softmax row is empty). For a BERT-style model the logits of a
+    packed window equal those of the window alone: packing removes padding, not information.
+    """
+    width = max(sum(len(windows[i].input_ids) for i in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    segment = torch.full((len(rows), width), -1, dtype=torch.long)
+    for r, row in enumerate(rows):
+        start = 0
+        for k, i in enumerate(row):
+            n = len(windows[i].input_ids)
+            input_ids[r, start : start + n] = torch.tensor(windows[i].input_ids)
+            labels[r, start : start + n] = torch.tensor(windows[i].labels)
+            position_ids[r, start : start + n] = torch.arange(n)
+            segment[r, start : start + n] = k
+            start += n
+    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+    mask = same | torch.eye(width, dtype=torch.bool)
+    return {"input_ids": input_ids, "attention_mask": mask[:, None], "position_ids": position_ids, "labels": labels}
+
+
 def eval_batches(lengths: Sequence[int], batch_size: int, world_size: int = 1, rank: int = 0) -> list[list[int]]:
     """Evaluation batches of this worker: items sorted by length (longest first), cut into batches,
     batches dealt round-robin to workers. Sorting keeps padding small; dealing whole batches

@@ -92,7 +92,7 @@ def train_step(
         )
         with sync:
             with amp:
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
             loss = token_loss_sum(logits, batch["labels"]) * scale
             scaler.scale(loss).backward()
         total += loss.detach()

@@ -22,11 +22,19 @@ import torch
 import torch.distributed as dist
 
 from drml_ray.config import FinetuneConfig
-from drml_ray.ner.batching import collate, epoch_batches, eval_batches, shard, split_by_length
+from drml_ray.ner.batching import (
+    collate,
+    collate_packed,
+    epoch_batches,
+    eval_batches,
+    pack_rows,
+    shard,
+    split_by_length,
+)
 from drml_ray.ner.features import encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_report
-from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
+from drml_ray.ner.modeling import build_model, load_tokenizer, supports_packing, trainable_summary
 from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, train_step
 
 STATE_FILE = "state.pt"
@@ -107,6 +115,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw)
     lengths = [len(w.input_ids) for w in train_windows]
     labelled = [label_count([w.labels]) for w in train_windows]
+    pack = cfg.train.pack_sequences and supports_packing(model)
+    if cfg.train.pack_sequences and not pack:
+        say(f"[drml] train.pack_sequences: {type(model).__name__} is not a BERT-family model; "
+            "training on unpacked (length-split) micro-batches instead", flush=True)  # fmt: skip
     accum = cfg.train.grad_accum
 
     def plan(epoch: int) -> list[list[int]]:
@@ -215,12 +227,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for i in range(state.step_in_epoch, len(batches)):
             micro_batches = []
             pieces = shard(batches[i], rank=rank, world_size=world, grad_accum=accum)
-            if cfg.train.split_by_length:
+            if cfg.train.split_by_length and not pack:
                 pieces = [piece for items in pieces for piece in split_by_length(items, lengths)]
             for items in pieces:
-                inputs = collate([train_windows[j] for j in items], tokenizer.pad_token_id)
+                if pack:
+                    rows = pack_rows(items, lengths, cfg.model.max_length)
+                    inputs = collate_packed(train_windows, rows, tokenizer.pad_token_id)
+                else:
+                    inputs = collate([train_windows[j] for j in items], tokenizer.pad_token_id)
                 micro_batches.append({key: value.to(device) for key, value in inputs.items()})
-                running_tokens += inputs["attention_mask"].sum()
+                running_tokens += sum(lengths[j] for j in items)
             step_loss = train_step(
                 ddp_model, micro_batches, optimizer=optimizer, scaler=scaler, world_size=world,
                 global_labels=sum(labelled[j] for j in batches[i]), max_grad_norm=cfg.train.max_grad_norm,

@@ -94,3 +94,32 @@ def test_split_by_length_keeps_items_and_cuts_padding():
     assert padded + 64 * len(pieces) <= max(lengths) * 16 + 64  # never worse than one padded batch
     assert len(pieces) > 1 and padded < max(lengths) * 16
     assert split_by_length([0, 1], [5, 5], overhead=64) == [[0, 1]]  # nothing to save: one piece
+
+
+def test_pack_rows_keeps_items_fits_rows_and_needs_no_more_rows_than_first_fit():
+    from drml_ray.ner.batching import _first_fit, pack_rows
+
+    lengths = [(37 * i) % 60 + 3 for i in range(16)]
+    rows = pack_rows(list(range(16)), lengths, max_length=128)
+    assert sorted(i for row in rows for i in row) == list(range(16))
+    sums = [sum(lengths[i] for i in row) for row in rows]
+    assert max(sums) <= 128
+    first_fit = _first_fit(sorted(range(16), key=lambda i: -lengths[i]), lengths, 128)
+    assert len(rows) == len(first_fit)
+    # even rows: the batch pads every row to the longest, so less padding than plain first fit
+    assert len(rows) * max(sums) <= len(first_fit) * max(sum(lengths[i] for i in row) for row in first_fit)
+
+
+def test_collate_packed_restarts_positions_and_blocks_attention_between_windows():
+    from drml_ray.ner.batching import collate_packed
+
+    windows = [Window(0, 0, [2, 5, 3], [IGNORE, 1, IGNORE], [1]), Window(1, 0, [2, 3], [IGNORE] * 2, [])]
+    batch = collate_packed(windows, [[0, 1]], pad_id=0)
+    assert batch["input_ids"].tolist() == [[2, 5, 3, 2, 3]]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert batch["labels"].tolist() == [[IGNORE, 1, IGNORE, IGNORE, IGNORE]]
+    block = [[1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 1, 1], [0, 0, 0, 1, 1]]
+    assert batch["attention_mask"].int().tolist() == [[block]]
+    padded = collate_packed(windows, [[0], [1]], pad_id=0)  # the short row is padded; padding sees itself only
+    assert padded["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
+    assert padded["attention_mask"][1, 0].int().tolist() == [[1, 1, 0], [1, 1, 0], [0, 0, 1]]

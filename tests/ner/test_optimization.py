@@ -7,9 +7,9 @@ import copy
 import torch
 
 from drml_ray.config import ModelConfig
-from drml_ray.ner.batching import collate
+from drml_ray.ner.batching import collate, collate_packed, pack_rows
 from drml_ray.ner.features import IGNORE, Window
-from drml_ray.ner.modeling import build_model
+from drml_ray.ner.modeling import build_model, supports_packing
 from drml_ray.ner.optimization import label_count, make_optimizer, token_loss_sum, train_step
 
 LABELS = ["O", "B-PER", "I-PER"]
@@ -99,3 +99,46 @@ def test_fused_adamw_matches_the_default_implementation():
         plain_step(a, opt_a, collate(data, 0))
         plain_step(b, opt_b, collate(data, 0))
     assert_same_weights(a, b)
+
+
+def test_packed_rows_compute_each_window_as_if_alone():
+    data = windows()
+    model, _ = model_and_optimizer()
+    assert supports_packing(model)
+    rows = pack_rows(range(len(data)), [len(w.input_ids) for w in data], max_length=24)
+    assert len(rows) < len(data)  # windows really share rows
+    packed = collate_packed(data, rows, 0)
+    logits = model(**{k: v for k, v in packed.items() if k != "labels"}).logits
+    for r, row in enumerate(rows):
+        start = 0
+        for i in row:
+            n = len(data[i].input_ids)
+            alone = model(input_ids=torch.tensor([data[i].input_ids])).logits[0]
+            torch.testing.assert_close(logits[r, start : start + n], alone, rtol=1e-5, atol=1e-5)
+            start += n
+
+
+def test_a_packed_step_equals_the_plain_full_batch_step():
+    data = windows()
+    plain_model, plain_opt = model_and_optimizer()
+    drml_model = copy.deepcopy(plain_model)
+    drml_opt = make_optimizer(drml_model, 1e-3, 0.01, fused=False)
+    scaler = torch.amp.GradScaler(enabled=False)
+    rows = pack_rows(range(len(data)), [len(w.input_ids) for w in data], max_length=24)
+    for _ in range(3):
+        expected = plain_step(plain_model, plain_opt, collate(data, 0))
+        loss = train_step(
+            drml_model, [collate_packed(data, rows, 0)], optimizer=drml_opt, scaler=scaler,
+            global_labels=label_count([w.labels for w in data]), max_grad_norm=1.0,
+        )  # fmt: skip
+        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert_same_weights(plain_model, drml_model)
+
+
+def test_only_bert_family_models_are_packed():
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+
+    lora = build_model(ModelConfig(backbone="tiny-random-bert", strategy="lora"), LABELS, seed=0, vocab_size=40)
+    assert supports_packing(lora)  # through the PEFT wrapper
+    tiny = DistilBertConfig(vocab_size=40, dim=8, n_layers=1, n_heads=2, hidden_dim=16, num_labels=3)
+    assert not supports_packing(DistilBertForTokenClassification(tiny))  # no position_ids argument
