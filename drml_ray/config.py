@@ -116,7 +116,7 @@ class TrainConfig(Section):
     """Windows per evaluation batch (sorted by length, so padding stays small)."""
     pack_sequences: bool = True
     """Pack each micro-batch's windows end to end into rows with a block-diagonal attention mask (same
-    gradient, ~2% padding); BERT-family backbones only, others fall back to ``split_by_length``."""
+    gradient, ~1% padding); BERT-family backbones only, others fall back to ``split_by_length``."""
     split_by_length: bool = True
     """Run each batch as length-sorted micro-batches where that saves padding (same gradient, less compute)."""
     group_by_length: bool = False

@@ -51,21 +51,25 @@ def plain_step(model, optimizer, batch):
     return loss.detach()
 
 
-def test_accumulated_micro_batches_equal_the_plain_full_batch_step():
-    data = windows()
+def assert_steps_match_the_plain_loop(data: list[Window], micro_batches: list[dict[str, torch.Tensor]]) -> None:
+    """Three ``train_step`` calls on ``micro_batches`` give the plain full-batch loop's losses and weights."""
     plain_model, plain_opt = model_and_optimizer()
     drml_model = copy.deepcopy(plain_model)
     drml_opt = make_optimizer(drml_model, 1e-3, 0.01, fused=False)
     scaler = torch.amp.GradScaler(enabled=False)
     for _ in range(3):
         expected = plain_step(plain_model, plain_opt, collate(data, 0))
-        micro = [collate(data[k::2], 0) for k in range(2)]  # grad_accum = 2, unequal label counts
         loss = train_step(
-            drml_model, micro, optimizer=drml_opt, scaler=scaler, global_labels=label_count([w.labels for w in data]),
-            max_grad_norm=1.0,
+            drml_model, micro_batches, optimizer=drml_opt, scaler=scaler,
+            global_labels=label_count([w.labels for w in data]), max_grad_norm=1.0,
         )  # fmt: skip
         torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
     assert_same_weights(plain_model, drml_model)
+
+
+def test_accumulated_micro_batches_equal_the_plain_full_batch_step():
+    data = windows()
+    assert_steps_match_the_plain_loop(data, [collate(data[k::2], 0) for k in range(2)])  # grad_accum 2, unequal labels
 
 
 def test_worker_shares_average_to_the_full_batch_gradient():
@@ -120,19 +124,8 @@ def test_packed_rows_compute_each_window_as_if_alone():
 
 def test_a_packed_step_equals_the_plain_full_batch_step():
     data = windows()
-    plain_model, plain_opt = model_and_optimizer()
-    drml_model = copy.deepcopy(plain_model)
-    drml_opt = make_optimizer(drml_model, 1e-3, 0.01, fused=False)
-    scaler = torch.amp.GradScaler(enabled=False)
     rows = pack_rows(range(len(data)), [len(w.input_ids) for w in data], max_length=24)
-    for _ in range(3):
-        expected = plain_step(plain_model, plain_opt, collate(data, 0))
-        loss = train_step(
-            drml_model, [collate_packed(data, rows, 0)], optimizer=drml_opt, scaler=scaler,
-            global_labels=label_count([w.labels for w in data]), max_grad_norm=1.0,
-        )  # fmt: skip
-        torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
-    assert_same_weights(plain_model, drml_model)
+    assert_steps_match_the_plain_loop(data, [collate_packed(data, rows, 0)])
 
 
 def test_only_bert_family_models_are_packed():
