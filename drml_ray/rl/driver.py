@@ -198,17 +198,22 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
     frozen = () if meta.meta_log_std else tuple(k for k in theta if k.endswith("log_std"))
 
     def check(step: int) -> None:
+        """Adapt to the check tasks for ``eval.adapt_iters`` PPO iterations (the same count whatever
+        ``meta.inner_iters`` is, so checks compare across Tune trials); the score is the mean return over
+        those iterations, which rewards adapting fast, not only far."""
         ref = ray.put(theta)  # RAY
-        refs = [workers[i % len(workers)].curve.remote(ref, t, meta.inner_iters, cfg.eval.episodes, cfg.seed)
+        iters = cfg.eval.adapt_iters
+        refs = [workers[i % len(workers)].curve.remote(ref, t, iters, cfg.eval.episodes, cfg.seed)
                 for i, t in enumerate(check_tasks)]  # fmt: skip  # RAY
         curves = ray.get(refs)  # RAY
-        before = statistics.fmean(c[0] for c in curves)
-        after = statistics.fmean(c[-1] for c in curves)
-        record["checks"].append({"step": step, "return_before": before, "return_after": after})
-        print(f"[drml] meta-step {step}/{meta.meta_steps}: held-out return {before:.1f} before, {after:.1f} after "
-              f"{meta.inner_iters} PPO iteration(s)", flush=True)  # fmt: skip
+        after = [statistics.fmean(c[i] for c in curves) for i in range(iters + 1)]
+        score = statistics.fmean(after[1:])
+        record["checks"].append({"step": step, "return_before": after[0], "return_after": after[-1],
+                                 "return_after_each": after[1:], "return_mean_adapted": score})  # fmt: skip
+        print(f"[drml] meta-step {step}/{meta.meta_steps}: held-out return {after[0]:.1f} before, "
+              f"{' / '.join(f'{r:.1f}' for r in after[1:])} after 1..{iters} PPO iteration(s)", flush=True)  # fmt: skip
         if on_progress:
-            on_progress(step, after)
+            on_progress(step, score)
 
     if start == 0:
         check(0)

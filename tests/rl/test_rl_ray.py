@@ -16,6 +16,7 @@ from drml_ray.cli import app
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "rl" / "smoke_nav2d.yaml"
+ADAPT_ITERS = 2  # eval.adapt_iters of the smoke config
 TRANSFER = REPO / "configs" / "rl" / "smoke_transfer.yaml"
 TINY = {"hidden": [8], "train_batch": 40, "minibatch": 20, "epochs": 1, "envs": 2}
 
@@ -92,6 +93,10 @@ def rl_run(ray_session, tmp_path_factory) -> Path:
 def test_meta_train_writes_checkpoints_weights_and_a_record(rl_run):
     record = json.loads((rl_run / "meta_train.json").read_text())
     assert [c["step"] for c in record["meta"]["checks"]] == [0, 2, 4] and len(record["meta"]["step_s"]) == 4
+    for c in record["meta"]["checks"]:  # a check adapts eval.adapt_iters iterations; Tune's score is their mean
+        each = c["return_after_each"]
+        assert len(each) == ADAPT_ITERS and c["return_after"] == each[-1]
+        assert c["return_mean_adapted"] == pytest.approx(sum(each) / len(each))
     assert record["multitask"]["iterations"] == 4 * 2 * 1  # meta_steps x meta_batch x inner_iters
     from drml_ray.rl.driver import load_weights
 
