@@ -24,4 +24,25 @@ def ensure_ray(address: str | None = None) -> None:
         log.info("connecting to the Ray cluster at %s", address)
     else:
         log.info("starting a local Ray (set RAY_ADDRESS to use a cluster)")
+        warn_if_other_local_ray()
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+
+
+def warn_if_other_local_ray() -> None:
+    """Warn when another Ray instance already runs on this machine.
+
+    Ray Train's placement-group cleaner finds its cluster by scanning this machine's processes, and
+    with two instances it cannot tell which is its own: when a trial stops (an ASHA decision) its
+    worker's CPUs are never given back, and the next trials wait for workers forever. One shared
+    instance avoids it: ``ray start --head`` once, then ``RAY_ADDRESS=auto drml ...``.
+    """
+    from ray._private.services import find_gcs_addresses  # RAY (private: no public way to list them)
+
+    others = sorted(find_gcs_addresses())
+    if others:
+        log.warning(
+            "another Ray instance runs on this machine (%s): Ray Train cannot tell two local instances "
+            "apart and leaks the CPUs of stopped trials. Stop it, or share one: `ray start --head`, then "
+            "RAY_ADDRESS=auto drml ...",
+            ", ".join(others),
+        )
