@@ -20,7 +20,7 @@ import typer
 from drml_ray.config import ConfigError
 from drml_ray.data.conll import CorpusFormatError
 from drml_ray.data.fetch import FetchError
-from drml_ray.runs import RunExistsError
+from drml_ray.runs import RunExistsError, RunInterrupted
 
 app = typer.Typer(
     help="drml-ray: distributed NER fine-tuning and meta-learning on Ray.",
@@ -61,6 +61,9 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
             message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
             typer.secho(f"drml: error: {message}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except RunInterrupted as err:
+            typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 

@@ -22,6 +22,10 @@ class RunExistsError(FileExistsError):
     """The output directory holds a finished run and ``--overwrite`` was not given."""
 
 
+class RunInterrupted(RuntimeError):
+    """The run stopped before its end (Ctrl+C): what ran is kept, and ``--resume`` continues it."""
+
+
 def default_run_dir(name: str) -> Path:
     """``runs/<name>`` under the current folder."""
     return Path("runs") / name

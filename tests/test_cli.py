@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -125,3 +126,16 @@ def test_tune_without_a_search_space_and_report_of_a_non_run_exit_2(tmp_path):
     assert result.exit_code == 2 and "has no tune.space to search" in result.output
     result = cli("report", tmp_path)
     assert result.exit_code == 2 and "no results.json" in result.output
+
+
+def test_an_interrupted_search_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
+    import drml_ray.tune.driver
+    from drml_ray.runs import RunInterrupted
+
+    def interrupted(*args, **kwargs):
+        raise RunInterrupted("the search stopped with 5 of 12 trials ended; run the same command with --resume")
+
+    monkeypatch.setattr(drml_ray.tune.driver, "run_tune", interrupted)
+    smoke = Path(__file__).resolve().parents[1] / "configs" / "tune" / "smoke.yaml"
+    result = cli("tune", smoke, "--output-dir", tmp_path / "run")
+    assert result.exit_code == 130 and "5 of 12 trials ended" in result.output and "--resume" in result.output

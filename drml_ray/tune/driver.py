@@ -31,8 +31,8 @@ from drml_ray.config import FinetuneConfig, MetaExperiment, RLExperiment, dump_c
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.ner.finetune import TRAIN_SUBDIR, corpus_summary, export_and_score, run_training
 from drml_ray.ray_env import ensure_ray
-from drml_ray.runs import RunExistsError, atomic_write_json, atomic_write_text, prepare_run_dir
-from drml_ray.tune.space import make_scheduler, make_searcher, param_space
+from drml_ray.runs import RunExistsError, RunInterrupted, atomic_write_json, atomic_write_text, prepare_run_dir
+from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
 from drml_ray.tune.summary import format_trials, summarise_trials, write_trial_plot, write_trials_csv
 
 TUNE_SUBDIR = "tune"
@@ -266,6 +266,10 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
     write_trials_csv(trials, run_dir / "trials.csv")
     write_trial_plot(trials, run_dir / "trials.png", settings.metric)
     print(format_trials(trials, settings.metric))
+    expected, ended = max(expected_trials(settings), len(trials)), grid.num_terminated + grid.num_errors
+    if ended < expected:  # Ctrl+C: Tune saved its state and returned; nothing is marked finished
+        raise RunInterrupted(f"the search stopped with {ended} of {expected} trials ended ({run_dir / 'trials.csv'} "
+                             "lists them); run the same command with --resume to continue it")  # fmt: skip
     finished = [t for t in trials if t.best_checkpoint]
     if not finished:
         raise RuntimeError(f"{experiment}: no trial reported a checkpoint (see trials.csv and the trial folders)")

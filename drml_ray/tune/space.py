@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ray import tune  # RAY
@@ -26,6 +27,21 @@ def to_domain(dist: Distribution, *, as_grid: bool = False) -> Any:
 def param_space(settings: TuneSettings) -> dict[str, Any]:
     """``{"train.lr": tune.loguniform(...), ...}``: flat dotted keys, applied to the config by each trial."""
     return {key: to_domain(dist, as_grid=settings.search == "grid") for key, dist in settings.space.items()}
+
+
+def expected_trials(settings: TuneSettings) -> int:
+    """How many trials the search runs: every grid combination, ``num_samples`` times unless ``search: grid``.
+
+    >>> from drml_ray.config import TuneSettings
+    >>> space = {"train.lr": {"grid": [1e-4, 2e-4, 4e-4]}, "model.strategy": {"choice": ["full", "lora"]}}
+    >>> expected_trials(TuneSettings.model_validate({"space": space, "search": "grid"}))
+    6
+    >>> expected_trials(TuneSettings.model_validate({"space": space, "search": "random", "num_samples": 4}))
+    12
+    """
+    as_grid = settings.search == "grid"
+    grids = [len(d.args) for d in settings.space.values() if d.kind == "grid" or (d.kind == "choice" and as_grid)]
+    return math.prod(grids) * (1 if as_grid else settings.num_samples)
 
 
 def make_scheduler(settings: TuneSettings, max_epochs: int) -> Any:
