@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 from ray import tune  # RAY
+from ray.tune.schedulers import ASHAScheduler  # RAY
 
 from drml_ray.config import Distribution, TuneSettings
 
@@ -44,10 +47,60 @@ def expected_trials(settings: TuneSettings) -> int:
     return math.prod(grids) * (1 if as_grid else settings.num_samples)
 
 
-def make_scheduler(settings: TuneSettings, max_epochs: int) -> Any:
-    """The Tune scheduler; every one counts time in (fractional) epochs as reported by the trials."""
+ASHA_STATE_FILE = "asha_state.pkl"
+
+
+class ResumableASHA(ASHAScheduler):
+    """ASHA that keeps the scores recorded at its rungs across ``drml tune --resume``.
+
+    ``Tuner.restore`` rebuilds the scheduler from the copy pickled when the search started, so plain
+    ASHA forgets its rungs (ray-project/ray#30838) and lets whichever trial reaches a rung first after
+    the restart continue. This one writes its state to ``state_path`` after every result (atomically)
+    and reads it back on its first call after a restore.
+    """
+
+    def __init__(self, *args: Any, state_path: str | Path, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._state_path = str(state_path)
+        self._state_read = False
+
+    def _read_state_once(self) -> None:
+        if self._state_read:
+            return
+        self._state_read = True
+        if os.path.exists(self._state_path):
+            self.restore(self._state_path)
+            self._state_read = True
+            recorded = sum(len(r) for b in self._brackets for _, r in b._rungs)
+            print(f"[drml] ASHA: {recorded} score(s) at its rungs restored from {self._state_path}", flush=True)
+
+    def _write_state(self) -> None:
+        tmp = f"{self._state_path}.tmp"
+        self.save(tmp)
+        os.replace(tmp, self._state_path)
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._read_state_once()
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        self._read_state_once()
+        decision = super().on_trial_result(tune_controller, trial, result)
+        self._write_state()
+        return decision
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._read_state_once()
+        super().on_trial_complete(tune_controller, trial, result)
+        self._write_state()
+
+
+def make_scheduler(settings: TuneSettings, max_epochs: int, state_dir: Path | None = None) -> Any:
+    """The Tune scheduler; every one counts time in (fractional) epochs as reported by the trials.
+
+    With ``state_dir``, ASHA keeps its rungs there so that ``--resume`` continues the same halving.
+    """
     from ray.tune.schedulers import (  # RAY
-        ASHAScheduler,
         FIFOScheduler,
         HyperBandScheduler,
         MedianStoppingRule,
@@ -57,8 +110,10 @@ def make_scheduler(settings: TuneSettings, max_epochs: int) -> Any:
     s = settings.scheduler
     max_t = s.max_t or max_epochs
     if s.type == "asha":
-        return ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=s.grace_period,
-                             reduction_factor=s.reduction_factor)  # fmt: skip
+        asha = dict(time_attr="epoch", max_t=max_t, grace_period=s.grace_period, reduction_factor=s.reduction_factor)
+        if state_dir is None:
+            return ASHAScheduler(**asha)
+        return ResumableASHA(**asha, state_path=Path(state_dir).resolve() / ASHA_STATE_FILE)
     if s.type == "hyperband":
         return HyperBandScheduler(time_attr="epoch", max_t=max_t, reduction_factor=s.reduction_factor)
     if s.type == "median":

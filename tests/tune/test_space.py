@@ -104,3 +104,29 @@ def test_trial_names_and_states():
     table = format_trials([TrialSummary("trial_00000", {"train.lr": 1e-4}, "completed", 4.0, 0.5, None)], "dev_f1")
     assert table.splitlines()[0].split() == ["trial", "train.lr", "best", "dev_f1", "epochs", "state"]
     assert table.splitlines()[1].split() == ["trial_00000", "0.0001", "0.5000", "4", "completed"]
+
+
+def test_asha_keeps_its_rungs_across_a_resume(tmp_path):
+    """Tune rebuilds a restored search's scheduler from its start-time copy; ours reads its rungs back."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    settings = TuneSettings(space={"train.lr": {"grid": [1e-4]}}, scheduler={"type": "asha", "grace_period": 1})
+
+    def scheduler(state_dir):
+        s = make_scheduler(settings, max_epochs=9, state_dir=state_dir)
+        s.set_search_properties("dev_f1", "max")
+        return s
+
+    def report(s, name, f1):
+        trial = SimpleNamespace(trial_id=name)
+        s.on_trial_add(None, trial)
+        return s.on_trial_result(None, trial, {"epoch": 1.0, "dev_f1": f1})
+
+    before = scheduler(tmp_path)
+    assert report(before, "good", 0.9) == TrialScheduler.CONTINUE  # the first score at a rung always continues
+    resumed, forgetful = scheduler(tmp_path), scheduler(None)
+    # with 0.9 recorded at epoch 1, a trial at 0.1 is below the top third and stops; plain ASHA lets it go on
+    assert report(resumed, "weak", 0.1) == TrialScheduler.STOP
+    assert report(forgetful, "weak", 0.1) == TrialScheduler.CONTINUE
