@@ -291,7 +291,7 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
             "wall_s": wall_s,
             "trial_epochs": sum(t.epochs for t in trials),
             "max_concurrent": limit,
-            "first_trial_started_after_s": min(t.started_at for t in trials) - launched,
+            "first_trial_started_after_s": first_start_after(trials, launched),
             "mean_trial_overhead_s": sum(t.wall_s - t.train_s for t in trials) / len(trials),
         },
         "data": corpus_summary(corpus),
@@ -300,6 +300,18 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
     print(f"[drml] best trial's test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; "
           f"everything is in {run_dir} (TensorBoard: drml tensorboard {run_dir})")  # fmt: skip
     return results
+
+
+def first_start_after(trials: list[Any], launched: float) -> float | None:
+    """Seconds from this ``drml tune`` invocation to its first trial's first report (trials of an earlier
+    invocation, before a ``--resume``, do not count); None if no trial started.
+
+    >>> from types import SimpleNamespace as T
+    >>> first_start_after([T(started_at=90.0), T(started_at=130.0), T(started_at=float("nan"))], launched=100.0)
+    30.0
+    """
+    started = [t.started_at for t in trials if t.started_at >= launched]
+    return min(started) - launched if started else None
 
 
 def _finish_meta_search(
@@ -320,7 +332,7 @@ def _finish_meta_search(
             "wall_s": wall_s,
             "trial_evaluations": sum(t.epochs for t in trials),
             "max_concurrent": limit,
-            "first_trial_started_after_s": min(t.started_at for t in trials) - launched,
+            "first_trial_started_after_s": first_start_after(trials, launched),
         },
     }
     atomic_write_json(run_dir / "results.json", results)
