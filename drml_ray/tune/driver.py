@@ -47,7 +47,7 @@ def trial_name(trial: Any) -> str:
 
 Experiment = FinetuneConfig | MetaExperiment | RLExperiment
 RL_METRIC = "heldout_return"
-"""What a meta-RL trial reports: the held-out tasks' mean return after ``meta.inner_iters`` PPO iterations."""
+"""What a meta-RL trial reports: the held-out tasks' return averaged over ``eval.adapt_iters`` PPO iterations."""
 
 
 def trial_cpus_gpus(cfg: Experiment) -> tuple[int, int]:
@@ -85,13 +85,20 @@ def concurrent_trials(cfg: Experiment, cluster: dict[str, float]) -> int:
 
 
 def finetune_trial(
-    params: dict[str, Any], *, base: dict[str, Any], corpus: NerCorpus, fail_after_eval: int | None = None
-) -> None:
-    """One Tune trial: the experiment with ``params`` applied, trained on its own Ray Train workers."""
+    params: dict[str, Any], *, base: dict[str, Any], corpus: NerCorpus, experiment_dir: str,
+    fail_after_eval: int | None = None,
+) -> None:  # fmt: skip
+    """One Tune trial: the experiment with ``params`` applied, trained on its own Ray Train workers.
+
+    Ray Train writes straight into the trial's folder under ``experiment_dir`` (the run directory's
+    ``tune/``), not into Tune's local staging copy of it: Train keeps the best and the latest
+    checkpoint and deletes the rest, but Tune's sync from staging to the run directory only ever adds
+    files, so every epoch's checkpoint would pile up there (260 MB each for MiniLM with AdamW state).
+    """
     from ray.tune.integration.ray_train import TuneReportCallback  # RAY
 
     cfg = with_params(FinetuneConfig.model_validate(base), params)
-    trial_dir = Path(tune.get_context().get_trial_dir())  # RAY
+    trial_dir = Path(experiment_dir) / tune.get_context().get_trial_name()  # RAY
     if cfg.tune is not None and cfg.tune.scheduler.type == "pbt":
         _pbt_segments(cfg, corpus, trial_dir)
         return
@@ -170,7 +177,7 @@ def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path) -> No
         epoch = stop_at
 
 
-def _trainable(cfg: Experiment, corpus: NerCorpus | None) -> Any:
+def _trainable(cfg: Experiment, corpus: NerCorpus | None, experiment_dir: Path) -> Any:
     if isinstance(cfg, MetaExperiment | RLExperiment):
         function = meta_trial if isinstance(cfg, MetaExperiment) else rl_trial
         trainable = tune.with_parameters(function, base=cfg.model_dump(mode="json"))  # RAY
@@ -179,7 +186,7 @@ def _trainable(cfg: Experiment, corpus: NerCorpus | None) -> Any:
     # (the fault injection of the tests is read here, on the driver, and travels with the trials)
     fail_after = int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
     trainable = tune.with_parameters(finetune_trial, base=cfg.model_dump(mode="json"), corpus=corpus,
-                                     fail_after_eval=fail_after)  # fmt: skip  # RAY
+                                     experiment_dir=str(experiment_dir), fail_after_eval=fail_after)  # fmt: skip  # RAY
     # The trial itself only waits on its TorchTrainer, whose workers reserve the CPUs/GPUs. Tune refuses
     # an empty request, and any CPU share would leave the workers' whole CPUs short (2 trials x 0.01 CPU
     # on 2 CPUs: the second worker waits forever), so the trial reserves memory only.
@@ -238,11 +245,11 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
     started = time.perf_counter()
     if resume and Tuner.can_restore(str(experiment)):
         print(f"[drml] resuming the search in {experiment} (unfinished and errored trials run again)")
-        tuner = Tuner.restore(str(experiment), trainable=_trainable(cfg, corpus),
+        tuner = Tuner.restore(str(experiment), trainable=_trainable(cfg, corpus, experiment),
                               resume_unfinished=True, resume_errored=True)  # fmt: skip
     else:
         tuner = Tuner(
-            _trainable(cfg, corpus),
+            _trainable(cfg, corpus, experiment),
             param_space=param_space(settings),
             tune_config=TuneConfig(
                 metric=settings.metric, mode=settings.mode,
