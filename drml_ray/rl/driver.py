@@ -41,7 +41,9 @@ META_TRAIN_FILE = "meta_train.json"
 ADAPTATION_FILE = "adaptation.json"
 CELLS_FILE = "adaptation_cells.json"
 HELDOUT_STREAM = 7_777
+VALIDATION_STREAM = 5_555
 WEIGHTS_FILE = "weights.pt"
+LAST_WEIGHTS_FILE = "last_weights.pt"
 
 OnProgress = Callable[[int, float], None]
 """Called after each held-out check of meta-training: ``(meta_step, mean return after adaptation)``."""
@@ -146,6 +148,12 @@ def heldout_tasks(cfg: RLExperiment) -> list[Task]:
     return ENVS[cfg.env.family].sample_tasks(cfg.eval.tasks, np.random.default_rng([cfg.seed, HELDOUT_STREAM]))
 
 
+def validation_tasks(cfg: RLExperiment, n: int) -> list[Task]:
+    """The tasks meta-training checks itself on, and Tune scores trials by: a third stream, neither
+    trained on nor evaluated, so picking a meta-step or a hyper-parameter never looks at the test tasks."""
+    return ENVS[cfg.env.family].sample_tasks(n, np.random.default_rng([cfg.seed, VALIDATION_STREAM]))
+
+
 def _check_config(run_dir: Path, cfg: RLExperiment) -> None:
     """Refuse a run directory written by a different environment / PPO / meta-training setup."""
     path = run_dir / "config.yaml"
@@ -185,7 +193,12 @@ def load_weights(path: str | Path) -> Weights:
 
 
 def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_progress: OnProgress | None) -> dict:
-    """Reptile over PPO; checkpoints ``meta/checkpoint.pt`` every ``eval_every`` steps, writes ``meta/weights.pt``."""
+    """Reptile over PPO; checkpoints ``meta/checkpoint.pt`` every ``eval_every`` steps.
+
+    ``meta/weights.pt`` is theta at the best check on the validation tasks (model selection, as a
+    fine-tuning run keeps its best checkpoint by dev F1; ``record["best"]`` names the step) and
+    ``meta/last_weights.pt`` theta after the last meta-step.
+    """
     meta = cfg.meta
     state_path = run_dir / "meta" / "checkpoint.pt"
     if state_path.exists():
@@ -194,7 +207,7 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
         print(f"[drml] meta: resuming at meta-step {start} from {state_path}")
     else:
         theta, start, record = ray.get(workers[0].fresh.remote(cfg.seed)), 0, {"checks": [], "step_s": []}  # RAY
-    check_tasks = heldout_tasks(cfg)[: max(1, len(workers))]
+    check_tasks = validation_tasks(cfg, max(1, len(workers)))
     frozen = () if meta.meta_log_std else tuple(k for k in theta if k.endswith("log_std"))
 
     def check(step: int) -> None:
@@ -210,8 +223,14 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
         score = statistics.fmean(after[1:])
         record["checks"].append({"step": step, "return_before": after[0], "return_after": after[-1],
                                  "return_after_each": after[1:], "return_mean_adapted": score})  # fmt: skip
-        print(f"[drml] meta-step {step}/{meta.meta_steps}: held-out return {after[0]:.1f} before, "
-              f"{' / '.join(f'{r:.1f}' for r in after[1:])} after 1..{iters} PPO iteration(s)", flush=True)  # fmt: skip
+        best = record.get("best")
+        improved = best is None or score > best["return_mean_adapted"]
+        if improved:  # written before Tune hears of it: a trial may be stopped at its report
+            record["best"] = {"step": step, "return_mean_adapted": score}
+            _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
+        print(f"[drml] meta-step {step}/{meta.meta_steps}: validation return {after[0]:.1f} before, "
+              f"{' / '.join(f'{r:.1f}' for r in after[1:])} after 1..{iters} PPO iteration(s)"
+              f"{' (best so far)' if improved else ''}", flush=True)  # fmt: skip
         if on_progress:
             on_progress(step, score)
 
@@ -228,8 +247,8 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_
         theta = reptile_update(theta, ray.get(refs), epsilon, frozen)  # RAY
         record["step_s"].append(time.perf_counter() - began)
         done = step + 1
-        if done == meta.meta_steps:  # before the last check: a Tune trial may be stopped at its report
-            _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
+        if done == meta.meta_steps:
+            _save(run_dir / "meta" / LAST_WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
         if done % meta.eval_every == 0 or done == meta.meta_steps:
             check(done)
             _save(state_path, {"theta": theta, "step": done, "record": record})

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from drml_ray.config import RLExperiment
-from drml_ray.rl.driver import heldout_tasks, load_weights, summarise, train_tasks, trained_starts
+from drml_ray.rl.driver import (
+    heldout_tasks,
+    load_weights,
+    summarise,
+    train_tasks,
+    trained_starts,
+    validation_tasks,
+)
 from drml_ray.rl.results import transfer_summary
 
 
@@ -47,6 +54,13 @@ def test_meta_training_and_evaluation_never_share_a_task():
     assert train_tasks(cfg, 0) == train_tasks(cfg, 0) and train_tasks(cfg, 0) != train_tasks(cfg, 1)
     seen = [t for step in range(50) for t in train_tasks(cfg, step)]
     assert not any(task in seen for task in heldout_tasks(cfg))
+
+
+def test_validation_tasks_are_neither_trained_on_nor_evaluated():
+    cfg = RLExperiment(name="x", meta={"meta_batch": 4}, eval={"tasks": 3})
+    seen = [t for step in range(50) for t in train_tasks(cfg, step)] + heldout_tasks(cfg)
+    chosen_on = validation_tasks(cfg, 2)
+    assert chosen_on == validation_tasks(cfg, 2) and not any(task in seen for task in chosen_on)
 
 
 def test_trained_starts_are_loaded_and_a_missing_one_is_named(tmp_path):

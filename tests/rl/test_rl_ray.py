@@ -97,6 +97,9 @@ def test_meta_train_writes_checkpoints_weights_and_a_record(rl_run):
         each = c["return_after_each"]
         assert len(each) == ADAPT_ITERS and c["return_after"] == each[-1]
         assert c["return_mean_adapted"] == pytest.approx(sum(each) / len(each))
+    best = max(record["meta"]["checks"], key=lambda c: c["return_mean_adapted"])  # weights.pt: the best check's theta
+    assert record["meta"]["best"] == {"step": best["step"], "return_mean_adapted": best["return_mean_adapted"]}
+    assert (rl_run / "meta" / "last_weights.pt").is_file()
     assert record["multitask"]["iterations"] == 4 * 2 * 1  # meta_steps x meta_batch x inner_iters
     from drml_ray.rl.driver import load_weights
 
