@@ -13,10 +13,15 @@ from ray.tune.schedulers import ASHAScheduler  # RAY
 from drml_ray.config import Distribution, TuneSettings
 
 
+def is_grid(dist: Distribution, *, as_grid: bool = False) -> bool:
+    """Whether Tune runs every value of ``dist``: a ``grid``, or a ``choice`` under ``search: grid``."""
+    return dist.kind == "grid" or (dist.kind == "choice" and as_grid)
+
+
 def to_domain(dist: Distribution, *, as_grid: bool = False) -> Any:
     """One ``{kind: args}`` mapping as a Tune domain; ``as_grid`` turns ``choice`` into a grid (``search: grid``)."""
     kind, args = dist.kind, dist.args
-    if kind == "grid" or (kind == "choice" and as_grid):
+    if is_grid(dist, as_grid=as_grid):
         return tune.grid_search(list(args))
     if kind == "choice":
         return tune.choice(list(args))
@@ -43,7 +48,7 @@ def expected_trials(settings: TuneSettings) -> int:
     12
     """
     as_grid = settings.search == "grid"
-    grids = [len(d.args) for d in settings.space.values() if d.kind == "grid" or (d.kind == "choice" and as_grid)]
+    grids = [len(d.args) for d in settings.space.values() if is_grid(d, as_grid=as_grid)]
     return math.prod(grids) * (1 if as_grid else settings.num_samples)
 
 
@@ -70,7 +75,6 @@ class ResumableASHA(ASHAScheduler):
         self._state_read = True
         if os.path.exists(self._state_path):
             self.restore(self._state_path)
-            self._state_read = True
             recorded = sum(len(r) for b in self._brackets for _, r in b._rungs)
             print(f"[drml] ASHA: {recorded} score(s) at its rungs restored from {self._state_path}", flush=True)
 
