@@ -187,14 +187,16 @@ class Distribution(Section):
 
 
 class SchedulerSettings(Section):
-    type: Literal["fifo", "asha", "hyperband", "median", "pbt"] = "asha"
-    """Trial scheduler: ``fifo`` runs every trial to the end; the others stop or mutate weak trials."""
+    type: Literal["fifo", "asha", "sha", "hyperband", "median", "pbt"] = "asha"
+    """Trial scheduler: ``fifo`` runs every trial to the end; the others stop or mutate weak trials.
+    ``sha`` is synchronous successive halving: trials wait at each rung for the others, then the best
+    ``1/reduction_factor`` continue (exact budget; better than ``asha`` on small searches)."""
     grace_period: int = 1
-    """Epochs every trial runs before ASHA / median stopping may stop it."""
+    """Epochs every trial runs before ASHA / successive halving / median stopping may stop it."""
     reduction_factor: int = 2
-    """ASHA / HyperBand: keep the best 1/reduction_factor of trials at each rung."""
+    """ASHA / successive halving / HyperBand: keep the best 1/reduction_factor of trials at each rung."""
     max_t: int | None = None
-    """Epochs of the longest trial (ASHA / HyperBand); default: ``train.epochs``."""
+    """Epochs of the longest trial (ASHA / successive halving / HyperBand); default: ``train.epochs``."""
     perturbation_interval: int = 1
     """PBT: epochs between exploit/explore steps."""
     mutations: dict[str, Distribution] = {}
@@ -232,6 +234,9 @@ class TuneSettings(Section):
                 raise ValueError(f"search: optuna samples; write choice instead of grid for {', '.join(grids)}")
         if self.scheduler.type == "pbt" and self.search == "optuna":
             raise ValueError("the pbt scheduler does its own search: use search: random")
+        if self.scheduler.type == "sha" and self.search == "optuna":
+            raise ValueError("the sha scheduler needs every trial up front (search: random or grid), "
+                             "not optuna, which picks each point from the results before it")  # fmt: skip
         return self
 
 

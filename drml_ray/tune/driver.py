@@ -255,8 +255,8 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
                 metric=settings.metric, mode=settings.mode,
                 num_samples=1 if settings.search == "grid" else settings.num_samples,
                 max_concurrent_trials=limit,
-                scheduler=make_scheduler(settings, max_epochs(cfg), state_dir=run_dir),
-                search_alg=make_searcher(settings, cfg.seed, limit),
+                scheduler=make_scheduler(settings, max_epochs(cfg), state_dir=run_dir, max_concurrent=limit),
+                search_alg=make_searcher(settings, cfg.seed, limit, state_dir=run_dir),
                 trial_name_creator=trial_name, trial_dirname_creator=trial_name,
             ),
             run_config=RunConfig(

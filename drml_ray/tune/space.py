@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 from ray import tune  # RAY
-from ray.tune.schedulers import ASHAScheduler  # RAY
+from ray.tune.experiment import Trial  # RAY
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # RAY
+from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
 
 from drml_ray.config import Distribution, TuneSettings
+from drml_ray.tune.halving import SuccessiveHalving, halving_rungs
 
 
 def is_grid(dist: Distribution, *, as_grid: bool = False) -> bool:
@@ -99,13 +103,169 @@ class ResumableASHA(ASHAScheduler):
         self._write_state()
 
 
-def make_scheduler(settings: TuneSettings, max_epochs: int, state_dir: Path | None = None) -> Any:
+SHA_STATE_FILE = "sha_state.pkl"
+_PAUSED_AT_RUNGS: dict[str, set[str]] = {}
+"""Per search (keyed by its state file): trials paused at an undecided rung. The scheduler fills it and
+the trial generator reads it, in the driver process; a module-level table rather than a shared object
+because ``Tuner.restore`` unpickles the scheduler and the generator separately."""
+
+
+class SyncHalvingScheduler(FIFOScheduler):
+    """Synchronous successive halving on Tune (``scheduler: {type: sha}``): a trial reaching a rung is
+    paused until every trial due there has a score, then the best ``1/reduction_factor`` resume.
+
+    A paused finetune trial costs nothing but its folder: when Tune runs it again, Ray Train resumes
+    from the rung's checkpoint. At most ``max_concurrent`` trials run at once; paused trials do not
+    count (the generator below starts new ones in their place). The bookkeeping
+    (:class:`~drml_ray.tune.halving.SuccessiveHalving`) is written to ``state_path`` after every
+    change, so ``--resume`` continues the same halving.
+    """
+
+    def __init__(self, *, num_trials: int, max_t: float, grace_period: float, reduction_factor: float,
+                 max_concurrent: int, state_path: str | Path, time_attr: str = "epoch"):  # fmt: skip
+        super().__init__()
+        self.halving = SuccessiveHalving(num_trials, halving_rungs(grace_period, reduction_factor, max_t),
+                                         reduction_factor)  # fmt: skip
+        self.max_concurrent = max_concurrent
+        self.time_attr = time_attr
+        self._state_path = str(state_path)
+        self._state_read = False
+        self._metric: str | None = None
+        self._stopping: set[str] = set()
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        self._metric = metric or self._metric
+        if mode in ("max", "min"):
+            self.halving.mode = mode
+        return True
+
+    # -- state across --resume ------------------------------------------------------------------------
+
+    def _read_state_once(self) -> None:
+        if self._state_read:
+            return
+        self._state_read = True
+        if os.path.exists(self._state_path):
+            with open(self._state_path, "rb") as f:
+                self.halving = pickle.load(f)
+            scored = sum(len(r) for r in self.halving.scores)
+            print(f"[drml] successive halving: {scored} score(s) at its rungs restored from {self._state_path}",
+                  flush=True)  # fmt: skip
+        self._share_waiting()
+
+    def _share_waiting(self) -> None:
+        _PAUSED_AT_RUNGS[self._state_path] = self.halving.waiting()
+
+    def _changed(self, tune_controller: Any) -> None:
+        """Persist, publish the waiting set, and stop the paused trials a rung's decision dropped."""
+        tmp = f"{self._state_path}.tmp"
+        with open(tmp, "wb") as f:
+            pickle.dump(self.halving, f)
+        os.replace(tmp, self._state_path)
+        self._share_waiting()
+        self._stop_dropped(tune_controller)
+
+    def _stop_dropped(self, tune_controller: Any) -> None:
+        # (Tune calls on_trial_remove from stop_trial before the status changes: stop each one once)
+        for trial in tune_controller.get_trials():
+            if trial.status == Trial.PAUSED and trial.trial_id not in self._stopping and self._dropped(trial.trial_id):
+                self._stopping.add(trial.trial_id)
+                tune_controller.stop_trial(trial)
+
+    def _dropped(self, trial_id: str) -> bool:
+        h = self.halving
+        reached = [k for k in range(len(h.rungs)) if trial_id in h.scores[k]]
+        return bool(reached) and h.promoted[reached[-1]] is not None and not h.promoted_waiting(trial_id)
+
+    # -- Tune's scheduler interface -------------------------------------------------------------------
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._read_state_once()
+        # --resume requeues every unfinished trial as PENDING, and Tune starts every PENDING trial: one
+        # that had reached a rung waits again (PAUSED) and runs when its rung promotes it, as before.
+        if trial.status == Trial.PENDING and any(trial.trial_id in scored for scored in self.halving.scores):
+            trial.set_status(Trial.PAUSED)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        self._read_state_once()
+        if self.time_attr not in result or self._metric not in result:
+            return TrialScheduler.CONTINUE
+        decision = self.halving.on_result(trial.trial_id, float(result[self.time_attr]), float(result[self._metric]))
+        self._changed(tune_controller)
+        return {"continue": TrialScheduler.CONTINUE, "pause": TrialScheduler.PAUSE,
+                "stop": TrialScheduler.STOP}[decision]  # fmt: skip
+
+    def _ended(self, tune_controller: Any, trial: Any) -> None:
+        self._read_state_once()
+        self.halving.on_end(trial.trial_id)
+        self._changed(tune_controller)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._ended(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._ended(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._ended(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        """New trials first (the generator limits them); then paused trials their rung promoted, while
+        fewer than ``max_concurrent`` run. A trial paused at an undecided rung is never chosen."""
+        trials = tune_controller.get_trials()
+        for trial in trials:
+            if trial.status == Trial.PENDING:
+                return trial
+        self._stop_dropped(tune_controller)  # paused trials a rung dropped (after --resume: requeued ones)
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        if running >= self.max_concurrent:
+            return None
+        h = self.halving
+        if not running and h.promoted[0] is None and tune_controller.search_alg.is_finished():
+            h.close_first_rung()  # every trial there is, is at the first rung: do not wait for more
+            self._changed(tune_controller)  # (also stops the trials it drops)
+        for trial in trials:
+            if trial.status == Trial.PAUSED and self.halving.promoted_waiting(trial.trial_id):
+                return trial
+        return None
+
+    def debug_string(self) -> str:
+        h = self.halving
+        return "Successive halving: " + " | ".join(
+            f"epoch {rung:g}: {len(h.scores[k])}/{h.due(k) if h.due(k) is not None else '?'} scored"
+            for k, rung in enumerate(h.rungs)
+        )
+
+
+class HalvingVariantGenerator(BasicVariantGenerator):
+    """Tune's random/grid generator for successive halving: ``max_concurrent`` counts running trials,
+    not the ones paused at a rung (they hold no CPUs; with the plain limit the search would stall once
+    ``max_concurrent`` trials wait at the first rung)."""
+
+    def __init__(self, *args: Any, state_path: str | Path, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._state_path = str(state_path)
+
+    def next_trial(self) -> Any:
+        waiting = _PAUSED_AT_RUNGS.get(self._state_path, set())
+        if self.max_concurrent > 0 and len(self._live_trials - waiting) >= self.max_concurrent:
+            return None
+        limit, self.max_concurrent = self.max_concurrent, 0
+        try:
+            return super().next_trial()
+        finally:
+            self.max_concurrent = limit
+
+
+def make_scheduler(
+    settings: TuneSettings, max_epochs: int, state_dir: Path | None = None, max_concurrent: int = 1
+) -> Any:
     """The Tune scheduler; every one counts time in (fractional) epochs as reported by the trials.
 
-    With ``state_dir``, ASHA keeps its rungs there so that ``--resume`` continues the same halving.
+    With ``state_dir``, ASHA and successive halving keep their rungs there so that ``--resume``
+    continues the same halving (successive halving needs it: its generator reads the rungs too).
     """
     from ray.tune.schedulers import (  # RAY
-        FIFOScheduler,
         HyperBandScheduler,
         MedianStoppingRule,
         PopulationBasedTraining,
@@ -118,6 +278,12 @@ def make_scheduler(settings: TuneSettings, max_epochs: int, state_dir: Path | No
         if state_dir is None:
             return ASHAScheduler(**asha)
         return ResumableASHA(**asha, state_path=Path(state_dir).resolve() / ASHA_STATE_FILE)
+    if s.type == "sha":
+        if state_dir is None:
+            raise ValueError("successive halving keeps its rungs in the run directory: pass state_dir")
+        return SyncHalvingScheduler(num_trials=expected_trials(settings), max_t=max_t, grace_period=s.grace_period,
+                                    reduction_factor=s.reduction_factor, max_concurrent=max_concurrent,
+                                    state_path=Path(state_dir).resolve() / SHA_STATE_FILE)  # fmt: skip
     if s.type == "hyperband":
         return HyperBandScheduler(time_attr="epoch", max_t=max_t, reduction_factor=s.reduction_factor)
     if s.type == "median":
@@ -135,16 +301,19 @@ def make_scheduler(settings: TuneSettings, max_epochs: int, state_dir: Path | No
     return FIFOScheduler()
 
 
-def make_searcher(settings: TuneSettings, seed: int, max_concurrent: int) -> Any:
+def make_searcher(settings: TuneSettings, seed: int, max_concurrent: int, state_dir: Path | None = None) -> Any:
     """Random/grid sampling (seeded: the same file gives the same trials) or Optuna's TPE.
 
     Tune applies ``max_concurrent_trials`` to an Optuna searcher but not to its own variant
-    generator, which takes the limit itself.
+    generator, which takes the limit itself (under successive halving, not counting paused trials).
     """
     if settings.search == "optuna":
         from ray.tune.search.optuna import OptunaSearch  # RAY
 
         return OptunaSearch(metric=settings.metric, mode=settings.mode, seed=seed)
-    from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
-
+    if settings.scheduler.type == "sha":
+        if state_dir is None:
+            raise ValueError("successive halving keeps its rungs in the run directory: pass state_dir")
+        return HalvingVariantGenerator(random_state=seed, max_concurrent=max_concurrent,
+                                       state_path=Path(state_dir).resolve() / SHA_STATE_FILE)  # fmt: skip
     return BasicVariantGenerator(random_state=seed, max_concurrent=max_concurrent)

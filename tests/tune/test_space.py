@@ -130,3 +130,63 @@ def test_asha_keeps_its_rungs_across_a_resume(tmp_path):
     # with 0.9 recorded at epoch 1, a trial at 0.1 is below the top third and stops; plain ASHA lets it go on
     assert report(resumed, "weak", 0.1) == TrialScheduler.STOP
     assert report(forgetful, "weak", 0.1) == TrialScheduler.CONTINUE
+
+
+def test_successive_halving_pauses_then_resumes_the_best_and_stops_the_rest(tmp_path):
+    """Tune's side of synchronous halving, with a stand-in controller: 3 trials, one rung at epoch 1."""
+    from types import SimpleNamespace
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    from drml_ray.tune.space import make_searcher
+
+    settings = TuneSettings(space={"train.lr": {"grid": [1e-2, 1e-3, 1e-4]}}, search="grid",
+                            scheduler={"type": "sha", "grace_period": 1, "reduction_factor": 3})  # fmt: skip
+    trials = {name: SimpleNamespace(trial_id=name, status=Trial.RUNNING) for name in "abc"}
+    stopped = []
+
+    def stop_trial(trial):  # as Tune does: the scheduler hears of it before the status changes
+        stopped.append(trial)
+        sha.on_trial_remove(controller, trial)
+        trial.status = Trial.TERMINATED
+
+    controller = SimpleNamespace(get_trials=lambda: list(trials.values()), stop_trial=stop_trial,
+                                 search_alg=SimpleNamespace(is_finished=lambda: True))  # fmt: skip
+    sha = make_scheduler(settings, max_epochs=3, state_dir=tmp_path, max_concurrent=1)
+    sha.set_search_properties("dev_f1", "max")
+    generator = make_searcher(settings, seed=0, max_concurrent=1, state_dir=tmp_path)
+
+    def report(name, epoch, f1):
+        decision = sha.on_trial_result(controller, trials[name], {"epoch": epoch, "dev_f1": f1})
+        if decision == TrialScheduler.PAUSE:
+            trials[name].status = Trial.PAUSED
+        return decision
+
+    generator._trial_generator = iter([SimpleNamespace(trial_id=name) for name in "bc"])
+    generator._live_trials = {"a"}
+    assert generator.next_trial() is None  # 'a' runs: max_concurrent 1 reached
+    assert report("a", 1.0, 0.7) == TrialScheduler.PAUSE
+    assert sha.choose_trial_to_run(controller) is None  # 'a' waits for the rung: it is not resumed yet
+    assert generator.next_trial().trial_id == "b"  # a trial paused at a rung does not count as running
+    assert generator.next_trial() is None
+    assert report("b", 1.0, 0.2) == TrialScheduler.PAUSE
+    assert report("c", 1.0, 0.5) == TrialScheduler.STOP  # the rung decides: 'a' continues, 'b' and 'c' stop
+    assert stopped == [trials["b"]]  # the paused loser is stopped by the scheduler
+    trials["c"].status = Trial.TERMINATED
+    assert sha.choose_trial_to_run(controller) is trials["a"]  # the paused winner resumes
+    assert trials["b"].status == Trial.TERMINATED and stopped == [trials["b"]]
+    # the rungs survive a --resume (Tune restores the scheduler from its start-time pickle)
+    resumed = make_scheduler(settings, max_epochs=3, state_dir=tmp_path, max_concurrent=1)
+    resumed.set_search_properties("dev_f1", "max")
+    requeued = SimpleNamespace(trial_id="a", status=Trial.PENDING)  # --resume requeues every unfinished trial
+    requeued.set_status = lambda status: setattr(requeued, "status", status)
+    resumed.on_trial_add(controller, requeued)
+    assert requeued.status == Trial.PAUSED  # it had reached the rung: it waits for its turn, not for a new start
+    assert resumed.on_trial_result(controller, trials["a"], {"epoch": 2.0, "dev_f1": 0.8}) == TrialScheduler.CONTINUE
+    assert resumed.on_trial_result(controller, trials["b"], {"epoch": 2.0, "dev_f1": 0.9}) == TrialScheduler.STOP
+
+
+def test_successive_halving_needs_every_trial_up_front():
+    with pytest.raises(ValueError, match="sha scheduler needs every trial up front"):
+        TuneSettings(space={"train.lr": {"loguniform": [1e-5, 1e-3]}}, search="optuna", scheduler={"type": "sha"})

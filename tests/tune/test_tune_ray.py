@@ -96,6 +96,31 @@ def test_asha_stops_a_weak_trial(ray_session, tmp_path):
     assert (weak["state"], float(weak["epochs"])) == ("stopped by asha", 1.0)
 
 
+def progress_epochs(run_dir: Path, trial: str, column: str = "epoch") -> list[float]:
+    with (run_dir / "tune" / trial / "progress.csv").open() as handle:
+        return [float(row[column]) for row in csv.DictReader(handle)]
+
+
+def test_successive_halving_resumes_the_best_from_its_rung(ray_session, tmp_path):
+    """Three trials one at a time, one rung at epoch 1 (rf 3): each pauses there until all three have
+    a score; the best then resumes from its epoch-1 checkpoint and the other two stop."""
+    run_dir = tmp_path / "sha"
+    cli("tune", SMOKE, "--output-dir", run_dir,
+        "--set", "tune.space={train.lr: {grid: [1.0e-5, 1.5e-2, 3.0e-4]}}", "--set", "tune.search=grid",
+        "--set", "tune.scheduler={type: sha, grace_period: 1, reduction_factor: 3}",
+        "--set", "tune.max_concurrent_trials=1", "--set", "train.epochs=3")  # fmt: skip
+    trials = read_trials(run_dir)
+    assert sorted((t["state"], float(t["epochs"])) for t in trials) == [
+        ("completed", 3.0), ("stopped by sha", 1.0), ("stopped by sha", 1.0)]  # fmt: skip
+    at_rung = {t["trial"]: progress_epochs(run_dir, t["trial"], "dev_f1")[0] for t in trials}
+    winner = next(t["trial"] for t in trials if t["state"] == "completed")
+    assert at_rung[winner] == max(at_rung.values())
+    epochs = progress_epochs(run_dir, winner)  # resumed from a checkpoint, not started over: no epoch twice
+    assert epochs[0] == 1.0 and epochs[-1] == 3.0 and epochs == sorted(set(epochs))  # ([1, 3] if epoch 2
+    # finished before Tune paused the trial: Ray Train resumes from the latest checkpoint it wrote)
+    assert json.loads((run_dir / "results.json").read_text())["tune"]["trial_epochs"] == 5
+
+
 def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_path, monkeypatch):
     run_dir = tmp_path / "resume"
     args = ["tune", SMOKE, "--output-dir", run_dir, "--set", "tune.scheduler.type=fifo",
@@ -112,9 +137,7 @@ def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_pa
     trials = read_trials(run_dir)
     assert [(t["state"], float(t["epochs"])) for t in trials] == [("completed", 2.0)] * 2
     for trial in trials:  # Ray Train resumed each trial from its epoch-1 checkpoint instead of starting over
-        with (run_dir / "tune" / trial["trial"] / "progress.csv").open() as handle:
-            epochs = [float(row["epoch"]) for row in csv.DictReader(handle)]
-        assert epochs == [1.0, 2.0]
+        assert progress_epochs(run_dir, trial["trial"]) == [1.0, 2.0]
 
 
 def test_pbt_trains_in_segments_with_tune_checkpoints(ray_session, tmp_path):
