@@ -67,6 +67,20 @@ def _gather(obj: Any) -> list[Any]:
     return [obj]
 
 
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """This worker's random state (dropout masks; data order is seeded per epoch)."""
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)
+
+
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda" or precision == "fp32":
         return None
@@ -145,6 +159,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         state = LoopState(**saved["loop"])
+        # Every worker's dropout continues from where it stopped, so a resumed run (a restart, a trial
+        # that successive halving paused) trains exactly as an uninterrupted one; not possible when the
+        # number of workers changed, or from a checkpoint written before drml-ray saved the states.
+        rng = saved.get("rng")
+        if rng is not None and len(rng) == world:
+            _set_rng_state(rng[rank], device)
+        else:
+            say("[drml] note: the checkpoint has no random state for these workers; dropout continues from a "
+                "fresh one (the run will not repeat an uninterrupted one exactly)", flush=True)  # fmt: skip
         # The learning rate comes from this run's config (PBT restarts a trial with a mutated lr).
         scheduler.base_lrs = [cfg.train.lr] * len(optimizer.param_groups)
         state.resumed_at_steps.append(state.global_step)
@@ -194,11 +217,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             writer.flush()
         state.eval_seconds = metrics["eval_s"]
         fail_after = config.get("fail_after_eval")
+        rng = _gather(_rng_state(device))  # every worker's, in rank order
         with tempfile.TemporaryDirectory() as folder:
             ray_checkpoint = None
             if rank == 0:  # only rank 0 writes; every rank reports
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "loop": asdict(state)},
+                            "scheduler": scheduler.state_dict(), "loop": asdict(state), "rng": rng},
                            Path(folder) / STATE_FILE)  # fmt: skip
                 ray_checkpoint = ray.train.Checkpoint.from_directory(folder)  # RAY
             ray.train.report(metrics, checkpoint=ray_checkpoint)  # RAY

@@ -162,3 +162,8 @@ def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path, mo
     results = run_finetune(cfg, tmp_path / "run")  # same directory, no --overwrite: resumes
     assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
     assert [h["step"] for h in results["history"]] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
+    # ... and trains exactly as a run that was never interrupted: each worker's dropout state is restored
+    uninterrupted = run_finetune(cfg, tmp_path / "straight")
+    for resumed, straight in zip(results["history"], uninterrupted["history"], strict=True):
+        assert (resumed["train_loss"], resumed["dev_f1"]) == pytest.approx((straight["train_loss"], straight["dev_f1"]),
+                                                                           rel=1e-6)  # fmt: skip
