@@ -75,7 +75,9 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int) -> list
                 curve=[(float(r["epoch"]), float(r[settings.metric])) for r in rows],
                 error=str(result.error).splitlines()[0] if result.error else "",
                 started_at=float(rows[0]["timestamp"] - rows[0]["time_this_iter_s"]) if rows else float("nan"),
-                wall_s=float(rows[-1]["time_total_s"]) if rows else 0.0,
+                # Tune restarts its clock when a trial runs again (paused by successive halving, resumed
+                # after an error): the trial's time is the sum of its results' own times.
+                wall_s=float(sum(r["time_this_iter_s"] for r in rows)),
                 train_s=float(rows[-1].get("train_s", 0.0) + rows[-1].get("eval_s", 0.0)) if rows else 0.0,
             )  # fmt: skip
         )

@@ -119,6 +119,7 @@ def test_successive_halving_resumes_the_best_from_its_rung(ray_session, tmp_path
     assert epochs[0] == 1.0 and epochs[-1] == 3.0 and epochs == sorted(set(epochs))  # ([1, 3] if epoch 2
     # finished before Tune paused the trial: Ray Train resumes from the latest checkpoint it wrote)
     assert json.loads((run_dir / "results.json").read_text())["tune"]["trial_epochs"] == 5
+    assert all(float(t["overhead_s"]) > 0 for t in trials)  # the resumed trial's time counts both runs
 
 
 def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_path, monkeypatch):
