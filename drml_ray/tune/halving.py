@@ -133,13 +133,19 @@ class SuccessiveHalving:
         """Trials paused at a rung that has not decided yet."""
         return {tid for k, decided in enumerate(self.promoted) if decided is None for tid in self.scores[k]}
 
+    def _verdict(self, trial_id: str) -> bool | None:
+        """At the highest rung the trial reached: promoted (True), dropped (False), or no verdict yet."""
+        reached = [k for k in range(len(self.rungs)) if trial_id in self.scores[k]]
+        decided = self.promoted[reached[-1]] if reached else None
+        return None if decided is None else trial_id in decided
+
     def promoted_waiting(self, trial_id: str) -> bool:
         """Whether a trial that reached rungs is promoted past the highest one it reached."""
-        reached = [k for k in range(len(self.rungs)) if trial_id in self.scores[k]]
-        if not reached:
-            return False
-        decided = self.promoted[reached[-1]]
-        return decided is not None and trial_id in decided
+        return self._verdict(trial_id) is True
+
+    def dropped(self, trial_id: str) -> bool:
+        """Whether the highest rung a trial reached has decided against it."""
+        return self._verdict(trial_id) is False
 
     def trial_epochs(self, max_t: float) -> float:
         """The budget synchronous halving spends when no trial ends early: ``sum_k due_k × (r_k - r_(k-1))``.

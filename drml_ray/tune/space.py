@@ -168,14 +168,10 @@ class SyncHalvingScheduler(FIFOScheduler):
     def _stop_dropped(self, tune_controller: Any) -> None:
         # (Tune calls on_trial_remove from stop_trial before the status changes: stop each one once)
         for trial in tune_controller.get_trials():
-            if trial.status == Trial.PAUSED and trial.trial_id not in self._stopping and self._dropped(trial.trial_id):
-                self._stopping.add(trial.trial_id)
+            tid = trial.trial_id
+            if trial.status == Trial.PAUSED and tid not in self._stopping and self.halving.dropped(tid):
+                self._stopping.add(tid)
                 tune_controller.stop_trial(trial)
-
-    def _dropped(self, trial_id: str) -> bool:
-        h = self.halving
-        reached = [k for k in range(len(h.rungs)) if trial_id in h.scores[k]]
-        return bool(reached) and h.promoted[reached[-1]] is not None and not h.promoted_waiting(trial_id)
 
     # -- Tune's scheduler interface -------------------------------------------------------------------
 
