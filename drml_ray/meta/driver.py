@@ -50,6 +50,9 @@ STARTS_SUBDIR = "starts"
 OnEval = Callable[[str, int, float], None]
 """Called after each held-out evaluation: ``(algorithm, meta_step, mean held-out dev F1)``."""
 
+Cell = tuple[str, str, int, str]
+"""One cell of the protocol: (held-out domain, shots as written in ``meta_eval.json``, seed, method)."""
+
 
 @ray.remote  # RAY: one learner per actor; resources set by make_workers
 class MetaWorker:
@@ -338,7 +341,7 @@ def _summary(runs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_cell(path: Path, cell: tuple[str, str, int, str], result: dict[str, Any]) -> dict[str, Any]:
+def record_cell(path: Path, cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
     """Add one finished cell to ``meta_eval.json``: read, merge, write atomically, under a file lock,
     so several ``drml meta-eval`` processes filling the same table never drop each other's cells."""
     import fcntl
@@ -358,6 +361,32 @@ def _count(items: list, noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
+def twin_cell(cell: Cell, train_sizes: dict[str, int]) -> Cell:
+    """The cell that computes exactly what ``cell`` computes: K shots with K at least the size of the
+    domain's train split adapt on every train sentence, as ``all`` does (same sentences in the same
+    order, same seed, same step budget), so such cells are computed once and recorded under both keys.
+    CrossNER music, literature and ai have 100 train sentences: their 100-shot cells are the all-shot ones.
+
+    >>> sizes = {"music": 100}
+    >>> twin_cell(("music", "100", 1, "direct"), sizes), twin_cell(("music", "50", 1, "direct"), sizes)
+    (('music', 'all', 1, 'direct'), ('music', '50', 1, 'direct'))
+    """
+    domain, shots, seed, method = cell
+    if shots != "all" and int(shots) >= train_sizes.get(domain, int(shots) + 1):
+        return domain, "all", seed, method
+    return cell
+
+
+def finished_twin(table: dict[str, Any], cell: Cell, train_sizes: dict[str, int]) -> tuple[str, dict] | None:
+    """``(shots, result)`` of a finished cell of ``table`` that computed exactly what ``cell`` computes."""
+    domain, _, seed, method = cell
+    for shots, methods in table.get(domain, {}).items():
+        run = methods.get(method, {}).get("runs", {}).get(str(seed))
+        if run is not None and twin_cell((domain, shots, seed, method), train_sizes) == twin_cell(cell, train_sizes):
+            return shots, run
+    return None
+
+
 def cell_cost(shots: str, settings: AdaptSettings) -> int:
     """A cell's expected cost in adaptation steps, for the time-left estimate: its step budget (``all``:
     the most it may take) plus ~10 steps' worth of scoring. Measured on politics, a cell took about
@@ -371,6 +400,14 @@ def cell_cost(shots: str, settings: AdaptSettings) -> int:
     return steps + 10
 
 
+def _train_sizes(cfg: MetaExperiment, cells: list[Cell]) -> dict[str, int]:
+    """Train-split sizes of the domains of ``cells`` (read on the driver: a few MB per domain)."""
+    from drml_ray.meta.tasks import load_task
+
+    domains = sorted({c[0] for c in cells})
+    return {d: len(load_task(d, cfg.data).splits["train"]) for d in domains}
+
+
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
     from drml_ray.meta.results import write_meta_eval_outputs
@@ -382,7 +419,7 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
     starts = resolve_starts(cfg, run_dir, inits or [])
     out_path = run_dir / META_EVAL_FILE
     table: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists() else {}
-    cells = [(d, str(k), seed, m) for d in cfg.meta.heldout_tasks for seed in cfg.eval.seeds
+    cells: list[Cell] = [(d, str(k), seed, m) for d in cfg.meta.heldout_tasks for seed in cfg.eval.seeds
              for k in cfg.eval.shots for m in cfg.eval.methods]  # fmt: skip
     done = {c for c in cells if str(c[2]) in table.get(c[0], {}).get(c[1], {}).get(c[3], {}).get("runs", {})}
     todo = [c for c in cells if c not in done]
@@ -390,14 +427,28 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
           f"({_count(cfg.meta.heldout_tasks, 'domain')} x {_count(cfg.eval.shots, 'shot count')} x "
           f"{_count(cfg.eval.seeds, 'seed')} x {_count(cfg.eval.methods, 'method')})"
           + (f"; {len(done)} already there, skipped" if done else ""))  # fmt: skip
+    sizes = _train_sizes(cfg, todo)
+    for cell in list(todo):
+        twin = finished_twin(table, cell, sizes)
+        if twin is None:
+            continue
+        shots, result = twin
+        table = record_cell(out_path, cell, result | {"same_as": shots})
+        todo.remove(cell)
+        print(f"[drml] {cell[0]} {cell[1]} shots seed {cell[2]} {cell[3]}: the train split has {sizes[cell[0]]} "
+              f"sentences, so this is the {shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
+    twins: dict[Cell, list[Cell]] = {}
+    for cell in todo:
+        twins.setdefault(twin_cell(cell, sizes), []).append(cell)
     if todo:
         workers = make_workers(cfg, cfg.eval.workers, cfg.meta.cpus_per_worker)
         pretraining = _pretrain_missing(cfg, run_dir, starts, workers)
         settings = cfg.eval.model_dump(mode="json")
         busy = {id(worker) for _, _, worker in pretraining.values()}
         idle, running = [w for w in workers if id(w) not in busy], {}
-        queue = list(todo)
-        finished, cost_done, cost_total = 0, 0, sum(cell_cost(c[1], cfg.eval) for c in todo)
+        queue = [group[0] for group in twins.values()]  # one cell of each group of twins is computed
+        computing = len(queue)
+        finished, cost_done, cost_total = 0, 0, sum(cell_cost(c[1], cfg.eval) for c in queue)
         started = time.perf_counter()
         while queue or running or pretraining:
             while idle and (ready_cells := [c for c in queue if starts[c[3]] is not None]):
@@ -423,12 +474,17 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
             result = ray.get(ready[0])  # RAY
             domain, shots, seed, method = cell
             table = record_cell(out_path, cell, result)  # every finished cell is kept, whatever happens next
+            for twin in twins[twin_cell(cell, sizes)][1:]:
+                table = record_cell(out_path, twin, result | {"same_as": shots})
             finished += 1
             cost_done += cell_cost(shots, cfg.eval)  # cells differ: an all-shot cell costs ~5 ten-shot ones
             eta = (time.perf_counter() - started) / cost_done * (cost_total - cost_done)
-            print(f"[drml] [{finished}/{len(todo)}] {domain} {shots} shots seed {seed} {method}: test F1 "
+            print(f"[drml] [{finished}/{computing}] {domain} {shots} shots seed {seed} {method}: test F1 "
                   f"{result['f1']:.4f} (dev {result['dev_f1']:.4f}, lr {result['lr']:g}, {result['steps']} steps, "
                   f"{result['seconds']:.0f} s); about {eta / 60:.0f} min left", flush=True)  # fmt: skip
+            if len(twins[twin_cell(cell, sizes)]) > 1:
+                also = ", ".join(f"{c[1]} shots" for c in twins[twin_cell(cell, sizes)][1:])
+                print(f"[drml]   the same cell as {also}: the train split has {sizes[domain]} sentences")
         for w in workers:
             ray.kill(w)  # RAY
     outputs = write_meta_eval_outputs(table, run_dir, order=[m for m in METHODS if m in cfg.eval.methods])

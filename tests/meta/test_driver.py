@@ -50,3 +50,21 @@ def test_cells_recorded_by_two_processes_are_merged(tmp_path):
     cell = table["politics"]["10"]["reptile"]
     assert cell["f1_per_seed"] == [0.5, 0.7] and cell["seeds"] == [1, 2]
     assert cell["mean_f1"] == pytest.approx(0.6) and cell["std_f1"] == pytest.approx(0.1414213562)
+
+
+def test_a_cell_of_more_shots_than_train_sentences_is_the_all_shot_cell():
+    from drml_ray.meta.driver import finished_twin, twin_cell
+
+    sizes = {"music": 100}
+    all_run, fifty_run = {"f1": 0.4, "shots": 100}, {"f1": 0.3, "shots": 50}
+    table = {"music": {"all": {"direct": {"runs": {"1": all_run}}}, "50": {"direct": {"runs": {"1": fifty_run}}}}}
+    assert finished_twin(table, ("music", "100", 1, "direct"), sizes) == ("all", all_run)
+    assert finished_twin(table, ("music", "250", 1, "direct"), sizes) == ("all", all_run)
+    assert finished_twin(table, ("music", "25", 1, "direct"), sizes) is None
+    assert finished_twin(table, ("music", "100", 2, "direct"), sizes) is None  # another seed
+    assert finished_twin(table, ("music", "100", 1, "reptile"), sizes) is None  # another method
+    computed_100 = {"music": {"100": {"direct": {"runs": {"1": all_run}}}}}
+    assert finished_twin(computed_100, ("music", "all", 1, "direct"), sizes) == ("100", all_run)
+    # Politics has 200 train sentences: its 100-shot cell is a cell of its own.
+    assert twin_cell(("politics", "100", 1, "direct"), {"politics": 200}) == ("politics", "100", 1, "direct")
+    assert twin_cell(("politics", "all", 1, "direct"), {"politics": 200}) == ("politics", "all", 1, "direct")

@@ -79,6 +79,32 @@ def test_meta_eval_rerun_skips_finished_cells_and_adds_new_seeds(meta_run):
     assert cell["seeds"] == [1, 2] and len(cell["f1_per_seed"]) == 2
 
 
+def test_cells_of_more_shots_than_train_sentences_are_computed_once(meta_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(meta_run, run_dir)
+    # The held-out task's train-split size, as its all-shot cell recorded it.
+    train = json.loads((meta_run / "meta_eval.json").read_text())[HELDOUT]["all"]["direct"]["runs"]["1"]["shots"]
+    big = train + 50
+    # Seed 1's all-shot cell is there: a bigger K-shot cell is a copy of it, and nothing is computed.
+    result = cli("meta-eval", SMOKE, "--output-dir", run_dir, "--set", f"eval.shots=[{big}]",
+                 "--set", "eval.methods=[direct]", *FEWER)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"the train split has {train} sentences, so this is the all-shot cell" in result.output
+    assert "[1/" not in result.output
+    table = json.loads((run_dir / "meta_eval.json").read_text())[HELDOUT]
+    assert table[str(big)]["direct"]["f1_per_seed"] == table["all"]["direct"]["f1_per_seed"]
+    assert table[str(big)]["direct"]["runs"]["1"]["same_as"] == "all"
+    # A new seed: the K-shot cell and the all-shot cell are computed once, recorded under both keys.
+    result = cli("meta-eval", SMOKE, "--output-dir", run_dir, "--set", f"eval.shots=[{big},all]",
+                 "--set", "eval.methods=[direct]", "--set", "eval.seeds=[3]")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "[1/1]" in result.output and f"the same cell as all shots: the train split has {train}" in result.output
+    table = json.loads((run_dir / "meta_eval.json").read_text())[HELDOUT]
+    assert table[str(big)]["direct"]["runs"]["3"]["f1"] == table["all"]["direct"]["runs"]["3"]["f1"]
+
+
 def test_meta_eval_without_a_meta_trained_model_says_what_to_run(ray_session, tmp_path):
     result = cli("meta-eval", SMOKE, "--output-dir", tmp_path / "empty", "--set", "eval.methods=[reptile]")
     assert result.exit_code == 2
