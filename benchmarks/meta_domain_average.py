@@ -20,16 +20,19 @@ from pathlib import Path
 SHOT_ORDER = ["10", "25", "50", "100", "all"]
 
 
-def load_cells(paths: list[Path]) -> dict[str, dict[str, dict[str, float]]]:
-    """``{domain: {shots: {method: mean test F1 in points}}}`` merged over run directories."""
+def load_cells(paths: list[Path]) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, set[int]]]:
+    """``{domain: {shots: {method: mean test F1 in points}}}`` merged over run directories, and the
+    numbers of seeds behind each domain's cells."""
     cells: dict[str, dict[str, dict[str, float]]] = {}
+    seeds: dict[str, set[int]] = {}
     for path in paths:
         table = json.loads((path / "meta_eval.json" if path.is_dir() else path).read_text(encoding="utf-8"))
         for domain, by_shots in table.items():
             for shots, by_method in by_shots.items():
                 for method, cell in by_method.items():
                     cells.setdefault(domain, {}).setdefault(shots, {})[method] = 100 * cell["mean_f1"]
-    return cells
+                    seeds.setdefault(domain, set()).add(len(cell["f1_per_seed"]))
+    return cells, seeds
 
 
 def gaps(cells: dict[str, dict[str, dict[str, float]]], method: str, against: str, shots: str) -> dict[str, float]:
@@ -46,12 +49,14 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--against", default="conll_then_finetune")
     args = parser.parse_args()
-    cells = load_cells(args.runs)
+    cells, seeds = load_cells(args.runs)
     domains = sorted(cells)
     methods = sorted({m for by_shots in cells.values() for by_method in by_shots.values() for m in by_method})
     short = [d.removeprefix("crossner_") for d in domains]
     print(f"| shots | method | {' | '.join(short)} | mean (domains) |")
     print("|---|---|" + "---|" * (len(domains) + 1))
+    counts = ["–".join(str(n) for n in sorted({min(seeds[d]), max(seeds[d])})) for d in domains]
+    print(f"| | seeds per cell | {' | '.join(counts)} | |")
     for shots in [s for s in SHOT_ORDER if any(s in cells[d] for d in domains)]:
         for method in methods:
             row = [cells[d].get(shots, {}).get(method) for d in domains]

@@ -474,7 +474,8 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
             result = ray.get(ready[0])  # RAY
             domain, shots, seed, method = cell
             table = record_cell(out_path, cell, result)  # every finished cell is kept, whatever happens next
-            for twin in twins[twin_cell(cell, sizes)][1:]:
+            copies = twins[twin_cell(cell, sizes)][1:]
+            for twin in copies:
                 table = record_cell(out_path, twin, result | {"same_as": shots})
             finished += 1
             cost_done += cell_cost(shots, cfg.eval)  # cells differ: an all-shot cell costs ~5 ten-shot ones
@@ -482,8 +483,8 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
             print(f"[drml] [{finished}/{computing}] {domain} {shots} shots seed {seed} {method}: test F1 "
                   f"{result['f1']:.4f} (dev {result['dev_f1']:.4f}, lr {result['lr']:g}, {result['steps']} steps, "
                   f"{result['seconds']:.0f} s); about {eta / 60:.0f} min left", flush=True)  # fmt: skip
-            if len(twins[twin_cell(cell, sizes)]) > 1:
-                also = ", ".join(f"{c[1]} shots" for c in twins[twin_cell(cell, sizes)][1:])
+            if copies:
+                also = ", ".join(f"{c[1]} shots" for c in copies)
                 print(f"[drml]   the same cell as {also}: the train split has {sizes[domain]} sentences")
         for w in workers:
             ray.kill(w)  # RAY
