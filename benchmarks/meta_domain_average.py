@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-SHOT_ORDER = ["10", "25", "50", "100", "all"]
+from drml_ray.meta.results import SHOTS_ORDER
 
 
 def load_cells(paths: list[Path]) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, set[int]]]:
@@ -57,7 +57,7 @@ def main() -> None:
     print("|---|---|" + "---|" * (len(domains) + 1))
     counts = ["–".join(str(n) for n in sorted({min(seeds[d]), max(seeds[d])})) for d in domains]
     print(f"| | seeds per cell | {' | '.join(counts)} | |")
-    for shots in [s for s in SHOT_ORDER if any(s in cells[d] for d in domains)]:
+    for shots in [s for s in SHOTS_ORDER if any(s in cells[d] for d in domains)]:
         for method in methods:
             row = [cells[d].get(shots, {}).get(method) for d in domains]
             filled = [v for v in row if v is not None]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import random
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ import yaml
 from drml_ray.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings, ModelConfig, TaskData, dump_config
 from drml_ray.meta.algorithms import Params, meta_lr_at, meta_step, sum_gradients
 from drml_ray.meta.learner import NerLearner, adaptation_steps
+from drml_ray.meta.results import Cell, finished_twin, record_cell, twin_cell, write_meta_eval_outputs
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runs import RunExistsError, atomic_write_json, atomic_write_text
 
@@ -49,9 +49,6 @@ STARTS_SUBDIR = "starts"
 
 OnEval = Callable[[str, int, float], None]
 """Called after each held-out evaluation: ``(algorithm, meta_step, mean held-out dev F1)``."""
-
-Cell = tuple[str, str, int, str]
-"""One cell of the protocol: (held-out domain, shots as written in ``meta_eval.json``, seed, method)."""
 
 
 @ray.remote  # RAY: one learner per actor; resources set by make_workers
@@ -330,61 +327,8 @@ def _pretrain_missing(
     return pending
 
 
-def _summary(runs: dict[str, Any]) -> dict[str, Any]:
-    f1 = [runs[s]["f1"] for s in sorted(runs, key=int)]
-    return {
-        "mean_f1": statistics.fmean(f1),
-        "std_f1": statistics.stdev(f1) if len(f1) > 1 else 0.0,
-        "f1_per_seed": f1,
-        "seeds": sorted(int(s) for s in runs),
-        "runs": runs,
-    }
-
-
-def record_cell(path: Path, cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
-    """Add one finished cell to ``meta_eval.json``: read, merge, write atomically, under a file lock,
-    so several ``drml meta-eval`` processes filling the same table never drop each other's cells."""
-    import fcntl
-
-    domain, shots, seed, method = cell
-    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        runs = table.setdefault(domain, {}).setdefault(shots, {}).setdefault(method, {}).get("runs", {})
-        runs[str(seed)] = result
-        table[domain][shots][method] = _summary(runs)
-        atomic_write_json(path, table)
-    return table
-
-
 def _count(items: list, noun: str) -> str:
     return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
-
-
-def twin_cell(cell: Cell, train_sizes: dict[str, int]) -> Cell:
-    """The cell that computes exactly what ``cell`` computes: K shots with K at least the size of the
-    domain's train split adapt on every train sentence, as ``all`` does (same sentences in the same
-    order, same seed, same step budget), so such cells are computed once and recorded under both keys.
-    CrossNER music, literature and ai have 100 train sentences: their 100-shot cells are the all-shot ones.
-
-    >>> sizes = {"music": 100}
-    >>> twin_cell(("music", "100", 1, "direct"), sizes), twin_cell(("music", "50", 1, "direct"), sizes)
-    (('music', 'all', 1, 'direct'), ('music', '50', 1, 'direct'))
-    """
-    domain, shots, seed, method = cell
-    if shots != "all" and int(shots) >= train_sizes.get(domain, int(shots) + 1):
-        return domain, "all", seed, method
-    return cell
-
-
-def finished_twin(table: dict[str, Any], cell: Cell, train_sizes: dict[str, int]) -> tuple[str, dict] | None:
-    """``(shots, result)`` of a finished cell of ``table`` that computed exactly what ``cell`` computes."""
-    domain, _, seed, method = cell
-    for shots, methods in table.get(domain, {}).items():
-        run = methods.get(method, {}).get("runs", {}).get(str(seed))
-        if run is not None and twin_cell((domain, shots, seed, method), train_sizes) == twin_cell(cell, train_sizes):
-            return shots, run
-    return None
 
 
 def cell_cost(shots: str, settings: AdaptSettings) -> int:
@@ -410,8 +354,6 @@ def _train_sizes(cfg: MetaExperiment, cells: list[Cell]) -> dict[str, int]:
 
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
-    from drml_ray.meta.results import write_meta_eval_outputs
-
     run_dir = Path(run_dir).expanduser().resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_config(run_dir, cfg)
@@ -432,11 +374,11 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
         twin = finished_twin(table, cell, sizes)
         if twin is None:
             continue
-        shots, result = twin
-        table = record_cell(out_path, cell, result | {"same_as": shots})
+        (twin_shots, result), (domain, shots, seed, method) = twin, cell
+        table = record_cell(out_path, cell, result | {"same_as": twin_shots})
         todo.remove(cell)
-        print(f"[drml] {cell[0]} {cell[1]} shots seed {cell[2]} {cell[3]}: the train split has {sizes[cell[0]]} "
-              f"sentences, so this is the {shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
+        print(f"[drml] {domain} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
+              f"sentences, so this is the {twin_shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
     twins: dict[Cell, list[Cell]] = {}
     for cell in todo:
         twins.setdefault(twin_cell(cell, sizes), []).append(cell)

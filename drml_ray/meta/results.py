@@ -1,15 +1,73 @@
-"""``meta_eval.json`` -> a Markdown table (mean ± std test F1 per domain x shots x method) and a PNG of
-F1 against shots, one panel per domain."""
+"""``meta_eval.json``: recording its cells (and the cells that are twins of each other), and turning it
+into a Markdown table (mean ± std test F1 per domain x shots x method) and a PNG of F1 against shots,
+one panel per domain."""
 
 from __future__ import annotations
 
+import fcntl
+import json
+import statistics
 from pathlib import Path
 from typing import Any
 
 from drml_ray.report.build import save_figure
-from drml_ray.runs import atomic_write_text
+from drml_ray.runs import atomic_write_json, atomic_write_text
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
+
+Cell = tuple[str, str, int, str]
+"""One cell of the protocol: (held-out domain, shots as written in ``meta_eval.json``, seed, method)."""
+
+
+def _summary(runs: dict[str, Any]) -> dict[str, Any]:
+    f1 = [runs[s]["f1"] for s in sorted(runs, key=int)]
+    return {
+        "mean_f1": statistics.fmean(f1),
+        "std_f1": statistics.stdev(f1) if len(f1) > 1 else 0.0,
+        "f1_per_seed": f1,
+        "seeds": sorted(int(s) for s in runs),
+        "runs": runs,
+    }
+
+
+def record_cell(path: Path, cell: Cell, result: dict[str, Any]) -> dict[str, Any]:
+    """Add one finished cell to ``meta_eval.json``: read, merge, write atomically, under a file lock,
+    so several ``drml meta-eval`` processes filling the same table never drop each other's cells."""
+    domain, shots, seed, method = cell
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        runs = table.setdefault(domain, {}).setdefault(shots, {}).setdefault(method, {}).get("runs", {})
+        runs[str(seed)] = result
+        table[domain][shots][method] = _summary(runs)
+        atomic_write_json(path, table)
+    return table
+
+
+def twin_cell(cell: Cell, train_sizes: dict[str, int]) -> Cell:
+    """The cell that computes exactly what ``cell`` computes: K shots with K at least the size of the
+    domain's train split adapt on every train sentence, as ``all`` does (same sentences in the same
+    order, same seed, same step budget), so such cells are computed once and recorded under both keys.
+    CrossNER music, literature and ai have 100 train sentences: their 100-shot cells are the all-shot ones.
+
+    >>> sizes = {"music": 100}
+    >>> twin_cell(("music", "100", 1, "direct"), sizes), twin_cell(("music", "50", 1, "direct"), sizes)
+    (('music', 'all', 1, 'direct'), ('music', '50', 1, 'direct'))
+    """
+    domain, shots, seed, method = cell
+    if shots != "all" and int(shots) >= train_sizes.get(domain, int(shots) + 1):
+        return domain, "all", seed, method
+    return cell
+
+
+def finished_twin(table: dict[str, Any], cell: Cell, train_sizes: dict[str, int]) -> tuple[str, dict] | None:
+    """``(shots, result)`` of a finished cell of ``table`` that computed exactly what ``cell`` computes."""
+    domain, _, seed, method = cell
+    for shots, methods in table.get(domain, {}).items():
+        run = methods.get(method, {}).get("runs", {}).get(str(seed))
+        if run is not None and twin_cell((domain, shots, seed, method), train_sizes) == twin_cell(cell, train_sizes):
+            return shots, run
+    return None
 
 
 def _shots_key(shots: str) -> tuple[int, float]:

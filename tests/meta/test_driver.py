@@ -39,7 +39,7 @@ def test_eval_keys_that_choose_cells_may_change_but_not_the_budget(tmp_path):
 
 
 def test_cells_recorded_by_two_processes_are_merged(tmp_path):
-    from drml_ray.meta.driver import record_cell
+    from drml_ray.meta.results import record_cell
 
     path = tmp_path / "meta_eval.json"
     record_cell(path, ("politics", "10", 1, "reptile"), {"f1": 0.5})
@@ -53,7 +53,7 @@ def test_cells_recorded_by_two_processes_are_merged(tmp_path):
 
 
 def test_a_cell_of_more_shots_than_train_sentences_is_the_all_shot_cell():
-    from drml_ray.meta.driver import finished_twin, twin_cell
+    from drml_ray.meta.results import finished_twin, twin_cell
 
     sizes = {"music": 100}
     all_run, fifty_run = {"f1": 0.4, "shots": 100}, {"f1": 0.3, "shots": 50}
