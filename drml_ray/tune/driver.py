@@ -29,7 +29,13 @@ from ray import tune  # RAY
 
 from drml_ray.config import FinetuneConfig, MetaExperiment, RLExperiment, dump_config, with_params
 from drml_ray.data.load import NerCorpus, load_corpus
-from drml_ray.ner.finetune import TRAIN_SUBDIR, corpus_summary, export_and_score, run_training
+from drml_ray.ner.finetune import (
+    TRAIN_SUBDIR,
+    corpus_summary,
+    export_and_score,
+    prune_unregistered_checkpoints,
+    run_training,
+)
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runs import RunExistsError, RunInterrupted, atomic_write_json, atomic_write_text, prepare_run_dir
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
@@ -268,6 +274,11 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
         )  # fmt: skip
     grid = tuner.fit()
     wall_s = time.perf_counter() - started
+    if not meta:  # a trial the scheduler stopped mid-report leaves an upload Ray Train never registered
+        trains = experiment.glob(f"trial_*/{TRAIN_SUBDIR}*")
+        orphans = [p for train in trains for p in prune_unregistered_checkpoints(train)]
+        if orphans:
+            print(f"[drml] removed {len(orphans)} checkpoint(s) that stopped trials left unregistered")
 
     trials = summarise_trials(grid, settings, max_epochs(cfg))
     write_trials_csv(trials, run_dir / "trials.csv")
