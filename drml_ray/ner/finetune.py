@@ -99,9 +99,7 @@ def run_training(
             callbacks=callbacks or [],
         ),
     )
-    result = trainer.fit()
-    prune_unregistered_checkpoints(run_dir / name)
-    return result
+    return trainer.fit()
 
 
 def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
@@ -111,22 +109,17 @@ def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
     trial mid-report) leaves that upload behind, unknown to Ray: never resumed from, never deleted,
     260 MB for MiniLM. Without a readable snapshot nothing is deleted. Returns the deleted folders.
     """
-    try:
-        snapshot = json.loads((train_dir / RAY_SNAPSHOT).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
     kept: set[str] = set()
 
-    def collect(node: Any) -> None:  # every "checkpoint_dir_name", wherever Ray's format puts it
-        if isinstance(node, dict):
-            kept.update(v for k, v in node.items() if k == "checkpoint_dir_name" and isinstance(v, str))
-            for value in node.values():
-                collect(value)
-        elif isinstance(node, list):
-            for value in node:
-                collect(value)
+    def note(node: dict[str, Any]) -> dict[str, Any]:  # every JSON object, wherever Ray's format nests it
+        if isinstance(name := node.get("checkpoint_dir_name"), str):
+            kept.add(name)
+        return node
 
-    collect(snapshot)
+    try:
+        json.loads((train_dir / RAY_SNAPSHOT).read_text(encoding="utf-8"), object_hook=note)
+    except (OSError, ValueError):
+        return []
     if not kept:  # an empty or unfamiliar snapshot: not ours to judge
         return []
     orphans = sorted(p for p in train_dir.glob("checkpoint_*") if p.is_dir() and p.name not in kept)
@@ -196,6 +189,7 @@ def run_finetune(
     started = time.perf_counter()
     result = run_training(cfg, corpus, run_dir)
     wall_s = time.perf_counter() - started
+    prune_unregistered_checkpoints(run_dir / TRAIN_SUBDIR)  # an upload an interrupted earlier attempt left
     if not result.best_checkpoints:
         raise RuntimeError(f"{run_dir}: training reported no checkpoint")
     best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["dev_f1"])

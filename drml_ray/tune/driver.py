@@ -274,7 +274,7 @@ def run_tune(cfg: Experiment, run_dir: str | Path, *, resume: bool = False, over
         )  # fmt: skip
     grid = tuner.fit()
     wall_s = time.perf_counter() - started
-    if not meta:  # a trial the scheduler stopped mid-report leaves an upload Ray Train never registered
+    if not meta:  # a trial stopped mid-report (ASHA, PBT) leaves an upload Ray Train never registered
         trains = experiment.glob(f"trial_*/{TRAIN_SUBDIR}*")
         orphans = [p for train in trains for p in prune_unregistered_checkpoints(train)]
         if orphans:
