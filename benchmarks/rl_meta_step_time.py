@@ -2,10 +2,11 @@
 
     python benchmarks/rl_meta_step_time.py [--config configs/rl/nav2d.yaml] [--workers 1 2] [--steps 5]
 
-For each worker count: start that many :class:`~drml_ray.rl.driver.RLWorker` actors (each builds its
-RLlib PPO Algorithm once; that build time is reported apart), run one warm-up meta-step, then time
-``--steps`` meta-steps of the config's meta-batch and inner iterations. Prints a JSON line per count
-and a last ``RESULT`` line with the speed-up of the largest count over 1 worker.
+For each worker count: the product's actor pool (:func:`drml_ray.rl.driver.actor_pool`; each actor builds
+its RLlib PPO Algorithm once, a build time reported apart), one warm-up meta-step, then ``--steps``
+meta-steps timed, each the product's :func:`~drml_ray.rl.driver.reptile_step` (the config's meta-batch,
+inner iterations, seed and outer step-size decay). Prints a JSON line per count and a last ``RESULT`` line
+with the speed-up of the largest count over 1 worker.
 """
 
 from __future__ import annotations
@@ -21,23 +22,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import ray  # noqa: E402
 
 from drml_ray.config import load_config  # noqa: E402
-from drml_ray.rl.driver import make_workers, train_tasks  # noqa: E402
-from drml_ray.rl.weights import reptile_update  # noqa: E402
+from drml_ray.rl.driver import actor_pool, reptile_step  # noqa: E402
+from drml_ray.runtime.executor import Job  # noqa: E402
 
 
-def time_steps(cfg, workers: list, steps: int) -> tuple[float, list[float]]:  # noqa: ANN001
+def time_steps(cfg, pool, steps: int) -> tuple[float, list[float]]:  # noqa: ANN001
     began = time.perf_counter()
-    theta = ray.get(workers[0].fresh.remote(cfg.seed))
-    ray.get([w.fresh.remote(cfg.seed) for w in workers])  # every actor has built its Algorithm
+    theta = pool.call("fresh", cfg.seed)
+    pool.map([Job("build", "fresh", (cfg.seed,)) for _ in range(pool.size)])  # every actor has built its Algorithm
     build_s = time.perf_counter() - began
     times = []
     for step in range(steps + 1):  # step 0 warms up
         began = time.perf_counter()
-        ref = ray.put(theta)
-        tasks = train_tasks(cfg, step)
-        shares = [tasks[i :: len(workers)] for i in range(len(workers))]
-        refs = [w.reptile.remote(ref, s, cfg.meta.inner_iters, step) for w, s in zip(workers, shares, strict=True) if s]
-        theta = reptile_update(theta, ray.get(refs), cfg.meta.meta_lr)
+        theta = reptile_step(cfg, theta, step, pool)
         if step:
             times.append(time.perf_counter() - began)
     return build_s, times
@@ -54,10 +51,8 @@ def main() -> None:
     ray.init(num_cpus=max(args.workers) * cfg.meta.cpus_per_worker, include_dashboard=False, logging_level="ERROR")
     results = {}
     for count in args.workers:
-        workers = make_workers(cfg, count)
-        build_s, times = time_steps(cfg, workers, args.steps)
-        for w in workers:
-            ray.kill(w)
+        with actor_pool(cfg, count) as pool:
+            build_s, times = time_steps(cfg, pool, args.steps)
         results[count] = statistics.fmean(times)
         row = {"workers": count, "meta_batch": cfg.meta.meta_batch, "inner_iters": cfg.meta.inner_iters,
                "train_batch": cfg.ppo.train_batch, "build_s": round(build_s, 2),

@@ -1,88 +1,124 @@
 """The ``drml`` command.
 
-Every command that writes takes ``--output-dir`` (default ``runs/<experiment name>``) and refuses to
-overwrite a finished run unless ``--overwrite`` is given. Errors in user input (configs, corpora,
-paths) are printed as one clear message and exit with status 2.
+The experiment commands (``finetune``, ``meta-train``, ``rl transfer``, ...) come from the experiment
+registry (:mod:`drml_ray.runtime.registry`): one per command of each kind, all taking CONFIG, ``--set``
+and ``--output-dir`` (default ``runs/<experiment name>``). A finished run is never replaced without
+``--overwrite``. A mistake in the user's input (:class:`~drml_ray.errors.UserError`) prints one line and
+exits with status 2; anything else is a bug: its traceback is printed and ``drml`` exits with status 1.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 
-from drml_ray.config import ConfigError
-from drml_ray.data.conll import CorpusFormatError
-from drml_ray.data.fetch import FetchError
-from drml_ray.runs import RunExistsError, RunInterrupted
+from drml_ray.errors import RunExistsError, RunInterrupted, UserError
+from drml_ray.runtime.registry import Command, Kind, kinds
 
 app = typer.Typer(
-    help="drml-ray: distributed NER fine-tuning and meta-learning on Ray.",
+    help="drml-ray: distributed NER fine-tuning, meta-learning and RL on Ray.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-rl_app = typer.Typer(
-    help="Meta-RL and transfer on RLlib: Reptile over PPO, adaptation curves, transfer metrics.", no_args_is_help=True
-)
-app.add_typer(rl_app, name="rl")
+configs_app = typer.Typer(help="The experiment files shipped with drml-ray.", no_args_is_help=True)
+app.add_typer(configs_app, name="configs")
 
-USER_ERRORS = (ConfigError, CorpusFormatError, FetchError, RunExistsError, FileNotFoundError, KeyError, ValueError)
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BUG_REPORT = "this is a bug in drml-ray, not in your input: please report it with the traceback above"
 
+ConfigArg = Annotated[
+    Path, typer.Argument(help="Experiment YAML: a path, or a shipped config (drml configs list), e.g. ner/smoke.")
+]
 OutputDir = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory [default: runs/NAME, NAME from the config].")
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
-
-
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3 (repeatable).")
 ]
 ModelDir = Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")]
+Init = Annotated[
+    str | None, typer.Option("--init", help="Meta-learned weights (weights.pt or its folder); default: OUTPUT/meta.")
+]
+Inits = Annotated[
+    list[str] | None,
+    typer.Option("--init", help="A meta-learned model folder (for every meta method) or METHOD=PATH; default: the "
+                 "folders meta-train wrote in the output directory."),
+]  # fmt: skip
 
 
 def user_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """Print a user-input error (bad config, corpus, path) as one line and exit with status 2."""
+    """A user's mistake prints as one line, exit 2; Ctrl+C of a run that can resume, exit 130; a bug keeps its
+    traceback, exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs) -> None:
         try:
             command(*args, **kwargs)
-        except USER_ERRORS as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            typer.secho(f"drml: error: {message}", fg=typer.colors.RED, err=True)
+        except UserError as err:
+            typer.secho(f"drml: error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
         except RunInterrupted as err:
             typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception:
+            traceback.print_exc()
+            typer.secho(f"drml: internal error: {BUG_REPORT}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
 
     return wrapper
 
 
-@app.command(epilog="Example: `drml finetune configs/ner/smoke.yaml --set train.epochs=2 --set model.strategy=lora`")
-@user_errors
-def finetune(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/ner/conll2003.yaml.")],
-    set_: SetOption = None,
-    output_dir: OutputDir = None,
-    overwrite: Overwrite = False,
-) -> None:
-    """Fine-tune a token-classification model on Ray Train; writes best/, reports and results.json."""
-    from drml_ray.config import load_config
-    from drml_ray.ner.finetune import run_finetune
-    from drml_ray.runs import default_run_dir
+def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
+    """The CLI function of one registry command: load CONFIG as the kind's config, run the command."""
 
-    cfg = load_config(config, set_ or [])
-    run_finetune(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
+    def run(config: ConfigArg, set_: SetOption = None, output_dir: OutputDir = None, overwrite: Overwrite = False,
+            init: Init = None, inits: Inits = None) -> None:  # fmt: skip
+        from drml_ray.config import load_config
+        from drml_ray.runtime.registry import resolve
+        from drml_ray.runtime.rundir import default_run_dir
+
+        cfg = load_config(config, set_ or [], model=kind.config)
+        given = {"overwrite": overwrite, "init": init, "inits": inits or []}
+        options = {name: given[name] for name in command.options}
+        resolve(command.run)(cfg, output_dir or default_run_dir(cfg.name), **options)
+
+    signature = inspect.signature(run, eval_str=True)
+    keep = [p for p in signature.parameters.values() if p.name in ("config", "set_", "output_dir", *command.options)]
+    run.__signature__ = signature.replace(parameters=keep)  # type: ignore[attr-defined]
+    run.__doc__ = command.help
+    return user_errors(run)
+
+
+def _add_experiment_commands() -> None:
+    groups: dict[str, typer.Typer] = {}
+    for kind in kinds():
+        for command in kind.commands:
+            *group, name = command.name.split()
+            target = app
+            if group:
+                if group[0] not in groups:
+                    groups[group[0]] = typer.Typer(help=kind.summary, no_args_is_help=True)
+                    app.add_typer(groups[group[0]], name=group[0])
+                target = groups[group[0]]
+            target.command(name, epilog=f"Example: `{command.example}`")(experiment_command(kind, command))
+
+
+_add_experiment_commands()
 
 
 @app.command(
@@ -91,7 +127,7 @@ def finetune(
 )
 @user_errors
 def tune(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML with a tune: section, e.g. configs/tune/smoke.yaml.")],
+    config: ConfigArg,
     set_: SetOption = None,
     output_dir: OutputDir = None,
     resume: Annotated[
@@ -99,133 +135,36 @@ def tune(
     ] = False,
     overwrite: Overwrite = False,
 ) -> None:
-    """Hyper-parameter search with Ray Tune, every trial a distributed Ray Train run; writes trials.csv,
-    trials.png, best_config.yaml, and the best trial's model in best/ with its reports."""
+    """Hyper-parameter search with Ray Tune over any experiment with a tune: section, every trial a full run of
+    its kind; writes trials.csv, trials.png, best_config.yaml and the best trial's results."""
     from drml_ray.config import load_config
-    from drml_ray.runs import default_run_dir
+    from drml_ray.runtime.rundir import default_run_dir
     from drml_ray.tune.driver import run_tune
 
     cfg = load_config(config, set_ or [])
     run_tune(cfg, output_dir or default_run_dir(cfg.name), resume=resume, overwrite=overwrite)
 
 
-@app.command(
-    "meta-train",
-    epilog="Examples: `drml meta-train configs/meta/smoke.yaml` · "
-    "`drml meta-train configs/meta/crossner_politics.yaml --set meta.algorithms=[reptile]`",
-)
+@configs_app.command("list")
+def configs_list() -> None:
+    """The shipped experiment files, by name (any command takes the name, or configs/NAME.yaml, as CONFIG)."""
+    from drml_ray.config import config_path, shipped_configs
+
+    for name in shipped_configs():
+        first = config_path(name).read_text(encoding="utf-8").splitlines()[:1]
+        typer.echo(f"{name:36} {first[0].lstrip('# ') if first and first[0].startswith('#') else ''}")
+
+
+@configs_app.command("show")
 @user_errors
-def meta_train(
-    config: Annotated[Path, typer.Argument(help="Meta-learning YAML (a meta: section), e.g. configs/meta/smoke.yaml.")],
-    set_: SetOption = None,
-    output_dir: OutputDir = None,
-    overwrite: Overwrite = False,
-) -> None:
-    """Meta-train Reptile / first-order MAML over NER tasks on Ray actors; writes one Hugging Face folder per
-    algorithm (its head built from the held-out labels' names) that `drml finetune` accepts as its backbone.
-    An interrupted run continues from its last checkpoint when started again."""
-    from drml_ray.config import MetaExperiment, load_config
-    from drml_ray.meta.driver import run_meta_train
-    from drml_ray.runs import default_run_dir
+def configs_show(name: Annotated[str, typer.Argument(help="A shipped config, e.g. ner/smoke.")]) -> None:
+    """Print a shipped experiment file (copy it to start your own)."""
+    from drml_ray.config import config_path
 
-    cfg = load_config(config, set_ or [], model=MetaExperiment)
-    run_meta_train(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
-
-
-@app.command(
-    "meta-eval",
-    epilog="Examples: `drml meta-eval configs/meta/smoke.yaml` · `drml meta-eval configs/meta/crossner_politics.yaml "
-    "--set eval.shots=[10,50,all] --set eval.seeds=[1]` · `--init reptile=runs/x/reptile`",
-)
-@user_errors
-def meta_eval(
-    config: Annotated[Path, typer.Argument(help="The meta-learning YAML given to drml meta-train.")],
-    set_: SetOption = None,
-    output_dir: OutputDir = None,
-    init: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--init",
-            help="A meta-learned model folder (for every meta method) or METHOD=PATH; "
-            "default: the folders meta-train wrote in the output directory.",
-        ),
-    ] = None,
-) -> None:
-    """Adapt every starting point (direct, CoNLL then fine-tune, multi-task, Reptile, FOMAML) on each held-out
-    domain x shot count x seed with the same budget, score test F1; writes meta_eval.json (cell by cell: a
-    rerun skips finished cells), meta_eval.md and meta_eval.png."""
-    from drml_ray.config import MetaExperiment, load_config
-    from drml_ray.meta.driver import run_meta_eval
-    from drml_ray.runs import default_run_dir
-
-    cfg = load_config(config, set_ or [], model=MetaExperiment)
-    run_meta_eval(cfg, output_dir or default_run_dir(cfg.name), inits=init or [])
-
-
-RLConfig = Annotated[
-    Path, typer.Argument(help="RL experiment YAML (env:/ppo: sections), e.g. configs/rl/smoke_nav2d.yaml.")
-]
-
-
-def _rl_config(config: Path, overrides: list[str] | None):  # noqa: ANN202 - RLExperiment, imported lazily
-    from drml_ray.config import RLExperiment, load_config
-
-    return load_config(config, overrides or [], model=RLExperiment)
-
-
-@rl_app.command(
-    "meta-train",
-    epilog="Examples: `drml rl meta-train configs/rl/smoke_nav2d.yaml` · "
-    "`drml rl meta-train configs/rl/nav2d.yaml --set meta.workers=4 --set meta.methods=[meta]`",
-)
-@user_errors
-def rl_meta_train(config: RLConfig, set_: SetOption = None, output_dir: OutputDir = None,
-                  overwrite: Overwrite = False) -> None:  # fmt: skip
-    """Reptile over RLlib PPO weights across a task family (each meta-batch's tasks adapt in parallel on Ray
-    actors), plus the multi-task and RL² baselines on the same environment steps; writes meta/, multitask/,
-    rl2/ weights and meta_train.json. An interrupted run continues from its last checkpoint."""
-    from drml_ray.rl.driver import run_rl_meta_train
-    from drml_ray.runs import default_run_dir
-
-    cfg = _rl_config(config, set_)
-    run_rl_meta_train(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
-
-
-@rl_app.command(
-    "meta-eval",
-    epilog="Examples: `drml rl meta-eval configs/rl/smoke_nav2d.yaml` · `--init runs/x/meta/weights.pt`",
-)
-@user_errors
-def rl_meta_eval(
-    config: RLConfig,
-    set_: SetOption = None,
-    output_dir: OutputDir = None,
-    init: Annotated[
-        str | None,
-        typer.Option("--init", help="Meta-learned weights (weights.pt or its folder); default: OUTPUT/meta."),
-    ] = None,
-) -> None:
-    """Return on held-out tasks before and after 1..k PPO iterations of adaptation for the meta-learned, multi-task,
-    RL², scratch and oracle policies over seeds; writes adaptation.json (episode_return_mean,
-    episode_return_mean_adapt_N, adaptation_delta), adaptation.md and adaptation.png. Reruns keep finished curves."""
-    from drml_ray.rl.driver import run_rl_meta_eval
-    from drml_ray.runs import default_run_dir
-
-    cfg = _rl_config(config, set_)
-    run_rl_meta_eval(cfg, output_dir or default_run_dir(cfg.name), init=init)
-
-
-@rl_app.command("transfer", epilog="Example: `drml rl transfer configs/rl/smoke_transfer.yaml`")
-@user_errors
-def rl_transfer(config: RLConfig, set_: SetOption = None, output_dir: OutputDir = None,
-                overwrite: Overwrite = False) -> None:  # fmt: skip
-    """Train PPO on a source task, fine-tune on a target, against the target from scratch, over seeds; writes
-    transfer.json (jumpstart, time to threshold, asymptotic, total-reward ratio), transfer.md and transfer.png."""
-    from drml_ray.rl.transfer import run_rl_transfer
-    from drml_ray.runs import default_run_dir
-
-    cfg = _rl_config(config, set_)
-    run_rl_transfer(cfg, output_dir or default_run_dir(cfg.name), overwrite=overwrite)
+    path = config_path(name)
+    if not path.is_file():
+        raise UserError(f"{name}: no such shipped config (drml configs list shows them)")
+    typer.echo(path.read_text(encoding="utf-8"), nl=False)
 
 
 @app.command(epilog="Example: `drml tensorboard runs/tune_smoke --port 6007`")
@@ -239,7 +178,7 @@ def tensorboard(
     import subprocess
 
     if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run directory")
+        raise UserError(f"{run_dir}: no such run directory")
     typer.echo(f"[drml] TensorBoard on http://{host}:{port} for {run_dir} (Ctrl-C stops it)", err=True)
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--port", str(port), "--host", host]
     raise typer.Exit(subprocess.call(command))
@@ -247,7 +186,7 @@ def tensorboard(
 
 @app.command(epilog="Example: `drml report runs/tune_smoke` then open runs/tune_smoke/report.html")
 @user_errors
-def report(run_dir: Annotated[Path, typer.Argument(help="A finished run directory (finetune or tune).")]) -> None:
+def report(run_dir: Annotated[Path, typer.Argument(help="A finished run directory of any kind, or a search.")]) -> None:
     """Write report.html (self-contained: figures inlined) and report.md for a run."""
     from drml_ray.report.build import write_report
 
@@ -280,10 +219,10 @@ def evaluate(
     from drml_ray.data.load import load_corpus
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
-    from drml_ray.runs import atomic_write_json, atomic_write_text, default_run_dir, prepare_run_dir
+    from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, open_run
 
     if split not in ("train", "dev", "test"):
-        raise ValueError(f"--split must be train, dev or test, not {split!r}")
+        raise UserError(f"--split must be train, dev or test, not {split!r}")
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
         sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
@@ -292,7 +231,7 @@ def evaluate(
     else:
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
     name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
-    run_dir = prepare_run_dir(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
+    run_dir = open_run(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
     scores = evaluate_sentences(load_saved_model(model_dir), sentences, batch_size=batch_size)
     report = format_split(scores, split)
     atomic_write_text(run_dir / f"report_{split}.txt", report)
@@ -318,12 +257,12 @@ def predict(
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import predict_lines, read_inputs
-    from drml_ray.runs import atomic_write_text
+    from drml_ray.runtime.rundir import atomic_write_text
 
     if (text is None) == (input_ is None):
-        raise ValueError("give exactly one of --text or --input")
+        raise UserError("give exactly one of --text or --input")
     if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
-        raise ValueError("--format is auto|text|conll and --engine is auto|local|ray")
+        raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     texts, pretokenized = ([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
@@ -342,9 +281,10 @@ def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> No
     """The embedded default: fine-tune the packaged MiniLM on CrossNER politics (or a generated
     corpus when no copy is reachable) with 2 Ray Train workers on a local Ray, then print the
     reports and a few predictions."""
+    from drml_ray.config import config_path
     from drml_ray.quickstart import run_quickstart
 
-    run_quickstart(REPO_CONFIGS / "ner" / "quickstart.yaml", output_dir, overwrite=overwrite)
+    run_quickstart(config_path("ner/quickstart"), output_dir, overwrite=overwrite)
 
 
 @data_app.command("list")
@@ -400,7 +340,7 @@ def data_convert(
     from drml_ray.data.parquet import write_parquet
 
     if from_scheme not in ("iob1", "iob2"):
-        raise ValueError(f"--from-scheme must be iob1 or iob2, not {from_scheme!r}")
+        raise UserError(f"--from-scheme must be iob1 or iob2, not {from_scheme!r}")
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     sentences = read_corpus_file(source, scheme=from_scheme)  # type: ignore[arg-type]

@@ -10,14 +10,17 @@ strict mode. Unknown keys and wrong types are errors that name the file, the lin
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from drml_ray.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """An invalid experiment file or override; the message lists every problem found."""
 
 
@@ -240,19 +243,24 @@ class TuneSettings(Section):
         return self
 
 
-class FinetuneConfig(Section):
-    """One NER fine-tuning experiment: what ``drml finetune`` runs."""
+class Experiment(Section):
+    """What every experiment file has: a name and, for ``drml tune``, a search over it."""
 
     name: str
     """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
+    tune: TuneSettings | None = None
+    """Hyper-parameter search over this experiment (``drml tune``); the metric is one its kind reports."""
+
+
+class FinetuneConfig(Experiment):
+    """One NER fine-tuning experiment: what ``drml finetune`` runs."""
+
     seed: int = 42
     """Seed of model initialisation, data order and dropout."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     scaling: ScalingSettings = ScalingSettings()
-    tune: TuneSettings | None = None
-    """Hyper-parameter search over this experiment (``drml tune``)."""
 
     @model_validator(mode="after")
     def _batch_divides(self) -> FinetuneConfig:
@@ -387,11 +395,9 @@ class AdaptSettings(Section):
         return self
 
 
-class MetaExperiment(Section):
+class MetaExperiment(Experiment):
     """One meta-learning experiment: what ``drml meta-train`` and ``drml meta-eval`` run."""
 
-    name: str
-    """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
     seed: int = 42
     """Seed of episode sampling, head initialisation and dropout."""
     model: ModelConfig = ModelConfig()
@@ -399,8 +405,6 @@ class MetaExperiment(Section):
     data: TaskData = TaskData()
     meta: MetaSettings = MetaSettings()
     eval: AdaptSettings = AdaptSettings()
-    tune: TuneSettings | None = None
-    """Search over meta-training (``drml tune``): reports the held-out dev F1 after adaptation."""
 
     @model_validator(mode="after")
     def _full_strategy(self) -> MetaExperiment:
@@ -573,11 +577,9 @@ class TransferSettings(Section):
         return self
 
 
-class RLExperiment(Section):
+class RLExperiment(Experiment):
     """One reinforcement-learning experiment: what ``drml rl meta-train|meta-eval|transfer`` run."""
 
-    name: str
-    """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
     seed: int = 0
     """Seed of task sampling, network initialisation and PPO."""
     env: RLEnvSettings = RLEnvSettings()
@@ -586,16 +588,6 @@ class RLExperiment(Section):
     eval: RLEvalSettings = RLEvalSettings()
     transfer: TransferSettings | None = None
     """The cross-domain transfer experiment (``drml rl transfer``)."""
-    tune: TuneSettings | None = None
-    """Search over meta-RL (``drml tune``): reports the held-out return after adaptation."""
-
-
-def config_model_for(data: dict[str, Any]) -> type[Section]:
-    """The experiment kind of a parsed YAML mapping: an ``env:`` or ``ppo:`` section makes it a
-    reinforcement-learning experiment, a ``meta:`` section a meta-learning (NER) one."""
-    if isinstance(data, dict) and ("env" in data or "ppo" in data):
-        return RLExperiment
-    return MetaExperiment if isinstance(data, dict) and "meta" in data else FinetuneConfig
 
 
 # --- YAML with line numbers ----------------------------------------------------------------------
@@ -679,14 +671,33 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
 def load_config(path: str | Path, overrides: list[str] | None = None, model: type[Section] | None = None) -> Any:
     """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key.
 
-    ``model`` defaults to the file's kind (:func:`config_model_for`): :class:`RLExperiment` with an
-    ``env:`` or ``ppo:`` section, :class:`MetaExperiment` with a ``meta:`` section, else :class:`FinetuneConfig`.
+    ``path`` may name a shipped config (:func:`config_path`). ``model`` defaults to the file's experiment
+    kind (:func:`drml_ray.runtime.registry.kind_of_data`: an ``env:`` section makes an RL file, ...).
     """
-    path = Path(path)
+    path = config_path(path)
+    data, lines = _read_yaml(path)
+    if model is None:
+        from drml_ray.runtime.registry import kind_of_data
+
+        model = kind_of_data(data).config
+    overridden = {apply_override(data, item, model) for item in overrides or []}
+    data.setdefault("name", path.stem)
+    try:
+        config = model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, str(path), lines, overridden)) from None
+    if getattr(config, "tune", None) is not None:
+        _check_space(config, path, lines)
+    return config
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """The mapping of a YAML file, and the line of every key path in it."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+        raise ConfigError(f"{path}: cannot read config ({err.strerror}; `drml configs list` shows the shipped "
+                          "ones)") from None  # fmt: skip
     try:
         root = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
@@ -696,25 +707,38 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the file must hold a mapping of config keys, not {type(data).__name__}")
-    lines = _key_lines(root) if root is not None else {}
-    model = model or config_model_for(data)
-    overridden = {apply_override(data, item, model) for item in overrides or []}
-    data.setdefault("name", path.stem)
-    try:
-        config = model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(path), lines, overridden)) from None
-    tune = getattr(config, "tune", None)
-    if tune is not None:
-        for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
-            for key, dist in space.items():
-                where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
-                try:
-                    for value in dist.args:  # every value a trial could take must make a valid config
-                        with_params(config, {key: value})
-                except ConfigError as err:
-                    raise ConfigError(f"{path}:{lines.get(where, '?')}: tune.{section}.{key}: {err}") from None
-    return config
+    return data, _key_lines(root) if root is not None else {}
+
+
+def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int]) -> None:
+    """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config."""
+    tune = config.tune
+    for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
+        for key, dist in space.items():
+            where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
+            try:
+                for value in dist.args:
+                    with_params(config, {key: value})
+            except ConfigError as err:
+                raise ConfigError(f"{path}:{lines.get(where, '?')}: tune.{section}.{key}: {err}") from None
+
+
+def shipped_configs() -> list[str]:
+    """The configs shipped inside the package, by name: ``ner/smoke``, ``tune/smoke``, ..."""
+    root = resources.files("drml_ray") / "configs"
+    return sorted(f"{group.name}/{f.name.removesuffix('.yaml')}" for group in root.iterdir() if group.is_dir()
+                  for f in group.iterdir() if f.name.endswith(".yaml"))  # fmt: skip
+
+
+def config_path(name: str | Path) -> Path:
+    """``name`` when it is a file, else the shipped config it names (``ner/smoke``, ``configs/ner/smoke.yaml``):
+    the README's commands work from any folder, after any install."""
+    path = Path(name)
+    if path.exists():
+        return path
+    key = str(name).removeprefix("configs/").removesuffix(".yaml")
+    shipped = resources.files("drml_ray") / "configs" / f"{key}.yaml"
+    return Path(str(shipped)) if shipped.is_file() else path
 
 
 def with_params(config: Section, params: dict[str, Any]) -> Any:

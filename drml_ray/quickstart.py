@@ -7,9 +7,10 @@ from pathlib import Path
 
 from drml_ray.config import load_config
 from drml_ray.data.load import load_corpus
+from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
-from drml_ray.runs import FINISHED_MARKER, default_run_dir
+from drml_ray.runtime.rundir import FINISHED_MARKER, default_run_dir
 
 N_EXAMPLES = 5
 
@@ -17,7 +18,7 @@ N_EXAMPLES = 5
 def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: bool = False) -> Path:
     """Run the quickstart experiment (or reuse a finished one) and print example predictions."""
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: drml quickstart runs the config of a drml-ray checkout")
+        raise UserError(f"{config_path}: the quickstart config is missing from this install of drml-ray")
     cfg = load_config(config_path)
     run_dir = Path(output_dir or default_run_dir(cfg.name)).resolve()
     corpus = load_corpus(cfg.data)  # read (or fetched, or replaced by the fallback) once

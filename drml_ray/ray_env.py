@@ -36,9 +36,9 @@ def warn_if_other_local_ray() -> None:
     worker's CPUs are never given back, and the next trials wait for workers forever. One shared
     instance avoids it: ``ray start --head`` once, then ``RAY_ADDRESS=auto drml ...``.
     """
-    from ray._private.services import find_gcs_addresses  # RAY (private: no public way to list them)
+    from drml_ray._ray_compat import other_local_ray_addresses
 
-    others = sorted(find_gcs_addresses())
+    others = other_local_ray_addresses()
     if others:
         log.warning(
             "another Ray instance runs on this machine (%s): Ray Train cannot tell two local instances "

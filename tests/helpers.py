@@ -1,9 +1,19 @@
-"""Small helpers shared by test modules."""
+"""Small helpers shared by test modules, and the test doubles that run inside Ray workers.
+
+This module is pickled *by value* (``register_pickle_by_value``): Ray workers cannot import ``tests``.
+"""
 
 from __future__ import annotations
 
 import ast
+import os
+import sys
+import time
 from pathlib import Path
+
+import ray.cloudpickle
+
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def top_level_imports(path: Path) -> set[str]:
@@ -11,3 +21,41 @@ def top_level_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     return imported | {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+
+
+class FailOnce:
+    """A training-loop callback that fails rank 0 once, right after evaluation ``after`` was checkpointed (a
+    marker file in the run folder remembers it across Ray Train's restart of the worker group)."""
+
+    def __init__(self, after: int = 1):
+        self.after = after
+
+    def after_checkpoint(self, state, rank: int, run_dir: Path) -> None:  # noqa: ANN001
+        marker = run_dir / ".injected_failure"
+        if rank == 0 and len(state.history) == self.after and not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"injected failure after evaluation {self.after}")
+
+
+class Squarer:
+    """An executor test actor: squares numbers, dies (its process exits) or raises on request."""
+
+    def square(self, x: int, seconds: float = 0.0) -> int:
+        time.sleep(seconds)
+        return x * x
+
+    def die_once(self, x: int, marker: str) -> int:
+        """Kill this actor's process the first time (the marker file says it happened), then square."""
+        if not os.path.exists(marker):
+            Path(marker).touch()
+            os._exit(1)
+        return x * x
+
+    def die(self) -> None:
+        os._exit(1)
+
+    def fail(self, x: int) -> int:
+        raise ValueError(f"no square for {x}")
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -130,7 +130,7 @@ def test_tune_without_a_search_space_and_report_of_a_non_run_exit_2(tmp_path):
 
 def test_an_interrupted_search_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
     import drml_ray.tune.driver
-    from drml_ray.runs import RunInterrupted
+    from drml_ray.runtime.rundir import RunInterrupted
 
     def interrupted(*args, **kwargs):
         raise RunInterrupted("the search stopped with 5 of 12 trials ended; run the same command with --resume")
@@ -139,3 +139,34 @@ def test_an_interrupted_search_exits_130_and_says_how_to_resume(tmp_path, monkey
     smoke = Path(__file__).resolve().parents[1] / "configs" / "tune" / "smoke.yaml"
     result = cli("tune", smoke, "--output-dir", tmp_path / "run")
     assert result.exit_code == 130 and "5 of 12 trials ended" in result.output and "--resume" in result.output
+
+
+def test_a_bug_keeps_its_traceback_exits_1_and_asks_for_a_report(tmp_path, monkeypatch):
+    import drml_ray.ner.finetune
+
+    def broken(*args, **kwargs):
+        return {}["dev_f1"]  # an internal KeyError: no user's fault
+
+    monkeypatch.setattr(drml_ray.ner.finetune, "run_finetune", broken)
+    result = cli("finetune", "ner/smoke", "--output-dir", tmp_path / "x")
+    assert result.exit_code == 1
+    assert "Traceback" in result.output and "KeyError: 'dev_f1'" in result.output
+    assert "internal error: this is a bug in drml-ray" in result.output
+
+
+def test_a_user_error_from_deep_inside_exits_2_in_one_line(tmp_path):
+    result = cli("data", "fetch", "crossner_sport", "--output-dir", tmp_path)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "unknown corpus 'crossner_sport'; known corpora: conll2003, crossner_ai" in result.output
+
+
+def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch):
+    listing = cli("configs", "list")
+    assert listing.exit_code == 0 and "ner/smoke" in listing.output and "rl/smoke_nav2d" in listing.output
+    shown = cli("configs", "show", "ner/quickstart")
+    assert shown.exit_code == 0 and "backbone: minilm" in shown.output
+    assert cli("configs", "show", "ner/nope").exit_code == 2
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here: the name and the checkout path both resolve
+    from drml_ray.config import load_config
+
+    assert load_config("configs/ner/smoke.yaml").name == load_config("ner/smoke").name == "smoke"

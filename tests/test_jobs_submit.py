@@ -80,7 +80,7 @@ def test_submit_finetune_job(token_auth_head, tmp_path):
     for _ in range(15):  # the head's job agent takes a few seconds to come up after `ray start`
         submitted = ray_job(
             address, env, "submit", "--submission-id", job_id, "--working-dir", ".", "--",
-            sys.executable, "jobs/finetune.py", "configs/ner/smoke.yaml", "--output-dir", str(run_dir),
+            sys.executable, "jobs/run.py", "finetune", "configs/ner/smoke.yaml", "--output-dir", str(run_dir),
             "--set", "train.epochs=1", "--set", "scaling.num_workers=1",
         )  # fmt: skip
         if "No available agent" not in submitted.stderr:

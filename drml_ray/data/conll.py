@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from drml_ray.errors import UserError
+
 Scheme = Literal["iob1", "iob2"]
 PREFIXES = ("B", "I")
 
@@ -26,7 +28,7 @@ class Sentence:
     tags: tuple[str, ...]
 
 
-class CorpusFormatError(ValueError):
+class CorpusFormatError(UserError):
     """Malformed corpus input; names the file, the 1-based line and the offending text."""
 
     def __init__(self, path: str | os.PathLike[str], line: int | None, message: str, text: str = ""):
@@ -125,7 +127,7 @@ def read_conll(
 
 def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
     """Write ``token<TAB>tag`` lines with a blank line after each sentence, atomically."""
-    from drml_ray.runs import atomic_write_text
+    from drml_ray.runtime.rundir import atomic_write_text
 
     lines: list[str] = []
     for sentence in sentences:

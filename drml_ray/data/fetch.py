@@ -19,11 +19,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from drml_ray.data.registry import CorpusSpec, RemoteFile
+from drml_ray.errors import UserError
 
 TIMEOUT_S = 20
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError):
     """A corpus could not be fetched; the message says from where and what to do."""
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from drml_ray.data.conll import Scheme
+from drml_ray.errors import UserError
 
 SPLITS = ("train", "dev", "test")
 
@@ -102,4 +103,4 @@ def get_spec(name: str) -> CorpusSpec:
         return CORPORA[name]
     except KeyError:
         known = ", ".join(sorted(CORPORA))
-        raise KeyError(f"unknown corpus {name!r}; known corpora: {known}, or 'generated'") from None
+        raise UserError(f"unknown corpus {name!r}; known corpora: {known}, or 'generated'") from None

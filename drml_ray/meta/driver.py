@@ -1,11 +1,11 @@
 """``drml meta-train`` and ``drml meta-eval``: the Ray side of meta-learning.
 
-Distribution (one design for both commands): a pool of ``workers`` Ray actors (:class:`MetaWorker`),
-each owning one :class:`~drml_ray.meta.learner.NerLearner` and reserving ``cpus_per_worker`` CPUs
-(its torch thread count). On a cluster the actors land on any node; a meta-batch of 8 tasks with
-8 workers adapts all 8 at once.
+Distribution (one design for both commands): an :class:`~drml_ray.runtime.executor.ActorExecutor` of
+``workers`` actors (:class:`MetaWorker`), each owning one :class:`~drml_ray.meta.learner.NerLearner`
+and reserving ``cpus_per_worker`` CPUs (its torch thread count). On a cluster the actors land on any
+node; a meta-batch of 8 tasks with 8 workers adapts all 8 at once.
 
-Per meta-step the communication is:
+Per meta-step (:func:`meta_train_step`) the communication is:
 
 1. the driver puts theta in the object store once (``ray.put``: encoder + head generator, 4 bytes a
    weight — 91 MB for MiniLM); every actor reads that one object (zero-copy on its own node);
@@ -28,30 +28,31 @@ import json
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray  # RAY
 import torch
-import yaml
 
 from drml_ray.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings, ModelConfig, TaskData, dump_config
-from drml_ray.meta.algorithms import Params, meta_lr_at, meta_step, sum_gradients
+from drml_ray.errors import RunExistsError, UserError
 from drml_ray.meta.learner import NerLearner, adaptation_steps
 from drml_ray.meta.results import Cell, finished_twin, record_cell, twin_cell, write_meta_eval_outputs
-from drml_ray.ray_env import ensure_ray
-from drml_ray.runs import RunExistsError, atomic_write_json, atomic_write_text
+from drml_ray.metagrad import Params, meta_lr_at, meta_step, sum_gradients
+from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run
 
-META_TRAIN_FILE = "meta_train.json"
 META_EVAL_FILE = "meta_eval.json"
 META_ALGORITHMS = ("reptile", "fomaml")
 STARTS_SUBDIR = "starts"
+FREE_KEYS = ("eval", "tune")
+"""Keys a meta-eval (or a search) may change in a meta-training run directory: they do not change meta-training."""
 
 OnEval = Callable[[str, int, float], None]
 """Called after each held-out evaluation: ``(algorithm, meta_step, mean held-out dev F1)``."""
 
 
-@ray.remote  # RAY: one learner per actor; resources set by make_workers
 class MetaWorker:
     """A process that adapts tasks: episodes for meta-training, cells for meta-evaluation."""
 
@@ -89,44 +90,13 @@ class MetaWorker:
         return labels
 
 
-def make_workers(cfg: MetaExperiment, count: int, cpus: int) -> list[Any]:
-    """``count`` actors of ``cpus`` CPUs each (and ``meta.gpus_per_worker`` GPUs: then they train on CUDA)."""
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
-
-    ensure_ray()
-    options = {
-        "num_cpus": cpus,
-        "num_gpus": cfg.meta.gpus_per_worker,
-        "runtime_env": {"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
-        # Inside a Tune trial, never join the trial's placement group (it reserves memory only):
-        # the actors reserve their own CPUs, which is what Tune's concurrency limit counts on.
-        "scheduling_strategy": PlacementGroupSchedulingStrategy(placement_group=None),
-    }
-    model, data = cfg.model.model_dump(mode="json"), cfg.data.model_dump(mode="json")
+def actor_pool(cfg: MetaExperiment, count: int, label: str | None = None) -> ActorExecutor:
+    """``count`` :class:`MetaWorker` actors (with ``meta.gpus_per_worker`` GPUs they train on CUDA)."""
     device = "cuda" if cfg.meta.gpus_per_worker > 0 else "cpu"
-    return [MetaWorker.options(**options).remote(model, data, cfg.seed, cpus, device) for _ in range(count)]  # RAY
-
-
-def _check_config(run_dir: Path, cfg: MetaExperiment) -> None:
-    """Refuse a run directory whose meta-learning setup (everything but ``eval`` and ``tune``) differs."""
-    written = run_dir / "config.yaml"
-    text = dump_config(cfg, exclude={"eval", "tune"})
-    if written.exists() and _setup(written.read_text(encoding="utf-8")) != _setup(text):
-        raise RunExistsError(
-            f"{run_dir} holds a meta-learning run of a different config ({written}); "
-            "pass --overwrite to start over, or --output-dir to run elsewhere"
-        )
-    atomic_write_text(written, text)
-
-
-def _setup(text: str) -> dict[str, Any]:
-    """The meta-learning setup a config text describes, defaults filled in (so a key added to drml-ray
-    later, at its default, does not make an older run directory look different)."""
-    data = {k: v for k, v in (yaml.safe_load(text) or {}).items() if k not in ("eval", "tune")}
-    try:
-        return MetaExperiment.model_validate(data).model_dump(mode="json", exclude={"eval", "tune"})
-    except ValueError:
-        return data
+    cpus = cfg.meta.cpus_per_worker
+    make = actor_factory(MetaWorker, cfg.model.model_dump(mode="json"), cfg.data.model_dump(mode="json"), cfg.seed,
+                         cpus, device, cpus=cpus, gpus=cfg.meta.gpus_per_worker)  # fmt: skip
+    return ActorExecutor(make, count, label=label)
 
 
 EVAL_FREE_KEYS = {"methods", "shots", "seeds", "workers"}
@@ -159,113 +129,159 @@ def episode_jobs(cfg: MetaExperiment, step: int) -> list[tuple[str, int]]:
     return [(rng.choice(cfg.meta.train_tasks), rng.randrange(2**31)) for _ in range(cfg.meta.meta_batch)]
 
 
-def _heldout_eval(workers: list[Any], theta_ref: Any, cfg: MetaExperiment) -> dict[str, float]:
-    settings = cfg.meta.model_dump(mode="json")
-    specs = cfg.meta.heldout_tasks
-    refs = [workers[i % len(workers)].heldout_f1.remote(theta_ref, spec, settings, cfg.eval.lrs[0], cfg.seed)
-            for i, spec in enumerate(specs)]  # fmt: skip  # RAY
-    return dict(zip(specs, ray.get(refs), strict=True))  # RAY
+@dataclass
+class MetaRun:
+    """One algorithm's meta-training: theta, its outer optimizer and the record, checkpointed together."""
+
+    algorithm: str
+    params: dict[str, torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    lr: float
+    record: dict[str, Any]
+    step: int = 0
+
+    def theta(self) -> Params:
+        return {n: p.detach() for n, p in self.params.items()}
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"theta": self.theta(), "optimizer": self.optimizer.state_dict(), "record": self.record,
+                    "step": self.step}, tmp)  # fmt: skip
+        tmp.replace(path)
 
 
-def meta_train_one(
-    cfg: MetaExperiment, algorithm: str, run_dir: Path, workers: list[Any], on_eval: OnEval | None = None
-) -> dict[str, Any]:
-    """Meta-train one algorithm; checkpoints to ``run_dir/<algorithm>.state.pt``, exports ``run_dir/<algorithm>/``."""
-    meta = cfg.meta
-    state_path = run_dir / f"{algorithm}.state.pt"
-    learner = NerLearner(cfg.model, cfg.data, cfg.seed)  # the driver's copy: theta, exports
-    params = {n: torch.nn.Parameter(p.detach().clone()) for n, p in learner.meta_state().items()}
-    reptile = algorithm == "reptile"
+def start_meta_run(cfg: MetaExperiment, algorithm: str, theta: Params, state_path: Path) -> MetaRun:
+    """A fresh meta-training from ``theta``, or the one checkpointed at ``state_path``."""
+    meta, reptile = cfg.meta, algorithm == "reptile"
+    params = {n: torch.nn.Parameter(p.detach().clone()) for n, p in theta.items()}
     kind, lr = (meta.meta_optimizer, meta.meta_lr) if reptile else (meta.fomaml_optimizer, meta.fomaml_lr)
     optimizer = torch.optim.Adam(params.values(), lr=lr) if kind == "adam" else torch.optim.SGD(params.values(), lr=lr)
-    record: dict[str, Any] = {"steps": [], "evals": [], "train_s": 0.0}
-    start = 0
+    run = MetaRun(algorithm, params, optimizer, lr, {"steps": [], "evals": [], "train_s": 0.0})
     if state_path.exists():
         saved = torch.load(state_path, map_location="cpu", weights_only=False)
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(saved["theta"][name])
         optimizer.load_state_dict(saved["optimizer"])
-        record, start = saved["record"], saved["step"]
-        print(f"[drml] {algorithm}: resuming at meta-step {start} from {state_path}")
+        run.record, run.step = saved["record"], saved["step"]
+        print(f"[drml] {algorithm}: resuming at meta-step {run.step} from {state_path}")
+    return run
+
+
+def meta_train_step(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor) -> dict[str, float]:
+    """One outer update at ``run.step``: the meta-batch's episodes adapted on the actors, their
+    meta-gradients averaged, one step of the outer optimizer. Returns the episodes' mean losses."""
+    began, meta = time.perf_counter(), cfg.meta
+    theta_ref = ray.put(run.theta())  # RAY: one broadcast per meta-step
+    jobs = episode_jobs(cfg, run.step)
+    shares = [jobs[i :: pool.size] for i in range(pool.size)]
     settings = meta.model_dump(mode="json")
+    outputs = pool.map([Job(f"{run.algorithm} meta-step {run.step + 1} episodes {share}", "gradients",
+                            (theta_ref, share, settings, run.algorithm)) for share in shares if share])  # fmt: skip
+    summed, _ = sum_gradients(grad for grad, _ in outputs)
+    stats = [stat for _, share_stats in outputs for stat in share_stats]
+    for group in run.optimizer.param_groups:
+        group["lr"] = meta_lr_at(run.step, meta.meta_steps, run.lr, meta.meta_lr_decay)
+    meta_step(run.params, {n: g / len(jobs) for n, g in summed.items()}, run.optimizer)
+    run.step += 1
+    seconds = time.perf_counter() - began
+    run.record["train_s"] += seconds
+    losses = {k: sum(s[k] for s in stats) / len(stats) for k in ("support_loss_first", "support_loss_last",
+                                                                "query_loss")}  # fmt: skip
+    run.record["steps"].append({"step": run.step, "seconds": seconds, **losses})
+    return losses | {"seconds": seconds}
 
-    def theta() -> Params:
-        return {n: p.detach() for n, p in params.items()}
 
-    def evaluate(step: int) -> None:
-        f1 = _heldout_eval(workers, ray.put(theta()), cfg)  # RAY
-        mean = sum(f1.values()) / len(f1)
-        record["evals"].append({"step": step, "heldout_dev_f1": f1, "mean": mean})
-        print(f"[drml] {algorithm} meta-step {step}/{meta.meta_steps}: held-out dev F1 after "
-              f"{meta.eval_steps} adaptation steps on {meta.eval_shots} shots: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in f1.items()), flush=True)  # fmt: skip
-        if on_eval is not None:
-            on_eval(algorithm, step, mean)
+def heldout_check(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor, on_eval: OnEval | None) -> None:
+    """Adapt theta to each held-out task's few shots and score its dev set (meta-training's yardstick)."""
+    settings, specs, theta_ref = cfg.meta.model_dump(mode="json"), cfg.meta.heldout_tasks, ray.put(run.theta())  # RAY
+    f1 = dict(zip(specs, pool.map([Job(f"held-out {spec}", "heldout_f1", (theta_ref, spec, settings, cfg.eval.lrs[0],
+                                                                            cfg.seed)) for spec in specs]),
+                  strict=True))  # fmt: skip
+    mean = sum(f1.values()) / len(f1)
+    run.record["evals"].append({"step": run.step, "heldout_dev_f1": f1, "mean": mean})
+    print(f"[drml] {run.algorithm} meta-step {run.step}/{cfg.meta.meta_steps}: held-out dev F1 after "
+          f"{cfg.meta.eval_steps} adaptation steps on {cfg.meta.eval_shots} shots: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in f1.items()), flush=True)  # fmt: skip
+    if on_eval is not None:
+        on_eval(run.algorithm, run.step, mean)
 
-    if start == 0 and not record["evals"]:
-        evaluate(0)
-    for step in range(start, meta.meta_steps):
-        began = time.perf_counter()
-        theta_ref = ray.put(theta())  # RAY: one broadcast per meta-step
-        jobs = episode_jobs(cfg, step)
-        shares = [jobs[i :: len(workers)] for i in range(len(workers))]
-        refs = [w.gradients.remote(theta_ref, share, settings, algorithm)  # RAY
-                for w, share in zip(workers, shares, strict=True) if share]  # fmt: skip
-        shares_out = ray.get(refs)  # RAY
-        summed, _ = sum_gradients(grad for grad, _ in shares_out)
-        stats = [stat for _, share_stats in shares_out for stat in share_stats]
-        for group in optimizer.param_groups:
-            group["lr"] = meta_lr_at(step, meta.meta_steps, lr, meta.meta_lr_decay)
-        meta_step(params, {n: g / len(jobs) for n, g in summed.items()}, optimizer)
-        seconds = time.perf_counter() - began
-        record["train_s"] += seconds
-        losses = {k: sum(s[k] for s in stats) / len(stats) for k in ("support_loss_first", "support_loss_last",
-                                                                    "query_loss")}  # fmt: skip
-        record["steps"].append({"step": step + 1, "seconds": seconds, **losses})
-        if (step + 1) % max(1, meta.meta_steps // 20) == 0 or step == start:
-            print(f"[drml] {algorithm} meta-step {step + 1}/{meta.meta_steps}: support loss "
+
+def meta_train_one(
+    cfg: MetaExperiment, algorithm: str, run_dir: Path, pool: ActorExecutor, on_eval: OnEval | None = None
+) -> dict[str, Any]:
+    """Meta-train one algorithm; checkpoints to ``run_dir/<algorithm>.state.pt``, exports ``run_dir/<algorithm>/``."""
+    meta, state_path = cfg.meta, run_dir / f"{algorithm}.state.pt"
+    learner = NerLearner(cfg.model, cfg.data, cfg.seed)  # the driver's copy: theta, exports
+    run = start_meta_run(cfg, algorithm, learner.meta_state(), state_path)
+    if run.step == 0 and not run.record["evals"]:
+        heldout_check(cfg, run, pool, on_eval)
+    first = run.step
+    while run.step < meta.meta_steps:
+        losses = meta_train_step(cfg, run, pool)
+        if run.step % max(1, meta.meta_steps // 20) == 0 or run.step == first + 1:
+            print(f"[drml] {algorithm} meta-step {run.step}/{meta.meta_steps}: support loss "
                   f"{losses['support_loss_first']:.3f} -> {losses['support_loss_last']:.3f}, query "
-                  f"{losses['query_loss']:.3f}, {seconds:.1f} s", flush=True)  # fmt: skip
-        if (step + 1) % meta.eval_every == 0 or step + 1 == meta.meta_steps:
-            evaluate(step + 1)
-            tmp = state_path.with_name(f".{state_path.name}.tmp")
-            torch.save({"theta": theta(), "optimizer": optimizer.state_dict(), "record": record,
-                        "step": step + 1}, tmp)  # fmt: skip
-            tmp.replace(state_path)
+                  f"{losses['query_loss']:.3f}, {losses['seconds']:.1f} s", flush=True)  # fmt: skip
+        if run.step % meta.eval_every == 0 or run.step == meta.meta_steps:
+            heldout_check(cfg, run, pool, on_eval)
+            run.save(state_path)
     folder = run_dir / algorithm
-    labels = learner.task(meta.heldout_tasks[0]).labels
-    learner.export(theta(), labels, folder)
+    learner.export(run.theta(), learner.task(meta.heldout_tasks[0]).labels, folder)
     print(f"[drml] {algorithm}: meta-learned initialisation saved to {folder} "
           f"(head built from the label names of {meta.heldout_tasks[0]})")  # fmt: skip
-    steps = len(record["steps"]) or 1
-    return record | {"folder": str(folder), "s_per_meta_step": record["train_s"] / steps}
+    steps = len(run.record["steps"]) or 1
+    return run.record | {"folder": str(folder), "s_per_meta_step": run.record["train_s"] / steps}
 
 
 def run_meta_train(
     cfg: MetaExperiment, run_dir: str | Path, *, overwrite: bool = False, on_eval: OnEval | None = None
 ) -> dict[str, Any]:
     """Meta-train every algorithm of ``meta.algorithms``; writes ``meta_train.json`` (results) last."""
-    from drml_ray.runs import prepare_run_dir
-
-    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, marker=META_TRAIN_FILE)
-    _check_config(run_dir, cfg)
+    run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS)
     meta = cfg.meta
     print(f"[drml] meta-train '{cfg.name}' -> {run_dir}: {', '.join(meta.algorithms)} over "
           f"{', '.join(meta.train_tasks)}; held out: {', '.join(meta.heldout_tasks)}")  # fmt: skip
     print(f"[drml] {meta.meta_steps} meta-steps x {meta.meta_batch} episodes ({meta.shots} support + "
           f"{meta.query} query sentences, {meta.inner_steps} inner steps) on {meta.workers} Ray actors")  # fmt: skip
-    workers = make_workers(cfg, meta.workers, meta.cpus_per_worker)
     results: dict[str, Any] = {}
     started = time.perf_counter()
-    for algorithm in meta.algorithms:
-        results[algorithm] = meta_train_one(cfg, algorithm, run_dir, workers, on_eval)
+    with actor_pool(cfg, meta.workers) as pool:
+        for algorithm in meta.algorithms:
+            results[algorithm] = meta_train_one(cfg, algorithm, run_dir, pool, on_eval)
     results["wall_s"] = time.perf_counter() - started
-    for w in workers:
-        ray.kill(w)  # RAY
     atomic_write_json(run_dir / META_TRAIN_FILE, results)  # written last: marks meta-training finished
     print(f"[drml] meta-training done in {results['wall_s']:.0f} s; next: drml meta-eval with the same --output-dir")
     return results
+
+
+# --- drml tune: one trial meta-trains one algorithm on its own actors ----------------------------------
+
+
+def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
+    """Checks that each trial tunes one algorithm; trials read their tasks themselves."""
+    assert cfg.tune is not None
+    if len(cfg.meta.algorithms) != 1 and "meta.algorithms" not in cfg.tune.space:
+        raise UserError(
+            "a meta-learning search tunes one algorithm per trial: set meta.algorithms: [reptile], or search "
+            "over it with tune.space: {meta.algorithms: {choice: [[reptile], [fomaml]]}}"
+        )
+    return None, f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
+
+
+def search_trial(cfg: MetaExperiment, trial_dir: Path, shared: None, callbacks: Any) -> None:
+    """One trial: meta-train, reporting the held-out dev F1 after adaptation at every evaluation
+    (``epoch`` = evaluations so far) with the folder the algorithm's model is exported to."""
+    from ray import tune  # RAY
+
+    started = time.perf_counter()
+
+    def on_eval(algorithm: str, step: int, mean_f1: float) -> None:
+        tune.report({"epoch": step / cfg.meta.eval_every, "dev_f1": mean_f1, "meta_step": step,  # RAY
+                     "checkpoint_path": str(trial_dir / "meta" / algorithm),
+                     "train_s": time.perf_counter() - started})  # fmt: skip
+
+    run_meta_train(cfg, trial_dir / "meta", on_eval=on_eval)
 
 
 # --- meta-evaluation -------------------------------------------------------------------------------
@@ -291,7 +307,7 @@ def resolve_starts(cfg: MetaExperiment, run_dir: Path, inits: list[str]) -> dict
         else:
             folder = Path(meta_inits.get(method, run_dir / method))
             if not (folder / "config.json").is_file():
-                raise FileNotFoundError(
+                raise UserError(
                     f"{folder}: no meta-trained {method} model; run `drml meta-train` with the same --output-dir "
                     f"(meta.algorithms: [{method}]) or pass --init PATH, or drop {method} from eval.methods"
                 )
@@ -304,27 +320,25 @@ def _pretrained(run_dir: Path, name: str) -> str | None:
     return str(folder) if (folder / "config.json").is_file() else None
 
 
-def _pretrain_missing(
-    cfg: MetaExperiment, run_dir: Path, starts: dict[str, str | None], workers: list[Any]
-) -> dict[Any, tuple[str, str, Any]]:
-    """Start training the CoNLL and multi-task starting points that are not there yet (once per run
-    directory), one per actor. Returns ``ref -> (method, folder, actor)``; cells of other methods run
-    on the remaining actors meanwhile."""
-    jobs = {"conll_then_finetune": ("conll", [cfg.eval.conll_task]),
-            "multitask_then_finetune": ("multitask", list(cfg.meta.train_tasks))}  # fmt: skip
-    pending = {}
-    for i, method in enumerate(m for m in jobs if m in starts and starts[m] is None):
-        name, specs = jobs[method]
+def _pretrain_missing(cfg: MetaExperiment, run_dir: Path, starts: dict[str, str | None], pool: ActorExecutor) -> None:
+    """Train the CoNLL and multi-task starting points that are not there yet (once per run directory), one
+    per actor, before the cells that start from them."""
+    recipes = {"conll_then_finetune": ("conll", [cfg.eval.conll_task]),
+               "multitask_then_finetune": ("multitask", list(cfg.meta.train_tasks))}  # fmt: skip
+    missing = [m for m in recipes if m in starts and starts[m] is None]
+    if not missing:
+        return
+    jobs = []
+    for method in missing:
+        name, specs = recipes[method]
         folder = run_dir / STARTS_SUBDIR / name
         print(f"[drml] pre-training the {method} start on {', '.join(specs)}: {cfg.eval.pretrain_steps} steps "
               f"-> {folder}")  # fmt: skip
-        worker = workers[i % len(workers)]
-        ref = worker.pretrain.remote(  # RAY
-            cfg.model.backbone, specs, cfg.eval.pretrain_steps, cfg.eval.pretrain_lr, cfg.eval.batch_size,
-            cfg.seed, str(folder), name,
-        )  # fmt: skip
-        pending[ref] = (method, str(folder), worker)
-    return pending
+        args = (cfg.model.backbone, specs, cfg.eval.pretrain_steps, cfg.eval.pretrain_lr, cfg.eval.batch_size,
+                cfg.seed, str(folder), name)  # fmt: skip
+        jobs.append(Job(f"the {method} start", "pretrain", args))
+        starts[method] = str(folder)
+    pool.map(jobs, lambda i, labels: f"ready in {starts[missing[i]]}")
 
 
 def _count(items: list, noun: str) -> str:
@@ -354,15 +368,13 @@ def _train_sizes(cfg: MetaExperiment, cells: list[Cell]) -> dict[str, int]:
 
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
-    run_dir = Path(run_dir).expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_config(run_dir, cfg)
+    run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     _check_budget(run_dir, cfg)
     starts = resolve_starts(cfg, run_dir, inits or [])
     out_path = run_dir / META_EVAL_FILE
     table: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists() else {}
     cells: list[Cell] = [(d, str(k), seed, m) for d in cfg.meta.heldout_tasks for seed in cfg.eval.seeds
-             for k in cfg.eval.shots for m in cfg.eval.methods]  # fmt: skip
+                         for k in cfg.eval.shots for m in cfg.eval.methods]  # fmt: skip
     done = {c for c in cells if str(c[2]) in table.get(c[0], {}).get(c[1], {}).get(c[3], {}).get("runs", {})}
     todo = [c for c in cells if c not in done]
     print(f"[drml] meta-eval '{cfg.name}' -> {out_path}: {len(cells)} cells "
@@ -370,67 +382,52 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
           f"{_count(cfg.eval.seeds, 'seed')} x {_count(cfg.eval.methods, 'method')})"
           + (f"; {len(done)} already there, skipped" if done else ""))  # fmt: skip
     sizes = _train_sizes(cfg, todo)
-    for cell in list(todo):
-        twin = finished_twin(table, cell, sizes)
-        if twin is None:
-            continue
-        (twin_shots, result), (domain, shots, seed, method) = twin, cell
-        table = record_cell(out_path, cell, result | {"same_as": twin_shots})
-        todo.remove(cell)
-        print(f"[drml] {domain} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
-              f"sentences, so this is the {twin_shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
-    twins: dict[Cell, list[Cell]] = {}
-    for cell in todo:
-        twins.setdefault(twin_cell(cell, sizes), []).append(cell)
+    todo = [cell for cell in todo if not _copy_finished_twin(out_path, table, cell, sizes)]
     if todo:
-        workers = make_workers(cfg, cfg.eval.workers, cfg.meta.cpus_per_worker)
-        pretraining = _pretrain_missing(cfg, run_dir, starts, workers)
-        settings = cfg.eval.model_dump(mode="json")
-        busy = {id(worker) for _, _, worker in pretraining.values()}
-        idle, running = [w for w in workers if id(w) not in busy], {}
-        queue = [group[0] for group in twins.values()]  # one cell of each group of twins is computed
-        computing = len(queue)
-        finished, cost_done, cost_total = 0, 0, sum(cell_cost(c[1], cfg.eval) for c in queue)
-        started = time.perf_counter()
-        while queue or running or pretraining:
-            while idle and (ready_cells := [c for c in queue if starts[c[3]] is not None]):
-                cell = ready_cells[0]
-                queue.remove(cell)
-                worker = idle.pop()
-                domain, shots, seed, method = cell
-                ref = worker.cell.remote(starts[method], domain, "all" if shots == "all" else int(shots), seed,
-                                         settings)  # fmt: skip  # RAY
-                running[ref] = (cell, worker)
-            if not running and not pretraining:
-                raise RuntimeError(f"no start for the cells {queue[:3]} ...")  # resolve_starts names every start
-            ready, _ = ray.wait(list(running) + list(pretraining), num_returns=1)  # RAY
-            if ready[0] in pretraining:
-                method, folder, worker = pretraining.pop(ready[0])
-                ray.get(ready[0])  # RAY: raises if pre-training failed
-                starts[method] = folder
-                idle.append(worker)
-                print(f"[drml] the {method} start is ready: {folder}")
-                continue
-            cell, worker = running.pop(ready[0])
-            idle.append(worker)
-            result = ray.get(ready[0])  # RAY
-            domain, shots, seed, method = cell
-            table = record_cell(out_path, cell, result)  # every finished cell is kept, whatever happens next
-            copies = twins[twin_cell(cell, sizes)][1:]
-            for twin in copies:
-                table = record_cell(out_path, twin, result | {"same_as": shots})
-            finished += 1
-            cost_done += cell_cost(shots, cfg.eval)  # cells differ: an all-shot cell costs ~5 ten-shot ones
-            eta = (time.perf_counter() - started) / cost_done * (cost_total - cost_done)
-            print(f"[drml] [{finished}/{computing}] {domain} {shots} shots seed {seed} {method}: test F1 "
-                  f"{result['f1']:.4f} (dev {result['dev_f1']:.4f}, lr {result['lr']:g}, {result['steps']} steps, "
-                  f"{result['seconds']:.0f} s); about {eta / 60:.0f} min left", flush=True)  # fmt: skip
-            if copies:
-                also = ", ".join(f"{c[1]} shots" for c in copies)
-                print(f"[drml]   the same cell as {also}: the train split has {sizes[domain]} sentences")
-        for w in workers:
-            ray.kill(w)  # RAY
+        with actor_pool(cfg, cfg.eval.workers, label="meta-eval") as pool:
+            _pretrain_missing(cfg, run_dir, starts, pool)
+            _compute_cells(cfg, out_path, todo, starts, sizes, pool)
+        table = json.loads(out_path.read_text(encoding="utf-8"))
     outputs = write_meta_eval_outputs(table, run_dir, order=[m for m in METHODS if m in cfg.eval.methods])
     print(outputs["table"])
     print(f"[drml] {out_path}, {outputs['png']}, {outputs['md']}")
     return table
+
+
+def _copy_finished_twin(out_path: Path, table: dict[str, Any], cell: Cell, sizes: dict[str, int]) -> bool:
+    """Record ``cell`` as a copy of a finished cell that computed exactly the same (see :func:`twin_cell`)."""
+    twin = finished_twin(table, cell, sizes)
+    if twin is None:
+        return False
+    (twin_shots, result), (domain, shots, seed, method) = twin, cell
+    table.update(record_cell(out_path, cell, result | {"same_as": twin_shots}))
+    print(f"[drml] {domain} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
+          f"sentences, so this is the {twin_shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
+    return True
+
+
+def _compute_cells(cfg: MetaExperiment, out_path: Path, todo: list[Cell], starts: dict[str, str | None],
+                   sizes: dict[str, int], pool: ActorExecutor) -> None:  # fmt: skip
+    """One job per group of twin cells; each finished cell goes into ``meta_eval.json`` at once (under every
+    key of its group), whatever happens to the others."""
+    twins: dict[Cell, list[Cell]] = {}
+    for cell in todo:
+        twins.setdefault(twin_cell(cell, sizes), []).append(cell)
+    computed = [group[0] for group in twins.values()]
+    settings = cfg.eval.model_dump(mode="json")
+    jobs = [Job(f"{domain} {shots} shots seed {seed} {method}", "cell",
+                (starts[method], domain, "all" if shots == "all" else int(shots), seed, settings),
+                cost=cell_cost(shots, cfg.eval)) for domain, shots, seed, method in computed]  # fmt: skip
+
+    def done(index: int, result: dict[str, Any]) -> str:
+        cell = computed[index]
+        record_cell(out_path, cell, result)  # kept, whatever happens next
+        copies = twins[twin_cell(cell, sizes)][1:]
+        for twin in copies:
+            record_cell(out_path, twin, result | {"same_as": cell[1]})
+        also = f"; the same cell as {', '.join(f'{c[1]} shots' for c in copies)}: the train split has " \
+               f"{sizes[cell[0]]} sentences" if copies else ""  # fmt: skip
+        return (f"test F1 {result['f1']:.4f} (dev {result['dev_f1']:.4f}, lr {result['lr']:g}, {result['steps']} "
+                f"steps, {result['seconds']:.0f} s){also}")  # fmt: skip
+
+    pool.map(jobs, done)

@@ -1,7 +1,7 @@
 """The NER side of meta-learning, in plain torch: one process's episodes, adaptations and exports.
 
 A :class:`NerLearner` holds one token-classification model whose classifier is rebuilt for each
-task's label set by the label-name head (:mod:`drml_ray.ner.label_head`). The *meta-parameters*
+task's label set by the label-name head (:mod:`drml_ray.meta.label_head`). The *meta-parameters*
 theta are the encoder's weights (``encoder.*``) and the head generator's (``head.*``); a task's
 classifier rows are built from them and its label names, adapted with the encoder in the inner
 loop, and their meta-gradient is pulled back to the generator through the chain rule (the
@@ -20,16 +20,16 @@ import torch
 
 from drml_ray.config import AdaptSettings, MetaSettings, ModelConfig, TaskData
 from drml_ray.data.conll import Sentence, discover_labels, entity_types
-from drml_ray.meta.algorithms import Algorithm, Params, adapt, fomaml_gradient, inner_optimizer, reptile_gradient
+from drml_ray.meta.label_head import LabelNameHead, save_generator, type_embeddings, type_name
 from drml_ray.meta.tasks import Task, load_task, sample_episode, sample_shots
+from drml_ray.metagrad import Algorithm, Params, adapt, fomaml_gradient, inner_optimizer, reptile_gradient
 from drml_ray.ner.batching import collate, epoch_batches, split_by_length
 from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import predict_words
-from drml_ray.ner.label_head import LabelNameHead, save_generator, type_embeddings, type_name
 from drml_ray.ner.metrics import score_split
 from drml_ray.ner.modeling import build_model, load_tokenizer
 from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, token_loss_sum, train_step
-from drml_ray.runs import replace_dir
+from drml_ray.runtime.rundir import replace_dir
 
 ENCODER, HEAD = "encoder.", "head."
 

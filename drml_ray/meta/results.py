@@ -10,8 +10,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from drml_ray.report.build import save_figure
-from drml_ray.runs import atomic_write_json, atomic_write_text
+from drml_ray.report.build import Section, save_figure, subplots
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
 
@@ -74,29 +74,25 @@ def _shots_key(shots: str) -> tuple[int, float]:
     return (1, 0.0) if shots == "all" else (0, float(shots))
 
 
+def cell_text(cell: dict[str, Any] | None) -> str:
+    """``mean ± std (seeds)`` in F1 points; ``—`` for a cell not run."""
+    return f"{100 * cell['mean_f1']:.2f} ± {100 * cell['std_f1']:.2f} ({len(cell['f1_per_seed'])})" if cell else "—"
+
+
 def format_meta_eval(table: dict[str, Any], order: list[str]) -> str:
     """Markdown: one row per (domain, shots), one column per method, cells ``mean ± std (n)`` in F1 points."""
     methods = [m for m in order if any(m in row for d in table.values() for row in d.values())]
     lines = ["| domain | shots | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
     for domain, rows in table.items():
         for shots in sorted(rows, key=_shots_key):
-            cells = []
-            for m in methods:
-                c = rows[shots].get(m)
-                cells.append(f"{100 * c['mean_f1']:.2f} ± {100 * c['std_f1']:.2f} ({len(c['f1_per_seed'])})"
-                             if c else "—")  # fmt: skip
+            cells = [cell_text(rows[shots].get(m)) for m in methods]
             lines.append(f"| {domain} | {shots} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nTest entity F1 (points), mean ± std over seeds (number of seeds); — not run.\n"
 
 
 def plot_meta_eval(table: dict[str, Any], order: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     domains = list(table)
-    fig, axes = plt.subplots(1, max(1, len(domains)), figsize=(4.5 * max(1, len(domains)), 3.6), squeeze=False)
+    fig, axes = subplots(1, max(1, len(domains)), figsize=(4.5 * max(1, len(domains)), 3.6), squeeze=False)
     for ax, domain in zip(axes[0], domains, strict=False):
         shots = sorted(table[domain], key=_shots_key)
         for method in order:
@@ -121,3 +117,35 @@ def write_meta_eval_outputs(table: dict[str, Any], run_dir: Path, order: list[st
     atomic_write_text(run_dir / "meta_eval.md", text)
     plot_meta_eval(table, order, run_dir / "meta_eval.png")
     return {"table": text, "md": run_dir / "meta_eval.md", "png": run_dir / "meta_eval.png"}
+
+
+def report_sections(run_dir: Path) -> list[Section]:
+    """``drml report`` of a meta-learning run: meta-training's held-out curves, the adaptation table."""
+    from drml_ray.config import METHODS
+
+    sections = []
+    train_path, eval_path = run_dir / "meta_train.json", run_dir / "meta_eval.json"
+    if train_path.exists():
+        record = json.loads(train_path.read_text(encoding="utf-8"))
+        runs = {a: r for a, r in record.items() if isinstance(r, dict) and r.get("evals")}
+        rows = [{"algorithm": a, "meta-steps": len(r["steps"]), "s / meta-step": f"{r['s_per_meta_step']:.1f}",
+                 "held-out dev F1 at step 0": f"{r['evals'][0]['mean']:.4f}",
+                 "held-out dev F1 at the end": f"{r['evals'][-1]['mean']:.4f}", "model": r["folder"]}
+                for a, r in runs.items()]  # fmt: skip
+        fig, ax = subplots(figsize=(7, 4), dpi=110)
+        for algorithm, rec in runs.items():
+            ax.plot([e["step"] for e in rec["evals"]], [e["mean"] for e in rec["evals"]], marker="o", label=algorithm)
+        ax.set(xlabel="meta-step", ylabel="held-out dev entity F1 after adaptation")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        figure = save_figure(fig, run_dir / "report_meta_train.png")
+        title = "Meta-training (held-out dev F1 after a few-shot adaptation)"
+        sections.append(Section(title, table=rows, figure=figure))
+    if eval_path.exists():
+        table = json.loads(eval_path.read_text(encoding="utf-8"))
+        rows = [{"domain": domain, "shots": shots, **{m: cell_text(cells.get(m)) for m in METHODS}}
+                for domain, by_shots in table.items() for shots, cells in by_shots.items()]  # fmt: skip
+        png = run_dir / "meta_eval.png"
+        sections.append(Section("Adaptation: test entity F1 (points), mean ± std (seeds)", table=rows,
+                                figure=png if png.exists() else None))  # fmt: skip
+    return sections

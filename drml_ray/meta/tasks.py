@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from drml_ray.config import DataConfig, TaskData
 from drml_ray.data.conll import Sentence, discover_labels, entity_types, split_tag
-from drml_ray.ner.label_head import type_name  # noqa: F401  (re-exported: the names tasks are described by)
+from drml_ray.errors import UserError
+from drml_ray.meta.label_head import type_name  # noqa: F401  (re-exported: the names tasks are described by)
 
 GENERATED_PREFIX = "generated:"
 
@@ -49,7 +50,7 @@ def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = No
         types = {t.strip() for t in spec.removeprefix(GENERATED_PREFIX).split(",") if t.strip()}
         known = {"PER", "ORG", "LOC", "MISC"}
         if not types or not types <= known:
-            raise ValueError(f"task {spec!r}: generated tasks keep some of {', '.join(sorted(known))}")
+            raise UserError(f"task {spec!r}: generated tasks keep some of {', '.join(sorted(known))}")
         # Each generated task draws its own sentences (the seed depends on the types kept).
         g = data.generated.model_copy(update={"seed": data.generated.seed + sum(map(ord, "".join(sorted(types))))})
         corpus = load_corpus(DataConfig(corpus="generated", generated=g), progress=False)
@@ -95,7 +96,7 @@ def sample_episode(task: Task, shots: int, query: int, rng: random.Random, n_way
         chosen = set(types)
         pool = list(range(len(sentences)))
     if len(pool) < shots + query:
-        raise ValueError(
+        raise UserError(
             f"task {task.name}: an episode needs {shots} + {query} sentences but only {len(pool)} are eligible"
         )
     picked = rng.sample(pool, shots + query)

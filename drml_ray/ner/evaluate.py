@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.errors import UserError
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import Report, score_split
 
@@ -37,7 +38,7 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
     """Load ``model_dir`` (written by ``drml finetune`` or any HF token-classification folder)."""
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
+        raise UserError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
     model = AutoModelForTokenClassification.from_pretrained(folder).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     drml = getattr(model.config, "drml", None) or {}

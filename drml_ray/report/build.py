@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drml_ray.runs import atomic_write_text
+from drml_ray.errors import UserError
+from drml_ray.runtime.rundir import atomic_write_text
 
 
 @dataclass
@@ -32,8 +33,14 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
-def _f1(scores: dict[str, Any]) -> float:
-    return scores["entity"]["micro"]["f1"]
+def subplots(*args: Any, **kwargs: Any) -> Any:
+    """``matplotlib.pyplot.subplots`` on the Agg backend (files only: no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(*args, **kwargs)
 
 
 def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
@@ -48,15 +55,10 @@ def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
     return path
 
 
-def _curves_png(history: list[dict[str, Any]], path: Path) -> Path:
+def curves_png(history: list[dict[str, Any]], path: Path) -> Path:
     """Dev entity F1 and train loss over epochs (a finetune run's ``history``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = [h["epoch"] for h in history]
-    fig, left = plt.subplots(figsize=(7, 4), dpi=110)
+    fig, left = subplots(figsize=(7, 4), dpi=110)
     left.plot(epochs, [h["dev_f1"] for h in history], marker="o", color="tab:blue", label="dev entity F1")
     left.set_xlabel("epoch")
     left.set_ylabel("dev entity F1", color="tab:blue")
@@ -68,168 +70,33 @@ def _curves_png(history: list[dict[str, Any]], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def _meta_curves_png(record: dict[str, Any], path: Path) -> Path:
-    """Held-out dev F1 after adaptation over meta-steps, one line per algorithm (``meta_train.json``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for algorithm, rec in record.items():
-        if isinstance(rec, dict) and rec.get("evals"):
-            ax.plot([e["step"] for e in rec["evals"]], [e["mean"] for e in rec["evals"]], marker="o", label=algorithm)
-    ax.set_xlabel("meta-step")
-    ax.set_ylabel("held-out dev entity F1 after adaptation")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
-
-
-def collect_meta(run_dir: Path) -> tuple[str, list[Section]]:
-    """Sections of a meta-learning run: meta-training curves and the adaptation table."""
-    from drml_ray.config import METHODS
-
-    sections = []
-    train_path, eval_path = run_dir / "meta_train.json", run_dir / "meta_eval.json"
-    if train_path.exists():
-        record = json.loads(train_path.read_text(encoding="utf-8"))
-        rows = [
-            {"algorithm": a, "meta-steps": len(r["steps"]), "s / meta-step": f"{r['s_per_meta_step']:.1f}",
-             "held-out dev F1 at step 0": f"{r['evals'][0]['mean']:.4f}",
-             "held-out dev F1 at the end": f"{r['evals'][-1]['mean']:.4f}", "model": r["folder"]}
-            for a, r in record.items() if isinstance(r, dict) and r.get("evals")
-        ]  # fmt: skip
-        sections.append(Section("Meta-training (held-out dev F1 after a few-shot adaptation)", table=rows,
-                                figure=_meta_curves_png(record, run_dir / "report_meta_train.png")))  # fmt: skip
-    if eval_path.exists():
-        table = json.loads(eval_path.read_text(encoding="utf-8"))
-        rows = []
-        for domain, by_shots in table.items():
-            for shots, cells in by_shots.items():
-                row: dict[str, Any] = {"domain": domain, "shots": shots}
-                for method in METHODS:
-                    c = cells.get(method)
-                    row[method] = (
-                        f"{100 * c['mean_f1']:.2f} ± {100 * c['std_f1']:.2f} ({len(c['f1_per_seed'])})" if c else "—"
-                    )
-                rows.append(row)
-        png = run_dir / "meta_eval.png"
-        sections.append(Section("Adaptation: test entity F1 (points), mean ± std (seeds)", table=rows,
-                                figure=png if png.exists() else None))  # fmt: skip
-    sections.append(Section("Configuration", text=_read(run_dir / "config.yaml")))
-    return f"drml meta-learning run: {run_dir.name}", sections
-
-
-def _rl_curves_png(record: dict[str, Any], path: Path) -> Path:
-    """Held-out return before and after adaptation over Reptile's meta-steps (``meta_train.json``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    checks = record["meta"]["checks"]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for key, label in (("return_before", "before adaptation"), ("return_after", "after adaptation")):
-        ax.plot([c["step"] for c in checks], [c[key] for c in checks], marker="o", label=label)
-    ax.set_xlabel("meta-step")
-    ax.set_ylabel("held-out episode return")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    return save_figure(fig, path)
-
-
-def is_rl_run(run_dir: Path) -> bool:
-    """An RL run directory: written by ``drml rl ...`` (its config has an ``env:`` section)."""
-    config = run_dir / "config.yaml"
-    if not config.exists():
-        return False
-    import yaml
-
-    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    return isinstance(data, dict) and "env" in data
-
-
-def collect_rl(run_dir: Path) -> tuple[str, list[Section]]:
-    """Sections of an RL run: Reptile's progress, the adaptation table and the transfer metrics."""
-    sections = []
-    train_path, adapt_path, transfer_path = (
-        run_dir / f for f in ("meta_train.json", "adaptation.json", "transfer.json")
-    )
-    if not (train_path.exists() or adapt_path.exists() or transfer_path.exists()):
-        raise FileNotFoundError(f"{run_dir}: no meta_train.json, adaptation.json or transfer.json (nothing finished)")
-    if train_path.exists():
-        record = json.loads(train_path.read_text(encoding="utf-8"))
-        rows = [{"method": m, **({"s / meta-step": f"{r['seconds_per_meta_step']:.1f}",
-                                  "meta-steps": len(r["step_s"])} if m == "meta" else
-                                 {"PPO iterations": r["iterations"], "wall s": f"{r['wall_s']:.0f}"})}
-                for m, r in record.items() if isinstance(r, dict)]  # fmt: skip
-        figure = _rl_curves_png(record, run_dir / "report_meta_train.png") if "meta" in record else None
-        sections.append(Section("Meta-training", table=rows, figure=figure))
-    if adapt_path.exists():
-        table = json.loads(adapt_path.read_text(encoding="utf-8"))
-        rows = []
-        for method, row in table.items():
-            names = [k for k in row if k.startswith("episode_return_mean")]
-            cells = {n.replace("episode_return_mean", "return") or "return": f"{row[n]:.1f} ± {row['std'][n]:.1f}"
-                     for n in names}  # fmt: skip
-            gap = row.get("gap_closed", {}).get(names[-1])
-            gap_text = "—" if gap is None else f"{100 * gap:.0f}%"
-            rows.append({"method": method, **cells, "adaptation_delta": f"{row['adaptation_delta']:+.1f}",
-                         "gap closed": gap_text, "seeds": len(row["seeds"])})  # fmt: skip
-        png = run_dir / "adaptation.png"
-        sections.append(Section("Adaptation on held-out tasks (episode return, mean ± std over seeds)", table=rows,
-                                figure=png if png.exists() else None))  # fmt: skip
-    if transfer_path.exists():
-        png = run_dir / "transfer.png"
-        sections.append(Section("Transfer (Taylor & Stone metrics)", text=_read(run_dir / "transfer.md"),
-                                figure=png if png.exists() else None))  # fmt: skip
-    sections.append(Section("Configuration", text=_read(run_dir / "config.yaml")))
-    return f"drml rl run: {run_dir.name}", sections
-
-
 def collect(run_dir: Path) -> tuple[str, list[Section]]:
-    """The report's title and sections for ``run_dir``."""
-    if is_rl_run(run_dir):
-        return collect_rl(run_dir)
-    results_path = run_dir / "results.json"
-    if not results_path.exists() and ((run_dir / "meta_train.json").exists() or (run_dir / "meta_eval.json").exists()):
-        return collect_meta(run_dir)
-    if not results_path.exists():
-        raise FileNotFoundError(f"{run_dir}: no results.json (not a finished drml run directory)")
-    results = json.loads(results_path.read_text(encoding="utf-8"))
-    is_search = (run_dir / "trials.csv").exists()
-    name = run_dir.name
-    summary = [
-        {"split": split, "entity F1": f"{_f1(results[split]):.4f}",
-         "precision": f"{results[split]['entity']['micro']['precision']:.4f}",
-         "recall": f"{results[split]['entity']['micro']['recall']:.4f}"}
-        for split in ("dev", "test") if split in results
-    ]  # fmt: skip
-    sections = [Section("Scores of the best model (entity level, seqeval strict IOB2)", table=summary)]
-    if is_search:
-        with (run_dir / "trials.csv").open(encoding="utf-8") as handle:
-            trials = list(csv.DictReader(handle))
-        tune = results.get("tune", {})
-        sections.append(
-            Section(
-                f"Trials (best: {results.get('best_trial')}; {tune.get('trial_epochs', '?')} trial-epochs "
-                f"in {tune.get('wall_s', 0):.0f} s)",
-                table=trials,
-                figure=run_dir / "trials.png" if (run_dir / "trials.png").exists() else None,
-            )
-        )
-    history = results.get("history") or []
-    if history:
-        sections.append(Section("Training curves", figure=_curves_png(history, run_dir / "report_curves.png")))
-    for split in ("dev", "test"):
-        text = _read(run_dir / f"report_{split}.txt")
-        if text:
-            sections.append(Section(f"{split} reports", text=text))
-    config = _read(run_dir / ("best_config.yaml" if is_search else "config.yaml"))
-    sections.append(Section("Best configuration" if is_search else "Configuration", text=config))
-    title = f"drml {'tune' if is_search else 'finetune'} run: {name}"
-    return title, sections
+    """The report's title and sections for ``run_dir``: the trials of a search, the sections its experiment
+    kind writes (:mod:`drml_ray.runtime.registry`), and the configuration."""
+    from drml_ray.config import load_config
+    from drml_ray.runtime.registry import kind_of, resolve
+
+    if not (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir}: no config.yaml, so no results.json either: not a drml run directory")
+    kind = kind_of(load_config(run_dir / "config.yaml"))
+    search = (run_dir / "trials.csv").exists()
+    sections = ([_trials_section(run_dir)] if search else []) + resolve(kind.report)(run_dir)
+    if not sections:
+        markers = ", ".join(c.marker or "" for c in kind.commands if c.marker)
+        raise UserError(f"{run_dir}: nothing finished to report yet (no {markers})")
+    config = _read(run_dir / ("best_config.yaml" if search else "config.yaml"))
+    sections.append(Section("Best configuration" if search else "Configuration", text=config))
+    return f"drml {'tune' if search else kind.name} run: {run_dir.name}", sections
+
+
+def _trials_section(run_dir: Path) -> Section:
+    with (run_dir / "trials.csv").open(encoding="utf-8") as handle:
+        trials = list(csv.DictReader(handle))
+    results = json.loads(_read(run_dir / "results.json") or "{}")
+    tune = results.get("tune", {})
+    title = (f"Trials (best: {results.get('best_trial', '?')}; {tune.get('trial_epochs', '?')} trial-epochs "
+             f"in {tune.get('wall_s', 0):.0f} s)")  # fmt: skip
+    return Section(title, table=trials, figure=run_dir / "trials.png" if (run_dir / "trials.png").exists() else None)
 
 
 def _html_table(rows: list[dict[str, Any]]) -> str:
@@ -241,7 +108,7 @@ def _html_table(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _md_table(rows: list[dict[str, Any]]) -> str:
+def md_table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
@@ -282,7 +149,7 @@ def render_markdown(title: str, sections: list[Section]) -> str:
     for section in sections:
         parts.append(f"## {section.title}")
         if section.table:
-            parts.append(_md_table(section.table))
+            parts.append(md_table(section.table))
         if section.figure is not None:
             parts.append(f"![{section.figure.stem}]({section.figure.name})")
         if section.text:

@@ -30,20 +30,23 @@ import ray  # RAY
 import torch
 import yaml
 
-from drml_ray.config import RLExperiment, dump_config
-from drml_ray.ray_env import ensure_ray
+from drml_ray.config import RLExperiment
+from drml_ray.errors import UserError
+from drml_ray.metagrad import meta_lr_at
 from drml_ray.rl.envs import ENVS, Task
 from drml_ray.rl.ppo import Arch, PPOTaskLearner
-from drml_ray.rl.weights import Weights, reptile_sum, reptile_update
-from drml_ray.runs import RunExistsError, atomic_write_json, atomic_write_text, prepare_run_dir
+from drml_ray.rl.weights import Weights, map_weights, reptile_sum, reptile_update
+from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run
 
-META_TRAIN_FILE = "meta_train.json"
 ADAPTATION_FILE = "adaptation.json"
-CELLS_FILE = "adaptation_cells.json"
 HELDOUT_STREAM = 7_777
 VALIDATION_STREAM = 5_555
+CELLS_FILE = "adaptation_cells.json"
 WEIGHTS_FILE = "weights.pt"
 LAST_WEIGHTS_FILE = "last_weights.pt"
+FREE_KEYS = ("meta.methods", "eval", "transfer", "tune")
+"""Keys a later ``drml rl meta-train`` (more methods) or ``meta-eval`` may change in a run directory."""
 
 OnProgress = Callable[[int, float], None]
 """Called after each held-out check of meta-training: ``(meta_step, mean return after adaptation)``."""
@@ -96,46 +99,33 @@ class RLWorker:
         trained = self.train_on(self.fresh(seed), task, iterations, seed)
         return self.curve(trained, task, more, episodes, seed)
 
-
-def make_workers(cfg: RLExperiment, count: int) -> list[Any]:
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
-
-    ensure_ray()
-    remote = ray.remote(RLWorker).options(  # RAY
-        num_cpus=cfg.meta.cpus_per_worker,
-        # inside a Tune trial the actors reserve their own CPUs instead of joining the trial's group
-        scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None),
-    )
-    env, ppo = cfg.env.model_dump(mode="json"), cfg.ppo.model_dump(mode="json")
-    return [remote.remote(env, ppo, cfg.seed, cfg.meta.cpus_per_worker) for _ in range(count)]
-
-
-def run_jobs(workers: list[Any], jobs: list[tuple[str, tuple, dict]], on_done: Callable[[int, Any], None]) -> None:
-    """Run ``(method, args, kwargs)`` jobs on the actor pool, each worker one job at a time; ``on_done(i, result)``.
-
-    A failed job does not stop the others (their results are kept as they finish); the first failure
-    is raised once every job has ended."""
-    pending: dict[Any, tuple[int, Any]] = {}
-    queue = list(enumerate(jobs))
-    idle = list(workers)
-    failures: list[Exception] = []
-    while queue or pending:
-        while queue and idle:
-            index, (method, args, kwargs) = queue.pop(0)
-            worker = idle.pop()
-            pending[getattr(worker, method).remote(*args, **kwargs)] = (index, worker)  # RAY
-        [ready], _ = ray.wait(list(pending), num_returns=1)  # RAY
-        index, worker = pending.pop(ready)
+    def transfer(self, cfg_json: dict, seed: int) -> dict[str, Any]:
+        """One seed of ``drml rl transfer`` on learners of its own (built and stopped here, so that a seed's
+        curves never depend on what this process ran before): source training, then the target curves
+        from its weights and from scratch, and the source policy's return on its own task."""
+        cfg = RLExperiment.model_validate(cfg_json)
+        tr, own = cfg.transfer, RLWorker(self.env, self.ppo, self.seed, self.threads)
+        assert tr is not None
+        source, target = tr.source_family or cfg.env.family, tr.target_family or cfg.env.family
         try:
-            result = ray.get(ready)  # RAY
-        except ray.exceptions.RayError as err:  # RAY
-            print(f"[drml] job {index} ({jobs[index][0]}) failed: {err}", flush=True)
-            failures.append(err)
-            continue  # the worker may be broken: it takes no more jobs
-        idle.append(worker)
-        on_done(index, result)
-    if failures:
-        raise failures[0]
+            trained = own.train_on(own.fresh(seed, family=source), tr.source, tr.source_iters, seed, family=source)
+            fresh = own.fresh(seed, family=target)
+            mapping = tr.mapping
+            start = map_weights(trained, fresh, mapping and mapping.observation, mapping and mapping.action)
+            return {"transfer": own.curve(start, tr.target, tr.target_iters, tr.episodes, seed, family=target),
+                    "scratch": own.curve(fresh, tr.target, tr.target_iters, tr.episodes, seed, family=target),
+                    "source_return": own.curve(trained, tr.source, 0, tr.episodes, seed, family=source)[0]}  # fmt: skip
+        finally:
+            for learner in own.learners.values():
+                learner.stop()
+
+
+def actor_pool(cfg: RLExperiment, count: int, label: str | None = None) -> ActorExecutor:
+    """``count`` :class:`RLWorker` actors of ``meta.cpus_per_worker`` CPUs."""
+    cpus = cfg.meta.cpus_per_worker
+    make = actor_factory(RLWorker, cfg.env.model_dump(mode="json"), cfg.ppo.model_dump(mode="json"), cfg.seed, cpus,
+                         cpus=cpus)  # fmt: skip
+    return ActorExecutor(make, count, label=label)
 
 
 def train_tasks(cfg: RLExperiment, step: int) -> list[Task]:
@@ -154,24 +144,6 @@ def validation_tasks(cfg: RLExperiment, n: int) -> list[Task]:
     return ENVS[cfg.env.family].sample_tasks(n, np.random.default_rng([cfg.seed, VALIDATION_STREAM]))
 
 
-def _check_config(run_dir: Path, cfg: RLExperiment) -> None:
-    """Refuse a run directory written by a different environment / PPO / meta-training setup."""
-    path = run_dir / "config.yaml"
-    keys = {"env": True, "ppo": True, "seed": True, "meta": {"methods"} ^ set(cfg.meta.model_fields)}
-    mine = cfg.model_dump(mode="json", include=keys)  # meta.methods may grow: a rerun trains what is missing
-    if path.exists():
-        theirs = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        try:
-            theirs = RLExperiment.model_validate({"name": "x", **{k: v for k, v in theirs.items() if k in keys}})
-            theirs = theirs.model_dump(mode="json", include=keys)
-        except ValueError:
-            pass
-        if theirs != mine:
-            raise RunExistsError(f"{run_dir} holds an RL run of a different env/ppo/meta setup ({path}); "
-                                 "pass --overwrite to start over, or --output-dir to run elsewhere")  # fmt: skip
-    atomic_write_text(path, dump_config(cfg))
-
-
 def _save(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +156,7 @@ def load_weights(path: str | Path) -> Weights:
     if path.is_dir():
         path = path / WEIGHTS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no saved policy weights")
+        raise UserError(f"{path}: no saved policy weights")
     data = torch.load(path, map_location="cpu", weights_only=False)
     return data.get("weights", data)
 
@@ -192,92 +164,98 @@ def load_weights(path: str | Path) -> Weights:
 # --- meta-training -------------------------------------------------------------------------------
 
 
-def meta_train_reptile(cfg: RLExperiment, run_dir: Path, workers: list[Any], on_progress: OnProgress | None) -> dict:
+def reptile_step(cfg: RLExperiment, theta: Weights, step: int, pool: ActorExecutor) -> Weights:
+    """One Reptile meta-step: the meta-batch of ``step`` adapted on the actors (``inner_iters`` PPO iterations
+    each), then ``theta + epsilon * mean(phi - theta)`` with epsilon decayed over the meta-steps; the
+    exploration noise stays put unless ``meta.meta_log_std``."""
+    meta, ref, tasks = cfg.meta, ray.put(theta), train_tasks(cfg, step)  # RAY
+    shares = [tasks[i :: pool.size] for i in range(pool.size)]
+    sums = pool.map([Job(f"meta-step {step + 1} tasks {share}", "reptile", (ref, share, meta.inner_iters,
+                                                                          cfg.seed * 100_003 + step))
+                     for share in shares if share])  # fmt: skip
+    frozen = () if meta.meta_log_std else tuple(k for k in theta if k.endswith("log_std"))
+    return reptile_update(theta, sums, meta_lr_at(step, meta.meta_steps, meta.meta_lr, meta.meta_lr_decay), frozen)
+
+
+def validation_check(cfg: RLExperiment, theta: Weights, step: int, pool: ActorExecutor, record: dict) -> bool:
+    """Adapt theta to the validation tasks for ``eval.adapt_iters`` PPO iterations (the same count whatever
+    ``meta.inner_iters`` is, so checks compare across Tune trials); the score is the mean return over those
+    iterations, which rewards adapting fast, not only far. Recorded in ``record``; True if the best so far."""
+    ref, iters = ray.put(theta), cfg.eval.adapt_iters  # RAY
+    tasks = validation_tasks(cfg, pool.size)
+    curves = pool.map([Job(f"validation task {t}", "curve", (ref, t, iters, cfg.eval.episodes, cfg.seed))
+                       for t in tasks])  # fmt: skip
+    after = [statistics.fmean(c[i] for c in curves) for i in range(iters + 1)]
+    score = statistics.fmean(after[1:])
+    record["checks"].append({"step": step, "return_before": after[0], "return_after": after[-1],
+                             "return_after_each": after[1:], "return_mean_adapted": score})  # fmt: skip
+    best = record.get("best") is None or score > record["best"]["return_mean_adapted"]
+    if best:
+        record["best"] = {"step": step, "return_mean_adapted": score}
+    print(f"[drml] meta-step {step}/{cfg.meta.meta_steps}: validation return {after[0]:.1f} before, "
+          f"{' / '.join(f'{r:.1f}' for r in after[1:])} after 1..{iters} PPO iteration(s)"
+          f"{' (best so far)' if best else ''}", flush=True)  # fmt: skip
+    return best
+
+
+def meta_train_reptile(cfg: RLExperiment, run_dir: Path, pool: ActorExecutor, on_progress: OnProgress | None) -> dict:
     """Reptile over PPO; checkpoints ``meta/checkpoint.pt`` every ``eval_every`` steps.
 
     ``meta/weights.pt`` is theta at the best check on the validation tasks (model selection, as a
     fine-tuning run keeps its best checkpoint by dev F1; ``record["best"]`` names the step) and
     ``meta/last_weights.pt`` theta after the last meta-step.
     """
-    meta = cfg.meta
-    state_path = run_dir / "meta" / "checkpoint.pt"
+    meta, state_path = cfg.meta, run_dir / "meta" / "checkpoint.pt"
     if state_path.exists():
         saved = torch.load(state_path, map_location="cpu", weights_only=False)
         theta, start, record = saved["theta"], saved["step"], saved["record"]
         print(f"[drml] meta: resuming at meta-step {start} from {state_path}")
     else:
-        theta, start, record = ray.get(workers[0].fresh.remote(cfg.seed)), 0, {"checks": [], "step_s": []}  # RAY
-    check_tasks = validation_tasks(cfg, max(1, len(workers)))
-    frozen = () if meta.meta_log_std else tuple(k for k in theta if k.endswith("log_std"))
-
-    def check(step: int) -> None:
-        """Adapt to the check tasks for ``eval.adapt_iters`` PPO iterations (the same count whatever
-        ``meta.inner_iters`` is, so checks compare across Tune trials); the score is the mean return over
-        those iterations, which rewards adapting fast, not only far."""
-        ref = ray.put(theta)  # RAY
-        iters = cfg.eval.adapt_iters
-        refs = [workers[i % len(workers)].curve.remote(ref, t, iters, cfg.eval.episodes, cfg.seed)
-                for i, t in enumerate(check_tasks)]  # fmt: skip  # RAY
-        curves = ray.get(refs)  # RAY
-        after = [statistics.fmean(c[i] for c in curves) for i in range(iters + 1)]
-        score = statistics.fmean(after[1:])
-        record["checks"].append({"step": step, "return_before": after[0], "return_after": after[-1],
-                                 "return_after_each": after[1:], "return_mean_adapted": score})  # fmt: skip
-        best = record.get("best")
-        improved = best is None or score > best["return_mean_adapted"]
-        if improved:  # written before Tune hears of it: a trial may be stopped at its report
-            record["best"] = {"step": step, "return_mean_adapted": score}
-            _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
-        print(f"[drml] meta-step {step}/{meta.meta_steps}: validation return {after[0]:.1f} before, "
-              f"{' / '.join(f'{r:.1f}' for r in after[1:])} after 1..{iters} PPO iteration(s)"
-              f"{' (best so far)' if improved else ''}", flush=True)  # fmt: skip
-        if on_progress:
-            on_progress(step, score)
-
+        theta, start, record = pool.call("fresh", cfg.seed), 0, {"checks": [], "step_s": []}
     if start == 0:
-        check(0)
-    for step in range(start, meta.meta_steps):
+        _check(cfg, theta, 0, pool, record, run_dir, on_progress)
+    for step in range(start + 1, meta.meta_steps + 1):
         began = time.perf_counter()
-        ref = ray.put(theta)  # RAY
-        tasks = train_tasks(cfg, step)
-        shares = [tasks[i :: len(workers)] for i in range(len(workers))]
-        refs = [w.reptile.remote(ref, share, meta.inner_iters, cfg.seed * 100_003 + step)
-                for w, share in zip(workers, shares, strict=True) if share]  # fmt: skip  # RAY
-        epsilon = meta.meta_lr * (1 - step / meta.meta_steps) if meta.meta_lr_decay else meta.meta_lr
-        theta = reptile_update(theta, ray.get(refs), epsilon, frozen)  # RAY
+        theta = reptile_step(cfg, theta, step - 1, pool)
         record["step_s"].append(time.perf_counter() - began)
-        done = step + 1
-        if done == meta.meta_steps:
+        if step == meta.meta_steps:
             _save(run_dir / "meta" / LAST_WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
-        if done % meta.eval_every == 0 or done == meta.meta_steps:
-            check(done)
-            _save(state_path, {"theta": theta, "step": done, "record": record})
+        if step % meta.eval_every == 0 or step == meta.meta_steps:
+            _check(cfg, theta, step, pool, record, run_dir, on_progress)
+            _save(state_path, {"theta": theta, "step": step, "record": record})
     steps = record["step_s"]
     return record | {"seconds_per_meta_step": statistics.fmean(steps) if steps else None}
 
 
-def train_baselines(cfg: RLExperiment, run_dir: Path, workers: list[Any]) -> dict[str, Any]:
+def _check(cfg: RLExperiment, theta: Weights, step: int, pool: ActorExecutor, record: dict, run_dir: Path,
+           on_progress: OnProgress | None) -> None:  # fmt: skip
+    """A validation check; the best theta so far is saved before Tune hears of it (it may stop the trial)."""
+    if validation_check(cfg, theta, step, pool, record):
+        _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
+    if on_progress:
+        on_progress(step, record["checks"][-1]["return_mean_adapted"])
+
+
+def train_baselines(cfg: RLExperiment, run_dir: Path, pool: ActorExecutor) -> dict[str, Any]:
     """``multitask`` and ``rl2``: PPO over a new random task every episode, the same environment steps as Reptile."""
     meta = cfg.meta
     iterations = meta.baseline_iters or meta.meta_steps * meta.meta_batch * meta.inner_iters
     todo = [m for m in ("multitask", "rl2") if m in meta.methods and not (run_dir / m / WEIGHTS_FILE).exists()]
-    results: dict[str, Any] = {}
     if not todo:
-        return results
+        return {}
     print(f"[drml] training {', '.join(todo)}: {iterations} PPO iterations over randomised tasks", flush=True)
-    inits = {m: ray.get(workers[0].fresh.remote(cfg.seed, "rl2" if m == "rl2" else "ff")) for m in todo}  # RAY
-    jobs = [("train_on", (inits[m], None, iterations, cfg.seed, "rl2" if m == "rl2" else "ff"), {"progress": m})
-            for m in todo]  # fmt: skip
-    began = time.perf_counter()
+    arch: dict[str, Arch] = {m: "rl2" if m == "rl2" else "ff" for m in todo}
+    inits = {m: pool.call("fresh", cfg.seed, arch[m]) for m in todo}
+    jobs = [Job(m, "train_on", (inits[m], None, iterations, cfg.seed, arch[m], None, m)) for m in todo]
+    began, results = time.perf_counter(), {}
 
-    def done(index: int, weights: Weights) -> None:
+    def done(index: int, weights: Weights) -> str:
         method = todo[index]
-        arch = "rl2" if method == "rl2" else "ff"
-        _save(run_dir / method / WEIGHTS_FILE, {"weights": weights, "family": cfg.env.family, "arch": arch})
+        _save(run_dir / method / WEIGHTS_FILE, {"weights": weights, "family": cfg.env.family, "arch": arch[method]})
         results[method] = {"iterations": iterations, "wall_s": time.perf_counter() - began}
-        print(f"[drml] {method}: done in {results[method]['wall_s']:.0f} s", flush=True)
+        return f"trained in {results[method]['wall_s']:.0f} s"
 
-    run_jobs(workers, jobs, done)
+    pool.map(jobs, done)
     return results
 
 
@@ -285,27 +263,44 @@ def run_rl_meta_train(
     cfg: RLExperiment, run_dir: str | Path, *, overwrite: bool = False, on_progress: OnProgress | None = None
 ) -> dict[str, Any]:
     """Meta-train Reptile over PPO and train the baselines; ``meta_train.json`` is written last."""
-    run_dir = prepare_run_dir(run_dir, overwrite=overwrite, marker=META_TRAIN_FILE)
-    _check_config(run_dir, cfg)
-    meta = cfg.meta
+    meta, began = cfg.meta, time.perf_counter()
+    run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS)
     print(f"[drml] rl meta-train '{cfg.name}' -> {run_dir}: {', '.join(meta.methods)} on {cfg.env.family}; "
           f"{meta.meta_steps} meta-steps x {meta.meta_batch} tasks x {meta.inner_iters} PPO iteration(s) "
           f"({cfg.ppo.train_batch} steps each) on {meta.workers} Ray actors", flush=True)  # fmt: skip
-    began = time.perf_counter()
-    workers = make_workers(cfg, meta.workers)
     results: dict[str, Any] = {}
-    try:
+    with actor_pool(cfg, meta.workers, label="baselines") as pool:
         if "meta" in meta.methods:
-            results["meta"] = meta_train_reptile(cfg, run_dir, workers, on_progress)
-        results.update(train_baselines(cfg, run_dir, workers))
-    finally:
-        for w in workers:
-            ray.kill(w)  # RAY
+            results["meta"] = meta_train_reptile(cfg, run_dir, pool, on_progress)
+        results.update(train_baselines(cfg, run_dir, pool))
     results["wall_s"] = time.perf_counter() - began
     atomic_write_json(run_dir / META_TRAIN_FILE, results)
     print(f"[drml] rl meta-training done in {results['wall_s']:.0f} s; next: drml rl meta-eval with the same "
           "--output-dir", flush=True)  # fmt: skip
     return results
+
+
+# --- drml tune: one trial meta-trains Reptile (no baselines) on its own actors ---------------------------
+
+
+def prepare_search(cfg: RLExperiment) -> tuple[None, str]:
+    return None, f"meta-RL (Reptile over PPO) on {cfg.env.family}; the held-out return after adaptation is the metric"
+
+
+def search_trial(cfg: RLExperiment, trial_dir: Path, shared: None, callbacks: Any) -> None:
+    """One trial: Reptile over PPO, reporting the validation return after adaptation at every check
+    (``epoch`` = checks so far) with the folder of the best weights."""
+    from ray import tune  # RAY
+
+    cfg = cfg.model_copy(update={"meta": cfg.meta.model_copy(update={"methods": ["meta"]})})
+    started = time.perf_counter()
+
+    def on_progress(step: int, heldout_return: float) -> None:
+        tune.report({"epoch": step / cfg.meta.eval_every, "heldout_return": heldout_return, "meta_step": step,  # RAY
+                     "checkpoint_path": str(trial_dir / "run" / "meta"),
+                     "train_s": time.perf_counter() - started})  # fmt: skip
+
+    run_rl_meta_train(cfg, trial_dir / "run", on_progress=on_progress)
 
 
 # --- adaptation evaluation -----------------------------------------------------------------------
@@ -318,14 +313,13 @@ def trained_starts(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[s
         if method in ("scratch", "oracle"):
             continue
         path = Path(init) if method == "meta" and init else run_dir / method / WEIGHTS_FILE
-        try:
-            found[method] = load_weights(path)
-        except FileNotFoundError:
-            raise FileNotFoundError(
+        if not (path.is_file() or (path / WEIGHTS_FILE).is_file()):
+            raise UserError(
                 f"{path}: no trained {method} policy; run `drml rl meta-train` with the same --output-dir "
                 f"(meta.methods: [{method}]){' or pass --init PATH' if method == 'meta' else ''}, "
                 f"or drop {method} from eval.methods"
-            ) from None
+            )
+        found[method] = load_weights(path)
         if cfg.eval.reset_log_std:
             found[method] = {k: torch.zeros_like(v) if k.endswith("log_std") else v for k, v in found[method].items()}
     return found
@@ -363,61 +357,29 @@ def run_rl_meta_eval(cfg: RLExperiment, run_dir: str | Path, *, init: str | None
     evaluation resumes where it stopped."""
     from drml_ray.rl.results import write_adaptation_outputs
 
-    run_dir = Path(run_dir).expanduser().resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _check_config(run_dir, cfg)
-    ev = cfg.eval
+    run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
+    ev, tasks = cfg.eval, heldout_tasks(cfg)
     inits = trained_starts(cfg, run_dir, init)
-    tasks = heldout_tasks(cfg)
     budget = {"tasks": tasks, "adapt_iters": ev.adapt_iters, "episodes": ev.episodes, "oracle_iters": ev.oracle_iters,
               "meta_init": str(Path(init).resolve()) if init else None, "reset_log_std": ev.reset_log_std}  # fmt: skip
     cells_path = run_dir / CELLS_FILE
-    cells: dict[str, Any] = {}
-    if cells_path.exists():
-        saved = yaml.safe_load(cells_path.read_text(encoding="utf-8"))
-        if saved.get("budget") == budget:
-            cells = saved["cells"]
-        else:
-            print(f"[drml] {cells_path} was measured with another budget (tasks, iterations, episodes, init): "
-                  "its curves are not reused", flush=True)  # fmt: skip
-    keys = [
-        (method, seed, t)
-        for method in ev.methods
-        for seed in (ev.seeds[: ev.oracle_seeds] if method == "oracle" else ev.seeds)
-        for t in range(len(tasks))
-        if f"{method}/{seed}/{t}" not in cells
-    ]
+    cells = _kept_curves(cells_path, budget)
+    keys = [(method, seed, t) for method in ev.methods
+            for seed in (ev.seeds[: ev.oracle_seeds] if method == "oracle" else ev.seeds)
+            for t in range(len(tasks)) if f"{method}/{seed}/{t}" not in cells]  # fmt: skip
     print(f"[drml] rl meta-eval -> {run_dir}: {len(tasks)} held-out {cfg.env.family} tasks, methods "
           f"{', '.join(ev.methods)}, seeds {ev.seeds}; {len(keys)} curves to run ({len(cells)} kept)",
           flush=True)  # fmt: skip
-    workers = make_workers(cfg, ev.workers) if keys else []
-    began = time.perf_counter()
-    try:
-        scratch_seeds = sorted({seed for method, seed, _ in keys if method == "scratch"})
-        fresh = dict(
-            zip(scratch_seeds, ray.get([workers[0].fresh.remote(s) for s in scratch_seeds]), strict=True)
-        )  # RAY
-        jobs = []
-        for method, seed, t in keys:
-            job_seed = seed * 1_000 + t  # PPO's sampling seed: the same for every method on a (seed, task)
-            if method == "oracle":
-                jobs.append(("oracle_curve", (tasks[t], job_seed, ev.oracle_iters, ev.adapt_iters, ev.episodes), {}))
-            else:
-                start = fresh[seed] if method == "scratch" else inits[method]
-                arch = "rl2" if method == "rl2" else "ff"
-                jobs.append(("curve", (start, tasks[t], ev.adapt_iters, ev.episodes, job_seed, arch), {}))
+    if keys:
+        with actor_pool(cfg, ev.workers, label="rl meta-eval") as pool:
+            fresh = {seed: pool.call("fresh", seed) for seed in sorted({s for m, s, _ in keys if m == "scratch"})}
 
-        def done(index: int, curve: list[float]) -> None:
-            key = "/".join(map(str, keys[index]))
-            cells[key] = curve
-            atomic_write_text(cells_path, yaml.safe_dump({"budget": budget, "cells": cells}, sort_keys=True))
-            print(f"[drml] {key}: {' -> '.join(f'{r:.1f}' for r in curve)} "
-                  f"({len(cells)} curves, {time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
+            def done(index: int, curve: list[float]) -> str:
+                cells["/".join(map(str, keys[index]))] = curve
+                atomic_write_text(cells_path, yaml.safe_dump({"budget": budget, "cells": cells}, sort_keys=True))
+                return " -> ".join(f"{r:.1f}" for r in curve)
 
-        run_jobs(workers, jobs, done)
-    finally:
-        for w in workers:
-            ray.kill(w)  # RAY
+            pool.map([_curve_job(cfg, key, tasks, inits, fresh) for key in keys], done)
     curves: dict[str, dict[int, list[list[float]]]] = {}
     for key, curve in cells.items():
         method, seed, _ = key.split("/")
@@ -425,6 +387,29 @@ def run_rl_meta_eval(cfg: RLExperiment, run_dir: str | Path, *, init: str | None
             curves.setdefault(method, {}).setdefault(int(seed), []).append(curve)
     table = summarise({m: curves[m] for m in ev.methods if m in curves}, ev.adapt_iters)
     atomic_write_json(run_dir / ADAPTATION_FILE, table)
-    outputs = write_adaptation_outputs(table, run_dir, ev.adapt_iters)
-    print(outputs["table"], flush=True)
+    print(write_adaptation_outputs(table, run_dir, ev.adapt_iters)["table"], flush=True)
     return table
+
+
+def _kept_curves(cells_path: Path, budget: dict[str, Any]) -> dict[str, Any]:
+    """The curves an earlier ``drml rl meta-eval`` measured with the same budget (tasks, iterations, init)."""
+    if not cells_path.exists():
+        return {}
+    saved = yaml.safe_load(cells_path.read_text(encoding="utf-8"))
+    if saved.get("budget") == budget:
+        return saved["cells"]
+    print(f"[drml] {cells_path} was measured with another budget (tasks, iterations, episodes, init): "
+          "its curves are not reused", flush=True)  # fmt: skip
+    return {}
+
+
+def _curve_job(cfg: RLExperiment, key: tuple[str, int, int], tasks: list[Task], inits: dict[str, Weights],
+               fresh: dict[int, Weights]) -> Job:  # fmt: skip
+    """The job of one (method, seed, task) curve; PPO's sampling seed is the same for every method."""
+    ev, (method, seed, t) = cfg.eval, key
+    job_seed, name = seed * 1_000 + t, f"{method}/{seed}/{t}"
+    if method == "oracle":
+        return Job(name, "oracle_curve", (tasks[t], job_seed, ev.oracle_iters, ev.adapt_iters, ev.episodes))
+    start = fresh[seed] if method == "scratch" else inits[method]
+    arch = "rl2" if method == "rl2" else "ff"
+    return Job(name, "curve", (start, tasks[t], ev.adapt_iters, ev.episodes, job_seed, arch))

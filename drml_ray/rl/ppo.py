@@ -97,25 +97,31 @@ class PPOTaskLearner:
 
     def fresh_weights(self, seed: int, arch: Arch = "ff") -> Weights:
         """A random initialisation (torch's defaults, as RLlib's module uses) drawn with ``seed``."""
-        module = self.algo(arch).learner_group._learner.module[MODULE]
-        keep = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            for layer in module.modules():
-                if hasattr(layer, "reset_parameters"):
-                    layer.reset_parameters()
-            fresh = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        fresh: Weights = {}
+
+        def draw(learner: Any) -> None:  # the local learner (num_learners=0): the module trains in this process
+            module = learner.module[MODULE]
+            keep = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            with torch.random.fork_rng():
+                torch.manual_seed(seed)
+                for layer in module.modules():
+                    if hasattr(layer, "reset_parameters"):
+                        layer.reset_parameters()
+                fresh.update({k: v.detach().clone() for k, v in module.state_dict().items()})
+            module.load_state_dict(keep)
+
+        self.algo(arch).learner_group.foreach_learner(draw)
         fresh |= {k: torch.zeros_like(v) for k, v in fresh.items() if k.endswith("log_std")}  # RLlib's init
-        module.load_state_dict(keep)
-        wanted = self.get_weights(arch)
-        return {k: fresh.get(k, v) for k, v in wanted.items()}
+        return {k: fresh.get(k, v) for k, v in self.get_weights(arch).items()}
 
     def reset_optimizer(self, arch: Arch = "ff") -> None:
-        """Forget Adam's moments: each task's adaptation starts with a fresh inner optimizer. (RLlib has no
-        public call for this; with ``num_learners=0`` the learner is local, and its optimizers are torch ones.)"""
-        learner = self.algo(arch).learner_group._learner
-        for optimizer in learner._named_optimizers.values():
-            optimizer.state.clear()
+        """Forget Adam's moments: each task's adaptation starts with a fresh inner optimizer."""
+
+        def clear(learner: Any) -> None:
+            for _, optimizer in learner.get_optimizers_for_module(MODULE):
+                optimizer.state.clear()
+
+        self.algo(arch).learner_group.foreach_learner(clear)
 
     def set_task(self, task: Task, arch: Arch = "ff") -> list[Task]:
         return set_task_on_runner(self.algo(arch).env_runner, task)

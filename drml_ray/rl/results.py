@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 from typing import Any
 
-from drml_ray.report.build import save_figure
+from drml_ray.report.build import Section, md_table, save_figure, subplots
 from drml_ray.rl.transfer_metrics import transfer_metrics
-from drml_ray.runs import atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_text
 
 ORDER = ("meta", "multitask", "rl2", "scratch", "oracle")
 
@@ -17,31 +18,29 @@ def _names(adapt_iters: int) -> list[str]:
     return ["episode_return_mean"] + [f"episode_return_mean_adapt_{i}" for i in range(1, adapt_iters + 1)]
 
 
-def format_adaptation(table: dict[str, Any], adapt_iters: int) -> str:
-    names = _names(adapt_iters)
-    head = ["before"] + [f"after {i}" for i in range(1, adapt_iters + 1)]
-    lines = ["| method | " + " | ".join(head) + " | adaptation_delta | gap closed (last) | seeds |",
-             "|---|" + "---|" * (len(head) + 3)]  # fmt: skip
+def adaptation_rows(table: dict[str, Any], adapt_iters: int) -> list[dict[str, Any]]:
+    """One row per method: the return before and after each adaptation iteration (mean ± std over seeds)."""
+    names, rows = _names(adapt_iters), []
     for method in [m for m in ORDER if m in table]:
         row = table[method]
-        cells = [f"{row[n]:.1f} ± {row['std'][n]:.1f}" for n in names]
         gap = row.get("gap_closed", {}).get(names[-1])
-        gap_text = f"{100 * gap:.0f}%" if gap is not None else "—"
-        lines.append(f"| {method} | " + " | ".join(cells) + f" | {row['adaptation_delta']:+.1f} | {gap_text} | "
-                     f"{len(row['seeds'])} |")  # fmt: skip
-    return ("\n".join(lines) + "\n\nMean episode return on held-out tasks before and after N PPO iterations of "
-            "adaptation, mean ± std over seeds (each seed: the mean over tasks). Gap closed: (method - scratch) / "
-            "(oracle - scratch) after the last iteration.\n")  # fmt: skip
+        rows.append({"method": method, "before": f"{row[names[0]]:.1f} ± {row['std'][names[0]]:.1f}",
+                     **{f"after {i}": f"{row[n]:.1f} ± {row['std'][n]:.1f}" for i, n in enumerate(names[1:], 1)},
+                     "adaptation_delta": f"{row['adaptation_delta']:+.1f}",
+                     "gap closed (last)": "—" if gap is None else f"{100 * gap:.0f}%",
+                     "seeds": len(row["seeds"])})  # fmt: skip
+    return rows
+
+
+def format_adaptation(table: dict[str, Any], adapt_iters: int) -> str:
+    return (md_table(adaptation_rows(table, adapt_iters)) + "\n\nMean episode return on held-out tasks before and "
+            "after N PPO iterations of adaptation, mean ± std over seeds (each seed: the mean over tasks). Gap closed: "
+            "(method - scratch) / (oracle - scratch) after the last iteration.\n")  # fmt: skip
 
 
 def plot_adaptation(table: dict[str, Any], adapt_iters: int, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = _names(adapt_iters)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     xs = list(range(adapt_iters + 1))
     for method in [m for m in ORDER if m in table]:
         row = table[method]
@@ -124,12 +123,7 @@ def format_transfer(result: dict[str, Any]) -> str:
 
 
 def plot_transfer(result: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = subplots(figsize=(5.5, 3.8))
     for key, color in (("transfer", "tab:blue"), ("scratch", "tab:orange")):
         for seed in result["seeds"]:
             ax.plot(seed["curves"][key], color=color, alpha=0.25, linewidth=0.8)
@@ -147,3 +141,31 @@ def write_transfer_outputs(result: dict[str, Any], run_dir: Path) -> dict[str, A
     atomic_write_text(run_dir / "transfer.md", text)
     plot_transfer(result, run_dir / "transfer.png")
     return {"table": text, "md": run_dir / "transfer.md", "png": run_dir / "transfer.png"}
+
+
+def report_sections(run_dir: Path) -> list[Section]:
+    """``drml report`` of an RL run: Reptile's validation checks, the adaptation table, the transfer metrics."""
+    sections = []
+    paths = {name: run_dir / f"{name}.json" for name in ("meta_train", "adaptation", "transfer")}
+    if paths["meta_train"].exists():
+        record = json.loads(paths["meta_train"].read_text(encoding="utf-8"))
+        rows = [{"method": m, **({"s / meta-step": f"{r['seconds_per_meta_step']:.1f}",
+                                  "meta-steps": len(r["step_s"])} if m == "meta" else
+                                 {"PPO iterations": r["iterations"], "wall s": f"{r['wall_s']:.0f}"})}
+                for m, r in record.items() if isinstance(r, dict)]  # fmt: skip
+        figure = None
+        if "meta" in record:
+            checks, (fig, ax) = record["meta"]["checks"], subplots(figsize=(7, 4), dpi=110)
+            for key, label in (("return_before", "before adaptation"), ("return_after", "after adaptation")):
+                ax.plot([c["step"] for c in checks], [c[key] for c in checks], marker="o", label=label)
+            ax.set(xlabel="meta-step", ylabel="validation episode return")
+            ax.grid(alpha=0.3)
+            ax.legend()
+            figure = save_figure(fig, run_dir / "report_meta_train.png")
+        sections.append(Section("Meta-training", table=rows, figure=figure))
+    for name, title, png in (("adaptation", "Adaptation on held-out tasks (episode return)", "adaptation.png"),
+                             ("transfer", "Transfer (Taylor & Stone metrics)", "transfer.png")):  # fmt: skip
+        if paths[name].exists():
+            text = (run_dir / f"{name}.md").read_text(encoding="utf-8") if (run_dir / f"{name}.md").exists() else ""
+            sections.append(Section(title, text=text, figure=run_dir / png if (run_dir / png).exists() else None))
+    return sections

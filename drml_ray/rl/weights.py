@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from drml_ray.meta.algorithms import reptile_gradient, sum_gradients
+from drml_ray.errors import UserError
+from drml_ray.metagrad import reptile_gradient, sum_gradients
 
 Weights = dict[str, torch.Tensor]
 
@@ -79,14 +80,14 @@ def map_weights(
     mapped: Weights = {}
     for name, fresh in target.items():
         if name not in source:
-            raise ValueError(f"the source policy has no layer {name} (different architectures cannot transfer)")
+            raise UserError(f"the source policy has no layer {name} (different architectures cannot transfer)")
         src = source[name]
         is_input = bool(INPUT_LAYER.match(name))
         match = POLICY_LAYER.match(name)
         is_output = bool(match and int(match.group(1)) == out_index)
         if is_input and observation is not None:
             if len(observation) != fresh.shape[1]:
-                raise ValueError(f"mapping.observation has {len(observation)} entries; the target observation "
+                raise UserError(f"mapping.observation has {len(observation)} entries; the target observation "
                                  f"has {fresh.shape[1]} dimensions")  # fmt: skip
             columns = [
                 src[:, i] if i is not None else torch.zeros_like(fresh[:, 0])
@@ -95,7 +96,7 @@ def map_weights(
             mapped[name] = torch.stack(columns, dim=1)
         elif is_output and action is not None:
             if len(action) != fresh.shape[0]:
-                raise ValueError(f"mapping.action has {len(action)} entries; the target policy head has "
+                raise UserError(f"mapping.action has {len(action)} entries; the target policy head has "
                                  f"{fresh.shape[0]} outputs")  # fmt: skip
             rows = [
                 src[j] if j is not None else fresh[k] for k, j in enumerate(_checked(action, src.shape[0], "action"))
@@ -104,12 +105,12 @@ def map_weights(
         elif src.shape == fresh.shape:
             mapped[name] = src.clone()
         else:
-            raise ValueError(f"layer {name}: source shape {tuple(src.shape)} != target shape {tuple(fresh.shape)}")
+            raise UserError(f"layer {name}: source shape {tuple(src.shape)} != target shape {tuple(fresh.shape)}")
     return mapped
 
 
 def _checked(indices: Sequence[int | None], size: int, what: str) -> Sequence[int | None]:
     bad = [i for i in indices if i is not None and not 0 <= i < size]
     if bad:
-        raise ValueError(f"mapping.{what}: indices {bad} out of range (the source has {size})")
+        raise UserError(f"mapping.{what}: indices {bad} out of range (the source has {size})")
     return indices

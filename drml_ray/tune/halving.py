@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from drml_ray.errors import UserError
+
 Decision = Literal["continue", "pause", "stop"]
 
 
@@ -31,7 +33,7 @@ def halving_rungs(grace_period: float, reduction_factor: float, max_t: float) ->
     []
     """
     if grace_period <= 0 or reduction_factor <= 1:
-        raise ValueError(f"successive halving needs grace_period > 0 and reduction_factor > 1 "
+        raise UserError(f"successive halving needs grace_period > 0 and reduction_factor > 1 "
                          f"(got {grace_period}, {reduction_factor})")  # fmt: skip
     rungs = []
     rung = grace_period

@@ -13,7 +13,9 @@ from ray.tune.experiment import Trial  # RAY
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # RAY
 from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
 
+from drml_ray._ray_compat import asha_recorded_scores, live_trials
 from drml_ray.config import Distribution, TuneSettings
+from drml_ray.errors import UserError
 from drml_ray.tune.halving import SuccessiveHalving, halving_rungs
 
 
@@ -79,7 +81,7 @@ class ResumableASHA(ASHAScheduler):
         self._state_read = True
         if os.path.exists(self._state_path):
             self.restore(self._state_path)
-            recorded = sum(len(r) for b in self._brackets for _, r in b._rungs)
+            recorded = asha_recorded_scores(self)
             print(f"[drml] ASHA: {recorded} score(s) at its rungs restored from {self._state_path}", flush=True)
 
     def _write_state(self) -> None:
@@ -244,7 +246,7 @@ class HalvingVariantGenerator(BasicVariantGenerator):
 
     def next_trial(self) -> Any:
         waiting = _PAUSED_AT_RUNGS.get(self._state_path, set())
-        if self.max_concurrent > 0 and len(self._live_trials - waiting) >= self.max_concurrent:
+        if self.max_concurrent > 0 and len(live_trials(self) - waiting) >= self.max_concurrent:
             return None
         limit, self.max_concurrent = self.max_concurrent, 0
         try:
@@ -289,7 +291,7 @@ def make_scheduler(
             key: dist for key, dist in settings.space.items() if dist.kind in ("loguniform", "uniform")
         }
         if not mutations:
-            raise ValueError("tune.scheduler.mutations: pbt needs at least one key to mutate")
+            raise UserError("tune.scheduler.mutations: pbt needs at least one key to mutate")
         return PopulationBasedTraining(
             time_attr="epoch", perturbation_interval=s.perturbation_interval,
             hyperparam_mutations={key: to_domain(dist) for key, dist in mutations.items()},

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from drml_ray.config import TuneSettings
-from drml_ray.runs import atomic_write_text
+from drml_ray.report.build import save_figure, subplots
+from drml_ray.runtime.rundir import atomic_write_text
 
 
 @dataclass
@@ -112,12 +113,7 @@ def _short(value: Any) -> str:
 
 def write_trial_plot(trials: list[TrialSummary], path: Path, metric: str) -> None:
     """``metric`` per trial over epochs, one line per trial (PNG, written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, ax = subplots(figsize=(7, 4.2), dpi=110)
     for t in trials:
         if t.curve:
             xs, ys = zip(*t.curve, strict=True)
@@ -128,8 +124,4 @@ def write_trial_plot(trials: list[TrialSummary], path: Path, metric: str) -> Non
     ax.grid(alpha=0.3)
     if any(t.curve for t in trials):
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from drml_ray.config import MetaExperiment, dump_config
-from drml_ray.meta.driver import _check_budget, _check_config, _setup, episode_jobs
-from drml_ray.runs import RunExistsError
+from drml_ray.config import MetaExperiment
+from drml_ray.errors import RunExistsError
+from drml_ray.meta.driver import FREE_KEYS, _check_budget, episode_jobs
+from drml_ray.runtime.rundir import open_run
 
 
 def cfg(**meta) -> MetaExperiment:
@@ -18,24 +23,17 @@ def test_episode_jobs_depend_on_seed_and_step_only():
     assert {task for task, _ in episode_jobs(cfg(meta_batch=50), 0)} == {"a", "b"}
 
 
-def test_an_older_config_without_a_new_default_key_is_the_same_setup():
-    text = dump_config(cfg(), exclude={"eval", "tune"})
-    older = text.replace("  gpus_per_worker: 0.0\n", "")
-    assert older != text and _setup(older) == _setup(text)
-    assert _setup(dump_config(cfg(inner_steps=9))) != _setup(text)
-
-
-def test_eval_keys_that_choose_cells_may_change_but_not_the_budget(tmp_path):
-    _check_config(tmp_path, cfg())
+def test_eval_keys_that_choose_cells_may_change_but_not_the_budget_or_the_setup(tmp_path):
+    open_run(tmp_path, cfg(), marker=None, free=FREE_KEYS)
     _check_budget(tmp_path, cfg())
     other = cfg().model_copy(update={"eval": cfg().eval.model_copy(update={"seeds": [7], "shots": [10]})})
-    _check_config(tmp_path, other)
+    open_run(tmp_path, other, marker=None, free=FREE_KEYS)
     _check_budget(tmp_path, other)
     longer = cfg().model_copy(update={"eval": cfg().eval.model_copy(update={"epochs": 40})})
     with pytest.raises(RunExistsError, match="holds cells adapted with another budget"):
         _check_budget(tmp_path, longer)
-    with pytest.raises(RunExistsError, match="a different config"):
-        _check_config(tmp_path, cfg(meta_steps=7))
+    with pytest.raises(RunExistsError, match=r"a different config .*meta.meta_steps: 150 there, 7 now"):
+        open_run(tmp_path, cfg(meta_steps=7), marker=None, free=FREE_KEYS)
 
 
 def test_cells_recorded_by_two_processes_are_merged(tmp_path):
@@ -50,6 +48,34 @@ def test_cells_recorded_by_two_processes_are_merged(tmp_path):
     cell = table["politics"]["10"]["reptile"]
     assert cell["f1_per_seed"] == [0.5, 0.7] and cell["seeds"] == [1, 2]
     assert cell["mean_f1"] == pytest.approx(0.6) and cell["std_f1"] == pytest.approx(0.1414213562)
+
+
+CELLS = 60
+
+
+def _record_many(path: str, seed: int, start: Any) -> None:
+    from drml_ray.meta.results import record_cell
+
+    start.wait()  # both processes write at the same time
+    for k in range(CELLS):
+        record_cell(Path(path), ("politics", str(k), seed, "reptile"), {"f1": k / 100})
+
+
+def test_two_processes_filling_one_table_lose_no_cell(tmp_path):
+    """The lock really contends: two processes record 60 cells each into one meta_eval.json at once (without
+    the lock, read-merge-write races drop cells)."""
+    import multiprocessing
+
+    path, context = tmp_path / "meta_eval.json", multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    workers = [context.Process(target=_record_many, args=(str(path), seed, start)) for seed in (1, 2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    table = json.loads(path.read_text())["politics"]
+    assert len(table) == CELLS and all(table[str(k)]["reptile"]["seeds"] == [1, 2] for k in range(CELLS))
 
 
 def test_a_cell_of_more_shots_than_train_sentences_is_the_all_shot_cell():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from drml_ray.ner.label_head import LabelNameHead, type_name
+from drml_ray.meta.label_head import LabelNameHead, type_name
 
 LABELS = ["O", "B-x", "I-x", "B-y", "I-y"]
 

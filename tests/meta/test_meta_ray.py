@@ -147,3 +147,34 @@ def test_meta_train_resumes_from_its_checkpoints_and_refuses_a_finished_run(meta
     assert "fomaml meta-step 1/6" not in result.output and "fomaml meta-step 4/6" in result.output
     record = json.loads((copy / "meta_train.json").read_text())
     assert [e["step"] for e in record["fomaml"]["evals"]] == [0, 3, 6] and (copy / "fomaml" / "config.json").is_file()
+
+
+def test_one_reptile_step_moves_theta_to_the_mean_of_the_adapted_weights(ray_session, tmp_path):
+    """A known answer: with meta_lr 1, SGD and no decay, Reptile's first step sets theta to the mean of the
+    meta-batch's adapted weights, theta - 1 * mean(theta - phi_i). The episodes are adapted again here, in
+    this process, and the encoder that `drml meta-train` exported (on its Ray actors) must be that mean."""
+    from safetensors.torch import load_file
+
+    from drml_ray.config import MetaExperiment, load_config
+    from drml_ray.meta.driver import episode_jobs
+    from drml_ray.meta.learner import ENCODER, NerLearner
+    from drml_ray.metagrad import mean_gradient
+
+    sets = ["meta.algorithms=[reptile]", "meta.meta_steps=1", "meta.meta_lr_decay=false", "meta.meta_batch=3",
+            "meta.eval_every=1", "meta.workers=2"]  # fmt: skip
+    result = cli("meta-train", SMOKE, "--output-dir", tmp_path / "one", *[a for s in sets for a in ("--set", s)])
+    assert result.exit_code == 0, result.output
+    cfg = load_config(SMOKE, sets, model=MetaExperiment)
+    learner = NerLearner(cfg.model, cfg.data, cfg.seed)
+    theta = learner.meta_state()
+    grads = [learner.episode_gradient(theta, learner.task(spec), seed, cfg.meta, "reptile")[0]
+             for spec, seed in episode_jobs(cfg, 0)]  # fmt: skip
+    step = mean_gradient(grads)  # mean(theta - phi_i)
+    exported = load_file(tmp_path / "one" / "reptile" / "model.safetensors")
+    moved = 0
+    for name, value in theta.items():
+        if name.startswith(ENCODER):
+            expected = value - step[name]
+            assert torch.allclose(exported[name.removeprefix(ENCODER)], expected, atol=1e-5), name
+            moved += int(not torch.equal(expected, value))
+    assert moved > 10  # the encoder really moved, towards the adapted weights

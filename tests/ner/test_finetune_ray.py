@@ -13,6 +13,7 @@ from drml_ray.cli import app
 from drml_ray.config import load_config
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.modeling import build_model, load_tokenizer
+from tests.helpers import FailOnce
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -143,22 +144,19 @@ def test_lora_and_top_runs_save_and_reload(ray_session, tmp_path, strategy):
     assert not torch.equal(saved.state_dict()[changed], fresh.state_dict()[changed])
 
 
-def test_failure_config_restarts_workers_from_the_latest_checkpoint(ray_session, tmp_path, monkeypatch):
-    monkeypatch.setenv("DRML_TEST_FAIL_AFTER_EVAL", "1")
+def test_failure_config_restarts_workers_from_the_latest_checkpoint(ray_session, tmp_path):
     cfg = load_config(SMOKE, ["train.epochs=2", "scaling.max_failures=1"])
-    results = run_finetune(cfg, tmp_path / "ft")
+    results = run_finetune(cfg, tmp_path / "ft", loop_callbacks=[FailOnce(after=1)])
     assert (tmp_path / "ft" / ".injected_failure").exists()
     assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
     assert [h["epoch"] for h in results["history"]] == [1.0, 2.0]
 
 
-def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path):
     cfg = load_config(SMOKE, ["train.epochs=2"])
-    monkeypatch.setenv("DRML_TEST_FAIL_AFTER_EVAL", "1")
     with pytest.raises(Exception, match="injected failure"):
-        run_finetune(cfg, tmp_path / "run")
+        run_finetune(cfg, tmp_path / "run", loop_callbacks=[FailOnce(after=1)])
     assert not (tmp_path / "run" / "results.json").exists()
-    monkeypatch.delenv("DRML_TEST_FAIL_AFTER_EVAL")
     results = run_finetune(cfg, tmp_path / "run")  # same directory, no --overwrite: resumes
     assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
     assert [h["step"] for h in results["history"]] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]

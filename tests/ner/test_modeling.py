@@ -5,6 +5,7 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from drml_ray.config import ModelConfig
+from drml_ray.errors import UserError
 from drml_ray.ner.modeling import build_model, export_model, save_hf_folder
 from drml_ray.ner.optimization import lr_factor, param_groups
 
@@ -35,7 +36,7 @@ def test_top_strategy_trains_last_layers_and_head_only():
     names = trainable(tiny("top", top_layers=1))
     assert names and all(n.startswith(("bert.encoder.layer.1.", "classifier.")) for n in names)
     assert "classifier.weight" in names and "bert.encoder.layer.1.output.dense.weight" in names
-    with pytest.raises(ValueError, match="top_layers=3 but the encoder has 2 layers"):
+    with pytest.raises(UserError, match="top_layers=3 but the encoder has 2 layers"):
         tiny("top", top_layers=3)
 
 
@@ -86,7 +87,7 @@ def test_a_saved_head_is_carried_over_by_label_not_by_position(tmp_path, hand_to
 
 
 def test_a_folder_with_a_label_name_generator_builds_rows_for_new_labels(tmp_path, hand_tokenizer):
-    from drml_ray.ner.label_head import LabelNameHead, head_rows, save_generator
+    from drml_ray.meta.label_head import LabelNameHead, head_rows, save_generator
 
     saved = tiny("full")
     save_hf_folder(saved, hand_tokenizer, tmp_path / "m")

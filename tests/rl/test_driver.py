@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from drml_ray.config import RLExperiment
+from drml_ray.errors import UserError
 from drml_ray.rl.driver import (
     heldout_tasks,
     load_weights,
@@ -76,5 +77,5 @@ def test_trained_starts_are_loaded_and_a_missing_one_is_named(tmp_path):
         reset["multitask"]["pi.net.mlp.0.bias"], torch.ones(4)
     )
     assert torch.equal(load_weights(tmp_path / "multitask")["pi.net.mlp.0.bias"], torch.ones(4))
-    with pytest.raises(FileNotFoundError, match="meta/weights.pt: no trained meta policy; run `drml rl meta-train`"):
+    with pytest.raises(UserError, match="meta/weights.pt: no trained meta policy; run `drml rl meta-train`"):
         trained_starts(RLExperiment(name="x", eval={"methods": ["meta"]}), tmp_path, None)

@@ -21,6 +21,9 @@ TRANSFER = REPO / "configs" / "rl" / "smoke_transfer.yaml"
 TINY = {"hidden": [8], "train_batch": 40, "minibatch": 20, "epochs": 1, "envs": 2}
 
 
+WITH_RL2 = ["--set", "meta.methods=[meta,multitask,rl2]", "--set", "eval.methods=[meta,multitask,rl2,scratch,oracle]"]
+
+
 def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -71,10 +74,11 @@ def test_task_learner_sets_weights_everywhere_and_resets_adam(ray_session):
         learner.set_weights(fresh)  # after training: the env runner takes them too (RLlib's sync would skip them)
         runner_state = learner.algo().env_runner.module.state_dict()
         assert runner_state and all(torch.equal(v.float(), fresh[k].float()) for k, v in runner_state.items())
-        adam = learner.algo().learner_group._learner._named_optimizers
-        assert all(not opt.state for opt in adam.values())
+        adam = []
+        learner.algo().learner_group.foreach_learner(lambda lr: adam.extend(lr.get_optimizers_for_module(MODULE)))
+        assert adam and all(not opt.state for _, opt in adam)
         learner.train(1)
-        assert any(opt.state for opt in adam.values())
+        assert any(opt.state for _, opt in adam)
         assert set(learner.get_weights()) == set(fresh) and MODULE == "default_policy"
     finally:
         learner.stop()
@@ -83,9 +87,9 @@ def test_task_learner_sets_weights_everywhere_and_resets_adam(ray_session):
 @pytest.fixture(scope="module")
 def rl_run(ray_session, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "rl_smoke"
-    result = cli("rl", "meta-train", SMOKE, "--output-dir", run_dir)
+    result = cli("rl", "meta-train", SMOKE, "--output-dir", run_dir, *WITH_RL2)
     assert result.exit_code == 0, result.output
-    result = cli("rl", "meta-eval", SMOKE, "--output-dir", run_dir)
+    result = cli("rl", "meta-eval", SMOKE, "--output-dir", run_dir, *WITH_RL2)
     assert result.exit_code == 0, result.output
     return run_dir
 
@@ -100,17 +104,19 @@ def test_meta_train_writes_checkpoints_weights_and_a_record(rl_run):
     best = max(record["meta"]["checks"], key=lambda c: c["return_mean_adapted"])  # weights.pt: the best check's theta
     assert record["meta"]["best"] == {"step": best["step"], "return_mean_adapted": best["return_mean_adapted"]}
     assert (rl_run / "meta" / "last_weights.pt").is_file()
-    assert record["multitask"]["iterations"] == 4 * 2 * 1  # meta_steps x meta_batch x inner_iters
+    # the baselines get the same PPO iterations: meta_steps x meta_batch x inner_iters
+    assert record["multitask"]["iterations"] == record["rl2"]["iterations"] == 4 * 2 * 1
     from drml_ray.rl.driver import load_weights
 
-    meta, multitask = load_weights(rl_run / "meta"), load_weights(rl_run / "multitask")
+    meta, multitask, rl2 = (load_weights(rl_run / m) for m in ("meta", "multitask", "rl2"))
     assert set(meta) == set(multitask) and any(not torch.equal(meta[k], multitask[k]) for k in meta)
+    assert any("lstm" in k for k in rl2) and not any("lstm" in k for k in meta)  # RL²'s recurrent policy
     assert torch.load(rl_run / "meta" / "checkpoint.pt", weights_only=False)["step"] == 4
 
 
 def test_meta_eval_writes_rllib_style_metrics_for_every_method(rl_run):
     table = json.loads((rl_run / "adaptation.json").read_text())
-    assert set(table) == {"meta", "multitask", "scratch", "oracle"}
+    assert set(table) == {"meta", "multitask", "rl2", "scratch", "oracle"}
     for method, row in table.items():
         for name in ("episode_return_mean", "episode_return_mean_adapt_1", "episode_return_mean_adapt_2"):
             assert row[name] < 0  # Nav2D returns are minus distances
@@ -120,6 +126,7 @@ def test_meta_eval_writes_rllib_style_metrics_for_every_method(rl_run):
     gap = table["meta"]["gap_closed"]["episode_return_mean_adapt_2"]
     scratch, oracle = table["scratch"]["episode_return_mean_adapt_2"], table["oracle"]["episode_return_mean"]
     assert gap == pytest.approx((table["meta"]["episode_return_mean_adapt_2"] - scratch) / (oracle - scratch))
+    assert "gap_closed" in table["rl2"] and "| rl2 |" in (rl_run / "adaptation.md").read_text()
     assert (rl_run / "adaptation.png").stat().st_size > 5000 and "| meta |" in (rl_run / "adaptation.md").read_text()
 
 
@@ -134,14 +141,15 @@ def test_report_shows_meta_training_and_the_adaptation_table(rl_run):
 
 def test_meta_eval_rerun_keeps_finished_curves_and_meta_train_refuses_a_finished_run(rl_run):
     before = (rl_run / "adaptation.json").read_text()
-    result = cli("rl", "meta-eval", SMOKE, "--output-dir", rl_run)
+    result = cli("rl", "meta-eval", SMOKE, "--output-dir", rl_run, *WITH_RL2)
     assert result.exit_code == 0, result.output
-    assert "0 curves to run (14 kept)" in result.output
+    assert "0 curves to run (18 kept)" in result.output
     assert (rl_run / "adaptation.json").read_text() == before
     result = cli("rl", "meta-train", SMOKE, "--output-dir", rl_run)
     assert result.exit_code == 2 and "holds a finished run" in result.output
     result = cli("rl", "meta-eval", SMOKE, "--output-dir", rl_run, "--set", "ppo.lr=0.1")
-    assert result.exit_code == 2 and "different env/ppo/meta setup" in result.output
+    assert result.exit_code == 2 and "a different config" in result.output
+    assert "ppo.lr: 0.003 there, 0.1 now" in result.output
 
 
 def test_transfer_writes_the_four_metrics_over_seeds(ray_session, tmp_path):

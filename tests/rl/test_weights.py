@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from drml_ray.errors import UserError
 from drml_ray.rl.weights import map_weights, reptile_sum, reptile_update
 from tests.helpers import top_level_imports
 
@@ -65,11 +66,11 @@ def test_map_weights_copies_hidden_layers_and_maps_input_columns_and_output_rows
 def test_map_weights_names_the_layer_or_mapping_that_does_not_fit():
     source = weights(0.0)
     target = weights(0.0) | {"encoder.actor_encoder.net.mlp.0.weight": torch.zeros(3, 4)}
-    with pytest.raises(ValueError, match=r"encoder.actor_encoder.net.mlp.0.weight: source shape \(3, 2\) != target"):
+    with pytest.raises(UserError, match=r"encoder.actor_encoder.net.mlp.0.weight: source shape \(3, 2\) != target"):
         map_weights(source, target)
-    with pytest.raises(ValueError, match="mapping.observation has 2 entries; the target observation has 4"):
+    with pytest.raises(UserError, match="mapping.observation has 2 entries; the target observation has 4"):
         map_weights(source, target, observation=[0, 1])
-    with pytest.raises(ValueError, match=r"mapping.observation: indices \[7\] out of range"):
+    with pytest.raises(UserError, match=r"mapping.observation: indices \[7\] out of range"):
         map_weights(source, target, observation=[0, 1, 7, None])
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from drml_ray.errors import UserError
 from drml_ray.tune.halving import SuccessiveHalving, halving_rungs
 
 # Dev F1 after epoch 2 of the 12 trials of configs/tune/crossner_politics_grid12.yaml (BENCHMARKS.md)
@@ -18,7 +19,7 @@ EPOCH8 = {"2e-4 full": 59.2, "4e-4 full": 60.1, "4e-4 top": 48.3}
 def test_rungs_follow_grace_and_reduction_factor():
     assert halving_rungs(2, 4, 12) == [2, 8]
     assert halving_rungs(1, 2, 8) == [1, 2, 4]
-    with pytest.raises(ValueError, match="reduction_factor > 1"):
+    with pytest.raises(UserError, match="reduction_factor > 1"):
         halving_rungs(1, 1, 8)
 
 

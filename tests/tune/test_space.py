@@ -5,7 +5,18 @@ from __future__ import annotations
 import pytest
 from ray import tune
 
-from drml_ray.config import ConfigError, Distribution, FinetuneConfig, TuneSettings, load_config, with_params
+from drml_ray.config import (
+    ConfigError,
+    Distribution,
+    FinetuneConfig,
+    MetaExperiment,
+    TuneSettings,
+    load_config,
+    with_params,
+)
+from drml_ray.errors import UserError
+from drml_ray.meta.kind import KIND as META
+from drml_ray.ner.kind import trial_plan
 from drml_ray.tune.driver import concurrent_trials, trial_name
 from drml_ray.tune.space import make_scheduler, param_space, to_domain
 from drml_ray.tune.summary import TrialSummary, format_trials, trial_state
@@ -77,13 +88,15 @@ def test_with_params_applies_dotted_keys_and_validates():
 
 
 def test_concurrent_trials_fit_the_cluster():
-    cfg = FinetuneConfig(name="x", scaling={"num_workers": 2, "cpus_per_worker": 2}, tune={})
-    assert concurrent_trials(cfg, {"CPU": 9.0}) == 2  # 4 CPUs per trial
-    assert concurrent_trials(cfg.model_copy(update={"tune": TuneSettings(max_concurrent_trials=5)}), {}) == 5
-    gpu = FinetuneConfig(name="x", scaling={"num_workers": 2, "use_gpu": True}, tune={})
-    assert concurrent_trials(gpu, {"CPU": 16.0, "GPU": 4.0}) == 2
-    with pytest.raises(ValueError, match="one trial needs 4 CPUs"):
-        concurrent_trials(cfg, {"CPU": 2.0})
+    plan = trial_plan(FinetuneConfig(name="x", scaling={"num_workers": 2, "cpus_per_worker": 2}))
+    assert concurrent_trials(plan, None, {"CPU": 9.0}) == 2  # 4 CPUs per trial
+    assert concurrent_trials(plan, 5, {}) == 5  # tune.max_concurrent_trials
+    gpu = trial_plan(FinetuneConfig(name="x", scaling={"num_workers": 2, "use_gpu": True}))
+    assert concurrent_trials(gpu, None, {"CPU": 16.0, "GPU": 4.0}) == 2
+    meta = META.tune.plan(MetaExperiment(name="x", meta={"workers": 2, "gpus_per_worker": 0.5}))
+    assert concurrent_trials(meta, None, {"CPU": 16.0, "GPU": 3.0}) == 3  # 1 GPU per trial
+    with pytest.raises(UserError, match=r"one trial needs 4 CPUs \(2 Ray Train workers\)"):
+        concurrent_trials(plan, None, {"CPU": 2.0})
 
 
 def test_schedulers_count_epochs():

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from drml_ray.cli import app
 from drml_ray.config import FinetuneConfig, load_config
+from drml_ray.tune.driver import run_tune
+from tests.helpers import FailOnce
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -122,15 +124,14 @@ def test_successive_halving_resumes_the_best_from_its_rung(ray_session, tmp_path
     assert all(float(t["overhead_s"]) > 0 for t in trials)  # the resumed trial's time counts both runs
 
 
-def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_path, monkeypatch):
+def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_path):
     run_dir = tmp_path / "resume"
-    args = ["tune", SMOKE, "--output-dir", run_dir, "--set", "tune.scheduler.type=fifo",
-            "--set", "tune.space={train.lr: {grid: [1.5e-2, 1.0e-2]}}", "--set", "tune.search=grid",
-            "--set", "train.epochs=2"]  # fmt: skip
-    monkeypatch.setenv("DRML_TEST_FAIL_AFTER_EVAL", "1")  # every trial dies once, after epoch 1's checkpoint
-    cli(*args)
+    sets = ["tune.scheduler.type=fifo", "tune.space={train.lr: {grid: [1.5e-2, 1.0e-2]}}", "tune.search=grid",
+            "train.epochs=2"]  # fmt: skip
+    # every trial dies once, after epoch 1's checkpoint
+    run_tune(load_config(SMOKE, sets), run_dir, callbacks=[FailOnce(after=1)])
     assert [t["state"] for t in read_trials(run_dir)] == ["error", "error"]
-    monkeypatch.delenv("DRML_TEST_FAIL_AFTER_EVAL")
+    args = ["tune", SMOKE, "--output-dir", run_dir, *[a for s in sets for a in ("--set", s)]]
 
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 2 and "finished run" in result.output  # refuses without --resume / --overwrite

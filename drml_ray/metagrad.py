@@ -1,4 +1,5 @@
-"""Reptile and first-order MAML as meta-gradients, in plain torch.
+"""Meta-gradient maths, in plain torch: what NER meta-learning (:mod:`drml_ray.meta`) and meta-RL
+(:mod:`drml_ray.rl`) share.
 
 Both algorithms are written as a *meta-gradient* ``g`` per task, averaged over a meta-batch and
 handed to an ordinary torch optimizer on the meta-parameters theta:
@@ -10,8 +11,7 @@ handed to an ordinary torch optimizer on the meta-parameters theta:
   the *query* loss at phi (the second-order term of MAML dropped):
   ``theta <- theta - beta * mean(grad L_query(phi))``.
 
-Parameters are dicts ``name -> tensor`` so that workers can ship them; the functions here never
-import Ray (the distribution lives in :mod:`drml_ray.meta.driver`).
+Parameters are dicts ``name -> tensor`` so that Ray actors can ship them; nothing here imports Ray.
 """
 
 from __future__ import annotations

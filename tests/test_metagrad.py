@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drml_ray.meta.algorithms import (
+from drml_ray.metagrad import (
     adapt,
     fomaml_gradient,
     inner_optimizer,

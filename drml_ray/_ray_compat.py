@@ -1,0 +1,33 @@
+"""Every use of Ray's private internals, in one place (Ray 2.60); each has a test in ``tests/test_ray_compat.py``
+that fails loudly when Ray changes it. Everything else in drml-ray uses Ray's public APIs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+
+def other_local_ray_addresses() -> list[str]:
+    """The GCS addresses of the Ray instances running on this machine (no public way to list them)."""
+    from ray._private.services import find_gcs_addresses  # RAY private
+
+    return sorted(find_gcs_addresses())
+
+
+def quiet_train_worker_logs() -> None:
+    """Drop Ray Train's per-report INFO lines from the console (they dump every metric twice); its logger is
+    named after a private module's file."""
+    from ray.train.v2._internal.execution import context  # RAY private
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
+def asha_recorded_scores(scheduler: Any) -> int:
+    """How many scores an ``ASHAScheduler`` holds at its rungs (its brackets are private)."""
+    return sum(len(recorded) for bracket in scheduler._brackets for _, recorded in bracket._rungs)
+
+
+def live_trials(generator: Any) -> set[str]:
+    """The trials a ``BasicVariantGenerator`` counts against its ``max_concurrent`` (a private set)."""
+    return generator._live_trials

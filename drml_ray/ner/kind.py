@@ -1,0 +1,47 @@
+"""NER fine-tuning as an experiment kind: ``drml finetune``, searched by ``drml tune``, in ``drml report``."""
+
+from __future__ import annotations
+
+from drml_ray.config import FinetuneConfig
+from drml_ray.runtime.registry import Command, Kind, TrialPlan, TuneSpec
+
+
+def trial_plan(cfg: FinetuneConfig) -> TrialPlan:
+    """A trial is one Ray Train run: its workers reserve the CPUs (GPUs); Tune restarts it as often as
+    Ray Train may restart its workers.
+
+    >>> trial_plan(FinetuneConfig(name="x", scaling={"num_workers": 2, "use_gpu": True}))
+    TrialPlan(cpus=2, gpus=2, budget=3, workers='2 Ray Train workers', retries=0)
+    """
+    s = cfg.scaling
+    return TrialPlan(cpus=s.num_workers * s.cpus_per_worker, gpus=s.num_workers if s.use_gpu else 0,
+                     budget=cfg.train.epochs, workers=f"{s.num_workers} Ray Train workers",
+                     retries=max(0, s.max_failures))  # fmt: skip
+
+
+FINETUNE = "drml_ray.ner.finetune"
+# fmt: off
+KIND = Kind(
+    name="finetune",
+    config=FinetuneConfig,
+    sections=(),
+    commands=(
+        Command(
+            "finetune",
+            f"{FINETUNE}:run_finetune",
+            "results.json",
+            help="Fine-tune a token-classification model on Ray Train; writes best/, reports and results.json. "
+            "An unfinished run directory continues from its latest checkpoint.",
+            example="drml finetune configs/ner/smoke.yaml --set train.epochs=2 --set model.strategy=lora",
+        ),
+    ),
+    report=f"{FINETUNE}:report_sections",
+    tune=TuneSpec(
+        metrics={"dev_f1": "max", "dev_precision": "max", "dev_recall": "max", "train_loss": "min"},
+        plan=trial_plan,
+        prepare=f"{FINETUNE}:prepare_search",
+        trial=f"{FINETUNE}:search_trial",
+        finish=f"{FINETUNE}:finish_search",
+    ),
+)
+# fmt: on

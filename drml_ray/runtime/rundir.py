@@ -1,0 +1,130 @@
+"""The run-directory contract, the same for every command that writes one.
+
+A run directory is ``runs/<experiment name>`` unless ``--output-dir`` says otherwise; names carry
+no timestamps, so the same config always lands in the same place. :func:`open_run`:
+
+1. a *finished* run (its result file, written last, exists) is never replaced without ``--overwrite``;
+2. ``--overwrite`` empties the folder first;
+3. an unfinished run is continued from its checkpoints, but only with the same config: ``config.yaml``
+   is compared key by key (apart from ``free`` keys, which choose what runs, not how) and a
+   difference is refused with the keys named;
+4. ``config.yaml`` is (re)written; every file is written atomically (a temporary file and a rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drml_ray.config import dump_config
+from drml_ray.errors import RunExistsError, RunInterrupted  # noqa: F401  (re-exported)
+
+FINISHED_MARKER = "results.json"
+META_TRAIN_FILE = "meta_train.json"
+"""The result file of ``drml meta-train`` and ``drml rl meta-train``."""
+
+
+def default_run_dir(name: str) -> Path:
+    """``runs/<name>`` under the current folder."""
+    return Path("runs") / name
+
+
+def open_run(
+    run_dir: str | os.PathLike[str], cfg: Any = None, *, marker: str | None = FINISHED_MARKER,
+    overwrite: bool = False, free: Sequence[str] = (),
+) -> Path:  # fmt: skip
+    """Create or reopen ``run_dir`` (returned absolute) under the contract above; ``marker`` ``None``: a
+    command that fills a table cell by cell and is never finished (``drml meta-eval``)."""
+    path = Path(run_dir).expanduser().resolve()
+    if marker is not None and (path / marker).exists() and not overwrite:
+        raise RunExistsError(
+            f"{path} holds a finished run ({marker} exists); pass --overwrite to replace it "
+            "or --output-dir to write elsewhere"
+        )
+    if overwrite and path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    if cfg is not None:
+        written = path / "config.yaml"
+        if written.exists():
+            check_same_config(written, cfg, free)
+            print(f"[drml] {path}: continuing the run found there")
+        atomic_write_text(written, dump_config(cfg))
+    return path
+
+
+def check_same_config(written: Path, cfg: Any, free: Sequence[str] = ()) -> None:
+    """Refuse to continue the run of ``written`` with ``cfg`` if they differ outside ``free`` (and ``name``)."""
+    data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
+    with contextlib.suppress(ValueError):  # defaults filled in: a key added later, at its default, is no difference
+        data = type(cfg).model_validate(data).model_dump(mode="json")
+    ignored = ("name", *free)
+    old, new = _flat(data), _flat(cfg.model_dump(mode="json"))
+    differ = [k for k in sorted(old.keys() | new.keys())
+              if old.get(k) != new.get(k) and not any(k == f or k.startswith(f"{f}.") for f in ignored)]  # fmt: skip
+    if differ:
+        shown = "; ".join(f"{k}: {old.get(k, '(unset)')!r} there, {new.get(k, '(unset)')!r} now" for k in differ[:5])
+        raise RunExistsError(
+            f"{written.parent} holds a run of a different config ({written}: {shown}); pass --overwrite "
+            "to start over, or --output-dir to run elsewhere"
+        )
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``.
+
+    >>> _flat({"train": {"lr": 1, "epochs": 2}, "tune": None})
+    {'train.lr': 1, 'train.epochs': 2, 'tune': None}
+    """
+    if not isinstance(data, dict) or not data:
+        return {prefix: data} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        flat |= _flat(value, f"{prefix}.{key}" if prefix else str(key))
+    return flat
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
+    """Move a fully written ``tmp_dir`` into ``final_dir``, replacing an older one only at the end."""
+    old = final_dir.with_name(f".{final_dir.name}.old")
+    if final_dir.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final_dir, old)
+    os.replace(tmp_dir, final_dir)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,0 +1,44 @@
+"""The run-directory contract every command shares (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from drml_ray.config import FinetuneConfig, TuneSettings, dump_config
+from drml_ray.errors import RunExistsError
+from drml_ray.runtime.rundir import check_same_config, open_run
+
+
+def cfg(**train) -> FinetuneConfig:
+    return FinetuneConfig(name="x", train=train)
+
+
+def test_a_new_run_writes_its_config_and_a_finished_one_is_kept_unless_overwritten(tmp_path):
+    run = open_run(tmp_path / "r", cfg())
+    assert run.is_absolute() and (run / "config.yaml").read_text() == dump_config(cfg())
+    (run / "results.json").write_text("{}")
+    (run / "best").mkdir()
+    with pytest.raises(RunExistsError, match=r"holds a finished run \(results.json exists\); pass --overwrite"):
+        open_run(run, cfg())
+    open_run(run, cfg(epochs=9), overwrite=True)
+    assert not (run / "best").exists() and "epochs: 9" in (run / "config.yaml").read_text()
+
+
+def test_an_unfinished_run_continues_with_the_same_config_only(tmp_path, capsys):
+    run = open_run(tmp_path / "r", cfg())
+    (run / "train").mkdir()
+    open_run(run, cfg(), free=("tune",))
+    assert "continuing the run found there" in capsys.readouterr().out and (run / "train").is_dir()
+    open_run(run, cfg().model_copy(update={"name": "renamed", "tune": TuneSettings()}), free=("tune",))
+    with pytest.raises(RunExistsError, match=r"train.epochs: 3 there, 9 now; train.lr: 5e-05 there, 0.001 now\)"):
+        open_run(run, cfg(lr=1e-3, epochs=9), free=("tune",))
+    assert "lr: 5.0e-05" in (run / "config.yaml").read_text()  # the refused config was not written
+
+
+def test_a_key_added_to_drml_later_at_its_default_is_no_difference(tmp_path):
+    written = tmp_path / "config.yaml"
+    written.write_text(dump_config(cfg()).replace("  fused_adamw: true\n", ""))
+    check_same_config(written, cfg())
+    written.write_text(dump_config(cfg()).replace("  fused_adamw: true\n", "  fused_adamw: false\n"))
+    with pytest.raises(RunExistsError, match="train.fused_adamw: False there, True now"):
+        check_same_config(written, cfg())

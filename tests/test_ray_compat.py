@@ -1,0 +1,47 @@
+"""Each private Ray internal drml-ray uses (drml_ray/_ray_compat.py), checked against the installed Ray: these
+fail loudly when a Ray upgrade moves or renames one. Also: no other module reaches into Ray's privates."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from drml_ray import _ray_compat
+
+PACKAGE = Path(__file__).resolve().parents[1] / "drml_ray"
+
+
+def test_local_ray_instances_are_listed():
+    assert isinstance(_ray_compat.other_local_ray_addresses(), list)
+
+
+def test_ray_train_worker_logs_are_quieted():
+    from ray.train.v2._internal.execution import context
+
+    _ray_compat.quiet_train_worker_logs()
+    assert logging.getLogger(context.__file__).level == logging.WARNING
+
+
+def test_asha_scores_at_its_rungs_are_counted():
+    from ray.tune.schedulers import ASHAScheduler
+
+    asha = ASHAScheduler(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+    assert _ray_compat.asha_recorded_scores(asha) == 0
+    milestone, recorded = asha._brackets[0]._rungs[0]
+    recorded["trial_a"] = 0.5
+    assert milestone in (1, 2, 4) and _ray_compat.asha_recorded_scores(asha) == 1
+
+
+def test_the_variant_generator_counts_its_live_trials_in_a_set():
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    assert _ray_compat.live_trials(BasicVariantGenerator(max_concurrent=2)) == set()
+
+
+def test_no_module_but_the_compat_one_touches_ray_internals():
+    private = re.compile(r"ray\._private|ray\.\w+(\.\w+)*\._internal|\._brackets|\._rungs|_live_trials|\._learner\b|"
+                         r"_named_optimizers")  # fmt: skip
+    offenders = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
+                 if p.name != "_ray_compat.py" and private.search(p.read_text(encoding="utf-8"))]  # fmt: skip
+    assert offenders == []
