@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import ray  # RAY
 import torch
 import yaml
@@ -33,15 +32,13 @@ import yaml
 from drml_ray.config import RLExperiment
 from drml_ray.errors import UserError
 from drml_ray.metagrad import meta_lr_at
-from drml_ray.rl.envs import ENVS, Task
+from drml_ray.rl.envs import ENVS, Task, task_stream
 from drml_ray.rl.ppo import Arch, PPOTaskLearner
 from drml_ray.rl.weights import Weights, map_weights, reptile_sum, reptile_update
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run
 
 ADAPTATION_FILE = "adaptation.json"
-HELDOUT_STREAM = 7_777
-VALIDATION_STREAM = 5_555
 CELLS_FILE = "adaptation_cells.json"
 WEIGHTS_FILE = "weights.pt"
 LAST_WEIGHTS_FILE = "last_weights.pt"
@@ -130,18 +127,18 @@ def actor_pool(cfg: RLExperiment, count: int, label: str | None = None) -> Actor
 
 def train_tasks(cfg: RLExperiment, step: int) -> list[Task]:
     """The meta-batch of ``step``: a function of the experiment seed and the step only."""
-    return ENVS[cfg.env.family].sample_tasks(cfg.meta.meta_batch, np.random.default_rng([cfg.seed, step]))
+    return ENVS[cfg.env.family].sample_tasks(cfg.meta.meta_batch, task_stream(cfg.seed, "train", step))
 
 
 def heldout_tasks(cfg: RLExperiment) -> list[Task]:
     """The evaluation tasks: a stream meta-training never draws from."""
-    return ENVS[cfg.env.family].sample_tasks(cfg.eval.tasks, np.random.default_rng([cfg.seed, HELDOUT_STREAM]))
+    return ENVS[cfg.env.family].sample_tasks(cfg.eval.tasks, task_stream(cfg.seed, "test"))
 
 
 def validation_tasks(cfg: RLExperiment, n: int) -> list[Task]:
     """The tasks meta-training checks itself on, and Tune scores trials by: a third stream, neither
     trained on nor evaluated, so picking a meta-step or a hyper-parameter never looks at the test tasks."""
-    return ENVS[cfg.env.family].sample_tasks(n, np.random.default_rng([cfg.seed, VALIDATION_STREAM]))
+    return ENVS[cfg.env.family].sample_tasks(n, task_stream(cfg.seed, "validation"))
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:

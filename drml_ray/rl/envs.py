@@ -141,6 +141,19 @@ class TaskPendulum(_PhysicsTasks, PendulumEnv):
 
 
 ENVS: dict[str, type[gym.Env]] = {"nav2d": Nav2D, "cartpole": TaskCartPole, "pendulum": TaskPendulum}
+STREAMS = {"train": 0, "validation": 1, "test": 2}
+"""The purposes tasks are drawn for; each has its own random stream."""
+
+
+def task_stream(seed: int, purpose: str, index: int = 0) -> np.random.Generator:
+    """The random stream of the ``index``-th draw for ``purpose`` (``STREAMS``): ``SeedSequence(seed,
+    spawn_key=(purpose, index))``, so training (one stream per meta-step), validation and test tasks never
+    share a stream, however many meta-steps a run takes.
+
+    >>> task_stream(0, "train", 3).random() == task_stream(0, "train", 3).random() != task_stream(0, "test").random()
+    True
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[purpose], index)))
 
 
 def make_env(name: str, config: dict[str, Any] | None = None) -> gym.Env:

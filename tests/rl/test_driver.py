@@ -79,3 +79,13 @@ def test_trained_starts_are_loaded_and_a_missing_one_is_named(tmp_path):
     assert torch.equal(load_weights(tmp_path / "multitask")["pi.net.mlp.0.bias"], torch.ones(4))
     with pytest.raises(UserError, match="meta/weights.pt: no trained meta policy; run `drml rl meta-train`"):
         trained_starts(RLExperiment(name="x", eval={"methods": ["meta"]}), tmp_path, None)
+
+
+def test_the_task_streams_never_collide_over_10000_meta_steps():
+    """Training draws a stream per meta-step; validation and test tasks have streams of their own. (Before,
+    validation used the stream of meta-step 5,555 and the test tasks that of meta-step 7,777.)"""
+    cfg = RLExperiment(name="x", meta={"meta_batch": 2, "meta_steps": 10_000}, eval={"tasks": 5})
+    trained = {tuple(t.values()) for step in range(10_000) for t in train_tasks(cfg, step)}
+    assert len(trained) == 20_000  # no stream repeats another
+    held_out = {tuple(t.values()) for t in heldout_tasks(cfg) + validation_tasks(cfg, 5)}
+    assert len(held_out) == 10 and not held_out & trained
