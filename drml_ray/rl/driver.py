@@ -67,22 +67,23 @@ class RLWorker:
 
     def reptile(self, theta: Weights, tasks: list[Task], iterations: int, seed: int) -> tuple[Weights, int]:
         """The summed Reptile meta-gradient of ``tasks``, each adapted ``iterations`` PPO iterations."""
-        torch.manual_seed(seed)
         learner = self.learner()
+        learner.start_job(seed)
         adapted = [learner.adapt(theta, task, iterations, episodes=0)[1] for task in tasks]
         return reptile_sum(theta, adapted)
 
     def curve(self, weights: Weights, task: Task, iterations: int, episodes: int, seed: int, arch: Arch = "ff",
               family: str | None = None) -> list[float]:  # fmt: skip
         """Returns before and after each of ``iterations`` PPO iterations from ``weights`` on ``task``."""
-        torch.manual_seed(seed)
-        return self.learner(family).adapt(weights, task, iterations, episodes, arch)[0]
+        learner = self.learner(family)
+        learner.start_job(seed, arch)
+        return learner.adapt(weights, task, iterations, episodes, arch)[0]
 
     def train_on(self, weights: Weights, task: Task | None, iterations: int, seed: int, arch: Arch = "ff",
                  family: str | None = None, progress: str | None = None) -> Weights:  # fmt: skip
         """``iterations`` PPO iterations on ``task`` (``None``: a new random task every episode)."""
-        torch.manual_seed(seed)
         learner = self.learner(family)
+        learner.start_job(seed, arch)
         learner.set_weights(weights, arch)
         if task is None:
             learner.randomise_tasks(seed, arch)

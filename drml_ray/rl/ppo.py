@@ -12,10 +12,12 @@ holds the previous action and reward), each built on first use.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any, Literal
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from drml_ray.config import PPOSettings, RLEnvSettings
@@ -122,6 +124,16 @@ class PPOTaskLearner:
                 optimizer.state.clear()
 
         self.algo(arch).learner_group.foreach_learner(clear)
+
+    def start_job(self, seed: int, arch: Arch = "ff") -> None:
+        """Make what follows a function of ``seed`` and its inputs alone, whatever this process ran before:
+        seed Python's, numpy's and torch's random state (PPO shuffles its minibatches with numpy) and build the
+        env runner's envs anew (RLlib's public ``make_env``), so that sampling starts fresh episodes from the
+        runner's seed instead of continuing the previous job's."""
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.algo(arch).env_runner.make_env()
 
     def set_task(self, task: Task, arch: Arch = "ff") -> list[Task]:
         return set_task_on_runner(self.algo(arch).env_runner, task)

@@ -84,6 +84,24 @@ def test_task_learner_sets_weights_everywhere_and_resets_adam(ray_session):
         learner.stop()
 
 
+def test_a_job_does_not_depend_on_what_its_worker_ran_before(ray_session):
+    """PPO shuffles minibatches with numpy and the env runner continued the previous job's episodes, so a
+    curve depended on which actor ran it after what; each job now starts from its seed alone."""
+    from drml_ray.rl.driver import RLWorker
+
+    worker = RLWorker({"family": "nav2d", "horizon": 10}, TINY, seed=0, threads=1)
+    try:
+        fresh, task = worker.fresh(1), {"goal_x": 0.3, "goal_y": -0.2}
+        first = worker.curve(fresh, task, 2, 2, seed=5)
+        worker.train_on(fresh, {"goal_x": -0.4, "goal_y": 0.1}, 3, seed=9)  # other work in between
+        assert worker.curve(fresh, task, 2, 2, seed=5) == first
+        one, two = (worker.reptile(fresh, [task], 1, seed=3)[0] for _ in range(2))
+        assert all(torch.equal(one[k], two[k]) for k in one)
+    finally:
+        for learner in worker.learners.values():
+            learner.stop()
+
+
 @pytest.fixture(scope="module")
 def rl_run(ray_session, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "rl_smoke"
