@@ -173,7 +173,7 @@ def run_drml(name: str, model_dir: str, train: list[Sentence], dev: list[Sentenc
     corpus = NerCorpus("bench", {"train": train, "dev": dev, "test": dev}, labels, False, {})
     with tempfile.TemporaryDirectory() as run_dir:
         result = run_training(cfg, corpus, Path(run_dir))
-        loop = torch.load(Path(result.checkpoint.path) / "state.pt", map_location="cpu", weights_only=False)["loop"]
+        loop = torch.load(Path(result.checkpoint.path) / "state.pt", map_location="cpu", weights_only=True)["loop"]
         events = EventAccumulator(str(Path(run_dir) / "tensorboard"))
         events.Reload()
         losses = [e.value for e in events.Scalars("train/loss")]

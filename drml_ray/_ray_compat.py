@@ -28,6 +28,19 @@ def asha_recorded_scores(scheduler: Any) -> int:
     return sum(len(recorded) for bracket in scheduler._brackets for _, recorded in bracket._rungs)
 
 
+def asha_rungs(scheduler: Any) -> list[list[dict[str, float]]]:
+    """The scores an ``ASHAScheduler`` recorded at each rung of each bracket (``trial id -> score``)."""
+    return [[dict(recorded) for _, recorded in bracket._rungs] for bracket in scheduler._brackets]
+
+
+def set_asha_rungs(scheduler: Any, rungs: list[list[dict[str, float]]]) -> None:
+    """Put back scores :func:`asha_rungs` read (a scheduler of the same brackets and rungs)."""
+    for bracket, saved in zip(scheduler._brackets, rungs, strict=True):
+        for (_, recorded), scores in zip(bracket._rungs, saved, strict=True):
+            recorded.clear()
+            recorded.update(scores)
+
+
 def live_trials(generator: Any) -> set[str]:
     """The trials a ``BasicVariantGenerator`` counts against its ``max_concurrent`` (a private set)."""
     return generator._live_trials

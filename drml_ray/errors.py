@@ -13,6 +13,12 @@ class UserError(Exception):
     """A mistake in the user's input; the message says where and what to do."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's first line, for a one-line user error that wraps a library's message."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class RunExistsError(UserError):
     """The output directory holds a finished run (or one of another config) and ``--overwrite`` was not given."""
 

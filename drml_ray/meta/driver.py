@@ -35,6 +35,7 @@ from typing import Any
 import ray  # RAY
 import torch
 
+from drml_ray.checkpoints import load_state, save_state
 from drml_ray.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings, ModelConfig, TaskData, dump_config
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.meta.learner import NerLearner, adaptation_steps
@@ -144,10 +145,8 @@ class MetaRun:
         return {n: p.detach() for n, p in self.params.items()}
 
     def save(self, path: Path) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"theta": self.theta(), "optimizer": self.optimizer.state_dict(), "record": self.record,
-                    "step": self.step}, tmp)  # fmt: skip
-        tmp.replace(path)
+        save_state(path, {"theta": self.theta(), "optimizer": self.optimizer.state_dict(), "record": self.record,
+                          "step": self.step})  # fmt: skip
 
 
 def start_meta_run(cfg: MetaExperiment, algorithm: str, theta: Params, state_path: Path) -> MetaRun:
@@ -158,7 +157,7 @@ def start_meta_run(cfg: MetaExperiment, algorithm: str, theta: Params, state_pat
     optimizer = torch.optim.Adam(params.values(), lr=lr) if kind == "adam" else torch.optim.SGD(params.values(), lr=lr)
     run = MetaRun(algorithm, params, optimizer, lr, {"steps": [], "evals": [], "train_s": 0.0})
     if state_path.exists():
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = load_state(state_path)
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(saved["theta"][name])

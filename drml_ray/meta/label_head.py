@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from drml_ray.checkpoints import load_state, save_state
 from drml_ray.data.conll import split_tag
 
 GENERATOR_FILE = "drml_label_head.pt"
@@ -97,7 +98,7 @@ def head_rows(
 
 
 def save_generator(generator: LabelNameHead, folder: Path) -> None:
-    torch.save(generator.state_dict(), Path(folder) / GENERATOR_FILE)
+    save_state(Path(folder) / GENERATOR_FILE, generator.state_dict())
 
 
 def load_generator(folder: str | Path, hidden: int) -> LabelNameHead | None:
@@ -106,5 +107,5 @@ def load_generator(folder: str | Path, hidden: int) -> LabelNameHead | None:
     if not path.is_file():
         return None
     generator = LabelNameHead(hidden)
-    generator.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    generator.load_state_dict(load_state(path))
     return generator

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from drml_ray._ray_compat import quiet_train_worker_logs
+from drml_ray.checkpoints import load_state, save_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.ner import batching
 from drml_ray.ner.features import Window, encode
@@ -169,7 +170,7 @@ def restore(worker: Worker, init_checkpoint: str | None) -> None:
     if checkpoint is None:
         return
     with checkpoint.as_directory() as folder:
-        saved = torch.load(Path(folder) / STATE_FILE, map_location=worker.device, weights_only=False)
+        saved = load_state(Path(folder) / STATE_FILE, map_location=worker.device)
     worker.model.load_state_dict(saved["model"])
     worker.optimizer.load_state_dict(saved["optimizer"])
     worker.scheduler.load_state_dict(saved["scheduler"])
@@ -306,9 +307,9 @@ def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as folder:
         ray_checkpoint = None
         if worker.rank == 0:
-            torch.save({"model": worker.model.state_dict(), "optimizer": worker.optimizer.state_dict(),
-                        "scheduler": worker.scheduler.state_dict(), "loop": asdict(worker.state), "rng": rng},
-                       Path(folder) / STATE_FILE)  # fmt: skip
+            save_state(Path(folder) / STATE_FILE, {"model": worker.model.state_dict(), "optimizer":
+                       worker.optimizer.state_dict(), "scheduler": worker.scheduler.state_dict(),
+                       "loop": asdict(worker.state), "rng": rng})  # fmt: skip
             ray_checkpoint = ray.train.Checkpoint.from_directory(folder)  # RAY
         ray.train.report(metrics, checkpoint=ray_checkpoint)  # RAY
     for callback in worker.callbacks:

@@ -29,6 +29,7 @@ import ray  # RAY
 import torch
 import yaml
 
+from drml_ray.checkpoints import load_state, save_state
 from drml_ray.config import RLExperiment
 from drml_ray.errors import UserError
 from drml_ray.metagrad import meta_lr_at
@@ -142,21 +143,18 @@ def validation_tasks(cfg: RLExperiment, n: int) -> list[Task]:
     return ENVS[cfg.env.family].sample_tasks(n, task_stream(cfg.seed, "validation"))
 
 
-def _save(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(data, tmp)
-    tmp.replace(path)
-
-
 def load_weights(path: str | Path) -> Weights:
+    """Policy weights from a ``weights.pt`` (or its folder), as ``drml rl meta-train`` writes them."""
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_FILE
     if not path.is_file():
         raise UserError(f"{path}: no saved policy weights")
-    data = torch.load(path, map_location="cpu", weights_only=False)
-    return data.get("weights", data)
+    data = load_state(path)
+    weights = data.get("weights", data) if isinstance(data, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise UserError(f"{path}: not policy weights (a name -> tensor dict, as drml rl meta-train writes)")
+    return weights
 
 
 # --- meta-training -------------------------------------------------------------------------------
@@ -205,7 +203,7 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, pool: ActorExecutor, on
     """
     meta, state_path = cfg.meta, run_dir / "meta" / "checkpoint.pt"
     if state_path.exists():
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = load_state(state_path)
         theta, start, record = saved["theta"], saved["step"], saved["record"]
         print(f"[drml] meta: resuming at meta-step {start} from {state_path}")
     else:
@@ -217,10 +215,10 @@ def meta_train_reptile(cfg: RLExperiment, run_dir: Path, pool: ActorExecutor, on
         theta = reptile_step(cfg, theta, step - 1, pool)
         record["step_s"].append(time.perf_counter() - began)
         if step == meta.meta_steps:
-            _save(run_dir / "meta" / LAST_WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
+            save_state(run_dir / "meta" / LAST_WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
         if step % meta.eval_every == 0 or step == meta.meta_steps:
             _check(cfg, theta, step, pool, record, run_dir, on_progress)
-            _save(state_path, {"theta": theta, "step": step, "record": record})
+            save_state(state_path, {"theta": theta, "step": step, "record": record})
     steps = record["step_s"]
     return record | {"seconds_per_meta_step": statistics.fmean(steps) if steps else None}
 
@@ -229,7 +227,7 @@ def _check(cfg: RLExperiment, theta: Weights, step: int, pool: ActorExecutor, re
            on_progress: OnProgress | None) -> None:  # fmt: skip
     """A validation check; the best theta so far is saved before Tune hears of it (it may stop the trial)."""
     if validation_check(cfg, theta, step, pool, record):
-        _save(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
+        save_state(run_dir / "meta" / WEIGHTS_FILE, {"weights": theta, "family": cfg.env.family, "arch": "ff"})
     if on_progress:
         on_progress(step, record["checks"][-1]["return_mean_adapted"])
 
@@ -249,7 +247,8 @@ def train_baselines(cfg: RLExperiment, run_dir: Path, pool: ActorExecutor) -> di
 
     def done(index: int, weights: Weights) -> str:
         method = todo[index]
-        _save(run_dir / method / WEIGHTS_FILE, {"weights": weights, "family": cfg.env.family, "arch": arch[method]})
+        saved = {"weights": weights, "family": cfg.env.family, "arch": arch[method]}
+        save_state(run_dir / method / WEIGHTS_FILE, saved)
         results[method] = {"iterations": iterations, "wall_s": time.perf_counter() - began}
         return f"trained in {results[method]['wall_s']:.0f} s"
 

@@ -14,8 +14,8 @@ fills and a worker-group restart for every promoted trial.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from drml_ray.errors import UserError
 
@@ -62,6 +62,24 @@ class SuccessiveHalving:
         self.scores = [{} for _ in self.rungs]
         self.ended = [set() for _ in self.rungs]
         self.promoted = [None for _ in self.rungs]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state (``drml tune --resume`` reads it back with :meth:`from_dict`)."""
+        return asdict(self) | {"ended": [sorted(e) for e in self.ended]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SuccessiveHalving:
+        """
+        >>> h = SuccessiveHalving(4, [1, 2], 2)
+        >>> h.scores[0]["a"], h.promoted[0] = 0.5, ["a"]
+        >>> h.ended[1].add("b")
+        >>> SuccessiveHalving.from_dict(h.to_dict()) == h
+        True
+        """
+        halving = cls(data["num_trials"], data["rungs"], data["reduction_factor"], data["mode"])
+        halving.scores, halving.promoted = data["scores"], data["promoted"]
+        halving.ended = [set(e) for e in data["ended"]]
+        return halving
 
     def due(self, k: int) -> int | None:
         """How many trials rung ``k`` waits for (``None`` while the rung below is undecided)."""

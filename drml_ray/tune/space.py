@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +13,10 @@ from ray.tune.experiment import Trial  # RAY
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # RAY
 from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
 
-from drml_ray._ray_compat import asha_recorded_scores, live_trials
+from drml_ray._ray_compat import asha_recorded_scores, asha_rungs, live_trials, set_asha_rungs
 from drml_ray.config import Distribution, TuneSettings
 from drml_ray.errors import UserError
+from drml_ray.runtime.rundir import atomic_write_json
 from drml_ray.tune.halving import SuccessiveHalving, halving_rungs
 
 
@@ -58,7 +59,15 @@ def expected_trials(settings: TuneSettings) -> int:
     return math.prod(grids) * (1 if as_grid else settings.num_samples)
 
 
-ASHA_STATE_FILE = "asha_state.pkl"
+ASHA_STATE_FILE = "asha_state.json"
+
+
+def read_json_state(path: str) -> Any:
+    """A scheduler's saved state (JSON: never unpickled, since a run directory may come from elsewhere)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: unreadable scheduler state ({err}); remove it to restart the halving") from None
 
 
 class ResumableASHA(ASHAScheduler):
@@ -66,8 +75,8 @@ class ResumableASHA(ASHAScheduler):
 
     ``Tuner.restore`` rebuilds the scheduler from the copy pickled when the search started, so plain
     ASHA forgets its rungs (ray-project/ray#30838) and lets whichever trial reaches a rung first after
-    the restart continue. This one writes its state to ``state_path`` after every result (atomically)
-    and reads it back on its first call after a restore.
+    the restart continue. This one writes the scores at its rungs to ``state_path`` (JSON, atomically)
+    after every result and reads them back on its first call after a restore.
     """
 
     def __init__(self, *args: Any, state_path: str | Path, **kwargs: Any):
@@ -80,14 +89,12 @@ class ResumableASHA(ASHAScheduler):
             return
         self._state_read = True
         if os.path.exists(self._state_path):
-            self.restore(self._state_path)
+            set_asha_rungs(self, read_json_state(self._state_path))
             recorded = asha_recorded_scores(self)
             print(f"[drml] ASHA: {recorded} score(s) at its rungs restored from {self._state_path}", flush=True)
 
     def _write_state(self) -> None:
-        tmp = f"{self._state_path}.tmp"
-        self.save(tmp)
-        os.replace(tmp, self._state_path)
+        atomic_write_json(self._state_path, asha_rungs(self))
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         self._read_state_once()
@@ -105,7 +112,7 @@ class ResumableASHA(ASHAScheduler):
         self._write_state()
 
 
-SHA_STATE_FILE = "sha_state.pkl"
+SHA_STATE_FILE = "sha_state.json"
 _PAUSED_AT_RUNGS: dict[str, set[str]] = {}
 """Per search (keyed by its state file): trials paused at an undecided rung. The scheduler fills it and
 the trial generator reads it, in the driver process; a module-level table rather than a shared object
@@ -148,8 +155,7 @@ class SyncHalvingScheduler(FIFOScheduler):
             return
         self._state_read = True
         if os.path.exists(self._state_path):
-            with open(self._state_path, "rb") as f:
-                self.halving = pickle.load(f)
+            self.halving = SuccessiveHalving.from_dict(read_json_state(self._state_path))
             scored = sum(len(r) for r in self.halving.scores)
             print(f"[drml] successive halving: {scored} score(s) at its rungs restored from {self._state_path}",
                   flush=True)  # fmt: skip
@@ -160,10 +166,7 @@ class SyncHalvingScheduler(FIFOScheduler):
 
     def _changed(self, tune_controller: Any) -> None:
         """Persist, publish the waiting set, and stop the paused trials a rung's decision dropped."""
-        tmp = f"{self._state_path}.tmp"
-        with open(tmp, "wb") as f:
-            pickle.dump(self.halving, f)
-        os.replace(tmp, self._state_path)
+        atomic_write_json(self._state_path, self.halving.to_dict())
         self._share_waiting()
         self._stop_dropped(tune_controller)
 

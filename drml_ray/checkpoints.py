@@ -1,0 +1,48 @@
+"""Checkpoint files: written atomically, read back without running any code.
+
+Every state drml-ray saves (a training step's weights, optimizer, schedule, loop counters and random
+state; meta-learning's theta; policy weights) is a ``torch.save`` of tensors, numbers, strings, lists and
+dicts, read back with ``torch.load(weights_only=True)``: a run directory or an ``--init`` file from
+elsewhere cannot execute code, and one holding anything else (a pickled object, a truncated or foreign
+file) is refused with a :class:`~drml_ray.errors.UserError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from drml_ray.errors import UserError, first_line
+
+
+def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` through a temporary file and a rename: a crash (or a full disk) mid-write
+    leaves the previous file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(state, tmp)
+        tmp.replace(path)
+    except OSError as err:  # a full disk, a quota, a folder gone: the previous checkpoint stays as it was
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{path}: the checkpoint could not be written ({err.strerror or err}); the previous one, if "
+                        "any, is intact: free space and run the same command again to continue") from None  # fmt: skip
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load_state(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
+    """The state saved at ``path``, loaded with ``weights_only=True`` (no unpickling of code)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such checkpoint file") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        raise UserError(f"{path}: not a drml-ray checkpoint (only tensors, numbers, strings, lists and dicts are "
+                        f"read, never pickled objects): {first_line(err)}") from None  # fmt: skip
