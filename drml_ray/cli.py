@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
@@ -73,7 +72,11 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
         except RunInterrupted as err:
             typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except KeyboardInterrupt:
+            typer.secho("drml: interrupted (Ctrl+C): what finished is kept; the same command continues from the last "
+                        "checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW, err=True)  # fmt: skip
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except Exception:
             traceback.print_exc()
@@ -231,8 +234,9 @@ def evaluate(
     else:
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
     name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
+    saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
     run_dir = open_run(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
-    scores = evaluate_sentences(load_saved_model(model_dir), sentences, batch_size=batch_size)
+    scores = evaluate_sentences(saved, sentences, batch_size=batch_size)
     report = format_split(scores, split)
     atomic_write_text(run_dir / f"report_{split}.txt", report)
     atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data})
@@ -325,6 +329,18 @@ def data_fetch(
         paths = fetch(get_spec(corpus), source=source, force=force)
         for split, path in paths.items():
             typer.echo(f"{corpus} {split}: {path}")
+
+
+@data_app.command("inspect", epilog="Example: `drml data inspect ../shared/data/conll2003/eng.testa`")
+@user_errors
+def data_inspect(files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files.")]) -> None:
+    """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found."""
+    from drml_ray.data.inspect import format_inspection, inspect_file
+
+    for path in files:
+        if not path.is_file():
+            raise UserError(f"{path}: no such file")
+        typer.echo(format_inspection(inspect_file(path)))
 
 
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drml_ray.errors import UserError
 
@@ -24,34 +24,42 @@ class ConfigError(UserError):
     """An invalid experiment file or override; the message lists every problem found."""
 
 
+Count = Annotated[int, Field(ge=1)]
+"""At least 1 (epochs, sizes, workers, steps)."""
+NonNegative = Annotated[int, Field(ge=0)]
+Rate = Annotated[float, Field(gt=0)]
+"""A learning rate or step size: above 0."""
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+Discount = Annotated[float, Field(ge=0, le=1)]
+WindowLength = Annotated[int, Field(ge=8, le=8192)]
+"""Sub-tokens per window: room for the special tokens and some words."""
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys forbidden, no type coercion, immutable."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
 
-    def at_least_one(self, *keys: str) -> None:
-        """For validators: each of ``keys`` must be at least 1."""
-        for key in keys:
-            if getattr(self, key) < 1:
-                raise ValueError(f"{key} must be at least 1")
-
 
 class GeneratedData(Section):
-    train: int = 400
+    train: Count = 400
     """Sentences in the generated training split."""
-    dev: int = 100
+    dev: Count = 100
     """Sentences in the generated dev split."""
-    test: int = 100
+    test: Count = 100
     """Sentences in the generated test split."""
     seed: int = 13
     """Seed of the generator (each split uses its own stream)."""
 
 
 class DataConfig(Section):
-    corpus: str = "generated"
-    """A registered corpus (``drml data list``: conll2003, crossner_politics, ...), or ``generated``."""
+    corpus: str | None = None
+    """A registered corpus (``drml data list``: conll2003, crossner_politics, ...), or ``generated``; leave it
+    out to train on your own files (``train``, ``dev`` and ``test``, all three); with neither: ``generated``."""
     train: str | None = None
-    """A CoNLL or Parquet file replacing the corpus' train split (relative to the working folder)."""
+    """A CoNLL or Parquet file: your corpus' train split, or one replacing the corpus' (relative to the
+    working folder). The label set is the train split's."""
     dev: str | None = None
     """A CoNLL or Parquet file replacing the corpus' dev split."""
     test: str | None = None
@@ -62,16 +70,29 @@ class DataConfig(Section):
     """If the corpus cannot be reached, use the generated corpus instead (and say so) rather than fail."""
     generated: GeneratedData = GeneratedData()
     """Sizes and seed of the generated corpus."""
-    max_train_sentences: int | None = None
+    max_train_sentences: Count | None = None
     """Keep only the first N training sentences (quick runs on real corpora)."""
+
+    @model_validator(mode="after")
+    def _own_files_complete(self) -> DataConfig:
+        given = [split for split in ("train", "dev", "test") if getattr(self, split) is not None]
+        if self.corpus is None and given and len(given) < 3:
+            missing = ", ".join(f"data.{s}" for s in ("train", "dev", "test") if s not in given)
+            raise ValueError(f"your own corpus needs all three splits: add {missing} (or name a data.corpus)")
+        return self
+
+    @property
+    def own_files(self) -> bool:
+        """A corpus of the user's own files (no registered or generated corpus)."""
+        return self.corpus is None and self.train is not None
 
 
 class LoraSettings(Section):
-    r: int = 16
+    r: Count = 16
     """LoRA rank."""
-    alpha: int = 32
+    alpha: Count = 32
     """LoRA scaling numerator (effective scale alpha / r)."""
-    dropout: float = 0.1
+    dropout: Fraction = 0.1
     """Dropout on the LoRA branch."""
     target_modules: list[str] = ["query", "value"]
     """Linear layers that get adapters (BERT attention projections by default)."""
@@ -82,40 +103,47 @@ class ModelConfig(Section):
     """``minilm`` (the packaged all-MiniLM-L6-v2), ``tiny-random-bert`` (tests), a local folder or a Hub id."""
     strategy: Literal["full", "top", "lora"] = "full"
     """What trains: every weight, the last ``top_layers`` encoder layers + head, or LoRA adapters + head."""
-    top_layers: int = 2
+    top_layers: Count = 2
     """Encoder layers trained by the ``top`` strategy (counted from the top)."""
     lora: LoraSettings = LoraSettings()
     """Adapter settings of the ``lora`` strategy."""
-    max_length: int = 128
+    max_length: WindowLength = 128
     """Sub-tokens per window, special tokens included; longer sentences are split into windows."""
-    window_overlap: int = 16
+    window_overlap: NonNegative = 16
     """Words shared by consecutive windows of a long sentence (context on both sides of a cut)."""
     label_all_tokens: bool = False
     """Label every sub-token of a word (B- becomes I- after the first); default: first sub-token only."""
-    dropout: float | None = None
+    dropout: Fraction | None = None
     """Override the backbone's hidden dropout probability; ``None`` keeps the backbone's value."""
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> ModelConfig:
+        if self.window_overlap >= self.max_length // 2:
+            raise ValueError(f"window_overlap ({self.window_overlap}) must be below half of max_length "
+                             f"({self.max_length}): each window must move on")  # fmt: skip
+        return self
 
 
 class TrainConfig(Section):
-    epochs: int = 3
+    epochs: Count = 3
     """Passes over the training set (upper bound: early stopping may end sooner)."""
-    batch_size: int = 16
+    batch_size: Count = 16
     """Sentences (windows) per optimizer step, summed over all workers and accumulation steps."""
-    grad_accum: int = 1
+    grad_accum: Count = 1
     """Micro-batches per optimizer step on each worker (no gradient sync until the last)."""
-    lr: float = 5e-5
+    lr: Rate = 5e-5
     """Peak learning rate of AdamW."""
-    weight_decay: float = 0.01
+    weight_decay: NonNegativeFloat = 0.01
     """AdamW weight decay (never applied to biases and LayerNorm weights)."""
-    warmup_ratio: float = 0.1
+    warmup_ratio: Fraction = 0.1
     """Fraction of all optimizer steps spent warming the learning rate up linearly from 0."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: NonNegativeFloat = 1.0
     """Gradient clipping by global norm; 0 disables."""
-    patience: int = 3
+    patience: NonNegative = 3
     """Evaluations without a better dev entity F1 before stopping early; 0 never stops early."""
-    eval_every_steps: int = 0
+    eval_every_steps: NonNegative = 0
     """Evaluate (and checkpoint) every N optimizer steps as well as at each epoch's end; 0: epochs only."""
-    eval_batch_size: int = 64
+    eval_batch_size: Count = 64
     """Windows per evaluation batch (sorted by length, so padding stays small)."""
     pack_sequences: bool = True
     """Pack each micro-batch's windows end to end into rows with a block-diagonal attention mask (same
@@ -128,25 +156,18 @@ class TrainConfig(Section):
     """Use torch's fused AdamW kernel (one pass over the weights; ~8x faster steps on CPU)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """Autocast dtype; ``auto`` is bf16 on a GPU that supports it, else fp32 (CPU: always fp32)."""
-    log_every_steps: int = 10
+    log_every_steps: Count = 10
     """Progress line and TensorBoard loss every N optimizer steps."""
-
-    @model_validator(mode="after")
-    def _positive(self) -> TrainConfig:
-        self.at_least_one("epochs", "batch_size", "grad_accum", "eval_batch_size", "log_every_steps")
-        if not 0.0 <= self.warmup_ratio < 1.0:
-            raise ValueError("warmup_ratio must be in [0, 1)")
-        return self
 
 
 class ScalingSettings(Section):
-    num_workers: int = 2
+    num_workers: Count = 2
     """Ray Train workers (one process each; DDP across them)."""
     use_gpu: bool = False
     """One GPU per worker."""
-    cpus_per_worker: int = 1
+    cpus_per_worker: Count = 1
     """CPUs reserved per worker; also its torch thread count."""
-    max_failures: int = 0
+    max_failures: Annotated[int, Field(ge=-1)] = 0
     """Worker-group failures to recover from (restart from the latest checkpoint); -1: unlimited."""
 
 
@@ -194,13 +215,13 @@ class SchedulerSettings(Section):
     """Trial scheduler: ``fifo`` runs every trial to the end; the others stop or mutate weak trials.
     ``sha`` is synchronous successive halving: trials wait at each rung for the others, then the best
     ``1/reduction_factor`` continue (exact budget; better than ``asha`` on small searches)."""
-    grace_period: int = 1
+    grace_period: Count = 1
     """Epochs every trial runs before ASHA / successive halving / median stopping may stop it."""
-    reduction_factor: int = 2
+    reduction_factor: Annotated[int, Field(ge=2)] = 2
     """ASHA / successive halving / HyperBand: keep the best 1/reduction_factor of trials at each rung."""
-    max_t: int | None = None
+    max_t: Count | None = None
     """Epochs of the longest trial (ASHA / successive halving / HyperBand); default: ``train.epochs``."""
-    perturbation_interval: int = 1
+    perturbation_interval: Count = 1
     """PBT: epochs between exploit/explore steps."""
     mutations: dict[str, Distribution] = {}
     """PBT: keys it may resample when a trial copies a better one (default: the continuous keys of ``space``)."""
@@ -214,9 +235,9 @@ class TuneSettings(Section):
     search: Literal["random", "grid", "optuna"] = "random"
     """``random``: sample ``num_samples`` points (grid keys crossed in); ``grid``: every combination of
     ``grid``/``choice`` values once; ``optuna``: Optuna's TPE sampler."""
-    num_samples: int = 4
+    num_samples: Count = 4
     """Trials to sample (``random``: per grid point; ``optuna``: in all; ignored by ``grid``)."""
-    max_concurrent_trials: int | None = None
+    max_concurrent_trials: Count | None = None
     """Trials running at once; default: as many as the cluster's CPUs (GPUs) hold given ``scaling``."""
     metric: str = "dev_f1"
     """Reported metric the search optimises (dev entity F1 after each epoch)."""
@@ -225,8 +246,6 @@ class TuneSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> TuneSettings:
-        if self.num_samples < 1:
-            raise ValueError("num_samples must be at least 1")
         if self.search == "grid":
             loose = [key for key, dist in self.space.items() if dist.kind not in ("grid", "choice")]
             if loose:
@@ -246,8 +265,9 @@ class TuneSettings(Section):
 class Experiment(Section):
     """What every experiment file has: a name and, for ``drml tune``, a search over it."""
 
-    name: str
-    """Experiment name; the default run directory is ``runs/<name>``. Defaults to the file's stem."""
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", max_length=200)]
+    """Experiment name; the default run directory is ``runs/<name>`` (so a plain folder name: letters, digits,
+    ``._+-``, no ``/``). Defaults to the file's stem."""
     tune: TuneSettings | None = None
     """Hyper-parameter search over this experiment (``drml tune``); the metric is one its kind reports."""
 
@@ -278,7 +298,7 @@ class TaskData(Section):
 
     generated: GeneratedData = GeneratedData()
     """Sizes and seed of ``generated:TYPES`` tasks (the generated corpus restricted to TYPES)."""
-    max_train_sentences: int | None = None
+    max_train_sentences: Count | None = None
     """Keep only the first N training sentences of each meta-training task (quick runs)."""
 
 
@@ -299,50 +319,49 @@ class MetaSettings(Section):
     """Meta-training tasks: registered corpora, or ``generated:PER,LOC`` (the generated corpus, those types)."""
     heldout_tasks: list[str] = ["crossner_politics"]
     """Held-out tasks: only their label names are seen before adaptation; their dev set scores meta-training."""
-    meta_steps: int = 150
+    meta_steps: Count = 150
     """Outer updates."""
-    meta_batch: int = 4
+    meta_batch: Count = 4
     """Tasks (episodes) per outer update, adapted in parallel over ``workers``."""
-    inner_steps: int = 4
+    inner_steps: Count = 4
     """Optimizer steps on an episode's support set."""
-    inner_lr: float = 5e-5
+    inner_lr: Rate = 5e-5
     """Learning rate of the inner optimizer."""
     inner_optimizer: Literal["adam", "sgd"] = "adam"
     """Inner optimizer; its state starts fresh in every episode."""
-    meta_lr: float = 1.0
+    meta_lr: Rate = 1.0
     """Reptile's outer step size epsilon (with ``meta_optimizer: sgd``, 1.0 moves to the mean adapted weights)."""
     meta_optimizer: Literal["sgd", "adam"] = "sgd"
     """Reptile's outer optimizer: ``sgd``: theta -= meta_lr * g (the paper's update); ``adam``: Adam on g."""
-    fomaml_lr: float = 5.0e-5
+    fomaml_lr: Rate = 5.0e-5
     """FOMAML's outer learning rate (g is a query-loss gradient, so a fine-tuning-sized step)."""
     fomaml_optimizer: Literal["sgd", "adam"] = "adam"
     """FOMAML's outer optimizer (Adam on the meta-gradient, as in the MAML paper)."""
     meta_lr_decay: bool = True
     """Decay the outer learning rate linearly to 0 over ``meta_steps`` (as in the Reptile paper)."""
-    shots: int = 8
+    shots: Count = 8
     """Support sentences per episode."""
-    query: int = 8
+    query: Count = 8
     """Query sentences per episode (FOMAML's outer loss; disjoint from the support set)."""
-    n_way: int | None = None
+    n_way: Count | None = None
     """Restrict each episode to N entity types drawn at random (others become O); ``None``: all the task's types."""
-    eval_every: int = 25
+    eval_every: Count = 25
     """Meta-steps between evaluations on the held-out tasks' dev sets (after adaptation) and checkpoints."""
-    eval_shots: int = 10
+    eval_shots: Count = 10
     """Support sentences the held-out evaluation adapts on during meta-training."""
-    eval_steps: int = 20
+    eval_steps: Count = 20
     """Adaptation steps of that evaluation."""
-    eval_dev_sentences: int = 200
+    eval_dev_sentences: Count = 200
     """Dev sentences scored by that evaluation (the first N)."""
-    workers: int = 2
+    workers: Count = 2
     """Ray actors adapting episodes in parallel (one task each at a time)."""
-    cpus_per_worker: int = 1
+    cpus_per_worker: Count = 1
     """CPUs reserved per actor; also its torch thread count."""
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: NonNegativeFloat = 0.0
     """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
 
     @model_validator(mode="after")
     def _positive(self) -> MetaSettings:
-        self.at_least_one("meta_steps", "meta_batch", "inner_steps", "shots", "query", "eval_every", "workers")
         if not self.algorithms:
             raise ValueError("algorithms needs at least one of reptile, fomaml")
         overlap = set(self.train_tasks) & set(self.heldout_tasks)
@@ -360,29 +379,29 @@ class AdaptSettings(Section):
     """Labelled target sentences adapted on (drawn per seed from the train split); ``all``: the whole split."""
     seeds: list[int] = [1, 2, 3]
     """Seeds of the shot sample, the head initialisation and the data order."""
-    lrs: list[float] = [5e-5]
+    lrs: list[Rate] = [5e-5]
     """Learning rates tried per cell; the one with the best dev F1 is scored on test."""
-    epochs: int = 20
+    epochs: Count = 20
     """Adaptation budget: passes over the shots (steps = epochs x ceil(shots / batch_size), clamped)."""
-    min_steps: int = 40
+    min_steps: Count = 40
     """Fewest adaptation steps (few shots still get a real budget)."""
-    max_steps: int = 400
+    max_steps: Count = 400
     """Most adaptation steps."""
-    batch_size: int = 16
+    batch_size: Count = 16
     """Sentences per adaptation step."""
-    dev_sentences: int | None = 200
+    dev_sentences: Count | None = 200
     """Dev sentences used to pick the learning rate (the first N); ``None``: all."""
-    test_sentences: int | None = None
+    test_sentences: Count | None = None
     """Test sentences scored (the first N); ``None``: the whole test split."""
-    pretrain_steps: int = 900
+    pretrain_steps: Count = 900
     """Steps that train the ``conll_then_finetune`` and ``multitask_then_finetune`` starting points."""
-    pretrain_lr: float = 5e-5
+    pretrain_lr: Rate = 5e-5
     """Learning rate of that pre-training."""
     conll_task: str = "conll2003"
     """The task the ``conll_then_finetune`` start is pre-trained on (tests use a generated one)."""
     conll_model: str | None = None
     """An existing CoNLL-2003 model folder (e.g. ``runs/conll2003/best``) used instead of pre-training one."""
-    workers: int = 2
+    workers: Count = 2
     """Ray actors adapting cells in parallel."""
 
     @model_validator(mode="after")
@@ -391,7 +410,6 @@ class AdaptSettings(Section):
             raise ValueError("shots are positive integers or 'all'")
         if not self.seeds or not self.lrs or not self.methods:
             raise ValueError("methods, seeds and lrs each need at least one value")
-        self.at_least_one("epochs", "min_steps", "max_steps", "batch_size", "workers")
         return self
 
 
@@ -425,7 +443,7 @@ class RLEnvSettings(Section):
 
     family: RLFamily = "nav2d"
     """Task family: ``nav2d`` (goals), ``cartpole`` (pole length/mass, cart mass, gravity), ``pendulum`` (m, l)."""
-    horizon: int | None = None
+    horizon: Count | None = None
     """Episode length; default: 100 for ``nav2d``, gymnasium's limits for ``cartpole`` (500) and ``pendulum`` (200)."""
 
 
@@ -434,38 +452,38 @@ class PPOSettings(Section):
 
     hidden: list[int] = [64, 64]
     """Hidden layers of the policy and value networks (separate, not shared)."""
-    lr: float = 3e-3
+    lr: Rate = 3e-3
     """Adam learning rate of PPO (the inner-loop learning rate of Reptile); its state is reset per task."""
-    train_batch: int = 2000
+    train_batch: Count = 2000
     """Environment steps per PPO iteration (Nav2D: 20 episodes of 100 steps, as in the MAML paper)."""
-    minibatch: int = 500
+    minibatch: Count = 500
     """SGD minibatch of a PPO epoch."""
-    envs: int = 10
+    envs: Count = 10
     """Environments stepped side by side in each learner (one batched forward pass per step)."""
-    epochs: int = 4
+    epochs: Count = 4
     """PPO epochs over each batch."""
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip: float = 0.2
+    gamma: Discount = 0.99
+    gae_lambda: Discount = 0.95
+    clip: Rate = 0.2
     """PPO's ratio clip."""
-    entropy_coeff: float = 0.0
+    entropy_coeff: NonNegativeFloat = 0.0
     """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
     free_log_std: bool = False
     """Continuous actions: a state-independent log standard deviation (the MAML paper's Gaussian policy)
     instead of one computed by the policy network (not for ``rl2``: RLlib's LSTM module does not take it)."""
-    vf_clip: float = 100.0
+    vf_clip: Rate = 100.0
     """Clip of the value-function loss (returns here reach -100s, so RLlib's default 10 is too small)."""
-    lstm_cell_size: int = 64
+    lstm_cell_size: Count = 64
     """The ``rl2`` method's LSTM size (its input: observation, previous action and reward)."""
-    max_seq_len: int = 20
+    max_seq_len: Count = 20
     """The ``rl2`` method's truncated-BPTT length."""
 
     @model_validator(mode="after")
     def _sizes(self) -> PPOSettings:
-        if self.minibatch < 1 or self.train_batch < self.minibatch or self.epochs < 1 or not self.hidden:
-            raise ValueError("need hidden layers, epochs >= 1 and 1 <= minibatch <= train_batch")
-        if self.envs < 1 or self.train_batch % self.envs:
-            raise ValueError(f"envs ({self.envs}) must be >= 1 and divide train_batch ({self.train_batch})")
+        if self.train_batch < self.minibatch or not self.hidden or min(self.hidden) < 1:
+            raise ValueError("need hidden layers of at least 1 unit and minibatch <= train_batch")
+        if self.train_batch % self.envs:
+            raise ValueError(f"envs ({self.envs}) must divide train_batch ({self.train_batch})")
         return self
 
 
@@ -475,13 +493,13 @@ class RLMetaSettings(Section):
     methods: list[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
     """What to train: ``meta`` (Reptile), ``multitask`` (one PPO policy over randomised tasks), ``rl2``
     (an LSTM policy over randomised tasks that sees its previous action and reward)."""
-    meta_steps: int = 60
+    meta_steps: Count = 60
     """Reptile outer updates."""
-    meta_batch: int = 4
+    meta_batch: Count = 4
     """Tasks per outer update, adapted in parallel over ``workers``."""
-    inner_iters: int = 1
+    inner_iters: Count = 1
     """PPO iterations on each task before the outer update."""
-    meta_lr: float = 1.0
+    meta_lr: Rate = 1.0
     """Outer step size epsilon: theta += epsilon * mean(phi - theta) (1.0: move to the mean adapted weights)."""
     meta_lr_decay: bool = True
     """Decay the outer step size linearly to 0 over ``meta_steps`` (the Reptile paper's schedule)."""
@@ -489,47 +507,39 @@ class RLMetaSettings(Section):
     """Meta-learn the exploration noise (``pi.log_std``, with ``ppo.free_log_std``). Off: Reptile keeps it
     at its initial value (std 1): a first-order method has no gradient that rewards exploring *before*
     adaptation, and averaging adapted policies only shrinks it, which slows PPO's adaptation."""
-    baseline_iters: int | None = None
+    baseline_iters: Count | None = None
     """PPO iterations of ``multitask`` and ``rl2``; default: ``meta_steps x meta_batch x inner_iters`` (the
     same environment steps as Reptile)."""
-    eval_every: int = 10
+    eval_every: Count = 10
     """Meta-steps between checkpoints (and a held-out adaptation check)."""
-    workers: int = 2
+    workers: Count = 2
     """Ray actors, each owning one RLlib PPO Algorithm (built once, reused for every task)."""
-    cpus_per_worker: int = 1
-
-    @model_validator(mode="after")
-    def _positive(self) -> RLMetaSettings:
-        self.at_least_one("meta_steps", "meta_batch", "inner_iters", "eval_every", "workers", "cpus_per_worker")
-        if self.baseline_iters is not None and self.baseline_iters < 1:
-            raise ValueError("baseline_iters must be at least 1")
-        return self
+    cpus_per_worker: Count = 1
 
 
 class RLEvalSettings(Section):
     """``drml rl meta-eval``: adaptation on held-out tasks, every method with the same PPO budget."""
 
     methods: list[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
-    tasks: int = 5
+    tasks: Count = 5
     """Held-out tasks (drawn from the family with a seed stream meta-training never uses)."""
     seeds: list[int] = [1, 2, 3, 4, 5]
     """Seeds of PPO sampling (and of the random init of ``scratch``)."""
-    adapt_iters: int = 3
+    adapt_iters: Count = 3
     """PPO iterations of adaptation; returns are measured before and after each."""
-    episodes: int = 20
+    episodes: Count = 20
     """Episodes sampled to measure each return."""
-    oracle_iters: int = 40
+    oracle_iters: Count = 40
     """PPO iterations of the per-task oracle (from scratch, on that task alone)."""
-    oracle_seeds: int = 1
+    oracle_seeds: Count = 1
     """The oracle is trained with the first N of ``seeds`` (it is the expensive one)."""
     reset_log_std: bool = False
     """Start every trained policy (meta, multitask, rl2) with a free exploration std reset to 1, as
     Reptile's is when ``meta.meta_log_std`` is off: compares what the networks learned, not their noise."""
-    workers: int = 2
+    workers: Count = 2
 
     @model_validator(mode="after")
     def _valid(self) -> RLEvalSettings:
-        self.at_least_one("tasks", "adapt_iters", "episodes", "oracle_iters", "oracle_seeds", "workers")
         if not self.seeds or not self.methods:
             raise ValueError("seeds and methods each need at least one value")
         return self
@@ -556,22 +566,21 @@ class TransferSettings(Section):
     target_family: RLFamily | None = None
     """Family of the target env; default ``env.family``. Spaces that differ need ``mapping``."""
     mapping: SpaceMapping | None = None
-    source_iters: int = 30
+    source_iters: Count = 30
     """PPO iterations on the source task."""
-    target_iters: int = 30
+    target_iters: Count = 30
     """PPO iterations on the target task (both curves)."""
     seeds: list[int] = [1, 2, 3, 4, 5]
-    episodes: int = 10
+    episodes: Count = 10
     """Episodes sampled to measure each point of the target curves."""
     threshold: float | None = None
     """Return that counts as learned for time-to-threshold; default: 90% of the way from the lowest to the
     highest mean return seen on the target."""
-    tail: int = 3
+    tail: Count = 3
     """Points averaged for the asymptotic performance."""
 
     @model_validator(mode="after")
     def _valid(self) -> TransferSettings:
-        self.at_least_one("source_iters", "target_iters", "episodes", "tail")
         if not self.seeds:
             raise ValueError("seeds needs at least one value")
         return self
@@ -594,7 +603,17 @@ class RLExperiment(Experiment):
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``)."""
+    """SafeLoader that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``) and refuses a key given twice
+    in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver(
@@ -698,13 +717,17 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror}; `drml configs list` shows the shipped "
                           "ones)") from None  # fmt: skip
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     try:
         root = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where, problem = (f"{path}:{mark.line + 1}", getattr(err, "problem", err)) if mark else (str(path), err)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
     if data is None:
-        data = {}
+        raise ConfigError(f"{path}:1: empty file; an experiment names its sections (drml configs show ner/smoke)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the file must hold a mapping of config keys, not {type(data).__name__}")
     return data, _key_lines(root) if root is not None else {}

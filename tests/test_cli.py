@@ -170,3 +170,14 @@ def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch)
     from drml_ray.config import load_config
 
     assert load_config("configs/ner/smoke.yaml").name == load_config("ner/smoke").name == "smoke"
+
+
+def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, monkeypatch):
+    import drml_ray.ner.finetune
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(drml_ray.ner.finetune, "run_finetune", interrupted)
+    result = cli("finetune", "ner/smoke", "--output-dir", tmp_path / "x")
+    assert result.exit_code == 130 and "the same command continues from the last checkpoint" in result.output

@@ -9,7 +9,7 @@ is IOB2 (every entity starts with ``B-``), which is what seqeval and the classif
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -81,48 +81,48 @@ def read_conll(
     tokens: list[str] = []
     tags: list[str] = []
     n_columns: int | None = None
-
-    def close_sentence() -> None:
-        if tokens:
-            fixed = iob1_to_iob2(tags) if scheme == "iob1" else list(tags)
-            sentences.append(Sentence(tuple(tokens), tuple(fixed)))
-            tokens.clear()
-            tags.clear()
-
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
-                close_sentence()
-                continue
-            # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either.
-            columns = line.split("\t") if "\t" in line else line.split()
-            if columns[0] == "-DOCSTART-":
-                close_sentence()
-                continue
-            if len(columns) < 2:
-                raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
-            if n_columns is None:
-                n_columns = len(columns)
-            elif len(columns) != n_columns:
-                raise CorpusFormatError(
-                    path, line_no, f"expected {n_columns} columns like line 1 of the data, got {len(columns)}", line
-                )
-            tag = columns[-1]
-            try:
-                split_tag(tag)
-            except ValueError:
-                raise CorpusFormatError(
-                    path, line_no, "unknown tag scheme prefix (expected O, B-TYPE or I-TYPE)", tag
-                ) from None
-            if allowed is not None and tag not in allowed:
-                raise CorpusFormatError(path, line_no, "tag outside the declared label set", tag)
-            tokens.append(columns[0])
-            tags.append(tag)
-    close_sentence()
+    for line_no, line in [*_lines(path), (0, "")]:  # (a last blank line closes the last sentence)
+        if not line.strip() or line.split()[0] == "-DOCSTART-":
+            if tokens:
+                sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags)))
+                tokens, tags = [], []
+            continue
+        # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either.
+        columns = line.split("\t") if "\t" in line else line.split()
+        if len(columns) < 2:
+            raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
+        n_columns = n_columns or len(columns)
+        if len(columns) != n_columns:
+            raise CorpusFormatError(path, line_no, f"expected {n_columns} columns like line 1 of the data, got "
+                                    f"{len(columns)}", line)  # fmt: skip
+        tag = columns[-1]
+        try:
+            split_tag(tag)
+        except ValueError:
+            raise CorpusFormatError(path, line_no, "unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOES "
+                                    "tags, S- and E-, are not read: convert them to IOB2)", tag) from None  # fmt: skip
+        if allowed is not None and tag not in allowed:
+            raise CorpusFormatError(path, line_no, "tag outside the declared label set", tag)
+        tokens.append(columns[0])
+        tags.append(tag)
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     return sentences
+
+
+def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
+    """(1-based number, text) of each line of a UTF-8 file; a byte-order mark is dropped and CRLF read as LF."""
+    line_no = 0
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for line_no, raw in enumerate(f, start=1):
+                if "\x00" in raw:
+                    raise CorpusFormatError(path, line_no, "binary content (a NUL byte), not CoNLL text")
+                yield line_no, raw.rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise CorpusFormatError(path, line_no + 1, "not UTF-8 text (UTF-16? Latin-1?): save it as UTF-8") from None
+    except OSError as err:
+        raise CorpusFormatError(path, None, f"cannot read it ({err.strerror})") from None
 
 
 def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
@@ -155,6 +155,23 @@ def discover_labels(*corpora: Iterable[Sentence]) -> list[str]:
 def entity_types(labels: Iterable[str]) -> list[str]:
     """Entity types of a label list, sorted: ``["O", "B-PER", "I-PER"]`` -> ``["PER"]``."""
     return sorted({kind for label in labels if (kind := split_tag(label)[1]) is not None})
+
+
+def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int | None:
+    """The 1-based line (a Parquet file: row) of the first word tagged with one of ``labels`` (or its IOB1
+    equivalent), for error messages."""
+    kinds = {split_tag(label)[1] for label in labels}
+    if Path(path).suffix == ".parquet":
+        from drml_ray.data.parquet import read_parquet
+
+        rows = read_parquet(path)
+        return next((i for i, s in enumerate(rows, 1) if any(split_tag(t)[1] in kinds for t in s.tags)), None)
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            columns = line.split()
+            if len(columns) > 1 and columns[-1] != "O" and columns[-1].partition("-")[2] in kinds:
+                return line_no
+    return None
 
 
 def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2") -> list[Sentence]:

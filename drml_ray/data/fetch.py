@@ -54,7 +54,7 @@ def _is_url(location: str) -> bool:
 
 def _sources(spec: CorpusSpec, source: str | None) -> list[str]:
     """Candidate base locations of ``spec``'s files, in the order they are tried."""
-    bases = []
+    bases = [source.rstrip("/")] if source else []  # --source: the folder holding the files (or a mirror)
     for mirror in (source, os.environ.get("DRML_DATA_MIRROR")):
         if mirror:
             bases.append(mirror.rstrip("/") + "/" + spec.folder if _is_url(mirror) else str(Path(mirror) / spec.folder))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from drml_ray.config import DataConfig
-from drml_ray.data.conll import Sentence, discover_labels, read_corpus_file
+from drml_ray.data.conll import Scheme, Sentence, discover_labels, first_line_with, read_corpus_file
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.registry import SPLITS, get_spec
@@ -31,13 +32,49 @@ class NerCorpus:
         return f"{kind} {self.name}: {sizes} sentences, {len(self.labels)} labels"
 
 
+def own_corpus(cfg: DataConfig) -> NerCorpus:
+    """The user's own three files (``data.train``, ``data.dev``, ``data.test``; IOB2 unless ``data.scheme``).
+    The label set is the train split's: a dev or test tag that train never has is named with its file and
+    line (the model cannot predict it, so its entities count as misses)."""
+    paths = {split: getattr(cfg, split) for split in SPLITS}
+    scheme = cfg.scheme or _detected_scheme(paths)
+    splits = {split: read_corpus_file(path, scheme=scheme) for split, path in paths.items()}
+    labels = discover_labels(splits["train"])
+    for split in ("dev", "test"):
+        unseen = sorted(set(discover_labels(splits[split])) - set(labels))
+        if unseen:
+            line = first_line_with(paths[split], unseen)
+            log.warning("%s:%s: %s never occur in the train split (%s): the model cannot predict them, so their "
+                        "entities count as misses", paths[split], line, ", ".join(unseen), paths["train"])  # fmt: skip
+    if cfg.max_train_sentences is not None:
+        splits["train"] = splits["train"][: cfg.max_train_sentences]
+    train = Path(paths["train"]).resolve()
+    name = train.parent.name if train.stem in SPLITS or train.stem.startswith("train") else train.stem
+    return NerCorpus(name, splits, labels, False, {k: str(v) for k, v in paths.items()})
+
+
+def _detected_scheme(paths: dict[str, str]) -> Scheme:
+    """IOB2, unless a file's entities start with ``I-`` (IOB1): read as IOB2 those would drop out of the gold
+    standard, so they are converted, and said so (``data.scheme`` decides instead when it is set)."""
+    from drml_ray.data.inspect import inspect_file
+
+    for path in paths.values():
+        report = inspect_file(path)
+        if report.iob1_starts:
+            log.warning("%s: %s; reading all three files as IOB1 (set data.scheme to decide)", path, report.scheme)
+            return "iob1"
+    return "iob2"
+
+
 def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
     """Read the corpus named by ``cfg`` (fetching it if needed), apply per-split file overrides.
 
     With ``fallback_to_generated``, a registered corpus that cannot be fetched is replaced by the
     generated corpus, with a warning; otherwise the fetch error propagates.
     """
-    name = cfg.corpus
+    if cfg.own_files:
+        return own_corpus(cfg)
+    name = cfg.corpus or "generated"
     generated = name == "generated"
     splits: dict[str, list[Sentence]] = {}
     sources: dict[str, str] = {}

@@ -32,14 +32,20 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     """Read a corpus Parquet file; errors name the file, the row (as ``line``) and the problem."""
     try:
         table = pq.read_table(path, columns=["tokens", "tags"])
-    except (pa.ArrowInvalid, KeyError) as err:
+    except (pa.ArrowInvalid, KeyError, OSError) as err:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
+    wrong = [f.name for f in table.schema if not pa.types.is_list(f.type) or not pa.types.is_string(f.type.value_type)]
+    if wrong:
+        raise CorpusFormatError(path, None, f"columns {', '.join(wrong)} must be lists of strings (drml data convert "
+                                "writes them)")  # fmt: skip
     sentences = []
     for row, (tokens, tags) in enumerate(
         zip(table.column("tokens").to_pylist(), table.column("tags").to_pylist(), strict=True), start=1
     ):
-        if not tokens or len(tokens) != len(tags):
+        if not tokens or len(tokens) != len(tags or []):
             raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
+        if None in tokens or None in tags:
+            raise CorpusFormatError(path, row, "a null token or tag")
         for tag in tags:
             try:
                 split_tag(tag)

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from drml_ray.data.conll import Sentence, split_tag
-from drml_ray.errors import UserError
+from drml_ray.errors import UserError, first_line
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import Report, score_split
 
@@ -39,8 +40,11 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
-    model = AutoModelForTokenClassification.from_pretrained(folder).to(device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    try:  # a truncated model.safetensors, a missing tokenizer, a label map that disagrees with the head
+        model = AutoModelForTokenClassification.from_pretrained(folder).to(device).eval()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise UserError(f"{folder}: the model folder does not load: {first_line(err)}") from None
     drml = getattr(model.config, "drml", None) or {}
     max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
     return SavedModel(model, tokenizer, max_length, int(drml.get("window_overlap", DEFAULT_OVERLAP)))

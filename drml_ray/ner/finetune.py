@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from drml_ray.checkpoints import load_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.data.load import NerCorpus, load_corpus
+from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
@@ -86,7 +86,13 @@ def run_training(
             callbacks=callbacks or [],
         ),
     )
-    return trainer.fit()
+    try:
+        return trainer.fit()
+    except Exception as err:  # a user's mistake found on a worker (a tampered checkpoint) stays one
+        mistake = next((e for e in getattr(err, "worker_failures", {}).values() if isinstance(e, UserError)), None)
+        if mistake is not None:
+            raise UserError(str(getattr(mistake, "cause", mistake))) from None  # (Ray wraps it: its cause)
+        raise
 
 
 def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
@@ -119,7 +125,7 @@ def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, ou
     """Step 4: rebuild the model, load the checkpoint's weights, save a plain HF folder atomically."""
     tokenizer = load_tokenizer(cfg.model.backbone)
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
-    state = torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=False)
+    state = load_state(checkpoint_dir / STATE_FILE)
     model.load_state_dict(state["model"])
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -165,10 +171,13 @@ def run_finetune(
 
     ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
     """
-    print(f"[drml] run '{cfg.name}' -> {run_dir}")
+    corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
+    load_tokenizer(cfg.model.backbone)
+    print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
+    begun = (Path(run_dir) / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
-    corpus = corpus or load_corpus(cfg.data)
-    print(f"[drml] {corpus.describe()}")
+    if begun and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
+        print("[drml] no checkpoint was recorded there yet: training starts from the beginning")
     print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"
           + (" + 1 GPU" if cfg.scaling.use_gpu else ""))  # fmt: skip
     started = time.perf_counter()
@@ -178,7 +187,7 @@ def run_finetune(
     if not result.best_checkpoints:
         raise RuntimeError(f"{run_dir}: training reported no checkpoint")
     best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["dev_f1"])
-    latest = torch.load(Path(result.checkpoint.path) / STATE_FILE, map_location="cpu", weights_only=False)["loop"]
+    latest = load_state(Path(result.checkpoint.path) / STATE_FILE)["loop"]
     print(f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f}")
     scores = export_and_score(cfg, corpus, Path(best_checkpoint.path), run_dir)
     results = {
@@ -236,7 +245,7 @@ def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path, callb
     epoch = 0
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            epoch = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=False)["loop"]["epoch"]
+            epoch = load_state(Path(folder) / STATE_FILE)["loop"]["epoch"]
     while epoch < cfg.train.epochs:
         stop_at = min(cfg.train.epochs, epoch + cfg.tune.scheduler.perturbation_interval)
         result = run_training(cfg, corpus, trial_dir, name=f"{TRAIN_SUBDIR}_from_epoch_{epoch}",

@@ -17,7 +17,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, PreTrainedModel
 
 from drml_ray.config import ModelConfig
-from drml_ray.errors import UserError
+from drml_ray.errors import UserError, first_line
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
@@ -50,7 +50,11 @@ def resolve_backbone(name: str) -> str:
 
 def load_tokenizer(backbone: str):
     """The fast tokenizer of ``backbone`` (word alignment needs ``word_ids()``)."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+    except (OSError, ValueError) as err:  # no such folder / Hub id (offline), no tokenizer files in it
+        raise UserError(f"model.backbone {backbone!r}: no tokenizer loads from it ({first_line(err)}); give minilm, a "
+                        "Hugging Face model folder or a Hub id") from None  # fmt: skip
     if not tokenizer.is_fast:
         raise UserError(f"{backbone}: drml-ray needs a fast tokenizer (word_ids() for label alignment)")
     return tokenizer

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 
 from drml_ray.data.conll import read_conll, split_tag
+from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 
 WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
@@ -91,13 +92,37 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
     an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line.
     """
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text_lines(path)
     if fmt == "auto":
         fmt = "conll" if lines and all(_looks_like_conll(line) for line in lines if line.strip()) else "text"
     if fmt == "conll":
         return [" ".join(s.tokens) for s in read_conll(path)], True
     return [line.rstrip("\r") for line in lines], False
+
+
+MAX_LINE = 100_000
+"""Characters in one line to tag (a sentence, not a document: split long documents into lines)."""
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (a byte-order mark is dropped); anything else is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    if "\x00" in text:
+        raise UserError(f"{path}: binary content (a NUL byte), not text")
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise UserError(f"{path}: nothing to tag (the file is empty or blank)")
+    long = next((i for i, line in enumerate(lines, 1) if len(line) > MAX_LINE), None)
+    if long is not None:
+        raise UserError(f"{path}:{long}: a line of {len(lines[long - 1]):,} characters; drml predict tags sentences "
+                        f"(at most {MAX_LINE:,} characters a line)")  # fmt: skip
+    return lines
 
 
 def _looks_like_conll(line: str) -> bool:

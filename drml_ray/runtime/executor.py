@@ -48,12 +48,16 @@ def actor_factory(cls: type, *args: Any, cpus: float, gpus: float = 0.0) -> Call
 
     from drml_ray.ray_env import ensure_ray
 
-    ensure_ray()
     remote = ray.remote(cls).options(  # RAY
         num_cpus=cpus, num_gpus=gpus, runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
         scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None),
     )  # fmt: skip
-    return lambda: remote.remote(*args)
+
+    def start() -> Any:
+        ensure_ray()  # (a local Ray starts with the first actor, not before)
+        return remote.remote(*args)
+
+    return start
 
 
 class ActorExecutor:

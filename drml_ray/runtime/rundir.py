@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from drml_ray.config import dump_config
-from drml_ray.errors import RunExistsError, RunInterrupted  # noqa: F401  (re-exported)
+from drml_ray.errors import RunExistsError, RunInterrupted, UserError  # noqa: F401  (re-exported)
 
 FINISHED_MARKER = "results.json"
 META_TRAIN_FILE = "meta_train.json"
@@ -44,6 +44,8 @@ def open_run(
     """Create or reopen ``run_dir`` (returned absolute) under the contract above; ``marker`` ``None``: a
     command that fills a table cell by cell and is never finished (``drml meta-eval``)."""
     path = Path(run_dir).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: the output directory is a file; pass --output-dir a folder")
     if marker is not None and (path / marker).exists() and not overwrite:
         raise RunExistsError(
             f"{path} holds a finished run ({marker} exists); pass --overwrite to replace it "
@@ -51,7 +53,10 @@ def open_run(
         )
     if overwrite and path.exists():
         shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{path}: cannot create the run directory ({err.strerror})") from None
     if cfg is not None:
         written = path / "config.yaml"
         if written.exists():

@@ -106,3 +106,16 @@ def test_shared_mirror_matches_registered_checksums(data_mirror, monkeypatch):
     assert len(read_conll(paths["train"])) == 200
     conll = fetch(CONLL2003, progress=False)
     assert len(read_conll(conll["test"], scheme="iob1")) == 3453
+
+
+@pytest.mark.shared_data
+def test_fetch_source_may_be_the_folder_holding_the_files(tmp_path, monkeypatch):
+    """The README's `drml data fetch conll2003 --source ~/data/conll`: the files themselves, no conll2003/ inside."""
+    from tests.conftest import SHARED_DATA as SHARED
+
+    if not (SHARED / "conll2003").is_dir():
+        pytest.skip(f"no CoNLL-2003 copy at {SHARED} (set DRML_DATA_MIRROR)")
+    monkeypatch.setenv("DRML_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("DRML_DATA_MIRROR", raising=False)
+    paths = fetch(CONLL2003, source=str(SHARED / "conll2003"), progress=False)
+    assert sorted(p.name for p in paths.values()) == ["eng.testa", "eng.testb", "eng.train"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +12,11 @@ from typer.testing import CliRunner
 
 from drml_ray.cli import app
 from drml_ray.config import load_config
+from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.modeling import build_model, load_tokenizer
 from tests.helpers import FailOnce
+from tests.test_checkpoints import malicious
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -157,6 +160,13 @@ def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path):
     with pytest.raises(Exception, match="injected failure"):
         run_finetune(cfg, tmp_path / "run", loop_callbacks=[FailOnce(after=1)])
     assert not (tmp_path / "run" / "results.json").exists()
+    # A copy whose checkpoint was replaced by a malicious pickle is refused on the workers, its payload unrun.
+    shutil.copytree(tmp_path / "run", tmp_path / "tampered")
+    [state] = (tmp_path / "tampered" / "train").glob("checkpoint_*/state.pt")
+    malicious(state, tmp_path / "pwned")
+    with pytest.raises(UserError, match="state.pt: not a drml-ray checkpoint"):
+        run_finetune(cfg, tmp_path / "tampered")
+    assert not (tmp_path / "pwned").exists()
     results = run_finetune(cfg, tmp_path / "run")  # same directory, no --overwrite: resumes
     assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
     assert [h["step"] for h in results["history"]] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]

@@ -150,8 +150,9 @@ def test_pbt_trains_in_segments_with_tune_checkpoints(ray_session, tmp_path):
         "--set", "tune.space={train.lr: {loguniform: [1.0e-3, 2.0e-2]}}", "--set", "tune.num_samples=2",
         "--set", "train.epochs=2")  # fmt: skip
     trials = read_trials(run_dir)
-    assert [float(t["epochs"]) for t in trials] == [2.0, 2.0]
-    for trial in trials:
+    assert len(trials) == 2
+    for trial in trials:  # (progress.csv: Tune's result.json of a trial PBT exploited can miss its last row)
+        assert progress_epochs(run_dir, trial["trial"])[-1] == 2.0
         folder = run_dir / "tune" / trial["trial"]
         assert {p.name for p in folder.glob("train_from_epoch_*")} == {"train_from_epoch_0", "train_from_epoch_1"}
         assert list(folder.glob("checkpoint_*"))  # Tune holds the segments' checkpoints (PBT copies them)

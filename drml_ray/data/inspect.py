@@ -1,0 +1,74 @@
+"""``drml data inspect FILE``: what a corpus file holds, the tag scheme it follows, and what looks wrong.
+
+Reads the tags as written (no conversion), so an IOB1 file handed in as IOB2 shows up: in IOB2 every
+entity starts with ``B-``; an ``I-X`` that does not continue an ``X`` entity is how IOB1 starts one, and
+read as IOB2 it would be dropped from the gold standard by seqeval's strict scoring.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drml_ray.data.conll import Sentence, read_corpus_file, split_tag
+
+LONG_SENTENCE = 512
+"""Words in a sentence past which it surely spans several windows (worth a look)."""
+
+
+@dataclass
+class Inspection:
+    path: str
+    sentences: int = 0
+    tokens: int = 0
+    entities: Counter = field(default_factory=Counter)
+    """Entities per type, counted as IOB2 would read them (a ``B-`` or an ``I-`` that starts one)."""
+    iob1_starts: int = 0
+    """Entities that start with ``I-`` (IOB1 style)."""
+    fresh_b_starts: int = 0
+    """Entities that start with ``B-`` right after an ``O`` or another type (IOB2 style: IOB1 never does)."""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def scheme(self) -> str:
+        if not self.iob1_starts:
+            return "IOB2 (every entity starts with B-)"
+        if not self.fresh_b_starts:
+            return "IOB1 (entities start with I-, B- only right after one of the same type): use data.scheme: iob1"
+        return (f"mixed: {self.iob1_starts:,} entities start with I- (IOB1) and {self.fresh_b_starts:,} with B- "
+                "after O (IOB2); read as IOB2, the I- ones drop out of the gold standard")  # fmt: skip
+
+
+def inspect_sentences(path: str | os.PathLike[str], sentences: list[Sentence]) -> Inspection:
+    report = Inspection(str(path), sentences=len(sentences), tokens=sum(len(s.tokens) for s in sentences))
+    longest = max(sentences, key=lambda s: len(s.tokens))
+    for sentence in sentences:
+        previous: str | None = None
+        for tag in sentence.tags:
+            prefix, kind = split_tag(tag)
+            if kind is not None and (prefix == "B" or kind != previous):
+                report.entities[kind] += 1
+                report.fresh_b_starts += prefix == "B" and kind != previous
+                report.iob1_starts += prefix == "I"
+            previous = kind
+    if len(longest.tokens) > LONG_SENTENCE:
+        report.problems.append(f"a sentence of {len(longest.tokens):,} words (starting {longest.tokens[:3]})")
+    if not report.entities:
+        report.problems.append("no entities at all: every tag is O")
+    return report
+
+
+def inspect_file(path: str | os.PathLike[str]) -> Inspection:
+    """Read ``path`` (CoNLL columns or Parquet; malformed lines raise with file and line) and inspect it."""
+    return inspect_sentences(path, read_corpus_file(path, scheme="iob2"))
+
+
+def format_inspection(report: Inspection) -> str:
+    kind = "Parquet" if Path(report.path).suffix == ".parquet" else "CoNLL columns"
+    lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}",
+             f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip
+    lines += [f"    {kind:24} {n:,}" for kind, n in sorted(report.entities.items())]
+    problems = [f"    - {p}" for p in report.problems] or ["    none found"]
+    return "\n".join([*lines, "  problems:", *problems])

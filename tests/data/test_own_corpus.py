@@ -1,0 +1,67 @@
+"""A user's own corpus: three files, no registered corpus, labelled as what it is (no Ray)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import ConfigError, DataConfig, load_config
+from drml_ray.data.conll import Sentence, write_conll
+from drml_ray.data.load import load_corpus
+from drml_ray.ner.finetune import corpus_summary
+
+TRAIN = [Sentence(("Anna", "Schmidt", "visited", "Berlin"), ("B-PER", "I-PER", "O", "B-LOC"))] * 3
+DEV = [Sentence(("Siemens", "hired", "Anna"), ("B-ORG", "O", "B-PER"))]  # ORG: never in train
+TEST = [Sentence(("Berlin", "is", "big"), ("B-LOC", "O", "O"))]
+
+
+def own_files(folder: Path, train=TRAIN, dev=DEV, test=TEST) -> dict[str, str]:  # noqa: ANN001
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, sentences in (("train", train), ("dev", dev), ("test", test)):
+        write_conll(folder / f"{name}.conll", sentences)
+    return {name: str(folder / f"{name}.conll") for name in ("train", "dev", "test")}
+
+
+def test_three_files_without_a_corpus_are_the_users_own_corpus(tmp_path, caplog):
+    files = own_files(tmp_path / "clinical")
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        corpus = load_corpus(DataConfig(**files), progress=False)
+    summary = corpus_summary(corpus)
+    assert summary["name"] == "clinical" and summary["generated"] is False and "GENERATED" not in corpus.describe()
+    assert summary["labels"] == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # the train split's label set
+    assert summary["sources"]["dev"] == files["dev"] and summary["sizes"] == {"train": 3, "dev": 1, "test": 1}
+    assert f"{files['dev']}:1: B-ORG, I-ORG never occur in the train split" in caplog.text  # named, file and line
+
+
+def test_an_own_corpus_needs_all_three_files_and_says_which_is_missing(tmp_path):
+    files = own_files(tmp_path)
+    config = tmp_path / "exp.yaml"
+    config.write_text(f"name: mine\ndata:\n  train: {files['train']}\n  dev: {files['dev']}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: data: .*add data.test \(or name a data.corpus\)"):
+        load_config(config)
+    config.write_text(f"name: mine\ndata:\n  train: {files['train']}\n  dev: {files['dev']}\n  test: {files['test']}\n")
+    assert load_config(config).data.own_files and load_config(config).name == "mine"
+
+
+def test_iob1_files_are_read_as_iob1_with_a_note(tmp_path, caplog):
+    iob1 = [Sentence(("Anna", "Schmidt", "in", "Berlin"), ("I-PER", "I-PER", "O", "I-LOC"))] * 2
+    files = own_files(tmp_path / "old", train=iob1, dev=iob1, test=iob1)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        corpus = load_corpus(DataConfig(**files), progress=False)
+    assert corpus.splits["test"][0].tags == ("B-PER", "I-PER", "O", "B-LOC")  # no entity lost
+    assert "train.conll: IOB1" in caplog.text and "reading all three files as IOB1" in caplog.text
+
+
+def test_data_inspect_counts_entities_and_names_the_scheme(tmp_path):
+    files = own_files(tmp_path)
+    result = CliRunner().invoke(app, ["data", "inspect", files["train"], files["dev"]])
+    assert result.exit_code == 0, result.output
+    assert "sentences 3, tokens 12" in result.output and "IOB2 (every entity starts with B-)" in result.output
+    assert "    LOC                      3\n    PER                      3" in result.output
+    assert "ORG                      1" in result.output and "problems:\n    none found" in result.output
+    missing = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "nope.conll")])
+    assert missing.exit_code == 2 and "nope.conll: no such file" in missing.output

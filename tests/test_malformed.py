@@ -1,0 +1,200 @@
+"""The catalogue of malformed inputs: each must stop ``drml`` with exit status 2 and one message naming the
+file, line and field (or key), with nothing written. Inputs whose right answer is to accept and normalise
+(CRLF, a byte-order mark, a 5,000-word sentence) are read like the clean file instead.
+
+``python -m tests.test_malformed`` prints the catalogue as the Markdown table of docs/malformed_inputs.md
+(a test checks that the file is current). No Ray is started: every case fails before any run begins.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.data.conll import read_conll
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "malformed_inputs.md"
+GOOD = "Anna\tB-PER\nSchmidt\tI-PER\nvisited\tO\nBerlin\tB-LOC\n\nSiemens\tB-ORG\nhired\tO\nher\tO\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    category: str
+    what: str
+    files: dict[str, str | bytes]
+    """Files written in the case's folder (``exp.yaml``, ``train.conll``, ...) before the command runs."""
+    command: tuple[str, ...]
+    """The drml command line; ``{dir}`` is the case's folder, the run directory is ``{dir}/out``."""
+    expected: tuple[str, ...]
+    """Substrings of the message (``{dir}`` as above)."""
+
+
+def ft(yaml: str, what: str, *expected: str, category: str = "config values") -> Case:
+    """``drml finetune`` of a config whose line 2 on holds ``yaml``."""
+    text = "data: {corpus: generated}\n" + yaml
+    return Case(category, what, {"exp.yaml": text}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), expected)
+
+
+def own(train: str | bytes, what: str, *expected: str, name: str = "train.conll", category: str = "CoNLL files",
+        ) -> Case:  # fmt: skip
+    """A finetune run on the user's own three files, the train file malformed."""
+    yaml = f"data: {{train: '{{dir}}/{name}', dev: '{{dir}}/dev.conll', test: '{{dir}}/dev.conll'}}\n"
+    files = {"exp.yaml": yaml, name: train, "dev.conll": GOOD}
+    return Case(category, what, files, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), expected)
+
+
+def parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+def predict(content: str | bytes, what: str, *expected: str) -> Case:
+    command = ("predict", "{dir}/model", "--input", "{dir}/in.txt", "--output", "{dir}/out/preds.jsonl")
+    return Case("drml predict input", what, {"in.txt": content, "model/config.json": "{}"}, command, expected)
+
+
+LIST = pa.list_(pa.string())
+# fmt: off
+CASES = [
+    ft("train: {epochs: 0}\n", "zero epochs", "exp.yaml:2: train.epochs: Input should be greater than or equal to 1"),
+    ft("train: {epochs: -2}\n", "negative epochs", "exp.yaml:2: train.epochs", "(got -2)"),
+    ft("train: {batch_size: 0}\n", "batch size 0", "exp.yaml:2: train.batch_size"),
+    ft("train: {eval_batch_size: -8}\n", "negative evaluation batch", "exp.yaml:2: train.eval_batch_size"),
+    ft("scaling: {num_workers: 0}\n", "no workers", "exp.yaml:2: scaling.num_workers: Input should be greater"),
+    ft("scaling: {cpus_per_worker: 0}\n", "a worker with no CPU", "exp.yaml:2: scaling.cpus_per_worker"),
+    ft("train: {lr: 0.0}\n", "learning rate 0", "exp.yaml:2: train.lr: Input should be greater than 0"),
+    ft("train: {lr: -1.0e-4}\n", "negative learning rate", "exp.yaml:2: train.lr"),
+    ft("train: {patience: -1}\n", "negative patience", "exp.yaml:2: train.patience"),
+    ft("model: {max_length: 4}\n", "max_length below what any sentence needs", "exp.yaml:2: model.max_length"),
+    ft("model: {max_length: 32, window_overlap: 20}\n", "windows that never move on",
+       "exp.yaml:2: model: Value error, window_overlap (20) must be below half of max_length (32)"),
+    ft("model: {lora: {r: 0}}\n", "LoRA rank 0", "exp.yaml:2: model.lora.r: Input should be greater"),
+    ft("model: {strategy: top, top_layers: 0}\n", "no top layers", "exp.yaml:2: model.top_layers"),
+    ft("train: {warmup_ratio: 1.5}\n", "warm-up of 1.5", "exp.yaml:2: train.warmup_ratio: Input should be less than 1"),
+    ft("train: {warmup_ratio: -0.1}\n", "negative warm-up", "exp.yaml:2: train.warmup_ratio"),
+    ft("train:\n  epochs: 2\n  epochs: 3\n", "a key given twice", "exp.yaml:4: invalid YAML: duplicate key 'epochs'"),
+    ft("train: {epochs: three}\n", "a word for a number", "exp.yaml:2: train.epochs: Input should be a valid integer"),
+    ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key"),
+    ft("name: ../../etc\n", "a run name that escapes the output folder", "exp.yaml:2: name: String should match"),
+    ft("train: [1, 2\n", "broken YAML", "exp.yaml:3: invalid YAML: expected ',' or ']'"),
+    Case("config values", "a YAML list, not a mapping", {"exp.yaml": "- train\n- epochs\n"},
+         ("finetune", "{dir}/exp.yaml"), ("exp.yaml:1: the file must hold a mapping of config keys, not list",)),
+    Case("config values", "an empty YAML file", {"exp.yaml": ""}, ("finetune", "{dir}/exp.yaml"),
+         ("exp.yaml:1: empty file",)),
+    Case("config values", "a YAML file that is not UTF-8", {"exp.yaml": "name: caf\xe9\n".encode("latin-1")},
+         ("finetune", "{dir}/exp.yaml"), ("exp.yaml: not UTF-8 text",)),
+    Case("paths", "a directory given as the config", {"cfgdir/x": ""}, ("finetune", "{dir}/cfgdir"),
+         ("cfgdir: cannot read config (Is a directory",)),
+    Case("paths", "an output directory that is a file", {"exp.yaml": "data: {corpus: generated}\n", "out": "x"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), ("out: the output directory is a file",)),
+    Case("paths", "a config that does not exist", {}, ("finetune", "{dir}/nope.yaml"),
+         ("nope.yaml: cannot read config (No such file or directory",)),
+    own("Anna\nSchmidt\n", "one column", "train.conll:1: expected a token and a tag column"),
+    own("Anna\tB-PER\x00\n", "a NUL byte", "train.conll:1: binary content (a NUL byte)"),
+    own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)", "train.conll:1: not UTF-8 text"),
+    own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),
+    own("Caf\xe9\tB-ORG\n".encode("latin-1"), "Latin-1", "train.conll:1: not UTF-8 text"),
+    own("Anna\tB-\n", "B- with no type", "train.conll:1: unknown tag scheme prefix", "'B-'"),
+    own("Anna\tS-PER\n", "a BIOES tag", "train.conll:1: unknown tag scheme prefix", "BIOES"),
+    own("Anna\tb-per\n", "a lowercase tag", "train.conll:1: unknown tag scheme prefix", "'b-per'"),
+    own("Anna\tB-PER\nSchmidt\tX\tI-PER\n", "another column count", "train.conll:2: expected 2 columns"),
+    own("-DOCSTART- -X- O O\n\n-DOCSTART- -X- O O\n", "only -DOCSTART- lines", "train.conll: no sentences found"),
+    own("", "an empty file", "train.conll: no sentences found"),
+    own(parquet(pa.table({"words": [["a"]], "labels": [["O"]]})), "wrong column names",
+        "train.parquet: not a drml corpus Parquet file", name="train.parquet", category="Parquet files"),
+    own(parquet(pa.table({"tokens": [[1, 2]], "tags": [[0, 0]]})), "wrong column types",
+        "train.parquet: columns tokens, tags must be lists of strings", name="train.parquet", category="Parquet files"),
+    own(parquet(pa.table({"tokens": pa.array([["a", None]], LIST), "tags": pa.array([["O", "O"]], LIST)})),
+        "a null token", "train.parquet:1: a null token or tag", name="train.parquet", category="Parquet files"),
+    own(parquet(pa.table({"tokens": pa.array([["a", "b"]], LIST), "tags": pa.array([["O"]], LIST)})),
+        "token and tag lists of different lengths", "train.parquet:1: row has 2 tokens but 1 tags",
+        name="train.parquet", category="Parquet files"),
+    own(parquet(pa.table({"tokens": pa.array([], LIST), "tags": pa.array([], LIST)})), "zero rows",
+        "train.parquet: no sentences found", name="train.parquet", category="Parquet files"),
+    predict("", "an empty file", "in.txt: nothing to tag"),
+    predict("\n  \n\n", "only blank lines", "in.txt: nothing to tag"),
+    predict(b"\x00\x01\x02binary", "binary content", "in.txt: binary content"),
+    predict("Anna visited Berlin.\n".encode("utf-16"), "UTF-16", "in.txt: not UTF-8 text"),
+    predict("word " * 220_000, "a line of 1 MB", "in.txt:1: a line of 1,100,000 characters"),
+    Case("model folders", "a truncated model.safetensors", {"model/config.json": '{"model_type": "bert"}',
+         "model/model.safetensors": b"\x00\x01"}, ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"),
+         ("model: the model folder does not load",)),
+    Case("model folders", "not a model folder", {"model/readme.txt": "hi"},
+         ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: not a model folder (no config.json)",)),
+    ft("model: {backbone: '{dir}/nowhere'}\n", "a backbone folder that does not exist",
+       "model.backbone '{dir}/nowhere': no tokenizer loads from it", category="model folders"),
+    ft("tune:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-5]}\n", "a search range upside down",
+       "exp.yaml:4: tune.space.train.lr: Value error, loguniform takes [low, high] with low < high",
+       category="tune search spaces"),
+    ft("tune:\n  space:\n    train.lr: {loguniform: [1.0e-5, 1.0e-3], choice: [1.0e-4]}\n",
+       "two kinds in one parameter", "exp.yaml:4: tune.space.train.lr: Value error, write exactly one of",
+       category="tune search spaces"),
+    ft("tune:\n  space:\n    train.epochs: {choice: [1, 0]}\n", "a value no trial could run",
+       "exp.yaml:4: tune.space.train.epochs: train.epochs: Input should be greater than or equal to 1",
+       category="tune search spaces"),
+]
+# fmt: on
+
+
+def write_case(case: Case, folder: Path) -> None:
+    for name, content in case.files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content.replace("{dir}", str(folder)), encoding="utf-8")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.category}: {c.what}" for c in CASES])
+def test_a_malformed_input_exits_2_with_one_message_and_writes_nothing(case, tmp_path):
+    write_case(case, tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    result = CliRunner().invoke(app, [arg.replace("{dir}", str(tmp_path)) for arg in case.command])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.output.count("drml: error:") == 1
+    for expected in case.expected:
+        assert expected.replace("{dir}", str(tmp_path)) in result.output, result.output
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written, nothing removed
+
+
+@pytest.mark.parametrize("variant", ["crlf", "bom", "crlf+bom"])
+def test_crlf_and_a_byte_order_mark_are_read_as_the_clean_file(variant, tmp_path):
+    text = GOOD.replace("\n", "\r\n") if "crlf" in variant else GOOD
+    data = ("\ufeff" + text).encode() if "bom" in variant else text.encode()
+    (tmp_path / "x.conll").write_bytes(data)
+    (tmp_path / "clean.conll").write_text(GOOD)
+    assert read_conll(tmp_path / "x.conll") == read_conll(tmp_path / "clean.conll")
+
+
+def test_a_5000_word_sentence_and_a_10000_character_token_are_read(tmp_path):
+    (tmp_path / "long.conll").write_text("Berlin\tB-LOC\n" * 5_000 + "\n" + "a" * 10_000 + "\tO\n")
+    long, huge = read_conll(tmp_path / "long.conll")
+    assert len(long.tokens) == 5_000 and len(huge.tokens[0]) == 10_000
+
+
+def catalogue() -> str:
+    rows = [f"| {c.category} | {c.what} | `drml {' '.join(c.command[:1])}` | {c.expected[0].replace('|', '/')} |"
+            for c in CASES]  # fmt: skip
+    return ("# Malformed inputs\n\nGenerated by `python -m tests.test_malformed` from the cases of "
+            "`tests/test_malformed.py`: each stops `drml` with exit status 2, one message (part of it below; "
+            f"`{{dir}}` is the case's folder) and nothing written. {len(CASES)} inputs.\n\n"
+            "| category | input | command | message |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")  # fmt: skip
+
+
+def test_the_catalogue_in_docs_is_current():
+    assert DOC.read_text(encoding="utf-8") == catalogue(), "regenerate it: python -m tests.test_malformed"
+
+
+if __name__ == "__main__":
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text(catalogue(), encoding="utf-8")
+    sys.stdout.write(f"{DOC}: {len(CASES)} inputs\n")
