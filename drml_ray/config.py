@@ -463,7 +463,9 @@ class PPOSettings(Section):
     epochs: Count = 4
     """PPO epochs over each batch."""
     gamma: Discount = 0.99
+    """Discount factor of returns."""
     gae_lambda: Discount = 0.95
+    """GAE's lambda (bias-variance trade-off of the advantage estimate)."""
     clip: Rate = 0.2
     """PPO's ratio clip."""
     entropy_coeff: NonNegativeFloat = 0.0

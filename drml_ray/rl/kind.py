@@ -16,22 +16,22 @@ KIND = Kind(
     config=RLExperiment,
     commands=(
         Command("rl meta-train", f"{DRIVER}:run_rl_meta_train", META_TRAIN_FILE,
+                example="drml rl meta-train configs/rl/nav2d.yaml --set meta.workers=4 --set meta.methods=[meta]",
                 help="Reptile over RLlib PPO weights across a task family (each meta-batch's tasks adapt in "
                      "parallel on Ray actors), plus the multi-task and RL² baselines on the same environment "
                      "steps; writes meta/, multitask/, rl2/ weights and meta_train.json. An interrupted run "
-                     "continues from its last checkpoint.",
-                example="drml rl meta-train configs/rl/nav2d.yaml --set meta.workers=4 --set meta.methods=[meta]"),
+                     "continues from its last checkpoint."),
         Command("rl meta-eval", f"{DRIVER}:run_rl_meta_eval", None, options=("init",),
+                example="drml rl meta-eval configs/rl/smoke_nav2d.yaml --init runs/x/meta/weights.pt",
                 help="Return on held-out tasks before and after 1..k PPO iterations of adaptation for the "
                      "meta-learned, multi-task, RL², scratch and oracle policies over seeds; writes adaptation.json "
                      "(episode_return_mean, episode_return_mean_adapt_N, adaptation_delta), adaptation.md and "
-                     "adaptation.png. Reruns keep finished curves.",
-                example="drml rl meta-eval configs/rl/smoke_nav2d.yaml --init runs/x/meta/weights.pt"),
+                     "adaptation.png. Reruns keep finished curves."),
         Command("rl transfer", "drml_ray.rl.transfer:run_rl_transfer", "transfer.json",
+                example="drml rl transfer configs/rl/smoke_transfer.yaml",
                 help="Train PPO on a source task, fine-tune on a target, against the target from scratch, over "
                      "seeds; writes transfer.json (jumpstart, time to threshold, asymptotic, total-reward ratio), "
-                     "transfer.md and transfer.png.",
-                example="drml rl transfer configs/rl/smoke_transfer.yaml"),
+                     "transfer.md and transfer.png."),
     ),
     report="drml_ray.rl.results:report_sections",
     tune=TuneSpec(
