@@ -37,6 +37,18 @@ class FailOnce:
             raise RuntimeError(f"injected failure after evaluation {self.after}")
 
 
+class NoteNode:
+    """A training-loop callback: after the first checkpoint, rank 0 writes the id of the node it runs on to
+    ``marker`` (the multi-node fault test kills that node then)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def after_checkpoint(self, state, rank: int, run_dir: Path) -> None:  # noqa: ANN001
+        if rank == 0 and len(state.history) == 1 and not os.path.exists(self.marker):
+            Path(self.marker).write_text(ray.get_runtime_context().get_node_id())
+
+
 class Squarer:
     """An executor test actor: squares numbers, dies (its process exits) or raises on request."""
 
