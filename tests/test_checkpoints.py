@@ -62,6 +62,7 @@ def test_the_rl_init_weights_and_an_rl_resume_checkpoint_refuse_it(tmp_path):
                                       "--init", str(tmp_path / "init"), "--set", "eval.methods=[meta]"])  # fmt: skip
     assert result.exit_code == 2 and "weights.pt: not a drml-ray checkpoint" in result.output
     assert not marker.exists()
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_meta_training_resume_checkpoint_and_a_label_head_refuse_it(tmp_path):

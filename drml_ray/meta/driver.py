@@ -367,9 +367,9 @@ def _train_sizes(cfg: MetaExperiment, cells: list[Cell]) -> dict[str, int]:
 
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
+    starts = resolve_starts(cfg, Path(run_dir).expanduser().resolve(), inits or [])  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     _check_budget(run_dir, cfg)
-    starts = resolve_starts(cfg, run_dir, inits or [])
     out_path = run_dir / META_EVAL_FILE
     table: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists() else {}
     cells: list[Cell] = [(d, str(k), seed, m) for d in cfg.meta.heldout_tasks for seed in cfg.eval.seeds

@@ -354,9 +354,9 @@ def run_rl_meta_eval(cfg: RLExperiment, run_dir: str | Path, *, init: str | None
     evaluation resumes where it stopped."""
     from drml_ray.rl.results import write_adaptation_outputs
 
+    inits = trained_starts(cfg, Path(run_dir).expanduser().resolve(), init)  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     ev, tasks = cfg.eval, heldout_tasks(cfg)
-    inits = trained_starts(cfg, run_dir, init)
     budget = {"tasks": tasks, "adapt_iters": ev.adapt_iters, "episodes": ev.episodes, "oracle_iters": ev.oracle_iters,
               "meta_init": str(Path(init).resolve()) if init else None, "reset_log_std": ev.reset_log_std}  # fmt: skip
     cells_path = run_dir / CELLS_FILE

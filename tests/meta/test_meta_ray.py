@@ -109,6 +109,7 @@ def test_meta_eval_without_a_meta_trained_model_says_what_to_run(ray_session, tm
     result = cli("meta-eval", SMOKE, "--output-dir", tmp_path / "empty", "--set", "eval.methods=[reptile]")
     assert result.exit_code == 2
     assert "no meta-trained reptile model; run `drml meta-train`" in result.output
+    assert not (tmp_path / "empty").exists()  # nothing written before the inputs are known good
 
 
 def test_finetune_accepts_the_meta_learned_model(meta_run, tmp_path):
