@@ -219,7 +219,7 @@ def evaluate(
     """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
     from drml_ray.config import DataConfig, load_config
     from drml_ray.data.conll import read_corpus_file
-    from drml_ray.data.load import load_corpus
+    from drml_ray.data.load import detect_scheme, load_corpus
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
     from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, open_run
@@ -229,8 +229,8 @@ def evaluate(
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
         sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
-    elif Path(data).is_file():
-        sentences, data_name = read_corpus_file(data), Path(data).stem
+    elif Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
+        sentences, data_name = read_corpus_file(data, scheme=detect_scheme([data])), Path(data).stem
     else:
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
     name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
@@ -348,15 +348,20 @@ def data_inspect(files: Annotated[list[Path], typer.Argument(help="CoNLL or Parq
 def data_convert(
     source: Annotated[Path, typer.Argument(help="A CoNLL or .parquet corpus file.")],
     dest: Annotated[Path, typer.Argument(help="Output: .parquet for Parquet, anything else for CoNLL columns.")],
-    from_scheme: Annotated[str, typer.Option(help="Tag scheme of SOURCE: iob1 or iob2.")] = "iob2",
+    from_scheme: Annotated[
+        str,
+        typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
+    ] = "auto",
     overwrite: Overwrite = False,
 ) -> None:
     """Convert a corpus between CoNLL columns and Parquet; IOB1 input is rewritten as IOB2."""
     from drml_ray.data.conll import read_corpus_file, write_conll
+    from drml_ray.data.load import detect_scheme
     from drml_ray.data.parquet import write_parquet
 
-    if from_scheme not in ("iob1", "iob2"):
-        raise UserError(f"--from-scheme must be iob1 or iob2, not {from_scheme!r}")
+    if from_scheme not in ("iob1", "iob2", "auto"):
+        raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
+    from_scheme = detect_scheme([str(source)]) if from_scheme == "auto" else from_scheme
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     sentences = read_corpus_file(source, scheme=from_scheme)  # type: ignore[arg-type]

@@ -37,7 +37,7 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     The label set is the train split's: a dev or test tag that train never has is named with its file and
     line (the model cannot predict it, so its entities count as misses)."""
     paths = {split: getattr(cfg, split) for split in SPLITS}
-    scheme = cfg.scheme or _detected_scheme(paths)
+    scheme = cfg.scheme or detect_scheme(list(paths.values()))
     splits = {split: read_corpus_file(path, scheme=scheme) for split, path in paths.items()}
     labels = discover_labels(splits["train"])
     for split in ("dev", "test"):
@@ -53,15 +53,16 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     return NerCorpus(name, splits, labels, False, {k: str(v) for k, v in paths.items()})
 
 
-def _detected_scheme(paths: dict[str, str]) -> Scheme:
+def detect_scheme(paths: list[str]) -> Scheme:
     """IOB2, unless a file's entities start with ``I-`` (IOB1): read as IOB2 those would drop out of the gold
-    standard, so they are converted, and said so (``data.scheme`` decides instead when it is set)."""
+    standard, so they are read as IOB1, and said so (a scheme given explicitly decides instead)."""
     from drml_ray.data.inspect import inspect_file
 
-    for path in paths.values():
+    for path in paths:
         report = inspect_file(path)
         if report.iob1_starts:
-            log.warning("%s: %s; reading all three files as IOB1 (set data.scheme to decide)", path, report.scheme)
+            log.warning("%s: %s; reading %s as IOB1 (give the scheme to decide)", path, report.scheme,
+                        "it" if len(paths) == 1 else f"all {len(paths)} files")  # fmt: skip
             return "iob1"
     return "iob2"
 

@@ -53,7 +53,7 @@ def test_iob1_files_are_read_as_iob1_with_a_note(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
         corpus = load_corpus(DataConfig(**files), progress=False)
     assert corpus.splits["test"][0].tags == ("B-PER", "I-PER", "O", "B-LOC")  # no entity lost
-    assert "train.conll: IOB1" in caplog.text and "reading all three files as IOB1" in caplog.text
+    assert "train.conll: IOB1" in caplog.text and "reading all 3 files as IOB1" in caplog.text
 
 
 def test_data_inspect_counts_entities_and_names_the_scheme(tmp_path):
@@ -65,3 +65,18 @@ def test_data_inspect_counts_entities_and_names_the_scheme(tmp_path):
     assert "ORG                      1" in result.output and "problems:\n    none found" in result.output
     missing = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "nope.conll")])
     assert missing.exit_code == 2 and "nope.conll: no such file" in missing.output
+
+
+def test_data_convert_detects_an_iob1_file_unless_told_the_scheme(tmp_path, caplog):
+    from drml_ray.data.conll import read_conll
+
+    iob1 = [Sentence(("Anna", "Schmidt", "in", "Berlin"), ("I-PER", "I-PER", "O", "I-LOC"))]
+    write_conll(tmp_path / "old.conll", iob1)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        result = CliRunner().invoke(app, ["data", "convert", str(tmp_path / "old.conll"), str(tmp_path / "new.conll")])
+    assert result.exit_code == 0, result.output
+    assert read_conll(tmp_path / "new.conll")[0].tags == ("B-PER", "I-PER", "O", "B-LOC")  # no entity dropped
+    assert "old.conll: IOB1" in caplog.text and "reading it as IOB1" in caplog.text
+    told = CliRunner().invoke(app, ["data", "convert", str(tmp_path / "old.conll"), str(tmp_path / "as_is.conll"),
+                                    "--from-scheme", "iob2"])  # fmt: skip
+    assert told.exit_code == 0 and read_conll(tmp_path / "as_is.conll")[0].tags == iob1[0].tags
