@@ -23,11 +23,6 @@ def quiet_train_worker_logs() -> None:
     logging.getLogger("ray.train").setLevel(logging.WARNING)
 
 
-def asha_recorded_scores(scheduler: Any) -> int:
-    """How many scores an ``ASHAScheduler`` holds at its rungs (its brackets are private)."""
-    return sum(len(recorded) for bracket in scheduler._brackets for _, recorded in bracket._rungs)
-
-
 def asha_rungs(scheduler: Any) -> list[list[dict[str, float]]]:
     """The scores an ``ASHAScheduler`` recorded at each rung of each bracket (``trial id -> score``)."""
     return [[dict(recorded) for _, recorded in bracket._rungs] for bracket in scheduler._brackets]

@@ -218,8 +218,7 @@ def evaluate(
 ) -> None:
     """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
     from drml_ray.config import DataConfig, load_config
-    from drml_ray.data.conll import read_corpus_file
-    from drml_ray.data.load import detect_scheme, load_corpus
+    from drml_ray.data.load import load_corpus, read_files
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
     from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, open_run
@@ -230,7 +229,7 @@ def evaluate(
         cfg = load_config(data)
         sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
     elif Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
-        sentences, data_name = read_corpus_file(data, scheme=detect_scheme([data])), Path(data).stem
+        sentences, data_name = read_files([data])[0], Path(data).stem
     else:
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
     name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
@@ -355,16 +354,15 @@ def data_convert(
     overwrite: Overwrite = False,
 ) -> None:
     """Convert a corpus between CoNLL columns and Parquet; IOB1 input is rewritten as IOB2."""
-    from drml_ray.data.conll import read_corpus_file, write_conll
-    from drml_ray.data.load import detect_scheme
+    from drml_ray.data.conll import write_conll
+    from drml_ray.data.load import read_files
     from drml_ray.data.parquet import write_parquet
 
     if from_scheme not in ("iob1", "iob2", "auto"):
         raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
-    from_scheme = detect_scheme([str(source)]) if from_scheme == "auto" else from_scheme
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
-    sentences = read_corpus_file(source, scheme=from_scheme)  # type: ignore[arg-type]
+    [sentences] = read_files([str(source)], None if from_scheme == "auto" else from_scheme)  # type: ignore[arg-type]
     (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
     typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
 

@@ -1,28 +1,16 @@
-"""Typed experiment configs: YAML -> validated, immutable pydantic models -> functions.
+"""Typed experiment configs: validated, immutable pydantic models, one section per concern.
 
 Config flows one way: a YAML file is parsed, ``--set key.sub=value`` overrides are applied to it
 (values parsed as YAML, keys checked against the model first), and the result is validated in
-strict mode. Unknown keys and wrong types are errors that name the file, the line and the key::
-
-    configs/ner/smoke.yaml:14: train.epochs: Input should be a valid integer (got 'three')
+strict mode (:mod:`drml_ray.config_files` reads the files and names the file, line and key of every
+error). Every field has a one-line doc and its range as a constraint, so an error points at its line.
 """
 
 from __future__ import annotations
 
-import re
-from importlib import resources
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from drml_ray.errors import UserError
-
-
-class ConfigError(UserError):
-    """An invalid experiment file or override; the message lists every problem found."""
-
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Count = Annotated[int, Field(ge=1)]
 """At least 1 (epochs, sizes, workers, steps)."""
@@ -601,190 +589,14 @@ class RLExperiment(Experiment):
     """The cross-domain transfer experiment (``drml rl transfer``)."""
 
 
-# --- YAML with line numbers ----------------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``) and refuses a key given twice
-    in one mapping (plain YAML keeps the last one silently)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
-    list("-+0123456789."),
+# The file side (reading, overrides, shipped configs), importable from here as before.
+from drml_ray.config_files import (  # noqa: E402, F401
+    ConfigError,
+    apply_override,
+    config_path,
+    dump_config,
+    load_config,
+    parse_yaml_value,
+    shipped_configs,
+    with_params,
 )
-# Resolvers are tried in the order they were added, so integers still resolve as integers.
-
-
-def parse_yaml_value(text: str) -> Any:
-    """Parse one override value as YAML (``3`` -> int, ``1e-5`` -> float, ``[a, b]`` -> list)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-
-
-def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
-    """Map every key path of a YAML mapping tree to its 1-based line."""
-    lines: dict[tuple[str, ...], int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            path = prefix + (str(key_node.value),)
-            lines[path] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, path))
-    return lines
-
-
-def _section_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
-    """The Section class of field ``key`` if it is a nested section, else None."""
-    annotation = model.model_fields[key].annotation
-    candidates = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
-    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-
-
-def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) -> tuple[str, ...]:
-    """Apply ``a.b=value`` to ``data`` in place after checking that ``a.b`` is a key of ``model``."""
-    key, sep, value = override.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
-    path = tuple(key.strip().split("."))
-    section: type[BaseModel] | None = model
-    node = data
-    for depth, part in enumerate(path):
-        if section is None or part not in section.model_fields:
-            where = ".".join(path[:depth]) or "the top level"
-            known = ", ".join(section.model_fields) if section else "(not a section)"
-            raise ConfigError(f"--set {key}: unknown key {part!r} in {where} (known: {known})")
-        if depth == len(path) - 1:
-            node[part] = parse_yaml_value(value)
-        else:
-            section = _section_of(section, part)
-            child = node.get(part)
-            node = node.setdefault(part, {}) if child is None else child
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {key}: {'.'.join(path[: depth + 1])} is not a section")
-    return path
-
-
-def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
-    messages = []
-    for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
-        dotted = ".".join(loc) or "(top level)"
-        if loc in overridden:
-            where = "--set"
-        else:
-            line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
-            where = f"{source}:{line}" if line else source
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and "input" in e else ""
-        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        messages.append(f"{where}: {dotted}: {message}{got}")
-    return "\n".join(messages)
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None, model: type[Section] | None = None) -> Any:
-    """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key.
-
-    ``path`` may name a shipped config (:func:`config_path`). ``model`` defaults to the file's experiment
-    kind (:func:`drml_ray.runtime.registry.kind_of_data`: an ``env:`` section makes an RL file, ...).
-    """
-    path = config_path(path)
-    data, lines = _read_yaml(path)
-    if model is None:
-        from drml_ray.runtime.registry import kind_of_data
-
-        model = kind_of_data(data).config
-    overridden = {apply_override(data, item, model) for item in overrides or []}
-    data.setdefault("name", path.stem)
-    try:
-        config = model.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(path), lines, overridden)) from None
-    if getattr(config, "tune", None) is not None:
-        _check_space(config, path, lines)
-    return config
-
-
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
-    """The mapping of a YAML file, and the line of every key path in it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror}; `drml configs list` shows the shipped "
-                          "ones)") from None  # fmt: skip
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    try:
-        root = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where, problem = (f"{path}:{mark.line + 1}", getattr(err, "problem", err)) if mark else (str(path), err)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
-    if data is None:
-        raise ConfigError(f"{path}:1: empty file; an experiment names its sections (drml configs show ner/smoke)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the file must hold a mapping of config keys, not {type(data).__name__}")
-    return data, _key_lines(root) if root is not None else {}
-
-
-def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int]) -> None:
-    """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config."""
-    tune = config.tune
-    for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
-        for key, dist in space.items():
-            where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
-            try:
-                for value in dist.args:
-                    with_params(config, {key: value})
-            except ConfigError as err:
-                raise ConfigError(f"{path}:{lines.get(where, '?')}: tune.{section}.{key}: {err}") from None
-
-
-def shipped_configs() -> list[str]:
-    """The configs shipped inside the package, by name: ``ner/smoke``, ``tune/smoke``, ..."""
-    root = resources.files("drml_ray") / "configs"
-    return sorted(f"{group.name}/{f.name.removesuffix('.yaml')}" for group in root.iterdir() if group.is_dir()
-                  for f in group.iterdir() if f.name.endswith(".yaml"))  # fmt: skip
-
-
-def config_path(name: str | Path) -> Path:
-    """``name`` when it is a file, else the shipped config it names (``ner/smoke``, ``configs/ner/smoke.yaml``):
-    the README's commands work from any folder, after any install."""
-    path = Path(name)
-    if path.exists():
-        return path
-    key = str(name).removeprefix("configs/").removesuffix(".yaml")
-    shipped = resources.files("drml_ray") / "configs" / f"{key}.yaml"
-    return Path(str(shipped)) if shipped.is_file() else path
-
-
-def with_params(config: Section, params: dict[str, Any]) -> Any:
-    """``config`` with dotted keys replaced (``{"train.lr": 1e-4}``), validated again.
-
-    >>> with_params(FinetuneConfig(name="x"), {"train.lr": 1e-4}).train.lr
-    0.0001
-    """
-    data = config.model_dump(mode="json")
-    for key, value in params.items():
-        # (the YAML round trip keeps types: 1e-4 stays a float, "full" a string)
-        try:
-            apply_override(data, f"{key}={yaml.safe_dump(value, default_flow_style=True).strip()}", type(config))
-        except ConfigError as err:
-            raise ConfigError(str(err).removeprefix(f"--set {key}: ")) from None
-    try:
-        return type(config).model_validate(data)
-    except ValidationError as err:
-        raise ConfigError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())) from None
-
-
-def dump_config(config: BaseModel, exclude: set[str] | None = None) -> str:
-    """The resolved config as YAML (less the ``exclude`` keys), loadable again by :func:`load_config`."""
-    return yaml.safe_dump(config.model_dump(mode="json", exclude=exclude), sort_keys=False)

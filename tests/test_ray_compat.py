@@ -23,14 +23,17 @@ def test_ray_train_worker_logs_are_quieted():
     assert logging.getLogger(context.__file__).level == logging.WARNING
 
 
-def test_asha_scores_at_its_rungs_are_counted():
+def test_asha_scores_at_its_rungs_are_read_and_put_back():
     from ray.tune.schedulers import ASHAScheduler
 
     asha = ASHAScheduler(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
-    assert _ray_compat.asha_recorded_scores(asha) == 0
+    assert _ray_compat.asha_rungs(asha) == [[{}, {}, {}]]
     milestone, recorded = asha._brackets[0]._rungs[0]
     recorded["trial_a"] = 0.5
-    assert milestone in (1, 2, 4) and _ray_compat.asha_recorded_scores(asha) == 1
+    assert milestone in (1, 2, 4) and _ray_compat.asha_rungs(asha)[0][0] == {"trial_a": 0.5}
+    again = ASHAScheduler(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+    _ray_compat.set_asha_rungs(again, _ray_compat.asha_rungs(asha))
+    assert _ray_compat.asha_rungs(again) == _ray_compat.asha_rungs(asha)
 
 
 def test_the_variant_generator_counts_its_live_trials_in_a_set():

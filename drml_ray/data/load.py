@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drml_ray.config import DataConfig
-from drml_ray.data.conll import Scheme, Sentence, discover_labels, first_line_with, read_corpus_file
+from drml_ray.data.conll import Scheme, Sentence, discover_labels, first_line_with, iob1_to_iob2, read_corpus_file
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.registry import SPLITS, get_spec
@@ -37,8 +37,7 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     The label set is the train split's: a dev or test tag that train never has is named with its file and
     line (the model cannot predict it, so its entities count as misses)."""
     paths = {split: getattr(cfg, split) for split in SPLITS}
-    scheme = cfg.scheme or detect_scheme(list(paths.values()))
-    splits = {split: read_corpus_file(path, scheme=scheme) for split, path in paths.items()}
+    splits = dict(zip(paths, read_files(list(paths.values()), cfg.scheme), strict=True))
     labels = discover_labels(splits["train"])
     for split in ("dev", "test"):
         unseen = sorted(set(discover_labels(splits[split])) - set(labels))
@@ -53,18 +52,22 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     return NerCorpus(name, splits, labels, False, {k: str(v) for k, v in paths.items()})
 
 
-def detect_scheme(paths: list[str]) -> Scheme:
-    """IOB2, unless a file's entities start with ``I-`` (IOB1): read as IOB2 those would drop out of the gold
-    standard, so they are read as IOB1, and said so (a scheme given explicitly decides instead)."""
-    from drml_ray.data.inspect import inspect_file
+def read_files(paths: list[str], scheme: Scheme | None = None) -> list[list[Sentence]]:
+    """Each corpus file read once, as IOB2 sentences. With no ``scheme``, IOB2 unless a file's entities start
+    with ``I-`` (IOB1): read as IOB2 those would drop out of the gold standard, so then every file is read as
+    IOB1, and said so."""
+    from drml_ray.data.inspect import inspect_sentences
 
-    for path in paths:
-        report = inspect_file(path)
+    files = [read_corpus_file(path, scheme=scheme or "iob2") for path in paths]
+    if scheme is not None:
+        return files
+    for path, sentences in zip(paths, files, strict=True):
+        report = inspect_sentences(path, sentences)
         if report.iob1_starts:
             log.warning("%s: %s; reading %s as IOB1 (give the scheme to decide)", path, report.scheme,
                         "it" if len(paths) == 1 else f"all {len(paths)} files")  # fmt: skip
-            return "iob1"
-    return "iob2"
+            return [[Sentence(s.tokens, tuple(iob1_to_iob2(s.tags))) for s in sentences] for sentences in files]
+    return files
 
 
 def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:

@@ -174,7 +174,7 @@ def run_finetune(
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
     load_tokenizer(cfg.model.backbone)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
-    begun = (Path(run_dir) / "config.yaml").exists() and not overwrite
+    begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
     if begun and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
         print("[drml] no checkpoint was recorded there yet: training starts from the beginning")

@@ -6,7 +6,7 @@ schedule), :func:`restore` (the latest checkpoint, if Ray hands one over), then
 :func:`evaluate` scores dev on all workers (predictions gathered, so the F1 is the single-process F1)
 and :func:`checkpoint` reports the metrics and a checkpoint to Ray. The Ray calls are marked ``# RAY``.
 
-A :class:`LoopCallback` (``run_training(..., callbacks=[...])``) is called on every worker after each
+A :class:`LoopCallback` (``run_training(..., loop_callbacks=[...])``) is called on every worker after each
 checkpoint; the tests inject faults through it.
 """
 
@@ -74,7 +74,13 @@ class Worker:
     dtype: torch.dtype | None
     tokenizer: Any
     train_windows: list[Window]
+    lengths: list[int]
+    """Sub-tokens of each training window (batch plans, packing)."""
+    labelled: list[int]
+    """Labelled sub-tokens of each training window (the global loss normaliser)."""
     dev_windows: list[Window]
+    dev_batches: list[list[int]]
+    """This worker's share of the dev windows, in length-sorted batches."""
     dev_tags: list[list[str]]
     model: torch.nn.Module
     ddp_model: torch.nn.Module
@@ -91,10 +97,6 @@ class Worker:
     def say(self, text: str) -> None:
         if self.rank == 0:
             print(text, flush=True)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(w.input_ids) for w in self.train_windows]
 
     def plan(self, epoch: int) -> list[list[int]]:
         """The global batches of ``epoch`` (the same on every worker)."""
@@ -141,12 +143,15 @@ def set_up(config: dict[str, Any]) -> Worker:
     train_windows = encode(tokenizer, train_tok, train_tags, label2id, label_all_tokens=cfg.model.label_all_tokens,
                            **windows)  # fmt: skip
     dev_windows = encode(tokenizer, dev_tok, None, label2id, **windows)
+    lengths, labelled = [len(w.input_ids) for w in train_windows], [label_count([w.labels]) for w in train_windows]
+    rank, world = context.get_world_rank(), context.get_world_size()  # RAY
+    dev_batches = batching.eval_batches([len(w.input_ids) for w in dev_windows], cfg.train.eval_batch_size, world, rank)
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
     ddp_model = ray.train.torch.prepare_model(model)  # RAY: moves to device, wraps in DDP when world > 1
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw)
     worker = Worker(
-        cfg, labels, Path(config["run_dir"]), context.get_world_rank(), context.get_world_size(), device,  # RAY
-        _autocast_dtype(cfg.train.precision, device), tokenizer, train_windows, dev_windows, list(dev_tags),
+        cfg, labels, Path(config["run_dir"]), rank, world, device, _autocast_dtype(cfg.train.precision, device),
+        tokenizer, train_windows, lengths, labelled, dev_windows, dev_batches, list(dev_tags),
         model, ddp_model, optimizer, cfg.train.pack_sequences and supports_packing(model),
         callbacks=list(config.get("callbacks") or []),
     )  # fmt: skip
@@ -194,18 +199,16 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
     """This worker's steps of ``epoch`` (from where a resumed run stopped), evaluating at the epoch's end
     and every ``eval_every_steps``. True when training should stop (early stopping)."""
     cfg, state, batches = worker.cfg, worker.state, worker.plan(epoch)
-    lengths = worker.lengths
-    labelled = [label_count([w.labels]) for w in worker.train_windows]
     trainable = [p for p in worker.model.parameters() if p.requires_grad]
     loss_sum = torch.zeros((), device=worker.device)  # summed on the device: no host sync per step
     tokens = torch.zeros((), dtype=torch.long, device=worker.device)
     steps, started = 0, time.perf_counter()
     for i in range(state.step_in_epoch, len(batches)):
-        micro_batches, n_tokens = _micro_batches(worker, batches[i], lengths)
+        micro_batches, n_tokens = _micro_batches(worker, batches[i])
         tokens += n_tokens
         step_loss = train_step(
             worker.ddp_model, micro_batches, optimizer=worker.optimizer, scaler=worker.scaler, world_size=worker.world,
-            global_labels=sum(labelled[j] for j in batches[i]), max_grad_norm=cfg.train.max_grad_norm,
+            global_labels=sum(worker.labelled[j] for j in batches[i]), max_grad_norm=cfg.train.max_grad_norm,
             autocast_dtype=worker.dtype, params=trainable,
         )  # fmt: skip
         loss_sum += step_loss
@@ -227,9 +230,10 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
     return False
 
 
-def _micro_batches(worker: Worker, batch: list[int], lengths: list[int]) -> tuple[list[dict[str, torch.Tensor]], int]:
+def _micro_batches(worker: Worker, batch: list[int]) -> tuple[list[dict[str, torch.Tensor]], int]:
     """This worker's share of a global batch as device tensors (packed rows, or length-split micro-batches),
     and its number of sub-tokens."""
+    lengths = worker.lengths
     pieces = batching.shard(batch, rank=worker.rank, world_size=worker.world, grad_accum=worker.cfg.train.grad_accum)
     if worker.cfg.train.split_by_length and not worker.pack:
         pieces = [piece for items in pieces for piece in batching.split_by_length(items, lengths)]
@@ -265,11 +269,11 @@ def _log_progress(worker: Worker, step_loss: torch.Tensor, epoch: int, i: int, n
 def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: int) -> dict[str, Any]:
     """Score dev on all workers and update the best F1 and early stopping; returns the metrics to report."""
     state, started = worker.state, time.perf_counter()
-    batches = batching.eval_batches([len(w.input_ids) for w in worker.dev_windows], worker.cfg.train.eval_batch_size,
-                           worker.world, worker.rank)  # fmt: skip
     outputs: dict = {}
-    for part in _gather(predict_windows(worker.model, worker.dev_windows, batches, pad_id=worker.tokenizer.pad_token_id,
-                                        device=worker.device, autocast_dtype=worker.dtype)):  # fmt: skip
+    predicted = predict_windows(worker.model, worker.dev_windows, worker.dev_batches,
+                                pad_id=worker.tokenizer.pad_token_id, device=worker.device,
+                                autocast_dtype=worker.dtype)  # fmt: skip
+    for part in _gather(predicted):
         outputs.update(part)
     dev_pred, _ = merge_outputs(
         worker.dev_windows, outputs, [len(t) for t in worker.dev_tags], dict(enumerate(worker.labels))

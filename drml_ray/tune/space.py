@@ -13,7 +13,7 @@ from ray.tune.experiment import Trial  # RAY
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler  # RAY
 from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
 
-from drml_ray._ray_compat import asha_recorded_scores, asha_rungs, live_trials, set_asha_rungs
+from drml_ray._ray_compat import asha_rungs, live_trials, set_asha_rungs
 from drml_ray.config import Distribution, TuneSettings
 from drml_ray.errors import UserError
 from drml_ray.runtime.rundir import atomic_write_json
@@ -90,7 +90,7 @@ class ResumableASHA(ASHAScheduler):
         self._state_read = True
         if os.path.exists(self._state_path):
             set_asha_rungs(self, read_json_state(self._state_path))
-            recorded = asha_recorded_scores(self)
+            recorded = sum(len(scores) for bracket in asha_rungs(self) for scores in bracket)
             print(f"[drml] ASHA: {recorded} score(s) at its rungs restored from {self._state_path}", flush=True)
 
     def _write_state(self) -> None:
