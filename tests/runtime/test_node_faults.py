@@ -31,14 +31,15 @@ pool = ActorExecutor(actor_factory(Squarer, cpus=1), 2, label="squares")
 print("PIDS", pool.map([Job("pid", "pid"), Job("pid", "pid")]))  # one actor on each worker node
 
 
-def kill_a_node():
-    time.sleep(2)  # the first two jobs are running, one on each node
-    cluster.remove_node(nodes[0], allow_graceful=False)
-    cluster.add_node(num_cpus=1)  # room for the replacement actor
-
-
-threading.Thread(target=kill_a_node).start()
-print("RESULT", pool.map([Job(f"square {x}", "square", (x, 4.0)) for x in range(4)]), flush=True)
+results = []  # the jobs run in a thread: Ray adds and removes nodes from the main thread only
+run = threading.Thread(target=lambda: results.append(pool.map([Job(f"square {x}", "square", (x, 4.0))
+                                                                for x in range(4)])))
+run.start()
+time.sleep(2)  # the first two jobs are running, one on each node
+cluster.remove_node(nodes[0], allow_graceful=False)
+cluster.add_node(num_cpus=1)  # room for the replacement actor
+run.join()
+print("RESULT", results[0], flush=True)
 pool.close()
 ray.shutdown()
 cluster.shutdown()
