@@ -8,9 +8,9 @@ error). Every field has a one-line doc and its range as a constraint, so an erro
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Count = Annotated[int, Field(ge=1)]
 """At least 1 (epochs, sizes, workers, steps)."""
@@ -22,6 +22,9 @@ Fraction = Annotated[float, Field(ge=0, lt=1)]
 Discount = Annotated[float, Field(ge=0, le=1)]
 WindowLength = Annotated[int, Field(ge=8, le=8192)]
 """Sub-tokens per window: room for the special tokens and some words."""
+T = TypeVar("T")
+NonEmpty = Annotated[list[T], Field(min_length=1)]
+"""A list with at least one value (methods, seeds, tasks to compare)."""
 
 
 class Section(BaseModel):
@@ -119,6 +122,13 @@ class TrainConfig(Section):
     """Sentences (windows) per optimizer step, summed over all workers and accumulation steps."""
     grad_accum: Count = 1
     """Micro-batches per optimizer step on each worker (no gradient sync until the last)."""
+    pack_sequences: bool = True
+    """Pack each micro-batch's windows end to end into rows with a block-diagonal attention mask (same
+    gradient, ~1% padding); BERT-family backbones only, others fall back to ``split_by_length``."""
+    split_by_length: bool = True
+    """Run each batch as length-sorted micro-batches where that saves padding (same gradient, less compute)."""
+    group_by_length: bool = False
+    """Batch windows of similar length together (2x less padding again, but slower early convergence)."""
     lr: Rate = 5e-5
     """Peak learning rate of AdamW."""
     weight_decay: NonNegativeFloat = 0.01
@@ -127,23 +137,16 @@ class TrainConfig(Section):
     """Fraction of all optimizer steps spent warming the learning rate up linearly from 0."""
     max_grad_norm: NonNegativeFloat = 1.0
     """Gradient clipping by global norm; 0 disables."""
+    fused_adamw: bool = True
+    """Use torch's fused AdamW kernel (one pass over the weights; ~8x faster steps on CPU)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype; ``auto`` is bf16 on a GPU that supports it, else fp32 (CPU: always fp32)."""
     patience: NonNegative = 3
     """Evaluations without a better dev entity F1 before stopping early; 0 never stops early."""
     eval_every_steps: NonNegative = 0
     """Evaluate (and checkpoint) every N optimizer steps as well as at each epoch's end; 0: epochs only."""
     eval_batch_size: Count = 64
     """Windows per evaluation batch (sorted by length, so padding stays small)."""
-    pack_sequences: bool = True
-    """Pack each micro-batch's windows end to end into rows with a block-diagonal attention mask (same
-    gradient, ~1% padding); BERT-family backbones only, others fall back to ``split_by_length``."""
-    split_by_length: bool = True
-    """Run each batch as length-sorted micro-batches where that saves padding (same gradient, less compute)."""
-    group_by_length: bool = False
-    """Batch windows of similar length together (2x less padding again, but slower early convergence)."""
-    fused_adamw: bool = True
-    """Use torch's fused AdamW kernel (one pass over the weights; ~8x faster steps on CPU)."""
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Autocast dtype; ``auto`` is bf16 on a GPU that supports it, else fp32 (CPU: always fp32)."""
     log_every_steps: Count = 10
     """Progress line and TensorBoard loss every N optimizer steps."""
 
@@ -258,13 +261,13 @@ class Experiment(Section):
     ``._+-``, no ``/``). Defaults to the file's stem."""
     tune: TuneSettings | None = None
     """Hyper-parameter search over this experiment (``drml tune``); the metric is one its kind reports."""
+    seed: int = 42
+    """Seed of everything random in the run: initialisation, data or task order, dropout, sampling."""
 
 
 class FinetuneConfig(Experiment):
     """One NER fine-tuning experiment: what ``drml finetune`` runs."""
 
-    seed: int = 42
-    """Seed of model initialisation, data order and dropout."""
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -291,6 +294,34 @@ class TaskData(Section):
 
 
 Shots = int | Literal["all"]
+GENERATED_PREFIX = "generated:"
+GENERATED_TYPES = ("PER", "ORG", "LOC", "MISC")
+
+
+def generated_task_types(spec: str) -> set[str]:
+    """The entity types of a ``generated:TYPES`` task (some of PER, ORG, LOC, MISC).
+
+    >>> sorted(generated_task_types("generated:PER, LOC"))
+    ['LOC', 'PER']
+    """
+    types = {t.strip() for t in spec.removeprefix(GENERATED_PREFIX).split(",") if t.strip()}
+    if not types or not types <= set(GENERATED_TYPES):
+        raise ValueError(f"task {spec!r}: generated tasks keep some of {', '.join(GENERATED_TYPES)}")
+    return types
+
+
+def _task_spec(spec: str) -> str:
+    from drml_ray.data.registry import CORPORA
+
+    if spec.startswith(GENERATED_PREFIX):
+        generated_task_types(spec)
+    elif spec not in CORPORA:
+        raise ValueError(f"unknown task {spec!r}: a corpus ({', '.join(CORPORA)}) or generated:TYPES")
+    return spec
+
+
+TaskSpec = Annotated[str, AfterValidator(_task_spec)]
+"""A meta-learning task: a registered corpus, or ``generated:PER,LOC`` (the generated corpus, those types)."""
 
 METHODS = ("direct", "conll_then_finetune", "multitask_then_finetune", "reptile", "fomaml")
 Method = Literal["direct", "conll_then_finetune", "multitask_then_finetune", "reptile", "fomaml"]
@@ -299,13 +330,13 @@ Method = Literal["direct", "conll_then_finetune", "multitask_then_finetune", "re
 class MetaSettings(Section):
     """Meta-training (``drml meta-train``): Reptile / first-order MAML over a distribution of NER tasks."""
 
-    algorithms: list[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
+    algorithms: NonEmpty[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
     """Algorithms to meta-train, one after the other; each writes ``<run>/<algorithm>/``."""
-    train_tasks: list[str] = [
+    train_tasks: list[TaskSpec] = [
         "conll2003", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
     ]  # fmt: skip
     """Meta-training tasks: registered corpora, or ``generated:PER,LOC`` (the generated corpus, those types)."""
-    heldout_tasks: list[str] = ["crossner_politics"]
+    heldout_tasks: list[TaskSpec] = ["crossner_politics"]
     """Held-out tasks: only their label names are seen before adaptation; their dev set scores meta-training."""
     meta_steps: Count = 150
     """Outer updates."""
@@ -350,8 +381,6 @@ class MetaSettings(Section):
 
     @model_validator(mode="after")
     def _positive(self) -> MetaSettings:
-        if not self.algorithms:
-            raise ValueError("algorithms needs at least one of reptile, fomaml")
         overlap = set(self.train_tasks) & set(self.heldout_tasks)
         if overlap:
             raise ValueError(f"tasks both meta-trained and held out: {', '.join(sorted(overlap))}")
@@ -361,13 +390,13 @@ class MetaSettings(Section):
 class AdaptSettings(Section):
     """The adaptation protocol of ``drml meta-eval``: every method gets the same budget on each cell."""
 
-    methods: list[Method] = list(METHODS)
+    methods: NonEmpty[Method] = list(METHODS)
     """Starting points compared (see the README's meta-learning section)."""
-    shots: list[Shots] = [10, 25, 50, 100, "all"]
+    shots: NonEmpty[Shots] = [10, 25, 50, 100, "all"]
     """Labelled target sentences adapted on (drawn per seed from the train split); ``all``: the whole split."""
-    seeds: list[int] = [1, 2, 3]
+    seeds: NonEmpty[int] = [1, 2, 3]
     """Seeds of the shot sample, the head initialisation and the data order."""
-    lrs: list[Rate] = [5e-5]
+    lrs: NonEmpty[Rate] = [5e-5]
     """Learning rates tried per cell; the one with the best dev F1 is scored on test."""
     epochs: Count = 20
     """Adaptation budget: passes over the shots (steps = epochs x ceil(shots / batch_size), clamped)."""
@@ -385,27 +414,24 @@ class AdaptSettings(Section):
     """Steps that train the ``conll_then_finetune`` and ``multitask_then_finetune`` starting points."""
     pretrain_lr: Rate = 5e-5
     """Learning rate of that pre-training."""
-    conll_task: str = "conll2003"
+    conll_task: TaskSpec = "conll2003"
     """The task the ``conll_then_finetune`` start is pre-trained on (tests use a generated one)."""
     conll_model: str | None = None
     """An existing CoNLL-2003 model folder (e.g. ``runs/conll2003/best``) used instead of pre-training one."""
     workers: Count = 2
     """Ray actors adapting cells in parallel."""
 
-    @model_validator(mode="after")
-    def _valid(self) -> AdaptSettings:
-        if any(isinstance(k, int) and k < 1 for k in self.shots) or not self.shots:
+    @field_validator("shots")
+    @classmethod
+    def _positive_shots(cls, shots: list[Shots]) -> list[Shots]:
+        if any(k != "all" and k < 1 for k in shots):
             raise ValueError("shots are positive integers or 'all'")
-        if not self.seeds or not self.lrs or not self.methods:
-            raise ValueError("methods, seeds and lrs each need at least one value")
-        return self
+        return shots
 
 
 class MetaExperiment(Experiment):
     """One meta-learning experiment: what ``drml meta-train`` and ``drml meta-eval`` run."""
 
-    seed: int = 42
-    """Seed of episode sampling, head initialisation and dropout."""
     model: ModelConfig = ModelConfig()
     """Backbone and windowing (``strategy`` must be ``full``: meta-learning moves every weight)."""
     data: TaskData = TaskData()
@@ -440,33 +466,34 @@ class PPOSettings(Section):
 
     hidden: list[int] = [64, 64]
     """Hidden layers of the policy and value networks (separate, not shared)."""
-    lr: Rate = 3e-3
-    """Adam learning rate of PPO (the inner-loop learning rate of Reptile); its state is reset per task."""
-    train_batch: Count = 2000
-    """Environment steps per PPO iteration (Nav2D: 20 episodes of 100 steps, as in the MAML paper)."""
-    minibatch: Count = 500
-    """SGD minibatch of a PPO epoch."""
-    envs: Count = 10
-    """Environments stepped side by side in each learner (one batched forward pass per step)."""
-    epochs: Count = 4
-    """PPO epochs over each batch."""
-    gamma: Discount = 0.99
-    """Discount factor of returns."""
-    gae_lambda: Discount = 0.95
-    """GAE's lambda (bias-variance trade-off of the advantage estimate)."""
-    clip: Rate = 0.2
-    """PPO's ratio clip."""
-    entropy_coeff: NonNegativeFloat = 0.0
-    """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
     free_log_std: bool = False
     """Continuous actions: a state-independent log standard deviation (the MAML paper's Gaussian policy)
     instead of one computed by the policy network (not for ``rl2``: RLlib's LSTM module does not take it)."""
-    vf_clip: Rate = 100.0
-    """Clip of the value-function loss (returns here reach -100s, so RLlib's default 10 is too small)."""
     lstm_cell_size: Count = 64
     """The ``rl2`` method's LSTM size (its input: observation, previous action and reward)."""
     max_seq_len: Count = 20
     """The ``rl2`` method's truncated-BPTT length."""
+
+    train_batch: Count = 2000
+    """Environment steps per PPO iteration (Nav2D: 20 episodes of 100 steps, as in the MAML paper)."""
+    envs: Count = 10
+    """Environments stepped side by side in each learner (one batched forward pass per step)."""
+    gamma: Discount = 0.99
+    """Discount factor of returns."""
+    gae_lambda: Discount = 0.95
+    """GAE's lambda (bias-variance trade-off of the advantage estimate)."""
+    lr: Rate = 3e-3
+    """Adam learning rate of PPO (the inner-loop learning rate of Reptile); its state is reset per task."""
+    minibatch: Count = 500
+    """SGD minibatch of a PPO epoch."""
+    epochs: Count = 4
+    """PPO epochs over each batch."""
+    clip: Rate = 0.2
+    """PPO's ratio clip."""
+    vf_clip: Rate = 100.0
+    """Clip of the value-function loss (returns here reach -100s, so RLlib's default 10 is too small)."""
+    entropy_coeff: NonNegativeFloat = 0.0
+    """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
 
     @model_validator(mode="after")
     def _sizes(self) -> PPOSettings:
@@ -480,7 +507,7 @@ class PPOSettings(Section):
 class RLMetaSettings(Section):
     """``drml rl meta-train``: Reptile over PPO weights, and the baselines trained on the same task stream."""
 
-    methods: list[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
+    methods: NonEmpty[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
     """What to train: ``meta`` (Reptile), ``multitask`` (one PPO policy over randomised tasks), ``rl2``
     (an LSTM policy over randomised tasks that sees its previous action and reward)."""
     meta_steps: Count = 60
@@ -510,10 +537,10 @@ class RLMetaSettings(Section):
 class RLEvalSettings(Section):
     """``drml rl meta-eval``: adaptation on held-out tasks, every method with the same PPO budget."""
 
-    methods: list[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
+    methods: NonEmpty[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
     tasks: Count = 5
     """Held-out tasks (drawn from the family with a seed stream meta-training never uses)."""
-    seeds: list[int] = [1, 2, 3, 4, 5]
+    seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
     """Seeds of PPO sampling (and of the random init of ``scratch``)."""
     adapt_iters: Count = 3
     """PPO iterations of adaptation; returns are measured before and after each."""
@@ -527,12 +554,6 @@ class RLEvalSettings(Section):
     """Start every trained policy (meta, multitask, rl2) with a free exploration std reset to 1, as
     Reptile's is when ``meta.meta_log_std`` is off: compares what the networks learned, not their noise."""
     workers: Count = 2
-
-    @model_validator(mode="after")
-    def _valid(self) -> RLEvalSettings:
-        if not self.seeds or not self.methods:
-            raise ValueError("seeds and methods each need at least one value")
-        return self
 
 
 class SpaceMapping(Section):
@@ -560,7 +581,7 @@ class TransferSettings(Section):
     """PPO iterations on the source task."""
     target_iters: Count = 30
     """PPO iterations on the target task (both curves)."""
-    seeds: list[int] = [1, 2, 3, 4, 5]
+    seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
     episodes: Count = 10
     """Episodes sampled to measure each point of the target curves."""
     threshold: float | None = None
@@ -569,18 +590,11 @@ class TransferSettings(Section):
     tail: Count = 3
     """Points averaged for the asymptotic performance."""
 
-    @model_validator(mode="after")
-    def _valid(self) -> TransferSettings:
-        if not self.seeds:
-            raise ValueError("seeds needs at least one value")
-        return self
-
 
 class RLExperiment(Experiment):
     """One reinforcement-learning experiment: what ``drml rl meta-train|meta-eval|transfer`` run."""
 
     seed: int = 0
-    """Seed of task sampling, network initialisation and PPO."""
     env: RLEnvSettings = RLEnvSettings()
     ppo: PPOSettings = PPOSettings()
     meta: RLMetaSettings = RLMetaSettings()

@@ -8,7 +8,9 @@ file, line and field (or key), with nothing written. Inputs whose right answer i
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +30,9 @@ GOOD = "Anna\tB-PER\nSchmidt\tI-PER\nvisited\tO\nBerlin\tB-LOC\n\nSiemens\tB-ORG
 class Case:
     category: str
     what: str
-    files: dict[str, str | bytes]
-    """Files written in the case's folder (``exp.yaml``, ``train.conll``, ...) before the command runs."""
+    files: dict[str, str | bytes | Callable[[Path], None]]
+    """Files written in the case's folder (``exp.yaml``, ``train.conll``, ...) before the command runs (a
+    callable writes a folder of that name)."""
     command: tuple[str, ...]
     """The drml command line; ``{dir}`` is the case's folder, the run directory is ``{dir}/out``."""
     expected: tuple[str, ...]
@@ -59,6 +62,32 @@ def parquet(table: pa.Table) -> bytes:
 def predict(content: str | bytes, what: str, *expected: str) -> Case:
     command = ("predict", "{dir}/model", "--input", "{dir}/in.txt", "--output", "{dir}/out/preds.jsonl")
     return Case("drml predict input", what, {"in.txt": content, "model/config.json": "{}"}, command, expected)
+
+
+def tiny_model(*, tokenizer: bool = True, labels: int = 5) -> Callable[[Path], None]:
+    """Writes a saved tiny-BERT NER folder; without its tokenizer files, or with a label map of ``labels``
+    entries for a 5-output head."""
+
+    def write(folder: Path) -> None:
+        from drml_ray.config import ModelConfig
+        from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
+
+        tok = load_tokenizer("tiny-random-bert")
+        tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+        save_hf_folder(build_model(ModelConfig(backbone="tiny-random-bert"), tags, seed=0), tok, folder)
+        for name in [] if tokenizer else ["tokenizer.json", "tokenizer_config.json"]:
+            (folder / name).unlink()
+        config = json.loads((folder / "config.json").read_text())
+        config["id2label"] = {str(i): f"B-T{i}" for i in range(labels)}
+        config["label2id"] = {label: int(i) for i, label in config["id2label"].items()}
+        (folder / "config.json").write_text(json.dumps(config))
+
+    return write
+
+
+def evaluate(model: Callable[[Path], None], what: str, *expected: str) -> Case:
+    return Case("model folders", what, {"model": model}, ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"),
+                expected)  # fmt: skip
 
 
 LIST = pa.list_(pa.string())
@@ -129,6 +158,17 @@ CASES = [
          ("model: the model folder does not load",)),
     Case("model folders", "not a model folder", {"model/readme.txt": "hi"},
          ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: not a model folder (no config.json)",)),
+    evaluate(tiny_model(tokenizer=False), "a missing tokenizer", "model: no tokenizer vocabulary"),
+    evaluate(tiny_model(labels=7), "a label map that disagrees with the head",
+             "model: its weights do not fit its config.json"),
+    ft("model: {backbone: tiny-random-bert, strategy: top, top_layers: 5}\n", "top_layers above the model's depth",
+       "model.top_layers=5 but the encoder has 2 layers", category="model folders"),
+    ft("model: {backbone: tiny-random-bert, strategy: lora, lora: {target_modules: [qkv]}}\n",
+       "LoRA on modules the backbone lacks", "model.lora.target_modules ['qkv']: No modules were targeted",
+       category="model folders"),
+    Case("config values", "a meta-learning task that does not exist", {"exp.yaml": "meta: {train_tasks: [conll2003, "
+         "nosuch]}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: meta.train_tasks.1: Value error, unknown task 'nosuch'",)),
     ft("model: {backbone: '{dir}/nowhere'}\n", "a backbone folder that does not exist",
        "model.backbone '{dir}/nowhere': no tokenizer loads from it", category="model folders"),
     ft("tune:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-5]}\n", "a search range upside down",
@@ -148,7 +188,9 @@ def write_case(case: Case, folder: Path) -> None:
     for name, content in case.files.items():
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
+        if callable(content):
+            content(path)
+        elif isinstance(content, bytes):
             path.write_bytes(content)
         else:
             path.write_text(content.replace("{dir}", str(folder)), encoding="utf-8")

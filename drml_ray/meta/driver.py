@@ -122,7 +122,8 @@ def _check_budget(run_dir: Path, cfg: MetaExperiment) -> None:
 def episode_jobs(cfg: MetaExperiment, step: int) -> list[tuple[str, int]]:
     """The meta-batch of ``step``: (task, episode seed) pairs, a function of the seed and step only.
 
-    >>> cfg = MetaExperiment(name="x", meta={"train_tasks": ["a", "b"], "heldout_tasks": ["c"], "meta_batch": 3})
+    >>> tasks = {"train_tasks": ["generated:PER", "generated:LOC"], "heldout_tasks": ["generated:ORG"]}
+    >>> cfg = MetaExperiment(name="x", meta=tasks | {"meta_batch": 3})
     >>> episode_jobs(cfg, 0) == episode_jobs(cfg, 0), len(episode_jobs(cfg, 5))
     (True, 3)
     """
@@ -237,8 +238,9 @@ def run_meta_train(
     cfg: MetaExperiment, run_dir: str | Path, *, overwrite: bool = False, on_eval: OnEval | None = None
 ) -> dict[str, Any]:
     """Meta-train every algorithm of ``meta.algorithms``; writes ``meta_train.json`` (results) last."""
-    run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS)
     meta = cfg.meta
+    check_inputs(cfg, [*meta.train_tasks, *meta.heldout_tasks])
+    run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS)
     print(f"[drml] meta-train '{cfg.name}' -> {run_dir}: {', '.join(meta.algorithms)} over "
           f"{', '.join(meta.train_tasks)}; held out: {', '.join(meta.heldout_tasks)}")  # fmt: skip
     print(f"[drml] {meta.meta_steps} meta-steps x {meta.meta_batch} episodes ({meta.shots} support + "
@@ -357,17 +359,27 @@ def cell_cost(shots: str, settings: AdaptSettings) -> int:
     return steps + 10
 
 
-def _train_sizes(cfg: MetaExperiment, cells: list[Cell]) -> dict[str, int]:
-    """Train-split sizes of the domains of ``cells`` (read on the driver: a few MB per domain)."""
+def check_inputs(cfg: MetaExperiment, specs: list[str]) -> dict[str, int]:
+    """Read the backbone's tokenizer and each task of ``specs`` (on the driver: a few MB each) before any run
+    directory is touched; returns each task's train-split size."""
     from drml_ray.meta.tasks import load_task
+    from drml_ray.ner.modeling import load_tokenizer
 
-    domains = sorted({c[0] for c in cells})
-    return {d: len(load_task(d, cfg.data).splits["train"]) for d in domains}
+    load_tokenizer(cfg.model.backbone)
+    return {spec: len(load_task(spec, cfg.data).splits["train"]) for spec in dict.fromkeys(specs)}
+
+
+def _tasks_to_read(cfg: MetaExperiment, starts: dict[str, str | None]) -> list[str]:
+    """The held-out tasks, and the tasks of the starting points meta-eval has to pre-train."""
+    pretrain = {"conll_then_finetune": [cfg.eval.conll_task], "multitask_then_finetune": cfg.meta.train_tasks}
+    return [*cfg.meta.heldout_tasks, *(t for m, tasks in pretrain.items() if m in starts and starts[m] is None
+                                       for t in tasks)]  # fmt: skip
 
 
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
     starts = resolve_starts(cfg, Path(run_dir).expanduser().resolve(), inits or [])  # before touching anything
+    sizes = check_inputs(cfg, _tasks_to_read(cfg, starts))
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     _check_budget(run_dir, cfg)
     out_path = run_dir / META_EVAL_FILE
@@ -380,7 +392,6 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
           f"({_count(cfg.meta.heldout_tasks, 'domain')} x {_count(cfg.eval.shots, 'shot count')} x "
           f"{_count(cfg.eval.seeds, 'seed')} x {_count(cfg.eval.methods, 'method')})"
           + (f"; {len(done)} already there, skipped" if done else ""))  # fmt: skip
-    sizes = _train_sizes(cfg, todo)
     todo = [cell for cell in todo if not _copy_finished_twin(out_path, table, cell, sizes)]
     if todo:
         with actor_pool(cfg, cfg.eval.workers, label="meta-eval") as pool:

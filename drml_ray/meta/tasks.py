@@ -12,12 +12,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drml_ray.config import DataConfig, TaskData
+from drml_ray.config import GENERATED_PREFIX, DataConfig, TaskData, generated_task_types
 from drml_ray.data.conll import Sentence, discover_labels, entity_types, split_tag
 from drml_ray.errors import UserError
 from drml_ray.meta.label_head import type_name  # noqa: F401  (re-exported: the names tasks are described by)
-
-GENERATED_PREFIX = "generated:"
 
 
 @dataclass(frozen=True)
@@ -47,10 +45,10 @@ def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = No
     from drml_ray.data.load import load_corpus
 
     if spec.startswith(GENERATED_PREFIX):
-        types = {t.strip() for t in spec.removeprefix(GENERATED_PREFIX).split(",") if t.strip()}
-        known = {"PER", "ORG", "LOC", "MISC"}
-        if not types or not types <= known:
-            raise UserError(f"task {spec!r}: generated tasks keep some of {', '.join(sorted(known))}")
+        try:
+            types = generated_task_types(spec)
+        except ValueError as err:
+            raise UserError(str(err)) from None
         # Each generated task draws its own sentences (the seed depends on the types kept).
         g = data.generated.model_copy(update={"seed": data.generated.seed + sum(map(ord, "".join(sorted(types))))})
         corpus = load_corpus(DataConfig(corpus="generated", generated=g), progress=False)

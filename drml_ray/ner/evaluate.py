@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import transformers
 from safetensors import SafetensorError
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -15,6 +16,7 @@ from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import Report, score_split
+from drml_ray.ner.modeling import check_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,36 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
-    try:  # a truncated model.safetensors, a missing tokenizer, a label map that disagrees with the head
-        model = AutoModelForTokenClassification.from_pretrained(folder).to(device).eval()
+    model = _load_weights(folder).to(device).eval()
+    try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        raise UserError(f"{folder}: the model folder does not load: {first_line(err)}") from None
+    except (OSError, ValueError) as err:
+        raise UserError(f"{folder}: its tokenizer does not load: {first_line(err)}") from None
+    check_tokenizer(tokenizer, str(folder))
     drml = getattr(model.config, "drml", None) or {}
     max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
     return SavedModel(model, tokenizer, max_length, int(drml.get("window_overlap", DEFAULT_OVERLAP)))
+
+
+def _load_weights(folder: Path) -> torch.nn.Module:
+    """The folder's model with every weight read from it: what transformers would log as a load report (a
+    truncated file, weights sized otherwise than config.json says, weights missing) is the error instead."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(folder, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        if "mismatch" in str(err).lower():  # e.g. config.json's id2label sized otherwise than the classifier head
+            raise UserError(f"{folder}: its weights do not fit its config.json (does id2label have as many labels "
+                            "as the classifier head has outputs?)") from None  # fmt: skip
+        raise UserError(f"{folder}: the model folder does not load: {first_line(err)}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise UserError(f"{folder}: its weights lack {len(missing)} tensors ({', '.join(missing[:3])}, ...): a "
+                        "partial model.safetensors?")  # fmt: skip
+    return model
 
 
 def predict_tags(

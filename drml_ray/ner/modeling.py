@@ -55,8 +55,17 @@ def load_tokenizer(backbone: str):
     except (OSError, ValueError) as err:  # no such folder / Hub id (offline), no tokenizer files in it
         raise UserError(f"model.backbone {backbone!r}: no tokenizer loads from it ({first_line(err)}); give minilm, a "
                         "Hugging Face model folder or a Hub id") from None  # fmt: skip
+    return check_tokenizer(tokenizer, f"model.backbone {backbone!r}")
+
+
+def check_tokenizer(tokenizer, where: str):
+    """``tokenizer`` if it can tag words: fast (``word_ids()`` aligns labels) and with a vocabulary beyond its
+    special tokens (transformers builds an empty one from a folder with no tokenizer files: every word ``[UNK]``)."""
     if not tokenizer.is_fast:
-        raise UserError(f"{backbone}: drml-ray needs a fast tokenizer (word_ids() for label alignment)")
+        raise UserError(f"{where}: drml-ray needs a fast tokenizer (word_ids() for label alignment)")
+    if len(tokenizer) <= len(tokenizer.all_special_tokens):
+        raise UserError(f"{where}: no tokenizer vocabulary (tokenizer.json or vocab.txt) in it, so every word "
+                        "would be [UNK]; copy the backbone's tokenizer files into the folder")  # fmt: skip
     return tokenizer
 
 
@@ -155,6 +164,23 @@ def _carry_head(model: PreTrainedModel, source: str, labels: list[str]) -> None:
                 weight[i], bias[i] = saved[1][old[label]], saved[2][old[label]]
     head.weight.copy_(weight)
     head.bias.copy_(bias)
+
+
+def check_strategy(cfg: ModelConfig, num_labels: int) -> None:
+    """Apply ``cfg.strategy`` to a weightless skeleton of the backbone (no memory, no weights read), so that a
+    strategy the backbone cannot take (``top_layers`` above its depth, LoRA modules it lacks) stops the run
+    before it starts rather than on the workers."""
+    if cfg.backbone == TINY_RANDOM_BERT:
+        config = _tiny_config(load_tokenizer(TINY_RANDOM_BERT).vocab_size)
+    else:
+        config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
+    config.num_labels = num_labels
+    with torch.device("meta"):
+        model = AutoModelForTokenClassification.from_config(config)
+    try:
+        apply_strategy(model, cfg)
+    except ValueError as err:  # peft: "Target modules {...} not found in the base model"
+        raise UserError(f"model.lora.target_modules {list(cfg.lora.target_modules)}: {first_line(err)}") from None
 
 
 def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:

@@ -15,12 +15,13 @@ from drml_ray.runtime.rundir import open_run
 
 
 def cfg(**meta) -> MetaExperiment:
-    return MetaExperiment(name="x", meta={"train_tasks": ["a", "b"], "heldout_tasks": ["c"], **meta})
+    tasks = {"train_tasks": ["generated:PER", "generated:LOC"], "heldout_tasks": ["generated:ORG"]}
+    return MetaExperiment(name="x", meta=tasks | meta)
 
 
 def test_episode_jobs_depend_on_seed_and_step_only():
     assert episode_jobs(cfg(), 3) == episode_jobs(cfg(workers=8), 3) != episode_jobs(cfg(), 4)
-    assert {task for task, _ in episode_jobs(cfg(meta_batch=50), 0)} == {"a", "b"}
+    assert {task for task, _ in episode_jobs(cfg(meta_batch=50), 0)} == {"generated:PER", "generated:LOC"}
 
 
 def test_eval_keys_that_choose_cells_may_change_but_not_the_budget_or_the_setup(tmp_path):
