@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 from drml_ray.checkpoints import load_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.data.load import NerCorpus, load_corpus
-from drml_ray.errors import UserError
+from drml_ray.errors import RunInterrupted, UserError
 from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.modeling import build_model, check_strategy, load_tokenizer, save_hf_folder
@@ -34,6 +36,22 @@ TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 """Ray Train's record, in its storage folder, of the checkpoints it keeps."""
+
+
+def fit_reporting_ctrl_c(trainer: Any) -> Any:
+    """``trainer.fit()``, a Ctrl+C during it reported as one. Ray Train's own SIGINT handler aborts the run
+    gracefully (its checkpoints recorded), and then Ray ends the wait with ``SystemExit(1)`` and no word: that
+    becomes :class:`RunInterrupted` (drml exits 130 and says how to continue). Ray's handler is removed after."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if on_main_thread else None
+    try:
+        return trainer.fit()
+    except SystemExit as stop:
+        raise RunInterrupted("Ray Train stopped the run (Ctrl+C, or the cluster ending this job): what finished "
+                             "is kept; the same command continues from the last checkpoint") from stop  # fmt: skip
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_training(
@@ -87,7 +105,7 @@ def run_training(
         ),
     )
     try:
-        return trainer.fit()
+        return fit_reporting_ctrl_c(trainer)
     except Exception as err:  # a user's mistake found on a worker (a tampered checkpoint) stays one
         mistake = next((e for e in getattr(err, "worker_failures", {}).values() if isinstance(e, UserError)), None)
         if mistake is not None:

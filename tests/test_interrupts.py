@@ -1,0 +1,89 @@
+"""Real interrupts of a real ``drml`` process (a subprocess on the test session's Ray): Ctrl+C during
+``drml finetune``, and the ``drml tune`` driver killed outright. Each run is then continued and must not
+redo what was finished."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.ner.finetune import RAY_SNAPSHOT
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[1]
+DRML = Path(sys.executable).parent / "drml"
+
+
+def start(ray_session, log: Path, *args) -> subprocess.Popen:
+    """``drml ARGS`` in a new process on the test session's Ray."""
+    env = os.environ | {"RAY_ADDRESS": ray_session.get_runtime_context().gcs_address, "TUNE_GLOBAL_CHECKPOINT_S": "1"}
+    return subprocess.Popen([str(DRML), *map(str, args)], env=env, cwd=REPO, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"drml ended before the interrupt:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"timed out waiting:\n{log.read_text()}"
+        time.sleep(0.5)
+
+
+def cli(*args) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_ctrl_c_during_finetune_exits_130_and_the_rerun_resumes(ray_session, tmp_path):
+    run_dir, log = tmp_path / "run", tmp_path / "finetune.log"
+    sets = ["train.epochs=4", "train.patience=0", "data.generated.train=1200"]  # epochs of a few seconds
+    args = ["finetune", "ner/smoke", "-o", run_dir, *[a for s in sets for a in ("--set", s)]]
+    proc = start(ray_session, log, *args)
+    wait_for((run_dir / "train" / RAY_SNAPSHOT).exists, proc, log)  # Ray Train has recorded a checkpoint
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    assert "drml: interrupted" in log.read_text() and "continues from the last checkpoint" in log.read_text()
+    assert not (run_dir / "results.json").exists()
+
+    cli(*args)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["train"]["resumed_at_steps"], "the rerun started over instead of resuming"
+    assert [h["epoch"] for h in results["history"]] == [1.0, 2.0, 3.0, 4.0]  # each epoch once
+
+
+def trial_epochs(run_dir: Path, trial: str) -> list[float]:
+    with (run_dir / "tune" / trial / "progress.csv").open() as handle:
+        return [float(row["epoch"]) for row in csv.DictReader(handle)]
+
+
+def test_a_killed_tune_driver_resumes_without_rerunning_finished_trials(ray_session, tmp_path):
+    run_dir, log = tmp_path / "search", tmp_path / "tune.log"
+    sets = ["tune.scheduler.type=fifo", "tune.search=grid", "tune.space={train.lr: {grid: [1.5e-2, 1.0e-2]}}",
+            "tune.max_concurrent_trials=1", "train.epochs=1"]  # fmt: skip
+    args = ["tune", "tune/smoke", "-o", run_dir, *[a for s in sets for a in ("--set", s)]]
+    proc = start(ray_session, log, *args)
+    finished = lambda: any("TERMINATED" in p.read_text() for p in (run_dir / "tune").glob("experiment_state*.json"))
+    wait_for(finished, proc, log)  # the first trial is done, and Tune's saved state says so
+    proc.kill()  # no clean-up of any kind
+    proc.wait(timeout=60)
+    first = run_dir / "tune" / "trial_00000" / "result.json"
+    kept = first.read_bytes()
+
+    cli(*args, "--resume")
+    with (run_dir / "trials.csv").open() as handle:
+        trials = list(csv.DictReader(handle))
+    assert [(t["trial"], t["state"]) for t in trials] == [("trial_00000", "completed"), ("trial_00001", "completed")]
+    assert first.read_bytes() == kept and trial_epochs(run_dir, "trial_00000") == [1.0]  # not run again
+    assert trial_epochs(run_dir, "trial_00001")[-1] == 1.0
