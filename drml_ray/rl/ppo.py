@@ -129,11 +129,13 @@ class PPOTaskLearner:
         """Make what follows a function of ``seed`` and its inputs alone, whatever this process ran before:
         seed Python's, numpy's and torch's random state (PPO shuffles its minibatches with numpy) and build the
         env runner's envs anew (RLlib's public ``make_env``), so that sampling starts fresh episodes from the
-        runner's seed instead of continuing the previous job's."""
+        runner's seed instead of continuing the previous job's. The Algorithm is built before the seeding:
+        building it draws random numbers, so a brand-new actor's first job would otherwise start elsewhere."""
+        algo = self.algo(arch)
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        self.algo(arch).env_runner.make_env()
+        algo.env_runner.make_env()
 
     def set_task(self, task: Task, arch: Arch = "ff") -> list[Task]:
         return set_task_on_runner(self.algo(arch).env_runner, task)

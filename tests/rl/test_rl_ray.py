@@ -4,11 +4,18 @@ and each ``drml rl`` command once end to end (meta-train -> meta-eval -> rerun; 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from ray.util.state import list_actors
 from typer.testing import CliRunner
 
 from drml_ray.cli import app
@@ -95,6 +102,12 @@ def test_a_job_does_not_depend_on_what_its_worker_ran_before(ray_session):
         first = worker.curve(fresh, task, 2, 2, seed=5)
         worker.train_on(fresh, {"goal_x": -0.4, "goal_y": 0.1}, 3, seed=9)  # other work in between
         assert worker.curve(fresh, task, 2, 2, seed=5) == first
+        new = RLWorker({"family": "nav2d", "horizon": 10}, TINY, seed=0, threads=1)  # nothing built yet
+        try:
+            assert new.curve(fresh, task, 2, 2, seed=5) == first  # a new actor's first job, as after a retry
+        finally:
+            for learner in new.learners.values():
+                learner.stop()
         one, two = (worker.reptile(fresh, [task], 1, seed=3)[0] for _ in range(2))
         assert all(torch.equal(one[k], two[k]) for k in one)
     finally:
@@ -191,3 +204,31 @@ def test_transfer_between_different_spaces_needs_a_mapping(ray_session, tmp_path
     assert result.exit_code == 2
     assert "cartpole: observations (4,)" in result.output and "pendulum: observations (3,)" in result.output
     assert "add transfer.mapping" in result.output and not (tmp_path / "x").exists()
+
+
+def test_a_meta_eval_curve_whose_actor_is_killed_runs_again_and_the_table_is_unchanged(rl_run, tmp_path):
+    """SIGKILL one RLWorker's process mid-evaluation (from outside, as the OOM killer would): the curve it was
+    running runs again on a new actor, and every curve equals the undisturbed run's."""
+    copy = tmp_path / "copy"
+    shutil.copytree(rl_run, copy, ignore=shutil.ignore_patterns("adaptation*"))
+    cells_path, killed = copy / "adaptation_cells.json", []
+
+    def kill_one_worker_after_the_first_curve() -> None:
+        deadline = time.monotonic() + 180
+        while not cells_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        alive = list_actors(filters=[("class_name", "=", "RLWorker"), ("state", "=", "ALIVE")])
+        if alive:
+            os.kill(alive[0].pid, signal.SIGKILL)
+            killed.append(alive[0].pid)
+
+    killer = threading.Thread(target=kill_one_worker_after_the_first_curve, daemon=True)
+    killer.start()
+    methods = ["--set", "eval.methods=[meta,scratch]"]
+    result = cli("rl", "meta-eval", SMOKE, "--output-dir", copy, *WITH_RL2[:2], *methods)
+    killer.join()
+    assert result.exit_code == 0, result.output
+    assert killed and "its actor died; running it again on a new one" in result.output
+    undisturbed = yaml.safe_load((rl_run / "adaptation_cells.json").read_text())["cells"]
+    redone = yaml.safe_load(cells_path.read_text())["cells"]
+    assert len(redone) == 8 and redone == {key: undisturbed[key] for key in redone}, result.output
