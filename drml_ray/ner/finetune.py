@@ -13,6 +13,7 @@ kind's part of ``drml report``.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import signal
@@ -25,16 +26,16 @@ from typing import Any
 from drml_ray.checkpoints import load_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.data.load import NerCorpus, load_corpus
-from drml_ray.errors import RunInterrupted, UserError
+from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.modeling import build_model, check_strategy, load_tokenizer, save_hf_folder
 from drml_ray.ner.train_loop import STATE_FILE, LoopCallback, train_loop_per_worker
+from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregistered_checkpoints, recover_record
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
-RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 """Ray Train's record, in its storage folder, of the checkpoints it keeps."""
 
 
@@ -62,7 +63,7 @@ def run_training(
     """Step 3: the Ray Train run, stored in ``run_dir/train``. Returns Ray's ``Result``.
 
     ``callbacks`` are Ray Train ``UserCallback``s (``drml tune`` passes ``TuneReportCallback``);
-    ``resume_from`` is a ``ray.train.Checkpoint`` to start from (PBT: a better trial's weights);
+    ``resume_from`` is a ``ray.train.Checkpoint`` or folder to start from (PBT: a better trial's weights);
     ``name`` the storage folder; ``stop_after_epoch`` ends the run early (one PBT segment);
     ``loop_callbacks`` run on every worker after each checkpoint (:class:`~drml_ray.ner.train_loop.LoopCallback`).
     """
@@ -82,7 +83,7 @@ def run_training(
             "callbacks": list(loop_callbacks),
             "stop_after_epoch": stop_after_epoch,
             # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
-            "init_checkpoint": resume_from.path if resume_from is not None else None,
+            "init_checkpoint": str(getattr(resume_from, "path", resume_from)) if resume_from is not None else None,
             **as_pairs,
         },  # fmt: skip
         scaling_config=ScalingConfig(
@@ -101,42 +102,33 @@ def run_training(
             logging_config=LoggingConfig(log_level="WARNING"),
             # Worker prints go straight to the driver's console (Ray Train's print patch doubles them).
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
-            callbacks=callbacks or [],
+            callbacks=[*(callbacks or []), RecordKeeper(str(run_dir / name))],
         ),
     )
     try:
         return fit_reporting_ctrl_c(trainer)
-    except Exception as err:  # a user's mistake found on a worker (a tampered checkpoint) stays one
-        mistake = next((e for e in getattr(err, "worker_failures", {}).values() if isinstance(e, UserError)), None)
+    except Exception as err:
+        mistake = worker_mistake(err, run_dir)
         if mistake is not None:
-            raise UserError(str(getattr(mistake, "cause", mistake))) from None  # (Ray wraps it: its cause)
+            raise mistake from None
         raise
 
 
-def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
-    """Delete the ``checkpoint_*`` folders in Ray Train's storage folder that its snapshot does not list.
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
-    A run stopped between a worker's upload and the controller's bookkeeping (ASHA stopping a Tune
-    trial mid-report) leaves that upload behind, unknown to Ray: never resumed from, never deleted,
-    260 MB for MiniLM. Without a readable snapshot nothing is deleted. Returns the deleted folders.
-    """
-    kept: set[str] = set()
 
-    def note(node: dict[str, Any]) -> dict[str, Any]:  # every JSON object, wherever Ray's format nests it
-        if isinstance(name := node.get("checkpoint_dir_name"), str):
-            kept.add(name)
-        return node
-
-    try:
-        json.loads((train_dir / RAY_SNAPSHOT).read_text(encoding="utf-8"), object_hook=note)
-    except (OSError, ValueError):
-        return []
-    if not kept:  # an empty or unfamiliar snapshot: not ours to judge
-        return []
-    orphans = sorted(p for p in train_dir.glob("checkpoint_*") if p.is_dir() and p.name not in kept)
-    for orphan in orphans:
-        shutil.rmtree(orphan, ignore_errors=True)
-    return orphans
+def worker_mistake(err: Exception, run_dir: Path) -> UserError | None:
+    """A worker failure that is the user's to fix, as one: a ``UserError`` raised there (a tampered
+    checkpoint), or a disk that filled while Ray Train stored a checkpoint (the one before it stays recorded)."""
+    failures = [*getattr(err, "worker_failures", {}).values(), getattr(err, "controller_failure", None)]
+    for failure in filter(None, failures):  # (a full disk fails the worker storing, or Ray's bookkeeping)
+        cause = getattr(failure, "cause", failure)  # (Ray wraps a worker's exception: its cause)
+        if isinstance(cause, UserError):
+            return UserError(str(cause))
+        if isinstance(cause, OSError) and (cause.errno in FULL_DISK or "No space left" in str(cause)):
+            return UserError(f"{run_dir}: a checkpoint could not be stored ({first_line(cause)}); the last recorded "
+                             "one is intact: free space and run the same command again to continue")  # fmt: skip
+    return None
 
 
 def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, out_dir: Path) -> None:
@@ -195,12 +187,13 @@ def run_finetune(
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
-    if begun and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
+    restart = recover_record(run_dir / TRAIN_SUBDIR)
+    if begun and restart is None and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
         print("[drml] no checkpoint was recorded there yet: training starts from the beginning")
     print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"
           + (" + 1 GPU" if cfg.scaling.use_gpu else ""))  # fmt: skip
     started = time.perf_counter()
-    result = run_training(cfg, corpus, run_dir, loop_callbacks=loop_callbacks)
+    result = run_training(cfg, corpus, run_dir, loop_callbacks=loop_callbacks, resume_from=restart)
     wall_s = time.perf_counter() - started
     prune_unregistered_checkpoints(run_dir / TRAIN_SUBDIR)  # an upload an interrupted earlier attempt left
     if not result.best_checkpoints:

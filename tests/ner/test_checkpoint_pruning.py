@@ -1,11 +1,20 @@
-"""Ray Train storage folders keep only the checkpoints Ray's snapshot lists (no Ray needed)."""
+"""Ray Train's record of its checkpoints: pruning what it does not list, keeping a copy, mending it after a
+full disk (no Ray started)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from drml_ray.ner.finetune import RAY_SNAPSHOT, prune_unregistered_checkpoints
+from drml_ray.checkpoints import save_state
+from drml_ray.ner.train_loop import STATE_FILE
+from drml_ray.ner.train_record import (
+    KEPT_COPY,
+    RAY_SNAPSHOT,
+    RecordKeeper,
+    prune_unregistered_checkpoints,
+    recover_record,
+)
 
 
 def storage(tmp_path: Path, folders: list[str], snapshot: object | None) -> Path:
@@ -47,3 +56,29 @@ def test_without_a_readable_snapshot_listing_checkpoints_nothing_is_deleted(tmp_
         train = storage(tmp_path / case, folders, snapshot)
         assert prune_unregistered_checkpoints(train) == [], case
         assert sorted(p.name for p in train.glob("checkpoint_*") if p.is_dir()) == folders, case
+
+
+def test_the_keeper_copies_the_record_after_a_checkpoint_and_a_cut_off_record_is_put_back(tmp_path):
+    snapshot = {"checkpoint_results": [result("checkpoint_a")], "latest_checkpoint_result": result("checkpoint_a")}
+    train = storage(tmp_path, ["checkpoint_a", "checkpoint_b"], snapshot)
+    keeper = RecordKeeper(str(train))
+    keeper.after_report(None, [{}], checkpoint=None)  # a report without a checkpoint: nothing to keep
+    assert not (train / KEPT_COPY).exists()
+    keeper.after_report(None, [{}], checkpoint="checkpoint_a")
+    good = (train / RAY_SNAPSHOT).read_text()
+    assert (train / KEPT_COPY).read_text() == good
+    (train / RAY_SNAPSHOT).write_text("")  # a full disk cut Ray's next rewrite to 0 bytes
+    assert recover_record(train) is None and (train / RAY_SNAPSHOT).read_text() == good
+    assert recover_record(train) is None and (train / RAY_SNAPSHOT).read_text() == good  # readable: untouched
+
+
+def test_with_no_usable_copy_the_run_continues_from_the_newest_whole_checkpoint(tmp_path):
+    train = tmp_path / "train"
+    save_state(train / "checkpoint_2026-01-01_10-00-00" / STATE_FILE, {"loop": {"epoch": 1}})
+    save_state(train / "checkpoint_2026-01-01_10-05-00" / STATE_FILE, {"loop": {"epoch": 2}})
+    (train / "checkpoint_2026-01-01_10-09-00").mkdir()
+    (train / "checkpoint_2026-01-01_10-09-00" / STATE_FILE).write_bytes(b"PK\x03\x04 cut off")  # the full disk
+    (train / RAY_SNAPSHOT).write_text("")
+    (train / KEPT_COPY).write_text(json.dumps({"checkpoint_results": [result("checkpoint_gone")]}))  # stale copy
+    assert recover_record(train) == train / "checkpoint_2026-01-01_10-05-00"
+    assert not (train / RAY_SNAPSHOT).exists()  # moved aside: Ray starts a new record

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from drml_ray.checkpoints import load_state
 from drml_ray.cli import app
 from drml_ray.config import load_config
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.modeling import build_model, load_tokenizer
+from drml_ray.ner.train_loop import STATE_FILE
+from drml_ray.ner.train_record import RAY_SNAPSHOT, listed_checkpoints, recover_record
 from tests.helpers import FailOnce
 from tests.test_checkpoints import malicious
 
@@ -175,3 +179,29 @@ def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path):
     for resumed, straight in zip(results["history"], uninterrupted["history"], strict=True):
         assert (resumed["train_loss"], resumed["dev_f1"]) == pytest.approx((straight["train_loss"], straight["dev_f1"]),
                                                                            rel=1e-6)  # fmt: skip
+
+
+def test_a_disk_that_fills_while_a_checkpoint_is_stored_stops_the_run_and_keeps_the_last_one(ray_session, tmp_path):
+    """The run directory on a 20 MB tmpfs: epoch 1's checkpoint (~12 MB: weights and Adam's moments) fits,
+    epoch 2's does not, and Ray's own record of its checkpoints is cut to 0 bytes. The run stops with one
+    message; the rerun's first step finds epoch 1's checkpoint whole to continue from (the continuing itself:
+    ``test_interrupted_run_resumes_in_the_same_directory``; the mending: ``test_checkpoint_pruning.py``)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(disk)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"a size-limited tmpfs cannot be mounted here: {mount.stderr.decode().strip()}")
+    try:
+        cfg = load_config(SMOKE, ["train.epochs=2", "train.patience=0"])
+        with pytest.raises(UserError, match=r"a checkpoint could not be stored \(.*No space left on device"):
+            run_finetune(cfg, disk / "run")
+        subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)  # space freed
+        start = recover_record(disk / "run" / "train") or latest_recorded(disk / "run" / "train")
+        assert [h["epoch"] for h in load_state(start / STATE_FILE)["loop"]["history"]] == [1.0]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def latest_recorded(train: Path) -> Path:
+    """The newest checkpoint Ray's (readable) record lists."""
+    return train / max(listed_checkpoints(train / RAY_SNAPSHOT) or [])

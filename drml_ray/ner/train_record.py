@@ -1,0 +1,96 @@
+"""Ray Train's record of a run's checkpoints: ``checkpoint_manager_snapshot.json`` in its storage folder.
+
+Ray rewrites the record in place after each checkpoint. A disk that fills during that write leaves it empty,
+and Ray then refuses to start the run again (``CheckpointManagerInitializationError``), its checkpoints
+intact but unlisted. So drml keeps a copy of the record after each checkpoint (:class:`RecordKeeper`, a Ray
+Train callback run on the controller right after Ray wrote it), mends an unreadable record before a rerun
+(:func:`recover_record`), and removes uploads the record does not list
+(:func:`prune_unregistered_checkpoints`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ray.train import UserCallback  # RAY
+
+from drml_ray.checkpoints import load_state
+from drml_ray.errors import UserError
+from drml_ray.ner.train_loop import STATE_FILE
+from drml_ray.runtime.rundir import atomic_write_text
+
+RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
+KEPT_COPY = ".checkpoint_manager_snapshot.kept.json"
+
+
+def listed_checkpoints(record: Path) -> set[str] | None:
+    """The checkpoint folders ``record`` lists; ``None`` if it is missing, unreadable or lists none."""
+    names: set[str] = set()
+
+    def note(node: dict[str, Any]) -> dict[str, Any]:  # every JSON object, wherever Ray's format nests it
+        if isinstance(name := node.get("checkpoint_dir_name"), str):
+            names.add(name)
+        return node
+
+    try:
+        json.loads(record.read_text(encoding="utf-8"), object_hook=note)
+    except (OSError, ValueError):
+        return None
+    return names or None
+
+
+class RecordKeeper(UserCallback):  # RAY
+    """After each report (Ray's record is written by then), a copy of the record, written atomically."""
+
+    def __init__(self, train_dir: str):
+        self.train_dir = Path(train_dir)
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        record = self.train_dir / RAY_SNAPSHOT
+        if checkpoint is not None and listed_checkpoints(record):
+            with contextlib.suppress(OSError):  # a full disk: the older copy stays, and the rerun says so
+                atomic_write_text(self.train_dir / KEPT_COPY, record.read_text(encoding="utf-8"))
+
+
+def recover_record(train_dir: Path) -> Path | None:
+    """Before a rerun, mend a record a full disk cut off: put the kept copy back (if every folder it lists is
+    there), else move the record aside and return the newest whole checkpoint for the run to continue from
+    (Ray then starts a new record, so the best checkpoint is chosen among those written from now on)."""
+    record, kept = train_dir / RAY_SNAPSHOT, train_dir / KEPT_COPY
+    if not record.exists() or listed_checkpoints(record) is not None:
+        return None
+    names = listed_checkpoints(kept)
+    if names is not None and all((train_dir / name).is_dir() for name in names):
+        atomic_write_text(record, kept.read_text(encoding="utf-8"))
+        print("[drml] Ray Train's record of its checkpoints was cut off (a full disk?): put back the copy kept "
+              "after the last checkpoint")  # fmt: skip
+        return None
+    record.replace(record.with_name(f".{RAY_SNAPSHOT}.unreadable"))
+    folders = sorted((p for p in train_dir.glob("checkpoint_*") if p.is_dir()), reverse=True)  # names are times
+    for folder in folders:  # newest first
+        with contextlib.suppress(UserError):
+            load_state(folder / STATE_FILE)
+            print(f"[drml] Ray Train's record of its checkpoints was cut off (a full disk?) before a copy was kept: "
+                  f"continuing from {folder.name}, the newest whole checkpoint")  # fmt: skip
+            return folder
+    return None
+
+
+def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
+    """Delete the ``checkpoint_*`` folders in Ray Train's storage folder that its record does not list.
+
+    A run stopped between a worker's upload and the controller's bookkeeping (ASHA stopping a Tune
+    trial mid-report, a full disk) leaves that upload behind, unknown to Ray: never resumed from, never
+    deleted, 260 MB for MiniLM. Without a readable record nothing is deleted. Returns the deleted folders.
+    """
+    kept = listed_checkpoints(train_dir / RAY_SNAPSHOT)
+    if kept is None:  # no record, or one not ours to judge
+        return []
+    orphans = sorted(p for p in train_dir.glob("checkpoint_*") if p.is_dir() and p.name not in kept)
+    for orphan in orphans:
+        shutil.rmtree(orphan, ignore_errors=True)
+    return orphans
