@@ -9,6 +9,7 @@ file, line and field (or key), with nothing written. Inputs whose right answer i
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,19 @@ def tiny_model(*, tokenizer: bool = True, labels: int = 5) -> Callable[[Path], N
         config["id2label"] = {str(i): f"B-T{i}" for i in range(labels)}
         config["label2id"] = {label: int(i) for i, label in config["id2label"].items()}
         (folder / "config.json").write_text(json.dumps(config))
+
+    return write
+
+
+def policy(family: str) -> Callable[[Path], None]:
+    """Writes a folder holding a ``weights.pt`` of policy weights trained on ``family``."""
+
+    def write(folder: Path) -> None:
+        import torch
+
+        from drml_ray.checkpoints import save_state
+
+        save_state(folder / "weights.pt", {"weights": {"pi.w": torch.ones(2)}, "family": family, "arch": "ff"})
 
     return write
 
@@ -163,12 +177,21 @@ CASES = [
              "model: its weights do not fit its config.json"),
     ft("model: {backbone: tiny-random-bert, strategy: top, top_layers: 5}\n", "top_layers above the model's depth",
        "model.top_layers=5 but the encoder has 2 layers", category="model folders"),
+    ft("model: {backbone: tiny-random-bert, max_length: 1024}\n", "a window longer than the backbone's positions",
+       "model.max_length 1024: the backbone has 512 positions", category="model folders"),
     ft("model: {backbone: tiny-random-bert, strategy: lora, lora: {target_modules: [qkv]}}\n",
        "LoRA on modules the backbone lacks", "model.lora.target_modules ['qkv']: No modules were targeted",
        category="model folders"),
     Case("config values", "a meta-learning task that does not exist", {"exp.yaml": "meta: {train_tasks: [conll2003, "
          "nosuch]}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: meta.train_tasks.1: Value error, unknown task 'nosuch'",)),
+    Case("config values", "a transfer task with a pole of length 0", {"exp.yaml": "env: {family: cartpole}\n"
+         "transfer: {source: {length: 0.0}, target: {length: 1.0}}\n"}, ("rl", "transfer", "{dir}/exp.yaml", "-o",
+         "{dir}/out"), ("transfer.source: TaskCartPole: task parameters length=0.0 must be finite and above 0",)),
+    Case("model folders", "policy weights of another task family (--init)", {"exp.yaml": "env: {family: nav2d}\n"
+         "eval: {methods: [meta]}\n", "w": policy("cartpole")}, ("rl", "meta-eval", "{dir}/exp.yaml", "-o",
+         "{dir}/out", "--init", "{dir}/w"), ("w/weights.pt: a policy for cartpole tasks; this experiment's env.family "
+         "is nav2d",)),
     ft("model: {backbone: '{dir}/nowhere'}\n", "a backbone folder that does not exist",
        "model.backbone '{dir}/nowhere': no tokenizer loads from it", category="model folders"),
     ft("tune:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-5]}\n", "a search range upside down",
@@ -206,6 +229,22 @@ def test_a_malformed_input_exits_2_with_one_message_and_writes_nothing(case, tmp
     for expected in case.expected:
         assert expected.replace("{dir}", str(tmp_path)) in result.output, result.output
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written, nothing removed
+
+
+def test_an_output_directory_that_takes_no_files_exits_2(tmp_path):
+    """Made immutable (``chattr +i``): not even root can write into it, as a normal user cannot into a folder
+    without write permission."""
+    out = tmp_path / "out"
+    out.mkdir()
+    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not allowed here (it needs CAP_LINUX_IMMUTABLE and ext4 or similar)")
+    try:
+        result = CliRunner().invoke(app, ["finetune", "ner/smoke", "-o", str(out)])
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert f"{out}: cannot write into the run directory (Operation not permitted)" in result.output
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("variant", ["crlf", "bom", "crlf+bom"])

@@ -167,14 +167,18 @@ def _carry_head(model: PreTrainedModel, source: str, labels: list[str]) -> None:
 
 
 def check_strategy(cfg: ModelConfig, num_labels: int) -> None:
-    """Apply ``cfg.strategy`` to a weightless skeleton of the backbone (no memory, no weights read), so that a
-    strategy the backbone cannot take (``top_layers`` above its depth, LoRA modules it lacks) stops the run
-    before it starts rather than on the workers."""
+    """Check ``cfg`` against the backbone's config, and apply ``cfg.strategy`` to a weightless skeleton of it (no
+    memory, no weights read), so that a window longer than its positions or a strategy it cannot take
+    (``top_layers`` above its depth, LoRA modules it lacks) stops the run before it starts, not on the workers."""
     if cfg.backbone == TINY_RANDOM_BERT:
         config = _tiny_config(load_tokenizer(TINY_RANDOM_BERT).vocab_size)
     else:
         config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
     config.num_labels = num_labels
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and cfg.max_length > positions:
+        raise UserError(f"model.max_length {cfg.max_length}: the backbone has {positions} positions; at most that "
+                        "many sub-tokens fit one window (longer sentences are split into windows)")  # fmt: skip
     with torch.device("meta"):
         model = AutoModelForTokenClassification.from_config(config)
     try:

@@ -143,8 +143,9 @@ def validation_tasks(cfg: RLExperiment, n: int) -> list[Task]:
     return ENVS[cfg.env.family].sample_tasks(n, task_stream(cfg.seed, "validation"))
 
 
-def load_weights(path: str | Path) -> Weights:
-    """Policy weights from a ``weights.pt`` (or its folder), as ``drml rl meta-train`` writes them."""
+def load_weights(path: str | Path, family: str | None = None) -> Weights:
+    """Policy weights from a ``weights.pt`` (or its folder), as ``drml rl meta-train`` writes them; with
+    ``family``, refused if the file says it was trained on another task family."""
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_FILE
@@ -154,6 +155,9 @@ def load_weights(path: str | Path) -> Weights:
     weights = data.get("weights", data) if isinstance(data, dict) else None
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise UserError(f"{path}: not policy weights (a name -> tensor dict, as drml rl meta-train writes)")
+    trained_on = data.get("family") if isinstance(data, dict) else None
+    if family is not None and trained_on not in (None, family):
+        raise UserError(f"{path}: a policy for {trained_on} tasks; this experiment's env.family is {family}")
     return weights
 
 
@@ -316,7 +320,7 @@ def trained_starts(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[s
                 f"(meta.methods: [{method}]){' or pass --init PATH' if method == 'meta' else ''}, "
                 f"or drop {method} from eval.methods"
             )
-        found[method] = load_weights(path)
+        found[method] = load_weights(path, cfg.env.family)
         if cfg.eval.reset_log_std:
             found[method] = {k: torch.zeros_like(v) if k.endswith("log_std") else v for k, v in found[method].items()}
     return found

@@ -31,11 +31,18 @@ def _draw(ranges: dict[str, tuple[float, float]], n: int, rng: np.random.Generat
     return [{k: float(rng.uniform(lo, hi)) for k, (lo, hi) in ranges.items()} for _ in range(n)]
 
 
-def _checked(task: Task, known: dict[str, Any], env: str) -> Task:
+def _checked(task: Task, known: dict[str, Any], env: str, *, positive: bool = False) -> Task:
+    """``task`` as floats, if ``env`` knows its keys and each value is finite (and, for physical quantities,
+    above 0: a mass, length or gravity of 0 divides by zero in the equations of motion)."""
     unknown = set(task) - set(known)
     if unknown:
         raise KeyError(f"{env}: unknown task parameters {sorted(unknown)} (known: {', '.join(known)})")
-    return {k: float(v) for k, v in task.items()}
+    floats = {k: float(v) for k, v in task.items()}
+    bad = [k for k, v in floats.items() if not np.isfinite(v) or (positive and v <= 0)]
+    if bad:
+        raise ValueError(f"{env}: task parameters {', '.join(f'{k}={floats[k]}' for k in bad)} must be finite"
+                         + (" and above 0" if positive else ""))  # fmt: skip
+    return floats
 
 
 class Nav2D(gym.Env):
@@ -106,7 +113,7 @@ class _PhysicsTasks:
         return _draw(cls.RANGES, n, rng)
 
     def set_task(self, task: Task) -> None:
-        for key, value in _checked(task, self.RANGES, type(self).__name__).items():
+        for key, value in _checked(task, self.RANGES, type(self).__name__, positive=True).items():
             setattr(self, key, value)
 
     def get_task(self) -> Task:

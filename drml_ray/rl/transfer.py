@@ -14,7 +14,7 @@ from typing import Any
 from drml_ray.config import RLExperiment
 from drml_ray.errors import UserError
 from drml_ray.rl.driver import actor_pool
-from drml_ray.rl.envs import ENVS, make_env
+from drml_ray.rl.envs import make_env
 from drml_ray.runtime.executor import Job
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
@@ -27,11 +27,11 @@ def check_spaces(cfg: RLExperiment) -> None:
     assert tr is not None
     source_family, target_family = tr.source_family or cfg.env.family, tr.target_family or cfg.env.family
     source, target = make_env(source_family), make_env(target_family)
-    for name, task, family in (("source", tr.source, source_family), ("target", tr.target, target_family)):
-        unknown = set(task) - set(ENVS[family].RANGES)
-        if unknown:
-            raise UserError(f"transfer.{name}: unknown {family} task parameters {sorted(unknown)} "
-                             f"(known: {', '.join(ENVS[family].RANGES)})")  # fmt: skip
+    for name, task, env in (("source", tr.source, source), ("target", tr.target, target)):
+        try:
+            env.unwrapped.set_task(task)  # the env's own checks: keys it knows, values its physics takes
+        except (KeyError, ValueError) as err:
+            raise UserError(f"transfer.{name}: {err.args[0]}") from None
     same = (source.observation_space.shape == target.observation_space.shape
             and source.action_space == target.action_space)  # fmt: skip
     if not same and tr.mapping is None:

@@ -57,6 +57,10 @@ def open_run(
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"{path}: cannot create the run directory ({err.strerror})") from None
+    try:  # a folder that exists but takes no files (permissions, a read-only or immutable mount)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as err:
+        raise UserError(f"{path}: cannot write into the run directory ({err.strerror})") from None
     if cfg is not None:
         written = path / "config.yaml"
         if written.exists():
