@@ -33,7 +33,7 @@ from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
-from drml_ray.tune.summary import format_trials, summarise_trials, write_trial_plot, write_trials_csv
+from drml_ray.tune.summary import ended_trials, format_trials, summarise_trials, write_trial_plot, write_trials_csv
 
 TUNE_SUBDIR = "tune"
 TRIAL_DRIVER_MEMORY = 512 * 1024**2
@@ -138,7 +138,8 @@ def run_tune(
     write_trials_csv(trials, run_dir / "trials.csv")
     write_trial_plot(trials, run_dir / "trials.png", settings.metric)
     print(format_trials(trials, settings.metric))
-    expected, ended = max(expected_trials(settings), len(trials)), grid.num_terminated + grid.num_errors
+    ended = min(grid.num_terminated + grid.num_errors, len(ended_trials(trials, settings.scheduler.type)))
+    expected = max(expected_trials(settings), len(trials))
     if ended < expected:  # Ctrl+C: Tune saved its state and returned; nothing is marked finished
         raise RunInterrupted(f"the search stopped with {ended} of {expected} trials ended ({run_dir / 'trials.csv'} "
                              "lists them); run the same command with --resume to continue it")  # fmt: skip

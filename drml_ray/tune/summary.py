@@ -56,6 +56,22 @@ def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: st
     return "completed"
 
 
+def ended_trials(trials: list[TrialSummary], scheduler: str) -> list[TrialSummary]:
+    """The trials that ran to their end. After Ctrl+C Tune lists a trial that never started as ended too, so a
+    trial with no result (schedulers act on results: only an interrupt ends a trial before its first) does not
+    count, nor, with ``fifo`` (which stops nothing), one that stopped short of its epochs.
+
+    >>> T = lambda state, curve: TrialSummary("t", {}, state, 1.0, 0.5, None, curve)
+    >>> [t.state for t in ended_trials([T("completed", [(1, .5)]), T("stopped by fifo", [(1, .5)]),
+    ...                                 T("stopped by fifo", []), T("error", [])], "fifo")]
+    ['completed', 'error']
+    >>> len(ended_trials([T("stopped by asha", [(1, .5)])], "asha"))
+    1
+    """
+    cut_short = "stopped by fifo" if scheduler == "fifo" else None
+    return [t for t in trials if t.state == "error" or (t.curve and t.state != cut_short)]
+
+
 def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int) -> list[TrialSummary]:
     """One summary per trial of a Tune ``ResultGrid``, in trial order."""
     trials = []
