@@ -380,7 +380,7 @@ class MetaSettings(Section):
     """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
 
     @model_validator(mode="after")
-    def _positive(self) -> MetaSettings:
+    def _disjoint_tasks(self) -> MetaSettings:
         overlap = set(self.train_tasks) & set(self.heldout_tasks)
         if overlap:
             raise ValueError(f"tasks both meta-trained and held out: {', '.join(sorted(overlap))}")
@@ -473,7 +473,6 @@ class PPOSettings(Section):
     """The ``rl2`` method's LSTM size (its input: observation, previous action and reward)."""
     max_seq_len: Count = 20
     """The ``rl2`` method's truncated-BPTT length."""
-
     train_batch: Count = 2000
     """Environment steps per PPO iteration (Nav2D: 20 episodes of 100 steps, as in the MAML paper)."""
     envs: Count = 10
