@@ -363,10 +363,9 @@ def check_inputs(cfg: MetaExperiment, specs: list[str]) -> dict[str, int]:
     """Read the backbone's tokenizer and config and each task of ``specs`` (on the driver: a few MB each)
     before any run directory is touched; returns each task's train-split size."""
     from drml_ray.meta.tasks import load_task
-    from drml_ray.ner.modeling import check_strategy, load_tokenizer
+    from drml_ray.ner.modeling import check_backbone
 
-    load_tokenizer(cfg.model.backbone)
-    check_strategy(cfg.model, num_labels=3)
+    check_backbone(cfg.model, num_labels=3)
     return {spec: len(load_task(spec, cfg.data).splits["train"]) for spec in dict.fromkeys(specs)}
 
 

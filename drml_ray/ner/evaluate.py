@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import transformers
 from safetensors import SafetensorError
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -16,7 +15,7 @@ from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import Report, score_split
-from drml_ray.ner.modeling import check_tokenizer
+from drml_ray.ner.modeling import check_tokenizer, quiet_transformers
 
 log = logging.getLogger(__name__)
 
@@ -56,17 +55,14 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
 def _load_weights(folder: Path) -> torch.nn.Module:
     """The folder's model with every weight read from it: what transformers would log as a load report (a
     truncated file, weights sized otherwise than config.json says, weights missing) is the error instead."""
-    verbosity = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()
     try:
-        model, info = AutoModelForTokenClassification.from_pretrained(folder, output_loading_info=True)
+        with quiet_transformers():
+            model, info = AutoModelForTokenClassification.from_pretrained(folder, output_loading_info=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         if "mismatch" in str(err).lower():  # e.g. config.json's id2label sized otherwise than the classifier head
             raise UserError(f"{folder}: its weights do not fit its config.json (does id2label have as many labels "
                             "as the classifier head has outputs?)") from None  # fmt: skip
         raise UserError(f"{folder}: the model folder does not load: {first_line(err)}") from None
-    finally:
-        transformers.logging.set_verbosity(verbosity)
     if info["missing_keys"]:
         missing = sorted(info["missing_keys"])
         raise UserError(f"{folder}: its weights lack {len(missing)} tensors ({', '.join(missing[:3])}, ...): a "

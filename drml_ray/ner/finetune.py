@@ -29,7 +29,7 @@ from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
 from drml_ray.ner.metrics import format_split
-from drml_ray.ner.modeling import build_model, check_strategy, load_tokenizer, save_hf_folder
+from drml_ray.ner.modeling import build_model, check_backbone, load_tokenizer, save_hf_folder
 from drml_ray.ner.train_loop import STATE_FILE, LoopCallback, train_loop_per_worker
 from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregistered_checkpoints, recover_record
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
@@ -182,8 +182,7 @@ def run_finetune(
     ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
     """
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
-    load_tokenizer(cfg.model.backbone)
-    check_strategy(cfg.model, len(corpus.labels))
+    check_backbone(cfg.model, len(corpus.labels))
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))

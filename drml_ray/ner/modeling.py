@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -104,12 +106,8 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
         source = resolve_backbone(cfg.backbone)
         # (num_labels follows id2label; passing both warns when the folder has another label set)
         config = AutoConfig.from_pretrained(source, id2label=id2label, label2id=label2id)
-        verbosity = transformers.logging.get_verbosity()
-        transformers.logging.set_verbosity_error()  # the "newly initialised head" report is expected here
-        try:
+        with quiet_transformers():  # the "newly initialised head" report is expected here
             model = AutoModelForTokenClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
-        finally:
-            transformers.logging.set_verbosity(verbosity)
         _carry_head(model, source, labels)
     if cfg.dropout is not None:
         for module in model.modules():
@@ -166,12 +164,24 @@ def _carry_head(model: PreTrainedModel, source: str, labels: list[str]) -> None:
     head.bias.copy_(bias)
 
 
-def check_strategy(cfg: ModelConfig, num_labels: int) -> None:
-    """Check ``cfg`` against the backbone's config, and apply ``cfg.strategy`` to a weightless skeleton of it (no
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings (load reports) silenced for the block, its verbosity restored after."""
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+
+
+def check_backbone(cfg: ModelConfig, num_labels: int) -> None:
+    """Load the backbone's tokenizer and config, and apply ``cfg.strategy`` to a weightless skeleton of it (no
     memory, no weights read), so that a window longer than its positions or a strategy it cannot take
     (``top_layers`` above its depth, LoRA modules it lacks) stops the run before it starts, not on the workers."""
+    tokenizer = load_tokenizer(cfg.backbone)
     if cfg.backbone == TINY_RANDOM_BERT:
-        config = _tiny_config(load_tokenizer(TINY_RANDOM_BERT).vocab_size)
+        config = _tiny_config(tokenizer.vocab_size)
     else:
         config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
     config.num_labels = num_labels
