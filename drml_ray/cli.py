@@ -19,10 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
-from drml_ray.runtime.registry import Command, Kind, kinds
+from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 
 app = typer.Typer(
     help="drml-ray: distributed NER fine-tuning, meta-learning and RL on Ray.",
@@ -92,7 +94,6 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
     def run(config: ConfigArg, set_: SetOption = None, output_dir: OutputDir = None, overwrite: Overwrite = False,
             init: Init = None, inits: Inits = None) -> None:  # fmt: skip
         from drml_ray.config import load_config
-        from drml_ray.runtime.registry import resolve
         from drml_ray.runtime.rundir import default_run_dir
 
         cfg = load_config(config, set_ or [], model=kind.config)
@@ -107,6 +108,26 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
     return user_errors(run)
 
 
+class DefaultCommandGroup(TyperGroup):
+    """A command group that runs its ``default`` command when the first argument is no command of it."""
+
+    default: str | None = None
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if self.default and args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+def _group(kind: Kind, name: str, default: str | None) -> typer.Typer:
+    cls = type(f"{name.title()}Group", (DefaultCommandGroup,), {"default": default})
+    group = typer.Typer(help=kind.summary, no_args_is_help=True, cls=cls)
+    app.add_typer(group, name=name)
+    if kind.cli is not None:
+        resolve(kind.cli)(group, user_errors)
+    return group
+
+
 def _add_experiment_commands() -> None:
     groups: dict[str, typer.Typer] = {}
     for kind in kinds():
@@ -115,8 +136,8 @@ def _add_experiment_commands() -> None:
             target = app
             if group:
                 if group[0] not in groups:
-                    groups[group[0]] = typer.Typer(help=kind.summary, no_args_is_help=True)
-                    app.add_typer(groups[group[0]], name=group[0])
+                    default = next((c.name.split()[-1] for c in kind.commands if c.default), None)
+                    groups[group[0]] = _group(kind, group[0], default)
                 target = groups[group[0]]
             target.command(name, epilog=f"Example: `{command.example}`")(experiment_command(kind, command))
 

@@ -275,13 +275,16 @@ class FinetuneConfig(Experiment):
 
     @model_validator(mode="after")
     def _batch_divides(self) -> FinetuneConfig:
-        shards = self.scaling.num_workers * self.train.grad_accum
-        if self.train.batch_size % shards:
-            raise ValueError(
-                f"train.batch_size ({self.train.batch_size}) must be a multiple of "
-                f"scaling.num_workers x train.grad_accum ({shards})"
-            )
+        check_batch_divides(self.train, self.scaling)
         return self
+
+
+def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
+    """A global batch splits evenly over the workers and their accumulation steps."""
+    shards = scaling.num_workers * train.grad_accum
+    if train.batch_size % shards:
+        raise ValueError(f"train.batch_size ({train.batch_size}) must be a multiple of scaling.num_workers x "
+                         f"train.grad_accum ({shards})")  # fmt: skip
 
 
 class TaskData(Section):
@@ -440,9 +443,14 @@ class MetaExperiment(Experiment):
 
     @model_validator(mode="after")
     def _full_strategy(self) -> MetaExperiment:
-        if self.model.strategy != "full":
-            raise ValueError("model.strategy must be full for meta-learning (the inner loop moves every weight)")
-        return self
+        return require_full_strategy(self, "meta-learning (the inner loop moves every weight)")
+
+
+def require_full_strategy(cfg: T, what: str) -> T:
+    """``cfg``, if its ``model.strategy`` trains every weight, as ``what`` needs."""
+    if cfg.model.strategy != "full":  # type: ignore[attr-defined]
+        raise ValueError(f"model.strategy must be full for {what}")
+    return cfg
 
 
 # --- reinforcement learning (``drml rl ...``) ---------------------------------------------------

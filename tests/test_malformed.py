@@ -192,6 +192,19 @@ CASES = [
          "eval: {methods: [meta]}\n", "w": policy("cartpole")}, ("rl", "meta-eval", "{dir}/exp.yaml", "-o",
          "{dir}/out", "--init", "{dir}/w"), ("w/weights.pt: a policy for cartpole tasks; this experiment's env.family "
          "is nav2d",)),
+    Case("config values", "a continual strategy that does not exist", {"exp.yaml": "continual: {strategies: [naive, "
+         "gem]}\n"}, ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: continual.strategies.1: Input should be 'naive', 'replay', 'ewc', 'lwf' or 'joint'",)),
+    Case("config values", "a class-incremental type order missing a type", {"exp.yaml": "model: {backbone: "
+         "tiny-random-bert}\ncontinual: {protocol: class, corpus: 'generated:PER,LOC', type_order: [LOC]}\n"},
+         ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("continual.type_order must list every type of generated:PER,LOC once: LOC, PER (got LOC)",)),
+    Case("model folders", "a meta-learned start that is not there", {"exp.yaml": "model: {backbone: "
+         "tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: '{dir}/reptile'}\n"},
+         ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("continual.meta_init '{dir}/reptile': no model folder there (config.json)",)),
+    Case("paths", "continual extend of a folder with no finished run", {"new.conll": GOOD},
+         ("continual", "extend", "{dir}", "{dir}/new.conll"), ("no finished continual run there (continual.json)",)),
     ft("model: {backbone: '{dir}/nowhere'}\n", "a backbone folder that does not exist",
        "model.backbone '{dir}/nowhere': no tokenizer loads from it", category="model folders"),
     ft("tune:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-5]}\n", "a search range upside down",

@@ -58,21 +58,25 @@ def fit_reporting_ctrl_c(trainer: Any) -> Any:
 def run_training(
     cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path, *, callbacks: list | None = None,
     resume_from: Any = None, name: str = TRAIN_SUBDIR, stop_after_epoch: int | None = None,
-    loop_callbacks: Sequence[LoopCallback] = (),
+    loop_callbacks: Sequence[LoopCallback] = (), extra_loss: tuple[str, dict] | None = None,
 ):  # fmt: skip
     """Step 3: the Ray Train run, stored in ``run_dir/train``. Returns Ray's ``Result``.
 
     ``callbacks`` are Ray Train ``UserCallback``s (``drml tune`` passes ``TuneReportCallback``);
     ``resume_from`` is a ``ray.train.Checkpoint`` or folder to start from (PBT: a better trial's weights);
     ``name`` the storage folder; ``stop_after_epoch`` ends the run early (one PBT segment);
-    ``loop_callbacks`` run on every worker after each checkpoint (:class:`~drml_ray.ner.train_loop.LoopCallback`).
+    ``loop_callbacks`` run on every worker after each checkpoint (:class:`~drml_ray.ner.train_loop.LoopCallback`);
+    ``extra_loss`` is ``("module:function", kwargs)``, a factory each worker calls as ``function(model, device,
+    **kwargs)`` for a term added to the loss (:data:`~drml_ray.ner.optimization.ExtraLoss`; continual learning).
     """
-    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig  # RAY
+    from ray.train import ScalingConfig  # RAY
     from ray.train.torch import TorchTrainer  # RAY
 
     from drml_ray.ray_env import ensure_ray
 
     ensure_ray()
+    scaling = cfg.scaling
+    gpu = {"GPU": 1} if scaling.use_gpu else {}
     as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in ("train", "dev")}
     trainer = TorchTrainer(  # RAY
         train_loop_per_worker,
@@ -82,28 +86,17 @@ def run_training(
             "run_dir": str(run_dir),
             "callbacks": list(loop_callbacks),
             "stop_after_epoch": stop_after_epoch,
+            "extra_loss": extra_loss,
             # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
             "init_checkpoint": str(getattr(resume_from, "path", resume_from)) if resume_from is not None else None,
             **as_pairs,
         },  # fmt: skip
         scaling_config=ScalingConfig(
-            num_workers=cfg.scaling.num_workers,
-            use_gpu=cfg.scaling.use_gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,  # RAY
+            resources_per_worker={"CPU": scaling.cpus_per_worker} | gpu,
         ),  # fmt: skip
-        run_config=RunConfig(
-            name=name,
-            storage_path=str(run_dir),
-            failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
-            # Keeps the best checkpoint by dev F1 and, always, the latest (to resume from).
-            checkpoint_config=CheckpointConfig(
-                num_to_keep=1, checkpoint_score_attribute="dev_f1", checkpoint_score_order="max"
-            ),
-            logging_config=LoggingConfig(log_level="WARNING"),
-            # Worker prints go straight to the driver's console (Ray Train's print patch doubles them).
-            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
-            callbacks=[*(callbacks or []), RecordKeeper(str(run_dir / name))],
-        ),
+        run_config=_run_config(cfg, run_dir, name, callbacks),
     )
     try:
         return fit_reporting_ctrl_c(trainer)
@@ -112,6 +105,25 @@ def run_training(
         if mistake is not None:
             raise mistake from None
         raise
+
+
+def _run_config(cfg: FinetuneConfig, run_dir: Path, name: str, callbacks: list | None) -> Any:
+    """Where Ray Train stores the run, what it keeps, how often it may restart it."""
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig  # RAY
+
+    return RunConfig(  # RAY
+        name=name,
+        storage_path=str(run_dir),
+        failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+        # Keeps the best checkpoint by dev F1 and, always, the latest (to resume from).
+        checkpoint_config=CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute="dev_f1", checkpoint_score_order="max"
+        ),  # fmt: skip
+        logging_config=LoggingConfig(log_level="WARNING"),
+        # Worker prints go straight to the driver's console (Ray Train's print patch doubles them).
+        worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        callbacks=[*(callbacks or []), RecordKeeper(str(run_dir / name))],
+    )
 
 
 FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
@@ -173,6 +185,24 @@ def corpus_summary(corpus: NerCorpus) -> dict[str, Any]:
     }
 
 
+def fit_best(
+    cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path, *, loop_callbacks: Sequence[LoopCallback] = (),
+    extra_loss: tuple[str, dict] | None = None,
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """Step 3 in an opened run directory, continuing from its checkpoints: the best checkpoint's folder, its
+    metrics and the latest checkpoint's loop state."""
+    restart = recover_record(run_dir / TRAIN_SUBDIR)
+    result = run_training(cfg, corpus, run_dir, loop_callbacks=loop_callbacks, resume_from=restart,
+                          extra_loss=extra_loss)  # fmt: skip
+    prune_unregistered_checkpoints(run_dir / TRAIN_SUBDIR)  # an upload an interrupted earlier attempt left
+    if not result.best_checkpoints:
+        raise RuntimeError(f"{run_dir}: training reported no checkpoint")
+    best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["dev_f1"])
+    latest = load_state(Path(result.checkpoint.path) / STATE_FILE)["loop"]
+    print(f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f}")
+    return Path(best_checkpoint.path), best_metrics, latest
+
+
 def run_finetune(
     cfg: FinetuneConfig, run_dir: str | Path, *, overwrite: bool = False, corpus: NerCorpus | None = None,
     loop_callbacks: Sequence[LoopCallback] = (),
@@ -186,21 +216,14 @@ def run_finetune(
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
-    restart = recover_record(run_dir / TRAIN_SUBDIR)
-    if begun and restart is None and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
+    if begun and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
         print("[drml] no checkpoint was recorded there yet: training starts from the beginning")
     print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"
           + (" + 1 GPU" if cfg.scaling.use_gpu else ""))  # fmt: skip
     started = time.perf_counter()
-    result = run_training(cfg, corpus, run_dir, loop_callbacks=loop_callbacks, resume_from=restart)
+    best_checkpoint, best_metrics, latest = fit_best(cfg, corpus, run_dir, loop_callbacks=loop_callbacks)
     wall_s = time.perf_counter() - started
-    prune_unregistered_checkpoints(run_dir / TRAIN_SUBDIR)  # an upload an interrupted earlier attempt left
-    if not result.best_checkpoints:
-        raise RuntimeError(f"{run_dir}: training reported no checkpoint")
-    best_checkpoint, best_metrics = max(result.best_checkpoints, key=lambda cm: cm[1]["dev_f1"])
-    latest = load_state(Path(result.checkpoint.path) / STATE_FILE)["loop"]
-    print(f"[drml] best checkpoint: epoch {best_metrics['epoch']:.2f}, dev F1 {best_metrics['dev_f1']:.4f}")
-    scores = export_and_score(cfg, corpus, Path(best_checkpoint.path), run_dir)
+    scores = export_and_score(cfg, corpus, best_checkpoint, run_dir)
     results = {
         **scores,
         "best_epoch": best_metrics["epoch"],

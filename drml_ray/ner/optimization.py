@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from drml_ray.ner.features import IGNORE
 
 log = logging.getLogger(__name__)
+
+ExtraLoss = Callable[[dict[str, torch.Tensor], torch.Tensor, float], torch.Tensor]
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
@@ -73,12 +75,14 @@ def train_step(
     max_grad_norm: float = 0.0,
     autocast_dtype: torch.dtype | None = None,
     params: Sequence[torch.nn.Parameter] | None = None,
+    extra_loss: ExtraLoss | None = None,
 ) -> torch.Tensor:
     """Forward/backward every micro-batch, then clip and step. Returns this worker's loss share.
 
     ``model`` may be DDP-wrapped: gradients are synchronised on the last micro-batch only
     (``no_sync`` before). The returned tensor stays on the device (no host sync); summed over
-    workers it is the global batch's mean token loss.
+    workers it is the global batch's mean token loss. ``extra_loss(batch, logits, scale)`` adds a term to
+    each micro-batch's loss (a continual-learning penalty), ``scale`` being the cross-entropy's normaliser.
     """
     scale = world_size / max(1, global_labels)
     total = torch.zeros((), device=micro_batches[0]["input_ids"].device)
@@ -94,6 +98,8 @@ def train_step(
             with amp:
                 logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
             loss = token_loss_sum(logits, batch["labels"]) * scale
+            if extra_loss is not None:
+                loss = loss + extra_loss(batch, logits, scale)
             scaler.scale(loss).backward()
         total += loss.detach()
     if max_grad_norm > 0:

@@ -31,7 +31,7 @@ from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_report
 from drml_ray.ner.modeling import build_model, load_tokenizer, supports_packing, trainable_summary
-from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, train_step
+from drml_ray.ner.optimization import ExtraLoss, label_count, lr_factor, make_optimizer, train_step
 
 STATE_FILE = "state.pt"
 
@@ -87,6 +87,8 @@ class Worker:
     optimizer: torch.optim.Optimizer
     pack: bool
     callbacks: list[LoopCallback]
+    extra_loss: ExtraLoss | None = None
+    """A term added to the loss (a continual-learning penalty), from ``config["extra_loss"]``."""
     scheduler: Any = None
     scaler: Any = None
     state: LoopState = field(default_factory=LoopState)
@@ -153,7 +155,7 @@ def set_up(config: dict[str, Any]) -> Worker:
         cfg, labels, Path(config["run_dir"]), rank, world, device, _autocast_dtype(cfg.train.precision, device),
         tokenizer, train_windows, lengths, labelled, dev_windows, dev_batches, list(dev_tags),
         model, ddp_model, optimizer, cfg.train.pack_sequences and supports_packing(model),
-        callbacks=list(config.get("callbacks") or []),
+        callbacks=list(config.get("callbacks") or []), extra_loss=_extra_loss(config.get("extra_loss"), model, device),
     )  # fmt: skip
     total_steps = len(worker.plan(0)) * cfg.train.epochs
     warmup = int(cfg.train.warmup_ratio * total_steps)
@@ -164,6 +166,16 @@ def set_up(config: dict[str, Any]) -> Worker:
         worker.say(f"[drml] train.pack_sequences: {type(model).__name__} is not a BERT-family model; "
                    "training on unpacked (length-split) micro-batches instead")  # fmt: skip
     return worker
+
+
+def _extra_loss(spec: tuple[str, dict] | None, model: torch.nn.Module, device: torch.device) -> ExtraLoss | None:
+    """The loss term ``("module:function", kwargs)`` names: ``function(model, device, **kwargs)``."""
+    if spec is None:
+        return None
+    from drml_ray.runtime.registry import resolve
+
+    ref, kwargs = spec
+    return resolve(ref)(model, device, **kwargs)
 
 
 def restore(worker: Worker, init_checkpoint: str | None) -> None:
@@ -209,7 +221,7 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
         step_loss = train_step(
             worker.ddp_model, micro_batches, optimizer=worker.optimizer, scaler=worker.scaler, world_size=worker.world,
             global_labels=sum(worker.labelled[j] for j in batches[i]), max_grad_norm=cfg.train.max_grad_norm,
-            autocast_dtype=worker.dtype, params=trainable,
+            autocast_dtype=worker.dtype, params=trainable, extra_loss=worker.extra_loss,
         )  # fmt: skip
         loss_sum += step_loss
         worker.scheduler.step()

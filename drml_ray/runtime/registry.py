@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-KIND_MODULES = ("drml_ray.rl.kind", "drml_ray.meta.kind", "drml_ray.ner.kind")
+KIND_MODULES = ("drml_ray.rl.kind", "drml_ray.meta.kind", "drml_ray.continual.kind", "drml_ray.ner.kind")
 """One line per kind. A config is of the first kind one of whose sections it has; the last kind has none
 and takes every other file."""
 
@@ -39,6 +39,9 @@ class Command:
     options: tuple[str, ...] = ("overwrite",)
     """CLI options beyond CONFIG, ``--set`` and ``--output-dir``: ``overwrite``, ``init`` (a path),
     ``inits`` (repeatable ``METHOD=PATH``)."""
+    default: bool = False
+    """In a command group (``continual run``): also what the group runs when given a CONFIG (``drml continual
+    CONFIG``)."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,9 @@ class Kind:
     tune: TuneSpec | None = None
     summary: str = ""
     """One line for the help of a command group (``drml rl``)."""
+    cli: str | None = None
+    """``"module:function"``, ``(group: typer.Typer, user_errors) -> None``: commands of the kind's group that are not
+    experiment commands (``drml continual extend RUN_DIR DATA``)."""
 
 
 def resolve(ref: str) -> Callable[..., Any]:

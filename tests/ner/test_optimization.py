@@ -135,3 +135,27 @@ def test_only_bert_family_models_are_packed():
     assert supports_packing(lora)  # through the PEFT wrapper
     tiny = DistilBertConfig(vocab_size=40, dim=8, n_layers=1, n_heads=2, hidden_dim=16, num_labels=3)
     assert not supports_packing(DistilBertForTokenClassification(tiny))  # no position_ids argument
+
+
+def test_an_extra_loss_term_adds_to_each_micro_batch_and_its_gradient():
+    """``extra_loss`` (continual learning's EWC/distillation hook): called once per micro-batch with the
+    cross-entropy's scale; here ``c * sum(classifier bias) * labelled share``, so over the step the loss grows
+    by ``c * sum(bias)`` and each bias gradient by ``c`` (SGD, lr 1: the bias moves by exactly ``c`` more)."""
+    data, c = windows(), 0.25
+    model, _ = model_and_optimizer()
+    twin = copy.deepcopy(model)
+    labels = label_count([w.labels for w in data])
+    pieces = [collate(data[k::2], 0) for k in range(2)]
+
+    def term(batch, logits, scale):
+        return c * model.classifier.bias.sum() * (batch["labels"] != -100).sum() * scale
+
+    def step(m, extra):
+        opt = torch.optim.SGD(m.parameters(), lr=1.0)
+        return train_step(m, pieces, optimizer=opt, scaler=torch.amp.GradScaler(enabled=False), global_labels=labels,
+                          extra_loss=extra)  # fmt: skip
+
+    bias = model.classifier.bias.detach().clone()
+    with_term, without = step(model, term), step(twin, None)
+    torch.testing.assert_close(with_term - without, c * bias.sum(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(twin.classifier.bias - model.classifier.bias, torch.full_like(bias, c))

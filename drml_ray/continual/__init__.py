@@ -1,0 +1,1 @@
+"""Continual learning: NER experiences in sequence (domains, or entity types), without forgetting."""

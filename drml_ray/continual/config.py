@@ -1,0 +1,105 @@
+"""The continual-learning experiment file (``drml continual``): a ``continual:`` section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from drml_ray.config import (
+    Count,
+    Discount,
+    Experiment,
+    FinetuneConfig,
+    ModelConfig,
+    NonEmpty,
+    NonNegativeFloat,
+    Rate,
+    ScalingSettings,
+    Section,
+    TaskData,
+    TaskSpec,
+    TrainConfig,
+    check_batch_divides,
+    require_full_strategy,
+)
+
+Strategy = Literal["naive", "replay", "ewc", "lwf", "joint"]
+STRATEGIES = ("naive", "replay", "ewc", "lwf", "joint")
+
+
+class ContinualSettings(Section):
+    """The experiences, the strategies compared on them, and each strategy's settings."""
+
+    protocol: Literal["domain", "class"] = "domain"
+    """``domain``: the ``experiences`` tasks one after the other, the label space growing (``PER`` of CoNLL
+    is CrossNER's ``person``, ...). ``class``: the entity types of ``corpus`` arrive a few at a time; each
+    step's sentences label only its own types (the others are ``O``)."""
+    experiences: NonEmpty[TaskSpec] = [
+        "conll2003", "crossner_politics", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
+    ]  # fmt: skip
+    """Domain-incremental: the tasks in the order they arrive (corpora, or ``generated:TYPES``)."""
+    corpus: TaskSpec = "conll2003"
+    """Class-incremental: the corpus whose types arrive in steps."""
+    type_order: list[str] | None = None
+    """Class-incremental: the order the types arrive in; default: alphabetical (CoNLL: LOC, MISC, ORG, PER)."""
+    first_types: Count = 1
+    """Class-incremental: types of the first step (FG-1-PG-1: 1; FG-2-PG-1: 2)."""
+    types_per_step: Count = 1
+    """Class-incremental: types added by every later step."""
+    strategies: NonEmpty[Strategy] = list(STRATEGIES)
+    """``naive`` (plain sequential fine-tuning), ``replay``, ``ewc`` (online), ``lwf`` (distillation on the old
+    types' logits) and ``joint`` (everything seen so far, the upper bound)."""
+    meta_init: str | None = None
+    """A meta-learned model folder (``drml meta-train``'s ``<run>/reptile``): the ``meta_init_strategies`` run
+    again from it, as ``NAME@meta``, to compare their R with the plain start's."""
+    meta_init_strategies: list[Strategy] = ["naive"]
+    replay_size: Count = 50
+    """Replay: sentences kept per past experience."""
+    replay_selection: Literal["reservoir", "coverage"] = "coverage"
+    """Replay: a uniform sample (``reservoir``), or one covering every entity type first (``coverage``)."""
+    ewc_lambda: NonNegativeFloat = 5000.0
+    """EWC: weight of the penalty ``lambda/2 * sum F (theta - theta*)^2``."""
+    ewc_gamma: Discount = 1.0
+    """Online EWC: decay of the running Fisher at each new experience (1: plain sum)."""
+    fisher_batches: Count = 32
+    """EWC: batches of ``train.batch_size`` sentences of the experience that estimate its diagonal Fisher."""
+    distill_temperature: Rate = 2.0
+    """LwF: softmax temperature of the distillation."""
+    distill_weight: NonNegativeFloat = 1.0
+    """LwF: weight of the distillation loss against the cross-entropy on the new labels."""
+    dev_sentences: Count | None = 200
+    """Dev sentences per experience (the first N) that pick each experience's best checkpoint and score a
+    search; ``None``: the whole split."""
+    test_sentences: Count | None = None
+    """Test sentences scored per experience (the first N); ``None``: the whole split."""
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> ContinualSettings:
+        if self.protocol == "domain" and len(set(self.experiences)) < len(self.experiences):
+            raise ValueError("continual.experiences: a task appears twice")
+        if self.type_order is not None and len(set(self.type_order)) < len(self.type_order):
+            raise ValueError("continual.type_order: a type appears twice")
+        return self
+
+
+class ContinualExperiment(Experiment):
+    """One continual-learning experiment: what ``drml continual`` runs. Each experience is one Ray Train run
+    with ``train`` and ``scaling`` (as ``drml finetune``'s), from the model the previous experience left."""
+
+    model: ModelConfig = ModelConfig()
+    """Backbone and windowing (``strategy`` must be ``full``)."""
+    data: TaskData = TaskData()
+    train: TrainConfig = TrainConfig(epochs=2, patience=0)
+    scaling: ScalingSettings = ScalingSettings()
+    continual: ContinualSettings = ContinualSettings()
+
+    @model_validator(mode="after")
+    def _trainable(self) -> ContinualExperiment:
+        check_batch_divides(self.train, self.scaling)
+        return require_full_strategy(self, "continual learning (its EWC and distillation cover every weight)")
+
+    def experience_config(self, backbone: str) -> FinetuneConfig:
+        """The fine-tuning run of one experience, from ``backbone`` (the previous experience's model)."""
+        model = self.model.model_copy(update={"backbone": backbone})
+        return FinetuneConfig(name=self.name, seed=self.seed, model=model, train=self.train, scaling=self.scaling)

@@ -1,0 +1,208 @@
+"""``drml continual``: each strategy's pass over the experiences, every experience one Ray Train run.
+
+For each strategy and each experience in turn: the run starts from the model the previous experience
+exported (``strategies/NAME/expK/best``; the first from ``model.backbone``), its label space grown, and
+trains on Ray Train (``train``, ``scaling``: DDP over the workers, GPUs, checkpoints) on the strategy's data
+(``naive``, ``replay``, ``joint``) with the strategy's loss term on every worker (``ewc``, ``lwf``). Its best
+checkpoint by dev F1 over every experience seen is exported to ``expK/best``; a Ray task scores that model
+on every experience (``expK/row.json``: a row of R) and, for EWC, computes the Fisher. A rerun skips
+finished experiences and continues an unfinished one from its last Ray Train checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray  # RAY
+
+from drml_ray.continual.config import ContinualExperiment
+from drml_ray.continual.learner import EWC_FILE, dev_split, save_ewc_state, score, training_data
+from drml_ray.continual.protocols import Experience, experiences
+from drml_ray.continual.results import CONTINUAL_FILE, continual_table, write_outputs
+from drml_ray.continual.strategies import grown_labels, replay_sample
+from drml_ray.data.conll import Sentence
+from drml_ray.data.load import NerCorpus
+from drml_ray.errors import UserError
+from drml_ray.ner.finetune import export_best, fit_best
+from drml_ray.runtime.rundir import atomic_write_json, open_run
+
+ROW_FILE = "row.json"
+STRATEGY_DIR = "strategies"
+OnExperience = Callable[[int, float, Path], None]
+"""Called after each experience: ``(experiences done, mean dev F1 over them, the exported model)``."""
+
+
+def planned_runs(cfg: ContinualExperiment) -> dict[str, tuple[str, str]]:
+    """Run name -> (strategy, start): every strategy from the backbone, some again from ``meta_init``."""
+    c = cfg.continual
+    runs = {s: (s, cfg.model.backbone) for s in c.strategies}
+    if c.meta_init is not None:
+        runs |= {f"{s}@meta": (s, str(Path(c.meta_init).expanduser().resolve())) for s in c.meta_init_strategies}
+    return runs
+
+
+def check_inputs(cfg: ContinualExperiment) -> list[Experience]:
+    """The backbone, the meta-learned start and the experiences, read before the run directory is touched."""
+    from drml_ray.ner.modeling import check_backbone
+
+    check_backbone(cfg.model, num_labels=3)
+    meta = cfg.continual.meta_init
+    if meta is not None and not (Path(meta).expanduser() / "config.json").is_file():
+        raise UserError(f"continual.meta_init {meta!r}: no model folder there (config.json); give the folder "
+                        "drml meta-train wrote, e.g. runs/NAME/reptile")  # fmt: skip
+    return experiences(cfg)
+
+
+def in_ray_task(cfg: ContinualExperiment, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(cfg, *args)`` as a Ray task with the CPUs (GPU) the training had (released when it ends)."""
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # RAY
+
+    s = cfg.scaling
+    task = ray.remote(fn).options(  # RAY: (inside a Tune trial too, outside its placement group)
+        num_cpus=s.num_workers * s.cpus_per_worker, num_gpus=int(s.use_gpu),
+        scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None),
+    )  # fmt: skip
+    return ray.get(task.remote(cfg, *args))  # RAY
+
+
+def loss_term(cfg: ContinualExperiment, strategy: str, previous: Path | None, old_labels: list[str]) -> Any:
+    """The strategy's loss term for the Ray Train workers (``None``: plain cross-entropy)."""
+    c = cfg.continual
+    if previous is None or strategy not in ("ewc", "lwf"):
+        return None
+    if strategy == "ewc":
+        return ("drml_ray.continual.learner:ewc_loss", {"path": str(previous / EWC_FILE), "weight": c.ewc_lambda})
+    teacher = {"teacher": str(previous / "best"), "labels": old_labels, "cfg": cfg.model_dump(mode="json")}
+    return ("drml_ray.continual.learner:lwf_loss", teacher | {"temperature": c.distill_temperature,
+                                                              "weight": c.distill_weight})  # fmt: skip
+
+
+@dataclass
+class StrategyRun:
+    """One strategy's pass over the experiences, in ``folder`` (``strategies/NAME``)."""
+
+    cfg: ContinualExperiment
+    strategy: str
+    start: str
+    found: list[Experience]
+    folder: Path
+    shared: Any = None
+    """The experiences in the object store (every scoring task reads them)."""
+
+    def train_experience(self, i: int, labels: list[str], old_labels: list[str], replay: list[Sentence]) -> dict:
+        """Experience ``i``: a Ray Train run from the previous experience's model, exported, then scored."""
+        began, cfg, seen = time.perf_counter(), self.cfg, self.found[: i + 1]
+        exp_dir, previous = self.folder / f"exp{i + 1}", self.folder / f"exp{i}" if i > 0 else None
+        data = training_data(self.strategy, seen, replay, labels)
+        corpus = NerCorpus(seen[-1].name, {"train": data, "dev": dev_split(seen), "test": seen[-1].test}, labels,
+                           False, {})  # fmt: skip
+        run_cfg = cfg.experience_config(str(previous / "best") if previous else self.start)
+        print(f"[drml] {self.folder.name} experience {i + 1}/{len(self.found)}: {seen[-1].name}, {len(data):,} "
+              f"training sentences, {len(labels)} labels", flush=True)  # fmt: skip
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        best, _, _ = fit_best(run_cfg, corpus, exp_dir, extra_loss=loss_term(cfg, self.strategy, previous, old_labels))
+        export_best(run_cfg, labels, best, exp_dir / "best")
+        model = str(exp_dir / "best")
+        if self.strategy == "ewc":
+            before = str(previous / EWC_FILE) if previous else None
+            in_ray_task(cfg, save_ewc_state, model, labels, seen[-1], before, str(exp_dir / EWC_FILE))
+        row = in_ray_task(cfg, score, model, labels, self.shared, i + 1) | {"seconds": time.perf_counter() - began}
+        atomic_write_json(exp_dir / ROW_FILE, row)
+        return row
+
+    def run(self, on_experience: OnExperience | None = None) -> dict[str, Any]:
+        """Every experience in turn (finished ones read back); R and what goes with it."""
+        from drml_ray.ray_env import ensure_ray
+
+        ensure_ray()
+        self.shared = ray.put(self.found)  # RAY: shipped once to every scoring task
+        baseline_path = self.folder / "baseline.json"
+        if not baseline_path.exists():
+            first = grown_labels([], self.found[0].types)
+            atomic_write_json(baseline_path, in_ray_task(self.cfg, score, self.start, first, self.shared, 0)["R"])
+        kept = sum((self.folder / f"exp{i + 1}" / ROW_FILE).exists() for i in range(len(self.found)))
+        if kept:
+            which = "experience 1" if kept == 1 else f"experiences 1-{kept}"
+            print(f"[drml] {self.folder.name}: {which} trained before, kept", flush=True)
+        labels: list[str] = []
+        replay: list[Sentence] = []
+        rows = []
+        for i, exp in enumerate(self.found):
+            old_labels, labels = labels, grown_labels(labels, exp.types)
+            row_path = self.folder / f"exp{i + 1}" / ROW_FILE
+            done = row_path.exists()
+            rows.append(json.loads(row_path.read_text(encoding="utf-8")) if done else
+                        self.train_experience(i, labels, old_labels, replay))  # fmt: skip
+            if on_experience is not None:
+                on_experience(i + 1, rows[-1]["dev_f1"], row_path.with_name("best"))
+            if self.strategy == "replay":
+                c = self.cfg.continual
+                replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
+        return {"R": [r["R"] for r in rows], "baseline": json.loads(baseline_path.read_text(encoding="utf-8")),
+                "seen": [r["seen"] for r in rows], "labels": labels, "seconds": sum(r["seconds"] for r in rows),
+                "model": str(self.folder / f"exp{len(self.found)}" / "best")}  # fmt: skip
+
+
+def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Every planned strategy over the experiences; writes ``continual.json`` (+ .md, .png) last."""
+    found, runs = check_inputs(cfg), planned_runs(cfg)
+    run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",))
+    print(f"[drml] continual '{cfg.name}' -> {run_dir}: {cfg.continual.protocol}-incremental, {len(found)} "
+          f"experiences ({', '.join(e.name for e in found)}); strategies {', '.join(runs)}, one after the other, each "
+          f"experience a Ray Train run on {cfg.scaling.num_workers} workers", flush=True)  # fmt: skip
+    results = {}
+    for name, (strategy, start) in runs.items():
+        results[name] = StrategyRun(cfg, strategy, start, found, run_dir / STRATEGY_DIR / name).run()
+        print(f"[drml] {name}: average test F1 {sum(results[name]['R'][-1]) / len(found):.4f} after the last "
+              f"experience ({results[name]['seconds']:.0f} s)", flush=True)  # fmt: skip
+    table = continual_table(cfg.continual.protocol, [e.name for e in found], results)
+    print(write_outputs(table, run_dir), flush=True)
+    return table
+
+
+# --- drml tune: one trial is one strategy's pass; the schedulers count experiences ----------------------
+
+
+def experience_count(cfg: ContinualExperiment) -> int:
+    """How many experiences a run has (the class protocol reads its corpus' types, unless ``type_order``)."""
+    c = cfg.continual
+    if c.protocol == "domain":
+        return len(c.experiences)
+    if c.type_order is not None:
+        count = len(c.type_order)
+    else:
+        from drml_ray.meta.tasks import load_task
+
+        count = len(load_task(c.corpus, cfg.data).types)
+    return 1 + -(-max(0, count - c.first_types) // c.types_per_step)
+
+
+def prepare_search(cfg: ContinualExperiment) -> tuple[list[Experience], str]:
+    """The experiences every trial trains on (read once) and what they are; one strategy per trial."""
+    assert cfg.tune is not None
+    if len(planned_runs(cfg)) != 1 and "continual.strategies" not in cfg.tune.space:
+        raise UserError("a continual search tunes one strategy per trial: set continual.strategies: [ewc] (and no "
+                        "meta_init), or search over it with tune.space: {continual.strategies: {choice: [[ewc], "
+                        "[replay]]}}")  # fmt: skip
+    found = check_inputs(cfg)
+    return found, (f"continual learning over {', '.join(e.name for e in found)}; the mean dev F1 over the "
+                   "experiences seen is the metric")  # fmt: skip
+
+
+def search_trial(cfg: ContinualExperiment, trial_dir: Path, found: list[Experience], callbacks: Any) -> None:
+    """One trial: the strategy over the experiences, reporting after each (``epoch`` = experiences done)."""
+    from ray import tune  # RAY
+
+    started = time.perf_counter()
+    [(name, (strategy, start))] = planned_runs(cfg).items()
+
+    def on_experience(done: int, dev_f1: float, model: Path) -> None:
+        tune.report({"epoch": done, "dev_f1": dev_f1, "checkpoint_path": str(model),  # RAY
+                     "train_s": time.perf_counter() - started})  # fmt: skip
+
+    StrategyRun(cfg, strategy, start, found, trial_dir / STRATEGY_DIR / name).run(on_experience)

@@ -1,0 +1,121 @@
+"""``drml continual extend RUN_DIR DATA``: one more experience for a finished continual run.
+
+The new experience is the user's labelled file (CoNLL or Parquet; new entity types welcome). It trains like
+every other experience of the run, with the run's strategy and its memory (replay buffer, Fisher, the
+previous model as teacher), from the model the strategy's last experience left; the row of R it adds scores
+every experience so far. The result goes to ``RUN_DIR/best`` (a Hugging Face folder: ``drml predict`` and
+``transformers.pipeline`` load it) and to ``continual.json``'s ``extensions``. Extending again continues
+from there.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+BEST = "best"
+
+
+def add_commands(group: typer.Typer, user_errors: Callable) -> None:
+    """``extend``, in the ``drml continual`` group."""
+
+    @group.command("extend", epilog="Example: `drml continual extend runs/continual_domains my_domain.conll "
+                                    "--test my_domain_test.conll --strategy replay`")  # fmt: skip
+    @user_errors
+    def extend(
+        run_dir: Annotated[Path, typer.Argument(help="A finished drml continual run directory.")],
+        data: Annotated[Path, typer.Argument(help="The new experience's labelled sentences (CoNLL or Parquet).")],
+        dev: Annotated[Path | None, typer.Option(help="Its dev sentences [default: the last 10% of DATA].")] = None,
+        test: Annotated[Path | None, typer.Option(help="Its test sentences [default: the dev sentences].")] = None,
+        strategy: Annotated[str | None, typer.Option(help="Which of the run's strategies continues.")] = None,
+    ) -> None:
+        """Add one experience to a finished continual run with the run's strategy; writes RUN_DIR/best."""
+        run_extend(run_dir, data, dev=dev, test=test, strategy=strategy)
+
+
+def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str:
+    names = list(table["strategies"])
+    if strategy is None and len(names) == 1:
+        return names[0]
+    if strategy not in names:
+        raise _user_error(f"{run_dir} ran {', '.join(names)}: name one with --strategy")
+    return strategy
+
+
+def _user_error(message: str) -> Exception:
+    from drml_ray.errors import UserError
+
+    return UserError(message)
+
+
+def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bool) -> Any:
+    """An :class:`~drml_ray.continual.protocols.Experience` from the user's files (types renamed as the
+    domain protocol names them when ``rename``)."""
+    from drml_ray.continual.protocols import Experience, canonical
+    from drml_ray.continual.strategies import sentence_types
+    from drml_ray.data.load import read_files
+
+    files = [str(p) for p in (train, dev, test) if p is not None]
+    for path in files:
+        if not Path(path).is_file():
+            raise _user_error(f"{path}: no such file")
+    read = dict(
+        zip([k for k, p in (("train", train), ("dev", dev), ("test", test)) if p], read_files(files), strict=True)
+    )
+    sentences = {k: canonical(v) if rename else v for k, v in read.items()}
+    if "dev" not in sentences:
+        cut = len(sentences["train"]) - max(1, len(sentences["train"]) // 10)
+        sentences["train"], sentences["dev"] = sentences["train"][:cut], sentences["train"][cut:]
+        print(f"[drml] {train}: its last {len(sentences['dev'])} sentences are the dev split (give --dev to choose)")
+    sentences.setdefault("test", sentences["dev"])
+    types = sorted({kind for s in sentences["train"] for kind in sentence_types(s)})
+    if not types or not sentences["train"]:
+        raise _user_error(f"{train}: no labelled entity to learn from")
+    return Experience(train.name, types, sentences["train"], sentences["dev"], sentences["test"], sentences["train"],
+                      str(train.resolve()))  # fmt: skip
+
+
+def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test: Path | None = None,
+               strategy: str | None = None) -> dict[str, Any]:  # fmt: skip
+    from drml_ray.config import load_config
+    from drml_ray.continual.config import ContinualExperiment
+    from drml_ray.continual.driver import STRATEGY_DIR, StrategyRun, planned_runs
+    from drml_ray.continual.protocols import experiences
+    from drml_ray.continual.results import CONTINUAL_FILE
+    from drml_ray.runtime.rundir import atomic_write_json, replace_dir
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not (run_dir / CONTINUAL_FILE).is_file():
+        raise _user_error(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
+    cfg = load_config(run_dir / "config.yaml", model=ContinualExperiment)
+    table = json.loads((run_dir / CONTINUAL_FILE).read_text(encoding="utf-8"))
+    name = _strategy(table, strategy, run_dir)
+    rename = cfg.continual.protocol == "domain"
+    earlier = [e for e in table.get("extensions", []) if e["strategy"] == name]
+    found = experiences(cfg) + [read_experience(Path(e["train"]), _path(e["dev"]), _path(e["test"]), rename)
+                                for e in earlier]  # fmt: skip
+    new = read_experience(Path(data).resolve(), dev and dev.resolve(), test and test.resolve(), rename)
+    strategy_name, start = planned_runs(cfg)[name]
+    result = StrategyRun(cfg, strategy_name, start, [*found, new], run_dir / STRATEGY_DIR / name).run()
+    tmp = run_dir / f".{BEST}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(result["model"], tmp)
+    replace_dir(tmp, run_dir / BEST)
+    record = {"strategy": name, "experience": new.name, "types": new.types, "train": str(Path(data).resolve()),
+              "dev": str(dev.resolve()) if dev else None, "test": str(test.resolve()) if test else None,
+              "R": result["R"][-1], "labels": result["labels"], "model": BEST}  # fmt: skip
+    table.setdefault("extensions", []).append(record)
+    atomic_write_json(run_dir / CONTINUAL_FILE, table)
+    scores = zip([e.name for e in [*found, new]], record["R"], strict=True)
+    print("[drml] test entity F1 after the new experience: " + ", ".join(f"{n} {f:.4f}" for n, f in scores))
+    print(f"[drml] the extended model is {run_dir / BEST} (drml predict {run_dir / BEST} --text ...)")
+    return record
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None

@@ -1,0 +1,81 @@
+"""``continual.json``, its heatmaps of R and its table, and the continual section of ``drml report``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from drml_ray.continual import metrics
+from drml_ray.report.build import Section, md_table, save_figure, subplots
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
+
+CONTINUAL_FILE = "continual.json"
+
+
+def continual_table(protocol: str, names: list[str], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The shape of ``continual.json``: ``{"experiences": [...], "strategies": {NAME: {"R", "acc", ...}}}``."""
+    strategies = {}
+    for name, run in runs.items():
+        entry = {"R": run["R"], "baseline": run["baseline"], **metrics.summary(run["R"], run["baseline"])}
+        if run["seen"][-1] is not None:  # one shared test set: F1 over every type seen, after each step
+            entry["micro_f1"], entry["macro_f1"] = run["seen"][-1]["micro_f1"], run["seen"][-1]["macro_f1"]
+            entry["seen"] = run["seen"]
+        strategies[name] = entry | {"labels": run["labels"], "seconds": run["seconds"]}
+    return {"protocol": protocol, "experiences": names, "strategies": strategies}
+
+
+def summary_rows(table: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per strategy, F1 in points."""
+
+    def points(value: float | None) -> str:
+        return "—" if value is None else f"{100 * value:.2f}"
+
+    rows = []
+    for name, s in table["strategies"].items():
+        row = {"strategy": name, "average F1": points(s["acc"]), "BWT": points(s["bwt"]), "FWT": points(s["fwt"]),
+               "mean forgetting": points(s["mean_forgetting"])}  # fmt: skip
+        if "micro_f1" in s:
+            row |= {"micro F1 (all types)": points(s["micro_f1"]), "macro F1": points(s["macro_f1"])}
+        rows.append(row | {"minutes": f"{s['seconds'] / 60:.1f}"})
+    return rows
+
+
+def plot_heatmaps(table: dict[str, Any], path: Path) -> Path:
+    """R of each strategy as a heatmap: rows = trained through, columns = scored on."""
+    names, n = list(table["strategies"]), len(table["experiences"])
+    fig, axes = subplots(1, len(names), figsize=(1.2 + 0.55 * n * len(names) + 1.2 * len(names), 0.5 * n + 1.8),
+                         squeeze=False)  # fmt: skip
+    for ax, name in zip(axes[0], names, strict=True):
+        R = [[100 * v for v in row] for row in table["strategies"][name]["R"]]
+        ax.imshow(R, vmin=0, vmax=100, cmap="viridis")
+        for i, row in enumerate(R):
+            for j, value in enumerate(row):
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=7, color="w" if value < 60 else "k")
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks(range(n), range(1, n + 1))
+        ax.set_yticks(range(n), range(1, n + 1))
+        ax.set(xlabel="scored on experience", ylabel="trained through experience")
+    return save_figure(fig, path, dpi=110)
+
+
+def write_outputs(table: dict[str, Any], run_dir: Path) -> str:
+    """``continual.json`` (written last of the three: it marks the run finished), ``.md`` and ``.png``."""
+    experiences = "\n".join(f"{i + 1}. {name}" for i, name in enumerate(table["experiences"]))
+    text = (f"Experiences ({table['protocol']}-incremental):\n\n{experiences}\n\n{md_table(summary_rows(table))}\n"
+            "Test entity F1 in points; BWT, FWT and forgetting from R (GEM's definitions).\n")  # fmt: skip
+    atomic_write_text(run_dir / "continual.md", text)
+    plot_heatmaps(table, run_dir / "continual.png")
+    atomic_write_json(run_dir / CONTINUAL_FILE, table)
+    return text
+
+
+def report_sections(run_dir: Path) -> list[Section]:
+    path = run_dir / CONTINUAL_FILE
+    if not path.exists():
+        return []
+    table = json.loads(path.read_text(encoding="utf-8"))
+    names = "\n".join(f"{i + 1}. {name}" for i, name in enumerate(table["experiences"]))
+    png = run_dir / "continual.png"
+    return [Section(f"Continual learning ({table['protocol']}-incremental): test entity F1, points",
+                    text=names, table=summary_rows(table), figure=png if png.exists() else None)]  # fmt: skip

@@ -1,0 +1,121 @@
+"""A continual run at toy scale: the plain-torch side in one process (growth, data, loss terms, EWC state,
+scoring), and `drml continual` on Ray Train (class protocol), its files, a rerun and its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from drml_ray.cli import app
+from drml_ray.config import load_config
+from drml_ray.continual.learner import (
+    dev_split,
+    ewc_loss,
+    load_model,
+    lwf_loss,
+    read_ewc_state,
+    save_ewc_state,
+    score,
+    training_data,
+)
+from drml_ray.continual.protocols import experiences
+from drml_ray.continual.strategies import distillation_sum, ewc_penalty, grown_labels
+from drml_ray.errors import UserError
+from drml_ray.ner.modeling import load_tokenizer, save_hf_folder
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "continual" / "smoke.yaml"
+TUNE_SMOKE = SMOKE.parents[1] / "tune" / "continual_smoke.yaml"
+TINY = ["data.generated.train=48", "data.generated.dev=8", "data.generated.test=16", "train.epochs=1"]
+CLASS = ["continual.protocol=class", "continual.corpus=generated:PER,ORG,LOC,MISC", "continual.first_types=2",
+         "continual.types_per_step=2"]  # fmt: skip
+
+
+def test_plain_side_of_a_domain_sequence(tmp_path):
+    cfg = load_config(SMOKE, TINY)
+    found = experiences(cfg)
+    assert [e.types for e in found] == [["organisation", "person"], ["location"], ["misc", "person"]]
+    first = grown_labels([], found[0].types)
+    labels = grown_labels(first, found[1].types)
+    assert len(training_data("joint", found[:2], [], labels)) == len(found[0].train) + len(found[1].train)
+    assert training_data("replay", found[:2], found[0].train[:3], labels)[-3:] == found[0].train[:3]
+    assert len(dev_split(found[:2])) == len(found[0].dev) + len(found[1].dev)  # each domain its own dev
+    # Experience 1's model, saved; growing it to experience 2's labels keeps its rows bit for bit.
+    model, _ = load_model(cfg, cfg.model.backbone, first)
+    save_hf_folder(model, load_tokenizer(cfg.model.backbone), tmp_path / "exp1")
+    grown, _ = load_model(cfg, str(tmp_path / "exp1"), labels)
+    assert torch.equal(grown.classifier.weight[: len(first)], model.classifier.weight)
+    row = score(cfg, str(tmp_path / "exp1"), first, found, 1)
+    assert len(row["R"]) == 3 and row["R"][1] == 0.0 and row["seen"] is None  # no row for location yet
+    # EWC: the state round-trips through safetensors; the penalty is 0 at the anchor and grows away from it.
+    save_ewc_state(cfg, str(tmp_path / "exp1"), first, found[0], None, str(tmp_path / "ewc.safetensors"))
+    fisher, anchor = read_ewc_state(tmp_path / "ewc.safetensors")
+    assert set(fisher) == set(anchor) and fisher["classifier.weight"].shape == (len(first), 32)
+    term = ewc_loss(grown, torch.device("cpu"), str(tmp_path / "ewc.safetensors"), weight=2.0)
+    batch = {"labels": torch.tensor([[1, -100, 0]])}  # two labelled positions
+    assert term(batch, None, 0.5).item() == 0.0
+    with torch.no_grad():
+        grown.classifier.weight.add_(0.1)
+    expected = ewc_penalty(dict(grown.named_parameters()), fisher, anchor).item()  # 2/2 * penalty * 2 * 0.5
+    assert expected > 0 and term(batch, None, 0.5).item() == pytest.approx(expected)
+    # LwF: the saved model teaches the grown one's old rows.
+    inputs = {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
+    lwf = lwf_loss(grown, torch.device("cpu"), str(tmp_path / "exp1"), first, 2.0, 0.5, cfg.model_dump(mode="json"))
+    logits = grown(**inputs).logits
+    teacher = model.eval()(**inputs).logits
+    mask = torch.tensor([[False, True, True]])
+    want = 0.5 * distillation_sum(logits, teacher, mask, 2.0).item() * 0.25
+    assert lwf(inputs | {"labels": torch.tensor([[-100, 1, 0]])}, logits, 0.25).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_a_search_takes_one_strategy_per_trial_and_counts_experiences():
+    from drml_ray.continual.driver import prepare_search
+    from drml_ray.runtime.registry import kind_of
+
+    cfg = load_config(TUNE_SMOKE)
+    assert kind_of(cfg).tune.plan(cfg).budget == 3
+    assert kind_of(cfg).tune.plan(load_config(SMOKE, [*TINY, *CLASS])).budget == 2  # LOC+MISC, ORG+PER
+    with pytest.raises(UserError, match="one strategy per trial"):
+        prepare_search(load_config(TUNE_SMOKE, ["continual.strategies=[ewc,lwf]"]))
+
+
+def test_class_protocol_refuses_a_wrong_type_order():
+    with pytest.raises(UserError, match="type_order must list every type"):
+        experiences(load_config(SMOKE, [*TINY, *CLASS, "continual.type_order=[PER,ORG,LOC]"]))
+    with pytest.raises(UserError, match="leaves no type"):
+        experiences(load_config(SMOKE, [*TINY, *CLASS, "continual.first_types=4"]))
+
+
+@pytest.mark.ray
+def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
+    run_dir = tmp_path / "continual"
+    sets = [*TINY, *CLASS, "continual.strategies=[ewc]"]
+    args = ["continual", str(SMOKE), "--output-dir", str(run_dir), *(x for item in sets for x in ("--set", item))]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = json.loads((run_dir / "continual.json").read_text())
+    assert table["experiences"] == ["step 1: LOC+MISC", "step 2: ORG+PER"]
+    s = table["strategies"]["ewc"]
+    assert len(s["R"]) == 2 and s["acc"] == pytest.approx(sum(s["R"][-1]) / 2)
+    assert s["bwt"] == pytest.approx(s["R"][1][0] - s["R"][0][0]) and s["forgetting"] == [-s["bwt"]]
+    assert 0.0 <= s["micro_f1"] <= 1.0 and len(s["seen"]) == 2
+    assert s["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    exp2 = run_dir / "strategies" / "ewc" / "exp2"
+    assert (exp2 / "best" / "config.json").is_file() and (exp2 / "ewc.safetensors").is_file()
+    assert (run_dir / "continual.png").stat().st_size > 0 and "| ewc |" in (run_dir / "continual.md").read_text()
+    # One more experience, with a type the run never saw: the finished experiences are kept, not trained again.
+    new = tmp_path / "dates.conll"
+    new.write_text("".join(f"Ada O\nleft O\non O\n{day} B-DATE\n. O\n\n" for day in ["Monday", "Friday"] * 10))
+    extended = CliRunner().invoke(app, ["continual", "extend", str(run_dir), str(new)])
+    assert extended.exit_code == 0 and "experiences 1-2 trained before, kept" in extended.output, extended.output
+    record = json.loads((run_dir / "continual.json").read_text())["extensions"][0]
+    assert record["strategy"] == "ewc" and record["types"] == ["DATE"] and len(record["R"]) == 3
+    assert record["labels"] == [*s["labels"], "B-DATE", "I-DATE"]
+    saved = json.loads((run_dir / "best" / "config.json").read_text())
+    assert list(saved["id2label"].values()) == record["labels"]
+    report = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert report.exit_code == 0, report.output
+    assert "Continual learning (class-incremental)" in (run_dir / "report.md").read_text()
