@@ -28,7 +28,7 @@ from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import score_split
 from drml_ray.ner.modeling import build_model, load_tokenizer
-from drml_ray.ner.optimization import ExtraLoss, label_count, lr_factor, make_optimizer, token_loss_sum, train_step
+from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, token_loss_sum, train_step
 from drml_ray.runtime.rundir import replace_dir
 
 ENCODER, HEAD = "encoder.", "head."
@@ -77,7 +77,7 @@ class NerLearner:
     def _collate(self, windows: Sequence[Window]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device) for k, v in collate(windows, self.tokenizer.pad_token_id).items()}
 
-    def mean_loss(self, windows: Sequence[Window]) -> torch.Tensor:
+    def _mean_loss(self, windows: Sequence[Window]) -> torch.Tensor:
         """Mean token loss of a batch, computed in length-sorted pieces (same value, less padding)."""
         lengths = [len(w.input_ids) for w in windows]
         total = torch.zeros((), device=self.device)
@@ -107,7 +107,7 @@ class NerLearner:
         for name, p in params.items():
             p.copy_(theta[name])
 
-    def set_head(self, labels: Sequence[str], weight: torch.Tensor, bias: torch.Tensor) -> None:
+    def _set_head(self, labels: Sequence[str], weight: torch.Tensor, bias: torch.Tensor) -> None:
         head = torch.nn.Linear(weight.shape[1], weight.shape[0], device=self.device)
         with torch.no_grad():
             head.weight.copy_(weight)
@@ -136,7 +136,7 @@ class NerLearner:
         """The classifier for ``labels`` from the generator and the labels' names (no gradient)."""
         with torch.no_grad():
             weight, bias = self.generator(labels, self._type_embeddings(labels))
-        self.set_head(labels, weight, bias)
+        self._set_head(labels, weight, bias)
 
     # --- one episode ---------------------------------------------------------------------------
 
@@ -149,21 +149,21 @@ class NerLearner:
         torch.manual_seed(seed)
         embeddings = self._type_embeddings(episode.labels)
         rows, biases = self.generator(episode.labels, embeddings)  # kept in the graph for the pull-back
-        self.set_head(episode.labels, rows.detach(), biases.detach())
+        self._set_head(episode.labels, rows.detach(), biases.detach())
         support = self.windows(episode.support, episode.labels)
         query = self.windows(episode.query, episode.labels)
         self.model.train()
         optimizer = inner_optimizer(self.model.parameters(), settings.inner_optimizer, settings.inner_lr)
-        losses = adapt(lambda step: self.mean_loss(support), settings.inner_steps, optimizer)
+        losses = adapt(lambda step: self._mean_loss(support), settings.inner_steps, optimizer)
         encoder = {ENCODER + n: p for n, p in self.model.named_parameters() if not n.startswith("classifier.")}
         head = self.model.classifier
         if algorithm == "reptile":
             grad = reptile_gradient({n: theta[n] for n in encoder}, encoder)
             grad_rows, grad_bias = rows.detach() - head.weight.detach(), biases.detach() - head.bias.detach()
             with torch.no_grad():
-                query_loss = float(self.mean_loss(query))
+                query_loss = float(self._mean_loss(query))
         else:
-            loss = self.mean_loss(query)
+            loss = self._mean_loss(query)
             query_loss = float(loss.detach())
             named = list(encoder.items()) + [("classifier.weight", head.weight), ("classifier.bias", head.bias)]
             grad = fomaml_gradient(named, loss)
@@ -186,11 +186,10 @@ class NerLearner:
     def train_mixture(
         self, groups: Sequence[Sequence[Sentence]], labels: Sequence[str], *, steps: int, lr: float,
         batch_size: int, seed: int, warmup_ratio: float = 0.1, weight_decay: float = 0.01,
-        max_grad_norm: float = 1.0, progress: str | None = None, extra_loss: ExtraLoss | None = None,
+        max_grad_norm: float = 1.0, progress: str | None = None,
     ) -> float:  # fmt: skip
         """Fine-tune the current model: AdamW with linear warm-up and decay; each step takes the next
-        batch of one group drawn uniformly (each group shuffled per pass). Returns the last loss.
-        ``extra_loss`` adds a term to the loss (see :func:`~drml_ray.ner.optimization.train_step`)."""
+        batch of one group drawn uniformly (each group shuffled per pass). Returns the last loss."""
         windows = [self.windows(g, labels) for g in groups]
         lengths = [[len(w.input_ids) for w in ws] for ws in windows]
         optimizer = make_optimizer(self.model, lr, weight_decay, fused=True)
@@ -215,7 +214,7 @@ class NerLearner:
             pieces = [self._collate([windows[g][i] for i in piece]) for piece in split_by_length(batch, lengths[g])]
             loss = train_step(self.model, pieces, optimizer=optimizer, scaler=scaler,
                               global_labels=label_count([windows[g][i].labels for i in batch]),
-                              max_grad_norm=max_grad_norm, extra_loss=extra_loss,
+                              max_grad_norm=max_grad_norm,
                               autocast_dtype=torch.bfloat16 if self._bf16 else None)  # fmt: skip
             if progress and ((step + 1) % max(1, steps // 20) == 0 or step + 1 == steps):
                 rate = (step + 1) / (time.perf_counter() - started)
