@@ -42,7 +42,8 @@ class ContinualSettings(Section):
     corpus: TaskSpec = "conll2003"
     """Class-incremental: the corpus whose types arrive in steps."""
     type_order: list[str] | None = None
-    """Class-incremental: the order the types arrive in; default: alphabetical (CoNLL: LOC, MISC, ORG, PER)."""
+    """Class-incremental: the order the types arrive in; default: alphabetical (CoNLL: LOC, MISC, ORG, PER, as in
+    CFNER's code)."""
     first_types: Count = 1
     """Class-incremental: types of the first step (FG-1-PG-1: 1; FG-2-PG-1: 2)."""
     types_per_step: Count = 1
@@ -67,10 +68,14 @@ class ContinualSettings(Section):
     distill_temperature: Rate = 2.0
     """LwF: softmax temperature of the distillation."""
     distill_weight: NonNegativeFloat = 1.0
-    """LwF: weight of the distillation loss against the cross-entropy on the new labels."""
+    """LwF: weight of the distillation loss (on the words labelled ``O``) against the cross-entropy on the new
+    types' words."""
     dev_sentences: Count | None = 200
     """Dev sentences per experience (the first N) that pick each experience's best checkpoint and score a
     search; ``None``: the whole split."""
+    parallel: Count | None = None
+    """Strategies run side by side (each its own sequence of Ray Train runs); default: as many as the cluster's
+    CPUs (GPUs) hold at ``scaling``'s size."""
     test_sentences: Count | None = None
     """Test sentences scored per experience (the first N); ``None``: the whole split."""
 

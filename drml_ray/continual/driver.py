@@ -29,6 +29,7 @@ from drml_ray.data.conll import Sentence
 from drml_ray.data.load import NerCorpus
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import export_best, fit_best
+from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
 ROW_FILE = "row.json"
@@ -148,18 +149,40 @@ class StrategyRun:
                 "model": str(self.folder / f"exp{len(self.found)}" / "best")}  # fmt: skip
 
 
+class StrategyWorker:
+    """A process that runs strategies' passes; it reserves no CPU (its Ray Train workers and scoring tasks do)."""
+
+    def run(self, cfg: dict, strategy: str, start: str, found: list[Experience], folder: str) -> dict[str, Any]:
+        return StrategyRun(ContinualExperiment.model_validate(cfg), strategy, start, found, Path(folder)).run()
+
+
+def side_by_side(cfg: ContinualExperiment, runs: int) -> int:
+    """How many strategies run at once: ``continual.parallel``, else as many as the cluster's CPUs (GPUs) hold."""
+    if cfg.continual.parallel is not None:
+        return min(runs, cfg.continual.parallel)
+    s, cluster = cfg.scaling, ray.cluster_resources()  # RAY
+    fits = cluster.get("CPU", 1) // (s.num_workers * s.cpus_per_worker)
+    if s.use_gpu:
+        fits = min(fits, cluster.get("GPU", 0) // s.num_workers)
+    return int(max(1, min(runs, fits)))
+
+
 def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Every planned strategy over the experiences; writes ``continual.json`` (+ .md, .png) last."""
+    from drml_ray.ray_env import ensure_ray
+
     found, runs = check_inputs(cfg), planned_runs(cfg)
     run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",))
+    ensure_ray()
+    size = side_by_side(cfg, len(runs))
     print(f"[drml] continual '{cfg.name}' -> {run_dir}: {cfg.continual.protocol}-incremental, {len(found)} "
-          f"experiences ({', '.join(e.name for e in found)}); strategies {', '.join(runs)}, one after the other, each "
-          f"experience a Ray Train run on {cfg.scaling.num_workers} workers", flush=True)  # fmt: skip
-    results = {}
-    for name, (strategy, start) in runs.items():
-        results[name] = StrategyRun(cfg, strategy, start, found, run_dir / STRATEGY_DIR / name).run()
-        print(f"[drml] {name}: average test F1 {sum(results[name]['R'][-1]) / len(found):.4f} after the last "
-              f"experience ({results[name]['seconds']:.0f} s)", flush=True)  # fmt: skip
+          f"experiences ({', '.join(e.name for e in found)}); strategies {', '.join(runs)}, {size} at a time, each "
+          f"experience a Ray Train run on {cfg.scaling.num_workers} worker(s)", flush=True)  # fmt: skip
+    names, shared, setup = list(runs), ray.put(found), cfg.model_dump(mode="json")  # RAY
+    jobs = [Job(name, "run", (setup, *runs[name], shared, str(run_dir / STRATEGY_DIR / name))) for name in names]
+    done = lambda i, r: f"average test F1 {sum(r['R'][-1]) / len(found):.4f} after the last experience"  # noqa: E731
+    with ActorExecutor(actor_factory(StrategyWorker, cpus=0), size, label="continual") as pool:
+        results = dict(zip(names, pool.map(jobs, done), strict=True))
     table = continual_table(cfg.continual.protocol, [e.name for e in found], results)
     print(write_outputs(table, run_dir), flush=True)
     return table

@@ -157,14 +157,21 @@ def ewc_loss(model: torch.nn.Module, device: torch.device, path: str, weight: fl
 
 def lwf_loss(model: torch.nn.Module, device: torch.device, teacher: str, labels: list[str], temperature: float,
              weight: float, cfg: dict) -> ExtraLoss:  # fmt: skip
-    """The distillation term of a Ray Train worker: the previous experience's model (``teacher``, its
-    ``labels``) teaches the old rows at every labelled position."""
+    """ExtendNER's loss on a Ray Train worker: a word labelled with a new type keeps its cross-entropy; a word
+    labelled ``O`` (which may be an old type the new data does not label) learns instead from the previous
+    experience's model (``teacher``, its ``labels``): distillation on the old rows. The training loop adds
+    the cross-entropy of every labelled word, so this term takes back the ``O`` words' share of it (the same
+    value from the same logits: its gradient cancels exactly)."""
     old, _ = load_model(ContinualExperiment.model_validate(cfg), teacher, labels)
     old.to(device)
+    outside = labels.index("O")
 
     def term(batch: dict[str, torch.Tensor], logits: torch.Tensor, scale: float) -> torch.Tensor:
         with torch.no_grad():
             target = old(**{k: v for k, v in batch.items() if k != "labels"}).logits
-        return weight * distillation_sum(logits, target, batch["labels"] != IGNORE, temperature) * scale
+        o_words = batch["labels"] == outside
+        o_only = torch.where(o_words, batch["labels"], torch.full_like(batch["labels"], IGNORE))
+        distilled = weight * distillation_sum(logits, target, o_words, temperature)
+        return (distilled - token_loss_sum(logits, o_only)) * scale
 
     return term

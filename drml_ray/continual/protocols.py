@@ -7,6 +7,7 @@ types, its training sentences labelled with those types only, and the test sente
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,13 +80,25 @@ def type_steps(types: Sequence[str], first: int, per_step: int) -> list[list[str
 
 
 def partition(sentences: Sequence[Sentence], steps: Sequence[Sequence[str]], seed: int) -> list[list[int]]:
-    """Disjoint slices of the training set, one per step: a sentence goes to a step one of whose types it
-    holds (drawn with ``seed`` when several do), a sentence without entities to any step."""
+    """Disjoint slices of the training set, one per step, as CFNER's code cuts them: step ``k`` takes at most
+    ``N * len(steps[k]) / (types in all)`` sentences; a sentence goes to the step of its rarest type (by train
+    frequency) that has room, else (no entity, or those steps full) to a step with room drawn with ``seed``;
+    once every step is full the rest are left out."""
+    counts = Counter(kind for s in sentences for kind in sentence_types(s))
+    step_of = {kind: k for k, step in enumerate(steps) for kind in step}
+    n_types = sum(len(step) for step in steps)
+    room = [len(sentences) * len(step) // n_types for step in steps]
     rng, slices = random.Random(seed), [[] for _ in steps]  # type: list[list[int]]
     for i, s in enumerate(sentences):
-        kinds = sentence_types(s)
-        candidates = [k for k, step in enumerate(steps) if kinds & set(step)] or list(range(len(steps)))
-        slices[rng.choice(candidates)].append(i)
+        kinds = sorted((k for k in sentence_types(s) if k in step_of), key=lambda k: (counts[k], k))
+        k = next((step_of[kind] for kind in kinds if room[step_of[kind]]), -1)
+        if k < 0:
+            open_steps = [j for j, r in enumerate(room) if r]
+            if not open_steps:
+                break
+            k = rng.choice(open_steps)
+        slices[k].append(i)
+        room[k] -= 1
     return slices
 
 

@@ -6,7 +6,7 @@
   diagonal Fisher of its loss (:func:`diagonal_fisher`) is added to the decayed running one
   (:func:`online_fisher`), and training pays ``lambda/2 * sum F (theta - theta*)^2`` (:func:`ewc_penalty`).
 - **Distillation** (LwF; ExtendNER's loss): the previous model's logits over the old labels teach the new
-  model's same rows at every labelled position (:func:`distillation_sum`).
+  model's same rows (:func:`distillation_sum`), at the words the new data labels ``O``.
 - **Replay**: K sentences kept per past experience, drawn by reservoir sampling or to cover every
   entity type (:func:`replay_sample`).
 """

@@ -19,6 +19,8 @@ from typing import Any
 import ray  # RAY
 from ray.exceptions import RayActorError, RayTaskError  # RAY
 
+from drml_ray.errors import UserError
+
 OnDone = Callable[[int, Any], str | None]
 """Called as a job ends: ``(job index, result)``; the text it returns goes into the progress line."""
 
@@ -109,8 +111,11 @@ class ActorExecutor:
                     print(f"[drml] {jobs[index].name}: its actor died; running it again on a new one", flush=True)
                     queue.insert(0, index)
                 continue
-            except RayTaskError as err:  # RAY
-                failures.append(JobFailed(f"{jobs[index].name} failed: {err}"))
+            except RayTaskError as err:  # RAY: a user's mistake found there stays one (exit 2, no traceback)
+                cause = err.cause
+                mistake = isinstance(cause, UserError)
+                failures.append(UserError(f"{jobs[index].name}: {cause}") if mistake else
+                                JobFailed(f"{jobs[index].name} failed: {err}"))  # fmt: skip
                 idle.append(actor)
                 continue
             idle.append(actor)

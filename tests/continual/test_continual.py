@@ -26,6 +26,7 @@ from drml_ray.continual.protocols import experiences
 from drml_ray.continual.strategies import distillation_sum, ewc_penalty, grown_labels
 from drml_ray.errors import UserError
 from drml_ray.ner.modeling import load_tokenizer, save_hf_folder
+from drml_ray.ner.optimization import token_loss_sum
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "continual" / "smoke.yaml"
 TUNE_SMOKE = SMOKE.parents[1] / "tune" / "continual_smoke.yaml"
@@ -61,14 +62,17 @@ def test_plain_side_of_a_domain_sequence(tmp_path):
         grown.classifier.weight.add_(0.1)
     expected = ewc_penalty(dict(grown.named_parameters()), fisher, anchor).item()  # 2/2 * penalty * 2 * 0.5
     assert expected > 0 and term(batch, None, 0.5).item() == pytest.approx(expected)
-    # LwF: the saved model teaches the grown one's old rows.
+    # LwF (ExtendNER): a word of a new type keeps its cross-entropy; an O word learns from the teacher instead.
     inputs = {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3, dtype=torch.long)}
     lwf = lwf_loss(grown, torch.device("cpu"), str(tmp_path / "exp1"), first, 2.0, 0.5, cfg.model_dump(mode="json"))
     logits = grown(**inputs).logits
     teacher = model.eval()(**inputs).logits
-    mask = torch.tensor([[False, True, True]])
-    want = 0.5 * distillation_sum(logits, teacher, mask, 2.0).item() * 0.25
-    assert lwf(inputs | {"labels": torch.tensor([[-100, 1, 0]])}, logits, 0.25).item() == pytest.approx(want, rel=1e-5)
+    labels = torch.tensor([[-100, labels_new := len(first), 0]])  # word 1: a new type (B-location), word 2: O
+    loop_loss = token_loss_sum(logits, labels) * 0.25  # what the training loop computes before the term
+    total = loop_loss + lwf(inputs | {"labels": labels}, logits, 0.25)
+    new_type_only = torch.tensor([[-100, labels_new, -100]])
+    want = (token_loss_sum(logits, new_type_only) + 0.5 * distillation_sum(logits, teacher, labels == 0, 2.0)) * 0.25
+    assert total.item() == pytest.approx(want.item(), rel=1e-5)
 
 
 def test_a_search_takes_one_strategy_per_trial_and_counts_experiences():
