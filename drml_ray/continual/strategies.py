@@ -98,11 +98,12 @@ def ewc_penalty(params: dict[str, torch.nn.Parameter], fisher: Params, anchor: P
 
 
 def distillation_sum(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor, temperature: float) -> Tensor:
-    """``T^2 * KL(softmax(teacher / T) || softmax(student_old / T))`` summed over the ``mask`` positions, where
-    ``student_old`` is the student's logits for the teacher's labels (its first columns, the old rows)."""
-    old = student[..., : teacher.shape[-1]].float()[mask] / temperature
-    target = F.log_softmax(teacher.float()[mask] / temperature, dim=-1)
-    return F.kl_div(F.log_softmax(old, dim=-1), target, log_target=True, reduction="sum") * temperature**2
+    """``T^2 * sum_old p (log p - log q)`` over the ``mask`` positions: ``p`` the teacher's softmax over its
+    (old) labels, ``q`` the student's softmax over *all* its labels, read at the old ones (its first columns):
+    the KL divergence when the student puts no mass on the new labels, more when it does (ExtendNER)."""
+    q = F.log_softmax(student.float()[mask] / temperature, dim=-1)[..., : teacher.shape[-1]]
+    p = F.log_softmax(teacher.float()[mask] / temperature, dim=-1)
+    return (p.exp() * (p - q)).sum() * temperature**2
 
 
 def sentence_types(sentence: Sentence) -> set[str]:

@@ -45,16 +45,20 @@ def test_online_fisher_decays_the_old_and_keeps_the_new_rows():
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
-def test_distillation_is_t_squared_kl_on_the_old_columns(temperature):
+def test_distillation_by_hand_with_the_students_softmax_over_all_its_labels(temperature):
     teacher = torch.tensor([[[0.0, math.log(3.0)], [5.0, -5.0]]])  # two positions, two old labels
-    student = torch.tensor([[[0.0, 0.0, 7.0], [1.0, 2.0, 3.0]]])  # a third, new column: ignored
-    mask = torch.tensor([[True, False]])  # the second position is not labelled
+    student = torch.tensor([[[0.0, 0.0, 1.0], [1.0, 2.0, 3.0]]])  # a third, new label
+    mask = torch.tensor([[True, False]])  # the second position does not count
     t = [math.exp(0.0), math.exp(math.log(3.0) / temperature)]
     p = [x / sum(t) for x in t]
-    expected = temperature**2 * sum(pi * math.log(pi / 0.5) for pi in p)
+    z = 2 + math.exp(1.0 / temperature)  # the student's softmax: 1/z, 1/z, e^(1/T)/z
+    expected = temperature**2 * sum(pi * math.log(pi / (1 / z)) for pi in p)
     assert distillation_sum(student, teacher, mask, temperature).item() == pytest.approx(expected, rel=1e-6)
-    if temperature == 1.0:
-        assert expected == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5))
+    # With no mass on the new label the term is the KL divergence: 0 when the old columns agree.
+    agree = torch.tensor([[[0.0, math.log(3.0), -1e4]]])
+    assert distillation_sum(agree, teacher[:, :1], torch.tensor([[True]]), temperature).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
 
 
 def test_growth_keeps_old_rows_bit_identical_and_maps_shared_types():
