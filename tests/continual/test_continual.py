@@ -86,6 +86,15 @@ def test_a_search_takes_one_strategy_per_trial_and_counts_experiences():
         prepare_search(load_config(TUNE_SMOKE, ["continual.strategies=[ewc,lwf]"]))
 
 
+def test_a_meta_learned_start_runs_its_strategies_again_under_their_own_names(tmp_path):
+    from drml_ray.continual.driver import planned_runs
+
+    cfg = load_config(SMOKE, [f"continual.meta_init={tmp_path}/reptile", "continual.meta_init_strategies=[naive,lwf]"])
+    runs = planned_runs(cfg)
+    assert list(runs) == ["naive", "replay", "ewc", "lwf", "naive@meta", "lwf@meta"]
+    assert runs["lwf@meta"] == ("lwf", str(tmp_path / "reptile")) and runs["lwf"] == ("lwf", "tiny-random-bert")
+
+
 def test_class_protocol_refuses_a_wrong_type_order():
     with pytest.raises(UserError, match="type_order must list every type"):
         experiences(load_config(SMOKE, [*TINY, *CLASS, "continual.type_order=[PER,ORG,LOC]"]))
