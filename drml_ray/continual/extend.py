@@ -18,6 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
+from drml_ray.errors import UserError
+
 BEST = "best"
 
 
@@ -43,14 +45,8 @@ def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str
     if strategy is None and len(names) == 1:
         return names[0]
     if strategy not in names:
-        raise _user_error(f"{run_dir} ran {', '.join(names)}: name one with --strategy")
+        raise UserError(f"{run_dir} ran {', '.join(names)}: name one with --strategy")
     return strategy
-
-
-def _user_error(message: str) -> Exception:
-    from drml_ray.errors import UserError
-
-    return UserError(message)
 
 
 def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bool) -> Any:
@@ -63,7 +59,7 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
     files = [str(p) for p in (train, dev, test) if p is not None]
     for path in files:
         if not Path(path).is_file():
-            raise _user_error(f"{path}: no such file")
+            raise UserError(f"{path}: no such file")
     read = dict(
         zip([k for k, p in (("train", train), ("dev", dev), ("test", test)) if p], read_files(files), strict=True)
     )
@@ -75,7 +71,7 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
     sentences.setdefault("test", sentences["dev"])
     types = sorted({kind for s in sentences["train"] for kind in sentence_types(s)})
     if not types or not sentences["train"]:
-        raise _user_error(f"{train}: no labelled entity to learn from")
+        raise UserError(f"{train}: no labelled entity to learn from")
     return Experience(train.name, types, sentences["train"], sentences["dev"], sentences["test"], sentences["train"],
                       str(train.resolve()))  # fmt: skip
 
@@ -91,7 +87,7 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
 
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / CONTINUAL_FILE).is_file():
-        raise _user_error(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
+        raise UserError(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
     cfg = load_config(run_dir / "config.yaml", model=ContinualExperiment)
     table = json.loads((run_dir / CONTINUAL_FILE).read_text(encoding="utf-8"))
     name = _strategy(table, strategy, run_dir)
