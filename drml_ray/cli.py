@@ -299,6 +299,48 @@ def predict(
         typer.echo(f"[drml] {len(texts):,} predictions written to {output}", err=True)
 
 
+@app.command(
+    name="serve",
+    epilog="Examples: `drml serve runs/quickstart` · `drml serve --model politics=runs/pol --model music=runs/mus "
+    "--autoscale 1:4` · `drml serve runs/quickstart --build serve.yaml` then `serve deploy serve.yaml`",
+)
+@user_errors
+def serve_command(
+    model_dir: Annotated[str | None, typer.Argument(help="A model folder or a run directory (its best/).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="NAME=DIR, repeatable: several models.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    replicas: Annotated[int, typer.Option(help="Replicas, each holding every model.")] = 1,
+    autoscale: Annotated[str | None, typer.Option(help="MIN:MAX replicas, scaled on requests in flight.")] = None,
+    max_batch: Annotated[int, typer.Option(help="Requests tagged together in one batch.")] = 32,
+    batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 5.0,
+    cpus: Annotated[float, typer.Option(help="CPUs per replica (its torch threads).")] = 1.0,
+    max_chars: Annotated[int, typer.Option(help="Characters per text.")] = 10_000,
+    max_texts: Annotated[int, typer.Option(help="Texts per request.")] = 256,
+    max_body: Annotated[int, typer.Option(help="Bytes per request body.")] = 1_000_000,
+    log_requests: Annotated[str | None, typer.Option(help="Keep served texts and predictions as Parquet here.")] = None,
+    build: Annotated[Path | None, typer.Option(help="Write a Serve config for `serve deploy` and exit.")] = None,
+    detach: Annotated[
+        bool, typer.Option(help="Deploy to RAY_ADDRESS's cluster and return (a swap, if it runs).")
+    ] = False,
+) -> None:
+    """Serve models over HTTP with Ray Serve: POST /v1/predict (the JSON of `drml predict`), GET /v1/models,
+    GET /healthz, API docs at /docs. Run it again against the same Ray (RAY_ADDRESS) to swap models without
+    dropping requests."""
+    from drml_ray.serve.api import Limits
+    from drml_ray.serve.deploy import ServeOptions, parse_autoscale, serve_until_stopped, write_serve_config
+    from drml_ray.serve.models import parse_sources
+
+    sources = parse_sources(model_dir, model or [])
+    opts = ServeOptions(host, port, replicas, parse_autoscale(autoscale), max_batch, batch_wait_ms, cpus, log_requests,
+                        Limits(max_chars, max_texts, max_body))  # fmt: skip
+    if build is not None:
+        write_serve_config(sources, opts, build)
+        typer.echo(f"[drml] wrote {build}; deploy it with `serve deploy {build}`")
+        return
+    serve_until_stopped(sources, opts, detach)
+
+
 @app.command(epilog="Example: `DRML_DATA_MIRROR=../shared/data drml quickstart`")
 @user_errors
 def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> None:

@@ -175,7 +175,13 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
 
 
 def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2") -> list[Sentence]:
-    """Read a CoNLL file, or a Parquet file written by :func:`drml_ray.data.parquet.write_parquet`."""
+    """Read a CoNLL file, a Parquet file written by :func:`drml_ray.data.parquet.write_parquet`, or a folder of
+    such Parquet files read in name order (e.g. what ``drml serve --log-requests DIR`` wrote)."""
+    if Path(path).is_dir():
+        files = sorted(Path(path).glob("*.parquet"))
+        if not files:
+            raise CorpusFormatError(path, None, "a folder without .parquet files")
+        return [sentence for file in files for sentence in read_corpus_file(file, scheme)]
     if Path(path).suffix == ".parquet":
         from drml_ray.data.parquet import read_parquet
 

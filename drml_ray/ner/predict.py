@@ -76,14 +76,23 @@ def predict_records(
     saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None
 ) -> list[dict]:
     """Entities of every text, in one process."""
+    return [record for record, _, _ in tag_texts(saved, texts, pretokenized, batch_size, progress)]
+
+
+def tag_texts(
+    saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None
+) -> list[tuple[dict, list[str], list[str]]]:
+    """Each text's record (``{"text", "entities"}``) with the words the model saw and their predicted tags."""
     spans = [space_spans(t) if pretokenized else split_words(t) for t in texts]
     words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
     keep = [i for i, w in enumerate(words) if w]  # an empty line has no words and no entities
     tags, scores = predict_tags(saved, [words[i] for i in keep], batch_size, progress) if keep else ([], [])
-    records = [{"text": t, "entities": []} for t in texts]
+    out: list[tuple[dict, list[str], list[str]]] = [
+        ({"text": t, "entities": []}, w, []) for t, w in zip(texts, words, strict=True)
+    ]
     for i, t, s in zip(keep, tags, scores, strict=True):
-        records[i]["entities"] = entities_from_tags(texts[i], spans[i], t, s)
-    return records
+        out[i] = ({"text": texts[i], "entities": entities_from_tags(texts[i], spans[i], t, s)}, words[i], list(t))
+    return out
 
 
 def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto") -> tuple[list[str], bool]:

@@ -1,0 +1,153 @@
+"""``drml serve``: deploy the served models on Ray Serve, write a config for ``serve deploy``, or swap models.
+
+Deploying to a Ray where the application already runs changes its ``user_config`` only: the running replicas
+load the new models and switch to them (see ``app.py``), so a swap drops no request. Replica counts,
+autoscaling, CPUs and limits are deployment options (a change of those restarts replicas, one at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drml_ray.errors import UserError
+from drml_ray.serve.api import Limits
+from drml_ray.serve.models import ModelSource
+
+APP_NAME = "drml"
+DEPLOYMENT = "ner"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything ``drml serve`` takes besides the models."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    replicas: int = 1
+    autoscale: tuple[int, int] | None = None
+    max_batch: int = 32
+    batch_wait_ms: float = 5.0
+    cpus: float = 1.0
+    log_requests: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        checks = {"--port": 0 < self.port < 65536, "--replicas": self.replicas >= 1, "--max-batch": self.max_batch >= 1,
+                  "--batch-wait-ms": self.batch_wait_ms >= 0, "--cpus": self.cpus > 0,
+                  "--max-chars/--max-texts/--max-body": min(asdict(self.limits).values()) >= 1}  # fmt: skip
+        wrong = [flag for flag, ok in checks.items() if not ok]
+        if wrong:
+            raise UserError(f"{wrong[0]}: out of range (ports 1-65535; counts, sizes and CPUs above 0)")
+
+
+def parse_autoscale(spec: str | None) -> tuple[int, int] | None:
+    """``"1:4"`` -> ``(1, 4)``: between 1 and 4 replicas, as the requests in flight ask for."""
+    if spec is None:
+        return None
+    match = re.fullmatch(r"(\d+):(\d+)", spec.strip())
+    if not match or int(match[1]) > int(match[2]) or int(match[2]) < 1:
+        raise UserError(f"--autoscale {spec!r}: expected MIN:MAX with 0 <= MIN <= MAX and MAX >= 1, e.g. 1:4")
+    return int(match[1]), int(match[2])
+
+
+def user_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any]:
+    """What the running replicas reconfigure to: the models, batching and the request log."""
+    return {
+        "models": [
+            {"name": s.name, "model_dir": str(s.model_dir), "run_dir": str(s.run_dir) if s.run_dir else None}
+            for s in sources
+        ],  # fmt: skip
+        "max_batch": opts.max_batch,
+        "batch_wait_ms": opts.batch_wait_ms,
+        "log_dir": str(Path(opts.log_requests).resolve()) if opts.log_requests else None,
+    }
+
+
+def deployment_options(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any]:
+    """Ray Serve's options for the ``ner`` deployment (as ``.options()`` and a config file's deployment take)."""
+    scaling: dict[str, Any] = {"num_replicas": opts.replicas}
+    if opts.autoscale is not None:
+        low, high = opts.autoscale
+        # A replica is busy enough at a full batch in flight; more than that waiting asks for another replica.
+        scaling = {"autoscaling_config": {"min_replicas": low, "max_replicas": high,
+                                          "target_ongoing_requests": opts.max_batch}}  # fmt: skip
+    return {
+        **scaling,
+        # Room for a full batch running and the next one filling.
+        "max_ongoing_requests": 2 * opts.max_batch,
+        "ray_actor_options": {"num_cpus": opts.cpus},
+        "user_config": user_config(sources, opts),
+    }
+
+
+def app_args(opts: ServeOptions) -> dict[str, Any]:
+    return {"limits": asdict(opts.limits), "threads": max(1, int(opts.cpus))}
+
+
+def serve_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any]:
+    """A Serve config file for ``serve deploy`` (``drml serve --build FILE``)."""
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": opts.port},
+        "applications": [{
+            "name": APP_NAME,
+            "route_prefix": "/",
+            "import_path": "drml_ray.serve.app:build_app",
+            "args": app_args(opts),
+            "deployments": [{"name": DEPLOYMENT, **deployment_options(sources, opts)}],
+        }],
+    }  # fmt: skip
+
+
+def write_serve_config(sources: list[ModelSource], opts: ServeOptions, path: Path) -> None:
+    from drml_ray.runtime.rundir import atomic_write_text
+
+    text = "# Written by `drml serve --build`; deploy with `serve deploy FILE` (RAY_ADDRESS: the cluster).\n"
+    text += "# The model folders must exist at these paths on every node (a shared filesystem, or copy them).\n"
+    atomic_write_text(path, text + yaml.safe_dump(serve_config(sources, opts), sort_keys=False))
+
+
+def deploy(sources: list[ModelSource], opts: ServeOptions) -> str:
+    """Deploy (or swap to) ``sources`` on the Ray of this process; returns the HTTP address."""
+    from ray import serve  # RAY
+
+    from drml_ray.ray_env import ensure_ray
+    from drml_ray.serve.app import NerServer
+
+    ensure_ray()
+    serve.start(http_options={"host": opts.host, "port": opts.port})  # RAY: ignored when Serve already runs
+    app = NerServer.options(**deployment_options(sources, opts)).bind(**app_args(opts))  # RAY
+    serve.run(app, name=APP_NAME, route_prefix="/")  # RAY: returns once the replicas run the new config
+    return f"http://{opts.host}:{opts.port}"
+
+
+def serve_until_stopped(sources: list[ModelSource], opts: ServeOptions, detach: bool) -> None:
+    """``drml serve``: deploy, print where, then stay until Ctrl+C (which shuts the application down)."""
+    from ray import serve  # RAY
+
+    if detach and not os.environ.get("RAY_ADDRESS"):
+        raise UserError("--detach needs a Ray that outlives this command: `ray start --head`, then RAY_ADDRESS=auto")
+    url = deploy(sources, opts)
+    for source in sources:
+        print(f"[drml] serving {source.name} from {source.model_dir}")
+    print(f"[drml] POST {url}/v1/predict · GET {url}/v1/models · API docs {url}/docs")
+    if detach:
+        print(f"[drml] deployed; `serve shutdown` (or `serve delete {APP_NAME}`) stops it")
+        return
+    print("[drml] Ctrl+C stops serving")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("[drml] stopping")
+    finally:
+        serve.delete(APP_NAME)  # RAY: graceful: the replicas finish their requests and flush the request log
+        if not os.environ.get("RAY_ADDRESS"):
+            serve.shutdown()  # RAY: the local Ray is this command's; a cluster's Serve may run other applications

@@ -1,0 +1,74 @@
+"""``drml serve --log-requests DIR``: served texts and their predictions, kept as Parquet for the next round.
+
+Each file is a drml corpus file (``tokens`` and ``tags``: the words the model saw and the IOB2 tags it
+predicted), with the request's ``text``, ``entities`` (JSON), ``model``, ``version`` and ``time`` beside them.
+Correct the tags (or keep them as pseudo-labels) and the folder is a corpus: ``drml finetune`` with
+``data.train: DIR`` (a folder of Parquet files reads as one corpus), or ``drml continual extend RUN DIR``.
+
+A replica buffers rows and writes a new file (``requests-<start time>-<pid>-<n>.parquet``, written to a
+temporary name and renamed, so a reader never sees half a file) every ``flush_rows`` rows, every
+``flush_s`` seconds and when it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from drml_ray.data.parquet import SCHEMA
+
+LOG_SCHEMA = SCHEMA.append(pa.field("text", pa.string()))
+for _name, _type in (
+    ("entities", pa.string()),
+    ("model", pa.string()),
+    ("version", pa.string()),
+    ("time", pa.float64()),
+):
+    LOG_SCHEMA = LOG_SCHEMA.append(pa.field(_name, _type))
+
+
+class RequestLog:
+    """Rows of served predictions, flushed to Parquet files in ``folder``. Thread-safe."""
+
+    def __init__(self, folder: str | Path, flush_rows: int = 1000, flush_s: float = 30.0):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.flush_rows, self.flush_s = flush_rows, flush_s
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()
+        self._files = 0
+        self._last_flush = time.monotonic()
+        self._stem = f"requests-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+
+    def add(self, words: list[str], tags: list[str], record: dict, model: str, version: str) -> None:
+        """One served text: its words and predicted tags, and the record the client got."""
+        row = {
+            "tokens": words, "tags": tags, "text": record["text"], "entities": json.dumps(record["entities"]),
+            "model": model, "version": version, "time": time.time(),
+        }  # fmt: skip
+        with self._lock:
+            self._rows.append(row)
+            due = len(self._rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s
+        if due:
+            self.flush()
+
+    def flush(self) -> Path | None:
+        """Write the buffered rows to a new file; returns it (``None`` when nothing was buffered)."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._last_flush = time.monotonic()
+            if not rows:
+                return None
+            self._files += 1
+            path = self.folder / f"{self._stem}-{self._files:05d}.parquet"
+        table = pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,134 @@
+"""The serving API without Ray: request checks, model names, deployment options, the request log."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from drml_ray.data.conll import read_corpus_file
+from drml_ray.errors import UserError
+from drml_ray.serve.api import Limits, RequestError, answer, parse_predict
+from drml_ray.serve.deploy import ServeOptions, deployment_options, parse_autoscale, serve_config
+from drml_ray.serve.models import parse_sources, resolve
+from drml_ray.serve.requestlog import RequestLog
+
+LIMITS = Limits(max_chars=20, max_texts=3, max_body=200)
+
+
+def test_a_text_and_a_list_of_texts_parse():
+    one = parse_predict(b'{"text": "Anna met Bob"}', LIMITS)
+    assert (one.texts, one.single, one.model) == (["Anna met Bob"], True, None)
+    many = parse_predict(json.dumps({"texts": ["a b", "c"], "model": "m"}).encode(), LIMITS)
+    assert (many.texts, many.single, many.model) == (["a b", "c"], False, "m")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b'{"text": "x"', 400, "body"),  # not JSON
+        (b"\xff\xfe", 400, "body"),  # not UTF-8
+        (b'["x"]', 422, "body"),  # not an object
+        (b"{}", 422, "text"),  # neither text nor texts
+        (b'{"text": "a", "texts": ["b"]}', 422, "text"),  # both
+        (b'{"txt": "a"}', 422, "txt"),  # unknown field
+        (b'{"text": 3}', 422, "text"),  # wrong type
+        (b'{"text": "   "}', 422, "text"),  # blank
+        (b'{"text": "a\\u0000b"}', 422, "text"),  # a NUL
+        (b'{"texts": "a"}', 422, "texts"),  # a string, not a list
+        (b'{"texts": []}', 422, "texts"),  # nothing to tag
+        (b'{"texts": ["a", null]}', 422, "texts[1]"),
+        (b'{"texts": ["a", ""]}', 422, "texts[1]"),
+        (b'{"texts": ["a", "b", "c", "d"]}', 413, "texts"),  # more than max_texts
+        (b'{"text": "' + b"x" * 21 + b'"}', 413, "text"),  # more than max_chars
+        (b'{"text": "a", "model": 1}', 422, "model"),
+        (b'{"text": "' + b"x " * 100 + b'"}', 413, "body"),  # more than max_body bytes
+    ],
+)
+def test_every_bad_request_names_its_field_and_status(body, status, field):
+    with pytest.raises(RequestError) as err:
+        parse_predict(body, LIMITS)
+    assert (err.value.status, err.value.field) == (status, field)
+    assert err.value.body()["error"]["field"] == field and err.value.body()["error"]["message"]
+
+
+def test_answers_keep_the_shape_of_the_request():
+    record = {"text": "Bob", "entities": [{"type": "PER", "start": 0, "end": 3, "text": "Bob", "score": 0.9}]}
+    single = answer(parse_predict(b'{"text": "Bob"}', LIMITS), [record], "m", "v1")
+    assert single == {"model": "m", "version": "v1", **record}
+    batch = answer(parse_predict(b'{"texts": ["Bob"]}', LIMITS), [record], "m", "v1")
+    assert batch == {"model": "m", "version": "v1", "results": [record]}
+
+
+def _model(folder):
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    return folder
+
+
+def test_a_run_directory_serves_its_best_folder_under_the_run_name(tmp_path):
+    _model(tmp_path / "run1" / "best")
+    (tmp_path / "run1" / "results.json").write_text("{}")
+    source = resolve(tmp_path / "run1")
+    assert (source.name, source.model_dir, source.run_dir) == ("run1", tmp_path / "run1" / "best", tmp_path / "run1")
+    bare = resolve(_model(tmp_path / "bare"))
+    assert (bare.name, bare.run_dir) == ("bare", None)
+
+
+def test_model_names_are_unique_and_well_formed(tmp_path):
+    a, b = _model(tmp_path / "a"), _model(tmp_path / "b")
+    assert [s.name for s in parse_sources(str(a), [f"other={b}"])] == ["a", "other"]
+    for positional, named, fragment in [
+        (str(a), [f"a={b}"], "used twice"),
+        (None, [str(b)], "NAME=DIR"),
+        (None, [f"bad name={b}"], "letters, digits"),
+        (None, [], "nothing to serve"),
+        (str(tmp_path / "missing"), [], "no such"),
+        (str(tmp_path), [], "neither a model folder"),
+    ]:
+        with pytest.raises(UserError, match=fragment):
+            parse_sources(positional, named)
+
+
+def test_autoscaling_and_batching_become_serve_options(tmp_path):
+    assert parse_autoscale("1:4") == (1, 4) and parse_autoscale(None) is None
+    for bad in ("4:1", "0:0", "x", "1-4"):
+        with pytest.raises(UserError, match="--autoscale"):
+            parse_autoscale(bad)
+    sources = [resolve(_model(tmp_path / "m"))]
+    opts = deployment_options(sources, ServeOptions(autoscale=(1, 4), max_batch=16, cpus=2))
+    assert opts["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16}
+    assert "num_replicas" not in opts and opts["max_ongoing_requests"] == 32
+    assert opts["ray_actor_options"] == {"num_cpus": 2}
+    assert opts["user_config"]["models"] == [{"name": "m", "model_dir": str(tmp_path / "m"), "run_dir": None}]
+    with pytest.raises(UserError, match="--replicas"):
+        ServeOptions(replicas=0)
+
+
+def test_the_built_config_is_a_valid_serve_deploy_file(tmp_path):
+    from ray.serve.schema import ServeDeploySchema
+
+    sources = [resolve(_model(tmp_path / "m"))]
+    config = serve_config(sources, ServeOptions(port=8001, replicas=2))
+    schema = ServeDeploySchema.model_validate(config)
+    app = schema.applications[0]
+    assert (app.import_path, app.route_prefix, schema.http_options.port) == ("drml_ray.serve.app:build_app", "/", 8001)
+    assert app.deployments[0].num_replicas == 2
+
+
+def test_the_request_log_is_a_corpus_folder(tmp_path):
+    log = RequestLog(tmp_path / "log", flush_rows=2)
+    record = {"text": "Anna met Bob", "entities": [{"type": "PER", "start": 0, "end": 4, "text": "Anna", "score": 1.0}]}
+    log.add(["Anna", "met", "Bob"], ["B-PER", "O", "B-PER"], record, "m", "v1")
+    assert list((tmp_path / "log").iterdir()) == []  # buffered until 2 rows
+    log.add(["Bob"], ["B-PER"], {"text": "Bob", "entities": []}, "m", "v1")
+    log.add(["Zed"], ["O"], {"text": "Zed", "entities": []}, "m", "v2")
+    assert log.flush() is not None and log.flush() is None
+    files = sorted((tmp_path / "log").glob("*.parquet"))
+    assert len(files) == 2
+    sentences = read_corpus_file(tmp_path / "log")
+    assert [s.tokens for s in sentences] == [("Anna", "met", "Bob"), ("Bob",), ("Zed",)]
+    assert sentences[0].tags == ("B-PER", "O", "B-PER")
+    frame = pd.read_parquet(tmp_path / "log")
+    assert list(frame["version"]) == ["v1", "v1", "v2"] and json.loads(frame["entities"][0]) == record["entities"]
