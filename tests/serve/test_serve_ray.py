@@ -57,8 +57,9 @@ def test_serve_answers_batches_refuses_and_swaps_without_failures(ray_session, t
     from ray.util.state import list_actors
 
     first, second = resolve(_tiny_model(tmp_path / "a", 3), "ner"), resolve(_tiny_model(tmp_path / "b", 4), "ner")
-    opts = ServeOptions(port=_free_port(), max_batch=8, batch_wait_ms=20, cpus=0.5,
-                        log_requests=str(tmp_path / "log"), limits=Limits(max_chars=100, max_texts=4, max_body=4000))  # fmt: skip
+    limits = Limits(max_chars=100, max_texts=4, max_body=4000)
+    opts = ServeOptions(port=_free_port(), max_batch=8, batch_wait_ms=20, cpus=0.5, log_requests=str(tmp_path / "log"),
+                        limits=limits)  # fmt: skip
     url = deploy([first], opts)
     try:
         models = requests.get(f"{url}/v1/models", timeout=30).json()
