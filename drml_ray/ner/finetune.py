@@ -29,6 +29,7 @@ from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
 from drml_ray.ner.metrics import format_split
+from drml_ray.ner.model_card import model_card
 from drml_ray.ner.modeling import build_model, check_backbone, load_tokenizer, save_hf_folder
 from drml_ray.ner.train_loop import STATE_FILE, LoopCallback, train_loop_per_worker
 from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregistered_checkpoints, recover_record
@@ -238,6 +239,8 @@ def run_finetune(
         },
         "data": corpus_summary(corpus),
     }
+    card = model_card(cfg.name, cfg.model.backbone, (run_dir / "config.yaml").read_text(), results)
+    atomic_write_text(run_dir / "best" / "README.md", card)
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the run finished
     print(f"[drml] test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; everything is in {run_dir}")
     return results

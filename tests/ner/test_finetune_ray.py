@@ -80,6 +80,11 @@ def test_f1_gathered_from_two_workers_equals_single_process_f1(smoke_run):
     results = json.loads((smoke_run / "results.json").read_text())
     best = max(results["history"], key=lambda h: h["dev_f1"])  # scored on 2 workers during training
     assert results["dev"]["entity"]["micro"]["f1"] == pytest.approx(best["dev_f1"], abs=1e-12)  # best/ in 1 process
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(smoke_run / "best" / "README.md")  # the model card carries the same test score
+    f1 = next(r.metric_value for r in card.data.eval_results if r.metric_type == "f1")
+    assert f1 == round(results["test"]["entity"]["micro"]["f1"], 4)
 
 
 def test_saved_model_loads_with_plain_transformers_pipeline(smoke_run):
