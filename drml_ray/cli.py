@@ -315,6 +315,7 @@ def serve_command(
     max_batch: Annotated[int, typer.Option(help="Requests tagged together in one batch.")] = 32,
     batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 5.0,
     cpus: Annotated[float, typer.Option(help="CPUs per replica (its torch threads).")] = 1.0,
+    dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",
     max_chars: Annotated[int, typer.Option(help="Characters per text.")] = 10_000,
     max_texts: Annotated[int, typer.Option(help="Texts per request.")] = 256,
     max_body: Annotated[int, typer.Option(help="Bytes per request body.")] = 1_000_000,
@@ -332,8 +333,9 @@ def serve_command(
     from drml_ray.serve.models import parse_sources
 
     sources = parse_sources(model_dir, model or [])
-    opts = ServeOptions(host, port, replicas, parse_autoscale(autoscale), max_batch, batch_wait_ms, cpus, log_requests,
-                        Limits(max_chars, max_texts, max_body))  # fmt: skip
+    opts = ServeOptions(host=host, port=port, replicas=replicas, autoscale=parse_autoscale(autoscale),
+                        max_batch=max_batch, batch_wait_ms=batch_wait_ms, cpus=cpus, dtype=dtype,
+                        log_requests=log_requests, limits=Limits(max_chars, max_texts, max_body))  # fmt: skip
     if build is not None:
         write_serve_config(sources, opts, build)
         typer.echo(f"[drml] wrote {build}; deploy it with `serve deploy {build}`")

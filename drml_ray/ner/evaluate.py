@@ -30,6 +30,8 @@ class SavedModel:
     tokenizer: object
     max_length: int
     overlap: int
+    autocast: torch.dtype | None = None
+    """Forward passes under ``torch.autocast`` at this dtype (``drml serve --dtype bf16``); ``None``: float32."""
 
     @property
     def labels(self) -> list[str]:
@@ -76,7 +78,7 @@ def predict_tags(
     """IOB2 tags and their probabilities for word lists."""
     return predict_words(
         saved.model, saved.tokenizer, sentences, max_length=saved.max_length, overlap=saved.overlap,
-        batch_size=batch_size, progress=progress,
+        batch_size=batch_size, progress=progress, autocast_dtype=saved.autocast,
     )  # fmt: skip
 
 

@@ -70,11 +70,14 @@ def predict_words(
     batch_size: int = 64,
     device: torch.device | None = None,
     progress: str | None = None,
+    autocast_dtype: torch.dtype | None = None,
 ) -> tuple[list[list[str]], list[list[float]]]:
-    """Tag word lists in one process: IOB2 tags and the probability of each tag."""
+    """Tag word lists in one process: IOB2 tags and the probability of each tag (``autocast_dtype``: e.g.
+    ``torch.bfloat16``, the forward passes under autocast)."""
     device = device or next(model.parameters()).device
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     windows = encode(tokenizer, sentences, None, {}, max_length=max_length, overlap=overlap)
     batches = eval_batches([len(w.input_ids) for w in windows], batch_size)
-    outputs = predict_windows(model, windows, batches, pad_id=tokenizer.pad_token_id, device=device, progress=progress)
+    outputs = predict_windows(model, windows, batches, pad_id=tokenizer.pad_token_id, device=device, progress=progress,
+                              autocast_dtype=autocast_dtype)  # fmt: skip
     return merge_outputs(windows, outputs, [len(s) for s in sentences], id2label)

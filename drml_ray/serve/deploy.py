@@ -35,6 +35,7 @@ class ServeOptions:
     max_batch: int = 32
     batch_wait_ms: float = 5.0
     cpus: float = 1.0
+    dtype: str = "float32"
     log_requests: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -42,9 +43,11 @@ class ServeOptions:
         checks = {"--port": 0 < self.port < 65536, "--replicas": self.replicas >= 1, "--max-batch": self.max_batch >= 1,
                   "--batch-wait-ms": self.batch_wait_ms >= 0, "--cpus": self.cpus > 0,
                   "--max-chars/--max-texts/--max-body": min(asdict(self.limits).values()) >= 1}  # fmt: skip
+        checks["--dtype (float32 or bfloat16)"] = self.dtype in ("float32", "bfloat16")
         wrong = [flag for flag, ok in checks.items() if not ok]
         if wrong:
-            raise UserError(f"{wrong[0]}: out of range (ports 1-65535; counts, sizes and CPUs above 0)")
+            raise UserError(f"{wrong[0]}: out of range (ports 1-65535; counts, sizes and CPUs above 0; dtypes float32, "
+                        "bfloat16)")  # fmt: skip
 
 
 def parse_autoscale(spec: str | None) -> tuple[int, int] | None:
@@ -66,6 +69,7 @@ def user_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any
         ],  # fmt: skip
         "max_batch": opts.max_batch,
         "batch_wait_ms": opts.batch_wait_ms,
+        "dtype": opts.dtype,
         "log_dir": str(Path(opts.log_requests).resolve()) if opts.log_requests else None,
     }
 

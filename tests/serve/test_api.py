@@ -104,6 +104,8 @@ def test_autoscaling_and_batching_become_serve_options(tmp_path):
     assert opts["user_config"]["models"] == [{"name": "m", "model_dir": str(tmp_path / "m"), "run_dir": None}]
     with pytest.raises(UserError, match="--replicas"):
         ServeOptions(replicas=0)
+    with pytest.raises(UserError, match="--dtype"):
+        ServeOptions(dtype="float16")
 
 
 def test_the_built_config_is_a_valid_serve_deploy_file(tmp_path):

@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 import requests
@@ -78,7 +79,7 @@ def test_serve_answers_batches_refuses_and_swaps_without_failures(ray_session, t
         schema = requests.get(f"{url}/openapi.json", timeout=30).json()
         assert {"/v1/predict", "/v1/models", "/healthz"} <= set(schema["paths"])
         assert "texts" in json.dumps(schema["paths"]["/v1/predict"]["post"]["requestBody"])
-        _swap_under_load(url, [second], opts, old=one["version"])
+        _swap_under_load(url, [second], replace(opts, dtype="bfloat16"), old=one["version"])
     finally:
         serve.delete("drml")
         serve.shutdown()
