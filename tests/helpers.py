@@ -71,3 +71,20 @@ class Squarer:
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def chromium_dom(page: Path) -> str:
+    """``page`` as headless Chromium leaves its DOM after the load handlers ran (skips without Chromium)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium on this machine (.ci/run installs Debian's)")
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip

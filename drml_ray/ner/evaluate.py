@@ -86,9 +86,16 @@ def evaluate_sentences(
     saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64, progress: str | None = "scoring"
 ) -> dict[str, Report]:
     """Entity- and token-level reports of ``saved`` on ``sentences`` (with a progress bar by default)."""
+    return predict_and_score(saved, sentences, batch_size, progress)[0]
+
+
+def predict_and_score(
+    saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64, progress: str | None = "scoring"
+) -> tuple[dict[str, Report], list[list[str]]]:
+    """The reports of :func:`evaluate_sentences` and the predicted tags they were computed from."""
     known = {kind for label in saved.labels if (kind := split_tag(label)[1])}
     unknown = sorted({k for s in sentences for t in s.tags if (k := split_tag(t)[1]) and k not in known})
     if unknown:
         log.warning("entity types in the data that the model cannot predict: %s", ", ".join(unknown))
     pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size, progress)
-    return score_split([s.tags for s in sentences], pred)
+    return score_split([s.tags for s in sentences], pred), pred

@@ -5,7 +5,9 @@
 2. load the corpus,
 3. run a ``TorchTrainer`` with ``train_loop_per_worker`` on ``scaling.num_workers`` workers,
 4. export the best checkpoint (by dev entity F1) to ``best/`` as a Hugging Face folder,
-5. score ``best/`` on dev and test, write ``report_{dev,test}.txt`` and, last, ``results.json``.
+5. score ``best/`` on dev and test, write ``report_{dev,test}.txt``, ``predictions_test.jsonl`` (tokens, gold
+   and predicted tags per test sentence: the report's error analysis), ``best/README.md`` (the model card)
+   and, last, ``results.json``.
 
 ``drml tune`` runs the same training as its trials (:func:`search_trial`); :func:`report_sections` is the
 kind's part of ``drml report``.
@@ -27,7 +29,7 @@ from drml_ray.checkpoints import load_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
-from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
+from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
 from drml_ray.ner.modeling import build_model, check_backbone, load_tokenizer, save_hf_folder
@@ -36,6 +38,7 @@ from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregist
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 
 TRAIN_SUBDIR = "train"
+PREDICTIONS = "predictions_test.jsonl"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
 """Ray Train's record, in its storage folder, of the checkpoints it keeps."""
 
@@ -166,9 +169,11 @@ def export_and_score(cfg: FinetuneConfig, corpus: NerCorpus, checkpoint_dir: Pat
     saved = load_saved_model(best_dir)
     scores = {}
     for split in ("dev", "test"):
-        scores[split] = evaluate_sentences(
-            saved, corpus.splits[split], batch_size=cfg.train.eval_batch_size, progress=f"scoring {split}"
-        )
+        sentences = corpus.splits[split]
+        scores[split], pred = predict_and_score(saved, sentences, cfg.train.eval_batch_size, f"scoring {split}")
+        if split == "test":  # what `drml report` draws its error analysis from
+            rows = [{"tokens": s.tokens, "gold": s.tags, "pred": p} for s, p in zip(sentences, pred, strict=True)]
+            atomic_write_text(run_dir / PREDICTIONS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         report = format_split(scores[split], split)
         atomic_write_text(run_dir / f"report_{split}.txt", report)
         print(report)
@@ -325,8 +330,29 @@ def report_sections(run_dir: Path) -> list[Any]:
     if results.get("history"):
         figure = curves_png(results["history"], run_dir / "report_curves.png")
         sections.append(Section("Training curves", figure=figure))
+    if "dev" in results and "test" in results:
+        sections += error_sections(results, run_dir)
     for split in ("dev", "test"):
         path = run_dir / f"report_{split}.txt"
         if path.exists():
             sections.append(Section(f"{split} reports", text=path.read_text(encoding="utf-8")))
+    return sections
+
+
+def error_sections(results: dict[str, Any], run_dir: Path) -> list[Any]:
+    """Per-type F1 bars; from ``predictions_test.jsonl`` (runs since it was written), the confusion of entity
+    types and the test sentences with the most errors."""
+    from drml_ray.report import ner_errors as errors
+    from drml_ray.report.build import Section
+
+    sections = [Section("Entity F1 per type", figure=errors.per_type_png(results, run_dir / "report_types.png"))]
+    if not (run_dir / PREDICTIONS).exists():
+        return sections
+    rows = [json.loads(line) for line in (run_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines() if line]
+    counts = errors.confusion([r["gold"] for r in rows], [r["pred"] for r in rows])
+    sections.append(Section("Test entities: type confusion, missed and spurious",
+                            figure=errors.confusion_png(counts, run_dir / "report_confusion.png")))  # fmt: skip
+    worst = errors.worst_sentences(rows, k=10)
+    title = f"The {len(worst)} test sentences with the most errors (wrong entities outlined)"
+    sections.append(Section(title, html=errors.worst_html(worst), markdown=errors.worst_markdown(worst)))
     return sections

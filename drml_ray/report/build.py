@@ -27,6 +27,9 @@ class Section:
     """Preformatted text (config, seqeval tables)."""
     table: list[dict[str, Any]] = field(default_factory=list)
     figure: Path | None = None
+    html: str = ""
+    """Markup of the section's own (the highlighted sentences), with ``markdown`` its form in report.md."""
+    markdown: str = ""
 
 
 def _read(path: Path) -> str:
@@ -118,12 +121,17 @@ def md_table(rows: list[dict[str, Any]]) -> str:
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}
-pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}img{max-width:100%}"""
+pre{background:#f7f7f7;padding:.8em;overflow-x:auto;font-size:.85em}img{max-width:100%}
+.sent{margin:.8em 0;padding:.5em;border-left:3px solid #ddd;line-height:2.4}.errs{color:#a00;font-size:.85em}
+mark.ent{padding:.2em .35em;margin:0 .1em;border-radius:.35em}mark.wrong{outline:2px solid #d00}
+.lbl{font-size:.65em;font-weight:bold;text-transform:uppercase;margin-left:.4em;vertical-align:middle}"""
 
-# Counts the figures the browser decoded; the report test reads it back from headless Chromium.
+# Counts the figures the browser decoded and the highlighted entities; the report tests read them back from
+# headless Chromium.
 _SCRIPT = """window.addEventListener('load',()=>{const imgs=[...document.images];
 document.body.dataset.figures=imgs.length;
-document.body.dataset.rendered=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;});"""
+document.body.dataset.rendered=imgs.filter(i=>i.complete&&i.naturalWidth>0).length;
+document.body.dataset.highlights=document.querySelectorAll('mark.ent').length;});"""
 
 
 def render_html(title: str, sections: list[Section]) -> str:
@@ -140,6 +148,7 @@ def render_html(title: str, sections: list[Section]) -> str:
             parts.append(f"<img alt='{html.escape(section.figure.name)}' src='data:image/png;base64,{data}'>")
         if section.text:
             parts.append(f"<pre>{html.escape(section.text)}</pre>")
+        parts.append(section.html)
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -154,6 +163,8 @@ def render_markdown(title: str, sections: list[Section]) -> str:
             parts.append(f"![{section.figure.stem}]({section.figure.name})")
         if section.text:
             parts.append(f"```\n{section.text.rstrip()}\n```")
+        if section.markdown:
+            parts.append(section.markdown)
     return "\n\n".join(parts) + "\n"
 
 

@@ -19,7 +19,7 @@ from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.modeling import build_model, load_tokenizer
 from drml_ray.ner.train_loop import STATE_FILE
 from drml_ray.ner.train_record import RAY_SNAPSHOT, listed_checkpoints, recover_record
-from tests.helpers import FailOnce
+from tests.helpers import FailOnce, chromium_dom
 from tests.test_checkpoints import malicious
 
 pytestmark = pytest.mark.ray
@@ -66,6 +66,19 @@ def test_results_json_shape_and_early_stopping(smoke_run):
     assert results["best_epoch"] == best["epoch"]
     assert results["test"]["entity"]["micro"]["f1"] > 0.5  # it learned something
     assert results["train"]["tokens_per_s"] > 0 and results["train"]["wall_s"] > 0
+
+
+def test_report_of_a_finetune_run_shows_figures_and_highlighted_errors(smoke_run):
+    from drml_ray.report.ner_errors import entity_spans, worst_sentences
+
+    assert cli("report", smoke_run).exit_code == 0
+    rows = [json.loads(line) for line in (smoke_run / "predictions_test.jsonl").read_text().splitlines()]
+    assert len(rows) == 60 and all(len(r["tokens"]) == len(r["gold"]) == len(r["pred"]) for r in rows)
+    worst = worst_sentences(rows, k=10)
+    marks = sum(len(entity_spans(w["gold"])) + len(entity_spans(w["pred"])) for w in worst)
+    assert worst and "errors\n  - gold: [" in (smoke_run / "report.md").read_text()
+    dom = chromium_dom(smoke_run / "report.html")  # curves, per-type bars, confusion matrix; every mark drawn
+    assert 'data-figures="3"' in dom and 'data-rendered="3"' in dom and f'data-highlights="{marks}"' in dom
 
 
 def test_token_report_support_is_the_word_count(smoke_run):

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
 from drml_ray.data.conll import read_corpus_file
 from drml_ray.errors import UserError
@@ -99,7 +100,7 @@ def test_autoscaling_and_batching_become_serve_options(tmp_path):
     sources = [resolve(_model(tmp_path / "m"))]
     opts = deployment_options(sources, ServeOptions(autoscale=(1, 4), max_batch=16, cpus=2))
     assert opts["autoscaling_config"] == {"min_replicas": 1, "max_replicas": 4, "target_ongoing_requests": 16}
-    assert "num_replicas" not in opts and opts["max_ongoing_requests"] == 32
+    assert "num_replicas" not in opts and opts["max_ongoing_requests"] == 512
     assert opts["ray_actor_options"] == {"num_cpus": 2}
     assert opts["user_config"]["models"] == [{"name": "m", "model_dir": str(tmp_path / "m"), "run_dir": None}]
     with pytest.raises(UserError, match="--replicas"):
@@ -134,3 +135,22 @@ def test_the_request_log_is_a_corpus_folder(tmp_path):
     assert sentences[0].tags == ("B-PER", "O", "B-PER")
     frame = pd.read_parquet(tmp_path / "log")
     assert list(frame["version"]) == ["v1", "v1", "v2"] and json.loads(frame["entities"][0]) == record["entities"]
+
+
+def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from drml_ray.cli import app
+
+    model = _model(tmp_path / "m")
+    out = tmp_path / "serve.yaml"
+    built = CliRunner().invoke(app, ["serve", str(model), "--build", str(out), "--autoscale", "1:3", "--port", "9000"])
+    assert built.exit_code == 0, built.output
+    config = yaml.safe_load(out.read_text())
+    deployment = config["applications"][0]["deployments"][0]
+    assert deployment["autoscaling_config"]["max_replicas"] == 3 and config["http_options"]["port"] == 9000
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    detached = CliRunner().invoke(app, ["serve", str(model), "--detach"])
+    assert detached.exit_code == 2 and "RAY_ADDRESS" in detached.output
+    wrong = CliRunner().invoke(app, ["serve", str(model), "--autoscale", "3:1", "--build", str(out)])
+    assert wrong.exit_code == 2 and "--autoscale" in wrong.output

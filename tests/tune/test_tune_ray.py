@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import FinetuneConfig, load_config
 from drml_ray.tune.driver import run_tune
-from tests.helpers import FailOnce
+from tests.helpers import FailOnce, chromium_dom
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -76,14 +74,7 @@ def test_report_of_a_search_renders_in_chromium(smoke_search):
     cli("report", smoke_search)
     page, markdown = smoke_search / "report.html", smoke_search / "report.md"
     assert "trial_00003" in page.read_text() and "![trials](trials.png)" in markdown.read_text()
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
-        pytest.skip("no chromium on this machine (.ci/run installs Debian's)")
-    dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
-         page.as_uri()],
-        capture_output=True, text=True, timeout=120, check=True,
-    ).stdout  # fmt: skip
+    dom = chromium_dom(page)
     assert 'data-figures="1"' in dom and 'data-rendered="1"' in dom  # the inlined PNG decoded
 
 
