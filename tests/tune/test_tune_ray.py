@@ -95,41 +95,40 @@ def progress_epochs(run_dir: Path, trial: str, column: str = "epoch") -> list[fl
 
 
 def test_successive_halving_resumes_the_best_from_its_rung(ray_session, tmp_path):
-    """Three trials one at a time, one rung at epoch 1 (rf 3): each pauses there until all three have
-    a score; the best then resumes from its epoch-1 checkpoint and the other two stop."""
+    """Two trials one at a time, one rung at epoch 1 (rf 2): each pauses there until both have a score; the
+    better then resumes from its epoch-1 checkpoint and the other stops."""
     run_dir = tmp_path / "sha"
     cli("tune", SMOKE, "--output-dir", run_dir,
-        "--set", "tune.space={train.lr: {grid: [1.0e-5, 1.5e-2, 3.0e-4]}}", "--set", "tune.search=grid",
-        "--set", "tune.scheduler={type: sha, grace_period: 1, reduction_factor: 3}",
+        "--set", "tune.space={train.lr: {grid: [1.0e-5, 1.5e-2]}}", "--set", "tune.search=grid",
+        "--set", "tune.scheduler={type: sha, grace_period: 1, reduction_factor: 2}",
         "--set", "tune.max_concurrent_trials=1", "--set", "train.epochs=3")  # fmt: skip
     trials = read_trials(run_dir)
-    assert sorted((t["state"], float(t["epochs"])) for t in trials) == [
-        ("completed", 3.0), ("stopped by sha", 1.0), ("stopped by sha", 1.0)]  # fmt: skip
+    assert sorted((t["state"], float(t["epochs"])) for t in trials) == [("completed", 3.0), ("stopped by sha", 1.0)]
     at_rung = {t["trial"]: progress_epochs(run_dir, t["trial"], "dev_f1")[0] for t in trials}
     winner = next(t["trial"] for t in trials if t["state"] == "completed")
     assert at_rung[winner] == max(at_rung.values())
     epochs = progress_epochs(run_dir, winner)  # resumed from a checkpoint, not started over: no epoch twice
     assert epochs[0] == 1.0 and epochs[-1] == 3.0 and epochs == sorted(set(epochs))  # ([1, 3] if epoch 2
     # finished before Tune paused the trial: Ray Train resumes from the latest checkpoint it wrote)
-    assert json.loads((run_dir / "results.json").read_text())["tune"]["trial_epochs"] == 5
+    assert json.loads((run_dir / "results.json").read_text())["tune"]["trial_epochs"] == 4
     assert all(float(t["overhead_s"]) > 0 for t in trials)  # the resumed trial's time counts both runs
 
 
 def test_resume_reruns_errored_trials_from_their_checkpoints(ray_session, tmp_path):
     run_dir = tmp_path / "resume"
-    sets = ["tune.scheduler.type=fifo", "tune.space={train.lr: {grid: [1.5e-2, 1.0e-2]}}", "tune.search=grid",
+    sets = ["tune.scheduler.type=fifo", "tune.space={train.lr: {grid: [1.5e-2]}}", "tune.search=grid",
             "train.epochs=2"]  # fmt: skip
     # every trial dies once, after epoch 1's checkpoint
     run_tune(load_config(SMOKE, sets), run_dir, callbacks=[FailOnce(after=1)])
-    assert [t["state"] for t in read_trials(run_dir)] == ["error", "error"]
+    assert [t["state"] for t in read_trials(run_dir)] == ["error"]
     args = ["tune", SMOKE, "--output-dir", run_dir, *[a for s in sets for a in ("--set", s)]]
 
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 2 and "finished run" in result.output  # refuses without --resume / --overwrite
     cli(*args, "--resume")
     trials = read_trials(run_dir)
-    assert [(t["state"], float(t["epochs"])) for t in trials] == [("completed", 2.0)] * 2
-    for trial in trials:  # Ray Train resumed each trial from its epoch-1 checkpoint instead of starting over
+    assert [(t["state"], float(t["epochs"])) for t in trials] == [("completed", 2.0)]
+    for trial in trials:  # Ray Train resumed the trial from its epoch-1 checkpoint instead of starting over
         assert progress_epochs(run_dir, trial["trial"]) == [1.0, 2.0]
 
 
