@@ -161,6 +161,8 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     """The 1-based line (a Parquet file: row) of the first word tagged with one of ``labels`` (or its IOB1
     equivalent), for error messages."""
     kinds = {split_tag(label)[1] for label in labels}
+    if Path(path).is_dir():
+        return None  # a folder of Parquet files: no one line to name
     if Path(path).suffix == ".parquet":
         from drml_ray.data.parquet import read_parquet
 
