@@ -180,6 +180,12 @@ def export_and_score(cfg: FinetuneConfig, corpus: NerCorpus, checkpoint_dir: Pat
     return scores
 
 
+def write_model_card(cfg: FinetuneConfig, config_file: Path, results: dict[str, Any], best_dir: Path) -> None:
+    """``best/README.md``: the model card of the exported model (:mod:`drml_ray.ner.model_card`)."""
+    card = model_card(cfg.name, cfg.model.backbone, config_file.read_text(encoding="utf-8"), results)
+    atomic_write_text(best_dir / "README.md", card)
+
+
 def corpus_summary(corpus: NerCorpus) -> dict[str, Any]:
     """What ``results.json`` records about the data a run used."""
     return {
@@ -244,8 +250,7 @@ def run_finetune(
         },
         "data": corpus_summary(corpus),
     }
-    card = model_card(cfg.name, cfg.model.backbone, (run_dir / "config.yaml").read_text(), results)
-    atomic_write_text(run_dir / "best" / "README.md", card)
+    write_model_card(cfg, run_dir / "config.yaml", results, run_dir / "best")
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the run finished
     print(f"[drml] test entity F1 {scores['test']['entity']['micro']['f1']:.4f}; everything is in {run_dir}")
     return results
@@ -309,7 +314,9 @@ def finish_search(best_cfg: FinetuneConfig, run_dir: Path, best: Any, corpus: Ne
         print(f"[drml] removed {len(orphans)} checkpoint(s) that stopped trials left unregistered")
     scores = export_and_score(best_cfg, corpus, Path(best.best_checkpoint), run_dir)
     print(f"[drml] best trial's test entity F1 {scores['test']['entity']['micro']['f1']:.4f}")
-    return {**scores, "data": corpus_summary(corpus)}
+    results = {**scores, "data": corpus_summary(corpus)}
+    write_model_card(best_cfg, run_dir / "best_config.yaml", results, run_dir / "best")
+    return results
 
 
 # --- drml report ---------------------------------------------------------------------------------------

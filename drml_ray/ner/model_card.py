@@ -56,7 +56,7 @@ def model_card(name: str, backbone: str, config_yaml: str, results: dict[str, An
         f"{', '.join(f'`{t}`' for t in types)} (IOB2 labels: {', '.join(data['labels'])}).",
         f"## Training data\n\n`{data['name']}`{' (generated template sentences)' if data['generated'] else ''}: "
         f"{sizes} sentences. Sources: {', '.join(f'{k}: `{v}`' for k, v in data['sources'].items())}.",
-        f"## Results\n\nBest epoch {results['best_epoch']:g} (chosen on dev entity F1).\n\n{_scores_table(results)}",
+        f"## Results\n\n{_best_epoch(results)}{_scores_table(results)}",
         '## How to use\n\n```bash\ndrml predict path/to/best --text "Angela Merkel visited Paris."\n'
         "drml serve path/to/best   # HTTP: POST /v1/predict\n```\n\nor with transformers: "
         '`pipeline("token-classification", model="path/to/best", aggregation_strategy="first")`.',
@@ -67,6 +67,11 @@ def model_card(name: str, backbone: str, config_yaml: str, results: dict[str, An
         f"## Training configuration\n\n```yaml\n{config_yaml.rstrip()}\n```",
     ]
     return f"---\n{header}---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _best_epoch(results: dict[str, Any]) -> str:
+    """A run records the epoch it kept; a search's best trial is summarised in its own results."""
+    return f"Best epoch {results['best_epoch']:g} (chosen on dev entity F1).\n\n" if "best_epoch" in results else ""
 
 
 def _scores_table(results: dict[str, Any]) -> str:

@@ -75,7 +75,9 @@ def test_report_of_a_search_renders_in_chromium(smoke_search):
     page, markdown = smoke_search / "report.html", smoke_search / "report.md"
     assert "trial_00003" in page.read_text() and "![trials](trials.png)" in markdown.read_text()
     dom = chromium_dom(page)
-    assert 'data-figures="1"' in dom and 'data-rendered="1"' in dom  # the inlined PNG decoded
+    # trials, the best model's per-type F1 and its confusion matrix decoded; its worst sentences highlighted
+    assert 'data-figures="3"' in dom and 'data-rendered="3"' in dom and 'data-highlights="0"' not in dom
+    assert (smoke_search / "best" / "README.md").read_text().startswith("---\n")  # the model card
 
 
 def test_asha_stops_a_weak_trial(ray_session, tmp_path):
