@@ -21,7 +21,12 @@ SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.stri
 def write_parquet(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
     """Write sentences to a Parquet file atomically (a temporary file renamed into place)."""
     rows = list(sentences)
-    table = pa.table({"tokens": [list(s.tokens) for s in rows], "tags": [list(s.tags) for s in rows]}, schema=SCHEMA)
+    write_table(path, pa.table({"tokens": [list(s.tokens) for s in rows], "tags": [list(s.tags) for s in rows]},
+                               schema=SCHEMA))  # fmt: skip
+
+
+def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
+    """Write an Arrow table to Parquet atomically (a temporary file renamed into place)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)

@@ -34,6 +34,8 @@ class CorpusSpec:
     base_url: str | None
     """Public home the files are downloaded from; ``None`` when redistribution is forbidden."""
     description: str
+    hub_id: str | None = None
+    """The corpus's Hugging Face dataset id (what a model card's ``datasets`` names)."""
 
 
 CROSSNER_URL = "https://raw.githubusercontent.com/zliucr/CrossNER/main/ner_data"
@@ -77,6 +79,7 @@ def _crossner(domain: str) -> CorpusSpec:
         licence="MIT",
         base_url=f"{CROSSNER_URL}/{domain}",
         description=f"CrossNER {domain} (Liu et al., AAAI 2021)",
+        hub_id="DFKI-SLT/cross_ner",
     )
 
 
@@ -92,6 +95,7 @@ CONLL2003 = CorpusSpec(
     licence="Reuters text, research use only: not redistributable",
     base_url=None,
     description="CoNLL-2003 English (original IOB1 files)",
+    hub_id="eriktks/conll2003",
 )
 
 CORPORA: dict[str, CorpusSpec] = {CONLL2003.name: CONLL2003} | {f"crossner_{d}": _crossner(d) for d in CROSSNER_DOMAINS}

@@ -38,9 +38,9 @@ from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregist
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 
 TRAIN_SUBDIR = "train"
-PREDICTIONS = "predictions_test.jsonl"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
-"""Ray Train's record, in its storage folder, of the checkpoints it keeps."""
+PREDICTIONS = "predictions_test.jsonl"
+"""Tokens, gold and predicted tags of each test sentence: what ``drml report`` draws its error analysis from."""
 
 
 def fit_reporting_ctrl_c(trainer: Any) -> Any:

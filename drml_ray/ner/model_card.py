@@ -13,15 +13,13 @@ from typing import Any
 import yaml
 
 from drml_ray.data.conll import entity_types
-
-HUB_DATASETS = {"conll2003": "eriktks/conll2003", **{f"crossner_{d}": "DFKI-SLT/cross_ner" for d in
-                ("politics", "science", "music", "literature", "ai")}}  # fmt: skip
-"""Hub ids of the corpora drml-ray fetches by name (a user's own files have none)."""
+from drml_ray.data.registry import CORPORA
 
 
 def card_metadata(name: str, backbone: str, results: dict[str, Any]) -> dict[str, Any]:
     """The card's YAML header: ``model-index`` holds the test entity scores and the token accuracy."""
     data = results["data"]["name"]
+    hub_id = CORPORA[data].hub_id if data in CORPORA else None  # a user's own files have none
     test = results["test"]
     metrics = [
         {"type": "f1", "value": round(test["entity"]["micro"]["f1"], 4), "name": "Test entity F1 (micro)"},
@@ -33,12 +31,12 @@ def card_metadata(name: str, backbone: str, results: dict[str, Any]) -> dict[str
                             "tags": ["token-classification", "ner", "drml-ray"]}  # fmt: skip
     if "/" in backbone and not backbone.startswith((".", "/", "~")):
         meta["base_model"] = backbone  # a Hub id; a local folder or a packaged alias is not one
-    if data in HUB_DATASETS:
-        meta["datasets"] = [HUB_DATASETS[data]]
+    if hub_id:
+        meta["datasets"] = [hub_id]
     meta["metrics"] = ["f1", "precision", "recall", "accuracy"]
     meta["model-index"] = [{"name": name, "results": [{
         "task": {"type": "token-classification", "name": "Named-entity recognition"},
-        "dataset": {"name": data, "type": HUB_DATASETS.get(data, data), "split": "test"},
+        "dataset": {"name": data, "type": hub_id or data, "split": "test"},
         "metrics": metrics,
     }]}]  # fmt: skip
     return meta

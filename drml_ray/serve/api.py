@@ -81,7 +81,7 @@ class PredictAnswer(BaseModel):
 def parse_predict(raw: bytes, limits: Limits) -> PredictRequest:
     """Check a ``/v1/predict`` body; raise ``RequestError`` naming the field at fault."""
     if len(raw) > limits.max_body:
-        raise RequestError(413, "body", f"{len(raw):,} bytes; at most {limits.max_body:,} (--max-body)")
+        raise RequestError(413, "body", f"more than {limits.max_body:,} bytes (--max-body)")
     try:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -12,7 +12,6 @@ replica to restart, and every answer names the model and the version that served
 import asyncio
 import logging
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,24 +52,25 @@ def load_models(sources: list[dict], dtype: str = "float32") -> dict[str, Loaded
     autocast = torch.bfloat16 if dtype == "bfloat16" else None
     models = {}
     for spec in sources:
-        source = ModelSource(spec["name"], Path(spec["model_dir"]), Path(spec["run_dir"]) if spec["run_dir"] else None)
+        source = ModelSource.from_config(spec)
         saved = replace(load_saved_model(source.model_dir), autocast=autocast)
         models[source.name] = Loaded(saved, describe(source, saved.labels))
     return models
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes rather than read whole."""
+    """The request body, but no more than ``limit + 1`` bytes of it: enough for ``parse_predict`` to refuse an
+    oversize body without reading it whole."""
     chunks, size = [], 0
     async for chunk in request.stream():
+        chunks.append(chunk)
         size += len(chunk)
         if size > limit:
-            raise RequestError(413, "body", f"more than {limit:,} bytes (--max-body)")
-        chunks.append(chunk)
+            break
     return b"".join(chunks)
 
 
-@serve.deployment(name="ner", max_ongoing_requests=64)  # RAY: replicas, CPUs and autoscaling come from deploy.py
+@serve.deployment(name="ner")  # RAY: replicas, CPUs, autoscaling and max_ongoing_requests come from deploy.py
 @serve.ingress(api)
 class NerServer:
     """One replica: the served models, the request limits and (optionally) the request log."""

@@ -65,10 +65,7 @@ def parse_autoscale(spec: str | None) -> tuple[int, int] | None:
 def user_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any]:
     """What the running replicas reconfigure to: the models, batching and the request log."""
     return {
-        "models": [
-            {"name": s.name, "model_dir": str(s.model_dir), "run_dir": str(s.run_dir) if s.run_dir else None}
-            for s in sources
-        ],  # fmt: skip
+        "models": [source.as_config() for source in sources],
         "max_batch": opts.max_batch,
         "batch_wait_ms": opts.batch_wait_ms,
         "dtype": opts.dtype,

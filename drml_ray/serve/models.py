@@ -22,6 +22,19 @@ class ModelSource:
     model_dir: Path
     run_dir: Path | None
 
+    def as_config(self) -> dict[str, str | None]:
+        """The JSON form a deployment's ``user_config`` carries (``from_config`` reads it back)."""
+        return {
+            "name": self.name,
+            "model_dir": str(self.model_dir),
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+        }
+
+    @classmethod
+    def from_config(cls, spec: dict[str, str | None]) -> ModelSource:
+        run_dir = spec.get("run_dir")
+        return cls(str(spec["name"]), Path(str(spec["model_dir"])), Path(run_dir) if run_dir else None)
+
 
 def resolve(path: str | Path, name: str | None = None) -> ModelSource:
     """A model folder (``runs/x/best``) or a run directory (``runs/x``, served from its ``best/``)."""

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from drml_ray.data.parquet import SCHEMA
+from drml_ray.data.parquet import SCHEMA, write_table
 
 LOG_SCHEMA = SCHEMA.append(pa.field("text", pa.string()))
 for _name, _type in (
@@ -67,8 +66,5 @@ class RequestLog:
                 return None
             self._files += 1
             path = self.folder / f"{self._stem}-{self._files:05d}.parquet"
-        table = pa.Table.from_pylist(rows, schema=LOG_SCHEMA)
-        tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
+        write_table(path, pa.Table.from_pylist(rows, schema=LOG_SCHEMA))
         return path
