@@ -64,30 +64,36 @@ def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str,
     return lines
 
 
-def _section_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
-    """The Section class of field ``key`` if it is a nested section, else None."""
+def _section_of(model: type[BaseModel], key: str) -> tuple[type[BaseModel] | None, bool]:
+    """The Section class of field ``key`` if it is a nested section (or a mapping of names to sections: then
+    True, the next part of a ``--set`` path being a name), else None."""
     annotation = model.model_fields[key].annotation
+    mapping = get_origin(annotation) is dict
     candidates = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
-    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None), mapping
 
 
 def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) -> tuple[str, ...]:
-    """Apply ``a.b=value`` to ``data`` in place after checking that ``a.b`` is a key of ``model``."""
+    """Apply ``a.b=value`` to ``data`` in place after checking that ``a.b`` is a key of ``model`` (a mapping of
+    sections takes any name: ``irl.families.nav2d.iters=5``)."""
     key, sep, value = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
     path = tuple(key.strip().split("."))
     section: type[BaseModel] | None = model
-    node = data
+    node, named = data, False
     for depth, part in enumerate(path):
-        if section is None or part not in section.model_fields:
+        if not named and (section is None or part not in section.model_fields):
             where = ".".join(path[:depth]) or "the top level"
             known = ", ".join(section.model_fields) if section else "(not a section)"
             raise ConfigError(f"--set {key}: unknown key {part!r} in {where} (known: {known})")
         if depth == len(path) - 1:
             node[part] = parse_yaml_value(value)
         else:
-            section = _section_of(section, part)
+            if named:
+                named = False
+            else:
+                section, named = _section_of(section, part)  # type: ignore[arg-type]
             child = node.get(part)
             node = node.setdefault(part, {}) if child is None else child
             if not isinstance(node, dict):

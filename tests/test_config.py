@@ -54,6 +54,16 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
         load_config(path, ["train.epochs"])
 
 
+def test_overrides_reach_into_a_mapping_of_sections_by_name(tmp_path):
+    path = write(tmp_path, "irl:\n  families:\n    nav2d: {iters: 3}\n")
+    cfg = load_config(path, ["irl.families.nav2d.iters=7", "irl.families.cartpole.task.length=0.5"])
+    assert (cfg.irl.families["nav2d"].iters, cfg.irl.families["cartpole"].task) == (7, {"length": 0.5})
+    with pytest.raises(ConfigError, match=r"unknown key 'iter' in irl.families.nav2d \(known: task"):
+        load_config(path, ["irl.families.nav2d.iter=7"])
+    with pytest.raises(ConfigError, match=r"irl.families.walker"):
+        load_config(path, ["irl.families.walker.iters=7"])
+
+
 def test_batch_must_split_over_workers_and_accumulation(tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size \(10\) must be a multiple of .* \(4\)"):
         load_config(write(tmp_path, "train: {batch_size: 10, grad_accum: 2}\nscaling: {num_workers: 2}\n"))

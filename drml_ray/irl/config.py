@@ -1,0 +1,97 @@
+"""The inverse-RL experiment file (``drml rl expert`` and ``drml rl irl``): ``expert:`` and ``irl:`` sections
+on top of an RL experiment's ``env:`` and ``ppo:``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from drml_ray.config import Count, NonEmpty, PPOSettings, Rate, RLExperiment, RLFamily, Section
+from drml_ray.rl.envs import ENVS
+
+IRLMethod = Literal["bc", "gail", "airl"]
+
+
+class FamilySettings(Section):
+    """One task family of the comparison: the expert's task, and each learner's budget on it."""
+
+    task: dict[str, float] = {}
+    """The expert's task (the family's keys, e.g. ``{goal_x: 0.3, goal_y: -0.2}``); unset keys keep the env's
+    defaults (Nav2D: goal at the origin, so set one)."""
+    horizon: Count | None = None
+    """Episode length; default: the family's (Nav2D 100, CartPole 500, Pendulum 200)."""
+    ppo: PPOSettings | None = None
+    """PPO settings of the expert and of the GAIL/AIRL policy learners on this family; default: ``ppo:``."""
+    expert_iters: Count = 50
+    """PPO iterations of the expert (on the true reward)."""
+    iters: Count = 50
+    """PPO iterations of each GAIL and AIRL learner (on the learned reward)."""
+    transfer_task: dict[str, float] | None = None
+    """Changed dynamics for reward transfer (e.g. ``{m: 1.5, l: 1.25}`` for Pendulum); none: no transfer."""
+
+    def horizon_of(self, family: str) -> int:
+        return self.horizon or (100 if family == "nav2d" else ENVS[family].HORIZON)  # type: ignore[attr-defined]
+
+
+class ExpertSettings(Section):
+    """``drml rl expert``: a PPO expert per family, and its recorded demonstrations."""
+
+    episodes: Count = 16
+    """Demonstrations recorded per family (RLlib's offline API, Parquet)."""
+    explore: bool = False
+    """Record the expert's stochastic policy (``false``: its most likely action at every step)."""
+    seed: int = 0
+
+
+class DiscriminatorSettings(Section):
+    """The discriminator (GAIL) or reward network (AIRL), trained inside the PPO Learner."""
+
+    hidden: NonEmpty[Count] = [64, 64]
+    lr: Rate = 3e-4
+    """Adam learning rate."""
+    updates: Count = 8
+    """Discriminator steps per PPO iteration (each on fresh minibatches of both sides)."""
+    batch: Count = 256
+    """Rows drawn from the demonstrations, and as many from the policy's batch, per step."""
+
+
+class IRLSettings(Section):
+    """``drml rl irl``: BC, GAIL and AIRL on every family, demonstration count and seed."""
+
+    families: dict[RLFamily, FamilySettings] = {}
+    """The families compared (default: ``env.family`` alone, with default settings)."""
+    methods: NonEmpty[IRLMethod] = ["bc", "gail", "airl"]
+    demos: NonEmpty[Count] = [1, 4, 16]
+    """Demonstration counts (the first N the expert recorded)."""
+    seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
+    disc: DiscriminatorSettings = DiscriminatorSettings()
+    bc_iters: Count = 200
+    """Training iterations of RLlib's BC (one minibatch of ``bc_batch`` steps each)."""
+    bc_batch: Count = 256
+    eval_episodes: Count = 10
+    """Episodes (the policy's most likely actions) that measure a return on the true reward."""
+    curve_points: Count = 10
+    """Points of each learning curve (true return during training)."""
+    workers: Count = 2
+    """Ray actors, each running one (method, family, demonstrations, seed) job at a time."""
+
+
+class IRLExperiment(RLExperiment):
+    """An inverse-RL experiment: experts, demonstrations, and the imitators compared on them."""
+
+    expert: ExpertSettings = ExpertSettings()
+    irl: IRLSettings = IRLSettings()
+
+    @model_validator(mode="after")
+    def _demos_recorded(self) -> IRLExperiment:
+        if max(self.irl.demos) > self.expert.episodes:
+            raise ValueError(f"irl.demos asks for {max(self.irl.demos)} demonstrations but expert.episodes "
+                             f"records {self.expert.episodes}")  # fmt: skip
+        return self
+
+    def families(self) -> dict[str, FamilySettings]:
+        return dict(self.irl.families) or {self.env.family: FamilySettings()}
+
+    def ppo_of(self, family: str) -> PPOSettings:
+        return self.families()[family].ppo or self.ppo

@@ -1,0 +1,131 @@
+"""Demonstrations as plain arrays: the flat Parquet file ``pandas`` reads, episodes, and the discriminator's
+transitions (with the absorbing rows of :mod:`drml_ray.irl.losses`). Nothing here imports Ray or RLlib.
+
+``transitions.parquet`` has one row per step: ``episode``, ``t`` (the step in its episode), ``obs``,
+``actions``, ``rewards`` (the true reward), ``new_obs``, ``terminated`` and ``truncated``. RLlib's own
+recording of the same episodes (``rllib/``, read by RLlib's BC) sits beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from drml_ray.data.parquet import write_table
+from drml_ray.errors import UserError
+from drml_ray.irl.losses import Transitions
+
+COLUMNS = ("episode", "t", "obs", "actions", "rewards", "new_obs", "terminated", "truncated")
+
+
+@dataclass
+class Episode:
+    """One episode: ``obs`` has one more row than ``actions`` (the state after the last step)."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: bool
+
+    @property
+    def ret(self) -> float:
+        return float(self.rewards.sum())
+
+
+def write_episodes(path: str | os.PathLike[str], episodes: list[Episode]) -> None:
+    """The flat Parquet file of ``episodes`` (written atomically)."""
+    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    for number, ep in enumerate(episodes):
+        steps = len(ep.actions)
+        for t in range(steps):
+            last = t == steps - 1
+            values = (number, t, ep.obs[t].tolist(), np.ravel(ep.actions[t]).tolist(), float(ep.rewards[t]),
+                      ep.obs[t + 1].tolist(), last and ep.terminated, last and not ep.terminated)  # fmt: skip
+            for column, value in zip(COLUMNS, values, strict=True):
+                rows[column].append(value)
+    write_table(path, pa.table(rows))
+
+
+def read_episodes(path: str | os.PathLike[str], count: int | None = None) -> list[Episode]:
+    """The first ``count`` episodes (all: ``None``) of a flat demonstrations file; a missing or malformed
+    file, or too few episodes, is the user's error naming the file."""
+    try:
+        table = pq.read_table(path, columns=list(COLUMNS)).to_pydict()
+    except (pa.ArrowInvalid, KeyError, OSError) as err:
+        raise UserError(f"{path}: not a demonstrations file of drml rl expert ({err})") from None
+    by_episode: dict[int, list[int]] = {}
+    for row, number in enumerate(table["episode"]):
+        by_episode.setdefault(number, []).append(row)
+    if count is not None and len(by_episode) < count:
+        raise UserError(f"{path}: {len(by_episode)} demonstrations, {count} asked for (irl.demos); record more "
+                        "with drml rl expert (expert.episodes)")  # fmt: skip
+    episodes = []
+    for number in sorted(by_episode)[:count]:
+        rows = sorted(by_episode[number], key=lambda r: table["t"][r])
+        obs = [table["obs"][r] for r in rows] + [table["new_obs"][rows[-1]]]
+        episodes.append(Episode(np.asarray(obs, dtype=np.float32), np.asarray([table["actions"][r] for r in rows]),
+                                np.asarray([table["rewards"][r] for r in rows], dtype=np.float64),
+                                bool(table["terminated"][rows[-1]])))  # fmt: skip
+    return episodes
+
+
+def encode_actions(actions: torch.Tensor, n_actions: int | None) -> torch.Tensor:
+    """Actions as the discriminator's input: one-hot for a discrete space of ``n_actions``, else as floats."""
+    if n_actions is None:
+        return actions.reshape(len(actions), -1).float()
+    return torch.nn.functional.one_hot(actions.reshape(-1).long(), n_actions).float()
+
+
+def transitions(obs: torch.Tensor, actions: torch.Tensor, next_obs: torch.Tensor, terminated: torch.Tensor,
+                steps: torch.Tensor, horizon: int, n_actions: int | None,
+                logp: torch.Tensor | None = None) -> Transitions:  # fmt: skip
+    """Real transitions (``steps``: each one's index in its episode), then one absorbing row of weight
+    ``horizon - T`` for each episode that terminated after ``T`` steps short of the horizon."""
+    terminated = terminated.bool()
+    remaining = torch.where(terminated, horizon - (steps + 1), 0).clamp(min=0)
+    pad = remaining > 0
+    n, k = len(obs), int(pad.sum())
+    acts = encode_actions(actions, n_actions)
+    return Transitions(
+        obs=torch.cat([obs.float(), torch.zeros(k, obs.shape[1])]),
+        actions=torch.cat([acts, torch.zeros(k, acts.shape[1])]),
+        next_obs=torch.cat([next_obs.float(), torch.zeros(k, obs.shape[1])]),
+        absorbing=torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(k, dtype=torch.bool)]),
+        next_absorbing=torch.cat([terminated, torch.ones(k, dtype=torch.bool)]),
+        logp=torch.cat([logp.float() if logp is not None else torch.zeros(n), torch.zeros(k)]),
+        weight=torch.cat([torch.ones(n), remaining[pad].float()]),
+    )
+
+
+def episode_transitions(episodes: list[Episode], horizon: int, n_actions: int | None) -> Transitions:
+    """The discriminator's expert side: every step of ``episodes`` and their absorbing rows."""
+    obs = torch.as_tensor(np.concatenate([ep.obs[:-1] for ep in episodes]))
+    next_obs = torch.as_tensor(np.concatenate([ep.obs[1:] for ep in episodes]))
+    actions = torch.as_tensor(np.concatenate([ep.actions for ep in episodes]))
+    ends = [np.arange(len(ep.actions)) == len(ep.actions) - 1 for ep in episodes]
+    terminated = torch.as_tensor(np.concatenate([e & ep.terminated for e, ep in zip(ends, episodes, strict=True)]))
+    steps = torch.as_tensor(np.concatenate([np.arange(len(ep.actions)) for ep in episodes]))
+    return transitions(obs, actions, next_obs, terminated, steps, horizon, n_actions)
+
+
+def sample(t: Transitions, n: int, generator: torch.Generator) -> Transitions:
+    """``n`` rows drawn in proportion to their weights, each of weight 1 (an unbiased minibatch)."""
+    rows = torch.multinomial(t.weight, n, replacement=True, generator=generator)
+    return Transitions(t.obs[rows], t.actions[rows], t.next_obs[rows], t.absorbing[rows], t.next_absorbing[rows],
+                       t.logp[rows], torch.ones(n))  # fmt: skip
+
+
+def describe(path: Path) -> str:
+    """One line on a demonstrations file: episodes, steps, how they ended, their true returns."""
+    episodes = read_episodes(path)
+    returns = np.array([ep.ret for ep in episodes])
+    ended = sum(ep.terminated for ep in episodes)
+    return (f"{path}: {len(episodes)} demonstrations, {sum(len(ep.actions) for ep in episodes):,} steps, "
+            f"{ended} terminated / {len(episodes) - ended} cut by the horizon; true return {returns.mean():.1f} "
+            f"± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip

@@ -1,0 +1,177 @@
+"""``drml rl expert`` and ``drml rl irl``: the Ray side of inverse RL.
+
+``drml rl expert`` trains one PPO expert per family (jobs on the actor pool), then records its demonstrations on
+the driver with RLlib's offline API (Ray Data writes them, so no actor may hold the CPUs meanwhile):
+``<run>/experts/<family>/`` holds ``weights.pt``, ``rllib/`` (RLlib's episode Parquet), ``transitions.parquet``
+(flat, for pandas) and ``expert.json`` (true returns of the expert, of its demonstrations and of a random policy).
+
+``drml rl irl`` runs every (method, family, demonstrations, seed) cell as a job on the pool: GAIL and AIRL on
+RLlib PPO with the learned reward, BC on RLlib's BC. Each finished cell is kept in ``irl_cells.json`` at once,
+so an interrupted comparison resumes; ``irl.json`` (return ratios), ``irl.md`` and ``irl.png`` come last.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drml_ray.checkpoints import save_state
+from drml_ray.errors import UserError
+from drml_ray.irl.config import IRLExperiment
+from drml_ray.irl.policy import family_env
+from drml_ray.irl.worker import IRLWorker, record_demos
+from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.rundir import atomic_write_json, open_run
+
+EXPERTS_FILE = "experts.json"
+EXPERT_FILE = "expert.json"
+IRL_FILE = "irl.json"
+CELLS_FILE = "irl_cells.json"
+FREE_KEYS = ("irl", "tune")
+"""What ``drml rl irl`` may change after ``drml rl expert`` (the experts' own settings are checked apart)."""
+
+
+def expert_dir(run_dir: Path, family: str) -> Path:
+    return run_dir / "experts" / family
+
+
+def expert_identity(cfg: IRLExperiment, family: str) -> dict[str, Any]:
+    """What makes an expert and its demonstrations: recorded with them, compared by ``drml rl irl``."""
+    settings = cfg.families()[family]
+    return {"family": family, "task": dict(settings.task), "horizon": settings.horizon_of(family),
+            "ppo": cfg.ppo_of(family).model_dump(mode="json"), "expert_iters": settings.expert_iters,
+            "episodes": cfg.expert.episodes, "explore": cfg.expert.explore, "seed": cfg.expert.seed}  # fmt: skip
+
+
+def pool(cfg: IRLExperiment, jobs: int, label: str) -> ActorExecutor:
+    return ActorExecutor(actor_factory(IRLWorker, 1, cpus=1), max(1, min(cfg.irl.workers, jobs)), label=label)
+
+
+def random_return(family: str, horizon: int, task: dict[str, float], episodes: int) -> float:
+    """The true return of uniformly random actions: the zero of the return ratio."""
+    env, total = family_env(family, horizon, task), 0.0
+    env.action_space.seed(0)
+    for i in range(episodes):
+        env.reset(seed=10_000 + i)
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total, done = total + float(reward), terminated or truncated
+    return total / episodes
+
+
+def run_rl_expert(cfg: IRLExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
+    """Train each family's expert and record its demonstrations; ``experts.json`` is written last."""
+    began = time.perf_counter()
+    run_dir = open_run(run_dir, cfg, marker=EXPERTS_FILE, overwrite=overwrite, free=FREE_KEYS)
+    families = cfg.families()
+    todo = [f for f in families if not (expert_dir(run_dir, f) / EXPERT_FILE).exists()]
+    print(f"[drml] rl expert '{cfg.name}' -> {run_dir}: PPO experts on {', '.join(families)} "
+          f"({', '.join(f'{f} {families[f].expert_iters} iterations' for f in todo) or 'all trained'}), "
+          f"{cfg.expert.episodes} demonstrations each", flush=True)  # fmt: skip
+    trained: dict[str, dict[str, Any]] = {}
+    if todo:
+        cfg_json = cfg.model_dump(mode="json")
+        with pool(cfg, len(todo), "rl expert") as workers:
+            results = workers.map([Job(f"{f} expert", "expert", (cfg_json, f)) for f in todo],
+                                  lambda i, r: f"true return {r['return']:.1f} in {r['train_s']:.0f} s")  # fmt: skip
+        trained = dict(zip(todo, results, strict=True))
+    for family, result in trained.items():
+        folder = expert_dir(run_dir, family)
+        save_state(folder / "weights.pt", {"weights": result["weights"], "family": family, "arch": "ff"})
+        episodes = record_demos(cfg, family, result["weights"], folder)
+        settings = families[family]
+        record = {**expert_identity(cfg, family), "return": result["return"], "curve": result["curve"],
+                  "train_s": result["train_s"], "demo_returns": [ep.ret for ep in episodes],
+                  "random_return": random_return(family, settings.horizon_of(family), settings.task,
+                                                 cfg.irl.eval_episodes)}  # fmt: skip
+        atomic_write_json(folder / EXPERT_FILE, record)
+        print(f"[drml] {family}: expert return {record['return']:.1f} (random {record['random_return']:.1f}); "
+              f"{len(episodes)} demonstrations, return {np.mean(record['demo_returns']):.1f} -> {folder}",
+              flush=True)  # fmt: skip
+    summary = {f: load_expert(run_dir, cfg, f) for f in families} | {"wall_s": time.perf_counter() - began}
+    atomic_write_json(run_dir / EXPERTS_FILE, summary)
+    print(f"[drml] experts done; next: drml rl irl with the same --output-dir ({run_dir})", flush=True)
+    return summary
+
+
+def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any]:
+    """A family's ``expert.json``, refused if missing or recorded for other settings than ``cfg``'s."""
+    path = expert_dir(run_dir, family) / EXPERT_FILE
+    if not path.exists():
+        raise UserError(f"{path}: no expert for {family}; run `drml rl expert` with the same config and "
+                        "--output-dir first")  # fmt: skip
+    record = json.loads(path.read_text(encoding="utf-8"))
+    differ = [k for k, v in expert_identity(cfg, family).items() if record.get(k) != v]
+    if differ:
+        raise UserError(f"{path}: the {family} expert was trained with other {', '.join(differ)} than this config's "
+                        "(irl.families / ppo / expert); rerun `drml rl expert` with --overwrite or another "
+                        "--output-dir")  # fmt: skip
+    return {k: v for k, v in record.items() if k not in ("curve", "ppo")}
+
+
+# --- drml rl irl ------------------------------------------------------------------------------------
+
+
+def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
+    """What a kept cell must have been measured with to be reused."""
+    irl = cfg.irl
+    common = {"eval_episodes": irl.eval_episodes, "hidden": cfg.ppo_of(family).hidden}
+    if method == "bc":
+        return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
+    return common | {"iters": cfg.families()[family].iters, "disc": irl.disc.model_dump(mode="json"),
+                     "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
+
+
+def kept_cells(path: Path, cfg: IRLExperiment) -> dict[str, Any]:
+    """The cells an earlier ``drml rl irl`` measured with the same budget."""
+    if not path.exists():
+        return {}
+    cells = json.loads(path.read_text(encoding="utf-8"))
+    kept = {k: c for k, c in cells.items() if c.get("budget") == cell_budget(cfg, k.split("/")[1], k.split("/")[0])}
+    if len(kept) < len(cells):
+        print(f"[drml] {path}: {len(cells) - len(kept)} cells were measured with another budget and run again")
+    return kept
+
+
+def cell_job(cfg_json: dict, key: tuple[str, str, int, int], folder: Path, cost: float) -> Job:
+    method, family, demos, seed = key
+    name = f"{method} {family} {demos} demos seed {seed}"
+    if method == "bc":
+        return Job(name, "bc", (cfg_json, family, demos, seed, str(folder)), cost=cost)
+    return Job(name, "adversarial", (cfg_json, family, method, demos, seed, str(folder)), cost=cost)
+
+
+def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
+    """Every (method, family, demonstrations, seed) cell, then ``irl.json`` (return ratios), ``irl.md``, ``irl.png``."""
+    from drml_ray.irl.results import write_irl_outputs
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    experts = {f: load_expert(run_dir, cfg, f) for f in cfg.families()}  # before touching anything
+    run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
+    irl, cells_path = cfg.irl, run_dir / CELLS_FILE
+    cells = kept_cells(cells_path, cfg)
+    keys = [(m, f, n, s) for f in cfg.families() for n in irl.demos for m in irl.methods for s in irl.seeds
+            if f"{m}/{f}/{n}/{s}" not in cells]  # fmt: skip
+    print(f"[drml] rl irl -> {run_dir}: {', '.join(irl.methods)} on {', '.join(cfg.families())}, {irl.demos} "
+          f"demonstrations, seeds {irl.seeds}; {len(keys)} cells to run ({len(cells)} kept)", flush=True)  # fmt: skip
+    if keys:
+        cfg_json = cfg.model_dump(mode="json")
+
+        def done(index: int, result: dict[str, Any]) -> str:
+            method, family, demos, seed = keys[index]
+            if "reward" in result:
+                save_state(run_dir / "rewards" / method / family / f"{demos}demos_seed{seed}.pt", result.pop("reward"))
+            cells["/".join(map(str, keys[index]))] = result | {"budget": cell_budget(cfg, family, method)}
+            atomic_write_json(cells_path, cells)
+            return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
+
+        jobs = [cell_job(cfg_json, k, expert_dir(run_dir, k[1]), 1.0 if k[0] == "bc" else
+                         cfg.families()[k[1]].iters / 5) for k in keys]  # fmt: skip
+        with pool(cfg, len(jobs), "rl irl") as workers:
+            workers.map(jobs, done)
+    return write_irl_outputs(cfg, run_dir, experts, cells)

@@ -1,0 +1,169 @@
+"""One process's inverse-RL jobs (a Ray actor of the pool, or the driver itself): a PPO expert, a GAIL or AIRL
+learner on RLlib PPO with the learned reward, and RLlib's BC. Every job builds its own RLlib Algorithm and
+stops it, so a job's result is a function of its arguments alone."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from drml_ray.irl.config import IRLExperiment
+from drml_ray.irl.policy import family_env, mean_return
+from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config
+from drml_ray.rl.weights import Weights
+
+DEMOS_FILE = "transitions.parquet"
+RLLIB_DIR = "rllib"
+
+
+def env_settings(cfg: IRLExperiment, family: str) -> dict[str, Any]:
+    horizon = cfg.families()[family].horizon_of(family)
+    return cfg.env.model_copy(update={"family": family, "horizon": horizon}).model_dump(mode="json")
+
+
+def family_config(cfg: IRLExperiment, family: str, seed: int) -> Any:
+    """RLlib's ``PPOConfig`` on ``family``'s expert task (one process, as meta-RL's learners)."""
+    settings = cfg.families()[family]
+    env = cfg.env.model_copy(update={"family": family, "horizon": settings.horizon_of(family)})
+    config = ppo_config(env, cfg.ppo_of(family), seed, family=family)
+    config.env_config["task"] = dict(settings.task)
+    return config
+
+
+def train_curve(algo: Any, iterations: int, label: str, stats: Any = None) -> list[float]:
+    """``iterations`` of ``algo.train()``: the true-reward training return after each (RLlib's mean of the
+    last 20 episodes), with a progress line per tenth."""
+    curve, began = [], time.perf_counter()
+    for i in range(1, iterations + 1):
+        result = algo.train()
+        curve.append(float(result.get("env_runners", {}).get("episode_return_mean", float("nan"))))
+        if i % max(1, iterations // 10) == 0 or i == iterations:
+            extra = f", {stats()}" if stats else ""
+            print(f"[drml] {label}: iteration {i}/{iterations}, true return {curve[-1]:.1f}{extra} "
+                  f"({time.perf_counter() - began:.0f} s)", flush=True)  # fmt: skip
+    return curve
+
+
+def quiet_ray_data() -> None:
+    """RLlib's offline API runs on Ray Data, whose per-dataset progress logs would drown drml's lines."""
+    import ray.data  # RAY
+
+    ray.data.DataContext.get_current().enable_progress_bars = False  # RAY
+    for name in ("ray.data", "ray.rllib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class IRLWorker:
+    """Inverse-RL jobs; ``threads`` torch threads."""
+
+    def __init__(self, threads: int = 1):
+        torch.set_num_threads(threads)
+        logging.getLogger("ray.rllib").setLevel(logging.ERROR)
+
+    def expert(self, cfg_json: dict, family: str) -> dict[str, Any]:
+        """PPO on the true reward of ``family``'s task: its weights, training curve and return."""
+        cfg = IRLExperiment.model_validate(cfg_json)
+        settings, seed = cfg.families()[family], cfg.expert.seed
+        learner = PPOTaskLearner(env_settings(cfg, family), cfg.ppo_of(family).model_dump(mode="json"), seed,
+                                 family=family)  # fmt: skip
+        try:
+            learner.start_job(seed)
+            learner.set_task(dict(settings.task))
+            began = time.perf_counter()
+            curve = train_curve(learner.algo(), settings.expert_iters, f"{family} expert")
+            env = family_env(family, settings.horizon_of(family), settings.task)
+            ret = mean_return(learner.algo().env_runner.module, env, cfg.irl.eval_episodes, 10_000)
+            return {"weights": learner.get_weights(), "curve": curve, "return": ret,
+                    "train_s": time.perf_counter() - began}  # fmt: skip
+        finally:
+            learner.stop()
+
+    def adversarial(self, cfg_json: dict, family: str, method: str, demos: int, seed: int,
+                    demos_dir: str) -> dict[str, Any]:  # fmt: skip
+        """GAIL or AIRL: RLlib PPO on ``family``'s task, its rewards from a discriminator trained against the
+        first ``demos`` demonstrations; the true-return curve, the final return and the reward network."""
+        from drml_ray.irl.learner import IRLPPOLearner, irl_settings
+
+        cfg = IRLExperiment.model_validate(cfg_json)
+        settings, ppo = cfg.families()[family], cfg.ppo_of(family)
+        config = family_config(cfg, family, seed).learners(
+            learner_class=IRLPPOLearner,
+            learner_config_dict={"irl": irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos,
+                                                     settings.horizon_of(family), ppo.gamma,
+                                                     cfg.irl.disc.model_dump(mode="json"), seed)},
+        )  # fmt: skip
+        algo = config.build_algo()
+        try:
+            learner = algo.learner_group._learner  # the local learner (num_learners=0)
+            label = f"{method} {family} {demos} demos seed {seed}"
+            curve = train_curve(algo, settings.iters, label, lambda: f"disc loss {learner.stats['disc_loss']:.3f}")
+            env = family_env(family, settings.horizon_of(family), settings.task)
+            ret = mean_return(algo.env_runner.module, env, cfg.irl.eval_episodes, 10_000)
+            return {"curve": curve, "return": ret, "reward": learner.get_reward_state()}
+        finally:
+            algo.stop()
+
+    def bc(self, cfg_json: dict, family: str, demos: int, seed: int, demos_dir: str) -> dict[str, Any]:
+        """RLlib's BC on the first ``demos`` recorded episodes (RLlib's own reader of its recording)."""
+        from ray.rllib.algorithms.bc import BCConfig  # RLLIB
+        from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig  # RLLIB
+
+        quiet_ray_data()
+        cfg = IRLExperiment.model_validate(cfg_json)
+        settings, ppo = cfg.families()[family], cfg.ppo_of(family)
+        env = family_env(family, settings.horizon_of(family), settings.task)
+        files = sorted(str(p) for p in (Path(demos_dir) / RLLIB_DIR).glob("*/run-*"))[:demos]
+        config = (
+            BCConfig()
+            .environment(observation_space=env.observation_space, action_space=env.action_space)
+            .offline_data(input_=files, input_read_episodes=True, dataset_num_iters_per_learner=1,
+                          input_read_method_kwargs={"ray_remote_args": {"num_cpus": 0}},
+                          map_batches_kwargs={"concurrency": 1, "num_cpus": 0},
+                          iter_batches_kwargs={"prefetch_batches": 1})
+            .training(train_batch_size_per_learner=cfg.irl.bc_batch, lr=1e-3)
+            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(ppo.hidden)))
+            .learners(num_learners=0)
+            .env_runners(num_env_runners=0)
+            .debugging(seed=seed, log_level="ERROR")
+        )  # fmt: skip
+        algo = config.build_algo()
+        try:
+            losses = []
+            for _ in range(cfg.irl.bc_iters):
+                result = algo.train()
+                losses.append(float(result.get("learners", {}).get(MODULE, {}).get("policy_loss", np.nan)))
+            module = algo.learner_group._learner.module[MODULE]
+            return {"loss": losses, "return": mean_return(module, env, cfg.irl.eval_episodes, 10_000)}
+        finally:
+            algo.stop()
+
+
+def record_demos(cfg: IRLExperiment, family: str, weights: Weights, folder: Path) -> list[Any]:
+    """``expert.episodes`` episodes of the expert with RLlib's offline API (one Parquet folder per episode
+    under ``folder/rllib``, RLlib's episode format) and the same episodes as the flat ``transitions.parquet``."""
+    from drml_ray.irl.demos import Episode, write_episodes
+
+    quiet_ray_data()
+    config = (family_config(cfg, family, cfg.expert.seed)
+              .env_runners(num_envs_per_env_runner=1, batch_mode="complete_episodes")
+              .offline_data(output=str(folder / RLLIB_DIR), output_write_episodes=True,
+                            output_max_rows_per_file=1))  # fmt: skip
+    algo = config.build_algo()
+    try:
+        runner, episodes = algo.env_runner, []
+        keys = runner.module.state_dict().keys()
+        runner.set_state({"rl_module": {MODULE: {k: weights[k].numpy() for k in keys}}})
+        for _ in range(cfg.expert.episodes):
+            (ep,) = runner.sample(num_episodes=1, explore=cfg.expert.explore, force_reset=True)[:1]
+            obs, actions = np.asarray(ep.get_observations(), dtype=np.float32), np.asarray(ep.get_actions())
+            rewards = np.asarray(ep.get_rewards(), dtype=np.float64)
+            episodes.append(Episode(obs, actions, rewards, bool(ep.is_terminated)))
+        write_episodes(folder / DEMOS_FILE, episodes)
+        return episodes
+    finally:
+        algo.stop()

@@ -1,0 +1,57 @@
+"""Demonstrations as files and as the discriminator's transitions (absorbing rows weighted by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from drml_ray.errors import UserError
+from drml_ray.irl.demos import Episode, episode_transitions, read_episodes, sample, write_episodes
+
+
+def episodes() -> list[Episode]:
+    short = Episode(np.array([[0.0], [1.0], [2.0]], np.float32), np.array([0, 1]), np.array([1.0, 1.0]), True)
+    cut = Episode(np.array([[5.0], [6.0], [7.0], [8.0]], np.float32), np.array([1, 1, 0]), np.ones(3), False)
+    return [short, cut]
+
+
+def test_demonstrations_round_trip_through_parquet_and_pandas_reads_them(tmp_path):
+    path = tmp_path / "demos.parquet"
+    write_episodes(path, episodes())
+    back = read_episodes(path)
+    assert [len(ep.actions) for ep in back] == [2, 3] and [ep.terminated for ep in back] == [True, False]
+    np.testing.assert_array_equal(back[1].obs, episodes()[1].obs)
+    frame = pd.read_parquet(path)
+    assert frame["terminated"].tolist() == [False, True, False, False, False]
+    assert frame["truncated"].tolist() == [False, False, False, False, True]
+    assert frame["new_obs"].iloc[1].tolist() == [2.0]
+    assert [ep.ret for ep in read_episodes(path, 1)] == [2.0]
+
+
+def test_too_few_demonstrations_or_a_foreign_file_is_the_users_error(tmp_path):
+    path = tmp_path / "demos.parquet"
+    write_episodes(path, episodes())
+    with pytest.raises(UserError, match="2 demonstrations, 3 asked for"):
+        read_episodes(path, 3)
+    (tmp_path / "x.parquet").write_text("not parquet")
+    with pytest.raises(UserError, match="x.parquet: not a demonstrations file"):
+        read_episodes(tmp_path / "x.parquet")
+
+
+def test_an_episode_that_terminates_early_gets_one_absorbing_row_weighing_the_steps_it_misses():
+    t = episode_transitions(episodes(), horizon=5, n_actions=2)
+    # 5 real steps; the 2-step episode terminated: 5 - 2 = 3 absorbing steps; the cut one pads nothing
+    assert t.weight.tolist() == [1, 1, 1, 1, 1, 3]
+    assert t.absorbing.tolist() == [False] * 5 + [True]
+    assert t.next_absorbing.tolist() == [False, True, False, False, False, True]
+    assert t.actions.tolist()[:2] == [[1.0, 0.0], [0.0, 1.0]]  # one-hot
+    assert t.next_obs[:, 0].tolist()[:5] == [1.0, 2.0, 6.0, 7.0, 8.0]
+
+
+def test_minibatches_are_drawn_in_proportion_to_the_weights():
+    t = episode_transitions(episodes(), horizon=5, n_actions=2)
+    drawn = sample(t, 8000, torch.Generator().manual_seed(0))
+    assert float(drawn.absorbing.float().mean()) == pytest.approx(3 / 8, abs=0.02)
+    assert drawn.weight.tolist() == [1.0] * 8000
