@@ -395,16 +395,30 @@ def data_fetch(
             typer.echo(f"{corpus} {split}: {path}")
 
 
-@data_app.command("inspect", epilog="Example: `drml data inspect ../shared/data/conll2003/eng.testa`")
+@data_app.command("inspect", epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
+                  "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)")
 @user_errors
-def data_inspect(files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files.")]) -> None:
-    """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found."""
+def data_inspect(
+    files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, demonstrations files "
+                                                     "(transitions.parquet), or folders holding these.")],
+) -> None:  # fmt: skip
+    """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found;
+    for demonstrations, their episodes, steps, ends and true returns."""
     from drml_ray.data.inspect import format_inspection, inspect_file
+    from drml_ray.irl.demos import describe, is_demonstrations
 
     for path in files:
-        if not path.is_file():
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*.parquet") if is_demonstrations(p))
+            if not found:
+                raise UserError(f"{path}: no demonstrations (transitions.parquet of drml rl expert) in this folder")
+            typer.echo("\n".join(describe(p) for p in found))
+        elif not path.is_file():
             raise UserError(f"{path}: no such file")
-        typer.echo(format_inspection(inspect_file(path)))
+        elif is_demonstrations(path):
+            typer.echo(describe(path))
+        else:
+            typer.echo(format_inspection(inspect_file(path)))
 
 
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")

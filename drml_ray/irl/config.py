@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from drml_ray.config import Count, NonEmpty, PPOSettings, Rate, RLExperiment, RLFamily, Section
+from drml_ray.config import Count, NonEmpty, NonNegativeFloat, PPOSettings, Rate, RLExperiment, RLFamily, Section
 from drml_ray.rl.envs import ENVS
 
 IRLMethod = Literal["bc", "gail", "airl"]
@@ -48,12 +48,14 @@ class DiscriminatorSettings(Section):
     """The discriminator (GAIL) or reward network (AIRL), trained inside the PPO Learner."""
 
     hidden: NonEmpty[Count] = [64, 64]
-    lr: Rate = 3e-4
+    lr: Rate = 1e-3
     """Adam learning rate."""
-    updates: Count = 8
+    updates: Count = 32
     """Discriminator steps per PPO iteration (each on fresh minibatches of both sides)."""
     batch: Count = 256
     """Rows drawn from the demonstrations, and as many from the policy's batch, per step."""
+    grad_penalty: NonNegativeFloat = 0.0
+    """Weight of the squared gradient of the discriminator's logit with respect to its inputs (0: none)."""
 
 
 class IRLSettings(Section):

@@ -49,6 +49,7 @@ def write_episodes(path: str | os.PathLike[str], episodes: list[Episode]) -> Non
                       ep.obs[t + 1].tolist(), last and ep.terminated, last and not ep.terminated)  # fmt: skip
             for column, value in zip(COLUMNS, values, strict=True):
                 rows[column].append(value)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_table(path, pa.table(rows))
 
 
@@ -76,9 +77,11 @@ def read_episodes(path: str | os.PathLike[str], count: int | None = None) -> lis
 
 
 def encode_actions(actions: torch.Tensor, n_actions: int | None) -> torch.Tensor:
-    """Actions as the discriminator's input: one-hot for a discrete space of ``n_actions``, else as floats."""
+    """Actions as the discriminator's input: one-hot for a discrete space of ``n_actions``; else the policy's
+    output clipped to [-1, 1], the range RLlib maps onto the action bounds (an output beyond it acts as its
+    bound, so a deterministic expert's 2.7 and a policy's 1.0 are the same action and must look the same)."""
     if n_actions is None:
-        return actions.reshape(len(actions), -1).float()
+        return actions.reshape(len(actions), -1).float().clamp(-1.0, 1.0)
     return torch.nn.functional.one_hot(actions.reshape(-1).long(), n_actions).float()
 
 
@@ -119,6 +122,16 @@ def sample(t: Transitions, n: int, generator: torch.Generator) -> Transitions:
     rows = torch.multinomial(t.weight, n, replacement=True, generator=generator)
     return Transitions(t.obs[rows], t.actions[rows], t.next_obs[rows], t.absorbing[rows], t.next_absorbing[rows],
                        t.logp[rows], torch.ones(n))  # fmt: skip
+
+
+def is_demonstrations(path: Path) -> bool:
+    """A Parquet file with the columns of ``transitions.parquet``."""
+    if path.suffix != ".parquet":
+        return False
+    try:
+        return set(COLUMNS) <= set(pq.read_schema(path).names)
+    except (pa.ArrowInvalid, OSError):
+        return False
 
 
 def describe(path: Path) -> str:

@@ -88,7 +88,8 @@ class IRLPPOLearner(PPOTorchLearner):
         disc, losses = self.irl["disc"], []
         for _ in range(disc["updates"]):
             expert = self.expert_logp(sample(self.expert, disc["batch"], self.generator))
-            loss = discriminator_loss(self.reward_net, expert, sample(policy, disc["batch"], self.generator))
+            policy_rows = sample(policy, disc["batch"], self.generator)
+            loss = discriminator_loss(self.reward_net, expert, policy_rows, disc.get("grad_penalty", 0.0))
             self.reward_optim.zero_grad()
             loss.backward()
             self.reward_optim.step()

@@ -92,14 +92,28 @@ class RewardNet(nn.Module):
         return self.d(torch.cat([with_flag(t.obs, t.absorbing), actions], dim=-1)).squeeze(-1)
 
 
-def discriminator_loss(net: RewardNet, expert: Transitions, policy: Transitions) -> torch.Tensor:
+def discriminator_loss(
+    net: RewardNet, expert: Transitions, policy: Transitions, grad_penalty: float = 0.0
+) -> torch.Tensor:
     """Binary cross-entropy, expert rows labelled 1 and policy rows 0; each side is a weighted mean over its
-    rows (so the two sides count equally, whatever their sizes), and the loss is their sum."""
+    rows (so the two sides count equally, whatever their sizes), and the loss is their sum. With
+    ``grad_penalty``, plus that times the mean squared gradient of the logit with respect to the inputs
+    (observations, next observations, actions) on both sides: a smooth discriminator whose reward still
+    slopes towards the demonstrations where it has already told them apart (a saturated one is flat there)."""
     loss = torch.zeros(())
     for side, label in ((expert, 1.0), (policy, 0.0)):
+        if grad_penalty:
+            side = Transitions(side.obs.detach().requires_grad_(), side.actions.detach().requires_grad_(),
+                               side.next_obs.detach().requires_grad_(), side.absorbing, side.next_absorbing,
+                               side.logp, side.weight)  # fmt: skip
         logits = net.logits(side)
         bce = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="none")
         loss = loss + (bce * side.weight).sum() / side.weight.sum()
+        if grad_penalty:
+            grads = torch.autograd.grad(logits.sum(), [side.obs, side.actions, side.next_obs], create_graph=True,
+                                        allow_unused=True)  # fmt: skip
+            squared = sum((g**2).sum(-1) for g in grads if g is not None)
+            loss = loss + grad_penalty * (squared * side.weight).sum() / side.weight.sum()
     return loss
 
 
@@ -116,15 +130,18 @@ def absorbing_tail(r_abs: torch.Tensor, remaining: torch.Tensor, gamma: float) -
 
 
 def policy_rewards(net: RewardNet, t: Transitions, remaining: torch.Tensor) -> torch.Tensor:
-    """The reward the policy learner gets for each of its transitions: the discriminator's logit, plus, on a
-    terminal step, the absorbing tail of the ``remaining`` padded steps (0 elsewhere)."""
+    """The reward the policy learner gets for each of its transitions, plus, on a terminal step, the absorbing
+    tail of the ``remaining`` padded steps (0 elsewhere). GAIL: the discriminator's logit. AIRL: ``f`` itself,
+    not ``log D - log(1 - D) = f - log pi``: that ``-log pi`` is maximum-entropy RL's bonus, and with continuous
+    actions clipped to their bounds it pays an ever wider policy for nothing (measured on Nav2D: the policy's
+    noise grew and its mean walked off); PPO's own ``entropy_coeff`` is the place for an entropy bonus."""
     with torch.no_grad():
-        rewards = net.logits(t)
+        rewards = net.f(t) if net.method == "airl" else net.logits(t)
         ends = t.next_absorbing & (remaining > 0)
         if ends.any():
             one = torch.ones(1, dtype=torch.bool)
             absorbing = Transitions(t.obs[:1], t.actions[:1], t.next_obs[:1], one, one,
                                     torch.zeros(1), torch.ones(1))  # fmt: skip
-            r_abs = net.logits(absorbing)[0]
+            r_abs = (net.f(absorbing) if net.method == "airl" else net.logits(absorbing))[0]
             rewards = rewards + torch.where(ends, absorbing_tail(r_abs, remaining, net.gamma), 0.0)
     return rewards

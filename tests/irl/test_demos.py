@@ -55,3 +55,22 @@ def test_minibatches_are_drawn_in_proportion_to_the_weights():
     drawn = sample(t, 8000, torch.Generator().manual_seed(0))
     assert float(drawn.absorbing.float().mean()) == pytest.approx(3 / 8, abs=0.02)
     assert drawn.weight.tolist() == [1.0] * 8000
+
+
+def test_continuous_actions_reach_the_discriminator_clipped_to_the_range_rllib_maps_onto_the_bounds():
+    from drml_ray.irl.demos import encode_actions
+
+    assert encode_actions(torch.tensor([[2.7, -0.5], [-3.0, 1.0]]), None).tolist() == [[1.0, -0.5], [-1.0, 1.0]]
+
+
+def test_drml_data_inspect_lists_the_demonstrations_of_a_folder_and_describes_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from drml_ray.cli import app
+
+    write_episodes(tmp_path / "experts" / "cartpole" / "transitions.parquet", episodes())
+    result = CliRunner().invoke(app, ["data", "inspect", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "2 demonstrations, 5 steps, 1 terminated / 1 cut by the horizon; true return 2.5 ± 0.5" in result.output
+    empty = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "experts" / "nothing")])
+    assert empty.exit_code == 2

@@ -29,7 +29,7 @@ def cartpole_demos(path: Path) -> None:
                                   True) for _ in range(2)])  # fmt: skip
 
 
-def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_minus_log_pi_plus_the_absorbing_tail(
+def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_plus_the_absorbing_tail(
     ray_session, tmp_path
 ):
     from drml_ray.irl.learner import IRLPPOLearner, irl_settings
@@ -58,7 +58,7 @@ def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_minus_log_pi_plu
             r_abs = float(net.g(absorbing) + gamma * net.h(absorbing) - net.h(absorbing))
         tail = torch.tensor([r_abs * sum(gamma**k for k in range(1, int(n) + 1)) for n in remaining])
         assert len(t.obs) >= 400 and int(t.next_absorbing.sum()) > 0 and int(remaining.max()) > 0
-        torch.testing.assert_close(last["rewards"], f - t.logp + tail, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(last["rewards"], f + tail, rtol=1e-5, atol=1e-5)
         assert all(torch.equal(v, fixed[k]) for k, v in learner.get_reward_state().items())  # never trained
     finally:
         algo.stop()

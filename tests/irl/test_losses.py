@@ -55,9 +55,9 @@ def test_discriminator_loss_is_the_sum_of_each_sides_weighted_mean_cross_entropy
 def test_a_terminal_step_gets_the_discounted_reward_of_the_absorbing_steps_that_pad_it_to_the_horizon():
     net = linear_airl(gamma=0.5)
     t = rows([1.0, 1.0], [2.0, 9.0], [False, True], [-0.5, -1.0])
-    # r_abs = -0.5 (above); 2 padded steps: -0.5 * (0.5 + 0.25) = -0.375; the non-terminal row gets no tail
+    # AIRL's policy reward is f: 1 and 0.5 (above); r_abs = -0.5; 2 padded steps: -0.5 * (0.5 + 0.25) = -0.375
     rewards = policy_rewards(net, t, remaining=torch.tensor([0, 2]))
-    assert rewards.tolist() == pytest.approx([1.5, 1.5 - 0.375])
+    assert rewards.tolist() == pytest.approx([1.0, 0.5 - 0.375])
 
 
 def test_gail_ignores_the_action_of_an_absorbing_row():
@@ -66,3 +66,13 @@ def test_gail_ignores_the_action_of_an_absorbing_row():
     t.actions = torch.tensor([[5.0, -3.0], [0.0, 0.0]])
     logits = net.logits(t)
     assert logits[0] == logits[1]
+
+
+def test_the_gradient_penalty_adds_the_squared_input_gradient_of_each_sides_logit():
+    net = linear_airl(gamma=0.5)
+    expert = rows([1.0], [2.0], [False], [-0.5])
+    policy = rows([1.0, 0.0], [2.0, 0.0], [False, False], [-0.5, 0.0], weight=[1.0, 3.0])
+    plain = float(discriminator_loss(net, expert, policy).detach())
+    # d logit / d s = g' - h' = 1 - 2 = -1; d logit / d s' = gamma h' = 1: a squared norm of 2 on every row
+    penalised = float(discriminator_loss(net, expert, policy, grad_penalty=0.1).detach())
+    assert penalised == pytest.approx(plain + 0.1 * 2 + 0.1 * 2, rel=1e-6)
