@@ -395,8 +395,11 @@ def data_fetch(
             typer.echo(f"{corpus} {split}: {path}")
 
 
-@data_app.command("inspect", epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
-                  "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)")
+@data_app.command(
+    "inspect",
+    epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
+    "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)",
+)
 @user_errors
 def data_inspect(
     files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, demonstrations files "

@@ -5,8 +5,9 @@ the driver with RLlib's offline API (Ray Data writes them, so no actor may hold 
 ``<run>/experts/<family>/`` holds ``weights.pt``, ``rllib/`` (RLlib's episode Parquet), ``transitions.parquet``
 (flat, for pandas) and ``expert.json`` (true returns of the expert, of its demonstrations and of a random policy).
 
-``drml rl irl`` runs every (method, family, demonstrations, seed) cell as a job on the pool: GAIL and AIRL on
-RLlib PPO with the learned reward, BC on RLlib's BC. Each finished cell is kept in ``irl_cells.json`` at once,
+``drml rl irl`` runs every (method, family, demonstrations, seed) cell: GAIL and AIRL on RLlib PPO with the
+learned reward as jobs on the pool, then BC on RLlib's BC on the driver (its offline reader is Ray Data too). Each
+finished cell is kept in ``irl_cells.json`` at once,
 so an interrupted comparison resumes; ``irl.json`` (return ratios), ``irl.md`` and ``irl.png`` come last.
 """
 
@@ -24,6 +25,7 @@ from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env
 from drml_ray.irl.worker import IRLWorker, record_demos
+from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
@@ -44,7 +46,8 @@ def expert_identity(cfg: IRLExperiment, family: str) -> dict[str, Any]:
     settings = cfg.families()[family]
     return {"family": family, "task": dict(settings.task), "horizon": settings.horizon_of(family),
             "ppo": cfg.ppo_of(family).model_dump(mode="json"), "expert_iters": settings.expert_iters,
-            "episodes": cfg.expert.episodes, "explore": cfg.expert.explore, "seed": cfg.expert.seed}  # fmt: skip
+            "episodes": cfg.expert.episodes, "explore": cfg.expert.explore, "seed": cfg.expert.seed,
+            "transfer_task": settings.transfer_task}  # fmt: skip
 
 
 def pool(cfg: IRLExperiment, jobs: int, label: str) -> ActorExecutor:
@@ -85,10 +88,14 @@ def run_rl_expert(cfg: IRLExperiment, run_dir: str | Path, *, overwrite: bool = 
         save_state(folder / "weights.pt", {"weights": result["weights"], "family": family, "arch": "ff"})
         episodes = record_demos(cfg, family, result["weights"], folder)
         settings = families[family]
+        horizon, episodes_n = settings.horizon_of(family), cfg.irl.eval_episodes
         record = {**expert_identity(cfg, family), "return": result["return"], "curve": result["curve"],
                   "train_s": result["train_s"], "demo_returns": [ep.ret for ep in episodes],
-                  "random_return": random_return(family, settings.horizon_of(family), settings.task,
-                                                 cfg.irl.eval_episodes)}  # fmt: skip
+                  "random_return": random_return(family, horizon, settings.task, episodes_n)}  # fmt: skip
+        if "transfer" in result:
+            record["transfer"] = result["transfer"] | {
+                "task": settings.transfer_task,
+                "random_return": random_return(family, horizon, settings.transfer_task or {}, episodes_n)}  # fmt: skip
         atomic_write_json(folder / EXPERT_FILE, record)
         print(f"[drml] {family}: expert return {record['return']:.1f} (random {record['random_return']:.1f}); "
               f"{len(episodes)} demonstrations, return {np.mean(record['demo_returns']):.1f} -> {folder}",
@@ -120,7 +127,11 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
 def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     """What a kept cell must have been measured with to be reused."""
     irl = cfg.irl
-    common = {"eval_episodes": irl.eval_episodes, "hidden": cfg.ppo_of(family).hidden}
+    common = {
+        "eval_episodes": irl.eval_episodes,
+        "hidden": cfg.ppo_of(family).hidden,
+        "transfer_task": cfg.families()[family].transfer_task,
+    }
     if method == "bc":
         return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
     return common | {"iters": cfg.families()[family].iters, "disc": irl.disc.model_dump(mode="json"),
@@ -138,12 +149,14 @@ def kept_cells(path: Path, cfg: IRLExperiment) -> dict[str, Any]:
     return kept
 
 
-def cell_job(cfg_json: dict, key: tuple[str, str, int, int], folder: Path, cost: float) -> Job:
+def cell_job(cfg: IRLExperiment, cfg_json: dict, key: tuple[str, str, int, int], folder: Path) -> Job:
+    """One cell's job; AIRL's reward is carried to the ``transfer_task`` from the most demonstrations."""
     method, family, demos, seed = key
     name = f"{method} {family} {demos} demos seed {seed}"
     if method == "bc":
-        return Job(name, "bc", (cfg_json, family, demos, seed, str(folder)), cost=cost)
-    return Job(name, "adversarial", (cfg_json, family, method, demos, seed, str(folder)), cost=cost)
+        return Job(name, "bc", (cfg_json, family, demos, seed, str(folder)))
+    reward_transfer = demos == max(cfg.irl.demos)
+    return Job(name, "adversarial", (cfg_json, family, method, demos, seed, str(folder), reward_transfer))
 
 
 def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
@@ -159,19 +172,28 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
             if f"{m}/{f}/{n}/{s}" not in cells]  # fmt: skip
     print(f"[drml] rl irl -> {run_dir}: {', '.join(irl.methods)} on {', '.join(cfg.families())}, {irl.demos} "
           f"demonstrations, seeds {irl.seeds}; {len(keys)} cells to run ({len(cells)} kept)", flush=True)  # fmt: skip
-    if keys:
-        cfg_json = cfg.model_dump(mode="json")
+    cfg_json = cfg.model_dump(mode="json")
 
-        def done(index: int, result: dict[str, Any]) -> str:
-            method, family, demos, seed = keys[index]
-            if "reward" in result:
-                save_state(run_dir / "rewards" / method / family / f"{demos}demos_seed{seed}.pt", result.pop("reward"))
-            cells["/".join(map(str, keys[index]))] = result | {"budget": cell_budget(cfg, family, method)}
-            atomic_write_json(cells_path, cells)
-            return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
+    def keep(key: tuple[str, str, int, int], result: dict[str, Any]) -> str:
+        method, family, demos, seed = key
+        if "reward" in result:
+            save_state(run_dir / "rewards" / method / family / f"{demos}demos_seed{seed}.pt", result.pop("reward"))
+        cells["/".join(map(str, key))] = result | {"budget": cell_budget(cfg, family, method)}
+        atomic_write_json(cells_path, cells)
+        return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
 
-        jobs = [cell_job(cfg_json, k, expert_dir(run_dir, k[1]), 1.0 if k[0] == "bc" else
-                         cfg.families()[k[1]].iters / 5) for k in keys]  # fmt: skip
+    adversarial = [k for k in keys if k[0] != "bc"]
+    if adversarial:
+        jobs = [cell_job(cfg, cfg_json, k, expert_dir(run_dir, k[1])) for k in adversarial]
         with pool(cfg, len(jobs), "rl irl") as workers:
-            workers.map(jobs, done)
+            workers.map(jobs, lambda index, result: keep(adversarial[index], result))
+    # BC reads through Ray Data, whose tasks need CPUs that no actor holds: on the driver, after the pool
+    bc = [k for k in keys if k[0] == "bc"]
+    if bc:
+        ensure_ray()
+    for i, key in enumerate(bc, 1):
+        job = cell_job(cfg, cfg_json, key, expert_dir(run_dir, key[1]))
+        print(
+            f"[drml] [{i}/{len(bc)}] {job.name}: {keep(key, getattr(IRLWorker(), job.method)(*job.args))}", flush=True
+        )
     return write_irl_outputs(cfg, run_dir, experts, cells)

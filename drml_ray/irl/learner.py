@@ -31,10 +31,11 @@ def n_actions(space: gym.Space) -> int | None:
 
 
 def irl_settings(method: str, demos_path: str, demos: int, horizon: int, gamma: float, disc: dict,
-                 seed: int) -> dict[str, Any]:  # fmt: skip
-    """What :class:`IRLPPOLearner` reads from ``learner_config_dict["irl"]``."""
+                 seed: int, state_only: bool = False) -> dict[str, Any]:  # fmt: skip
+    """What :class:`IRLPPOLearner` reads from ``learner_config_dict["irl"]`` (``state_only``: the policy's reward
+    is AIRL's ``g(s)``, for a reward carried to new dynamics)."""
     return {"method": method, "demos_path": demos_path, "demos": demos, "horizon": horizon, "gamma": gamma,
-            "disc": disc, "seed": seed}  # fmt: skip
+            "disc": disc, "seed": seed, "state_only": state_only}  # fmt: skip
 
 
 class IRLPPOLearner(PPOTorchLearner):
@@ -139,7 +140,9 @@ class LearnedRewardConnector(ConnectorV2):
                                 policy.next_absorbing[real], policy.logp[real], policy.weight[real])  # fmt: skip
         remaining = torch.where(terminated, learner.irl["horizon"] - (steps + 1), 0).clamp(min=0)
         rewards = b[Columns.REWARDS].clone()
-        rewards[rows.to(rewards.device)] = policy_rewards(learner.reward_net, real_rows, remaining).to(rewards)
+        rewards[rows.to(rewards.device)] = policy_rewards(
+            learner.reward_net, real_rows, remaining, learner.irl["state_only"]
+        ).to(rewards)
         b[Columns.REWARDS] = rewards
         learner.stats["reward_mean"] = float(rewards[rows].mean())
         learner.last_batch = {"transitions": real_rows, "remaining": remaining, "rewards": rewards[rows].clone()}

@@ -129,19 +129,27 @@ def absorbing_tail(r_abs: torch.Tensor, remaining: torch.Tensor, gamma: float) -
     return r_abs * gamma * (1 - gamma ** remaining.to(r_abs.dtype)) / (1 - gamma)
 
 
-def policy_rewards(net: RewardNet, t: Transitions, remaining: torch.Tensor) -> torch.Tensor:
+def policy_rewards(net: RewardNet, t: Transitions, remaining: torch.Tensor, state_only: bool = False) -> torch.Tensor:
     """The reward the policy learner gets for each of its transitions, plus, on a terminal step, the absorbing
     tail of the ``remaining`` padded steps (0 elsewhere). GAIL: the discriminator's logit. AIRL: ``f`` itself,
     not ``log D - log(1 - D) = f - log pi``: that ``-log pi`` is maximum-entropy RL's bonus, and with continuous
     actions clipped to their bounds it pays an ever wider policy for nothing (measured on Nav2D: the policy's
-    noise grew and its mean walked off); PPO's own ``entropy_coeff`` is the place for an entropy bonus."""
+    noise grew and its mean walked off); PPO's own ``entropy_coeff`` is the place for an entropy bonus.
+    ``state_only``: AIRL's ``g(s)`` alone, the reward carried to new dynamics (its shaping ``h`` was fitted to the
+    old ones)."""
+
+    def reward(rows: Transitions) -> torch.Tensor:
+        if state_only:
+            return net.state_reward(rows.obs, rows.absorbing)
+        return net.f(rows) if net.method == "airl" else net.logits(rows)
+
     with torch.no_grad():
-        rewards = net.f(t) if net.method == "airl" else net.logits(t)
+        rewards = reward(t)
         ends = t.next_absorbing & (remaining > 0)
         if ends.any():
             one = torch.ones(1, dtype=torch.bool)
             absorbing = Transitions(t.obs[:1], t.actions[:1], t.next_obs[:1], one, one,
                                     torch.zeros(1), torch.ones(1))  # fmt: skip
-            r_abs = (net.f(absorbing) if net.method == "airl" else net.logits(absorbing))[0]
+            r_abs = reward(absorbing)[0]
             rewards = rewards + torch.where(ends, absorbing_tail(r_abs, remaining, net.gamma), 0.0)
     return rewards

@@ -53,6 +53,45 @@ def summarise(cells: dict[str, Any], experts: dict[str, dict[str, Any]]) -> dict
     return out
 
 
+def transfer_results(cells: dict[str, Any], experts: dict[str, Any], demos: int) -> dict[str, Any]:
+    """Per family with a ``transfer_task``: each policy carried over unchanged and AIRL's reward given to a new PPO
+    policy, at ``demos`` demonstrations, as ratios against PPO on the true reward of the changed dynamics; and
+    Taylor & Stone's metrics of the AIRL-reward PPO's curve against that PPO's (``drml rl transfer``'s)."""
+    from drml_ray.rl.results import transfer_summary
+
+    out: dict[str, Any] = {}
+    for family, expert in experts.items():
+        reference = expert.get("transfer")
+        if not reference:
+            continue
+        returns: dict[str, list[float]] = {}
+        curves: dict[int, dict[str, list[float]]] = {}
+        for key, cell in cells.items():
+            method, fam, n, seed = key.split("/")
+            if fam != family or int(n) != demos or "transfer" not in cell:
+                continue
+            returns.setdefault(f"{method} policy carried over", []).append(cell["transfer"]["carried"])
+            if "reward" in cell["transfer"]:
+                returns.setdefault("airl reward, new PPO policy", []).append(cell["transfer"]["reward"]["return"])
+                curves[int(seed)] = {"transfer": cell["transfer"]["reward"]["curve"], "scratch": reference["curve"]}
+        out[family] = {
+            "task": reference["task"], "demos": demos, "ppo_true_reward_return": reference["return"],
+            "random_return": reference["random_return"],
+            "methods": {name: {"return_ratio": _stats([ratio(r, reference) for r in values]), "return": _stats(values),
+                               "seeds": len(values)} for name, values in returns.items()},
+            "airl_reward_vs_true_reward": transfer_summary(curves, None, 3) if curves else None,
+        }  # fmt: skip
+    return out
+
+
+def transfer_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"family": family, "changed dynamics": json.dumps(t["task"]), "demos": t["demos"], "transferred": name,
+             "return ratio": f"{c['return_ratio']['mean']:.2f} ± {c['return_ratio']['std']:.2f}",
+             "return": f"{c['return']['mean']:.1f}", "PPO, true reward (random)":
+             f"{t['ppo_true_reward_return']:.1f} ({t['random_return']:.1f})"}
+            for family, t in summary.get("transfer", {}).items() for name, c in t["methods"].items()]  # fmt: skip
+
+
 def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for method in [m for m in METHODS if m in summary]:
@@ -68,7 +107,11 @@ def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def format_irl(summary: dict[str, Any]) -> str:
     seeds = {c["seeds"] for m in METHODS if m in summary for f in summary[m].values() for c in f.values()}
     counts = "/".join(map(str, sorted(seeds)))
-    return md_table(table_rows(summary)) + f"\n\nReturn ratio {RATIO}; mean ± std over {counts} seeds.\n"
+    text = md_table(table_rows(summary)) + f"\n\nReturn ratio {RATIO}; mean ± std over {counts} seeds.\n"
+    if summary.get("transfer"):
+        text += ("\n**Reward transfer** (return ratios against PPO trained on the true reward of the changed "
+                 "dynamics for as many iterations):\n\n" + md_table(transfer_rows(summary)) + "\n")  # fmt: skip
+    return text
 
 
 def plot_curves(cells: dict[str, Any], summary: dict[str, Any], path: Path) -> Path:
@@ -102,6 +145,9 @@ def write_irl_outputs(
               for s in cfg.irl.seeds}  # fmt: skip
     chosen = {k: c for k, c in cells.items() if k in wanted}
     summary = summarise(chosen, experts)
+    transfer = transfer_results(chosen, experts, max(cfg.irl.demos))
+    if transfer:
+        summary["transfer"] = transfer
     text = format_irl(summary)
     atomic_write_text(run_dir / "irl.md", text)
     plot_curves(chosen, summary, run_dir / "irl.png")

@@ -26,13 +26,28 @@ def env_settings(cfg: IRLExperiment, family: str) -> dict[str, Any]:
     return cfg.env.model_copy(update={"family": family, "horizon": horizon}).model_dump(mode="json")
 
 
-def family_config(cfg: IRLExperiment, family: str, seed: int) -> Any:
-    """RLlib's ``PPOConfig`` on ``family``'s expert task (one process, as meta-RL's learners)."""
+def family_config(cfg: IRLExperiment, family: str, seed: int, task: dict[str, float] | None = None) -> Any:
+    """RLlib's ``PPOConfig`` on ``family``'s expert task, or on ``task`` (one process, as meta-RL's learners)."""
     settings = cfg.families()[family]
     env = cfg.env.model_copy(update={"family": family, "horizon": settings.horizon_of(family)})
     config = ppo_config(env, cfg.ppo_of(family), seed, family=family)
-    config.env_config["task"] = dict(settings.task)
+    config.env_config["task"] = dict(settings.task if task is None else task)
     return config
+
+
+def irl_config(cfg: IRLExperiment, family: str, method: str, demos: int, seed: int, demos_dir: str,
+               transfer: bool = False) -> Any:  # fmt: skip
+    """PPO with the learned reward (:class:`~drml_ray.irl.learner.IRLPPOLearner`); ``transfer``: on the family's
+    ``transfer_task``, rewarded by AIRL's state-only ``g``."""
+    from drml_ray.irl.learner import IRLPPOLearner, irl_settings
+
+    settings = cfg.families()[family]
+    task = settings.transfer_task if transfer else None
+    disc = cfg.irl.disc.model_dump(mode="json")
+    learner = irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos, settings.horizon_of(family),
+                           cfg.ppo_of(family).gamma, disc, seed, state_only=transfer)  # fmt: skip
+    return family_config(cfg, family, seed, task).learners(learner_class=IRLPPOLearner,
+                                                           learner_config_dict={"irl": learner})  # fmt: skip
 
 
 def train_curve(algo: Any, iterations: int, label: str, stats: Any = None) -> list[float]:
@@ -66,45 +81,72 @@ class IRLWorker:
         logging.getLogger("ray.rllib").setLevel(logging.ERROR)
 
     def expert(self, cfg_json: dict, family: str) -> dict[str, Any]:
-        """PPO on the true reward of ``family``'s task: its weights, training curve and return."""
+        """PPO on the true reward of ``family``'s task: its weights, training curve and return; with a
+        ``transfer_task``, also PPO from scratch on the true reward there (``iters`` iterations: the yardstick of
+        reward transfer)."""
         cfg = IRLExperiment.model_validate(cfg_json)
+        settings = cfg.families()[family]
+        began = time.perf_counter()
+        expert = self.true_reward_ppo(cfg, family, settings.task, settings.expert_iters, f"{family} expert")
+        expert["train_s"] = time.perf_counter() - began
+        if settings.transfer_task is not None:
+            label = f"{family} PPO on the true reward of {settings.transfer_task}"
+            expert["transfer"] = self.true_reward_ppo(cfg, family, settings.transfer_task, settings.iters, label)
+            del expert["transfer"]["weights"]
+        return expert
+
+    def true_reward_ppo(self, cfg: IRLExperiment, family: str, task: dict[str, float], iterations: int,
+                        label: str) -> dict[str, Any]:  # fmt: skip
         settings, seed = cfg.families()[family], cfg.expert.seed
         learner = PPOTaskLearner(env_settings(cfg, family), cfg.ppo_of(family).model_dump(mode="json"), seed,
                                  family=family)  # fmt: skip
         try:
             learner.start_job(seed)
-            learner.set_task(dict(settings.task))
-            began = time.perf_counter()
-            curve = train_curve(learner.algo(), settings.expert_iters, f"{family} expert")
-            env = family_env(family, settings.horizon_of(family), settings.task)
+            learner.set_task(dict(task))
+            curve = train_curve(learner.algo(), iterations, label)
+            env = family_env(family, settings.horizon_of(family), task)
             ret = mean_return(learner.algo().env_runner.module, env, cfg.irl.eval_episodes, 10_000)
-            return {"weights": learner.get_weights(), "curve": curve, "return": ret,
-                    "train_s": time.perf_counter() - began}  # fmt: skip
+            return {"weights": learner.get_weights(), "curve": curve, "return": ret}
         finally:
             learner.stop()
 
-    def adversarial(self, cfg_json: dict, family: str, method: str, demos: int, seed: int,
-                    demos_dir: str) -> dict[str, Any]:  # fmt: skip
+    def adversarial(self, cfg_json: dict, family: str, method: str, demos: int, seed: int, demos_dir: str,
+                    reward_transfer: bool = False) -> dict[str, Any]:  # fmt: skip
         """GAIL or AIRL: RLlib PPO on ``family``'s task, its rewards from a discriminator trained against the
-        first ``demos`` demonstrations; the true-return curve, the final return and the reward network."""
-        from drml_ray.irl.learner import IRLPPOLearner, irl_settings
-
+        first ``demos`` demonstrations; the true-return curve, the final return and the reward network. With a
+        ``transfer_task``: the policy's return there as it is (``carried``) and, for AIRL with
+        ``reward_transfer``, a fresh PPO policy's curve and return there on the learned ``g`` (``reward``)."""
         cfg = IRLExperiment.model_validate(cfg_json)
-        settings, ppo = cfg.families()[family], cfg.ppo_of(family)
-        config = family_config(cfg, family, seed).learners(
-            learner_class=IRLPPOLearner,
-            learner_config_dict={"irl": irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos,
-                                                     settings.horizon_of(family), ppo.gamma,
-                                                     cfg.irl.disc.model_dump(mode="json"), seed)},
-        )  # fmt: skip
-        algo = config.build_algo()
+        settings = cfg.families()[family]
+        algo = irl_config(cfg, family, method, demos, seed, demos_dir).build_algo()
         try:
             learner = algo.learner_group._learner  # the local learner (num_learners=0)
             label = f"{method} {family} {demos} demos seed {seed}"
             curve = train_curve(algo, settings.iters, label, lambda: f"disc loss {learner.stats['disc_loss']:.3f}")
             env = family_env(family, settings.horizon_of(family), settings.task)
             ret = mean_return(algo.env_runner.module, env, cfg.irl.eval_episodes, 10_000)
-            return {"curve": curve, "return": ret, "reward": learner.get_reward_state()}
+            result = {"curve": curve, "return": ret, "reward": learner.get_reward_state()}
+            if settings.transfer_task is not None:
+                changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
+                result["transfer"] = {"carried": mean_return(algo.env_runner.module, changed, cfg.irl.eval_episodes,
+                                                             10_000)}  # fmt: skip
+        finally:
+            algo.stop()
+        if settings.transfer_task is not None and method == "airl" and reward_transfer:
+            result["transfer"]["reward"] = self.reward_transfer(cfg, family, demos, seed, demos_dir, result["reward"])
+        return result
+
+    def reward_transfer(self, cfg: IRLExperiment, family: str, demos: int, seed: int, demos_dir: str,
+                        reward: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+        """A fresh PPO policy on the ``transfer_task``, rewarded by AIRL's learned ``g`` (fixed)."""
+        settings = cfg.families()[family]
+        algo = irl_config(cfg, family, "airl", demos, seed, demos_dir, transfer=True).build_algo()
+        try:
+            algo.learner_group._learner.set_reward_state(reward, train=False)
+            curve = train_curve(algo, settings.iters, f"airl reward {family} {settings.transfer_task} seed {seed}")
+            changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
+            return {"curve": curve, "return": mean_return(algo.env_runner.module, changed, cfg.irl.eval_episodes,
+                                                          10_000)}  # fmt: skip
         finally:
             algo.stop()
 
@@ -138,7 +180,11 @@ class IRLWorker:
                 result = algo.train()
                 losses.append(float(result.get("learners", {}).get(MODULE, {}).get("policy_loss", np.nan)))
             module = algo.learner_group._learner.module[MODULE]
-            return {"loss": losses, "return": mean_return(module, env, cfg.irl.eval_episodes, 10_000)}
+            result = {"loss": losses, "return": mean_return(module, env, cfg.irl.eval_episodes, 10_000)}
+            if settings.transfer_task is not None:
+                changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
+                result["transfer"] = {"carried": mean_return(module, changed, cfg.irl.eval_episodes, 10_000)}
+            return result
         finally:
             algo.stop()
 

@@ -19,7 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-KIND_MODULES = ("drml_ray.irl.kind", "drml_ray.rl.kind", "drml_ray.meta.kind", "drml_ray.continual.kind", "drml_ray.ner.kind")
+KIND_MODULES = (
+    "drml_ray.irl.kind",
+    "drml_ray.rl.kind",
+    "drml_ray.meta.kind",
+    "drml_ray.continual.kind",
+    "drml_ray.ner.kind",
+)
 """One line per kind. A config is of the first kind one of whose sections it has; the last kind has none
 and takes every other file."""
 

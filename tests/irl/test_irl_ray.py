@@ -29,9 +29,7 @@ def cartpole_demos(path: Path) -> None:
                                   True) for _ in range(2)])  # fmt: skip
 
 
-def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_plus_the_absorbing_tail(
-    ray_session, tmp_path
-):
+def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_plus_the_absorbing_tail(ray_session, tmp_path):
     from drml_ray.irl.learner import IRLPPOLearner, irl_settings
     from drml_ray.irl.worker import family_config
 
@@ -101,6 +99,11 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
         cell = summary[method]["nav2d"]["2"]
         assert cell["seeds"] == 1 and np.isfinite(cell["return_ratio"]["mean"])
     assert (run / "irl.png").stat().st_size > 0 and len(list((run / "rewards" / "airl").rglob("*.pt"))) == 1
+    transfer = summary["transfer"]["nav2d"]  # every move halved: the smoke config's transfer_task
+    assert sorted(transfer["methods"]) == ["airl policy carried over", "airl reward, new PPO policy",
+                                           "bc policy carried over", "gail policy carried over"]  # fmt: skip
+    assert transfer["ppo_true_reward_return"] == expert["transfer"]["return"]
+    assert "Reward transfer" in (run / "irl.md").read_text()
     again = CliRunner().invoke(app, ["rl", "irl", str(SMOKE), "--output-dir", str(run), *shrink])
     assert "0 cells to run (3 kept)" in again.output
 

@@ -76,3 +76,11 @@ def test_the_gradient_penalty_adds_the_squared_input_gradient_of_each_sides_logi
     # d logit / d s = g' - h' = 1 - 2 = -1; d logit / d s' = gamma h' = 1: a squared norm of 2 on every row
     penalised = float(discriminator_loss(net, expert, policy, grad_penalty=0.1).detach())
     assert penalised == pytest.approx(plain + 0.1 * 2 + 0.1 * 2, rel=1e-6)
+
+
+def test_the_reward_carried_to_new_dynamics_is_airls_state_only_g():
+    net = linear_airl(gamma=0.5)
+    t = rows([1.0, 3.0], [2.0, 9.0], [False, True], [-0.5, -1.0])
+    # g(1) = 1; g(3) = 3 plus g(abs) = 1 over 2 padded steps: 1 * (0.5 + 0.25)
+    rewards = policy_rewards(net, t, remaining=torch.tensor([0, 2]), state_only=True)
+    assert rewards.tolist() == pytest.approx([1.0, 3.75])

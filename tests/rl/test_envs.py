@@ -41,6 +41,16 @@ def test_nav2d_reward_is_minus_the_distance_after_a_clipped_move():
     assert env.step(np.zeros(2))[3]  # the horizon truncates
 
 
+def test_nav2d_action_scale_changes_the_dynamics_and_is_never_drawn():
+    env = Nav2D({"horizon": 3})
+    env.set_task({"goal_x": 0.3, "goal_y": 0.0, "action_scale": -0.5})
+    env.reset(seed=0)
+    obs = env.step(np.array([0.5, 0.1]))[0]  # clipped to (0.1, 0.1), then halved and mirrored
+    assert obs.tolist() == pytest.approx([-0.05, -0.05])
+    assert env.get_task() == {"goal_x": 0.3, "goal_y": 0.0, "action_scale": -0.5}
+    assert "action_scale" not in Nav2D.sample_tasks(1, np.random.default_rng(0))[0]
+
+
 def test_cartpole_physics_follow_the_task():
     def pole_acceleration(task):
         env = TaskCartPole()
