@@ -76,7 +76,10 @@ class IRLSettings(Section):
     curve_points: Count = 10
     """Points of each learning curve (true return during training)."""
     workers: Count = 2
-    """Ray actors, each running one (method, family, demonstrations, seed) job at a time."""
+    """Ray actors, each running one GAIL or AIRL cell at a time (BC cells run on the driver)."""
+    experts_dir: str | None = None
+    """The run directory of a ``drml rl expert`` whose experts and demonstrations to imitate; default: this run's
+    own ``--output-dir``. ``drml tune`` needs it (every trial imitates the same experts)."""
 
 
 class IRLExperiment(RLExperiment):

@@ -14,7 +14,9 @@ so an interrupted comparison resumes; ``irl.json`` (return ratios), ``irl.md`` a
 from __future__ import annotations
 
 import json
+import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,8 @@ EXPERT_FILE = "expert.json"
 IRL_FILE = "irl.json"
 CELLS_FILE = "irl_cells.json"
 FREE_KEYS = ("irl", "tune")
+OnCell = Callable[[dict[str, Any], dict[str, Any]], None]
+"""Called as each cell of ``drml rl irl`` finishes: ``(cells so far, experts)``."""
 """What ``drml rl irl`` may change after ``drml rl expert`` (the experts' own settings are checked apart)."""
 
 
@@ -159,12 +163,14 @@ def cell_job(cfg: IRLExperiment, cfg_json: dict, key: tuple[str, str, int, int],
     return Job(name, "adversarial", (cfg_json, family, method, demos, seed, str(folder), reward_transfer))
 
 
-def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
-    """Every (method, family, demonstrations, seed) cell, then ``irl.json`` (return ratios), ``irl.md``, ``irl.png``."""
+def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | None = None) -> dict[str, Any]:
+    """Every (method, family, demonstrations, seed) cell, then ``irl.json`` (return ratios), ``irl.md``, ``irl.png``.
+    ``on_cell`` hears of each finished cell (``drml tune`` reports from it)."""
     from drml_ray.irl.results import write_irl_outputs
 
     run_dir = Path(run_dir).expanduser().resolve()
-    experts = {f: load_expert(run_dir, cfg, f) for f in cfg.families()}  # before touching anything
+    root = Path(cfg.irl.experts_dir).expanduser().resolve() if cfg.irl.experts_dir else run_dir
+    experts = {f: load_expert(root, cfg, f) for f in cfg.families()}  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     irl, cells_path = cfg.irl, run_dir / CELLS_FILE
     cells = kept_cells(cells_path, cfg)
@@ -180,11 +186,13 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
             save_state(run_dir / "rewards" / method / family / f"{demos}demos_seed{seed}.pt", result.pop("reward"))
         cells["/".join(map(str, key))] = result | {"budget": cell_budget(cfg, family, method)}
         atomic_write_json(cells_path, cells)
+        if on_cell:
+            on_cell(cells, experts)
         return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
 
     adversarial = [k for k in keys if k[0] != "bc"]
     if adversarial:
-        jobs = [cell_job(cfg, cfg_json, k, expert_dir(run_dir, k[1])) for k in adversarial]
+        jobs = [cell_job(cfg, cfg_json, k, expert_dir(root, k[1])) for k in adversarial]
         with pool(cfg, len(jobs), "rl irl") as workers:
             workers.map(jobs, lambda index, result: keep(adversarial[index], result))
     # BC reads through Ray Data, whose tasks need CPUs that no actor holds: on the driver, after the pool
@@ -192,8 +200,38 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
     if bc:
         ensure_ray()
     for i, key in enumerate(bc, 1):
-        job = cell_job(cfg, cfg_json, key, expert_dir(run_dir, key[1]))
+        job = cell_job(cfg, cfg_json, key, expert_dir(root, key[1]))
         print(
             f"[drml] [{i}/{len(bc)}] {job.name}: {keep(key, getattr(IRLWorker(), job.method)(*job.args))}", flush=True
         )
     return write_irl_outputs(cfg, run_dir, experts, cells)
+
+
+# --- drml tune: a trial runs the cells of its params against experts trained once ------------------------
+
+
+def prepare_search(cfg: IRLExperiment) -> tuple[None, str]:
+    if not cfg.irl.experts_dir:
+        raise UserError(f"{cfg.name}: drml tune needs irl.experts_dir, a finished `drml rl expert` run of this "
+                        "config whose demonstrations every trial imitates")  # fmt: skip
+    root = Path(cfg.irl.experts_dir).expanduser().resolve()
+    for family in cfg.families():
+        load_expert(root, cfg, family)
+    return (
+        None,
+        f"inverse RL ({', '.join(cfg.irl.methods)}) on the experts of {root}; the mean return ratio is the metric",
+    )
+
+
+def search_trial(cfg: IRLExperiment, trial_dir: Path, shared: None, callbacks: Any) -> None:
+    """One trial: every cell of its params, reporting the mean return ratio of the cells finished so far."""
+    from ray import tune  # RAY
+
+    from drml_ray.irl.results import ratio
+
+    def on_cell(cells: dict[str, Any], experts: dict[str, Any]) -> None:
+        ratios = [ratio(c["return"], experts[k.split("/")[1]]) for k, c in cells.items()]
+        tune.report({"epoch": len(cells), "return_ratio": statistics.fmean(ratios),  # RAY
+                     "checkpoint_path": str(trial_dir / "run")})  # fmt: skip
+
+    run_rl_irl(cfg, trial_dir / "run", on_cell=on_cell)

@@ -4,9 +4,22 @@
 from __future__ import annotations
 
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.runtime.registry import Command, Kind
+from drml_ray.runtime.registry import Command, Kind, TrialPlan, TuneSpec
 
 DRIVER = "drml_ray.irl.driver"
+
+
+def trial_plan(cfg: IRLExperiment) -> TrialPlan:
+    """A trial's actors reserve their CPUs; its budget is its cells (the schedulers compare trials as they finish).
+
+    >>> trial_plan(IRLExperiment.model_validate({"name": "x", "irl": {"demos": [1, 4], "seeds": [1, 2, 3]}}))
+    TrialPlan(cpus=2, gpus=0, budget=18, workers='2 Ray actors', retries=0)
+    """
+    irl = cfg.irl
+    cells = len(cfg.families()) * len(irl.demos) * len(irl.methods) * len(irl.seeds)
+    return TrialPlan(cpus=irl.workers, gpus=0, budget=cells, workers=f"{irl.workers} Ray actors")
+
+
 # fmt: off
 KIND = Kind(
     name="irl",
@@ -28,5 +41,12 @@ KIND = Kind(
                      "cells."),
     ),
     report="drml_ray.irl.results:report_sections",
+    tune=TuneSpec(
+        metrics={"return_ratio": "max"},
+        plan=trial_plan,
+        prepare=f"{DRIVER}:prepare_search",
+        trial=f"{DRIVER}:search_trial",
+        finish="drml_ray.tune.driver:best_model_results",
+    ),
 )
 # fmt: on

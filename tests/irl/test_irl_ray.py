@@ -109,3 +109,13 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
 
     other = CliRunner().invoke(app, ["rl", "irl", str(SMOKE), "--output-dir", str(run), *shrink[2:]])
     assert other.exit_code == 2 and "trained with other horizon" in other.output
+
+    # drml tune: two trials (the discriminator's learning rate) imitate the experts trained above
+    search = {"space": {"irl.disc.lr": {"grid": [0.001, 0.003]}}, "search": "grid", "metric": "return_ratio",
+              "max_concurrent_trials": 1, "scheduler": {"type": "fifo"}}  # fmt: skip
+    tuned = CliRunner().invoke(app, ["tune", str(SMOKE), "--output-dir", str(tmp_path / "search"), *shrink,
+                                     "--set", "irl.methods=[gail]", "--set", f"irl.experts_dir={run}",
+                                     "--set", f"tune={json.dumps(search)}"])  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    best = json.loads((tmp_path / "search" / "results.json").read_text())
+    assert (Path(best["best_model"]) / "irl.json").exists()
