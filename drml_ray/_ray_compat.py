@@ -39,3 +39,12 @@ def set_asha_rungs(scheduler: Any, rungs: list[list[dict[str, float]]]) -> None:
 def live_trials(generator: Any) -> set[str]:
     """The trials a ``BasicVariantGenerator`` counts against its ``max_concurrent`` (a private set)."""
     return generator._live_trials
+
+
+def local_learner(algo: Any) -> Any:
+    """The Learner of an RLlib Algorithm built with ``num_learners=0``: it trains in this process, and inverse RL
+    reads its discriminator from it (``foreach_learner`` wraps every result in RLlib's remote-call records)."""
+    group = algo.learner_group
+    if not group.is_local:
+        raise RuntimeError("local_learner: the Algorithm's learners are remote (num_learners > 0)")
+    return group._learner

@@ -48,3 +48,15 @@ def test_no_module_but_the_compat_one_touches_ray_internals():
     offenders = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
                  if p.name != "_ray_compat.py" and private.search(p.read_text(encoding="utf-8"))]  # fmt: skip
     assert offenders == []
+
+
+def test_the_local_learner_of_an_rllib_learner_group_is_reached():
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.core.learner.learner import Learner
+
+    config = PPOConfig().environment(observation_space=gym.spaces.Box(-1, 1, (2,)), action_space=gym.spaces.Discrete(2))
+    group = config.learners(num_learners=0).build_learner_group()
+    assert isinstance(_ray_compat.local_learner(SimpleNamespace(learner_group=group)), Learner)

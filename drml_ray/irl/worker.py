@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from drml_ray._ray_compat import local_learner
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return
 from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config
@@ -120,7 +121,7 @@ class IRLWorker:
         settings = cfg.families()[family]
         algo = irl_config(cfg, family, method, demos, seed, demos_dir).build_algo()
         try:
-            learner = algo.learner_group._learner  # the local learner (num_learners=0)
+            learner = local_learner(algo)
             label = f"{method} {family} {demos} demos seed {seed}"
             curve = train_curve(algo, settings.iters, label, lambda: f"disc loss {learner.stats['disc_loss']:.3f}")
             env = family_env(family, settings.horizon_of(family), settings.task)
@@ -142,7 +143,7 @@ class IRLWorker:
         settings = cfg.families()[family]
         algo = irl_config(cfg, family, "airl", demos, seed, demos_dir, transfer=True).build_algo()
         try:
-            algo.learner_group._learner.set_reward_state(reward, train=False)
+            local_learner(algo).set_reward_state(reward, train=False)
             curve = train_curve(algo, settings.iters, f"airl reward {family} {settings.transfer_task} seed {seed}")
             changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
             return {"curve": curve, "return": mean_return(algo.env_runner.module, changed, cfg.irl.eval_episodes,
@@ -179,7 +180,7 @@ class IRLWorker:
             for _ in range(cfg.irl.bc_iters):
                 result = algo.train()
                 losses.append(float(result.get("learners", {}).get(MODULE, {}).get("policy_loss", np.nan)))
-            module = algo.learner_group._learner.module[MODULE]
+            module = local_learner(algo).module[MODULE]
             result = {"loss": losses, "return": mean_return(module, env, cfg.irl.eval_episodes, 10_000)}
             if settings.transfer_task is not None:
                 changed = family_env(family, settings.horizon_of(family), settings.transfer_task)

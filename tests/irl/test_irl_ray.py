@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from drml_ray._ray_compat import local_learner
 from drml_ray.cli import app
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.demos import Episode, read_episodes, write_episodes
@@ -42,7 +43,7 @@ def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_plus_the_absorbi
     config = family_config(cfg, "cartpole", 0).training(gamma=gamma)
     algo = config.learners(learner_class=IRLPPOLearner, learner_config_dict={"irl": settings}).build_algo()
     try:
-        learner = algo.learner_group._learner
+        learner = local_learner(algo)
         fixed = learner.get_reward_state()
         learner.set_reward_state(fixed, train=False)
         algo.train()
