@@ -142,15 +142,24 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
                      "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 
-def kept_cells(path: Path, cfg: IRLExperiment) -> dict[str, Any]:
-    """The cells an earlier ``drml rl irl`` measured with the same budget."""
-    if not path.exists():
-        return {}
-    cells = json.loads(path.read_text(encoding="utf-8"))
-    kept = {k: c for k, c in cells.items() if c.get("budget") == cell_budget(cfg, k.split("/")[1], k.split("/")[0])}
-    if len(kept) < len(cells):
-        print(f"[drml] {path}: {len(cells) - len(kept)} cells were measured with another budget and run again")
-    return kept
+def current(cfg: IRLExperiment, cells: dict[str, Any]) -> dict[str, Any]:
+    """The cells of ``cfg``'s families measured with its budget (the others stay in the file until measured again)."""
+    families = cfg.families()
+    return {k: c for k, c in cells.items() if (family := k.split("/")[1]) in families
+            and c.get("budget") == cell_budget(cfg, family, k.split("/")[0])}  # fmt: skip
+
+
+def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+    """The (method, family, demonstrations, seed) cells ``cfg`` asks for that ``cells`` lacks at its budget.
+
+    >>> cfg = IRLExperiment.model_validate({"name": "x", "irl": {"methods": ["gail"], "demos": [4], "seeds": [1, 2]}})
+    >>> done = {"budget": cell_budget(cfg, "nav2d", "gail")}
+    >>> cells_to_run(cfg, {"gail/nav2d/4/1": done, "gail/nav2d/4/2": {}, "gail/cartpole/4/1": done})
+    [('gail', 'nav2d', 4, 2)]
+    """
+    irl, done = cfg.irl, current(cfg, cells)
+    return [(m, f, n, s) for f in cfg.families() for n in irl.demos for m in irl.methods for s in irl.seeds
+            if f"{m}/{f}/{n}/{s}" not in done]  # fmt: skip
 
 
 def cell_job(cfg: IRLExperiment, cfg_json: dict, key: tuple[str, str, int, int], folder: Path) -> Job:
@@ -173,11 +182,12 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
     experts = {f: load_expert(root, cfg, f) for f in cfg.families()}  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     irl, cells_path = cfg.irl, run_dir / CELLS_FILE
-    cells = kept_cells(cells_path, cfg)
-    keys = [(m, f, n, s) for f in cfg.families() for n in irl.demos for m in irl.methods for s in irl.seeds
-            if f"{m}/{f}/{n}/{s}" not in cells]  # fmt: skip
+    cells = json.loads(cells_path.read_text(encoding="utf-8")) if cells_path.exists() else {}
+    keys = cells_to_run(cfg, cells)
+    stale = sum("/".join(map(str, k)) in cells for k in keys)
     print(f"[drml] rl irl -> {run_dir}: {', '.join(irl.methods)} on {', '.join(cfg.families())}, {irl.demos} "
-          f"demonstrations, seeds {irl.seeds}; {len(keys)} cells to run ({len(cells)} kept)", flush=True)  # fmt: skip
+          f"demonstrations, seeds {irl.seeds}; {len(keys)} cells to run ({len(current(cfg, cells))} kept"
+          f"{f'; {stale} of them measured before with another budget' if stale else ''})", flush=True)  # fmt: skip
     cfg_json = cfg.model_dump(mode="json")
 
     def keep(key: tuple[str, str, int, int], result: dict[str, Any]) -> str:
@@ -187,7 +197,7 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
         cells["/".join(map(str, key))] = result | {"budget": cell_budget(cfg, family, method)}
         atomic_write_json(cells_path, cells)
         if on_cell:
-            on_cell(cells, experts)
+            on_cell(current(cfg, cells), experts)
         return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
 
     adversarial = [k for k in keys if k[0] != "bc"]
@@ -204,7 +214,7 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
         print(
             f"[drml] [{i}/{len(bc)}] {job.name}: {keep(key, getattr(IRLWorker(), job.method)(*job.args))}", flush=True
         )
-    return write_irl_outputs(cfg, run_dir, experts, cells)
+    return write_irl_outputs(cfg, run_dir, experts, current(cfg, cells))
 
 
 # --- drml tune: a trial runs the cells of its params against experts trained once ------------------------
