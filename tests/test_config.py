@@ -7,6 +7,7 @@ import yaml
 
 from drml_ray.config import ConfigError, FinetuneConfig, MetaExperiment, RLExperiment, dump_config, load_config
 from drml_ray.continual.config import ContinualExperiment
+from drml_ray.irl.config import IRLExperiment
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,7 +84,8 @@ def test_dump_round_trips(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    kind = (RLExperiment if "env" in data else MetaExperiment if "meta" in data
+    kind = (IRLExperiment if "irl" in data or "expert" in data else RLExperiment if "env" in data
+            else MetaExperiment if "meta" in data
             else ContinualExperiment if "continual" in data else FinetuneConfig)  # fmt: skip
     assert isinstance(load_config(path), kind)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from drml_ray.continual.config import ContinualExperiment
-from drml_ray.runtime.registry import Command, Kind, TrialPlan, TuneSpec
+from drml_ray.runtime.registry import Command, Kind, TrialPlan, driver_tune
 
 DRIVER = "drml_ray.continual.driver"
 
@@ -36,12 +36,6 @@ KIND = Kind(
     summary="Continual learning over NER experiences: `drml continual CONFIG` runs one; `drml continual extend "
             "RUN_DIR DATA` adds one more experience to a finished run.",
     cli="drml_ray.continual.extend:add_commands",
-    tune=TuneSpec(
-        metrics={"dev_f1": "max"},
-        plan=trial_plan,
-        prepare=f"{DRIVER}:prepare_search",
-        trial=f"{DRIVER}:search_trial",
-        finish="drml_ray.tune.driver:best_model_results",
-    ),
+    tune=driver_tune(DRIVER, "dev_f1", trial_plan),
 )
 # fmt: on

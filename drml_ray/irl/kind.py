@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.runtime.registry import Command, Kind, TrialPlan, TuneSpec
+from drml_ray.runtime.registry import Command, Kind, TrialPlan, driver_tune
 
 DRIVER = "drml_ray.irl.driver"
 
@@ -41,12 +41,6 @@ KIND = Kind(
                      "cells."),
     ),
     report="drml_ray.irl.results:report_sections",
-    tune=TuneSpec(
-        metrics={"return_ratio": "max"},
-        plan=trial_plan,
-        prepare=f"{DRIVER}:prepare_search",
-        trial=f"{DRIVER}:search_trial",
-        finish="drml_ray.tune.driver:best_model_results",
-    ),
+    tune=driver_tune(DRIVER, "return_ratio", trial_plan),
 )
 # fmt: on

@@ -4,7 +4,7 @@ section), Reptile meta-training searched by ``drml tune``, and its part of ``drm
 from __future__ import annotations
 
 from drml_ray.config import MetaExperiment
-from drml_ray.runtime.registry import Command, Kind, TuneSpec, actor_trial_plan
+from drml_ray.runtime.registry import Command, Kind, actor_trial_plan, driver_tune
 from drml_ray.runtime.rundir import META_TRAIN_FILE
 
 DRIVER = "drml_ray.meta.driver"
@@ -27,12 +27,6 @@ KIND = Kind(
                         "--set eval.seeds=[1]"),
     ),
     report="drml_ray.meta.results:report_sections",
-    tune=TuneSpec(
-        metrics={"dev_f1": "max"},
-        plan=lambda cfg: actor_trial_plan(cfg.meta, cfg.meta.gpus_per_worker),
-        prepare=f"{DRIVER}:prepare_search",
-        trial=f"{DRIVER}:search_trial",
-        finish="drml_ray.tune.driver:best_model_results",
-    ),
+    tune=driver_tune(DRIVER, "dev_f1", lambda cfg: actor_trial_plan(cfg.meta, cfg.meta.gpus_per_worker)),
 )
 # fmt: on

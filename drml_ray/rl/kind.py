@@ -4,7 +4,7 @@ meta-train|meta-eval|transfer``, Reptile over PPO searched by ``drml tune``, and
 from __future__ import annotations
 
 from drml_ray.config import RLExperiment
-from drml_ray.runtime.registry import Command, Kind, TuneSpec, actor_trial_plan
+from drml_ray.runtime.registry import Command, Kind, actor_trial_plan, driver_tune
 from drml_ray.runtime.rundir import META_TRAIN_FILE
 
 DRIVER = "drml_ray.rl.driver"
@@ -34,12 +34,6 @@ KIND = Kind(
                      "transfer.md and transfer.png."),
     ),
     report="drml_ray.rl.results:report_sections",
-    tune=TuneSpec(
-        metrics={"heldout_return": "max"},
-        plan=lambda cfg: actor_trial_plan(cfg.meta),
-        prepare=f"{DRIVER}:prepare_search",
-        trial=f"{DRIVER}:search_trial",
-        finish="drml_ray.tune.driver:best_model_results",
-    ),
+    tune=driver_tune(DRIVER, "heldout_return", lambda cfg: actor_trial_plan(cfg.meta)),
 )
 # fmt: on

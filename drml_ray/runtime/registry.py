@@ -92,6 +92,13 @@ class TuneSpec:
     """``"module:function"``, ``(best_cfg, run_dir, best_trial, shared) -> dict``: the best trial's results."""
 
 
+def driver_tune(driver: str, metric: str, plan: Callable[[Any], TrialPlan]) -> TuneSpec:
+    """The search of a kind whose ``driver`` module has ``prepare_search`` and ``search_trial``, whose trials report
+    ``metric`` (higher is better) with the folder of what they trained as ``checkpoint_path``."""
+    return TuneSpec(metrics={metric: "max"}, plan=plan, prepare=f"{driver}:prepare_search",
+                    trial=f"{driver}:search_trial", finish="drml_ray.tune.driver:best_model_results")  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
