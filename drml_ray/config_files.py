@@ -111,7 +111,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
         else:
             line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
             where = f"{source}:{line}" if line else source
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and "input" in e else ""
+        shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
+        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
         message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
         messages.append(f"{where}: {dotted}: {message}{got}")
     return "\n".join(messages)
