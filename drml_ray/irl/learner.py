@@ -57,6 +57,8 @@ class IRLPPOLearner(PPOTorchLearner):
                                           self.n_actions)  # fmt: skip
         self.train_reward = True
         self.stats: dict[str, float] = {}
+        self.last_batch: dict[str, Any] = {}
+        """The last train batch's transitions, padded steps and learned rewards (for tests and inspection)."""
         if self.config.add_default_connectors_to_learner_pipeline:
             self._learner_connector.insert_after(NumpyToTensor, LearnedRewardConnector(learner=self))
 
@@ -125,9 +127,8 @@ class LearnedRewardConnector(ConnectorV2):
         learner, b = self.learner, batch[DEFAULT_MODULE_ID]
         mask = b[Columns.LOSS_MASK].bool().cpu()
         rows = torch.nonzero(mask).flatten()
-        steps = episode_steps(list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False)), mask)[
-            rows
-        ]
+        chunks = list(self.single_agent_episode_iterator(episodes, agents_that_stepped_only=False))
+        steps = episode_steps(chunks, mask)[rows]
         terminated = b[Columns.TERMINATEDS].bool().cpu()[rows]
         obs = b[Columns.OBS].cpu()
         logp = b[Columns.ACTION_LOGP].detach().cpu()[rows]
