@@ -13,26 +13,32 @@ import numpy as np
 import torch
 
 from drml_ray._ray_compat import local_learner
+from drml_ray.config import RLEnvSettings
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return
-from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config
+from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, set_runner_weights
 from drml_ray.rl.weights import Weights
 
 DEMOS_FILE = "transitions.parquet"
 RLLIB_DIR = "rllib"
 
 
-def env_settings(cfg: IRLExperiment, family: str) -> dict[str, Any]:
-    horizon = cfg.families()[family].horizon_of(family)
-    return cfg.env.model_copy(update={"family": family, "horizon": horizon}).model_dump(mode="json")
+def env_settings(cfg: IRLExperiment, family: str) -> RLEnvSettings:
+    """``env:`` with ``family`` and its horizon."""
+    return cfg.env.model_copy(update={"family": family, "horizon": cfg.families()[family].horizon_of(family)})
+
+
+def true_return(cfg: IRLExperiment, family: str, module: Any, task: dict[str, float] | None = None) -> float:
+    """``module``'s mean true return on ``family``'s expert task (or ``task``): the yardstick of every policy."""
+    settings = cfg.families()[family]
+    env = family_env(family, settings.horizon_of(family), settings.task if task is None else task)
+    return mean_return(module, env, cfg.irl.eval_episodes, 10_000)
 
 
 def family_config(cfg: IRLExperiment, family: str, seed: int, task: dict[str, float] | None = None) -> Any:
     """RLlib's ``PPOConfig`` on ``family``'s expert task, or on ``task`` (one process, as meta-RL's learners)."""
-    settings = cfg.families()[family]
-    env = cfg.env.model_copy(update={"family": family, "horizon": settings.horizon_of(family)})
-    config = ppo_config(env, cfg.ppo_of(family), seed, family=family)
-    config.env_config["task"] = dict(settings.task if task is None else task)
+    config = ppo_config(env_settings(cfg, family), cfg.ppo_of(family), seed, family=family)
+    config.env_config["task"] = dict(cfg.families()[family].task if task is None else task)
     return config
 
 
@@ -70,8 +76,7 @@ def quiet_ray_data() -> None:
     import ray.data  # RAY
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # RAY
-    for name in ("ray.data", "ray.rllib"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 class IRLWorker:
@@ -98,15 +103,14 @@ class IRLWorker:
 
     def true_reward_ppo(self, cfg: IRLExperiment, family: str, task: dict[str, float], iterations: int,
                         label: str) -> dict[str, Any]:  # fmt: skip
-        settings, seed = cfg.families()[family], cfg.expert.seed
-        learner = PPOTaskLearner(env_settings(cfg, family), cfg.ppo_of(family).model_dump(mode="json"), seed,
-                                 family=family)  # fmt: skip
+        seed = cfg.expert.seed
+        learner = PPOTaskLearner(env_settings(cfg, family).model_dump(mode="json"),
+                                 cfg.ppo_of(family).model_dump(mode="json"), seed, family=family)  # fmt: skip
         try:
             learner.start_job(seed)
             learner.set_task(dict(task))
             curve = train_curve(learner.algo(), iterations, label)
-            env = family_env(family, settings.horizon_of(family), task)
-            ret = mean_return(learner.algo().env_runner.module, env, cfg.irl.eval_episodes, 10_000)
+            ret = true_return(cfg, family, learner.algo().env_runner.module, task)
             return {"weights": learner.get_weights(), "curve": curve, "return": ret}
         finally:
             learner.stop()
@@ -124,13 +128,10 @@ class IRLWorker:
             learner = local_learner(algo)
             label = f"{method} {family} {demos} demos seed {seed}"
             curve = train_curve(algo, settings.iters, label, lambda: f"disc loss {learner.stats['disc_loss']:.3f}")
-            env = family_env(family, settings.horizon_of(family), settings.task)
-            ret = mean_return(algo.env_runner.module, env, cfg.irl.eval_episodes, 10_000)
-            result = {"curve": curve, "return": ret, "reward": learner.get_reward_state()}
+            module = algo.env_runner.module
+            result = {"curve": curve, "return": true_return(cfg, family, module), "reward": learner.get_reward_state()}
             if settings.transfer_task is not None:
-                changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
-                result["transfer"] = {"carried": mean_return(algo.env_runner.module, changed, cfg.irl.eval_episodes,
-                                                             10_000)}  # fmt: skip
+                result["transfer"] = {"carried": true_return(cfg, family, module, settings.transfer_task)}
         finally:
             algo.stop()
         if settings.transfer_task is not None and method == "airl" and reward_transfer:
@@ -145,9 +146,7 @@ class IRLWorker:
         try:
             local_learner(algo).set_reward_state(reward, train=False)
             curve = train_curve(algo, settings.iters, f"airl reward {family} {settings.transfer_task} seed {seed}")
-            changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
-            return {"curve": curve, "return": mean_return(algo.env_runner.module, changed, cfg.irl.eval_episodes,
-                                                          10_000)}  # fmt: skip
+            return {"curve": curve, "return": true_return(cfg, family, algo.env_runner.module, settings.transfer_task)}
         finally:
             algo.stop()
 
@@ -181,10 +180,9 @@ class IRLWorker:
                 result = algo.train()
                 losses.append(float(result.get("learners", {}).get(MODULE, {}).get("policy_loss", np.nan)))
             module = local_learner(algo).module[MODULE]
-            result = {"loss": losses, "return": mean_return(module, env, cfg.irl.eval_episodes, 10_000)}
+            result = {"loss": losses, "return": true_return(cfg, family, module)}
             if settings.transfer_task is not None:
-                changed = family_env(family, settings.horizon_of(family), settings.transfer_task)
-                result["transfer"] = {"carried": mean_return(module, changed, cfg.irl.eval_episodes, 10_000)}
+                result["transfer"] = {"carried": true_return(cfg, family, module, settings.transfer_task)}
             return result
         finally:
             algo.stop()
@@ -203,8 +201,7 @@ def record_demos(cfg: IRLExperiment, family: str, weights: Weights, folder: Path
     algo = config.build_algo()
     try:
         runner, episodes = algo.env_runner, []
-        keys = runner.module.state_dict().keys()
-        runner.set_state({"rl_module": {MODULE: {k: weights[k].numpy() for k in keys}}})
+        set_runner_weights(runner, {k: v.numpy() for k, v in weights.items()})
         for _ in range(cfg.expert.episodes):
             (ep,) = runner.sample(num_episodes=1, explore=cfg.expert.explore, force_reset=True)[:1]
             obs, actions = np.asarray(ep.get_observations(), dtype=np.float32), np.asarray(ep.get_actions())

@@ -64,6 +64,13 @@ def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff
     )
 
 
+def set_runner_weights(runner: Any, state: dict[str, np.ndarray]) -> None:
+    """Put policy weights on an env runner. It keeps only the inference part of the module; a state without a
+    weights sequence number is always applied (RLlib's own sync skips states no newer than the runner's)."""
+    keys = runner.module.state_dict().keys()
+    runner.set_state({"rl_module": {MODULE: {k: state[k] for k in keys}}})
+
+
 class PPOTaskLearner:
     """A reusable PPO learner: weights and task in, adapted weights and returns out."""
 
@@ -90,11 +97,7 @@ class PPOTaskLearner:
         algo = self.algo(arch)
         state = {k: v.detach().cpu().numpy() for k, v in weights.items()}
         algo.learner_group.set_weights({MODULE: state})
-        # The env runner keeps only the inference part; a state without a weights sequence number is
-        # always applied (RLlib's own sync skips states no newer than the runner's).
-        runner = algo.env_runner
-        keys = runner.module.state_dict().keys()
-        runner.set_state({"rl_module": {MODULE: {k: state[k] for k in keys}}})
+        set_runner_weights(algo.env_runner, state)
         self.reset_optimizer(arch)
 
     def fresh_weights(self, seed: int, arch: Arch = "ff") -> Weights:
