@@ -7,10 +7,21 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from drml_ray.config import Count, NonEmpty, NonNegativeFloat, PPOSettings, Rate, RLExperiment, RLFamily, Section
+from drml_ray.config import (
+    Count,
+    NonEmpty,
+    NonNegative,
+    NonNegativeFloat,
+    PPOSettings,
+    Rate,
+    RLExperiment,
+    RLFamily,
+    Section,
+)
 from drml_ray.rl.envs import ENVS
 
 IRLMethod = Literal["bc", "gail", "airl"]
+MetaIRLMethod = Literal["meta", "multitask", "scratch", "airl"]
 
 
 class FamilySettings(Section):
@@ -82,11 +93,69 @@ class IRLSettings(Section):
     own ``--output-dir``. ``drml tune`` needs it (every trial imitates the same experts)."""
 
 
+class MetaIRLSettings(Section):
+    """``drml rl meta-irl``: Reptile over AIRL's reward network across tasks of one family (Nav2D goals), judged
+    by how well a held-out task's reward is recovered from a few of its demonstrations."""
+
+    family: RLFamily = "nav2d"
+    train_tasks: Count = 16
+    """Tasks drawn for meta-training (each gets a PPO expert and ``train_demos`` demonstrations)."""
+    test_tasks: Count = 4
+    """Held-out tasks (each gets an expert, demonstrations and the evaluation's cells)."""
+    horizon: Count = 20
+    expert_iters: Count = 30
+    """PPO iterations of each task's expert (on the true reward)."""
+    explore: bool = True
+    """Record the experts' stochastic policies (Nav2D starts every episode at the origin: a deterministic expert
+    would repeat one path, and 4 demonstrations would be 1)."""
+    train_demos: Count = 4
+    """Demonstrations per training task."""
+    demos: NonEmpty[Count] = [1, 4]
+    """Demonstrations of a held-out task its reward is recovered from."""
+    negatives: Count = 32
+    """Episodes of uniformly random actions per task: the discriminator's other side (:mod:`drml_ray.irl.meta`)."""
+    coverage: NonNegative = 2000
+    """States drawn uniformly from the box around every state seen, added to the other side (0: none); without
+    them the learned reward extrapolates past the demonstrations (:mod:`drml_ray.irl.meta`)."""
+    coverage_margin: NonNegativeFloat = 0.5
+    """How far the box reaches beyond the states seen, as a fraction of their extent, on each side."""
+    meta_iters: Count = 300
+    """Reptile's outer steps (and the pooled baseline's steps are ``meta_iters * inner_steps``)."""
+    meta_batch: Count = 4
+    """Training tasks per outer step."""
+    inner_steps: Count = 10
+    """Adam steps on one task inside an outer step."""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """The inner loop's optimizer, in meta-training and in every method's adaptation (measured on Nav2D: with
+    Adam's per-weight steps Reptile's initialisation adapted no faster than a fresh network)."""
+    inner_lr: Rate = 0.5
+    meta_lr: Rate = 0.5
+    """Reptile's outer step size, decayed linearly to 0."""
+    adapt_steps: NonEmpty[Count] = [10, 100]
+    """Inner-loop steps on a held-out task's demonstrations after which its reward is judged (the table's
+    columns, after the reward as it starts)."""
+    methods: NonEmpty[MetaIRLMethod] = ["meta", "multitask", "scratch", "airl"]
+    """``meta``: Reptile's initialisation, adapted; ``multitask``: a reward network pre-trained on every training
+    task pooled, adapted; ``scratch``: a fresh network, adapted; ``airl``: adversarial AIRL from scratch (PPO in the
+    loop, ``iters`` iterations) on the same demonstrations."""
+    iters: Count = 30
+    """PPO iterations of the fresh policy that judges each recovered reward (and of ``airl``'s learner)."""
+    seeds: NonEmpty[int] = [1, 2, 3]
+    workers: Count = 2
+
+    @model_validator(mode="after")
+    def _increasing(self) -> MetaIRLSettings:
+        if self.adapt_steps != sorted(set(self.adapt_steps)):
+            raise ValueError(f"adapt_steps must increase, got {self.adapt_steps}")
+        return self
+
+
 class IRLExperiment(RLExperiment):
     """An inverse-RL experiment: experts, demonstrations, and the imitators compared on them."""
 
     expert: ExpertSettings = ExpertSettings()
     irl: IRLSettings = IRLSettings()
+    meta_irl: MetaIRLSettings = MetaIRLSettings()
 
     @model_validator(mode="after")
     def _demos_recorded(self) -> IRLExperiment:

@@ -25,7 +25,7 @@ import numpy as np
 from drml_ray.checkpoints import save_state
 from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.irl.policy import family_env
+from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
@@ -35,7 +35,7 @@ EXPERTS_FILE = "experts.json"
 EXPERT_FILE = "expert.json"
 IRL_FILE = "irl.json"
 CELLS_FILE = "irl_cells.json"
-FREE_KEYS = ("irl", "tune")
+FREE_KEYS = ("irl", "meta_irl", "tune")
 OnCell = Callable[[dict[str, Any], dict[str, Any]], None]
 """Called as each cell of ``drml rl irl`` finishes: ``(cells so far, experts)``."""
 """What ``drml rl irl`` may change after ``drml rl expert`` (the experts' own settings are checked apart)."""
@@ -60,15 +60,7 @@ def pool(cfg: IRLExperiment, jobs: int, label: str) -> ActorExecutor:
 
 def random_return(family: str, horizon: int, task: dict[str, float], episodes: int) -> float:
     """The true return of uniformly random actions: the zero of the return ratio."""
-    env, total = family_env(family, horizon, task), 0.0
-    env.action_space.seed(0)
-    for i in range(episodes):
-        env.reset(seed=10_000 + i)
-        done = False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total, done = total + float(reward), terminated or truncated
-    return total / episodes
+    return float(np.mean([ep.ret for ep in random_episodes(family_env(family, horizon, task), episodes, 10_000)]))
 
 
 def run_rl_expert(cfg: IRLExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:

@@ -25,7 +25,7 @@ KIND = Kind(
     name="irl",
     summary="Reinforcement learning on RLlib: meta-RL (Reptile over PPO), transfer, and inverse RL (PPO experts, "
             "their demonstrations, BC / GAIL / AIRL).",
-    sections=("expert", "irl"),
+    sections=("expert", "irl", "meta_irl"),
     config=IRLExperiment,
     commands=(
         Command("rl expert", f"{DRIVER}:run_rl_expert", "experts.json",
@@ -39,6 +39,13 @@ KIND = Kind(
                      "Learner) on the experts' demonstrations, for every family, demonstration count and seed; "
                      "writes irl.json (return ratios on the true reward), irl.md and irl.png. Reruns keep finished "
                      "cells."),
+        Command("rl meta-irl", "drml_ray.irl.meta_driver:run_rl_meta_irl", None, options=(),
+                example="drml rl meta-irl configs/rl/smoke_meta_irl.yaml --output-dir runs/meta_irl",
+                help="Meta-IRL: PPO experts on meta_irl.train_tasks + test_tasks tasks of one family (Nav2D goals), "
+                     "Reptile over AIRL's reward network across the training tasks, then each held-out task's reward "
+                     "recovered from 1-4 demonstrations (Reptile's start, a network pre-trained on all tasks, a fresh "
+                     "one, adversarial AIRL) and judged by a fresh PPO policy on it; writes meta_irl.json / .md / "
+                     ".png. Reruns keep experts, initialisations and cells."),
     ),
     report="drml_ray.irl.results:report_sections",
     tune=driver_tune(DRIVER, "return_ratio", trial_plan),

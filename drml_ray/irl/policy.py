@@ -7,6 +7,7 @@ sampled one), the env's own reward summed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -35,14 +36,19 @@ def act(module: Any, obs: np.ndarray, space: gym.Space, explore: bool) -> tuple[
     return action, unsquash_action(action, space)
 
 
-def rollout(module: Any, env: TaskFamilyEnv, episodes: int, seed: int, explore: bool = False) -> list[Episode]:
-    """``episodes`` fresh episodes of ``module`` on ``env`` (resets seeded ``seed``, ``seed + 1``, ...)."""
+Choose = Callable[[np.ndarray], tuple[Any, Any]]
+"""An observation -> the action as recorded and as the env gets it."""
+
+
+def play(env: TaskFamilyEnv, episodes: int, seed: int, choose: Choose) -> list[Episode]:
+    """``episodes`` fresh episodes on ``env`` (resets seeded ``seed``, ``seed + 1``, ...), ``choose(obs)`` giving
+    each step's action as recorded and as the env gets it."""
     out = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         states, actions, rewards, terminated, truncated = [obs], [], [], False, False
         while not (terminated or truncated):
-            action, env_action = act(module, obs, env.action_space, explore)
+            action, env_action = choose(obs)
             obs, reward, terminated, truncated, _ = env.step(env_action)
             states.append(obs)
             actions.append(action)
@@ -51,5 +57,22 @@ def rollout(module: Any, env: TaskFamilyEnv, episodes: int, seed: int, explore: 
     return out
 
 
+def rollout(module: Any, env: TaskFamilyEnv, episodes: int, seed: int, explore: bool = False) -> list[Episode]:
+    """``episodes`` fresh episodes of ``module`` on ``env`` (resets seeded ``seed``, ``seed + 1``, ...)."""
+    return play(env, episodes, seed, lambda obs: act(module, obs, env.action_space, explore))
+
+
 def mean_return(module: Any, env: TaskFamilyEnv, episodes: int, seed: int) -> float:
     return float(np.mean([ep.ret for ep in rollout(module, env, episodes, seed)]))
+
+
+def random_episodes(env: TaskFamilyEnv, episodes: int, seed: int) -> list[Episode]:
+    """``episodes`` episodes of uniformly random actions (resets seeded ``seed``, ``seed + 1``, ...; the actions
+    drawn from ``seed``): the zero of the return ratio, and meta-IRL's other side of the discriminator."""
+    env.action_space.seed(seed)
+
+    def choose(obs: np.ndarray) -> tuple[Any, Any]:
+        action = env.action_space.sample()
+        return action, action
+
+    return play(env, episodes, seed, choose)

@@ -171,4 +171,6 @@ def report_sections(run_dir: Path) -> list[Section]:
         png = run_dir / "irl.png"
         sections.append(Section("Inverse RL: return ratio on the true reward", text=(run_dir / "irl.md").read_text(
             encoding="utf-8"), figure=png if png.exists() else None))  # fmt: skip
-    return sections
+    from drml_ray.irl import meta_results  # (it reads this module's ratio)
+
+    return sections + meta_results.report_sections(run_dir)

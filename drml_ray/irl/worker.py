@@ -15,7 +15,7 @@ import torch
 from drml_ray._ray_compat import local_learner
 from drml_ray.config import RLEnvSettings
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.irl.policy import family_env, mean_return
+from drml_ray.irl.policy import family_env, mean_return, rollout
 from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, set_runner_weights
 from drml_ray.rl.weights import Weights
 
@@ -101,8 +101,17 @@ class IRLWorker:
             del expert["transfer"]["weights"]
         return expert
 
+    def task_expert(self, cfg_json: dict, family: str, label: str) -> dict[str, Any]:
+        """Meta-IRL's expert on one task (``family``'s expert task in ``cfg_json``), and ``meta_irl.train_demos``
+        or ``max(meta_irl.demos)`` episodes of it (whichever is more)."""
+        cfg = IRLExperiment.model_validate(cfg_json)
+        settings, meta = cfg.families()[family], cfg.meta_irl
+        demos = max(meta.train_demos, *meta.demos)
+        return self.true_reward_ppo(cfg, family, settings.task, settings.expert_iters, label, demos, meta.explore)
+
     def true_reward_ppo(self, cfg: IRLExperiment, family: str, task: dict[str, float], iterations: int,
-                        label: str) -> dict[str, Any]:  # fmt: skip
+                        label: str, record: int = 0, explore: bool = False) -> dict[str, Any]:  # fmt: skip
+        """PPO on ``task``'s true reward: weights, curve, return, and ``record`` episodes of the trained policy."""
         seed = cfg.expert.seed
         learner = PPOTaskLearner(env_settings(cfg, family).model_dump(mode="json"),
                                  cfg.ppo_of(family).model_dump(mode="json"), seed, family=family)  # fmt: skip
@@ -110,8 +119,13 @@ class IRLWorker:
             learner.start_job(seed)
             learner.set_task(dict(task))
             curve = train_curve(learner.algo(), iterations, label)
-            ret = true_return(cfg, family, learner.algo().env_runner.module, task)
-            return {"weights": learner.get_weights(), "curve": curve, "return": ret}
+            module = learner.algo().env_runner.module
+            ret = true_return(cfg, family, module, task)
+            result: dict[str, Any] = {"weights": learner.get_weights(), "curve": curve, "return": ret}
+            if record:
+                env = family_env(family, cfg.families()[family].horizon_of(family), task)
+                result["episodes"] = rollout(module, env, record, 20_000, explore)
+            return result
         finally:
             learner.stop()
 
@@ -137,6 +151,13 @@ class IRLWorker:
         if settings.transfer_task is not None and method == "airl" and reward_transfer:
             result["transfer"]["reward"] = self.reward_transfer(cfg, family, demos, seed, demos_dir, result["reward"])
         return result
+
+    def reward_policies(self, cfg_json: dict, family: str, rewards: list[dict[str, Any]], seed: int,
+                        demos_dir: str) -> list[float]:  # fmt: skip
+        """The true return of a fresh PPO policy trained on each of ``rewards`` (AIRL reward networks, their ``g``
+        alone, fixed) on ``family``'s ``transfer_task``: how much of that task's reward each one recovered."""
+        cfg = IRLExperiment.model_validate(cfg_json)
+        return [self.reward_transfer(cfg, family, 1, seed, demos_dir, reward)["return"] for reward in rewards]
 
     def reward_transfer(self, cfg: IRLExperiment, family: str, demos: int, seed: int, demos_dir: str,
                         reward: dict[str, Any]) -> dict[str, Any]:  # fmt: skip

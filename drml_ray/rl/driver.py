@@ -326,37 +326,12 @@ def trained_starts(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[s
     return found
 
 
-def summarise(curves: dict[str, dict[int, list[list[float]]]], adapt_iters: int) -> dict[str, Any]:
-    """``{method: {seed: [curve per task]}}`` -> RLlib-style metrics per method, means over tasks then seeds."""
-    names = ["episode_return_mean"] + [f"episode_return_mean_adapt_{i}" for i in range(1, adapt_iters + 1)]
-    out: dict[str, Any] = {}
-    for method, by_seed in curves.items():
-        seeds = []
-        for seed, per_task in sorted(by_seed.items()):
-            means = [statistics.fmean(c[i] for c in per_task) for i in range(adapt_iters + 1)]
-            row = dict(zip(names, means, strict=True))
-            seeds.append({"seed": seed, "tasks": len(per_task)} | row | {"adaptation_delta": means[-1] - means[0]})
-        summary = {name: statistics.fmean(s[name] for s in seeds) for name in names + ["adaptation_delta"]}
-        summary["std"] = {n: statistics.pstdev([s[n] for s in seeds]) for n in names}
-        out[method] = summary | {"seeds": seeds}
-    if "scratch" in out and "oracle" in out:
-        oracle = out["oracle"]["episode_return_mean"]
-        for method in ("meta", "multitask", "rl2"):
-            if method in out:
-                out[method]["gap_closed"] = {
-                    name: (out[method][name] - out["scratch"][name]) / (oracle - out["scratch"][name])
-                    if oracle != out["scratch"][name] else None
-                    for name in names
-                }  # fmt: skip
-    return out
-
-
 def run_rl_meta_eval(cfg: RLExperiment, run_dir: str | Path, *, init: str | None = None) -> dict[str, Any]:
     """Adaptation curves on held-out tasks for every method and seed; writes ``adaptation.json`` (+ .md, .png).
 
     Each finished (method, seed, task) curve is kept in ``adaptation_cells.json`` at once, so an interrupted
     evaluation resumes where it stopped."""
-    from drml_ray.rl.results import write_adaptation_outputs
+    from drml_ray.rl.results import summarise, write_adaptation_outputs
 
     inits = trained_starts(cfg, Path(run_dir).expanduser().resolve(), init)  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)

@@ -14,31 +14,61 @@ from drml_ray.runtime.rundir import atomic_write_text
 ORDER = ("meta", "multitask", "rl2", "scratch", "oracle")
 
 
+def summarise(curves: dict[str, dict[int, list[list[float]]]], adapt_iters: int) -> dict[str, Any]:
+    """``{method: {seed: [curve per task]}}`` -> RLlib-style metrics per method, means over tasks then seeds."""
+    names = ["episode_return_mean"] + [f"episode_return_mean_adapt_{i}" for i in range(1, adapt_iters + 1)]
+    out: dict[str, Any] = {}
+    for method, by_seed in curves.items():
+        seeds = []
+        for seed, per_task in sorted(by_seed.items()):
+            means = [statistics.fmean(c[i] for c in per_task) for i in range(adapt_iters + 1)]
+            row = dict(zip(names, means, strict=True))
+            seeds.append({"seed": seed, "tasks": len(per_task)} | row | {"adaptation_delta": means[-1] - means[0]})
+        summary = {name: statistics.fmean(s[name] for s in seeds) for name in names + ["adaptation_delta"]}
+        summary["std"] = {n: statistics.pstdev([s[n] for s in seeds]) for n in names}
+        out[method] = summary | {"seeds": seeds}
+    if "scratch" in out and "oracle" in out:
+        oracle = out["oracle"]["episode_return_mean"]
+        for method in ("meta", "multitask", "rl2"):
+            if method in out:
+                out[method]["gap_closed"] = {
+                    name: (out[method][name] - out["scratch"][name]) / (oracle - out["scratch"][name])
+                    if oracle != out["scratch"][name] else None
+                    for name in names
+                }  # fmt: skip
+    return out
+
+
 def _names(adapt_iters: int) -> list[str]:
     return ["episode_return_mean"] + [f"episode_return_mean_adapt_{i}" for i in range(1, adapt_iters + 1)]
 
 
-def adaptation_rows(table: dict[str, Any], adapt_iters: int) -> list[dict[str, Any]]:
-    """One row per method: the return before and after each adaptation iteration (mean ± std over seeds)."""
+def adaptation_rows(table: dict[str, Any], adapt_iters: int, labels: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per method: the return before and after each adaptation iteration (mean ± std over seeds);
+    ``labels``: the columns' names after "after" (default 1, 2, ...)."""
     names, rows = _names(adapt_iters), []
+    labels = labels or [str(i) for i in range(1, adapt_iters + 1)]
     for method in [m for m in ORDER if m in table]:
         row = table[method]
         gap = row.get("gap_closed", {}).get(names[-1])
         rows.append({"method": method, "before": f"{row[names[0]]:.1f} ± {row['std'][names[0]]:.1f}",
-                     **{f"after {i}": f"{row[n]:.1f} ± {row['std'][n]:.1f}" for i, n in enumerate(names[1:], 1)},
+                     **{f"after {label}": f"{row[n]:.1f} ± {row['std'][n]:.1f}"
+                        for label, n in zip(labels, names[1:], strict=True)},
                      "adaptation_delta": f"{row['adaptation_delta']:+.1f}",
                      "gap closed (last)": "—" if gap is None else f"{100 * gap:.0f}%",
                      "seeds": len(row["seeds"])})  # fmt: skip
     return rows
 
 
-def format_adaptation(table: dict[str, Any], adapt_iters: int) -> str:
-    return (md_table(adaptation_rows(table, adapt_iters)) + "\n\nMean episode return on held-out tasks before and "
-            "after N PPO iterations of adaptation, mean ± std over seeds (each seed: the mean over tasks). Gap closed: "
-            "(method - scratch) / (oracle - scratch) after the last iteration.\n")  # fmt: skip
+def format_adaptation(table: dict[str, Any], adapt_iters: int, labels: list[str] | None = None,
+                      unit: str = "PPO iterations", what: str = "Mean episode return") -> str:  # fmt: skip
+    return (md_table(adaptation_rows(table, adapt_iters, labels)) + f"\n\n{what} on held-out tasks before and after "
+            f"N {unit} of adaptation, mean ± std over seeds (each seed: the mean over tasks). Gap closed: "
+            "(method - scratch) / (oracle - scratch) after the last column.\n")  # fmt: skip
 
 
-def plot_adaptation(table: dict[str, Any], adapt_iters: int, path: Path) -> Path:
+def plot_adaptation(table: dict[str, Any], adapt_iters: int, path: Path, unit: str = "PPO iterations",
+                    labels: list[str] | None = None) -> Path:  # fmt: skip
     names = _names(adapt_iters)
     fig, ax = subplots(figsize=(5.5, 3.8))
     xs = list(range(adapt_iters + 1))
@@ -46,8 +76,8 @@ def plot_adaptation(table: dict[str, Any], adapt_iters: int, path: Path) -> Path
         row = table[method]
         ax.errorbar(xs, [row[n] for n in names], yerr=[row["std"][n] for n in names], marker="o", capsize=3,
                     label=method, linestyle="--" if method == "oracle" else "-")  # fmt: skip
-    ax.set_xticks(xs)
-    ax.set_xlabel("PPO iterations of adaptation")
+    ax.set_xticks(xs, ["0", *(labels or map(str, xs[1:]))])
+    ax.set_xlabel(f"{unit} of adaptation")
     ax.set_ylabel("episode return (held-out tasks)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

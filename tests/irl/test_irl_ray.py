@@ -120,3 +120,25 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
     assert tuned.exit_code == 0, tuned.output
     best = json.loads((tmp_path / "search" / "results.json").read_text())
     assert (Path(best["best_model"]) / "irl.json").exists()
+
+
+def test_meta_irl_on_the_smoke_config_at_toy_scale(ray_session, tmp_path):
+    shrink = ["--set", "meta_irl.train_tasks=2", "--set", "meta_irl.test_tasks=1", "--set", "meta_irl.horizon=10",
+              "--set", "meta_irl.expert_iters=1", "--set", "meta_irl.iters=1", "--set", "meta_irl.meta_iters=3",
+              "--set", "meta_irl.negatives=2", "--set", "irl.eval_episodes=1", "--set", 'ppo={"hidden": [8], '
+              '"train_batch": 100, "minibatch": 50, "epochs": 1, "envs": 2}']  # fmt: skip
+    run = tmp_path / "meta_irl"
+    smoke = REPO / "configs" / "rl" / "smoke_meta_irl.yaml"
+    result = CliRunner().invoke(app, ["rl", "meta-irl", str(smoke), "--output-dir", str(run), *shrink])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((run / "meta_irl.json").read_text())["demos"]["1"]
+    table = summary["adaptation"]  # the meta-eval table: before, after 1 and after 10 inner-loop steps
+    assert sorted(table) == ["meta", "multitask", "oracle", "scratch"]
+    assert all(np.isfinite(table[m]["episode_return_mean_adapt_2"]) for m in table)
+    assert sorted(summary["return_ratio"]) == ["airl", "meta", "multitask", "scratch"]
+    assert (run / "meta_irl_1demos.png").stat().st_size > 0 and (run / "rewards" / "meta_irl" / "meta.pt").exists()
+    assert len(read_episodes(run / "meta_irl_tasks" / "test0" / "transitions.parquet")) == 2  # 1 asked, 2 to train
+    again = CliRunner().invoke(app, ["rl", "meta-irl", str(smoke), "--output-dir", str(run), *shrink])
+    assert "0 experts to train" in again.output and "0 cells to run (4 kept)" in again.output
+    report = CliRunner().invoke(app, ["report", str(run)])
+    assert report.exit_code == 0 and "Meta-IRL" in (run / "report.md").read_text()

@@ -10,12 +10,11 @@ from drml_ray.errors import UserError
 from drml_ray.rl.driver import (
     heldout_tasks,
     load_weights,
-    summarise,
     train_tasks,
     trained_starts,
     validation_tasks,
 )
-from drml_ray.rl.results import transfer_summary
+from drml_ray.rl.results import summarise, transfer_summary
 
 
 def test_summarise_averages_tasks_then_seeds_and_computes_the_gap_closed():
