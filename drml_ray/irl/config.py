@@ -7,17 +7,8 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from drml_ray.config import (
-    Count,
-    NonEmpty,
-    NonNegative,
-    NonNegativeFloat,
-    PPOSettings,
-    Rate,
-    RLExperiment,
-    RLFamily,
-    Section,
-)
+from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section
+from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
 from drml_ray.rl.envs import ENVS
 
 IRLMethod = Literal["bc", "gail", "airl"]

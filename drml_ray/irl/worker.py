@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from drml_ray._ray_compat import local_learner
-from drml_ray.config import RLEnvSettings
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return, rollout
+from drml_ray.rl.config import RLEnvSettings
 from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, set_runner_weights
 from drml_ray.rl.weights import Weights
 

@@ -30,9 +30,9 @@ import torch
 import yaml
 
 from drml_ray.checkpoints import load_state, save_state
-from drml_ray.config import RLExperiment
 from drml_ray.errors import UserError
 from drml_ray.metagrad import meta_lr_at
+from drml_ray.rl.config import RLExperiment
 from drml_ray.rl.envs import ENVS, Task, task_stream
 from drml_ray.rl.ppo import Arch, PPOTaskLearner
 from drml_ray.rl.weights import Weights, map_weights, reptile_sum, reptile_update

@@ -3,7 +3,7 @@ meta-train|meta-eval|transfer``, Reptile over PPO searched by ``drml tune``, and
 
 from __future__ import annotations
 
-from drml_ray.config import RLExperiment
+from drml_ray.rl.config import RLExperiment
 from drml_ray.runtime.registry import Command, Kind, actor_trial_plan, driver_tune
 from drml_ray.runtime.rundir import META_TRAIN_FILE
 

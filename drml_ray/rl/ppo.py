@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from drml_ray.config import PPOSettings, RLEnvSettings
+from drml_ray.rl.config import PPOSettings, RLEnvSettings
 from drml_ray.rl.envs import Task, TaskFamilyEnv, make_env, randomise_tasks_on_runner, set_task_on_runner
 from drml_ray.rl.weights import Weights, as_tensors
 

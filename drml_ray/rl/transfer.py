@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from drml_ray.config import RLExperiment
 from drml_ray.errors import UserError
+from drml_ray.rl.config import RLExperiment
 from drml_ray.rl.driver import actor_pool
 from drml_ray.rl.envs import make_env
 from drml_ray.runtime.executor import Job

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drml_ray.config import RLExperiment
 from drml_ray.errors import UserError
+from drml_ray.rl.config import RLExperiment
 from drml_ray.rl.driver import (
     heldout_tasks,
     load_weights,

@@ -48,7 +48,7 @@ RL_SMOKE = REPO / "configs" / "tune" / "rl_smoke_nav2d.yaml"
 
 
 def test_meta_rl_search_reports_the_heldout_return_and_keeps_the_best_weights(ray_session, tmp_path):
-    from drml_ray.config import RLExperiment
+    from drml_ray.rl.config import RLExperiment
 
     run_dir = tmp_path / "tune_rl"
     result = cli("tune", RL_SMOKE, "--output-dir", run_dir, "--set", "tune.num_samples=2")
