@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.drml-installed
 
-.PHONY: install quickstart test test-fast lint bench clean
+.PHONY: install quickstart test test-fast test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ quickstart: install
 
 test: install
 	$(VENV)/bin/ruff check drml_ray tests jobs benchmarks
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow"
+
+# The tests that mostly wait on something outside drml-ray (Ray Train's 180 s autoscaling request expiry).
+test-slow: install
+	$(PY) -m pytest -m slow
 
 # Unit tests only (no Ray runs): seconds.
 test-fast: install

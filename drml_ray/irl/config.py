@@ -58,6 +58,12 @@ class DiscriminatorSettings(Section):
     """Rows drawn from the demonstrations, and as many from the policy's batch, per step."""
     grad_penalty: NonNegativeFloat = 0.0
     """Weight of the squared gradient of the discriminator's logit with respect to its inputs (0: none)."""
+    coverage: NonNegative = 0
+    """States (with random actions) drawn uniformly from the box around the demonstrations' and the batch's
+    states, added to the policy's side of every update (0: none): the discriminator then has negatives beyond
+    the states it saw instead of extrapolating there (as meta-IRL's inner loop, :mod:`drml_ray.irl.meta`)."""
+    coverage_margin: NonNegativeFloat = 0.5
+    """How far that box reaches beyond the states seen, as a fraction of their extent, on each side."""
 
 
 class IRLSettings(Section):

@@ -124,6 +124,36 @@ def sample(t: Transitions, n: int, generator: torch.Generator) -> Transitions:
                        t.logp[rows], torch.ones(n))  # fmt: skip
 
 
+def cat(parts: list[Transitions]) -> Transitions:
+    """The rows of ``parts``, one after another."""
+    return Transitions(*(torch.cat([getattr(t, f) for t in parts]) for f in Transitions.__dataclass_fields__))
+
+
+def coverage_states(sides: list[Transitions], count: int, margin: float, generator: torch.Generator,
+                    n_actions: int | None) -> Transitions:  # fmt: skip
+    """``count`` states drawn uniformly from the box around every (non-absorbing) state of ``sides``, widened by
+    ``margin`` times its extent on each side, each its own next state, with uniformly random actions (one-hot
+    of ``n_actions``, or in [-1, 1]): negatives that keep a discriminator from extrapolating past the states it
+    saw (:mod:`drml_ray.irl.meta`).
+
+    >>> one = Transitions(*(torch.tensor(v) for v in ([[0.0, 0.0], [2.0, 1.0]], [[0.0], [0.0]],
+    ...       [[0.0, 0.0], [2.0, 1.0]], [False, False], [False, False], [0.0, 0.0], [1.0, 1.0])))
+    >>> box = coverage_states([one], 1000, 0.5, torch.Generator().manual_seed(0), None).obs
+    >>> box.min(0).values.round(decimals=1).tolist(), box.max(0).values.round(decimals=1).tolist()
+    ([-1.0, -0.5], [3.0, 1.5])
+    """
+    seen = torch.cat([torch.cat([t.obs[~t.absorbing], t.next_obs[~t.next_absorbing]]) for t in sides])
+    low, high = seen.min(0).values, seen.max(0).values
+    low, high = low - margin * (high - low), high + margin * (high - low)
+    states = low + (high - low) * torch.rand(count, seen.shape[1], generator=generator)
+    no = torch.zeros(count, dtype=torch.bool)
+    if n_actions is None:
+        actions = 2 * torch.rand(count, sides[0].actions.shape[1], generator=generator) - 1
+    else:
+        actions = encode_actions(torch.randint(n_actions, (count,), generator=generator), n_actions)
+    return Transitions(states, actions, states, no, no, torch.zeros(count), torch.ones(count))
+
+
 def is_demonstrations(path: Path) -> bool:
     """A Parquet file with the columns of ``transitions.parquet``."""
     if path.suffix != ".parquet":

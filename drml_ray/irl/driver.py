@@ -120,6 +120,13 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
 # --- drml rl irl ------------------------------------------------------------------------------------
 
 
+def disc_budget(cfg: IRLExperiment) -> dict[str, Any]:
+    """The discriminator's settings as kept cells record them (coverage only when on: cells measured before it
+    existed stay valid)."""
+    disc = cfg.irl.disc
+    return disc.model_dump(mode="json", exclude=set() if disc.coverage else {"coverage", "coverage_margin"})
+
+
 def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     """What a kept cell must have been measured with to be reused."""
     irl = cfg.irl
@@ -130,7 +137,7 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     }
     if method == "bc":
         return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
-    return common | {"iters": cfg.families()[family].iters, "disc": irl.disc.model_dump(mode="json"),
+    return common | {"iters": cfg.families()[family].iters, "disc": disc_budget(cfg),
                      "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from ray.rllib.connectors.common.numpy_to_tensor import NumpyToTensor  # RLLIB
 from ray.rllib.connectors.connector_v2 import ConnectorV2  # RLLIB
 from ray.rllib.core import DEFAULT_MODULE_ID, Columns  # RLLIB
 
-from drml_ray.irl.demos import episode_transitions, read_episodes, sample, transitions
+from drml_ray.irl.demos import cat, coverage_states, episode_transitions, read_episodes, sample, transitions
 from drml_ray.irl.losses import RewardNet, Transitions, discriminator_loss, policy_rewards
 
 
@@ -73,8 +73,9 @@ class IRLPPOLearner(PPOTorchLearner):
 
     # --- one round of discriminator training on a train batch -------------------------------------
 
-    def expert_logp(self, t: Transitions) -> Transitions:
-        """AIRL's discriminator needs log pi(a|s) of the *current* policy on the expert's rows too."""
+    def with_policy_logp(self, t: Transitions) -> Transitions:
+        """AIRL's discriminator needs log pi(a|s) of the *current* policy on rows it did not sample too (the
+        expert's, the coverage states')."""
         if self.irl["method"] != "airl":
             return t
         module = self.module[DEFAULT_MODULE_ID]
@@ -90,8 +91,12 @@ class IRLPPOLearner(PPOTorchLearner):
     def train_discriminator(self, policy: Transitions) -> None:
         disc, losses = self.irl["disc"], []
         for _ in range(disc["updates"]):
-            expert = self.expert_logp(sample(self.expert, disc["batch"], self.generator))
+            expert = self.with_policy_logp(sample(self.expert, disc["batch"], self.generator))
             policy_rows = sample(policy, disc["batch"], self.generator)
+            if disc.get("coverage"):
+                box = coverage_states([self.expert, policy], disc["coverage"], disc["coverage_margin"], self.generator,
+                                      self.n_actions)  # fmt: skip
+                policy_rows = cat([policy_rows, self.with_policy_logp(box)])
             loss = discriminator_loss(self.reward_net, expert, policy_rows, disc.get("grad_penalty", 0.0))
             self.reward_optim.zero_grad()
             loss.backward()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from drml_ray.irl.demos import Episode, episode_transitions, sample
+from drml_ray.irl.demos import Episode, cat, coverage_states, episode_transitions, sample
 from drml_ray.irl.losses import RewardNet, Transitions, discriminator_loss
 from drml_ray.metagrad import adapt, inner_optimizer, meta_lr_at
 from drml_ray.rl.weights import Weights, reptile_sum, reptile_update
@@ -48,32 +48,10 @@ def reward_task(demos: list[Episode], negatives: list[Episode], horizon: int, co
     ``coverage`` uniform states among the negatives (:func:`coverage_states`)."""
     expert, random = episode_transitions(demos, horizon, None), episode_transitions(negatives, horizon, None)
     if coverage:
-        random = cat([random, coverage_states([expert, random], coverage, margin, generator or torch.Generator())])
+        random = cat(
+            [random, coverage_states([expert, random], coverage, margin, generator or torch.Generator(), None)]
+        )
     return RewardTask(expert, random)
-
-
-def coverage_states(sides: list[Transitions], count: int, margin: float, generator: torch.Generator) -> Transitions:
-    """``count`` states drawn uniformly from the box around every (non-absorbing) state of ``sides``, widened by
-    ``margin`` times its extent on each side; each state is its own next state.
-
-    >>> one = Transitions(*(torch.tensor(v) for v in ([[0.0, 0.0], [2.0, 1.0]], [[0.0], [0.0]],
-    ...       [[0.0, 0.0], [2.0, 1.0]], [False, False], [False, False], [0.0, 0.0], [1.0, 1.0])))
-    >>> box = coverage_states([one], 1000, 0.5, torch.Generator().manual_seed(0)).obs
-    >>> box.min(0).values.round(decimals=1).tolist(), box.max(0).values.round(decimals=1).tolist()
-    ([-1.0, -0.5], [3.0, 1.5])
-    """
-    seen = torch.cat([torch.cat([t.obs[~t.absorbing], t.next_obs[~t.next_absorbing]]) for t in sides])
-    low, high = seen.min(0).values, seen.max(0).values
-    low, high = low - margin * (high - low), high + margin * (high - low)
-    states = low + (high - low) * torch.rand(count, seen.shape[1], generator=generator)
-    no = torch.zeros(count, dtype=torch.bool)
-    width = sides[0].actions.shape[1]
-    return Transitions(states, torch.zeros(count, width), states, no, no, torch.zeros(count), torch.ones(count))
-
-
-def cat(parts: list[Transitions]) -> Transitions:
-    """The rows of ``parts``, one after another."""
-    return Transitions(*(torch.cat([getattr(t, f) for t in parts]) for f in Transitions.__dataclass_fields__))
 
 
 def pooled(tasks: list[RewardTask]) -> RewardTask:

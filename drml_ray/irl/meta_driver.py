@@ -25,7 +25,7 @@ import torch
 from drml_ray.checkpoints import load_state, save_state
 from drml_ray.irl.config import FamilySettings, IRLExperiment
 from drml_ray.irl.demos import Episode, read_episodes, write_episodes
-from drml_ray.irl.driver import FREE_KEYS, pool, random_return
+from drml_ray.irl.driver import FREE_KEYS, disc_budget, pool, random_return
 from drml_ray.irl.meta import RewardTask, adapt_reward, new_reward_net, pooled, reptile, reward_correlation, reward_task
 from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import DEMOS_FILE
@@ -141,7 +141,7 @@ def cell_budget(cfg: IRLExperiment) -> dict[str, Any]:
     """What every kept cell must have been measured with to be reused."""
     m = cfg.meta_irl
     return init_budget(cfg) | {"test_tasks": m.test_tasks, "adapt_steps": m.adapt_steps, "iters": m.iters,
-                               "eval_episodes": cfg.irl.eval_episodes, "disc": cfg.irl.disc.model_dump(mode="json"),
+                               "eval_episodes": cfg.irl.eval_episodes, "disc": disc_budget(cfg),
                                "ppo": cfg.ppo_of(m.family).model_dump(mode="json")}  # fmt: skip
 
 

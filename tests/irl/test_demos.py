@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from drml_ray.errors import UserError
-from drml_ray.irl.demos import Episode, episode_transitions, read_episodes, sample, write_episodes
+from drml_ray.irl.demos import (
+    Episode,
+    coverage_states,
+    episode_transitions,
+    read_episodes,
+    sample,
+    transitions,
+    write_episodes,
+)
 
 
 def episodes() -> list[Episode]:
@@ -74,3 +82,14 @@ def test_drml_data_inspect_lists_the_demonstrations_of_a_folder_and_describes_on
     assert "2 demonstrations, 5 steps, 1 terminated / 1 cut by the horizon; true return 2.5 ± 0.5" in result.output
     empty = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "experts" / "nothing")])
     assert empty.exit_code == 2
+
+
+def test_coverage_states_fill_the_widened_box_with_random_actions_of_the_space():
+    obs, next_obs = torch.tensor([[0.0, 0.0], [1.0, 2.0]]), torch.tensor([[1.0, 2.0], [2.0, 2.0]])
+    seen = transitions(obs, torch.tensor([0, 1]), next_obs, torch.tensor([False, False]), torch.tensor([0, 1]), 2, 3)
+    rows = coverage_states([seen], 500, 0.25, torch.Generator().manual_seed(0), 3)
+    # states seen span x 0..2 and y 0..2; a quarter of that more on each side: -0.5..2.5
+    assert rows.obs.min().item() >= -0.5 and rows.obs.max().item() <= 2.5
+    assert rows.obs.min().item() < -0.4 and rows.obs.max().item() > 2.4
+    assert torch.equal(rows.next_obs, rows.obs) and not rows.absorbing.any() and not rows.next_absorbing.any()
+    assert torch.equal(rows.actions.sum(1), torch.ones(500)) and set(rows.actions.argmax(1).tolist()) == {0, 1, 2}

@@ -28,7 +28,7 @@ import pytest
 
 from tests.test_jobs_submit import BIN, free_port, stop_processes_under
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]  # ~5 min, 3 of them waiting for Train's request expiry
 REPO = Path(__file__).resolve().parents[2]
 IDLE_TIMEOUT_S = 6
 SCALE_DOWN_WITHIN_S = 300  # Train's 180 s request expiry + the coordinator's 20 s tick + the idle timeout
