@@ -140,6 +140,11 @@ class MetaIRLSettings(Section):
     seeds: NonEmpty[int] = [1, 2, 3]
     workers: Count = 2
 
+    @property
+    def recorded_demos(self) -> int:
+        """Episodes each task's expert records: enough for training and for the most a held-out task gives."""
+        return max(self.train_demos, *self.demos)
+
     @model_validator(mode="after")
     def _increasing(self) -> MetaIRLSettings:
         if self.adapt_steps != sorted(set(self.adapt_steps)):

@@ -31,7 +31,7 @@ import torch
 from drml_ray.irl.demos import Episode, cat, coverage_states, episode_transitions, sample
 from drml_ray.irl.losses import RewardNet, Transitions, discriminator_loss
 from drml_ray.metagrad import adapt, inner_optimizer, meta_lr_at
-from drml_ray.rl.weights import Weights, reptile_sum, reptile_update
+from drml_ray.rl.weights import Weights, as_tensors, reptile_sum, reptile_update
 
 
 @dataclass
@@ -75,7 +75,7 @@ def adapt_reward(net: RewardNet, task: RewardTask, steps: list[int], lr: float, 
     for target in steps:
         adapt(lambda _: _loss(net, task, batch, generator), target - done, inner)
         done = target
-        snapshots.append(_state(net))
+        snapshots.append(as_tensors(net.state_dict()))
     return snapshots
 
 
@@ -83,7 +83,7 @@ def reptile(net: RewardNet, tasks: list[RewardTask], iterations: int, meta_batch
             inner_lr: float, meta_lr: float, batch: int, generator: torch.Generator,
             optimizer: str = "adam") -> Weights:  # fmt: skip
     """Reptile's initialisation of the reward network over ``tasks`` (``net`` is left as it was)."""
-    theta = _state(net)
+    theta = as_tensors(net.state_dict())
     for step in range(iterations):
         chosen = torch.randperm(len(tasks), generator=generator)[:meta_batch].tolist()
         net.load_state_dict(theta)
@@ -113,7 +113,3 @@ def reward_correlation(net: RewardNet, episodes: list[Episode]) -> float:
 
 def _loss(net: RewardNet, task: RewardTask, batch: int, generator: torch.Generator) -> torch.Tensor:
     return discriminator_loss(net, sample(task.expert, batch, generator), sample(task.negatives, batch, generator))
-
-
-def _state(net: RewardNet) -> Weights:
-    return {k: v.detach().clone() for k, v in net.state_dict().items()}

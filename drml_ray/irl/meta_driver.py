@@ -59,7 +59,7 @@ def task_cfg(cfg: IRLExperiment, task: Task) -> IRLExperiment:
 def task_identity(cfg: IRLExperiment, task: Task) -> dict[str, Any]:
     meta = cfg.meta_irl
     return {"family": meta.family, "task": task, "horizon": meta.horizon, "expert_iters": meta.expert_iters,
-            "explore": meta.explore, "demos": max(meta.train_demos, *meta.demos),
+            "explore": meta.explore, "demos": meta.recorded_demos,
             "ppo": cfg.ppo_of(meta.family).model_dump(mode="json")}  # fmt: skip
 
 
@@ -146,12 +146,12 @@ def cell_budget(cfg: IRLExperiment) -> dict[str, Any]:
 
 
 def adapted_job(cfg: IRLExperiment, run_dir: Path, key: tuple[str, int, int, str], task: Task,
-                init: dict[str, torch.Tensor] | None) -> tuple[Job, list[float]]:  # fmt: skip
-    """Adapt ``init`` (``None``: a fresh network) on the task's demonstrations (on the driver: a few plain-torch
-    steps), and the job that trains a fresh PPO policy on the reward after each of ``[0, *adapt_steps]``; with the
-    rewards' correlations with the true reward."""
-    m, (_, demos, seed, name) = cfg.meta_irl, key
-    data, negatives = task_data(cfg, run_dir, name, task, demos)
+                data: tuple[RewardTask, list[Episode]], init: dict[str, torch.Tensor] | None,
+                ) -> tuple[Job, list[float]]:  # fmt: skip
+    """Adapt ``init`` (``None``: a fresh network) on the task's ``data`` (:func:`task_data`; on the driver: a few
+    plain-torch steps), and the job that trains a fresh PPO policy on the reward after each of
+    ``[0, *adapt_steps]``; with the rewards' correlations with the true reward."""
+    m, (_, _, seed, name), (data, negatives) = cfg.meta_irl, key, data
     net = new_reward_net(data.expert.obs.shape[1], list(cfg.irl.disc.hidden), cfg.ppo_of(m.family).gamma, seed)
     if init is not None:
         net.load_state_dict(init)
@@ -189,12 +189,15 @@ def run_rl_meta_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
             for name in tasks if name.startswith("test") and f"{method}/{n}/{seed}/{name}" not in cells]  # fmt: skip
     print(f"[drml] meta-irl -> {run_dir}: {', '.join(m.methods)} on {m.test_tasks} held-out tasks, {m.demos} "
           f"demonstrations, seeds {m.seeds}; {len(keys)} cells to run ({len(cells)} kept)", flush=True)  # fmt: skip
+    data = {(name, n): task_data(cfg, run_dir, name, tasks[name], n)
+            for _, n, _, name in keys if name.startswith("test")}  # fmt: skip
     jobs, correlations = [], {}
     for key in keys:
-        if key[0] == "airl":
-            jobs.append(airl_job(cfg, run_dir, key, tasks[key[3]]))
+        method, n, _, name = key
+        if method == "airl":
+            jobs.append(airl_job(cfg, run_dir, key, tasks[name]))
         else:
-            job, correlations[key] = adapted_job(cfg, run_dir, key, tasks[key[3]], inits.get(key[0]))
+            job, correlations[key] = adapted_job(cfg, run_dir, key, tasks[name], data[name, n], inits.get(method))
             jobs.append(job)
 
     def keep(index: int, result: Any) -> str:

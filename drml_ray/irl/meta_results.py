@@ -5,6 +5,7 @@ the return ratios, the rewards' correlation with the true one, and adversarial A
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +19,14 @@ RESULT_FILE = "meta_irl.json"
 MD_FILE = "meta_irl.md"
 
 
-def _by_method(cells: dict[str, Any], demos: int, field: str) -> dict[str, dict[int, list[list[float]]]]:
-    """``{method: {seed: [curve per task]}}`` of ``field`` for ``demos`` demonstrations."""
-    out: dict[str, dict[int, list[list[float]]]] = {}
+def _per_seed(cells: dict[str, Any], demos: int, value: Callable[[dict[str, Any], str], Any]) -> dict[str, Any]:
+    """``{method: {seed: [value per task]}}`` for ``demos`` demonstrations; ``value(cell, task)`` (``None``: the
+    cell has none)."""
+    out: dict[str, dict[int, list[Any]]] = {}
     for key, cell in sorted(cells.items()):
-        method, n, seed, _ = key.split("/")
-        if int(n) == demos and field in cell:
-            out.setdefault(method, {}).setdefault(int(seed), []).append(cell[field])
+        method, n, seed, task = key.split("/")
+        if int(n) == demos and (v := value(cell, task)) is not None:
+            out.setdefault(method, {}).setdefault(int(seed), []).append(v)
     return out
 
 
@@ -36,24 +38,17 @@ def _stats(per_seed: dict[int, list[float]]) -> dict[str, float]:
 def summarise_demos(cells: dict[str, Any], records: dict[str, Any], demos: int, stages: int) -> dict[str, Any]:
     """One demonstration count: the adaptation table (returns), each method's return ratio after the last stage,
     the correlations, and AIRL from scratch."""
-    rewards = _by_method(cells, demos, "reward")
-    adapted = {m: c for m, c in rewards.items() if m != "airl"}
+    adapted = {m: c for m, c in _per_seed(cells, demos, lambda c, _: c["reward"]).items() if m != "airl"}
     tasks = sorted({k.split("/")[3] for k in cells if int(k.split("/")[1]) == demos})
-    experts = [records[t]["return"] for t in tasks]
     seeds = sorted({s for by_seed in adapted.values() for s in by_seed}) or [0]
-    table = summarise(adapted | {"oracle": {seeds[0]: [[e] * stages for e in experts]}}, stages - 1) if adapted else {}
-    ratios: dict[str, Any] = {}
-    for key, cell in cells.items():
-        method, n, seed, task = key.split("/")
-        if int(n) == demos:
-            ratios.setdefault(method, {}).setdefault(int(seed), []).append(ratio(cell["reward"][-1], records[task]))
-    airl = {"policy_ratio": _stats({s: [ratio(c["policy"], records[k.split("/")[3]])
-                                        for k, c in cells.items() if k.startswith(f"airl/{demos}/{s}/")]
-                                    for s in rewards.get("airl", {})})} if "airl" in rewards else {}  # fmt: skip
-    correlation = {m: _stats({s: [c[-1] for c in curves] for s, curves in by_seed.items()})
-                   for m, by_seed in _by_method(cells, demos, "correlation").items()}  # fmt: skip
+    oracle = {seeds[0]: [[records[t]["return"]] * stages for t in tasks]}
+    table = summarise(adapted | {"oracle": oracle}, stages - 1) if adapted else {}
+    ratios = _per_seed(cells, demos, lambda c, t: ratio(c["reward"][-1], records[t]))
+    policy = _per_seed(cells, demos, lambda c, t: ratio(c["policy"], records[t]) if "policy" in c else None)
+    correlation = _per_seed(cells, demos, lambda c, _: c["correlation"][-1] if "correlation" in c else None)
     return {"adaptation": table, "return_ratio": {m: _stats(r) for m, r in ratios.items()},
-            "correlation": correlation, "airl": airl, "tasks": tasks}  # fmt: skip
+            "correlation": {m: _stats(r) for m, r in correlation.items()},
+            "airl": {"policy_ratio": _stats(policy["airl"])} if "airl" in policy else {}, "tasks": tasks}  # fmt: skip
 
 
 def format_demos(summary: dict[str, Any], demos: int, labels: list[str]) -> str:

@@ -102,12 +102,12 @@ class IRLWorker:
         return expert
 
     def task_expert(self, cfg_json: dict, family: str, label: str) -> dict[str, Any]:
-        """Meta-IRL's expert on one task (``family``'s expert task in ``cfg_json``), and ``meta_irl.train_demos``
-        or ``max(meta_irl.demos)`` episodes of it (whichever is more)."""
+        """Meta-IRL's expert on one task (``family``'s expert task in ``cfg_json``), and
+        ``meta_irl.recorded_demos`` episodes of it."""
         cfg = IRLExperiment.model_validate(cfg_json)
         settings, meta = cfg.families()[family], cfg.meta_irl
-        demos = max(meta.train_demos, *meta.demos)
-        return self.true_reward_ppo(cfg, family, settings.task, settings.expert_iters, label, demos, meta.explore)
+        return self.true_reward_ppo(cfg, family, settings.task, settings.expert_iters, label, meta.recorded_demos,
+                                    meta.explore)  # fmt: skip
 
     def true_reward_ppo(self, cfg: IRLExperiment, family: str, task: dict[str, float], iterations: int,
                         label: str, record: int = 0, explore: bool = False) -> dict[str, Any]:  # fmt: skip
