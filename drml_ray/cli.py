@@ -272,7 +272,13 @@ def evaluate(
 def predict(
     model_dir: ModelDir,
     text: Annotated[str | None, typer.Option("--text", help="One sentence to tag.")] = None,
-    input_: Annotated[Path | None, typer.Option("--input", help="Plain text (a sentence per line) or CoNLL.")] = None,
+    input_: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Plain text (a sentence per line, a blank line between documents) or CoNLL (-DOCSTART- lines).",
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,
     input_format: Annotated[str, typer.Option("--format", help="auto, text or conll.")] = "auto",
     engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
@@ -280,7 +286,7 @@ def predict(
     overwrite: Overwrite = False,
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
-    from drml_ray.ner.predict import predict_lines, read_inputs
+    from drml_ray.ner.predict import Inputs, predict_lines, read_inputs
     from drml_ray.runtime.rundir import atomic_write_text
 
     if (text is None) == (input_ is None):
@@ -289,8 +295,10 @@ def predict(
         raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
-    texts, pretokenized = ([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
-    lines = predict_lines(model_dir, texts, pretokenized, engine=engine, batch_size=batch_size)  # type: ignore[arg-type]
+    inputs = Inputs([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
+    texts = inputs.texts
+    lines = predict_lines(model_dir, texts, inputs.pretokenized, engine=engine, batch_size=batch_size,  # type: ignore[arg-type]
+                          documents=inputs.documents)  # fmt: skip
     if output is None:
         for line in lines:
             typer.echo(line)

@@ -63,6 +63,11 @@ class DataConfig(Section):
     """Sizes and seed of the generated corpus."""
     max_train_sentences: Count | None = None
     """Keep only the first N training sentences (quick runs on real corpora)."""
+    context: bool = False
+    """Document context: a sentence's window is filled with the words around it in its document (a CoNLL file's
+    ``-DOCSTART-`` lines mark documents; a file without them has none). Only the sentence's own words get loss
+    and predictions; the saved model keeps the setting, so evaluation and ``drml predict`` use the same
+    windows. Costs compute: every window is about ``model.max_length`` sub-tokens long."""
 
     @model_validator(mode="after")
     def _own_files_complete(self) -> DataConfig:

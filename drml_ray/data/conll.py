@@ -1,7 +1,8 @@
 """CoNLL column files: read, write, IOB1 -> IOB2, label-set discovery.
 
 A CoNLL file holds one token per line with its tag in the last column, a blank line between
-sentences and optional ``-DOCSTART-`` lines between documents. CoNLL-2003 ships IOB1 tags
+sentences and optional ``-DOCSTART-`` lines between documents (kept: each sentence knows its document, which
+``data.context`` uses). CoNLL-2003 ships IOB1 tags
 (``I-`` starts an entity unless it continues one of the same type); everything inside drml-ray
 is IOB2 (every entity starts with ``B-``), which is what seqeval and the classifier expect.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +27,9 @@ class Sentence:
 
     tokens: tuple[str, ...]
     tags: tuple[str, ...]
+    doc: int | None = field(default=None, compare=False)
+    """Its document, counted from 0 by the file's ``-DOCSTART-`` lines; ``None`` in a file that marks none (then
+    every sentence stands alone). Not part of equality: two sentences with the same words and tags are equal."""
 
 
 class CorpusFormatError(UserError):
@@ -65,6 +69,11 @@ def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
     return out
 
 
+def as_iob2(sentence: Sentence) -> Sentence:
+    """The sentence with its IOB1 tags rewritten as IOB2 (its document kept)."""
+    return replace(sentence, tags=tuple(iob1_to_iob2(sentence.tags)))
+
+
 def read_conll(
     path: str | os.PathLike[str],
     scheme: Scheme = "iob2",
@@ -81,11 +90,14 @@ def read_conll(
     tokens: list[str] = []
     tags: list[str] = []
     n_columns: int | None = None
+    documents = 0  # -DOCSTART- lines seen so far
     for line_no, line in [*_lines(path), (0, "")]:  # (a last blank line closes the last sentence)
         if not line.strip() or line.split()[0] == "-DOCSTART-":
             if tokens:
-                sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags)))
+                sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags),
+                                          max(documents - 1, 0)))  # fmt: skip
                 tokens, tags = [], []
+            documents += bool(line.strip())
             continue
         # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either.
         columns = line.split("\t") if "\t" in line else line.split()
@@ -107,7 +119,7 @@ def read_conll(
         tags.append(tag)
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
-    return sentences
+    return sentences if documents else [replace(s, doc=None) for s in sentences]
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
@@ -126,11 +138,16 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
 
 
 def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
-    """Write ``token<TAB>tag`` lines with a blank line after each sentence, atomically."""
+    """Write ``token<TAB>tag`` lines with a blank line after each sentence, atomically; a ``-DOCSTART-`` line
+    opens each document of sentences that know theirs, so that :func:`read_conll` reads the documents back."""
     from drml_ray.runtime.rundir import atomic_write_text
 
     lines: list[str] = []
+    doc: int | None = None
     for sentence in sentences:
+        if sentence.doc is not None and sentence.doc != doc:
+            lines.extend(["-DOCSTART-\tO", ""])
+        doc = sentence.doc
         lines.extend(f"{tok}\t{tag}" for tok, tag in zip(sentence.tokens, sentence.tags, strict=True))
         lines.append("")
     atomic_write_text(path, "\n".join(lines) + "\n")
@@ -189,6 +206,6 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2") -> l
 
         sentences = read_parquet(path)
         if scheme == "iob1":
-            sentences = [Sentence(s.tokens, tuple(iob1_to_iob2(s.tags))) for s in sentences]
+            sentences = [as_iob2(s) for s in sentences]
         return sentences
     return read_conll(path, scheme=scheme)

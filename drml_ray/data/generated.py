@@ -70,11 +70,15 @@ def _fill(slot: str, rng: random.Random) -> list[str]:
     return list(rng.choice({"ORG": ORG, "LOC": LOC, "MISC": MISC}[slot]))
 
 
+DOCUMENT_SENTENCES = 4
+"""Generated sentences come in documents of this many (so that ``data.context`` has neighbours to add)."""
+
+
 def generate_sentences(n: int, seed: int) -> list[Sentence]:
     """``n`` IOB2-tagged sentences from the templates, deterministic in ``seed``."""
     rng = random.Random(seed)
     sentences = []
-    for _ in range(n):
+    for i in range(n):
         tokens: list[str] = []
         tags: list[str] = []
         for piece in rng.choice(TEMPLATES).split():
@@ -86,7 +90,7 @@ def generate_sentences(n: int, seed: int) -> list[Sentence]:
             else:
                 tokens.append(piece)
                 tags.append("O")
-        sentences.append(Sentence(tuple(tokens), tuple(tags)))
+        sentences.append(Sentence(tuple(tokens), tuple(tags), i // DOCUMENT_SENTENCES))
     return sentences
 
 

@@ -23,6 +23,8 @@ class Inspection:
     path: str
     sentences: int = 0
     tokens: int = 0
+    documents: int = 0
+    """Documents marked by ``-DOCSTART-`` lines (0: none marked; ``data.context`` then adds nothing)."""
     entities: Counter = field(default_factory=Counter)
     """Entities per type, counted as IOB2 would read them (a ``B-`` or an ``I-`` that starts one)."""
     iob1_starts: int = 0
@@ -42,7 +44,8 @@ class Inspection:
 
 
 def inspect_sentences(path: str | os.PathLike[str], sentences: list[Sentence]) -> Inspection:
-    report = Inspection(str(path), sentences=len(sentences), tokens=sum(len(s.tokens) for s in sentences))
+    report = Inspection(str(path), sentences=len(sentences), tokens=sum(len(s.tokens) for s in sentences),
+                        documents=len({s.doc for s in sentences} - {None}))  # fmt: skip
     longest = max(sentences, key=lambda s: len(s.tokens))
     for sentence in sentences:
         previous: str | None = None
@@ -67,7 +70,8 @@ def inspect_file(path: str | os.PathLike[str]) -> Inspection:
 
 def format_inspection(report: Inspection) -> str:
     kind = "Parquet" if Path(report.path).suffix == ".parquet" else "CoNLL columns"
-    lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}",
+    documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"
+    lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}{documents}",
              f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip
     lines += [f"    {kind:24} {n:,}" for kind, n in sorted(report.entities.items())]
     problems = [f"    - {p}" for p in report.problems] or ["    none found"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drml_ray.config import DataConfig
-from drml_ray.data.conll import Scheme, Sentence, discover_labels, first_line_with, iob1_to_iob2, read_corpus_file
+from drml_ray.data.conll import Scheme, Sentence, as_iob2, discover_labels, first_line_with, read_corpus_file
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.registry import SPLITS, get_spec
@@ -66,7 +66,7 @@ def read_files(paths: list[str], scheme: Scheme | None = None) -> list[list[Sent
         if report.iob1_starts:
             log.warning("%s: %s; reading %s as IOB1 (give the scheme to decide)", path, report.scheme,
                         "it" if len(paths) == 1 else f"all {len(paths)} files")  # fmt: skip
-            return [[Sentence(s.tokens, tuple(iob1_to_iob2(s.tags))) for s in sentences] for sentences in files]
+            return [[as_iob2(s) for s in sentences] for sentences in files]
     return files
 
 

@@ -15,14 +15,15 @@ import pyarrow.parquet as pq
 
 from drml_ray.data.conll import CorpusFormatError, Sentence, split_tag
 
-SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string()))])
+SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string())), ("doc", pa.int64())])
+"""``doc``: the sentence's document (null where the corpus marks none); optional when read."""
 
 
 def write_parquet(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
     """Write sentences to a Parquet file atomically (a temporary file renamed into place)."""
     rows = list(sentences)
-    write_table(path, pa.table({"tokens": [list(s.tokens) for s in rows], "tags": [list(s.tags) for s in rows]},
-                               schema=SCHEMA))  # fmt: skip
+    columns = {"tokens": [list(s.tokens) for s in rows], "tags": [list(s.tags) for s in rows]}
+    write_table(path, pa.table({**columns, "doc": [s.doc for s in rows]}, schema=SCHEMA))
 
 
 def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
@@ -36,16 +37,21 @@ def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
 def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     """Read a corpus Parquet file; errors name the file, the row (as ``line``) and the problem."""
     try:
-        table = pq.read_table(path, columns=["tokens", "tags"])
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=["tokens", "tags", *(["doc"] if "doc" in names else [])])
     except (pa.ArrowInvalid, KeyError, OSError) as err:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
-    wrong = [f.name for f in table.schema if not pa.types.is_list(f.type) or not pa.types.is_string(f.type.value_type)]
+    lists = [f for f in table.schema if f.name != "doc"]
+    wrong = [f.name for f in lists if not pa.types.is_list(f.type) or not pa.types.is_string(f.type.value_type)]
+    if "doc" in names and not pa.types.is_integer(table.schema.field("doc").type):
+        wrong.append("doc")
     if wrong:
-        raise CorpusFormatError(path, None, f"columns {', '.join(wrong)} must be lists of strings (drml data convert "
-                                "writes them)")  # fmt: skip
+        raise CorpusFormatError(path, None, f"columns {', '.join(wrong)} must be lists of strings (doc: integers; "
+                                "drml data convert writes them)")  # fmt: skip
+    docs = table.column("doc").to_pylist() if "doc" in names else [None] * table.num_rows
     sentences = []
-    for row, (tokens, tags) in enumerate(
-        zip(table.column("tokens").to_pylist(), table.column("tags").to_pylist(), strict=True), start=1
+    for row, (tokens, tags, doc) in enumerate(
+        zip(table.column("tokens").to_pylist(), table.column("tags").to_pylist(), docs, strict=True), start=1
     ):
         if not tokens or len(tokens) != len(tags or []):
             raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
@@ -56,7 +62,7 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
                 split_tag(tag)
             except ValueError:
                 raise CorpusFormatError(path, row, "unknown tag scheme prefix", tag) from None
-        sentences.append(Sentence(tuple(tokens), tuple(tags)))
+        sentences.append(Sentence(tuple(tokens), tuple(tags), doc))
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     return sentences

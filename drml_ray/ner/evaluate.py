@@ -32,6 +32,9 @@ class SavedModel:
     overlap: int
     autocast: torch.dtype | None = None
     """Forward passes under ``torch.autocast`` at this dtype (``drml serve --dtype bf16``); ``None``: float32."""
+    context: bool = False
+    """Trained with document context (``data.context``): sentences whose documents are known are predicted in
+    windows filled with their neighbours, as in training."""
 
     @property
     def labels(self) -> list[str]:
@@ -51,7 +54,8 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
     check_tokenizer(tokenizer, str(folder))
     drml = getattr(model.config, "drml", None) or {}
     max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
-    return SavedModel(model, tokenizer, max_length, int(drml.get("window_overlap", DEFAULT_OVERLAP)))
+    overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
+    return SavedModel(model, tokenizer, max_length, overlap, context=bool(drml.get("context", False)))
 
 
 def _load_weights(folder: Path) -> torch.nn.Module:
@@ -73,12 +77,18 @@ def _load_weights(folder: Path) -> torch.nn.Module:
 
 
 def predict_tags(
-    saved: SavedModel, sentences: Sequence[Sequence[str]], batch_size: int = 64, progress: str | None = None
+    saved: SavedModel,
+    sentences: Sequence[Sequence[str]],
+    batch_size: int = 64,
+    progress: str | None = None,
+    documents: Sequence[int | None] | None = None,
 ):
-    """IOB2 tags and their probabilities for word lists."""
+    """IOB2 tags and their probabilities for word lists (``documents``: each one's document, used by a model
+    trained with document context and ignored by any other)."""
     return predict_words(
         saved.model, saved.tokenizer, sentences, max_length=saved.max_length, overlap=saved.overlap,
         batch_size=batch_size, progress=progress, autocast_dtype=saved.autocast,
+        documents=documents if saved.context else None,
     )  # fmt: skip
 
 
@@ -97,5 +107,5 @@ def predict_and_score(
     unknown = sorted({k for s in sentences for t in s.tags if (k := split_tag(t)[1]) and k not in known})
     if unknown:
         log.warning("entity types in the data that the model cannot predict: %s", ", ".join(unknown))
-    pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size, progress)
+    pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size, progress, [s.doc for s in sentences])
     return score_split([s.tags for s in sentences], pred), pred

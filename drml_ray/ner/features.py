@@ -8,12 +8,17 @@ and the others are ignored (``-100``), or, with ``label_all_tokens``, carry the 
 A sentence longer than the model's window is never truncated: it is split into windows of whole
 words that overlap by ``overlap`` words, and the per-word predictions are merged back by taking,
 for each word, the window in which it sits furthest from an edge (most context on both sides).
+
+Document context (``data.context``, the "maximal document context" of Devlin et al.): a sentence
+that fits its window shares it with the words around it in its document, whole words nearest first,
+the room split evenly between the two sides; those words carry no labels and get no predictions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 
 import numpy as np
 
@@ -83,11 +88,13 @@ def encode(
     max_length: int,
     overlap: int,
     label_all_tokens: bool = False,
+    documents: Sequence[int | None] | None = None,
 ) -> list[Window]:
     """Tokenise word lists (one fast-tokenizer batch call) into labelled windows.
 
     ``tags`` may be ``None`` for unlabelled text. Windows appear in sentence order, and within a
-    sentence in word order.
+    sentence in word order. ``documents``, when given, is each sentence's document (consecutive
+    sentences of one document; ``None``: a sentence on its own): its window is filled with context.
     """
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls_id is None or sep_id is None:
@@ -96,13 +103,18 @@ def encode(
     if budget < 1:
         raise UserError(f"model.max_length={max_length} leaves no room for words")
     encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
-    windows: list[Window] = []
+    all_pieces: list[list[list[int]]] = []
     for i, words in enumerate(sentences):
         pieces = _word_pieces(encoded.word_ids(i), encoded["input_ids"][i], len(words), tokenizer.unk_token_id)
-        pieces = [p[:budget] for p in pieces]  # a pathological word keeps its first sub-tokens
+        all_pieces.append([p[:budget] for p in pieces])  # a pathological word keeps its first sub-tokens
+    windows: list[Window] = []
+    for i, pieces in enumerate(all_pieces):
         word_labels = [label2id[t] for t in tags[i]] if tags is not None else None
-        for start, end in plan_windows([len(p) for p in pieces], budget, overlap):
-            input_ids, labels, starts = [cls_id], [IGNORE], []
+        plan = plan_windows([len(p) for p in pieces], budget, overlap)
+        room = budget - sum(map(len, pieces)) if documents is not None and len(plan) == 1 else 0
+        left, right = _context(all_pieces, documents, i, room) if room > 0 else ([], [])
+        for start, end in plan:
+            input_ids, labels, starts = [cls_id, *left], [IGNORE] * (1 + len(left)), []
             for w in range(start, end):
                 starts.append(len(input_ids))
                 input_ids.extend(pieces[w])
@@ -111,10 +123,42 @@ def encode(
                 if label_all_tokens and word_labels is not None:
                     rest = label2id.get(_inside(tags[i][w]), first)  # type: ignore[index]
                 labels.extend([first] + [rest] * (len(pieces[w]) - 1))
-            input_ids.append(sep_id)
-            labels.append(IGNORE)
+            input_ids.extend([*right, sep_id])
+            labels.extend([IGNORE] * (len(right) + 1))
             windows.append(Window(i, start, input_ids, labels, starts))
     return windows
+
+
+def _context(
+    pieces: Sequence[Sequence[list[int]]], documents: Sequence[int | None], i: int, room: int
+) -> tuple[list[int], list[int]]:
+    """Sub-tokens of the words before and after sentence ``i`` in its document, at most ``room`` in all: whole
+    words, nearest first, one side then the other; a side whose next word does not fit stops, leaving its room
+    to the other.
+
+    >>> _context([[[1], [2, 3]], [[4]], [[5], [6]], [[7]]], [0, 0, 0, 1], 1, room=3)
+    ([2, 3], [5])
+    """
+    doc = documents[i]
+    if doc is None:
+        return [], []
+
+    def same(j: int) -> bool:
+        return documents[j] == doc
+
+    before = (w for j in takewhile(same, range(i - 1, -1, -1)) for w in reversed(pieces[j]))
+    after = (w for j in takewhile(same, range(i + 1, len(pieces))) for w in pieces[j])
+    sides: list[list[list[int]]] = [[], []]
+    streams, open_ = [before, after], [True, True]
+    while any(open_):
+        for k in (0, 1):
+            word = next(streams[k], None) if open_[k] else None
+            if word is None or len(word) > room:
+                open_[k] = False
+                continue
+            sides[k].append(word)
+            room -= len(word)
+    return [t for w in reversed(sides[0]) for t in w], [t for w in sides[1] for t in w]
 
 
 def _inside(tag: str) -> str:

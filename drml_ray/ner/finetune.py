@@ -82,6 +82,7 @@ def run_training(
     scaling = cfg.scaling
     gpu = {"GPU": 1} if scaling.use_gpu else {}
     as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in ("train", "dev")}
+    documents = {split: [s.doc for s in corpus.splits[split]] for split in as_pairs} if cfg.data.context else None
     trainer = TorchTrainer(  # RAY
         train_loop_per_worker,
         train_loop_config={
@@ -93,6 +94,7 @@ def run_training(
             "extra_loss": extra_loss,
             # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
             "init_checkpoint": str(getattr(resume_from, "path", resume_from)) if resume_from is not None else None,
+            "documents": documents,
             **as_pairs,
         },  # fmt: skip
         scaling_config=ScalingConfig(
@@ -156,7 +158,8 @@ def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, ou
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     # Windowing settings travel in config.json so evaluate/predict split long sentences the same way.
-    model.config.drml = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap}
+    model.config.drml = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap,
+                         "context": cfg.data.context}  # fmt: skip
     save_hf_folder(model, tokenizer, tmp)
     replace_dir(tmp, out_dir)
 

@@ -9,15 +9,20 @@ Each input line becomes one JSON object::
 (runs of letters/digits, and single punctuation marks); a CoNLL file's tokens are used as they
 are, joined by single spaces. Large inputs run as Ray Data batch inference: ``map_batches`` over
 a pool of actors, each holding one copy of the model, so the same command scales to a cluster.
+
+Documents: a CoNLL file's ``-DOCSTART-`` lines and a text file's blank lines separate documents.
+A model trained with document context (``data.context``) sees each sentence with its neighbours
+in the document, as in training; any other model tags every line on its own.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -72,21 +77,28 @@ def entities_from_tags(text: str, spans: Sequence[Span], tags: Sequence[str], sc
     return entities
 
 
+Documents = Sequence[int | None] | None
+"""Each text's document (consecutive texts of one document), or ``None``: every text on its own."""
+
+
 def predict_records(
-    saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None
-) -> list[dict]:
+    saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None,
+    documents: Documents = None,
+) -> list[dict]:  # fmt: skip
     """Entities of every text, in one process."""
-    return [record for record, _, _ in tag_texts(saved, texts, pretokenized, batch_size, progress)]
+    return [record for record, _, _ in tag_texts(saved, texts, pretokenized, batch_size, progress, documents)]
 
 
 def tag_texts(
-    saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None
-) -> list[tuple[dict, list[str], list[str]]]:
+    saved: SavedModel, texts: Sequence[str], pretokenized: bool, batch_size: int = 64, progress: str | None = None,
+    documents: Documents = None,
+) -> list[tuple[dict, list[str], list[str]]]:  # fmt: skip
     """Each text's record (``{"text", "entities"}``) with the words the model saw and their predicted tags."""
     spans = [space_spans(t) if pretokenized else split_words(t) for t in texts]
     words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
     keep = [i for i, w in enumerate(words) if w]  # an empty line has no words and no entities
-    tags, scores = predict_tags(saved, [words[i] for i in keep], batch_size, progress) if keep else ([], [])
+    docs = [documents[i] for i in keep] if documents is not None else None
+    tags, scores = predict_tags(saved, [words[i] for i in keep], batch_size, progress, docs) if keep else ([], [])
     out: list[tuple[dict, list[str], list[str]]] = [
         ({"text": t, "entities": []}, w, []) for t, w in zip(texts, words, strict=True)
     ]
@@ -95,8 +107,17 @@ def tag_texts(
     return out
 
 
-def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto") -> tuple[list[str], bool]:
-    """Texts to tag from a file and whether they are pre-tokenised (CoNLL tokens joined by spaces).
+class Inputs(NamedTuple):
+    """Texts to tag, whether they are pre-tokenised (CoNLL tokens joined by spaces), and their documents."""
+
+    texts: list[str]
+    pretokenized: bool
+    documents: list[int | None] | None = None
+
+
+def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto") -> Inputs:
+    """The texts of a file: a CoNLL file's sentences (documents from its ``-DOCSTART-`` lines), or a text file's
+    lines, one sentence each (a blank line between two documents: an empty text, and the next document).
 
     ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
     an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line.
@@ -105,8 +126,10 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     if fmt == "auto":
         fmt = "conll" if lines and all(_looks_like_conll(line) for line in lines if line.strip()) else "text"
     if fmt == "conll":
-        return [" ".join(s.tokens) for s in read_conll(path)], True
-    return [line.rstrip("\r") for line in lines], False
+        sentences = read_conll(path)
+        return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
+    texts = [line.rstrip("\r") for line in lines]
+    return Inputs(texts, False, list(itertools.accumulate((not t.strip() for t in texts), initial=0))[1:])
 
 
 MAX_LINE = 100_000
@@ -144,8 +167,36 @@ def _looks_like_conll(line: str) -> bool:
         return False
 
 
+def document_groups(n_texts: int, documents: Documents) -> list[range]:
+    """Consecutive texts of one document, as ranges of text indices (a text without a document: alone).
+
+    >>> document_groups(5, [0, 0, None, 1, 1])
+    [range(0, 2), range(2, 3), range(3, 5)]
+    """
+    if documents is None:
+        return [range(i, i + 1) for i in range(n_texts)]
+    groups: list[range] = []
+    for i, doc in enumerate(documents):
+        if groups and doc is not None and documents[groups[-1].start] == doc:
+            groups[-1] = range(groups[-1].start, i + 1)
+        else:
+            groups.append(range(i, i + 1))
+    return groups
+
+
+def trained_with_context(model_dir: str | Path) -> bool:
+    """Whether the model folder was trained with document context (read from its config.json, no weights)."""
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # (loading the model will name what is wrong with the folder)
+    drml = config.get("drml") if isinstance(config, dict) else None
+    return isinstance(drml, dict) and bool(drml.get("context"))
+
+
 class RayPredictor:
-    """A Ray Data actor: loads the model once, tags batches of ``{"text"}`` rows."""
+    """A Ray Data actor: loads the model once, tags batches of ``{"texts"}`` rows (a JSON list of one document's
+    texts each, so a document's sentences are tagged together); each row's ``json`` is its records' JSON lines."""
 
     def __init__(self, model_dir: str, pretokenized: bool, batch_size: int):
         torch.set_num_threads(1)
@@ -154,13 +205,18 @@ class RayPredictor:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        records = predict_records(self.saved, [str(t) for t in batch["text"]], self.pretokenized, self.batch_size)
-        return {"id": batch["id"], "json": [json.dumps(r, ensure_ascii=False) for r in records]}
+        groups = [json.loads(str(texts)) for texts in batch["texts"]]
+        texts = [t for group in groups for t in group]
+        documents = [g for g, group in enumerate(groups) for _ in group]
+        records = iter(predict_records(self.saved, texts, self.pretokenized, self.batch_size, documents=documents))
+        lines = ["\n".join(json.dumps(next(records), ensure_ascii=False) for _ in group) for group in groups]
+        return {"id": batch["id"], "json": lines}
 
 
 def predict_with_ray(
-    model_dir: str | Path, texts: Sequence[str], pretokenized: bool, *, actors: int | None = None, batch_size: int = 64
-) -> Iterator[str]:
+    model_dir: str | Path, texts: Sequence[str], pretokenized: bool, *, actors: int | None = None, batch_size: int = 64,
+    documents: Documents = None,
+) -> Iterator[str]:  # fmt: skip
     """JSON lines for ``texts`` from Ray Data batch inference, in input order."""
     import ray  # RAY
     import ray.data  # RAY
@@ -170,7 +226,8 @@ def predict_with_ray(
     ensure_ray()
     max_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # RAY
-    ds = ray.data.from_items([{"id": i, "text": t} for i, t in enumerate(texts)])  # RAY
+    groups = document_groups(len(texts), documents if trained_with_context(model_dir) else None)
+    ds = ray.data.from_items([{"id": i, "texts": json.dumps([texts[k] for k in g])} for i, g in enumerate(groups)])
     ds = ds.map_batches(  # RAY: an autoscaling pool of 1..max_actors model replicas
         RayPredictor,
         fn_constructor_kwargs={
@@ -183,7 +240,7 @@ def predict_with_ray(
         num_cpus=1,
     )
     for row in ds.iter_rows():
-        yield row["json"]
+        yield from row["json"].split("\n")  # (a JSON record holds no raw newline)
 
 
 def predict_lines(
@@ -193,12 +250,13 @@ def predict_lines(
     *,
     engine: Literal["auto", "local", "ray"] = "auto",
     batch_size: int = 64,
+    documents: Documents = None,
 ) -> Iterator[str]:
     """JSON lines for ``texts``: in this process, or through Ray Data for large inputs."""
     if engine == "ray" or (engine == "auto" and len(texts) >= RAY_THRESHOLD):
-        yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size)
+        yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size, documents=documents)
         return
     saved = load_saved_model(model_dir)
     progress = "predicting" if len(texts) > 100 else None
-    for record in predict_records(saved, texts, pretokenized, batch_size, progress):
+    for record in predict_records(saved, texts, pretokenized, batch_size, progress, documents):
         yield json.dumps(record, ensure_ascii=False)

@@ -142,9 +142,10 @@ def set_up(config: dict[str, Any]) -> Worker:
     windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap}
     train_tok, train_tags = zip(*config["train"], strict=True)
     dev_tok, dev_tags = zip(*config["dev"], strict=True)
+    documents = config.get("documents") or {}
     train_windows = encode(tokenizer, train_tok, train_tags, label2id, label_all_tokens=cfg.model.label_all_tokens,
-                           **windows)  # fmt: skip
-    dev_windows = encode(tokenizer, dev_tok, None, label2id, **windows)
+                           documents=documents.get("train"), **windows)  # fmt: skip
+    dev_windows = encode(tokenizer, dev_tok, None, label2id, documents=documents.get("dev"), **windows)
     lengths, labelled = [len(w.input_ids) for w in train_windows], [label_count([w.labels]) for w in train_windows]
     rank, world = context.get_world_rank(), context.get_world_size()  # RAY
     dev_batches = batching.eval_batches([len(w.input_ids) for w in dev_windows], cfg.train.eval_batch_size, world, rank)

@@ -120,3 +120,26 @@ def test_discover_labels_has_both_prefixes_per_type():
     corpus = [Sentence(("a", "b"), ("B-PER", "O")), Sentence(("c",), ("I-LOC",))]
     assert discover_labels(corpus) == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     assert entity_types(discover_labels(corpus)) == ["LOC", "PER"]
+
+
+def test_documents_are_kept_and_survive_conll_and_parquet_round_trips(tmp_path):
+    sentences = read_conll(write(tmp_path, CONLL_IOB1), scheme="iob1")
+    assert [s.doc for s in sentences] == [0, 0, 1]
+    write_conll(tmp_path / "out.conll", sentences)
+    assert [s.doc for s in read_conll(tmp_path / "out.conll")] == [0, 0, 1]
+    write_parquet(tmp_path / "c.parquet", sentences)
+    assert [s.doc for s in read_parquet(tmp_path / "c.parquet")] == [0, 0, 1]
+    assert [s.doc for s in read_corpus_file(tmp_path / "c.parquet", scheme="iob1")] == [0, 0, 1]  # IOB1 -> IOB2
+
+
+def test_a_file_without_docstart_marks_no_documents(tmp_path):
+    assert [s.doc for s in read_conll(write(tmp_path, "EU\tB-ORG\n\nBob\tB-PER\n"))] == [None, None]
+
+
+def test_parquet_written_before_documents_reads_without_them(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"tokens": [["EU"]], "tags": [["B-ORG"]]}), tmp_path / "old.parquet")
+    assert read_parquet(tmp_path / "old.parquet") == [Sentence(("EU",), ("B-ORG",))]
+    assert read_parquet(tmp_path / "old.parquet")[0].doc is None

@@ -31,6 +31,26 @@ def test_unlabelled_text_has_no_loss_positions(hand_tokenizer):
     assert set(window.labels) == {X}
 
 
+def test_document_context_fills_the_window_with_neighbours_that_carry_no_labels(hand_tokenizer):
+    # Budget 14 - 9 pieces of the sentence = room 5: "EU" before, "." after, then each side runs out (the
+    # sentence after "." belongs to another document).
+    sentences, tags = [["EU"], WORDS, ["."], ["EU"]], [["B-ORG"], TAGS, ["O"], ["B-ORG"]]
+    windows = encode(hand_tokenizer, sentences, tags, L2I, max_length=16, overlap=4, documents=[0, 0, 0, 1])
+    assert windows[1].input_ids == [2, 14, 14, 15, 16, 9, 10, 11, 12, 13, 17, 17, 3]
+    assert windows[1].labels == [X, X, 3, 0, X, 1, X, X, X, X, 0, X, X]
+    assert windows[1].word_starts == [2, 3, 5, 10]
+    assert windows[3].input_ids == [2, 14, 3]  # alone in its document
+    plain = encode(hand_tokenizer, sentences, tags, L2I, max_length=16, overlap=4)
+    assert encode(hand_tokenizer, sentences, tags, L2I, max_length=16, overlap=4, documents=[None] * 4) == plain
+
+
+def test_a_sentence_split_into_windows_gets_no_context(hand_tokenizer):
+    split = encode(hand_tokenizer, [["EU"], WORDS], [["B-ORG"], TAGS], L2I, max_length=6, overlap=1, documents=[0, 0])
+    alone = encode(hand_tokenizer, [["EU"], WORDS], [["B-ORG"], TAGS], L2I, max_length=6, overlap=1)
+    assert split[1:] == alone[1:]
+    assert split[0].input_ids == [2, 14, 14, 15, 16, 3]  # "EU" fits whole: room for 3 pieces of context
+
+
 @pytest.mark.parametrize(
     ("lengths", "budget", "overlap", "expected"),
     [

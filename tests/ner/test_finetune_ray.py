@@ -125,6 +125,25 @@ def test_evaluate_command_matches_the_run(smoke_run, tmp_path):
     assert scored["entity"]["micro"]["f1"] == pytest.approx(results["test"]["entity"]["micro"]["f1"])
 
 
+def test_a_run_with_document_context_is_scored_and_reloaded_with_the_same_windows(ray_session, tmp_path):
+    from drml_ray.data.load import load_corpus
+    from drml_ray.ner.evaluate import load_saved_model, predict_tags
+
+    cfg = load_config(SMOKE, ["data.context=true", "train.epochs=1", "data.generated.train=64"])
+    results = run_finetune(cfg, tmp_path / "ctx")
+    saved = load_saved_model(tmp_path / "ctx" / "best")
+    assert saved.context  # in config.json's drml section, for drml evaluate, predict and serve
+    run = tmp_path / "ctx"
+    result = cli("evaluate", run / "best", run / "config.yaml", "--output-dir", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    scored = json.loads((tmp_path / "ev" / "eval_test.json").read_text())["test"]
+    assert scored["entity"]["micro"]["f1"] == pytest.approx(results["test"]["entity"]["micro"]["f1"])
+    test = load_corpus(cfg.data).splits["test"][:8]  # two generated documents of four sentences
+    _, with_context = predict_tags(saved, [s.tokens for s in test], documents=[s.doc for s in test])
+    _, alone = predict_tags(saved, [s.tokens for s in test])
+    assert with_context != alone
+
+
 def test_predict_command_offsets_and_ray_data_engine(smoke_run, tmp_path):
     lines = "Anna Schmidt joined Siemens in Berlin.\nReuters said Peter Okafor would visit Lagos on Monday.\n"
     (tmp_path / "in.txt").write_text(lines * 3)

@@ -36,10 +36,10 @@ def test_entities_from_tags_hand_case():
 def test_read_inputs_detects_conll_and_text(tmp_path):
     conll = tmp_path / "x.conll"
     conll.write_text("-DOCSTART- -X- O O\n\nEU NNP B-NP B-ORG\nsaid VBD B-VP O\n\nHi NN B-NP O\n")
-    assert read_inputs(conll) == (["EU said", "Hi"], True)
+    assert read_inputs(conll) == (["EU said", "Hi"], True, [0, 0])
     plain = tmp_path / "x.txt"
-    plain.write_text("Anna met Bob .\nO no\n")
-    assert read_inputs(plain) == (["Anna met Bob .", "O no"], False)
+    plain.write_text("Anna met Bob .\nO no\n\nNext one\n")  # a blank line opens the next document
+    assert read_inputs(plain) == (["Anna met Bob .", "O no", "", "Next one"], False, [0, 0, 1, 1])
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,28 @@ def saved_model_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model") / "best"
     save_hf_folder(model, tokenizer, folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def context_model_dir(saved_model_dir, tmp_path_factory):
+    """The same model, saved as trained with document context."""
+    saved = load_saved_model(saved_model_dir)
+    saved.model.config.drml = {"max_length": 64, "window_overlap": 8, "context": True}
+    folder = tmp_path_factory.mktemp("context") / "best"
+    save_hf_folder(saved.model, saved.tokenizer, folder)
+    return folder
+
+
+def test_only_a_model_trained_with_context_reads_the_documents(saved_model_dir, context_model_dir):
+    texts, documents = ["Berlin is big .", "Anna lives there ."], [0, 0]
+    for folder, sees_context in ((saved_model_dir, False), (context_model_dir, True)):
+        saved = load_saved_model(folder)
+        assert saved.context == sees_context
+        alone = predict_records(saved, texts, pretokenized=True)
+        together = predict_records(saved, texts, pretokenized=True, documents=documents)
+        apart = predict_records(saved, texts, pretokenized=True, documents=[0, 1])
+        assert apart == alone
+        assert (together != alone) == sees_context  # a random model's scores move with its context
 
 
 def test_predicted_offsets_slice_back_to_the_entity_text(saved_model_dir):
