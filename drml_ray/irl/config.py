@@ -9,7 +9,6 @@ from pydantic import model_validator
 
 from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
-from drml_ray.rl.envs import ENVS
 
 IRLMethod = Literal["bc", "gail", "airl"]
 MetaIRLMethod = Literal["meta", "multitask", "scratch", "airl"]
@@ -33,6 +32,8 @@ class FamilySettings(Section):
     """Changed dynamics for reward transfer (e.g. ``{m: 1.5, l: 1.25}`` for Pendulum); none: no transfer."""
 
     def horizon_of(self, family: str) -> int:
+        from drml_ray.rl.envs import ENVS  # (gymnasium: not imported by every drml command)
+
         return self.horizon or (100 if family == "nav2d" else ENVS[family].HORIZON)  # type: ignore[attr-defined]
 
 

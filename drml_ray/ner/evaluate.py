@@ -6,16 +6,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
-from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.inference import predict_words
-from drml_ray.ner.metrics import Report, score_split
-from drml_ray.ner.modeling import check_tokenizer, quiet_transformers
+
+if TYPE_CHECKING:
+    from drml_ray.ner.metrics import Report
+
+# transformers, seqeval and scikit-learn are imported where they are used: `drml predict` on a few
+# sentences needs none of them (drml_ray.ner.light) and would spend seconds importing them.
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +44,35 @@ class SavedModel:
         return [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
 
 
-def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
-    """Load ``model_dir`` (written by ``drml finetune`` or any HF token-classification folder)."""
+def load_saved_model(model_dir: str | Path, device: str = "cpu", *, light: bool = False) -> SavedModel:
+    """Load ``model_dir`` (written by ``drml finetune`` or any HF token-classification folder); ``light``: without
+    ``transformers`` where the folder allows it (:mod:`drml_ray.ner.light`, seconds sooner on a CPU)."""
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
+    if light:
+        from drml_ray.ner.light import LightBert, LightTokenizer, light_reason
+
+        if light_reason(folder) is None:
+            model = LightBert(folder).to(device).eval()
+            return _with_windows(model, LightTokenizer(folder), model.config.max_position_embeddings)
+    from transformers import AutoTokenizer
+
+    from drml_ray.ner.modeling import check_tokenizer
+
     model = _load_weights(folder).to(device).eval()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as err:
         raise UserError(f"{folder}: its tokenizer does not load: {first_line(err)}") from None
     check_tokenizer(tokenizer, str(folder))
+    return _with_windows(model, tokenizer, tokenizer.model_max_length)
+
+
+def _with_windows(model: torch.nn.Module, tokenizer: object, longest: int) -> SavedModel:
+    """The model with the windowing it was trained with (``config.json``'s ``drml`` section)."""
     drml = getattr(model.config, "drml", None) or {}
-    max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
+    max_length = int(drml.get("max_length", min(longest, 512)))
     overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
     return SavedModel(model, tokenizer, max_length, overlap, context=bool(drml.get("context", False)))
 
@@ -61,6 +80,11 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu") -> SavedModel:
 def _load_weights(folder: Path) -> torch.nn.Module:
     """The folder's model with every weight read from it: what transformers would log as a load report (a
     truncated file, weights sized otherwise than config.json says, weights missing) is the error instead."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForTokenClassification
+
+    from drml_ray.ner.modeling import quiet_transformers
+
     try:
         with quiet_transformers():
             model, info = AutoModelForTokenClassification.from_pretrained(folder, output_loading_info=True)
@@ -107,5 +131,7 @@ def predict_and_score(
     unknown = sorted({k for s in sentences for t in s.tags if (k := split_tag(t)[1]) and k not in known})
     if unknown:
         log.warning("entity types in the data that the model cannot predict: %s", ", ".join(unknown))
+    from drml_ray.ner.metrics import score_split
+
     pred, _ = predict_tags(saved, [s.tokens for s in sentences], batch_size, progress, [s.doc for s in sentences])
     return score_split([s.tags for s in sentences], pred), pred

@@ -33,6 +33,9 @@ from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 WORD = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 RAY_THRESHOLD = 2000
 """``--engine auto`` switches to Ray Data batch inference from this many inputs."""
+LIGHT_THRESHOLD = 1000
+"""Below this many inputs the model is loaded without ``transformers`` where it can be
+(:mod:`drml_ray.ner.light`): for a few sentences, importing ``transformers`` is most of the wait."""
 
 Span = tuple[int, int]
 
@@ -256,7 +259,7 @@ def predict_lines(
     if engine == "ray" or (engine == "auto" and len(texts) >= RAY_THRESHOLD):
         yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size, documents=documents)
         return
-    saved = load_saved_model(model_dir)
+    saved = load_saved_model(model_dir, light=len(texts) < LIGHT_THRESHOLD)
     progress = "predicting" if len(texts) > 100 else None
     for record in predict_records(saved, texts, pretokenized, batch_size, progress, documents):
         yield json.dumps(record, ensure_ascii=False)
