@@ -25,6 +25,8 @@ LAYER_WEIGHTS = (
     "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm",
 )  # fmt: skip
 SPECIAL = ("cls_token", "sep_token", "pad_token", "unk_token")
+SHAPED = ("classifier", "bert.embeddings.position_embeddings")
+"""Weights whose rows config.json fixes: one per label, one per position of a window."""
 
 
 def light_reason(folder: Path) -> str | None:
@@ -45,10 +47,15 @@ def light_reason(folder: Path) -> str | None:
     try:
         with safe_open(folder / "model.safetensors", "pt") as f:
             names = set(f.keys())
+            missing = sorted(set(weight_names(config["num_hidden_layers"])) - names)
+            if missing:
+                return f"weights {', '.join(missing[:3])} missing"
+            labels, positions = (f.get_slice(f"{name}.weight").get_shape()[0] for name in SHAPED)
     except (OSError, SafetensorError) as err:
         return f"model.safetensors does not open ({err})"
-    missing = sorted(set(weight_names(config["num_hidden_layers"])) - names)
-    return f"weights {', '.join(missing[:3])} missing" if missing else None
+    if labels != len(config["id2label"]) or int((config.get("drml") or {}).get("max_length", 0)) > positions:
+        return "weights sized otherwise than config.json says"
+    return None
 
 
 def weight_names(layers: int) -> list[str]:

@@ -56,6 +56,8 @@ def test_a_folder_it_cannot_read_the_same_way_goes_to_transformers(folder, tmp_p
     assert not isinstance(load_saved_model(other, light=True).model, LightBert)
     (other / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 3}))  # a layer the file lacks
     assert "bert.encoder.layer.2." in light_reason(other)
+    (other / "config.json").write_text(json.dumps({**config, "id2label": {"0": "O"}}))  # not the head's 5 labels
+    assert "sized otherwise" in light_reason(other)
     (other / "tokenizer.json").unlink()
     assert "tokenizer.json" in light_reason(other)
 
