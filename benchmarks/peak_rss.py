@@ -1,4 +1,4 @@
-"""Run a command and report the peak total RSS of it and every process it starts (Ray included).
+"""Run a command and report the peak total RSS and PSS of it and every process it starts (Ray included).
 
     python benchmarks/peak_rss.py -- drml quickstart
 
@@ -6,8 +6,13 @@ Ray's raylet, GCS, dashboard and worker processes are descendants of the driver 
 starts a local Ray, so the process tree covers the whole job. The command's output passes through;
 at every ``[drml] eval epoch`` line (one per evaluation of a fine-tuning run) the tree's RSS and
 that of the Ray Train workers (processes titled ``ray::RayTrainWorker``) are recorded, so growth
-across epochs shows. Ends with a table of those samples and one machine-readable line:
-``PEAK_RSS_MB=<peak> WALL_S=<seconds> RC=<exit code> EPOCH_GROWTH_MB=<last - first evaluation>``.
+across epochs shows.
+
+Summed RSS counts a page shared by several processes (the object store, torch's and Ray's libraries)
+once per process; PSS (proportional set size, from ``/proc/PID/smaps_rollup``) divides each shared
+page among its sharers, so the tree's PSS is what the machine really gives the job. At the PSS peak,
+each process's share is listed. Ends with one machine-readable line:
+``PEAK_RSS_MB=<peak> PEAK_PSS_MB=<peak> WALL_S=<seconds> RC=<exit code> EPOCH_GROWTH_MB=<last - first>``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ def rss_by_process(root: psutil.Process) -> list[tuple[str, int]]:
     return sizes
 
 
+def pss_by_process(root: psutil.Process) -> list[tuple[str, int]]:
+    """(process title, PSS bytes) of ``root`` and all its descendants."""
+    sizes = []
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            sizes.append((" ".join(proc.cmdline()[:2])[:70], proc.memory_full_info().pss))
+    return sizes
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "--" or len(argv) < 2:
         print(__doc__)
@@ -40,12 +54,16 @@ def main(argv: list[str]) -> int:
     child = subprocess.Popen(argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     root = psutil.Process(child.pid)
     peak = [0]
+    pss_peak: list[list[tuple[str, int]]] = [[]]
     epochs: list[tuple[str, float, float]] = []  # (the line's epoch field, tree MB, Train workers MB)
 
     def sample() -> None:
         while child.poll() is None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 peak[0] = max(peak[0], sum(rss for _, rss in rss_by_process(root)))
+                pss = pss_by_process(root)
+                if sum(size for _, size in pss) > sum(size for _, size in pss_peak[0]):
+                    pss_peak[0] = pss
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -65,8 +83,13 @@ def main(argv: list[str]) -> int:
         print(f"\n{'epoch':>7} {'all processes MB':>17} {'Train workers MB':>17}")
         for epoch, total, workers in epochs:
             print(f"{epoch:>7} {total:17.0f} {workers:17.0f}")
+    print(f"\nAt the PSS peak ({len(pss_peak[0])} processes):")
+    for title, size in sorted(pss_peak[0], key=lambda item: -item[1]):
+        print(f"{size / 2**20:8.0f} MB  {title}")
     growth = f" EPOCH_GROWTH_MB={epochs[-1][1] - epochs[0][1]:.0f}" if len(epochs) > 1 else ""
-    print(f"PEAK_RSS_MB={peak[0] / 2**20:.0f} WALL_S={wall:.1f} RC={child.returncode}{growth}", flush=True)
+    pss_mb = sum(size for _, size in pss_peak[0]) / 2**20
+    print(f"PEAK_RSS_MB={peak[0] / 2**20:.0f} PEAK_PSS_MB={pss_mb:.0f} WALL_S={wall:.1f} RC={child.returncode}{growth}",
+          flush=True)  # fmt: skip
     return child.returncode
 
 

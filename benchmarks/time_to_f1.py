@@ -1,0 +1,283 @@
+"""Time to quality: the wall-clock time until dev entity F1 reaches each threshold, drml against the seed
+pipeline and Hugging Face.
+
+    DRML_DATA_MIRROR=../shared/data python benchmarks/time_to_f1.py --corpus crossner_politics --thresholds 0.45
+    DRML_DATA_MIRROR=../shared/data python benchmarks/time_to_f1.py --corpus conll2003 --epochs 3 \\
+        --thresholds 0.85,0.88 --eval-every 100 --max-minutes 40
+
+Choose the thresholds before running. Every contender fine-tunes the same model (the packaged MiniLM) on
+the corpus' train split with the same recipe (AdamW at ``--lr``, weight decay 0.01, batches of ``--batch``
+sentences, 10% warm-up then linear decay over ``--epochs``, gradient norm clipped at 1.0) and is scored
+the same way: dev entity F1 by drml's scorer (seqeval, strict IOB2, on words) after every
+``--eval-every`` optimizer steps and at each epoch's end. The plain loops draw each epoch's sentences in
+the order drml's epoch plan draws them (same seed). The clock starts before a contender loads its model
+and its data; evaluation time is taken out of it for all; Ray's start (once, before the drml
+contenders) is reported on its own. Contenders:
+
+1. ``seed``  -- sentences truncated and padded to 128 sub-tokens, ``model(**batch).loss`` in a plain loop;
+2. ``hf``    -- ``DataCollatorForTokenClassification`` dynamic padding in the same loop;
+3. ``hf-trainer`` -- ``transformers.Trainer`` with length grouping (``train_sampling_strategy=
+   "group_by_length"``, transformers 5's ``group_by_length=True``);
+4. ``drml-1`` / ``drml-2`` -- ``drml finetune``'s Ray Train path with its defaults (packed rows), on one
+   worker with every core / two workers.
+
+A contender stops when it has reached every threshold, after ``--max-minutes`` on its clock, or after
+``--epochs``. Last lines, one per threshold:
+``RESULT threshold=T speedup_vs_hf_trainer=X speedup_vs_seed=Y`` (the faster drml contender's time
+against theirs; ``nan`` where one of them never got there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from finetune_throughput import collate_fixed, hf_features
+
+from drml_ray.config import DataConfig, FinetuneConfig
+from drml_ray.data.load import NerCorpus, load_corpus
+from drml_ray.ner.batching import epoch_batches
+from drml_ray.ner.inference import predict_words
+from drml_ray.ner.metrics import entity_report
+from drml_ray.ner.modeling import load_tokenizer, packaged_minilm_dir, quiet_transformers
+from drml_ray.ner.optimization import lr_factor
+from drml_ray.ray_env import ensure_ray
+
+
+@dataclass
+class Curve:
+    """A contender's evaluations: (optimizer step, seconds on its clock, dev entity F1)."""
+
+    name: str
+    points: list[tuple[int, float, float]] = field(default_factory=list)
+
+    def time_to(self, threshold: float) -> float | None:
+        return next((seconds for _, seconds, f1 in self.points if f1 >= threshold), None)
+
+
+class Clock:
+    """Seconds since the contender started, evaluation excluded (:meth:`paused`)."""
+
+    def __init__(self) -> None:
+        self.started, self.excluded = time.perf_counter(), 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started - self.excluded
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.excluded += time.perf_counter() - started
+
+
+@dataclass
+class Bench:
+    args: argparse.Namespace
+    corpus: NerCorpus
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.corpus.labels)}
+
+    def dev_f1(self, model: torch.nn.Module, tokenizer) -> float:
+        dev = self.corpus.splits["dev"]
+        tags, _ = predict_words(model, tokenizer, [s.tokens for s in dev], max_length=128, overlap=16)
+        return float(entity_report([s.tags for s in dev], tags)["micro"]["f1"])
+
+    def done(self, curve: Curve, clock: Clock) -> bool:
+        best = max((f1 for *_, f1 in curve.points), default=0.0)
+        return best >= max(self.args.thresholds) or clock.seconds() > 60 * self.args.max_minutes
+
+    def record(self, curve: Curve, clock: Clock, step: int, model: torch.nn.Module, tokenizer) -> bool:
+        """Evaluate (off the clock), print and record; True when the contender is done."""
+        with clock.paused():
+            f1 = self.dev_f1(model, tokenizer)
+        curve.points.append((step, clock.seconds(), f1))
+        print(f"    {curve.name:10} step {step:5d}  {clock.seconds():7.1f} s  dev F1 {f1:.4f}", flush=True)
+        return self.done(curve, clock)
+
+    def fresh_model(self) -> torch.nn.Module:
+        from transformers import AutoModelForTokenClassification
+
+        torch.manual_seed(self.args.seed)
+        labels = self.corpus.labels
+        with quiet_transformers():  # (no load report of the new head)
+            return AutoModelForTokenClassification.from_pretrained(
+                self.args.model, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=self.label2id
+            )  # fmt: skip
+
+
+def plain_loop(bench: Bench, name: str) -> Curve:
+    """The loop users write (``seed``: padded to 128; ``hf``: dynamic padding), in drml's data order."""
+    from transformers import DataCollatorForTokenClassification
+
+    args, clock, curve = bench.args, Clock(), Curve(name)
+    tokenizer, model = load_tokenizer(args.model), bench.fresh_model()
+    train = bench.corpus.splits["train"]
+    features = hf_features(tokenizer, train, bench.label2id, pad_to=128 if name == "seed" else None)
+    collate = collate_fixed if name == "seed" else DataCollatorForTokenClassification(tokenizer)
+    per_epoch = -(-len(train) // args.batch)
+    optimizer, scheduler = optimizer_and_schedule(model, per_epoch * args.epochs, args)
+    model.train()
+    step = 0
+    for epoch in range(args.epochs):
+        for k, batch in enumerate(epoch_batches(len(features), batch_size=args.batch, shards=1, seed=args.seed,
+                                                epoch=epoch)):  # fmt: skip
+            model(**collate([features[i] for i in batch])).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            due = step % args.eval_every == 0 or k == per_epoch - 1
+            if due and bench.record(curve, clock, step, model, tokenizer):
+                return curve
+    return curve
+
+
+def optimizer_and_schedule(model: torch.nn.Module, total: int, args: argparse.Namespace):
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    warmup = int(0.1 * total)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+
+
+def run_trainer(bench: Bench) -> Curve:
+    """``transformers.Trainer`` with length grouping; a callback evaluates at the same steps, off the clock."""
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainerCallback, TrainingArguments
+
+    args, clock, curve = bench.args, Clock(), Curve("hf-trainer")
+    tokenizer, model = load_tokenizer(args.model), bench.fresh_model()
+    features = hf_features(tokenizer, bench.corpus.splits["train"], bench.label2id, pad_to=None)
+    per_epoch = -(-len(features) // args.batch)
+
+    class Evaluate(TrainerCallback):
+        def on_step_end(self, _args, state, control, **kwargs):
+            step = state.global_step
+            if (step % args.eval_every == 0 or step % per_epoch == 0) and bench.record(
+                curve, clock, step, kwargs["model"], tokenizer
+            ):  # fmt: skip
+                control.should_training_stop = True
+
+    with tempfile.TemporaryDirectory() as out:
+        training = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=args.batch, num_train_epochs=args.epochs,
+            learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=int(0.1 * per_epoch * args.epochs),
+            weight_decay=0.01,
+            max_grad_norm=1.0, train_sampling_strategy="group_by_length", save_strategy="no", report_to=[],
+            use_cpu=True, dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, logging_strategy="no",
+        )  # fmt: skip
+        Trainer(model=model, args=training, train_dataset=features, callbacks=[Evaluate()],
+                data_collator=DataCollatorForTokenClassification(tokenizer)).train()  # fmt: skip
+    return curve
+
+
+@dataclass
+class StopAtThreshold:
+    """A drml loop callback: rank 0 logs each evaluation's wall time; every rank stops the run (by early
+    stopping) once the best dev F1 reaches the last threshold or the time is up."""
+
+    log: str
+    target: float
+    deadline: float
+
+    def after_checkpoint(self, state, rank: int, run_dir: Path) -> None:
+        if rank == 0:
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"t": time.time(), **state.history[-1]}) + "\n")
+        if state.best_f1 >= self.target or time.time() > self.deadline:
+            state.evals_since_best = 10**9  # (patience is 10**6: worker.stopped() turns true)
+
+
+def run_drml(bench: Bench, workers: int) -> Curve:
+    """``drml finetune``'s training path (run_training) with its defaults; times from its evaluation log."""
+    from drml_ray.ner.finetune import run_training
+
+    args, curve = bench.args, Curve(f"drml-{workers}")
+    cfg = FinetuneConfig.model_validate({
+        "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
+        "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "warmup_ratio": 0.1,
+                  "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50},
+        "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // workers)},
+    })  # fmt: skip
+    with tempfile.TemporaryDirectory() as run_dir:
+        log = Path(run_dir) / "evals.jsonl"
+        started = time.time()
+        stop = StopAtThreshold(str(log), max(args.thresholds), started + 60 * args.max_minutes)
+        run_training(cfg, bench.corpus, Path(run_dir), loop_callbacks=[stop])
+        for line in log.read_text().splitlines():
+            event = json.loads(line)
+            curve.points.append((int(event["step"]), event["t"] - started - event["eval_s"], event["dev_f1"]))
+            print(f"    {curve.name:10} step {event['step']:5d}  {curve.points[-1][1]:7.1f} s  dev F1 "
+                  f"{event['dev_f1']:.4f}")  # fmt: skip
+    return curve
+
+
+def report(curves: dict[str, Curve], thresholds: list[float]) -> None:
+    print(f"\n{'contender':12}" + "".join(f"{f'to F1 {t:.2f}':>14}" for t in thresholds) + f"{'best F1':>9}")
+    for curve in curves.values():
+        times = [curve.time_to(t) for t in thresholds]
+        cells = "".join(f"{f'{s:.1f} s' if s is not None else 'never':>14}" for s in times)
+        print(f"{curve.name:12}{cells}{max((p[2] for p in curve.points), default=0.0):9.4f}")
+    for t in thresholds:
+        ours = [c.time_to(t) for n, c in curves.items() if n.startswith("drml")]
+        best = min((s for s in ours if s is not None), default=None)
+        ratios = {}
+        for base in ("hf-trainer", "seed"):
+            theirs = curves[base].time_to(t) if base in curves else None
+            ratios[base] = theirs / best if theirs is not None and best else float("nan")
+        print(f"RESULT threshold={t} speedup_vs_hf_trainer={ratios['hf-trainer']:.2f} "
+              f"speedup_vs_seed={ratios['seed']:.2f}")  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", default="crossner_politics", help="a registered corpus (drml data list)")
+    parser.add_argument("--thresholds", default="0.45", help="dev entity F1 thresholds, comma-separated")
+    parser.add_argument("--max-minutes", type=float, default=5.0, help="per contender, on its clock")
+    parser.add_argument("--epochs", type=int, default=20, help="of the schedule (linear decay over them)")
+    parser.add_argument("--eval-every", type=int, default=1000, help="optimizer steps (and each epoch's end)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model", default=str(packaged_minilm_dir()))
+    parser.add_argument("--contenders", default="seed,hf,hf-trainer,drml-1,drml-2")
+    parser.add_argument("--json", type=Path, help="also write the curves here")
+    args = parser.parse_args()
+    args.thresholds = sorted(float(t) for t in args.thresholds.split(","))
+    bench = Bench(args, load_corpus(DataConfig(corpus=args.corpus)))
+    print(f"{bench.corpus.describe()}; thresholds {args.thresholds}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")  # fmt: skip
+    curves: dict[str, Curve] = {}
+    for name in args.contenders.split(","):
+        print(f"--- {name}", flush=True)
+        if name.startswith("drml") and not any(n.startswith("drml") for n in curves):
+            started = time.perf_counter()
+            ensure_ray()
+            print(f"    Ray started in {time.perf_counter() - started:.1f} s (not on any contender's clock)")
+        if name.startswith("drml"):
+            curves[name] = run_drml(bench, int(name.split("-")[1]))
+        elif name == "hf-trainer":
+            curves[name] = run_trainer(bench)
+        else:
+            curves[name] = plain_loop(bench, name)
+    report(curves, args.thresholds)
+    if args.json:
+        args.json.write_text(json.dumps({n: asdict(c) for n, c in curves.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
