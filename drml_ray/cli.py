@@ -283,6 +283,7 @@ def predict(
     input_format: Annotated[str, typer.Option("--format", help="auto, text or conll.")] = "auto",
     engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",
     overwrite: Overwrite = False,
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
@@ -293,12 +294,14 @@ def predict(
         raise UserError("give exactly one of --text or --input")
     if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
         raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
+    if dtype not in ("float32", "bfloat16"):
+        raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     inputs = Inputs([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
     texts = inputs.texts
     lines = predict_lines(model_dir, texts, inputs.pretokenized, engine=engine, batch_size=batch_size,  # type: ignore[arg-type]
-                          documents=inputs.documents)  # fmt: skip
+                          documents=inputs.documents, bfloat16=dtype == "bfloat16")  # fmt: skip
     if output is None:
         for line in lines:
             typer.echo(line)

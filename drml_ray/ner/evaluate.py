@@ -44,9 +44,12 @@ class SavedModel:
         return [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
 
 
-def load_saved_model(model_dir: str | Path, device: str = "cpu", *, light: bool = False) -> SavedModel:
+def load_saved_model(
+    model_dir: str | Path, device: str = "cpu", *, light: bool = False, autocast: torch.dtype | None = None
+) -> SavedModel:
     """Load ``model_dir`` (written by ``drml finetune`` or any HF token-classification folder); ``light``: without
-    ``transformers`` where the folder allows it (:mod:`drml_ray.ner.light`, seconds sooner on a CPU)."""
+    ``transformers`` where the folder allows it (:mod:`drml_ray.ner.light`, seconds sooner on a CPU);
+    ``autocast``: forward passes under autocast at that dtype."""
     folder = Path(model_dir)
     if not (folder / "config.json").is_file():
         raise UserError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
@@ -55,7 +58,7 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu", *, light: bool 
 
         if light_reason(folder) is None:
             model = LightBert(folder).to(device).eval()
-            return _with_windows(model, LightTokenizer(folder), model.config.max_position_embeddings)
+            return _with_windows(model, LightTokenizer(folder), model.config.max_position_embeddings, autocast)
     from transformers import AutoTokenizer
 
     from drml_ray.ner.modeling import check_tokenizer
@@ -66,15 +69,15 @@ def load_saved_model(model_dir: str | Path, device: str = "cpu", *, light: bool 
     except (OSError, ValueError) as err:
         raise UserError(f"{folder}: its tokenizer does not load: {first_line(err)}") from None
     check_tokenizer(tokenizer, str(folder))
-    return _with_windows(model, tokenizer, tokenizer.model_max_length)
+    return _with_windows(model, tokenizer, tokenizer.model_max_length, autocast)
 
 
-def _with_windows(model: torch.nn.Module, tokenizer: object, longest: int) -> SavedModel:
+def _with_windows(model: torch.nn.Module, tokenizer: object, longest: int, autocast: torch.dtype | None) -> SavedModel:
     """The model with the windowing it was trained with (``config.json``'s ``drml`` section)."""
     drml = getattr(model.config, "drml", None) or {}
     max_length = int(drml.get("max_length", min(longest, 512)))
     overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
-    return SavedModel(model, tokenizer, max_length, overlap, context=bool(drml.get("context", False)))
+    return SavedModel(model, tokenizer, max_length, overlap, autocast, context=bool(drml.get("context", False)))
 
 
 def _load_weights(folder: Path) -> torch.nn.Module:

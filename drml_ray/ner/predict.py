@@ -201,9 +201,9 @@ class RayPredictor:
     """A Ray Data actor: loads the model once, tags batches of ``{"texts"}`` rows (a JSON list of one document's
     texts each, so a document's sentences are tagged together); each row's ``json`` is its records' JSON lines."""
 
-    def __init__(self, model_dir: str, pretokenized: bool, batch_size: int):
+    def __init__(self, model_dir: str, pretokenized: bool, batch_size: int, bfloat16: bool = False):
         torch.set_num_threads(1)
-        self.saved = load_saved_model(model_dir)
+        self.saved = load_saved_model(model_dir, autocast=torch.bfloat16 if bfloat16 else None)
         self.pretokenized = pretokenized
         self.batch_size = batch_size
 
@@ -218,7 +218,7 @@ class RayPredictor:
 
 def predict_with_ray(
     model_dir: str | Path, texts: Sequence[str], pretokenized: bool, *, actors: int | None = None, batch_size: int = 64,
-    documents: Documents = None,
+    documents: Documents = None, bfloat16: bool = False,
 ) -> Iterator[str]:  # fmt: skip
     """JSON lines for ``texts`` from Ray Data batch inference, in input order."""
     import ray  # RAY
@@ -237,6 +237,7 @@ def predict_with_ray(
             "model_dir": str(Path(model_dir).resolve()),
             "pretokenized": pretokenized,
             "batch_size": batch_size,
+            "bfloat16": bfloat16,
         },  # fmt: skip
         batch_size=max(batch_size, 256),
         concurrency=(1, max_actors),
@@ -254,12 +255,16 @@ def predict_lines(
     engine: Literal["auto", "local", "ray"] = "auto",
     batch_size: int = 64,
     documents: Documents = None,
+    bfloat16: bool = False,
 ) -> Iterator[str]:
-    """JSON lines for ``texts``: in this process, or through Ray Data for large inputs."""
+    """JSON lines for ``texts``: in this process, or through Ray Data for large inputs (``bfloat16``: forward
+    passes under bf16 autocast)."""
     if engine == "ray" or (engine == "auto" and len(texts) >= RAY_THRESHOLD):
-        yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size, documents=documents)
+        yield from predict_with_ray(model_dir, texts, pretokenized, batch_size=batch_size, documents=documents,
+                                    bfloat16=bfloat16)  # fmt: skip
         return
-    saved = load_saved_model(model_dir, light=len(texts) < LIGHT_THRESHOLD)
+    autocast = torch.bfloat16 if bfloat16 else None
+    saved = load_saved_model(model_dir, light=len(texts) < LIGHT_THRESHOLD, autocast=autocast)
     progress = "predicting" if len(texts) > 100 else None
     for record in predict_records(saved, texts, pretokenized, batch_size, progress, documents):
         yield json.dumps(record, ensure_ascii=False)

@@ -357,8 +357,12 @@ def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or precision == "fp32":
+    """``auto``: bf16 on a GPU that has it, else fp32; ``bf16`` on a CPU autocasts too (fast with AMX or
+    AVX512-BF16); ``fp16`` needs a GPU (a CPU has no fast fp16 and its loss scaling is GPU-only)."""
+    if precision == "fp32" or (device.type != "cuda" and precision in ("auto", "fp16")):
         return None
     if precision == "fp16":
         return torch.float16
+    if precision == "bf16":
+        return torch.bfloat16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else None

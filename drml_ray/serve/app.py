@@ -11,7 +11,7 @@ replica to restart, and every answer names the model and the version that served
 # No `from __future__ import annotations`: FastAPI reads the routes' annotations (Request) at definition.
 import asyncio
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -53,7 +53,7 @@ def load_models(sources: list[dict], dtype: str = "float32") -> dict[str, Loaded
     models = {}
     for spec in sources:
         source = ModelSource.from_config(spec)
-        saved = replace(load_saved_model(source.model_dir), autocast=autocast)
+        saved = load_saved_model(source.model_dir, autocast=autocast)
         models[source.name] = Loaded(saved, describe(source, saved.labels))
     return models
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from drml_ray.config import ModelConfig
@@ -159,3 +160,20 @@ def test_an_extra_loss_term_adds_to_each_micro_batch_and_its_gradient():
     with_term, without = step(model, term), step(twin, None)
     torch.testing.assert_close(with_term - without, c * bias.sum(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(twin.classifier.bias - model.classifier.bias, torch.full_like(bias, c))
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "expected"),
+    [
+        ("auto", "cpu", None),  # a CPU run's numbers do not change unless asked
+        ("bf16", "cpu", torch.bfloat16),  # asked: honoured (it used to be dropped silently)
+        ("fp16", "cpu", None),
+        ("fp32", "cuda", None),
+        ("fp16", "cuda", torch.float16),
+        ("bf16", "cuda", torch.bfloat16),
+    ],
+)
+def test_autocast_dtype_per_precision_and_device(precision, device, expected):
+    from drml_ray.ner.train_loop import _autocast_dtype
+
+    assert _autocast_dtype(precision, torch.device(device)) == expected

@@ -101,3 +101,10 @@ def test_long_input_is_windowed_not_truncated(saved_model_dir):
 def test_predict_lines_local_engine_emits_json(saved_model_dir):
     lines = list(predict_lines(saved_model_dir, ["EU rejects German call ."], True, engine="local"))
     assert json.loads(lines[0])["text"] == "EU rejects German call ."
+    texts = ["Angela Merkel flew from Berlin to Paris on Monday ."] * 3
+    fp32 = [json.loads(line) for line in predict_lines(saved_model_dir, texts, True, engine="local")]
+    bf16 = [json.loads(line) for line in predict_lines(saved_model_dir, texts, True, engine="local", bfloat16=True)]
+    scores = [(e["score"], f["score"]) for r, s in zip(fp32, bf16, strict=True) for e, f in zip(r["entities"],
+              s["entities"], strict=False)]  # fmt: skip
+    assert scores and any(a != b for a, b in scores)  # the forward pass ran in bf16 ...
+    assert all(abs(a - b) < 0.05 for a, b in scores)  # ... to about bf16's precision
