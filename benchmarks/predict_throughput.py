@@ -7,6 +7,9 @@ cores: drml batches windows sorted by length (little padding) and scores first s
 the pipeline is ``pipeline("token-classification", aggregation_strategy="first")`` with the same
 batch size. Reported: sentences/s of each, the ratio, and how many entities (type + character
 span) the two agree on. Last line: ``RESULT predict_ratio=X entity_agreement=Y``.
+
+``--dtype bfloat16``: drml's forward passes under bf16 autocast (``drml predict --dtype bfloat16``) and
+the pipeline's model loaded in bf16 (``pipeline(..., dtype=torch.bfloat16)``, its own way).
 """
 
 from __future__ import annotations
@@ -30,20 +33,24 @@ def main() -> int:
     parser.add_argument("--data", default=f"{mirror}/conll2003/eng.testb")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=0, help="only the first N sentences")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     args = parser.parse_args()
 
     texts = [" ".join(s.tokens) for s in read_conll(args.data, scheme="iob1")]
     texts = texts[: args.limit] if args.limit else texts
-    print(f"{len(texts)} sentences, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{len(texts)} sentences, batch {args.batch_size}, {args.dtype}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads")  # fmt: skip
 
-    saved = load_saved_model(args.model_dir)
+    bf16 = args.dtype == "bfloat16"
+    saved = load_saved_model(args.model_dir, autocast=torch.bfloat16 if bf16 else None)
     started = time.perf_counter()
     drml = predict_records(saved, texts, pretokenized=True, batch_size=args.batch_size)
     drml_s = time.perf_counter() - started
 
     from transformers import pipeline
 
-    ner = pipeline("token-classification", model=args.model_dir, aggregation_strategy="first", device="cpu")
+    ner = pipeline("token-classification", model=args.model_dir, aggregation_strategy="first", device="cpu",
+                   dtype=torch.bfloat16 if bf16 else torch.float32)  # fmt: skip
     started = time.perf_counter()
     hf = ner(texts, batch_size=args.batch_size)
     hf_s = time.perf_counter() - started

@@ -21,6 +21,8 @@ contenders) is reported on its own. Contenders:
 4. ``drml-1`` / ``drml-2`` -- ``drml finetune``'s Ray Train path with its defaults (packed rows), on one
    worker with every core / two workers.
 
+``--bf16`` trains every contender under bf16 autocast (the Trainer with ``bf16=True``), fp32 otherwise.
+
 A contender stops when it has reached every threshold, after ``--max-minutes`` on its clock, or after
 ``--epochs``. Last lines, one per threshold:
 ``RESULT threshold=T speedup_vs_hf_trainer=X speedup_vs_seed=Y`` (the faster drml contender's time
@@ -133,7 +135,9 @@ def plain_loop(bench: Bench, name: str) -> Curve:
     for epoch in range(args.epochs):
         for k, batch in enumerate(epoch_batches(len(features), batch_size=args.batch, shards=1, seed=args.seed,
                                                 epoch=epoch)):  # fmt: skip
-            model(**collate([features[i] for i in batch])).loss.backward()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                loss = model(**collate([features[i] for i in batch])).loss
+            loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -178,6 +182,7 @@ def run_trainer(bench: Bench) -> Curve:
             weight_decay=0.01,
             max_grad_norm=1.0, train_sampling_strategy="group_by_length", save_strategy="no", report_to=[],
             use_cpu=True, dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, logging_strategy="no",
+            bf16=args.bf16,
         )  # fmt: skip
         Trainer(model=model, args=training, train_dataset=features, callbacks=[Evaluate()],
                 data_collator=DataCollatorForTokenClassification(tokenizer)).train()  # fmt: skip
@@ -209,7 +214,8 @@ def run_drml(bench: Bench, workers: int) -> Curve:
     cfg = FinetuneConfig.model_validate({
         "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "warmup_ratio": 0.1,
-                  "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50},
+                  "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
+                  "precision": "bf16" if args.bf16 else "fp32"},
         "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // workers)},
     })  # fmt: skip
     with tempfile.TemporaryDirectory() as run_dir:
@@ -254,6 +260,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=str(packaged_minilm_dir()))
     parser.add_argument("--contenders", default="seed,hf,hf-trainer,drml-1,drml-2")
+    parser.add_argument("--bf16", action="store_true", help="every contender trains under bf16 autocast")
     parser.add_argument("--json", type=Path, help="also write the curves here")
     args = parser.parse_args()
     args.thresholds = sorted(float(t) for t in args.thresholds.split(","))
