@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     root = psutil.Process(child.pid)
     peak = [0]
     pss_peak: list[list[tuple[str, int]]] = [[]]
-    epochs: list[tuple[str, float, float]] = []  # (the line's epoch field, tree MB, Train workers MB)
+    epochs: list[tuple[str, float, float, float]] = []  # (epoch field, tree RSS MB, Train workers MB, tree PSS MB)
 
     def sample() -> None:
         while child.poll() is None:
@@ -75,14 +75,15 @@ def main(argv: list[str]) -> int:
             sizes = rss_by_process(root)
             epoch = line.split(EPOCH_MARK, 1)[1].split()[0]
             workers = sum(rss for title, rss in sizes if title.startswith("ray::RayTrainWorker"))
-            epochs.append((epoch, sum(rss for _, rss in sizes) / 2**20, workers / 2**20))
+            pss = sum(size for _, size in pss_by_process(root)) / 2**20
+            epochs.append((epoch, sum(rss for _, rss in sizes) / 2**20, workers / 2**20, pss))
     child.wait()
     sampler.join()
     wall = time.perf_counter() - started
     if epochs:
-        print(f"\n{'epoch':>7} {'all processes MB':>17} {'Train workers MB':>17}")
-        for epoch, total, workers in epochs:
-            print(f"{epoch:>7} {total:17.0f} {workers:17.0f}")
+        print(f"\n{'epoch':>7} {'all processes MB':>17} {'Train workers MB':>17} {'all processes PSS MB':>21}")
+        for epoch, total, workers, pss in epochs:
+            print(f"{epoch:>7} {total:17.0f} {workers:17.0f} {pss:21.0f}")
     print(f"\nAt the PSS peak ({len(pss_peak[0])} processes):")
     for title, size in sorted(pss_peak[0], key=lambda item: -item[1]):
         print(f"{size / 2**20:8.0f} MB  {title}")
