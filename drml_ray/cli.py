@@ -460,18 +460,6 @@ def data_convert(
     typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
 
 
-@app.callback()
-def options(
-    dashboard: Annotated[bool, typer.Option("--dashboard", help="Start a local Ray with its dashboard (port 8265); "
-                                            "without it a local Ray starts lean, to save memory.")] = False,
-) -> None:  # fmt: skip
-    """drml-ray: distributed NER fine-tuning, meta-learning and RL on Ray."""
-    if dashboard:
-        from drml_ray.ray_env import DASHBOARD_ENV
-
-        os.environ[DASHBOARD_ENV] = "1"
-
-
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[drml] %(message)s", stream=sys.stderr)
     for noisy in ("ray", "transformers", "urllib3", "filelock"):

@@ -10,34 +10,22 @@ import ray
 log = logging.getLogger(__name__)
 
 
-DASHBOARD_ENV = "DRML_DASHBOARD"
-"""Set (``drml --dashboard``) to start a local Ray with its dashboard."""
-LOCAL_SYSTEM_CONFIG = {"enable_worker_prestart": False}
-"""A local Ray starts no idle worker processes ahead of need (Ray prestarts one per core for the first
-driver): each holds a Python interpreter with Ray imported, memory a laptop run never uses."""
-
-
-def ensure_ray(address: str | None = None, *, dashboard: bool | None = None) -> None:
+def ensure_ray(address: str | None = None) -> None:
     """Connect to Ray once per process.
 
     ``address`` (or ``RAY_ADDRESS``, which ``ray job submit`` sets for its entrypoint) joins a
-    running cluster; without either, a local Ray starts with every core of this machine, lean: no
-    dashboard unless ``dashboard`` (default: ``DRML_DASHBOARD`` set, which ``drml --dashboard`` does)
-    and no prestarted idle workers (BENCHMARKS.md, "Memory of the embedded default").
+    running cluster; without either, a local Ray starts with every core of this machine, and the
+    dashboard if ``ray[default]`` is installed.
     """
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
-        return
-    dashboard = bool(os.environ.get(DASHBOARD_ENV)) if dashboard is None else dashboard
-    log.info("starting a local Ray%s (set RAY_ADDRESS to use a cluster)",
-             " with its dashboard" if dashboard else "; drml --dashboard ... adds its dashboard")  # fmt: skip
-    warn_if_other_local_ray()
-    ray.init(logging_level=logging.WARNING, log_to_driver=True, include_dashboard=dashboard,
-             _system_config=LOCAL_SYSTEM_CONFIG)  # fmt: skip
+    else:
+        log.info("starting a local Ray (set RAY_ADDRESS to use a cluster)")
+        warn_if_other_local_ray()
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 
 def warn_if_other_local_ray() -> None:
