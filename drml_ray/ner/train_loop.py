@@ -29,7 +29,7 @@ from drml_ray.config import FinetuneConfig
 from drml_ray.ner import batching
 from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
-from drml_ray.ner.metrics import entity_report
+from drml_ray.ner.metrics import entity_micro
 from drml_ray.ner.modeling import build_model, load_tokenizer, supports_packing, trainable_summary
 from drml_ray.ner.optimization import ExtraLoss, label_count, lr_factor, make_optimizer, train_step
 
@@ -291,7 +291,7 @@ def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: i
     dev_pred, _ = merge_outputs(
         worker.dev_windows, outputs, [len(t) for t in worker.dev_tags], dict(enumerate(worker.labels))
     )
-    micro = entity_report(worker.dev_tags, dev_pred)["micro"]
+    micro = entity_micro(worker.dev_tags, dev_pred)
     state.train_tokens += sum(_gather(tokens))
     if micro["f1"] > state.best_f1:
         state.best_f1, state.best_epoch, state.evals_since_best = micro["f1"], epoch_progress, 0

@@ -46,3 +46,15 @@ def test_text_report_prints_both_tables():
     text = format_split(score_split(Y_TRUE, Y_PRED), "test")
     assert "entity level" in text and "token level" in text
     assert "   micro avg    0.6000    0.6000    0.6000         5" in text
+
+
+def test_plain_entity_micro_equals_seqeval_strict_on_random_tags():
+    import random
+
+    from drml_ray.ner.metrics import entity_micro
+
+    rng, tags = random.Random(7), ["O", "B-A", "I-A", "B-B", "I-B"]
+    for _ in range(200):
+        y_true = [[rng.choice(tags) for _ in range(rng.randint(1, 9))] for _ in range(rng.randint(1, 5))]
+        y_pred = [[rng.choice(tags) for _ in sentence] for sentence in y_true]
+        assert entity_micro(y_true, y_pred) == pytest.approx(entity_report(y_true, y_pred)["micro"])
