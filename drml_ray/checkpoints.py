@@ -18,6 +18,9 @@ import torch
 
 from drml_ray.errors import UserError, first_line
 
+STATE_FILE = "state.pt"
+"""The file of a fine-tuning checkpoint: weights, optimizer, schedule, loop and random states."""
+
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temporary file and a rename: a crash (or a full disk) mid-write

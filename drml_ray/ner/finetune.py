@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from drml_ray.checkpoints import load_state
+from drml_ray.checkpoints import STATE_FILE, load_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
@@ -33,7 +33,7 @@ from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
 from drml_ray.ner.modeling import build_model, check_backbone, load_tokenizer, save_hf_folder
-from drml_ray.ner.train_loop import STATE_FILE, LoopCallback, train_loop_per_worker
+from drml_ray.ner.train_loop import LoopCallback, train_loop_per_worker
 from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregistered_checkpoints, recover_record
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 

@@ -18,9 +18,8 @@ from typing import Any
 
 from ray.train import UserCallback  # RAY
 
-from drml_ray.checkpoints import load_state
+from drml_ray.checkpoints import STATE_FILE, load_state
 from drml_ray.errors import UserError
-from drml_ray.ner.train_loop import STATE_FILE
 from drml_ray.runtime.rundir import atomic_write_text
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from drml_ray.checkpoints import save_state
-from drml_ray.ner.train_loop import STATE_FILE
+from drml_ray.checkpoints import STATE_FILE, save_state
 from drml_ray.ner.train_record import (
     KEPT_COPY,
     RAY_SNAPSHOT,

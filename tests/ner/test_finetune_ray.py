@@ -11,13 +11,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from drml_ray.checkpoints import load_state
+from drml_ray.checkpoints import STATE_FILE, load_state
 from drml_ray.cli import app
 from drml_ray.config import load_config
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.modeling import build_model, load_tokenizer
-from drml_ray.ner.train_loop import STATE_FILE
 from drml_ray.ner.train_record import RAY_SNAPSHOT, listed_checkpoints, recover_record
 from tests.helpers import FailOnce, chromium_dom
 from tests.test_checkpoints import malicious
