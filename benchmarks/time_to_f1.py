@@ -215,7 +215,7 @@ def run_drml(bench: Bench, workers: int) -> Curve:
         "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "warmup_ratio": 0.1,
                   "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
-                  "precision": "bf16" if args.bf16 else "fp32"},
+                  "precision": "bf16" if args.bf16 else "fp32", "pack_sequences": args.pack},
         "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // workers)},
     })  # fmt: skip
     with tempfile.TemporaryDirectory() as run_dir:
@@ -261,6 +261,7 @@ def main() -> int:
     parser.add_argument("--model", default=str(packaged_minilm_dir()))
     parser.add_argument("--contenders", default="seed,hf,hf-trainer,drml-1,drml-2")
     parser.add_argument("--bf16", action="store_true", help="every contender trains under bf16 autocast")
+    parser.add_argument("--no-pack", dest="pack", action="store_false", help="drml: length-split, not packed")
     parser.add_argument("--json", type=Path, help="also write the curves here")
     args = parser.parse_args()
     args.thresholds = sorted(float(t) for t in args.thresholds.split(","))
