@@ -358,7 +358,7 @@ def serve_command(
 @user_errors
 def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> None:
     """The embedded default: fine-tune the packaged MiniLM on CrossNER politics (or a generated
-    corpus when no copy is reachable) with 2 Ray Train workers on a local Ray, then print the
+    corpus when no copy is reachable) with one Ray Train worker on both cores of a local Ray, then print the
     reports and a few predictions."""
     from drml_ray.config import config_path
     from drml_ray.quickstart import run_quickstart
