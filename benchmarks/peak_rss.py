@@ -28,22 +28,22 @@ import psutil
 EPOCH_MARK = "[drml] eval epoch"
 
 
-def rss_by_process(root: psutil.Process) -> list[tuple[str, int]]:
-    """(process title, RSS bytes) of ``root`` and all its descendants."""
+Sizes = list[tuple[str, int, int]]
+"""(process title, RSS bytes, PSS bytes) of each process of the tree."""
+
+
+def sizes_by_process(root: psutil.Process) -> Sizes:
+    """RSS and PSS of ``root`` and all its descendants, one read of each process's memory."""
     sizes = []
     for proc in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            sizes.append((" ".join(proc.cmdline()[:1]), proc.memory_info().rss))
+            memory = proc.memory_full_info()
+            sizes.append((" ".join(proc.cmdline()[:2])[:70], memory.rss, memory.pss))
     return sizes
 
 
-def pss_by_process(root: psutil.Process) -> list[tuple[str, int]]:
-    """(process title, PSS bytes) of ``root`` and all its descendants."""
-    sizes = []
-    for proc in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            sizes.append((" ".join(proc.cmdline()[:2])[:70], proc.memory_full_info().pss))
-    return sizes
+def summed(sizes: Sizes, column: int) -> int:
+    return sum(size[column] for size in sizes)
 
 
 def main(argv: list[str]) -> int:
@@ -54,16 +54,16 @@ def main(argv: list[str]) -> int:
     child = subprocess.Popen(argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     root = psutil.Process(child.pid)
     peak = [0]
-    pss_peak: list[list[tuple[str, int]]] = [[]]
+    pss_peak: list[Sizes] = [[]]
     epochs: list[tuple[str, float, float, float]] = []  # (epoch field, tree RSS MB, Train workers MB, tree PSS MB)
 
     def sample() -> None:
         while child.poll() is None:
             with contextlib.suppress(psutil.NoSuchProcess):
-                peak[0] = max(peak[0], sum(rss for _, rss in rss_by_process(root)))
-                pss = pss_by_process(root)
-                if sum(size for _, size in pss) > sum(size for _, size in pss_peak[0]):
-                    pss_peak[0] = pss
+                sizes = sizes_by_process(root)
+                peak[0] = max(peak[0], summed(sizes, 1))
+                if summed(sizes, 2) > summed(pss_peak[0], 2):
+                    pss_peak[0] = sizes
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -72,11 +72,10 @@ def main(argv: list[str]) -> int:
     for line in child.stdout:
         sys.stdout.write(line)
         if EPOCH_MARK in line:
-            sizes = rss_by_process(root)
+            sizes = sizes_by_process(root)
             epoch = line.split(EPOCH_MARK, 1)[1].split()[0]
-            workers = sum(rss for title, rss in sizes if title.startswith("ray::RayTrainWorker"))
-            pss = sum(size for _, size in pss_by_process(root)) / 2**20
-            epochs.append((epoch, sum(rss for _, rss in sizes) / 2**20, workers / 2**20, pss))
+            workers = summed([s for s in sizes if s[0].startswith("ray::RayTrainWorker")], 1)
+            epochs.append((epoch, summed(sizes, 1) / 2**20, workers / 2**20, summed(sizes, 2) / 2**20))
     child.wait()
     sampler.join()
     wall = time.perf_counter() - started
@@ -85,10 +84,10 @@ def main(argv: list[str]) -> int:
         for epoch, total, workers, pss in epochs:
             print(f"{epoch:>7} {total:17.0f} {workers:17.0f} {pss:21.0f}")
     print(f"\nAt the PSS peak ({len(pss_peak[0])} processes):")
-    for title, size in sorted(pss_peak[0], key=lambda item: -item[1]):
+    for title, _, size in sorted(pss_peak[0], key=lambda item: -item[2]):
         print(f"{size / 2**20:8.0f} MB  {title}")
     growth = f" EPOCH_GROWTH_MB={epochs[-1][1] - epochs[0][1]:.0f}" if len(epochs) > 1 else ""
-    pss_mb = sum(size for _, size in pss_peak[0]) / 2**20
+    pss_mb = summed(pss_peak[0], 2) / 2**20
     print(f"PEAK_RSS_MB={peak[0] / 2**20:.0f} PEAK_PSS_MB={pss_mb:.0f} WALL_S={wall:.1f} RC={child.returncode}{growth}",
           flush=True)  # fmt: skip
     return child.returncode

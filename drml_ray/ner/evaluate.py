@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -58,7 +58,7 @@ def load_saved_model(
 
         if light_reason(folder) is None:
             model = LightBert(folder).to(device).eval()
-            return _with_windows(model, LightTokenizer(folder), model.config.max_position_embeddings, autocast)
+            return _with_windows(model, LightTokenizer(folder), autocast)
     from transformers import AutoTokenizer
 
     from drml_ray.ner.modeling import check_tokenizer
@@ -69,13 +69,14 @@ def load_saved_model(
     except (OSError, ValueError) as err:
         raise UserError(f"{folder}: its tokenizer does not load: {first_line(err)}") from None
     check_tokenizer(tokenizer, str(folder))
-    return _with_windows(model, tokenizer, tokenizer.model_max_length, autocast)
+    return _with_windows(model, tokenizer, autocast)
 
 
-def _with_windows(model: torch.nn.Module, tokenizer: object, longest: int, autocast: torch.dtype | None) -> SavedModel:
-    """The model with the windowing it was trained with (``config.json``'s ``drml`` section)."""
+def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None) -> SavedModel:
+    """The model with the windowing it was trained with (``config.json``'s ``drml`` section; else windows as long
+    as the tokenizer allows, at most 512)."""
     drml = getattr(model.config, "drml", None) or {}
-    max_length = int(drml.get("max_length", min(longest, 512)))
+    max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
     overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
     return SavedModel(model, tokenizer, max_length, overlap, autocast, context=bool(drml.get("context", False)))
 

@@ -25,20 +25,22 @@ LAYER_WEIGHTS = (
     "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm",
 )  # fmt: skip
 SPECIAL = ("cls_token", "sep_token", "pad_token", "unk_token")
+UNBOUNDED = int(1e30)
+"""transformers' ``model_max_length`` when tokenizer_config.json gives none."""
 SHAPED = ("classifier", "bert.embeddings.position_embeddings")
 """Weights whose rows config.json fixes: one per label, one per position of a window."""
 
 
 def light_reason(folder: Path) -> str | None:
     """Why ``folder`` needs ``transformers`` (``None``: this module reads it)."""
-    config = _json(folder / "config.json")
+    config = read_json(folder / "config.json")
     if not (folder / "model.safetensors").is_file() or not (folder / "tokenizer.json").is_file():
         return "no single model.safetensors and tokenizer.json"
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu":
         return f"model_type {config.get('model_type')!r} with {config.get('hidden_act')!r} is not plain BERT"
     if config.get("position_embedding_type", "absolute") != "absolute":
         return "relative position embeddings"
-    if not all(isinstance(_special(folder, name), str) for name in SPECIAL):
+    if None in special_tokens(tokenizer_files(folder)).values():
         return "special tokens not named in tokenizer_config.json"
     if not isinstance(config.get("id2label"), dict) or not isinstance(config.get("num_hidden_layers"), int):
         return "config.json lacks id2label or num_hidden_layers"
@@ -73,10 +75,9 @@ class LightBert(torch.nn.Module):
         super().__init__()
         from safetensors.torch import load_file  # (a tensor file, never unpickled)
 
-        config = _json(folder / "config.json")
+        config = read_json(folder / "config.json")
         id2label = {int(k): v for k, v in config["id2label"].items()}
-        positions = config.get("max_position_embeddings", 512)
-        self.config = SimpleNamespace(id2label=id2label, drml=config.get("drml"), max_position_embeddings=positions)
+        self.config = SimpleNamespace(id2label=id2label, drml=config.get("drml"))
         self.heads, self.layers = config["num_attention_heads"], config["num_hidden_layers"]
         self.eps = config.get("layer_norm_eps", 1e-12)
         for name, tensor in load_file(folder / "model.safetensors").items():
@@ -124,9 +125,11 @@ class LightTokenizer:
         self.backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.backend.no_truncation()
         self.backend.no_padding()
-        ids = {name: self.backend.token_to_id(_special(folder, name)) for name in SPECIAL}
+        files = tokenizer_files(folder)
+        ids = {name: self.backend.token_to_id(token) for name, token in special_tokens(files).items()}
         self.cls_token_id, self.sep_token_id = ids["cls_token"], ids["sep_token"]
         self.pad_token_id, self.unk_token_id = ids["pad_token"], ids["unk_token"]
+        self.model_max_length = int(files[0].get("model_max_length", UNBOUNDED))  # (as transformers reads it)
 
     def __len__(self) -> int:
         return self.backend.get_vocab_size()
@@ -148,17 +151,24 @@ class _Encoded(dict):
         return self._word_ids[i]
 
 
-def _special(folder: Path, name: str) -> Any:
-    """A special token's text from tokenizer_config.json (or special_tokens_map.json)."""
-    for file in ("tokenizer_config.json", "special_tokens_map.json"):
-        token = _json(folder / file).get(name)
-        token = token.get("content") if isinstance(token, dict) else token
-        if isinstance(token, str):
-            return token
-    return None
+def tokenizer_files(folder: Path) -> list[dict]:
+    """tokenizer_config.json and special_tokens_map.json (``{}`` where absent)."""
+    return [read_json(folder / name) for name in ("tokenizer_config.json", "special_tokens_map.json")]
 
 
-def _json(path: Path) -> dict:
+def special_tokens(files: list[dict]) -> dict[str, str | None]:
+    """The text of each of :data:`SPECIAL` from the first of :func:`tokenizer_files` that names it (``None``:
+    neither does)."""
+    return {name: next((t for f in files if isinstance(t := _content(f.get(name)), str)), None) for name in SPECIAL}
+
+
+def _content(token: Any) -> Any:
+    return token.get("content") if isinstance(token, dict) else token
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file as a dict; ``{}`` when it is missing, unreadable or not an object (the caller then
+    finds what it needs absent, and says so or leaves the folder to ``transformers``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

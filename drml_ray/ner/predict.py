@@ -188,12 +188,11 @@ def document_groups(n_texts: int, documents: Documents) -> list[range]:
 
 
 def trained_with_context(model_dir: str | Path) -> bool:
-    """Whether the model folder was trained with document context (read from its config.json, no weights)."""
-    try:
-        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False  # (loading the model will name what is wrong with the folder)
-    drml = config.get("drml") if isinstance(config, dict) else None
+    """Whether the model folder was trained with document context (read from its config.json, no weights; a
+    folder that does not load is named when the actors load it)."""
+    from drml_ray.ner.light import read_json
+
+    drml = read_json(Path(model_dir) / "config.json").get("drml")
     return isinstance(drml, dict) and bool(drml.get("context"))
 
 
