@@ -151,6 +151,9 @@ class TrainConfig(Section):
     """Evaluations without a better dev entity F1 before stopping early; 0 never stops early."""
     eval_every_steps: NonNegative = 0
     """Evaluate (and checkpoint) every N optimizer steps as well as at each epoch's end; 0: epochs only."""
+    eval_test: bool = False
+    """Also score the test split at each evaluation: a ``test_f1`` curve in ``results.json``'s history and
+    TensorBoard, for studying convergence. Never used to pick the checkpoint; costs one test pass per evaluation."""
     eval_batch_size: Count = 64
     """Windows per evaluation batch (sorted by length, so padding stays small)."""
     log_every_steps: Count = 10

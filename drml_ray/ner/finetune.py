@@ -81,7 +81,8 @@ def run_training(
     ensure_ray()
     scaling = cfg.scaling
     gpu = {"GPU": 1} if scaling.use_gpu else {}
-    as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in ("train", "dev")}
+    splits = ("train", "dev", "test") if cfg.train.eval_test else ("train", "dev")
+    as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in splits}
     documents = {split: [s.doc for s in corpus.splits[split]] for split in as_pairs} if cfg.data.context else None
     trainer = TorchTrainer(  # RAY
         train_loop_per_worker,

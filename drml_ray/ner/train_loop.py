@@ -60,6 +60,16 @@ class LoopCallback(Protocol):
 
 
 @dataclass
+class EvalSet:
+    """A split scored at each evaluation point: its windows, this worker's share of them in length-sorted
+    batches, and the gold tags of every sentence."""
+
+    windows: list[Window]
+    batches: list[list[int]]
+    tags: list[list[str]]
+
+
+@dataclass
 class Worker:
     """One worker's view of the run: what :func:`set_up` builds and the steps use."""
 
@@ -76,10 +86,9 @@ class Worker:
     """Sub-tokens of each training window (batch plans, packing)."""
     labelled: list[int]
     """Labelled sub-tokens of each training window (the global loss normaliser)."""
-    dev_windows: list[Window]
-    dev_batches: list[list[int]]
-    """This worker's share of the dev windows, in length-sorted batches."""
-    dev_tags: list[list[str]]
+    dev: EvalSet
+    test: EvalSet | None
+    """Scored beside dev when ``train.eval_test`` is on (the test curve; never used to pick a checkpoint)."""
     model: torch.nn.Module
     ddp_model: torch.nn.Module
     optimizer: torch.optim.Optimizer
@@ -139,21 +148,28 @@ def set_up(config: dict[str, Any]) -> Worker:
     label2id = {label: i for i, label in enumerate(labels)}
     windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap}
     train_tok, train_tags = zip(*config["train"], strict=True)
-    dev_tok, dev_tags = zip(*config["dev"], strict=True)
     documents = config.get("documents") or {}
     train_windows = encode(tokenizer, train_tok, train_tags, label2id, label_all_tokens=cfg.model.label_all_tokens,
                            documents=documents.get("train"), **windows)  # fmt: skip
-    dev_windows = encode(tokenizer, dev_tok, None, label2id, documents=documents.get("dev"), **windows)
     lengths, labelled = [len(w.input_ids) for w in train_windows], [label_count([w.labels]) for w in train_windows]
     rank, world = context.get_world_rank(), context.get_world_size()  # RAY
-    dev_batches = batching.eval_batches([len(w.input_ids) for w in dev_windows], cfg.train.eval_batch_size, world, rank)
+
+    def eval_set(split: str) -> EvalSet | None:
+        if not config.get(split):
+            return None
+        tokens, tags = zip(*config[split], strict=True)
+        split_windows = encode(tokenizer, tokens, None, label2id, documents=documents.get(split), **windows)
+        batches = batching.eval_batches([len(w.input_ids) for w in split_windows], cfg.train.eval_batch_size,
+                                        world, rank)  # fmt: skip
+        return EvalSet(split_windows, batches, list(tags))
+
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
     ddp_model = ray.train.torch.prepare_model(model)  # RAY: moves to device, wraps in DDP when world > 1
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw)
     worker = Worker(
         cfg, labels, Path(config["run_dir"]), rank, world, device, _autocast_dtype(cfg.train.precision, device),
-        tokenizer, train_windows, lengths, labelled, dev_windows, dev_batches, list(dev_tags),
-        model, ddp_model, optimizer, cfg.train.pack_sequences and supports_packing(model),
+        tokenizer, train_windows, lengths, labelled, eval_set("dev"), eval_set("test"), model, ddp_model, optimizer,
+        cfg.train.pack_sequences and supports_packing(model),
         callbacks=list(config.get("callbacks") or []), extra_loss=_extra_loss(config.get("extra_loss"), model, device),
     )  # fmt: skip
     total_steps = len(worker.plan(0)) * cfg.train.epochs
@@ -280,25 +296,17 @@ def _log_progress(worker: Worker, step_loss: torch.Tensor, epoch: int, i: int, n
 def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: int) -> dict[str, Any]:
     """Score dev on all workers and update the best F1 and early stopping; returns the metrics to report."""
     state, started = worker.state, time.perf_counter()
-    outputs: dict = {}
-    predicted = predict_windows(worker.model, worker.dev_windows, worker.dev_batches,
-                                pad_id=worker.tokenizer.pad_token_id, device=worker.device,
-                                autocast_dtype=worker.dtype)  # fmt: skip
-    for part in _gather(predicted):
-        outputs.update(part)
-    dev_pred, _ = merge_outputs(
-        worker.dev_windows, outputs, [len(t) for t in worker.dev_tags], dict(enumerate(worker.labels))
-    )
-    micro = entity_micro(worker.dev_tags, dev_pred)
+    micro = score(worker, worker.dev)
     state.train_tokens += sum(_gather(tokens))
     if micro["f1"] > state.best_f1:
         state.best_f1, state.best_epoch, state.evals_since_best = micro["f1"], epoch_progress, 0
     else:
         state.evals_since_best += 1
+    test = {"test_f1": score(worker, worker.test)["f1"]} if worker.test is not None else {}
     state.eval_seconds += time.perf_counter() - started
     metrics = {
         "epoch": epoch_progress, "step": state.global_step, "dev_f1": micro["f1"],
-        "dev_precision": micro["precision"], "dev_recall": micro["recall"],
+        "dev_precision": micro["precision"], "dev_recall": micro["recall"], **test,
         "train_loss": sum(_gather(train_loss)),  # shares of the global mean token loss, summed
         "lr": worker.scheduler.get_last_lr()[0], "tokens_per_s": state.train_tokens / max(1e-9, state.train_seconds),
         "best_dev_f1": state.best_f1, "stopped_early": worker.stopped(),
@@ -306,13 +314,27 @@ def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: i
     }  # fmt: skip
     state.history.append(metrics)
     worker.say(f"[drml] eval epoch {epoch_progress:.2f} step {state.global_step}: dev F1 {micro['f1']:.4f} (best "
-               f"{state.best_f1:.4f} at epoch {state.best_epoch:.2f}), train loss {metrics['train_loss']:.4f}, "
+               f"{state.best_f1:.4f} at epoch {state.best_epoch:.2f})"
+               + (f", test F1 {test['test_f1']:.4f}" if test else "") + f", train loss {metrics['train_loss']:.4f}, "
                f"{metrics['tokens_per_s']:,.0f} tok/s" + (" - stopping early" if worker.stopped() else ""))  # fmt: skip
     if worker.writer is not None:
-        for key in ("dev_f1", "dev_precision", "dev_recall", "tokens_per_s"):
-            worker.writer.add_scalar(f"eval/{key}", metrics[key], state.global_step)
+        for key in ("dev_f1", "dev_precision", "dev_recall", "test_f1", "tokens_per_s"):
+            if key in metrics:
+                worker.writer.add_scalar(f"eval/{key}", metrics[key], state.global_step)
         worker.writer.flush()
     return metrics
+
+
+def score(worker: Worker, split: EvalSet) -> dict[str, float]:
+    """Entity micro precision/recall/F1 of ``split``, each worker predicting its share (gathered, so the
+    figure is the single-process one)."""
+    outputs: dict = {}
+    predicted = predict_windows(worker.model, split.windows, split.batches, pad_id=worker.tokenizer.pad_token_id,
+                                device=worker.device, autocast_dtype=worker.dtype)  # fmt: skip
+    for part in _gather(predicted):
+        outputs.update(part)
+    pred, _ = merge_outputs(split.windows, outputs, [len(t) for t in split.tags], dict(enumerate(worker.labels)))
+    return entity_micro(split.tags, pred)
 
 
 def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:

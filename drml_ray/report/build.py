@@ -59,12 +59,15 @@ def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
 
 
 def curves_png(history: list[dict[str, Any]], path: Path) -> Path:
-    """Dev entity F1 and train loss over epochs (a finetune run's ``history``)."""
+    """Dev entity F1 (and test's, when recorded) and train loss over epochs (a finetune run's ``history``)."""
     epochs = [h["epoch"] for h in history]
     fig, left = subplots(figsize=(7, 4), dpi=110)
     left.plot(epochs, [h["dev_f1"] for h in history], marker="o", color="tab:blue", label="dev entity F1")
+    if all("test_f1" in h for h in history):  # ``train.eval_test``
+        left.plot(epochs, [h["test_f1"] for h in history], marker="^", color="tab:green", label="test entity F1")
+        left.legend(loc="lower center")
     left.set_xlabel("epoch")
-    left.set_ylabel("dev entity F1", color="tab:blue")
+    left.set_ylabel("entity F1", color="tab:blue")
     right = left.twinx()
     right.plot(epochs, [h["train_loss"] for h in history], marker="s", color="tab:red", label="train loss")
     right.set_ylabel("train loss", color="tab:red")

@@ -35,7 +35,8 @@ def cli(*args: str):
 @pytest.fixture(scope="module")
 def smoke_run(ray_session, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "smoke"
-    result = cli("finetune", SMOKE, "--output-dir", run_dir, "--set", "train.epochs=12", "--set", "train.patience=1")
+    result = cli("finetune", SMOKE, "--output-dir", run_dir, "--set", "train.epochs=12", "--set", "train.patience=1",
+                 "--set", "train.eval_test=true")  # fmt: skip
     assert result.exit_code == 0, result.output
     return run_dir
 
@@ -92,6 +93,9 @@ def test_f1_gathered_from_two_workers_equals_single_process_f1(smoke_run):
     results = json.loads((smoke_run / "results.json").read_text())
     best = max(results["history"], key=lambda h: h["dev_f1"])  # scored on 2 workers during training
     assert results["dev"]["entity"]["micro"]["f1"] == pytest.approx(best["dev_f1"], abs=1e-12)  # best/ in 1 process
+    # train.eval_test: the test curve, scored the same way, meets the exported model's test score at the best epoch
+    assert results["test"]["entity"]["micro"]["f1"] == pytest.approx(best["test_f1"], abs=1e-12)
+    assert all(0.0 <= h["test_f1"] <= 1.0 for h in results["history"])
     from huggingface_hub import ModelCard
 
     card = ModelCard.load(smoke_run / "best" / "README.md")  # the model card carries the same test score
