@@ -151,6 +151,17 @@ def _first_fit(order: Sequence[int], lengths: Sequence[int], capacity: int) -> S
     return rows
 
 
+PACKABLE_MODEL_TYPES = ("bert",)
+"""Architectures that take absolute ``position_ids`` and a 4-D attention mask as given, so windows
+packed into one row (:func:`drml_ray.ner.batching.collate_packed`) compute exactly what they would
+alone. (RoBERTa offsets its positions by the padding index; DistilBERT takes no ``position_ids``.)"""
+
+
+def supports_packing(model: torch.nn.Module) -> bool:
+    """Whether ``model`` (a PEFT wrapper included) is an architecture packed rows are exact for."""
+    return getattr(getattr(model, "config", None), "model_type", None) in PACKABLE_MODEL_TYPES
+
+
 def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Rows of windows packed end to end: each window attends only to itself and keeps its own positions.
 

@@ -9,11 +9,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drml_ray.ner.batching import collate, eval_batches
+from drml_ray.ner.batching import collate, collate_packed, eval_batches, pack_rows, supports_packing
 from drml_ray.ner.features import Window, encode, merge_windows
 
 WindowOutput = tuple[np.ndarray, np.ndarray]
 """Per word of a window: predicted label id, probability of that label."""
+
+
+PACKED_ROW = 128
+"""Sub-tokens per row when prediction packs windows (or the longest window's, if longer)."""
 
 
 @torch.inference_mode()
@@ -26,26 +30,38 @@ def predict_windows(
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
     progress: str | None = None,
+    pack: bool = True,
 ) -> dict[int, WindowOutput]:
     """Run ``model`` over the given batches of window indices; returns window index -> output.
 
+    ``pack`` (for architectures it is exact for, :func:`~drml_ray.ner.batching.supports_packing`): each batch's
+    windows go end to end into rows of :data:`PACKED_ROW` sub-tokens, each attending only to itself, so a
+    batch of mixed lengths (the requests ``drml serve`` batches together) spends nothing on padding: 3.2x the
+    texts/s on random batches of 32 CoNLL sentences, 4-7% more on length-sorted ones (BENCHMARKS.md).
     ``progress``, when given, is the label of a tqdm bar over the batches (on stderr).
     """
     was_training = model.training
     model.eval()
     out: dict[int, WindowOutput] = {}
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
+    lengths, pack = [len(w.input_ids) for w in windows], pack and supports_packing(model)
     # disable=None: a bar on a terminal, nothing in log files.
     for batch in tqdm(batches, desc=progress, unit="batch", disable=True if progress is None else None, leave=False):
-        inputs = collate([windows[i] for i in batch], pad_id)
+        if pack:
+            rows = pack_rows(batch, lengths, max(PACKED_ROW, *(lengths[i] for i in batch)))
+            inputs = collate_packed(windows, rows, pad_id)
+        else:
+            rows, inputs = [[i] for i in batch], collate([windows[i] for i in batch], pad_id)
+        inputs.pop("labels", None)
         with amp:
-            logits = model(
-                input_ids=inputs["input_ids"].to(device), attention_mask=inputs["attention_mask"].to(device)
-            ).logits
+            logits = model(**{key: value.to(device) for key, value in inputs.items()}).logits
         probs = logits.float().softmax(-1).cpu()
-        for row, i in enumerate(batch):
-            best = probs[row, windows[i].word_starts].max(-1)
-            out[i] = (best.indices.numpy(), best.values.numpy())
+        for r, row in enumerate(rows):
+            start = 0
+            for i in row:
+                best = probs[r, [start + p for p in windows[i].word_starts]].max(-1)
+                out[i] = (best.indices.numpy(), best.values.numpy())
+                start += lengths[i]
     model.train(was_training)
     return out
 

@@ -77,7 +77,7 @@ class LightBert(torch.nn.Module):
 
         config = read_json(folder / "config.json")
         id2label = {int(k): v for k, v in config["id2label"].items()}
-        self.config = SimpleNamespace(id2label=id2label, drml=config.get("drml"))
+        self.config = SimpleNamespace(id2label=id2label, drml=config.get("drml"), model_type="bert")
         self.heads, self.layers = config["num_attention_heads"], config["num_hidden_layers"]
         self.eps = config.get("layer_norm_eps", 1e-12)
         for name, tensor in load_file(folder / "model.safetensors").items():
@@ -92,12 +92,16 @@ class LightBert(torch.nn.Module):
     def norm(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return F.layer_norm(x, x.shape[-1:], self.w(f"{name}.weight"), self.w(f"{name}.bias"), self.eps)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+    ) -> SimpleNamespace:
+        """``attention_mask``: (batch, width) over keys, or (batch, 1, width, width) as packed rows have it
+        (:func:`~drml_ray.ner.batching.collate_packed`, with their ``position_ids``)."""
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device) if position_ids is None else position_ids
         e = "bert.embeddings."
         x = self.w(e + "word_embeddings.weight")[input_ids] + self.w(e + "position_embeddings.weight")[positions]
         x = self.norm(e + "LayerNorm", x + self.w(e + "token_type_embeddings.weight")[0])
-        mask = attention_mask.bool()[:, None, None, :]
+        mask = attention_mask.bool() if attention_mask.dim() == 4 else attention_mask.bool()[:, None, None, :]
         for i in range(self.layers):
             x = self.layer(LAYER.format(i), x, mask)
         return SimpleNamespace(logits=self.linear("classifier", x))

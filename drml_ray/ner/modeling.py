@@ -78,17 +78,6 @@ def _tiny_config(vocab_size: int) -> BertConfig:
     )  # fmt: skip
 
 
-PACKABLE_MODEL_TYPES = ("bert",)
-"""Architectures that take absolute ``position_ids`` and a 4-D attention mask as given, so windows
-packed into one row (:func:`drml_ray.ner.batching.collate_packed`) compute exactly what they would
-alone. (RoBERTa offsets its positions by the padding index; DistilBERT takes no ``position_ids``.)"""
-
-
-def supports_packing(model: torch.nn.Module) -> bool:
-    """Whether ``model`` (a PEFT wrapper included) is an architecture packed rows are exact for."""
-    return getattr(getattr(model, "config", None), "model_type", None) in PACKABLE_MODEL_TYPES
-
-
 def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: int | None = None) -> torch.nn.Module:
     """A token-classification model for ``labels`` with ``cfg.strategy`` applied (LoRA: a PEFT model).
 

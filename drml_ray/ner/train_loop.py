@@ -27,10 +27,11 @@ from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state, save_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.ner import batching
+from drml_ray.ner.batching import supports_packing
 from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_micro
-from drml_ray.ner.modeling import build_model, load_tokenizer, supports_packing, trainable_summary
+from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
 from drml_ray.ner.optimization import ExtraLoss, label_count, lr_factor, make_optimizer, train_step
 
 

@@ -72,3 +72,20 @@ def test_predicting_a_sentence_imports_no_transformers(folder):
     record, imported = out.strip().splitlines()
     assert json.loads(record)["text"] == "Anna met Bob in Paris ."
     assert imported == "False False False"
+
+
+def test_packed_prediction_equals_window_by_window_in_both_models(folder):
+    from drml_ray.ner.features import encode
+    from drml_ray.ner.inference import predict_windows
+
+    sentences = [*WORDS, *(["Paris", "is", "big"][: n % 3 + 1] * n for n in (1, 2, 4, 5)), ["Anna", "met", "Bo"] * 12]
+    for saved in (load_saved_model(folder), load_saved_model(folder, light=True)):
+        windows = encode(saved.tokenizer, sentences, None, {}, max_length=24, overlap=4)
+        batches = [list(range(len(windows)))]  # one batch of 3 to 24 sub-tokens: packed into one row of 128
+        lengths = sorted(len(w.input_ids) for w in windows)
+        assert len(windows) > len(sentences) and (lengths[0], lengths[-1]) == (3, 24) and sum(lengths) <= 128
+        kw = {"pad_id": saved.tokenizer.pad_token_id, "device": torch.device("cpu")}
+        packed, alone = (predict_windows(saved.model, windows, batches, pack=p, **kw) for p in (True, False))
+        for i in range(len(windows)):  # each window's own positions and attention, whatever it shares a row with
+            assert (packed[i][0] == alone[i][0]).all()
+            assert packed[i][1] == pytest.approx(alone[i][1], abs=1e-5)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from drml_ray.config import ModelConfig
-from drml_ray.ner.batching import collate, collate_packed, pack_rows
+from drml_ray.ner.batching import collate, collate_packed, pack_rows, supports_packing
 from drml_ray.ner.features import IGNORE, Window
-from drml_ray.ner.modeling import build_model, supports_packing
+from drml_ray.ner.modeling import build_model
 from drml_ray.ner.optimization import label_count, make_optimizer, token_loss_sum, train_step
 
 LABELS = ["O", "B-PER", "I-PER"]
