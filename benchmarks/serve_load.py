@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--corpus", default="conll2003", help="Its test sentences are the requests.")
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--max-batch", type=int, nargs="+", default=[1, 8, 32, 64])
+    parser.add_argument("--max-batch", type=int, nargs="*", default=[1, 8, 32, 64], help="The sweep at 32 clients.")
+    parser.add_argument("--no-baseline", action="store_true", help="drml only (a quick look at one setting).")
     parser.add_argument("--default-batch", type=int, default=32, help="drml's --max-batch in the client sweep.")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--cpus", type=float, default=2.0, help="drml's CPUs per replica (its torch threads).")
@@ -190,7 +191,7 @@ def main() -> None:
     texts = load_texts(args.corpus, args.texts)
     print(f"{len(texts)} {args.corpus} test sentences; model {args.model}; {os.cpu_count()} CPUs; drml {args.dtype}, "
           f"{args.cpus:g} CPUs a replica", flush=True)  # fmt: skip
-    base = bench_baseline(args, texts)
+    base = [] if args.no_baseline else bench_baseline(args, texts)
     drml, batch = bench_drml(args, texts)
     if args.output:
         args.output.write_text(json.dumps({"pipeline": base, "drml": drml, "max_batch": batch}, indent=1))

@@ -30,6 +30,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        from drml_ray.serve.deploy import use_high_throughput_mode
+
+        use_high_throughput_mode()  # Ray Serve as `drml serve` runs it (read when Ray's processes start)
         # The dashboard stays on: without it Ray Train's placement-group cleaner never frees the
         # worker group of a trial Tune stopped, and the next trials wait for CPUs forever.
         ray.init(num_cpus=4, include_dashboard=True, logging_level="WARNING")

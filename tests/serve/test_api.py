@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -154,3 +155,21 @@ def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp
     assert detached.exit_code == 2 and "RAY_ADDRESS" in detached.output
     wrong = CliRunner().invoke(app, ["serve", str(model), "--autoscale", "3:1", "--build", str(out)])
     assert wrong.exit_code == 2 and "--autoscale" in wrong.output
+
+
+def test_the_high_throughput_mode_is_set_only_for_a_ray_this_process_starts(monkeypatch):
+    import ray
+
+    from drml_ray.serve.deploy import HIGH_THROUGHPUT_ENV, use_high_throughput_mode
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    for name in HIGH_THROUGHPUT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # the user's choice stays
+    monkeypatch.setenv("RAY_ADDRESS", "auto")  # a cluster keeps the mode it was started with
+    use_high_throughput_mode()
+    assert "RAY_SERVE_THROUGHPUT_OPTIMIZED" not in os.environ
+    monkeypatch.delenv("RAY_ADDRESS")
+    use_high_throughput_mode()
+    assert os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
+    assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -55,7 +56,6 @@ def _bad_requests(url):
 
 def test_serve_answers_batches_refuses_and_swaps_without_failures(ray_session, tmp_path):
     from ray import serve
-    from ray.util.state import list_actors
 
     first, second = resolve(_tiny_model(tmp_path / "a", 3), "ner"), resolve(_tiny_model(tmp_path / "b", 4), "ner")
     limits = Limits(max_chars=100, max_texts=4, max_body=4000)
@@ -63,6 +63,8 @@ def test_serve_answers_batches_refuses_and_swaps_without_failures(ray_session, t
                         limits=limits)  # fmt: skip
     url = deploy([first], opts)
     try:
+        if os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":  # as drml serve sets it (conftest: ray_session)
+            assert "HAProxyManager" in _alive_serve_actors()  # the high-throughput ingress serves the requests
         models = requests.get(f"{url}/v1/models", timeout=30).json()
         assert models["default"] == "ner" and models["models"][0]["labels"] == LABELS
         one = requests.post(f"{url}/v1/predict", json={"text": "Angela Merkel flew to Paris."}, timeout=30).json()
@@ -84,10 +86,16 @@ def test_serve_answers_batches_refuses_and_swaps_without_failures(ray_session, t
         serve.delete("drml")
         serve.shutdown()
     time.sleep(2)
-    alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")]) if "Serve" in (a.class_name or "")]
-    assert alive == []  # the controller, the proxy and every replica are gone
+    assert _alive_serve_actors() == []  # the controller, the proxy (or HAProxy's manager) and every replica are gone
     logged = read_corpus_file(tmp_path / "log")  # the replica flushed its log when it stopped
     assert len(logged) >= 3 + 32 and all(len(s.tokens) == len(s.tags) for s in logged)
+
+
+def _alive_serve_actors() -> list[str]:
+    from ray.util.state import list_actors
+
+    names = [a.class_name or "" for a in list_actors(filters=[("state", "=", "ALIVE")])]
+    return [name for name in names if "Serve" in name or "HAProxy" in name]
 
 
 def _swap_under_load(url, sources, opts, old):
