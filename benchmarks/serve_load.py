@@ -5,7 +5,9 @@ a warm-up. Both servers get the same model folder and the same sentences (a corp
 by single spaces), and answer the JSON of `drml predict`. The baseline is
 `transformers.pipeline("token-classification", aggregation_strategy="first")` in one process behind
 `http.server.ThreadingHTTPServer` (a thread per request, one call per request: what a small hand-written
-server does). drml is `drml serve`'s own deployment (`drml_ray.serve.deploy.deploy`) on a local Ray.
+server does). drml is `drml serve`'s own deployment (`drml_ray.serve.deploy.deploy`) on a local Ray, in Serve's
+high-throughput mode as `drml serve` runs it (`RAY_SERVE_ENABLE_HA_PROXY=0 RAY_SERVE_THROUGHPUT_OPTIMIZED=0`:
+the classic proxy). `--dtype bfloat16` runs both in bf16; `--no-baseline` measures drml alone.
 
     DRML_DATA_MIRROR=../shared/data python benchmarks/serve_load.py --model runs/conll/best
     python benchmarks/serve_load.py --model runs/x/best --clients 1 8 --max-batch 8 32 --seconds 10
@@ -71,11 +73,14 @@ async def closed_loop(url: str, texts: list[str], clients: int, seconds: float, 
             "p99_ms": float(np.percentile(ms, 99)), "errors": errors, "requests": len(latencies)}  # fmt: skip
 
 
-def run_baseline_server(model_dir: str, port: int) -> None:
-    """The baseline: a pipeline call per request, in a thread per request, in this one process."""
+def run_baseline_server(model_dir: str, port: int, dtype: str) -> None:
+    """The baseline: a pipeline call per request, in a thread per request, in this one process (its weights in
+    ``dtype``: bf16 like for like with ``drml serve --dtype bfloat16``)."""
+    import torch
     from transformers import pipeline
 
-    ner = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=-1)
+    ner = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=-1,
+                   dtype=torch.bfloat16 if dtype == "bfloat16" else torch.float32)  # fmt: skip
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
@@ -132,7 +137,8 @@ def measure(url: str, texts: list[str], clients: list[int], seconds: float, labe
 
 def bench_baseline(args: argparse.Namespace, texts: list[str]) -> list[dict]:
     port = free_port()
-    cmd = [sys.executable, __file__, "--baseline-server", "--model", args.model, "--port", str(port)]
+    cmd = [sys.executable, __file__, "--baseline-server", "--model", args.model, "--port", str(port),
+           "--dtype", args.dtype]  # fmt: skip
     server = subprocess.Popen(cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     try:
         wait_ready(f"http://127.0.0.1:{port}/", texts[0])
@@ -176,14 +182,14 @@ def main() -> None:
     parser.add_argument("--default-batch", type=int, default=32, help="drml's --max-batch in the client sweep.")
     parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--cpus", type=float, default=2.0, help="drml's CPUs per replica (its torch threads).")
-    parser.add_argument("--dtype", default="float32", help="drml serve --dtype: float32 or bfloat16.")
+    parser.add_argument("--dtype", default="float32", help="float32 or bfloat16: drml serve --dtype and the pipeline.")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--output", type=Path, default=None, help="Also write the rows as JSON here.")
     parser.add_argument("--baseline-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
-        run_baseline_server(args.model, args.port)
+        run_baseline_server(args.model, args.port, args.dtype)
         return
     from drml_ray.serve.models import resolve
 
