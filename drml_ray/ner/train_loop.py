@@ -4,7 +4,8 @@
 schedule), :func:`restore` (the latest checkpoint, if Ray hands one over), then
 :func:`train_one_epoch` until the epochs run out or dev F1 stops improving. At each evaluation point,
 :func:`evaluate` scores dev (and test, with ``train.eval_test``) on all workers (predictions gathered, so
-the F1 is the single-process F1) and :func:`checkpoint` reports the metrics and a checkpoint to Ray. The Ray calls are marked ``# RAY``.
+the F1 is the single-process F1) and :func:`checkpoint` reports the metrics and a checkpoint to Ray. The Ray
+calls are marked ``# RAY``.
 
 A :class:`LoopCallback` (``run_training(..., loop_callbacks=[...])``) is called on every worker after each
 checkpoint; the tests inject faults through it.
