@@ -36,8 +36,8 @@ def predict_windows(
 
     ``pack`` (for architectures it is exact for, :func:`~drml_ray.ner.batching.supports_packing`): each batch's
     windows go end to end into rows of :data:`PACKED_ROW` sub-tokens, each attending only to itself, so a
-    batch of mixed lengths (the requests ``drml serve`` batches together) spends nothing on padding: 3.2x the
-    texts/s on random batches of 32 CoNLL sentences, 4-7% more on length-sorted ones (BENCHMARKS.md).
+    batch of mixed lengths (the requests ``drml serve`` batches together) spends nothing on padding: 3.0x the
+    texts/s on random batches of 32 CoNLL sentences, 2-13% more on length-sorted ones (BENCHMARKS.md, "Serving").
     ``progress``, when given, is the label of a tqdm bar over the batches (on stderr).
     """
     was_training = model.training
