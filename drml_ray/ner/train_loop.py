@@ -104,6 +104,9 @@ class Worker:
     writer: Any = None
     log_loss: float = 0.0
     log_steps: int = 0
+    clock: float = 0.0
+    """When the steps the next progress line times began (reset after each evaluation: not a training step)."""
+    clock_steps: int = 0
 
     def say(self, text: str) -> None:
         if self.rank == 0:
@@ -232,6 +235,7 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
     loss_sum = torch.zeros((), device=worker.device)  # summed on the device: no host sync per step
     tokens = torch.zeros((), dtype=torch.long, device=worker.device)
     steps, started = 0, time.perf_counter()
+    worker.clock, worker.clock_steps = started, 0
     for i in range(state.step_in_epoch, len(batches)):
         micro_batches, n_tokens = _micro_batches(worker, batches[i])
         tokens += n_tokens
@@ -254,6 +258,7 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
             loss_sum.zero_()
             tokens.zero_()
             steps, started = 0, time.perf_counter()
+            worker.clock, worker.clock_steps = started, 0
             if worker.stopped():
                 return True
     return False
@@ -282,17 +287,33 @@ def _log_progress(worker: Worker, step_loss: torch.Tensor, epoch: int, i: int, n
     """A progress line and the TensorBoard loss every ``log_every_steps`` (one host sync then, none between)."""
     worker.log_loss = step_loss + worker.log_loss
     worker.log_steps += 1
+    worker.clock_steps += 1
     if worker.state.global_step % worker.cfg.train.log_every_steps:
         return
-    loss = float(worker.log_loss) * worker.world / worker.log_steps  # this worker's share, scaled
-    worker.log_loss, worker.log_steps = 0.0, 0
+    loss = float(worker.log_loss) * worker.world / worker.log_steps  # this worker's share, scaled (a host sync)
+    now = time.perf_counter()
+    per_step = (now - worker.clock) / worker.clock_steps
+    worker.log_loss, worker.log_steps, worker.clock, worker.clock_steps = 0.0, 0, now, 0
     lr = worker.scheduler.get_last_lr()[0]
     worker.say(
-        f"[drml] epoch {epoch + 1}/{worker.cfg.train.epochs} step {i + 1}/{n_batches} loss {loss:.4f} lr {lr:.2e}"
+        f"[drml] epoch {epoch + 1}/{worker.cfg.train.epochs} step {i + 1}/{n_batches} loss {loss:.4f} lr "
+        f"{lr:.2e} · {per_step:.3f} s/step, epoch ends in {_duration(per_step * (n_batches - i - 1))}"
     )
     if worker.writer is not None:
         worker.writer.add_scalar("train/loss", loss, worker.state.global_step)
         worker.writer.add_scalar("train/lr", lr, worker.state.global_step)
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m``, ``3m05s`` or ``42s``.
+
+    >>> _duration(3725), _duration(185), _duration(41.6)
+    ('1h02m', '3m05s', '42s')
+    """
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: int) -> dict[str, Any]:
