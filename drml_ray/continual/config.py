@@ -24,8 +24,18 @@ from drml_ray.config import (
     require_full_strategy,
 )
 
-Strategy = Literal["naive", "replay", "ewc", "lwf", "joint"]
+Strategy = Literal["naive", "replay", "ewc", "lwf", "joint", "ewc+replay", "lwf+replay"]
 STRATEGIES = ("naive", "replay", "ewc", "lwf", "joint")
+"""What ``continual.strategies`` runs by default (the combinations are asked for by name)."""
+
+
+def uses(strategy: str, part: str) -> bool:
+    """Whether ``strategy`` (a name, or two joined by ``+``) includes ``part``.
+
+    >>> uses("lwf+replay", "replay"), uses("lwf+replay", "ewc"), uses("replay", "replay")
+    (True, False, True)
+    """
+    return part in strategy.split("+")
 
 
 class ContinualSettings(Section):
@@ -50,7 +60,8 @@ class ContinualSettings(Section):
     """Class-incremental: types added by every later step."""
     strategies: NonEmpty[Strategy] = list(STRATEGIES)
     """``naive`` (plain sequential fine-tuning), ``replay``, ``ewc`` (online), ``lwf`` (distillation on the old
-    types' logits) and ``joint`` (everything seen so far, the upper bound)."""
+    types' logits) and ``joint`` (everything seen so far, the upper bound); ``lwf+replay`` and ``ewc+replay`` add
+    the replay buffer to the training data of the other's loss."""
     meta_init: str | None = None
     """A meta-learned model folder (``drml meta-train``'s ``<run>/reptile``): the ``meta_init_strategies`` run
     again from it, as ``NAME@meta``, to compare their R with the plain start's."""

@@ -20,7 +20,7 @@ from typing import Any
 
 import ray  # RAY
 
-from drml_ray.continual.config import ContinualExperiment
+from drml_ray.continual.config import ContinualExperiment, uses
 from drml_ray.continual.learner import EWC_FILE, dev_split, save_ewc_state, score, training_data
 from drml_ray.continual.protocols import Experience, experiences
 from drml_ray.continual.results import CONTINUAL_FILE, continual_table, write_outputs
@@ -74,9 +74,9 @@ def in_ray_task(cfg: ContinualExperiment, fn: Callable[..., Any], *args: Any) ->
 def loss_term(cfg: ContinualExperiment, strategy: str, previous: Path | None, old_labels: list[str]) -> Any:
     """The strategy's loss term for the Ray Train workers (``None``: plain cross-entropy)."""
     c = cfg.continual
-    if previous is None or strategy not in ("ewc", "lwf"):
+    if previous is None or not (uses(strategy, "ewc") or uses(strategy, "lwf")):
         return None
-    if strategy == "ewc":
+    if uses(strategy, "ewc"):
         return ("drml_ray.continual.learner:ewc_loss", {"path": str(previous / EWC_FILE), "weight": c.ewc_lambda})
     teacher = {"teacher": str(previous / "best"), "labels": old_labels, "cfg": cfg.model_dump(mode="json")}
     return ("drml_ray.continual.learner:lwf_loss", teacher | {"temperature": c.distill_temperature,
@@ -109,7 +109,7 @@ class StrategyRun:
         best, _, _ = fit_best(run_cfg, corpus, exp_dir, extra_loss=loss_term(cfg, self.strategy, previous, old_labels))
         export_best(run_cfg, labels, best, exp_dir / "best")
         model = str(exp_dir / "best")
-        if self.strategy == "ewc":
+        if uses(self.strategy, "ewc"):
             before = str(previous / EWC_FILE) if previous else None
             in_ray_task(cfg, save_ewc_state, model, labels, seen[-1], before, str(exp_dir / EWC_FILE))
         row = in_ray_task(cfg, score, model, labels, self.shared, i + 1) | {"seconds": time.perf_counter() - began}
@@ -141,7 +141,7 @@ class StrategyRun:
                         self.train_experience(i, labels, old_labels, replay))  # fmt: skip
             if on_experience is not None:
                 on_experience(i + 1, rows[-1]["dev_f1"], row_path.with_name("best"))
-            if self.strategy == "replay":
+            if uses(self.strategy, "replay"):
                 c = self.cfg.continual
                 replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
         return {"R": [r["R"] for r in rows], "baseline": json.loads(baseline_path.read_text(encoding="utf-8")),

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from drml_ray.continual.config import ContinualExperiment
+from drml_ray.continual.config import ContinualExperiment, uses
 from drml_ray.continual.protocols import Experience
 from drml_ray.continual.strategies import diagonal_fisher, distillation_sum, ewc_penalty, online_fisher
 from drml_ray.data.conll import Sentence, entity_types
@@ -56,12 +56,12 @@ def shared_split(seen: Sequence[Experience], split: str) -> list[Sentence]:
 def training_data(
     strategy: str, seen: Sequence[Experience], replay: list[Sentence], labels: Sequence[str]
 ) -> list[Sentence]:
-    """The current experience; with replay, plus the buffer; joint: every experience seen, each sentence
-    labelled with every type seen so far."""
+    """The current experience; with replay (alone or combined), plus the buffer; joint: every experience seen,
+    each sentence labelled with every type seen so far."""
     if strategy == "joint":
         types = set(entity_types(labels))
         return [s for exp in seen for s in keep_types(exp.full_train, types)]
-    return list(seen[-1].train) + (replay if strategy == "replay" else [])
+    return list(seen[-1].train) + (replay if uses(strategy, "replay") else [])
 
 
 def dev_split(seen: Sequence[Experience]) -> list[Sentence]:

@@ -75,6 +75,24 @@ def test_plain_side_of_a_domain_sequence(tmp_path):
     assert total.item() == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_a_combined_strategy_trains_on_the_buffer_with_the_other_strategys_loss(tmp_path):
+    from drml_ray.continual.driver import loss_term
+
+    cfg = load_config(SMOKE, [*TINY, "continual.strategies=[lwf+replay,ewc+replay]"])
+    found = experiences(cfg)
+    buffer = found[0].train[:3]
+    assert training_data("lwf+replay", found[:2], buffer, []) == [*found[1].train, *buffer]
+    assert training_data("lwf", found[:2], buffer, []) == found[1].train
+    previous = tmp_path / "exp1"
+    lwf_ref, lwf_kwargs = loss_term(cfg, "lwf+replay", previous, ["O"])
+    assert lwf_ref.endswith(":lwf_loss") and lwf_kwargs["teacher"] == str(previous / "best")
+    ewc_ref, ewc_kwargs = loss_term(cfg, "ewc+replay", previous, ["O"])
+    assert ewc_ref.endswith(":ewc_loss") and ewc_kwargs["path"] == str(previous / "ewc.safetensors")
+    assert loss_term(cfg, "replay", previous, ["O"]) is None and loss_term(cfg, "lwf+replay", None, []) is None
+    with pytest.raises(UserError, match="continual.strategies"):
+        load_config(SMOKE, ["continual.strategies=[lwf+ewc]"])
+
+
 def test_a_search_takes_one_strategy_per_trial_and_counts_experiences():
     from drml_ray.continual.driver import prepare_search
     from drml_ray.runtime.registry import kind_of
