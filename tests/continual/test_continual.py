@@ -123,27 +123,27 @@ def test_class_protocol_refuses_a_wrong_type_order():
 @pytest.mark.ray
 def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     run_dir = tmp_path / "continual"
-    sets = [*TINY, *CLASS, "continual.strategies=[ewc]"]
+    sets = [*TINY, *CLASS, "continual.strategies=[ewc+replay]"]  # (EWC, and a combined name end to end)
     args = ["continual", str(SMOKE), "--output-dir", str(run_dir), *(x for item in sets for x in ("--set", item))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     table = json.loads((run_dir / "continual.json").read_text())
     assert table["experiences"] == ["step 1: LOC+MISC", "step 2: ORG+PER"]
-    s = table["strategies"]["ewc"]
+    s = table["strategies"]["ewc+replay"]
     assert len(s["R"]) == 2 and s["acc"] == pytest.approx(sum(s["R"][-1]) / 2)
     assert s["bwt"] == pytest.approx(s["R"][1][0] - s["R"][0][0]) and s["forgetting"] == [-s["bwt"]]
     assert 0.0 <= s["micro_f1"] <= 1.0 and len(s["seen"]) == 2
     assert s["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-    exp2 = run_dir / "strategies" / "ewc" / "exp2"
+    exp2 = run_dir / "strategies" / "ewc+replay" / "exp2"
     assert (exp2 / "best" / "config.json").is_file() and (exp2 / "ewc.safetensors").is_file()
-    assert (run_dir / "continual.png").stat().st_size > 0 and "| ewc |" in (run_dir / "continual.md").read_text()
+    assert (run_dir / "continual.png").stat().st_size > 0 and "| ewc+replay |" in (run_dir / "continual.md").read_text()
     # One more experience, with a type the run never saw: the finished experiences are kept, not trained again.
     new = tmp_path / "dates.conll"
     new.write_text("".join(f"Ada O\nleft O\non O\n{day} B-DATE\n. O\n\n" for day in ["Monday", "Friday"] * 10))
     extended = CliRunner().invoke(app, ["continual", "extend", str(run_dir), str(new)])
     assert extended.exit_code == 0 and "experiences 1-2 trained before, kept" in extended.output, extended.output
     record = json.loads((run_dir / "continual.json").read_text())["extensions"][0]
-    assert record["strategy"] == "ewc" and record["types"] == ["DATE"] and len(record["R"]) == 3
+    assert record["strategy"] == "ewc+replay" and record["types"] == ["DATE"] and len(record["R"]) == 3
     assert record["labels"] == [*s["labels"], "B-DATE", "I-DATE"]
     saved = json.loads((run_dir / "best" / "config.json").read_text())
     assert list(saved["id2label"].values()) == record["labels"]
