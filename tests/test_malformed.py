@@ -197,7 +197,8 @@ CASES = [
          "is nav2d",)),
     Case("config values", "a continual strategy that does not exist", {"exp.yaml": "continual: {strategies: [naive, "
          "gem]}\n"}, ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("exp.yaml:1: continual.strategies.1: Input should be 'naive', 'replay', 'ewc', 'lwf' or 'joint'",)),
+         ("exp.yaml:1: continual.strategies.1: Input should be 'naive', 'replay', 'ewc', 'lwf', 'joint', 'ewc+replay' "
+          "or 'lwf+replay' (got 'gem')",)),
     Case("config values", "a class-incremental type order missing a type", {"exp.yaml": "model: {backbone: "
          "tiny-random-bert}\ncontinual: {protocol: class, corpus: 'generated:PER,LOC', type_order: [LOC]}\n"},
          ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
