@@ -6,7 +6,7 @@ process and on the same sentences, to separate the step itself from Ray Train's 
 Every contender takes the same global batches of ``--batch`` CoNLL-2003 training sentences (drml's epoch plan,
 seed 42) through the packaged MiniLM under one AdamW (fused) with the gradient norm clipped at 1.0:
 
-- ``packed``  -- drml's default: ``train_step`` on random batches packed end to end into rows of 128 sub-tokens
+- ``packed``  -- drml's default: ``train_step`` on random batches packed end to end into rows of ``--row`` (128)
   (``pack_rows`` / ``collate_packed``: a block-diagonal 4-D mask, positions restarting per sentence);
 - ``split``   -- drml with ``train.pack_sequences: false``: random batches cut into length-sorted micro-batches;
 - ``grouped`` -- what ``Trainer(group_by_length=True)`` runs: batches drawn from length-sorted spans, padded to
@@ -62,7 +62,7 @@ def timed_steps(name: str, windows: list, tokenizer, labels: list[str], args: ar
             optimizer.zero_grad()
         else:
             pieces = (
-                [batching.collate_packed(windows, batching.pack_rows(batch, lengths, 128), pad)]
+                [batching.collate_packed(windows, batching.pack_rows(batch, lengths, args.row), pad)]
                 if name == "packed"
                 else [batching.collate([windows[i] for i in p], pad) for p in batching.split_by_length(batch, lengths)]
             )
@@ -82,6 +82,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (fp32 otherwise)")
+    parser.add_argument("--row", type=int, default=128, help="packed: row width in sub-tokens [128, drml's]")
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
