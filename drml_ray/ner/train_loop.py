@@ -104,9 +104,6 @@ class Worker:
     writer: Any = None
     log_loss: float = 0.0
     log_steps: int = 0
-    clock: float = 0.0
-    """When the steps the next progress line times began (reset after each evaluation: not a training step)."""
-    clock_steps: int = 0
 
     def say(self, text: str) -> None:
         if self.rank == 0:
@@ -235,7 +232,6 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
     loss_sum = torch.zeros((), device=worker.device)  # summed on the device: no host sync per step
     tokens = torch.zeros((), dtype=torch.long, device=worker.device)
     steps, started = 0, time.perf_counter()
-    worker.clock, worker.clock_steps = started, 0
     for i in range(state.step_in_epoch, len(batches)):
         micro_batches, n_tokens = _micro_batches(worker, batches[i])
         tokens += n_tokens
@@ -247,7 +243,7 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
         loss_sum += step_loss
         worker.scheduler.step()
         state.global_step, state.step_in_epoch, steps = state.global_step + 1, i + 1, steps + 1
-        _log_progress(worker, step_loss, epoch, i, len(batches))
+        _log_progress(worker, step_loss, epoch, i, len(batches), started, steps)
         at_end = state.step_in_epoch == len(batches)
         if at_end or (cfg.train.eval_every_steps and state.global_step % cfg.train.eval_every_steps == 0):
             state.train_seconds += time.perf_counter() - started
@@ -258,7 +254,6 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
             loss_sum.zero_()
             tokens.zero_()
             steps, started = 0, time.perf_counter()
-            worker.clock, worker.clock_steps = started, 0
             if worker.stopped():
                 return True
     return False
@@ -283,17 +278,17 @@ def _micro_batches(worker: Worker, batch: list[int]) -> tuple[list[dict[str, tor
     return out, sum(lengths[j] for items in pieces for j in items)
 
 
-def _log_progress(worker: Worker, step_loss: torch.Tensor, epoch: int, i: int, n_batches: int) -> None:
-    """A progress line and the TensorBoard loss every ``log_every_steps`` (one host sync then, none between)."""
+def _log_progress(worker: Worker, step_loss: torch.Tensor, epoch: int, i: int, n_batches: int, since: float,
+                  steps: int) -> None:  # fmt: skip
+    """A progress line and the TensorBoard loss every ``log_every_steps`` (one host sync then, none between); the
+    time per step is the mean over the ``steps`` since ``since`` (the epoch's start or the last evaluation)."""
     worker.log_loss = step_loss + worker.log_loss
     worker.log_steps += 1
-    worker.clock_steps += 1
     if worker.state.global_step % worker.cfg.train.log_every_steps:
         return
     loss = float(worker.log_loss) * worker.world / worker.log_steps  # this worker's share, scaled (a host sync)
-    now = time.perf_counter()
-    per_step = (now - worker.clock) / worker.clock_steps
-    worker.log_loss, worker.log_steps, worker.clock, worker.clock_steps = 0.0, 0, now, 0
+    per_step = (time.perf_counter() - since) / steps  # (after the sync: on a GPU the steps have run)
+    worker.log_loss, worker.log_steps = 0.0, 0
     lr = worker.scheduler.get_last_lr()[0]
     worker.say(
         f"[drml] epoch {epoch + 1}/{worker.cfg.train.epochs} step {i + 1}/{n_batches} loss {loss:.4f} lr "
