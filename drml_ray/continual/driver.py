@@ -5,13 +5,16 @@ exported (``strategies/NAME/expK/best``; the first from ``model.backbone``), its
 trains on Ray Train (``train``, ``scaling``: DDP over the workers, GPUs, checkpoints) on the strategy's data
 (``naive``, ``replay``, ``joint``) with the strategy's loss term on every worker (``ewc``, ``lwf``). Its best
 checkpoint by dev F1 over every experience seen is exported to ``expK/best``; a Ray task scores that model
-on every experience (``expK/row.json``: a row of R) and, for EWC, computes the Fisher. A rerun skips
-finished experiences and continues an unfinished one from its last Ray Train checkpoint.
+on every experience (``expK/row.json``: a row of R; the experience's Ray Train checkpoints are then deleted)
+and, for EWC, computes the Fisher. Strategies that share
+a start train their first experience once (no loss term applies yet and their data are the same); the others
+copy it. A rerun skips finished experiences and continues an unfinished one from its last Ray Train checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from drml_ray.continual.strategies import grown_labels, replay_sample
 from drml_ray.data.conll import Sentence
 from drml_ray.data.load import NerCorpus
 from drml_ray.errors import UserError
-from drml_ray.ner.finetune import export_best, fit_best
+from drml_ray.ner.finetune import TRAIN_SUBDIR, export_best, fit_best
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
@@ -108,16 +111,22 @@ class StrategyRun:
         exp_dir.mkdir(parents=True, exist_ok=True)
         best, _, _ = fit_best(run_cfg, corpus, exp_dir, extra_loss=loss_term(cfg, self.strategy, previous, old_labels))
         export_best(run_cfg, labels, best, exp_dir / "best")
-        model = str(exp_dir / "best")
-        if uses(self.strategy, "ewc"):
-            before = str(previous / EWC_FILE) if previous else None
-            in_ray_task(cfg, save_ewc_state, model, labels, seen[-1], before, str(exp_dir / EWC_FILE))
-        row = in_ray_task(cfg, score, model, labels, self.shared, i + 1) | {"seconds": time.perf_counter() - began}
+        row = in_ray_task(cfg, score, str(exp_dir / "best"), labels, self.shared, i + 1)
+        row |= {"seconds": time.perf_counter() - began}
         atomic_write_json(exp_dir / ROW_FILE, row)
+        shutil.rmtree(exp_dir / TRAIN_SUBDIR)  # its checkpoints (~0.5 GB for MiniLM): best/ and the row are kept
         return row
 
-    def run(self, on_experience: OnExperience | None = None) -> dict[str, Any]:
-        """Every experience in turn (finished ones read back); R and what goes with it."""
+    def keep_fisher(self, i: int, labels: list[str]) -> None:
+        """EWC: the online Fisher after experience ``i`` (``expK/ewc.safetensors``), unless already there."""
+        exp_dir = self.folder / f"exp{i + 1}"
+        if uses(self.strategy, "ewc") and not (exp_dir / EWC_FILE).exists():
+            before = str(self.folder / f"exp{i}" / EWC_FILE) if i > 0 else None
+            in_ray_task(self.cfg, save_ewc_state, str(exp_dir / "best"), labels, self.found[i], before,
+                        str(exp_dir / EWC_FILE))  # fmt: skip
+
+    def run(self, on_experience: OnExperience | None = None, until: int | None = None) -> dict[str, Any]:
+        """Every experience in turn (the first ``until``; finished ones read back); R and what goes with it."""
         from drml_ray.ray_env import ensure_ray
 
         ensure_ray()
@@ -133,12 +142,13 @@ class StrategyRun:
         labels: list[str] = []
         replay: list[Sentence] = []
         rows = []
-        for i, exp in enumerate(self.found):
+        for i, exp in enumerate(self.found[:until]):
             old_labels, labels = labels, grown_labels(labels, exp.types)
             row_path = self.folder / f"exp{i + 1}" / ROW_FILE
             done = row_path.exists()
             rows.append(json.loads(row_path.read_text(encoding="utf-8")) if done else
                         self.train_experience(i, labels, old_labels, replay))  # fmt: skip
+            self.keep_fisher(i, labels)
             if on_experience is not None:
                 on_experience(i + 1, rows[-1]["dev_f1"], row_path.with_name("best"))
             if uses(self.strategy, "replay"):
@@ -146,14 +156,56 @@ class StrategyRun:
                 replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
         return {"R": [r["R"] for r in rows], "baseline": json.loads(baseline_path.read_text(encoding="utf-8")),
                 "seen": [r["seen"] for r in rows], "labels": labels, "seconds": sum(r["seconds"] for r in rows),
-                "model": str(self.folder / f"exp{len(self.found)}" / "best")}  # fmt: skip
+                "model": str(self.folder / f"exp{len(rows)}" / "best")}  # fmt: skip
 
 
 class StrategyWorker:
     """A process that runs strategies' passes; it reserves no CPU (its Ray Train workers and scoring tasks do)."""
 
-    def run(self, cfg: dict, strategy: str, start: str, found: list[Experience], folder: str) -> dict[str, Any]:
-        return StrategyRun(ContinualExperiment.model_validate(cfg), strategy, start, found, Path(folder)).run()
+    def run(self, cfg: dict, strategy: str, start: str, found: list[Experience], folder: str,
+            until: int | None = None) -> dict[str, Any]:  # fmt: skip
+        run = StrategyRun(ContinualExperiment.model_validate(cfg), strategy, start, found, Path(folder))
+        return run.run(until=until)
+
+
+def same_first_experience(runs: dict[str, tuple[str, str]], found: list[Experience]) -> list[list[str]]:
+    """The planned runs grouped by their first experience's Ray Train run: the same start and the same training
+    data (no strategy adds a loss term before a second experience), so one run serves the whole group."""
+    groups: dict[tuple, list[str]] = {}
+    labels = grown_labels([], found[0].types)
+    for name, (strategy, start) in runs.items():
+        groups.setdefault((start, tuple(training_data(strategy, found[:1], [], labels))), []).append(name)
+    return list(groups.values())
+
+
+def copy_first(source: Path, target: Path) -> None:
+    """``target`` takes ``source``'s untrained score and finished first experience (its model, row of R and
+    curves; not its Ray Train checkpoints); the row goes last, so an interrupted copy is made again."""
+    if (target / "exp1" / ROW_FILE).exists():
+        return
+    (target / "exp1").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "baseline.json", target / "baseline.json")
+    for part in ("best", "tensorboard"):
+        if (source / "exp1" / part).is_dir():
+            shutil.copytree(source / "exp1" / part, target / "exp1" / part, dirs_exist_ok=True)
+    row = json.loads((source / "exp1" / ROW_FILE).read_text(encoding="utf-8"))
+    atomic_write_json(target / "exp1" / ROW_FILE, row | {"copied_from": source.name})
+
+
+def train_first_experiences(pool: ActorExecutor, cfg: ContinualExperiment, runs: dict[str, tuple[str, str]],
+                            found: list[Experience], shared: Any, folder: Callable[[str], Path]) -> None:  # fmt: skip
+    """Each group of :func:`same_first_experience` trains its first experience once, as its first run; the
+    others copy it."""
+    groups = [g for g in same_first_experience(runs, found) if len(g) > 1]
+    setup = cfg.model_dump(mode="json")
+    for group in groups:
+        print(f"[drml] experience 1 is one Ray Train run for {', '.join(group)} (same start and data, no loss "
+              f"term yet): trained once, as {group[0]}", flush=True)  # fmt: skip
+    jobs = [Job(g[0], "run", (setup, *runs[g[0]], shared, str(folder(g[0])), 1)) for g in groups]
+    pool.map(jobs, lambda i, r: "experience 1 trained", label="the shared experience 1")
+    for group in groups:
+        for name in group[1:]:
+            copy_first(folder(group[0]), folder(name))
 
 
 def side_by_side(cfg: ContinualExperiment, runs: int) -> int:
@@ -182,6 +234,7 @@ def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: b
     jobs = [Job(name, "run", (setup, *runs[name], shared, str(run_dir / STRATEGY_DIR / name))) for name in names]
     done = lambda i, r: f"average test F1 {sum(r['R'][-1]) / len(found):.4f} after the last experience"  # noqa: E731
     with ActorExecutor(actor_factory(StrategyWorker, cpus=0), size, label="continual") as pool:
+        train_first_experiences(pool, cfg, runs, found, shared, lambda name: run_dir / STRATEGY_DIR / name)
         results = dict(zip(names, pool.map(jobs, done), strict=True))
     table = continual_table(cfg.continual.protocol, [e.name for e in found], results)
     print(write_outputs(table, run_dir), flush=True)

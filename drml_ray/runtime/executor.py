@@ -84,15 +84,16 @@ class ActorExecutor:
         """One call on the first actor (fresh weights, a shared setup), waited for."""
         return self.map([Job(method, method, args)])[0]
 
-    def map(self, jobs: Sequence[Job], on_done: OnDone | None = None) -> list[Any]:
-        """Run ``jobs``, each actor one at a time; their results in job order."""
+    def map(self, jobs: Sequence[Job], on_done: OnDone | None = None, label: str | None = None) -> list[Any]:
+        """Run ``jobs``, each actor one at a time; their results in job order (progress lines under ``label``,
+        else the pool's)."""
         if not self.actors:
             self.actors = [self.make_actor() for _ in range(self.size)]
         results: list[Any] = [None] * len(jobs)
         queue, idle = list(range(len(jobs))), list(self.actors)
         running: dict[Any, tuple[int, Any]] = {}
         tries, failures = [0] * len(jobs), []
-        progress = _Progress(self.label, [job.cost for job in jobs])
+        progress = _Progress(label or self.label, [job.cost for job in jobs])
         while queue or running:
             while queue and idle:
                 index, actor = queue.pop(0), idle.pop(0)

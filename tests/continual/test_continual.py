@@ -113,6 +113,30 @@ def test_a_meta_learned_start_runs_its_strategies_again_under_their_own_names(tm
     assert runs["lwf@meta"] == ("lwf", str(tmp_path / "reptile")) and runs["lwf"] == ("lwf", "tiny-random-bert")
 
 
+def test_strategies_from_one_start_share_their_first_experience(tmp_path):
+    from drml_ray.continual.driver import copy_first, planned_runs, same_first_experience
+
+    sets = [*TINY, *CLASS, "continual.strategies=[naive,replay,joint,lwf+replay]",
+            f"continual.meta_init={tmp_path}/reptile", "continual.meta_init_strategies=[naive,lwf]"]  # fmt: skip
+    cfg = load_config(SMOKE, sets)
+    groups = same_first_experience(planned_runs(cfg), experiences(cfg))
+    assert groups == [["naive", "replay", "joint", "lwf+replay"], ["naive@meta", "lwf@meta"]]
+    source, target = tmp_path / "naive", tmp_path / "joint"
+    (source / "exp1" / "best").mkdir(parents=True)
+    (source / "exp1" / "train").mkdir()
+    (source / "exp1" / "best" / "model.safetensors").write_bytes(b"weights")
+    (source / "baseline.json").write_text("[0.1, 0.0]")
+    (source / "exp1" / "row.json").write_text('{"R": [0.5, 0.2], "seconds": 9.0}')
+    copy_first(source, target)
+    assert (target / "exp1" / "best" / "model.safetensors").read_bytes() == b"weights"
+    assert json.loads((target / "exp1" / "row.json").read_text()) == {"R": [0.5, 0.2], "seconds": 9.0,
+                                                                      "copied_from": "naive"}  # fmt: skip
+    assert (target / "baseline.json").read_text() == "[0.1, 0.0]" and not (target / "exp1" / "train").exists()
+    (source / "exp1" / "row.json").write_text('{"R": [0.9, 0.9]}')  # a finished copy is not made again
+    copy_first(source, target)
+    assert json.loads((target / "exp1" / "row.json").read_text())["R"] == [0.5, 0.2]
+
+
 def test_class_protocol_refuses_a_wrong_type_order():
     with pytest.raises(UserError, match="type_order must list every type"):
         experiences(load_config(SMOKE, [*TINY, *CLASS, "continual.type_order=[PER,ORG,LOC]"]))
@@ -123,7 +147,8 @@ def test_class_protocol_refuses_a_wrong_type_order():
 @pytest.mark.ray
 def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     run_dir = tmp_path / "continual"
-    sets = [*TINY, *CLASS, "continual.strategies=[ewc+replay]"]  # (EWC, and a combined name end to end)
+    # EWC and a combined name end to end; ewc+replay copies naive's first experience and adds its Fisher.
+    sets = [*TINY, *CLASS, "continual.strategies=[naive,ewc+replay]"]
     args = ["continual", str(SMOKE), "--output-dir", str(run_dir), *(x for item in sets for x in ("--set", item))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -134,13 +159,18 @@ def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     assert s["bwt"] == pytest.approx(s["R"][1][0] - s["R"][0][0]) and s["forgetting"] == [-s["bwt"]]
     assert 0.0 <= s["micro_f1"] <= 1.0 and len(s["seen"]) == 2
     assert s["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-    exp2 = run_dir / "strategies" / "ewc+replay" / "exp2"
+    exp1, exp2 = (run_dir / "strategies" / "ewc+replay" / f"exp{i}" for i in (1, 2))
     assert (exp2 / "best" / "config.json").is_file() and (exp2 / "ewc.safetensors").is_file()
+    assert json.loads((exp1 / "row.json").read_text())["copied_from"] == "naive"
+    naive1 = run_dir / "strategies" / "naive" / "exp1"
+    assert (exp1 / "ewc.safetensors").is_file() and not (naive1 / "ewc.safetensors").exists()
+    assert (naive1 / "best" / "model.safetensors").is_file() and not (naive1 / "train").exists()  # checkpoints gone
+    assert s["R"][0] == table["strategies"]["naive"]["R"][0] and "trained once, as naive" in result.output
     assert (run_dir / "continual.png").stat().st_size > 0 and "| ewc+replay |" in (run_dir / "continual.md").read_text()
     # One more experience, with a type the run never saw: the finished experiences are kept, not trained again.
     new = tmp_path / "dates.conll"
     new.write_text("".join(f"Ada O\nleft O\non O\n{day} B-DATE\n. O\n\n" for day in ["Monday", "Friday"] * 10))
-    extended = CliRunner().invoke(app, ["continual", "extend", str(run_dir), str(new)])
+    extended = CliRunner().invoke(app, ["continual", "extend", str(run_dir), str(new), "--strategy", "ewc+replay"])
     assert extended.exit_code == 0 and "experiences 1-2 trained before, kept" in extended.output, extended.output
     record = json.loads((run_dir / "continual.json").read_text())["extensions"][0]
     assert record["strategy"] == "ewc+replay" and record["types"] == ["DATE"] and len(record["R"]) == 3
