@@ -13,6 +13,7 @@ from drml_ray.config import (
     FinetuneConfig,
     ModelConfig,
     NonEmpty,
+    NonNegative,
     NonNegativeFloat,
     Rate,
     ScalingSettings,
@@ -81,6 +82,10 @@ class ContinualSettings(Section):
     distill_weight: NonNegativeFloat = 1.0
     """LwF: weight of the distillation loss (on the words labelled ``O``) against the cross-entropy on the new
     types' words."""
+    min_train_sentences: NonNegative = 0
+    """An experience with fewer training sentences trains more epochs than ``train.epochs``, until it has seen
+    this many (a 200-sentence domain at 3,000: 15 epochs), so that a small experience gets the optimizer steps a
+    large one has; 0: ``train.epochs`` for every experience."""
     dev_sentences: Count | None = 200
     """Dev sentences per experience (the first N) that pick each experience's best checkpoint and score a
     search; ``None``: the whole split."""
@@ -115,7 +120,16 @@ class ContinualExperiment(Experiment):
         check_batch_divides(self.train, self.scaling)
         return require_full_strategy(self, "continual learning (its EWC and distillation cover every weight)")
 
-    def experience_config(self, backbone: str) -> FinetuneConfig:
-        """The fine-tuning run of one experience, from ``backbone`` (the previous experience's model)."""
+    def experience_config(self, backbone: str, sentences: int | None = None) -> FinetuneConfig:
+        """The fine-tuning run of one experience of ``sentences`` training sentences, from ``backbone`` (the
+        previous experience's model); ``continual.min_train_sentences`` may raise its epochs.
+
+        >>> cfg = ContinualExperiment.model_validate({"name": "c", "continual": {"min_train_sentences": 3000}})
+        >>> [cfg.experience_config("minilm", n).train.epochs for n in (200, 1000, 7000)]
+        [15, 3, 2]
+        """
         model = self.model.model_copy(update={"backbone": backbone})
-        return FinetuneConfig(name=self.name, seed=self.seed, model=model, train=self.train, scaling=self.scaling)
+        wanted = -(-self.continual.min_train_sentences // max(1, sentences)) if sentences is not None else 0
+        epochs = max(self.train.epochs, wanted)
+        train = self.train.model_copy(update={"epochs": epochs})
+        return FinetuneConfig(name=self.name, seed=self.seed, model=model, train=train, scaling=self.scaling)

@@ -6,9 +6,9 @@ trains on Ray Train (``train``, ``scaling``: DDP over the workers, GPUs, checkpo
 (``naive``, ``replay``, ``joint``) with the strategy's loss term on every worker (``ewc``, ``lwf``). Its best
 checkpoint by dev F1 over every experience seen is exported to ``expK/best``; a Ray task scores that model
 on every experience (``expK/row.json``: a row of R; the experience's Ray Train checkpoints are then deleted)
-and, for EWC, computes the Fisher. Strategies that share
-a start train their first experience once (no loss term applies yet and their data are the same); the others
-copy it. A rerun skips finished experiences and continues an unfinished one from its last Ray Train checkpoint.
+and, for EWC, computes the Fisher. Strategies that share a start train their first experience once (no loss
+term applies yet and their data are the same); the others copy it. A rerun skips finished experiences and
+continues an unfinished one from its last Ray Train checkpoint.
 """
 
 from __future__ import annotations
@@ -105,9 +105,9 @@ class StrategyRun:
         data = training_data(self.strategy, seen, replay, labels)
         corpus = NerCorpus(seen[-1].name, {"train": data, "dev": dev_split(seen), "test": seen[-1].test}, labels,
                            False, {})  # fmt: skip
-        run_cfg = cfg.experience_config(str(previous / "best") if previous else self.start)
+        run_cfg = cfg.experience_config(str(previous / "best") if previous else self.start, len(data))
         print(f"[drml] {self.folder.name} experience {i + 1}/{len(self.found)}: {seen[-1].name}, {len(data):,} "
-              f"training sentences, {len(labels)} labels", flush=True)  # fmt: skip
+              f"training sentences, {len(labels)} labels, {run_cfg.train.epochs} epochs", flush=True)  # fmt: skip
         exp_dir.mkdir(parents=True, exist_ok=True)
         best, _, _ = fit_best(run_cfg, corpus, exp_dir, extra_loss=loss_term(cfg, self.strategy, previous, old_labels))
         export_best(run_cfg, labels, best, exp_dir / "best")
