@@ -98,10 +98,14 @@ class StrategyRun:
     shared: Any = None
     """The experiences in the object store (every scoring task reads them)."""
 
+    def exp_dir(self, k: int) -> Path:
+        """Experience ``k``'s folder (counted from 1): its exported model, row of R and EWC state."""
+        return self.folder / f"exp{k}"
+
     def train_experience(self, i: int, labels: list[str], old_labels: list[str], replay: list[Sentence]) -> dict:
         """Experience ``i``: a Ray Train run from the previous experience's model, exported, then scored."""
         began, cfg, seen = time.perf_counter(), self.cfg, self.found[: i + 1]
-        exp_dir, previous = self.folder / f"exp{i + 1}", self.folder / f"exp{i}" if i > 0 else None
+        exp_dir, previous = self.exp_dir(i + 1), self.exp_dir(i) if i > 0 else None
         data = training_data(self.strategy, seen, replay, labels)
         corpus = NerCorpus(seen[-1].name, {"train": data, "dev": dev_split(seen), "test": seen[-1].test}, labels,
                            False, {})  # fmt: skip
@@ -119,9 +123,9 @@ class StrategyRun:
 
     def keep_fisher(self, i: int, labels: list[str]) -> None:
         """EWC: the online Fisher after experience ``i`` (``expK/ewc.safetensors``), unless already there."""
-        exp_dir = self.folder / f"exp{i + 1}"
+        exp_dir = self.exp_dir(i + 1)
         if uses(self.strategy, "ewc") and not (exp_dir / EWC_FILE).exists():
-            before = str(self.folder / f"exp{i}" / EWC_FILE) if i > 0 else None
+            before = str(self.exp_dir(i) / EWC_FILE) if i > 0 else None
             in_ray_task(self.cfg, save_ewc_state, str(exp_dir / "best"), labels, self.found[i], before,
                         str(exp_dir / EWC_FILE))  # fmt: skip
 
@@ -135,7 +139,7 @@ class StrategyRun:
         if not baseline_path.exists():
             first = grown_labels([], self.found[0].types)
             atomic_write_json(baseline_path, in_ray_task(self.cfg, score, self.start, first, self.shared, 0)["R"])
-        kept = sum((self.folder / f"exp{i + 1}" / ROW_FILE).exists() for i in range(len(self.found)))
+        kept = sum((self.exp_dir(i + 1) / ROW_FILE).exists() for i in range(len(self.found[:until])))
         if kept:
             which = "experience 1" if kept == 1 else f"experiences 1-{kept}"
             print(f"[drml] {self.folder.name}: {which} trained before, kept", flush=True)
@@ -144,7 +148,7 @@ class StrategyRun:
         rows = []
         for i, exp in enumerate(self.found[:until]):
             old_labels, labels = labels, grown_labels(labels, exp.types)
-            row_path = self.folder / f"exp{i + 1}" / ROW_FILE
+            row_path = self.exp_dir(i + 1) / ROW_FILE
             done = row_path.exists()
             rows.append(json.loads(row_path.read_text(encoding="utf-8")) if done else
                         self.train_experience(i, labels, old_labels, replay))  # fmt: skip
@@ -156,7 +160,7 @@ class StrategyRun:
                 replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
         return {"R": [r["R"] for r in rows], "baseline": json.loads(baseline_path.read_text(encoding="utf-8")),
                 "seen": [r["seen"] for r in rows], "labels": labels, "seconds": sum(r["seconds"] for r in rows),
-                "model": str(self.folder / f"exp{len(rows)}" / "best")}  # fmt: skip
+                "model": str(self.exp_dir(len(rows)) / "best")}  # fmt: skip
 
 
 class StrategyWorker:
