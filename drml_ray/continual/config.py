@@ -72,7 +72,9 @@ class ContinualSettings(Section):
     replay_selection: Literal["reservoir", "coverage"] = "coverage"
     """Replay: a uniform sample (``reservoir``), or one covering every entity type first (``coverage``)."""
     ewc_lambda: NonNegativeFloat = 5000.0
-    """EWC: weight of the penalty ``lambda/2 * sum F (theta - theta*)^2``."""
+    """EWC: weight of the penalty ``lambda/2 * sum F (theta - theta*)^2``. The Fisher of a batch-mean loss is
+    small (MiniLM on CoNLL: entries ~1e-8 on average), so a weight that holds the model is large; search it
+    (``configs/tune/continual_fg1_ewc.yaml``)."""
     ewc_gamma: Discount = 1.0
     """Online EWC: decay of the running Fisher at each new experience (1: plain sum)."""
     fisher_batches: Count = 32

@@ -36,6 +36,8 @@ KIND = Kind(
     summary="Continual learning over NER experiences: `drml continual CONFIG` runs one; `drml continual extend "
             "RUN_DIR DATA` adds one more experience to a finished run.",
     cli="drml_ray.continual.extend:add_commands",
-    tune=driver_tune(DRIVER, "dev_f1", trial_plan),
+    # A trial is ranked by its model after the last experience (its first result, after experience 1, is the
+    # highest and the same for every trial).
+    tune=driver_tune(DRIVER, "dev_f1", trial_plan, scope="last"),
 )
 # fmt: on

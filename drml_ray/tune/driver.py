@@ -134,10 +134,10 @@ def run_tune(
     started = time.perf_counter()
     grid = _tuner(cfg, trainable, run_dir, plan, limit, resume).fit()
     wall_s = time.perf_counter() - started
-    trials = summarise_trials(grid, settings, plan.budget)
+    trials = summarise_trials(grid, settings, plan.budget, spec.scope)
     write_trials_csv(trials, run_dir / "trials.csv")
     write_trial_plot(trials, run_dir / "trials.png", settings.metric)
-    print(format_trials(trials, settings.metric))
+    print(format_trials(trials, settings.metric, spec.scope))
     ended = min(grid.num_terminated + grid.num_errors, len(ended_trials(trials, settings.scheduler.type)))
     expected = max(expected_trials(settings), len(trials))
     if ended < expected:  # Ctrl+C: Tune saved its state and returned; nothing is marked finished

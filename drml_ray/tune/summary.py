@@ -72,14 +72,15 @@ def ended_trials(trials: list[TrialSummary], scheduler: str) -> list[TrialSummar
     return [t for t in trials if t.state == "error" or (t.curve and t.state != cut_short)]
 
 
-def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int) -> list[TrialSummary]:
-    """One summary per trial of a Tune ``ResultGrid``, in trial order."""
+def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: str = "best") -> list[TrialSummary]:
+    """One summary per trial of a Tune ``ResultGrid``, in trial order; a trial's ``best_metric`` and
+    ``best_checkpoint`` are those of its best result, or with ``scope="last"`` of its last."""
     trials = []
     sign = 1 if settings.mode == "max" else -1
     for result in grid:
         rows = [] if result.metrics_dataframe is None else result.metrics_dataframe.to_dict("records")
         rows = [r for r in rows if settings.metric in r]
-        best = max(rows, key=lambda r: sign * r[settings.metric], default={})
+        best = rows[-1] if scope == "last" and rows else max(rows, key=lambda r: sign * r[settings.metric], default={})
         params = {key: value for key, value in (result.config or {}).items() if key in settings.space}
         trials.append(
             TrialSummary(
@@ -111,10 +112,11 @@ def write_trials_csv(trials: list[TrialSummary], path: Path) -> None:
     atomic_write_text(path, out.getvalue())
 
 
-def format_trials(trials: list[TrialSummary], metric: str) -> str:
-    """The end-of-search table printed to the console (and in the report)."""
+def format_trials(trials: list[TrialSummary], metric: str, scope: str = "best") -> str:
+    """The end-of-search table printed to the console (and in the report); ``scope`` as the trials were
+    summarised (:func:`summarise_trials`)."""
     keys = list(dict.fromkeys(key for t in trials for key in t.params))
-    header = ["trial", *keys, f"best {metric}", "epochs", "state"]
+    header = ["trial", *keys, f"{scope} {metric}", "epochs", "state"]
     body = [[t.name, *(_short(t.params.get(k)) for k in keys), f"{t.best_metric:.4f}", f"{t.epochs:g}", t.state]
             for t in trials]  # fmt: skip
     widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]

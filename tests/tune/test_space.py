@@ -119,6 +119,29 @@ def test_trial_names_and_states():
     assert table.splitlines()[1].split() == ["trial_00000", "0.0001", "0.5000", "4", "completed"]
 
 
+def test_a_trial_is_ranked_by_its_best_result_or_by_its_last():
+    """Fine-tuning keeps its best epoch; a continual trial is its model after the last experience (its first
+    result, after experience 1, is the highest and the same in every trial, so ranking by it picks at random)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from drml_ray.continual.kind import KIND as CONTINUAL
+    from drml_ray.ner.kind import KIND as FINETUNE
+    from drml_ray.tune.summary import summarise_trials
+
+    rows = [{"epoch": e, "dev_f1": f, "checkpoint_path": f"exp{e}", "timestamp": 10.0 * e, "time_this_iter_s": 10.0}
+            for e, f in [(1, 0.77), (2, 0.33), (3, 0.24)]]  # fmt: skip
+    grid = [SimpleNamespace(metrics_dataframe=pd.DataFrame(rows), config={"continual.ewc_lambda": 1e5},
+                            path="/x/trial_00000", error=None)]  # fmt: skip
+    settings = TuneSettings(space={"continual.ewc_lambda": Distribution(grid=[1e5])}, search="grid")
+    best, last = (summarise_trials(grid, settings, 3, scope)[0] for scope in ("best", "last"))
+    assert (best.best_metric, best.best_checkpoint) == (0.77, "exp1")
+    assert (last.best_metric, last.best_checkpoint, last.epochs, last.state) == (0.24, "exp3", 3.0, "completed")
+    assert (FINETUNE.tune.scope, CONTINUAL.tune.scope) == ("best", "last")
+    assert format_trials([last], "dev_f1", "last").splitlines()[0].split()[2:4] == ["last", "dev_f1"]
+
+
 def test_asha_keeps_its_rungs_across_a_resume(tmp_path):
     """Tune rebuilds a restored search's scheduler from its start-time copy; ours reads its rungs back."""
     from types import SimpleNamespace
