@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+Scope = Literal["best", "last"]
+"""Which of a trial's results ranks it in a search (:class:`TuneSpec`)."""
+
 KIND_MODULES = (
     "drml_ray.irl.kind",
     "drml_ray.rl.kind",
@@ -90,13 +93,13 @@ class TuneSpec:
     to Tune (``tune.report`` or Ray Train's ``TuneReportCallback``) with a ``checkpoint_path``."""
     finish: str
     """``"module:function"``, ``(best_cfg, run_dir, best_trial, shared) -> dict``: the best trial's results."""
-    scope: Literal["best", "last"] = "best"
+    scope: Scope = "best"
     """Which of a trial's results ranks it: its best (each result a checkpoint to keep: an epoch, a meta-step) or
     its last (each result a stage the next builds on: continual learning's experiences)."""
 
 
 def driver_tune(driver: str, metric: str, plan: Callable[[Any], TrialPlan],
-                scope: Literal["best", "last"] = "best") -> TuneSpec:  # fmt: skip
+                scope: Scope = "best") -> TuneSpec:  # fmt: skip
     """The search of a kind whose ``driver`` module has ``prepare_search`` and ``search_trial``, whose trials report
     ``metric`` (higher is better) with the folder of what they trained as ``checkpoint_path``."""
     return TuneSpec(metrics={metric: "max"}, plan=plan, prepare=f"{driver}:prepare_search",

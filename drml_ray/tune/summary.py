@@ -10,6 +10,7 @@ from typing import Any
 
 from drml_ray.config import TuneSettings
 from drml_ray.report.build import save_figure, subplots
+from drml_ray.runtime.registry import Scope
 from drml_ray.runtime.rundir import atomic_write_text
 
 
@@ -72,7 +73,7 @@ def ended_trials(trials: list[TrialSummary], scheduler: str) -> list[TrialSummar
     return [t for t in trials if t.state == "error" or (t.curve and t.state != cut_short)]
 
 
-def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: str = "best") -> list[TrialSummary]:
+def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: Scope = "best") -> list[TrialSummary]:
     """One summary per trial of a Tune ``ResultGrid``, in trial order; a trial's ``best_metric`` and
     ``best_checkpoint`` are those of its best result, or with ``scope="last"`` of its last."""
     trials = []
@@ -112,7 +113,7 @@ def write_trials_csv(trials: list[TrialSummary], path: Path) -> None:
     atomic_write_text(path, out.getvalue())
 
 
-def format_trials(trials: list[TrialSummary], metric: str, scope: str = "best") -> str:
+def format_trials(trials: list[TrialSummary], metric: str, scope: Scope = "best") -> str:
     """The end-of-search table printed to the console (and in the report); ``scope`` as the trials were
     summarised (:func:`summarise_trials`)."""
     keys = list(dict.fromkeys(key for t in trials for key in t.params))
