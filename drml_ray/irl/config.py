@@ -30,6 +30,9 @@ class FamilySettings(Section):
     """PPO iterations of each GAIL and AIRL learner (on the learned reward)."""
     transfer_task: dict[str, float] | None = None
     """Changed dynamics for reward transfer (e.g. ``{m: 1.5, l: 1.25}`` for Pendulum); none: no transfer."""
+    explore: bool | None = None
+    """Record this family's demonstrations from the expert's stochastic policy; default: ``expert.explore``.
+    (Nav2D starts every episode at the origin: a deterministic expert's demonstrations are one path, repeated.)"""
 
     def horizon_of(self, family: str) -> int:
         from drml_ray.rl.envs import ENVS  # (gymnasium: not imported by every drml command)
@@ -65,6 +68,11 @@ class DiscriminatorSettings(Section):
     the states it saw instead of extrapolating there (as meta-IRL's inner loop, :mod:`drml_ray.irl.meta`)."""
     coverage_margin: NonNegativeFloat = 0.5
     """How far that box reaches beyond the states seen, as a fraction of their extent, on each side."""
+    history: NonNegative = 0
+    """Policy rows kept from every iteration so far (a uniform sample, reservoir sampling), drawn as negatives
+    beside the current batch's in every update (0: the current batch only). The discriminator then keeps telling
+    the expert from every policy of the run, the early near-random ones included, and its reward still grades
+    the states a fresh policy starts from (what a reward carried to new dynamics has to do)."""
 
 
 class IRLSettings(Section):
@@ -77,6 +85,9 @@ class IRLSettings(Section):
     """Demonstration counts (the first N the expert recorded)."""
     seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
     disc: DiscriminatorSettings = DiscriminatorSettings()
+    method_disc: dict[Literal["gail", "airl"], DiscriminatorSettings] = {}
+    """One method's discriminator settings, in place of ``disc`` for it (whole: a field it leaves out takes its
+    default, not ``disc``'s), e.g. ``{gail: {grad_penalty: 10}}``."""
     bc_iters: Count = 200
     """Training iterations of RLlib's BC (one minibatch of ``bc_batch`` steps each)."""
     bc_batch: Count = 256
@@ -172,3 +183,12 @@ class IRLExperiment(RLExperiment):
 
     def ppo_of(self, family: str) -> PPOSettings:
         return self.families()[family].ppo or self.ppo
+
+    def explore_of(self, family: str) -> bool:
+        """Whether ``family``'s demonstrations come from the expert's stochastic policy."""
+        explore = self.families()[family].explore
+        return self.expert.explore if explore is None else explore
+
+    def disc_of(self, method: str) -> DiscriminatorSettings:
+        """The discriminator settings of GAIL or AIRL."""
+        return self.irl.method_disc.get(method, self.irl.disc)  # type: ignore[call-overload]

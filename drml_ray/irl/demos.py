@@ -129,6 +129,37 @@ def cat(parts: list[Transitions]) -> Transitions:
     return Transitions(*(torch.cat([getattr(t, f) for t in parts]) for f in Transitions.__dataclass_fields__))
 
 
+def keep_history(
+    history: Transitions | None, new: Transitions, seen: int, size: int, generator: torch.Generator
+) -> Transitions:
+    """A uniform sample of ``size`` rows of every row offered so far (reservoir sampling, Vitter's algorithm R):
+    ``history`` holds it for the first ``seen`` rows, ``new`` are the next ones. A row ``i`` of them (``seen + i``
+    offered before it) takes slot ``j``, drawn from ``0 .. seen + i``, if ``j < size`` (the last row taking a
+    slot wins it, as one row at a time would).
+
+    >>> row = lambda v: Transitions(*(torch.tensor(x) for x in ([[v]], [[0.0]], [[v]], [False], [False], [0.0], [1.0])))
+    >>> kept = keep_history(None, cat([row(0.0), row(1.0)]), 0, 3, torch.Generator().manual_seed(0))
+    >>> kept.obs.flatten().tolist()
+    [0.0, 1.0]
+    >>> keep_history(kept, cat([row(2.0), row(3.0)]), 2, 3, torch.Generator().manual_seed(0)).obs.flatten().tolist()
+    [0.0, 1.0, 2.0]
+    """
+    index = seen + torch.arange(len(new.obs))
+    slot = torch.where(index < size, index, (torch.rand(len(index), generator=generator) * (index + 1)).long())
+    last = {j: i for i, j in enumerate(slot.tolist()) if j < size}
+    slots, rows = torch.tensor(list(last), dtype=torch.long), torch.tensor(list(last.values()), dtype=torch.long)
+    fields = Transitions.__dataclass_fields__
+    old = history if history is not None else Transitions(*(getattr(new, f)[:0] for f in fields))
+    grown = max(len(old.obs), int(slots.max()) + 1 if len(slots) else 0)
+    kept = {}
+    for f in fields:
+        column = getattr(old, f)
+        column = torch.cat([column, column.new_zeros((grown - len(column), *column.shape[1:]))])
+        column[slots] = getattr(new, f)[rows]
+        kept[f] = column
+    return Transitions(**kept)
+
+
 def coverage_states(sides: list[Transitions], count: int, margin: float, generator: torch.Generator,
                     n_actions: int | None) -> Transitions:  # fmt: skip
     """``count`` states drawn uniformly from the box around every (non-absorbing) state of ``sides``, widened by

@@ -50,7 +50,7 @@ def expert_identity(cfg: IRLExperiment, family: str) -> dict[str, Any]:
     settings = cfg.families()[family]
     return {"family": family, "task": dict(settings.task), "horizon": settings.horizon_of(family),
             "ppo": cfg.ppo_of(family).model_dump(mode="json"), "expert_iters": settings.expert_iters,
-            "episodes": cfg.expert.episodes, "explore": cfg.expert.explore, "seed": cfg.expert.seed,
+            "episodes": cfg.expert.episodes, "explore": cfg.explore_of(family), "seed": cfg.expert.seed,
             "transfer_task": settings.transfer_task}  # fmt: skip
 
 
@@ -120,11 +120,12 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
 # --- drml rl irl ------------------------------------------------------------------------------------
 
 
-def disc_budget(cfg: IRLExperiment) -> dict[str, Any]:
-    """The discriminator's settings as kept cells record them (coverage only when on: cells measured before it
-    existed stay valid)."""
-    disc = cfg.irl.disc
-    return disc.model_dump(mode="json", exclude=set() if disc.coverage else {"coverage", "coverage_margin"})
+def disc_budget(cfg: IRLExperiment, method: str) -> dict[str, Any]:
+    """``method``'s discriminator settings as kept cells record them (coverage and history only when on: cells
+    measured before they existed stay valid)."""
+    disc = cfg.disc_of(method)
+    off = (set() if disc.coverage else {"coverage", "coverage_margin"}) | (set() if disc.history else {"history"})
+    return disc.model_dump(mode="json", exclude=off)
 
 
 def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     }
     if method == "bc":
         return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
-    return common | {"iters": cfg.families()[family].iters, "disc": disc_budget(cfg),
+    return common | {"iters": cfg.families()[family].iters, "disc": disc_budget(cfg, method),
                      "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 

@@ -22,7 +22,15 @@ from ray.rllib.connectors.common.numpy_to_tensor import NumpyToTensor  # RLLIB
 from ray.rllib.connectors.connector_v2 import ConnectorV2  # RLLIB
 from ray.rllib.core import DEFAULT_MODULE_ID, Columns  # RLLIB
 
-from drml_ray.irl.demos import cat, coverage_states, episode_transitions, read_episodes, sample, transitions
+from drml_ray.irl.demos import (
+    cat,
+    coverage_states,
+    episode_transitions,
+    keep_history,
+    read_episodes,
+    sample,
+    transitions,
+)
 from drml_ray.irl.losses import RewardNet, Transitions, discriminator_loss, policy_rewards
 
 
@@ -56,6 +64,9 @@ class IRLPPOLearner(PPOTorchLearner):
         self.expert = episode_transitions(read_episodes(irl["demos_path"], irl["demos"]), irl["horizon"],
                                           self.n_actions)  # fmt: skip
         self.train_reward = True
+        self.history: Transitions | None = None
+        """Policy rows of every iteration so far, a uniform sample (``disc.history``)."""
+        self.history_seen = 0
         self.stats: dict[str, float] = {}
         self.last_batch: dict[str, Any] = {}
         """The last train batch's transitions, padded steps and learned rewards (for tests and inspection)."""
@@ -89,10 +100,20 @@ class IRLPPOLearner(PPOTorchLearner):
         return Transitions(t.obs, t.actions, t.next_obs, t.absorbing, t.next_absorbing, logp, t.weight)
 
     def train_discriminator(self, policy: Transitions) -> None:
+        """``disc.updates`` steps on the expert's rows against the batch's (with ``disc.history``, also past
+        batches' rows; with ``disc.coverage``, uniform states). AIRL's logit ``f - log pi(a|s)`` of a past row uses
+        log pi of the policy that sampled it: under the current policy, once its noise has shrunk, an old action's
+        log pi is hugely negative, a logit no ``f`` can push below 0, and the loss then drives ``f`` down without bound
+        wherever the policy has been (measured on Nav2D: the loss reached 5e6 and the policy walked off)."""
         disc, losses = self.irl["disc"], []
+        if disc.get("history"):
+            self.history = keep_history(self.history, policy, self.history_seen, disc["history"], self.generator)
+            self.history_seen += len(policy.obs)
         for _ in range(disc["updates"]):
             expert = self.with_policy_logp(sample(self.expert, disc["batch"], self.generator))
             policy_rows = sample(policy, disc["batch"], self.generator)
+            if self.history is not None:  # each past row keeps log pi of the policy that sampled it
+                policy_rows = cat([policy_rows, sample(self.history, disc["batch"], self.generator)])
             if disc.get("coverage"):
                 box = coverage_states([self.expert, policy], disc["coverage"], disc["coverage_margin"], self.generator,
                                       self.n_actions)  # fmt: skip

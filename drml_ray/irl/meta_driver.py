@@ -105,7 +105,7 @@ def init_budget(cfg: IRLExperiment) -> dict[str, Any]:
     """What the initialisations depend on."""
     m = cfg.meta_irl
     evaluation = {"test_tasks", "demos", "adapt_steps", "methods", "iters", "seeds", "workers"}
-    disc, gamma = cfg.irl.disc, cfg.ppo_of(m.family).gamma
+    disc, gamma = cfg.disc_of("airl"), cfg.ppo_of(m.family).gamma
     training = {"seed": cfg.seed, "hidden": disc.hidden, "batch": disc.batch, "gamma": gamma}
     return m.model_dump(mode="json", exclude=evaluation) | training
 
@@ -117,16 +117,16 @@ def initialisations(cfg: IRLExperiment, run_dir: Path, tasks: dict[str, Task]) -
     if len(kept) == 2 and all(state.get("budget") == budget for state in kept.values()):
         return {k: state["weights"] for k, state in kept.items()}
     train = [task_data(cfg, run_dir, n, t, m.train_demos)[0] for n, t in tasks.items() if n.startswith("train")]
-    obs_dim, gamma = train[0].expert.obs.shape[1], budget["gamma"]
-    net, generator = new_reward_net(obs_dim, list(cfg.irl.disc.hidden), gamma, cfg.seed), torch.Generator()
+    obs_dim, gamma, hidden, batch = train[0].expert.obs.shape[1], budget["gamma"], budget["hidden"], budget["batch"]
+    net, generator = new_reward_net(obs_dim, list(hidden), gamma, cfg.seed), torch.Generator()
     began = time.perf_counter()
     print(f"[drml] meta-irl: Reptile over {len(train)} tasks ({m.meta_iters} outer steps × {m.meta_batch} tasks × "
           f"{m.inner_steps} {m.optimizer} steps)", flush=True)  # fmt: skip
     inits = {"meta": reptile(net, train, m.meta_iters, m.meta_batch, m.inner_steps, m.inner_lr, m.meta_lr,
-                             cfg.irl.disc.batch, generator.manual_seed(cfg.seed), m.optimizer)}  # fmt: skip
-    net = new_reward_net(obs_dim, list(cfg.irl.disc.hidden), gamma, cfg.seed)
+                             batch, generator.manual_seed(cfg.seed), m.optimizer)}  # fmt: skip
+    net = new_reward_net(obs_dim, list(hidden), gamma, cfg.seed)
     steps = m.meta_iters * m.inner_steps
-    inits["multitask"] = adapt_reward(net, pooled(train), [steps], m.inner_lr, cfg.irl.disc.batch,
+    inits["multitask"] = adapt_reward(net, pooled(train), [steps], m.inner_lr, batch,
                                       generator.manual_seed(cfg.seed), m.optimizer)[0]  # fmt: skip
     for name, weights in inits.items():
         save_state(folder / f"{name}.pt", {"weights": weights, "budget": budget})
@@ -141,7 +141,7 @@ def cell_budget(cfg: IRLExperiment) -> dict[str, Any]:
     """What every kept cell must have been measured with to be reused."""
     m = cfg.meta_irl
     return init_budget(cfg) | {"test_tasks": m.test_tasks, "adapt_steps": m.adapt_steps, "iters": m.iters,
-                               "eval_episodes": cfg.irl.eval_episodes, "disc": disc_budget(cfg),
+                               "eval_episodes": cfg.irl.eval_episodes, "disc": disc_budget(cfg, "airl"),
                                "ppo": cfg.ppo_of(m.family).model_dump(mode="json")}  # fmt: skip
 
 
@@ -151,12 +151,12 @@ def adapted_job(cfg: IRLExperiment, run_dir: Path, key: tuple[str, int, int, str
     """Adapt ``init`` (``None``: a fresh network) on the task's ``data`` (:func:`task_data`; on the driver: a few
     plain-torch steps), and the job that trains a fresh PPO policy on the reward after each of
     ``[0, *adapt_steps]``; with the rewards' correlations with the true reward."""
-    m, (_, _, seed, name), (data, negatives) = cfg.meta_irl, key, data
-    net = new_reward_net(data.expert.obs.shape[1], list(cfg.irl.disc.hidden), cfg.ppo_of(m.family).gamma, seed)
+    m, (_, _, seed, name), (data, negatives), disc = cfg.meta_irl, key, data, cfg.disc_of("airl")
+    net = new_reward_net(data.expert.obs.shape[1], list(disc.hidden), cfg.ppo_of(m.family).gamma, seed)
     if init is not None:
         net.load_state_dict(init)
     generator = torch.Generator().manual_seed(seed * 1_000 + int(name.removeprefix("test")))
-    rewards = adapt_reward(net, data, [0, *m.adapt_steps], m.inner_lr, cfg.irl.disc.batch, generator, m.optimizer)
+    rewards = adapt_reward(net, data, [0, *m.adapt_steps], m.inner_lr, disc.batch, generator, m.optimizer)
     correlations = []
     for weights in rewards:
         net.load_state_dict(weights)

@@ -50,7 +50,7 @@ def irl_config(cfg: IRLExperiment, family: str, method: str, demos: int, seed: i
 
     settings = cfg.families()[family]
     task = settings.transfer_task if transfer else None
-    disc = cfg.irl.disc.model_dump(mode="json")
+    disc = cfg.disc_of(method).model_dump(mode="json")
     learner = irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos, settings.horizon_of(family),
                            cfg.ppo_of(family).gamma, disc, seed, state_only=transfer)  # fmt: skip
     return family_config(cfg, family, seed, task).learners(learner_class=IRLPPOLearner,
@@ -224,7 +224,7 @@ def record_demos(cfg: IRLExperiment, family: str, weights: Weights, folder: Path
         runner, episodes = algo.env_runner, []
         set_runner_weights(runner, {k: v.numpy() for k, v in weights.items()})
         for _ in range(cfg.expert.episodes):
-            (ep,) = runner.sample(num_episodes=1, explore=cfg.expert.explore, force_reset=True)[:1]
+            (ep,) = runner.sample(num_episodes=1, explore=cfg.explore_of(family), force_reset=True)[:1]
             obs, actions = np.asarray(ep.get_observations(), dtype=np.float32), np.asarray(ep.get_actions())
             rewards = np.asarray(ep.get_rewards(), dtype=np.float64)
             episodes.append(Episode(obs, actions, rewards, bool(ep.is_terminated)))

@@ -12,6 +12,7 @@ from drml_ray.irl.demos import (
     Episode,
     coverage_states,
     episode_transitions,
+    keep_history,
     read_episodes,
     sample,
     transitions,
@@ -93,3 +94,18 @@ def test_coverage_states_fill_the_widened_box_with_random_actions_of_the_space()
     assert rows.obs.min().item() < -0.4 and rows.obs.max().item() > 2.4
     assert torch.equal(rows.next_obs, rows.obs) and not rows.absorbing.any() and not rows.next_absorbing.any()
     assert torch.equal(rows.actions.sum(1), torch.ones(500)) and set(rows.actions.argmax(1).tolist()) == {0, 1, 2}
+
+
+def test_the_policy_history_is_a_uniform_sample_of_every_batch_offered_and_keeps_their_columns():
+    # rows 0..9,999 offered in batches of 100 into 1,000 slots: a uniform sample has mean 4,999.5 (std of the
+    # mean ~87) and ~100 rows below 1,000 (std ~9); a buffer of the newest rows would have mean ~9,500 and none
+    gen, kept = torch.Generator().manual_seed(0), None
+    for start in range(0, 10_000, 100):
+        values = torch.arange(start, start + 100, dtype=torch.float32)[:, None]
+        no_end = torch.zeros(100, dtype=torch.bool)
+        batch = transitions(values, values, values + 0.5, no_end, torch.zeros(100), 50, None)
+        kept = keep_history(kept, batch, start, 1_000, gen)
+    assert kept is not None and len(kept.obs) == 1_000 and len(set(kept.obs.flatten().tolist())) == 1_000
+    assert abs(float(kept.obs.mean()) - 4_999.5) < 400 and 50 <= int((kept.obs < 1_000).sum()) <= 150
+    torch.testing.assert_close(kept.next_obs, kept.obs + 0.5)  # a row's columns travel together
+    torch.testing.assert_close(kept.actions, kept.obs.clamp(-1.0, 1.0))

@@ -80,7 +80,7 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
     shrink = ["--set", "irl.families.nav2d.horizon=10", "--set", "irl.families.nav2d.expert_iters=2",
               "--set", "irl.families.nav2d.iters=2", "--set", "irl.bc_iters=3", "--set", "expert.episodes=2",
               "--set", "irl.demos=[2]", "--set", "irl.eval_episodes=2", "--set", "irl.disc.coverage=16",
-              "--set", 'ppo={"hidden": [8], '
+              "--set", "irl.disc.history=64", "--set", 'ppo={"hidden": [8], '
               '"train_batch": 100, "minibatch": 50, "epochs": 1, "envs": 2}']  # fmt: skip
     run = tmp_path / "irl"
     result = CliRunner().invoke(app, ["rl", "expert", str(SMOKE), "--output-dir", str(run), *shrink])

@@ -1,0 +1,28 @@
+"""The inverse-RL file's per-method discriminator and per-family demonstrations, as the cells and experts see them."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from drml_ray.irl.config import IRLExperiment
+from drml_ray.irl.driver import cell_budget, expert_identity
+
+
+def test_a_method_has_its_own_discriminator_and_a_family_its_own_kind_of_demonstrations():
+    cfg = IRLExperiment.model_validate({
+        "name": "x", "expert": {"explore": False},
+        "irl": {"families": {"nav2d": {"explore": True}, "cartpole": {}}, "disc": {"history": 100},
+                "method_disc": {"gail": {"grad_penalty": 10.0}}},
+    })  # fmt: skip
+    assert cfg.disc_of("airl").history == 100 and cfg.disc_of("airl").grad_penalty == 0.0
+    assert cfg.disc_of("gail").grad_penalty == 10.0 and cfg.disc_of("gail").history == 0  # whole, not merged
+    assert cfg.explore_of("nav2d") and not cfg.explore_of("cartpole")
+    assert expert_identity(cfg, "nav2d")["explore"] and not expert_identity(cfg, "cartpole")["explore"]
+    gail, airl = cell_budget(cfg, "nav2d", "gail")["disc"], cell_budget(cfg, "nav2d", "airl")["disc"]
+    assert gail["grad_penalty"] == 10.0 and "history" not in gail and airl["history"] == 100
+
+
+def test_bc_has_no_discriminator_to_set():
+    with pytest.raises(ValidationError, match="method_disc.bc"):
+        IRLExperiment.model_validate({"name": "x", "irl": {"method_disc": {"bc": {}}}})
