@@ -9,7 +9,7 @@ recording of the same episodes (``rllib/``, read by RLlib's BC) sits beside it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,25 +117,32 @@ def episode_transitions(episodes: list[Episode], horizon: int, n_actions: int | 
     return transitions(obs, actions, next_obs, terminated, steps, horizon, n_actions)
 
 
+FIELDS = tuple(Transitions.__dataclass_fields__)
+
+
+def take(t: Transitions, rows: torch.Tensor | slice) -> Transitions:
+    """The rows ``rows`` (indices or a slice) of ``t``."""
+    return Transitions(*(getattr(t, f)[rows] for f in FIELDS))
+
+
 def sample(t: Transitions, n: int, generator: torch.Generator) -> Transitions:
     """``n`` rows drawn in proportion to their weights, each of weight 1 (an unbiased minibatch)."""
     rows = torch.multinomial(t.weight, n, replacement=True, generator=generator)
-    return Transitions(t.obs[rows], t.actions[rows], t.next_obs[rows], t.absorbing[rows], t.next_absorbing[rows],
-                       t.logp[rows], torch.ones(n))  # fmt: skip
+    return replace(take(t, rows), weight=torch.ones(n))
 
 
 def cat(parts: list[Transitions]) -> Transitions:
     """The rows of ``parts``, one after another."""
-    return Transitions(*(torch.cat([getattr(t, f) for t in parts]) for f in Transitions.__dataclass_fields__))
+    return Transitions(*(torch.cat([getattr(t, f) for t in parts]) for f in FIELDS))
 
 
 def keep_history(
     history: Transitions | None, new: Transitions, seen: int, size: int, generator: torch.Generator
 ) -> Transitions:
     """A uniform sample of ``size`` rows of every row offered so far (reservoir sampling, Vitter's algorithm R):
-    ``history`` holds it for the first ``seen`` rows, ``new`` are the next ones. A row ``i`` of them (``seen + i``
-    offered before it) takes slot ``j``, drawn from ``0 .. seen + i``, if ``j < size`` (the last row taking a
-    slot wins it, as one row at a time would).
+    ``history`` holds it for the first ``seen`` rows, ``new`` are the next ones. While slots are free, a row
+    takes the next one; after that row ``i`` (``seen + i`` offered before it) takes slot ``j``, drawn from
+    ``0 .. seen + i``, if ``j < size`` (the last row drawing a slot wins it, as one row at a time would).
 
     >>> row = lambda v: Transitions(*(torch.tensor(x) for x in ([[v]], [[0.0]], [[v]], [False], [False], [0.0], [1.0])))
     >>> kept = keep_history(None, cat([row(0.0), row(1.0)]), 0, 3, torch.Generator().manual_seed(0))
@@ -145,19 +152,14 @@ def keep_history(
     [0.0, 1.0, 2.0]
     """
     index = seen + torch.arange(len(new.obs))
-    slot = torch.where(index < size, index, (torch.rand(len(index), generator=generator) * (index + 1)).long())
-    last = {j: i for i, j in enumerate(slot.tolist()) if j < size}
-    slots, rows = torch.tensor(list(last), dtype=torch.long), torch.tensor(list(last.values()), dtype=torch.long)
-    fields = Transitions.__dataclass_fields__
-    old = history if history is not None else Transitions(*(getattr(new, f)[:0] for f in fields))
-    grown = max(len(old.obs), int(slots.max()) + 1 if len(slots) else 0)
-    kept = {}
-    for f in fields:
-        column = getattr(old, f)
-        column = torch.cat([column, column.new_zeros((grown - len(column), *column.shape[1:]))])
-        column[slots] = getattr(new, f)[rows]
-        kept[f] = column
-    return Transitions(**kept)
+    draws = (torch.rand(len(index), generator=generator) * (index + 1)).long()
+    grow = int((index < size).sum())  # the first rows fill the free slots, in order
+    kept = take(new, slice(0, grow)) if history is None else cat([history, take(new, slice(0, grow))])
+    last = {j: i for i, j in enumerate(draws.tolist()) if i >= grow and j < size}
+    if not last:
+        return kept
+    slots, rows = torch.tensor(list(last)), torch.tensor(list(last.values()))
+    return Transitions(*(getattr(kept, f).index_put((slots,), getattr(new, f)[rows]) for f in FIELDS))
 
 
 def coverage_states(sides: list[Transitions], count: int, margin: float, generator: torch.Generator,

@@ -29,6 +29,7 @@ from drml_ray.irl.demos import (
     keep_history,
     read_episodes,
     sample,
+    take,
     transitions,
 )
 from drml_ray.irl.losses import RewardNet, Transitions, discriminator_loss, policy_rewards
@@ -162,9 +163,7 @@ class LearnedRewardConnector(ConnectorV2):
                              learner.irl["horizon"], learner.n_actions, logp)  # fmt: skip
         if learner.train_reward:
             learner.train_discriminator(policy)
-        real = slice(0, len(rows))
-        real_rows = Transitions(policy.obs[real], policy.actions[real], policy.next_obs[real], policy.absorbing[real],
-                                policy.next_absorbing[real], policy.logp[real], policy.weight[real])  # fmt: skip
+        real_rows = take(policy, slice(0, len(rows)))
         remaining = torch.where(terminated, learner.irl["horizon"] - (steps + 1), 0).clamp(min=0)
         rewards = b[Columns.REWARDS].clone()
         rewards[rows.to(rewards.device)] = policy_rewards(
