@@ -8,7 +8,7 @@ error). Every field has a one-line doc and its range as a constraint, so an erro
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -31,6 +31,14 @@ class Section(BaseModel):
     """Base of every config section: unknown keys forbidden, no type coercion, immutable."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+
+    def check(self) -> None:
+        """Rules across this section's fields: raise ``ValueError`` naming them (a section overrides it)."""
+
+    @model_validator(mode="after")
+    def _checked(self) -> Self:
+        self.check()
+        return self
 
 
 class GeneratedData(Section):
@@ -69,13 +77,11 @@ class DataConfig(Section):
     and predictions; the saved model keeps the setting, so evaluation and ``drml predict`` use the same
     windows. Costs compute: every window is about ``model.max_length`` sub-tokens long."""
 
-    @model_validator(mode="after")
-    def _own_files_complete(self) -> DataConfig:
+    def check(self) -> None:
         given = [split for split in ("train", "dev", "test") if getattr(self, split) is not None]
         if self.corpus is None and given and len(given) < 3:
             missing = ", ".join(f"data.{s}" for s in ("train", "dev", "test") if s not in given)
             raise ValueError(f"your own corpus needs all three splits: add {missing} (or name a data.corpus)")
-        return self
 
     @property
     def own_files(self) -> bool:
@@ -112,12 +118,10 @@ class ModelConfig(Section):
     dropout: Fraction | None = None
     """Override the backbone's hidden dropout probability; ``None`` keeps the backbone's value."""
 
-    @model_validator(mode="after")
-    def _overlap_fits(self) -> ModelConfig:
+    def check(self) -> None:
         if self.window_overlap >= self.max_length // 2:
             raise ValueError(f"window_overlap ({self.window_overlap}) must be below half of max_length "
                              f"({self.max_length}): each window must move on")  # fmt: skip
-        return self
 
 
 class TrainConfig(Section):
@@ -185,8 +189,7 @@ class Distribution(Section):
     grid: list[Any] | None = None
     """Every value, each combined with every other grid key (a full grid)."""
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Distribution:
+    def check(self) -> None:
         given = [name for name in type(self).model_fields if getattr(self, name) is not None]
         if len(given) != 1:
             kinds = ", ".join(type(self).model_fields)
@@ -199,7 +202,6 @@ class Distribution(Section):
                 raise ValueError(f"loguniform bounds must be positive (got {values})")
         elif not values:
             raise ValueError(f"{given[0]} needs at least one value")
-        return self
 
     @property
     def kind(self) -> str:
@@ -244,8 +246,7 @@ class TuneSettings(Section):
     mode: Literal["max", "min"] = "max"
     scheduler: SchedulerSettings = SchedulerSettings()
 
-    @model_validator(mode="after")
-    def _consistent(self) -> TuneSettings:
+    def check(self) -> None:
         if self.search == "grid":
             loose = [key for key, dist in self.space.items() if dist.kind not in ("grid", "choice")]
             if loose:
@@ -259,7 +260,6 @@ class TuneSettings(Section):
         if self.scheduler.type == "sha" and self.search == "optuna":
             raise ValueError("the sha scheduler needs every trial up front (search: random or grid), "
                              "not optuna, which picks each point from the results before it")  # fmt: skip
-        return self
 
 
 class Experiment(Section):
@@ -282,10 +282,8 @@ class FinetuneConfig(Experiment):
     train: TrainConfig = TrainConfig()
     scaling: ScalingSettings = ScalingSettings()
 
-    @model_validator(mode="after")
-    def _batch_divides(self) -> FinetuneConfig:
+    def check(self) -> None:
         check_batch_divides(self.train, self.scaling)
-        return self
 
 
 def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
@@ -294,6 +292,17 @@ def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
     if train.batch_size % shards:
         raise ValueError(f"train.batch_size ({train.batch_size}) must be a multiple of scaling.num_workers x "
                          f"train.grad_accum ({shards})")  # fmt: skip
+
+
+def full_model(why: str) -> AfterValidator:
+    """A ``model`` section that must train every weight (``strategy: full``), as ``why`` needs."""
+
+    def check(model: ModelConfig) -> ModelConfig:
+        if model.strategy != "full":
+            raise ValueError(f"strategy must be full for {why}")
+        return model
+
+    return AfterValidator(check)
 
 
 class TaskData(Section):
@@ -339,9 +348,20 @@ METHODS = ("direct", "conll_then_finetune", "multitask_then_finetune", "reptile"
 Method = Literal["direct", "conll_then_finetune", "multitask_then_finetune", "reptile", "fomaml"]
 
 
-class MetaSettings(Section):
+class ActorSettings(Section):
+    """A pool of Ray actors, each built once and reused for every task it is given."""
+
+    workers: Count = 2
+    """Ray actors working in parallel, one task (an episode, a PPO task, a seed) each at a time."""
+    cpus_per_worker: Count = 1
+    """CPUs reserved per actor; also its torch thread count."""
+
+
+class MetaSettings(ActorSettings):
     """Meta-training (``drml meta-train``): Reptile / first-order MAML over a distribution of NER tasks."""
 
+    gpus_per_worker: NonNegativeFloat = 0.0
+    """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
     algorithms: NonEmpty[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
     """Algorithms to meta-train, one after the other; each writes ``<run>/<algorithm>/``."""
     train_tasks: list[TaskSpec] = [
@@ -384,19 +404,11 @@ class MetaSettings(Section):
     """Adaptation steps of that evaluation."""
     eval_dev_sentences: Count = 200
     """Dev sentences scored by that evaluation (the first N)."""
-    workers: Count = 2
-    """Ray actors adapting episodes in parallel (one task each at a time)."""
-    cpus_per_worker: Count = 1
-    """CPUs reserved per actor; also its torch thread count."""
-    gpus_per_worker: NonNegativeFloat = 0.0
-    """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
 
-    @model_validator(mode="after")
-    def _disjoint_tasks(self) -> MetaSettings:
+    def check(self) -> None:
         overlap = set(self.train_tasks) & set(self.heldout_tasks)
         if overlap:
             raise ValueError(f"tasks both meta-trained and held out: {', '.join(sorted(overlap))}")
-        return self
 
 
 class AdaptSettings(Section):
@@ -444,22 +456,11 @@ class AdaptSettings(Section):
 class MetaExperiment(Experiment):
     """One meta-learning experiment: what ``drml meta-train`` and ``drml meta-eval`` run."""
 
-    model: ModelConfig = ModelConfig()
+    model: Annotated[ModelConfig, full_model("meta-learning (the inner loop moves every weight)")] = ModelConfig()
     """Backbone and windowing (``strategy`` must be ``full``: meta-learning moves every weight)."""
     data: TaskData = TaskData()
     meta: MetaSettings = MetaSettings()
     eval: AdaptSettings = AdaptSettings()
-
-    @model_validator(mode="after")
-    def _full_strategy(self) -> MetaExperiment:
-        return require_full_strategy(self, "meta-learning (the inner loop moves every weight)")
-
-
-def require_full_strategy(cfg: T, what: str) -> T:
-    """``cfg``, if its ``model.strategy`` trains every weight, as ``what`` needs."""
-    if cfg.model.strategy != "full":  # type: ignore[attr-defined]
-        raise ValueError(f"model.strategy must be full for {what}")
-    return cfg
 
 
 # The file side (reading, overrides, shipped configs), importable from here as before.

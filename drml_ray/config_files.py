@@ -113,7 +113,7 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
             where = f"{source}:{line}" if line else source
         shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
-        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         messages.append(f"{where}: {dotted}: {message}{got}")
     return "\n".join(messages)
 

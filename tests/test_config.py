@@ -115,3 +115,17 @@ def test_a_meta_section_makes_a_meta_experiment_with_the_same_errors(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="shots are positive integers or 'all'"):
         load_config(write(tmp_path, "meta: {}\neval:\n  shots: [0, all]\n"))
+
+
+def test_a_kind_that_moves_every_weight_refuses_another_strategy_at_the_model_line(tmp_path):
+    path = write(tmp_path, "name: m\nmodel:\n  strategy: lora\nmeta: {}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (
+        str(err.value)
+        == f"{path}:2: model: strategy must be full for meta-learning (the inner loop moves every weight)"
+    )
+    path = write(tmp_path, "continual: {}\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml: model: strategy must be full for continual learning"):
+        load_config(path, ["model.strategy=top"])
+    assert load_config(path, ["model.strategy=full"]).model.strategy == "full"

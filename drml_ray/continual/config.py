@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import model_validator
+from typing import Annotated, Literal
 
 from drml_ray.config import (
     Count,
@@ -22,7 +20,7 @@ from drml_ray.config import (
     TaskSpec,
     TrainConfig,
     check_batch_divides,
-    require_full_strategy,
+    full_model,
 )
 
 Strategy = Literal["naive", "replay", "ewc", "lwf", "joint", "ewc+replay", "lwf+replay"]
@@ -97,30 +95,28 @@ class ContinualSettings(Section):
     test_sentences: Count | None = None
     """Test sentences scored per experience (the first N); ``None``: the whole split."""
 
-    @model_validator(mode="after")
-    def _steps_fit(self) -> ContinualSettings:
+    def check(self) -> None:
         if self.protocol == "domain" and len(set(self.experiences)) < len(self.experiences):
             raise ValueError("continual.experiences: a task appears twice")
         if self.type_order is not None and len(set(self.type_order)) < len(self.type_order):
             raise ValueError("continual.type_order: a type appears twice")
-        return self
 
 
 class ContinualExperiment(Experiment):
     """One continual-learning experiment: what ``drml continual`` runs. Each experience is one Ray Train run
     with ``train`` and ``scaling`` (as ``drml finetune``'s), from the model the previous experience left."""
 
-    model: ModelConfig = ModelConfig()
+    model: Annotated[ModelConfig, full_model("continual learning (its EWC and distillation cover every weight)")] = (
+        ModelConfig()
+    )
     """Backbone and windowing (``strategy`` must be ``full``)."""
     data: TaskData = TaskData()
     train: TrainConfig = TrainConfig(epochs=2, patience=0)
     scaling: ScalingSettings = ScalingSettings()
     continual: ContinualSettings = ContinualSettings()
 
-    @model_validator(mode="after")
-    def _trainable(self) -> ContinualExperiment:
+    def check(self) -> None:
         check_batch_divides(self.train, self.scaling)
-        return require_full_strategy(self, "continual learning (its EWC and distillation cover every weight)")
 
     def experience_config(self, backbone: str, sentences: int | None = None) -> FinetuneConfig:
         """The fine-tuning run of one experience of ``sentences`` training sentences, from ``backbone`` (the

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
-
 from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
 
@@ -157,11 +155,9 @@ class MetaIRLSettings(Section):
         """Episodes each task's expert records: enough for training and for the most a held-out task gives."""
         return max(self.train_demos, *self.demos)
 
-    @model_validator(mode="after")
-    def _increasing(self) -> MetaIRLSettings:
+    def check(self) -> None:
         if self.adapt_steps != sorted(set(self.adapt_steps)):
             raise ValueError(f"adapt_steps must increase, got {self.adapt_steps}")
-        return self
 
 
 class IRLExperiment(RLExperiment):
@@ -171,12 +167,10 @@ class IRLExperiment(RLExperiment):
     irl: IRLSettings = IRLSettings()
     meta_irl: MetaIRLSettings = MetaIRLSettings()
 
-    @model_validator(mode="after")
-    def _demos_recorded(self) -> IRLExperiment:
+    def check(self) -> None:
         if max(self.irl.demos) > self.expert.episodes:
             raise ValueError(f"irl.demos asks for {max(self.irl.demos)} demonstrations but expert.episodes "
                              f"records {self.expert.episodes}")  # fmt: skip
-        return self
 
     def families(self) -> dict[str, FamilySettings]:
         return dict(self.irl.families) or {self.env.family: FamilySettings()}

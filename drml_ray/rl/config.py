@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
-
-from drml_ray.config import Count, Discount, Experiment, NonEmpty, NonNegativeFloat, Rate, Section
+from drml_ray.config import ActorSettings, Count, Discount, Experiment, NonEmpty, NonNegativeFloat, Rate, Section
 
 RLFamily = Literal["nav2d", "cartpole", "pendulum"]
 RL_METHODS = ("meta", "multitask", "rl2", "scratch", "oracle")
@@ -57,16 +55,14 @@ class PPOSettings(Section):
     entropy_coeff: NonNegativeFloat = 0.0
     """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
 
-    @model_validator(mode="after")
-    def _sizes(self) -> PPOSettings:
+    def check(self) -> None:
         if self.train_batch < self.minibatch or not self.hidden or min(self.hidden) < 1:
             raise ValueError("need hidden layers of at least 1 unit and minibatch <= train_batch")
         if self.train_batch % self.envs:
             raise ValueError(f"envs ({self.envs}) must divide train_batch ({self.train_batch})")
-        return self
 
 
-class RLMetaSettings(Section):
+class RLMetaSettings(ActorSettings):
     """``drml rl meta-train``: Reptile over PPO weights, and the baselines trained on the same task stream."""
 
     methods: NonEmpty[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
@@ -91,9 +87,6 @@ class RLMetaSettings(Section):
     same environment steps as Reptile)."""
     eval_every: Count = 10
     """Meta-steps between checkpoints (and a held-out adaptation check)."""
-    workers: Count = 2
-    """Ray actors, each owning one RLlib PPO Algorithm (built once, reused for every task)."""
-    cpus_per_worker: Count = 1
 
 
 class RLEvalSettings(Section):
