@@ -33,9 +33,11 @@ class TrialSummary:
     """The trial's wall time as Tune measured it."""
     train_s: float = 0.0
     """Of which training steps and dev evaluation (the rest is Tune + Ray Train overhead)."""
+    scope: Scope = "best"
+    """Which of the trial's results ``best_metric`` is: its best, or its last (the column's name in the CSV)."""
 
     def row(self) -> dict[str, Any]:
-        return {"trial": self.name, **self.params, "best": self.best_metric, "epochs": self.epochs,
+        return {"trial": self.name, **self.params, self.scope: self.best_metric, "epochs": self.epochs,
                 "state": self.state, "wall_s": round(self.wall_s, 2),
                 "overhead_s": round(self.wall_s - self.train_s, 2), "error": self.error}  # fmt: skip
 
@@ -98,6 +100,7 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: 
                 # after an error): the trial's time is the sum of its results' own times.
                 wall_s=float(sum(r["time_this_iter_s"] for r in rows)),
                 train_s=float(rows[-1].get("train_s", 0.0) + rows[-1].get("eval_s", 0.0)) if rows else 0.0,
+                scope=scope,
             )  # fmt: skip
         )
     return sorted(trials, key=lambda t: t.name)

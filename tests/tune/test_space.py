@@ -140,6 +140,7 @@ def test_a_trial_is_ranked_by_its_best_result_or_by_its_last():
     assert (last.best_metric, last.best_checkpoint, last.epochs, last.state) == (0.24, "exp3", 3.0, "completed")
     assert (FINETUNE.tune.scope, CONTINUAL.tune.scope) == ("best", "last")
     assert format_trials([last], "dev_f1", "last").splitlines()[0].split()[2:4] == ["last", "dev_f1"]
+    assert (best.row()["best"], last.row()["last"], "best" in last.row()) == (0.77, 0.24, False)  # trials.csv
 
 
 def test_asha_keeps_its_rungs_across_a_resume(tmp_path):
