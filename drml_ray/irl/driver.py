@@ -33,12 +33,11 @@ from drml_ray.runtime.rundir import atomic_write_json, open_run
 
 EXPERTS_FILE = "experts.json"
 EXPERT_FILE = "expert.json"
-IRL_FILE = "irl.json"
 CELLS_FILE = "irl_cells.json"
 FREE_KEYS = ("irl", "meta_irl", "tune")
+"""What ``drml rl irl`` may change after ``drml rl expert`` (the experts' own settings are checked apart)."""
 OnCell = Callable[[dict[str, Any], dict[str, Any]], None]
 """Called as each cell of ``drml rl irl`` finishes: ``(cells so far, experts)``."""
-"""What ``drml rl irl`` may change after ``drml rl expert`` (the experts' own settings are checked apart)."""
 
 
 def expert_dir(run_dir: Path, family: str) -> Path:

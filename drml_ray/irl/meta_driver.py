@@ -36,7 +36,6 @@ from drml_ray.runtime.rundir import atomic_write_json, open_run
 TASKS_DIR = "meta_irl_tasks"
 TASK_FILE = "task.json"
 CELLS_FILE = "meta_irl_cells.json"
-ADAPTED = ("meta", "multitask", "scratch")
 
 
 def draw_tasks(cfg: IRLExperiment) -> dict[str, Task]:
