@@ -91,6 +91,8 @@ class IRLSettings(Section):
     bc_batch: Count = 256
     eval_episodes: Count = 10
     """Episodes (the policy's most likely actions) that measure a return on the true reward."""
+    curve_points: Count = 10
+    """Points of each learning curve (true return during training)."""
     workers: Count = 2
     """Ray actors, each running one GAIL or AIRL cell at a time (BC cells run on the driver)."""
     experts_dir: str | None = None
