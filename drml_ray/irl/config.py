@@ -12,6 +12,35 @@ IRLMethod = Literal["bc", "gail", "airl"]
 MetaIRLMethod = Literal["meta", "multitask", "scratch", "airl"]
 
 
+class DiscriminatorSettings(Section):
+    """The discriminator (GAIL) or reward network (AIRL), trained inside the PPO Learner."""
+
+    hidden: NonEmpty[Count] = [64, 64]
+    lr: Rate = 1e-3
+    """Adam learning rate."""
+    updates: Count = 32
+    """Discriminator steps per PPO iteration (each on fresh minibatches of both sides)."""
+    batch: Count = 256
+    """Rows drawn from the demonstrations, and as many from the policy's batch, per step."""
+    grad_penalty: NonNegativeFloat = 0.0
+    """Weight of the squared gradient of the discriminator's logit with respect to its inputs (0: none)."""
+    coverage: NonNegative = 0
+    """States (with random actions) drawn uniformly from the box around the demonstrations' and the batch's
+    states, added to the policy's side of every update (0: none): the discriminator then has negatives beyond
+    the states it saw instead of extrapolating there (as meta-IRL's inner loop, :mod:`drml_ray.irl.meta`)."""
+    coverage_margin: NonNegativeFloat = 0.5
+    """How far that box reaches beyond the states seen, as a fraction of their extent, on each side."""
+    policy_logp: bool = True
+    """AIRL: the discriminator's logit is ``f - log pi(a|s)`` (AIRL's ``D = exp f / (exp f + pi(a|s))``); false:
+    ``f`` alone. With the log pi term, a policy whose noise has shrunk finds a stochastic expert's actions unlikely,
+    and the two sides come apart through log pi with no help from ``f``, which then stops learning."""
+    history: NonNegative = 0
+    """Policy rows kept from every iteration so far (a uniform sample, reservoir sampling), drawn as negatives
+    beside the current batch's in every update (0: the current batch only). The discriminator then keeps telling
+    the expert from every policy of the run, the early near-random ones included, and its reward still grades
+    the states a fresh policy starts from (what a reward carried to new dynamics has to do)."""
+
+
 class FamilySettings(Section):
     """One task family of the comparison: the expert's task, and each learner's budget on it."""
 
@@ -31,6 +60,9 @@ class FamilySettings(Section):
     explore: bool | None = None
     """Record this family's demonstrations from the expert's stochastic policy; default: ``expert.explore``.
     (Nav2D starts every episode at the origin: a deterministic expert's demonstrations are one path, repeated.)"""
+    disc: dict[Literal["gail", "airl"], DiscriminatorSettings] = {}
+    """GAIL's or AIRL's discriminator settings on this family, whole, in place of ``irl.method_disc`` and
+    ``irl.disc`` (e.g. ``{airl: {policy_logp: false}}`` where the demonstrations are stochastic)."""
 
     def horizon_of(self, family: str) -> int:
         from drml_ray.rl.envs import ENVS  # (gymnasium: not imported by every drml command)
@@ -46,31 +78,6 @@ class ExpertSettings(Section):
     explore: bool = False
     """Record the expert's stochastic policy (``false``: its most likely action at every step)."""
     seed: int = 0
-
-
-class DiscriminatorSettings(Section):
-    """The discriminator (GAIL) or reward network (AIRL), trained inside the PPO Learner."""
-
-    hidden: NonEmpty[Count] = [64, 64]
-    lr: Rate = 1e-3
-    """Adam learning rate."""
-    updates: Count = 32
-    """Discriminator steps per PPO iteration (each on fresh minibatches of both sides)."""
-    batch: Count = 256
-    """Rows drawn from the demonstrations, and as many from the policy's batch, per step."""
-    grad_penalty: NonNegativeFloat = 0.0
-    """Weight of the squared gradient of the discriminator's logit with respect to its inputs (0: none)."""
-    coverage: NonNegative = 0
-    """States (with random actions) drawn uniformly from the box around the demonstrations' and the batch's
-    states, added to the policy's side of every update (0: none): the discriminator then has negatives beyond
-    the states it saw instead of extrapolating there (as meta-IRL's inner loop, :mod:`drml_ray.irl.meta`)."""
-    coverage_margin: NonNegativeFloat = 0.5
-    """How far that box reaches beyond the states seen, as a fraction of their extent, on each side."""
-    history: NonNegative = 0
-    """Policy rows kept from every iteration so far (a uniform sample, reservoir sampling), drawn as negatives
-    beside the current batch's in every update (0: the current batch only). The discriminator then keeps telling
-    the expert from every policy of the run, the early near-random ones included, and its reward still grades
-    the states a fresh policy starts from (what a reward carried to new dynamics has to do)."""
 
 
 class IRLSettings(Section):
@@ -183,6 +190,7 @@ class IRLExperiment(RLExperiment):
         explore = self.families()[family].explore
         return self.expert.explore if explore is None else explore
 
-    def disc_of(self, method: str) -> DiscriminatorSettings:
-        """The discriminator settings of GAIL or AIRL."""
-        return self.irl.method_disc.get(method, self.irl.disc)  # type: ignore[call-overload]
+    def disc_of(self, method: str, family: str | None = None) -> DiscriminatorSettings:
+        """The discriminator settings of GAIL or AIRL (on ``family``, if it has its own)."""
+        own = self.families()[family].disc if family in self.families() else {}
+        return own.get(method) or self.irl.method_disc.get(method, self.irl.disc)  # type: ignore[call-overload]

@@ -119,11 +119,12 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
 # --- drml rl irl ------------------------------------------------------------------------------------
 
 
-def disc_budget(cfg: IRLExperiment, method: str) -> dict[str, Any]:
-    """``method``'s discriminator settings as kept cells record them (coverage and history only when on: cells
-    measured before they existed stay valid)."""
-    disc = cfg.disc_of(method)
+def disc_budget(cfg: IRLExperiment, method: str, family: str | None = None) -> dict[str, Any]:
+    """``method``'s discriminator settings as kept cells record them (coverage, history and AIRL's log pi term
+    only when not at their defaults: cells measured before they existed stay valid)."""
+    disc = cfg.disc_of(method, family)
     off = (set() if disc.coverage else {"coverage", "coverage_margin"}) | (set() if disc.history else {"history"})
+    off |= {"policy_logp"} if disc.policy_logp else set()
     return disc.model_dump(mode="json", exclude=off)
 
 
@@ -137,7 +138,7 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     }
     if method == "bc":
         return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
-    return common | {"iters": cfg.families()[family].iters, "disc": disc_budget(cfg, method),
+    return common | {"iters": cfg.families()[family].iters, "disc": disc_budget(cfg, method, family),
                      "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 

@@ -59,7 +59,8 @@ class IRLPPOLearner(PPOTorchLearner):
         action_dim = self.n_actions or int(module.action_space.shape[0])
         obs_dim = int(module.observation_space.shape[0])
         disc = irl["disc"]
-        self.reward_net = RewardNet(irl["method"], obs_dim, action_dim, list(disc["hidden"]), irl["gamma"])
+        self.reward_net = RewardNet(irl["method"], obs_dim, action_dim, list(disc["hidden"]), irl["gamma"],
+                                    disc.get("policy_logp", True))  # fmt: skip
         self.reward_optim = torch.optim.Adam(self.reward_net.parameters(), lr=disc["lr"])
         self.generator = torch.Generator().manual_seed(irl["seed"])
         self.expert = episode_transitions(read_episodes(irl["demos_path"], irl["demos"]), irl["horizon"],

@@ -65,9 +65,10 @@ class RewardNet(nn.Module):
     """GAIL's discriminator ``D(s, a)`` or AIRL's ``f(s, a, s') = g(s) + gamma h(s') - h(s)``, with state-only
     ``g`` (the part that carries over to new dynamics) and shaping ``h``."""
 
-    def __init__(self, method: Method, obs_dim: int, action_dim: int, hidden: list[int], gamma: float):
+    def __init__(self, method: Method, obs_dim: int, action_dim: int, hidden: list[int], gamma: float,
+                 policy_logp: bool = True):  # fmt: skip
         super().__init__()
-        self.method, self.gamma = method, gamma
+        self.method, self.gamma, self.policy_logp = method, gamma, policy_logp
         if method == "gail":
             self.d = mlp([obs_dim + 1 + action_dim, *hidden, 1])
         else:
@@ -85,9 +86,9 @@ class RewardNet(nn.Module):
 
     def logits(self, t: Transitions) -> torch.Tensor:
         """``log D - log(1 - D)``: GAIL's network output; AIRL's ``f - log pi(a|s)``, since its
-        ``D = exp(f) / (exp(f) + pi(a|s))``."""
+        ``D = exp(f) / (exp(f) + pi(a|s))`` (``f`` alone without ``policy_logp``)."""
         if self.method == "airl":
-            return self.f(t) - t.logp
+            return self.f(t) - t.logp if self.policy_logp else self.f(t)
         actions = t.actions * (1 - t.absorbing.to(t.actions.dtype)).unsqueeze(-1)
         return self.d(torch.cat([with_flag(t.obs, t.absorbing), actions], dim=-1)).squeeze(-1)
 

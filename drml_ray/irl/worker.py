@@ -50,7 +50,7 @@ def irl_config(cfg: IRLExperiment, family: str, method: str, demos: int, seed: i
 
     settings = cfg.families()[family]
     task = settings.transfer_task if transfer else None
-    disc = cfg.disc_of(method).model_dump(mode="json")
+    disc = cfg.disc_of(method, family).model_dump(mode="json")
     learner = irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos, settings.horizon_of(family),
                            cfg.ppo_of(family).gamma, disc, seed, state_only=transfer)  # fmt: skip
     return family_config(cfg, family, seed, task).learners(learner_class=IRLPPOLearner,

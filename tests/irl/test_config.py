@@ -21,6 +21,12 @@ def test_a_method_has_its_own_discriminator_and_a_family_its_own_kind_of_demonst
     assert expert_identity(cfg, "nav2d")["explore"] and not expert_identity(cfg, "cartpole")["explore"]
     gail, airl = cell_budget(cfg, "nav2d", "gail")["disc"], cell_budget(cfg, "nav2d", "airl")["disc"]
     assert gail["grad_penalty"] == 10.0 and "history" not in gail and airl["history"] == 100
+    assert "policy_logp" not in airl  # at its default: cells measured before it existed stay valid
+    own = {"nav2d": {"disc": {"airl": {"policy_logp": False}}}, "pendulum": {}}
+    cfg = IRLExperiment.model_validate({"name": "x", "irl": {"families": own, "method_disc": {"airl": {"lr": 0.01}}}})
+    assert cell_budget(cfg, "nav2d", "airl")["disc"]["policy_logp"] is False  # the family's own, whole
+    assert cfg.disc_of("airl", "nav2d").lr == 1e-3 and cfg.disc_of("airl", "pendulum").lr == 0.01
+    assert cfg.disc_of("gail", "nav2d") == cfg.irl.disc and "policy_logp" not in cell_budget(cfg, "pendulum", "airl")
 
 
 def test_bc_has_no_discriminator_to_set():

@@ -41,6 +41,8 @@ def test_airl_logit_is_f_minus_log_pi_with_the_absorbing_state_as_its_own_input(
     # absorbing -> absorbing: g(abs) + 0.5 h(abs) - h(abs) = 1 + 1.5 - 3 = -0.5 (log pi = 0)
     t = rows([1.0, 1.0, 7.0], [2.0, 9.0, 7.0], [False, True, True], [-0.5, -1.0, 0.0], absorbing=[False, False, True])
     assert net.logits(t).tolist() == pytest.approx([1.5, 1.5, -0.5])
+    net.policy_logp = False  # irl.disc.policy_logp: false -> the logit is f alone
+    assert net.logits(t).tolist() == pytest.approx([1.0, 0.5, -0.5])
 
 
 def test_discriminator_loss_is_the_sum_of_each_sides_weighted_mean_cross_entropy():
