@@ -48,3 +48,13 @@ def local_learner(algo: Any) -> Any:
     if not group.is_local:
         raise RuntimeError("local_learner: the Algorithm's learners are remote (num_learners > 0)")
     return group._learner
+
+
+def unseed_later_resets(env_runner: Any) -> None:
+    """An RLlib env runner resets its envs with the config's seed before every ``sample(num_episodes=...)`` call,
+    so one episode per call (how a recording writes one episode per file) starts from the same state every time.
+    Without the seed, later resets continue the envs' own random streams (seeded by the first): the episodes
+    differ and stay reproducible."""
+    if not hasattr(env_runner, "_seed"):
+        raise RuntimeError("unseed_later_resets: RLlib's env runner has no _seed any more")
+    env_runner._seed = None

@@ -60,3 +60,21 @@ def test_the_local_learner_of_an_rllib_learner_group_is_reached():
     config = PPOConfig().environment(observation_space=gym.spaces.Box(-1, 1, (2,)), action_space=gym.spaces.Discrete(2))
     group = config.learners(num_learners=0).build_learner_group()
     assert isinstance(_ray_compat.local_learner(SimpleNamespace(learner_group=group)), Learner)
+
+
+def test_an_env_runner_unseeded_after_its_first_episode_starts_the_next_one_elsewhere():
+    import numpy as np
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+
+    runner = SingleAgentEnvRunner(config=PPOConfig().environment("CartPole-v1").debugging(seed=3))
+
+    def start() -> np.ndarray:
+        return np.asarray(runner.sample(num_episodes=1, force_reset=True)[0].get_observations()[0])
+
+    first = start()
+    np.testing.assert_array_equal(start(), first)  # RLlib seeds every such call alike: why the helper exists
+    _ray_compat.unseed_later_resets(runner)
+    later = [start(), start()]
+    assert not np.array_equal(later[0], first) and not np.array_equal(later[1], later[0])
+    runner.stop()

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from drml_ray._ray_compat import local_learner
+from drml_ray._ray_compat import local_learner, unseed_later_resets
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return, rollout
 from drml_ray.rl.config import RLEnvSettings
@@ -225,6 +225,7 @@ def record_demos(cfg: IRLExperiment, family: str, weights: Weights, folder: Path
         set_runner_weights(runner, {k: v.numpy() for k, v in weights.items()})
         for _ in range(cfg.expert.episodes):
             (ep,) = runner.sample(num_episodes=1, explore=cfg.explore_of(family), force_reset=True)[:1]
+            unseed_later_resets(runner)  # or every episode starts where the first did
             obs, actions = np.asarray(ep.get_observations(), dtype=np.float32), np.asarray(ep.get_actions())
             rewards = np.asarray(ep.get_rewards(), dtype=np.float64)
             episodes.append(Episode(obs, actions, rewards, bool(ep.is_terminated)))
