@@ -21,14 +21,10 @@ for batch in 32 128 256; do
     2>&1 | tee "$OUT/throughput_b$batch.log"
 done
 
-# A BERT-base-sized random backbone (BertConfig(): 12 layers, 768 wide) with MiniLM's tokenizer, for drml finetune.
-python - "$OUT/bert_base_random" <<'PY'
-import sys
-from transformers import AutoTokenizer, BertConfig, BertModel
-from drml_ray.ner.modeling import resolve_backbone
-AutoTokenizer.from_pretrained(resolve_backbone("minilm")).save_pretrained(sys.argv[1])
-BertModel(BertConfig()).save_pretrained(sys.argv[1])
-PY
+# A BERT-base-sized random backbone (BertConfig(): 12 layers, 768 wide) with MiniLM's tokenizer, for drml finetune:
+# the one benchmarks/meta_step_time.py builds.
+python -c "import sys; from pathlib import Path; sys.path.insert(0, 'benchmarks')
+from meta_step_time import bert_base_random; bert_base_random(Path(sys.argv[1]))" "$OUT/bert_base_random"
 
 GPU=(--set scaling.num_workers=1 --set scaling.use_gpu=true --set scaling.cpus_per_worker=4 --set train.epochs=2
      --set train.patience=0)

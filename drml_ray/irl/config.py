@@ -192,5 +192,6 @@ class IRLExperiment(RLExperiment):
 
     def disc_of(self, method: str, family: str | None = None) -> DiscriminatorSettings:
         """The discriminator settings of GAIL or AIRL (on ``family``, if it has its own)."""
-        own = self.families()[family].disc if family in self.families() else {}
-        return own.get(method) or self.irl.method_disc.get(method, self.irl.disc)  # type: ignore[call-overload]
+        settings = self.families().get(family or "")
+        own = settings.disc.get(method) if settings else None
+        return own or self.irl.method_disc.get(method, self.irl.disc)  # type: ignore[call-overload]
