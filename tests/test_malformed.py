@@ -194,6 +194,10 @@ CASES = [
     Case("config values", "a transfer task with a pole of length 0", {"exp.yaml": "env: {family: cartpole}\n"
          "transfer: {source: {length: 0.0}, target: {length: 1.0}}\n"}, ("rl", "transfer", "{dir}/exp.yaml", "-o",
          "{dir}/out"), ("transfer.source: TaskCartPole: task parameters length=0.0 must be finite and above 0",)),
+    Case("config values", "an inverse-RL transfer task with a misspelt parameter", {"exp.yaml": "irl:\n  families:\n"
+         "    nav2d: {transfer_task: {goal_x: 0.3, action_scal_y: -1}}\n"}, ("rl", "irl", "{dir}/exp.yaml", "-o",
+         "{dir}/out"), ("exp.yaml:2: irl.families: nav2d.transfer_task: Nav2D: unknown task parameters "
+         "['action_scal_y']",)),
     Case("model folders", "policy weights of another task family (--init)", {"exp.yaml": "env: {family: nav2d}\n"
          "eval: {methods: [meta]}\n", "w": policy("cartpole")}, ("rl", "meta-eval", "{dir}/exp.yaml", "-o",
          "{dir}/out", "--init", "{dir}/w"), ("w/weights.pt: a policy for cartpole tasks; this experiment's env.family "

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
 from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
 
@@ -105,6 +107,21 @@ class IRLSettings(Section):
     experts_dir: str | None = None
     """The run directory of a ``drml rl expert`` whose experts and demonstrations to imitate; default: this run's
     own ``--output-dir``. ``drml tune`` needs it (every trial imitates the same experts)."""
+
+    @field_validator("families")
+    @classmethod
+    def _tasks_the_envs_take(cls, families: dict[str, FamilySettings]) -> dict[str, FamilySettings]:
+        """Each ``task`` and ``transfer_task`` set on its family's env: a key it does not know, or a value its
+        physics cannot take, is an error here, not in a Ray actor an hour into the run."""
+        from drml_ray.rl.envs import make_env  # (gymnasium: not imported by every drml command)
+
+        for family, settings in families.items():
+            for name in ("task", "transfer_task"):
+                try:
+                    make_env(family).set_task(getattr(settings, name) or {})  # type: ignore[attr-defined]
+                except (KeyError, ValueError) as err:
+                    raise ValueError(f"{family}.{name}: {err.args[0]}") from None
+        return families
 
 
 class MetaIRLSettings(Section):

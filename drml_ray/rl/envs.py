@@ -8,7 +8,8 @@ runner with ``foreach_env_runner`` calling :func:`set_task_on_runner`.
 - :class:`Nav2D`: the MAML paper's 2D navigation. A point starts at the origin and moves by its
   action (clipped to [-0.1, 0.1] per axis) towards a goal it does not observe; reward = minus the
   distance to the goal after the move; 100 steps. Tasks: goals uniform in [-0.5, 0.5]^2; changed dynamics
-  (never drawn): ``action_scale``, which multiplies every move (0.5: half as far; negative: mirrored).
+  (never drawn): ``action_scale``, which multiplies every move (0.5: half as far; negative: mirrored through the
+  origin), and ``action_scale_y``, which multiplies the y component on top of it (-1: mirrored on the y axis).
 - :class:`TaskCartPole`: CartPole with pole half-length, pole mass, cart mass and gravity from ranges;
   500-step episodes (CartPole-v1's limit).
 - :class:`TaskPendulum`: Pendulum with mass and length from ranges (RLlib's old "Pendulum-Mass");
@@ -50,7 +51,7 @@ class Nav2D(gym.Env):
     """2D navigation to an unobserved goal (Finn et al. 2017, section 5.3)."""
 
     RANGES = {"goal_x": (-0.5, 0.5), "goal_y": (-0.5, 0.5)}
-    FIXED = {"action_scale": 1.0}
+    FIXED = {"action_scale": 1.0, "action_scale_y": 1.0}
     """Task parameters that are set, never drawn (and reported by ``get_task`` only when not at their default)."""
     MAX_STEP = 0.1
 
@@ -62,7 +63,7 @@ class Nav2D(gym.Env):
         self.goal = np.zeros(2)
         self.position = np.zeros(2)
         self.steps = 0
-        self.action_scale = 1.0
+        self.scales = dict(self.FIXED)
         self.set_task({k: config[k] for k in self.RANGES if k in config} or {"goal_x": 0.0, "goal_y": 0.0})
 
     @staticmethod
@@ -72,10 +73,10 @@ class Nav2D(gym.Env):
     def set_task(self, task: Task) -> None:
         task = _checked(task, self.RANGES | self.FIXED, "Nav2D")
         self.goal = np.array([task.get("goal_x", self.goal[0]), task.get("goal_y", self.goal[1])], dtype=np.float64)
-        self.action_scale = task.get("action_scale", self.action_scale)
+        self.scales |= {k: v for k, v in task.items() if k in self.FIXED}
 
     def get_task(self) -> Task:
-        scaled = {} if self.action_scale == 1.0 else {"action_scale": self.action_scale}
+        scaled = {k: v for k, v in self.scales.items() if v != self.FIXED[k]}
         return {"goal_x": float(self.goal[0]), "goal_y": float(self.goal[1])} | scaled
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -86,7 +87,8 @@ class Nav2D(gym.Env):
 
     def step(self, action):
         move = np.clip(np.asarray(action, dtype=np.float64), -self.MAX_STEP, self.MAX_STEP)
-        self.position = self.position + self.action_scale * move
+        scale = self.scales["action_scale"] * np.array([1.0, self.scales["action_scale_y"]])
+        self.position = self.position + scale * move
         self.steps += 1
         reward = -float(np.linalg.norm(self.position - self.goal))
         truncated = self.steps >= self.horizon

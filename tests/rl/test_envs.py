@@ -51,6 +51,17 @@ def test_nav2d_action_scale_changes_the_dynamics_and_is_never_drawn():
     assert "action_scale" not in Nav2D.sample_tasks(1, np.random.default_rng(0))[0]
 
 
+def test_nav2d_action_scale_y_mirrors_one_axis_on_top_of_the_scale():
+    env = Nav2D({"horizon": 3})
+    env.set_task({"goal_x": 0.3, "goal_y": -0.2, "action_scale": 0.5, "action_scale_y": -1})
+    env.reset(seed=0)
+    obs, reward = env.step(np.array([0.1, -0.1]))[:2]  # moves (0.05, 0.05): y mirrored, both halved
+    assert obs.tolist() == pytest.approx([0.05, 0.05])
+    assert reward == pytest.approx(-np.hypot(0.25, 0.25))
+    env.set_task({"action_scale": 1.0})  # the y mirror stays until set again
+    assert env.get_task() == {"goal_x": 0.3, "goal_y": -0.2, "action_scale_y": -1.0}
+
+
 def test_cartpole_physics_follow_the_task():
     def pole_acceleration(task):
         env = TaskCartPole()
