@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from drml_ray.config import AdaptSettings, MetaSettings, ModelConfig, TaskData  # noqa: E402
+from drml_ray.config import ModelConfig, TaskData  # noqa: E402
+from drml_ray.meta.config import AdaptSettings, MetaSettings
 from drml_ray.meta.learner import NerLearner  # noqa: E402
 from drml_ray.ner.modeling import load_tokenizer  # noqa: E402
 

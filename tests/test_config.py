@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drml_ray.config import ConfigError, FinetuneConfig, MetaExperiment, dump_config, load_config
+from drml_ray.config import ConfigError, FinetuneConfig, dump_config, load_config
 from drml_ray.continual.config import ContinualExperiment
 from drml_ray.irl.config import IRLExperiment
+from drml_ray.meta.config import MetaExperiment
 from drml_ray.rl.config import RLExperiment
 
 REPO = Path(__file__).resolve().parent.parent

@@ -36,8 +36,9 @@ import ray  # RAY
 import torch
 
 from drml_ray.checkpoints import load_state, save_state
-from drml_ray.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings, ModelConfig, TaskData, dump_config
+from drml_ray.config import ModelConfig, TaskData, dump_config
 from drml_ray.errors import RunExistsError, UserError
+from drml_ray.meta.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings
 from drml_ray.meta.learner import NerLearner, adaptation_steps
 from drml_ray.meta.results import Cell, finished_twin, record_cell, twin_cell, write_meta_eval_outputs
 from drml_ray.metagrad import Params, meta_lr_at, meta_step, sum_gradients
@@ -351,7 +352,7 @@ def cell_cost(shots: str, settings: AdaptSettings) -> int:
     the most it may take) plus ~10 steps' worth of scoring. Measured on politics, a cell took about
     0.9 s per step plus 10 s (40 steps 47 s, 80 steps 90 s, 260 steps 250 s).
 
-    >>> from drml_ray.config import AdaptSettings
+    >>> from drml_ray.meta.config import AdaptSettings
     >>> [cell_cost(k, AdaptSettings()) for k in ("10", "50", "all")]
     [50, 90, 410]
     """

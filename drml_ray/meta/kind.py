@@ -3,7 +3,7 @@ section), Reptile meta-training searched by ``drml tune``, and its part of ``drm
 
 from __future__ import annotations
 
-from drml_ray.config import MetaExperiment
+from drml_ray.meta.config import MetaExperiment
 from drml_ray.runtime.registry import Command, Kind, actor_trial_plan, driver_tune
 from drml_ray.runtime.rundir import META_TRAIN_FILE
 

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from drml_ray.config import AdaptSettings, MetaSettings, ModelConfig, TaskData
+from drml_ray.config import ModelConfig, TaskData
 from drml_ray.data.conll import Sentence, discover_labels, entity_types
+from drml_ray.meta.config import AdaptSettings, MetaSettings
 from drml_ray.meta.label_head import LabelNameHead, save_generator, type_embeddings, type_name
 from drml_ray.meta.tasks import Task, load_task, sample_episode, sample_shots
 from drml_ray.metagrad import Algorithm, Params, adapt, fomaml_gradient, inner_optimizer, reptile_gradient
@@ -37,7 +38,7 @@ ENCODER, HEAD = "encoder.", "head."
 def adaptation_steps(n_sentences: int, settings: AdaptSettings) -> int:
     """The adaptation budget of a cell: ``epochs`` passes over the shots, clamped to [min_steps, max_steps].
 
-    >>> from drml_ray.config import AdaptSettings
+    >>> from drml_ray.meta.config import AdaptSettings
     >>> [adaptation_steps(n, AdaptSettings()) for n in (10, 50, 200, 1000)]
     [40, 80, 260, 400]
     """

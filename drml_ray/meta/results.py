@@ -121,7 +121,7 @@ def write_meta_eval_outputs(table: dict[str, Any], run_dir: Path, order: list[st
 
 def report_sections(run_dir: Path) -> list[Section]:
     """``drml report`` of a meta-learning run: meta-training's held-out curves, the adaptation table."""
-    from drml_ray.config import METHODS
+    from drml_ray.meta.config import METHODS
 
     sections = []
     train_path, eval_path = run_dir / "meta_train.json", run_dir / "meta_eval.json"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from drml_ray.config import MetaExperiment
 from drml_ray.errors import RunExistsError
+from drml_ray.meta.config import MetaExperiment
 from drml_ray.meta.driver import FREE_KEYS, _check_budget, episode_jobs
 from drml_ray.runtime.rundir import open_run
 

@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from drml_ray.cli import app
-from drml_ray.config import METHODS
+from drml_ray.meta.config import METHODS
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +156,8 @@ def test_one_reptile_step_moves_theta_to_the_mean_of_the_adapted_weights(ray_ses
     this process, and the encoder that `drml meta-train` exported (on its Ray actors) must be that mean."""
     from safetensors.torch import load_file
 
-    from drml_ray.config import MetaExperiment, load_config
+    from drml_ray.config import load_config
+    from drml_ray.meta.config import MetaExperiment
     from drml_ray.meta.driver import episode_jobs
     from drml_ray.meta.learner import ENCODER, NerLearner
     from drml_ray.metagrad import mean_gradient

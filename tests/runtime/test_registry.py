@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from drml_ray.config import FinetuneConfig, MetaExperiment, load_config
+from drml_ray.config import FinetuneConfig, load_config
+from drml_ray.meta.config import MetaExperiment
 from drml_ray.rl.config import RLExperiment
 from drml_ray.runtime.registry import kind_of, kind_of_data, kinds, resolve
 

@@ -9,12 +9,12 @@ from drml_ray.config import (
     ConfigError,
     Distribution,
     FinetuneConfig,
-    MetaExperiment,
     TuneSettings,
     load_config,
     with_params,
 )
 from drml_ray.errors import UserError
+from drml_ray.meta.config import MetaExperiment
 from drml_ray.meta.kind import KIND as META
 from drml_ray.ner.kind import trial_plan
 from drml_ray.tune.driver import concurrent_trials, trial_name

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from drml_ray.cli import app
-from drml_ray.config import MetaExperiment, load_config
+from drml_ray.config import load_config
+from drml_ray.meta.config import MetaExperiment
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
