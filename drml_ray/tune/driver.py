@@ -19,6 +19,7 @@ Nothing here knows a kind by name: :mod:`drml_ray.runtime.registry` says how eac
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +44,23 @@ TRIAL_DRIVER_MEMORY = 512 * 1024**2
 def trial_name(trial: Any) -> str:
     """``trial_00003``: the trial's creation index (Tune's ids carry a random prefix)."""
     return f"trial_{trial.trial_id[-5:]}"
+
+
+def drop_unreported_trials(experiment: Path) -> list[str]:
+    """Remove the folders of trials that never reported (no result rows, no checkpoint) and return their names.
+
+    A driver killed as a trial started leaves its folder behind while Tune's saved state may not list the trial;
+    on ``--resume`` Tune then creates the trial again, finds its name taken and gives it a random suffix
+    (``trial_00001_b741``). Nothing is lost: such a trial starts from scratch either way, and Tune recreates the
+    folder of a trial its state does list.
+    """
+    dropped = []
+    for folder in sorted(p for p in experiment.glob("trial_*") if p.is_dir()):
+        result = folder / "result.json"
+        if not any(folder.glob("checkpoint_*")) and not (result.is_file() and result.stat().st_size):
+            shutil.rmtree(folder)
+            dropped.append(folder.name)
+    return dropped
 
 
 def concurrent_trials(plan: TrialPlan, limit: int | None, cluster: dict[str, float]) -> int:
@@ -169,6 +187,7 @@ def _tuner(cfg: Any, trainable: Any, run_dir: Path, plan: TrialPlan, limit: int,
     settings, experiment = cfg.tune, run_dir / TUNE_SUBDIR
     if resume and Tuner.can_restore(str(experiment)):
         print(f"[drml] resuming the search in {experiment} (unfinished and errored trials run again)")
+        drop_unreported_trials(experiment)
         return Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
     return Tuner(
         trainable,

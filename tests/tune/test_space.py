@@ -17,7 +17,7 @@ from drml_ray.errors import UserError
 from drml_ray.meta.config import MetaExperiment
 from drml_ray.meta.kind import KIND as META
 from drml_ray.ner.kind import trial_plan
-from drml_ray.tune.driver import concurrent_trials, trial_name
+from drml_ray.tune.driver import concurrent_trials, drop_unreported_trials, trial_name
 from drml_ray.tune.space import make_scheduler, param_space, to_domain
 from drml_ray.tune.summary import TrialSummary, format_trials, trial_state
 
@@ -227,3 +227,19 @@ def test_successive_halving_pauses_then_resumes_the_best_and_stops_the_rest(tmp_
 def test_successive_halving_needs_every_trial_up_front():
     with pytest.raises(ValueError, match="sha scheduler needs every trial up front"):
         TuneSettings(space={"train.lr": {"loguniform": [1e-5, 1e-3]}}, search="optuna", scheduler={"type": "sha"})
+
+
+def test_resume_drops_only_the_folders_of_trials_that_never_reported(tmp_path):
+    """A killed driver can leave the folder of a trial that had just started; kept, it would push the trial Tune
+    creates again on --resume to a suffixed name. Folders with result rows or a checkpoint stay."""
+    (tmp_path / "trial_00000").mkdir()
+    (tmp_path / "trial_00000" / "result.json").write_text('{"epoch": 1}\n')
+    (tmp_path / "trial_00001").mkdir()
+    (tmp_path / "trial_00001" / "params.json").write_text("{}")
+    (tmp_path / "trial_00001" / "result.json").write_text("")
+    (tmp_path / "trial_00002" / "checkpoint_000000").mkdir(parents=True)
+    (tmp_path / "trial_00003").mkdir()
+    (tmp_path / "experiment_state-x.json").write_text("{}")
+
+    assert drop_unreported_trials(tmp_path) == ["trial_00001", "trial_00003"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment_state-x.json", "trial_00000", "trial_00002"]
