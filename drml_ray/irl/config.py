@@ -116,9 +116,10 @@ class IRLSettings(Section):
         from drml_ray.rl.envs import make_env  # (gymnasium: not imported by every drml command)
 
         for family, settings in families.items():
+            env = make_env(family)
             for name in ("task", "transfer_task"):
                 try:
-                    make_env(family).set_task(getattr(settings, name) or {})  # type: ignore[attr-defined]
+                    env.set_task(getattr(settings, name) or {})  # type: ignore[attr-defined]
                 except (KeyError, ValueError) as err:
                     raise ValueError(f"{family}.{name}: {err.args[0]}") from None
         return families
