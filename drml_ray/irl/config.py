@@ -57,6 +57,10 @@ class FamilySettings(Section):
     """PPO iterations of the expert (on the true reward)."""
     iters: Count = 50
     """PPO iterations of each GAIL and AIRL learner (on the learned reward)."""
+    lr_final: NonNegativeFloat | None = None
+    """PPO's learning rate at the last of those ``iters`` (and of a reward-transfer policy's), reached linearly
+    from ``ppo.lr`` (RLlib's learning-rate schedule); none: ``ppo.lr`` throughout. A decaying rate keeps a policy
+    that has matched the demonstrations from being pushed off them late by a discriminator that still moves."""
     transfer_task: dict[str, float] | None = None
     """Changed dynamics for reward transfer (e.g. ``{m: 1.5, l: 1.25}`` for Pendulum); none: no transfer."""
     explore: bool | None = None

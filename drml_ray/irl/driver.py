@@ -138,8 +138,10 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     }
     if method == "bc":
         return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
-    return common | {"iters": cfg.families()[family].iters, "disc": disc_budget(cfg, method, family),
-                     "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
+    settings = cfg.families()[family]
+    decay = {} if settings.lr_final is None else {"lr_final": settings.lr_final}
+    return common | decay | {"iters": settings.iters, "disc": disc_budget(cfg, method, family),
+                             "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 
 def current(cfg: IRLExperiment, cells: dict[str, Any]) -> dict[str, Any]:

@@ -53,8 +53,11 @@ def irl_config(cfg: IRLExperiment, family: str, method: str, demos: int, seed: i
     disc = cfg.disc_of(method, family).model_dump(mode="json")
     learner = irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos, settings.horizon_of(family),
                            cfg.ppo_of(family).gamma, disc, seed, state_only=transfer)  # fmt: skip
-    return family_config(cfg, family, seed, task).learners(learner_class=IRLPPOLearner,
-                                                           learner_config_dict={"irl": learner})  # fmt: skip
+    config = family_config(cfg, family, seed, task)
+    if settings.lr_final is not None:
+        ppo = cfg.ppo_of(family)
+        config.training(lr=[[0, ppo.lr], [settings.iters * ppo.train_batch, settings.lr_final]])
+    return config.learners(learner_class=IRLPPOLearner, learner_config_dict={"irl": learner})
 
 
 def train_curve(algo: Any, iterations: int, label: str, stats: Any = None) -> list[float]:

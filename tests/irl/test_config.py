@@ -27,6 +27,15 @@ def test_a_method_has_its_own_discriminator_and_a_family_its_own_kind_of_demonst
     assert cell_budget(cfg, "nav2d", "airl")["disc"]["policy_logp"] is False  # the family's own, whole
     assert cfg.disc_of("airl", "nav2d").lr == 1e-3 and cfg.disc_of("airl", "pendulum").lr == 0.01
     assert cfg.disc_of("gail", "nav2d") == cfg.irl.disc and "policy_logp" not in cell_budget(cfg, "pendulum", "airl")
+    assert "lr_final" not in cell_budget(cfg, "nav2d", "gail")  # unset: cells measured before it stay valid
+
+
+def test_a_decaying_ppo_rate_is_part_of_a_cells_budget_but_not_bcs():
+    cfg = IRLExperiment.model_validate({"name": "x", "irl": {"families": {"pendulum": {"lr_final": 1e-4}}}})
+    assert cell_budget(cfg, "pendulum", "airl")["lr_final"] == 1e-4
+    assert "lr_final" not in cell_budget(cfg, "pendulum", "bc")
+    with pytest.raises(ValidationError, match="lr_final"):
+        IRLExperiment.model_validate({"name": "x", "irl": {"families": {"pendulum": {"lr_final": -1e-4}}}})
 
 
 def test_bc_has_no_discriminator_to_set():

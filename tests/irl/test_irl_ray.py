@@ -63,6 +63,24 @@ def test_with_a_fixed_airl_reward_every_train_batch_reward_is_f_plus_the_absorbi
         algo.stop()
 
 
+def test_lr_final_decays_ppos_rate_linearly_over_the_learners_iterations(ray_session, tmp_path):
+    from drml_ray.irl.worker import DEMOS_FILE, irl_config
+
+    cartpole_demos(tmp_path / DEMOS_FILE)
+    family = {"horizon": 60, "iters": 4, "lr_final": 1e-4}
+    cfg = IRLExperiment.model_validate({"name": "t", "env": {"family": "cartpole"}, "ppo": TINY | {"lr": 1e-3},
+                                        "irl": {"families": {"cartpole": family}}})  # fmt: skip
+    algo = irl_config(cfg, "cartpole", "gail", 2, 0, str(tmp_path)).build_algo()
+    try:
+        rates = []
+        for _ in range(2):  # 400 and 800 of the 4 x 400 steps sampled: 1e-3 - 0.9e-3 * 1/4, and * 2/4
+            algo.train()
+            rates += [g["lr"] for g in local_learner(algo).get_optimizer().param_groups]
+        assert rates == pytest.approx([7.75e-4, 5.5e-4])
+    finally:
+        algo.stop()
+
+
 def rllib_recording(folder: Path) -> list[np.ndarray]:
     """Observations of each episode RLlib recorded, read back with Ray Data and RLlib's episode decoding."""
     import ray.data
