@@ -106,7 +106,7 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
         dotted = ".".join(loc) or "(top level)"
-        if loc in overridden:
+        if any(loc[:i] in overridden for i in range(1, len(loc) + 1)):  # (a key set whole by --set, or within it)
             where = "--set"
         else:
             line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
