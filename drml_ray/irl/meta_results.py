@@ -11,7 +11,7 @@ from typing import Any
 
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.results import ratio
-from drml_ray.report.build import Section, md_table
+from drml_ray.report.build import Section, markdown_section, md_table
 from drml_ray.rl.results import format_adaptation, plot_adaptation, summarise
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
 
@@ -97,7 +97,7 @@ def report_sections(run_dir: Path) -> list[Section]:
     """``drml report``'s meta-IRL sections, if the run has them: the tables, then a figure per demonstration count."""
     if not (run_dir / MD_FILE).exists():
         return []
-    sections = [Section("Meta-IRL: rewards of held-out tasks", text=(run_dir / MD_FILE).read_text(encoding="utf-8"))]
+    sections = [markdown_section("Meta-IRL: rewards of held-out tasks", run_dir / MD_FILE)]
     for png in sorted(run_dir.glob("meta_irl_*demos.png")):
         sections.append(Section(f"Meta-IRL adaptation, {png.stem.split('_')[-1].removesuffix('demos')} "
                                 "demonstrations", figure=png))  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.report.build import Section, md_table, save_figure, subplots
+from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
 
 METHODS = ("bc", "gail", "airl")
@@ -168,9 +168,8 @@ def report_sections(run_dir: Path) -> list[Section]:
                 for f, e in data.items() if isinstance(e, dict)]  # fmt: skip
         sections.append(Section("Experts and demonstrations", table=rows))
     if (run_dir / "irl.md").exists():
-        png = run_dir / "irl.png"
-        sections.append(Section("Inverse RL: return ratio on the true reward", text=(run_dir / "irl.md").read_text(
-            encoding="utf-8"), figure=png if png.exists() else None))  # fmt: skip
+        sections.append(markdown_section("Inverse RL: return ratio on the true reward", run_dir / "irl.md",
+                                         run_dir / "irl.png"))  # fmt: skip
     from drml_ray.irl import meta_results  # (it reads this module's ratio)
 
     return sections + meta_results.report_sections(run_dir)

@@ -12,6 +12,7 @@ import base64
 import csv
 import html
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,44 @@ class Section:
     html: str = ""
     """Markup of the section's own (the highlighted sentences), with ``markdown`` its form in report.md."""
     markdown: str = ""
+
+
+def markdown_section(title: str, path: Path, figure: Path | None = None) -> Section:
+    """A section from a Markdown file of tables and paragraphs (``irl.md``, ``adaptation.md``): as it is in
+    report.md, as HTML tables and paragraphs in report.html."""
+    text = _read(path)
+    return Section(title, figure=figure if figure is not None and figure.exists() else None,
+                   html=markdown_html(text), markdown=text.rstrip())  # fmt: skip
+
+
+def markdown_html(text: str) -> str:
+    r"""Pipe tables and paragraphs (blocks between blank lines), ``**bold**`` kept; everything else escaped.
+
+    >>> table, paragraph = markdown_html("| a | b |\n|---|---|\n| 1 | **2** |\n\nSee <this>.").split("\n")
+    >>> table
+    '<table><thead><tr><th>a</th><th>b</th></tr></thead><tbody><tr><td>1</td><td><b>2</b></td></tr></tbody></table>'
+    >>> paragraph
+    '<p>See &lt;this&gt;.</p>'
+    """
+    out = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.splitlines()
+        if lines and all(line.lstrip().startswith("|") for line in lines):
+            rows = [_cells(line) for line in lines if not re.fullmatch(r"\s*\|(\s*:?-{3,}:?\s*\|)+\s*", line)]
+            head = "".join(f"<th>{c}</th>" for c in rows[0])
+            body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[1:])
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif block.strip():
+            out.append(f"<p>{_inline(block.strip())}</p>")
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(text))
+
+
+def _cells(line: str) -> list[str]:
+    return [_inline(cell.strip()) for cell in line.strip().strip("|").split("|")]
 
 
 def _read(path: Path) -> str:

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from drml_ray.report.build import Section, md_table, save_figure, subplots
+from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
 from drml_ray.rl.transfer_metrics import transfer_metrics
 from drml_ray.runtime.rundir import atomic_write_text
 
@@ -196,6 +196,5 @@ def report_sections(run_dir: Path) -> list[Section]:
     for name, title, png in (("adaptation", "Adaptation on held-out tasks (episode return)", "adaptation.png"),
                              ("transfer", "Transfer (Taylor & Stone metrics)", "transfer.png")):  # fmt: skip
         if paths[name].exists():
-            text = (run_dir / f"{name}.md").read_text(encoding="utf-8") if (run_dir / f"{name}.md").exists() else ""
-            sections.append(Section(title, text=text, figure=run_dir / png if (run_dir / png).exists() else None))
+            sections.append(markdown_section(title, run_dir / f"{name}.md", run_dir / png))
     return sections

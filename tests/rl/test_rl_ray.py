@@ -167,7 +167,8 @@ def test_report_shows_meta_training_and_the_adaptation_table(rl_run):
     text = (rl_run / "report.md").read_text()
     assert "## Meta-training" in text and "## Adaptation on held-out tasks" in text
     assert "| oracle |" in text and "family: nav2d" in text
-    assert (rl_run / "report.html").read_text().count("data:image/png;base64,") == 2
+    page = (rl_run / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<td>oracle</td>" in page  # a table, not text
 
 
 def test_meta_eval_rerun_keeps_finished_curves_and_meta_train_refuses_a_finished_run(rl_run):
