@@ -137,7 +137,7 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
         "transfer_task": cfg.families()[family].transfer_task,
     }
     if method == "bc":
-        return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch}
+        return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch, "bc_std": "state-independent"}
     settings = cfg.families()[family]
     decay = {} if settings.lr_final is None else {"lr_final": settings.lr_final}
     return common | decay | {"iters": settings.iters, "disc": disc_budget(cfg, method, family),

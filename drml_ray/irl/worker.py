@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -177,7 +178,6 @@ class IRLWorker:
     def bc(self, cfg_json: dict, family: str, demos: int, seed: int, demos_dir: str) -> dict[str, Any]:
         """RLlib's BC on the first ``demos`` recorded episodes (RLlib's own reader of its recording)."""
         from ray.rllib.algorithms.bc import BCConfig  # RLLIB
-        from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig  # RLLIB
 
         quiet_ray_data()
         cfg = IRLExperiment.model_validate(cfg_json)
@@ -192,7 +192,7 @@ class IRLWorker:
                           map_batches_kwargs={"concurrency": 1, "num_cpus": 0},
                           iter_batches_kwargs={"prefetch_batches": 1})
             .training(train_batch_size_per_learner=cfg.irl.bc_batch, lr=1e-3)
-            .rl_module(model_config=DefaultModelConfig(fcnet_hiddens=list(ppo.hidden)))
+            .rl_module(model_config=bc_model_config(ppo.hidden, env.action_space))
             .learners(num_learners=0)
             .env_runners(num_env_runners=0)
             .debugging(seed=seed, log_level="ERROR")
@@ -210,6 +210,15 @@ class IRLWorker:
             return result
         finally:
             algo.stop()
+
+
+def bc_model_config(hidden: list[int], space: gym.Space) -> Any:
+    """BC's policy network: continuous actions get one log std for every state. With one per state, the likelihood
+    widens it where the expert is hard to fit (Pendulum's swing-up) and stops fitting the mean there: BC on
+    Pendulum's 16 demonstrations was at random's return (BENCHMARKS.md, session 16)."""
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig  # RLLIB
+
+    return DefaultModelConfig(fcnet_hiddens=list(hidden), free_log_std=isinstance(space, gym.spaces.Box))
 
 
 def record_demos(cfg: IRLExperiment, family: str, weights: Weights, folder: Path) -> list[Any]:
