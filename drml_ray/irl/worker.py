@@ -51,12 +51,11 @@ def irl_config(cfg: IRLExperiment, family: str, method: str, demos: int, seed: i
 
     settings = cfg.families()[family]
     task = settings.transfer_task if transfer else None
-    disc = cfg.disc_of(method, family).model_dump(mode="json")
+    disc, ppo = cfg.disc_of(method, family).model_dump(mode="json"), cfg.ppo_of(family)
     learner = irl_settings(method, str(Path(demos_dir) / DEMOS_FILE), demos, settings.horizon_of(family),
-                           cfg.ppo_of(family).gamma, disc, seed, state_only=transfer)  # fmt: skip
+                           ppo.gamma, disc, seed, state_only=transfer)  # fmt: skip
     config = family_config(cfg, family, seed, task)
     if settings.lr_final is not None:
-        ppo = cfg.ppo_of(family)
         config.training(lr=[[0, ppo.lr], [settings.iters * ppo.train_batch, settings.lr_final]])
     return config.learners(learner_class=IRLPPOLearner, learner_config_dict={"irl": learner})
 

@@ -55,9 +55,7 @@ def markdown_html(text: str) -> str:
         lines = block.splitlines()
         if lines and all(line.lstrip().startswith("|") for line in lines):
             rows = [_cells(line) for line in lines if not re.fullmatch(r"\s*\|(\s*:?-{3,}:?\s*\|)+\s*", line)]
-            head = "".join(f"<th>{c}</th>" for c in rows[0])
-            body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows[1:])
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out.append(_table_markup(rows[0], rows[1:]))
         elif block.strip():
             out.append(f"<p>{_inline(block.strip())}</p>")
     return "\n".join(out)
@@ -146,11 +144,14 @@ def _trials_section(run_dir: Path) -> Section:
 
 def _html_table(rows: list[dict[str, Any]]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in columns) + "</tr>" for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    escaped = [[html.escape(str(row.get(c, ""))) for c in columns] for row in rows]
+    return _table_markup([html.escape(str(c)) for c in columns], escaped)
+
+
+def _table_markup(head: list[str], rows: list[list[str]]) -> str:
+    """An HTML table of cells already escaped (or marked up)."""
+    cells = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{''.join(f'<th>{c}</th>' for c in head)}</tr></thead><tbody>{cells}</tbody></table>"
 
 
 def md_table(rows: list[dict[str, Any]]) -> str:
