@@ -63,12 +63,19 @@ class FamilySettings(Section):
     that has matched the demonstrations from being pushed off them late by a discriminator that still moves."""
     transfer_task: dict[str, float] | None = None
     """Changed dynamics for reward transfer (e.g. ``{m: 1.5, l: 1.25}`` for Pendulum); none: no transfer."""
+    transfer_iters: Count | None = None
+    """PPO iterations of the fresh policy trained on AIRL's reward under ``transfer_task``, and of its yardstick (PPO
+    on the true reward there, trained by ``drml rl expert``); default: ``iters``. Harder dynamics may need more than
+    imitation did: a transferred reward is judged on a policy that has finished learning."""
     explore: bool | None = None
     """Record this family's demonstrations from the expert's stochastic policy; default: ``expert.explore``.
     (Nav2D starts every episode at the origin: a deterministic expert's demonstrations are one path, repeated.)"""
     disc: dict[Literal["gail", "airl"], DiscriminatorSettings] = {}
     """GAIL's or AIRL's discriminator settings on this family, whole, in place of ``irl.method_disc`` and
     ``irl.disc`` (e.g. ``{airl: {policy_logp: false}}`` where the demonstrations are stochastic)."""
+
+    def transfer_iters_of(self) -> int:
+        return self.transfer_iters or self.iters
 
     def horizon_of(self, family: str) -> int:
         from drml_ray.rl.envs import ENVS  # (gymnasium: not imported by every drml command)

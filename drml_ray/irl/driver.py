@@ -63,42 +63,71 @@ def random_return(family: str, horizon: int, task: dict[str, float], episodes: i
 
 
 def run_rl_expert(cfg: IRLExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
-    """Train each family's expert and record its demonstrations; ``experts.json`` is written last."""
-    began = time.perf_counter()
-    run_dir = open_run(run_dir, cfg, marker=EXPERTS_FILE, overwrite=overwrite, free=FREE_KEYS)
-    families = cfg.families()
+    """Train each family's expert and record its demonstrations (an expert already recorded only gets its
+    yardstick trained again when ``transfer_iters`` changed); ``experts.json`` is written last."""
+    began, families = time.perf_counter(), cfg.families()
+    run_dir = Path(run_dir).expanduser().resolve()
+    stale = [] if overwrite else [f for f in families if (expert_dir(run_dir, f) / EXPERT_FILE).exists()
+                                  and not yardstick_current(cfg, f, read_expert(run_dir, f))]  # fmt: skip
+    run_dir = open_run(run_dir, cfg, marker=None if stale else EXPERTS_FILE, overwrite=overwrite, free=FREE_KEYS)
     todo = [f for f in families if not (expert_dir(run_dir, f) / EXPERT_FILE).exists()]
     print(f"[drml] rl expert '{cfg.name}' -> {run_dir}: PPO experts on {', '.join(families)} "
           f"({', '.join(f'{f} {families[f].expert_iters} iterations' for f in todo) or 'all trained'}), "
-          f"{cfg.expert.episodes} demonstrations each", flush=True)  # fmt: skip
-    trained: dict[str, dict[str, Any]] = {}
-    if todo:
+          f"{cfg.expert.episodes} demonstrations each"
+          f"{''.join(f'; {f} yardstick again: {families[f].transfer_iters_of()} iterations' for f in stale)}",
+          flush=True)  # fmt: skip
+    if todo or stale:
         cfg_json = cfg.model_dump(mode="json")
-        with pool(cfg, len(todo), "rl expert") as workers:
-            results = workers.map([Job(f"{f} expert", "expert", (cfg_json, f)) for f in todo],
-                                  lambda i, r: f"true return {r['return']:.1f} in {r['train_s']:.0f} s")  # fmt: skip
-        trained = dict(zip(todo, results, strict=True))
-    for family, result in trained.items():
-        folder = expert_dir(run_dir, family)
-        save_state(folder / "weights.pt", {"weights": result["weights"], "family": family, "arch": "ff"})
-        episodes = record_demos(cfg, family, result["weights"], folder)
-        settings = families[family]
-        horizon, episodes_n = settings.horizon_of(family), cfg.irl.eval_episodes
-        record = {**expert_identity(cfg, family), "return": result["return"], "curve": result["curve"],
-                  "train_s": result["train_s"], "demo_returns": [ep.ret for ep in episodes],
-                  "random_return": random_return(family, horizon, settings.task, episodes_n)}  # fmt: skip
-        if "transfer" in result:
-            record["transfer"] = result["transfer"] | {
-                "task": settings.transfer_task,
-                "random_return": random_return(family, horizon, settings.transfer_task or {}, episodes_n)}  # fmt: skip
-        atomic_write_json(folder / EXPERT_FILE, record)
-        print(f"[drml] {family}: expert return {record['return']:.1f} (random {record['random_return']:.1f}); "
-              f"{len(episodes)} demonstrations, return {np.mean(record['demo_returns']):.1f} -> {folder}",
-              flush=True)  # fmt: skip
+        jobs = [Job(f"{f} expert", "expert", (cfg_json, f)) for f in todo]
+        jobs += [Job(f"{f} yardstick", "yardstick", (cfg_json, f)) for f in stale]
+        with pool(cfg, len(jobs), "rl expert") as workers:
+            results = workers.map(jobs, lambda i, r: f"true return {r['return']:.1f}")
+        for family, result in zip(todo, results[: len(todo)], strict=True):
+            record_expert(cfg, run_dir, family, result)
+        for family, result in zip(stale, results[len(todo) :], strict=True):
+            record = read_expert(run_dir, family) | {"transfer": transfer_record(cfg, family, result)}
+            atomic_write_json(expert_dir(run_dir, family) / EXPERT_FILE, record)
     summary = {f: load_expert(run_dir, cfg, f) for f in families} | {"wall_s": time.perf_counter() - began}
     atomic_write_json(run_dir / EXPERTS_FILE, summary)
     print(f"[drml] experts done; next: drml rl irl with the same --output-dir ({run_dir})", flush=True)
     return summary
+
+
+def record_expert(cfg: IRLExperiment, run_dir: Path, family: str, result: dict[str, Any]) -> None:
+    """A trained expert's weights, its demonstrations (recorded now) and ``expert.json``."""
+    folder, settings = expert_dir(run_dir, family), cfg.families()[family]
+    save_state(folder / "weights.pt", {"weights": result["weights"], "family": family, "arch": "ff"})
+    episodes = record_demos(cfg, family, result["weights"], folder)
+    record = {**expert_identity(cfg, family), "return": result["return"], "curve": result["curve"],
+              "train_s": result["train_s"], "demo_returns": [ep.ret for ep in episodes],
+              "random_return": random_return(family, settings.horizon_of(family), settings.task,
+                                             cfg.irl.eval_episodes)}  # fmt: skip
+    if "transfer" in result:
+        record["transfer"] = transfer_record(cfg, family, result["transfer"])
+    atomic_write_json(folder / EXPERT_FILE, record)
+    print(f"[drml] {family}: expert return {record['return']:.1f} (random {record['random_return']:.1f}); "
+          f"{len(episodes)} demonstrations, return {np.mean(record['demo_returns']):.1f} -> {folder}",
+          flush=True)  # fmt: skip
+
+
+def transfer_record(cfg: IRLExperiment, family: str, yardstick: dict[str, Any]) -> dict[str, Any]:
+    settings = cfg.families()[family]
+    task = settings.transfer_task or {}
+    return yardstick | {"task": task, "random_return": random_return(family, settings.horizon_of(family), task,
+                                                                     cfg.irl.eval_episodes)}  # fmt: skip
+
+
+def read_expert(run_dir: Path, family: str) -> dict[str, Any]:
+    return json.loads((expert_dir(run_dir, family) / EXPERT_FILE).read_text(encoding="utf-8"))
+
+
+def yardstick_current(cfg: IRLExperiment, family: str, record: dict[str, Any]) -> bool:
+    """Whether ``record``'s yardstick of reward transfer (if its family has one) was trained for as many iterations
+    as ``cfg`` trains the policy on AIRL's reward (an expert recorded for other settings is not judged here)."""
+    settings = cfg.families()[family]
+    if settings.transfer_task is None or any(record.get(k) != v for k, v in expert_identity(cfg, family).items()):
+        return True
+    return len(record.get("transfer", {}).get("curve", [])) == settings.transfer_iters_of()
 
 
 def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any]:
@@ -107,12 +136,18 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
     if not path.exists():
         raise UserError(f"{path}: no expert for {family}; run `drml rl expert` with the same config and "
                         "--output-dir first")  # fmt: skip
-    record = json.loads(path.read_text(encoding="utf-8"))
+    record = read_expert(run_dir, family)
     differ = [k for k, v in expert_identity(cfg, family).items() if record.get(k) != v]
     if differ:
         raise UserError(f"{path}: the {family} expert was trained with other {', '.join(differ)} than this config's "
                         "(irl.families / ppo / expert); rerun `drml rl expert` with --overwrite or another "
                         "--output-dir")  # fmt: skip
+    if not yardstick_current(cfg, family, record):
+        raise UserError(f"{path}: the {family} yardstick of reward transfer (PPO on the true reward of "
+                        f"transfer_task) trained {len(record['transfer']['curve'])} iterations, this config's "
+                        f"transfer_iters (default: iters) is {cfg.families()[family].transfer_iters_of()}; run "
+                        "`drml rl expert` with this config and that --output-dir: it trains the yardstick again "
+                        "and keeps the expert")  # fmt: skip
     return {k: v for k, v in record.items() if k not in ("curve", "ppo")}
 
 
@@ -139,8 +174,10 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
     if method == "bc":
         return common | {"bc_iters": irl.bc_iters, "bc_batch": irl.bc_batch, "bc_std": "state-independent"}
     settings = cfg.families()[family]
-    decay = {} if settings.lr_final is None else {"lr_final": settings.lr_final}
-    return common | decay | {"iters": settings.iters, "disc": disc_budget(cfg, method, family),
+    optional = {} if settings.lr_final is None else {"lr_final": settings.lr_final}
+    if method == "airl" and settings.transfer_iters is not None:  # AIRL's cells train the reward-transfer policy
+        optional["transfer_iters"] = settings.transfer_iters
+    return common | optional | {"iters": settings.iters, "disc": disc_budget(cfg, method, family),
                              "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 

@@ -56,7 +56,8 @@ def irl_config(cfg: IRLExperiment, family: str, method: str, demos: int, seed: i
                            ppo.gamma, disc, seed, state_only=transfer)  # fmt: skip
     config = family_config(cfg, family, seed, task)
     if settings.lr_final is not None:
-        config.training(lr=[[0, ppo.lr], [settings.iters * ppo.train_batch, settings.lr_final]])
+        iters = settings.transfer_iters_of() if transfer else settings.iters
+        config.training(lr=[[0, ppo.lr], [iters * ppo.train_batch, settings.lr_final]])
     return config.learners(learner_class=IRLPPOLearner, learner_config_dict={"irl": learner})
 
 
@@ -91,18 +92,25 @@ class IRLWorker:
 
     def expert(self, cfg_json: dict, family: str) -> dict[str, Any]:
         """PPO on the true reward of ``family``'s task: its weights, training curve and return; with a
-        ``transfer_task``, also PPO from scratch on the true reward there (``iters`` iterations: the yardstick of
-        reward transfer)."""
+        ``transfer_task``, also the yardstick of reward transfer (:meth:`yardstick`)."""
         cfg = IRLExperiment.model_validate(cfg_json)
         settings = cfg.families()[family]
         began = time.perf_counter()
         expert = self.true_reward_ppo(cfg, family, settings.task, settings.expert_iters, f"{family} expert")
         expert["train_s"] = time.perf_counter() - began
         if settings.transfer_task is not None:
-            label = f"{family} PPO on the true reward of {settings.transfer_task}"
-            expert["transfer"] = self.true_reward_ppo(cfg, family, settings.transfer_task, settings.iters, label)
-            del expert["transfer"]["weights"]
+            expert["transfer"] = self.yardstick(cfg_json, family)
         return expert
+
+    def yardstick(self, cfg_json: dict, family: str) -> dict[str, Any]:
+        """PPO from scratch on the true reward of ``family``'s ``transfer_task`` for ``transfer_iters`` iterations (as
+        many as the policy on AIRL's reward there): its curve and return."""
+        cfg = IRLExperiment.model_validate(cfg_json)
+        settings = cfg.families()[family]
+        label = f"{family} PPO on the true reward of {settings.transfer_task}"
+        result = self.true_reward_ppo(cfg, family, settings.transfer_task or {}, settings.transfer_iters_of(), label)
+        del result["weights"]
+        return result
 
     def task_expert(self, cfg_json: dict, family: str, label: str) -> dict[str, Any]:
         """Meta-IRL's expert on one task (``family``'s expert task in ``cfg_json``), and
@@ -169,7 +177,8 @@ class IRLWorker:
         algo = irl_config(cfg, family, "airl", demos, seed, demos_dir, transfer=True).build_algo()
         try:
             local_learner(algo).set_reward_state(reward, train=False)
-            curve = train_curve(algo, settings.iters, f"airl reward {family} {settings.transfer_task} seed {seed}")
+            label = f"airl reward {family} {settings.transfer_task} seed {seed}"
+            curve = train_curve(algo, settings.transfer_iters_of(), label)
             return {"curve": curve, "return": true_return(cfg, family, algo.env_runner.module, settings.transfer_task)}
         finally:
             algo.stop()

@@ -38,6 +38,18 @@ def test_a_decaying_ppo_rate_is_part_of_a_cells_budget_but_not_bcs():
         IRLExperiment.model_validate({"name": "x", "irl": {"families": {"pendulum": {"lr_final": -1e-4}}}})
 
 
+def test_a_longer_reward_transfer_is_part_of_airls_budget_only():
+    family = {"iters": 150, "transfer_task": {"m": 1.5}}
+    plain, longer = (
+        IRLExperiment.model_validate({"name": "x", "irl": {"families": {"pendulum": family | extra}}})
+        for extra in ({}, {"transfer_iters": 300})
+    )
+    assert plain.families()["pendulum"].transfer_iters_of() == 150  # the default: as many as imitation
+    assert longer.families()["pendulum"].transfer_iters_of() == 300
+    assert cell_budget(longer, "pendulum", "airl") == cell_budget(plain, "pendulum", "airl") | {"transfer_iters": 300}
+    assert cell_budget(longer, "pendulum", "gail") == cell_budget(plain, "pendulum", "gail")
+
+
 def test_bc_has_no_discriminator_to_set():
     with pytest.raises(ValidationError, match="method_disc.bc"):
         IRLExperiment.model_validate({"name": "x", "irl": {"method_disc": {"bc": {}}}})

@@ -140,6 +140,20 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
     best = json.loads((tmp_path / "search" / "results.json").read_text())
     assert (Path(best["best_model"]) / "irl.json").exists()
 
+    # a longer reward transfer: refused until `drml rl expert` trains the yardstick again (and only it)
+    longer = [*shrink, "--set", "irl.families.nav2d.transfer_iters=3"]
+    refused = CliRunner().invoke(app, ["rl", "irl", str(SMOKE), "--output-dir", str(run), *longer])
+    assert refused.exit_code == 2 and "trained 2 iterations" in refused.output, refused.output
+    weights = (folder / "weights.pt").read_bytes()
+    assert CliRunner().invoke(app, ["rl", "expert", str(SMOKE), "--output-dir", str(run), *longer]).exit_code == 0
+    again = json.loads((folder / "expert.json").read_text())
+    assert len(again["transfer"]["curve"]) == 3 and (folder / "weights.pt").read_bytes() == weights
+    assert again["demo_returns"] == expert["demo_returns"]
+    result = CliRunner().invoke(app, ["rl", "irl", str(SMOKE), "--output-dir", str(run), *longer])
+    assert "1 cells to run (2 kept" in result.output, result.output  # AIRL's only
+    cell = json.loads((run / "irl_cells.json").read_text())["airl/nav2d/2/1"]
+    assert len(cell["transfer"]["reward"]["curve"]) == 3
+
 
 def test_meta_irl_on_the_smoke_config_at_toy_scale(ray_session, tmp_path):
     shrink = ["--set", "meta_irl.train_tasks=2", "--set", "meta_irl.test_tasks=1", "--set", "meta_irl.horizon=10",
