@@ -198,6 +198,9 @@ CASES = [
          "    nav2d: {transfer_task: {goal_x: 0.3, action_scal_y: -1}}\n"}, ("rl", "irl", "{dir}/exp.yaml", "-o",
          "{dir}/out"), ("exp.yaml:2: irl.families: nav2d.transfer_task: Nav2D: unknown task parameters "
          "['action_scal_y']",)),
+    Case("config values", "an inverse-RL transfer length without a transfer task", {"exp.yaml": "irl:\n  families:\n"
+         "    pendulum: {iters: 3, transfer_iters: 5}\n"}, ("rl", "irl", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:3: irl.families.pendulum: transfer_iters is set without a transfer_task",)),
     Case("model folders", "policy weights of another task family (--init)", {"exp.yaml": "env: {family: nav2d}\n"
          "eval: {methods: [meta]}\n", "w": policy("cartpole")}, ("rl", "meta-eval", "{dir}/exp.yaml", "-o",
          "{dir}/out", "--init", "{dir}/w"), ("w/weights.pt: a policy for cartpole tasks; this experiment's env.family "

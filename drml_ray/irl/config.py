@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
 from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
@@ -73,6 +73,12 @@ class FamilySettings(Section):
     disc: dict[Literal["gail", "airl"], DiscriminatorSettings] = {}
     """GAIL's or AIRL's discriminator settings on this family, whole, in place of ``irl.method_disc`` and
     ``irl.disc`` (e.g. ``{airl: {policy_logp: false}}`` where the demonstrations are stochastic)."""
+
+    @model_validator(mode="after")
+    def _transfer_iters_with_a_task(self) -> FamilySettings:
+        if self.transfer_iters is not None and self.transfer_task is None:
+            raise ValueError("transfer_iters is set without a transfer_task: there is no reward transfer to train")
+        return self
 
     def transfer_iters_of(self) -> int:
         return self.transfer_iters or self.iters

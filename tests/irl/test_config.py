@@ -50,6 +50,11 @@ def test_a_longer_reward_transfer_is_part_of_airls_budget_only():
     assert cell_budget(longer, "pendulum", "gail") == cell_budget(plain, "pendulum", "gail")
 
 
+def test_a_transfer_length_needs_a_transfer_task():
+    with pytest.raises(ValidationError, match="transfer_iters is set without a transfer_task"):
+        IRLExperiment.model_validate({"name": "x", "irl": {"families": {"pendulum": {"transfer_iters": 300}}}})
+
+
 def test_bc_has_no_discriminator_to_set():
     with pytest.raises(ValidationError, match="method_disc.bc"):
         IRLExperiment.model_validate({"name": "x", "irl": {"method_disc": {"bc": {}}}})
