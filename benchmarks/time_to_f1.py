@@ -22,6 +22,8 @@ contenders) is reported on its own. Contenders:
    worker with every core / two workers.
 
 ``--bf16`` trains every contender under bf16 autocast (the Trainer with ``bf16=True``), fp32 otherwise.
+``--head-lr`` gives every contender's classification head its own rate without warm-up (drml's ``train.head_lr``;
+the Trainer is handed that optimizer and schedule).
 
 A contender stops when it has reached every threshold, after ``--max-minutes`` on its clock, or after
 ``--epochs``. Last lines, one per threshold:
@@ -51,7 +53,7 @@ from drml_ray.ner.batching import epoch_batches
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import entity_report
 from drml_ray.ner.modeling import load_tokenizer, packaged_minilm_dir, quiet_transformers
-from drml_ray.ner.optimization import lr_factor
+from drml_ray.ner.optimization import group_schedule, param_groups
 from drml_ray.ray_env import ensure_ray
 
 
@@ -149,13 +151,13 @@ def plain_loop(bench: Bench, name: str) -> Curve:
     return curve
 
 
-def optimizer_and_schedule(model: torch.nn.Module, total: int, args: argparse.Namespace):
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "LayerNorm" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "LayerNorm" not in n)]
-    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+def optimizer_and_schedule(model: torch.nn.Module, total: int, args: argparse.Namespace, fused: bool = False):
+    """AdamW with weight decay on matrices only (the head at ``--head-lr`` without warm-up when given), and the
+    warm-up and linear decay of the recipe: drml's own groups and schedule."""
+    optimizer = torch.optim.AdamW(param_groups(model, 0.01, args.head_lr), lr=args.lr, fused=fused)
     warmup = int(0.1 * total)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total))
+    schedules = [group_schedule(group, warmup, total) for group in optimizer.param_groups]
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
 
 def run_trainer(bench: Bench) -> Curve:
@@ -184,7 +186,10 @@ def run_trainer(bench: Bench) -> Curve:
             use_cpu=True, dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, logging_strategy="no",
             bf16=args.bf16,
         )  # fmt: skip
-        Trainer(model=model, args=training, train_dataset=features, callbacks=[Evaluate()],
+        # (with --head-lr, the recipe's optimizer and schedule handed over: Trainer has no per-group rates;
+        # fused, as Trainer's default optimizer is)
+        own = optimizer_and_schedule(model, per_epoch * args.epochs, args, fused=True) if args.head_lr else (None, None)
+        Trainer(model=model, args=training, train_dataset=features, callbacks=[Evaluate()], optimizers=own,
                 data_collator=DataCollatorForTokenClassification(tokenizer)).train()  # fmt: skip
     return curve
 
@@ -213,7 +218,8 @@ def run_drml(bench: Bench, workers: int) -> Curve:
     args, curve = bench.args, Curve(f"drml-{workers}")
     cfg = FinetuneConfig.model_validate({
         "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
-        "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "warmup_ratio": 0.1,
+        "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "head_lr": args.head_lr,
+                  "warmup_ratio": 0.1,
                   "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
                   "precision": "bf16" if args.bf16 else "fp32", "pack_sequences": args.pack},
         "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // workers)},
@@ -257,6 +263,7 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=1000, help="optimizer steps (and each epoch's end)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--head-lr", type=float, help="every contender: the head's own rate, no warm-up")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=str(packaged_minilm_dir()))
     parser.add_argument("--contenders", default="seed,hf,hf-trainer,drml-1,drml-2")

@@ -140,6 +140,9 @@ class TrainConfig(Section):
     """Batch windows of similar length together (2x less padding again, but slower early convergence)."""
     lr: Rate = 5e-5
     """Peak learning rate of AdamW."""
+    head_lr: Rate | None = None
+    """The classification head's own peak learning rate, reached without warm-up and decayed with the rest (a
+    fresh head has no pretrained weights to protect; e.g. 30x ``lr`` on a small corpus); unset: ``lr``."""
     weight_decay: NonNegativeFloat = 0.01
     """AdamW weight decay (never applied to biases and LayerNorm weights)."""
     warmup_ratio: Fraction = 0.1

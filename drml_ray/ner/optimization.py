@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from drml_ray.errors import UserError
 from drml_ray.ner.features import IGNORE
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,40 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
     return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: weight decay on matrices only, never on biases or LayerNorm weights."""
-    decay, no_decay = [], []
+def param_groups(model: torch.nn.Module, weight_decay: float, head_lr: float | None = None) -> list[dict]:
+    """AdamW groups: weight decay on matrices only, never on biases or LayerNorm weights. With ``head_lr``,
+    the classification head (the parameters of a module named ``classifier``, as in every Hugging Face token
+    classifier, PEFT-wrapped or not) has groups of its own at that rate, marked ``"head": True``."""
+    groups = {(head, decay): [] for head in (False, True) for decay in (True, False)}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        head = head_lr is not None and "classifier" in name.split(".")
+        groups[head, not (p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name)].append(p)
+    if head_lr is not None and not groups[True, True] + groups[True, False]:
+        raise UserError(f"train.head_lr is set, but {type(model).__name__} has no trainable module named "
+                        "'classifier' (Hugging Face's token classifiers' head): remove train.head_lr")  # fmt: skip
+    own_rate = {"lr": head_lr, "head": True}
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0} | (own_rate if head else {})
+        for (head, decay), params in groups.items() if params or not head
+    ]  # fmt: skip
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
+def group_schedule(group: dict, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """A group's learning-rate factor at each step: :func:`lr_factor`, without the warm-up for the head's own
+    groups (a freshly initialised head has no pretrained weights for warm-up to protect)."""
+    warmup = 0 if group.get("head") else warmup_steps
+    return lambda step: lr_factor(step, warmup, total_steps)
+
+
+def make_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, fused: bool, head_lr: float | None = None
+) -> torch.optim.AdamW:  # fmt: skip
     """``torch.optim.AdamW`` over :func:`param_groups`; ``fused`` uses the single-kernel implementation
     (one pass over the weights: on CPU about 8x faster than the default for-each version) where the
     device and dtype support it, and the default otherwise."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, head_lr)
     if fused:
         try:
             return torch.optim.AdamW(groups, lr=lr, fused=True)

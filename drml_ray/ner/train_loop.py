@@ -33,7 +33,7 @@ from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_micro
 from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
-from drml_ray.ner.optimization import ExtraLoss, label_count, lr_factor, make_optimizer, train_step
+from drml_ray.ner.optimization import ExtraLoss, group_schedule, label_count, make_optimizer, train_step
 
 
 @dataclass
@@ -167,7 +167,8 @@ def set_up(config: dict[str, Any]) -> Worker:
 
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
     ddp_model = ray.train.torch.prepare_model(model)  # RAY: moves to device, wraps in DDP when world > 1
-    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw)
+    optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw,
+                               head_lr=cfg.train.head_lr)  # fmt: skip
     worker = Worker(
         cfg, labels, Path(config["run_dir"]), rank, world, device, _autocast_dtype(cfg.train.precision, device),
         tokenizer, train_windows, lengths, labelled, eval_set("dev"), eval_set("test"), model, ddp_model, optimizer,
@@ -176,7 +177,9 @@ def set_up(config: dict[str, Any]) -> Worker:
     )  # fmt: skip
     total_steps = len(worker.plan(0)) * cfg.train.epochs
     warmup = int(cfg.train.warmup_ratio * total_steps)
-    worker.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, warmup, total_steps))
+    worker.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, [group_schedule(group, warmup, total_steps) for group in optimizer.param_groups]
+    )  # fmt: skip
     worker.scaler = torch.amp.GradScaler(enabled=worker.dtype == torch.float16)
     worker.say(f"[drml] {cfg.model.backbone} ({cfg.model.strategy}): {trainable_summary(model)}")
     if cfg.train.pack_sequences and not worker.pack:
@@ -218,8 +221,9 @@ def restore(worker: Worker, init_checkpoint: str | None) -> None:
     else:
         worker.say("[drml] note: the checkpoint has no random state for these workers; dropout continues from "
                    "a fresh one (the run will not repeat an uninterrupted one exactly)")  # fmt: skip
-    # The learning rate comes from this run's config (PBT restarts a trial with a mutated lr).
-    worker.scheduler.base_lrs = [worker.cfg.train.lr] * len(worker.optimizer.param_groups)
+    # The learning rates come from this run's config (PBT restarts a trial with a mutated lr).
+    t = worker.cfg.train
+    worker.scheduler.base_lrs = [t.head_lr if group.get("head") else t.lr for group in worker.optimizer.param_groups]
     state.resumed_at_steps.append(state.global_step)
     worker.say(f"[drml] resumed from checkpoint at epoch {state.epoch}, step {state.global_step}")
 

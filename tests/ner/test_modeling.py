@@ -7,7 +7,7 @@ from transformers import AutoModelForTokenClassification
 from drml_ray.config import ModelConfig
 from drml_ray.errors import UserError
 from drml_ray.ner.modeling import build_model, export_model, save_hf_folder
-from drml_ray.ner.optimization import lr_factor, param_groups
+from drml_ray.ner.optimization import group_schedule, lr_factor, make_optimizer, param_groups
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -48,6 +48,29 @@ def test_no_weight_decay_on_biases_and_layernorm():
     assert all(p.ndim == 2 and "LayerNorm" not in names[id(p)] for p in decay["params"])
     assert any("LayerNorm" in names[id(p)] for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("strategy", ["full", "lora"])
+def test_head_lr_gives_the_classifier_its_own_groups_and_no_warmup(strategy):
+    model = tiny(strategy, **({"lora": {"r": 2, "target_modules": ["query"]}} if strategy == "lora" else {}))
+    names = {id(p): n for n, p in model.named_parameters()}
+    optimizer = make_optimizer(model, 1e-4, 0.01, fused=False, head_lr=3e-3)
+    body, head = optimizer.param_groups[:2], optimizer.param_groups[2:]
+    assert [g["lr"] for g in optimizer.param_groups] == [1e-4, 1e-4, 3e-3, 3e-3]
+    assert [g["weight_decay"] for g in head] == [0.01, 0.0]
+    assert [names[id(p)].rsplit(".", 1)[1] for g in head for p in g["params"]] == ["weight", "bias"]
+    assert all("classifier" in names[id(p)] for g in head for p in g["params"])
+    assert not any("classifier" in names[id(p)] for g in body for p in g["params"])
+    # Warm-up 10 of 110 steps: the body climbs from 0, the head starts at its peak; both reach 0 at step 110.
+    factors = [group_schedule(g, 10, 110)(step) for step in (0, 5, 60, 110) for g in optimizer.param_groups]
+    assert factors == pytest.approx([0, 0, 1, 1, 0.5, 0.5, 105 / 110, 105 / 110, 0.5, 0.5, 50 / 110, 50 / 110,
+                                     0, 0, 0, 0])  # fmt: skip
+    assert len(param_groups(model, 0.01)) == 2  # unset: the head trains with the body, as before
+
+
+def test_head_lr_on_a_model_without_a_classifier_is_a_user_error():
+    with pytest.raises(UserError, match="train.head_lr is set, but Linear has no trainable module named 'classifier'"):
+        param_groups(torch.nn.Linear(2, 2), 0.01, head_lr=1e-3)
 
 
 def test_lora_trains_adapters_and_head_and_exports_a_plain_model(tmp_path, hand_tokenizer):
