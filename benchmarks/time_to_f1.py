@@ -219,8 +219,7 @@ def run_drml(bench: Bench, workers: int) -> Curve:
     cfg = FinetuneConfig.model_validate({
         "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "head_lr": args.head_lr,
-                  "warmup_ratio": 0.1,
-                  "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
+                  "warmup_ratio": 0.1, "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
                   "precision": "bf16" if args.bf16 else "fp32", "pack_sequences": args.pack},
         "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // workers)},
     })  # fmt: skip
