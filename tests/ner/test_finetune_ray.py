@@ -41,6 +41,18 @@ def smoke_run(ray_session, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def straight_run(ray_session, tmp_path_factory) -> dict:
+    """A 2-epoch smoke run never interrupted: what a restarted or resumed run must train exactly as."""
+    return run_finetune(load_config(SMOKE, ["train.epochs=2"]), tmp_path_factory.mktemp("runs") / "straight")
+
+
+def same_training(results: dict, straight: dict) -> None:
+    for resumed, plain in zip(results["history"], straight["history"], strict=True):
+        assert (resumed["train_loss"], resumed["dev_f1"]) == pytest.approx((plain["train_loss"], plain["dev_f1"]),
+                                                                           rel=1e-6)  # fmt: skip
+
+
 def test_run_directory_layout(smoke_run):
     for name in ("config.yaml", "results.json", "report_dev.txt", "report_test.txt",
                  "best/config.json", "best/model.safetensors", "best/tokenizer.json"):  # fmt: skip
@@ -191,15 +203,16 @@ def test_lora_and_top_runs_save_and_reload(ray_session, tmp_path, strategy):
     assert not torch.equal(saved.state_dict()[changed], fresh.state_dict()[changed])
 
 
-def test_failure_config_restarts_workers_from_the_latest_checkpoint(ray_session, tmp_path):
+def test_failure_config_restarts_workers_from_the_latest_checkpoint(straight_run, tmp_path):
     cfg = load_config(SMOKE, ["train.epochs=2", "scaling.max_failures=1"])
     results = run_finetune(cfg, tmp_path / "ft", loop_callbacks=[FailOnce(after=1)])
     assert (tmp_path / "ft" / ".injected_failure").exists()
     assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
     assert [h["epoch"] for h in results["history"]] == [1.0, 2.0]
+    same_training(results, straight_run)  # the restarted workers' random state was restored too
 
 
-def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path):
+def test_interrupted_run_resumes_in_the_same_directory(straight_run, tmp_path):
     cfg = load_config(SMOKE, ["train.epochs=2"])
     with pytest.raises(Exception, match="injected failure"):
         run_finetune(cfg, tmp_path / "run", loop_callbacks=[FailOnce(after=1)])
@@ -214,11 +227,7 @@ def test_interrupted_run_resumes_in_the_same_directory(ray_session, tmp_path):
     results = run_finetune(cfg, tmp_path / "run")  # same directory, no --overwrite: resumes
     assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]
     assert [h["step"] for h in results["history"]] == [STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH]
-    # ... and trains exactly as a run that was never interrupted: each worker's dropout state is restored
-    uninterrupted = run_finetune(cfg, tmp_path / "straight")
-    for resumed, straight in zip(results["history"], uninterrupted["history"], strict=True):
-        assert (resumed["train_loss"], resumed["dev_f1"]) == pytest.approx((straight["train_loss"], straight["dev_f1"]),
-                                                                           rel=1e-6)  # fmt: skip
+    same_training(results, straight_run)  # as a run never interrupted: each worker's dropout state is restored
 
 
 def test_a_disk_that_fills_while_a_checkpoint_is_stored_stops_the_run_and_keeps_the_last_one(ray_session, tmp_path):

@@ -101,6 +101,7 @@ def test_a_node_that_dies_mid_job_loses_no_job():
     assert "its actor died; running it again on a new one" in output
 
 
+@pytest.mark.slow  # ~2.5 min; CI keeps the restart (test_failure_config_restarts_workers_from_the_latest_checkpoint)
 def test_a_train_worker_node_that_dies_mid_epoch_resumes_and_trains_as_an_uninterrupted_run(tmp_path):
     """The node of rank 0 dies mid-epoch, once Ray Train registered a checkpoint: it restarts the worker group
     from its latest checkpoint (``scaling.max_failures``) and, every worker's random state being restored, the
