@@ -59,6 +59,21 @@ def group_schedule(group: dict, warmup_steps: int, total_steps: int) -> Callable
     return lambda step: lr_factor(step, warmup, total_steps)
 
 
+def regrouped_state(saved: dict, optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict:
+    """``saved`` (an optimizer state of ``model``, from a checkpoint) laid out in ``optimizer``'s groups, each
+    parameter keeping its own Adam moments. The groups differ when ``train.head_lr`` was set for one and not the
+    other (a PBT trial carrying on from another's checkpoint): the saved layout is rebuilt by :func:`param_groups`
+    from the ``"head"`` marks torch keeps in the saved groups."""
+    head = any(group.get("head") for group in saved["param_groups"])
+    saved_order = [p for group in param_groups(model, 0.0, 1.0 if head else None) for p in group["params"]]
+    if len(saved_order) != sum(len(group["params"]) for group in saved["param_groups"]):
+        raise ValueError("the optimizer state is not of this model's trainable parameters")
+    moments = {id(p): saved["state"][i] for i, p in enumerate(saved_order) if i in saved["state"]}
+    order = [p for group in optimizer.param_groups for p in group["params"]]
+    state = {i: moments[id(p)] for i, p in enumerate(order) if id(p) in moments}
+    return {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+
+
 def make_optimizer(
     model: torch.nn.Module, lr: float, weight_decay: float, fused: bool, head_lr: float | None = None
 ) -> torch.optim.AdamW:  # fmt: skip

@@ -33,7 +33,14 @@ from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_micro
 from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
-from drml_ray.ner.optimization import ExtraLoss, group_schedule, label_count, make_optimizer, train_step
+from drml_ray.ner.optimization import (
+    ExtraLoss,
+    group_schedule,
+    label_count,
+    make_optimizer,
+    regrouped_state,
+    train_step,
+)
 
 
 @dataclass
@@ -209,7 +216,10 @@ def restore(worker: Worker, init_checkpoint: str | None) -> None:
     with checkpoint.as_directory() as folder:
         saved = load_state(Path(folder) / STATE_FILE, map_location=worker.device)
     worker.model.load_state_dict(saved["model"])
-    worker.optimizer.load_state_dict(saved["optimizer"])
+    optimizer_state = saved["optimizer"]
+    if len(optimizer_state["param_groups"]) != len(worker.optimizer.param_groups):  # train.head_lr set in one only
+        optimizer_state = regrouped_state(optimizer_state, worker.optimizer, worker.model)
+    worker.optimizer.load_state_dict(optimizer_state)
     worker.scheduler.load_state_dict(saved["scheduler"])
     worker.state = state = LoopState(**saved["loop"])
     # Every worker's dropout continues from where it stopped, so a resumed run (a restart, a trial that
@@ -222,8 +232,10 @@ def restore(worker: Worker, init_checkpoint: str | None) -> None:
         worker.say("[drml] note: the checkpoint has no random state for these workers; dropout continues from "
                    "a fresh one (the run will not repeat an uninterrupted one exactly)")  # fmt: skip
     # The learning rates come from this run's config (PBT restarts a trial with a mutated lr).
-    t = worker.cfg.train
-    worker.scheduler.base_lrs = [t.head_lr if group.get("head") else t.lr for group in worker.optimizer.param_groups]
+    t, scheduler, groups = worker.cfg.train, worker.scheduler, worker.optimizer.param_groups
+    scheduler.base_lrs = [t.head_lr if group.get("head") else t.lr for group in groups]
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base * factor(scheduler.last_epoch)  # from the first step on, not the saved run's rate
     state.resumed_at_steps.append(state.global_step)
     worker.say(f"[drml] resumed from checkpoint at epoch {state.epoch}, step {state.global_step}")
 

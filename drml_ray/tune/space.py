@@ -39,6 +39,18 @@ def to_domain(dist: Distribution, *, as_grid: bool = False) -> Any:
     return tune.randint(*args)
 
 
+def pbt_mutation(dist: Distribution) -> Any:
+    """How PBT may change one key: a ``choice``/``grid`` as the list it moves along (a neighbour or a new
+    draw), not a domain it would multiply by 0.8 or 1.2 (a strategy name, an unset ``train.head_lr``).
+
+    >>> from drml_ray.config import TuneSettings
+    >>> space = {"train.head_lr": {"choice": [None, 3e-3]}, "train.lr": {"loguniform": [1e-5, 1e-3]}}
+    >>> [type(pbt_mutation(d)).__name__ for d in TuneSettings.model_validate({"space": space}).space.values()]
+    ['list', 'Float']
+    """
+    return list(dist.args) if dist.kind in ("choice", "grid") else to_domain(dist)
+
+
 def param_space(settings: TuneSettings) -> dict[str, Any]:
     """``{"train.lr": tune.loguniform(...), ...}``: flat dotted keys, applied to the config by each trial."""
     return {key: to_domain(dist, as_grid=settings.search == "grid") for key, dist in settings.space.items()}
@@ -297,7 +309,7 @@ def make_scheduler(
             raise UserError("tune.scheduler.mutations: pbt needs at least one key to mutate")
         return PopulationBasedTraining(
             time_attr="epoch", perturbation_interval=s.perturbation_interval,
-            hyperparam_mutations={key: to_domain(dist) for key, dist in mutations.items()},
+            hyperparam_mutations={key: pbt_mutation(dist) for key, dist in mutations.items()},
         )  # fmt: skip
     return FIFOScheduler()
 

@@ -7,7 +7,7 @@ from transformers import AutoModelForTokenClassification
 from drml_ray.config import ModelConfig
 from drml_ray.errors import UserError
 from drml_ray.ner.modeling import build_model, export_model, save_hf_folder
-from drml_ray.ner.optimization import group_schedule, lr_factor, make_optimizer, param_groups
+from drml_ray.ner.optimization import group_schedule, lr_factor, make_optimizer, param_groups, regrouped_state
 
 LABELS = ["O", "B-PER", "I-PER"]
 
@@ -71,6 +71,28 @@ def test_head_lr_gives_the_classifier_its_own_groups_and_no_warmup(strategy):
 def test_head_lr_on_a_model_without_a_classifier_is_a_user_error():
     with pytest.raises(UserError, match="train.head_lr is set, but Linear has no trainable module named 'classifier'"):
         param_groups(torch.nn.Linear(2, 2), 0.01, head_lr=1e-3)
+
+
+@pytest.mark.parametrize(("saved_head_lr", "head_lr"), [(3e-3, None), (None, 3e-3)])
+def test_adam_moments_follow_each_parameter_when_head_lr_is_set_on_one_side_only(saved_head_lr, head_lr):
+    """A PBT trial carrying on from another trial's checkpoint, train.head_lr set in one config only."""
+    model = tiny("full")
+    names = [n for n, _ in model.named_parameters()]
+    saved = make_optimizer(model, 1e-4, 0.01, fused=False, head_lr=saved_head_lr)
+    for k, p in enumerate(model.parameters(), start=1):
+        p.grad = torch.full_like(p, float(k))  # parameter k's gradient is k everywhere
+    saved.step()  # one AdamW step: exp_avg = (1 - 0.9) k, exp_avg_sq = (1 - 0.999) k^2
+    optimizer = make_optimizer(model, 2e-4, 0.01, fused=False, head_lr=head_lr)
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        optimizer.load_state_dict(saved.state_dict())  # what a PBT restart did before
+    optimizer.load_state_dict(regrouped_state(saved.state_dict(), optimizer, model))
+    for k, (name, p) in enumerate(model.named_parameters(), start=1):
+        moments = optimizer.state[p]
+        assert float(moments["step"]) == 1.0, name
+        assert torch.allclose(moments["exp_avg"], torch.full_like(p, 0.1 * k)), name
+        assert torch.allclose(moments["exp_avg_sq"], torch.full_like(p, 0.001 * k * k)), name
+    assert len(optimizer.param_groups) == (4 if head_lr else 2) and optimizer.param_groups[0]["lr"] == 2e-4
+    assert len(names) == sum(len(g["params"]) for g in optimizer.param_groups)
 
 
 def test_lora_trains_adapters_and_head_and_exports_a_plain_model(tmp_path, hand_tokenizer):
