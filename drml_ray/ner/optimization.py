@@ -61,10 +61,12 @@ def group_schedule(group: dict, warmup_steps: int, total_steps: int) -> Callable
 
 def regrouped_state(saved: dict, optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict:
     """``saved`` (an optimizer state of ``model``, from a checkpoint) laid out in ``optimizer``'s groups, each
-    parameter keeping its own Adam moments. The groups differ when ``train.head_lr`` was set for one and not the
-    other (a PBT trial carrying on from another's checkpoint): the saved layout is rebuilt by :func:`param_groups`
-    from the ``"head"`` marks torch keeps in the saved groups."""
+    parameter keeping its own Adam moments; ``saved`` itself when the layouts agree. They differ when
+    ``train.head_lr`` was set for one and not the other (a PBT trial carrying on from another's checkpoint): the
+    saved layout is rebuilt by :func:`param_groups` from the ``"head"`` marks torch keeps in the saved groups."""
     head = any(group.get("head") for group in saved["param_groups"])
+    if head == any(group.get("head") for group in optimizer.param_groups):
+        return saved
     saved_order = [p for group in param_groups(model, 0.0, 1.0 if head else None) for p in group["params"]]
     if len(saved_order) != sum(len(group["params"]) for group in saved["param_groups"]):
         raise ValueError("the optimizer state is not of this model's trainable parameters")

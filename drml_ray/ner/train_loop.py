@@ -216,10 +216,7 @@ def restore(worker: Worker, init_checkpoint: str | None) -> None:
     with checkpoint.as_directory() as folder:
         saved = load_state(Path(folder) / STATE_FILE, map_location=worker.device)
     worker.model.load_state_dict(saved["model"])
-    optimizer_state = saved["optimizer"]
-    if len(optimizer_state["param_groups"]) != len(worker.optimizer.param_groups):  # train.head_lr set in one only
-        optimizer_state = regrouped_state(optimizer_state, worker.optimizer, worker.model)
-    worker.optimizer.load_state_dict(optimizer_state)
+    worker.optimizer.load_state_dict(regrouped_state(saved["optimizer"], worker.optimizer, worker.model))
     worker.scheduler.load_state_dict(saved["scheduler"])
     worker.state = state = LoopState(**saved["loop"])
     # Every worker's dropout continues from where it stopped, so a resumed run (a restart, a trial that
