@@ -75,13 +75,22 @@ class DataConfig(Section):
     """Document context: a sentence's window is filled with the words around it in its document (a CoNLL file's
     ``-DOCSTART-`` lines mark documents; a file without them has none). Only the sentence's own words get loss
     and predictions; the saved model keeps the setting, so evaluation and ``drml predict`` use the same
-    windows. Costs compute: every window is about ``model.max_length`` sub-tokens long."""
+    windows. Costs compute: every window is about ``model.max_length`` sub-tokens long (see ``context_train``)."""
+    context_train: Literal["sentence", "document"] = "sentence"
+    """How training windows are cut with ``context`` on. ``sentence``: each sentence in a window of its own,
+    filled with its neighbours, loss on its own words only (the windows evaluation and prediction use).
+    ``document``: each document cut into windows of whole consecutive sentences, every word labelled: a sentence
+    still trains beside its neighbours (on one side only at a window's edge) at about the compute of training
+    without context. ``train.batch_size`` counts windows, and such a window holds several sentences."""
 
     def check(self) -> None:
         given = [split for split in ("train", "dev", "test") if getattr(self, split) is not None]
         if self.corpus is None and given and len(given) < 3:
             missing = ", ".join(f"data.{s}" for s in ("train", "dev", "test") if s not in given)
             raise ValueError(f"your own corpus needs all three splits: add {missing} (or name a data.corpus)")
+        if self.context_train == "document" and not self.context:
+            raise ValueError("data.context_train: document cuts training windows from documents: it needs "
+                             "data.context: true")  # fmt: skip
 
     @property
     def own_files(self) -> bool:

@@ -132,3 +132,9 @@ def test_a_kind_that_moves_every_weight_refuses_another_strategy_at_the_model_li
     with pytest.raises(ConfigError, match=r"exp.yaml: model: strategy must be full for continual learning"):
         load_config(path, ["model.strategy=top"])
     assert load_config(path, ["model.strategy=full"]).model.strategy == "full"
+
+
+def test_document_training_windows_without_context_name_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: data: data.context_train: document .* needs data.context: true"):
+        load_config(write(tmp_path, "data:\n  context_train: document\n"))
+    assert load_config(write(tmp_path, "data:\n  context: true\n  context_train: document\n")).data.context

@@ -16,7 +16,7 @@ the room split evenly between the two sides; those words carry no labels and get
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import takewhile
 
@@ -96,37 +96,124 @@ def encode(
     sentence in word order. ``documents``, when given, is each sentence's document (consecutive
     sentences of one document; ``None``: a sentence on its own): its window is filled with context.
     """
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    if cls_id is None or sep_id is None:
-        raise UserError(f"{type(tokenizer).__name__} has no CLS/SEP tokens; drml-ray supports BERT-style encoders")
-    budget = max_length - 2
-    if budget < 1:
-        raise UserError(f"model.max_length={max_length} leaves no room for words")
-    encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
-    all_pieces: list[list[list[int]]] = []
-    for i, words in enumerate(sentences):
-        pieces = _word_pieces(encoded.word_ids(i), encoded["input_ids"][i], len(words), tokenizer.unk_token_id)
-        all_pieces.append([p[:budget] for p in pieces])  # a pathological word keeps its first sub-tokens
+    words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens)
     windows: list[Window] = []
-    for i, pieces in enumerate(all_pieces):
-        word_labels = [label2id[t] for t in tags[i]] if tags is not None else None
-        plan = plan_windows([len(p) for p in pieces], budget, overlap)
-        room = budget - sum(map(len, pieces)) if documents is not None and len(plan) == 1 else 0
-        left, right = _context(all_pieces, documents, i, room) if room > 0 else ([], [])
+    for i, pieces in enumerate(words.pieces):
+        plan = plan_windows([len(p) for p in pieces], words.budget, overlap)
+        room = words.budget - sum(map(len, pieces)) if documents is not None and len(plan) == 1 else 0
+        left, right = _context(words.pieces, documents, i, room) if room > 0 else ([], [])
         for start, end in plan:
-            input_ids, labels, starts = [cls_id, *left], [IGNORE] * (1 + len(left)), []
-            for w in range(start, end):
-                starts.append(len(input_ids))
-                input_ids.extend(pieces[w])
-                first = word_labels[w] if word_labels is not None else IGNORE
-                rest = IGNORE
-                if label_all_tokens and word_labels is not None:
-                    rest = label2id.get(_inside(tags[i][w]), first)  # type: ignore[index]
-                labels.extend([first] + [rest] * (len(pieces[w]) - 1))
-            input_ids.extend([*right, sep_id])
-            labels.extend([IGNORE] * (len(right) + 1))
-            windows.append(Window(i, start, input_ids, labels, starts))
+            input_ids, labels, starts = words.span(i, start, end, offset=1 + len(left))
+            windows.append(words.window(i, start, [*left, *input_ids, *right], [IGNORE] * len(left) + labels,
+                                        starts, tail=len(right)))  # fmt: skip
     return windows
+
+
+def encode_documents(
+    tokenizer,
+    sentences: Sequence[Sequence[str]],
+    tags: Sequence[Sequence[str]],
+    label2id: dict[str, int],
+    documents: Sequence[int | None],
+    *,
+    max_length: int,
+    overlap: int,
+    label_all_tokens: bool = False,
+) -> list[Window]:
+    """Training windows cut from whole documents (``data.context_train: document``): consecutive sentences of
+    one document share a window while they fit, every word labelled, so each sentence trains with its
+    neighbours as context at the cost of training without them. A sentence that does not fit a window alone
+    is split as :func:`encode` splits it; a sentence without a document (``None``) has a window of its own.
+    A window's ``sentence`` is its first sentence, its ``word_starts`` cover every sentence in it.
+    """
+    words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens)
+    windows: list[Window] = []
+    group: list[int] = []
+    for i in _document_order(words.pieces, documents, words.budget):
+        if i is None:  # end of a group
+            windows.append(_joined(words, group))
+            group = []
+            continue
+        if sum(map(len, words.pieces[i])) > words.budget:
+            for start, end in plan_windows([len(p) for p in words.pieces[i]], words.budget, overlap):
+                windows.append(words.window(i, start, *words.span(i, start, end, offset=1)))
+            continue
+        group.append(i)
+    return windows
+
+
+def _document_order(
+    pieces: Sequence[Sequence[list[int]]], documents: Sequence[int | None], budget: int
+) -> Iterator[int | None]:
+    """Sentence indices in order, ``None`` after each group of sentences that share a window: same document,
+    at most ``budget`` sub-tokens together; a sentence over budget comes alone, between groups.
+
+    >>> list(_document_order([[[1, 2]], [[3]], [[4, 5, 6, 7]], [[8]], [[9]]], [0, 0, 0, 0, 1], budget=3))
+    [0, 1, None, 2, 3, None, 4, None]
+    """
+    used, members, doc = 0, 0, None
+    for i, sentence in enumerate(pieces):
+        size = sum(map(len, sentence))
+        if members and (documents[i] is None or documents[i] != doc or used + size > budget):
+            yield None
+            used = members = 0
+        yield i
+        if size <= budget:
+            used, members, doc = used + size, members + 1, documents[i]
+    if members:
+        yield None
+
+
+def _joined(words: _Words, group: Sequence[int]) -> Window:
+    """One window holding the sentences ``group``, whole and in order."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    starts: list[int] = []
+    for i in group:
+        ids, labs, st = words.span(i, 0, len(words.pieces[i]), offset=1 + len(input_ids))
+        input_ids, labels, starts = input_ids + ids, labels + labs, starts + st
+    return words.window(group[0], 0, input_ids, labels, starts)
+
+
+class _Words:
+    """A corpus' words as sub-token pieces (one fast-tokenizer batch call), and the windows built from them."""
+
+    def __init__(self, tokenizer, sentences, tags, label2id: dict[str, int], max_length: int, label_all: bool):
+        self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        if self.cls_id is None or self.sep_id is None:
+            raise UserError(f"{type(tokenizer).__name__} has no CLS/SEP tokens; drml-ray supports BERT-style encoders")
+        self.budget = max_length - 2
+        if self.budget < 1:
+            raise UserError(f"model.max_length={max_length} leaves no room for words")
+        encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+        self.pieces: list[list[list[int]]] = []
+        for i, words in enumerate(sentences):
+            pieces = _word_pieces(encoded.word_ids(i), encoded["input_ids"][i], len(words), tokenizer.unk_token_id)
+            self.pieces.append([p[: self.budget] for p in pieces])  # a pathological word keeps its first sub-tokens
+        self.tags, self.label2id, self.label_all = tags, label2id, label_all
+
+    def span(self, i: int, start: int, end: int, offset: int) -> tuple[list[int], list[int], list[int]]:
+        """Sub-tokens, their labels and each word's first position (counted from ``offset``) of words
+        ``start .. end`` of sentence ``i``."""
+        word_labels = [self.label2id[t] for t in self.tags[i]] if self.tags is not None else None
+        input_ids: list[int] = []
+        labels: list[int] = []
+        starts: list[int] = []
+        for w in range(start, end):
+            starts.append(offset + len(input_ids))
+            input_ids.extend(self.pieces[i][w])
+            first = word_labels[w] if word_labels is not None else IGNORE
+            rest = IGNORE
+            if self.label_all and word_labels is not None:
+                rest = self.label2id.get(_inside(self.tags[i][w]), first)
+            labels.extend([first] + [rest] * (len(self.pieces[i][w]) - 1))
+        return input_ids, labels, starts
+
+    def window(self, i: int, start: int, input_ids: list[int], labels: list[int], starts: list[int],
+               tail: int = 0) -> Window:  # fmt: skip
+        """``input_ids`` between CLS and SEP (the last ``tail`` of them context, unlabelled like the specials)."""
+        return Window(i, start, [self.cls_id, *input_ids, self.sep_id], [IGNORE, *labels, *[IGNORE] * tail, IGNORE],
+                      starts)  # fmt: skip
 
 
 def _context(

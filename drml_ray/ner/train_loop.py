@@ -29,7 +29,7 @@ from drml_ray.checkpoints import STATE_FILE, load_state, save_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.ner import batching
 from drml_ray.ner.batching import supports_packing
-from drml_ray.ner.features import Window, encode
+from drml_ray.ner.features import Window, encode, encode_documents
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_micro
 from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
@@ -156,10 +156,9 @@ def set_up(config: dict[str, Any]) -> Worker:
     tokenizer = load_tokenizer(cfg.model.backbone)
     label2id = {label: i for i, label in enumerate(labels)}
     windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap}
-    train_tok, train_tags = zip(*config["train"], strict=True)
     documents = config.get("documents") or {}
-    train_windows = encode(tokenizer, train_tok, train_tags, label2id, label_all_tokens=cfg.model.label_all_tokens,
-                           documents=documents.get("train"), **windows)  # fmt: skip
+    train = tuple(zip(*config["train"], strict=True))
+    train_windows = _train_windows(cfg, tokenizer, train, label2id, documents.get("train"))
     lengths, labelled = [len(w.input_ids) for w in train_windows], [label_count([w.labels]) for w in train_windows]
     rank, world = context.get_world_rank(), context.get_world_size()  # RAY
 
@@ -193,6 +192,18 @@ def set_up(config: dict[str, Any]) -> Worker:
         worker.say(f"[drml] train.pack_sequences: {type(model).__name__} is not a BERT-family model; "
                    "training on unpacked (length-split) micro-batches instead")  # fmt: skip
     return worker
+
+
+def _train_windows(
+    cfg: FinetuneConfig, tokenizer, train: tuple, label2id: dict[str, int], documents: list | None
+) -> list[Window]:
+    """The training set's windows: each sentence alone or in its own context window (:func:`encode`), or cut
+    from whole documents (``data.context_train: document``, :func:`encode_documents`)."""
+    windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
+               "label_all_tokens": cfg.model.label_all_tokens}  # fmt: skip
+    if documents is not None and cfg.data.context_train == "document":
+        return encode_documents(tokenizer, *train, label2id, documents, **windows)
+    return encode(tokenizer, *train, label2id, documents=documents, **windows)
 
 
 def _extra_loss(spec: tuple[str, dict] | None, model: torch.nn.Module, device: torch.device) -> ExtraLoss | None:

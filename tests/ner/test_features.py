@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drml_ray.ner.features import IGNORE, Window, encode, merge_windows, plan_windows
+from drml_ray.ner.features import IGNORE, Window, encode, encode_documents, merge_windows, plan_windows
 
 LABELS = ["O", "B-MISC", "I-MISC", "B-ORG", "I-ORG"]
 L2I = {label: i for i, label in enumerate(LABELS)}
@@ -92,3 +92,37 @@ def test_merge_ties_go_to_the_earlier_window():
     windows = [Window(0, 0, [], [], [1, 2, 3]), Window(0, 2, [], [], [1, 2, 3])]
     merged, _ = merge_windows(windows, [np.array([1, 2, 3]), np.array([7, 8, 9])], [np.ones(3)] * 2, [5])
     assert merged[0].tolist() == [1, 2, 3, 8, 9]
+
+
+def test_document_windows_hold_whole_sentences_of_one_document_every_word_labelled(hand_tokenizer):
+    # Pieces: "EU" 1, WORDS 9, "." 1. Budget 12 - 2 = 10: "EU" + WORDS fill one window, "." starts the next;
+    # the last "EU" is another document's.
+    sentences, tags = [["EU"], WORDS, ["."], ["EU"]], [["B-ORG"], TAGS, ["O"], ["B-ORG"]]
+    windows = encode_documents(hand_tokenizer, sentences, tags, L2I, [0, 0, 0, 1], max_length=12, overlap=4)
+    assert [w.input_ids for w in windows] == [[2, 14, 14, 15, 16, 9, 10, 11, 12, 13, 17, 3], [2, 17, 3], [2, 14, 3]]
+    assert windows[0].labels == [X, 3, 3, 0, X, 1, X, X, X, X, 0, X]
+    assert windows[0].word_starts == [1, 2, 3, 5, 10]
+    assert [w.sentence for w in windows] == [0, 2, 3]
+    # With room for all three, the document is one window; sentences without a document stay alone.
+    assert len(encode_documents(hand_tokenizer, sentences, tags, L2I, [0, 0, 0, 1], max_length=16, overlap=4)) == 2
+    alone = encode(hand_tokenizer, sentences, tags, L2I, max_length=12, overlap=4)
+    assert encode_documents(hand_tokenizer, sentences, tags, L2I, [None] * 4, max_length=12, overlap=4) == alone
+
+
+def test_a_sentence_longer_than_a_window_is_split_between_document_windows(hand_tokenizer):
+    sentences, tags = [["EU"], WORDS, ["."]], [["B-ORG"], TAGS, ["O"]]
+    windows = encode_documents(hand_tokenizer, sentences, tags, L2I, [0, 0, 0], max_length=6, overlap=1)
+    split = encode(hand_tokenizer, [WORDS], [TAGS], L2I, max_length=6, overlap=1)
+    assert [w.input_ids for w in windows] == [[2, 14, 3], *[w.input_ids for w in split], [2, 17, 3]]
+    assert [w.sentence for w in windows[1:-1]] == [1] * len(split)
+
+
+def test_the_training_set_is_cut_as_data_context_train_says(hand_tokenizer):
+    from drml_ray.config import FinetuneConfig
+    from drml_ray.ner.train_loop import _train_windows
+
+    train, docs = ([["EU"], WORDS], [["B-ORG"], TAGS]), [0, 0]
+    cfg = FinetuneConfig.model_validate({"name": "t", "data": {"context": True, "context_train": "document"}})
+    assert len(_train_windows(cfg, hand_tokenizer, train, L2I, docs)) == 1  # one document, one window
+    cfg = FinetuneConfig.model_validate({"name": "t", "data": {"context": True}})
+    assert len(_train_windows(cfg, hand_tokenizer, train, L2I, docs)) == 2  # a window per sentence

@@ -144,7 +144,9 @@ def test_a_run_with_document_context_is_scored_and_reloaded_with_the_same_window
     from drml_ray.data.load import load_corpus
     from drml_ray.ner.evaluate import load_saved_model, predict_tags
 
-    cfg = load_config(SMOKE, ["data.context=true", "train.epochs=1", "data.generated.train=64"])
+    # Trained on windows cut from whole documents; scored (in the loop and after) on a window per sentence.
+    cfg = load_config(SMOKE, ["data.context=true", "data.context_train=document", "train.epochs=1",
+                              "data.generated.train=64"])  # fmt: skip
     results = run_finetune(cfg, tmp_path / "ctx")
     saved = load_saved_model(tmp_path / "ctx" / "best")
     assert saved.context  # in config.json's drml section, for drml evaluate, predict and serve
