@@ -135,6 +135,6 @@ def test_a_kind_that_moves_every_weight_refuses_another_strategy_at_the_model_li
 
 
 def test_document_training_windows_without_context_name_the_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"exp.yaml:1: data: data.context_train: document .* needs data.context: true"):
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: data: data.context_train: document .* needs data.context"):
         load_config(write(tmp_path, "data:\n  context_train: document\n"))
     assert load_config(write(tmp_path, "data:\n  context: true\n  context_train: document\n")).data.context

@@ -119,6 +119,11 @@ CASES = [
     ft("model: {max_length: 4}\n", "max_length below what any sentence needs", "exp.yaml:2: model.max_length"),
     ft("model: {max_length: 32, window_overlap: 20}\n", "windows that never move on",
        "exp.yaml:2: model: window_overlap (20) must be below half of max_length (32)"),
+    Case("config values", "training windows cut from documents without document context",
+         {"exp.yaml": "name: x\ndata: {corpus: generated, context_train: document}\n"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:2: data: data.context_train: document cuts training windows from documents: it needs "
+          "data.context: true",)),
     ft("model: {lora: {r: 0}}\n", "LoRA rank 0", "exp.yaml:2: model.lora.r: Input should be greater"),
     ft("model: {strategy: top, top_layers: 0}\n", "no top layers", "exp.yaml:2: model.top_layers"),
     ft("train: {warmup_ratio: 1.5}\n", "warm-up of 1.5", "exp.yaml:2: train.warmup_ratio: Input should be less than 1"),
