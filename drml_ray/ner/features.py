@@ -104,8 +104,8 @@ def encode(
         left, right = _context(words.pieces, documents, i, room) if room > 0 else ([], [])
         for start, end in plan:
             input_ids, labels, starts = words.span(i, start, end, offset=1 + len(left))
-            windows.append(words.window(i, start, [*left, *input_ids, *right], [IGNORE] * len(left) + labels,
-                                        starts, tail=len(right)))  # fmt: skip
+            labels = [IGNORE] * len(left) + labels + [IGNORE] * len(right)
+            windows.append(words.window(i, start, [*left, *input_ids, *right], labels, starts))
     return windows
 
 
@@ -128,40 +128,36 @@ def encode_documents(
     """
     words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens)
     windows: list[Window] = []
-    group: list[int] = []
-    for i in _document_order(words.pieces, documents, words.budget):
-        if i is None:  # end of a group
+    for group in _document_groups(words.pieces, documents, words.budget):
+        if len(group) > 1:
             windows.append(_joined(words, group))
-            group = []
             continue
-        if sum(map(len, words.pieces[i])) > words.budget:
-            for start, end in plan_windows([len(p) for p in words.pieces[i]], words.budget, overlap):
-                windows.append(words.window(i, start, *words.span(i, start, end, offset=1)))
-            continue
-        group.append(i)
+        [i] = group  # alone: one window, or split like encode's when it does not fit one
+        for start, end in plan_windows([len(p) for p in words.pieces[i]], words.budget, overlap):
+            windows.append(words.window(i, start, *words.span(i, start, end, offset=1)))
     return windows
 
 
-def _document_order(
+def _document_groups(
     pieces: Sequence[Sequence[list[int]]], documents: Sequence[int | None], budget: int
-) -> Iterator[int | None]:
-    """Sentence indices in order, ``None`` after each group of sentences that share a window: same document,
-    at most ``budget`` sub-tokens together; a sentence over budget comes alone, between groups.
+) -> Iterator[list[int]]:
+    """Sentence indices in order, grouped by the window they share: same document, at most ``budget``
+    sub-tokens together; a sentence without a document, or over budget, is a group of its own.
 
-    >>> list(_document_order([[[1, 2]], [[3]], [[4, 5, 6, 7]], [[8]], [[9]]], [0, 0, 0, 0, 1], budget=3))
-    [0, 1, None, 2, 3, None, 4, None]
+    >>> list(_document_groups([[[1, 2]], [[3]], [[4, 5, 6, 7]], [[8]], [[9]]], [0, 0, 0, 0, 1], budget=3))
+    [[0, 1], [2], [3], [4]]
     """
-    used, members, doc = 0, 0, None
+    group: list[int] = []
+    used = 0
     for i, sentence in enumerate(pieces):
         size = sum(map(len, sentence))
-        if members and (documents[i] is None or documents[i] != doc or used + size > budget):
-            yield None
-            used = members = 0
-        yield i
-        if size <= budget:
-            used, members, doc = used + size, members + 1, documents[i]
-    if members:
-        yield None
+        if group and (documents[i] is None or documents[i] != documents[group[0]] or used + size > budget):
+            yield group
+            group, used = [], 0
+        group.append(i)
+        used += size
+    if group:
+        yield group
 
 
 def _joined(words: _Words, group: Sequence[int]) -> Window:
@@ -171,7 +167,9 @@ def _joined(words: _Words, group: Sequence[int]) -> Window:
     starts: list[int] = []
     for i in group:
         ids, labs, st = words.span(i, 0, len(words.pieces[i]), offset=1 + len(input_ids))
-        input_ids, labels, starts = input_ids + ids, labels + labs, starts + st
+        input_ids.extend(ids)
+        labels.extend(labs)
+        starts.extend(st)
     return words.window(group[0], 0, input_ids, labels, starts)
 
 
@@ -209,11 +207,9 @@ class _Words:
             labels.extend([first] + [rest] * (len(self.pieces[i][w]) - 1))
         return input_ids, labels, starts
 
-    def window(self, i: int, start: int, input_ids: list[int], labels: list[int], starts: list[int],
-               tail: int = 0) -> Window:  # fmt: skip
-        """``input_ids`` between CLS and SEP (the last ``tail`` of them context, unlabelled like the specials)."""
-        return Window(i, start, [self.cls_id, *input_ids, self.sep_id], [IGNORE, *labels, *[IGNORE] * tail, IGNORE],
-                      starts)  # fmt: skip
+    def window(self, i: int, start: int, input_ids: list[int], labels: list[int], starts: list[int]) -> Window:
+        """``input_ids`` between CLS and SEP (the specials unlabelled)."""
+        return Window(i, start, [self.cls_id, *input_ids, self.sep_id], [IGNORE, *labels, IGNORE], starts)
 
 
 def _context(

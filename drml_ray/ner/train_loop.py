@@ -158,7 +158,7 @@ def set_up(config: dict[str, Any]) -> Worker:
     windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap}
     documents = config.get("documents") or {}
     train = tuple(zip(*config["train"], strict=True))
-    train_windows = _train_windows(cfg, tokenizer, train, label2id, documents.get("train"))
+    train_windows = _train_windows(cfg, tokenizer, train, label2id, documents.get("train"), windows)
     lengths, labelled = [len(w.input_ids) for w in train_windows], [label_count([w.labels]) for w in train_windows]
     rank, world = context.get_world_rank(), context.get_world_size()  # RAY
 
@@ -195,15 +195,15 @@ def set_up(config: dict[str, Any]) -> Worker:
 
 
 def _train_windows(
-    cfg: FinetuneConfig, tokenizer, train: tuple, label2id: dict[str, int], documents: list | None
+    cfg: FinetuneConfig, tokenizer, train: tuple, label2id: dict[str, int], documents: list | None, windows: dict
 ) -> list[Window]:
-    """The training set's windows: each sentence alone or in its own context window (:func:`encode`), or cut
-    from whole documents (``data.context_train: document``, :func:`encode_documents`)."""
-    windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
-               "label_all_tokens": cfg.model.label_all_tokens}  # fmt: skip
+    """The training set's windows (``windows``: their length and overlap): each sentence alone or in its own
+    context window (:func:`encode`), or cut from whole documents (``data.context_train: document``,
+    :func:`encode_documents`)."""
+    label_all = cfg.model.label_all_tokens
     if documents is not None and cfg.data.context_train == "document":
-        return encode_documents(tokenizer, *train, label2id, documents, **windows)
-    return encode(tokenizer, *train, label2id, documents=documents, **windows)
+        return encode_documents(tokenizer, *train, label2id, documents, label_all_tokens=label_all, **windows)
+    return encode(tokenizer, *train, label2id, documents=documents, label_all_tokens=label_all, **windows)
 
 
 def _extra_loss(spec: tuple[str, dict] | None, model: torch.nn.Module, device: torch.device) -> ExtraLoss | None:

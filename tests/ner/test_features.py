@@ -122,7 +122,8 @@ def test_the_training_set_is_cut_as_data_context_train_says(hand_tokenizer):
     from drml_ray.ner.train_loop import _train_windows
 
     train, docs = ([["EU"], WORDS], [["B-ORG"], TAGS]), [0, 0]
+    sizes = {"max_length": 64, "overlap": 4}
     cfg = FinetuneConfig.model_validate({"name": "t", "data": {"context": True, "context_train": "document"}})
-    assert len(_train_windows(cfg, hand_tokenizer, train, L2I, docs)) == 1  # one document, one window
+    assert len(_train_windows(cfg, hand_tokenizer, train, L2I, docs, sizes)) == 1  # one document, one window
     cfg = FinetuneConfig.model_validate({"name": "t", "data": {"context": True}})
-    assert len(_train_windows(cfg, hand_tokenizer, train, L2I, docs)) == 2  # a window per sentence
+    assert len(_train_windows(cfg, hand_tokenizer, train, L2I, docs, sizes)) == 2  # a window per sentence
