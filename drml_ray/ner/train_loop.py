@@ -338,6 +338,9 @@ def _duration(seconds: float) -> str:
 def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: int) -> dict[str, Any]:
     """Score dev on all workers and update the best F1 and early stopping; returns the metrics to report."""
     state, started = worker.state, time.perf_counter()
+    splits = [("dev", worker.dev), *([("test", worker.test)] if worker.test is not None else [])]
+    worker.say("[drml] scoring " + " and ".join(f"{name} ({len(split.tags):,} sentences, {len(split.windows):,} "
+                                                f"windows)" for name, split in splits) + " ...")  # fmt: skip
     micro = score(worker, worker.dev)
     state.train_tokens += sum(_gather(tokens))
     if micro["f1"] > state.best_f1:
@@ -358,7 +361,8 @@ def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: i
     worker.say(f"[drml] eval epoch {epoch_progress:.2f} step {state.global_step}: dev F1 {micro['f1']:.4f} (best "
                f"{state.best_f1:.4f} at epoch {state.best_epoch:.2f})"
                + (f", test F1 {test['test_f1']:.4f}" if test else "") + f", train loss {metrics['train_loss']:.4f}, "
-               f"{metrics['tokens_per_s']:,.0f} tok/s" + (" - stopping early" if worker.stopped() else ""))  # fmt: skip
+               f"{metrics['tokens_per_s']:,.0f} tok/s, scored in {_duration(time.perf_counter() - started)}"
+               + (" - stopping early" if worker.stopped() else ""))  # fmt: skip
     if worker.writer is not None:
         for key in ("dev_f1", "dev_precision", "dev_recall", "test_f1", "tokens_per_s"):
             if key in metrics:
