@@ -164,7 +164,9 @@ class TrainConfig(Section):
     """Autocast dtype; ``auto`` is bf16 on a GPU that supports it, else fp32; ``bf16`` autocasts on a CPU too
     (fast on CPUs with AMX or AVX512-BF16, e.g. 1.6x the fp32 training step with MiniLM); ``fp16``: GPUs only."""
     patience: NonNegative = 3
-    """Evaluations without a better dev entity F1 before stopping early; 0 never stops early."""
+    """Evaluations without a better dev entity F1 before stopping early; 0 never stops early. Evaluations during
+    warm-up do not count: a start that already scores (a meta-learned one, a continual experience's previous
+    model) can dip while the learning rate is still rising."""
     eval_every_steps: NonNegative = 0
     """Evaluate (and checkpoint) every N optimizer steps as well as at each epoch's end; 0: epochs only."""
     eval_test: bool = False

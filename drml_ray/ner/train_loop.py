@@ -60,6 +60,25 @@ class LoopState:
     resumed_at_steps: list[int] = field(default_factory=list)
     """Global steps at which this run was restored from a checkpoint."""
 
+    def note_dev(self, f1: float, epoch: float, warmup_steps: int) -> None:
+        """Keep the best dev F1 and count the evaluations since it; those up to the end of warm-up do not count
+        towards ``train.patience``: a start that already scores (a meta-learned one, a continual experience's
+        previous model) can dip while the learning rate is still rising.
+
+        >>> s = LoopState(global_step=13); s.note_dev(0.30, 1.0, warmup_steps=39)
+        >>> s.global_step = 26; s.note_dev(0.20, 2.0, 39); s.global_step = 39; s.note_dev(0.22, 3.0, 39)
+        >>> s.best_f1, s.best_epoch, s.evals_since_best
+        (0.3, 1.0, 0)
+        >>> s.global_step = 52; s.note_dev(0.25, 4.0, 39); s.evals_since_best
+        1
+        >>> s.global_step = 65; s.note_dev(0.40, 5.0, 39); s.best_f1, s.best_epoch, s.evals_since_best
+        (0.4, 5.0, 0)
+        """
+        if f1 > self.best_f1:
+            self.best_f1, self.best_epoch, self.evals_since_best = f1, epoch, 0
+        elif self.global_step > warmup_steps:
+            self.evals_since_best += 1
+
 
 class LoopCallback(Protocol):
     """Called on every worker after each checkpoint was reported (rank 0 wrote it). Raising fails the
@@ -111,6 +130,7 @@ class Worker:
     writer: Any = None
     log_loss: float = 0.0
     log_steps: int = 0
+    warmup_steps: int = 0
 
     def say(self, text: str) -> None:
         if self.rank == 0:
@@ -182,7 +202,7 @@ def set_up(config: dict[str, Any]) -> Worker:
         callbacks=list(config.get("callbacks") or []), extra_loss=_extra_loss(config.get("extra_loss"), model, device),
     )  # fmt: skip
     total_steps = len(worker.plan(0)) * cfg.train.epochs
-    warmup = int(cfg.train.warmup_ratio * total_steps)
+    worker.warmup_steps = warmup = int(cfg.train.warmup_ratio * total_steps)
     worker.scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, [group_schedule(group, warmup, total_steps) for group in optimizer.param_groups]
     )  # fmt: skip
@@ -343,10 +363,7 @@ def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: i
                                                 f"windows)" for name, split in splits) + " ...")  # fmt: skip
     micro = score(worker, worker.dev)
     state.train_tokens += sum(_gather(tokens))
-    if micro["f1"] > state.best_f1:
-        state.best_f1, state.best_epoch, state.evals_since_best = micro["f1"], epoch_progress, 0
-    else:
-        state.evals_since_best += 1
+    state.note_dev(micro["f1"], epoch_progress, worker.warmup_steps)
     test = {"test_f1": score(worker, worker.test)["f1"]} if worker.test is not None else {}
     state.eval_seconds += time.perf_counter() - started
     metrics = {
