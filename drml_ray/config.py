@@ -158,6 +158,10 @@ class TrainConfig(Section):
     """Fraction of all optimizer steps spent warming the learning rate up linearly from 0."""
     max_grad_norm: NonNegativeFloat = 1.0
     """Gradient clipping by global norm; 0 disables."""
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Keep an exponential moving average of the weights, updated after every step with this decay (e.g.
+    ``0.999``: roughly the last 1,000 steps; a warm-up makes it follow the weights closely at first). Evaluation,
+    the checkpoint choice and the exported ``best/`` use the averaged weights; training is unchanged. Unset: off."""
     fused_adamw: bool = True
     """Use torch's fused AdamW kernel (one pass over the weights; ~8x faster steps on CPU)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -161,6 +161,8 @@ def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, ou
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
     state = load_state(checkpoint_dir / STATE_FILE)
     model.load_state_dict(state["model"])
+    if "ema" in state:  # ``train.ema_decay``: the averaged weights are the ones scored and chosen
+        model.load_state_dict(state["ema"], strict=False)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     # Windowing settings travel in config.json so evaluate/predict split long sentences the same way.

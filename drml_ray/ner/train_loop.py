@@ -13,6 +13,7 @@ checkpoint; the tests inject faults through it.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +29,7 @@ from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state, save_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.ner import batching
+from drml_ray.ner.averaging import WeightAverage
 from drml_ray.ner.batching import supports_packing
 from drml_ray.ner.features import Window, encode, encode_documents
 from drml_ray.ner.inference import merge_outputs, predict_windows
@@ -124,6 +126,8 @@ class Worker:
     callbacks: list[LoopCallback]
     extra_loss: ExtraLoss | None = None
     """A term added to the loss (a continual-learning penalty), from ``config["extra_loss"]``."""
+    average: WeightAverage | None = None
+    """The moving average of the weights (``train.ema_decay``): what is scored, checkpointed and exported."""
     scheduler: Any = None
     scaler: Any = None
     state: LoopState = field(default_factory=LoopState)
@@ -207,6 +211,8 @@ def set_up(config: dict[str, Any]) -> Worker:
         optimizer, [group_schedule(group, warmup, total_steps) for group in optimizer.param_groups]
     )  # fmt: skip
     worker.scaler = torch.amp.GradScaler(enabled=worker.dtype == torch.float16)
+    if cfg.train.ema_decay is not None:
+        worker.average = WeightAverage(model, cfg.train.ema_decay)
     worker.say(f"[drml] {cfg.model.backbone} ({cfg.model.strategy}): {trainable_summary(model)}")
     if cfg.train.pack_sequences and not worker.pack:
         worker.say(f"[drml] train.pack_sequences: {type(model).__name__} is not a BERT-family model; "
@@ -247,6 +253,8 @@ def restore(worker: Worker, init_checkpoint: str | None) -> None:
     with checkpoint.as_directory() as folder:
         saved = load_state(Path(folder) / STATE_FILE, map_location=worker.device)
     worker.model.load_state_dict(saved["model"])
+    if worker.average is not None:  # (a checkpoint written without an average starts one from its weights)
+        worker.average.load_state_dict(saved.get("ema") or worker.average.params)
     worker.optimizer.load_state_dict(regrouped_state(saved["optimizer"], worker.optimizer, worker.model))
     worker.scheduler.load_state_dict(saved["scheduler"])
     worker.state = state = LoopState(**saved["loop"])
@@ -286,6 +294,8 @@ def train_one_epoch(worker: Worker, epoch: int) -> bool:
         )  # fmt: skip
         loss_sum += step_loss
         worker.scheduler.step()
+        if worker.average is not None:
+            worker.average.update(state.global_step)
         state.global_step, state.step_in_epoch, steps = state.global_step + 1, i + 1, steps + 1
         _log_progress(worker, step_loss, epoch, i, len(batches), started, steps)
         at_end = state.step_in_epoch == len(batches)
@@ -361,10 +371,11 @@ def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: i
     splits = [("dev", worker.dev), *([("test", worker.test)] if worker.test is not None else [])]
     worker.say("[drml] scoring " + " and ".join(f"{name} ({len(split.tags):,} sentences, {len(split.windows):,} "
                                                 f"windows)" for name, split in splits) + " ...")  # fmt: skip
-    micro = score(worker, worker.dev)
+    with worker.average.swapped_in() if worker.average is not None else contextlib.nullcontext():
+        micro = score(worker, worker.dev)
+        test = {"test_f1": score(worker, worker.test)["f1"]} if worker.test is not None else {}
     state.train_tokens += sum(_gather(tokens))
     state.note_dev(micro["f1"], epoch_progress, worker.warmup_steps)
-    test = {"test_f1": score(worker, worker.test)["f1"]} if worker.test is not None else {}
     state.eval_seconds += time.perf_counter() - started
     metrics = {
         "epoch": epoch_progress, "step": state.global_step, "dev_f1": micro["f1"],
@@ -409,7 +420,8 @@ def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:
         if worker.rank == 0:
             save_state(Path(folder) / STATE_FILE, {"model": worker.model.state_dict(), "optimizer":
                        worker.optimizer.state_dict(), "scheduler": worker.scheduler.state_dict(),
-                       "loop": asdict(worker.state), "rng": rng})  # fmt: skip
+                       "loop": asdict(worker.state), "rng": rng,
+                       **({"ema": worker.average.state_dict()} if worker.average is not None else {})})  # fmt: skip
             ray_checkpoint = ray.train.Checkpoint.from_directory(folder)  # RAY
         ray.train.report(metrics, checkpoint=ray_checkpoint)  # RAY
     for callback in worker.callbacks:

@@ -214,6 +214,25 @@ def test_failure_config_restarts_workers_from_the_latest_checkpoint(straight_run
     same_training(results, straight_run)  # the restarted workers' random state was restored too
 
 
+def test_a_weight_average_is_scored_and_exported_without_changing_training(straight_run, tmp_path):
+    cfg = load_config(SMOKE, ["train.epochs=2", "scaling.max_failures=1", "train.ema_decay=0.9"])
+    results = run_finetune(cfg, tmp_path / "ft", loop_callbacks=[FailOnce(after=1)])
+    assert results["train"]["resumed_at_steps"] == [STEPS_PER_EPOCH]  # the average restored with the weights
+    for averaged, plain in zip(results["history"], straight_run["history"], strict=True):
+        assert averaged["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-6)
+    run_finetune(cfg.model_copy(update={"scaling": cfg.scaling.model_copy(update={"max_failures": 0})}),
+                 tmp_path / "straight")  # fmt: skip
+    [state, straight] = [load_state(next((tmp_path / run / "train").glob("checkpoint_*/state.pt")))
+                         for run in ("ft", "straight")]  # fmt: skip
+    for name, value in straight["ema"].items():  # the restart carried on the same average
+        assert torch.allclose(state["ema"][name], value, rtol=1e-5, atol=1e-7), name
+    from transformers import AutoModelForTokenClassification
+
+    saved = AutoModelForTokenClassification.from_pretrained(tmp_path / "ft" / "best").state_dict()
+    assert torch.equal(saved["classifier.weight"], state["ema"]["classifier.weight"])
+    assert not torch.equal(state["ema"]["classifier.weight"], state["model"]["classifier.weight"])
+
+
 def test_interrupted_run_resumes_in_the_same_directory(straight_run, tmp_path):
     cfg = load_config(SMOKE, ["train.epochs=2"])
     with pytest.raises(Exception, match="injected failure"):
