@@ -9,6 +9,7 @@ exits with status 2; anything else is a bug: its traceback is printed and ``drml
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -234,6 +235,9 @@ def evaluate(
     ],
     split: Annotated[str, typer.Option(help="Split of a named corpus: train, dev or test.")] = "test",
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    decoding: Annotated[
+        str | None, typer.Option(help="argmax, or constrained (a valid IOB2 sequence) [default: the model's own].")
+    ] = None,
     output_dir: OutputDir = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -246,6 +250,8 @@ def evaluate(
 
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
+    if decoding not in (None, "argmax", "constrained"):
+        raise UserError(f"--decoding is argmax or constrained, not {decoding!r}")
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
         sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
@@ -255,11 +261,13 @@ def evaluate(
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
     name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
+    saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)
     run_dir = open_run(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
     scores = evaluate_sentences(saved, sentences, batch_size=batch_size)
     report = format_split(scores, split)
     atomic_write_text(run_dir / f"report_{split}.txt", report)
-    atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data})
+    atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data,
+                                                           "decoding": saved.decoding})  # fmt: skip
     typer.echo(report)
     typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
 

@@ -126,6 +126,10 @@ class ModelConfig(Section):
     """Label every sub-token of a word (B- becomes I- after the first); default: first sub-token only."""
     dropout: Fraction | None = None
     """Override the backbone's hidden dropout probability; ``None`` keeps the backbone's value."""
+    decoding: Literal["argmax", "constrained"] = "constrained"
+    """How word tags are read from the label probabilities: the most probable valid IOB2 sequence (an ``I-X`` only
+    after ``B-X`` or ``I-X``, which strict scoring needs), or each word's most probable tag (``argmax``, what
+    ``transformers.pipeline`` does). Used to score dev and test; travels with the exported model."""
 
     def check(self) -> None:
         if self.window_overlap >= self.max_length // 2:

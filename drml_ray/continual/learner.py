@@ -90,7 +90,8 @@ def score(cfg: ContinualExperiment, source: str, labels: Sequence[str], found: S
         key = (exp.test_key, split)
         sentences = getattr(exp, split)
         if key not in predicted:
-            windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap}
+            windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
+                       "decoding": cfg.model.decoding}  # fmt: skip
             predicted[key] = predict_words(model, tokenizer, [s.tokens for s in sentences], **windows)[0]
         gold = [s.tags for s in sentences]
         return float(entity_report(gold, only_types(predicted[key], exp.types))["micro"]["f1"])

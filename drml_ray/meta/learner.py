@@ -228,6 +228,7 @@ class NerLearner:
         pred, _ = predict_words(
             self.model, self.tokenizer, [s.tokens for s in sentences],
             max_length=self.model_cfg.max_length, overlap=self.model_cfg.window_overlap,
+            decoding=self.model_cfg.decoding,
         )  # fmt: skip
         return float(score_split([s.tags for s in sentences], pred)["entity"]["micro"]["f1"])
 
@@ -290,8 +291,8 @@ class NerLearner:
     def save(self, folder: Path, *, with_generator: bool = False) -> None:
         """Save the current model as a Hugging Face folder (atomically), windowing settings included."""
         tmp = folder.with_name(f".{folder.name}.tmp")
-        self.model.config.drml = {"max_length": self.model_cfg.max_length,
-                                  "window_overlap": self.model_cfg.window_overlap}  # fmt: skip
+        self.model.config.drml = {"max_length": self.model_cfg.max_length, "window_overlap":
+                                  self.model_cfg.window_overlap, "decoding": self.model_cfg.decoding}  # fmt: skip
         self.model.save_pretrained(tmp)
         self.tokenizer.save_pretrained(tmp)
         if with_generator:

@@ -38,6 +38,9 @@ class SavedModel:
     context: bool = False
     """Trained with document context (``data.context``): sentences whose documents are known are predicted in
     windows filled with their neighbours, as in training."""
+    decoding: str = "constrained"
+    """``model.decoding`` of the run that trained it (:mod:`~drml_ray.ner.decoding`); constrained for a folder
+    that does not say (one from the Hub, or from drml-ray before the setting)."""
 
     @property
     def labels(self) -> list[str]:
@@ -78,7 +81,8 @@ def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype 
     drml = getattr(model.config, "drml", None) or {}
     max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
     overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
-    return SavedModel(model, tokenizer, max_length, overlap, autocast, context=bool(drml.get("context", False)))
+    return SavedModel(model, tokenizer, max_length, overlap, autocast, context=bool(drml.get("context", False)),
+                      decoding=str(drml.get("decoding", "constrained")))  # fmt: skip
 
 
 def _load_weights(folder: Path) -> torch.nn.Module:
@@ -116,7 +120,7 @@ def predict_tags(
     return predict_words(
         saved.model, saved.tokenizer, sentences, max_length=saved.max_length, overlap=saved.overlap,
         batch_size=batch_size, progress=progress, autocast_dtype=saved.autocast,
-        documents=documents if saved.context else None,
+        documents=documents if saved.context else None, decoding=saved.decoding,
     )  # fmt: skip
 
 

@@ -250,24 +250,22 @@ def _inside(tag: str) -> str:
 
 
 def merge_windows(
-    windows: Sequence[Window],
-    window_preds: Sequence[np.ndarray],
-    window_scores: Sequence[np.ndarray],
-    n_words: Sequence[int],
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Merge per-window word predictions (label ids, scores) into per-sentence arrays.
+    windows: Sequence[Window], window_values: Sequence[np.ndarray], n_words: Sequence[int]
+) -> list[np.ndarray]:
+    """Merge per-window word values (a row per word: label ids, or label probabilities) into per-sentence arrays.
 
-    A word covered by several windows takes the prediction of the window where it is furthest
-    from the window's edge; ties go to the earlier window.
+    A word covered by several windows takes the value of the window where it is furthest from the window's
+    edge; ties go to the earlier window.
     """
-    preds = [np.zeros(n, dtype=np.int64) for n in n_words]
-    scores = [np.zeros(n, dtype=np.float32) for n in n_words]
+    trailing = window_values[0].shape[1:] if len(window_values) else ()
+    dtype = window_values[0].dtype if len(window_values) else np.float32
+    merged = [np.zeros((n, *trailing), dtype=dtype) for n in n_words]
     margin = [np.full(n, -1, dtype=np.int64) for n in n_words]
-    for window, wp, ws in zip(windows, window_preds, window_scores, strict=True):
+    for window, values in zip(windows, window_values, strict=True):
         s, k = window.sentence, window.n_words
         for j in range(k):
             w = window.first_word + j
             m = min(j, k - 1 - j)
             if m > margin[s][w]:
-                margin[s][w], preds[s][w], scores[s][w] = m, wp[j], ws[j]
-    return preds, scores
+                margin[s][w], merged[s][w] = m, values[j]
+    return merged

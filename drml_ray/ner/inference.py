@@ -10,10 +10,11 @@ import torch
 from tqdm import tqdm
 
 from drml_ray.ner.batching import collate, collate_packed, eval_batches, pack_rows, supports_packing
+from drml_ray.ner.decoding import decoder
 from drml_ray.ner.features import Window, encode, merge_windows
 
-WindowOutput = tuple[np.ndarray, np.ndarray]
-"""Per word of a window: predicted label id, probability of that label."""
+WindowOutput = np.ndarray
+"""Per word of a window (a row each): the probability of every label."""
 
 
 PACKED_ROW = 128
@@ -59,21 +60,28 @@ def predict_windows(
         for r, row in enumerate(rows):
             start = 0
             for i in row:
-                best = probs[r, [start + p for p in windows[i].word_starts]].max(-1)
-                out[i] = (best.indices.numpy(), best.values.numpy())
+                out[i] = probs[r, [start + p for p in windows[i].word_starts]].numpy()
                 start += lengths[i]
     model.train(was_training)
     return out
 
 
 def merge_outputs(
-    windows: Sequence[Window], outputs: dict[int, WindowOutput], n_words: Sequence[int], id2label: dict[int, str]
+    windows: Sequence[Window],
+    outputs: dict[int, WindowOutput],
+    n_words: Sequence[int],
+    id2label: dict[int, str],
+    decoding: str = "constrained",
 ) -> tuple[list[list[str]], list[list[float]]]:
-    """Per-sentence tags and scores from the outputs of every window."""
-    preds, scores = merge_windows(
-        windows, [outputs[i][0] for i in range(len(windows))], [outputs[i][1] for i in range(len(windows))], n_words
-    )
-    return [[id2label[int(p)] for p in sent] for sent in preds], [s.tolist() for s in scores]
+    """Per-sentence tags and their probabilities from the outputs of every window, decoded
+    (:mod:`~drml_ray.ner.decoding`: ``argmax`` or ``constrained``) once each word has its window's probabilities."""
+    decode = decoder([id2label[i] for i in range(len(id2label))], decoding)
+    tags, scores = [], []
+    for probs in merge_windows(windows, [outputs[i] for i in range(len(windows))], n_words):
+        ids, chosen = decode(probs)
+        tags.append([id2label[int(i)] for i in ids])
+        scores.append(chosen.tolist())
+    return tags, scores
 
 
 def predict_words(
@@ -88,14 +96,15 @@ def predict_words(
     progress: str | None = None,
     autocast_dtype: torch.dtype | None = None,
     documents: Sequence[int | None] | None = None,
+    decoding: str = "constrained",
 ) -> tuple[list[list[str]], list[list[float]]]:
     """Tag word lists in one process: IOB2 tags and the probability of each tag (``autocast_dtype``: e.g.
     ``torch.bfloat16``, the forward passes under autocast; ``documents``: windows filled with document context,
-    :func:`~drml_ray.ner.features.encode`)."""
+    :func:`~drml_ray.ner.features.encode`; ``decoding``: :mod:`~drml_ray.ner.decoding`)."""
     device = device or next(model.parameters()).device
     id2label = {int(k): v for k, v in model.config.id2label.items()}
     windows = encode(tokenizer, sentences, None, {}, max_length=max_length, overlap=overlap, documents=documents)
     batches = eval_batches([len(w.input_ids) for w in windows], batch_size)
     outputs = predict_windows(model, windows, batches, pad_id=tokenizer.pad_token_id, device=device, progress=progress,
                               autocast_dtype=autocast_dtype)  # fmt: skip
-    return merge_outputs(windows, outputs, [len(s) for s in sentences], id2label)
+    return merge_outputs(windows, outputs, [len(s) for s in sentences], id2label, decoding)

@@ -407,7 +407,8 @@ def score(worker: Worker, split: EvalSet) -> dict[str, float]:
                                 device=worker.device, autocast_dtype=worker.dtype)  # fmt: skip
     for part in _gather(predicted):
         outputs.update(part)
-    pred, _ = merge_outputs(split.windows, outputs, [len(t) for t in split.tags], dict(enumerate(worker.labels)))
+    pred, _ = merge_outputs(split.windows, outputs, [len(t) for t in split.tags], dict(enumerate(worker.labels)),
+                            worker.cfg.model.decoding)  # fmt: skip
     return entity_micro(split.tags, pred)
 
 

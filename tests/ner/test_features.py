@@ -81,17 +81,17 @@ def test_long_sentence_is_split_never_truncated(hand_tokenizer):
 def test_merge_takes_each_word_from_the_window_where_it_is_most_central():
     # 6 words, windows (0, 4) and (2, 6): word 2 is central in the first, word 3 in the second.
     windows = [Window(0, 0, [], [], [1, 2, 3, 4]), Window(0, 2, [], [], [1, 2, 3, 4])]
-    preds = [np.array([10, 11, 12, 13]), np.array([20, 21, 22, 23])]
-    scores = [np.full(4, 0.1), np.full(4, 0.2)]
-    merged, merged_scores = merge_windows(windows, preds, scores, [6])
-    assert merged[0].tolist() == [10, 11, 12, 21, 22, 23]
-    assert merged_scores[0].tolist() == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.2, 0.2])
+    probs = [np.array([[10, 0.1], [11, 0.1], [12, 0.1], [13, 0.1]]), np.array([[20, 0.2], [21, 0.2], [22, 0.2],
+                                                                               [23, 0.2]])]  # fmt: skip
+    [merged] = merge_windows(windows, probs, [6])
+    assert merged[:, 0].tolist() == [10, 11, 12, 21, 22, 23]
+    assert merged[:, 1].tolist() == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.2, 0.2])
 
 
 def test_merge_ties_go_to_the_earlier_window():
     windows = [Window(0, 0, [], [], [1, 2, 3]), Window(0, 2, [], [], [1, 2, 3])]
-    merged, _ = merge_windows(windows, [np.array([1, 2, 3]), np.array([7, 8, 9])], [np.ones(3)] * 2, [5])
-    assert merged[0].tolist() == [1, 2, 3, 8, 9]
+    merged = merge_windows(windows, [np.array([1, 2, 3]), np.array([7, 8, 9])], [5, 0])
+    assert merged[0].tolist() == [1, 2, 3, 8, 9] and merged[1].shape == (0,)  # (a sentence of no words)
 
 
 def test_document_windows_hold_whole_sentences_of_one_document_every_word_labelled(hand_tokenizer):

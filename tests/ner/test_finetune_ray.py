@@ -138,6 +138,13 @@ def test_evaluate_command_matches_the_run(smoke_run, tmp_path):
     scored = json.loads((tmp_path / "ev" / "eval_test.json").read_text())["test"]
     results = json.loads((smoke_run / "results.json").read_text())
     assert scored["entity"]["micro"]["f1"] == pytest.approx(results["test"]["entity"]["micro"]["f1"])
+    assert json.loads((smoke_run / "best" / "config.json").read_text())["drml"]["decoding"] == "constrained"
+    result = cli("evaluate", smoke_run / "best", smoke_run / "config.yaml", "--output-dir", tmp_path / "argmax",
+                 "--decoding", "argmax")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    argmax = json.loads((tmp_path / "argmax" / "eval_test.json").read_text())
+    assert argmax["decoding"] == "argmax"
+    assert cli("evaluate", smoke_run / "best", "generated", "--decoding", "viterbi").exit_code == 2
 
 
 def test_a_run_with_document_context_is_scored_and_reloaded_with_the_same_windows(ray_session, tmp_path):

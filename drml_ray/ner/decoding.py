@@ -1,0 +1,80 @@
+"""Word tags from word-level label probabilities: each word's most probable tag, or the most probable *valid*
+IOB2 sequence (``model.decoding: constrained``), in plain numpy.
+
+Scored strictly (:func:`~drml_ray.ner.metrics.strict_entities`, seqeval's strict mode), an ``I-X`` that follows
+``O`` or another type continues nothing and its words are lost: a word-by-word argmax that tags a name
+``O I-PER`` finds no person. Constrained decoding is Viterbi over the words' log-probabilities in which ``I-X``
+may follow only ``B-X`` or ``I-X`` (and cannot start a sentence); no transition scores are learned, so it
+adds nothing to train and changes only sequences that argmax would make invalid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+DECODINGS = ("argmax", "constrained")
+
+
+def allowed_transitions(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(start, follows)``: which labels may open a sentence, and ``follows[i, j]``: whether label ``j`` may
+    come after label ``i``. Only ``I-X`` is restricted, and only when the label set has a ``B-X`` to open it.
+
+    >>> start, follows = allowed_transitions(["O", "B-PER", "I-PER", "B-LOC"])
+    >>> start.tolist(), follows[:, 2].tolist()
+    ([True, True, False, True], [False, True, True, False])
+    """
+    n = len(labels)
+    start, follows = np.ones(n, dtype=bool), np.ones((n, n), dtype=bool)
+    for j, label in enumerate(labels):
+        kind = label[2:]
+        if label.startswith("I-") and f"B-{kind}" in labels:
+            start[j] = False
+            follows[:, j] = [prev in (f"B-{kind}", f"I-{kind}") for prev in labels]
+    return start, follows
+
+
+def viterbi(probs: np.ndarray, start: np.ndarray, follows: np.ndarray) -> np.ndarray:
+    """The label ids of the most probable sequence of ``probs`` (words x labels) that the transitions allow.
+
+    >>> start, follows = allowed_transitions(["O", "B-PER", "I-PER"])
+    >>> probs = np.array([[0.6, 0.1, 0.3], [0.1, 0.1, 0.8]])  # argmax: O I-PER, which scores no entity
+    >>> viterbi(probs, start, follows).tolist()  # O,I: not allowed; B,I: 0.1*0.8 = .08 > O,O: 0.6*0.1 = .06
+    [1, 2]
+    """
+    if len(probs) == 0:
+        return np.zeros(0, dtype=np.int64)
+    logp = np.log(np.clip(probs.astype(np.float64), 1e-30, None))
+    blocked = np.where(follows, 0.0, -np.inf)
+    best = np.where(start, logp[0], -np.inf)
+    back = np.zeros(probs.shape, dtype=np.int64)
+    for w in range(1, len(probs)):
+        paths = best[:, None] + blocked  # paths[i, j]: the best sequence ending i, then j
+        back[w] = paths.argmax(0)
+        best = paths.max(0) + logp[w]
+    ids = [int(best.argmax())]
+    for w in range(len(probs) - 1, 0, -1):
+        ids.append(int(back[w, ids[-1]]))
+    return np.array(ids[::-1], dtype=np.int64)
+
+
+def decoder(labels: Sequence[str], decoding: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """A function from one sentence's ``probs`` (words x labels) to its label ids and their probabilities.
+
+    >>> probs = np.array([[0.6, 0.1, 0.3], [0.1, 0.1, 0.8]])
+    >>> [decoder(["O", "B-PER", "I-PER"], d)(probs)[0].tolist() for d in DECODINGS]
+    [[0, 2], [1, 2]]
+    """
+    if decoding not in DECODINGS:
+        raise ValueError(f"decoding {decoding!r}: expected one of {', '.join(DECODINGS)}")
+    transitions = allowed_transitions(labels)
+
+    def run(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if decoding == "constrained":
+            ids = viterbi(probs, *transitions)
+        else:
+            ids = probs.argmax(-1) if len(probs) else np.zeros(0, dtype=np.int64)
+        return ids, probs[np.arange(len(ids)), ids].astype(np.float32)
+
+    return run
