@@ -75,6 +75,18 @@ def ended_trials(trials: list[TrialSummary], scheduler: str) -> list[TrialSummar
     return [t for t in trials if t.state == "error" or (t.curve and t.state != cut_short)]
 
 
+def best_row(rows: list[dict[str, Any]], metric: str, sign: int) -> dict[str, Any]:
+    """The row of the best ``metric`` (``sign`` -1: the lowest); among equal ones the latest, the one whose
+    checkpoint Ray Train keeps (it ranks a tie by report order).
+
+    >>> best_row([{"f1": 0.5, "at": 1}, {"f1": 0.9, "at": 2}, {"f1": 0.9, "at": 3}, {"f1": 0.7, "at": 4}], "f1", 1)
+    {'f1': 0.9, 'at': 3}
+    >>> best_row([], "f1", 1)
+    {}
+    """
+    return max(reversed(rows), key=lambda r: sign * r[metric], default={})
+
+
 def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: Scope = "best") -> list[TrialSummary]:
     """One summary per trial of a Tune ``ResultGrid``, in trial order; a trial's ``best_metric`` and
     ``best_checkpoint`` are those of its best result, or with ``scope="last"`` of its last."""
@@ -83,7 +95,7 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: 
     for result in grid:
         rows = [] if result.metrics_dataframe is None else result.metrics_dataframe.to_dict("records")
         rows = [r for r in rows if settings.metric in r]
-        best = rows[-1] if scope == "last" and rows else max(rows, key=lambda r: sign * r[settings.metric], default={})
+        best = rows[-1] if scope == "last" and rows else best_row(rows, settings.metric, sign)
         params = {key: value for key, value in (result.config or {}).items() if key in settings.space}
         trials.append(
             TrialSummary(
