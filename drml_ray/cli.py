@@ -244,14 +244,15 @@ def evaluate(
     """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
     from drml_ray.config import DataConfig, load_config
     from drml_ray.data.load import load_corpus, read_files
+    from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
     from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, open_run
 
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
-    if decoding not in (None, "argmax", "constrained"):
-        raise UserError(f"--decoding is argmax or constrained, not {decoding!r}")
+    if decoding is not None and decoding not in DECODINGS:
+        raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
         sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
