@@ -453,9 +453,9 @@ def data_convert(
         str,
         typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
     ] = "auto",
-    overwrite: Overwrite = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
 ) -> None:
-    """Convert a corpus between CoNLL columns and Parquet; IOB1 input is rewritten as IOB2."""
+    """Convert a corpus between CoNLL columns and Parquet; IOB1 and BIOES-style input is rewritten as IOB2."""
     from drml_ray.data.conll import write_conll
     from drml_ray.data.load import read_files
     from drml_ray.data.parquet import write_parquet

@@ -151,7 +151,7 @@ CASES = [
     own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),
     own("Caf\xe9\tB-ORG\n".encode("latin-1"), "Latin-1", "train.conll:1: not UTF-8 text"),
     own("Anna\tB-\n", "B- with no type", "train.conll:1: unknown tag scheme prefix", "'B-'"),
-    own("Anna\tS-PER\n", "a BIOES tag", "train.conll:1: unknown tag scheme prefix", "BIOES"),
+    own("Anna\tX-PER\n", "an unknown prefix", "train.conll:1: unknown tag scheme prefix", "BIOES, BILOU and BMES"),
     own("Anna\tb-per\n", "a lowercase tag", "train.conll:1: unknown tag scheme prefix", "'b-per'"),
     own("Anna\tB-PER\nSchmidt\tX\tI-PER\n", "another column count", "train.conll:2: expected 2 columns"),
     own("-DOCSTART- -X- O O\n\n-DOCSTART- -X- O O\n", "only -DOCSTART- lines", "train.conll: no sentences found"),

@@ -4,11 +4,14 @@ A CoNLL file holds one token per line with its tag in the last column, a blank l
 sentences and optional ``-DOCSTART-`` lines between documents (kept: each sentence knows its document, which
 ``data.context`` uses). CoNLL-2003 ships IOB1 tags
 (``I-`` starts an entity unless it continues one of the same type); everything inside drml-ray
-is IOB2 (every entity starts with ``B-``), which is what seqeval and the classifier expect.
+is IOB2 (every entity starts with ``B-``), which is what seqeval and the classifier expect. Files tagged with
+BIOES, BILOU or BMES prefixes are rewritten as IOB2 while they are read (those prefixes never occur in IOB, so
+there is nothing to ask), and said so.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +22,13 @@ from drml_ray.errors import UserError
 
 Scheme = Literal["iob1", "iob2"]
 PREFIXES = ("B", "I")
+SPAN_PREFIXES = {"S": "B", "U": "B", "E": "I", "L": "I", "M": "I"}
+"""BIOES / BILOU / BMES prefixes and the IOB2 prefix each becomes: a single-word entity (``S-``, ``U-``) starts
+one, an entity's end (``E-``, ``L-``) or middle (``M-``) continues it."""
+UNKNOWN_PREFIX = ("unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOES, BILOU and BMES tags, S-, E-, U-, "
+                  "L- and M-, are read as IOB2)")  # fmt: skip
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,23 @@ def split_tag(tag: str) -> tuple[str, str | None]:
     return prefix, kind
 
 
+def span_tag_as_iob2(tag: str) -> str:
+    """A BIOES / BILOU / BMES tag as IOB2; any other tag unchanged.
+
+    >>> [span_tag_as_iob2(t) for t in ["S-PER", "B-ORG", "M-ORG", "E-ORG", "U-LOC", "L-LOC", "O", "I-X"]]
+    ['B-PER', 'B-ORG', 'I-ORG', 'I-ORG', 'B-LOC', 'I-LOC', 'O', 'I-X']
+    """
+    prefix, sep, kind = tag.partition("-")
+    return f"{SPAN_PREFIXES[prefix]}-{kind}" if sep and kind and prefix in SPAN_PREFIXES else tag
+
+
+def note_span_tags(path: str | os.PathLike[str], count: int) -> None:
+    """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none)."""
+    if count:
+        log.info("%s: %s BIOES/BILOU/BMES tags (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, "
+                 "E-/L-/M- continue it", path, f"{count:,}")  # fmt: skip
+
+
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
     """Rewrite IOB1 tags as IOB2: an ``I-X`` that does not continue an ``X`` entity becomes ``B-X``.
 
@@ -83,7 +110,8 @@ def read_conll(
 
     ``labels``, when given, is the declared label set: any other tag is an error. Errors name the
     file, the line and the offending text: a line whose column count differs from the file's
-    first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X``, an empty file.
+    first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or BIOES-style, rewritten as
+    IOB2), an empty file.
     """
     allowed = set(labels) if labels is not None else None
     sentences: list[Sentence] = []
@@ -91,6 +119,7 @@ def read_conll(
     tags: list[str] = []
     n_columns: int | None = None
     documents = 0  # -DOCSTART- lines seen so far
+    span_tags = 0  # BIOES-style tags rewritten as IOB2
     for line_no, line in [*_lines(path), (0, "")]:  # (a last blank line closes the last sentence)
         if not line.strip() or line.split()[0] == "-DOCSTART-":
             if tokens:
@@ -107,18 +136,19 @@ def read_conll(
         if len(columns) != n_columns:
             raise CorpusFormatError(path, line_no, f"expected {n_columns} columns like line 1 of the data, got "
                                     f"{len(columns)}", line)  # fmt: skip
-        tag = columns[-1]
+        tag = span_tag_as_iob2(columns[-1])
+        span_tags += tag != columns[-1]
         try:
             split_tag(tag)
         except ValueError:
-            raise CorpusFormatError(path, line_no, "unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOES "
-                                    "tags, S- and E-, are not read: convert them to IOB2)", tag) from None  # fmt: skip
+            raise CorpusFormatError(path, line_no, UNKNOWN_PREFIX, tag) from None
         if allowed is not None and tag not in allowed:
             raise CorpusFormatError(path, line_no, "tag outside the declared label set", tag)
         tokens.append(columns[0])
         tags.append(tag)
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
+    note_span_tags(path, span_tags)
     return sentences if documents else [replace(s, doc=None) for s in sentences]
 
 

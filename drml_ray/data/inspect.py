@@ -1,6 +1,7 @@
 """``drml data inspect FILE``: what a corpus file holds, the tag scheme it follows, and what looks wrong.
 
-Reads the tags as written (no conversion), so an IOB1 file handed in as IOB2 shows up: in IOB2 every
+Reads IOB tags as written (no IOB1 conversion; BIOES-style tags are read as IOB2, as training reads them, and
+said so), so an IOB1 file handed in as IOB2 shows up: in IOB2 every
 entity starts with ``B-``; an ``I-X`` that does not continue an ``X`` entity is how IOB1 starts one, and
 read as IOB2 it would be dropped from the gold standard by seqeval's strict scoring.
 """

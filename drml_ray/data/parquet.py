@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import CorpusFormatError, Sentence, split_tag
+from drml_ray.data.conll import UNKNOWN_PREFIX, CorpusFormatError, Sentence, note_span_tags, span_tag_as_iob2, split_tag
 
 SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string())), ("doc", pa.int64())])
 """``doc``: the sentence's document (null where the corpus marks none); optional when read."""
@@ -49,7 +49,8 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
         raise CorpusFormatError(path, None, f"columns {', '.join(wrong)} must be lists of strings (doc: integers; "
                                 "drml data convert writes them)")  # fmt: skip
     docs = table.column("doc").to_pylist() if "doc" in names else [None] * table.num_rows
-    sentences = []
+    sentences: list[Sentence] = []
+    span_tags = 0
     for row, (tokens, tags, doc) in enumerate(
         zip(table.column("tokens").to_pylist(), table.column("tags").to_pylist(), docs, strict=True), start=1
     ):
@@ -57,12 +58,15 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
             raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
         if None in tokens or None in tags:
             raise CorpusFormatError(path, row, "a null token or tag")
-        for tag in tags:
+        iob2 = [span_tag_as_iob2(tag) for tag in tags]
+        span_tags += sum(new != old for new, old in zip(iob2, tags, strict=True))
+        for tag in iob2:
             try:
                 split_tag(tag)
             except ValueError:
-                raise CorpusFormatError(path, row, "unknown tag scheme prefix", tag) from None
-        sentences.append(Sentence(tuple(tokens), tuple(tags), doc))
+                raise CorpusFormatError(path, row, UNKNOWN_PREFIX, tag) from None
+        sentences.append(Sentence(tuple(tokens), tuple(iob2), doc))
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
+    note_span_tags(path, span_tags)
     return sentences

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from drml_ray.data.conll import (
@@ -77,9 +79,24 @@ def test_single_column_is_an_error(tmp_path):
 
 
 def test_unknown_scheme_prefix(tmp_path):
-    path = write(tmp_path, "EU\tB-ORG\nrejects\tE-ORG\n")
-    with pytest.raises(CorpusFormatError, match=r"corpus.txt:2: unknown tag scheme prefix.*'E-ORG'"):
+    path = write(tmp_path, "EU\tB-ORG\nrejects\tZ-ORG\n")
+    with pytest.raises(CorpusFormatError, match=r"corpus.txt:2: unknown tag scheme prefix.*'Z-ORG'"):
         read_conll(path)
+
+
+BIOES = "EU\tS-ORG\nrejects\tO\nNew\tB-LOC\nYork\tE-LOC\n\nA\tB-PER\nB\tM-PER\nC\tL-PER\nD\tU-X\n"
+BIOES_AS_IOB2 = [("B-ORG", "O", "B-LOC", "I-LOC"), ("B-PER", "I-PER", "I-PER", "B-X")]
+
+
+def test_bioes_bilou_and_bmes_tags_are_read_as_iob2_and_said_so(tmp_path, caplog):
+    with caplog.at_level("INFO", logger="drml_ray.data.conll"):
+        sentences = read_conll(write(tmp_path, BIOES))
+    assert [s.tags for s in sentences] == BIOES_AS_IOB2
+    assert "corpus.txt: 5 BIOES/BILOU/BMES tags" in caplog.text
+    raw_tags = [["S-ORG", "O", "B-LOC", "E-LOC"], ["B-PER", "M-PER", "L-PER", "U-X"]]
+    path = tmp_path / "raw.parquet"
+    pq.write_table(pa.table({"tokens": [list(s.tokens) for s in sentences], "tags": raw_tags}), path)
+    assert read_parquet(path) == sentences
 
 
 def test_tag_outside_declared_label_set(tmp_path):
