@@ -20,6 +20,9 @@ Rate = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 Discount = Annotated[float, Field(ge=0, le=1)]
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
+"""A seed: numpy's generators refuse a negative one, and RLlib's (``np.random.seed``) one past 2**32 - 1, so
+seeds plus the offsets added to them stay below it."""
 WindowLength = Annotated[int, Field(ge=8, le=8192)]
 """Sub-tokens per window: room for the special tokens and some words."""
 T = TypeVar("T")
@@ -30,7 +33,9 @@ NonEmpty = Annotated[list[T], Field(min_length=1)]
 class Section(BaseModel):
     """Base of every config section: unknown keys forbidden, no type coercion, immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )  # (an infinite rate or weight is a typo, never a setting)
 
     def check(self) -> None:
         """Rules across this section's fields: raise ``ValueError`` naming them (a section overrides it)."""
@@ -48,7 +53,7 @@ class GeneratedData(Section):
     """Sentences in the generated dev split."""
     test: Count = 100
     """Sentences in the generated test split."""
-    seed: int = 13
+    seed: Seed = 13
     """Seed of the generator (each split uses its own stream)."""
 
 
@@ -292,7 +297,7 @@ class Experiment(Section):
     ``._+-``, no ``/``). Defaults to the file's stem."""
     tune: TuneSettings | None = None
     """Hyper-parameter search over this experiment (``drml tune``); the metric is one its kind reports."""
-    seed: int = 42
+    seed: Seed = 42
     """Seed of everything random in the run: initialisation, data or task order, dropout, sampling."""
 
 

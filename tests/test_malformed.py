@@ -128,6 +128,8 @@ CASES = [
     ft("model: {strategy: top, top_layers: 0}\n", "no top layers", "exp.yaml:2: model.top_layers"),
     ft("train: {warmup_ratio: 1.5}\n", "warm-up of 1.5", "exp.yaml:2: train.warmup_ratio: Input should be less than 1"),
     ft("train: {warmup_ratio: -0.1}\n", "negative warm-up", "exp.yaml:2: train.warmup_ratio"),
+    ft("train: {lr: .inf}\n", "an infinite learning rate", "exp.yaml:2: train.lr: Input should be a finite number"),
+    ft("seed: -1\n", "a negative seed", "exp.yaml:2: seed: Input should be greater than or equal to 0"),
     ft("train:\n  epochs: 2\n  epochs: 3\n", "a key given twice", "exp.yaml:4: invalid YAML: duplicate key 'epochs'"),
     ft("train: {epochs: three}\n", "a word for a number", "exp.yaml:2: train.epochs: Input should be a valid integer"),
     ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key"),

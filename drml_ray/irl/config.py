@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section
+from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section, Seed
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
 
 IRLMethod = Literal["bc", "gail", "airl"]
@@ -96,7 +96,7 @@ class ExpertSettings(Section):
     """Demonstrations recorded per family (RLlib's offline API, Parquet)."""
     explore: bool = False
     """Record the expert's stochastic policy (``false``: its most likely action at every step)."""
-    seed: int = 0
+    seed: Seed = 0
 
 
 class IRLSettings(Section):
@@ -107,7 +107,7 @@ class IRLSettings(Section):
     methods: NonEmpty[IRLMethod] = ["bc", "gail", "airl"]
     demos: NonEmpty[Count] = [1, 4, 16]
     """Demonstration counts (the first N the expert recorded)."""
-    seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
+    seeds: NonEmpty[Seed] = [1, 2, 3, 4, 5]
     disc: DiscriminatorSettings = DiscriminatorSettings()
     method_disc: dict[Literal["gail", "airl"], DiscriminatorSettings] = {}
     """One method's discriminator settings, in place of ``disc`` for it (whole: a field it leaves out takes its
@@ -189,7 +189,7 @@ class MetaIRLSettings(Section):
     loop, ``iters`` iterations) on the same demonstrations."""
     iters: Count = 30
     """PPO iterations of the fresh policy that judges each recovered reward (and of ``airl``'s learner)."""
-    seeds: NonEmpty[int] = [1, 2, 3]
+    seeds: NonEmpty[Seed] = [1, 2, 3]
     workers: Count = 2
 
     @property

@@ -16,6 +16,7 @@ from drml_ray.config import (
     NonNegativeFloat,
     Rate,
     Section,
+    Seed,
     TaskData,
     TaskSpec,
     full_model,
@@ -87,7 +88,7 @@ class AdaptSettings(Section):
     """Starting points compared (see the README's meta-learning section)."""
     shots: NonEmpty[Shots] = [10, 25, 50, 100, "all"]
     """Labelled target sentences adapted on (drawn per seed from the train split); ``all``: the whole split."""
-    seeds: NonEmpty[int] = [1, 2, 3]
+    seeds: NonEmpty[Seed] = [1, 2, 3]
     """Seeds of the shot sample, the head initialisation and the data order."""
     lrs: NonEmpty[Rate] = [5e-5]
     """Learning rates tried per cell; the one with the best dev F1 is scored on test."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drml_ray.config import ActorSettings, Count, Discount, Experiment, NonEmpty, NonNegativeFloat, Rate, Section
+from drml_ray.config import ActorSettings, Count, Discount, Experiment, NonEmpty, NonNegativeFloat, Rate, Section, Seed
 
 RLFamily = Literal["nav2d", "cartpole", "pendulum"]
 RL_METHODS = ("meta", "multitask", "rl2", "scratch", "oracle")
@@ -95,7 +95,7 @@ class RLEvalSettings(Section):
     methods: NonEmpty[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
     tasks: Count = 5
     """Held-out tasks (drawn from the family with a seed stream meta-training never uses)."""
-    seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
+    seeds: NonEmpty[Seed] = [1, 2, 3, 4, 5]
     """Seeds of PPO sampling (and of the random init of ``scratch``)."""
     adapt_iters: Count = 3
     """PPO iterations of adaptation; returns are measured before and after each."""
@@ -136,7 +136,7 @@ class TransferSettings(Section):
     """PPO iterations on the source task."""
     target_iters: Count = 30
     """PPO iterations on the target task (both curves)."""
-    seeds: NonEmpty[int] = [1, 2, 3, 4, 5]
+    seeds: NonEmpty[Seed] = [1, 2, 3, 4, 5]
     episodes: Count = 10
     """Episodes sampled to measure each point of the target curves."""
     threshold: float | None = None
@@ -149,7 +149,7 @@ class TransferSettings(Section):
 class RLExperiment(Experiment):
     """One reinforcement-learning experiment: what ``drml rl meta-train|meta-eval|transfer`` run."""
 
-    seed: int = 0
+    seed: Seed = 0
     env: RLEnvSettings = RLEnvSettings()
     ppo: PPOSettings = PPOSettings()
     meta: RLMetaSettings = RLMetaSettings()
