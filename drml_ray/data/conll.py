@@ -108,10 +108,10 @@ def read_conll(
 ) -> list[Sentence]:
     """Read a CoNLL column file into IOB2 sentences.
 
-    ``labels``, when given, is the declared label set: any other tag is an error. Errors name the
-    file, the line and the offending text: a line whose column count differs from the file's
-    first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or BIOES-style, rewritten as
-    IOB2), an empty file.
+    ``#`` comment lines before a sentence are skipped. ``labels``, when given, is the declared label set: any
+    other tag is an error. Errors name the file, the line and the offending text: a line whose column count
+    differs from the file's first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or
+    BIOES-style, rewritten as IOB2), an empty file.
     """
     allowed = set(labels) if labels is not None else None
     sentences: list[Sentence] = []
@@ -127,6 +127,8 @@ def read_conll(
                                           max(documents - 1, 0)))  # fmt: skip
                 tokens, tags = [], []
             documents += bool(line.strip())
+            continue
+        if _is_comment(line, in_sentence=bool(tokens)):
             continue
         # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either.
         columns = line.split("\t") if "\t" in line else line.split()
@@ -150,6 +152,22 @@ def read_conll(
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     note_span_tags(path, span_tags)
     return sentences if documents else [replace(s, doc=None) for s in sentences]
+
+
+def _is_comment(line: str, *, in_sentence: bool) -> bool:
+    """A line before a sentence that starts with ``#`` and ends with no tag: a comment (CoNLL-U's ``# text =
+    ...``, MultiCoNER's ``# id ... domain=en``), skipped. A ``#`` token with its tag is a word.
+
+    >>> [_is_comment(line, in_sentence=False) for line in ["# sent_id = 3", "#\tO", "#nlp B-TOPIC", "#"]]
+    [True, False, False, True]
+    """
+    if in_sentence or not line.startswith("#"):
+        return False
+    try:
+        split_tag(span_tag_as_iob2(line.split()[-1]))
+    except ValueError:
+        return True
+    return False
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:

@@ -84,6 +84,12 @@ def test_unknown_scheme_prefix(tmp_path):
         read_conll(path)
 
 
+def test_comment_lines_before_sentences_are_skipped_and_a_hash_token_is_a_word(tmp_path):
+    text = "# id 1\tdomain=en\nAnna _ _ B-PER\n# _ _ O\n\n# sent_id = 2\n# text = # wins\n# _ _ O\nwins _ _ O\n"
+    sentences = read_conll(write(tmp_path, text))
+    assert [(s.tokens, s.tags) for s in sentences] == [(("Anna", "#"), ("B-PER", "O")), (("#", "wins"), ("O", "O"))]
+
+
 BIOES = "EU\tS-ORG\nrejects\tO\nNew\tB-LOC\nYork\tE-LOC\n\nA\tB-PER\nB\tM-PER\nC\tL-PER\nD\tU-X\n"
 BIOES_AS_IOB2 = [("B-ORG", "O", "B-LOC", "I-LOC"), ("B-PER", "I-PER", "I-PER", "B-X")]
 
