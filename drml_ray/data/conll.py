@@ -130,8 +130,10 @@ def read_conll(
             continue
         if _is_comment(line, in_sentence=bool(tokens)):
             continue
-        # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either.
-        columns = line.split("\t") if "\t" in line else line.split()
+        # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either. Spaces around a
+        # tab-separated column and trailing tabs (spreadsheet exports) are not part of the data.
+        line = line.rstrip()
+        columns = [column.strip() for column in line.split("\t")] if "\t" in line else line.split()
         if len(columns) < 2:
             raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
         n_columns = n_columns or len(columns)

@@ -90,6 +90,11 @@ def test_comment_lines_before_sentences_are_skipped_and_a_hash_token_is_a_word(t
     assert [(s.tokens, s.tags) for s in sentences] == [(("Anna", "#"), ("B-PER", "O")), (("#", "wins"), ("O", "O"))]
 
 
+def test_trailing_tabs_and_spaces_around_tab_separated_columns_are_not_data(tmp_path):
+    sentences = read_conll(write(tmp_path, "EU \tB-ORG\t\nrejects\t O \t\n"))
+    assert [(s.tokens, s.tags) for s in sentences] == [(("EU", "rejects"), ("B-ORG", "O"))]
+
+
 BIOES = "EU\tS-ORG\nrejects\tO\nNew\tB-LOC\nYork\tE-LOC\n\nA\tB-PER\nB\tM-PER\nC\tL-PER\nD\tU-X\n"
 BIOES_AS_IOB2 = [("B-ORG", "O", "B-LOC", "I-LOC"), ("B-PER", "I-PER", "I-PER", "B-X")]
 
