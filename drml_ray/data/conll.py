@@ -130,16 +130,8 @@ def read_conll(
             continue
         if _is_comment(line, in_sentence=bool(tokens)):
             continue
-        # CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either. Spaces around a
-        # tab-separated column and trailing tabs (spreadsheet exports) are not part of the data.
-        line = line.rstrip()
-        columns = [column.strip() for column in line.split("\t")] if "\t" in line else line.split()
-        if len(columns) < 2:
-            raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
-        n_columns = n_columns or len(columns)
-        if len(columns) != n_columns:
-            raise CorpusFormatError(path, line_no, f"expected {n_columns} columns like line 1 of the data, got "
-                                    f"{len(columns)}", line)  # fmt: skip
+        columns = _columns(path, line_no, line, n_columns)
+        n_columns = len(columns)
         tag = span_tag_as_iob2(columns[-1])
         span_tags += tag != columns[-1]
         try:
@@ -154,6 +146,22 @@ def read_conll(
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     note_span_tags(path, span_tags)
     return sentences if documents else [replace(s, doc=None) for s in sentences]
+
+
+def _columns(path: str | os.PathLike[str], line_no: int, line: str, expected: int | None) -> list[str]:
+    """A data line's columns: at least two, and as many as the file's first data line (``expected``) has.
+
+    CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either. Spaces around a
+    tab-separated column and trailing tabs (spreadsheet exports) are layout, not data.
+    """
+    line = line.rstrip()
+    columns = [column.strip() for column in line.split("\t")] if "\t" in line else line.split()
+    if len(columns) < 2:
+        raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
+    if expected is not None and len(columns) != expected:
+        raise CorpusFormatError(path, line_no, f"expected {expected} columns like line 1 of the data, got "
+                                f"{len(columns)}", line)  # fmt: skip
+    return columns
 
 
 def _is_comment(line: str, *, in_sentence: bool) -> bool:
