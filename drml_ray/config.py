@@ -135,11 +135,19 @@ class ModelConfig(Section):
     """How word tags are read from the label probabilities: the most probable valid IOB2 sequence (an ``I-X`` only
     after ``B-X`` or ``I-X``, which strict scoring needs), or each word's most probable tag (``argmax``, what
     ``transformers.pipeline`` does). Used to score dev and test; travels with the exported model."""
+    casing: Literal["none", "shape"] = "none"
+    """``shape``: every sub-token carries its word's shape (lower case, Capitalised, ALL CAPS, mixed) as its BERT
+    token type, for an uncased backbone (MiniLM) that cannot see capitals otherwise; travels with the exported
+    model (``transformers.pipeline`` passes no token types, so it reads every word as lower case there). The
+    ``full`` strategy only: the others freeze the embeddings the shapes live in."""
 
     def check(self) -> None:
         if self.window_overlap >= self.max_length // 2:
             raise ValueError(f"window_overlap ({self.window_overlap}) must be below half of max_length "
                              f"({self.max_length}): each window must move on")  # fmt: skip
+        if self.casing != "none" and self.strategy != "full":
+            raise ValueError(f"casing: {self.casing} needs strategy: full ({self.strategy} freezes the token-type "
+                             "embeddings that hold the word shapes)")  # fmt: skip
 
 
 class TrainConfig(Section):
@@ -321,12 +329,15 @@ def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
                          f"train.grad_accum ({shards})")  # fmt: skip
 
 
-def full_model(why: str) -> AfterValidator:
-    """A ``model`` section that must train every weight (``strategy: full``), as ``why`` needs."""
+def full_model(kind: str, why: str) -> AfterValidator:
+    """A ``model`` section that must train every weight (``strategy: full``), as ``why`` says ``kind`` needs, and
+    without word shapes (``casing``: its own forward passes give no token types)."""
 
     def check(model: ModelConfig) -> ModelConfig:
         if model.strategy != "full":
-            raise ValueError(f"strategy must be full for {why}")
+            raise ValueError(f"strategy must be full for {kind} ({why})")
+        if model.casing != "none":
+            raise ValueError(f"casing: {model.casing} is for drml finetune; {kind} gives no token types")
         return model
 
     return AfterValidator(check)

@@ -106,7 +106,7 @@ class ContinualExperiment(Experiment):
     """One continual-learning experiment: what ``drml continual`` runs. Each experience is one Ray Train run
     with ``train`` and ``scaling`` (as ``drml finetune``'s), from the model the previous experience left."""
 
-    model: Annotated[ModelConfig, full_model("continual learning (its EWC and distillation cover every weight)")] = (
+    model: Annotated[ModelConfig, full_model("continual learning", "its EWC and distillation cover every weight")] = (
         ModelConfig()
     )
     """Backbone and windowing (``strategy`` must be ``full``)."""

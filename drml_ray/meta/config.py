@@ -126,7 +126,7 @@ class AdaptSettings(Section):
 class MetaExperiment(Experiment):
     """One meta-learning experiment: what ``drml meta-train`` and ``drml meta-eval`` run."""
 
-    model: Annotated[ModelConfig, full_model("meta-learning (the inner loop moves every weight)")] = ModelConfig()
+    model: Annotated[ModelConfig, full_model("meta-learning", "the inner loop moves every weight")] = ModelConfig()
     """Backbone and windowing (``strategy`` must be ``full``: meta-learning moves every weight)."""
     data: TaskData = TaskData()
     meta: MetaSettings = MetaSettings()

@@ -22,17 +22,22 @@ Step = list[list[int]]
 
 
 def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a micro-batch to its longest window: ``input_ids``, ``attention_mask``, ``labels``."""
+    """Pad a micro-batch to its longest window: ``input_ids``, ``attention_mask``, ``labels``, and
+    ``token_type_ids`` when the windows carry word shapes."""
     width = max(len(w.input_ids) for w in windows)
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
     labels = torch.full((len(windows), width), IGNORE, dtype=torch.long)
+    types = torch.zeros((len(windows), width), dtype=torch.long)
     for row, w in enumerate(windows):
         n = len(w.input_ids)
         input_ids[row, :n] = torch.tensor(w.input_ids)
         attention_mask[row, :n] = 1
         labels[row, :n] = torch.tensor(w.labels)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if w.type_ids is not None:
+            types[row, :n] = torch.tensor(w.type_ids)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return batch | ({"token_type_ids": types} if windows[0].type_ids is not None else {})
 
 
 GROUP_SPAN = 50
@@ -167,26 +172,31 @@ def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad
 
     Returns ``input_ids``, ``position_ids`` (restarting at 0 for every window), ``labels`` and a
     boolean ``attention_mask`` of shape (rows, 1, width, width), block-diagonal per window (padding
-    attends to itself only, so no softmax row is empty). For a BERT-style model the logits of a
-    packed window equal those of the window alone: packing removes padding, not information.
+    attends to itself only, so no softmax row is empty), and ``token_type_ids`` when the windows carry word
+    shapes. For a BERT-style model the logits of a packed window equal those of the window alone: packing
+    removes padding, not information.
     """
     width = max(sum(len(windows[i].input_ids) for i in row) for row in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     segment = torch.full((len(rows), width), -1, dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long)
     for r, row in enumerate(rows):
         start = 0
         for k, i in enumerate(row):
-            n = len(windows[i].input_ids)
-            input_ids[r, start : start + n] = torch.tensor(windows[i].input_ids)
-            labels[r, start : start + n] = torch.tensor(windows[i].labels)
+            n, window = len(windows[i].input_ids), windows[i]
+            input_ids[r, start : start + n] = torch.tensor(window.input_ids)
+            labels[r, start : start + n] = torch.tensor(window.labels)
             position_ids[r, start : start + n] = torch.arange(n)
             segment[r, start : start + n] = k
+            if window.type_ids is not None:
+                types[r, start : start + n] = torch.tensor(window.type_ids)
             start += n
     same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
     mask = same | torch.eye(width, dtype=torch.bool)
-    return {"input_ids": input_ids, "attention_mask": mask[:, None], "position_ids": position_ids, "labels": labels}
+    batch = {"input_ids": input_ids, "attention_mask": mask[:, None], "position_ids": position_ids, "labels": labels}
+    return batch | ({"token_type_ids": types} if windows[rows[0][0]].type_ids is not None else {})
 
 
 def eval_batches(lengths: Sequence[int], batch_size: int, world_size: int = 1, rank: int = 0) -> list[list[int]]:

@@ -41,6 +41,8 @@ class SavedModel:
     decoding: str = "constrained"
     """``model.decoding`` of the run that trained it (:mod:`~drml_ray.ner.decoding`); constrained for a folder
     that does not say (one from the Hub, or from drml-ray before the setting)."""
+    casing: bool = False
+    """Whether it was trained with word shapes as token types (``model.casing: shape``)."""
 
     @property
     def labels(self) -> list[str]:
@@ -82,7 +84,8 @@ def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype 
     max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
     overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
     return SavedModel(model, tokenizer, max_length, overlap, autocast, context=bool(drml.get("context", False)),
-                      decoding=str(drml.get("decoding", "constrained")))  # fmt: skip
+                      decoding=str(drml.get("decoding", "constrained")),
+                      casing=drml.get("casing") == "shape")  # fmt: skip
 
 
 def _load_weights(folder: Path) -> torch.nn.Module:
@@ -120,7 +123,7 @@ def predict_tags(
     return predict_words(
         saved.model, saved.tokenizer, sentences, max_length=saved.max_length, overlap=saved.overlap,
         batch_size=batch_size, progress=progress, autocast_dtype=saved.autocast,
-        documents=documents if saved.context else None, decoding=saved.decoding,
+        documents=documents if saved.context else None, decoding=saved.decoding, casing=saved.casing,
     )  # fmt: skip
 
 

@@ -12,6 +12,9 @@ for each word, the window in which it sits furthest from an edge (most context o
 Document context (``data.context``, the "maximal document context" of Devlin et al.): a sentence
 that fits its window shares it with the words around it in its document, whole words nearest first,
 the room split evenly between the two sides; those words carry no labels and get no predictions.
+
+Word shapes (``model.casing: shape``, :mod:`~drml_ray.ner.casing`): every sub-token, context included, carries its
+word's shape as its token type.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import takewhile
+from typing import TypeVar
 
 import numpy as np
 
 from drml_ray.errors import UserError
+from drml_ray.ner.casing import word_shape
 
 IGNORE = -100
+P = TypeVar("P")
+Piece = tuple[int, int]
+"""A sub-token of a word: its id and its token type (the word's shape, or 0)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class Window:
     """Per sub-token label id, ``-100`` where no loss is taken; all ``-100`` when unlabelled."""
     word_starts: list[int]
     """Position of each word's first sub-token in ``input_ids`` (one entry per word)."""
+    type_ids: list[int] | None = None
+    """Per sub-token token type (its word's shape) under ``model.casing: shape``; ``None``: the model's default."""
 
     @property
     def n_words(self) -> int:
@@ -89,23 +99,25 @@ def encode(
     overlap: int,
     label_all_tokens: bool = False,
     documents: Sequence[int | None] | None = None,
+    casing: bool = False,
 ) -> list[Window]:
     """Tokenise word lists (one fast-tokenizer batch call) into labelled windows.
 
     ``tags`` may be ``None`` for unlabelled text. Windows appear in sentence order, and within a
     sentence in word order. ``documents``, when given, is each sentence's document (consecutive
     sentences of one document; ``None``: a sentence on its own): its window is filled with context.
+    ``casing``: each sub-token's token type is its word's shape.
     """
-    words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens)
+    words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens, casing)
     windows: list[Window] = []
     for i, pieces in enumerate(words.pieces):
         plan = plan_windows([len(p) for p in pieces], words.budget, overlap)
         room = words.budget - sum(map(len, pieces)) if documents is not None and len(plan) == 1 else 0
         left, right = _context(words.pieces, documents, i, room) if room > 0 else ([], [])
         for start, end in plan:
-            input_ids, labels, starts = words.span(i, start, end, offset=1 + len(left))
+            tokens, labels, starts = words.span(i, start, end, offset=1 + len(left))
             labels = [IGNORE] * len(left) + labels + [IGNORE] * len(right)
-            windows.append(words.window(i, start, [*left, *input_ids, *right], labels, starts))
+            windows.append(words.window(i, start, [*left, *tokens, *right], labels, starts))
     return windows
 
 
@@ -119,14 +131,16 @@ def encode_documents(
     max_length: int,
     overlap: int,
     label_all_tokens: bool = False,
+    casing: bool = False,
 ) -> list[Window]:
     """Training windows cut from whole documents (``data.context_train: document``): consecutive sentences of
     one document share a window while they fit, every word labelled, so each sentence trains with its
     neighbours as context at the cost of training without them. A sentence that does not fit a window alone
     is split as :func:`encode` splits it; a sentence without a document (``None``) has a window of its own.
-    A window's ``sentence`` is its first sentence, its ``word_starts`` cover every sentence in it.
+    A window's ``sentence`` is its first sentence, its ``word_starts`` cover every sentence in it. ``casing`` as
+    :func:`encode` has it.
     """
-    words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens)
+    words = _Words(tokenizer, sentences, tags, label2id, max_length, label_all_tokens, casing)
     windows: list[Window] = []
     for group in _document_groups(words.pieces, documents, words.budget):
         if len(group) > 1:
@@ -139,7 +153,7 @@ def encode_documents(
 
 
 def _document_groups(
-    pieces: Sequence[Sequence[list[int]]], documents: Sequence[int | None], budget: int
+    pieces: Sequence[Sequence[list[P]]], documents: Sequence[int | None], budget: int
 ) -> Iterator[list[int]]:
     """Sentence indices in order, grouped by the window they share: same document, at most ``budget``
     sub-tokens together; a sentence without a document, or over budget, is a group of its own.
@@ -162,21 +176,23 @@ def _document_groups(
 
 def _joined(words: _Words, group: Sequence[int]) -> Window:
     """One window holding the sentences ``group``, whole and in order."""
-    input_ids: list[int] = []
+    tokens: list[Piece] = []
     labels: list[int] = []
     starts: list[int] = []
     for i in group:
-        ids, labs, st = words.span(i, 0, len(words.pieces[i]), offset=1 + len(input_ids))
-        input_ids.extend(ids)
+        pieces, labs, st = words.span(i, 0, len(words.pieces[i]), offset=1 + len(tokens))
+        tokens.extend(pieces)
         labels.extend(labs)
         starts.extend(st)
-    return words.window(group[0], 0, input_ids, labels, starts)
+    return words.window(group[0], 0, tokens, labels, starts)
 
 
 class _Words:
     """A corpus' words as sub-token pieces (one fast-tokenizer batch call), and the windows built from them."""
 
-    def __init__(self, tokenizer, sentences, tags, label2id: dict[str, int], max_length: int, label_all: bool):
+    def __init__(
+        self, tokenizer, sentences, tags, label2id: dict[str, int], max_length: int, label_all: bool, casing: bool
+    ):
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         if self.cls_id is None or self.sep_id is None:
             raise UserError(f"{type(tokenizer).__name__} has no CLS/SEP tokens; drml-ray supports BERT-style encoders")
@@ -184,37 +200,41 @@ class _Words:
         if self.budget < 1:
             raise UserError(f"model.max_length={max_length} leaves no room for words")
         encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
-        self.pieces: list[list[list[int]]] = []
+        self.pieces: list[list[list[Piece]]] = []
         for i, words in enumerate(sentences):
             pieces = _word_pieces(encoded.word_ids(i), encoded["input_ids"][i], len(words), tokenizer.unk_token_id)
-            self.pieces.append([p[: self.budget] for p in pieces])  # a pathological word keeps its first sub-tokens
-        self.tags, self.label2id, self.label_all = tags, label2id, label_all
+            types = [word_shape(word) if casing else 0 for word in words]
+            # (a pathological word keeps its first sub-tokens)
+            self.pieces.append([[(t, k) for t in p[: self.budget]] for p, k in zip(pieces, types, strict=True)])
+        self.tags, self.label2id, self.label_all, self.casing = tags, label2id, label_all, casing
 
-    def span(self, i: int, start: int, end: int, offset: int) -> tuple[list[int], list[int], list[int]]:
+    def span(self, i: int, start: int, end: int, offset: int) -> tuple[list[Piece], list[int], list[int]]:
         """Sub-tokens, their labels and each word's first position (counted from ``offset``) of words
         ``start .. end`` of sentence ``i``."""
         word_labels = [self.label2id[t] for t in self.tags[i]] if self.tags is not None else None
-        input_ids: list[int] = []
+        tokens: list[Piece] = []
         labels: list[int] = []
         starts: list[int] = []
         for w in range(start, end):
-            starts.append(offset + len(input_ids))
-            input_ids.extend(self.pieces[i][w])
+            starts.append(offset + len(tokens))
+            tokens.extend(self.pieces[i][w])
             first = word_labels[w] if word_labels is not None else IGNORE
             rest = IGNORE
             if self.label_all and word_labels is not None:
                 rest = self.label2id.get(_inside(self.tags[i][w]), first)
             labels.extend([first] + [rest] * (len(self.pieces[i][w]) - 1))
-        return input_ids, labels, starts
+        return tokens, labels, starts
 
-    def window(self, i: int, start: int, input_ids: list[int], labels: list[int], starts: list[int]) -> Window:
-        """``input_ids`` between CLS and SEP (the specials unlabelled)."""
-        return Window(i, start, [self.cls_id, *input_ids, self.sep_id], [IGNORE, *labels, IGNORE], starts)
+    def window(self, i: int, start: int, tokens: list[Piece], labels: list[int], starts: list[int]) -> Window:
+        """``tokens`` between CLS and SEP (the specials unlabelled, of type 0)."""
+        ids = [self.cls_id, *(t for t, _ in tokens), self.sep_id]
+        types = [0, *(k for _, k in tokens), 0] if self.casing else None
+        return Window(i, start, ids, [IGNORE, *labels, IGNORE], starts, types)
 
 
 def _context(
-    pieces: Sequence[Sequence[list[int]]], documents: Sequence[int | None], i: int, room: int
-) -> tuple[list[int], list[int]]:
+    pieces: Sequence[Sequence[list[P]]], documents: Sequence[int | None], i: int, room: int
+) -> tuple[list[P], list[P]]:
     """Sub-tokens of the words before and after sentence ``i`` in its document, at most ``room`` in all: whole
     words, nearest first, one side then the other; a side whose next word does not fit stops, leaving its room
     to the other.
@@ -231,7 +251,7 @@ def _context(
 
     before = (w for j in takewhile(same, range(i - 1, -1, -1)) for w in reversed(pieces[j]))
     after = (w for j in takewhile(same, range(i + 1, len(pieces))) for w in pieces[j])
-    sides: list[list[list[int]]] = [[], []]
+    sides: list[list[list[P]]] = [[], []]
     streams, open_ = [before, after], [True, True]
     while any(open_):
         for k in (0, 1):

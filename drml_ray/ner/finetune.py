@@ -167,7 +167,8 @@ def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, ou
     shutil.rmtree(tmp, ignore_errors=True)
     # Windowing settings travel in config.json so evaluate/predict split long sentences the same way.
     model.config.drml = {"max_length": cfg.model.max_length, "window_overlap": cfg.model.window_overlap,
-                         "context": cfg.data.context, "decoding": cfg.model.decoding}  # fmt: skip
+                         "context": cfg.data.context, "decoding": cfg.model.decoding,
+                         "casing": cfg.model.casing}  # fmt: skip
     save_hf_folder(model, tokenizer, tmp)
     replace_dir(tmp, out_dir)
 

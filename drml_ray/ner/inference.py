@@ -97,13 +97,16 @@ def predict_words(
     autocast_dtype: torch.dtype | None = None,
     documents: Sequence[int | None] | None = None,
     decoding: str = "constrained",
+    casing: bool = False,
 ) -> tuple[list[list[str]], list[list[float]]]:
     """Tag word lists in one process: IOB2 tags and the probability of each tag (``autocast_dtype``: e.g.
     ``torch.bfloat16``, the forward passes under autocast; ``documents``: windows filled with document context,
-    :func:`~drml_ray.ner.features.encode`; ``decoding``: :mod:`~drml_ray.ner.decoding`)."""
+    :func:`~drml_ray.ner.features.encode`; ``decoding``: :mod:`~drml_ray.ner.decoding`; ``casing``: word shapes
+    as token types, :mod:`~drml_ray.ner.casing`)."""
     device = device or next(model.parameters()).device
     id2label = {int(k): v for k, v in model.config.id2label.items()}
-    windows = encode(tokenizer, sentences, None, {}, max_length=max_length, overlap=overlap, documents=documents)
+    windows = encode(tokenizer, sentences, None, {}, max_length=max_length, overlap=overlap, documents=documents,
+                     casing=casing)  # fmt: skip
     batches = eval_batches([len(w.input_ids) for w in windows], batch_size)
     outputs = predict_windows(model, windows, batches, pad_id=tokenizer.pad_token_id, device=device, progress=progress,
                               autocast_dtype=autocast_dtype)  # fmt: skip

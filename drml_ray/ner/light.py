@@ -93,14 +93,20 @@ class LightBert(torch.nn.Module):
         return F.layer_norm(x, x.shape[-1:], self.w(f"{name}.weight"), self.w(f"{name}.bias"), self.eps)
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
     ) -> SimpleNamespace:
         """``attention_mask``: (batch, width) over keys, or (batch, 1, width, width) as packed rows have it
-        (:func:`~drml_ray.ner.batching.collate_packed`, with their ``position_ids``)."""
+        (:func:`~drml_ray.ner.batching.collate_packed`, with their ``position_ids``); ``token_type_ids``: word
+        shapes (:mod:`~drml_ray.ner.casing`), type 0 without."""
         positions = torch.arange(input_ids.shape[1], device=input_ids.device) if position_ids is None else position_ids
+        types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
         e = "bert.embeddings."
         x = self.w(e + "word_embeddings.weight")[input_ids] + self.w(e + "position_embeddings.weight")[positions]
-        x = self.norm(e + "LayerNorm", x + self.w(e + "token_type_embeddings.weight")[0])
+        x = self.norm(e + "LayerNorm", x + self.w(e + "token_type_embeddings.weight")[types])
         mask = attention_mask.bool() if attention_mask.dim() == 4 else attention_mask.bool()[:, None, None, :]
         for i in range(self.layers):
             x = self.layer(LAYER.format(i), x, mask)

@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 
 from drml_ray.config import ModelConfig
 from drml_ray.errors import UserError, first_line
+from drml_ray.ner.casing import grow_token_types
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
@@ -103,6 +104,8 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
             if isinstance(module, torch.nn.Dropout):
                 module.p = cfg.dropout
         model.config.hidden_dropout_prob = cfg.dropout
+    if cfg.casing == "shape":
+        grow_token_types(model)
     return apply_strategy(model, cfg)
 
 

@@ -179,7 +179,8 @@ def set_up(config: dict[str, Any]) -> Worker:
     device = ray.train.torch.get_device()  # RAY
     tokenizer = load_tokenizer(cfg.model.backbone)
     label2id = {label: i for i, label in enumerate(labels)}
-    windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap}
+    windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
+               "casing": cfg.model.casing == "shape"}  # fmt: skip
     documents = config.get("documents") or {}
     train = tuple(zip(*config["train"], strict=True))
     train_windows = _train_windows(cfg, tokenizer, train, label2id, documents.get("train"), windows)

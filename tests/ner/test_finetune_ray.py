@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -147,16 +148,21 @@ def test_evaluate_command_matches_the_run(smoke_run, tmp_path):
     assert cli("evaluate", smoke_run / "best", "generated", "--decoding", "viterbi").exit_code == 2
 
 
-def test_a_run_with_document_context_is_scored_and_reloaded_with_the_same_windows(ray_session, tmp_path):
+def test_a_run_with_document_context_and_word_shapes_is_scored_and_reloaded_with_the_same_windows(
+    ray_session, tmp_path
+):
     from drml_ray.data.load import load_corpus
     from drml_ray.ner.evaluate import load_saved_model, predict_tags
 
     # Trained on windows cut from whole documents; scored (in the loop and after) on a window per sentence.
     cfg = load_config(SMOKE, ["data.context=true", "data.context_train=document", "train.epochs=1",
-                              "data.generated.train=64"])  # fmt: skip
+                              "data.generated.train=64", "model.casing=shape"])  # fmt: skip
     results = run_finetune(cfg, tmp_path / "ctx")
     saved = load_saved_model(tmp_path / "ctx" / "best")
-    assert saved.context  # in config.json's drml section, for drml evaluate, predict and serve
+    assert saved.context and saved.casing  # in config.json's drml section, for drml evaluate, predict and serve
+    # Training gave the shapes their own rows: read as lower case, the same words score otherwise.
+    words = [s.tokens for s in load_corpus(cfg.data).splits["dev"][:8]]
+    assert predict_tags(saved, words)[1] != predict_tags(dataclasses.replace(saved, casing=False), words)[1]
     run = tmp_path / "ctx"
     result = cli("evaluate", run / "best", run / "config.yaml", "--output-dir", tmp_path / "ev")
     assert result.exit_code == 0, result.output
