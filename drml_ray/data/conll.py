@@ -72,6 +72,13 @@ def span_tag_as_iob2(tag: str) -> str:
     return f"{SPAN_PREFIXES[prefix]}-{kind}" if sep and kind and prefix in SPAN_PREFIXES else tag
 
 
+def read_tag(tag: str) -> str:
+    """A tag as a corpus file writes it, as IOB2 (:func:`span_tag_as_iob2`); ``ValueError`` when it is no tag."""
+    iob2 = span_tag_as_iob2(tag)
+    split_tag(iob2)
+    return iob2
+
+
 def note_span_tags(path: str | os.PathLike[str], count: int) -> None:
     """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none)."""
     if count:
@@ -132,12 +139,11 @@ def read_conll(
             continue
         columns = _columns(path, line_no, line, n_columns)
         n_columns = len(columns)
-        tag = span_tag_as_iob2(columns[-1])
-        span_tags += tag != columns[-1]
         try:
-            split_tag(tag)
+            tag = read_tag(columns[-1])
         except ValueError:
-            raise CorpusFormatError(path, line_no, UNKNOWN_PREFIX, tag) from None
+            raise CorpusFormatError(path, line_no, UNKNOWN_PREFIX, columns[-1]) from None
+        span_tags += tag != columns[-1]
         if allowed is not None and tag not in allowed:
             raise CorpusFormatError(path, line_no, "tag outside the declared label set", tag)
         tokens.append(columns[0])
@@ -174,7 +180,7 @@ def _is_comment(line: str, *, in_sentence: bool) -> bool:
     if in_sentence or not line.startswith("#"):
         return False
     try:
-        split_tag(span_tag_as_iob2(line.split()[-1]))
+        read_tag(line.split()[-1])
     except ValueError:
         return True
     return False

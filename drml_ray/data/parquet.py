@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import UNKNOWN_PREFIX, CorpusFormatError, Sentence, note_span_tags, span_tag_as_iob2, split_tag
+from drml_ray.data.conll import UNKNOWN_PREFIX, CorpusFormatError, Sentence, note_span_tags, read_tag
 
 SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string())), ("doc", pa.int64())])
 """``doc``: the sentence's document (null where the corpus marks none); optional when read."""
@@ -58,13 +58,13 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
             raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
         if None in tokens or None in tags:
             raise CorpusFormatError(path, row, "a null token or tag")
-        iob2 = [span_tag_as_iob2(tag) for tag in tags]
-        span_tags += sum(new != old for new, old in zip(iob2, tags, strict=True))
-        for tag in iob2:
+        iob2: list[str] = []
+        for tag in tags:
             try:
-                split_tag(tag)
+                iob2.append(read_tag(tag))
             except ValueError:
                 raise CorpusFormatError(path, row, UNKNOWN_PREFIX, tag) from None
+        span_tags += sum(new != old for new, old in zip(iob2, tags, strict=True))
         sentences.append(Sentence(tuple(tokens), tuple(iob2), doc))
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")

@@ -28,16 +28,17 @@ def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
     labels = torch.full((len(windows), width), IGNORE, dtype=torch.long)
-    types = torch.zeros((len(windows), width), dtype=torch.long)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    if windows[0].type_ids is not None:
+        batch["token_type_ids"] = torch.zeros((len(windows), width), dtype=torch.long)
     for row, w in enumerate(windows):
         n = len(w.input_ids)
         input_ids[row, :n] = torch.tensor(w.input_ids)
         attention_mask[row, :n] = 1
         labels[row, :n] = torch.tensor(w.labels)
         if w.type_ids is not None:
-            types[row, :n] = torch.tensor(w.type_ids)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    return batch | ({"token_type_ids": types} if windows[0].type_ids is not None else {})
+            batch["token_type_ids"][row, :n] = torch.tensor(w.type_ids)
+    return batch
 
 
 GROUP_SPAN = 50
@@ -181,22 +182,23 @@ def collate_packed(windows: Sequence[Window], rows: Sequence[Sequence[int]], pad
     position_ids = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
     segment = torch.full((len(rows), width), -1, dtype=torch.long)
-    types = torch.zeros((len(rows), width), dtype=torch.long)
+    types = torch.zeros((len(rows), width), dtype=torch.long) if windows[rows[0][0]].type_ids is not None else None
     for r, row in enumerate(rows):
         start = 0
         for k, i in enumerate(row):
-            n, window = len(windows[i].input_ids), windows[i]
+            window = windows[i]
+            n = len(window.input_ids)
             input_ids[r, start : start + n] = torch.tensor(window.input_ids)
             labels[r, start : start + n] = torch.tensor(window.labels)
             position_ids[r, start : start + n] = torch.arange(n)
             segment[r, start : start + n] = k
-            if window.type_ids is not None:
+            if types is not None and window.type_ids is not None:
                 types[r, start : start + n] = torch.tensor(window.type_ids)
             start += n
     same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
     mask = same | torch.eye(width, dtype=torch.bool)
     batch = {"input_ids": input_ids, "attention_mask": mask[:, None], "position_ids": position_ids, "labels": labels}
-    return batch | ({"token_type_ids": types} if windows[rows[0][0]].type_ids is not None else {})
+    return batch | ({"token_type_ids": types} if types is not None else {})
 
 
 def eval_batches(lengths: Sequence[int], batch_size: int, world_size: int = 1, rank: int = 0) -> list[list[int]]:

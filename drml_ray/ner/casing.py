@@ -15,7 +15,6 @@ import torch
 
 from drml_ray.errors import UserError
 
-CASINGS = ("none", "shape")
 SHAPES = 4
 """0: no capital letter (lower case, digits, punctuation); 1: capitalised, or a single capital; 2: all capitals;
 3: a capital elsewhere (``iPhone``, ``McDonald``)."""
