@@ -24,6 +24,9 @@ contenders) is reported on its own. Contenders:
 ``--bf16`` trains every contender under bf16 autocast (the Trainer with ``bf16=True``), fp32 otherwise.
 ``--head-lr`` gives every contender's classification head its own rate without warm-up (drml's ``train.head_lr``;
 the Trainer is handed that optimizer and schedule).
+``--drml-config configs/ner/conll2003_context.yaml`` runs the drml contenders with that file's recipe instead
+(its epochs, batch, rates, document context, word shapes, averaging and decoding; the benchmark sets only the seed,
+corpus, evaluation interval and workers): each contender's best recipe rather than a common one.
 
 A contender stops when it has reached every threshold, after ``--max-minutes`` on its clock, or after
 ``--epochs``. Last lines, one per threshold:
@@ -48,6 +51,7 @@ import torch
 from finetune_throughput import collate_fixed, hf_features
 
 from drml_ray.config import DataConfig, FinetuneConfig
+from drml_ray.config_files import load_config
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.ner.batching import epoch_batches
 from drml_ray.ner.inference import predict_words
@@ -211,12 +215,22 @@ class StopAtThreshold:
             state.evals_since_best = 10**9  # (patience is 10**6: worker.stopped() turns true)
 
 
+def drml_recipe(args: argparse.Namespace, name: str, workers: int) -> FinetuneConfig:
+    """drml's own recipe from a config file (``--drml-config``), with the benchmark's seed, evaluation interval,
+    workers and corpus; its own epochs, batch, rates, context, word shapes and decoding."""
+    cpus = max(1, (os.cpu_count() or 2) // workers)
+    overrides = [f"name={name}", f"seed={args.seed}", f"data.corpus={args.corpus}", "train.patience=1000000",
+                 f"train.eval_every_steps={args.eval_every}", "train.eval_test=false",
+                 f"scaling.num_workers={workers}", f"scaling.cpus_per_worker={cpus}"]  # fmt: skip
+    return load_config(args.drml_config, overrides, model=FinetuneConfig)
+
+
 def run_drml(bench: Bench, workers: int) -> Curve:
     """``drml finetune``'s training path (run_training) with its defaults; times from its evaluation log."""
     from drml_ray.ner.finetune import run_training
 
     args, curve = bench.args, Curve(f"drml-{workers}")
-    cfg = FinetuneConfig.model_validate({
+    cfg = drml_recipe(args, curve.name, workers) if args.drml_config else FinetuneConfig.model_validate({
         "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "head_lr": args.head_lr,
                   "warmup_ratio": 0.1, "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
@@ -269,6 +283,7 @@ def main() -> int:
     parser.add_argument("--bf16", action="store_true", help="every contender trains under bf16 autocast")
     parser.add_argument("--no-pack", dest="pack", action="store_false", help="drml: length-split, not packed")
     parser.add_argument("--json", type=Path, help="also write the curves here")
+    parser.add_argument("--drml-config", type=Path, help="drml contenders: this config's recipe, not the common one")
     args = parser.parse_args()
     args.thresholds = sorted(float(t) for t in args.thresholds.split(","))
     bench = Bench(args, load_corpus(DataConfig(corpus=args.corpus)))
