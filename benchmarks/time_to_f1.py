@@ -26,7 +26,8 @@ contenders) is reported on its own. Contenders:
 the Trainer is handed that optimizer and schedule).
 ``--drml-config configs/ner/conll2003_context.yaml`` runs the drml contenders with that file's recipe instead
 (its epochs, batch, rates, document context, word shapes, averaging and decoding; the benchmark sets only the seed,
-corpus, evaluation interval and workers): each contender's best recipe rather than a common one.
+corpus, evaluation interval and workers, and ``--drml-set KEY=VALUE`` what it is told): each contender's best
+recipe rather than a common one.
 
 A contender stops when it has reached every threshold, after ``--max-minutes`` on its clock, or after
 ``--epochs``. Last lines, one per threshold:
@@ -221,7 +222,7 @@ def drml_recipe(args: argparse.Namespace, name: str, workers: int) -> FinetuneCo
     cpus = max(1, (os.cpu_count() or 2) // workers)
     overrides = [f"name={name}", f"seed={args.seed}", f"data.corpus={args.corpus}", "train.patience=1000000",
                  f"train.eval_every_steps={args.eval_every}", "train.eval_test=false",
-                 f"scaling.num_workers={workers}", f"scaling.cpus_per_worker={cpus}"]  # fmt: skip
+                 f"scaling.num_workers={workers}", f"scaling.cpus_per_worker={cpus}", *args.drml_set]  # fmt: skip
     return load_config(args.drml_config, overrides, model=FinetuneConfig)
 
 
@@ -284,6 +285,8 @@ def main() -> int:
     parser.add_argument("--no-pack", dest="pack", action="store_false", help="drml: length-split, not packed")
     parser.add_argument("--json", type=Path, help="also write the curves here")
     parser.add_argument("--drml-config", type=Path, help="drml contenders: this config's recipe, not the common one")
+    parser.add_argument("--drml-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --drml-config: an override of that file (drml's --set), repeatable")  # fmt: skip
     args = parser.parse_args()
     args.thresholds = sorted(float(t) for t in args.thresholds.split(","))
     bench = Bench(args, load_corpus(DataConfig(corpus=args.corpus)))
