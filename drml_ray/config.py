@@ -329,14 +329,14 @@ def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
                          f"train.grad_accum ({shards})")  # fmt: skip
 
 
-def full_model(kind: str, why: str) -> AfterValidator:
-    """A ``model`` section that must train every weight (``strategy: full``), as ``why`` says ``kind`` needs, and
-    without word shapes (``casing``: its own forward passes give no token types)."""
+def full_model(kind: str, why: str, shapes: bool = False) -> AfterValidator:
+    """A ``model`` section that must train every weight (``strategy: full``), as ``why`` says ``kind`` needs, and,
+    unless ``shapes``, without word shapes (``casing``: its own forward passes give no token types)."""
 
     def check(model: ModelConfig) -> ModelConfig:
         if model.strategy != "full":
             raise ValueError(f"strategy must be full for {kind} ({why})")
-        if model.casing != "none":
+        if model.casing != "none" and not shapes:
             raise ValueError(f"casing: {model.casing} is for drml finetune; {kind} gives no token types")
         return model
 

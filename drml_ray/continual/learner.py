@@ -91,7 +91,7 @@ def score(cfg: ContinualExperiment, source: str, labels: Sequence[str], found: S
         sentences = getattr(exp, split)
         if key not in predicted:
             windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
-                       "decoding": cfg.model.decoding}  # fmt: skip
+                       "decoding": cfg.model.decoding, "casing": cfg.model.casing == "shape"}  # fmt: skip
             predicted[key] = predict_words(model, tokenizer, [s.tokens for s in sentences], **windows)[0]
         gold = [s.tags for s in sentences]
         return float(entity_report(gold, only_types(predicted[key], exp.types))["micro"]["f1"])
@@ -116,15 +116,15 @@ def save_ewc_state(cfg: ContinualExperiment, source: str, labels: Sequence[str],
     s = cfg.continual
     windows = encode(tokenizer, [x.tokens for x in exp.train], [x.tags for x in exp.train],
                      {label: i for i, label in enumerate(labels)}, max_length=cfg.model.max_length,
-                     overlap=cfg.model.window_overlap)  # fmt: skip
+                     overlap=cfg.model.window_overlap, casing=cfg.model.casing == "shape")  # fmt: skip
     order = random.Random(cfg.seed).sample(range(len(windows)), len(windows))
     size = cfg.train.batch_size
     batches = [[windows[j] for j in order[k : k + size]] for k in range(0, len(order), size)][: s.fisher_batches]
     params = dict(model.named_parameters())
 
     def loss_of(batch: list) -> torch.Tensor:
-        inputs = collate(batch, tokenizer.pad_token_id)
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        inputs = collate(batch, tokenizer.pad_token_id)  # (with token_type_ids when the windows carry shapes)
+        logits = model(**{key: value for key, value in inputs.items() if key != "labels"}).logits
         return token_loss_sum(logits, inputs["labels"]) / max(1, label_count([w.labels for w in batch]))
 
     fisher = diagonal_fisher(params, (lambda b=b: loss_of(b) for b in batches))

@@ -75,6 +75,37 @@ def test_plain_side_of_a_domain_sequence(tmp_path):
     assert total.item() == pytest.approx(want.item(), rel=1e-5)
 
 
+def test_word_shapes_reach_the_fisher_the_teacher_and_the_scores(tmp_path, monkeypatch):
+    import drml_ray.continual.learner as learner
+
+    cfg = load_config(SMOKE, [*TINY, "model.casing=shape"])
+    found = experiences(cfg)
+    first = grown_labels([], found[0].types)
+    model, tokenizer = load_model(cfg, cfg.model.backbone, first)
+    assert model.bert.embeddings.token_type_embeddings.num_embeddings == 4
+    model.config.drml = {"casing": "shape"}  # (as an experience's export records it)
+    with torch.no_grad():
+        model.bert.embeddings.token_type_embeddings.weight[1, :8] += 1.0  # Capitalised words now read differently
+    save_hf_folder(model, tokenizer, tmp_path / "exp1")
+    # LwF's teacher is that model, its rows kept, and it is handed the batch's token types.
+    lwf = lwf_loss(model, torch.device("cpu"), str(tmp_path / "exp1"), first, 2.0, 1.0, cfg.model_dump(mode="json"))
+    inputs = {"input_ids": torch.tensor([[101, 2000, 102]]), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+              "labels": torch.tensor([[-100, 0, -100]])}  # fmt: skip
+    logits = torch.zeros(1, 3, len(first))
+    types = [lwf(inputs | {"token_type_ids": torch.tensor([[0, t, 0]])}, logits, 1.0).item() for t in (0, 1, 0)]
+    assert types[0] == types[2] != types[1]
+    # The Fisher's token-type rows: only row 0 would have a gradient if the shapes were not passed.
+    save_ewc_state(cfg, str(tmp_path / "exp1"), first, found[0], None, str(tmp_path / "ewc.safetensors"))
+    rows = read_ewc_state(tmp_path / "ewc.safetensors")[0]["bert.embeddings.token_type_embeddings.weight"]
+    assert rows[0].abs().sum() > 0 and rows[1].abs().sum() > 0  # lower-case words and Capitalised ones
+    # The scores are read with shapes.
+    seen = []
+    original = learner.predict_words
+    monkeypatch.setattr(learner, "predict_words", lambda *a, **kw: seen.append(kw["casing"]) or original(*a, **kw))
+    score(cfg, str(tmp_path / "exp1"), first, found, 1)
+    assert seen and all(seen)
+
+
 def test_a_combined_strategy_trains_on_the_buffer_with_the_other_strategys_loss(tmp_path):
     from drml_ray.continual.driver import loss_term
 
