@@ -227,7 +227,8 @@ def drml_recipe(args: argparse.Namespace, name: str, workers: int) -> FinetuneCo
 
 
 def run_drml(bench: Bench, workers: int) -> Curve:
-    """``drml finetune``'s training path (run_training) with its defaults; times from its evaluation log."""
+    """``drml finetune``'s training path (run_training) with its defaults and the common recipe, or a config file's
+    recipe (``--drml-config``); times from its evaluation log."""
     from drml_ray.ner.finetune import run_training
 
     args, curve = bench.args, Curve(f"drml-{workers}")

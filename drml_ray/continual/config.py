@@ -106,9 +106,8 @@ class ContinualExperiment(Experiment):
     """One continual-learning experiment: what ``drml continual`` runs. Each experience is one Ray Train run
     with ``train`` and ``scaling`` (as ``drml finetune``'s), from the model the previous experience left."""
 
-    model: Annotated[ModelConfig, full_model("continual learning", "EWC and distillation cover every weight", True)] = (
-        ModelConfig()
-    )
+    model: Annotated[ModelConfig, full_model("continual learning", "EWC and distillation cover every weight",
+                                             shapes=True)] = ModelConfig()  # fmt: skip
     """Backbone, windowing and word shapes (``strategy`` must be ``full``)."""
     data: TaskData = TaskData()
     train: TrainConfig = TrainConfig(epochs=2, patience=0)
