@@ -141,6 +141,11 @@ class ModelConfig(Section):
     model (``transformers.pipeline`` passes no token types, so it reads every word as lower case there). The
     ``full`` strategy only: the others freeze the embeddings the shapes live in."""
 
+    @property
+    def shapes(self) -> bool:
+        """Word shapes are on (``casing: shape``): windows carry them as token types."""
+        return self.casing == "shape"
+
     def check(self) -> None:
         if self.window_overlap >= self.max_length // 2:
             raise ValueError(f"window_overlap ({self.window_overlap}) must be below half of max_length "

@@ -22,7 +22,7 @@ from drml_ray.continual.protocols import Experience
 from drml_ray.continual.strategies import diagonal_fisher, distillation_sum, ewc_penalty, online_fisher
 from drml_ray.data.conll import Sentence, entity_types
 from drml_ray.meta.tasks import keep_types
-from drml_ray.ner.batching import collate
+from drml_ray.ner.batching import collate, model_inputs
 from drml_ray.ner.features import IGNORE, encode
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import entity_report
@@ -91,7 +91,7 @@ def score(cfg: ContinualExperiment, source: str, labels: Sequence[str], found: S
         sentences = getattr(exp, split)
         if key not in predicted:
             windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
-                       "decoding": cfg.model.decoding, "casing": cfg.model.casing == "shape"}  # fmt: skip
+                       "decoding": cfg.model.decoding, "casing": cfg.model.shapes}  # fmt: skip
             predicted[key] = predict_words(model, tokenizer, [s.tokens for s in sentences], **windows)[0]
         gold = [s.tags for s in sentences]
         return float(entity_report(gold, only_types(predicted[key], exp.types))["micro"]["f1"])
@@ -116,7 +116,7 @@ def save_ewc_state(cfg: ContinualExperiment, source: str, labels: Sequence[str],
     s = cfg.continual
     windows = encode(tokenizer, [x.tokens for x in exp.train], [x.tags for x in exp.train],
                      {label: i for i, label in enumerate(labels)}, max_length=cfg.model.max_length,
-                     overlap=cfg.model.window_overlap, casing=cfg.model.casing == "shape")  # fmt: skip
+                     overlap=cfg.model.window_overlap, casing=cfg.model.shapes)  # fmt: skip
     order = random.Random(cfg.seed).sample(range(len(windows)), len(windows))
     size = cfg.train.batch_size
     batches = [[windows[j] for j in order[k : k + size]] for k in range(0, len(order), size)][: s.fisher_batches]
@@ -124,7 +124,7 @@ def save_ewc_state(cfg: ContinualExperiment, source: str, labels: Sequence[str],
 
     def loss_of(batch: list) -> torch.Tensor:
         inputs = collate(batch, tokenizer.pad_token_id)  # (with token_type_ids when the windows carry shapes)
-        logits = model(**{key: value for key, value in inputs.items() if key != "labels"}).logits
+        logits = model(**model_inputs(inputs)).logits
         return token_loss_sum(logits, inputs["labels"]) / max(1, label_count([w.labels for w in batch]))
 
     fisher = diagonal_fisher(params, (lambda b=b: loss_of(b) for b in batches))
@@ -169,7 +169,7 @@ def lwf_loss(model: torch.nn.Module, device: torch.device, teacher: str, labels:
 
     def term(batch: dict[str, torch.Tensor], logits: torch.Tensor, scale: float) -> torch.Tensor:
         with torch.no_grad():
-            target = old(**{k: v for k, v in batch.items() if k != "labels"}).logits
+            target = old(**model_inputs(batch)).logits
         o_words = batch["labels"] == outside
         o_only = torch.where(o_words, batch["labels"], torch.full_like(batch["labels"], IGNORE))
         distilled = weight * distillation_sum(logits, target, o_words, temperature)

@@ -21,6 +21,11 @@ Step = list[list[int]]
 """One optimizer step of one worker: its micro-batches, each a list of window indices."""
 
 
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A collated batch without its ``labels``: the keyword arguments of a token-classification model's forward."""
+    return {key: value for key, value in batch.items() if key != "labels"}
+
+
 def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a micro-batch to its longest window: ``input_ids``, ``attention_mask``, ``labels``, and
     ``token_type_ids`` when the windows carry word shapes."""
@@ -28,17 +33,16 @@ def collate(windows: Sequence[Window], pad_id: int) -> dict[str, torch.Tensor]:
     input_ids = torch.full((len(windows), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(windows), width), dtype=torch.long)
     labels = torch.full((len(windows), width), IGNORE, dtype=torch.long)
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    if windows[0].type_ids is not None:
-        batch["token_type_ids"] = torch.zeros((len(windows), width), dtype=torch.long)
+    types = torch.zeros((len(windows), width), dtype=torch.long) if windows[0].type_ids is not None else None
     for row, w in enumerate(windows):
         n = len(w.input_ids)
         input_ids[row, :n] = torch.tensor(w.input_ids)
         attention_mask[row, :n] = 1
         labels[row, :n] = torch.tensor(w.labels)
-        if w.type_ids is not None:
-            batch["token_type_ids"][row, :n] = torch.tensor(w.type_ids)
-    return batch
+        if types is not None and w.type_ids is not None:
+            types[row, :n] = torch.tensor(w.type_ids)
+    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+    return batch | ({"token_type_ids": types} if types is not None else {})
 
 
 GROUP_SPAN = 50

@@ -104,7 +104,7 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
             if isinstance(module, torch.nn.Dropout):
                 module.p = cfg.dropout
         model.config.hidden_dropout_prob = cfg.dropout
-    if cfg.casing == "shape":
+    if cfg.shapes:
         grow_token_types(model)
     return apply_strategy(model, cfg)
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from drml_ray.errors import UserError
+from drml_ray.ner.batching import model_inputs
 from drml_ray.ner.features import IGNORE
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def train_step(
         )
         with sync:
             with amp:
-                logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
+                logits = model(**model_inputs(batch)).logits
             loss = token_loss_sum(logits, batch["labels"]) * scale
             if extra_loss is not None:
                 loss = loss + extra_loss(batch, logits, scale)

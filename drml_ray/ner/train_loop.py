@@ -180,7 +180,7 @@ def set_up(config: dict[str, Any]) -> Worker:
     tokenizer = load_tokenizer(cfg.model.backbone)
     label2id = {label: i for i, label in enumerate(labels)}
     windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
-               "casing": cfg.model.casing == "shape"}  # fmt: skip
+               "casing": cfg.model.shapes}  # fmt: skip
     documents = config.get("documents") or {}
     train = tuple(zip(*config["train"], strict=True))
     train_windows = _train_windows(cfg, tokenizer, train, label2id, documents.get("train"), windows)
