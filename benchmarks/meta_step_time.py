@@ -23,19 +23,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from random_backbone import random_backbone  # noqa: E402
+
 from drml_ray.config import ModelConfig, TaskData  # noqa: E402
 from drml_ray.meta.config import AdaptSettings, MetaSettings
 from drml_ray.meta.learner import NerLearner  # noqa: E402
-from drml_ray.ner.modeling import load_tokenizer  # noqa: E402
-
-
-def bert_base_random(folder: Path) -> str:
-    from transformers import BertConfig, BertForTokenClassification
-
-    tokenizer = load_tokenizer("minilm")
-    BertForTokenClassification(BertConfig(vocab_size=len(tokenizer))).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 def main() -> None:
@@ -54,7 +46,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     backbone = args.backbone
     if backbone == "bert-base-random":
-        backbone = bert_base_random(Path(tempfile.mkdtemp()) / "bert-base-random")
+        backbone = random_backbone(Path(tempfile.mkdtemp()) / "bert-base-random")
     learner = NerLearner(ModelConfig(backbone=backbone, max_length=128), TaskData(), seed=0, device=args.device)
     task = learner.task(args.task)
     theta = learner.meta_state()
