@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue #21's GPU checks in one run, for a machine with one GPU (about 8 minutes on an H200). From the repository
+# Issue #21's GPU checks in one run, for a machine with one GPU (about 13 minutes in all on an H200, measured in parts
+# in session 25; steps run most valuable first, so a shorter GPU_PATH_SECONDS skips the last). From the repository
 # root, with the package importable (installed, or on PYTHONPATH with its dependencies):
 #
 #   DRML_DATA_MIRROR=../shared/data bash benchmarks/gpu_path.sh OUT_DIR [TOKENIZER]
@@ -8,15 +9,16 @@
 # random weights with MiniLM's shape and with BERT-base's (benchmarks/random_backbone.py): speed does not depend on
 # the values, and a GPU machine without the packaged MiniLM can still time the real path with the real shapes.
 #
-# 1. benchmarks/gpu_throughput.py: drml's train_step alone (no Ray, no data loading), bf16 and fp32, BERT-base at
+# In this order:
+# 1. drml finetune (Ray Train, 1 GPU worker, precision auto = bf16 autocast) on CoNLL-2003, 2 epochs, each shape at
+#    batch 256 sentences, with `nvidia-smi dmon` sampling the GPU's load: tokens/s end to end;
+# 2. benchmarks/gpu_throughput.py: drml's train_step alone (no Ray, no data loading), bf16 and fp32, BERT-base at
 #    global batch 32/128/256 x 128 tokens and 64 x 512 (longer packed rows), MiniLM's shape at 4/40/256 x 128, and
-#    torch.profiler tables of the BERT-base step at 32 x 128 and 64 x 512: where the step's time goes;
-# 2. drml finetune (Ray Train, 1 GPU worker, precision auto = bf16 autocast) on CoNLL-2003, 2 epochs, each shape at
-#    batch 256 and 32 sentences, with `nvidia-smi dmon` sampling the GPU's load: tokens/s end to end, against (1) at
-#    the same tokens per step (a batch of 256 CoNLL sentences packs into ~40 rows of 128) = the share outside the
-#    model;
-# 3. benchmarks/meta_step_time.py --device cuda: a meta-learning episode with MiniLM's shape;
-# 4. the torch.compile lever on the BERT-base step (default and reduce-overhead = CUDA graphs) at batch 256.
+#    torch.profiler tables of the BERT-base step at 32 x 128 and 64 x 512. Against (1) at the same tokens per step
+#    (a batch of 256 CoNLL sentences packs into ~40 rows of 128): the share of the step outside the model;
+# 3. drml finetune with MiniLM's shape at batch 32;
+# 4. benchmarks/meta_step_time.py --device cuda: a meta-learning episode with MiniLM's shape;
+# 5. the torch.compile lever on the BERT-base step (default and reduce-overhead = CUDA graphs) at batch 256.
 # Each step has its own time limit and all share GPU_PATH_SECONDS (default 540): a step that would start after it
 # is skipped. OUT_DIR/steps.tsv records each step's exit status and seconds; OUT_DIR/gpu_path.tgz packs every log,
 # JSON and results file under 4 MB after each step, so a run cut short still leaves what it did. GPU_PATH_SETS adds
@@ -54,19 +56,12 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 step backbones 90 bash -c "python3 benchmarks/random_backbone.py --size minilm --tokenizer '$TOKENIZER' \
   '$OUT/minilm_random' && python3 benchmarks/random_backbone.py --size base --tokenizer '$TOKENIZER' '$OUT/base_random'"
 
-step bare_base 120 python3 benchmarks/gpu_throughput.py --size base --batch 32,128,256 --steps 20 \
-  --profile "$OUT/profile_base_b32.txt" --out "$OUT/bare_base.json"
-step bare_base_seq512 60 python3 benchmarks/gpu_throughput.py --size base --batch 64 --seq 512 --steps 20 \
-  --precisions bf16 --profile "$OUT/profile_base_b64x512.txt" --out "$OUT/bare_base_seq512.json"
-step bare_minilm 90 python3 benchmarks/gpu_throughput.py --size minilm --batch 4,40,256 --steps 20 \
-  --precisions bf16 --out "$OUT/bare_minilm.json"
-
 GPU=(--set scaling.num_workers=1 --set scaling.use_gpu=true --set scaling.cpus_per_worker=8 --set train.epochs=2
      --set train.patience=0 --set train.log_every_steps=20 ${GPU_PATH_SETS:-})
 finetune() {  # finetune NAME BACKBONE BATCH LR
   nvidia-smi dmon -s u -d 1 >"$OUT/$1.dmon" 2>&1 &
   local dmon=$!
-  step "$1" 150 "${DRML[@]}" finetune configs/ner/conll2003.yaml -o "$OUT/$1" "${GPU[@]}" --set "model.backbone=$OUT/$2" \
+  step "$1" 200 "${DRML[@]}" finetune configs/ner/conll2003.yaml -o "$OUT/$1" "${GPU[@]}" --set "model.backbone=$OUT/$2" \
     --set "train.batch_size=$3" --set "train.lr=$4"
   kill "$dmon" 2>/dev/null
   # A run cut by its limit leaves its Ray behind. The brackets keep the pattern from matching this very command line.
@@ -74,6 +69,13 @@ finetune() {  # finetune NAME BACKBONE BATCH LR
 }
 finetune ft_minilm_b256 minilm_random 256 5e-4
 finetune ft_base_b256 base_random 256 2e-4
+step bare_base 120 python3 benchmarks/gpu_throughput.py --size base --batch 32,128,256 --steps 20 \
+  --profile "$OUT/profile_base_b32.txt" --out "$OUT/bare_base.json"
+step bare_base_seq512 60 python3 benchmarks/gpu_throughput.py --size base --batch 64 --seq 512 --steps 20 \
+  --precisions bf16 --profile "$OUT/profile_base_b64x512.txt" --out "$OUT/bare_base_seq512.json"
+step bare_minilm 90 python3 benchmarks/gpu_throughput.py --size minilm --batch 4,40,256 --steps 20 \
+  --precisions bf16 --out "$OUT/bare_minilm.json"
+
 finetune ft_minilm_b32 minilm_random 32 1e-4
 
 step meta_minilm 60 python3 benchmarks/meta_step_time.py --device cuda --backbone "$OUT/minilm_random" \
