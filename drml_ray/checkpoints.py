@@ -21,6 +21,9 @@ from drml_ray.errors import UserError, first_line
 STATE_FILE = "state.pt"
 """The file of a fine-tuning checkpoint: weights, optimizer, schedule, loop and random states."""
 
+STAGING_DIR = ".staging"
+"""Where, inside Ray Train's storage folder of a run, a checkpoint is written before it is renamed into place."""
+
 
 def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` through a temporary file and a rename: a crash (or a full disk) mid-write
@@ -29,7 +32,7 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        torch.save(state, tmp)
+        _save(state, tmp)
         tmp.replace(path)
     except OSError as err:  # a full disk, a quota, a folder gone: the previous checkpoint stays as it was
         tmp.unlink(missing_ok=True)
@@ -38,6 +41,36 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class _Sink:
+    """A file that remembers the first ``OSError`` its writes raised: ``torch.save`` turns a failed write (a full
+    disk) into a ``RuntimeError`` about zip positions, which says nothing of the cause."""
+
+    def __init__(self, file: Any):
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _save(state: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to ``path``; a write the file system refused raises its ``OSError``."""
+    with open(path, "wb") as file:
+        sink = _Sink(file)
+        try:
+            torch.save(state, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
 
 
 def load_state(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:

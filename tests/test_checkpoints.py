@@ -82,16 +82,22 @@ def test_a_meta_training_resume_checkpoint_and_a_label_head_refuse_it(tmp_path):
 
 
 def test_a_disk_that_fills_during_a_write_leaves_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+    """The real ``torch.save`` writing into a file that fills up after 64 bytes: torch reports a zip position
+    error, and the message names the file system's own (ENOSPC)."""
     import errno
+    import io
+
+    from drml_ray import checkpoints
+
+    class FullAfter64Bytes(io.FileIO):
+        def write(self, data):
+            if self.tell() + memoryview(data).nbytes > 64:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(data)
 
     path = tmp_path / "meta" / "checkpoint.pt"
     save_state(path, {"step": 10, "theta": {"w": torch.ones(3)}})
-
-    def full_disk(obj, f, *args, **kwargs):  # writes part of the file, then the device is full
-        Path(f).write_bytes(b"PK\x03\x04 partial")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(torch, "save", full_disk)
+    monkeypatch.setattr(checkpoints, "open", lambda file, mode: FullAfter64Bytes(file, mode), raising=False)
     with pytest.raises(UserError, match=r"checkpoint.pt: the checkpoint could not be written \(No space left on"):
         save_state(path, {"step": 20, "theta": {"w": torch.zeros(3)}})
     monkeypatch.undo()

@@ -14,8 +14,10 @@ checkpoint; the tests inject faults through it.
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from drml_ray._ray_compat import quiet_train_worker_logs
-from drml_ray.checkpoints import STATE_FILE, load_state, save_state
+from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, load_state, save_state
 from drml_ray.config import FinetuneConfig
 from drml_ray.ner import batching
 from drml_ray.ner.averaging import WeightAverage
@@ -128,6 +130,8 @@ class Worker:
     """A term added to the loss (a continual-learning penalty), from ``config["extra_loss"]``."""
     average: WeightAverage | None = None
     """The moving average of the weights (``train.ema_decay``): what is scored, checkpointed and exported."""
+    storage: Path = Path()
+    """Ray Train's storage folder of the run (``config["storage"]``): checkpoints are written beside it."""
     scheduler: Any = None
     scaler: Any = None
     state: LoopState = field(default_factory=LoopState)
@@ -205,6 +209,7 @@ def set_up(config: dict[str, Any]) -> Worker:
         tokenizer, train_windows, lengths, labelled, eval_set("dev"), eval_set("test"), model, ddp_model, optimizer,
         cfg.train.pack_sequences and supports_packing(model),
         callbacks=list(config.get("callbacks") or []), extra_loss=_extra_loss(config.get("extra_loss"), model, device),
+        storage=Path(config["storage"]),
     )  # fmt: skip
     total_steps = len(worker.plan(0)) * cfg.train.epochs
     worker.warmup_steps = warmup = int(cfg.train.warmup_ratio * total_steps)
@@ -415,19 +420,38 @@ def score(worker: Worker, split: EvalSet) -> dict[str, float]:
 
 def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:
     """Report ``metrics`` to Ray with a checkpoint (only rank 0 writes it; every rank reports), then call
-    the loop callbacks."""
+    the loop callbacks. The checkpoint is written beside Ray's storage folder and renamed into it
+    (:func:`_move_into`), so it appears there whole and at once, with no copy."""
     rng = _gather(_rng_state(worker.device))  # every worker's, in rank order
-    with tempfile.TemporaryDirectory() as folder:
-        ray_checkpoint = None
-        if worker.rank == 0:
+    if worker.rank != 0:
+        ray.train.report(metrics, checkpoint=None)  # RAY
+    else:
+        staging = worker.storage / STAGING_DIR
+        staging.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=staging, ignore_cleanup_errors=True) as folder:
+            os.chmod(folder, 0o755)  # as Ray's own copy makes it (a temporary folder is the owner's alone)
             save_state(Path(folder) / STATE_FILE, {"model": worker.model.state_dict(), "optimizer":
                        worker.optimizer.state_dict(), "scheduler": worker.scheduler.state_dict(),
                        "loop": asdict(worker.state), "rng": rng,
                        **({"ema": worker.average.state_dict()} if worker.average is not None else {})})  # fmt: skip
-            ray_checkpoint = ray.train.Checkpoint.from_directory(folder)  # RAY
-        ray.train.report(metrics, checkpoint=ray_checkpoint)  # RAY
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),  # RAY
+                             checkpoint_upload_fn=_move_into(worker.storage),
+                             delete_local_checkpoint_after_upload=False)  # fmt: skip
     for callback in worker.callbacks:
         callback.after_checkpoint(worker.state, worker.rank, worker.run_dir)
+
+
+def _move_into(storage: Path) -> Callable[[Any, str], Any]:
+    """Ray's upload of a checkpoint as one rename into ``storage`` (Ray's experiment folder), where Ray's own
+    upload would put it: the folder was written on the same file system, so nothing is copied (~2 s of a
+    360 MB checkpoint per evaluation on 2 cores), and a crash leaves either the whole checkpoint or none."""
+
+    def upload(local: Any, name: str) -> Any:
+        destination = storage / name
+        os.replace(local.path, destination)
+        return ray.train.Checkpoint.from_directory(str(destination))  # RAY
+
+    return upload
 
 
 def _gather(obj: Any) -> list[Any]:

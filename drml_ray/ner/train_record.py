@@ -18,7 +18,7 @@ from typing import Any
 
 from ray.train import UserCallback  # RAY
 
-from drml_ray.checkpoints import STATE_FILE, load_state
+from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, load_state
 from drml_ray.errors import UserError
 from drml_ray.runtime.rundir import atomic_write_text
 
@@ -80,12 +80,14 @@ def recover_record(train_dir: Path) -> Path | None:
 
 
 def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
-    """Delete the ``checkpoint_*`` folders in Ray Train's storage folder that its record does not list.
+    """Delete the ``checkpoint_*`` folders in Ray Train's storage folder that its record does not list, and the
+    checkpoints a worker wrote but never moved into place (``.staging``: a crash mid-write).
 
     A run stopped between a worker's upload and the controller's bookkeeping (ASHA stopping a Tune
     trial mid-report, a full disk) leaves that upload behind, unknown to Ray: never resumed from, never
     deleted, 260 MB for MiniLM. Without a readable record nothing is deleted. Returns the deleted folders.
     """
+    shutil.rmtree(train_dir / STAGING_DIR, ignore_errors=True)  # checkpoints written and never moved into place
     kept = listed_checkpoints(train_dir / RAY_SNAPSHOT)
     if kept is None:  # no record, or one not ours to judge
         return []

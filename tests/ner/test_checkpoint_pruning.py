@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from drml_ray.checkpoints import STATE_FILE, save_state
+from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, save_state
 from drml_ray.ner.train_record import (
     KEPT_COPY,
     RAY_SNAPSHOT,
@@ -40,6 +40,16 @@ def test_an_upload_the_snapshot_does_not_list_is_deleted_and_the_listed_ones_kep
 
     assert prune_unregistered_checkpoints(train) == [train / orphan]
     assert sorted(p.name for p in train.iterdir()) == [best, latest, "checkpoint_d.lock", RAY_SNAPSHOT]
+
+
+def test_checkpoints_written_but_never_moved_into_place_are_deleted_with_or_without_a_snapshot(tmp_path):
+    """A worker writes each checkpoint under ``.staging`` and renames it into place when Ray reports it; a crash
+    between the two leaves it there, never a checkpoint Ray knows."""
+    for case, snapshot in {"snapshot": {"checkpoint_results": [result("checkpoint_a")]}, "none": None}.items():
+        train = storage(tmp_path / case, ["checkpoint_a", f"{STAGING_DIR}/tmp1234"], snapshot)
+        prune_unregistered_checkpoints(train)
+        assert not (train / STAGING_DIR).exists(), case
+        assert (train / "checkpoint_a" / "state.pt").exists(), case
 
 
 def test_a_checkpoint_named_only_as_latest_or_pending_is_kept(tmp_path):

@@ -276,7 +276,8 @@ def test_a_disk_that_fills_while_a_checkpoint_is_stored_stops_the_run_and_keeps_
         pytest.skip(f"a size-limited tmpfs cannot be mounted here: {mount.stderr.decode().strip()}")
     try:
         cfg = load_config(SMOKE, ["train.epochs=2", "train.patience=0"])
-        with pytest.raises(UserError, match=r"a checkpoint could not be stored \(.*No space left on device"):
+        # (the worker's write of the checkpoint fails, or Ray's record of it)
+        with pytest.raises(UserError, match=r"checkpoint could not be (written|stored) \(.*No space left on device"):
             run_finetune(cfg, disk / "run")
         subprocess.run(["mount", "-o", "remount,size=200m", str(disk)], check=True)  # space freed
         start = recover_record(disk / "run" / "train") or latest_recorded(disk / "run" / "train")
