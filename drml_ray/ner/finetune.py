@@ -95,7 +95,6 @@ def run_training(
             "experiment": cfg.model_dump(mode="json"),
             "labels": corpus.labels,
             "run_dir": str(run_dir),
-            "storage": str(run_dir / name),  # Ray Train's storage folder (RunConfig's storage_path / name)
             "callbacks": list(loop_callbacks),
             "stop_after_epoch": stop_after_epoch,
             "extra_loss": extra_loss,

@@ -131,7 +131,8 @@ class Worker:
     average: WeightAverage | None = None
     """The moving average of the weights (``train.ema_decay``): what is scored, checkpointed and exported."""
     storage: Path = Path()
-    """Ray Train's storage folder of the run (``config["storage"]``): checkpoints are written beside it."""
+    """Ray Train's storage folder of the run (the run directory / the experiment's name): checkpoints are written
+    beside it."""
     scheduler: Any = None
     scaler: Any = None
     state: LoopState = field(default_factory=LoopState)
@@ -209,7 +210,7 @@ def set_up(config: dict[str, Any]) -> Worker:
         tokenizer, train_windows, lengths, labelled, eval_set("dev"), eval_set("test"), model, ddp_model, optimizer,
         cfg.train.pack_sequences and supports_packing(model),
         callbacks=list(config.get("callbacks") or []), extra_loss=_extra_loss(config.get("extra_loss"), model, device),
-        storage=Path(config["storage"]),
+        storage=Path(config["run_dir"]) / context.get_experiment_name(),  # RAY: RunConfig's storage_path / name
     )  # fmt: skip
     total_steps = len(worker.plan(0)) * cfg.train.epochs
     worker.warmup_steps = warmup = int(cfg.train.warmup_ratio * total_steps)
