@@ -11,7 +11,7 @@ across epochs shows.
 Summed RSS counts a page shared by several processes (the object store, torch's and Ray's libraries)
 once per process; PSS (proportional set size, from ``/proc/PID/smaps_rollup``) divides each shared
 page among its sharers, so the tree's PSS is what the machine really gives the job. At the PSS peak,
-each process's share is listed. Ends with one machine-readable line:
+each process's share is listed, with when it came and the output line before it. Ends with one machine-readable line:
 ``PEAK_RSS_MB=<peak> PEAK_PSS_MB=<peak> WALL_S=<seconds> RC=<exit code> EPOCH_GROWTH_MB=<last - first>``.
 """
 
@@ -55,6 +55,8 @@ def main(argv: list[str]) -> int:
     root = psutil.Process(child.pid)
     peak = [0]
     pss_peak: list[Sizes] = [[]]
+    last_line = [""]  # the command's latest output line, to place the PSS peak in its run
+    pss_when: list[tuple[float, str]] = [(0.0, "")]
     epochs: list[tuple[str, float, float, float]] = []  # (epoch field, tree RSS MB, Train workers MB, tree PSS MB)
 
     def sample() -> None:
@@ -64,6 +66,7 @@ def main(argv: list[str]) -> int:
                 peak[0] = max(peak[0], summed(sizes, 1))
                 if summed(sizes, 2) > summed(pss_peak[0], 2):
                     pss_peak[0] = sizes
+                    pss_when[0] = (time.perf_counter() - started, last_line[0])
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -71,6 +74,8 @@ def main(argv: list[str]) -> int:
     assert child.stdout is not None
     for line in child.stdout:
         sys.stdout.write(line)
+        if line.strip():
+            last_line[0] = line.strip()[:100]
         if EPOCH_MARK in line:
             sizes = sizes_by_process(root)
             epoch = line.split(EPOCH_MARK, 1)[1].split()[0]
@@ -83,7 +88,7 @@ def main(argv: list[str]) -> int:
         print(f"\n{'epoch':>7} {'all processes MB':>17} {'Train workers MB':>17} {'all processes PSS MB':>21}")
         for epoch, total, workers, pss in epochs:
             print(f"{epoch:>7} {total:17.0f} {workers:17.0f} {pss:21.0f}")
-    print(f"\nAt the PSS peak ({len(pss_peak[0])} processes):")
+    print(f"\nAt the PSS peak ({len(pss_peak[0])} processes), {pss_when[0][0]:.0f} s in, after: {pss_when[0][1]}")
     for title, _, size in sorted(pss_peak[0], key=lambda item: -item[2]):
         print(f"{size / 2**20:8.0f} MB  {title}")
     growth = f" EPOCH_GROWTH_MB={epochs[-1][1] - epochs[0][1]:.0f}" if len(epochs) > 1 else ""

@@ -9,6 +9,18 @@ import ray
 
 log = logging.getLogger(__name__)
 
+LOCAL_RAY_ENV = {
+    # One machine, which no cloud preempts: Ray Train's preemption watcher (one more actor process per run,
+    # ~116 MB) has nothing to watch there (BENCHMARKS.md, "Memory of the embedded default").
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
+
+
+def use_local_ray_settings() -> None:
+    """:data:`LOCAL_RAY_ENV` for a Ray this process starts (its processes inherit it); a value the user set is kept."""
+    for key, value in LOCAL_RAY_ENV.items():
+        os.environ.setdefault(key, value)
+
 
 def ensure_ray(address: str | None = None) -> None:
     """Connect to Ray once per process.
@@ -25,6 +37,7 @@ def ensure_ray(address: str | None = None) -> None:
     else:
         log.info("starting a local Ray (set RAY_ADDRESS to use a cluster)")
         warn_if_other_local_ray()
+        use_local_ray_settings()
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
 
 

@@ -30,8 +30,10 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
+        from drml_ray.ray_env import use_local_ray_settings
         from drml_ray.serve.deploy import use_high_throughput_mode
 
+        use_local_ray_settings()  # as `drml` starts a local Ray
         use_high_throughput_mode()  # Ray Serve as `drml serve` runs it (read when Ray's processes start)
         # The dashboard stays on: without it Ray Train's placement-group cleaner never frees the
         # worker group of a trial Tune stopped, and the next trials wait for CPUs forever.

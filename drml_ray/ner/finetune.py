@@ -20,28 +20,61 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drml_ray.checkpoints import STATE_FILE, load_state
-from drml_ray.config import FinetuneConfig
+from drml_ray.config import FinetuneConfig, ModelConfig
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
-from drml_ray.ner.modeling import build_model, check_backbone, load_tokenizer, save_hf_folder
-from drml_ray.ner.train_loop import LoopCallback, train_loop_per_worker
 from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregistered_checkpoints, recover_record
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
+
+if TYPE_CHECKING:
+    from drml_ray.ner.train_loop import LoopCallback
+
+# The driver does not import the model code (transformers, peft, drml's loop) before training ends: the workers
+# train and it waits, ~150 MB less while they do (BENCHMARKS.md, "Memory of the embedded default").
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
 PREDICTIONS = "predictions_test.jsonl"
 """Tokens, gold and predicted tags of each test sentence: what ``drml report`` draws its error analysis from."""
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs: :func:`~drml_ray.ner.train_loop.train_loop_per_worker`, imported there."""
+    from drml_ray.ner.train_loop import train_loop_per_worker
+
+    train_loop_per_worker(config)
+
+
+def check_backbone_apart(model: ModelConfig, num_labels: int) -> None:
+    """:func:`~drml_ray.ner.modeling.check_backbone` in a short-lived Python, so that this process stays without
+    transformers while the workers train; in-process where transformers is already imported (nothing to save).
+    Its ``UserError`` is raised here; anything else keeps the child's traceback (printed) and is a bug."""
+    if "transformers" in sys.modules:
+        from drml_ray.ner.modeling import check_backbone
+
+        return check_backbone(model, num_labels)
+    code = "import sys; from drml_ray.ner.modeling import check_backbone_main; sys.exit(check_backbone_main())"
+    package_root = str(Path(__file__).resolve().parents[2])  # importable there however this process found it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    request = json.dumps({"model": model.model_dump(mode="json"), "num_labels": num_labels})
+    child = subprocess.run([sys.executable, "-c", code], input=request, stdout=subprocess.PIPE, text=True, env=env)
+    if child.returncode == 2:
+        raise UserError(child.stdout.strip())
+    if child.returncode != 0:
+        raise RuntimeError(f"checking model.backbone failed in its own process (exit {child.returncode}; its "
+                           "traceback is above)")  # fmt: skip
 
 
 def fit_reporting_ctrl_c(trainer: Any) -> Any:
@@ -90,7 +123,7 @@ def run_training(
     as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in splits}
     documents = {split: [s.doc for s in corpus.splits[split]] for split in as_pairs} if cfg.data.context else None
     trainer = TorchTrainer(  # RAY
-        train_loop_per_worker,
+        train_worker,
         train_loop_config={
             "experiment": cfg.model_dump(mode="json"),
             "labels": corpus.labels,
@@ -157,6 +190,8 @@ def worker_mistake(err: Exception, run_dir: Path) -> UserError | None:
 
 def export_best(cfg: FinetuneConfig, labels: list[str], checkpoint_dir: Path, out_dir: Path) -> None:
     """Step 4: rebuild the model, load the checkpoint's weights, save a plain HF folder atomically."""
+    from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
+
     tokenizer = load_tokenizer(cfg.model.backbone)
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
     state = load_state(checkpoint_dir / STATE_FILE)
@@ -236,7 +271,7 @@ def run_finetune(
     ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
     """
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
-    check_backbone(cfg.model, len(corpus.labels))
+    check_backbone_apart(cfg.model, len(corpus.labels))
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))

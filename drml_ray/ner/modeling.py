@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.resources
+import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,6 +189,18 @@ def check_backbone(cfg: ModelConfig, num_labels: int) -> None:
         apply_strategy(model, cfg)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
         raise UserError(f"model.lora.target_modules {list(cfg.lora.target_modules)}: {first_line(err)}") from None
+
+
+def check_backbone_main() -> int:
+    """:func:`check_backbone` for a JSON request on stdin (``{"model": ..., "num_labels": N}``), run apart by
+    :func:`~drml_ray.ner.finetune.check_backbone_apart`: exit 0 when it passes, 2 with the ``UserError`` on stdout."""
+    request = json.load(sys.stdin)
+    try:
+        check_backbone(ModelConfig.model_validate(request["model"]), request["num_labels"])
+    except UserError as err:
+        print(err)
+        return 2
+    return 0
 
 
 def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:

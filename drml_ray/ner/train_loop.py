@@ -14,6 +14,7 @@ checkpoint; the tests inject faults through it.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import tempfile
 import time
@@ -375,6 +376,7 @@ def _duration(seconds: float) -> str:
 def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: int) -> dict[str, Any]:
     """Score dev on all workers and update the best F1 and early stopping; returns the metrics to report."""
     state, started = worker.state, time.perf_counter()
+    release_freed_memory()
     splits = [("dev", worker.dev), *([("test", worker.test)] if worker.test is not None else [])]
     worker.say("[drml] scoring " + " and ".join(f"{name} ({len(split.tags):,} sentences, {len(split.windows):,} "
                                                 f"windows)" for name, split in splits) + " ...")  # fmt: skip
@@ -404,6 +406,14 @@ def evaluate(worker: Worker, epoch_progress: float, train_loss: float, tokens: i
                 worker.writer.add_scalar(f"eval/{key}", metrics[key], state.global_step)
         worker.writer.flush()
     return metrics
+
+
+def release_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere). The training
+    steps leave their freed activations in the heap, and evaluation's tensors, of other shapes, do not fit them:
+    without it a worker's memory peaks while it scores (BENCHMARKS.md, "Memory of the embedded default")."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def score(worker: Worker, split: EvalSet) -> dict[str, float]:

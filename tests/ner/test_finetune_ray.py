@@ -64,6 +64,13 @@ def test_run_directory_layout(smoke_run):
     assert "entity level" in report and "token level" in report
 
 
+def test_a_local_ray_runs_no_preemption_watcher(smoke_run):
+    from ray.util.state import list_actors
+
+    train_actors = {a.class_name for a in list_actors(limit=1000, raise_on_missing_output=False)}
+    assert "RayTrainWorker" in train_actors and "PreemptionWatcher" not in train_actors
+
+
 def test_results_json_shape_and_early_stopping(smoke_run):
     results = json.loads((smoke_run / "results.json").read_text())
     for split in ("dev", "test"):
