@@ -130,7 +130,12 @@ class ModelConfig(Section):
     label_all_tokens: bool = False
     """Label every sub-token of a word (B- becomes I- after the first); default: first sub-token only."""
     dropout: Fraction | None = None
-    """Override the backbone's hidden dropout probability; ``None`` keeps the backbone's value."""
+    """Override the backbone's hidden dropout probability (every dropout but attention's); ``None`` keeps the
+    backbone's value."""
+    attention_dropout: Fraction | None = None
+    """Override the dropout on the attention probabilities (BERT family: ``attention_probs_dropout_prob``);
+    ``None`` keeps the backbone's (0.1 for MiniLM). At 0, training on a CPU runs PyTorch's flash-attention kernel,
+    faster and without keeping every attention map for the backward pass."""
     decoding: Literal["argmax", "constrained"] = "constrained"
     """How word tags are read from the label probabilities: the most probable valid IOB2 sequence (an ``I-X`` only
     after ``B-X`` or ``I-X``, which strict scoring needs), or each word's most probable tag (``argmax``, what

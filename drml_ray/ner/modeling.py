@@ -18,7 +18,14 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, BertConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
 from drml_ray.config import ModelConfig
 from drml_ray.errors import UserError, first_line
@@ -93,22 +100,39 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
     if cfg.backbone == TINY_RANDOM_BERT:
         config = _tiny_config(vocab_size or load_tokenizer(TINY_RANDOM_BERT).vocab_size)
         config.update({"num_labels": len(labels), "id2label": id2label, "label2id": label2id})
-        model: PreTrainedModel = AutoModelForTokenClassification.from_config(config)
+        model: PreTrainedModel = AutoModelForTokenClassification.from_config(set_attention_dropout(config, cfg))
     else:
         source = resolve_backbone(cfg.backbone)
         # (num_labels follows id2label; passing both warns when the folder has another label set)
-        config = AutoConfig.from_pretrained(source, id2label=id2label, label2id=label2id)
+        config = set_attention_dropout(AutoConfig.from_pretrained(source, id2label=id2label, label2id=label2id), cfg)
         with quiet_transformers():  # the "newly initialised head" report is expected here
             model = AutoModelForTokenClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
         _carry_head(model, source, labels)
-    if cfg.dropout is not None:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
+    if cfg.dropout is not None:  # every dropout but attention's (``model.attention_dropout`` sets that one)
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Dropout) and not name.endswith(ATTENTION_DROPOUT):
                 module.p = cfg.dropout
         model.config.hidden_dropout_prob = cfg.dropout
     if cfg.shapes:
         grow_token_types(model)
     return apply_strategy(model, cfg)
+
+
+ATTENTION_DROPOUT = "attention.self.dropout"
+"""How a BERT-family model names the dropout on its attention probabilities."""
+
+
+def set_attention_dropout(config: PretrainedConfig, cfg: ModelConfig) -> PretrainedConfig:
+    """``config`` with ``cfg.attention_dropout``, when set, as its attention dropout. Without it, training on a CPU
+    takes PyTorch's flash-attention kernel instead of the one that keeps every attention map for the backward pass
+    (BENCHMARKS.md, "Attention dropout")."""
+    if cfg.attention_dropout is None:
+        return config
+    if not hasattr(config, "attention_probs_dropout_prob"):
+        raise UserError(f"model.attention_dropout: {cfg.backbone!r} ({config.model_type}) has no "
+                        "attention_probs_dropout_prob to set; BERT-family backbones have one")  # fmt: skip
+    config.attention_probs_dropout_prob = cfg.attention_dropout
+    return config
 
 
 def _source_head(source: str) -> tuple[list[str], torch.Tensor, torch.Tensor] | None:
@@ -179,6 +203,7 @@ def check_backbone(cfg: ModelConfig, num_labels: int) -> None:
     else:
         config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
     config.num_labels = num_labels
+    set_attention_dropout(config, cfg)
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and cfg.max_length > positions:
         raise UserError(f"model.max_length {cfg.max_length}: the backbone has {positions} positions; at most that "

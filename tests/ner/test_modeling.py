@@ -32,6 +32,34 @@ def test_label_maps_in_config_and_seeded_head():
     assert torch.equal(model.classifier.weight, tiny("full").classifier.weight)
 
 
+def dropouts(model: torch.nn.Module) -> dict[str, float]:
+    """Dropout probability of the attention maps and of everything else (each must be one value)."""
+    found: dict[str, set[float]] = {"attention": set(), "hidden": set()}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Dropout):
+            found["attention" if name.endswith("attention.self.dropout") else "hidden"].add(module.p)
+    assert all(len(values) == 1 for values in found.values()), found
+    return {key: values.pop() for key, values in found.items()}
+
+
+def test_attention_dropout_and_hidden_dropout_are_set_apart():
+    assert dropouts(tiny("full")) == {"attention": 0.1, "hidden": 0.1}  # BertConfig's own
+    assert dropouts(tiny("full", attention_dropout=0.0)) == {"attention": 0.0, "hidden": 0.1}
+    assert dropouts(tiny("full", dropout=0.3)) == {"attention": 0.1, "hidden": 0.3}
+    model = tiny("full", dropout=0.2, attention_dropout=0.05)
+    assert dropouts(model) == {"attention": 0.05, "hidden": 0.2}
+    assert model.config.attention_probs_dropout_prob == 0.05  # travels with the saved model
+
+
+def test_attention_dropout_on_a_backbone_without_one_to_set_is_a_user_error():
+    from transformers import DistilBertConfig
+
+    from drml_ray.ner.modeling import set_attention_dropout
+
+    with pytest.raises(UserError, match=r"model.attention_dropout: .*distilbert.* has no attention_probs_dropout_prob"):
+        set_attention_dropout(DistilBertConfig(), ModelConfig(attention_dropout=0.0))
+
+
 def test_top_strategy_trains_last_layers_and_head_only():
     names = trainable(tiny("top", top_layers=1))
     assert names and all(n.startswith(("bert.encoder.layer.1.", "classifier.")) for n in names)
