@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback
 
 # The driver does not import the model code (transformers, peft, drml's loop) before training ends: the workers
-# train and it waits, ~150 MB less while they do (BENCHMARKS.md, "Memory of the embedded default").
+# train and it waits, ~140 MB less while they do (BENCHMARKS.md, "Memory of the embedded default").
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
