@@ -137,8 +137,6 @@ def set_attention_dropout(config: PretrainedConfig, cfg: ModelConfig) -> Pretrai
 
 def _source_head(source: str) -> tuple[list[str], torch.Tensor, torch.Tensor] | None:
     """Labels, weight and bias of the classifier saved in a local model folder (``None`` without one)."""
-    import json
-
     weights = Path(source) / "model.safetensors"
     if not weights.is_file():
         return None
