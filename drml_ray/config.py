@@ -210,14 +210,31 @@ class TrainConfig(Section):
 
 
 class ScalingSettings(Section):
-    num_workers: Count = 2
-    """Ray Train workers (one process each; DDP across them)."""
+    num_workers: Annotated[int, Field(ge=0)] = 2
+    """Ray Train workers (one process each; DDP across them). 0: Ray Train's local mode, the loop in this process
+    with no worker actors and no Ray cluster needed (checkpoints and resume as with workers; no restarts)."""
     use_gpu: bool = False
     """One GPU per worker."""
     cpus_per_worker: Count = 1
     """CPUs reserved per worker; also its torch thread count."""
     max_failures: Annotated[int, Field(ge=-1)] = 0
     """Worker-group failures to recover from (restart from the latest checkpoint); -1: unlimited."""
+
+    @property
+    def local(self) -> bool:
+        """Ray Train's local mode (``num_workers: 0``): the training function runs in the calling process."""
+        return self.num_workers == 0
+
+    @property
+    def processes(self) -> int:
+        """Processes that train: the workers, or the calling process in local mode (what resources count)."""
+        return max(1, self.num_workers)
+
+    def check(self) -> None:
+        if self.local and self.max_failures:
+            raise ValueError(f"max_failures: {self.max_failures} restarts a worker group, and num_workers: 0 "
+                             "(local mode) has none: a failed run continues from its last checkpoint when run "
+                             "again")  # fmt: skip
 
 
 class Distribution(Section):
@@ -333,7 +350,7 @@ class FinetuneConfig(Experiment):
 
 def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
     """A global batch splits evenly over the workers and their accumulation steps."""
-    shards = scaling.num_workers * train.grad_accum
+    shards = scaling.processes * train.grad_accum
     if train.batch_size % shards:
         raise ValueError(f"train.batch_size ({train.batch_size}) must be a multiple of scaling.num_workers x "
                          f"train.grad_accum ({shards})")  # fmt: skip

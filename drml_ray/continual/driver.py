@@ -68,7 +68,7 @@ def in_ray_task(cfg: ContinualExperiment, fn: Callable[..., Any], *args: Any) ->
 
     s = cfg.scaling
     task = ray.remote(fn).options(  # RAY: (inside a Tune trial too, outside its placement group)
-        num_cpus=s.num_workers * s.cpus_per_worker, num_gpus=int(s.use_gpu),
+        num_cpus=s.processes * s.cpus_per_worker, num_gpus=int(s.use_gpu),
         scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None),
     )  # fmt: skip
     return ray.get(task.remote(cfg, *args))  # RAY
@@ -217,9 +217,9 @@ def side_by_side(cfg: ContinualExperiment, runs: int) -> int:
     if cfg.continual.parallel is not None:
         return min(runs, cfg.continual.parallel)
     s, cluster = cfg.scaling, ray.cluster_resources()  # RAY
-    fits = cluster.get("CPU", 1) // (s.num_workers * s.cpus_per_worker)
+    fits = cluster.get("CPU", 1) // (s.processes * s.cpus_per_worker)
     if s.use_gpu:
-        fits = min(fits, cluster.get("GPU", 0) // s.num_workers)
+        fits = min(fits, cluster.get("GPU", 0) // s.processes)
     return int(max(1, min(runs, fits)))
 
 
@@ -231,9 +231,12 @@ def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: b
     run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",))
     ensure_ray()
     size = side_by_side(cfg, len(runs))
+    where = (
+        "in local mode, in its strategy's process" if cfg.scaling.local else f"on {cfg.scaling.num_workers} worker(s)"
+    )
     print(f"[drml] continual '{cfg.name}' -> {run_dir}: {cfg.continual.protocol}-incremental, {len(found)} "
           f"experiences ({', '.join(e.name for e in found)}); strategies {', '.join(runs)}, {size} at a time, each "
-          f"experience a Ray Train run on {cfg.scaling.num_workers} worker(s)", flush=True)  # fmt: skip
+          f"experience a Ray Train run {where}", flush=True)  # fmt: skip
     names, shared, setup = list(runs), ray.put(found), cfg.model_dump(mode="json")  # RAY
     jobs = [Job(name, "run", (setup, *runs[name], shared, str(run_dir / STRATEGY_DIR / name))) for name in names]
     done = lambda i, r: f"average test F1 {sum(r['R'][-1]) / len(found):.4f} after the last experience"  # noqa: E731

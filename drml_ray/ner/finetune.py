@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import shutil
 import signal
@@ -35,7 +36,14 @@ from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
-from drml_ray.ner.train_record import RAY_SNAPSHOT, RecordKeeper, prune_unregistered_checkpoints, recover_record
+from drml_ray.ner.train_record import (
+    LOCAL_RECORD,
+    RAY_SNAPSHOT,
+    RecordKeeper,
+    local_result,
+    prune_unregistered_checkpoints,
+    recover_record,
+)
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 
 if TYPE_CHECKING:
@@ -57,11 +65,12 @@ def train_worker(config: dict[str, Any]) -> None:
     train_loop_per_worker(config)
 
 
-def check_backbone_apart(model: ModelConfig, num_labels: int) -> None:
+def check_backbone_apart(model: ModelConfig, num_labels: int, *, here: bool = False) -> None:
     """:func:`~drml_ray.ner.modeling.check_backbone` in a short-lived Python, so that this process stays without
-    transformers while the workers train; in-process where transformers is already imported (nothing to save).
-    Its ``UserError`` is raised here; anything else keeps the child's traceback (printed) and is a bug."""
-    if "transformers" in sys.modules:
+    transformers while the workers train; in-process where transformers is already imported or ``here`` (this
+    process trains: nothing to save). Its ``UserError`` is raised here; anything else keeps the child's traceback
+    (printed) and is a bug."""
+    if here or "transformers" in sys.modules:
         from drml_ray.ner.modeling import check_backbone
 
         return check_backbone(model, num_labels)
@@ -106,10 +115,46 @@ def run_training(
     ``loop_callbacks`` run on every worker after each checkpoint (:class:`~drml_ray.ner.train_loop.LoopCallback`);
     ``extra_loss`` is ``("module:function", kwargs)``, a factory each worker calls as ``function(model, device,
     **kwargs)`` for a term added to the loss (:data:`~drml_ray.ner.optimization.ExtraLoss`; continual learning).
+    With ``scaling.num_workers: 0`` the loop runs here, in Ray Train's local mode, with no Ray cluster; it continues
+    from the latest checkpoint it recorded, and the ``Result`` is read from that record.
     """
     from ray.train import ScalingConfig  # RAY
     from ray.train.torch import TorchTrainer  # RAY
 
+    scaling, train_dir = cfg.scaling, run_dir / name
+    if scaling.local:  # Ray Train's local mode: no cluster; the loop keeps its own record of checkpoints
+        logging.getLogger("ray.train").setLevel(logging.WARNING)  # (its INFO lines: "running in local mode", ...)
+        resume_from = local_result(train_dir).checkpoint or resume_from
+    else:
+        start_cluster_run()
+    gpu = {"GPU": 1} if scaling.use_gpu else {}
+    trainer = TorchTrainer(  # RAY
+        train_worker,
+        train_loop_config=loop_config(cfg, corpus, run_dir, resume_from)
+        | {
+            "callbacks": list(loop_callbacks),
+            "stop_after_epoch": stop_after_epoch,
+            "extra_loss": extra_loss,
+        },  # fmt: skip
+        scaling_config=ScalingConfig(
+            num_workers=scaling.num_workers,
+            use_gpu=scaling.use_gpu,  # RAY
+            resources_per_worker=None if scaling.local else {"CPU": scaling.cpus_per_worker} | gpu,
+        ),  # fmt: skip
+        run_config=_run_config(cfg, run_dir, name, callbacks),
+    )
+    try:
+        result = fit_reporting_ctrl_c(trainer)
+    except Exception as err:
+        mistake = worker_mistake(err, run_dir)
+        if mistake is not None:
+            raise mistake from None
+        raise
+    return local_result(train_dir) if scaling.local else result
+
+
+def start_cluster_run() -> None:
+    """Ray up (a local one started if none), and the controller's pace set for a run with workers."""
     from drml_ray.ray_env import ensure_ray
 
     ensure_ray()
@@ -117,39 +162,22 @@ def run_training(
     # waits for that look: ~8 s of a short run (a continual smoke experience: 20 s -> 11 s at 0.5 s; BENCHMARKS.md).
     # Ray passes the variable on to the controller, on a cluster too; a value the user set is kept.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    scaling = cfg.scaling
-    gpu = {"GPU": 1} if scaling.use_gpu else {}
+
+
+def loop_config(cfg: FinetuneConfig, corpus: NerCorpus, run_dir: Path, resume_from: Any) -> dict[str, Any]:
+    """What every worker's loop is handed: the experiment, labels, sentences (and documents), where to start."""
     splits = ("train", "dev", "test") if cfg.train.eval_test else ("train", "dev")
     as_pairs = {split: [(s.tokens, s.tags) for s in corpus.splits[split]] for split in splits}
     documents = {split: [s.doc for s in corpus.splits[split]] for split in as_pairs} if cfg.data.context else None
-    trainer = TorchTrainer(  # RAY
-        train_worker,
-        train_loop_config={
-            "experiment": cfg.model_dump(mode="json"),
-            "labels": corpus.labels,
-            "run_dir": str(run_dir),
-            "callbacks": list(loop_callbacks),
-            "stop_after_epoch": stop_after_epoch,
-            "extra_loss": extra_loss,
-            # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
-            "init_checkpoint": str(getattr(resume_from, "path", resume_from)) if resume_from is not None else None,
-            "documents": documents,
-            **as_pairs,
-        },  # fmt: skip
-        scaling_config=ScalingConfig(
-            num_workers=scaling.num_workers,
-            use_gpu=scaling.use_gpu,  # RAY
-            resources_per_worker={"CPU": scaling.cpus_per_worker} | gpu,
-        ),  # fmt: skip
-        run_config=_run_config(cfg, run_dir, name, callbacks),
-    )
-    try:
-        return fit_reporting_ctrl_c(trainer)
-    except Exception as err:
-        mistake = worker_mistake(err, run_dir)
-        if mistake is not None:
-            raise mistake from None
-        raise
+    return {
+        "experiment": cfg.model_dump(mode="json"),
+        "labels": corpus.labels,
+        "run_dir": str(run_dir),
+        # Train V2 dropped resume_from_checkpoint: the loop loads this folder when Ray hands it none.
+        "init_checkpoint": str(getattr(resume_from, "path", resume_from)) if resume_from is not None else None,
+        "documents": documents,
+        **as_pairs,
+    }
 
 
 def _run_config(cfg: FinetuneConfig, run_dir: Path, name: str, callbacks: list | None) -> Any:
@@ -176,8 +204,9 @@ FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 
 def worker_mistake(err: Exception, run_dir: Path) -> UserError | None:
     """A worker failure that is the user's to fix, as one: a ``UserError`` raised there (a tampered
-    checkpoint), or a disk that filled while Ray Train stored a checkpoint (the one before it stays recorded)."""
-    failures = [*getattr(err, "worker_failures", {}).values(), getattr(err, "controller_failure", None)]
+    checkpoint), or a disk that filled while Ray Train stored a checkpoint (the one before it stays recorded).
+    In local mode the loop's own exception is ``err``."""
+    failures = [err, *getattr(err, "worker_failures", {}).values(), getattr(err, "controller_failure", None)]
     for failure in filter(None, failures):  # (a full disk fails the worker storing, or Ray's bookkeeping)
         cause = getattr(failure, "cause", failure)  # (Ray wraps a worker's exception: its cause)
         if isinstance(cause, UserError):
@@ -271,14 +300,16 @@ def run_finetune(
     ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
     """
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
-    check_backbone_apart(cfg.model, len(corpus.labels))
+    check_backbone_apart(cfg.model, len(corpus.labels), here=cfg.scaling.local)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
-    if begun and not (run_dir / TRAIN_SUBDIR / RAY_SNAPSHOT).exists():
+    if begun and not any((run_dir / TRAIN_SUBDIR / record).exists() for record in (RAY_SNAPSHOT, LOCAL_RECORD)):
         print("[drml] no checkpoint was recorded there yet: training starts from the beginning")
-    print(f"[drml] Ray Train: {cfg.scaling.num_workers} workers x {cfg.scaling.cpus_per_worker} CPU"
-          + (" + 1 GPU" if cfg.scaling.use_gpu else ""))  # fmt: skip
+    s = cfg.scaling
+    where = (f"local mode, in this process ({s.cpus_per_worker} torch thread(s), no cluster)" if s.local else
+             f"{s.num_workers} workers x {s.cpus_per_worker} CPU" + (" + 1 GPU" if s.use_gpu else ""))  # fmt: skip
+    print(f"[drml] Ray Train: {where}")
     started = time.perf_counter()
     best_checkpoint, best_metrics, latest = fit_best(cfg, corpus, run_dir, loop_callbacks=loop_callbacks)
     wall_s = time.perf_counter() - started

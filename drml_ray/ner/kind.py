@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from drml_ray.config import FinetuneConfig
+from drml_ray.errors import UserError
 from drml_ray.runtime.registry import Command, Kind, TrialPlan, TuneSpec
 
 
 def trial_plan(cfg: FinetuneConfig) -> TrialPlan:
     """A trial is one Ray Train run: its workers reserve the CPUs (GPUs); Tune restarts it as often as
-    Ray Train may restart its workers.
+    Ray Train may restart its workers. Local mode (no workers) is not for trials: a finetune trial's scores
+    reach Tune through Ray Train's controller, which it does without.
 
     >>> trial_plan(FinetuneConfig(name="x", scaling={"num_workers": 2, "use_gpu": True}))
     TrialPlan(cpus=2, gpus=2, budget=3, workers='2 Ray Train workers', retries=0)
     """
     s = cfg.scaling
+    if s.local:
+        raise UserError("scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own: under drml "
+                        "tune give each trial 1 worker or more")  # fmt: skip
     return TrialPlan(cpus=s.num_workers * s.cpus_per_worker, gpus=s.num_workers if s.use_gpu else 0,
                      budget=cfg.train.epochs, workers=f"{s.num_workers} Ray Train workers",
                      retries=max(0, s.max_failures))  # fmt: skip

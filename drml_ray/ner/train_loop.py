@@ -46,6 +46,7 @@ from drml_ray.ner.optimization import (
     regrouped_state,
     train_step,
 )
+from drml_ray.ner.train_record import keep_local_checkpoint
 
 
 @dataclass
@@ -432,7 +433,8 @@ def score(worker: Worker, split: EvalSet) -> dict[str, float]:
 def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:
     """Report ``metrics`` to Ray with a checkpoint (only rank 0 writes it; every rank reports), then call
     the loop callbacks. The checkpoint is written beside Ray's storage folder and renamed into it
-    (:func:`_move_into`), so it appears there whole and at once, with no copy."""
+    (:func:`_move_into`; in local mode :func:`~drml_ray.ner.train_record.keep_local_checkpoint`), so it appears
+    there whole and at once, with no copy."""
     rng = _gather(_rng_state(worker.device))  # every worker's, in rank order
     if worker.rank != 0:
         ray.train.report(metrics, checkpoint=None)  # RAY
@@ -448,6 +450,8 @@ def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),  # RAY
                              checkpoint_upload_fn=_move_into(worker.storage),
                              delete_local_checkpoint_after_upload=False)  # fmt: skip
+            if worker.cfg.scaling.local:  # no controller: Ray neither uploads nor records it
+                keep_local_checkpoint(worker.storage, Path(folder), metrics)
     for callback in worker.callbacks:
         callback.after_checkpoint(worker.state, worker.rank, worker.run_dir)
 

@@ -6,13 +6,19 @@ intact but unlisted. So drml keeps a copy of the record after each checkpoint (:
 Train callback run on the controller right after Ray wrote it), mends an unreadable record before a rerun
 (:func:`recover_record`), and removes uploads the record does not list
 (:func:`prune_unregistered_checkpoints`).
+
+In Ray Train's local mode (``scaling.num_workers: 0``) there is no controller and Ray keeps no record: the loop
+moves each checkpoint into place and keeps ``local_checkpoints.json`` itself (:func:`keep_local_checkpoint`), with
+the same rule as the controller's, and :func:`local_result` reads it back as Ray's ``Result``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,12 @@ from ray.train import UserCallback  # RAY
 
 from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, load_state
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 KEPT_COPY = ".checkpoint_manager_snapshot.kept.json"
+LOCAL_RECORD = "local_checkpoints.json"
+"""Local mode's record of its checkpoints: ``[{"checkpoint_dir_name", "metrics"}, ...]``, the best first."""
 
 
 def listed_checkpoints(record: Path) -> set[str] | None:
@@ -88,10 +96,53 @@ def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
     deleted, 260 MB for MiniLM. Without a readable record nothing is deleted. Returns the deleted folders.
     """
     shutil.rmtree(train_dir / STAGING_DIR, ignore_errors=True)  # checkpoints written and never moved into place
-    kept = listed_checkpoints(train_dir / RAY_SNAPSHOT)
+    kept = listed_checkpoints(train_dir / RAY_SNAPSHOT) or listed_checkpoints(train_dir / LOCAL_RECORD)
     if kept is None:  # no record, or one not ours to judge
         return []
     orphans = sorted(p for p in train_dir.glob("checkpoint_*") if p.is_dir() and p.name not in kept)
     for orphan in orphans:
         shutil.rmtree(orphan, ignore_errors=True)
     return orphans
+
+
+def local_checkpoints(train_dir: Path) -> list[dict[str, Any]]:
+    """The checkpoints local mode's record lists (none before the first)."""
+    record = train_dir / LOCAL_RECORD
+    if not record.exists():
+        return []
+    try:
+        entries = json.loads(record.read_text(encoding="utf-8"))
+        return [{"checkpoint_dir_name": str(e["checkpoint_dir_name"]), "metrics": dict(e["metrics"])} for e in entries]
+    except (ValueError, TypeError, KeyError) as err:
+        raise UserError(f"{record}: not the record drml writes ({err}); delete {train_dir} to train from the "
+                        "beginning") from None  # fmt: skip
+
+
+def keep_local_checkpoint(train_dir: Path, folder: Path, metrics: dict[str, Any]) -> Path:
+    """Local mode: what Ray Train's controller does with a reported checkpoint. ``folder`` is renamed into
+    ``train_dir`` under Ray's naming and listed with its metrics; the record keeps the best by dev F1 (of equal
+    scores the latest, as Ray ranks them) and the latest, as ``CheckpointConfig(num_to_keep=1, ...)`` does, and the
+    folders it no longer lists are deleted once it is written. Returns the checkpoint's new place."""
+    name = f"checkpoint_{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"
+    os.replace(folder, train_dir / name)
+    entries = [*local_checkpoints(train_dir), {"checkpoint_dir_name": name, "metrics": metrics}]
+    best = max(reversed(entries), key=lambda entry: entry["metrics"]["dev_f1"])  # (the first maximum: the latest)
+    kept = [best] + ([entries[-1]] if entries[-1] is not best else [])
+    atomic_write_json(train_dir / LOCAL_RECORD, kept)
+    for entry in entries:
+        if not any(entry is k for k in kept):
+            shutil.rmtree(train_dir / entry["checkpoint_dir_name"], ignore_errors=True)
+    return train_dir / name
+
+
+def local_result(train_dir: Path) -> Any:
+    """Local mode's checkpoints as the ``ray.train.Result`` a run with workers returns: ``checkpoint`` the latest,
+    ``best_checkpoints`` every kept one with its metrics; no checkpoint: ``None`` for both."""
+    from ray.train import Checkpoint, Result  # RAY
+
+    entries = local_checkpoints(train_dir)
+    latest = max(entries, key=lambda entry: entry["checkpoint_dir_name"], default=None)  # names are times
+    best = [(Checkpoint(str(train_dir / e["checkpoint_dir_name"])), e["metrics"]) for e in entries]  # RAY
+    return Result(metrics=latest["metrics"] if latest else None, error=None, path=str(train_dir),  # RAY
+                  checkpoint=Checkpoint(str(train_dir / latest["checkpoint_dir_name"])) if latest else None,
+                  best_checkpoints=best or None)  # fmt: skip

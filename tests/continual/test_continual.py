@@ -130,7 +130,10 @@ def test_a_search_takes_one_strategy_per_trial_and_counts_experiences():
 
     cfg = load_config(TUNE_SMOKE)
     assert kind_of(cfg).tune.plan(cfg).budget == 3
-    assert kind_of(cfg).tune.plan(load_config(SMOKE, [*TINY, *CLASS])).budget == 2  # LOC+MISC, ORG+PER
+    on_workers = ["scaling.num_workers=1"]  # (the smoke config trains in local mode, which trials refuse)
+    assert kind_of(cfg).tune.plan(load_config(SMOKE, [*TINY, *CLASS, *on_workers])).budget == 2  # LOC+MISC, ORG+PER
+    with pytest.raises(UserError, match="local mode"):
+        kind_of(cfg).tune.plan(load_config(SMOKE))
     with pytest.raises(UserError, match="one strategy per trial"):
         prepare_search(load_config(TUNE_SMOKE, ["continual.strategies=[ewc,lwf]"]))
 
@@ -179,7 +182,7 @@ def test_class_protocol_refuses_a_wrong_type_order():
 def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     run_dir = tmp_path / "continual"
     # EWC and a combined name end to end; ewc+replay copies naive's first experience and adds its Fisher.
-    sets = [*TINY, *CLASS, "continual.strategies=[naive,ewc+replay]"]
+    sets = [*TINY, *CLASS, "continual.strategies=[naive,ewc+replay]", "scaling.num_workers=1"]  # (on workers)
     args = ["continual", str(SMOKE), "--output-dir", str(run_dir), *(x for item in sets for x in ("--set", item))]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

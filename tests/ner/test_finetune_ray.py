@@ -296,3 +296,16 @@ def test_a_disk_that_fills_while_a_checkpoint_is_stored_stops_the_run_and_keeps_
 def latest_recorded(train: Path) -> Path:
     """The newest checkpoint Ray's (readable) record lists."""
     return train / max(listed_checkpoints(train / RAY_SNAPSHOT) or [])
+
+
+def test_local_mode_trains_exactly_as_one_ray_train_worker(ray_session, tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        one, here = (run_finetune(load_config(SMOKE, ["train.epochs=2", f"scaling.num_workers={n}"]), tmp_path / str(n))
+                     for n in (1, 0))  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)  # (local mode set this process's: cpus_per_worker)
+    assert [(h["train_loss"], h["dev_f1"]) for h in here["history"]] == [(h["train_loss"], h["dev_f1"])
+                                                                         for h in one["history"]]  # fmt: skip
+    assert here["test"] == one["test"]
+    assert not (tmp_path / "0" / "train" / RAY_SNAPSHOT).exists()  # no controller: the loop's own record
