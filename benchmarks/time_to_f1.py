@@ -19,7 +19,8 @@ contenders) is reported on its own. Contenders:
 3. ``hf-trainer`` -- ``transformers.Trainer`` with length grouping (``train_sampling_strategy=
    "group_by_length"``, transformers 5's ``group_by_length=True``);
 4. ``drml-1`` / ``drml-2`` -- ``drml finetune``'s Ray Train path with its defaults (packed rows), on one
-   worker with every core / two workers.
+   worker with every core / two workers; ``drml-0``: Ray Train's local mode (``scaling.num_workers: 0``), the same
+   loop in the benchmark's process with every core, no worker group and no Ray started.
 
 ``--bf16`` trains every contender under bf16 autocast (the Trainer with ``bf16=True``), fp32 otherwise.
 ``--head-lr`` gives every contender's classification head its own rate without warm-up (drml's ``train.head_lr``;
@@ -219,7 +220,7 @@ class StopAtThreshold:
 def drml_recipe(args: argparse.Namespace, name: str, workers: int) -> FinetuneConfig:
     """drml's own recipe from a config file (``--drml-config``), with the benchmark's seed, evaluation interval,
     workers and corpus; its own epochs, batch, rates, context, word shapes and decoding."""
-    cpus = max(1, (os.cpu_count() or 2) // workers)
+    cpus = max(1, (os.cpu_count() or 2) // max(1, workers))
     overrides = [f"name={name}", f"seed={args.seed}", f"data.corpus={args.corpus}", "train.patience=1000000",
                  f"train.eval_every_steps={args.eval_every}", "train.eval_test=false",
                  f"scaling.num_workers={workers}", f"scaling.cpus_per_worker={cpus}", *args.drml_set]  # fmt: skip
@@ -237,7 +238,7 @@ def run_drml(bench: Bench, workers: int) -> Curve:
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "head_lr": args.head_lr,
                   "warmup_ratio": 0.1, "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
                   "precision": "bf16" if args.bf16 else "fp32", "pack_sequences": args.pack},
-        "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // workers)},
+        "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // max(1, workers))},
     })  # fmt: skip
     with tempfile.TemporaryDirectory() as run_dir:
         log = Path(run_dir) / "evals.jsonl"
@@ -294,11 +295,13 @@ def main() -> int:
     print(f"{bench.corpus.describe()}; thresholds {args.thresholds}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")  # fmt: skip
     curves: dict[str, Curve] = {}
+    ray_started = False
     for name in args.contenders.split(","):
         print(f"--- {name}", flush=True)
-        if name.startswith("drml") and not any(n.startswith("drml") for n in curves):
+        if name.startswith("drml") and name != "drml-0" and not ray_started:  # (local mode needs no Ray)
             started = time.perf_counter()
             ensure_ray()
+            ray_started = True
             print(f"    Ray started in {time.perf_counter() - started:.1f} s (not on any contender's clock)")
         if name.startswith("drml"):
             curves[name] = run_drml(bench, int(name.split("-")[1]))

@@ -301,6 +301,10 @@ def run_finetune(
     """
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
     check_backbone_apart(cfg.model, len(corpus.labels), here=cfg.scaling.local)
+    if cfg.scaling.local:  # (the loop checks it too; here before the run directory is touched)
+        from drml_ray.ner.train_loop import worker_device
+
+        worker_device(cfg.scaling)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))

@@ -30,7 +30,8 @@ import torch.distributed as dist
 
 from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, load_state, save_state
-from drml_ray.config import FinetuneConfig
+from drml_ray.config import FinetuneConfig, ScalingSettings
+from drml_ray.errors import UserError
 from drml_ray.ner import batching
 from drml_ray.ner.averaging import WeightAverage
 from drml_ray.ner.batching import supports_packing
@@ -183,7 +184,7 @@ def set_up(config: dict[str, Any]) -> Worker:
     context = ray.train.get_context()  # RAY
     quiet_train_worker_logs()
     torch.set_num_threads(cfg.scaling.cpus_per_worker)
-    device = ray.train.torch.get_device()  # RAY
+    device = worker_device(cfg.scaling)
     tokenizer = load_tokenizer(cfg.model.backbone)
     label2id = {label: i for i, label in enumerate(labels)}
     windows = {"max_length": cfg.model.max_length, "overlap": cfg.model.window_overlap,
@@ -204,7 +205,7 @@ def set_up(config: dict[str, Any]) -> Worker:
         return EvalSet(split_windows, batches, list(tags))
 
     model = build_model(cfg.model, labels, seed=cfg.seed, vocab_size=len(tokenizer))
-    ddp_model = ray.train.torch.prepare_model(model)  # RAY: moves to device, wraps in DDP when world > 1
+    ddp_model = _prepared(model, device, cfg.scaling)
     optimizer = make_optimizer(model, cfg.train.lr, cfg.train.weight_decay, fused=cfg.train.fused_adamw,
                                head_lr=cfg.train.head_lr)  # fmt: skip
     worker = Worker(
@@ -227,6 +228,23 @@ def set_up(config: dict[str, Any]) -> Worker:
         worker.say(f"[drml] train.pack_sequences: {type(model).__name__} is not a BERT-family model; "
                    "training on unpacked (length-split) micro-batches instead")  # fmt: skip
     return worker
+
+
+def worker_device(scaling: ScalingSettings) -> torch.device:
+    """The device the loop trains on: Ray's for this worker; in local mode (no worker: Ray assigns no GPU) the first
+    GPU if the config asks for one."""
+    if not scaling.local:
+        return ray.train.torch.get_device()  # RAY
+    if scaling.use_gpu and not torch.cuda.is_available():
+        raise UserError("scaling.use_gpu: true, and this process sees no GPU (scaling.num_workers: 0, local mode, "
+                        "trains in the process that runs drml)")  # fmt: skip
+    return torch.device("cuda", 0) if scaling.use_gpu else torch.device("cpu")
+
+
+def _prepared(model: torch.nn.Module, device: torch.device, scaling: ScalingSettings) -> torch.nn.Module:
+    """The model on its device: Ray's ``prepare_model`` on workers (DDP when there are several), a plain move in
+    local mode (where Ray's would move it to the CPU)."""
+    return model.to(device) if scaling.local else ray.train.torch.prepare_model(model)  # RAY
 
 
 def _train_windows(

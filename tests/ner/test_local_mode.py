@@ -85,3 +85,14 @@ def test_local_mode_has_no_restarts_and_no_tune_trials():
     assert local.scaling.processes == 1  # what resources and batch shards count: the calling process
     with pytest.raises(UserError, match="local mode"):
         trial_plan(local)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+def test_local_mode_on_a_gpu_needs_one_visible(tmp_path):
+    from drml_ray.ner.train_loop import worker_device
+
+    assert worker_device(FinetuneConfig(name="x", scaling={"num_workers": 0}).scaling) == torch.device("cpu")
+    cfg = load_config(SMOKE, ["scaling.num_workers=0", "scaling.use_gpu=true"])
+    with pytest.raises(UserError, match="scaling.use_gpu: true, and this process sees no GPU"):
+        run_finetune(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before the run directory is made
