@@ -239,6 +239,11 @@ CASES = [
     ft("tune:\n  space:\n    train.epochs: {choice: [1, 0]}\n", "a value no trial could run",
        "exp.yaml:4: tune.space.train.epochs: train.epochs: Input should be greater than or equal to 1",
        category="tune search spaces"),
+    Case("tune search spaces", "trials in Ray Train's local mode",
+         {"exp.yaml": "data: {corpus: generated}\nscaling: {num_workers: 0}\ntune:\n  space:\n"
+                      "    train.lr: {choice: [1.0e-4]}\n"},
+         ("tune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own",)),
 ]
 # fmt: on
 

@@ -135,11 +135,11 @@ def run_tune(
     spec, settings = kind.tune, cfg.tune
     assert spec is not None
     launched = time.time()
+    plan = spec.plan(cfg)  # (a trial the kind cannot run is refused before anything is written)
     run_dir = _open_search(cfg, Path(run_dir), resume, overwrite)
     shared, what = resolve(spec.prepare)(cfg)
     print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {what}")
     ensure_ray()
-    plan = spec.plan(cfg)
     limit = concurrent_trials(plan, settings.max_concurrent_trials, ray.cluster_resources())  # RAY
     print(f"[drml] each trial: {plan.workers} ({plan.cpus:g} CPUs{f', {plan.gpus:g} GPUs' if plan.gpus else ''}); "
           f"{limit} trial(s) at a time; search {settings.search}, scheduler {settings.scheduler.type}")  # fmt: skip
