@@ -217,10 +217,15 @@ class StopAtThreshold:
             state.evals_since_best = 10**9  # (patience is 10**6: worker.stopped() turns true)
 
 
+def cpus_per_worker(workers: int) -> int:
+    """Every core shared among the workers (local mode's one process takes them all)."""
+    return max(1, (os.cpu_count() or 2) // max(1, workers))
+
+
 def drml_recipe(args: argparse.Namespace, name: str, workers: int) -> FinetuneConfig:
     """drml's own recipe from a config file (``--drml-config``), with the benchmark's seed, evaluation interval,
     workers and corpus; its own epochs, batch, rates, context, word shapes and decoding."""
-    cpus = max(1, (os.cpu_count() or 2) // max(1, workers))
+    cpus = cpus_per_worker(workers)
     overrides = [f"name={name}", f"seed={args.seed}", f"data.corpus={args.corpus}", "train.patience=1000000",
                  f"train.eval_every_steps={args.eval_every}", "train.eval_test=false",
                  f"scaling.num_workers={workers}", f"scaling.cpus_per_worker={cpus}", *args.drml_set]  # fmt: skip
@@ -238,7 +243,7 @@ def run_drml(bench: Bench, workers: int) -> Curve:
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "head_lr": args.head_lr,
                   "warmup_ratio": 0.1, "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
                   "precision": "bf16" if args.bf16 else "fp32", "pack_sequences": args.pack},
-        "scaling": {"num_workers": workers, "cpus_per_worker": max(1, (os.cpu_count() or 2) // max(1, workers))},
+        "scaling": {"num_workers": workers, "cpus_per_worker": cpus_per_worker(workers)},
     })  # fmt: skip
     with tempfile.TemporaryDirectory() as run_dir:
         log = Path(run_dir) / "evals.jsonl"

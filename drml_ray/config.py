@@ -230,6 +230,11 @@ class ScalingSettings(Section):
         """Processes that train: the workers, or the calling process in local mode (what resources count)."""
         return max(1, self.num_workers)
 
+    @property
+    def cpus(self) -> int:
+        """CPUs the training holds: ``cpus_per_worker`` for each process that trains."""
+        return self.processes * self.cpus_per_worker
+
     def check(self) -> None:
         if self.local and self.max_failures:
             raise ValueError(f"max_failures: {self.max_failures} restarts a worker group, and num_workers: 0 "

@@ -68,7 +68,7 @@ def in_ray_task(cfg: ContinualExperiment, fn: Callable[..., Any], *args: Any) ->
 
     s = cfg.scaling
     task = ray.remote(fn).options(  # RAY: (inside a Tune trial too, outside its placement group)
-        num_cpus=s.processes * s.cpus_per_worker, num_gpus=int(s.use_gpu),
+        num_cpus=s.cpus, num_gpus=int(s.use_gpu),
         scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=None),
     )  # fmt: skip
     return ray.get(task.remote(cfg, *args))  # RAY
@@ -217,7 +217,7 @@ def side_by_side(cfg: ContinualExperiment, runs: int) -> int:
     if cfg.continual.parallel is not None:
         return min(runs, cfg.continual.parallel)
     s, cluster = cfg.scaling, ray.cluster_resources()  # RAY
-    fits = cluster.get("CPU", 1) // (s.processes * s.cpus_per_worker)
+    fits = cluster.get("CPU", 1) // s.cpus
     if s.use_gpu:
         fits = min(fits, cluster.get("GPU", 0) // s.processes)
     return int(max(1, min(runs, fits)))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import shutil
 import signal
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state
 from drml_ray.config import FinetuneConfig, ModelConfig
 from drml_ray.data.load import NerCorpus, load_corpus
@@ -123,7 +123,7 @@ def run_training(
 
     scaling, train_dir = cfg.scaling, run_dir / name
     if scaling.local:  # Ray Train's local mode: no cluster; the loop keeps its own record of checkpoints
-        logging.getLogger("ray.train").setLevel(logging.WARNING)  # (its INFO lines: "running in local mode", ...)
+        quiet_train_worker_logs()  # (the loop runs here: Ray Train's INFO lines, "running in local mode", ...)
         resume_from = local_result(train_dir).checkpoint or resume_from
     else:
         start_cluster_run()

@@ -19,7 +19,7 @@ def trial_plan(cfg: FinetuneConfig) -> TrialPlan:
     if s.local:
         raise UserError("scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own: under drml "
                         "tune give each trial 1 worker or more")  # fmt: skip
-    return TrialPlan(cpus=s.num_workers * s.cpus_per_worker, gpus=s.num_workers if s.use_gpu else 0,
+    return TrialPlan(cpus=s.cpus, gpus=s.num_workers if s.use_gpu else 0,
                      budget=cfg.train.epochs, workers=f"{s.num_workers} Ray Train workers",
                      retries=max(0, s.max_failures))  # fmt: skip
 

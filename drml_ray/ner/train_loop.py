@@ -47,7 +47,7 @@ from drml_ray.ner.optimization import (
     regrouped_state,
     train_step,
 )
-from drml_ray.ner.train_record import keep_local_checkpoint
+from drml_ray.ner.train_record import keep_local_checkpoint, local_checkpoint_name
 
 
 @dataclass
@@ -469,7 +469,9 @@ def checkpoint(worker: Worker, metrics: dict[str, Any]) -> None:
                              checkpoint_upload_fn=_move_into(worker.storage),
                              delete_local_checkpoint_after_upload=False)  # fmt: skip
             if worker.cfg.scaling.local:  # no controller: Ray neither uploads nor records it
-                keep_local_checkpoint(worker.storage, Path(folder), metrics)
+                name = local_checkpoint_name()
+                _move_into(worker.storage)(ray.train.Checkpoint(folder), name)  # RAY
+                keep_local_checkpoint(worker.storage, name, metrics)
     for callback in worker.callbacks:
         callback.after_checkpoint(worker.state, worker.rank, worker.run_dir)
 

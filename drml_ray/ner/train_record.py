@@ -8,15 +8,15 @@ Train callback run on the controller right after Ray wrote it), mends an unreada
 (:func:`prune_unregistered_checkpoints`).
 
 In Ray Train's local mode (``scaling.num_workers: 0``) there is no controller and Ray keeps no record: the loop
-moves each checkpoint into place and keeps ``local_checkpoints.json`` itself (:func:`keep_local_checkpoint`), with
-the same rule as the controller's, and :func:`local_result` reads it back as Ray's ``Result``.
+moves each checkpoint into place as Ray's upload would and keeps ``local_checkpoints.json`` itself
+(:func:`keep_local_checkpoint`), with the same rule as the controller's, and :func:`local_result` reads it back
+as Ray's ``Result``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -118,21 +118,22 @@ def local_checkpoints(train_dir: Path) -> list[dict[str, Any]]:
                         "beginning") from None  # fmt: skip
 
 
-def keep_local_checkpoint(train_dir: Path, folder: Path, metrics: dict[str, Any]) -> Path:
-    """Local mode: what Ray Train's controller does with a reported checkpoint. ``folder`` is renamed into
-    ``train_dir`` under Ray's naming and listed with its metrics; the record keeps the best by dev F1 (of equal
-    scores the latest, as Ray ranks them) and the latest, as ``CheckpointConfig(num_to_keep=1, ...)`` does, and the
-    folders it no longer lists are deleted once it is written. Returns the checkpoint's new place."""
-    name = f"checkpoint_{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"
-    os.replace(folder, train_dir / name)
+def local_checkpoint_name() -> str:
+    """A checkpoint folder's name as Ray Train's controller makes it: the time, so names sort as they came."""
+    return f"checkpoint_{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"
+
+
+def keep_local_checkpoint(train_dir: Path, name: str, metrics: dict[str, Any]) -> None:
+    """Local mode: what Ray Train's controller does with a checkpoint moved into ``train_dir / name``. It is
+    listed with its metrics; the record keeps the best by dev F1 (of equal scores the latest, as Ray ranks them)
+    and the latest, as ``CheckpointConfig(num_to_keep=1, ...)`` does, and the folders it no longer lists are
+    deleted once it is written."""
     entries = [*local_checkpoints(train_dir), {"checkpoint_dir_name": name, "metrics": metrics}]
-    best = max(reversed(entries), key=lambda entry: entry["metrics"]["dev_f1"])  # (the first maximum: the latest)
-    kept = [best] + ([entries[-1]] if entries[-1] is not best else [])
-    atomic_write_json(train_dir / LOCAL_RECORD, kept)
+    best, latest = max(reversed(entries), key=lambda entry: entry["metrics"]["dev_f1"]), entries[-1]  # (ties: later)
+    atomic_write_json(train_dir / LOCAL_RECORD, [best] if best is latest else [best, latest])
     for entry in entries:
-        if not any(entry is k for k in kept):
+        if entry is not best and entry is not latest:
             shutil.rmtree(train_dir / entry["checkpoint_dir_name"], ignore_errors=True)
-    return train_dir / name
 
 
 def local_result(train_dir: Path) -> Any:
@@ -141,7 +142,7 @@ def local_result(train_dir: Path) -> Any:
     from ray.train import Checkpoint, Result  # RAY
 
     entries = local_checkpoints(train_dir)
-    latest = max(entries, key=lambda entry: entry["checkpoint_dir_name"], default=None)  # names are times
+    latest = entries[-1] if entries else None  # (the record lists the best, then the latest)
     best = [(Checkpoint(str(train_dir / e["checkpoint_dir_name"])), e["metrics"]) for e in entries]  # RAY
     return Result(metrics=latest["metrics"] if latest else None, error=None, path=str(train_dir),  # RAY
                   checkpoint=Checkpoint(str(train_dir / latest["checkpoint_dir_name"])) if latest else None,

@@ -15,6 +15,7 @@ from drml_ray.ner.kind import trial_plan
 from drml_ray.ner.train_record import (
     LOCAL_RECORD,
     keep_local_checkpoint,
+    local_checkpoint_name,
     local_checkpoints,
     local_result,
     prune_unregistered_checkpoints,
@@ -34,11 +35,12 @@ def keep_threads():
 
 
 def report(train_dir: Path, dev_f1: float) -> str:
-    """A checkpoint as the loop reports one; returns the name it was kept under."""
-    folder = train_dir / ".staging" / f"tmp{dev_f1}"
-    folder.mkdir(parents=True)
-    (folder / "state.pt").write_bytes(b"weights")
-    return keep_local_checkpoint(train_dir, folder, {"dev_f1": dev_f1}).name
+    """A checkpoint as the loop reports one (moved into place, then recorded); returns its name."""
+    name = local_checkpoint_name()
+    (train_dir / name).mkdir(parents=True)
+    (train_dir / name / "state.pt").write_bytes(b"weights")
+    keep_local_checkpoint(train_dir, name, {"dev_f1": dev_f1})
+    return name
 
 
 def test_the_record_keeps_the_best_by_dev_f1_and_the_latest(tmp_path):
