@@ -17,7 +17,7 @@ from drml_ray._ray_compat import local_learner, unseed_later_resets
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return, rollout
 from drml_ray.rl.config import RLEnvSettings
-from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, set_runner_weights
+from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, quiet_rllib, set_runner_weights
 from drml_ray.rl.weights import Weights
 
 DEMOS_FILE = "transitions.parquet"
@@ -88,7 +88,7 @@ class IRLWorker:
 
     def __init__(self, threads: int = 1):
         torch.set_num_threads(threads)
-        logging.getLogger("ray.rllib").setLevel(logging.ERROR)
+        quiet_rllib()
 
     def expert(self, cfg_json: dict, family: str) -> dict[str, Any]:
         """PPO on the true reward of ``family``'s task: its weights, training curve and return; with a
@@ -188,6 +188,7 @@ class IRLWorker:
         from ray.rllib.algorithms.bc import BCConfig  # RLLIB
 
         quiet_ray_data()
+        quiet_rllib()
         cfg = IRLExperiment.model_validate(cfg_json)
         settings, ppo = cfg.families()[family], cfg.ppo_of(family)
         env = family_env(family, settings.horizon_of(family), settings.task)
@@ -203,7 +204,7 @@ class IRLWorker:
             .rl_module(model_config=bc_model_config(ppo.hidden, env.action_space))
             .learners(num_learners=0)
             .env_runners(num_env_runners=0)
-            .debugging(seed=seed, log_level="ERROR")
+            .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
         )  # fmt: skip
         algo = config.build_algo()
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+import warnings
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -28,8 +29,19 @@ Arch = Literal["ff", "rl2"]
 MODULE = "default_policy"
 
 
+def quiet_rllib() -> None:
+    """This process's RLlib says only errors. Otherwise each Algorithm it builds warns of RLlib's own internals,
+    which a user can do nothing about: the deprecated ``RLModuleConfig`` RLlib makes itself, and the env id it
+    registers again with gymnasium (three lines for every inverse-RL cell)."""
+    logging.getLogger("ray.rllib").setLevel(logging.ERROR)
+    logging.getLogger("ray._common.deprecation").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*Overriding environment rllib-", category=UserWarning)
+
+
 def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff", family: str | None = None) -> Any:
-    """The RLlib ``PPOConfig`` of one task learner (new API stack, one process)."""
+    """The RLlib ``PPOConfig`` of one task learner (new API stack, one process), in a process whose RLlib is quiet.
+    No system-usage monitor: a thread per Algorithm sampling the CPU every 0.7 s for metrics drml never reads."""
+    quiet_rllib()
     from ray.rllib.algorithms.ppo import PPOConfig  # RLLIB
     from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig  # RLLIB
 
@@ -60,7 +72,7 @@ def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff
         )  # fmt: skip
         .rl_module(model_config=model)
         .reporting(metrics_num_episodes_for_smoothing=20)
-        .debugging(seed=seed, log_level="ERROR")
+        .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
     )
 
 
@@ -76,7 +88,6 @@ class PPOTaskLearner:
 
     def __init__(self, env: dict, ppo: dict, seed: int, threads: int = 1, family: str | None = None):
         torch.set_num_threads(threads)
-        logging.getLogger("ray.rllib").setLevel(logging.ERROR)
         self.env = RLEnvSettings.model_validate(env)
         self.ppo = PPOSettings.model_validate(ppo)
         self.seed = seed

@@ -9,6 +9,7 @@ import shutil
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,26 @@ def test_a_job_does_not_depend_on_what_its_worker_ran_before(ray_session):
         assert all(torch.equal(one[k], two[k]) for k in one)
     finally:
         for learner in worker.learners.values():
+            learner.stop()
+
+
+def test_rllib_builds_quietly_and_starts_no_usage_monitor(ray_session):
+    """Every Algorithm a job built warned that RLlib registered its env id with gymnasium again, and started a
+    thread sampling the CPU every 0.7 s for metrics drml never reads (with a warning that gputil is missing)."""
+    from ray.tune.utils import UtilMonitor
+
+    from drml_ray.rl.ppo import PPOTaskLearner
+
+    learners = [PPOTaskLearner({"family": "nav2d", "horizon": 10}, TINY, seed=0) for _ in range(2)]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for learner in learners:
+                learner.algo()  # the second registers RLlib's env id again
+        assert [str(w.message) for w in caught if "Overriding environment" in str(w.message)] == []
+        assert [t for t in threading.enumerate() if isinstance(t, UtilMonitor)] == []
+    finally:
+        for learner in learners:
             learner.stop()
 
 
