@@ -78,8 +78,8 @@ def run_rl_expert(cfg: IRLExperiment, run_dir: str | Path, *, overwrite: bool = 
           flush=True)  # fmt: skip
     if todo or stale:
         cfg_json = cfg.model_dump(mode="json")
-        jobs = [Job(f"{f} expert", "expert", (cfg_json, f)) for f in todo]
-        jobs += [Job(f"{f} yardstick", "yardstick", (cfg_json, f)) for f in stale]
+        jobs = [Job(f"{f} expert", "expert", (cfg_json, f), ppo_steps(cfg, f, expert=True)) for f in todo]
+        jobs += [Job(f"{f} yardstick", "yardstick", (cfg_json, f), ppo_steps(cfg, f, yardstick=True)) for f in stale]
         with pool(cfg, len(jobs), "rl expert") as workers:
             results = workers.map(jobs, lambda i, r: f"true return {r['return']:.1f}")
         for family, result in zip(todo, results[: len(todo)], strict=True):
@@ -201,6 +201,29 @@ def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any]) -> list[tuple[str, s
             if f"{m}/{f}/{n}/{s}" not in done]  # fmt: skip
 
 
+def ppo_steps(cfg: IRLExperiment, family: str, *, expert: bool = False, yardstick: bool = False,
+              reward_transfer: bool = False) -> float:  # fmt: skip
+    """The environment steps of the PPO runs a job trains: a job's cost, for the pool's time-left estimate and
+    its order. An expert (with its yardstick when there is a ``transfer_task``), a yardstick alone, or a GAIL or
+    AIRL cell (with AIRL's reward transfer). In the shipped config a Pendulum cell is 3x a Nav2D one.
+
+    >>> nav2d = {"iters": 10, "expert_iters": 20, "transfer_task": {"action_scale": 0.5}, "transfer_iters": 30}
+    >>> ppo = {"train_batch": 100, "minibatch": 50}
+    >>> cfg = IRLExperiment.model_validate({"name": "x", "ppo": ppo, "irl": {"families": {"nav2d": nav2d}}})
+    >>> ppo_steps(cfg, "nav2d"), ppo_steps(cfg, "nav2d", reward_transfer=True), ppo_steps(cfg, "nav2d", expert=True)
+    (1000.0, 4000.0, 5000.0)
+    """
+    settings = cfg.families()[family]
+    transfer = settings.transfer_iters_of() if settings.transfer_task is not None else 0
+    if yardstick:
+        iterations = transfer
+    elif expert:
+        iterations = settings.expert_iters + transfer
+    else:
+        iterations = settings.iters + (transfer if reward_transfer else 0)
+    return float(iterations * cfg.ppo_of(family).train_batch)
+
+
 def cell_job(cfg: IRLExperiment, cfg_json: dict, key: tuple[str, str, int, int], folder: Path) -> Job:
     """One cell's job; AIRL's reward is carried to the ``transfer_task`` from the most demonstrations."""
     method, family, demos, seed = key
@@ -208,7 +231,8 @@ def cell_job(cfg: IRLExperiment, cfg_json: dict, key: tuple[str, str, int, int],
     if method == "bc":
         return Job(name, "bc", (cfg_json, family, demos, seed, str(folder)))
     reward_transfer = demos == max(cfg.irl.demos)
-    return Job(name, "adversarial", (cfg_json, family, method, demos, seed, str(folder), reward_transfer))
+    cost = ppo_steps(cfg, family, reward_transfer=reward_transfer and method == "airl")
+    return Job(name, "adversarial", (cfg_json, family, method, demos, seed, str(folder), reward_transfer), cost)
 
 
 def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | None = None) -> dict[str, Any]:
@@ -239,9 +263,11 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
             on_cell(current(cfg, cells), experts)
         return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
 
-    adversarial = [k for k in keys if k[0] != "bc"]
+    # the longest cells first, so that no actor waits at the end for one long cell (results are per cell anyway)
+    pairs = sorted(((k, cell_job(cfg, cfg_json, k, expert_dir(root, k[1]))) for k in keys if k[0] != "bc"),
+                   key=lambda pair: -pair[1].cost)  # fmt: skip
+    adversarial, jobs = [key for key, _ in pairs], [job for _, job in pairs]
     if adversarial:
-        jobs = [cell_job(cfg, cfg_json, k, expert_dir(root, k[1])) for k in adversarial]
         with pool(cfg, len(jobs), "rl irl") as workers:
             workers.map(jobs, lambda index, result: keep(adversarial[index], result))
     # BC reads through Ray Data, whose tasks need CPUs that no actor holds: on the driver, after the pool
