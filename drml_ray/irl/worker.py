@@ -75,11 +75,14 @@ def train_curve(algo: Any, iterations: int, label: str, stats: Any = None) -> li
     return curve
 
 
-def quiet_ray_data() -> None:
-    """RLlib's offline API runs on Ray Data, whose per-dataset progress logs would drown drml's lines."""
+def ray_data_settings() -> None:
+    """RLlib's offline API runs on Ray Data: its blocks in the order of the files (a seeded run reads the same
+    episodes in the same order), and no per-dataset progress logs to drown drml's lines."""
     import ray.data  # RAY
 
-    ray.data.DataContext.get_current().enable_progress_bars = False  # RAY
+    context = ray.data.DataContext.get_current()  # RAY
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
@@ -187,7 +190,9 @@ class IRLWorker:
         """RLlib's BC on the first ``demos`` recorded episodes (RLlib's own reader of its recording)."""
         from ray.rllib.algorithms.bc import BCConfig  # RLLIB
 
-        quiet_ray_data()
+        from drml_ray.irl.bc_buffer import SeededEpisodeBuffer
+
+        ray_data_settings()
         quiet_rllib()
         cfg = IRLExperiment.model_validate(cfg_json)
         settings, ppo = cfg.families()[family], cfg.ppo_of(family)
@@ -197,6 +202,7 @@ class IRLWorker:
             BCConfig()
             .environment(observation_space=env.observation_space, action_space=env.action_space)
             .offline_data(input_=files, input_read_episodes=True, dataset_num_iters_per_learner=1,
+                          prelearner_buffer_class=SeededEpisodeBuffer, prelearner_buffer_kwargs={"seed": seed},
                           input_read_method_kwargs={"ray_remote_args": {"num_cpus": 0}},
                           map_batches_kwargs={"concurrency": 1, "num_cpus": 0},
                           iter_batches_kwargs={"prefetch_batches": 1})
@@ -235,7 +241,7 @@ def record_demos(cfg: IRLExperiment, family: str, weights: Weights, folder: Path
     under ``folder/rllib``, RLlib's episode format) and the same episodes as the flat ``transitions.parquet``."""
     from drml_ray.irl.demos import Episode, write_episodes
 
-    quiet_ray_data()
+    ray_data_settings()
     config = (family_config(cfg, family, cfg.expert.seed)
               .env_runners(num_envs_per_env_runner=1, batch_mode="complete_episodes")
               .offline_data(output=str(folder / RLLIB_DIR), output_write_episodes=True,

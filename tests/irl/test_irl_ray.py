@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 from drml_ray._ray_compat import local_learner
 from drml_ray.cli import app
+from drml_ray.config_files import load_config
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.demos import Episode, read_episodes, write_episodes
+from drml_ray.irl.worker import IRLWorker
 
 pytestmark = pytest.mark.ray
 REPO = Path(__file__).resolve().parents[2]
@@ -111,6 +113,11 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
         np.testing.assert_allclose(ours.obs, rllib)
     expert = json.loads((folder / "expert.json").read_text())
     assert expert["demo_returns"] == pytest.approx([ep.ret for ep in demos])
+
+    # RLlib's BC gives the same policy at a seed (its pre-learner's buffer drew fresh OS entropy, from a set)
+    cfg = load_config(SMOKE, [*shrink[1::2], "irl.bc_iters=20"], model=IRLExperiment).model_dump(mode="json")
+    first, second = (IRLWorker().bc(cfg, "nav2d", 2, 1, str(folder)) for _ in range(2))
+    assert (first["loss"], first["return"]) == (second["loss"], second["return"])
 
     result = CliRunner().invoke(app, ["rl", "irl", str(SMOKE), "--output-dir", str(run), *shrink])
     assert result.exit_code == 0, result.output
