@@ -188,31 +188,11 @@ class IRLWorker:
 
     def bc(self, cfg_json: dict, family: str, demos: int, seed: int, demos_dir: str) -> dict[str, Any]:
         """RLlib's BC on the first ``demos`` recorded episodes (RLlib's own reader of its recording)."""
-        from ray.rllib.algorithms.bc import BCConfig  # RLLIB
-
-        from drml_ray.irl.bc_buffer import SeededEpisodeBuffer
-
         ray_data_settings()
         quiet_rllib()
         cfg = IRLExperiment.model_validate(cfg_json)
-        settings, ppo = cfg.families()[family], cfg.ppo_of(family)
-        env = family_env(family, settings.horizon_of(family), settings.task)
-        files = sorted(str(p) for p in (Path(demos_dir) / RLLIB_DIR).glob("*/run-*"))[:demos]
-        config = (
-            BCConfig()
-            .environment(observation_space=env.observation_space, action_space=env.action_space)
-            .offline_data(input_=files, input_read_episodes=True, dataset_num_iters_per_learner=1,
-                          prelearner_buffer_class=SeededEpisodeBuffer, prelearner_buffer_kwargs={"seed": seed},
-                          input_read_method_kwargs={"ray_remote_args": {"num_cpus": 0}},
-                          map_batches_kwargs={"concurrency": 1, "num_cpus": 0},
-                          iter_batches_kwargs={"prefetch_batches": 1})
-            .training(train_batch_size_per_learner=cfg.irl.bc_batch, lr=1e-3)
-            .rl_module(model_config=bc_model_config(ppo.hidden, env.action_space))
-            .learners(num_learners=0)
-            .env_runners(num_env_runners=0)
-            .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
-        )  # fmt: skip
-        algo = config.build_algo()
+        settings = cfg.families()[family]
+        algo = bc_config(cfg, family, demos, seed, demos_dir).build_algo()
         try:
             losses = []
             for _ in range(cfg.irl.bc_iters):
@@ -225,6 +205,35 @@ class IRLWorker:
             return result
         finally:
             algo.stop()
+
+
+def bc_config(cfg: IRLExperiment, family: str, demos: int, seed: int, demos_dir: str) -> Any:
+    """RLlib's ``BCConfig`` reading the first ``demos`` recorded episodes with RLlib's offline API, one process;
+    its pre-learner's draws seeded by ``seed`` (:mod:`drml_ray.irl.bc_offline`)."""
+    from ray.data import ActorPoolStrategy  # RAY
+    from ray.rllib.algorithms.bc import BCConfig  # RLLIB
+
+    from drml_ray.irl.bc_offline import QuietOfflinePreLearner, SeededEpisodeBuffer
+
+    settings, ppo = cfg.families()[family], cfg.ppo_of(family)
+    env = family_env(family, settings.horizon_of(family), settings.task)
+    files = sorted(str(p) for p in (Path(demos_dir) / RLLIB_DIR).glob("*/run-*"))[:demos]
+    return (
+        BCConfig()
+        .environment(observation_space=env.observation_space, action_space=env.action_space)
+        .offline_data(input_=files, input_read_episodes=True, dataset_num_iters_per_learner=1,
+                      prelearner_class=QuietOfflinePreLearner, prelearner_buffer_class=SeededEpisodeBuffer,
+                      prelearner_buffer_kwargs={"seed": seed},
+                      # Ray Data's named arguments: RLlib's defaults (ray_remote_args, concurrency) are deprecated
+                      input_read_method_kwargs={"num_cpus": 0},
+                      map_batches_kwargs={"compute": ActorPoolStrategy(size=1), "concurrency": None, "num_cpus": 0},
+                      iter_batches_kwargs={"prefetch_batches": 1})
+        .training(train_batch_size_per_learner=cfg.irl.bc_batch, lr=1e-3)
+        .rl_module(model_config=bc_model_config(ppo.hidden, env.action_space))
+        .learners(num_learners=0)
+        .env_runners(num_env_runners=0)
+        .debugging(seed=seed, log_level="ERROR", log_sys_usage=False)
+    )  # fmt: skip
 
 
 def bc_model_config(hidden: list[int], space: gym.Space) -> Any:
