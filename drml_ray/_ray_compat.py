@@ -4,6 +4,7 @@ that fails loudly when Ray changes it. Everything else in drml-ray uses Ray's pu
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 
@@ -21,6 +22,15 @@ def quiet_train_worker_logs() -> None:
 
     logging.getLogger(context.__file__).setLevel(logging.WARNING)
     logging.getLogger("ray.train").setLevel(logging.WARNING)
+
+
+def quiet_rllib() -> None:
+    """This process's RLlib says only errors. Otherwise each Algorithm it builds warns of RLlib's own internals,
+    which a user can do nothing about: the deprecated ``RLModuleConfig`` RLlib makes itself (logged by a private
+    module's logger) and the env id it registers again with gymnasium (three lines for every inverse-RL cell)."""
+    logging.getLogger("ray.rllib").setLevel(logging.ERROR)
+    logging.getLogger("ray._common.deprecation").setLevel(logging.ERROR)  # RAY private
+    warnings.filterwarnings("ignore", message=".*Overriding environment rllib-", category=UserWarning)
 
 
 def asha_rungs(scheduler: Any) -> list[list[dict[str, float]]]:

@@ -23,6 +23,14 @@ def test_ray_train_worker_logs_are_quieted():
     assert logging.getLogger(context.__file__).level == logging.WARNING
 
 
+def test_rllib_deprecation_warnings_are_quieted():
+    from ray._common import deprecation  # RLlib's deprecation_warning logs through this module's logger
+
+    _ray_compat.quiet_rllib()
+    assert logging.getLogger(deprecation.__name__) is deprecation.logger
+    assert deprecation.logger.level == logging.ERROR and logging.getLogger("ray.rllib").level == logging.ERROR
+
+
 def test_asha_scores_at_its_rungs_are_read_and_put_back():
     from ray.tune.schedulers import ASHAScheduler
 
@@ -43,7 +51,8 @@ def test_the_variant_generator_counts_its_live_trials_in_a_set():
 
 
 def test_no_module_but_the_compat_one_touches_ray_internals():
-    private = re.compile(r"ray\._private|ray\.\w+(\.\w+)*\._internal|\._brackets|\._rungs|_live_trials|\._learner\b|"
+    private = re.compile(r"ray\._private|ray\._common|ray\.\w+(\.\w+)*\._internal|\._brackets|\._rungs|_live_trials|"
+                         r"\._learner\b|"
                          r"_named_optimizers")  # fmt: skip
     offenders = [p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py")
                  if p.name != "_ray_compat.py" and private.search(p.read_text(encoding="utf-8"))]  # fmt: skip

@@ -18,7 +18,7 @@ import numpy as np
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner  # RLLIB
 from ray.rllib.utils.replay_buffers.episode_replay_buffer import EpisodeReplayBuffer  # RLLIB
 
-from drml_ray.rl.ppo import quiet_rllib
+from drml_ray._ray_compat import quiet_rllib
 
 
 class SeededEpisodeBuffer(EpisodeReplayBuffer):

@@ -13,11 +13,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from drml_ray._ray_compat import local_learner, unseed_later_resets
+from drml_ray._ray_compat import local_learner, quiet_rllib, unseed_later_resets
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return, rollout
 from drml_ray.rl.config import RLEnvSettings
-from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, quiet_rllib, set_runner_weights
+from drml_ray.rl.ppo import MODULE, PPOTaskLearner, ppo_config, set_runner_weights
 from drml_ray.rl.weights import Weights
 
 DEMOS_FILE = "transitions.parquet"
@@ -91,7 +91,6 @@ class IRLWorker:
 
     def __init__(self, threads: int = 1):
         torch.set_num_threads(threads)
-        quiet_rllib()
 
     def expert(self, cfg_json: dict, family: str) -> dict[str, Any]:
         """PPO on the true reward of ``family``'s task: its weights, training curve and return; with a
@@ -188,8 +187,6 @@ class IRLWorker:
 
     def bc(self, cfg_json: dict, family: str, demos: int, seed: int, demos_dir: str) -> dict[str, Any]:
         """RLlib's BC on the first ``demos`` recorded episodes (RLlib's own reader of its recording)."""
-        ray_data_settings()
-        quiet_rllib()
         cfg = IRLExperiment.model_validate(cfg_json)
         settings = cfg.families()[family]
         algo = bc_config(cfg, family, demos, seed, demos_dir).build_algo()
@@ -209,12 +206,15 @@ class IRLWorker:
 
 def bc_config(cfg: IRLExperiment, family: str, demos: int, seed: int, demos_dir: str) -> Any:
     """RLlib's ``BCConfig`` reading the first ``demos`` recorded episodes with RLlib's offline API, one process;
-    its pre-learner's draws seeded by ``seed`` (:mod:`drml_ray.irl.bc_offline`)."""
+    its pre-learner's draws seeded by ``seed`` (:mod:`drml_ray.irl.bc_offline`). Like :func:`ppo_config`, it
+    quiets this process's RLlib, and it sets up Ray Data for the reading."""
     from ray.data import ActorPoolStrategy  # RAY
     from ray.rllib.algorithms.bc import BCConfig  # RLLIB
 
     from drml_ray.irl.bc_offline import QuietOfflinePreLearner, SeededEpisodeBuffer
 
+    ray_data_settings()
+    quiet_rllib()
     settings, ppo = cfg.families()[family], cfg.ppo_of(family)
     env = family_env(family, settings.horizon_of(family), settings.task)
     files = sorted(str(p) for p in (Path(demos_dir) / RLLIB_DIR).glob("*/run-*"))[:demos]

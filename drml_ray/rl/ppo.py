@@ -11,31 +11,21 @@ holds the previous action and reward), each built on first use.
 
 from __future__ import annotations
 
-import logging
 import random
 import time
-import warnings
 from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from drml_ray._ray_compat import quiet_rllib
 from drml_ray.rl.config import PPOSettings, RLEnvSettings
 from drml_ray.rl.envs import Task, TaskFamilyEnv, make_env, randomise_tasks_on_runner, set_task_on_runner
 from drml_ray.rl.weights import Weights, as_tensors
 
 Arch = Literal["ff", "rl2"]
 MODULE = "default_policy"
-
-
-def quiet_rllib() -> None:
-    """This process's RLlib says only errors. Otherwise each Algorithm it builds warns of RLlib's own internals,
-    which a user can do nothing about: the deprecated ``RLModuleConfig`` RLlib makes itself, and the env id it
-    registers again with gymnasium (three lines for every inverse-RL cell)."""
-    logging.getLogger("ray.rllib").setLevel(logging.ERROR)
-    logging.getLogger("ray._common.deprecation").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*Overriding environment rllib-", category=UserWarning)
 
 
 def ppo_config(env: RLEnvSettings, ppo: PPOSettings, seed: int, arch: Arch = "ff", family: str | None = None) -> Any:
