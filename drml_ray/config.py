@@ -126,7 +126,8 @@ class ModelConfig(Section):
     max_length: WindowLength = 128
     """Sub-tokens per window, special tokens included; longer sentences are split into windows."""
     window_overlap: NonNegative = 16
-    """Words shared by consecutive windows of a long sentence (context on both sides of a cut)."""
+    """Words shared by consecutive windows of a long sentence (context on both sides of a cut); by default 16, or
+    a quarter of ``max_length`` when that is fewer (it must stay below half of it)."""
     label_all_tokens: bool = False
     """Label every sub-token of a word (B- becomes I- after the first); default: first sub-token only."""
     dropout: Fraction | None = None
@@ -150,6 +151,14 @@ class ModelConfig(Section):
     def shapes(self) -> bool:
         """Word shapes are on (``casing: shape``): windows carry them as token types."""
         return self.casing == "shape"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _overlap_fits(cls, data: Any) -> Any:
+        """Without a ``window_overlap`` given, a short ``max_length`` gets a quarter of it as its overlap."""
+        if isinstance(data, dict) and "window_overlap" not in data and isinstance(data.get("max_length"), int):
+            return {**data, "window_overlap": min(16, max(0, data["max_length"] // 4))}
+        return data
 
     def check(self) -> None:
         if self.window_overlap >= self.max_length // 2:

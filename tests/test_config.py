@@ -27,6 +27,14 @@ def test_defaults_and_name_from_file_stem(tmp_path):
     assert cfg.model.backbone == "minilm"
 
 
+def test_a_short_window_gets_an_overlap_that_fits_it_unless_one_is_given(tmp_path):
+    # (the default overlap of 16 words refused every max_length under 34 with an error about a key not written)
+    assert load_config(write(tmp_path, "model: {max_length: 32}\n")).model.window_overlap == 8
+    assert load_config(write(tmp_path, "model: {}\n"), ["model.max_length=16"]).model.window_overlap == 4
+    assert load_config(write(tmp_path, "model: {max_length: 512}\n")).model.window_overlap == 16
+    assert load_config(write(tmp_path, "model: {max_length: 32, window_overlap: 3}\n")).model.window_overlap == 3
+
+
 def test_unknown_key_names_file_line_and_key(tmp_path):
     path = write(tmp_path, "name: x\ntrain:\n  epochs: 2\n  learning_rate: 0.1\n")
     with pytest.raises(ConfigError) as err:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +26,8 @@ PREFIXES = ("B", "I")
 SPAN_PREFIXES = {"S": "B", "U": "B", "E": "I", "L": "I", "M": "I"}
 """BIOES / BILOU / BMES prefixes and the IOB2 prefix each becomes: a single-word entity (``S-``, ``U-``) starts
 one, an entity's end (``E-``, ``L-``) or middle (``M-``) continues it."""
+LAYOUT = " \t\r\n"
+"""The characters that separate or pad columns; other whitespace (a no-break space, U+0085) can be a token."""
 UNKNOWN_PREFIX = ("unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOES, BILOU and BMES tags, S-, E-, U-, "
                   "L- and M-, are read as IOB2)")  # fmt: skip
 
@@ -128,7 +131,7 @@ def read_conll(
     documents = 0  # -DOCSTART- lines seen so far
     span_tags = 0  # BIOES-style tags rewritten as IOB2
     for line_no, line in [*_lines(path), (0, "")]:  # (a last blank line closes the last sentence)
-        if not line.strip() or line.split()[0] == "-DOCSTART-":
+        if not line.strip() or fields(line)[0] == "-DOCSTART-":
             if tokens:
                 sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags),
                                           max(documents - 1, 0)))  # fmt: skip
@@ -160,14 +163,26 @@ def _columns(path: str | os.PathLike[str], line_no: int, line: str, expected: in
     CrossNER separates columns by tabs, CoNLL-2003 by spaces; a token never holds either. Spaces around a
     tab-separated column and trailing tabs (spreadsheet exports) are layout, not data.
     """
-    line = line.rstrip()
-    columns = [column.strip() for column in line.split("\t")] if "\t" in line else line.split()
+    line = line.rstrip(LAYOUT)
+    columns = [column.strip(" ") for column in line.split("\t")] if "\t" in line else fields(line)
     if len(columns) < 2:
         raise CorpusFormatError(path, line_no, "expected a token and a tag column", line)
     if expected is not None and len(columns) != expected:
         raise CorpusFormatError(path, line_no, f"expected {expected} columns like line 1 of the data, got "
                                 f"{len(columns)}", line)  # fmt: skip
     return columns
+
+
+def fields(line: str) -> list[str]:
+    r"""A line's columns split on ASCII spaces and tabs (a line end dropped) only: any other character can be
+    (part of) a token, a no-break space or U+0085 among them, which ``str.split()`` would take for a separator.
+
+    >>> fields("10\xa0000  O\t\r\n")
+    ['10\xa0000', 'O']
+    >>> fields("\x85 O")
+    ['\x85', 'O']
+    """
+    return [field for field in re.split(r"[ \t\r\n]+", line) if field]
 
 
 def _is_comment(line: str, *, in_sentence: bool) -> bool:
@@ -180,7 +195,7 @@ def _is_comment(line: str, *, in_sentence: bool) -> bool:
     if in_sentence or not line.startswith("#"):
         return False
     try:
-        read_tag(line.split()[-1])
+        read_tag(fields(line)[-1])
     except ValueError:
         return True
     return False
@@ -251,7 +266,7 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
         return next((i for i, s in enumerate(rows, 1) if any(split_tag(t)[1] in kinds for t in s.tags)), None)
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
-            columns = line.split()
+            columns = fields(line)
             if len(columns) > 1 and columns[-1] != "O" and columns[-1].partition("-")[2] in kinds:
                 return line_no
     return None

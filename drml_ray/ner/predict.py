@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import read_conll, split_tag
+from drml_ray.data.conll import fields, read_conll, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 
@@ -140,7 +140,11 @@ MAX_LINE = 100_000
 
 
 def read_text_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file (a byte-order mark is dropped); anything else is a UserError naming it."""
+    """The lines of a UTF-8 text file (a byte-order mark is dropped); anything else is a UserError naming it.
+
+    Lines end at line feeds (CR LF and CR read as one) only: ``str.splitlines()`` would also end one at U+2028,
+    U+0085 or a form feed, which text copied from the web carries inside sentences, and put the output's lines
+    out of step with the input's."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -150,7 +154,7 @@ def read_text_lines(path: str | Path) -> list[str]:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     if "\x00" in text:
         raise UserError(f"{path}: binary content (a NUL byte), not text")
-    lines = text.splitlines()
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
     if not any(line.strip() for line in lines):
         raise UserError(f"{path}: nothing to tag (the file is empty or blank)")
     long = next((i for i, line in enumerate(lines, 1) if len(line) > MAX_LINE), None)
@@ -161,7 +165,7 @@ def read_text_lines(path: str | Path) -> list[str]:
 
 
 def _looks_like_conll(line: str) -> bool:
-    columns = line.split()
+    columns = fields(line)
     if columns[0] == "-DOCSTART-":
         return True
     try:

@@ -95,6 +95,14 @@ def test_trailing_tabs_and_spaces_around_tab_separated_columns_are_not_data(tmp_
     assert [(s.tokens, s.tags) for s in sentences] == [(("EU", "rejects"), ("B-ORG", "O"))]
 
 
+def test_a_no_break_space_or_next_line_character_is_a_token_not_a_column_break(tmp_path):
+    # (str.split() splits on both: "\xa0 O" had one column, and "10\xa0000 B-CARDINAL" three)
+    sentences = read_conll(write(tmp_path, "10\xa0000 B-NUM\n\xa0 O\n\x85 O\nend O\n"))
+    assert [(s.tokens, s.tags) for s in sentences] == [(("10\xa0000", "\xa0", "\x85", "end"), ("B-NUM", "O", "O", "O"))]
+    tabbed = read_conll(write(tmp_path, "\xa0\tO\nx\tB-PER\n", "tabbed.txt"))
+    assert [s.tokens for s in tabbed] == [("\xa0", "x")]
+
+
 BIOES = "EU\tS-ORG\nrejects\tO\nNew\tB-LOC\nYork\tE-LOC\n\nA\tB-PER\nB\tM-PER\nC\tL-PER\nD\tU-X\n"
 BIOES_AS_IOB2 = [("B-ORG", "O", "B-LOC", "I-LOC"), ("B-PER", "I-PER", "I-PER", "B-X")]
 

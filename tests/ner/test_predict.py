@@ -42,6 +42,13 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     assert read_inputs(plain) == (["Anna met Bob .", "O no", "", "Next one"], False, [0, 0, 1, 1])
 
 
+def test_a_line_ends_only_at_a_line_feed(tmp_path):
+    # U+2028, U+0085 and form feeds inside a line are text: one output line per input line
+    plain = tmp_path / "web.txt"
+    plain.write_bytes("Anna\u2028met Bob\r\nIn\x0cParis\x85today\n".encode())
+    assert read_inputs(plain).texts == ["Anna\u2028met Bob", "In\x0cParis\x85today"]
+
+
 @pytest.fixture(scope="module")
 def saved_model_dir(tmp_path_factory):
     """A random tiny model saved like drml finetune saves one (it predicts plenty of entities)."""
