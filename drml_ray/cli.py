@@ -196,7 +196,7 @@ def configs_show(name: Annotated[str, typer.Argument(help="A shipped config, e.g
 @user_errors
 def tensorboard(
     run_dir: Annotated[Path, typer.Argument(help="A run directory (finetune or tune) or any folder of events.")],
-    port: Annotated[int, typer.Option(help="Port TensorBoard serves on.")] = 6006,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port TensorBoard serves on.")] = 6006,
     host: Annotated[str, typer.Option(help="Interface to bind (keep 127.0.0.1 unless behind a tunnel).")] = "127.0.0.1",
 ) -> None:
     """Serve TensorBoard over a run: train loss, learning rate and dev F1 per trial; HParams for tune runs."""
@@ -234,7 +234,7 @@ def evaluate(
         ),
     ],
     split: Annotated[str, typer.Option(help="Split of a named corpus: train, dev or test.")] = "test",
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     decoding: Annotated[
         str | None, typer.Option(help="argmax, or constrained (a valid IOB2 sequence) [default: the model's own].")
     ] = None,
@@ -291,7 +291,7 @@ def predict(
     output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,
     input_format: Annotated[str, typer.Option("--format", help="auto, text or conll.")] = "auto",
     engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",
     overwrite: Overwrite = False,
 ) -> None:

@@ -64,6 +64,14 @@ def test_predict_needs_exactly_one_input(tmp_path):
     assert result.exit_code == 2 and "not a model folder" in result.output
 
 
+@pytest.mark.parametrize("command", [["predict", "m", "--text", "a"], ["evaluate", "m", "generated"]])
+def test_a_batch_size_below_1_is_refused_before_any_model_loads(command):
+    # (--batch-size 0 reached range() and was reported as a bug in drml-ray)
+    result = cli(*command, "--batch-size", "0")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value for '--batch-size'" in result.output and "greater than or equal to 1" in result.output
+
+
 def test_data_convert_iob1_to_parquet_and_back(tmp_path):
     src = tmp_path / "eng.train"
     src.write_text("-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\nPeter NNP I-NP I-PER\n")
