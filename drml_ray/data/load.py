@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drml_ray.config import DataConfig
-from drml_ray.data.conll import Scheme, Sentence, as_iob2, discover_labels, first_line_with, read_corpus_file
+from drml_ray.data.conll import CorpusFormatError, Scheme, Sentence, as_iob2, discover_labels, first_line_with, read_corpus_file
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.registry import SPLITS, get_spec
@@ -39,6 +39,9 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     paths = {split: getattr(cfg, split) for split in SPLITS}
     splits = dict(zip(paths, read_files(list(paths.values()), cfg.scheme), strict=True))
     labels = discover_labels(splits["train"])
+    if labels == ["O"]:
+        raise CorpusFormatError(paths["train"], None, "no entities: every tag of the train split is O, so there is "
+                                "nothing to learn (the tag must be a line's last column)")  # fmt: skip
     for split in ("dev", "test"):
         unseen = sorted(set(discover_labels(splits[split])) - set(labels))
         if unseen:
