@@ -6,8 +6,9 @@ through a cluster; it is also faster to load than re-parsing column text.
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,39 +35,97 @@ def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
     os.replace(tmp, path)
 
 
+TAG_COLUMNS = ("tags", "ner_tags")
+"""Where a row's tags are: drml's own ``tags`` (strings), or the ``ner_tags`` of a Parquet file written by Hugging
+Face ``datasets`` (``Dataset.to_parquet``, the Hub's Parquet files: class ids, their names in the file's
+metadata)."""
+
+
 def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
-    """Read a corpus Parquet file; errors name the file, the row (as ``line``) and the problem."""
+    """Read a corpus Parquet file (drml's, or a Hugging Face dataset's with ``tokens`` and ``ner_tags``); errors
+    name the file, the row (as ``line``) and the problem."""
     try:
-        names = pq.read_schema(path).names
-        table = pq.read_table(path, columns=["tokens", "tags", *(["doc"] if "doc" in names else [])])
-    except (pa.ArrowInvalid, KeyError, OSError) as err:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as err:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
-    lists = [f for f in table.schema if f.name != "doc"]
-    wrong = [f.name for f in lists if not pa.types.is_list(f.type) or not pa.types.is_string(f.type.value_type)]
-    if "doc" in names and not pa.types.is_integer(table.schema.field("doc").type):
-        wrong.append("doc")
-    if wrong:
-        raise CorpusFormatError(path, None, f"columns {', '.join(wrong)} must be lists of strings (doc: integers; "
-                                "drml data convert writes them)")  # fmt: skip
-    docs = table.column("doc").to_pylist() if "doc" in names else [None] * table.num_rows
-    sentences: list[Sentence] = []
-    span_tags = 0
-    for row, (tokens, tags, doc) in enumerate(
-        zip(table.column("tokens").to_pylist(), table.column("tags").to_pylist(), docs, strict=True), start=1
-    ):
-        if not tokens or len(tokens) != len(tags or []):
-            raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
-        if None in tokens or None in tags:
-            raise CorpusFormatError(path, row, "a null token or tag")
-        iob2: list[str] = []
-        for tag in tags:
-            try:
-                iob2.append(read_tag(tag))
-            except ValueError:
-                raise CorpusFormatError(path, row, UNKNOWN_PREFIX, tag) from None
-        span_tags += sum(new != old for new, old in zip(iob2, tags, strict=True))
-        sentences.append(Sentence(tuple(tokens), tuple(iob2), doc))
+    tag_column, label_names = _tag_column(path, schema)
+    has_doc = "doc" in schema.names
+    table = pq.read_table(path, columns=["tokens", tag_column, *(["doc"] if has_doc else [])])
+    docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
+    tags = table.column(tag_column).to_pylist()
+    if label_names is not None:
+        tags = [_named(path, row, ids, label_names) for row, ids in enumerate(tags, start=1)]
+    sentences = [_sentence(path, row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
+                 in enumerate(zip(table.column("tokens").to_pylist(), tags, docs, strict=True), start=1)]  # fmt: skip
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
-    note_span_tags(path, span_tags)
+    note_span_tags(path, sum(new != old for s, t in zip(sentences, tags, strict=True)
+                             for new, old in zip(s.tags, t, strict=True)))  # fmt: skip
     return sentences
+
+
+def _tag_column(path: str | os.PathLike[str], schema: pa.Schema) -> tuple[str, list[str] | None]:
+    """The column holding the tags, and the names of its class ids where it holds ids (else ``None``)."""
+    tag_column = next((name for name in TAG_COLUMNS if name in schema.names), None)
+    if "tokens" not in schema.names or tag_column is None:
+        raise CorpusFormatError(path, None, f"not a drml corpus Parquet file: it needs a tokens column and a "
+                                f"{' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)}")  # fmt: skip
+    is_strings = [_is_list_of(schema.field(name).type, pa.types.is_string) for name in ("tokens", tag_column)]
+    ids = _is_list_of(schema.field(tag_column).type, pa.types.is_integer)
+    doc_ok = "doc" not in schema.names or pa.types.is_integer(schema.field("doc").type)
+    if not is_strings[0] or not (is_strings[1] or ids) or not doc_ok:
+        raise CorpusFormatError(path, None, f"columns tokens, {tag_column} must be lists of strings (doc: integers; "
+                                "drml data convert writes them)")  # fmt: skip
+    names = class_label_names(schema.metadata, tag_column) if ids else None
+    if ids and names is None:
+        raise CorpusFormatError(path, None, f"column {tag_column} holds class ids and the file does not name them "
+                                "(no Hugging Face ClassLabel in its metadata): write the tags as strings")  # fmt: skip
+    return tag_column, names
+
+
+def _is_list_of(kind: pa.DataType, is_item: Callable[[pa.DataType], bool]) -> bool:
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and is_item(kind.value_type)
+
+
+def class_label_names(metadata: dict[bytes, bytes] | None, column: str) -> list[str] | None:
+    """The names Hugging Face ``datasets`` gives a list column of ``ClassLabel`` ids in a Parquet file's metadata
+    (``List`` of ``ClassLabel`` in datasets 4+, ``Sequence`` before, or a one-item list); ``None`` without them.
+
+    >>> features = {"ner_tags": {"feature": {"names": ["O", "B-PER"], "_type": "ClassLabel"}, "_type": "List"}}
+    >>> class_label_names({b"huggingface": json.dumps({"info": {"features": features}}).encode()}, "ner_tags")
+    ['O', 'B-PER']
+    >>> class_label_names({}, "ner_tags") is None
+    True
+    """
+    try:
+        feature = json.loads((metadata or {})[b"huggingface"])["info"]["features"][column]
+    except (KeyError, TypeError, ValueError):
+        return None
+    label = feature[0] if isinstance(feature, list) and feature else feature
+    label = label.get("feature", label) if isinstance(label, dict) else None
+    names = label.get("names") if isinstance(label, dict) else None
+    return names if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
+def _named(path: str | os.PathLike[str], row: int, ids: list[int | None] | None, names: list[str]) -> list:
+    """A row's class ids as their names (an id outside them is an error naming the row)."""
+    if ids and any(i is not None and not 0 <= i < len(names) for i in ids):
+        bad = next(i for i in ids if i is not None and not 0 <= i < len(names))
+        raise CorpusFormatError(path, row, f"class id {bad} outside the file's {len(names)} label names")
+    return [None if i is None else names[i] for i in ids or []]
+
+
+def _sentence(path: str | os.PathLike[str], row: int, tokens: list | None, tags: list | None,
+              doc: int | None) -> Sentence:  # fmt: skip
+    """One row as an IOB2 sentence (BIOES-style tags rewritten), or an error naming the row."""
+    if not tokens or len(tokens) != len(tags or []):
+        raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
+    if None in tokens or None in tags:  # type: ignore[operator]
+        raise CorpusFormatError(path, row, "a null token or tag")
+    iob2: list[str] = []
+    for tag in tags:  # type: ignore[union-attr]
+        try:
+            iob2.append(read_tag(tag))
+        except ValueError:
+            raise CorpusFormatError(path, row, UNKNOWN_PREFIX, tag) from None
+    return Sentence(tuple(tokens), tuple(iob2), doc)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -150,6 +152,38 @@ def test_parquet_bad_tag_names_row(tmp_path):
     write_parquet(path, [Sentence(("a",), ("O",)), Sentence(("b",), ("X-Y",))])
     with pytest.raises(CorpusFormatError, match=r"bad.parquet:2: unknown tag scheme prefix"):
         read_parquet(path)
+
+
+HF_NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+@pytest.mark.parametrize("kind", ["List", "Sequence", "one-item list"])  # datasets 4+, before, shorthand
+def test_a_hugging_face_datasets_parquet_file_reads_its_class_ids_by_name(tmp_path, kind):
+    # what Dataset.to_parquet writes (checked with datasets 5.2.0): ids in ner_tags, names in the metadata
+    label = {"names": HF_NAMES, "_type": "ClassLabel"}
+    feature = [label] if kind == "one-item list" else {"feature": label, "_type": kind}
+    meta = {"huggingface": json.dumps({"info": {"features": {"tokens": {}, "ner_tags": feature}}})}
+    table = pa.table(
+        {
+            "id": ["0", "1"],
+            "tokens": [["Anna", "Schmidt", "visited", "Berlin"], ["Hi"]],
+            "pos_tags": [[0, 0, 1, 0], [0]],
+            "ner_tags": [[1, 2, 0, 3], [0]],
+        }
+    ).replace_schema_metadata(meta)
+    pq.write_table(table, tmp_path / "hf.parquet")
+    assert read_corpus_file(tmp_path / "hf.parquet") == [
+        Sentence(("Anna", "Schmidt", "visited", "Berlin"), ("B-PER", "I-PER", "O", "B-LOC")),
+        Sentence(("Hi",), ("O",)),
+    ]
+    pq.write_table(table.replace_schema_metadata(None), tmp_path / "bare.parquet")
+    with pytest.raises(CorpusFormatError, match="bare.parquet: column ner_tags holds class ids and the file does not"):
+        read_parquet(tmp_path / "bare.parquet")
+    pq.write_table(
+        pa.table({"tokens": [["a"]], "ner_tags": [[5]]}).replace_schema_metadata(meta), tmp_path / "x.parquet"
+    )
+    with pytest.raises(CorpusFormatError, match=r"x.parquet:1: class id 5 outside the file's 5 label names"):
+        read_parquet(tmp_path / "x.parquet")
 
 
 def test_discover_labels_has_both_prefixes_per_type():
