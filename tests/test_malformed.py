@@ -152,6 +152,8 @@ CASES = [
     own("Anna\nSchmidt\n", "one column", "train.conll:1: expected a token and a tag column"),
     own("Anna\tO\nvisited\tO\n\nher\tO\n", "a train file without one entity",
         "train.conll: no entities: every tag of the train split is O"),
+    own('{"tokens": ["Anna"], "ner_tags": [1]}\n', "JSON lines (Hugging Face's Dataset.to_json)",
+        "train.conll:1: JSON, not CoNLL columns"),
     own("Anna\tB-PER\x00\n", "a NUL byte", "train.conll:1: binary content (a NUL byte)"),
     own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)", "train.conll:1: not UTF-8 text"),
     own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),

@@ -140,6 +140,9 @@ def read_conll(
             continue
         if _is_comment(line, in_sentence=bool(tokens)):
             continue
+        if n_columns is None and line.startswith("{") and line.rstrip().endswith("}"):
+            raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet (from a "
+                                    "Hugging Face dataset, Dataset.to_parquet keeps its label names)")  # fmt: skip
         columns = _columns(path, line_no, line, n_columns)
         n_columns = len(columns)
         try:
