@@ -410,17 +410,31 @@ def generated_task_types(spec: str) -> set[str]:
 
 
 def _task_spec(spec: str) -> str:
+    from drml_ray.data.load import folder_splits
     from drml_ray.data.registry import CORPORA
 
     if spec.startswith(GENERATED_PREFIX):
         generated_task_types(spec)
     elif spec not in CORPORA:
-        raise ValueError(f"unknown task {spec!r}: a corpus ({', '.join(CORPORA)}) or generated:TYPES")
+        if not is_task_folder(spec):
+            raise ValueError(f"unknown task {spec!r}: a corpus ({', '.join(CORPORA)}), generated:TYPES, or a folder "
+                             "of your own train, dev and test files (a path: ./clinical)")  # fmt: skip
+        folder_splits(spec)
     return spec
 
 
+def is_task_folder(spec: str) -> bool:
+    """Whether a task names a folder of the user's own split files (a path) rather than a corpus.
+
+    >>> [is_task_folder(s) for s in ("conll2003", "generated:PER", "./clinical", "data/ai", "/abs/x")]
+    [False, False, True, True, True]
+    """
+    return "/" in spec or spec.startswith(".")
+
+
 TaskSpec = Annotated[str, AfterValidator(_task_spec)]
-"""A meta-learning task: a registered corpus, or ``generated:PER,LOC`` (the generated corpus, those types)."""
+"""A task: a registered corpus, ``generated:PER,LOC`` (the generated corpus, those types), or a folder of your own
+``train.*``, ``dev.*`` and ``test.*`` files (CoNLL or Parquet; a path, relative to the working folder)."""
 
 
 class ActorSettings(Section):

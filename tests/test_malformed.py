@@ -201,6 +201,17 @@ CASES = [
     Case("config values", "a meta-learning task that does not exist", {"exp.yaml": "meta: {train_tasks: [conll2003, "
          "nosuch]}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: meta.train_tasks.1: unknown task 'nosuch'",)),
+    Case("config values", "a task folder without a dev file",
+         {"exp.yaml": "meta: {heldout_tasks: ['{dir}/clinical']}\n", "clinical/train.conll": GOOD,
+          "clinical/test.conll": GOOD}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: meta.heldout_tasks.0: task '{dir}/clinical': no dev file",)),
+    Case("config values", "a task folder with two train files",
+         {"exp.yaml": "continual: {experiences: ['{dir}/t']}\n", "t/train.conll": GOOD, "t/train.parquet": b"",
+          "t/dev.conll": GOOD, "t/test.conll": GOOD}, ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: continual.experiences.0: task '{dir}/t': 2 train files (train.conll, train.parquet)",)),
+    Case("config values", "a task folder that is not there",
+         {"exp.yaml": "continual: {experiences: [conll2003, ./x/y]}\n"}, ("continual", "{dir}/exp.yaml", "-o",
+          "{dir}/out"), ("exp.yaml:1: continual.experiences.1: task './x/y': no such folder",)),
     Case("config values", "meta-learning that would not move every weight", {"exp.yaml": "meta: {}\nmodel: "
          "{strategy: lora}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:2: model: strategy must be full for meta-learning",)),

@@ -47,7 +47,8 @@ class ContinualSettings(Section):
     experiences: NonEmpty[TaskSpec] = [
         "conll2003", "crossner_politics", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
     ]  # fmt: skip
-    """Domain-incremental: the tasks in the order they arrive (corpora, or ``generated:TYPES``)."""
+    """Domain-incremental: the tasks in the order they arrive (corpora, ``generated:TYPES``, or folders of your own
+    ``train.*``, ``dev.*`` and ``test.*`` files)."""
     corpus: TaskSpec = "conll2003"
     """Class-incremental: the corpus whose types arrive in steps."""
     type_order: list[str] | None = None

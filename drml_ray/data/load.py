@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from drml_ray.config import DataConfig
-from drml_ray.data.conll import CorpusFormatError, Scheme, Sentence, as_iob2, discover_labels, first_line_with, read_corpus_file
+from drml_ray.data.conll import (
+    CorpusFormatError,
+    Scheme,
+    Sentence,
+    as_iob2,
+    discover_labels,
+    first_line_with,
+    read_corpus_file,
+)
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.registry import SPLITS, get_spec
@@ -53,6 +62,28 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     train = Path(paths["train"]).resolve()
     name = train.parent.name if train.stem in SPLITS or train.stem.startswith("train") else train.stem
     return NerCorpus(name, splits, labels, False, {k: str(v) for k, v in paths.items()})
+
+
+SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "valid", "validation", "val"), "test": ("test",)}
+"""The names (before the first dot) a task folder's split files go by."""
+
+
+def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
+    """A task folder's three split files: ``train.*``, ``dev.*`` (or ``valid.*``, ``validation.*``, ``val.*``)
+    and ``test.*``, CoNLL or Parquet; ``ValueError`` naming what is missing or ambiguous."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"task {str(folder)!r}: no such folder")
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    found: dict[str, str] = {}
+    for split, stems in SPLIT_STEMS.items():
+        matches = [p.name for p in files if p.name.split(".")[0].lower() in stems]
+        if len(matches) != 1:
+            which = f"{len(matches)} {split} files ({', '.join(matches)})" if matches else f"no {split} file"
+            raise ValueError(f"task {str(folder)!r}: {which}; a task folder holds one train.*, dev.* (or valid.*) "
+                             "and test.* file each, CoNLL or Parquet")  # fmt: skip
+        found[split] = str(path / matches[0])
+    return found
 
 
 def read_files(paths: list[str], scheme: Scheme | None = None) -> list[list[Sentence]]:

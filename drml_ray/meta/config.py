@@ -37,7 +37,8 @@ class MetaSettings(ActorSettings):
     train_tasks: list[TaskSpec] = [
         "conll2003", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
     ]  # fmt: skip
-    """Meta-training tasks: registered corpora, or ``generated:PER,LOC`` (the generated corpus, those types)."""
+    """Meta-training tasks: registered corpora, ``generated:PER,LOC`` (the generated corpus, those types), or folders
+    of your own ``train.*``, ``dev.*`` and ``test.*`` files (a path: ``./data/clinical``)."""
     heldout_tasks: list[TaskSpec] = ["crossner_politics"]
     """Held-out tasks: only their label names are seen before adaptation; their dev set scores meta-training."""
     meta_steps: Count = 150

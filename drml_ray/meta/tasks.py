@@ -1,8 +1,8 @@
 """Tasks and episodes.
 
-A *task* is a labelled corpus with its own label set: CoNLL-2003, a CrossNER domain, or (for tests)
-``generated:PER,LOC`` — the generated corpus with only those entity types kept. An *episode* samples
-K support sentences and a disjoint query set from one task, optionally restricted to N of its
+A *task* is a labelled corpus with its own label set: CoNLL-2003, a CrossNER domain, a folder of the user's own
+split files, or (for tests) ``generated:PER,LOC`` — the generated corpus with only those entity types kept. An
+*episode* samples K support sentences and a disjoint query set from one task, optionally restricted to N of its
 entity types (the others become ``O``).
 """
 
@@ -12,7 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drml_ray.config import GENERATED_PREFIX, DataConfig, TaskData, generated_task_types
+from drml_ray.config import GENERATED_PREFIX, DataConfig, TaskData, generated_task_types, is_task_folder
 from drml_ray.data.conll import Sentence, discover_labels, entity_types, split_tag
 from drml_ray.errors import UserError
 from drml_ray.meta.label_head import type_name  # noqa: F401  (re-exported: the names tasks are described by)
@@ -41,8 +41,9 @@ def keep_types(sentences: Sequence[Sentence], types: set[str]) -> list[Sentence]
 
 
 def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = None) -> Task:
-    """Read task ``spec`` (a registered corpus name or ``generated:TYPES``) through the data layer."""
-    from drml_ray.data.load import load_corpus
+    """Read task ``spec`` (a registered corpus name, ``generated:TYPES`` or a folder of split files) through the
+    data layer."""
+    from drml_ray.data.load import folder_splits, load_corpus
 
     if spec.startswith(GENERATED_PREFIX):
         try:
@@ -53,6 +54,12 @@ def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = No
         g = data.generated.model_copy(update={"seed": data.generated.seed + sum(map(ord, "".join(sorted(types))))})
         corpus = load_corpus(DataConfig(corpus="generated", generated=g), progress=False)
         splits = {k: keep_types(v, types) for k, v in corpus.splits.items()}
+    elif is_task_folder(spec):  # the user's own split files: the label set is the train file's
+        try:
+            files = folder_splits(spec)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        splits = dict(load_corpus(DataConfig(**files), progress=False).splits)
     else:
         corpus = load_corpus(DataConfig(corpus=spec), progress=False)
         splits = dict(corpus.splits)

@@ -80,6 +80,20 @@ def test_generated_tasks_have_their_own_label_sets():
         load_task("generated:ANIMAL", data)
 
 
+def test_a_folder_of_split_files_is_a_task_and_its_label_set_is_its_train_files(tmp_path):
+    folder = tmp_path / "clinical"
+    folder.mkdir()
+    (folder / "train.conll").write_text("Anna\tB-PER\nhad\tO\nflu\tB-DISEASE\n")
+    (folder / "valid.txt").write_text("Bob\tB-PER\n\nflu\tB-DISEASE\n")  # dev goes by valid.* too
+    (folder / "test.conll").write_text("Bob\tB-PER\n")
+    task = load_task(str(folder), TaskData())
+    assert task.name == str(folder) and task.types == ["DISEASE", "PER"]
+    assert {k: len(v) for k, v in task.splits.items()} == {"train": 1, "dev": 2, "test": 1}
+    (folder / "dev.conll").write_text("Bob\tB-PER\n")
+    with pytest.raises(UserError, match=r"clinical': 2 dev files \(dev.conll, valid.txt\); a task folder holds one"):
+        load_task(str(folder), TaskData())
+
+
 def test_algorithm_modules_never_import_ray():
     folder = Path(__file__).resolve().parents[2] / "drml_ray"
     for name in PLAIN_TORCH:
