@@ -8,6 +8,7 @@ error). Every field has a one-line doc and its range as a constraint, so an erro
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -420,6 +421,8 @@ def _task_spec(spec: str) -> str:
             raise ValueError(f"unknown task {spec!r}: a corpus ({', '.join(CORPORA)}), generated:TYPES, or a folder "
                              "of your own train, dev and test files (a path: ./clinical)")  # fmt: skip
         folder_splits(spec)
+        # absolute from here on: Ray's actors and Tune's trials may run in another working folder than this one
+        return str(Path(spec).expanduser().resolve())
     return spec
 
 
@@ -434,7 +437,8 @@ def is_task_folder(spec: str) -> bool:
 
 TaskSpec = Annotated[str, AfterValidator(_task_spec)]
 """A task: a registered corpus, ``generated:PER,LOC`` (the generated corpus, those types), or a folder of your own
-``train.*``, ``dev.*`` and ``test.*`` files (CoNLL or Parquet; a path, relative to the working folder)."""
+``train.*``, ``dev.*`` and ``test.*`` files (CoNLL or Parquet; a path, relative to the working folder, made absolute
+when the config is read: the name it goes by in results)."""
 
 
 class ActorSettings(Section):

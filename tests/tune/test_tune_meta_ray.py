@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from drml_ray.cli import app
 from drml_ray.config import load_config
+from drml_ray.data.conll import write_conll
+from drml_ray.data.generated import generated_splits
 from drml_ray.meta.config import MetaExperiment
 
 pytestmark = pytest.mark.ray
@@ -22,9 +24,14 @@ def cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def test_meta_search_reports_heldout_f1_per_evaluation(ray_session, tmp_path):
+def test_meta_search_reports_heldout_f1_per_evaluation(ray_session, tmp_path, monkeypatch):
+    # the held-out task is a folder given by a relative path: a trial must read it from the working folder too
+    for split, sentences in generated_splits(40, 20, 20, seed=5).items():
+        write_conll(tmp_path / "heldout" / f"{split}.conll", sentences)
+    monkeypatch.chdir(tmp_path)
     run_dir = tmp_path / "tune_meta"
-    result = cli("tune", META_SMOKE, "--output-dir", run_dir, "--set", "tune.num_samples=2")  # both at once
+    result = cli("tune", META_SMOKE, "--output-dir", run_dir, "--set", "tune.num_samples=2",  # both at once
+                 "--set", "meta.heldout_tasks=[./heldout]")  # fmt: skip
     assert result.exit_code == 0, result.output
     with open(run_dir / "trials.csv", newline="") as f:
         trials = list(csv.DictReader(f))
