@@ -46,11 +46,11 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     name the file, the row (as ``line``) and the problem."""
     try:
         schema = pq.read_schema(path)
+        tag_column, label_names = _tag_column(path, schema)
+        has_doc = "doc" in schema.names
+        table = pq.read_table(path, columns=["tokens", tag_column, *(["doc"] if has_doc else [])])
     except (pa.ArrowInvalid, OSError) as err:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
-    tag_column, label_names = _tag_column(path, schema)
-    has_doc = "doc" in schema.names
-    table = pq.read_table(path, columns=["tokens", tag_column, *(["doc"] if has_doc else [])])
     docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
     tags = table.column(tag_column).to_pylist()
     if label_names is not None:
