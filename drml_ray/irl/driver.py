@@ -108,6 +108,8 @@ def record_expert(cfg: IRLExperiment, run_dir: Path, family: str, result: dict[s
     print(f"[drml] {family}: expert return {record['return']:.1f} (random {record['random_return']:.1f}); "
           f"{len(episodes)} demonstrations, return {np.mean(record['demo_returns']):.1f} -> {folder}",
           flush=True)  # fmt: skip
+    if record["return"] <= record["random_return"]:
+        print(f"[drml] warning: {no_better_than_random(family, record)}", flush=True)
 
 
 def transfer_record(cfg: IRLExperiment, family: str, yardstick: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +150,19 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
                         f"transfer_iters (default: iters) is {cfg.families()[family].transfer_iters_of()}; run "
                         "`drml rl expert` with this config and that --output-dir: it trains the yardstick again "
                         "and keeps the expert")  # fmt: skip
+    if record["return"] == record["random_return"]:  # every ratio would divide by 0
+        raise UserError(f"{path}: {no_better_than_random(family, record)}; rerun `drml rl expert` with --overwrite")
+    if record["return"] < record["random_return"]:
+        print(f"[drml] warning: {no_better_than_random(family, record)}", flush=True)
     return {k: v for k, v in record.items() if k not in ("curve", "ppo")}
+
+
+def no_better_than_random(family: str, record: dict[str, Any]) -> str:
+    """What is wrong with an expert whose return is no better than a random policy's: return ratios divide by the
+    difference, so they are undefined (equal returns: refused) or upside down (a worse expert: said)."""
+    return (f"the {family} expert's return ({record['return']:.1f}) is no better than a random policy's "
+            f"({record['random_return']:.1f}), so return ratios against it mean nothing: train it longer "
+            f"(irl.families.{family}.expert_iters) or on a longer horizon")  # fmt: skip
 
 
 # --- drml rl irl ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ where random returns are near 0 and meaningless where returns are negative, as i
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ def ratio(value: float, expert: dict[str, Any]) -> float:
 
     >>> ratio(60.0, {"return": 100.0, "random_return": 20.0})
     0.5
+    >>> ratio(5.0, {"return": 5.0, "random_return": 5.0})  # a yardstick no better than random: undefined
+    nan
     """
-    return (value - expert["random_return"]) / (expert["return"] - expert["random_return"])
+    span = expert["return"] - expert["random_return"]
+    return (value - expert["random_return"]) / span if span else math.nan
 
 
 def _stats(values: list[float]) -> dict[str, float]:
@@ -47,7 +51,7 @@ def summarise(cells: dict[str, Any], experts: dict[str, dict[str, Any]]) -> dict
         expert = experts[family]
         out.setdefault(method, {}).setdefault(family, {})[demos] = {
             "return_ratio": _stats([ratio(r, expert) for r in returns]),
-            "return_over_expert": _stats([r / expert["return"] for r in returns]),
+            "return_over_expert": _stats([r / expert["return"] if expert["return"] else math.nan for r in returns]),
             "return": _stats(returns), "seeds": len(returns),
         }  # fmt: skip
     return out

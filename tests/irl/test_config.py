@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.irl.driver import cell_budget, expert_identity
+from drml_ray.irl.driver import EXPERT_FILE, cell_budget, expert_dir, expert_identity, load_expert
+from drml_ray.runtime.rundir import atomic_write_json
 
 
 def test_a_method_has_its_own_discriminator_and_a_family_its_own_kind_of_demonstrations():
@@ -58,3 +60,18 @@ def test_a_transfer_length_needs_a_transfer_task():
 def test_bc_has_no_discriminator_to_set():
     with pytest.raises(ValidationError, match="method_disc.bc"):
         IRLExperiment.model_validate({"name": "x", "irl": {"method_disc": {"bc": {}}}})
+
+
+def test_an_expert_no_better_than_random_is_refused_or_said_before_any_cell_runs(tmp_path, capsys):
+    cfg = IRLExperiment.model_validate({"name": "x", "irl": {"families": {"cartpole": {"horizon": 5}}}})
+    record = {**expert_identity(cfg, "cartpole"), "return": 5.0, "random_return": 5.0}  # CartPole of 5 steps
+    atomic_write_json(expert_dir(tmp_path, "cartpole") / EXPERT_FILE, record)
+    with pytest.raises(
+        UserError,
+        match=r"the cartpole expert's return \(5.0\) is no better than a random policy's "
+        r"\(5.0\), so return ratios against it mean nothing: train it longer \(irl.families.cartpole",
+    ):
+        load_expert(tmp_path, cfg, "cartpole")  # every ratio would divide by 0
+    atomic_write_json(expert_dir(tmp_path, "cartpole") / EXPERT_FILE, record | {"return": 3.0})
+    assert load_expert(tmp_path, cfg, "cartpole")["return"] == 3.0  # upside down, and said
+    assert "warning: the cartpole expert's return (3.0) is no better" in capsys.readouterr().out
