@@ -244,6 +244,7 @@ def evaluate(
     """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
     from drml_ray.config import DataConfig, load_config
     from drml_ray.data.load import load_corpus, read_files
+    from drml_ray.data.registry import CORPORA, unknown_corpus
     from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
@@ -258,8 +259,10 @@ def evaluate(
         sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
     elif Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
         sentences, data_name = read_files([data])[0], Path(data).stem
-    else:
+    elif data == "generated" or data in CORPORA:
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
+    else:  # a file that is not there, or a misspelt corpus
+        raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
     name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
     saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)

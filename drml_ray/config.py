@@ -90,6 +90,10 @@ class DataConfig(Section):
     without context. ``train.batch_size`` counts windows, and such a window holds several sentences."""
 
     def check(self) -> None:
+        from drml_ray.data.registry import CORPORA, unknown_corpus
+
+        if self.corpus is not None and self.corpus != "generated" and self.corpus not in CORPORA:
+            raise ValueError(f"data.corpus: {unknown_corpus(self.corpus)}")
         given = [split for split in ("train", "dev", "test") if getattr(self, split) is not None]
         if self.corpus is None and given and len(given) < 3:
             missing = ", ".join(f"data.{s}" for s in ("train", "dev", "test") if s not in given)

@@ -168,6 +168,15 @@ def test_a_user_error_from_deep_inside_exits_2_in_one_line(tmp_path):
     assert "unknown corpus 'crossner_sport'; known corpora: conll2003, crossner_ai" in result.output
 
 
+def test_evaluate_names_a_missing_file_or_a_misspelt_corpus(tmp_path):
+    # (a misspelt corpus was a pydantic ValidationError reported as a bug; a missing file an "unknown corpus")
+    result = cli("evaluate", tmp_path, "crossner_politcs")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "unknown corpus 'crossner_politcs' (did you mean crossner_politics?)" in result.output
+    result = cli("evaluate", tmp_path, "my.conll")
+    assert result.exit_code == 2 and "my.conll: no such file" in result.output
+
+
 def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch):
     listing = cli("configs", "list")
     assert listing.exit_code == 0 and "ner/smoke" in listing.output and "rl/smoke_nav2d" in listing.output

@@ -106,5 +106,20 @@ def get_spec(name: str) -> CorpusSpec:
     try:
         return CORPORA[name]
     except KeyError:
-        known = ", ".join(sorted(CORPORA))
-        raise UserError(f"unknown corpus {name!r}; known corpora: {known}, or 'generated'") from None
+        raise UserError(unknown_corpus(name)) from None
+
+
+def unknown_corpus(name: str) -> str:
+    """The message for a corpus name that is not registered: the known names, and the nearest if there is one.
+
+    >>> unknown_corpus("CoNLL2003")
+    "unknown corpus 'CoNLL2003' (did you mean conll2003?); known corpora: conll2003, crossner_ai, ..."
+    >>> [unknown_corpus(name).split(";")[0] for name in ("politics", "crossner_sport")]
+    ["unknown corpus 'politics' (did you mean crossner_politics?)", "unknown corpus 'crossner_sport'"]
+    """
+    import difflib
+
+    known, lowered = [*CORPORA, "generated"], name.lower()
+    near = [c for c in known if c.endswith(f"_{lowered}")] or difflib.get_close_matches(lowered, known, 1, 0.8)
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    return f"unknown corpus {name!r}{hint}; known corpora: {', '.join(sorted(CORPORA))}, or 'generated'"
