@@ -288,7 +288,8 @@ def predict(
         Path | None,
         typer.Option(
             "--input",
-            help="Plain text (a sentence per line, a blank line between documents) or CoNLL (-DOCSTART- lines).",
+            help="Plain text (a sentence per line, a blank line between documents), CoNLL (-DOCSTART- lines) or a "
+            ".parquet corpus file.",
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,

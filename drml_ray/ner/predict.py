@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import fields, read_conll, split_tag
+from drml_ray.data.conll import fields, read_conll, read_corpus_file, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 
@@ -123,8 +123,12 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     lines, one sentence each (a blank line between two documents: an empty text, and the next document).
 
     ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
-    an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line.
+    an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line; a ``.parquet`` file is a corpus
+    file's sentences.
     """
+    if Path(path).suffix == ".parquet":  # a corpus file (drml's or a Hugging Face dataset's): its sentences
+        sentences = read_corpus_file(path)
+        return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     lines = read_text_lines(path)
     if fmt == "auto":
         fmt = "conll" if lines and all(_looks_like_conll(line) for line in lines if line.strip()) else "text"
@@ -147,7 +151,7 @@ def read_text_lines(path: str | Path) -> list[str]:
     out of step with the input's."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:

@@ -5,6 +5,9 @@ import json
 import pytest
 
 from drml_ray.config import ModelConfig
+from drml_ray.data.conll import Sentence
+from drml_ray.data.parquet import write_parquet
+from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import load_saved_model
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
 from drml_ray.ner.predict import entities_from_tags, predict_lines, predict_records, read_inputs, split_words
@@ -40,6 +43,13 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     plain = tmp_path / "x.txt"
     plain.write_text("Anna met Bob .\nO no\n\nNext one\n")  # a blank line opens the next document
     assert read_inputs(plain) == (["Anna met Bob .", "O no", "", "Next one"], False, [0, 0, 1, 1])
+
+
+def test_a_parquet_corpus_is_read_as_its_sentences_and_a_folder_is_named(tmp_path):
+    write_parquet(tmp_path / "c.parquet", [Sentence(("EU", "said"), ("B-ORG", "O"), 0), Sentence(("Hi",), ("O",), 1)])
+    assert read_inputs(tmp_path / "c.parquet") == (["EU said", "Hi"], True, [0, 1])
+    with pytest.raises(UserError, match=r": a folder, not a file"):
+        read_inputs(tmp_path)
 
 
 def test_a_line_ends_only_at_a_line_feed(tmp_path):
