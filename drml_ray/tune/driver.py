@@ -19,7 +19,6 @@ Nothing here knows a kind by name: :mod:`drml_ray.runtime.registry` says how eac
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -140,9 +139,6 @@ def run_tune(
     run_dir = _open_search(cfg, Path(run_dir), resume, overwrite)
     shared, what = resolve(spec.prepare)(cfg)
     print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {what}")
-    # Trials keep this working folder (Tune moves each into its trial folder unless told), so a config's relative
-    # paths (data files, task folders, a backbone folder) mean in a trial what they mean to the same command alone.
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     ensure_ray()
     limit = concurrent_trials(plan, settings.max_concurrent_trials, ray.cluster_resources())  # RAY
     print(f"[drml] each trial: {plan.workers} ({plan.cpus:g} CPUs{f', {plan.gpus:g} GPUs' if plan.gpus else ''}); "
