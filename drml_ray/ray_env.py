@@ -59,3 +59,31 @@ def warn_if_other_local_ray() -> None:
             "RAY_ADDRESS=auto drml ...",
             ", ".join(others),
         )
+
+
+def check_resources(cpus: float, gpus: float, what: str) -> None:
+    """Refuse work that a local Ray can never hold (Ray would wait for it forever, silently); on a cluster
+    (``RAY_ADDRESS``), where an autoscaler may add nodes, say what it waits for instead."""
+    from drml_ray.errors import UserError
+
+    have = ray.cluster_resources()  # RAY
+    short = [f"{need:g} {name}s" for name, need in (("CPU", cpus), ("GPU", gpus)) if need > have.get(name, 0)]
+    if not short:
+        return
+    message = (f"{what} needs {' and '.join(short)}, and this Ray has {have.get('CPU', 0):g} CPUs and "
+               f"{have.get('GPU', 0):g} GPUs")  # fmt: skip
+    if os.environ.get("RAY_ADDRESS"):
+        log.warning("%s: it waits until an autoscaler adds them (Ctrl+C stops it)", message)
+        return
+    raise UserError(f"{message}: lower scaling.num_workers or scaling.cpus_per_worker (or set scaling.use_gpu: "
+                    "false), or run it on a cluster (RAY_ADDRESS)")  # fmt: skip
+
+
+def actors_that_fit(cpus: float, gpus: float) -> int | None:
+    """How many actors of ``cpus`` CPUs and ``gpus`` GPUs a local Ray holds at once; ``None`` on a cluster
+    (``RAY_ADDRESS``: an autoscaler may add nodes) or for actors that reserve nothing."""
+    if os.environ.get("RAY_ADDRESS"):
+        return None
+    have = ray.cluster_resources()  # RAY
+    counts = [int(have.get(name, 0) // need) for name, need in (("CPU", cpus), ("GPU", gpus)) if need > 0]
+    return min(counts) if counts else None

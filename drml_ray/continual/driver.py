@@ -31,7 +31,7 @@ from drml_ray.continual.strategies import grown_labels, replay_sample
 from drml_ray.data.conll import Sentence
 from drml_ray.data.load import NerCorpus
 from drml_ray.errors import UserError
-from drml_ray.ner.finetune import TRAIN_SUBDIR, export_best, fit_best
+from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_best
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
@@ -228,6 +228,7 @@ def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: b
     from drml_ray.ray_env import ensure_ray
 
     found, runs = check_inputs(cfg), planned_runs(cfg)
+    check_scaling(cfg.scaling)  # (each experience's workers, or local mode's device)
     run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",))
     ensure_ray()
     size = side_by_side(cfg, len(runs))

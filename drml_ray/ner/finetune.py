@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state
-from drml_ray.config import FinetuneConfig, ModelConfig
+from drml_ray.config import FinetuneConfig, ModelConfig, ScalingSettings
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
@@ -151,6 +151,22 @@ def run_training(
             raise mistake from None
         raise
     return local_result(train_dir) if scaling.local else result
+
+
+def check_scaling(scaling: ScalingSettings) -> None:
+    """Where the training will run, checked before the run directory is touched: local mode's device here (the
+    loop checks it too), or a Ray that can hold the workers (started here if none is)."""
+    if scaling.local:
+        from drml_ray.ner.train_loop import worker_device
+
+        worker_device(scaling)
+        return
+    from drml_ray.ray_env import check_resources
+
+    start_cluster_run()
+    gpus = scaling.processes if scaling.use_gpu else 0
+    check_resources(scaling.cpus, gpus, f"scaling ({scaling.num_workers} workers x {scaling.cpus_per_worker} CPU"
+                    + (" + 1 GPU" if scaling.use_gpu else "") + ")")  # fmt: skip
 
 
 def start_cluster_run() -> None:
@@ -301,10 +317,7 @@ def run_finetune(
     """
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
     check_backbone_apart(cfg.model, len(corpus.labels), here=cfg.scaling.local)
-    if cfg.scaling.local:  # (the loop checks it too; here before the run directory is touched)
-        from drml_ray.ner.train_loop import worker_device
-
-        worker_device(cfg.scaling)
+    check_scaling(cfg.scaling)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))

@@ -59,6 +59,7 @@ def actor_factory(cls: type, *args: Any, cpus: float, gpus: float = 0.0) -> Call
         ensure_ray()  # (a local Ray starts with the first actor, not before)
         return remote.remote(*args)
 
+    start.resources, start.actor = (cpus, gpus), cls.__name__  # type: ignore[attr-defined]  (ActorExecutor's sizing)
     return start
 
 
@@ -88,6 +89,7 @@ class ActorExecutor:
         """Run ``jobs``, each actor one at a time; their results in job order (progress lines under ``label``,
         else the pool's)."""
         if not self.actors:
+            self.size = self._fitting(self.size)
             self.actors = [self.make_actor() for _ in range(self.size)]
         results: list[Any] = [None] * len(jobs)
         queue, idle = list(range(len(jobs))), list(self.actors)
@@ -125,6 +127,23 @@ class ActorExecutor:
         if failures:
             raise failures[0]
         return results
+
+    def _fitting(self, size: int) -> int:
+        """``size``, or as many actors as a local Ray holds at once: an actor it cannot place never starts, and
+        the jobs handed to it would wait forever (a cluster's autoscaler may add nodes: not capped there)."""
+        from drml_ray.ray_env import actors_that_fit, ensure_ray
+
+        cpus, gpus = getattr(self.make_actor, "resources", (0.0, 0.0))
+        ensure_ray()
+        held = actors_that_fit(cpus, gpus)
+        if held is None or held >= size:
+            return size
+        what, actor = f"{cpus:g} CPU" + (f" + {gpus:g} GPU" if gpus else ""), getattr(self.make_actor, "actor", "")
+        if held == 0:
+            raise UserError(f"a {actor} actor needs {what}, more than this Ray has")
+        print(f"[drml] {size} {actor} actors asked for, {held} fit this Ray ({what} each): {held} at a time",
+              flush=True)  # fmt: skip
+        return held
 
     def _replace(self, dead: Any) -> Any:
         ray.kill(dead)  # RAY

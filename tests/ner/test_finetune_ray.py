@@ -132,6 +132,15 @@ def test_saved_model_loads_with_plain_transformers_pipeline(smoke_run):
     assert entities
 
 
+def test_workers_a_local_ray_cannot_hold_are_refused_before_anything_is_written(ray_session, tmp_path):
+    # (Ray Train waited for them forever, printing nothing: 8 workers on 2 cores, a GPU on a laptop)
+    for setting, short in (("scaling.num_workers=8", "needs 8 CPUs"), ("scaling.use_gpu=true", "needs 2 GPUs")):
+        result = cli("finetune", SMOKE, "--output-dir", tmp_path / "run", "--set", setting)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert f"{short}, and this Ray has 4 CPUs and 0 GPUs: lower scaling.num_workers" in result.output
+        assert not (tmp_path / "run").exists()
+
+
 def test_finished_run_is_not_overwritten(smoke_run):
     before = (smoke_run / "results.json").read_text()
     result = cli("finetune", SMOKE, "--output-dir", smoke_run)

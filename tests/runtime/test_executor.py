@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from drml_ray.errors import UserError
 from drml_ray.runtime.executor import ActorExecutor, Job, JobFailed, actor_factory
 from tests.helpers import Squarer
 
@@ -53,3 +54,14 @@ def test_an_actor_that_always_dies_fails_its_job_after_the_retries(ray_session):
     executor = ActorExecutor(actor_factory(Squarer, cpus=0.5), 1, retries=1)
     with executor, pytest.raises(JobFailed, match="doomed: its actor died 2 times"):
         executor.map([Job("doomed", "die")])
+
+
+def test_a_pool_larger_than_the_local_ray_holds_runs_as_many_actors_as_fit(ray_session, capsys):
+    # (the test Ray has 4 CPUs: the third actor of 2 CPUs never started, and the jobs handed to it waited forever)
+    cpus = ray_session.cluster_resources()["CPU"]
+    with ActorExecutor(actor_factory(Squarer, cpus=cpus / 2), 5) as executor:
+        assert executor.map([Job(f"square {x}", "square", (x,)) for x in range(4)]) == [0, 1, 4, 9]
+        assert len(executor.actors) == 2
+    assert "5 Squarer actors asked for, 2 fit this Ray" in capsys.readouterr().out
+    with pytest.raises(UserError, match="a Squarer actor needs 1 CPU \\+ 1 GPU, more than this Ray has"):
+        ActorExecutor(actor_factory(Squarer, cpus=1, gpus=1), 1).map([Job("x", "square", (1,))])
