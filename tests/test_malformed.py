@@ -189,6 +189,11 @@ CASES = [
     Case("model folders", "not a model folder", {"model/readme.txt": "hi"},
          ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: not a model folder (no config.json)",)),
     evaluate(tiny_model(tokenizer=False), "a missing tokenizer", "model: no tokenizer vocabulary"),
+    Case("model folders", "a run directory as the backbone", {"run/best/config.json": "{}", "exp.yaml": "model: "
+         "{backbone: '{dir}/run'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("no tokenizer loads from it (a run directory: its model is {dir}/run/best)",)),
+    Case("model folders", "a backbone folder that is not there", {"exp.yaml": "model: {backbone: '{dir}/nope/best'}\n"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), ("no tokenizer loads from it (no such folder here",)),
     evaluate(tiny_model(labels=7), "a label map that disagrees with the head",
              "model: its weights do not fit its config.json"),
     Case("model folders", "a label map that disagrees with the head, to drml predict (read without transformers)",

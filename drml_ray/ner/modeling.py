@@ -60,13 +60,24 @@ def resolve_backbone(name: str) -> str:
     return str(path.resolve()) if path.exists() else name
 
 
+def _why_not(backbone: str, err: Exception) -> str:
+    """Why ``backbone`` gave no tokenizer: not a folder here (and as a Hub id, ``err``), a run directory (its model
+    is in ``best/``), or ``err``."""
+    path = Path(backbone).expanduser()
+    if not path.exists():
+        return f"no such folder here, and as a Hub id: {first_line(err)}"
+    if (path / "best" / "config.json").is_file():
+        return f"a run directory: its model is {path / 'best'}"
+    return first_line(err)
+
+
 def load_tokenizer(backbone: str):
     """The fast tokenizer of ``backbone`` (word alignment needs ``word_ids()``)."""
     try:
         tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
     except (OSError, ValueError) as err:  # no such folder / Hub id (offline), no tokenizer files in it
-        raise UserError(f"model.backbone {backbone!r}: no tokenizer loads from it ({first_line(err)}); give minilm, a "
-                        "Hugging Face model folder or a Hub id") from None  # fmt: skip
+        raise UserError(f"model.backbone {backbone!r}: no tokenizer loads from it ({_why_not(backbone, err)}); give "
+                        "minilm, a Hugging Face model folder or a Hub id") from None  # fmt: skip
     return check_tokenizer(tokenizer, f"model.backbone {backbone!r}")
 
 
