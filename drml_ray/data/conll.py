@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,7 +130,7 @@ def read_conll(
     documents = 0  # -DOCSTART- lines seen so far
     span_tags = 0  # BIOES-style tags rewritten as IOB2
     for line_no, line in [*_lines(path), (0, "")]:  # (a last blank line closes the last sentence)
-        if not line.strip() or fields(line)[0] == "-DOCSTART-":
+        if not line.strip() or (line.lstrip(LAYOUT).startswith("-DOCSTART-") and fields(line)[0] == "-DOCSTART-"):
             if tokens:
                 sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags),
                                           max(documents - 1, 0)))  # fmt: skip
@@ -185,7 +184,10 @@ def fields(line: str) -> list[str]:
     >>> fields("\x85 O")
     ['\x85', 'O']
     """
-    return [field for field in re.split(r"[ \t\r\n]+", line) if field]
+    if "\t" in line:
+        line = line.replace("\t", " ")
+    parts = line.strip(" \r\n").split(" ")  # (not a regular expression: this runs on every line of a corpus)
+    return parts if "" not in parts else [part for part in parts if part]
 
 
 def _is_comment(line: str, *, in_sentence: bool) -> bool:
