@@ -82,8 +82,15 @@ def check_resources(cpus: float, gpus: float, what: str) -> None:
 def actors_that_fit(cpus: float, gpus: float) -> int | None:
     """How many actors of ``cpus`` CPUs and ``gpus`` GPUs a local Ray holds at once; ``None`` on a cluster
     (``RAY_ADDRESS``: an autoscaler may add nodes) or for actors that reserve nothing."""
-    if os.environ.get("RAY_ADDRESS"):
-        return None
-    have = ray.cluster_resources()  # RAY
+    return None if os.environ.get("RAY_ADDRESS") else how_many_fit(cpus, gpus, ray.cluster_resources())  # RAY
+
+
+def how_many_fit(cpus: float, gpus: float, have: dict[str, float]) -> int | None:
+    """How many units of ``cpus`` CPUs and ``gpus`` GPUs the resources ``have`` hold at once; ``None`` for units
+    that reserve nothing.
+
+    >>> how_many_fit(2, 0, {"CPU": 5.0}), how_many_fit(1, 1, {"CPU": 8.0, "GPU": 2.0}), how_many_fit(0, 0, {})
+    (2, 2, None)
+    """
     counts = [int(have.get(name, 0) // need) for name, need in (("CPU", cpus), ("GPU", gpus)) if need > 0]
     return min(counts) if counts else None

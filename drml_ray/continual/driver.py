@@ -32,6 +32,7 @@ from drml_ray.data.conll import Sentence
 from drml_ray.data.load import NerCorpus
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_best
+from drml_ray.ray_env import how_many_fit
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
@@ -216,11 +217,9 @@ def side_by_side(cfg: ContinualExperiment, runs: int) -> int:
     """How many strategies run at once: ``continual.parallel``, else as many as the cluster's CPUs (GPUs) hold."""
     if cfg.continual.parallel is not None:
         return min(runs, cfg.continual.parallel)
-    s, cluster = cfg.scaling, ray.cluster_resources()  # RAY
-    fits = cluster.get("CPU", 1) // s.cpus
-    if s.use_gpu:
-        fits = min(fits, cluster.get("GPU", 0) // s.processes)
-    return int(max(1, min(runs, fits)))
+    s = cfg.scaling
+    fits = how_many_fit(s.cpus, s.processes if s.use_gpu else 0, ray.cluster_resources()) or 0  # RAY
+    return max(1, min(runs, fits))
 
 
 def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: bool = False) -> dict[str, Any]:

@@ -109,8 +109,8 @@ def class_label_names(metadata: dict[bytes, bytes] | None, column: str) -> list[
 
 def _named(path: str | os.PathLike[str], row: int, ids: list[int | None] | None, names: list[str]) -> list:
     """A row's class ids as their names (an id outside them is an error naming the row)."""
-    if ids and any(i is not None and not 0 <= i < len(names) for i in ids):
-        bad = next(i for i in ids if i is not None and not 0 <= i < len(names))
+    bad = next((i for i in ids or [] if i is not None and not 0 <= i < len(names)), None)
+    if bad is not None:
         raise CorpusFormatError(path, row, f"class id {bad} outside the file's {len(names)} label names")
     return [None if i is None else names[i] for i in ids or []]
 

@@ -165,8 +165,12 @@ def check_scaling(scaling: ScalingSettings) -> None:
 
     start_cluster_run()
     gpus = scaling.processes if scaling.use_gpu else 0
-    check_resources(scaling.cpus, gpus, f"scaling ({scaling.num_workers} workers x {scaling.cpus_per_worker} CPU"
-                    + (" + 1 GPU" if scaling.use_gpu else "") + ")")  # fmt: skip
+    check_resources(scaling.cpus, gpus, f"scaling ({workers_text(scaling)})")
+
+
+def workers_text(scaling: ScalingSettings) -> str:
+    """``2 workers x 1 CPU`` (``+ 1 GPU``): what a run with workers asks Ray for."""
+    return f"{scaling.num_workers} workers x {scaling.cpus_per_worker} CPU" + (" + 1 GPU" if scaling.use_gpu else "")
 
 
 def start_cluster_run() -> None:
@@ -325,7 +329,7 @@ def run_finetune(
         print("[drml] no checkpoint was recorded there yet: training starts from the beginning")
     s = cfg.scaling
     where = (f"local mode, in this process ({s.cpus_per_worker} torch thread(s), no cluster)" if s.local else
-             f"{s.num_workers} workers x {s.cpus_per_worker} CPU" + (" + 1 GPU" if s.use_gpu else ""))  # fmt: skip
+             workers_text(s))  # fmt: skip
     print(f"[drml] Ray Train: {where}")
     started = time.perf_counter()
     best_checkpoint, best_metrics, latest = fit_best(cfg, corpus, run_dir, loop_callbacks=loop_callbacks)

@@ -18,7 +18,6 @@ Nothing here knows a kind by name: :mod:`drml_ray.runtime.registry` says how eac
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ from ray import tune  # RAY
 
 from drml_ray.config import dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
-from drml_ray.ray_env import ensure_ray
+from drml_ray.ray_env import ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
@@ -74,9 +73,7 @@ def concurrent_trials(plan: TrialPlan, limit: int | None, cluster: dict[str, flo
     """
     if limit:
         return limit
-    fits = math.floor(cluster.get("CPU", 0) / plan.cpus)
-    if plan.gpus:
-        fits = min(fits, math.floor(cluster.get("GPU", 0) / plan.gpus))
+    fits = how_many_fit(plan.cpus, plan.gpus, cluster) or 0
     if fits < 1:
         raise UserError(
             f"one trial needs {plan.cpus:g} CPUs{f' and {plan.gpus:g} GPUs' if plan.gpus else ''} ({plan.workers}) but "
