@@ -53,6 +53,16 @@ def parse_yaml_value(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+def _override_value(key: str, value: str) -> Any:
+    """``value`` of ``--set key=value`` parsed as YAML, or a :class:`ConfigError` saying what is wrong with it."""
+    try:
+        return parse_yaml_value(value)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or err
+        raise ConfigError(f"--set {key}: {value!r} is not a YAML value ({problem}); a string holding YAML's "
+                          f"characters goes in quotes: --set '{key}=\"...\"'") from None  # fmt: skip
+
+
 def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], int]:
     """Map every key path of a YAML mapping tree to its 1-based line."""
     lines: dict[tuple[str, ...], int] = {}
@@ -88,7 +98,7 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
             known = ", ".join(section.model_fields) if section else "(not a section)"
             raise ConfigError(f"--set {key}: unknown key {part!r} in {where} (known: {known})")
         if depth == len(path) - 1:
-            node[part] = parse_yaml_value(value)
+            node[part] = _override_value(key, value)
         else:
             if named:
                 named = False

@@ -63,6 +63,8 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
         load_config(path, ["train.epochs=many"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config(path, ["train.epochs"])
+    with pytest.raises(ConfigError, match=r"^--set train.epochs: '\[1' is not a YAML value \(expected ',' or ']'"):
+        load_config(path, ["train.epochs=[1"])
     with pytest.raises(ConfigError, match=r"^--set: model.lora.r: Input should be greater"):  # not the file's line
         load_config(write(tmp_path, "model:\n  strategy: lora\n"), ["model.lora={r: 0}"])
 

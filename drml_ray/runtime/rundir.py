@@ -72,7 +72,7 @@ def open_run(
 
 def check_same_config(written: Path, cfg: Any, free: Sequence[str] = ()) -> None:
     """Refuse to continue the run of ``written`` with ``cfg`` if they differ outside ``free`` (and ``name``)."""
-    data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
+    data = _written_config(written)
     with contextlib.suppress(ValueError):  # defaults filled in: a key added later, at its default, is no difference
         data = type(cfg).model_validate(data).model_dump(mode="json")
     ignored = ("name", *free)
@@ -85,6 +85,19 @@ def check_same_config(written: Path, cfg: Any, free: Sequence[str] = ()) -> None
             f"{written.parent} holds a run of a different config ({written}: {shown}); pass --overwrite "
             "to start over, or --output-dir to run elsewhere"
         )
+
+
+def _written_config(written: Path) -> dict[str, Any]:
+    """The mapping in a run's ``config.yaml``; a file that holds none (edited by hand, or not drml's) is refused."""
+    try:
+        data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        data = err
+    if not isinstance(data, dict):
+        why = f"{type(data).__name__}: {data}".splitlines()[0] if isinstance(data, Exception) else "not a mapping"
+        raise RunExistsError(f"{written} is not the config of a run ({why}); pass --overwrite to start over there, "
+                             "or --output-dir to run elsewhere")  # fmt: skip
+    return data
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:

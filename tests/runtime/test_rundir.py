@@ -42,3 +42,11 @@ def test_a_key_added_to_drml_later_at_its_default_is_no_difference(tmp_path):
     written.write_text(dump_config(cfg()).replace("  fused_adamw: true\n", "  fused_adamw: false\n"))
     with pytest.raises(RunExistsError, match="train.fused_adamw: False there, True now"):
         check_same_config(written, cfg())
+
+
+@pytest.mark.parametrize(("text", "why"), [(b"train: [1\n", "ParserError"), (b"- a\n", "not a mapping"),
+                                           (b"\xff\xfe", "UnicodeDecodeError")])  # fmt: skip
+def test_a_config_yaml_that_holds_no_config_is_refused_as_the_users(tmp_path, text, why):
+    (tmp_path / "config.yaml").write_bytes(text)
+    with pytest.raises(RunExistsError, match=rf"config.yaml is not the config of a run \({why}.*pass --overwrite"):
+        open_run(tmp_path, cfg())
