@@ -10,7 +10,7 @@ from drml_ray.data.load import load_corpus
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
-from drml_ray.runtime.rundir import FINISHED_MARKER, default_run_dir
+from drml_ray.runtime.rundir import FINISHED_MARKER, default_run_dir, read_json
 
 N_EXAMPLES = 5
 
@@ -28,7 +28,7 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
             print((run_dir / f"report_{split}.txt").read_text(encoding="utf-8"))
     else:
         run_finetune(cfg, run_dir, overwrite=overwrite, corpus=corpus)
-    results = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
+    results = read_json(run_dir / FINISHED_MARKER)
     test = corpus.splits["test"][:N_EXAMPLES]
     texts = [" ".join(s.tokens) for s in test]
     print(f"== a few test sentences through drml predict ({results['data']['name']}) ==")

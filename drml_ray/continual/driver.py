@@ -13,7 +13,6 @@ continues an unfinished one from its last Ray Train checkpoint.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from drml_ray.errors import UserError
 from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_best
 from drml_ray.ray_env import how_many_fit
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
-from drml_ray.runtime.rundir import atomic_write_json, open_run
+from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
 
 ROW_FILE = "row.json"
 STRATEGY_DIR = "strategies"
@@ -151,7 +150,7 @@ class StrategyRun:
             old_labels, labels = labels, grown_labels(labels, exp.types)
             row_path = self.exp_dir(i + 1) / ROW_FILE
             done = row_path.exists()
-            rows.append(json.loads(row_path.read_text(encoding="utf-8")) if done else
+            rows.append(read_json(row_path) if done else
                         self.train_experience(i, labels, old_labels, replay))  # fmt: skip
             self.keep_fisher(i, labels)
             if on_experience is not None:
@@ -159,7 +158,7 @@ class StrategyRun:
             if uses(self.strategy, "replay"):
                 c = self.cfg.continual
                 replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
-        return {"R": [r["R"] for r in rows], "baseline": json.loads(baseline_path.read_text(encoding="utf-8")),
+        return {"R": [r["R"] for r in rows], "baseline": read_json(baseline_path),
                 "seen": [r["seen"] for r in rows], "labels": labels, "seconds": sum(r["seconds"] for r in rows),
                 "model": str(self.exp_dir(len(rows)) / "best")}  # fmt: skip
 
@@ -193,7 +192,7 @@ def copy_first(source: Path, target: Path) -> None:
     for part in ("best", "tensorboard"):
         if (source / "exp1" / part).is_dir():
             shutil.copytree(source / "exp1" / part, target / "exp1" / part, dirs_exist_ok=True)
-    row = json.loads((source / "exp1" / ROW_FILE).read_text(encoding="utf-8"))
+    row = read_json(source / "exp1" / ROW_FILE)
     atomic_write_json(target / "exp1" / ROW_FILE, row | {"copied_from": source.name})
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from drml_ray.continual import metrics
 from drml_ray.report.build import Section, md_table, save_figure, subplots
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
 
 CONTINUAL_FILE = "continual.json"
 
@@ -74,7 +73,7 @@ def report_sections(run_dir: Path) -> list[Section]:
     path = run_dir / CONTINUAL_FILE
     if not path.exists():
         return []
-    table = json.loads(path.read_text(encoding="utf-8"))
+    table = read_json(path)
     names = "\n".join(f"{i + 1}. {name}" for i, name in enumerate(table["experiences"]))
     png = run_dir / "continual.png"
     return [Section(f"Continual learning ({table['protocol']}-incremental): test entity F1, points",

@@ -13,7 +13,6 @@ so an interrupted comparison resumes; ``irl.json`` (return ratios), ``irl.md`` a
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
-from drml_ray.runtime.rundir import atomic_write_json, open_run
+from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
 
 EXPERTS_FILE = "experts.json"
 EXPERT_FILE = "expert.json"
@@ -120,7 +119,7 @@ def transfer_record(cfg: IRLExperiment, family: str, yardstick: dict[str, Any]) 
 
 
 def read_expert(run_dir: Path, family: str) -> dict[str, Any]:
-    return json.loads((expert_dir(run_dir, family) / EXPERT_FILE).read_text(encoding="utf-8"))
+    return read_json(expert_dir(run_dir, family) / EXPERT_FILE)
 
 
 def yardstick_current(cfg: IRLExperiment, family: str, record: dict[str, Any]) -> bool:
@@ -259,7 +258,7 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
     experts = {f: load_expert(root, cfg, f) for f in cfg.families()}  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     irl, cells_path = cfg.irl, run_dir / CELLS_FILE
-    cells = json.loads(cells_path.read_text(encoding="utf-8")) if cells_path.exists() else {}
+    cells = read_json(cells_path) if cells_path.exists() else {}
     keys = cells_to_run(cfg, cells)
     stale = sum("/".join(map(str, k)) in cells for k in keys)
     print(f"[drml] rl irl -> {run_dir}: {', '.join(irl.methods)} on {', '.join(cfg.families())}, {irl.demos} "

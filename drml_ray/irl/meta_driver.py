@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 import zlib
 from pathlib import Path
@@ -31,7 +30,7 @@ from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import DEMOS_FILE
 from drml_ray.rl.envs import ENVS, Task, task_stream
 from drml_ray.runtime.executor import Job
-from drml_ray.runtime.rundir import atomic_write_json, open_run
+from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
 
 TASKS_DIR = "meta_irl_tasks"
 TASK_FILE = "task.json"
@@ -67,7 +66,7 @@ def task_experts(cfg: IRLExperiment, run_dir: Path, tasks: dict[str, Task]) -> d
     meta, records = cfg.meta_irl, {}
     for name, task in tasks.items():
         path = run_dir / TASKS_DIR / name / TASK_FILE
-        record = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        record = read_json(path) if path.exists() else {}
         if record.get("identity") == task_identity(cfg, task):
             records[name] = record
     todo = [name for name in tasks if name not in records]
@@ -182,7 +181,7 @@ def run_rl_meta_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
     records = task_experts(cfg, run_dir, tasks)
     inits = initialisations(cfg, run_dir, tasks)
     cells_path, budget = run_dir / CELLS_FILE, cell_budget(cfg)
-    saved = json.loads(cells_path.read_text(encoding="utf-8")) if cells_path.exists() else {}
+    saved = read_json(cells_path) if cells_path.exists() else {}
     cells = saved.get("cells", {}) if saved.get("budget") == budget else {}
     keys = [(method, n, seed, name) for method in m.methods for n in m.demos for seed in m.seeds
             for name in tasks if name.startswith("test") and f"{method}/{n}/{seed}/{name}" not in cells]  # fmt: skip

@@ -17,7 +17,7 @@ from typing import Any
 
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
 
 METHODS = ("bc", "gail", "airl")
 RATIO = "(imitator - random) / (expert - random), true reward, most likely actions"
@@ -165,7 +165,7 @@ def report_sections(run_dir: Path) -> list[Section]:
     sections = []
     experts = run_dir / "experts.json"
     if experts.exists():
-        data = json.loads(experts.read_text(encoding="utf-8"))
+        data = read_json(experts)
         rows = [{"family": f, "task": json.dumps(e["task"]), "horizon": e["horizon"],
                  "expert return": f"{e['return']:.1f}", "demonstrations": len(e["demo_returns"]),
                  "random return": f"{e['random_return']:.1f}"}

@@ -24,7 +24,6 @@ shots, seed, method) is one job; a finished cell goes into ``meta_eval.json`` at
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from drml_ray.meta.learner import NerLearner, adaptation_steps
 from drml_ray.meta.results import Cell, finished_twin, record_cell, twin_cell, write_meta_eval_outputs
 from drml_ray.metagrad import Params, meta_lr_at, meta_step, sum_gradients
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
-from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run
+from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run, read_json
 
 META_EVAL_FILE = "meta_eval.json"
 META_ALGORITHMS = ("reptile", "fomaml")
@@ -384,7 +383,7 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     _check_budget(run_dir, cfg)
     out_path = run_dir / META_EVAL_FILE
-    table: dict[str, Any] = json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists() else {}
+    table: dict[str, Any] = read_json(out_path) if out_path.exists() else {}
     cells: list[Cell] = [(d, str(k), seed, m) for d in cfg.meta.heldout_tasks for seed in cfg.eval.seeds
                          for k in cfg.eval.shots for m in cfg.eval.methods]  # fmt: skip
     done = {c for c in cells if str(c[2]) in table.get(c[0], {}).get(c[1], {}).get(c[3], {}).get("runs", {})}
@@ -398,7 +397,7 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
         with actor_pool(cfg, cfg.eval.workers, label="meta-eval") as pool:
             _pretrain_missing(cfg, run_dir, starts, pool)
             _compute_cells(cfg, out_path, todo, starts, sizes, pool)
-        table = json.loads(out_path.read_text(encoding="utf-8"))
+        table = read_json(out_path)
     outputs = write_meta_eval_outputs(table, run_dir, order=[m for m in METHODS if m in cfg.eval.methods])
     print(outputs["table"])
     print(f"[drml] {out_path}, {outputs['png']}, {outputs['md']}")

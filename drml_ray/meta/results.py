@@ -5,13 +5,12 @@ one panel per domain."""
 from __future__ import annotations
 
 import fcntl
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from drml_ray.report.build import Section, save_figure, subplots
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
 
@@ -36,7 +35,7 @@ def record_cell(path: Path, cell: Cell, result: dict[str, Any]) -> dict[str, Any
     domain, shots, seed, method = cell
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        table = read_json(path) if path.exists() else {}
         runs = table.setdefault(domain, {}).setdefault(shots, {}).setdefault(method, {}).get("runs", {})
         runs[str(seed)] = result
         table[domain][shots][method] = _summary(runs)
@@ -126,7 +125,7 @@ def report_sections(run_dir: Path) -> list[Section]:
     sections = []
     train_path, eval_path = run_dir / "meta_train.json", run_dir / "meta_eval.json"
     if train_path.exists():
-        record = json.loads(train_path.read_text(encoding="utf-8"))
+        record = read_json(train_path)
         runs = {a: r for a, r in record.items() if isinstance(r, dict) and r.get("evals")}
         rows = [{"algorithm": a, "meta-steps": len(r["steps"]), "s / meta-step": f"{r['s_per_meta_step']:.1f}",
                  "held-out dev F1 at step 0": f"{r['evals'][0]['mean']:.4f}",
@@ -142,7 +141,7 @@ def report_sections(run_dir: Path) -> list[Section]:
         title = "Meta-training (held-out dev F1 after a few-shot adaptation)"
         sections.append(Section(title, table=rows, figure=figure))
     if eval_path.exists():
-        table = json.loads(eval_path.read_text(encoding="utf-8"))
+        table = read_json(eval_path)
         rows = [{"domain": domain, "shots": shots, **{m: cell_text(cells.get(m)) for m in METHODS}}
                 for domain, by_shots in table.items() for shots, cells in by_shots.items()]  # fmt: skip
         png = run_dir / "meta_eval.png"

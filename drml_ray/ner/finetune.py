@@ -44,7 +44,7 @@ from drml_ray.ner.train_record import (
     prune_unregistered_checkpoints,
     recover_record,
 )
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, read_json, replace_dir
 
 if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback
@@ -428,7 +428,7 @@ def report_sections(run_dir: Path) -> list[Any]:
     results_path = run_dir / "results.json"
     if not results_path.exists():
         return []
-    results = json.loads(results_path.read_text(encoding="utf-8"))
+    results = read_json(results_path)
     columns = {"entity F1": "f1", "precision": "precision", "recall": "recall"}
     summary = [{"split": split, **{c: f"{results[split]['entity']['micro'][k]:.4f}" for c, k in columns.items()}}
                for split in ("dev", "test") if split in results]  # fmt: skip

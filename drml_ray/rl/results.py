@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Any
 
 from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
 from drml_ray.rl.transfer_metrics import transfer_metrics
-from drml_ray.runtime.rundir import atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_text, read_json
 
 ORDER = ("meta", "multitask", "rl2", "scratch", "oracle")
 
@@ -178,7 +177,7 @@ def report_sections(run_dir: Path) -> list[Section]:
     sections = []
     paths = {name: run_dir / f"{name}.json" for name in ("meta_train", "adaptation", "transfer")}
     if paths["meta_train"].exists():
-        record = json.loads(paths["meta_train"].read_text(encoding="utf-8"))
+        record = read_json(paths["meta_train"])
         rows = [{"method": m, **({"s / meta-step": f"{r['seconds_per_meta_step']:.1f}",
                                   "meta-steps": len(r["step_s"])} if m == "meta" else
                                  {"PPO iterations": r["iterations"], "wall s": f"{r['wall_s']:.0f}"})}

@@ -140,6 +140,17 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """A JSON file drml wrote into a run directory; one that no longer parses (edited by hand, cut short by
+    something other than drml) is a :class:`UserError` naming it, not a bug in drml-ray."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # (JSONDecodeError is a ValueError)
+        raise UserError(f"{path}: damaged, not the JSON drml wrote ({str(err).splitlines()[0]}); restore it, or run "
+                        "again with --overwrite") from None  # fmt: skip
+
+
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
     """Move a fully written ``tmp_dir`` into ``final_dir``, replacing an older one only at the end."""
     old = final_dir.with_name(f".{final_dir.name}.old")

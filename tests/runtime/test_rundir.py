@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from drml_ray.config import FinetuneConfig, TuneSettings, dump_config
-from drml_ray.errors import RunExistsError
-from drml_ray.runtime.rundir import check_same_config, open_run
+from drml_ray.errors import RunExistsError, UserError
+from drml_ray.runtime.rundir import atomic_write_json, check_same_config, open_run, read_json
 
 
 def cfg(**train) -> FinetuneConfig:
@@ -50,3 +50,11 @@ def test_a_config_yaml_that_holds_no_config_is_refused_as_the_users(tmp_path, te
     (tmp_path / "config.yaml").write_bytes(text)
     with pytest.raises(RunExistsError, match=rf"config.yaml is not the config of a run \({why}.*pass --overwrite"):
         open_run(tmp_path, cfg())
+
+
+def test_a_run_file_that_no_longer_parses_is_named_as_damaged(tmp_path):
+    atomic_write_json(tmp_path / "results.json", {"test": [1, 2]})
+    assert read_json(tmp_path / "results.json") == {"test": [1, 2]}
+    (tmp_path / "results.json").write_text('{"test": [1,')
+    with pytest.raises(UserError, match=r"results.json: damaged, not the JSON drml wrote \(Expecting value: line 1"):
+        read_json(tmp_path / "results.json")
