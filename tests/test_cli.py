@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import DataConfig
 from drml_ray.data import registry
-from drml_ray.data.conll import read_conll
+from drml_ray.data.conll import Sentence, read_conll
 from drml_ray.data.load import load_corpus
-from drml_ray.data.parquet import read_parquet
+from drml_ray.data.parquet import read_parquet, write_parquet
 
 
 def cli(*args):
@@ -89,6 +89,15 @@ def test_data_convert_reports_malformed_input(tmp_path):
     src.write_text("EU B-ORG\nrejects X-O\n")
     result = cli("data", "convert", src, tmp_path / "out.parquet")
     assert result.exit_code == 2 and "bad.conll:2: unknown tag scheme prefix" in result.output
+
+
+def test_data_convert_refuses_a_token_conll_columns_cannot_hold_and_makes_the_folder(tmp_path):
+    write_parquet(tmp_path / "in.parquet", [Sentence(("New York", "rains"), ("B-LOC", "O"))])
+    result = cli("data", "convert", tmp_path / "in.parquet", tmp_path / "out.conll")
+    assert result.exit_code == 2 and "cannot write sentence 1, word 1 as CoNLL columns" in result.output
+    assert "'New York'" in result.output and not (tmp_path / "out.conll").exists()
+    assert cli("data", "convert", tmp_path / "in.parquet", tmp_path / "new" / "out.parquet").exit_code == 0
+    assert read_parquet(tmp_path / "new" / "out.parquet")[0].tokens == ("New York", "rains")
 
 
 def test_unreachable_corpus_falls_back_to_generated_only_when_asked(tmp_path, monkeypatch):

@@ -228,13 +228,24 @@ def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> 
 
     lines: list[str] = []
     doc: int | None = None
-    for sentence in sentences:
+    for number, sentence in enumerate(sentences, 1):
+        _check_writable(path, number, sentence.tokens)
         if sentence.doc is not None and sentence.doc != doc:
             lines.extend(["-DOCSTART-\tO", ""])
         doc = sentence.doc
         lines.extend(f"{tok}\t{tag}" for tok, tag in zip(sentence.tokens, sentence.tags, strict=True))
         lines.append("")
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _check_writable(path: str | os.PathLike[str], number: int, tokens: Sequence[str]) -> None:
+    """Refuse a token that CoNLL columns cannot hold (one with a space, a tab or a line end in it, or an empty
+    one, as a Parquet file may have): written, it would read back as other words or other columns."""
+    for word, token in enumerate(tokens, 1):
+        if not token or " " in token or "\t" in token or "\n" in token or "\r" in token:
+            raise CorpusFormatError(path, None, f"cannot write sentence {number:,}, word {word} as CoNLL columns, "
+                                    "which hold no empty token and none with a space, tab or line end in it; keep "
+                                    "this corpus in Parquet (.parquet), which holds any token", token)  # fmt: skip
 
 
 def discover_labels(*corpora: Iterable[Sentence]) -> list[str]:

@@ -30,6 +30,7 @@ def write_parquet(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -
 def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
     """Write an Arrow table to Parquet atomically (a temporary file renamed into place)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # (as atomic_write_text does for every other file drml writes)
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(table, tmp)
     os.replace(tmp, path)
