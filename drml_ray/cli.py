@@ -289,7 +289,7 @@ def predict(
         typer.Option(
             "--input",
             help="Plain text (a sentence per line, a blank line between documents), CoNLL (-DOCSTART- lines) or a "
-            ".parquet corpus file.",
+            ".parquet corpus file; - reads standard input.",
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,
@@ -300,18 +300,22 @@ def predict(
     overwrite: Overwrite = False,
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
-    from drml_ray.ner.predict import Inputs, predict_lines, read_inputs
+    from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
     from drml_ray.runtime.rundir import atomic_write_text
 
     if (text is None) == (input_ is None):
-        raise UserError("give exactly one of --text or --input")
+        raise UserError("give exactly one of --text or --input (--input - reads standard input)")
     if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
         raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
-    inputs = Inputs([text], False) if text is not None else read_inputs(input_, input_format)  # type: ignore[arg-type]
+    if text is not None:
+        inputs = Inputs([text], False)
+    else:
+        read = read_stdin_inputs if str(input_) == "-" else functools.partial(read_inputs, input_)
+        inputs = read(input_format)  # type: ignore[arg-type]
     texts = inputs.texts
     lines = predict_lines(model_dir, texts, inputs.pretokenized, engine=engine, batch_size=batch_size,  # type: ignore[arg-type]
                           documents=inputs.documents, bfloat16=dtype == "bfloat16")  # fmt: skip

@@ -14,10 +14,11 @@ from drml_ray.data import registry
 from drml_ray.data.conll import Sentence, read_conll
 from drml_ray.data.load import load_corpus
 from drml_ray.data.parquet import read_parquet, write_parquet
+from tests.test_malformed import tiny_model
 
 
-def cli(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
+def cli(*args, stdin: str | None = None):
+    return CliRunner().invoke(app, [str(a) for a in args], input=stdin)
 
 
 @pytest.mark.parametrize(
@@ -70,6 +71,18 @@ def test_a_batch_size_below_1_is_refused_before_any_model_loads(command):
     result = cli(*command, "--batch-size", "0")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "Invalid value for '--batch-size'" in result.output and "greater than or equal to 1" in result.output
+
+
+def test_predict_reads_standard_input_as_it_reads_a_file(tmp_path):
+    tiny_model()(tmp_path / "model")
+    (tmp_path / "in.txt").write_text("Anna met Bob .\n\nBob left\n")
+    from_file = cli("predict", tmp_path / "model", "--input", tmp_path / "in.txt", "--output", tmp_path / "a.jsonl")
+    from_stdin = cli("predict", tmp_path / "model", "--input", "-", "--output", tmp_path / "b.jsonl",
+                     stdin=(tmp_path / "in.txt").read_text())  # fmt: skip
+    assert from_file.exit_code == from_stdin.exit_code == 0, from_stdin.output
+    assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text() != ""
+    binary = cli("predict", tmp_path / "model", "--input", "-", stdin="a\x00b\n")
+    assert binary.exit_code == 2 and "<stdin>: binary content" in binary.output
 
 
 def test_data_convert_iob1_to_parquet_and_back(tmp_path):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -137,6 +139,18 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     texts = [line.rstrip("\r") for line in lines]
     return Inputs(texts, False, list(itertools.accumulate((not t.strip() for t in texts), initial=0))[1:])
+
+
+def read_stdin_inputs(fmt: Literal["auto", "text", "conll"] = "auto") -> Inputs:
+    """:func:`read_inputs` of standard input (``--input -``: text or CoNLL, not Parquet), its errors naming it
+    ``<stdin>``."""
+    with tempfile.TemporaryDirectory(prefix="drml-stdin-") as folder:
+        path = Path(folder) / "stdin"
+        path.write_bytes(sys.stdin.buffer.read())
+        try:
+            return read_inputs(path, fmt)
+        except UserError as err:
+            raise UserError(str(err).replace(str(path), "<stdin>")) from None
 
 
 MAX_LINE = 100_000
