@@ -121,6 +121,8 @@ def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...
         else:
             line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
             where = f"{source}:{line}" if line else source
+            inside = sorted(".".join(o) for o in overridden if o[: len(loc)] == loc)  # (a section's own check)
+            where += f" with --set {', '.join(inside)}" if inside else ""
         shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
         message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")

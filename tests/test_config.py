@@ -65,6 +65,8 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
         load_config(path, ["train.epochs"])
     with pytest.raises(ConfigError, match=r"^--set train.epochs: '\[1' is not a YAML value \(expected ',' or ']'"):
         load_config(path, ["train.epochs=[1"])
+    with pytest.raises(ConfigError, match=r"exp.yaml:1 with --set model.max_length: model: window_overlap \(20\) mu"):
+        load_config(write(tmp_path, "model:\n  window_overlap: 20\n"), ["model.max_length=32"])
     with pytest.raises(ConfigError, match=r"^--set: model.lora.r: Input should be greater"):  # not the file's line
         load_config(write(tmp_path, "model:\n  strategy: lora\n"), ["model.lora={r: 0}"])
 
@@ -139,7 +141,7 @@ def test_a_kind_that_moves_every_weight_refuses_another_strategy_at_the_model_li
         == f"{path}:2: model: strategy must be full for meta-learning (the inner loop moves every weight)"
     )
     path = write(tmp_path, "continual: {}\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml: model: strategy must be full for continual learning"):
+    with pytest.raises(ConfigError, match=r"exp.yaml with --set model.strategy: model: strategy must be full for c"):
         load_config(path, ["model.strategy=top"])
     assert load_config(path, ["model.strategy=full"]).model.strategy == "full"
 

@@ -56,8 +56,10 @@ class PPOSettings(Section):
     """Entropy bonus of PPO's loss (keeps exploration up, which a policy that must adapt fast needs)."""
 
     def check(self) -> None:
-        if self.train_batch < self.minibatch or not self.hidden or min(self.hidden) < 1:
-            raise ValueError("need hidden layers of at least 1 unit and minibatch <= train_batch")
+        if not self.hidden or min(self.hidden) < 1:
+            raise ValueError(f"hidden {self.hidden}: give at least one layer, each of at least 1 unit")
+        if self.train_batch < self.minibatch:
+            raise ValueError(f"minibatch ({self.minibatch}) must not exceed train_batch ({self.train_batch})")
         if self.train_batch % self.envs:
             raise ValueError(f"envs ({self.envs}) must divide train_batch ({self.train_batch})")
 
