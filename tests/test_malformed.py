@@ -267,6 +267,19 @@ CASES = [
                       "    train.lr: {choice: [1.0e-4]}\n"},
          ("tune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own",)),
+    Case("config values", "a --set value that is not YAML", {"exp.yaml": "data: {corpus: generated}\n"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out", "--set", "train.epochs=[1"),
+         ("--set train.epochs: '[1' is not a YAML value",)),
+    Case("paths", "a run directory whose config.yaml holds no config", {"exp.yaml": "data: {corpus: generated}\n",
+         "out/config.yaml": "train: [1\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("{dir}/out/config.yaml is not the config of a run",)),
+    Case("paths", "a run's results.json that no longer parses", {"out/config.yaml": "data: {corpus: generated}\n",
+         "out/results.json": '{"test": '}, ("report", "{dir}/out"),
+         ("{dir}/out/results.json: damaged, not the JSON drml wrote",)),
+    Case("Parquet files", "a token CoNLL columns cannot hold, converted to CoNLL",
+         {"in.parquet": parquet(pa.table({"tokens": [["New York"]], "tags": [["B-LOC"]]}))},
+         ("data", "convert", "{dir}/in.parquet", "{dir}/out.conll"),
+         ("out.conll: cannot write sentence 1, word 1 as CoNLL columns",)),
 ]
 # fmt: on
 
