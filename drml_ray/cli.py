@@ -50,7 +50,7 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3 (repeatable).")
 ]
-ModelDir = Annotated[Path, typer.Argument(help="A saved model folder, e.g. runs/quickstart/best.")]
+ModelDir = Annotated[Path, typer.Argument(help="A saved model folder (runs/quickstart/best) or its run directory.")]
 Init = Annotated[
     str | None, typer.Option("--init", help="Meta-learned weights (weights.pt or its folder); default: OUTPUT/meta.")
 ]
@@ -248,7 +248,7 @@ def evaluate(
     from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
-    from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, open_run
+    from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, model_folder, open_run
 
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
@@ -263,7 +263,8 @@ def evaluate(
         sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
     else:  # a file that is not there, or a misspelt corpus
         raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
-    name = f"eval-{Path(model_dir).resolve().parent.name}-{data_name}-{split}"
+    model_dir = model_folder(model_dir)
+    name = f"eval-{model_dir.resolve().parent.name}-{data_name}-{split}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
     saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)
     run_dir = open_run(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")

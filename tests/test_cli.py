@@ -62,7 +62,7 @@ def test_predict_needs_exactly_one_input(tmp_path):
     result = cli("predict", tmp_path, "--text", "a", "--input", tmp_path / "x")
     assert result.exit_code == 2 and "exactly one of --text or --input" in result.output
     result = cli("predict", tmp_path, "--text", "a")
-    assert result.exit_code == 2 and "not a model folder" in result.output
+    assert result.exit_code == 2 and "neither a model folder (config.json) nor a run directory" in result.output
 
 
 @pytest.mark.parametrize("command", [["predict", "m", "--text", "a"], ["evaluate", "m", "generated"]])
@@ -73,15 +73,17 @@ def test_a_batch_size_below_1_is_refused_before_any_model_loads(command):
     assert "Invalid value for '--batch-size'" in result.output and "greater than or equal to 1" in result.output
 
 
-def test_predict_reads_standard_input_as_it_reads_a_file(tmp_path):
+def test_predict_reads_standard_input_as_it_reads_a_file_and_a_run_directory_as_its_model(tmp_path):
     tiny_model()(tmp_path / "model")
     (tmp_path / "in.txt").write_text("Anna met Bob .\n\nBob left\n")
     from_file = cli("predict", tmp_path / "model", "--input", tmp_path / "in.txt", "--output", tmp_path / "a.jsonl")
-    from_stdin = cli("predict", tmp_path / "model", "--input", "-", "--output", tmp_path / "b.jsonl",
+    (tmp_path / "run").mkdir()
+    (tmp_path / "model").rename(tmp_path / "run" / "best")  # (a run directory is read through its best/)
+    from_stdin = cli("predict", tmp_path / "run", "--input", "-", "--output", tmp_path / "b.jsonl",
                      stdin=(tmp_path / "in.txt").read_text())  # fmt: skip
     assert from_file.exit_code == from_stdin.exit_code == 0, from_stdin.output
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text() != ""
-    binary = cli("predict", tmp_path / "model", "--input", "-", stdin="a\x00b\n")
+    binary = cli("predict", tmp_path / "run", "--input", "-", stdin="a\x00b\n")
     assert binary.exit_code == 2 and "<stdin>: binary content" in binary.output
 
 

@@ -187,7 +187,7 @@ CASES = [
          "model/model.safetensors": b"\x00\x01"}, ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"),
          ("model: the model folder does not load",)),
     Case("model folders", "not a model folder", {"model/readme.txt": "hi"},
-         ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: not a model folder (no config.json)",)),
+         ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: neither a model folder",)),
     evaluate(tiny_model(tokenizer=False), "a missing tokenizer", "model: no tokenizer vocabulary"),
     Case("model folders", "a run directory as the backbone", {"run/best/config.json": "{}", "exp.yaml": "model: "
          "{backbone: '{dir}/run'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),

@@ -13,6 +13,7 @@ import torch
 from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.inference import predict_words
+from drml_ray.runtime.rundir import model_folder
 
 if TYPE_CHECKING:
     from drml_ray.ner.metrics import Report
@@ -55,9 +56,7 @@ def load_saved_model(
     """Load ``model_dir`` (written by ``drml finetune`` or any HF token-classification folder); ``light``: without
     ``transformers`` where the folder allows it (:mod:`drml_ray.ner.light`, seconds sooner on a CPU);
     ``autocast``: forward passes under autocast at that dtype."""
-    folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise UserError(f"{folder}: not a model folder (no config.json); pass e.g. runs/<name>/best")
+    folder = model_folder(model_dir)
     if light:
         from drml_ray.ner.light import LightBert, LightTokenizer, light_reason
 

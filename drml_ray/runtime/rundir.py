@@ -140,6 +140,19 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def model_folder(path: str | os.PathLike[str]) -> Path:
+    """``path`` if it holds a saved model (``config.json``), the model of the run directory ``path`` (its ``best/``),
+    or a :class:`UserError` saying it is neither."""
+    folder = Path(path).expanduser()
+    if (folder / "config.json").is_file():
+        return folder
+    if (folder / "best" / "config.json").is_file():
+        return folder / "best"
+    if not folder.exists():
+        raise UserError(f"{folder}: no such model folder or run directory")
+    raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json")
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """A JSON file drml wrote into a run directory; one that no longer parses (edited by hand, cut short by
     something other than drml) is a :class:`UserError` naming it, not a bug in drml-ray."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drml_ray.errors import UserError
+from drml_ray.runtime.rundir import model_folder
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -38,15 +39,7 @@ class ModelSource:
 
 def resolve(path: str | Path, name: str | None = None) -> ModelSource:
     """A model folder (``runs/x/best``) or a run directory (``runs/x``, served from its ``best/``)."""
-    path = Path(path).expanduser().resolve()
-    if (path / "config.json").is_file():
-        model_dir = path
-    elif (path / "best" / "config.json").is_file():
-        model_dir = path / "best"
-    elif not path.exists():
-        raise UserError(f"{path}: no such model folder or run directory")
-    else:
-        raise UserError(f"{path}: neither a model folder (config.json) nor a run directory with best/config.json")
+    model_dir = model_folder(Path(path).expanduser().resolve())
     run_dir = model_dir.parent if (model_dir.parent / "results.json").is_file() else None
     name = name or (run_dir.name if run_dir else model_dir.name)
     if not NAME.fullmatch(name):
