@@ -111,22 +111,27 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
     return path
 
 
+def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
+    """Where the error at ``loc`` comes from: ``--set``, or the file's line, with the ``--set`` keys a section's own
+    check (or a check across sections, by the keys its message names) took in."""
+    if any(loc[:i] in overridden for i in range(1, len(loc) + 1)):  # (a key set whole by --set, or within it)
+        return "--set"
+    line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
+    if not loc:  # a check across sections: the line of the first key its message names
+        line = next((n for path, n in lines.items() if len(path) > 1 and ".".join(path) in msg), None)
+    inside = sorted(".".join(o) for o in overridden if o[: len(loc)] == loc and (loc or ".".join(o) in msg))
+    return (f"{source}:{line}" if line else source) + (f" with --set {', '.join(inside)}" if inside else "")
+
+
 def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
     messages = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
-        dotted = ".".join(loc) or "(top level)"
-        if any(loc[:i] in overridden for i in range(1, len(loc) + 1)):  # (a key set whole by --set, or within it)
-            where = "--set"
-        else:
-            line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
-            where = f"{source}:{line}" if line else source
-            inside = sorted(".".join(o) for o in overridden if o[: len(loc)] == loc)  # (a section's own check)
-            where += f" with --set {', '.join(inside)}" if inside else ""
+        where = _where(loc, e["msg"], source, lines, overridden)
         shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
         message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        messages.append(f"{where}: {dotted}: {message}{got}")
+        messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{got}")
     return "\n".join(messages)
 
 

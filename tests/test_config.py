@@ -71,6 +71,16 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
         load_config(write(tmp_path, "model:\n  strategy: lora\n"), ["model.lora={r: 0}"])
 
 
+def test_a_check_across_sections_names_the_line_and_the_set_key_its_message_names(tmp_path):
+    path = write(tmp_path, "name: x\ntrain: {grad_accum: 3, batch_size: 8}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}:2: train.batch_size (8) must be a multiple of scaling.num_workers x")
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "name: x\n"), ["train.grad_accum=3", "train.lr=0.1", "train.batch_size=8"])
+    assert str(err.value).startswith(f"{path} with --set train.batch_size, train.grad_accum: train.batch_size (8)")
+
+
 def test_overrides_reach_into_a_mapping_of_sections_by_name(tmp_path):
     path = write(tmp_path, "irl:\n  families:\n    nav2d: {iters: 3}\n")
     cfg = load_config(path, ["irl.families.nav2d.iters=7", "irl.families.cartpole.task.length=0.5"])
