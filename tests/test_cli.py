@@ -158,6 +158,12 @@ def test_tune_without_a_search_space_and_report_of_a_non_run_exit_2(tmp_path):
     assert result.exit_code == 2 and "has no tune.space to search" in result.output
     result = cli("report", tmp_path)
     assert result.exit_code == 2 and "no results.json" in result.output
+    (tmp_path / "eval").mkdir()
+    for name in ("report_dev.txt", "eval_dev.json"):
+        (tmp_path / "eval" / name).write_text("{}")
+    evaluation = cli("report", tmp_path / "eval").output
+    assert "an evaluation by drml evaluate, whose report is report_dev.txt there" in evaluation
+    assert "nowhere: no such folder" in cli("report", tmp_path / "nowhere").output
 
 
 def test_an_interrupted_search_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
