@@ -27,6 +27,12 @@ from typer.core import TyperGroup
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 
+# Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
+# deduplication shows lines that differ only in their numbers as one (two strategies' or cells' progress as one
+# "[repeated 9x across cluster]") and prints what it held back when Ray shuts down, after a command's final table.
+# A value the user set is kept.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
 app = typer.Typer(
     help="drml-ray: distributed NER fine-tuning, meta-learning and RL on Ray.",
     no_args_is_help=True,

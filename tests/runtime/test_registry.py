@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from drml_ray.config import FinetuneConfig, load_config
 from drml_ray.meta.config import MetaExperiment
@@ -39,3 +42,12 @@ def test_a_file_is_the_kind_of_its_sections(tmp_path):
 def test_listing_the_commands_imports_neither_torch_nor_ray():
     code = "import sys, drml_ray.cli; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+@pytest.mark.parametrize(("given", "dedup"), [(None, "False"), ("1", "True")])
+def test_the_cli_turns_rays_log_deduplication_off_unless_the_user_set_it(given, dedup):
+    """(Deduplicated, two actors' progress lines print as one, and what Ray held back prints after the final table.)"""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_DEDUP_LOGS"} | ({"RAY_DEDUP_LOGS": given} if given else {})
+    code = "import drml_ray.cli, ray._private.ray_constants as c; print(c.RAY_DEDUP_LOGS)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert run.stdout == f"{dedup}\n"
