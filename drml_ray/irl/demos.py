@@ -38,6 +38,14 @@ class Episode:
         return float(self.rewards.sum())
 
 
+def demonstrations(n: int) -> str:
+    """
+    >>> demonstrations(1), demonstrations(16)
+    ('1 demonstration', '16 demonstrations')
+    """
+    return f"{n} demonstration{'' if n == 1 else 's'}"
+
+
 def write_episodes(path: str | os.PathLike[str], episodes: list[Episode]) -> None:
     """The flat Parquet file of ``episodes`` (written atomically)."""
     rows: dict[str, list] = {c: [] for c in COLUMNS}
@@ -64,7 +72,7 @@ def read_episodes(path: str | os.PathLike[str], count: int | None = None) -> lis
     for row, number in enumerate(table["episode"]):
         by_episode.setdefault(number, []).append(row)
     if count is not None and len(by_episode) < count:
-        raise UserError(f"{path}: {len(by_episode)} demonstrations, {count} asked for (irl.demos); record more "
+        raise UserError(f"{path}: {demonstrations(len(by_episode))}, {count} asked for (irl.demos); record more "
                         "with drml rl expert (expert.episodes)")  # fmt: skip
     episodes = []
     for number in sorted(by_episode)[:count]:
@@ -202,6 +210,6 @@ def describe(path: Path) -> str:
     episodes = read_episodes(path)
     returns = np.array([ep.ret for ep in episodes])
     ended = sum(ep.terminated for ep in episodes)
-    return (f"{path}: {len(episodes)} demonstrations, {sum(len(ep.actions) for ep in episodes):,} steps, "
+    return (f"{path}: {demonstrations(len(episodes))}, {sum(len(ep.actions) for ep in episodes):,} steps, "
             f"{ended} terminated / {len(episodes) - ended} cut by the horizon; true return {returns.mean():.1f} "
             f"± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip
