@@ -20,6 +20,7 @@ import torch
 from drml_ray.data.parquet import write_table
 from drml_ray.errors import UserError
 from drml_ray.irl.losses import Transitions
+from drml_ray.text import counted
 
 COLUMNS = ("episode", "t", "obs", "actions", "rewards", "new_obs", "terminated", "truncated")
 
@@ -36,14 +37,6 @@ class Episode:
     @property
     def ret(self) -> float:
         return float(self.rewards.sum())
-
-
-def demonstrations(n: int) -> str:
-    """
-    >>> demonstrations(1), demonstrations(16)
-    ('1 demonstration', '16 demonstrations')
-    """
-    return f"{n} demonstration{'' if n == 1 else 's'}"
 
 
 def write_episodes(path: str | os.PathLike[str], episodes: list[Episode]) -> None:
@@ -72,8 +65,8 @@ def read_episodes(path: str | os.PathLike[str], count: int | None = None) -> lis
     for row, number in enumerate(table["episode"]):
         by_episode.setdefault(number, []).append(row)
     if count is not None and len(by_episode) < count:
-        raise UserError(f"{path}: {demonstrations(len(by_episode))}, {count} asked for (irl.demos); record more "
-                        "with drml rl expert (expert.episodes)")  # fmt: skip
+        raise UserError(f"{path}: {counted(len(by_episode), 'demonstration')}, {count} asked for (irl.demos); "
+                        "record more with drml rl expert (expert.episodes)")  # fmt: skip
     episodes = []
     for number in sorted(by_episode)[:count]:
         rows = sorted(by_episode[number], key=lambda r: table["t"][r])
@@ -210,6 +203,6 @@ def describe(path: Path) -> str:
     episodes = read_episodes(path)
     returns = np.array([ep.ret for ep in episodes])
     ended = sum(ep.terminated for ep in episodes)
-    return (f"{path}: {demonstrations(len(episodes))}, {sum(len(ep.actions) for ep in episodes):,} steps, "
+    return (f"{path}: {counted(len(episodes), 'demonstration')}, {sum(len(ep.actions) for ep in episodes):,} steps, "
             f"{ended} terminated / {len(episodes) - ended} cut by the horizon; true return {returns.mean():.1f} "
             f"± {returns.std():.1f} (min {returns.min():.1f}, max {returns.max():.1f})")  # fmt: skip

@@ -24,12 +24,12 @@ import numpy as np
 from drml_ray.checkpoints import save_state
 from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.irl.demos import demonstrations
 from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
+from drml_ray.text import counted
 
 EXPERTS_FILE = "experts.json"
 EXPERT_FILE = "expert.json"
@@ -73,7 +73,7 @@ def run_rl_expert(cfg: IRLExperiment, run_dir: str | Path, *, overwrite: bool = 
     todo = [f for f in families if not (expert_dir(run_dir, f) / EXPERT_FILE).exists()]
     print(f"[drml] rl expert '{cfg.name}' -> {run_dir}: PPO experts on {', '.join(families)} "
           f"({', '.join(f'{f} {families[f].expert_iters} iterations' for f in todo) or 'all trained'}), "
-          f"{demonstrations(cfg.expert.episodes)} each"
+          f"{counted(cfg.expert.episodes, 'demonstration')} each"
           f"{''.join(f'; {f} yardstick again: {families[f].transfer_iters_of()} iterations' for f in stale)}",
           flush=True)  # fmt: skip
     if todo or stale:
@@ -106,7 +106,7 @@ def record_expert(cfg: IRLExperiment, run_dir: Path, family: str, result: dict[s
         record["transfer"] = transfer_record(cfg, family, result["transfer"])
     atomic_write_json(folder / EXPERT_FILE, record)
     print(f"[drml] {family}: expert return {record['return']:.1f} (random {record['random_return']:.1f}); "
-          f"{demonstrations(len(episodes))}, return {np.mean(record['demo_returns']):.1f} -> {folder}",
+          f"{counted(len(episodes), 'demonstration')}, return {np.mean(record['demo_returns']):.1f} -> {folder}",
           flush=True)  # fmt: skip
     if record["return"] <= record["random_return"]:
         print(f"[drml] warning: {no_better_than_random(family, record)}", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.runtime.registry import Command, Kind, TrialPlan, driver_tune
+from drml_ray.text import counted
 
 DRIVER = "drml_ray.irl.driver"
 
@@ -17,7 +18,7 @@ def trial_plan(cfg: IRLExperiment) -> TrialPlan:
     """
     irl = cfg.irl
     cells = len(cfg.families()) * len(irl.demos) * len(irl.methods) * len(irl.seeds)
-    return TrialPlan(cpus=irl.workers, gpus=0, budget=cells, workers=f"{irl.workers} Ray actors")
+    return TrialPlan(cpus=irl.workers, gpus=0, budget=cells, workers=counted(irl.workers, "Ray actor"))
 
 
 # fmt: off

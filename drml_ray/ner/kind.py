@@ -5,6 +5,7 @@ from __future__ import annotations
 from drml_ray.config import FinetuneConfig
 from drml_ray.errors import UserError
 from drml_ray.runtime.registry import Command, Kind, TrialPlan, TuneSpec
+from drml_ray.text import counted
 
 
 def trial_plan(cfg: FinetuneConfig) -> TrialPlan:
@@ -20,7 +21,7 @@ def trial_plan(cfg: FinetuneConfig) -> TrialPlan:
         raise UserError("scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own: under drml "
                         "tune give each trial 1 worker or more")  # fmt: skip
     return TrialPlan(cpus=s.cpus, gpus=s.num_workers if s.use_gpu else 0,
-                     budget=cfg.train.epochs, workers=f"{s.num_workers} Ray Train workers",
+                     budget=cfg.train.epochs, workers=counted(s.num_workers, "Ray Train worker"),
                      retries=max(0, s.max_failures))  # fmt: skip
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from drml_ray.text import counted
+
 Scope = Literal["best", "last"]
 """Which of a trial's results ranks it in a search (:class:`TuneSpec`)."""
 
@@ -75,7 +77,7 @@ def actor_trial_plan(meta: Any, gpus_per_worker: float = 0.0) -> TrialPlan:
     TrialPlan(cpus=6, gpus=1.5, budget=4, workers='3 Ray actors', retries=0)
     """
     cpus, budget = meta.workers * meta.cpus_per_worker, math.ceil(meta.meta_steps / meta.eval_every)
-    return TrialPlan(cpus, meta.workers * gpus_per_worker, budget, workers=f"{meta.workers} Ray actors")
+    return TrialPlan(cpus, meta.workers * gpus_per_worker, budget, workers=counted(meta.workers, "Ray actor"))
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.ray_env import ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run
+from drml_ray.text import counted
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
 from drml_ray.tune.summary import ended_trials, format_trials, summarise_trials, write_trial_plot, write_trials_csv
 
@@ -138,7 +139,8 @@ def run_tune(
     print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {what}")
     ensure_ray()
     limit = concurrent_trials(plan, settings.max_concurrent_trials, ray.cluster_resources())  # RAY
-    print(f"[drml] each trial: {plan.workers} ({plan.cpus:g} CPUs{f', {plan.gpus:g} GPUs' if plan.gpus else ''}); "
+    gpus = f", {counted(plan.gpus, 'GPU')}" if plan.gpus else ""
+    print(f"[drml] each trial: {plan.workers} ({counted(plan.cpus, 'CPU')}{gpus}); "
           f"{limit} trial(s) at a time; search {settings.search}, scheduler {settings.scheduler.type}")  # fmt: skip
     trainable = tune.with_parameters(trial, kind=kind.name, base=cfg.model_dump(mode="json"), shared=shared,  # RAY
                                      experiment_dir=str(run_dir / TUNE_SUBDIR), callbacks=list(callbacks))  # fmt: skip
