@@ -38,7 +38,35 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(shown: bool) -> None:
+    """``drml --version``: drml-ray's and the versions it runs with (read from the installed packages: no import)."""
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def installed(name: str) -> str:
+            try:
+                return version(name)
+            except PackageNotFoundError:
+                return "not installed"
+
+        used = ", ".join(f"{name} {installed(name)}" for name in ("ray", "torch", "transformers"))
+        typer.echo(f"drml-ray {installed('drml-ray')} ({used}; Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the versions and exit.")
+    ] = False,
+) -> None:
+    """drml-ray: distributed NER fine-tuning, meta-learning and RL on Ray."""
+
+
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 configs_app = typer.Typer(help="The experiment files shipped with drml-ray.", no_args_is_help=True)

@@ -58,6 +58,14 @@ def test_unknown_override_exits_2(tmp_path):
     assert result.exit_code == 2 and "unknown key 'backbon' in model" in result.output
 
 
+def test_version_and_short_help():
+    from importlib.metadata import version
+
+    shown = cli("--version")
+    assert shown.exit_code == 0 and shown.output.startswith(f"drml-ray {version('drml-ray')} (ray {version('ray')}, ")
+    assert cli("finetune", "-h").output == cli("finetune", "--help").output != ""
+
+
 def test_predict_needs_exactly_one_input(tmp_path):
     result = cli("predict", tmp_path, "--text", "a", "--input", tmp_path / "x")
     assert result.exit_code == 2 and "exactly one of --text or --input" in result.output
