@@ -44,7 +44,8 @@ def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str
     if strategy is None and len(names) == 1:
         return names[0]
     if strategy not in names:
-        raise UserError(f"{run_dir} ran {', '.join(names)}: name one with --strategy")
+        given = f"--strategy {strategy} is not one of them" if strategy else "name one with --strategy"
+        raise UserError(f"{run_dir} ran {', '.join(names)}: {given}")
     return strategy
 
 

@@ -214,3 +214,14 @@ def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     report = CliRunner().invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output
     assert "Continual learning (class-incremental)" in (run_dir / "report.md").read_text()
+
+
+def test_extend_names_the_strategy_the_run_did_not_run(tmp_path):
+    from drml_ray.continual.extend import _strategy
+
+    table = {"strategies": {"naive": {}, "replay": {}}}
+    assert _strategy(table, "replay", tmp_path) == "replay"
+    with pytest.raises(UserError, match=r"ran naive, replay: --strategy gem is not one of them"):
+        _strategy(table, "gem", tmp_path)
+    with pytest.raises(UserError, match=r"ran naive, replay: name one with --strategy"):
+        _strategy(table, None, tmp_path)
