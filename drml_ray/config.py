@@ -422,8 +422,10 @@ def _task_spec(spec: str) -> str:
         generated_task_types(spec)
     elif spec not in CORPORA:
         if not is_task_folder(spec):
+            cut = ("; a type cut off a generated task? In YAML's [a, b] a comma ends an item: quote the task, "
+                   '"generated:PER,ORG"') if spec in GENERATED_TYPES else ""  # fmt: skip
             raise ValueError(f"unknown task {spec!r}: a corpus ({', '.join(CORPORA)}), generated:TYPES, or a folder "
-                             "of your own train, dev and test files (a path: ./clinical)")  # fmt: skip
+                             f"of your own train, dev and test files (a path: ./clinical){cut}")  # fmt: skip
         folder_splits(spec)
         # absolute from here on: Ray's actors and Tune's trials may run in another working folder than this one
         return str(Path(spec).expanduser().resolve())

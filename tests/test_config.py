@@ -140,6 +140,14 @@ def test_a_meta_section_makes_a_meta_experiment_with_the_same_errors(tmp_path):
         load_config(path)
     with pytest.raises(ConfigError, match="shots are positive integers or 'all'"):
         load_config(write(tmp_path, "meta: {}\neval:\n  shots: [0, all]\n"))
+    with pytest.raises(ConfigError) as err:  # one message, not one per member of int | 'all'
+        load_config(write(tmp_path, "meta: {}\neval:\n  shots: [many]\n"))
+    assert str(err.value).endswith("eval.shots: shots are positive integers or 'all' (got ['many'])")
+    for tasks in ("train_tasks: []", "heldout_tasks: []"):  # (an IndexError and a ZeroDivisionError once)
+        with pytest.raises(ConfigError, match=r"List should have at least 1 item"):
+            load_config(write(tmp_path, f"meta:\n  {tasks}\n"))
+    with pytest.raises(ConfigError, match=r"unknown task 'ORG'.*a comma ends an item: quote the task"):
+        load_config(write(tmp_path, "meta:\n  heldout_tasks: [generated:PER,ORG]\n"))
 
 
 def test_a_kind_that_moves_every_weight_refuses_another_strategy_at_the_model_line(tmp_path):

@@ -3,7 +3,7 @@ sections on top of the shared model and task-data sections."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import field_validator
 
@@ -34,12 +34,12 @@ class MetaSettings(ActorSettings):
     """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
     algorithms: NonEmpty[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
     """Algorithms to meta-train, one after the other; each writes ``<run>/<algorithm>/``."""
-    train_tasks: list[TaskSpec] = [
+    train_tasks: NonEmpty[TaskSpec] = [
         "conll2003", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
     ]  # fmt: skip
     """Meta-training tasks: registered corpora, ``generated:PER,LOC`` (the generated corpus, those types), or folders
     of your own ``train.*``, ``dev.*`` and ``test.*`` files (a path: ``./data/clinical``)."""
-    heldout_tasks: list[TaskSpec] = ["crossner_politics"]
+    heldout_tasks: NonEmpty[TaskSpec] = ["crossner_politics"]
     """Held-out tasks: only their label names are seen before adaptation; their dev set scores meta-training."""
     meta_steps: Count = 150
     """Outer updates."""
@@ -116,12 +116,15 @@ class AdaptSettings(Section):
     workers: Count = 2
     """Ray actors adapting cells in parallel."""
 
-    @field_validator("shots")
+    @field_validator("shots", mode="before")
     @classmethod
-    def _positive_shots(cls, shots: list[Shots]) -> list[Shots]:
-        if any(k != "all" and k < 1 for k in shots):
+    def _positive_shots(cls, shots: Any) -> Any:
+        """One message for any wrong item (pydantic's would be one per member of ``int | 'all'``)."""
+        if not isinstance(shots, list):
+            return shots
+        if not all(k == "all" or (str(k).isdigit() and int(k) >= 1) for k in shots):
             raise ValueError("shots are positive integers or 'all'")
-        return shots
+        return [k if k == "all" else int(k) for k in shots]
 
 
 class MetaExperiment(Experiment):
