@@ -119,8 +119,18 @@ class LoraSettings(Section):
     """Linear layers that get adapters (BERT attention projections by default)."""
 
 
+BUILT_IN_BACKBONES = ("minilm", "tiny-random-bert")
+
+
+def _backbone(name: str) -> str:
+    """A backbone folder here made absolute (Ray's actors and Tune's trials may run in another working folder, where
+    the relative path names nothing or something else); a built-in name or a Hub id unchanged."""
+    path = Path(name).expanduser()
+    return str(path.resolve()) if name not in BUILT_IN_BACKBONES and path.exists() else name
+
+
 class ModelConfig(Section):
-    backbone: str = "minilm"
+    backbone: Annotated[str, AfterValidator(_backbone)] = "minilm"
     """``minilm`` (the packaged all-MiniLM-L6-v2), ``tiny-random-bert`` (tests), a local folder or a Hub id."""
     strategy: Literal["full", "top", "lora"] = "full"
     """What trains: every weight, the last ``top_layers`` encoder layers + head, or LoRA adapters + head."""

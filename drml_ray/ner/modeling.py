@@ -27,14 +27,13 @@ from transformers import (
     PreTrainedModel,
 )
 
-from drml_ray.config import ModelConfig
+from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.casing import grow_token_types
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
-PACKAGED_MINILM = "minilm"
-TINY_RANDOM_BERT = "tiny-random-bert"
+PACKAGED_MINILM, TINY_RANDOM_BERT = BUILT_IN_BACKBONES
 
 
 def packaged_minilm_dir() -> Path:

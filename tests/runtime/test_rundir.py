@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from drml_ray.config import FinetuneConfig, TuneSettings, dump_config
+from drml_ray.config import FinetuneConfig, ModelConfig, TuneSettings, dump_config
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.rundir import atomic_write_json, check_same_config, open_run, read_json
 
@@ -58,3 +58,15 @@ def test_a_run_file_that_no_longer_parses_is_named_as_damaged(tmp_path):
     (tmp_path / "results.json").write_text('{"test": [1,')
     with pytest.raises(UserError, match=r"results.json: damaged, not the JSON drml wrote \(Expecting value: line 1"):
         read_json(tmp_path / "results.json")
+
+
+def test_a_backbone_folder_is_made_absolute_and_a_run_written_with_it_relative_continues(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("bb", "minilm"):
+        (tmp_path / name).mkdir()
+    assert [ModelConfig(backbone=b).backbone for b in ("bb", "minilm", "org/model")] == [
+        str(tmp_path / "bb"), "minilm", "org/model"]  # fmt: skip
+    cfg = FinetuneConfig(name="x", model={"backbone": "bb"})
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text(dump_config(cfg).replace(str(tmp_path / "bb"), "bb"))
+    open_run(tmp_path / "r", cfg)  # (a run of an earlier drml, which kept the path as written: the same config)
