@@ -337,6 +337,7 @@ def predict(
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
     from drml_ray.runtime.rundir import atomic_write_text
+    from drml_ray.text import counted
 
     if (text is None) == (input_ is None):
         raise UserError("give exactly one of --text or --input (--input - reads standard input)")
@@ -344,6 +345,8 @@ def predict(
         raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
+    if output is not None and output.is_dir():
+        raise UserError(f"--output {output}: a folder; name the JSON-lines file, e.g. {output / 'preds.jsonl'}")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     if text is not None:
@@ -359,7 +362,7 @@ def predict(
             typer.echo(line)
     else:
         atomic_write_text(output, "".join(f"{line}\n" for line in lines))
-        typer.echo(f"[drml] {len(texts):,} predictions written to {output}", err=True)
+        typer.echo(f"[drml] {counted(len(texts), 'prediction')} written to {output}", err=True)
 
 
 @app.command(
