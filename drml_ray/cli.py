@@ -508,6 +508,8 @@ def data_convert(
 
     if from_scheme not in ("iob1", "iob2", "auto"):
         raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
+    if dest.is_dir():
+        raise UserError(f"{dest}: a folder; name the file to write, e.g. {dest / Path(source).name}")
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     [sentences] = read_files([str(source)], None if from_scheme == "auto" else from_scheme)  # type: ignore[arg-type]

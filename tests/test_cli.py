@@ -122,6 +122,8 @@ def test_data_convert_refuses_a_token_conll_columns_cannot_hold_and_makes_the_fo
     assert result.exit_code == 2 and "cannot write sentence 1, word 1 as CoNLL columns" in result.output
     assert "'New York'" in result.output and not (tmp_path / "out.conll").exists()
     assert cli("data", "convert", tmp_path / "in.parquet", tmp_path / "new" / "out.parquet").exit_code == 0
+    folder = cli("data", "convert", tmp_path / "in.parquet", tmp_path / "new", "--overwrite")
+    assert folder.exit_code == 2 and "new: a folder; name the file to write" in folder.output
     assert read_parquet(tmp_path / "new" / "out.parquet")[0].tokens == ("New York", "rains")
 
 
