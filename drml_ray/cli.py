@@ -72,6 +72,13 @@ app.add_typer(data_app, name="data")
 configs_app = typer.Typer(help="The experiment files shipped with drml-ray.", no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
 
+
+def _file_to_write(path: Path, example: str) -> None:
+    """Refuse a folder where a command writes one file (it would fail as a bug, an IsADirectoryError, at the end)."""
+    if path.is_dir():
+        raise UserError(f"{path}: a folder; name the file to write, e.g. {path / example}")
+
+
 BUG_REPORT = "this is a bug in drml-ray, not in your input: please report it with the traceback above"
 
 ConfigArg = Annotated[
@@ -345,8 +352,8 @@ def predict(
         raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
-    if output is not None and output.is_dir():
-        raise UserError(f"--output {output}: a folder; name the JSON-lines file, e.g. {output / 'preds.jsonl'}")
+    if output is not None:
+        _file_to_write(output, "preds.jsonl")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     if text is not None:
@@ -403,6 +410,7 @@ def serve_command(
                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, cpus=cpus, dtype=dtype,
                         log_requests=log_requests, limits=Limits(max_chars, max_texts, max_body))  # fmt: skip
     if build is not None:
+        _file_to_write(build, "serve.yaml")
         write_serve_config(sources, opts, build)
         typer.echo(f"[drml] wrote {build}; deploy it with `serve deploy {build}`")
         return
@@ -508,8 +516,7 @@ def data_convert(
 
     if from_scheme not in ("iob1", "iob2", "auto"):
         raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
-    if dest.is_dir():
-        raise UserError(f"{dest}: a folder; name the file to write, e.g. {dest / Path(source).name}")
+    _file_to_write(dest, Path(source).name)
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     [sentences] = read_files([str(source)], None if from_scheme == "auto" else from_scheme)  # type: ignore[arg-type]

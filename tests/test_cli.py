@@ -92,7 +92,7 @@ def test_predict_reads_standard_input_as_it_reads_a_file_and_a_run_directory_as_
     assert from_file.exit_code == from_stdin.exit_code == 0, from_stdin.output
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text() != ""
     folder = cli("predict", tmp_path / "run", "--text", "Anna", "--output", tmp_path, "--overwrite")
-    assert folder.exit_code == 2 and "a folder; name the JSON-lines file" in folder.output
+    assert folder.exit_code == 2 and "a folder; name the file to write, e.g." in folder.output
     binary = cli("predict", tmp_path / "run", "--input", "-", stdin="a\x00b\n")
     assert binary.exit_code == 2 and "<stdin>: binary content" in binary.output
 
