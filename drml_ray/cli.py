@@ -15,7 +15,6 @@ import inspect
 import logging
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -24,7 +23,9 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from drml_ray.errors import RunExistsError, RunInterrupted, UserError
+from drml_ray.cli_data import data_app
+from drml_ray.cli_support import file_to_write, user_errors
+from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 
 # Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
@@ -67,19 +68,10 @@ def _top(
     """drml-ray: distributed NER fine-tuning, meta-learning and RL on Ray."""
 
 
-data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 configs_app = typer.Typer(help="The experiment files shipped with drml-ray.", no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
 
-
-def _file_to_write(path: Path, example: str) -> None:
-    """Refuse a folder where a command writes one file (it would fail as a bug, an IsADirectoryError, at the end)."""
-    if path.is_dir():
-        raise UserError(f"{path}: a folder; name the file to write, e.g. {path / example}")
-
-
-BUG_REPORT = "this is a bug in drml-ray, not in your input: please report it with the traceback above"
 
 ConfigArg = Annotated[
     Path, typer.Argument(help="Experiment YAML: a path, or a shipped config (drml configs list), e.g. ner/smoke.")
@@ -100,34 +92,6 @@ Inits = Annotated[
     typer.Option("--init", help="A meta-learned model folder (for every meta method) or METHOD=PATH; default: the "
                  "folders meta-train wrote in the output directory."),
 ]  # fmt: skip
-
-
-def user_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """A user's mistake prints as one line, exit 2; Ctrl+C of a run that can resume, exit 130; a bug keeps its
-    traceback, exit 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs) -> None:
-        try:
-            command(*args, **kwargs)
-        except UserError as err:
-            typer.secho(f"drml: error: {err}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
-        except RunInterrupted as err:
-            typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
-            raise typer.Exit(130) from None
-        except KeyboardInterrupt:
-            typer.secho("drml: interrupted (Ctrl+C): what finished is kept; the same command continues from the last "
-                        "checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW, err=True)  # fmt: skip
-            raise typer.Exit(130) from None
-        except (typer.Exit, typer.Abort, typer.BadParameter):
-            raise
-        except Exception:
-            traceback.print_exc()
-            typer.secho(f"drml: internal error: {BUG_REPORT}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
 
 
 def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
@@ -353,7 +317,7 @@ def predict(
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
     if output is not None:
-        _file_to_write(output, "preds.jsonl")
+        file_to_write(output, "preds.jsonl")
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     if text is not None:
@@ -410,7 +374,7 @@ def serve_command(
                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, cpus=cpus, dtype=dtype,
                         log_requests=log_requests, limits=Limits(max_chars, max_texts, max_body))  # fmt: skip
     if build is not None:
-        _file_to_write(build, "serve.yaml")
+        file_to_write(build, "serve.yaml")
         write_serve_config(sources, opts, build)
         typer.echo(f"[drml] wrote {build}; deploy it with `serve deploy {build}`")
         return
@@ -427,101 +391,6 @@ def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> No
     from drml_ray.quickstart import run_quickstart
 
     run_quickstart(config_path("ner/quickstart"), output_dir, overwrite=overwrite)
-
-
-@data_app.command("list")
-def data_list() -> None:
-    """The corpora drml-ray can fetch by name, and whether each is in the cache."""
-    from drml_ray.data.fetch import cached_paths, data_dir
-    from drml_ray.data.registry import CORPORA
-
-    typer.echo(f"cache: {data_dir()}  (DRML_DATA_DIR)   mirror: {os.environ.get('DRML_DATA_MIRROR') or '-'}")
-    for spec in CORPORA.values():
-        state = "cached" if cached_paths(spec) else "not cached"
-        typer.echo(f"{spec.name:22} {state:11} {spec.scheme}  {spec.description}; licence: {spec.licence}")
-    typer.echo(f"{'generated':22} {'built-in':11} iob2  template sentences (PER, ORG, LOC, MISC) for tests")
-
-
-@data_app.command(
-    "fetch", epilog="Examples: `drml data fetch crossner_politics` · `drml data fetch conll2003 --source ~/conll`"
-)
-@user_errors
-def data_fetch(
-    name: Annotated[str, typer.Argument(help="A corpus name (drml data list), or 'crossner' for all five domains.")],
-    source: Annotated[
-        str | None, typer.Option(help="A folder or URL holding the files (beats DRML_DATA_MIRROR).")
-    ] = None,
-    force: Annotated[bool, typer.Option(help="Fetch again even if cached.")] = False,
-    output_dir: Annotated[
-        Path | None, typer.Option("--output-dir", "-o", help="Cache folder [default: DRML_DATA_DIR].")
-    ] = None,
-) -> None:
-    """Download (or copy from a mirror) a corpus into the cache, verifying sha256."""
-    from drml_ray.data.fetch import fetch
-    from drml_ray.data.registry import CROSSNER_DOMAINS, get_spec
-
-    if output_dir is not None:
-        os.environ["DRML_DATA_DIR"] = str(output_dir)
-    names = [f"crossner_{d}" for d in CROSSNER_DOMAINS] if name == "crossner" else [name]
-    for corpus in names:
-        paths = fetch(get_spec(corpus), source=source, force=force)
-        for split, path in paths.items():
-            typer.echo(f"{corpus} {split}: {path}")
-
-
-@data_app.command(
-    "inspect",
-    epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
-    "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)",
-)
-@user_errors
-def data_inspect(
-    files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, demonstrations files "
-                                                     "(transitions.parquet), or folders holding these.")],
-) -> None:  # fmt: skip
-    """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found;
-    for demonstrations, their episodes, steps, ends and true returns."""
-    from drml_ray.data.inspect import format_inspection, inspect_file
-    from drml_ray.irl.demos import describe, is_demonstrations
-
-    for path in files:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.parquet") if is_demonstrations(p))
-            if not found:
-                raise UserError(f"{path}: no demonstrations (transitions.parquet of drml rl expert) in this folder")
-            typer.echo("\n".join(describe(p) for p in found))
-        elif not path.is_file():
-            raise UserError(f"{path}: no such file")
-        elif is_demonstrations(path):
-            typer.echo(describe(path))
-        else:
-            typer.echo(format_inspection(inspect_file(path)))
-
-
-@data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")
-@user_errors
-def data_convert(
-    source: Annotated[Path, typer.Argument(help="A CoNLL or .parquet corpus file.")],
-    dest: Annotated[Path, typer.Argument(help="Output: .parquet for Parquet, anything else for CoNLL columns.")],
-    from_scheme: Annotated[
-        str,
-        typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
-    ] = "auto",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
-) -> None:
-    """Convert a corpus between CoNLL columns and Parquet; IOB1 and BIOES-style input is rewritten as IOB2."""
-    from drml_ray.data.conll import write_conll
-    from drml_ray.data.load import read_files
-    from drml_ray.data.parquet import write_parquet
-
-    if from_scheme not in ("iob1", "iob2", "auto"):
-        raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
-    _file_to_write(dest, Path(source).name)
-    if dest.exists() and not overwrite:
-        raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
-    [sentences] = read_files([str(source)], None if from_scheme == "auto" else from_scheme)  # type: ignore[arg-type]
-    (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
-    typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
 
 
 def main() -> None:

@@ -1,0 +1,49 @@
+"""What every ``drml`` command shares: a user's mistake as one line (exit 2), a bug with its traceback (exit 1),
+Ctrl+C of a run that can resume (exit 130); and the check of a file the command writes."""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+
+from drml_ray.errors import RunInterrupted, UserError
+
+BUG_REPORT = "this is a bug in drml-ray, not in your input: please report it with the traceback above"
+
+
+def user_errors(command: Callable[..., None]) -> Callable[..., None]:
+    """A user's mistake prints as one line, exit 2; Ctrl+C of a run that can resume, exit 130; a bug keeps its
+    traceback, exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except UserError as err:
+            typer.secho(f"drml: error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+        except RunInterrupted as err:
+            typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:
+            typer.secho("drml: interrupted (Ctrl+C): what finished is kept; the same command continues from the last "
+                        "checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW, err=True)  # fmt: skip
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception:
+            traceback.print_exc()
+            typer.secho(f"drml: internal error: {BUG_REPORT}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from None
+
+    return wrapper
+
+
+def file_to_write(path: Path, example: str) -> None:
+    """Refuse a folder where a command writes one file (it would fail as a bug, an IsADirectoryError, at the end)."""
+    if path.is_dir():
+        raise UserError(f"{path}: a folder; name the file to write, e.g. {path / example}")
