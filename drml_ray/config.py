@@ -122,7 +122,7 @@ class LoraSettings(Section):
 BUILT_IN_BACKBONES = ("minilm", "tiny-random-bert")
 
 
-def _backbone(name: str) -> str:
+def absolute_backbone(name: str) -> str:
     """A backbone folder here made absolute (Ray's actors and Tune's trials may run in another working folder, where
     the relative path names nothing or something else); a built-in name or a Hub id unchanged."""
     path = Path(name).expanduser()
@@ -130,7 +130,7 @@ def _backbone(name: str) -> str:
 
 
 class ModelConfig(Section):
-    backbone: Annotated[str, AfterValidator(_backbone)] = "minilm"
+    backbone: Annotated[str, AfterValidator(absolute_backbone)] = "minilm"
     """``minilm`` (the packaged all-MiniLM-L6-v2), ``tiny-random-bert`` (tests), a local folder or a Hub id."""
     strategy: Literal["full", "top", "lora"] = "full"
     """What trains: every weight, the last ``top_layers`` encoder layers + head, or LoRA adapters + head."""

@@ -65,13 +65,14 @@ def check_resources(cpus: float, gpus: float, what: str) -> None:
     """Refuse work that a local Ray can never hold (Ray would wait for it forever, silently); on a cluster
     (``RAY_ADDRESS``), where an autoscaler may add nodes, say what it waits for instead."""
     from drml_ray.errors import UserError
+    from drml_ray.text import counted
 
     have = ray.cluster_resources()  # RAY
-    short = [f"{need:g} {name}s" for name, need in (("CPU", cpus), ("GPU", gpus)) if need > have.get(name, 0)]
+    short = [counted(need, name) for name, need in (("CPU", cpus), ("GPU", gpus)) if need > have.get(name, 0)]
     if not short:
         return
-    message = (f"{what} needs {' and '.join(short)}, and this Ray has {have.get('CPU', 0):g} CPUs and "
-               f"{have.get('GPU', 0):g} GPUs")  # fmt: skip
+    message = (f"{what} needs {' and '.join(short)}, and this Ray has {counted(have.get('CPU', 0), 'CPU')} and "
+               f"{counted(have.get('GPU', 0), 'GPU')}")  # fmt: skip
     if os.environ.get("RAY_ADDRESS"):
         log.warning("%s: it waits until an autoscaler adds them (Ctrl+C stops it)", message)
         return

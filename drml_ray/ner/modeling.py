@@ -27,7 +27,7 @@ from transformers import (
     PreTrainedModel,
 )
 
-from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig
+from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.casing import grow_token_types
 
@@ -53,10 +53,7 @@ def resolve_backbone(name: str) -> str:
 
     ``tiny-random-bert`` resolves to the packaged MiniLM too: it borrows that tokenizer.
     """
-    if name in (PACKAGED_MINILM, TINY_RANDOM_BERT):
-        return str(packaged_minilm_dir())
-    path = Path(name).expanduser()
-    return str(path.resolve()) if path.exists() else name
+    return str(packaged_minilm_dir()) if name in BUILT_IN_BACKBONES else absolute_backbone(name)
 
 
 def _why_not(backbone: str, err: Exception) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from drml_ray.config import dump_config
-from drml_ray.errors import RunExistsError, RunInterrupted, UserError  # noqa: F401  (re-exported)
+from drml_ray.errors import RunExistsError, RunInterrupted, UserError, first_line  # noqa: F401  (re-exported)
 
 FINISHED_MARKER = "results.json"
 META_TRAIN_FILE = "meta_train.json"
@@ -89,12 +89,12 @@ def check_same_config(written: Path, cfg: Any, free: Sequence[str] = ()) -> None
 
 def _written_config(written: Path) -> dict[str, Any]:
     """The mapping in a run's ``config.yaml``; a file that holds none (edited by hand, or not drml's) is refused."""
+    data, why = None, "not a mapping"
     try:
         data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        data = err
+        why = f"{type(err).__name__}: {first_line(err)}"
     if not isinstance(data, dict):
-        why = f"{type(data).__name__}: {data}".splitlines()[0] if isinstance(data, Exception) else "not a mapping"
         raise RunExistsError(f"{written} is not the config of a run ({why}); pass --overwrite to start over there, "
                              "or --output-dir to run elsewhere")  # fmt: skip
     return data
@@ -159,9 +159,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     path = Path(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:  # (JSONDecodeError is a ValueError)
-        raise UserError(f"{path}: damaged, not the JSON drml wrote ({str(err).splitlines()[0]}); restore it, or run "
-                        "again with --overwrite") from None  # fmt: skip
+    except ValueError as err:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        raise UserError(f"{path}: damaged, not the JSON drml wrote ({first_line(err)}); restore it, or run again "
+                        "with --overwrite") from None  # fmt: skip
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

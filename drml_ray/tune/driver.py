@@ -76,10 +76,11 @@ def concurrent_trials(plan: TrialPlan, limit: int | None, cluster: dict[str, flo
         return limit
     fits = how_many_fit(plan.cpus, plan.gpus, cluster) or 0
     if fits < 1:
+        gpus = f" and {counted(plan.gpus, 'GPU')}" if plan.gpus else ""
         raise UserError(
-            f"one trial needs {plan.cpus:g} CPUs{f' and {plan.gpus:g} GPUs' if plan.gpus else ''} ({plan.workers}) but "
-            f"the cluster has {cluster.get('CPU', 0):g} CPUs: use fewer workers, or set tune.max_concurrent_trials "
-            "on an autoscaling cluster"
+            f"one trial needs {counted(plan.cpus, 'CPU')}{gpus} ({plan.workers}) but the cluster has "
+            f"{counted(cluster.get('CPU', 0), 'CPU')}: use fewer workers, or set tune.max_concurrent_trials on an "
+            "autoscaling cluster"
         )
     return fits
 
