@@ -24,7 +24,9 @@ contenders) is reported on its own. Contenders:
 
 ``--bf16`` trains every contender under bf16 autocast (the Trainer with ``bf16=True``), fp32 otherwise.
 ``--head-lr`` gives every contender's classification head its own rate without warm-up (drml's ``train.head_lr``;
-the Trainer is handed that optimizer and schedule).
+the Trainer is handed that optimizer and schedule). ``--warmup-ratio`` is the share of the schedule over which
+every contender's rate warms up (0.1 by default; a ``--drml-config`` keeps its own ``train.warmup_ratio`` unless
+``--drml-set`` changes it).
 ``--drml-config configs/ner/conll2003_context.yaml`` runs the drml contenders with that file's recipe instead
 (its epochs, batch, rates, document context, word shapes, averaging and decoding; the benchmark sets only the seed,
 corpus, evaluation interval and workers, and ``--drml-set KEY=VALUE`` what it is told): each contender's best
@@ -161,7 +163,7 @@ def optimizer_and_schedule(model: torch.nn.Module, total: int, args: argparse.Na
     """AdamW with weight decay on matrices only (the head at ``--head-lr`` without warm-up when given), and the
     warm-up and linear decay of the recipe: drml's own groups and schedule."""
     optimizer = torch.optim.AdamW(param_groups(model, 0.01, args.head_lr), lr=args.lr, fused=fused)
-    warmup = int(0.1 * total)
+    warmup = int(args.warmup_ratio * total)
     schedules = [group_schedule(group, warmup, total) for group in optimizer.param_groups]
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedules)
 
@@ -186,8 +188,8 @@ def run_trainer(bench: Bench) -> Curve:
     with tempfile.TemporaryDirectory() as out:
         training = TrainingArguments(
             output_dir=out, per_device_train_batch_size=args.batch, num_train_epochs=args.epochs,
-            learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=int(0.1 * per_epoch * args.epochs),
-            weight_decay=0.01,
+            learning_rate=args.lr, lr_scheduler_type="linear", weight_decay=0.01,
+            warmup_steps=int(args.warmup_ratio * per_epoch * args.epochs),
             max_grad_norm=1.0, train_sampling_strategy="group_by_length", save_strategy="no", report_to=[],
             use_cpu=True, dataloader_num_workers=0, seed=args.seed, disable_tqdm=True, logging_strategy="no",
             bf16=args.bf16,
@@ -241,7 +243,8 @@ def run_drml(bench: Bench, workers: int) -> Curve:
     cfg = drml_recipe(args, curve.name, workers) if args.drml_config else FinetuneConfig.model_validate({
         "name": curve.name, "seed": args.seed, "model": {"backbone": args.model, "max_length": 128},
         "train": {"epochs": args.epochs, "batch_size": args.batch, "lr": args.lr, "head_lr": args.head_lr,
-                  "warmup_ratio": 0.1, "patience": 10**6, "eval_every_steps": args.eval_every, "log_every_steps": 50,
+                  "warmup_ratio": args.warmup_ratio, "patience": 10**6, "eval_every_steps": args.eval_every,
+                  "log_every_steps": 50,
                   "precision": "bf16" if args.bf16 else "fp32", "pack_sequences": args.pack},
         "scaling": {"num_workers": workers, "cpus_per_worker": cpus_per_worker(workers)},
     })  # fmt: skip
@@ -284,6 +287,7 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=1000, help="optimizer steps (and each epoch's end)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--warmup-ratio", type=float, default=0.1, help="of the schedule (drml: unless its config's)")
     parser.add_argument("--head-lr", type=float, help="every contender: the head's own rate, no warm-up")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--model", default=str(packaged_minilm_dir()))

@@ -31,6 +31,17 @@ NonEmpty = Annotated[list[T], Field(min_length=1)]
 """A list with at least one value (methods, seeds, tasks to compare)."""
 
 
+def absolute_path(path: str) -> str:
+    """A local file or folder made absolute against the working folder drml was started in: Ray's actors and
+    Tune's trials (which Tune moves into their own trial folders) may run in another one, where the relative path
+    names nothing or something else."""
+    return str(Path(path).expanduser().resolve())
+
+
+LocalPath = Annotated[str, AfterValidator(absolute_path)]
+"""A local file or folder, relative to the working folder; kept (and written to ``config.yaml``) absolute."""
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys forbidden, no type coercion, immutable."""
 
@@ -62,12 +73,12 @@ class DataConfig(Section):
     corpus: str | None = None
     """A registered corpus (``drml data list``: conll2003, crossner_politics, ...), or ``generated``; leave it
     out to train on your own files (``train``, ``dev`` and ``test``, all three); with neither: ``generated``."""
-    train: str | None = None
+    train: LocalPath | None = None
     """A CoNLL or Parquet file: your corpus' train split, or one replacing the corpus' (relative to the
     working folder). The label set is the train split's."""
-    dev: str | None = None
+    dev: LocalPath | None = None
     """A CoNLL or Parquet file replacing the corpus' dev split."""
-    test: str | None = None
+    test: LocalPath | None = None
     """A CoNLL or Parquet file replacing the corpus' test split."""
     scheme: Literal["iob1", "iob2"] | None = None
     """Tag scheme of files given by path; default: the corpus' own scheme (IOB2 for generated)."""
@@ -123,10 +134,8 @@ BUILT_IN_BACKBONES = ("minilm", "tiny-random-bert")
 
 
 def absolute_backbone(name: str) -> str:
-    """A backbone folder here made absolute (Ray's actors and Tune's trials may run in another working folder, where
-    the relative path names nothing or something else); a built-in name or a Hub id unchanged."""
-    path = Path(name).expanduser()
-    return str(path.resolve()) if name not in BUILT_IN_BACKBONES and path.exists() else name
+    """A backbone folder here made absolute (:func:`absolute_path`); a built-in name or a Hub id unchanged."""
+    return absolute_path(name) if name not in BUILT_IN_BACKBONES and Path(name).expanduser().exists() else name
 
 
 class ModelConfig(Section):

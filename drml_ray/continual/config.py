@@ -9,6 +9,7 @@ from drml_ray.config import (
     Discount,
     Experiment,
     FinetuneConfig,
+    LocalPath,
     ModelConfig,
     NonEmpty,
     NonNegative,
@@ -62,7 +63,7 @@ class ContinualSettings(Section):
     """``naive`` (plain sequential fine-tuning), ``replay``, ``ewc`` (online), ``lwf`` (distillation on the old
     types' logits) and ``joint`` (everything seen so far, the upper bound); ``lwf+replay`` and ``ewc+replay`` add
     the replay buffer to the training data of the other's loss."""
-    meta_init: str | None = None
+    meta_init: LocalPath | None = None
     """A meta-learned model folder (``drml meta-train``'s ``<run>/reptile``): the ``meta_init_strategies`` run
     again from it, as ``NAME@meta``, to compare their R with the plain start's."""
     meta_init_strategies: list[Strategy] = ["naive"]

@@ -46,7 +46,7 @@ def planned_runs(cfg: ContinualExperiment) -> dict[str, tuple[str, str]]:
     c = cfg.continual
     runs = {s: (s, cfg.model.backbone) for s in c.strategies}
     if c.meta_init is not None:
-        runs |= {f"{s}@meta": (s, str(Path(c.meta_init).expanduser().resolve())) for s in c.meta_init_strategies}
+        runs |= {f"{s}@meta": (s, c.meta_init) for s in c.meta_init_strategies}
     return runs
 
 

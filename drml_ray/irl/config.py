@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from drml_ray.config import Count, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section, Seed
+from drml_ray.config import Count, LocalPath, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section, Seed
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
 
 IRLMethod = Literal["bc", "gail", "airl"]
@@ -121,7 +121,7 @@ class IRLSettings(Section):
     """Points of each learning curve (true return during training)."""
     workers: Count = 2
     """Ray actors, each running one GAIL or AIRL cell at a time (BC cells run on the driver)."""
-    experts_dir: str | None = None
+    experts_dir: LocalPath | None = None
     """The run directory of a ``drml rl expert`` whose experts and demonstrations to imitate; default: this run's
     own ``--output-dir``. ``drml tune`` needs it (every trial imitates the same experts)."""
 

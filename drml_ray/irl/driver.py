@@ -255,7 +255,7 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
     from drml_ray.irl.results import write_irl_outputs
 
     run_dir = Path(run_dir).expanduser().resolve()
-    root = Path(cfg.irl.experts_dir).expanduser().resolve() if cfg.irl.experts_dir else run_dir
+    root = Path(cfg.irl.experts_dir) if cfg.irl.experts_dir else run_dir
     experts = {f: load_expert(root, cfg, f) for f in cfg.families()}  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     irl, cells_path = cfg.irl, run_dir / CELLS_FILE
@@ -303,7 +303,7 @@ def prepare_search(cfg: IRLExperiment) -> tuple[None, str]:
     if not cfg.irl.experts_dir:
         raise UserError(f"{cfg.name}: drml tune needs irl.experts_dir, a finished `drml rl expert` run of this "
                         "config whose demonstrations every trial imitates")  # fmt: skip
-    root = Path(cfg.irl.experts_dir).expanduser().resolve()
+    root = Path(cfg.irl.experts_dir)
     for family in cfg.families():
         load_expert(root, cfg, family)
     return (

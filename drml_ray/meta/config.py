@@ -11,6 +11,7 @@ from drml_ray.config import (
     ActorSettings,
     Count,
     Experiment,
+    LocalPath,
     ModelConfig,
     NonEmpty,
     NonNegativeFloat,
@@ -111,7 +112,7 @@ class AdaptSettings(Section):
     """Learning rate of that pre-training."""
     conll_task: TaskSpec = "conll2003"
     """The task the ``conll_then_finetune`` start is pre-trained on (tests use a generated one)."""
-    conll_model: str | None = None
+    conll_model: LocalPath | None = None
     """An existing CoNLL-2003 model folder (e.g. ``runs/conll2003/best``) used instead of pre-training one."""
     workers: Count = 2
     """Ray actors adapting cells in parallel."""

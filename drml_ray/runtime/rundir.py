@@ -153,15 +153,21 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
     raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json")
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """A JSON file drml wrote into a run directory; one that no longer parses (edited by hand, cut short by
-    something other than drml) is a :class:`UserError` naming it, not a bug in drml-ray."""
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A JSON object drml wrote into a run directory (every such file holds one); one that no longer parses, or
+    holds something else (edited by hand, cut short by something other than drml), is a :class:`UserError` naming
+    it, not a bug in drml-ray."""
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
-        raise UserError(f"{path}: damaged, not the JSON drml wrote ({first_line(err)}); restore it, or run again "
-                        "with --overwrite") from None  # fmt: skip
+        data, why = None, first_line(err)
+    else:
+        why = f"a JSON {type(data).__name__ if data is not None else 'null'}, not an object"
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: damaged, not the JSON drml wrote ({why}); restore it, or run again with "
+                        "--overwrite")  # fmt: skip
+    return data
 
 
 def replace_dir(tmp_dir: Path, final_dir: Path) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from drml_ray.config import FinetuneConfig, ModelConfig, TuneSettings, dump_config
+from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, TuneSettings, dump_config
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.rundir import atomic_write_json, check_same_config, open_run, read_json
 
@@ -58,6 +60,10 @@ def test_a_run_file_that_no_longer_parses_is_named_as_damaged(tmp_path):
     (tmp_path / "results.json").write_text('{"test": [1,')
     with pytest.raises(UserError, match=r"results.json: damaged, not the JSON drml wrote \(Expecting value: line 1"):
         read_json(tmp_path / "results.json")
+    for text, kind in (("[1, 2]", "list"), ('"done"', "str"), ("null", "null")):  # parses, but is not drml's object
+        (tmp_path / "results.json").write_text(text)
+        with pytest.raises(UserError, match=rf"results.json: damaged, not the JSON drml wrote \(a JSON {kind}, not"):
+            read_json(tmp_path / "results.json")
 
 
 def test_a_backbone_folder_is_made_absolute_and_a_run_written_with_it_relative_continues(tmp_path, monkeypatch):
@@ -70,3 +76,18 @@ def test_a_backbone_folder_is_made_absolute_and_a_run_written_with_it_relative_c
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "config.yaml").write_text(dump_config(cfg).replace(str(tmp_path / "bb"), "bb"))
     open_run(tmp_path / "r", cfg)  # (a run of an earlier drml, which kept the path as written: the same config)
+
+
+def test_every_local_path_of_a_config_is_made_absolute_against_the_working_folder(tmp_path, monkeypatch):
+    """Tune moves each trial into its own folder, where a relative path would name nothing."""
+    from drml_ray.continual.config import ContinualSettings
+    from drml_ray.irl.config import IRLSettings
+    from drml_ray.meta.config import AdaptSettings
+
+    monkeypatch.chdir(tmp_path)
+    data = DataConfig(train="my/train.conll", dev="~/dev.conll", test=str(tmp_path / "t.conll"))
+    assert (data.train, data.dev, data.test) == (
+        str(tmp_path / "my" / "train.conll"), str(Path.home() / "dev.conll"), str(tmp_path / "t.conll"))  # fmt: skip
+    assert ContinualSettings(meta_init="runs/m/reptile").meta_init == str(tmp_path / "runs" / "m" / "reptile")
+    assert AdaptSettings(conll_model="../c/best").conll_model == str(tmp_path.parent / "c" / "best")
+    assert IRLSettings(experts_dir="e").experts_dir == str(tmp_path / "e")
