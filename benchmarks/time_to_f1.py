@@ -4,6 +4,10 @@ pipeline and Hugging Face.
     DRML_DATA_MIRROR=../shared/data python benchmarks/time_to_f1.py --corpus crossner_politics --thresholds 0.45
     DRML_DATA_MIRROR=../shared/data python benchmarks/time_to_f1.py --corpus conll2003 --epochs 3 \\
         --thresholds 0.85,0.88 --eval-every 100 --max-minutes 40
+    # each contender's best recipe on CoNLL (BENCHMARKS.md, session 31): drml's conll2003_fast.yaml in local mode
+    DRML_DATA_MIRROR=../shared/data python benchmarks/time_to_f1.py --corpus conll2003 --epochs 3 \\
+        --thresholds 0.85,0.88,0.90 --eval-every 100 --max-minutes 15 --head-lr 3e-3 \\
+        --contenders seed,hf-trainer,drml-0 --drml-config configs/ner/conll2003_fast.yaml
 
 Choose the thresholds before running. Every contender fine-tunes the same model (the packaged MiniLM) on
 the corpus' train split with the same recipe (AdamW at ``--lr``, weight decay 0.01, batches of ``--batch``
