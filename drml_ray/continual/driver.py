@@ -158,7 +158,7 @@ class StrategyRun:
             if uses(self.strategy, "replay"):
                 c = self.cfg.continual
                 replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
-        return {"R": [r["R"] for r in rows], "baseline": read_json(baseline_path),
+        return {"R": [r["R"] for r in rows], "baseline": read_json(baseline_path, list),
                 "seen": [r["seen"] for r in rows], "labels": labels, "seconds": sum(r["seconds"] for r in rows),
                 "model": str(self.exp_dir(len(rows)) / "best")}  # fmt: skip
 

@@ -153,18 +153,19 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
     raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json")
 
 
-def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A JSON object drml wrote into a run directory (every such file holds one); one that no longer parses, or
-    holds something else (edited by hand, cut short by something other than drml), is a :class:`UserError` naming
-    it, not a bug in drml-ray."""
+def read_json(path: str | os.PathLike[str], shape: type[dict] | type[list] = dict) -> Any:
+    """A JSON object (or, with ``shape=list``, array) drml wrote into a run directory; one that no longer parses,
+    or holds something else (edited by hand, cut short by something other than drml), is a :class:`UserError`
+    naming it, not a bug in drml-ray."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
         data, why = None, first_line(err)
     else:
-        why = f"a JSON {type(data).__name__ if data is not None else 'null'}, not an object"
-    if not isinstance(data, dict):
+        found = type(data).__name__ if data is not None else "null"
+        why = f"a JSON {found}, not {'an object' if shape is dict else 'a list'}"
+    if not isinstance(data, shape):
         raise UserError(f"{path}: damaged, not the JSON drml wrote ({why}); restore it, or run again with "
                         "--overwrite")  # fmt: skip
     return data

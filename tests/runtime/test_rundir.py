@@ -64,6 +64,11 @@ def test_a_run_file_that_no_longer_parses_is_named_as_damaged(tmp_path):
         (tmp_path / "results.json").write_text(text)
         with pytest.raises(UserError, match=rf"results.json: damaged, not the JSON drml wrote \(a JSON {kind}, not"):
             read_json(tmp_path / "results.json")
+    (tmp_path / "baseline.json").write_text("[0.5, 0.25]")  # (the one run file that holds a list)
+    assert read_json(tmp_path / "baseline.json", list) == [0.5, 0.25]
+    with pytest.raises(UserError, match=r"baseline.json: damaged, not the JSON drml wrote \(a JSON dict, not a list"):
+        (tmp_path / "baseline.json").write_text("{}")
+        read_json(tmp_path / "baseline.json", list)
 
 
 def test_a_backbone_folder_is_made_absolute_and_a_run_written_with_it_relative_continues(tmp_path, monkeypatch):
