@@ -56,7 +56,7 @@ def check_inputs(cfg: ContinualExperiment) -> list[Experience]:
 
     check_backbone(cfg.model, num_labels=3)
     meta = cfg.continual.meta_init
-    if meta is not None and not (Path(meta).expanduser() / "config.json").is_file():
+    if meta is not None and not (Path(meta) / "config.json").is_file():
         raise UserError(f"continual.meta_init {meta!r}: no model folder there (config.json); give the folder "
                         "drml meta-train wrote, e.g. runs/NAME/reptile")  # fmt: skip
     return experiences(cfg)
