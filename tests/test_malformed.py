@@ -276,6 +276,12 @@ CASES = [
     Case("paths", "a run's results.json that no longer parses", {"out/config.yaml": "data: {corpus: generated}\n",
          "out/results.json": '{"test": '}, ("report", "{dir}/out"),
          ("{dir}/out/results.json: damaged, not the JSON drml wrote",)),
+    Case("paths", "a run's results.json with a score edited into text",
+         {"out/config.yaml": "data: {corpus: generated}\n",
+          "out/results.json": '{"dev": {"entity": {"micro": {"f1": "high", "precision": 1, "recall": 1}, '
+                              '"per_type": {}}}}'}, ("report", "{dir}/out"),
+         ("{dir}/out/results.json: damaged, not the JSON drml wrote (at dev.entity.micro.f1: Input should be a valid "
+          "number)",)),
     Case("Parquet files", "a token CoNLL columns cannot hold, converted to CoNLL",
          {"in.parquet": parquet(pa.table({"tokens": [["New York"]], "tags": [["B-LOC"]]}))},
          ("data", "convert", "{dir}/in.parquet", "{dir}/out.conll"),

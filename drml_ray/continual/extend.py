@@ -82,14 +82,14 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
     from drml_ray.continual.config import ContinualExperiment
     from drml_ray.continual.driver import STRATEGY_DIR, StrategyRun, planned_runs
     from drml_ray.continual.protocols import experiences
-    from drml_ray.continual.results import CONTINUAL_FILE
+    from drml_ray.continual.results import CONTINUAL_FILE, ContinualTable
     from drml_ray.runtime.rundir import atomic_write_json, read_json, replace_dir
 
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / CONTINUAL_FILE).is_file():
         raise UserError(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
     cfg = load_config(run_dir / "config.yaml", model=ContinualExperiment)
-    table = read_json(run_dir / CONTINUAL_FILE)
+    table = read_json(run_dir / CONTINUAL_FILE, schema=ContinualTable)
     name = _strategy(table, strategy, run_dir)
     rename = cfg.continual.protocol == "domain"
     earlier = [e for e in table.get("extensions", []) if e["strategy"] == name]

@@ -3,13 +3,43 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired
+
+from typing_extensions import TypedDict
 
 from drml_ray.continual import metrics
 from drml_ray.report.build import Section, md_table, save_figure, subplots
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
 
 CONTINUAL_FILE = "continual.json"
+
+
+class Strategy(TypedDict):
+    """What the report and ``drml continual extend`` read of a strategy in ``continual.json``."""
+
+    acc: float | None
+    bwt: float | None
+    fwt: float | None
+    mean_forgetting: float | None
+    micro_f1: NotRequired[float]
+    macro_f1: NotRequired[float]
+    seconds: float
+
+
+class Extension(TypedDict):
+    """An experience ``drml continual extend`` added."""
+
+    strategy: str
+    train: str
+    dev: str | None
+    test: str | None
+
+
+class ContinualTable(TypedDict):
+    protocol: str
+    experiences: list[str]
+    strategies: dict[str, Strategy]
+    extensions: NotRequired[list[Extension]]
 
 
 def continual_table(protocol: str, names: list[str], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -73,7 +103,7 @@ def report_sections(run_dir: Path) -> list[Section]:
     path = run_dir / CONTINUAL_FILE
     if not path.exists():
         return []
-    table = read_json(path)
+    table = read_json(path, schema=ContinualTable)
     names = "\n".join(f"{i + 1}. {name}" for i, name in enumerate(table["experiences"]))
     png = run_dir / "continual.png"
     return [Section(f"Continual learning ({table['protocol']}-incremental): test entity F1, points",

@@ -120,7 +120,9 @@ def transfer_record(cfg: IRLExperiment, family: str, yardstick: dict[str, Any]) 
 
 
 def read_expert(run_dir: Path, family: str) -> dict[str, Any]:
-    return read_json(expert_dir(run_dir, family) / EXPERT_FILE)
+    from drml_ray.irl.results import Expert
+
+    return read_json(expert_dir(run_dir, family) / EXPERT_FILE, schema=Expert)
 
 
 def yardstick_current(cfg: IRLExperiment, family: str, record: dict[str, Any]) -> bool:
@@ -252,14 +254,14 @@ def cell_job(cfg: IRLExperiment, cfg_json: dict, key: tuple[str, str, int, int],
 def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | None = None) -> dict[str, Any]:
     """Every (method, family, demonstrations, seed) cell, then ``irl.json`` (return ratios), ``irl.md``, ``irl.png``.
     ``on_cell`` hears of each finished cell (``drml tune`` reports from it)."""
-    from drml_ray.irl.results import write_irl_outputs
+    from drml_ray.irl.results import read_cells, write_irl_outputs
 
     run_dir = Path(run_dir).expanduser().resolve()
     root = Path(cfg.irl.experts_dir) if cfg.irl.experts_dir else run_dir
     experts = {f: load_expert(root, cfg, f) for f in cfg.families()}  # before touching anything
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     irl, cells_path = cfg.irl, run_dir / CELLS_FILE
-    cells = read_json(cells_path) if cells_path.exists() else {}
+    cells = read_cells(cells_path)
     keys = cells_to_run(cfg, cells)
     stale = sum("/".join(map(str, k)) in cells for k in keys)
     print(f"[drml] rl irl -> {run_dir}: {', '.join(irl.methods)} on {', '.join(cfg.families())}, {irl.demos} "

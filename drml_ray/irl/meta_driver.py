@@ -173,7 +173,7 @@ def airl_job(cfg: IRLExperiment, run_dir: Path, key: tuple[str, int, int, str], 
 
 def run_rl_meta_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
     """Experts, initialisations, every (method, demonstrations, seed, held-out task) cell, then ``meta_irl.json``."""
-    from drml_ray.irl.meta_results import write_meta_irl_outputs
+    from drml_ray.irl.meta_results import read_cells, write_meta_irl_outputs
 
     began, m = time.perf_counter(), cfg.meta_irl
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
@@ -181,7 +181,7 @@ def run_rl_meta_irl(cfg: IRLExperiment, run_dir: str | Path) -> dict[str, Any]:
     records = task_experts(cfg, run_dir, tasks)
     inits = initialisations(cfg, run_dir, tasks)
     cells_path, budget = run_dir / CELLS_FILE, cell_budget(cfg)
-    saved = read_json(cells_path) if cells_path.exists() else {}
+    saved = read_cells(cells_path)
     cells = saved.get("cells", {}) if saved.get("budget") == budget else {}
     keys = [(method, n, seed, name) for method in m.methods for n in m.demos for seed in m.seeds
             for name in tasks if name.startswith("test") and f"{method}/{n}/{seed}/{name}" not in cells]  # fmt: skip

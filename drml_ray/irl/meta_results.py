@@ -7,16 +7,39 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NotRequired
+
+from pydantic import StringConstraints
+from typing_extensions import TypedDict
 
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.results import ratio
 from drml_ray.report.build import Section, markdown_section, md_table
 from drml_ray.rl.results import format_adaptation, plot_adaptation, summarise
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
+from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, read_json
 
 RESULT_FILE = "meta_irl.json"
 MD_FILE = "meta_irl.md"
+
+
+class Cell(TypedDict):
+    """One held-out task's rewards after each adaptation stage (AIRL from scratch: its policy's return too)."""
+
+    reward: list[float]
+    policy: NotRequired[float]
+    correlation: NotRequired[list[float]]
+
+
+class SavedCells(TypedDict):
+    """``meta_irl_cells.json``: the budget the cells were measured with, and ``method/demos/seed/task`` to a cell."""
+
+    budget: Any
+    cells: dict[Annotated[str, StringConstraints(pattern=r"^[^/]+/\d+/-?\d+/[^/]+$")], Cell]
+
+
+def read_cells(path: Path) -> dict[str, Any]:
+    """``meta_irl_cells.json``, checked (:class:`SavedCells`); ``{}`` before the first cell is measured."""
+    return read_json(path, schema=SavedCells, fix=MEASURE_AGAIN) if path.exists() else {}
 
 
 def _per_seed(cells: dict[str, Any], demos: int, value: Callable[[dict[str, Any], str], Any]) -> dict[str, Any]:

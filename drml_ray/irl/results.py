@@ -13,11 +13,39 @@ import json
 import math
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NotRequired
+
+from pydantic import StringConstraints
+from typing_extensions import TypedDict
 
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
+from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
+
+# (the functional form: ``return`` is a keyword)
+Yardstick = TypedDict("Yardstick", {"task": dict[str, float], "return": float, "curve": list[float]})
+"""PPO on the true reward of a family's ``transfer_task``: what AIRL's transferred reward is measured against."""
+Expert = TypedDict("Expert", {"task": dict[str, float], "horizon": int, "return": float, "random_return": float,
+                              "demo_returns": list[float], "transfer": NotRequired[Yardstick]})  # fmt: skip
+"""What ``drml rl irl`` and the report read of a family's ``expert.json`` (and its entry in ``experts.json``)."""
+
+RewardTransfer = TypedDict("RewardTransfer", {"return": float, "curve": list[float]})
+
+
+class CellTransfer(TypedDict):
+    carried: float
+    reward: NotRequired[RewardTransfer]
+
+
+Cell = TypedDict("Cell", {"return": float, "curve": NotRequired[list[float]], "transfer": NotRequired[CellTransfer]})
+Cells = dict[Annotated[str, StringConstraints(pattern=r"^[^/]+/[^/]+/\d+/-?\d+$")], Cell]
+"""``irl_cells.json``: ``method/family/demonstrations/seed`` to what that cell measured."""
+
+
+def read_cells(path: Path) -> dict[str, Any]:
+    """``irl_cells.json``, checked (:data:`Cells`); ``{}`` before the first cell is measured."""
+    return read_json(path, schema=Cells, fix=MEASURE_AGAIN) if path.exists() else {}
+
 
 METHODS = ("bc", "gail", "airl")
 RATIO = "(imitator - random) / (expert - random), true reward, most likely actions"
@@ -165,11 +193,12 @@ def report_sections(run_dir: Path) -> list[Section]:
     sections = []
     experts = run_dir / "experts.json"
     if experts.exists():
-        data = read_json(experts)
+        data = {f: check_json(e, Expert, experts, where=f)
+                for f, e in read_json(experts).items() if isinstance(e, dict)}  # fmt: skip
         rows = [{"family": f, "task": json.dumps(e["task"]), "horizon": e["horizon"],
                  "expert return": f"{e['return']:.1f}", "demonstrations": len(e["demo_returns"]),
                  "random return": f"{e['random_return']:.1f}"}
-                for f, e in data.items() if isinstance(e, dict)]  # fmt: skip
+                for f, e in data.items()]  # fmt: skip
         sections.append(Section("Experts and demonstrations", table=rows))
     if (run_dir / "irl.md").exists():
         sections.append(markdown_section("Inverse RL: return ratio on the true reward", run_dir / "irl.md",

@@ -39,7 +39,7 @@ from drml_ray.config import ModelConfig, TaskData, dump_config
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.meta.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings
 from drml_ray.meta.learner import NerLearner, adaptation_steps
-from drml_ray.meta.results import Cell, finished_twin, record_cell, twin_cell, write_meta_eval_outputs
+from drml_ray.meta.results import Cell, finished_twin, read_meta_eval, record_cell, twin_cell, write_meta_eval_outputs
 from drml_ray.metagrad import Params, meta_lr_at, meta_step, sum_gradients
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run, read_json
@@ -383,7 +383,7 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     _check_budget(run_dir, cfg)
     out_path = run_dir / META_EVAL_FILE
-    table: dict[str, Any] = read_json(out_path) if out_path.exists() else {}
+    table = read_meta_eval(out_path)
     cells: list[Cell] = [(d, str(k), seed, m) for d in cfg.meta.heldout_tasks for seed in cfg.eval.seeds
                          for k in cfg.eval.shots for m in cfg.eval.methods]  # fmt: skip
     done = {c for c in cells if str(c[2]) in table.get(c[0], {}).get(c[1], {}).get(c[3], {}).get("runs", {})}

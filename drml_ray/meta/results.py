@@ -9,13 +9,49 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from drml_ray.report.build import Section, save_figure, subplots
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
+from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
 
 Cell = tuple[str, str, int, str]
 """One cell of the protocol: (held-out domain, shots as written in ``meta_eval.json``, seed, method)."""
+
+
+class SeedRun(TypedDict):
+    f1: float
+
+
+class CellSummary(TypedDict):
+    mean_f1: float
+    std_f1: float
+    f1_per_seed: list[float]
+    runs: dict[str, SeedRun]
+
+
+MetaEvalTable = dict[str, dict[str, dict[str, CellSummary]]]
+"""``meta_eval.json``: domain, shots, method, then the cell's summary over its seeds' runs."""
+
+
+def read_meta_eval(path: Path) -> dict[str, Any]:
+    """``meta_eval.json``, checked (:data:`MetaEvalTable`); ``{}`` before its first cell."""
+    return read_json(path, schema=MetaEvalTable, fix=MEASURE_AGAIN) if path.exists() else {}
+
+
+class Evaluation(TypedDict):
+    step: int
+    mean: float
+
+
+class MetaTrainRun(TypedDict):
+    """What the report reads of one algorithm in ``meta_train.json``."""
+
+    steps: list[Any]
+    evals: list[Evaluation]
+    s_per_meta_step: float
+    folder: str
 
 
 def _summary(runs: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +71,7 @@ def record_cell(path: Path, cell: Cell, result: dict[str, Any]) -> dict[str, Any
     domain, shots, seed, method = cell
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        table = read_json(path) if path.exists() else {}
+        table = read_meta_eval(path)
         runs = table.setdefault(domain, {}).setdefault(shots, {}).setdefault(method, {}).get("runs", {})
         runs[str(seed)] = result
         table[domain][shots][method] = _summary(runs)
@@ -126,7 +162,8 @@ def report_sections(run_dir: Path) -> list[Section]:
     train_path, eval_path = run_dir / "meta_train.json", run_dir / "meta_eval.json"
     if train_path.exists():
         record = read_json(train_path)
-        runs = {a: r for a, r in record.items() if isinstance(r, dict) and r.get("evals")}
+        runs = {a: check_json(r, MetaTrainRun, train_path, where=a) for a, r in record.items()
+                if isinstance(r, dict) and r.get("evals")}  # fmt: skip
         rows = [{"algorithm": a, "meta-steps": len(r["steps"]), "s / meta-step": f"{r['s_per_meta_step']:.1f}",
                  "held-out dev F1 at step 0": f"{r['evals'][0]['mean']:.4f}",
                  "held-out dev F1 at the end": f"{r['evals'][-1]['mean']:.4f}", "model": r["folder"]}
@@ -141,7 +178,7 @@ def report_sections(run_dir: Path) -> list[Section]:
         title = "Meta-training (held-out dev F1 after a few-shot adaptation)"
         sections.append(Section(title, table=rows, figure=figure))
     if eval_path.exists():
-        table = read_json(eval_path)
+        table = read_meta_eval(eval_path)
         rows = [{"domain": domain, "shots": shots, **{m: cell_text(cells.get(m)) for m in METHODS}}
                 for domain, by_shots in table.items() for shots, cells in by_shots.items()]  # fmt: skip
         png = run_dir / "meta_eval.png"

@@ -9,7 +9,7 @@
    and predicted tags per test sentence: the report's error analysis), ``best/README.md`` (the model card)
    and, last, ``results.json``.
 
-``drml tune`` runs the same training as its trials (:func:`search_trial`); :func:`report_sections` is the
+``drml tune`` runs the same training as its trials (:func:`search_trial`); :mod:`drml_ray.ner.results` is the
 kind's part of ``drml report``.
 """
 
@@ -36,6 +36,7 @@ from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
+from drml_ray.ner.results import PREDICTIONS
 from drml_ray.ner.train_record import (
     LOCAL_RECORD,
     RAY_SNAPSHOT,
@@ -44,7 +45,7 @@ from drml_ray.ner.train_record import (
     prune_unregistered_checkpoints,
     recover_record,
 )
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, read_json, replace_dir
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 
 if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
-PREDICTIONS = "predictions_test.jsonl"
-"""Tokens, gold and predicted tags of each test sentence: what ``drml report`` draws its error analysis from."""
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -416,49 +415,3 @@ def finish_search(best_cfg: FinetuneConfig, run_dir: Path, best: Any, corpus: Ne
     results = {**scores, "data": corpus_summary(corpus)}
     write_model_card(best_cfg, run_dir / "best_config.yaml", results, run_dir / "best")
     return results
-
-
-# --- drml report ---------------------------------------------------------------------------------------
-
-
-def report_sections(run_dir: Path) -> list[Any]:
-    """Scores of ``best/``, training curves and the dev/test reports of a finished run (or search)."""
-    from drml_ray.report.build import Section, curves_png
-
-    results_path = run_dir / "results.json"
-    if not results_path.exists():
-        return []
-    results = read_json(results_path)
-    columns = {"entity F1": "f1", "precision": "precision", "recall": "recall"}
-    summary = [{"split": split, **{c: f"{results[split]['entity']['micro'][k]:.4f}" for c, k in columns.items()}}
-               for split in ("dev", "test") if split in results]  # fmt: skip
-    sections = [Section("Scores of the best model (entity level, seqeval strict IOB2)", table=summary)]
-    if results.get("history"):
-        figure = curves_png(results["history"], run_dir / "report_curves.png")
-        sections.append(Section("Training curves", figure=figure))
-    if "dev" in results and "test" in results:
-        sections += error_sections(results, run_dir)
-    for split in ("dev", "test"):
-        path = run_dir / f"report_{split}.txt"
-        if path.exists():
-            sections.append(Section(f"{split} reports", text=path.read_text(encoding="utf-8")))
-    return sections
-
-
-def error_sections(results: dict[str, Any], run_dir: Path) -> list[Any]:
-    """Per-type F1 bars; from ``predictions_test.jsonl`` (runs since it was written), the confusion of entity
-    types and the test sentences with the most errors."""
-    from drml_ray.report import ner_errors as errors
-    from drml_ray.report.build import Section
-
-    sections = [Section("Entity F1 per type", figure=errors.per_type_png(results, run_dir / "report_types.png"))]
-    if not (run_dir / PREDICTIONS).exists():
-        return sections
-    rows = [json.loads(line) for line in (run_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines() if line]
-    counts = errors.confusion([r["gold"] for r in rows], [r["pred"] for r in rows])
-    sections.append(Section("Test entities: type confusion, missed and spurious",
-                            figure=errors.confusion_png(counts, run_dir / "report_confusion.png")))  # fmt: skip
-    worst = errors.worst_sentences(rows, k=10)
-    title = f"The {len(worst)} test sentences with the most errors (wrong entities outlined)"
-    sections.append(Section(title, html=errors.worst_html(worst), markdown=errors.worst_markdown(worst)))
-    return sections

@@ -41,7 +41,7 @@ KIND = Kind(
             example="drml finetune configs/ner/smoke.yaml --set train.epochs=2 --set model.strategy=lora",
         ),
     ),
-    report=f"{FINETUNE}:report_sections",
+    report="drml_ray.ner.results:report_sections",
     tune=TuneSpec(
         metrics={"dev_f1": "max", "dev_precision": "max", "dev_recall": "max", "train_loss": "min"},
         plan=trial_plan,

@@ -11,14 +11,15 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_text, read_json
 
 
 @dataclass
@@ -144,10 +145,23 @@ def collect(run_dir: Path) -> tuple[str, list[Section]]:
     return f"drml {'tune' if search else kind.name} run: {run_dir.name}", sections
 
 
+class TuneTotals(TypedDict, total=False):
+    trial_epochs: float
+    wall_s: float
+
+
+class SearchResults(TypedDict, total=False):
+    """What the trials section reads of a search's ``results.json``."""
+
+    best_trial: str
+    tune: TuneTotals
+
+
 def _trials_section(run_dir: Path) -> Section:
     with (run_dir / "trials.csv").open(encoding="utf-8") as handle:
         trials = list(csv.DictReader(handle))
-    results = json.loads(_read(run_dir / "results.json") or "{}")
+    path = run_dir / "results.json"
+    results = read_json(path, schema=SearchResults) if path.exists() else {}
     tune = results.get("tune", {})
     title = (f"Trials (best: {results.get('best_trial', '?')}; {tune.get('trial_epochs', '?')} trial-epochs "
              f"in {tune.get('wall_s', 0):.0f} s)")  # fmt: skip

@@ -6,9 +6,11 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from typing_extensions import TypedDict
+
 from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
 from drml_ray.rl.transfer_metrics import transfer_metrics
-from drml_ray.runtime.rundir import atomic_write_text, read_json
+from drml_ray.runtime.rundir import atomic_write_text, check_json, read_json
 
 ORDER = ("meta", "multitask", "rl2", "scratch", "oracle")
 
@@ -172,16 +174,36 @@ def write_transfer_outputs(result: dict[str, Any], run_dir: Path) -> dict[str, A
     return {"table": text, "md": run_dir / "transfer.md", "png": run_dir / "transfer.png"}
 
 
+class Check(TypedDict):
+    step: int
+    return_before: float
+    return_after: float
+
+
+class ReptileRecord(TypedDict):
+    """What the report reads of ``meta_train.json``'s ``meta``."""
+
+    checks: list[Check]
+    step_s: list[float]
+    seconds_per_meta_step: float | None
+
+
+class BaselineRecord(TypedDict):
+    iterations: int
+    wall_s: float
+
+
 def report_sections(run_dir: Path) -> list[Section]:
     """``drml report`` of an RL run: Reptile's validation checks, the adaptation table, the transfer metrics."""
     sections = []
     paths = {name: run_dir / f"{name}.json" for name in ("meta_train", "adaptation", "transfer")}
     if paths["meta_train"].exists():
-        record = read_json(paths["meta_train"])
-        rows = [{"method": m, **({"s / meta-step": f"{r['seconds_per_meta_step']:.1f}",
+        record = {m: check_json(r, ReptileRecord if m == "meta" else BaselineRecord, paths["meta_train"], where=m)
+                  for m, r in read_json(paths["meta_train"]).items() if isinstance(r, dict)}  # fmt: skip
+        rows = [{"method": m, **({"s / meta-step": _seconds(r["seconds_per_meta_step"]),
                                   "meta-steps": len(r["step_s"])} if m == "meta" else
                                  {"PPO iterations": r["iterations"], "wall s": f"{r['wall_s']:.0f}"})}
-                for m, r in record.items() if isinstance(r, dict)]  # fmt: skip
+                for m, r in record.items()]  # fmt: skip
         figure = None
         if "meta" in record:
             checks, (fig, ax) = record["meta"]["checks"], subplots(figsize=(7, 4), dpi=110)
@@ -197,3 +219,7 @@ def report_sections(run_dir: Path) -> list[Section]:
         if paths[name].exists():
             sections.append(markdown_section(title, run_dir / f"{name}.md", run_dir / png))
     return sections
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"

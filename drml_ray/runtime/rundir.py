@@ -153,10 +153,19 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
     raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json")
 
 
-def read_json(path: str | os.PathLike[str], shape: type[dict] | type[list] = dict) -> Any:
+RERUN = "restore it, or run again with --overwrite"
+"""What to do about a damaged file that only a run writes (:func:`damaged`)."""
+MEASURE_AGAIN = "restore it, or delete it to measure its cells again"
+"""What to do about a damaged file of cells that a command fills and keeps (``meta_eval.json``, ``irl_cells.json``)."""
+
+
+def read_json(path: str | os.PathLike[str], shape: type[dict] | type[list] = dict, schema: Any = None,
+              fix: str = RERUN) -> Any:  # fmt: skip
     """A JSON object (or, with ``shape=list``, array) drml wrote into a run directory; one that no longer parses,
     or holds something else (edited by hand, cut short by something other than drml), is a :class:`UserError`
-    naming it, not a bug in drml-ray."""
+    naming it, not a bug in drml-ray. With ``schema`` (a type pydantic validates, such as a ``TypedDict`` of
+    ``typing_extensions``, the one pydantic takes on Python 3.11) the fields a reader uses are checked too
+    (:func:`check_json`). ``fix`` says what to do about a damaged file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -166,8 +175,38 @@ def read_json(path: str | os.PathLike[str], shape: type[dict] | type[list] = dic
         found = type(data).__name__ if data is not None else "null"
         why = f"a JSON {found}, not {'an object' if shape is dict else 'a list'}"
     if not isinstance(data, shape):
-        raise UserError(f"{path}: damaged, not the JSON drml wrote ({why}); restore it, or run again with "
-                        "--overwrite")  # fmt: skip
+        raise damaged(path, why, fix)
+    return data if schema is None else check_json(data, schema, path, fix=fix)
+
+
+def damaged(where: str | os.PathLike[str], why: str, fix: str = RERUN) -> UserError:
+    """The error for a run file that is not what drml wrote there: edited by hand, or cut short by something else."""
+    return UserError(f"{where}: damaged, not the JSON drml wrote ({why}); {fix}")
+
+
+def check_json(data: Any, schema: Any, path: str | os.PathLike[str], where: str = "", fix: str = RERUN) -> Any:
+    """``data`` (read from ``path``, at ``where`` inside it) if it has ``schema``'s fields and types (strictly: no
+    string for a number), else a :class:`UserError` naming the file and the first wrong field. Keys ``schema`` does
+    not name are kept, and ``data`` is returned as read.
+
+    >>> from typing_extensions import TypedDict
+    >>> class Score(TypedDict):
+    ...     f1: float
+    >>> check_json({"dev": {"f1": 1, "n": 3}}, dict[str, Score], "results.json")
+    {'dev': {'f1': 1, 'n': 3}}
+    >>> check_json({"dev": {"f1": "0.9"}}, dict[str, Score], "results.json")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    drml_ray.errors.UserError: results.json: damaged, not the JSON drml wrote (at dev.f1: Input should be a ...); ...
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        TypeAdapter(schema).validate_python(data, strict=True)
+    except ValidationError as err:
+        first = err.errors()[0]
+        at = ".".join(filter(None, [where, *(str(p) for p in first["loc"])])) or "its top level"
+        raise damaged(path, f"at {at}: {first['msg']}", fix) from None
     return data
 
 

@@ -64,7 +64,7 @@ def test_bc_has_no_discriminator_to_set():
 
 def test_an_expert_no_better_than_random_is_refused_or_said_before_any_cell_runs(tmp_path, capsys):
     cfg = IRLExperiment.model_validate({"name": "x", "irl": {"families": {"cartpole": {"horizon": 5}}}})
-    record = {**expert_identity(cfg, "cartpole"), "return": 5.0, "random_return": 5.0}  # CartPole of 5 steps
+    record = {**expert_identity(cfg, "cartpole"), "return": 5.0, "random_return": 5.0, "demo_returns": [5.0]}
     atomic_write_json(expert_dir(tmp_path, "cartpole") / EXPERT_FILE, record)
     with pytest.raises(
         UserError,

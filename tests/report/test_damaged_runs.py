@@ -1,0 +1,108 @@
+"""``drml report`` on run directories whose result files were edited by hand: each is a user error naming the file
+and the field, never a ``KeyError`` or a format error from inside a plot. No Ray, no training: the files are
+written here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from drml_ray.errors import UserError
+from drml_ray.irl import meta_results, results
+from drml_ray.report.build import collect
+from drml_ray.runtime.rundir import MEASURE_AGAIN, RERUN
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+MICRO = {"f1": 0.9, "precision": 0.8, "recall": 1.0}
+SPLIT = {"entity": {"micro": MICRO, "per_type": {"PER": {"f1": 0.9}}}}
+
+
+def run_dir(tmp_path: Path, config: str, files: dict[str, object]) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(CONFIGS / config, folder / "config.yaml")
+    for name, content in files.items():
+        text = content if isinstance(content, str) else json.dumps(content)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def rows(sentences: list[tuple[list[str], list[str], list[str]]]) -> str:
+    return "".join(json.dumps({"tokens": t, "gold": g, "pred": p}) + "\n" for t, g, p in sentences)
+
+
+CASES = {
+    "a score that is a string": (
+        "ner/smoke.yaml", {"results.json": {"test": {"entity": {"micro": {**MICRO, "f1": "0.9"}, "per_type": {}}}}},
+        "results.json: damaged, not the JSON drml wrote (at test.entity.micro.f1: Input should be a valid number)"),
+    "an evaluation without its loss": (
+        "ner/smoke.yaml", {"results.json": {"dev": SPLIT, "history": [{"epoch": 1, "dev_f1": 0.5}]}},
+        "results.json: damaged, not the JSON drml wrote (at history.0.train_loss: Field required)"),
+    "a prediction a tag short": (
+        "ner/smoke.yaml", {"results.json": {"dev": SPLIT, "test": SPLIT},
+                           "predictions_test.jsonl": rows([(["Anna"], ["B-PER"], ["B-PER"]),
+                                                           (["in", "Rome"], ["O", "B-LOC"], ["O"])])},
+        "predictions_test.jsonl, line 2: damaged, not the JSON drml wrote (2 tokens, 2 gold and 1 predicted tags)"),
+    "a prediction line cut short": (
+        "ner/smoke.yaml", {"results.json": {"dev": SPLIT, "test": SPLIT},
+                           "predictions_test.jsonl": '{"tokens": ["Anna"], "gold": ["B-PER"]\n'},
+        "predictions_test.jsonl, line 1: damaged, not the JSON drml wrote (Expecting ',' delimiter"),
+    "a search's wall time that is not a number": (
+        "ner/smoke.yaml", {"trials.csv": "trial,dev_f1\nt0,0.5\n", "results.json": {"tune": {"wall_s": "long"}}},
+        "results.json: damaged, not the JSON drml wrote (at tune.wall_s: Input should be a valid number)"),
+    "a meta-eval cell without its std": (
+        "meta/smoke.yaml", {"meta_eval.json": {"politics": {"10": {"reptile": {"mean_f1": 0.5}}}}},
+        "meta_eval.json: damaged, not the JSON drml wrote (at politics.10.reptile.std_f1: Field required)"),
+    "a baseline's iterations as text": (
+        "rl/smoke_nav2d.yaml", {"meta_train.json": {"multitask": {"iterations": "3", "wall_s": 1.0}, "wall_s": 1.0}},
+        "meta_train.json: damaged, not the JSON drml wrote (at multitask.iterations: Input should be a valid integer)"),
+    "a strategy without its minutes": (
+        "continual/smoke.yaml", {"continual.json": {"protocol": "domain", "experiences": ["a"], "strategies": {
+            "naive": {"acc": 0.5, "bwt": None, "fwt": None, "mean_forgetting": None}}}},
+        "continual.json: damaged, not the JSON drml wrote (at strategies.naive.seconds: Field required)"),
+    "an expert without its demonstrations": (
+        "rl/smoke_irl.yaml", {"experts.json": {"nav2d": {"task": {"goal_x": 1.0}, "horizon": 20, "return": -3.0,
+                                                         "random_return": -9.0}, "wall_s": 2.0}},
+        "experts.json: damaged, not the JSON drml wrote (at nav2d.demo_returns: Field required)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_a_hand_edited_result_file_is_a_user_error_naming_the_field(case, tmp_path):
+    config, files, expected = CASES[case]
+    folder = run_dir(tmp_path, config, files)
+    with pytest.raises(UserError) as err:
+        collect(folder)
+    assert str(err.value).startswith(str(folder / expected.split(":")[0]))
+    assert expected in str(err.value)
+    assert str(err.value).endswith(MEASURE_AGAIN if "meta_eval" in expected else RERUN)
+
+
+@pytest.mark.parametrize(
+    ("read", "cells", "expected"),
+    [(results.read_cells, {"gail/nav2d/4": {"return": 1.0}}, "at gail/nav2d/4.[key]: String should match pattern"),
+     (results.read_cells, {"airl/nav2d/4/1": {"return": 1.0, "transfer": {"carried": "-3"}}},
+      "at airl/nav2d/4/1.transfer.carried: Input should be a valid number"),
+     (meta_results.read_cells, {"budget": {}, "cells": {"reptile/1/0/test0": {"reward": [1.0, None]}}},
+      "at cells.reptile/1/0/test0.reward.1: Input should be a valid number"),
+     (meta_results.read_cells, {"cells": {}}, "at budget: Field required")],
+)  # fmt: skip
+def test_the_cells_a_resumed_run_keeps_are_checked(read, cells, expected, tmp_path):
+    """``drml rl irl`` and ``drml rl meta-irl`` keep their finished cells in a file: a key that is not
+    ``method/family/demos/seed``, a return that is text or a missing field is named, and the advice is to delete
+    the file (neither command has ``--overwrite``)."""
+    (tmp_path / "cells.json").write_text(json.dumps(cells), encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        read(tmp_path / "cells.json")
+    assert expected in str(err.value) and str(err.value).endswith(MEASURE_AGAIN)
+
+
+def test_a_meta_rl_run_without_a_timed_meta_step_reports_a_dash(tmp_path):
+    """``seconds_per_meta_step`` is null when no meta-step was timed; the report showed ``{None:.1f}`` before."""
+    record = {"meta": {"checks": [{"step": 0, "return_before": -5.0, "return_after": -4.0}], "step_s": [],
+                       "seconds_per_meta_step": None}, "wall_s": 1.0}  # fmt: skip
+    _, sections = collect(run_dir(tmp_path, "rl/smoke_nav2d.yaml", {"meta_train.json": record}))
+    assert sections[0].table == [{"method": "meta", "s / meta-step": "—", "meta-steps": 0}]
