@@ -304,12 +304,16 @@ def main() -> int:
                         help="with --drml-config: an override of that file (drml's --set), repeatable")  # fmt: skip
     args = parser.parse_args()
     args.thresholds = sorted(float(t) for t in args.thresholds.split(","))
+    contenders = args.contenders.split(",")
+    for name in contenders if args.drml_config else []:  # a recipe a contender cannot run fails before any runs
+        if name.startswith("drml"):
+            drml_recipe(args, name, int(name.split("-")[1]))
     bench = Bench(args, load_corpus(DataConfig(corpus=args.corpus)))
     print(f"{bench.corpus.describe()}; thresholds {args.thresholds}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")  # fmt: skip
     curves: dict[str, Curve] = {}
     ray_started = False
-    for name in args.contenders.split(","):
+    for name in contenders:
         print(f"--- {name}", flush=True)
         if name.startswith("drml") and name != "drml-0" and not ray_started:  # (local mode needs no Ray)
             started = time.perf_counter()
