@@ -25,7 +25,7 @@ import ray  # RAY
 from drml_ray.continual.config import ContinualExperiment, uses
 from drml_ray.continual.learner import EWC_FILE, dev_split, save_ewc_state, score, training_data
 from drml_ray.continual.protocols import Experience, experiences
-from drml_ray.continual.results import CONTINUAL_FILE, continual_table, write_outputs
+from drml_ray.continual.results import CONTINUAL_FILE, continual_table, read_baseline, read_row, write_outputs
 from drml_ray.continual.strategies import grown_labels, replay_sample
 from drml_ray.data.conll import Sentence
 from drml_ray.data.load import NerCorpus
@@ -33,7 +33,7 @@ from drml_ray.errors import UserError
 from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_best
 from drml_ray.ray_env import how_many_fit
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
-from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
+from drml_ray.runtime.rundir import atomic_write_json, open_run
 
 ROW_FILE = "row.json"
 STRATEGY_DIR = "strategies"
@@ -150,7 +150,7 @@ class StrategyRun:
             old_labels, labels = labels, grown_labels(labels, exp.types)
             row_path = self.exp_dir(i + 1) / ROW_FILE
             done = row_path.exists()
-            rows.append(read_json(row_path) if done else
+            rows.append(read_row(row_path) if done else
                         self.train_experience(i, labels, old_labels, replay))  # fmt: skip
             self.keep_fisher(i, labels)
             if on_experience is not None:
@@ -158,7 +158,7 @@ class StrategyRun:
             if uses(self.strategy, "replay"):
                 c = self.cfg.continual
                 replay += replay_sample(exp.train, c.replay_size, c.replay_selection, self.cfg.seed + i)
-        return {"R": [r["R"] for r in rows], "baseline": read_json(baseline_path, list),
+        return {"R": [r["R"] for r in rows], "baseline": read_baseline(baseline_path),
                 "seen": [r["seen"] for r in rows], "labels": labels, "seconds": sum(r["seconds"] for r in rows),
                 "model": str(self.exp_dir(len(rows)) / "best")}  # fmt: skip
 
@@ -192,7 +192,7 @@ def copy_first(source: Path, target: Path) -> None:
     for part in ("best", "tensorboard"):
         if (source / "exp1" / part).is_dir():
             shutil.copytree(source / "exp1" / part, target / "exp1" / part, dirs_exist_ok=True)
-    row = read_json(source / "exp1" / ROW_FILE)
+    row = read_row(source / "exp1" / ROW_FILE)
     atomic_write_json(target / "exp1" / ROW_FILE, row | {"copied_from": source.name})
 
 

@@ -42,6 +42,33 @@ class ContinualTable(TypedDict):
     extensions: NotRequired[list[Extension]]
 
 
+class Seen(TypedDict):
+    micro_f1: float
+    macro_f1: float
+
+
+class Row(TypedDict):
+    """An experience's ``row.json``: its row of R, the dev F1 it was chosen by, F1 over every type seen, its time."""
+
+    R: list[float]
+    dev_f1: float
+    seen: Seen | None
+    seconds: float
+
+
+RETRAIN = "restore it, or delete it to train that experience again"
+
+
+def read_row(path: Path) -> Row:
+    """A finished experience's ``row.json``, checked; a damaged one names its field and how to train it again."""
+    return read_json(path, schema=Row, fix=RETRAIN)
+
+
+def read_baseline(path: Path) -> list[float]:
+    """``baseline.json``: the untrained start's test F1 on every experience (GEM's b)."""
+    return read_json(path, list, schema=list[float], fix="restore it, or delete it to score the start again")
+
+
 def continual_table(protocol: str, names: list[str], runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The shape of ``continual.json``: ``{"experiences": [...], "strategies": {NAME: {"R", "acc", ...}}}``."""
     strategies = {}

@@ -30,7 +30,7 @@ from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import DEMOS_FILE
 from drml_ray.rl.envs import ENVS, Task, task_stream
 from drml_ray.runtime.executor import Job
-from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
+from drml_ray.runtime.rundir import atomic_write_json, open_run
 
 TASKS_DIR = "meta_irl_tasks"
 TASK_FILE = "task.json"
@@ -63,11 +63,12 @@ def task_identity(cfg: IRLExperiment, task: Task) -> dict[str, Any]:
 
 def task_experts(cfg: IRLExperiment, run_dir: Path, tasks: dict[str, Task]) -> dict[str, dict[str, Any]]:
     """Every task's ``task.json`` (expert and random returns), training the experts not yet kept."""
+    from drml_ray.irl.meta_results import read_task
+
     meta, records = cfg.meta_irl, {}
     for name, task in tasks.items():
-        path = run_dir / TASKS_DIR / name / TASK_FILE
-        record = read_json(path) if path.exists() else {}
-        if record.get("identity") == task_identity(cfg, task):
+        record = read_task(run_dir / TASKS_DIR / name / TASK_FILE, task_identity(cfg, task))
+        if record is not None:
             records[name] = record
     todo = [name for name in tasks if name not in records]
     print(f"[drml] meta-irl: {len(tasks)} {meta.family} tasks, {len(todo)} experts to train "

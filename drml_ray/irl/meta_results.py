@@ -16,7 +16,7 @@ from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.results import ratio
 from drml_ray.report.build import Section, markdown_section, md_table
 from drml_ray.rl.results import format_adaptation, plot_adaptation, summarise
-from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, read_json
+from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
 
 RESULT_FILE = "meta_irl.json"
 MD_FILE = "meta_irl.md"
@@ -35,6 +35,19 @@ class SavedCells(TypedDict):
 
     budget: Any
     cells: dict[Annotated[str, StringConstraints(pattern=r"^[^/]+/\d+/-?\d+/[^/]+$")], Cell]
+
+
+TaskRecord = TypedDict("TaskRecord", {"return": float, "random_return": float, "demo_returns": list[float]})
+"""What a meta-IRL task's ``task.json`` keeps beside its identity: its expert's, a random policy's and the
+demonstrations' true returns (``return`` is a keyword: the functional form)."""
+
+
+def read_task(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """A task's ``task.json`` if its expert was trained for ``identity`` (checked then), else ``None``: train it."""
+    record = read_json(path) if path.exists() else {}
+    if record.get("identity") != identity:
+        return None
+    return check_json(record, TaskRecord, path, fix="restore it, or delete it to train that task's expert again")
 
 
 def read_cells(path: Path) -> dict[str, Any]:

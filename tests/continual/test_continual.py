@@ -160,11 +160,11 @@ def test_strategies_from_one_start_share_their_first_experience(tmp_path):
     (source / "exp1" / "train").mkdir()
     (source / "exp1" / "best" / "model.safetensors").write_bytes(b"weights")
     (source / "baseline.json").write_text("[0.1, 0.0]")
-    (source / "exp1" / "row.json").write_text('{"R": [0.5, 0.2], "seconds": 9.0}')
+    row = {"R": [0.5, 0.2], "dev_f1": 0.6, "seen": None, "seconds": 9.0}
+    (source / "exp1" / "row.json").write_text(json.dumps(row))
     copy_first(source, target)
     assert (target / "exp1" / "best" / "model.safetensors").read_bytes() == b"weights"
-    assert json.loads((target / "exp1" / "row.json").read_text()) == {"R": [0.5, 0.2], "seconds": 9.0,
-                                                                      "copied_from": "naive"}  # fmt: skip
+    assert json.loads((target / "exp1" / "row.json").read_text()) == row | {"copied_from": "naive"}
     assert (target / "baseline.json").read_text() == "[0.1, 0.0]" and not (target / "exp1" / "train").exists()
     (source / "exp1" / "row.json").write_text('{"R": [0.9, 0.9]}')  # a finished copy is not made again
     copy_first(source, target)

@@ -1,6 +1,6 @@
-"""``drml report`` on run directories whose result files were edited by hand: each is a user error naming the file
-and the field, never a ``KeyError`` or a format error from inside a plot. No Ray, no training: the files are
-written here."""
+"""Result files that drml reads back (``drml report``, and the commands that resume from their cells and rows),
+edited by hand: each is a user error naming the file and the field, never a ``KeyError`` or a format error from
+inside a plot. No Ray, no training: the files are written here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from drml_ray.continual.results import RETRAIN, read_baseline, read_row
 from drml_ray.errors import UserError
 from drml_ray.irl import meta_results, results
 from drml_ray.report.build import collect
@@ -106,3 +107,34 @@ def test_a_meta_rl_run_without_a_timed_meta_step_reports_a_dash(tmp_path):
                        "seconds_per_meta_step": None}, "wall_s": 1.0}  # fmt: skip
     _, sections = collect(run_dir(tmp_path, "rl/smoke_nav2d.yaml", {"meta_train.json": record}))
     assert sections[0].table == [{"method": "meta", "s / meta-step": "—", "meta-steps": 0}]
+
+
+def test_a_continual_runs_kept_rows_and_baseline_are_checked(tmp_path):
+    """``drml continual`` resumes from each finished experience's ``row.json`` and the start's ``baseline.json``."""
+    row = {"R": [0.5, 0.0], "dev_f1": 0.6, "seen": None, "seconds": 3.0}
+    (tmp_path / "row.json").write_text(json.dumps(row), encoding="utf-8")
+    assert read_row(tmp_path / "row.json") == row
+    (tmp_path / "row.json").write_text(json.dumps(row | {"seen": {"micro_f1": 0.5}}), encoding="utf-8")
+    with pytest.raises(UserError, match=r"row.json: damaged, .*\(at seen.macro_f1: Field required\)") as err:
+        read_row(tmp_path / "row.json")
+    assert str(err.value).endswith(RETRAIN)
+    (tmp_path / "baseline.json").write_text("[0.5, null]", encoding="utf-8")
+    with pytest.raises(UserError, match=r"baseline.json: damaged, .*\(at 1: Input should be a valid number\)"):
+        read_baseline(tmp_path / "baseline.json")
+
+
+def test_a_meta_irl_task_kept_for_its_identity_is_checked(tmp_path):
+    """A task's ``task.json`` of another identity is trained again (``None``); one of this identity must hold its
+    returns."""
+    record = {"identity": {"goal": [1.0, 0.0]}, "return": -3.0, "random_return": -9.0, "demo_returns": [-3.0]}
+    (tmp_path / "task.json").write_text(json.dumps(record), encoding="utf-8")
+    assert meta_results.read_task(tmp_path / "task.json", {"goal": [0.0, 1.0]}) is None
+    assert meta_results.read_task(tmp_path / "task.json", {"goal": [1.0, 0.0]}) == record
+    assert meta_results.read_task(tmp_path / "missing.json", {"goal": [1.0, 0.0]}) is None
+    (tmp_path / "task.json").write_text(json.dumps(record | {"return": None}), encoding="utf-8")
+    with pytest.raises(
+        UserError,
+        match=r"task.json: damaged, .*\(at return: Input should be a valid number\); "
+        r"restore it, or delete it to train that task's expert again",
+    ):
+        meta_results.read_task(tmp_path / "task.json", {"goal": [1.0, 0.0]})
