@@ -44,7 +44,7 @@ demonstrations' true returns (``return`` is a keyword: the functional form)."""
 
 def read_task(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
     """A task's ``task.json`` if its expert was trained for ``identity`` (checked then), else ``None``: train it."""
-    record = read_json(path) if path.exists() else {}
+    record = read_json(path, default={})
     if record.get("identity") != identity:
         return None
     return check_json(record, TaskRecord, path, fix="restore it, or delete it to train that task's expert again")
@@ -52,7 +52,7 @@ def read_task(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
 
 def read_cells(path: Path) -> dict[str, Any]:
     """``meta_irl_cells.json``, checked (:class:`SavedCells`); ``{}`` before the first cell is measured."""
-    return read_json(path, schema=SavedCells, fix=MEASURE_AGAIN) if path.exists() else {}
+    return read_json(path, schema=SavedCells, fix=MEASURE_AGAIN, default={})
 
 
 def _per_seed(cells: dict[str, Any], demos: int, value: Callable[[dict[str, Any], str], Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ Cells = dict[Annotated[str, StringConstraints(pattern=r"^[^/]+/[^/]+/\d+/-?\d+$"
 
 def read_cells(path: Path) -> dict[str, Any]:
     """``irl_cells.json``, checked (:data:`Cells`); ``{}`` before the first cell is measured."""
-    return read_json(path, schema=Cells, fix=MEASURE_AGAIN) if path.exists() else {}
+    return read_json(path, schema=Cells, fix=MEASURE_AGAIN, default={})
 
 
 METHODS = ("bc", "gail", "airl")

@@ -37,7 +37,7 @@ MetaEvalTable = dict[str, dict[str, dict[str, CellSummary]]]
 
 def read_meta_eval(path: Path) -> dict[str, Any]:
     """``meta_eval.json``, checked (:data:`MetaEvalTable`); ``{}`` before its first cell."""
-    return read_json(path, schema=MetaEvalTable, fix=MEASURE_AGAIN) if path.exists() else {}
+    return read_json(path, schema=MetaEvalTable, fix=MEASURE_AGAIN, default={})
 
 
 class Evaluation(TypedDict):

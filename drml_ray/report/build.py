@@ -160,8 +160,7 @@ class SearchResults(TypedDict, total=False):
 def _trials_section(run_dir: Path) -> Section:
     with (run_dir / "trials.csv").open(encoding="utf-8") as handle:
         trials = list(csv.DictReader(handle))
-    path = run_dir / "results.json"
-    results = read_json(path, schema=SearchResults) if path.exists() else {}
+    results = read_json(run_dir / "results.json", schema=SearchResults, default={})
     tune = results.get("tune", {})
     title = (f"Trials (best: {results.get('best_trial', '?')}; {tune.get('trial_epochs', '?')} trial-epochs "
              f"in {tune.get('wall_s', 0):.0f} s)")  # fmt: skip

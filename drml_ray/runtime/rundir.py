@@ -159,14 +159,20 @@ MEASURE_AGAIN = "restore it, or delete it to measure its cells again"
 """What to do about a damaged file of cells that a command fills and keeps (``meta_eval.json``, ``irl_cells.json``)."""
 
 
+_NO_DEFAULT: Any = object()
+
+
 def read_json(path: str | os.PathLike[str], shape: type[dict] | type[list] = dict, schema: Any = None,
-              fix: str = RERUN) -> Any:  # fmt: skip
+              fix: str = RERUN, default: Any = _NO_DEFAULT) -> Any:  # fmt: skip
     """A JSON object (or, with ``shape=list``, array) drml wrote into a run directory; one that no longer parses,
     or holds something else (edited by hand, cut short by something other than drml), is a :class:`UserError`
     naming it, not a bug in drml-ray. With ``schema`` (a type pydantic validates, such as a ``TypedDict`` of
     ``typing_extensions``, the one pydantic takes on Python 3.11) the fields a reader uses are checked too
-    (:func:`check_json`). ``fix`` says what to do about a damaged file."""
+    (:func:`check_json`). ``fix`` says what to do about a damaged file; ``default`` is returned when there is no
+    file (a file that a command fills as it goes)."""
     path = Path(path)
+    if default is not _NO_DEFAULT and not path.exists():
+        return default
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
