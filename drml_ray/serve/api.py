@@ -86,6 +86,8 @@ def parse_predict(raw: bytes, limits: Limits) -> PredictRequest:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise RequestError(400, "body", f"not JSON: {err}") from None
+    except RecursionError:  # (a body of ~1,000 nested brackets: Python's decoder gives up, which is no bug of ours)
+        raise RequestError(400, "body", "JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise RequestError(422, "body", f"a JSON object is expected, not {type(body).__name__}")
     unknown = sorted(set(body) - {"text", "texts", "model"})

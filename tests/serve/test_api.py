@@ -55,6 +55,12 @@ def test_every_bad_request_names_its_field_and_status(body, status, field):
     assert err.value.body()["error"]["field"] == field and err.value.body()["error"]["message"]
 
 
+def test_a_body_nested_deeper_than_the_json_decoder_goes_is_a_bad_request():
+    with pytest.raises(RequestError) as err:  # (a RecursionError inside json.loads, a 500 before)
+        parse_predict(b"[" * 100_000, Limits())
+    assert (err.value.status, err.value.field, err.value.message) == (400, "body", "JSON nested too deeply")
+
+
 def test_answers_keep_the_shape_of_the_request():
     record = {"text": "Bob", "entities": [{"type": "PER", "start": 0, "end": 3, "text": "Bob", "score": 0.9}]}
     single = answer(parse_predict(b'{"text": "Bob"}', LIMITS), [record], "m", "v1")
