@@ -20,13 +20,15 @@ import json
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import StringConstraints
 from ray.train import UserCallback  # RAY
+from typing_extensions import TypedDict
 
 from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, load_state
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 KEPT_COPY = ".checkpoint_manager_snapshot.kept.json"
@@ -105,17 +107,20 @@ def prune_unregistered_checkpoints(train_dir: Path) -> list[Path]:
     return orphans
 
 
+class Scores(TypedDict):
+    dev_f1: float  # (what the record ranks its checkpoints by; the other metrics are kept as written)
+
+
+class Kept(TypedDict):
+    checkpoint_dir_name: Annotated[str, StringConstraints(pattern=r"^checkpoint_[^/\\]+$")]
+    metrics: Scores
+
+
 def local_checkpoints(train_dir: Path) -> list[dict[str, Any]]:
-    """The checkpoints local mode's record lists (none before the first)."""
-    record = train_dir / LOCAL_RECORD
-    if not record.exists():
-        return []
-    try:
-        entries = json.loads(record.read_text(encoding="utf-8"))
-        return [{"checkpoint_dir_name": str(e["checkpoint_dir_name"]), "metrics": dict(e["metrics"])} for e in entries]
-    except (ValueError, TypeError, KeyError) as err:
-        raise UserError(f"{record}: not the record drml writes ({err}); delete {train_dir} to train from the "
-                        "beginning") from None  # fmt: skip
+    """The checkpoints local mode's record lists (none before the first), checked: each a folder name of Ray's
+    form and its metrics with a dev F1."""
+    fix = f"delete {train_dir} to train from the beginning"
+    return read_json(train_dir / LOCAL_RECORD, list, schema=list[Kept], fix=fix, default=[])
 
 
 def local_checkpoint_name() -> str:

@@ -17,6 +17,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from typing_extensions import TypedDict
+
 from drml_ray.errors import UserError
 
 Decision = Literal["continue", "pause", "stop"]
@@ -41,6 +43,18 @@ def halving_rungs(grace_period: float, reduction_factor: float, max_t: float) ->
         rungs.append(rung)
         rung *= reduction_factor
     return rungs
+
+
+class HalvingState(TypedDict):
+    """``sha_state.json``, as :meth:`SuccessiveHalving.to_dict` writes it (checked when ``--resume`` reads it)."""
+
+    num_trials: int
+    rungs: list[float]
+    reduction_factor: float
+    mode: Literal["max", "min"]
+    scores: list[dict[str, float]]
+    ended: list[list[str]]
+    promoted: list[list[str] | None]
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -16,8 +15,8 @@ from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
 from drml_ray._ray_compat import asha_rungs, live_trials, set_asha_rungs
 from drml_ray.config import Distribution, TuneSettings
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_json
-from drml_ray.tune.halving import SuccessiveHalving, halving_rungs
+from drml_ray.runtime.rundir import atomic_write_json, damaged, read_json
+from drml_ray.tune.halving import HalvingState, SuccessiveHalving, halving_rungs
 
 
 def is_grid(dist: Distribution, *, as_grid: bool = False) -> bool:
@@ -74,12 +73,28 @@ def expected_trials(settings: TuneSettings) -> int:
 ASHA_STATE_FILE = "asha_state.json"
 
 
-def read_json_state(path: str) -> Any:
-    """A scheduler's saved state (JSON: never unpickled, since a run directory may come from elsewhere)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise UserError(f"{path}: unreadable scheduler state ({err}); remove it to restart the halving") from None
+RESTART_HALVING = "remove it to restart the halving"
+
+AshaRungs = list[list[dict[str, float]]]
+"""``asha_state.json``: per bracket, per rung, the scores recorded there (trial id -> score)."""
+
+
+def read_asha_state(path: str, brackets: list[int]) -> AshaRungs:
+    """ASHA's saved rungs (JSON, never unpickled, since a run directory may come from elsewhere), checked against
+    the scheduler's ``brackets`` (the number of rungs in each)."""
+    rungs = read_json(path, list, schema=AshaRungs, fix=RESTART_HALVING)
+    if [len(bracket) for bracket in rungs] != brackets:
+        raise damaged(path, f"rungs per bracket {[len(b) for b in rungs]}, the search has {brackets}", RESTART_HALVING)
+    return rungs
+
+
+def read_halving_state(path: str) -> SuccessiveHalving:
+    """Successive halving's saved bookkeeping, checked (:class:`~drml_ray.tune.halving.HalvingState`)."""
+    data = read_json(path, schema=HalvingState, fix=RESTART_HALVING)
+    rungs = len(data["rungs"])
+    if any(len(data[key]) != rungs for key in ("scores", "ended", "promoted")):
+        raise damaged(path, f"scores, ended and promoted must each hold one entry per rung ({rungs})", RESTART_HALVING)
+    return SuccessiveHalving.from_dict(data)
 
 
 class ResumableASHA(ASHAScheduler):
@@ -101,7 +116,7 @@ class ResumableASHA(ASHAScheduler):
             return
         self._state_read = True
         if os.path.exists(self._state_path):
-            set_asha_rungs(self, read_json_state(self._state_path))
+            set_asha_rungs(self, read_asha_state(self._state_path, [len(b) for b in asha_rungs(self)]))
             recorded = sum(len(scores) for bracket in asha_rungs(self) for scores in bracket)
             print(f"[drml] ASHA: {recorded} score(s) at its rungs restored from {self._state_path}", flush=True)
 
@@ -167,7 +182,7 @@ class SyncHalvingScheduler(FIFOScheduler):
             return
         self._state_read = True
         if os.path.exists(self._state_path):
-            self.halving = SuccessiveHalving.from_dict(read_json_state(self._state_path))
+            self.halving = read_halving_state(self._state_path)
             scored = sum(len(r) for r in self.halving.scores)
             print(f"[drml] successive halving: {scored} score(s) at its rungs restored from {self._state_path}",
                   flush=True)  # fmt: skip

@@ -60,9 +60,17 @@ def test_the_record_keeps_the_best_by_dev_f1_and_the_latest(tmp_path):
 
 def test_a_damaged_record_is_a_user_error_naming_it(tmp_path):
     assert local_result(tmp_path).checkpoint is None  # no record yet: nothing to continue from
-    (tmp_path / LOCAL_RECORD).write_text('{"not": "a list"}')
-    with pytest.raises(UserError, match=f"{LOCAL_RECORD}: not the record drml writes"):
-        local_result(tmp_path)
+    for record, why in [
+        ('{"not": "a list"}', "a JSON dict, not a list"),
+        ('[{"checkpoint_dir_name": "checkpoint_1", "metrics": {"dev_f1": "0.9"}}]', "at 0.metrics.dev_f1"),
+        ('[{"checkpoint_dir_name": "checkpoint_1", "metrics": {"epoch": 1}}]', "at 0.metrics.dev_f1: Field required"),
+        ('[{"checkpoint_dir_name": "../../elsewhere", "metrics": {"dev_f1": 0.9}}]', "at 0.checkpoint_dir_name"),
+    ]:
+        (tmp_path / LOCAL_RECORD).write_text(record)
+        with pytest.raises(UserError) as err:
+            local_result(tmp_path)
+        assert f"{LOCAL_RECORD}: damaged, not the JSON drml wrote ({why}" in str(err.value)
+        assert str(err.value).endswith(f"delete {tmp_path} to train from the beginning")
 
 
 def test_local_mode_trains_here_and_resumes_as_if_never_stopped(tmp_path, keep_threads):

@@ -169,6 +169,38 @@ def test_asha_keeps_its_rungs_across_a_resume(tmp_path):
     assert report(forgetful, "weak", 0.1) == TrialScheduler.CONTINUE
 
 
+SHA_STATE = {"num_trials": 3, "rungs": [1.0], "reduction_factor": 3.0, "mode": "max", "scores": [{}],
+             "ended": [[]], "promoted": [None]}  # fmt: skip
+"""``sha_state.json`` of three trials and one rung that none has reached."""
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "message"),
+    [
+        ("asha", [[{"t1": "0.9"}, {}]], "at 0.0.t1: Input should be a valid number"),  # a score edited into text
+        ("asha", [[{}]], "rungs per bracket [1], the search has [2]"),  # not this search's rungs (epochs 3 and 1)
+        ("sha", SHA_STATE | {"mode": "best"}, "at mode: Input should be 'max' or 'min'"),
+        ("sha", SHA_STATE | {"promoted": []}, "one entry per rung (1)"),
+    ],
+)
+def test_a_damaged_scheduler_state_is_named_on_resume(tmp_path, kind, state, message):
+    """A resumed search reads its rungs back; a state file edited by hand is the user's to restore or remove."""
+    import json
+    from types import SimpleNamespace
+
+    from drml_ray.tune.space import ASHA_STATE_FILE, SHA_STATE_FILE
+
+    settings = TuneSettings(space={"train.lr": {"grid": [1e-2, 1e-3, 1e-4]}}, search="grid",
+                            scheduler={"type": kind, "grace_period": 1, "reduction_factor": 3})  # fmt: skip
+    state_file = tmp_path / (ASHA_STATE_FILE if kind == "asha" else SHA_STATE_FILE)
+    state_file.write_text(json.dumps(state))
+    scheduler = make_scheduler(settings, max_epochs=3, state_dir=tmp_path, max_concurrent=1)
+    with pytest.raises(UserError) as err:
+        scheduler.on_trial_add(SimpleNamespace(get_trials=list), SimpleNamespace(trial_id="a"))
+    assert str(err.value).startswith(f"{state_file}: damaged, not the JSON drml wrote")
+    assert message in str(err.value) and str(err.value).endswith("remove it to restart the halving")
+
+
 def test_successive_halving_pauses_then_resumes_the_best_and_stops_the_rest(tmp_path):
     """Tune's side of synchronous halving, with a stand-in controller: 3 trials, one rung at epoch 1."""
     from types import SimpleNamespace
