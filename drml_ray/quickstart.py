@@ -10,7 +10,7 @@ from drml_ray.data.load import load_corpus
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
-from drml_ray.runtime.rundir import FINISHED_MARKER, default_run_dir, read_json
+from drml_ray.runtime.rundir import FINISHED_MARKER, default_run_dir
 
 N_EXAMPLES = 5
 
@@ -28,10 +28,9 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
             print((run_dir / f"report_{split}.txt").read_text(encoding="utf-8"))
     else:
         run_finetune(cfg, run_dir, overwrite=overwrite, corpus=corpus)
-    results = read_json(run_dir / FINISHED_MARKER)
     test = corpus.splits["test"][:N_EXAMPLES]
     texts = [" ".join(s.tokens) for s in test]
-    print(f"== a few test sentences through drml predict ({results['data']['name']}) ==")
+    print(f"== a few test sentences through drml predict ({corpus.name}) ==")
     for line in predict_lines(run_dir / "best", texts, pretokenized=True, engine="local"):
         record = json.loads(line)
         found = ", ".join(f"{e['text']} [{e['type']} {e['score']:.2f}]" for e in record["entities"]) or "(none)"
