@@ -18,7 +18,26 @@ LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 def test_split_words_offsets():
     text = "Hi, Bob's well-known U.S. trip"
     spans = split_words(text)
-    assert [text[s:e] for s, e in spans] == ["Hi", ",", "Bob's", "well-known", "U", ".", "S", ".", "trip"]
+    assert [text[s:e] for s, e in spans] == ["Hi", ",", "Bob", "'s", "well-known", "U.S.", "trip"]
+    assert spans[:4] == [(0, 2), (2, 3), (4, 7), (7, 9)]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [  # as CoNLL-2003 writes these words (its eng.train has U.S. 428 times, 's 1,866, n't 126, M. 53, Inc. 12)
+        ("Germany's E.U.'s GERMANY'S players' I'm", ["Germany", "'s", "E.U.", "'s", "GERMANY", "'S", "players", "'",
+                                                     "I", "'m"]),
+        ("don't won't O'Brien's rock'n'roll", ["do", "n't", "wo", "n't", "O'Brien", "'s", "rock'n'roll"]),
+        ("Mr. Smith of Apple Inc. met J. Doe at St. Paul.", ["Mr.", "Smith", "of", "Apple", "Inc.", "met", "J.", "Doe",
+                                                             "at", "St.", "Paul", "."]),
+        ("3.5 1,000 10:30 2-1 in 1996. Then... a.m.", ["3.5", "1,000", "10:30", "2-1", "in", "1996", ".", "Then",
+                                                       "...", "a.m."]),
+        ("Income is Co-op's, not Corp's; A. b", ["Income", "is", "Co-op", "'s", ",", "not", "Corp", "'s", ";", "A",
+                                                 ".", "b"]),
+    ],
+)  # fmt: skip
+def test_raw_text_is_cut_into_words_as_conll_cuts_english(text, words):
+    assert [text[s:e] for s, e in split_words(text)] == words
 
 
 def test_entities_from_tags_hand_case():

@@ -1,0 +1,109 @@
+"""Entity F1 of ``drml predict`` on raw text, against the same model on the corpus's own tokens.
+
+A user pastes text, not CoNLL tokens: ``Germany's``, ``U.S.``, ``don't``. This turns a labelled split back into the
+text it came from (no space before punctuation and clitics, none inside quotes and brackets), lets ``drml
+predict``'s word splitter (``drml_ray.ner.predict.split_words``) cut it into words again, and scores the entities'
+character spans against the gold ones. The second row is the same model given the gold tokens (what ``drml
+evaluate`` scores). Both read each sentence with its document, as ``drml predict`` does::
+
+    DRML_DATA_MIRROR=../shared/data python benchmarks/raw_text_f1.py runs/fast/best --corpus conll2003
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+from drml_ray.config import DataConfig
+from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.data.load import load_corpus
+from drml_ray.ner.evaluate import load_saved_model
+from drml_ray.ner.predict import predict_records, space_spans
+
+CLITICS = {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't", "'"}
+GLUED_LEFT = {",", ".", ";", ":", "!", "?", "%", ")", "]", "}", "...", *CLITICS}
+GLUED_RIGHT = {"(", "[", "{", "$"}
+
+Span = tuple[int, int]
+Entity = tuple[int, str, int, int]  # sentence, type, start, end
+
+
+def detokenize(tokens: Sequence[str]) -> tuple[str, list[Span]]:
+    """The text the tokens were cut from, as a person writes it, and each token's character span in it.
+
+    >>> detokenize(["Germany", "'s", "chancellor", "(", "CDU", ")", "said", '"', "no", '"', "."])[0]
+    'Germany\\'s chancellor (CDU) said "no".'
+    """
+    text, spans, open_quote, glue_next = "", [], False, True
+    for token in tokens:
+        quote = token == '"'
+        glued = glue_next or token.lower() in GLUED_LEFT or (quote and open_quote)
+        text += "" if glued else " "
+        spans.append((len(text), len(text) + len(token)))
+        text += token
+        glue_next = token in GLUED_RIGHT or (quote and not open_quote)
+        open_quote = open_quote != quote
+    return text, spans
+
+
+def entities(sentence: int, spans: Sequence[Span], tags: Sequence[str]) -> set[Entity]:
+    """The gold entities of IOB2 ``tags`` as character spans."""
+    found: set[Entity] = set()
+    current: list | None = None
+    for (start, end), tag in [*zip(spans, tags, strict=True), ((0, 0), "O")]:
+        prefix, kind = split_tag(tag)
+        if current is not None and prefix == "I" and kind == current[1]:
+            current[3] = end
+            continue
+        if current is not None:
+            found.add(tuple(current))  # type: ignore[arg-type]
+        current = [sentence, kind, start, end] if kind is not None else None
+    return found
+
+
+def scores(gold: set[Entity], predicted: set[Entity]) -> tuple[float, float, float]:
+    hits = len(gold & predicted)
+    precision, recall = hits / max(1, len(predicted)), hits / max(1, len(gold))
+    return precision, recall, 2 * precision * recall / max(1e-12, precision + recall)
+
+
+def run(model_dir: str, sentences: list[Sentence], raw: bool) -> tuple[set[Entity], set[Entity]]:
+    """Gold and predicted entities of ``sentences`` given to the model as raw text or as their tokens."""
+    saved = load_saved_model(model_dir)
+    if raw:
+        texts, spans = zip(*(detokenize(s.tokens) for s in sentences), strict=True)
+    else:
+        texts = tuple(" ".join(s.tokens) for s in sentences)
+        spans = tuple(space_spans(t) for t in texts)
+    gold = set().union(*(entities(i, sp, s.tags) for i, (sp, s) in enumerate(zip(spans, sentences, strict=True))))
+    records = predict_records(saved, list(texts), pretokenized=not raw, documents=[s.doc for s in sentences])
+    predicted = {(i, e["type"], e["start"], e["end"]) for i, r in enumerate(records) for e in r["entities"]}
+    return gold, predicted
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model_dir")
+    parser.add_argument("--corpus", default="conll2003")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--misses", type=int, default=15, help="print this many raw-text misses, most common first")
+    args = parser.parse_args()
+    sentences = list(load_corpus(DataConfig(corpus=args.corpus)).splits[args.split])
+    results = {}
+    for name, raw in (("raw text", True), ("gold tokens", False)):
+        gold, predicted = results[name] = run(args.model_dir, sentences, raw)
+        p, r, f = scores(gold, predicted)
+        print(f"RESULT input={name.replace(' ', '_')} precision={p:.4f} recall={r:.4f} f1={f:.4f} gold={len(gold)}")
+    gold, predicted = results["raw text"]
+    texts = [detokenize(s.tokens)[0] for s in sentences]
+    missed = Counter(texts[i][a:b] for i, _, a, b in gold - predicted)
+    wrong = Counter(texts[i][a:b] for i, _, a, b in predicted - gold)
+    print("most missed gold entities (raw text):", missed.most_common(args.misses))
+    print("most common wrong predictions (raw text):", wrong.most_common(args.misses))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
