@@ -7,11 +7,17 @@ character spans against the gold ones. The second row is the same model given th
 evaluate`` scores). Both read each sentence with its document, as ``drml predict`` does::
 
     DRML_DATA_MIRROR=../shared/data python benchmarks/raw_text_f1.py runs/fast/best --corpus conll2003
+
+Without a model, ``--agreement`` says how many of a corpus's sentences the splitter cuts back into exactly the
+corpus's tokens, against the splitter before session 33 (:data:`BEFORE`)::
+
+    DRML_DATA_MIRROR=../shared/data python benchmarks/raw_text_f1.py --agreement --corpus crossner_ai
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -20,11 +26,14 @@ from drml_ray.config import DataConfig
 from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.data.load import load_corpus
 from drml_ray.ner.evaluate import load_saved_model
-from drml_ray.ner.predict import predict_records, space_spans
+from drml_ray.ner.predict import predict_records, space_spans, split_words
 
 CLITICS = {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't", "'"}
 GLUED_LEFT = {",", ".", ";", ":", "!", "?", "%", ")", "]", "}", "...", *CLITICS}
 GLUED_RIGHT = {"(", "[", "{", "$"}
+
+BEFORE = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+"""``drml predict``'s word splitter until session 33: runs of letters and digits, every other mark alone."""
 
 Span = tuple[int, int]
 Entity = tuple[int, str, int, int]  # sentence, type, start, end
@@ -83,14 +92,28 @@ def run(model_dir: str, sentences: list[Sentence], raw: bool) -> tuple[set[Entit
     return gold, predicted
 
 
+def agreement(sentences: list[Sentence]) -> dict[str, float]:
+    """The share of ``sentences`` each splitter cuts, written out as text, back into exactly their tokens."""
+    cutters = {"now": split_words, "before": lambda text: [m.span() for m in BEFORE.finditer(text)]}
+    texts = [detokenize(s.tokens)[0] for s in sentences]
+    return {name: sum([t[a:b] for a, b in cut(t)] == list(s.tokens) for t, s in zip(texts, sentences, strict=True))
+            / len(sentences) for name, cut in cutters.items()}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir")
+    parser.add_argument("model_dir", nargs="?", help="a model folder (not needed with --agreement)")
+    parser.add_argument("--agreement", action="store_true", help="only compare the splitters' words with the corpus's")
     parser.add_argument("--corpus", default="conll2003")
     parser.add_argument("--split", default="test")
     parser.add_argument("--misses", type=int, default=15, help="print this many raw-text misses, most common first")
     args = parser.parse_args()
     sentences = list(load_corpus(DataConfig(corpus=args.corpus)).splits[args.split])
+    if args.agreement or not args.model_dir:
+        shares = agreement(sentences)
+        print(f"RESULT corpus={args.corpus} sentences={len(sentences)} cut_as_the_corpus_now={shares['now']:.3f} "
+              f"before={shares['before']:.3f}")  # fmt: skip
+        return 0
     results = {}
     for name, raw in (("raw text", True), ("gold tokens", False)):
         gold, predicted = results[name] = run(args.model_dir, sentences, raw)
