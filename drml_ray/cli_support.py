@@ -1,8 +1,10 @@
-"""What every ``drml`` command shares: a user's mistake as one line (exit 2), a bug with its traceback (exit 1),
-Ctrl+C of a run that can resume (exit 130); and the check of a file the command writes."""
+"""What every ``drml`` command shares: a user's mistake or the file system's refusal as one line (exit 2), a bug
+with its traceback (exit 1), Ctrl+C of a run that can resume (exit 130); and the check of a file the command
+writes."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import traceback
 from collections.abc import Callable
@@ -13,11 +15,15 @@ import typer
 from drml_ray.errors import RunInterrupted, UserError
 
 BUG_REPORT = "this is a bug in drml-ray, not in your input: please report it with the traceback above"
+REFUSED = {errno.EACCES: "no permission", errno.EPERM: "not permitted", errno.ENOSPC: "the disk is full",
+           errno.EDQUOT: "the disk quota is used up", errno.EROFS: "a read-only file system"}  # fmt: skip
+"""What the file system may refuse a command that is not drml's bug: the user frees space or fixes permissions."""
 
 
 def user_errors(command: Callable[..., None]) -> Callable[..., None]:
-    """A user's mistake prints as one line, exit 2; Ctrl+C of a run that can resume, exit 130; a bug keeps its
-    traceback, exit 1."""
+    """A user's mistake prints as one line, exit 2, and so does the file system's refusal (:data:`REFUSED`: no
+    permission, a full disk) naming the file; Ctrl+C of a run that can resume, exit 130; a bug keeps its traceback,
+    exit 1."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs) -> None:
@@ -35,7 +41,12 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
-        except Exception:
+        except Exception as err:
+            if isinstance(err, OSError) and err.errno in REFUSED:  # the file system's limits, not a bug
+                where = f"{err.filename}: " if err.filename else ""
+                typer.secho(f"drml: error: {where}{REFUSED[err.errno]} ({err.strerror}); free space or fix the "
+                            "permissions, then run the same command again", fg=typer.colors.RED, err=True)  # fmt: skip
+                raise typer.Exit(2) from None
             traceback.print_exc()
             typer.secho(f"drml: internal error: {BUG_REPORT}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -202,6 +204,28 @@ def test_a_bug_keeps_its_traceback_exits_1_and_asks_for_a_report(tmp_path, monke
     assert result.exit_code == 1
     assert "Traceback" in result.output and "KeyError: 'dev_f1'" in result.output
     assert "internal error: this is a bug in drml-ray" in result.output
+
+
+@pytest.mark.parametrize(
+    ("code", "said"), [(errno.ENOSPC, "the disk is full"), (errno.EACCES, "no permission"), (errno.EIO, None)]
+)
+def test_the_file_systems_refusal_is_one_line_naming_the_file_and_other_os_errors_stay_bugs(
+    tmp_path, monkeypatch, code, said
+):
+    import drml_ray.ner.finetune
+
+    results = tmp_path / "x" / "results.json"
+
+    def refused(*args, **kwargs):  # as open() raises it (root ignores permission bits, so it cannot be made real)
+        raise OSError(code, os.strerror(code), str(results))
+
+    monkeypatch.setattr(drml_ray.ner.finetune, "run_finetune", refused)
+    result = cli("finetune", "ner/smoke", "--output-dir", tmp_path / "x")
+    if said is None:  # an I/O error is no limit the user can lift: a bug's report, with its traceback
+        assert result.exit_code == 1 and "Traceback" in result.output and "internal error" in result.output
+        return
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"drml: error: {results}: {said} ({os.strerror(code)}); free space or fix the permissions" in result.output
 
 
 def test_a_user_error_from_deep_inside_exits_2_in_one_line(tmp_path):
