@@ -23,10 +23,10 @@ from collections import Counter
 from collections.abc import Sequence
 
 from drml_ray.config import DataConfig
-from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.data.conll import Sentence
 from drml_ray.data.load import load_corpus
-from drml_ray.ner.evaluate import load_saved_model
-from drml_ray.ner.predict import predict_records, space_spans, split_words
+from drml_ray.ner.evaluate import SavedModel, load_saved_model
+from drml_ray.ner.predict import entities_from_tags, predict_records, space_spans, split_words
 
 CLITICS = {"'s", "'re", "'ve", "'ll", "'d", "'m", "n't", "'"}
 GLUED_LEFT = {",", ".", ";", ":", "!", "?", "%", ")", "]", "}", "...", *CLITICS}
@@ -57,39 +57,26 @@ def detokenize(tokens: Sequence[str]) -> tuple[str, list[Span]]:
     return text, spans
 
 
-def entities(sentence: int, spans: Sequence[Span], tags: Sequence[str]) -> set[Entity]:
-    """The gold entities of IOB2 ``tags`` as character spans."""
-    found: set[Entity] = set()
-    current: list | None = None
-    for (start, end), tag in [*zip(spans, tags, strict=True), ((0, 0), "O")]:
-        prefix, kind = split_tag(tag)
-        if current is not None and prefix == "I" and kind == current[1]:
-            current[3] = end
-            continue
-        if current is not None:
-            found.add(tuple(current))  # type: ignore[arg-type]
-        current = [sentence, kind, start, end] if kind is not None else None
-    return found
-
-
 def scores(gold: set[Entity], predicted: set[Entity]) -> tuple[float, float, float]:
     hits = len(gold & predicted)
     precision, recall = hits / max(1, len(predicted)), hits / max(1, len(gold))
     return precision, recall, 2 * precision * recall / max(1e-12, precision + recall)
 
 
-def run(model_dir: str, sentences: list[Sentence], raw: bool) -> tuple[set[Entity], set[Entity]]:
-    """Gold and predicted entities of ``sentences`` given to the model as raw text or as their tokens."""
-    saved = load_saved_model(model_dir)
-    if raw:
-        texts, spans = zip(*(detokenize(s.tokens) for s in sentences), strict=True)
-    else:
-        texts = tuple(" ".join(s.tokens) for s in sentences)
-        spans = tuple(space_spans(t) for t in texts)
-    gold = set().union(*(entities(i, sp, s.tags) for i, (sp, s) in enumerate(zip(spans, sentences, strict=True))))
-    records = predict_records(saved, list(texts), pretokenized=not raw, documents=[s.doc for s in sentences])
-    predicted = {(i, e["type"], e["start"], e["end"]) for i, r in enumerate(records) for e in r["entities"]}
-    return gold, predicted
+def entities(records: Sequence[dict]) -> set[Entity]:
+    """The entities of ``drml predict``'s records, each as (sentence, type, start, end)."""
+    return {(i, e["type"], e["start"], e["end"]) for i, record in enumerate(records) for e in record["entities"]}
+
+
+def run(saved: SavedModel, sentences: list[Sentence], given: list[tuple[str, list[Span]]], pretokenized: bool
+        ) -> tuple[set[Entity], set[Entity]]:  # fmt: skip
+    """Gold and predicted entities of ``sentences`` given to the model as ``given`` texts (each with its tokens'
+    spans); the gold ones are grouped by the rule predictions are."""
+    texts = [text for text, _ in given]
+    gold = [{"entities": entities_from_tags(t, sp, s.tags, [1.0] * len(sp))}
+            for (t, sp), s in zip(given, sentences, strict=True)]  # fmt: skip
+    predicted = predict_records(saved, texts, pretokenized=pretokenized, documents=[s.doc for s in sentences])
+    return entities(gold), entities(predicted)
 
 
 def agreement(sentences: list[Sentence]) -> dict[str, float]:
@@ -114,15 +101,16 @@ def main() -> int:
         print(f"RESULT corpus={args.corpus} sentences={len(sentences)} cut_as_the_corpus_now={shares['now']:.3f} "
               f"before={shares['before']:.3f}")  # fmt: skip
         return 0
+    saved, written = load_saved_model(args.model_dir), [detokenize(s.tokens) for s in sentences]
+    spaced = [(text, space_spans(text)) for text in (" ".join(s.tokens) for s in sentences)]
     results = {}
-    for name, raw in (("raw text", True), ("gold tokens", False)):
-        gold, predicted = results[name] = run(args.model_dir, sentences, raw)
+    for name, given, pretokenized in (("raw text", written, False), ("gold tokens", spaced, True)):
+        gold, predicted = results[name] = run(saved, sentences, given, pretokenized)
         p, r, f = scores(gold, predicted)
         print(f"RESULT input={name.replace(' ', '_')} precision={p:.4f} recall={r:.4f} f1={f:.4f} gold={len(gold)}")
     gold, predicted = results["raw text"]
-    texts = [detokenize(s.tokens)[0] for s in sentences]
-    missed = Counter(texts[i][a:b] for i, _, a, b in gold - predicted)
-    wrong = Counter(texts[i][a:b] for i, _, a, b in predicted - gold)
+    missed = Counter(written[i][0][a:b] for i, _, a, b in gold - predicted)
+    wrong = Counter(written[i][0][a:b] for i, _, a, b in predicted - gold)
     print("most missed gold entities (raw text):", missed.most_common(args.misses))
     print("most common wrong predictions (raw text):", wrong.most_common(args.misses))
     return 0
