@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from drml_ray.config import load_config
 from drml_ray.data.load import load_corpus
-from drml_ray.errors import UserError
+from drml_ray.errors import RunExistsError, UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
-from drml_ray.runtime.rundir import FINISHED_MARKER, default_run_dir
+from drml_ray.runtime.rundir import FINISHED_MARKER, check_same_config, default_run_dir
 
 N_EXAMPLES = 5
 
@@ -23,9 +24,7 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
     run_dir = Path(output_dir or default_run_dir(cfg.name)).resolve()
     corpus = load_corpus(cfg.data)  # read (or fetched, or replaced by the fallback) once
     if (run_dir / FINISHED_MARKER).exists() and not overwrite:
-        print(f"[drml] {run_dir} already holds a finished quickstart (pass --overwrite to train again):")
-        for split in ("dev", "test"):
-            print((run_dir / f"report_{split}.txt").read_text(encoding="utf-8"))
+        show_finished(run_dir, cfg)
     else:
         run_finetune(cfg, run_dir, overwrite=overwrite, corpus=corpus)
     test = corpus.splits["test"][:N_EXAMPLES]
@@ -41,3 +40,17 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
         f'[drml] next: drml predict {run_dir / "best"} --text "Your sentence here."'
     )
     return run_dir
+
+
+def show_finished(run_dir: Path, cfg: Any) -> None:
+    """Print the reports of the finished run in ``run_dir``, refusing one of another config."""
+    written = run_dir / "config.yaml"
+    if not written.is_file():
+        raise RunExistsError(f"{run_dir} holds a finished run ({FINISHED_MARKER}) but no config.yaml; pass "
+                             "--overwrite to train the quickstart there, or --output-dir to run elsewhere")  # fmt: skip
+    check_same_config(written, cfg)
+    print(f"[drml] {run_dir} already holds a finished quickstart (pass --overwrite to train again):")
+    for split in ("dev", "test"):
+        report = run_dir / f"report_{split}.txt"
+        print(report.read_text(encoding="utf-8") if report.is_file() else
+              f"({report.name} is not there: drml report {run_dir} shows the run's scores)\n")  # fmt: skip
