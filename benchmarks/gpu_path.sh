@@ -17,7 +17,8 @@
 #    torch.profiler tables of the BERT-base step at 32 x 128 and 64 x 512. Against (1) at the same tokens per step
 #    (a batch of 256 CoNLL sentences packs into ~40 rows of 128): the share of the step outside the model;
 # 3. drml finetune with MiniLM's shape at batch 32;
-# 4. benchmarks/meta_step_time.py --device cuda: a meta-learning episode with MiniLM's shape;
+# 4. benchmarks/meta_step_time.py --device cuda: a meta-learning episode with MiniLM's shape; then drml meta-train's
+#    step with four actors sharing the card against one actor holding theta there (GPU_PATH_META_SETS: more --set);
 # 5. the torch.compile lever on the BERT-base step (default and reduce-overhead = CUDA graphs) at batch 256.
 # Each step has its own time limit and all share GPU_PATH_SECONDS (default 540): a step that would start after it
 # is skipped. OUT_DIR/steps.tsv records each step's exit status and seconds; OUT_DIR/gpu_path.tgz packs every log,
@@ -80,6 +81,18 @@ finetune ft_minilm_b32 minilm_random 32 1e-4
 
 step meta_minilm 60 python3 benchmarks/meta_step_time.py --device cuda --backbone "$OUT/minilm_random" \
   --out "$OUT/meta_minilm.json"
+# 4b. drml meta-train with MiniLM's shape on generated tasks, 30 Reptile meta-steps of 4 episodes (8 + 8 sentences,
+#     4 inner steps): four actors sharing the card with theta broadcast each step (session 25's 1.76 s setting) and
+#     one actor holding theta on the card. s_per_meta_step in OUT/meta_*/meta_train.json.
+META=(--set "model.backbone=$OUT/minilm_random" --set model.max_length=128 --set 'meta.algorithms=[reptile]'
+      --set meta.meta_steps=30 --set meta.eval_every=30 --set meta.inner_steps=4 --set meta.inner_lr=1e-4)
+meta_train() {  # meta_train NAME WORKERS GPUS_PER_WORKER CPUS_PER_WORKER
+  step "$1" 150 "${DRML[@]}" meta-train configs/meta/smoke.yaml -o "$OUT/$1" "${META[@]}" --set "meta.workers=$2" \
+    --set "meta.gpus_per_worker=$3" --set "meta.cpus_per_worker=$4" ${GPU_PATH_META_SETS:-}
+  pkill -9 -f '[r]ay/core/src/ray|[r]ay::|[d]efault_worker.py' 2>/dev/null
+}
+meta_train meta_4_actors 4 0.25 3
+meta_train meta_1_holder 1 1 8
 step bare_base_compile 150 python3 benchmarks/gpu_throughput.py --size base --batch 256 --steps 20 \
   --precisions bf16 --compile default --out "$OUT/bare_base_compile.json"
 step bare_base_cudagraphs 120 python3 benchmarks/gpu_throughput.py --size base --batch 256 --steps 20 \

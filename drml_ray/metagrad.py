@@ -17,7 +17,7 @@ Parameters are dicts ``name -> tensor`` so that Ray actors can ship them; nothin
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -89,6 +89,22 @@ def meta_step(
         p.grad = None if g is None else g.to(p.dtype).to(p.device)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
+
+
+def to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (in nested dicts, lists and tuples) on the CPU: an optimizer's
+    ``state_dict()`` that can leave a GPU process.
+
+    >>> to_cpu({"state": {0: {"step": torch.tensor(2.0)}}, "param_groups": [{"lr": 0.1, "params": [0]}]})
+    {'state': {0: {'step': tensor(2.)}}, 'param_groups': [{'lr': 0.1, 'params': [0]}]}
+    """
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_cpu(v) for v in value)
+    return value
 
 
 def meta_lr_at(step: int, total: int, base: float, decay: bool) -> float:

@@ -32,7 +32,8 @@ class MetaSettings(ActorSettings):
     """Meta-training (``drml meta-train``): Reptile / first-order MAML over a distribution of NER tasks."""
 
     gpus_per_worker: NonNegativeFloat = 0.0
-    """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16."""
+    """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16. On one
+    GPU, ``workers: 1`` keeps theta and the outer optimizer on the card instead of broadcasting theta every step."""
     algorithms: NonEmpty[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
     """Algorithms to meta-train, one after the other; each writes ``<run>/<algorithm>/``."""
     train_tasks: NonEmpty[TaskSpec] = [

@@ -14,7 +14,10 @@ Per meta-step (:func:`meta_train_step`) the communication is:
    actor, not one per task);
 3. the driver averages the sums over the meta-batch and takes one step of the meta-optimizer.
 
-So a meta-step moves ``2 x workers x |theta|`` bytes, whatever the meta-batch size. Episodes are
+So a meta-step moves ``2 x workers x |theta|`` bytes, whatever the meta-batch size. With one worker
+(``meta.workers: 1``, the setting for one GPU) nothing of that size moves: the actor holds theta and the
+outer optimizer on its device (:meth:`MetaRun.hand_to`), adapts the meta-batch and steps itself, and
+theta comes back to the driver only for a checkpoint and the export. Episodes are
 seeded by (experiment seed, meta-step, slot), so a resumed or re-run meta-training samples the same
 episodes whatever the number of workers (and, run serially, the same meta-gradients).
 
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from drml_ray.errors import RunExistsError, UserError
 from drml_ray.meta.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings
 from drml_ray.meta.learner import NerLearner, adaptation_steps
 from drml_ray.meta.results import Cell, finished_twin, read_meta_eval, record_cell, twin_cell, write_meta_eval_outputs
-from drml_ray.metagrad import Params, meta_lr_at, meta_step, sum_gradients
+from drml_ray.metagrad import Params, meta_lr_at, meta_step, sum_gradients, to_cpu
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run, read_json
 
@@ -61,21 +64,58 @@ class MetaWorker:
         torch.set_num_threads(threads)
         self.data = TaskData.model_validate(data)
         self.learner = NerLearner(ModelConfig.model_validate(model), self.data, seed, device=device)
+        self.outer: MetaRun | None = None  # theta and the outer optimizer, when this actor holds them
 
     def gradients(
         self, theta: Params, jobs: list[tuple[str, int]], settings: dict, algorithm: str
     ) -> tuple[Params, list[dict[str, float]]]:
-        """The summed meta-gradient of ``jobs`` (task, episode seed), and each episode's losses."""
-        meta = MetaSettings.model_validate(settings)
-        grads, stats = [], []
-        for spec, seed in jobs:
-            task = self.learner.task(spec, self.data.max_train_sentences)
-            grad, stat = self.learner.episode_gradient(theta, task, seed, meta, algorithm)  # type: ignore[arg-type]
-            grads.append(grad)
-            stats.append(stat | {"task": spec})
-        return sum_gradients(grads)[0], stats
+        """The summed meta-gradient of ``jobs`` (task, episode seed) on the CPU, and each episode's losses."""
+        summed, stats = self._episodes(theta, jobs, MetaSettings.model_validate(settings), algorithm)
+        return {name: g.cpu() for name, g in summed.items()}, stats
 
-    def heldout_f1(self, theta: Params, spec: str, settings: dict, lr: float, seed: int) -> float:
+    def _episodes(
+        self, theta: Params, jobs: list[tuple[str, int]], meta: MetaSettings, algorithm: str
+    ) -> tuple[Params, list[dict[str, float]]]:
+        stats: list[dict[str, float]] = []
+
+        def each() -> Iterator[Params]:
+            for spec, seed in jobs:
+                task = self.learner.task(spec, self.data.max_train_sentences)
+                grad, stat = self.learner.episode_gradient(theta, task, seed, meta, algorithm)  # type: ignore[arg-type]
+                stats.append(stat | {"task": spec})
+                yield grad
+
+        return sum_gradients(each())[0], stats  # summed as they come: one episode's gradient held at a time
+
+    def hold(self, theta: Params, optimizer_state: dict, algorithm: str, settings: dict) -> None:
+        """Keep theta and its outer optimizer here, on this actor's device, for :meth:`outer_step`."""
+        meta = MetaSettings.model_validate(settings)
+        self.outer = new_meta_run(meta, algorithm, theta, self.learner.device)
+        self.outer.optimizer.load_state_dict(optimizer_state)  # (its state moves to the parameters' device)
+
+    def outer_step(self, jobs: list[tuple[str, int]], settings: dict, lr: float) -> list[dict[str, float]]:
+        """One outer update of the theta held here; nothing but the episodes' losses leaves the actor."""
+        meta, run = MetaSettings.model_validate(settings), self._held()
+        summed, stats = self._episodes(run.theta(), jobs, meta, run.algorithm)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        meta_step(run.params, {n: g / len(jobs) for n, g in summed.items()}, run.optimizer)
+        return stats
+
+    def held_state(self) -> tuple[Params, dict]:
+        """The theta and outer-optimizer state held here, on the CPU (for a checkpoint or the export)."""
+        run = self._held()
+        return {n: t.cpu() for n, t in run.theta().items()}, to_cpu(run.optimizer.state_dict())
+
+    def _held(self) -> MetaRun:
+        if self.outer is None:  # a new actor in place of one that died
+            raise RuntimeError("this actor holds no theta: the actor that held it stopped. Run the same command "
+                               "again: it resumes from the last checkpoint (<algorithm>.state.pt)")  # fmt: skip
+        return self.outer
+
+    def heldout_f1(self, theta: Params | None, spec: str, settings: dict, lr: float, seed: int) -> float:
+        """``theta`` ``None``: the theta this actor holds."""
+        theta = self._held().theta() if theta is None else theta
         return self.learner.heldout_f1(theta, self.learner.task(spec), MetaSettings.model_validate(settings), lr, seed)
 
     def cell(self, start: str, spec: str, shots: int | str, seed: int, settings: dict) -> dict[str, float]:
@@ -133,7 +173,10 @@ def episode_jobs(cfg: MetaExperiment, step: int) -> list[tuple[str, int]]:
 
 @dataclass
 class MetaRun:
-    """One algorithm's meta-training: theta, its outer optimizer and the record, checkpointed together."""
+    """One algorithm's meta-training: theta, its outer optimizer and the record, checkpointed together.
+
+    With ``holder`` (a pool of one actor), that actor holds the live theta and optimizer on its device
+    (:meth:`MetaWorker.outer_step`); the ones here are its copy as of the last :meth:`sync`."""
 
     algorithm: str
     params: dict[str, torch.nn.Parameter]
@@ -141,28 +184,49 @@ class MetaRun:
     lr: float
     record: dict[str, Any]
     step: int = 0
+    holder: ActorExecutor | None = None
 
     def theta(self) -> Params:
         return {n: p.detach() for n, p in self.params.items()}
 
+    def hand_to(self, pool: ActorExecutor, meta: MetaSettings) -> None:
+        """Let ``pool``'s one actor hold theta and the optimizer from now on."""
+        pool.call("hold", self.theta(), self.optimizer.state_dict(), self.algorithm, meta.model_dump(mode="json"))
+        self.holder = pool
+
+    def sync(self) -> None:
+        """Copy the holder's theta and optimizer state here."""
+        if self.holder is None:
+            return
+        self.load(*self.holder.call("held_state"))
+
+    def load(self, theta: Params, optimizer_state: dict) -> None:
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(theta[name])
+        self.optimizer.load_state_dict(optimizer_state)
+
     def save(self, path: Path) -> None:
+        self.sync()
         save_state(path, {"theta": self.theta(), "optimizer": self.optimizer.state_dict(), "record": self.record,
                           "step": self.step})  # fmt: skip
 
 
-def start_meta_run(cfg: MetaExperiment, algorithm: str, theta: Params, state_path: Path) -> MetaRun:
-    """A fresh meta-training from ``theta``, or the one checkpointed at ``state_path``."""
-    meta, reptile = cfg.meta, algorithm == "reptile"
-    params = {n: torch.nn.Parameter(p.detach().clone()) for n, p in theta.items()}
+def new_meta_run(meta: MetaSettings, algorithm: str, theta: Params, device: torch.device | str = "cpu") -> MetaRun:
+    """A fresh meta-training of ``algorithm`` from a copy of ``theta`` on ``device``, with its outer optimizer."""
+    params = {n: torch.nn.Parameter(p.detach().to(device, copy=True)) for n, p in theta.items()}
+    reptile = algorithm == "reptile"
     kind, lr = (meta.meta_optimizer, meta.meta_lr) if reptile else (meta.fomaml_optimizer, meta.fomaml_lr)
     optimizer = torch.optim.Adam(params.values(), lr=lr) if kind == "adam" else torch.optim.SGD(params.values(), lr=lr)
-    run = MetaRun(algorithm, params, optimizer, lr, {"steps": [], "evals": [], "train_s": 0.0})
+    return MetaRun(algorithm, params, optimizer, lr, {"steps": [], "evals": [], "train_s": 0.0})
+
+
+def start_meta_run(cfg: MetaExperiment, algorithm: str, theta: Params, state_path: Path) -> MetaRun:
+    """A fresh meta-training from ``theta``, or the one checkpointed at ``state_path``."""
+    run = new_meta_run(cfg.meta, algorithm, theta)
     if state_path.exists():
         saved = load_state(state_path)
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(saved["theta"][name])
-        optimizer.load_state_dict(saved["optimizer"])
+        run.load(saved["theta"], saved["optimizer"])
         run.record, run.step = saved["record"], saved["step"]
         print(f"[drml] {algorithm}: resuming at meta-step {run.step} from {state_path}")
     return run
@@ -172,17 +236,21 @@ def meta_train_step(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor) -> d
     """One outer update at ``run.step``: the meta-batch's episodes adapted on the actors, their
     meta-gradients averaged, one step of the outer optimizer. Returns the episodes' mean losses."""
     began, meta = time.perf_counter(), cfg.meta
-    theta_ref = ray.put(run.theta())  # RAY: one broadcast per meta-step
-    jobs = episode_jobs(cfg, run.step)
-    shares = [jobs[i :: pool.size] for i in range(pool.size)]
-    settings = meta.model_dump(mode="json")
-    outputs = pool.map([Job(f"{run.algorithm} meta-step {run.step + 1} episodes {share}", "gradients",
-                            (theta_ref, share, settings, run.algorithm)) for share in shares if share])  # fmt: skip
-    summed, _ = sum_gradients(grad for grad, _ in outputs)
-    stats = [stat for _, share_stats in outputs for stat in share_stats]
-    for group in run.optimizer.param_groups:
-        group["lr"] = meta_lr_at(run.step, meta.meta_steps, run.lr, meta.meta_lr_decay)
-    meta_step(run.params, {n: g / len(jobs) for n, g in summed.items()}, run.optimizer)
+    jobs, settings = episode_jobs(cfg, run.step), meta.model_dump(mode="json")
+    lr = meta_lr_at(run.step, meta.meta_steps, run.lr, meta.meta_lr_decay)
+    name = f"{run.algorithm} meta-step {run.step + 1}"
+    if run.holder is not None:  # one actor: theta stays on its device
+        stats = run.holder.map([Job(f"{name} episodes {jobs}", "outer_step", (jobs, settings, lr))])[0]
+    else:
+        theta_ref = ray.put(run.theta())  # RAY: one broadcast per meta-step
+        shares = [jobs[i :: pool.size] for i in range(pool.size)]
+        outputs = pool.map([Job(f"{name} episodes {share}", "gradients", (theta_ref, share, settings, run.algorithm))
+                            for share in shares if share])  # fmt: skip
+        summed, _ = sum_gradients(grad for grad, _ in outputs)
+        stats = [stat for _, share_stats in outputs for stat in share_stats]
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        meta_step(run.params, {n: g / len(jobs) for n, g in summed.items()}, run.optimizer)
     run.step += 1
     seconds = time.perf_counter() - began
     run.record["train_s"] += seconds
@@ -194,7 +262,8 @@ def meta_train_step(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor) -> d
 
 def heldout_check(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor, on_eval: OnEval | None) -> None:
     """Adapt theta to each held-out task's few shots and score its dev set (meta-training's yardstick)."""
-    settings, specs, theta_ref = cfg.meta.model_dump(mode="json"), cfg.meta.heldout_tasks, ray.put(run.theta())  # RAY
+    settings, specs = cfg.meta.model_dump(mode="json"), cfg.meta.heldout_tasks
+    theta_ref = None if run.holder is not None else ray.put(run.theta())  # RAY (None: the holder's own theta)
     f1 = dict(zip(specs, pool.map([Job(f"held-out {spec}", "heldout_f1", (theta_ref, spec, settings, cfg.eval.lrs[0],
                                                                             cfg.seed)) for spec in specs]),
                   strict=True))  # fmt: skip
@@ -214,6 +283,8 @@ def meta_train_one(
     meta, state_path = cfg.meta, run_dir / f"{algorithm}.state.pt"
     learner = NerLearner(cfg.model, cfg.data, cfg.seed)  # the driver's copy: theta, exports
     run = start_meta_run(cfg, algorithm, learner.meta_state(), state_path)
+    if pool.size == 1:  # its one actor keeps theta, on the GPU too, instead of a broadcast every meta-step
+        run.hand_to(pool, meta)
     if run.step == 0 and not run.record["evals"]:
         heldout_check(cfg, run, pool, on_eval)
     first = run.step
@@ -227,6 +298,7 @@ def meta_train_one(
             heldout_check(cfg, run, pool, on_eval)
             run.save(state_path)
     folder = run_dir / algorithm
+    run.sync()
     learner.export(run.theta(), learner.task(meta.heldout_tasks[0]).labels, folder)
     print(f"[drml] {algorithm}: meta-learned initialisation saved to {folder} "
           f"(head built from the label names of {meta.heldout_tasks[0]})")  # fmt: skip

@@ -176,7 +176,7 @@ class NerLearner:
         for (name, p), g in zip(self.generator.named_parameters(), pulled, strict=True):
             grad[HEAD + name] = (g if g is not None else torch.zeros_like(p)).detach()
         stats = {"support_loss_first": losses[0], "support_loss_last": losses[-1], "query_loss": query_loss}
-        return {name: g.cpu() for name, g in grad.items()}, stats
+        return grad, stats  # on the learner's device
 
     # --- adaptation and scoring ----------------------------------------------------------------
 

@@ -150,10 +150,55 @@ def test_meta_train_resumes_from_its_checkpoints_and_refuses_a_finished_run(meta
     assert [e["step"] for e in record["fomaml"]["evals"]] == [0, 3, 6] and (copy / "fomaml" / "config.json").is_file()
 
 
-def test_one_reptile_step_moves_theta_to_the_mean_of_the_adapted_weights(ray_session, tmp_path):
+def test_one_actor_holding_theta_meta_trains_as_two_actors_given_theta_do(meta_run, tmp_path):
+    """With one worker the actor keeps theta and the outer optimizer (FOMAML's Adam state too) for six meta-steps
+    and hands them back for the checkpoints at steps 3 and 6 and the export: the same losses, held-out scores and
+    weights as the smoke run's two actors (up to the order of the sums)."""
+    from safetensors.torch import load_file
+
+    result = cli("meta-train", SMOKE, "--output-dir", tmp_path / "one", "--set", "meta.workers=1")
+    assert result.exit_code == 0, result.output
+    one, two = (json.loads((d / "meta_train.json").read_text()) for d in (tmp_path / "one", meta_run))
+    for algorithm in ("reptile", "fomaml"):
+        assert [e["heldout_dev_f1"] for e in one[algorithm]["evals"]] == [e["heldout_dev_f1"] for e in
+                                                                          two[algorithm]["evals"]]  # fmt: skip
+        losses = [[s["query_loss"] for s in r[algorithm]["steps"]] for r in (one, two)]
+        assert losses[0] == pytest.approx(losses[1], abs=1e-5) and len(losses[0]) == 6
+        held, given = (load_file(d / algorithm / "model.safetensors") for d in (tmp_path / "one", meta_run))
+        assert all(torch.allclose(held[k], given[k], atol=1e-5) for k in given), algorithm
+
+
+def test_one_actor_holding_theta_resumes_with_its_optimizer_state(ray_session, tmp_path):
+    """Stopped after FOMAML's meta-step 3 checkpoint (Adam's moments fetched from the actor) and run again, one
+    actor holding theta ends on exactly the weights of a run never stopped: the moments went to the checkpoint and
+    back to the actor."""
+    from safetensors.torch import load_file
+
+    from drml_ray.config import load_config
+    from drml_ray.meta.config import MetaExperiment
+    from drml_ray.meta.driver import run_meta_train
+
+    cfg = load_config(SMOKE, ["meta.workers=1", "meta.algorithms=[fomaml]"], model=MetaExperiment)
+    run_meta_train(cfg, tmp_path / "whole")
+
+    def stop_before_the_last_checkpoint(algorithm: str, step: int, mean_f1: float) -> None:
+        if step == 6:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_meta_train(cfg, tmp_path / "stopped", on_eval=stop_before_the_last_checkpoint)
+    assert torch.load(tmp_path / "stopped" / "fomaml.state.pt", weights_only=True)["step"] == 3
+    run_meta_train(cfg, tmp_path / "stopped")
+    whole, resumed = (load_file(tmp_path / d / "fomaml" / "model.safetensors") for d in ("whole", "stopped"))
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_one_reptile_step_moves_theta_to_the_mean_of_the_adapted_weights(ray_session, tmp_path, workers):
     """A known answer: with meta_lr 1, SGD and no decay, Reptile's first step sets theta to the mean of the
     meta-batch's adapted weights, theta - 1 * mean(theta - phi_i). The episodes are adapted again here, in
-    this process, and the encoder that `drml meta-train` exported (on its Ray actors) must be that mean."""
+    this process, and the encoder that `drml meta-train` exported (on its Ray actors) must be that mean:
+    with theta broadcast to two actors, and with one actor holding theta and taking the step itself."""
     from safetensors.torch import load_file
 
     from drml_ray.config import load_config
@@ -163,7 +208,7 @@ def test_one_reptile_step_moves_theta_to_the_mean_of_the_adapted_weights(ray_ses
     from drml_ray.metagrad import mean_gradient
 
     sets = ["meta.algorithms=[reptile]", "meta.meta_steps=1", "meta.meta_lr_decay=false", "meta.meta_batch=3",
-            "meta.eval_every=1", "meta.workers=2"]  # fmt: skip
+            "meta.eval_every=1", f"meta.workers={workers}"]  # fmt: skip
     result = cli("meta-train", SMOKE, "--output-dir", tmp_path / "one", *[a for s in sets for a in ("--set", s)])
     assert result.exit_code == 0, result.output
     cfg = load_config(SMOKE, sets, model=MetaExperiment)
