@@ -195,7 +195,9 @@ def _tuner(cfg: Any, trainable: Any, run_dir: Path, plan: TrialPlan, limit: int,
         tune_config=TuneConfig(
             metric=settings.metric, mode=settings.mode,
             num_samples=1 if settings.search == "grid" else settings.num_samples,
-            max_concurrent_trials=limit,
+            # Tune limits an Optuna searcher itself; its own variant generators take the limit from make_searcher
+            # (given max_concurrent_trials too, Tune warns the user that it ignores it).
+            max_concurrent_trials=limit if settings.search == "optuna" else None,
             scheduler=make_scheduler(settings, plan.budget, state_dir=run_dir, max_concurrent=limit),
             search_alg=make_searcher(settings, cfg.seed, limit, state_dir=run_dir),
             trial_name_creator=trial_name, trial_dirname_creator=trial_name,
