@@ -33,6 +33,14 @@ def quiet_rllib() -> None:
     warnings.filterwarnings("ignore", message=".*Overriding environment rllib-", category=UserWarning)
 
 
+def quiet_ray_data_progress_notice() -> None:
+    """With its progress bars off, Ray Data warns once a process that they are off and how to turn them on (a
+    private module's logger): drml turned them off, and the line says nothing a user needs."""
+    from ray.data._internal import progress  # RAY private
+
+    logging.getLogger(progress.__name__).setLevel(logging.ERROR)
+
+
 def asha_rungs(scheduler: Any) -> list[list[dict[str, float]]]:
     """The scores an ``ASHAScheduler`` recorded at each rung of each bracket (``trial id -> score``)."""
     return [[dict(recorded) for _, recorded in bracket._rungs] for bracket in scheduler._brackets]

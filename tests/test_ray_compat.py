@@ -31,6 +31,32 @@ def test_rllib_deprecation_warnings_are_quieted():
     assert deprecation.logger.level == logging.ERROR and logging.getLogger("ray.rllib").level == logging.ERROR
 
 
+def test_ray_datas_notice_that_its_progress_bars_are_off_is_quieted():
+    """Ray Data says it where it picks its progress manager; once quieted, no longer."""
+    import ray.data
+    from ray.data._internal import progress
+    from ray.util.debug import reset_log_once
+
+    said: list[str] = []
+    listener = logging.Handler()
+    listener.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    context, level = ray.data.DataContext.get_current(), progress.logger.level
+    bars, context.enable_progress_bars = context.enable_progress_bars, False
+    progress.logger.addHandler(listener)
+    try:
+        for quieted in (False, True):
+            progress.logger.setLevel(logging.NOTSET)
+            if quieted:
+                _ray_compat.quiet_ray_data_progress_notice()
+            reset_log_once("ray_data_progress_manager_disabled")  # (once a process: as in a fresh one)
+            progress.get_progress_manager(context, "ds", {}, False)  # type: ignore[arg-type]
+    finally:
+        context.enable_progress_bars = bars
+        progress.logger.removeHandler(listener)
+        progress.logger.setLevel(level)
+    assert ["Progress bars disabled" in line for line in said] == [True]  # said before quieting only
+
+
 def test_asha_scores_at_its_rungs_are_read_and_put_back():
     from ray.tune.schedulers import ASHAScheduler
 

@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from drml_ray._ray_compat import local_learner, quiet_rllib, unseed_later_resets
+from drml_ray._ray_compat import local_learner, quiet_ray_data_progress_notice, quiet_rllib, unseed_later_resets
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.policy import family_env, mean_return, rollout
 from drml_ray.rl.config import RLEnvSettings
@@ -77,13 +77,15 @@ def train_curve(algo: Any, iterations: int, label: str, stats: Any = None) -> li
 
 def ray_data_settings() -> None:
     """RLlib's offline API runs on Ray Data: its blocks in the order of the files (a seeded run reads the same
-    episodes in the same order), and no per-dataset progress logs to drown drml's lines."""
+    episodes in the same order), and no per-dataset progress logs to drown drml's lines (nor the warning that
+    they are off, with how to turn them on)."""
     import ray.data  # RAY
 
     context = ray.data.DataContext.get_current()  # RAY
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    quiet_ray_data_progress_notice()
 
 
 class IRLWorker:
