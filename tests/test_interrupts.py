@@ -1,6 +1,6 @@
 """Real interrupts of a real ``drml`` process (a subprocess on the test session's Ray): Ctrl+C during
-``drml finetune``, and the ``drml tune`` driver killed outright. Each run is then continued and must not
-redo what was finished."""
+``drml finetune``, and the ``drml tune`` driver killed outright (each run is then continued and must not
+redo what was finished); SIGTERM to ``drml serve``."""
 
 from __future__ import annotations
 
@@ -88,3 +88,21 @@ def test_a_killed_tune_driver_resumes_without_rerunning_finished_trials(ray_sess
     assert [(t["trial"], t["state"]) for t in trials] == [("trial_00000", "completed"), ("trial_00001", "completed")]
     assert first.read_bytes() == kept and trial_epochs(run_dir, "trial_00000") == [1.0]  # not run again
     assert trial_epochs(run_dir, "trial_00001")[-1] == 1.0
+
+
+def test_sigterm_stops_drml_serve_as_ctrl_c_does(ray_session, tmp_path):
+    """``kill``, ``docker stop`` or systemd: one line, the application deleted, no native stack dump from Ray."""
+    import requests
+    from ray import serve
+
+    from tests.serve.test_serve_ray import _free_port, _tiny_model
+
+    port, log = _free_port(), tmp_path / "serve.log"
+    proc = start(ray_session, log, "serve", _tiny_model(tmp_path / "model", seed=0), "--port", port)
+    wait_for(lambda: "stops serving" in log.read_text(), proc, log)
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).json()["status"] == "ok"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0, log.read_text()
+    said = log.read_text()
+    assert "[drml] stopping" in said and "SIGTERM received" not in said, said
+    assert "drml" not in serve.status().applications

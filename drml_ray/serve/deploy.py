@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,6 +160,17 @@ def use_high_throughput_mode() -> None:
             os.environ.setdefault(name, value)
 
 
+def stop_on_sigterm() -> None:
+    """SIGTERM (``kill``, ``docker stop``, systemd) stops serving as Ctrl+C does: gracefully, in one line. Left to
+    Ray, it printed a native stack dump ("*** SIGTERM received ***") and the shutdown could be cut short."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def serve_until_stopped(sources: list[ModelSource], opts: ServeOptions, detach: bool) -> None:
     """``drml serve``: deploy, print where, then stay until Ctrl+C (which shuts the application down)."""
     from ray import serve  # RAY
@@ -171,12 +184,13 @@ def serve_until_stopped(sources: list[ModelSource], opts: ServeOptions, detach: 
     if detach:
         print(f"[drml] deployed; `serve shutdown` (or `serve delete {APP_NAME}`) stops it")
         return
-    print("[drml] Ctrl+C stops serving")
+    print("[drml] Ctrl+C (or SIGTERM) stops serving")
+    stop_on_sigterm()
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("[drml] stopping")
+        print("[drml] stopping", flush=True)
     finally:
         serve.delete(APP_NAME)  # RAY: graceful: the replicas finish their requests and flush the request log
         if not os.environ.get("RAY_ADDRESS"):
