@@ -27,6 +27,7 @@ from drml_ray.cli_data import data_app
 from drml_ray.cli_support import file_to_write, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
+from drml_ray.signals import sigterm_as_ctrl_c
 
 # Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
 # deduplication shows lines that differ only in their numbers as one (two strategies' or cells' progress as one
@@ -397,4 +398,5 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="[drml] %(message)s", stream=sys.stderr)
     for noisy in ("ray", "transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    sigterm_as_ctrl_c()
     app()

@@ -7,6 +7,8 @@ import os
 
 import ray
 
+from drml_ray.signals import sigterm_as_ctrl_c
+
 log = logging.getLogger(__name__)
 
 LOCAL_RAY_ENV = {
@@ -39,6 +41,7 @@ def ensure_ray(address: str | None = None) -> None:
         warn_if_other_local_ray()
         use_local_ray_settings()
     ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    sigterm_as_ctrl_c()  # (ray.init replaced it with Ray's own)
 
 
 def warn_if_other_local_ray() -> None:

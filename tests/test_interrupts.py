@@ -47,17 +47,20 @@ def cli(*args) -> str:
     return result.output
 
 
-def test_ctrl_c_during_finetune_exits_130_and_leaves_a_run_to_continue(ray_session, tmp_path):
-    """(That the same command then continues from the recorded checkpoint, exactly, is
-    ``tests/ner/test_finetune_ray.py::test_interrupted_run_resumes_in_the_same_directory``.)"""
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_during_finetune_exits_130_and_leaves_a_run_to_continue(ray_session, tmp_path, stop):
+    """Ctrl+C, and SIGTERM (``kill``, ``ray job stop``) the same way. (That the same command then continues from
+    the recorded checkpoint, exactly, is ``tests/ner/test_finetune_ray.py::test_interrupted_run_resumes_in_the_same
+    _directory``.)"""
     run_dir, log = tmp_path / "run", tmp_path / "finetune.log"
     sets = ["train.epochs=4", "train.patience=0", "data.generated.train=1200"]  # epochs of a few seconds
     proc = start(ray_session, log, "finetune", "ner/smoke", "-o", run_dir, *[a for s in sets for a in ("--set", s)])
     snapshot = run_dir / "train" / RAY_SNAPSHOT
     wait_for(snapshot.exists, proc, log)  # Ray Train has recorded a checkpoint
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     assert proc.wait(timeout=120) == 130, log.read_text()
-    assert "drml: interrupted" in log.read_text() and "continues from the last checkpoint" in log.read_text()
+    said = log.read_text()
+    assert "drml: interrupted" in said and "continues from the last checkpoint" in said and "SIGTERM" not in said
     assert not (run_dir / "results.json").exists() and (run_dir / "config.yaml").exists()
     prune_unregistered_checkpoints(run_dir / "train")  # keep what Ray recorded, as a rerun does
     recorded = [c for c in (run_dir / "train").glob("checkpoint_*") if c.is_dir()]

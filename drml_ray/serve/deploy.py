@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -160,17 +158,6 @@ def use_high_throughput_mode() -> None:
             os.environ.setdefault(name, value)
 
 
-def stop_on_sigterm() -> None:
-    """SIGTERM (``kill``, ``docker stop``, systemd) stops serving as Ctrl+C does: gracefully, in one line. Left to
-    Ray, it printed a native stack dump ("*** SIGTERM received ***") and the shutdown could be cut short."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
-
-
 def serve_until_stopped(sources: list[ModelSource], opts: ServeOptions, detach: bool) -> None:
     """``drml serve``: deploy, print where, then stay until Ctrl+C (which shuts the application down)."""
     from ray import serve  # RAY
@@ -185,7 +172,6 @@ def serve_until_stopped(sources: list[ModelSource], opts: ServeOptions, detach: 
         print(f"[drml] deployed; `serve shutdown` (or `serve delete {APP_NAME}`) stops it")
         return
     print("[drml] Ctrl+C (or SIGTERM) stops serving")
-    stop_on_sigterm()
     try:
         while True:
             time.sleep(3600)

@@ -156,7 +156,7 @@ def run_tune(
     write_trials_csv(trials, run_dir / "trials.csv")
     write_trial_plot(trials, run_dir / "trials.png", settings.metric)
     print(format_trials(trials, settings.metric, spec.scope))
-    ended = min(grid.num_terminated + grid.num_errors, len(ended_trials(trials, settings.scheduler.type)))
+    ended = min(grid.num_terminated + grid.num_errors, len(ended_trials(trials)))
     expected = max(expected_trials(settings), len(trials))
     if ended < expected:  # Ctrl+C: Tune saved its state and returned; nothing is marked finished
         raise RunInterrupted(f"the search stopped with {ended} of {expected} trials ended ({run_dir / 'trials.csv'} "

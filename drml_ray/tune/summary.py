@@ -19,7 +19,7 @@ class TrialSummary:
     name: str
     params: dict[str, Any]
     state: str
-    """``completed``, ``early-stopped`` (patience), ``stopped by <scheduler>``, or ``error``."""
+    """``completed``, ``early-stopped`` (patience), ``stopped by <scheduler>``, ``interrupted`` or ``error``."""
     epochs: float
     """Epochs trained (the scheduler's time unit)."""
     best_metric: float
@@ -43,36 +43,36 @@ class TrialSummary:
 
 
 def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: str) -> str:
-    """Why a trial ended.
+    """Why a trial ended. After Ctrl+C (or SIGTERM) Tune lists a trial that never started as ended too: a trial
+    with no result is ``interrupted`` (schedulers act on results: only an interrupt ends a trial before its
+    first), and so is one short of its epochs under ``fifo``, which stops nothing.
 
     >>> trial_state(None, {"epoch": 2.0, "stopped_early": False}, 4, "asha")
     'stopped by asha'
     >>> trial_state(None, {"epoch": 2.0, "stopped_early": True}, 4, "asha")
     'early-stopped'
+    >>> trial_state(None, {}, 4, "asha"), trial_state(None, {"epoch": 2.0}, 4, "fifo")
+    ('interrupted', 'interrupted')
     """
     if error is not None:
         return "error"
+    if not last:
+        return "interrupted"
     if last.get("stopped_early"):
         return "early-stopped"
     if last.get("epoch", 0) < max_epochs:
-        return f"stopped by {scheduler}"
+        return "interrupted" if scheduler == "fifo" else f"stopped by {scheduler}"
     return "completed"
 
 
-def ended_trials(trials: list[TrialSummary], scheduler: str) -> list[TrialSummary]:
-    """The trials that ran to their end. After Ctrl+C Tune lists a trial that never started as ended too, so a
-    trial with no result (schedulers act on results: only an interrupt ends a trial before its first) does not
-    count, nor, with ``fifo`` (which stops nothing), one that stopped short of its epochs.
+def ended_trials(trials: list[TrialSummary]) -> list[TrialSummary]:
+    """The trials that ran to their end: all but the interrupted ones (:func:`trial_state`).
 
-    >>> T = lambda state, curve: TrialSummary("t", {}, state, 1.0, 0.5, None, curve)
-    >>> [t.state for t in ended_trials([T("completed", [(1, .5)]), T("stopped by fifo", [(1, .5)]),
-    ...                                 T("stopped by fifo", []), T("error", [])], "fifo")]
-    ['completed', 'error']
-    >>> len(ended_trials([T("stopped by asha", [(1, .5)])], "asha"))
-    1
+    >>> T = lambda state: TrialSummary("t", {}, state, 1.0, 0.5, None)
+    >>> [t.state for t in ended_trials([T("completed"), T("interrupted"), T("stopped by asha"), T("error")])]
+    ['completed', 'stopped by asha', 'error']
     """
-    cut_short = "stopped by fifo" if scheduler == "fifo" else None
-    return [t for t in trials if t.state == "error" or (t.curve and t.state != cut_short)]
+    return [t for t in trials if t.state != "interrupted"]
 
 
 def best_row(rows: list[dict[str, Any]], metric: str, sign: int) -> dict[str, Any]:
