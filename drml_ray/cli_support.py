@@ -36,8 +36,9 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
             typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:
-            typer.secho("drml: interrupted (Ctrl+C): what finished is kept; the same command continues from the last "
-                        "checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW, err=True)  # fmt: skip
+            typer.secho("drml: interrupted (Ctrl+C or SIGTERM): what finished is kept; the same command "
+                        "continues from the last checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW,
+                        err=True)  # fmt: skip
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
