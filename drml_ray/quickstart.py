@@ -8,7 +8,7 @@ from typing import Any
 
 from drml_ray.config import load_config
 from drml_ray.data.load import load_corpus
-from drml_ray.errors import RunExistsError, UserError
+from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
 from drml_ray.runtime.rundir import FINISHED_MARKER, check_same_config, default_run_dir
@@ -44,11 +44,7 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
 
 def show_finished(run_dir: Path, cfg: Any) -> None:
     """Print the reports of the finished run in ``run_dir``, refusing one of another config."""
-    written = run_dir / "config.yaml"
-    if not written.is_file():
-        raise RunExistsError(f"{run_dir} holds a finished run ({FINISHED_MARKER}) but no config.yaml; pass "
-                             "--overwrite to train the quickstart there, or --output-dir to run elsewhere")  # fmt: skip
-    check_same_config(written, cfg)
+    check_same_config(run_dir / "config.yaml", cfg)
     print(f"[drml] {run_dir} already holds a finished quickstart (pass --overwrite to train again):")
     for split in ("dev", "test"):
         report = run_dir / f"report_{split}.txt"

@@ -97,15 +97,13 @@ class MetaWorker:
         """One outer update of the theta held here; nothing but the episodes' losses leaves the actor."""
         meta, run = MetaSettings.model_validate(settings), self._held()
         summed, stats = self._episodes(run.theta(), jobs, meta, run.algorithm)
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        meta_step(run.params, {n: g / len(jobs) for n, g in summed.items()}, run.optimizer)
+        run.update(summed, len(jobs), lr)
         return stats
 
     def held_state(self) -> tuple[Params, dict]:
         """The theta and outer-optimizer state held here, on the CPU (for a checkpoint or the export)."""
         run = self._held()
-        return {n: t.cpu() for n, t in run.theta().items()}, to_cpu(run.optimizer.state_dict())
+        return to_cpu(run.theta()), to_cpu(run.optimizer.state_dict())
 
     def _held(self) -> MetaRun:
         if self.outer is None:  # a new actor in place of one that died
@@ -189,6 +187,12 @@ class MetaRun:
     def theta(self) -> Params:
         return {n: p.detach() for n, p in self.params.items()}
 
+    def update(self, summed: Params, count: int, lr: float) -> None:
+        """One outer step at ``lr`` on the mean of ``count`` episodes' summed meta-gradients."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        meta_step(self.params, {n: g / count for n, g in summed.items()}, self.optimizer)
+
     def hand_to(self, pool: ActorExecutor, meta: MetaSettings) -> None:
         """Let ``pool``'s one actor hold theta and the optimizer from now on."""
         pool.call("hold", self.theta(), self.optimizer.state_dict(), self.algorithm, meta.model_dump(mode="json"))
@@ -246,11 +250,8 @@ def meta_train_step(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor) -> d
         shares = [jobs[i :: pool.size] for i in range(pool.size)]
         outputs = pool.map([Job(f"{name} episodes {share}", "gradients", (theta_ref, share, settings, run.algorithm))
                             for share in shares if share])  # fmt: skip
-        summed, _ = sum_gradients(grad for grad, _ in outputs)
         stats = [stat for _, share_stats in outputs for stat in share_stats]
-        for group in run.optimizer.param_groups:
-            group["lr"] = lr
-        meta_step(run.params, {n: g / len(jobs) for n, g in summed.items()}, run.optimizer)
+        run.update(sum_gradients(grad for grad, _ in outputs)[0], len(jobs), lr)
     run.step += 1
     seconds = time.perf_counter() - began
     run.record["train_s"] += seconds
@@ -297,8 +298,7 @@ def meta_train_one(
         if run.step % meta.eval_every == 0 or run.step == meta.meta_steps:
             heldout_check(cfg, run, pool, on_eval)
             run.save(state_path)
-    folder = run_dir / algorithm
-    run.sync()
+    folder = run_dir / algorithm  # (theta here is the holder's: the last meta-step saved, and so synced)
     learner.export(run.theta(), learner.task(meta.heldout_tasks[0]).labels, folder)
     print(f"[drml] {algorithm}: meta-learned initialisation saved to {folder} "
           f"(head built from the label names of {meta.heldout_tasks[0]})")  # fmt: skip

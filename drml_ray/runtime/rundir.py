@@ -88,7 +88,11 @@ def check_same_config(written: Path, cfg: Any, free: Sequence[str] = ()) -> None
 
 
 def _written_config(written: Path) -> dict[str, Any]:
-    """The mapping in a run's ``config.yaml``; a file that holds none (edited by hand, or not drml's) is refused."""
+    """The mapping in a run's ``config.yaml``; a file that holds none (edited by hand, or not drml's) or is missing
+    (a finished run without one) is refused."""
+    if not written.is_file():
+        raise RunExistsError(f"{written.parent} holds a finished run but no config.yaml; pass --overwrite to start "
+                             "over there, or --output-dir to run elsewhere")  # fmt: skip
     data, why = None, "not a mapping"
     try:
         data = yaml.safe_load(written.read_text(encoding="utf-8")) or {}
