@@ -68,8 +68,8 @@ def test_the_rl_init_weights_and_an_rl_resume_checkpoint_refuse_it(tmp_path):
 def test_a_meta_training_resume_checkpoint_and_a_label_head_refuse_it(tmp_path):
     from drml_ray.config import load_config
     from drml_ray.meta.config import MetaExperiment
-    from drml_ray.meta.driver import start_meta_run
     from drml_ray.meta.label_head import load_generator
+    from drml_ray.meta.outer import start_meta_run
 
     marker = tmp_path / "pwned"
     cfg = load_config("meta/smoke", model=MetaExperiment)
