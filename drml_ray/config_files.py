@@ -8,6 +8,7 @@ A config argument is a path, or the name of a config shipped inside the package 
 
 from __future__ import annotations
 
+import difflib
 import re
 from importlib import resources
 from pathlib import Path
@@ -28,11 +29,14 @@ class ConfigError(UserError):
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-5`` as a float (YAML 1.1 wants ``1.0e-5``) and refuses a key given twice
-    in one mapping (plain YAML keeps the last one silently)."""
+    in one mapping (plain YAML keeps the last one silently). Merge keys (``<<: *anchor``) work as in YAML 1.1: a
+    key written next to them overrides the merged one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -95,8 +99,8 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
     for depth, part in enumerate(path):
         if not named and (section is None or part not in section.model_fields):
             where = ".".join(path[:depth]) or "the top level"
-            known = ", ".join(section.model_fields) if section else "(not a section)"
-            raise ConfigError(f"--set {key}: unknown key {part!r} in {where} (known: {known})")
+            known = _known_keys(part, section) if section else " (not a section)"
+            raise ConfigError(f"--set {key}: unknown key {part!r} in {where}{known}")
         if depth == len(path) - 1:
             node[part] = _override_value(key, value)
         else:
@@ -111,6 +115,27 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
     return path
 
 
+def _known_keys(key: str, section: type[BaseModel]) -> str:
+    """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section``."""
+    known = list(section.model_fields)
+    close = difflib.get_close_matches(key, known, n=1)
+    return f" ({f'did you mean {close[0]!r}? ' if close else ''}known: {', '.join(known)})"
+
+
+def _section_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
+    """The section class at key path ``path`` of ``model`` (a name in a mapping of sections is skipped), or None."""
+    section: type[BaseModel] | None = model
+    named = False
+    for part in path:
+        if named:
+            named = False
+        elif section is None or part not in section.model_fields:
+            return None
+        else:
+            section, named = _section_of(section, part)
+    return None if named else section
+
+
 def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
     """Where the error at ``loc`` comes from: ``--set``, or the file's line, with the ``--set`` keys a section's own
     check (or a check across sections, by the keys its message names) took in."""
@@ -123,14 +148,19 @@ def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, .
     return (f"{source}:{line}" if line else source) + (f" with --set {', '.join(inside)}" if inside else "")
 
 
-def _format_errors(err: ValidationError, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
+def _format_errors(
+    err: ValidationError, model: type[BaseModel], source: str, lines: dict[tuple[str, ...], int], overridden: set
+) -> str:
     messages = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
         where = _where(loc, e["msg"], source, lines, overridden)
         shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
-        message = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        message = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            section = _section_at(model, loc[:-1])
+            message = "unknown key" + (_known_keys(loc[-1], section) if section else "")
         messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{got}")
     return "\n".join(messages)
 
@@ -152,7 +182,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     try:
         config = model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, str(path), lines, overridden)) from None
+        raise ConfigError(_format_errors(err, model, str(path), lines, overridden)) from None
     if getattr(config, "tune", None) is not None:
         _check_space(config, path, lines)
     return config

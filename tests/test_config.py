@@ -39,7 +39,22 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
     path = write(tmp_path, "name: x\ntrain:\n  epochs: 2\n  learning_rate: 0.1\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert str(err.value) == f"{path}:4: train.learning_rate: unknown key"
+    assert str(err.value).startswith(f"{path}:4: train.learning_rate: unknown key (known: epochs, batch_size,")
+
+
+def test_unknown_key_suggests_the_closest_known_one(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: trian: unknown key \(did you mean 'train'\? known: name,"):
+        load_config(write(tmp_path, "name: x\ntrian: {epochs: 2}\n"))
+    path = write(tmp_path, "irl:\n  families:\n    nav2d: {iterz: 3}\n")
+    with pytest.raises(ConfigError, match=r":3: irl.families.nav2d.iterz: unknown key \(did you mean 'iters'\?"):
+        load_config(path)
+
+
+def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
+    path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
+    assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: invalid YAML: duplicate key 'lr'"):
+        load_config(write(tmp_path, "train: {<<: {epochs: 2}, lr: 0.1, lr: 0.2}\n"))
 
 
 def test_wrong_type_is_not_coerced(tmp_path):
@@ -57,7 +72,8 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
     path = write(tmp_path, "train:\n  epochs: 2\n")
     cfg = load_config(path, ["train.epochs=5", "model.lora.r=4", "model.lora.target_modules=[query, key]"])
     assert (cfg.train.epochs, cfg.model.lora.r, cfg.model.lora.target_modules) == (5, 4, ["query", "key"])
-    with pytest.raises(ConfigError, match=r"--set train.epoch: unknown key 'epoch' in train \(known: epochs"):
+    unknown = r"--set train.epoch: unknown key 'epoch' in train \(did you mean 'epochs'\? known: epochs, batch_size"
+    with pytest.raises(ConfigError, match=unknown):
         load_config(path, ["train.epoch=5"])
     with pytest.raises(ConfigError, match=r"--set: train.epochs: Input should be a valid integer"):
         load_config(path, ["train.epochs=many"])
@@ -85,7 +101,7 @@ def test_overrides_reach_into_a_mapping_of_sections_by_name(tmp_path):
     path = write(tmp_path, "irl:\n  families:\n    nav2d: {iters: 3}\n")
     cfg = load_config(path, ["irl.families.nav2d.iters=7", "irl.families.cartpole.task.length=0.5"])
     assert (cfg.irl.families["nav2d"].iters, cfg.irl.families["cartpole"].task) == (7, {"length": 0.5})
-    with pytest.raises(ConfigError, match=r"unknown key 'iter' in irl.families.nav2d \(known: task"):
+    with pytest.raises(ConfigError, match=r"key 'iter' in irl.families.nav2d \(did you mean 'iters'\? known: task"):
         load_config(path, ["irl.families.nav2d.iter=7"])
     with pytest.raises(ConfigError, match=r"irl.families.walker"):
         load_config(path, ["irl.families.walker.iters=7"])

@@ -134,7 +134,7 @@ CASES = [
     ft("seed: -1\n", "a negative seed", "exp.yaml:2: seed: Input should be greater than or equal to 0"),
     ft("train:\n  epochs: 2\n  epochs: 3\n", "a key given twice", "exp.yaml:4: invalid YAML: duplicate key 'epochs'"),
     ft("train: {epochs: three}\n", "a word for a number", "exp.yaml:2: train.epochs: Input should be a valid integer"),
-    ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key"),
+    ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key (did you mean 'epochs'?"),
     Case("config values", "a misspelt corpus", {"exp.yaml": "name: x\ndata: {corpus: CoNLL2003}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:2: data: data.corpus: unknown corpus 'CoNLL2003' (did you mean conll2003?)",)),
