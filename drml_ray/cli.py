@@ -317,6 +317,8 @@ def predict(
         raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
     if dtype not in ("float32", "bfloat16"):
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
+    if text is not None and input_format == "conll":
+        raise UserError("--format conll reads an --input file; --text is one sentence of plain text")
     if output is not None:
         file_to_write(output, "preds.jsonl")
     if output is not None and output.exists() and not overwrite:

@@ -183,6 +183,8 @@ CASES = [
     predict(b"\x00\x01\x02binary", "binary content", "in.txt: binary content"),
     predict("Anna visited Berlin.\n".encode("utf-16"), "UTF-16", "in.txt: not UTF-8 text"),
     predict("word " * 220_000, "a line of 1 MB", "in.txt:1: a line of 1,100,000 characters"),
+    Case("drml predict input", "--format conll with --text", {"model/config.json": "{}"},
+         ("predict", "{dir}/model", "--text", "Anna met Bob .", "--format", "conll"), ("--format conll reads an",)),
     Case("model folders", "a truncated model.safetensors", {"model/config.json": '{"model_type": "bert"}',
          "model/model.safetensors": b"\x00\x01"}, ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"),
          ("model: the model folder does not load",)),
