@@ -210,9 +210,19 @@ def tensorboard(
 
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
+    if not next(run_dir.rglob("events.out.tfevents.*"), None):
+        typer.echo(f"[drml] {run_dir} holds no TensorBoard events yet; a run writes them as it trains", err=True)
     typer.echo(f"[drml] TensorBoard on http://{host}:{port} for {run_dir} (Ctrl-C stops it)", err=True)
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(run_dir), "--port", str(port), "--host", host]
-    raise typer.Exit(subprocess.call(command))
+    with subprocess.Popen(command) as server:
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:  # (Ctrl+C reaches both; SIGTERM, drml alone: stop the server either way)
+            server.terminate()
+            server.wait()
+            typer.echo("[drml] TensorBoard stopped", err=True)
+            code = 0
+    raise typer.Exit(code)
 
 
 @app.command(epilog="Example: `drml report runs/tune_smoke` then open runs/tune_smoke/report.html")

@@ -5,6 +5,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -264,3 +269,26 @@ def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, monkeypatch):
     monkeypatch.setattr(drml_ray.ner.finetune, "run_finetune", interrupted)
     result = cli("finetune", "ner/smoke", "--output-dir", tmp_path / "x")
     assert result.exit_code == 130 and "the same command continues from the last checkpoint" in result.output
+
+
+def test_sigterm_stops_drml_tensorboard_and_its_server_and_exits_0(tmp_path):
+    """``drml tensorboard`` is a server: Ctrl+C or SIGTERM (to drml alone) is how it ends, so it stops TensorBoard
+    (the port is free again) and exits 0, without the 'continues from the last checkpoint' of an interrupted run."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "tb.log"
+    drml = Path(sys.executable).parent / "drml"
+    command = [str(drml), "tensorboard", str(tmp_path), "--port", str(port)]
+    proc = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while f"127.0.0.1:{port}/" not in log.read_text():  # TensorBoard's own line: its server is up
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, log.read_text()
+    output = log.read_text()
+    assert "holds no TensorBoard events yet" in output and "[drml] TensorBoard stopped" in output
+    assert "interrupted" not in output
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # nothing listens there any more
