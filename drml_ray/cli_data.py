@@ -57,30 +57,53 @@ def data_fetch(
 @data_app.command(
     "inspect",
     epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
+    "`drml data inspect data/clinical` (a task folder: train.*, dev.*, test.*) · "
     "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)",
 )
 @user_errors
 def data_inspect(
     files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, demonstrations files "
-                                                     "(transitions.parquet), or folders holding these.")],
+                                                     "(transitions.parquet), task folders, or folders holding "
+                                                     "demonstrations.")],
 ) -> None:  # fmt: skip
     """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found;
     for demonstrations, their episodes, steps, ends and true returns."""
+    for path in files:
+        typer.echo(_inspect(path))
+
+
+def _inspect(path: Path) -> str:
+    """What ``drml data inspect`` prints for one argument."""
     from drml_ray.data.inspect import format_inspection, inspect_file
     from drml_ray.irl.demos import describe, is_demonstrations
 
-    for path in files:
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*.parquet") if is_demonstrations(p))
-            if not found:
-                raise UserError(f"{path}: no demonstrations (transitions.parquet of drml rl expert) in this folder")
-            typer.echo("\n".join(describe(p) for p in found))
-        elif not path.is_file():
-            raise UserError(f"{path}: no such file")
-        elif is_demonstrations(path):
-            typer.echo(describe(path))
-        else:
-            typer.echo(format_inspection(inspect_file(path)))
+    if path.is_dir():
+        return _inspect_folder(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    return describe(path) if is_demonstrations(path) else format_inspection(inspect_file(path))
+
+
+def _inspect_folder(folder: Path) -> str:
+    """Every demonstrations file under ``folder``, else the three split files of a task folder."""
+    from drml_ray.data.load import folder_splits
+    from drml_ray.irl.demos import is_demonstrations
+
+    found = sorted(p for p in folder.rglob("*.parquet") if is_demonstrations(p))
+    if found:
+        return "\n".join(_inspect(p) for p in found)
+    for above in list(folder.resolve().parents)[:3]:  # (an expert's rllib/: RLlib's recording, for its BC)
+        beside = next((p for p in sorted(above.glob("*.parquet")) if is_demonstrations(p)), None)
+        if beside is not None:
+            raise UserError(f"{folder}: RLlib's own recording of demonstrations (RLlib's BC reads it); drml's "
+                            f"copy of the same episodes: drml data inspect {beside}")  # fmt: skip
+    try:
+        splits = folder_splits(folder)
+    except ValueError:
+        raise UserError(f"{folder}: holds no demonstrations (transitions.parquet of drml rl expert) and is not a "
+                        "task folder (one train.*, dev.* or valid.*, and test.* file); name the corpus files "
+                        f"themselves: drml data inspect {folder}/*") from None  # fmt: skip
+    return "\n".join(_inspect(Path(p)) for p in splits.values())
 
 
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")

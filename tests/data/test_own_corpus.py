@@ -67,6 +67,18 @@ def test_data_inspect_counts_entities_and_names_the_scheme(tmp_path):
     assert missing.exit_code == 2 and "nope.conll: no such file" in missing.output
 
 
+def test_data_inspect_of_a_task_folder_reads_its_three_splits_and_refuses_another_folder(tmp_path):
+    own_files(tmp_path / "clinical")
+    result = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "clinical")])
+    assert result.exit_code == 0, result.output
+    assert [line.split("/")[-1] for line in result.output.splitlines() if "(CoNLL columns)" in line] == [
+        "train.conll (CoNLL columns)", "dev.conll (CoNLL columns)", "test.conll (CoNLL columns)"]  # fmt: skip
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "eng.train").write_text("Anna B-PER\n")
+    other = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "other")])
+    assert other.exit_code == 2 and "is not a task folder" in other.output and "other/*" in other.output
+
+
 def test_data_convert_detects_an_iob1_file_unless_told_the_scheme(tmp_path, caplog):
     from drml_ray.data.conll import read_conll
 

@@ -81,6 +81,9 @@ def test_drml_data_inspect_lists_the_demonstrations_of_a_folder_and_describes_on
     result = CliRunner().invoke(app, ["data", "inspect", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "2 demonstrations, 5 steps, 1 terminated / 1 cut by the horizon; true return 2.5 ± 0.5" in result.output
+    (tmp_path / "experts" / "cartpole" / "rllib" / "taskcartpole").mkdir(parents=True)  # RLlib's recording
+    rllib = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "experts" / "cartpole" / "rllib")])
+    assert rllib.exit_code == 2 and f"inspect {tmp_path}/experts/cartpole/transitions.parquet" in rllib.output
     empty = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "experts" / "nothing")])
     assert empty.exit_code == 2
 
