@@ -1,7 +1,8 @@
 """The pieces of the continual-learning strategies, in plain torch (no Ray).
 
-- **Label-space growth** (:func:`grown_labels`, :func:`grow_head`): a new experience's types are appended
-  to the label list; a type seen before keeps its classifier row (bit-identical), a new one gets a fresh row.
+- **Label-space growth** (:func:`grown_labels`): a new experience's types are appended to the label list; a
+  type seen before keeps its classifier row (bit-identical: :func:`drml_ray.ner.modeling.build_model` carries
+  each saved row to its label), a new one gets a fresh row.
 - **EWC** (Kirkpatrick et al. 2017), online variant (Schwarz et al. 2018): after each experience the
   diagonal Fisher of its loss (:func:`diagonal_fisher`) is added to the decayed running one
   (:func:`online_fisher`), and training pays ``lambda/2 * sum F (theta - theta*)^2`` (:func:`ewc_penalty`).
@@ -35,22 +36,6 @@ def grown_labels(old: Sequence[str], types: Iterable[str]) -> list[str]:
     for kind in sorted(set(types)):
         labels += [label for label in (f"B-{kind}", f"I-{kind}") if label not in labels]
     return labels
-
-
-@torch.no_grad()
-def grow_head(head: torch.nn.Linear, old: Sequence[str], labels: Sequence[str], seed: int,
-              std: float = 0.02) -> torch.nn.Linear:  # fmt: skip
-    """A classifier for ``labels`` whose rows for the labels of ``old`` are copied from ``head``
-    (whatever their position); the other rows are drawn from N(0, std) with ``seed``, bias 0."""
-    grown = torch.nn.Linear(head.in_features, len(labels), device=head.weight.device, dtype=head.weight.dtype)
-    generator = torch.Generator().manual_seed(seed)
-    grown.weight.copy_(torch.randn(grown.weight.shape, generator=generator) * std)
-    grown.bias.zero_()
-    for i, label in enumerate(labels):
-        if label in old:
-            grown.weight[i] = head.weight[old.index(label)]
-            grown.bias[i] = head.bias[old.index(label)]
-    return grown
 
 
 def diagonal_fisher(params: dict[str, torch.nn.Parameter], losses: Iterable[Callable[[], torch.Tensor]]) -> Params:
