@@ -199,7 +199,10 @@ class _Words:
         self.budget = max_length - 2
         if self.budget < 1:
             raise UserError(f"model.max_length={max_length} leaves no room for words")
-        encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False)
+        # (verbose=False: a sentence longer than the model's window is cut into windows below, not run whole, so
+        # transformers' "will result in indexing errors" warning would be wrong)
+        encoded = tokenizer([list(s) for s in sentences], is_split_into_words=True, add_special_tokens=False,
+                            verbose=False)  # fmt: skip
         self.pieces: list[list[list[Piece]]] = []
         for i, words in enumerate(sentences):
             pieces = _word_pieces(encoded.word_ids(i), encoded["input_ids"][i], len(words), tokenizer.unk_token_id)

@@ -144,7 +144,8 @@ class LightTokenizer:
     def __len__(self) -> int:
         return self.backend.get_vocab_size()
 
-    def __call__(self, words: list[list[str]], *, is_split_into_words: bool, add_special_tokens: bool) -> Any:
+    def __call__(self, words: list[list[str]], *, is_split_into_words: bool, add_special_tokens: bool,
+                 verbose: bool = True) -> Any:  # fmt: skip
         encodings = self.backend.encode_batch(words, is_pretokenized=is_split_into_words,
                                               add_special_tokens=add_special_tokens)  # fmt: skip
         return _Encoded([e.ids for e in encodings], [e.word_ids for e in encodings])

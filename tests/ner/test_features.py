@@ -78,6 +78,19 @@ def test_long_sentence_is_split_never_truncated(hand_tokenizer):
     assert covered == {0, 1, 2, 3}
 
 
+def test_a_sentence_longer_than_the_model_is_windowed_without_transformers_indexing_warning(hand_tokenizer, caplog):
+    """transformers warns "will result in indexing errors" for a sequence over ``model_max_length``; drml cuts
+    it into windows, so that warning would only alarm (it was printed for every corpus with such a sentence)."""
+    from transformers import BertTokenizer
+
+    tokenizer = BertTokenizer(vocab=hand_tokenizer.vocab, model_max_length=8)
+    words = ["the", "new", "york", "times"] * 5
+    with caplog.at_level("WARNING"):
+        windows = encode(tokenizer, [words], [["O"] * 20], {"O": 0}, max_length=8, overlap=1)
+    assert sum(w.n_words for w in windows) > 20 and all(len(w.input_ids) <= 8 for w in windows)
+    assert "indexing errors" not in caplog.text
+
+
 def test_merge_takes_each_word_from_the_window_where_it_is_most_central():
     # 6 words, windows (0, 4) and (2, 6): word 2 is central in the first, word 3 in the second.
     windows = [Window(0, 0, [], [], [1, 2, 3, 4]), Window(0, 2, [], [], [1, 2, 3, 4])]
