@@ -49,6 +49,6 @@ KIND = Kind(
                      ".png. Reruns keep experts, initialisations and cells."),
     ),
     report="drml_ray.irl.results:report_sections",
-    tune=driver_tune(DRIVER, "return_ratio", trial_plan),
+    tune=driver_tune(DRIVER, "return_ratio", trial_plan, command="rl irl"),  # (a trial imitates experts_dir's)
 )
 # fmt: on

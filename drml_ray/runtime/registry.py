@@ -98,15 +98,17 @@ class TuneSpec:
     scope: Scope = "best"
     """Which of a trial's results ranks it: its best (each result a checkpoint to keep: an epoch, a meta-step) or
     its last (each result a stage the next builds on: continual learning's experiences)."""
+    command: str | None = None
+    """The command a trial is a run of (``best_config.yaml`` runs it again); default: the kind's first."""
 
 
 def driver_tune(driver: str, metric: str, plan: Callable[[Any], TrialPlan],
-                scope: Scope = "best") -> TuneSpec:  # fmt: skip
+                scope: Scope = "best", command: str | None = None) -> TuneSpec:  # fmt: skip
     """The search of a kind whose ``driver`` module has ``prepare_search`` and ``search_trial``, whose trials report
     ``metric`` (higher is better) with the folder of what they trained as ``checkpoint_path``."""
     return TuneSpec(metrics={metric: "max"}, plan=plan, prepare=f"{driver}:prepare_search",
                     trial=f"{driver}:search_trial", finish="drml_ray.tune.driver:best_model_results",
-                    scope=scope)  # fmt: skip
+                    scope=scope, command=command)  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,7 @@ def best_model_results(best_cfg: Any, run_dir: Path, best: Any, shared: Any) -> 
     model = Path(best.best_checkpoint)
     exported = model.is_dir() and any(model.iterdir())
     where = str(model) if exported else "not exported (the trial was stopped before it wrote it)"
-    command = kind_of(best_cfg).commands[0].name  # the kind's training command
+    kind = kind_of(best_cfg)
+    command = kind.tune.command if kind.tune and kind.tune.command else kind.commands[0].name
     print(f"[drml] best trial's model: {where}; `drml {command} {run_dir / 'best_config.yaml'}` trains it again")
     return {"best_model": str(model) if exported else None}

@@ -144,6 +144,7 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
                                      "--set", "irl.methods=[gail]", "--set", f"irl.experts_dir={run}",
                                      "--set", f"tune={json.dumps(search)}"])  # fmt: skip
     assert tuned.exit_code == 0, tuned.output
+    assert f"`drml rl irl {tmp_path / 'search' / 'best_config.yaml'}` trains it again" in tuned.output
     best = json.loads((tmp_path / "search" / "results.json").read_text())
     assert (Path(best["best_model"]) / "irl.json").exists()
 
