@@ -211,6 +211,11 @@ CASES = [
     Case("config values", "a meta-learning task that does not exist", {"exp.yaml": "meta: {train_tasks: [conll2003, "
          "nosuch]}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: meta.train_tasks.1: unknown task 'nosuch'",)),
+    Case("config values", "a meta-learning task too small for an episode",
+         {"exp.yaml": "model: {backbone: tiny-random-bert}\nmeta: {train_tasks: ['{dir}/small'], shots: 8, query: 8}\n",
+          "small/train.conll": GOOD, "small/dev.conll": GOOD, "small/test.conll": GOOD},
+         ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("an episode needs meta.shots + meta.query = 8 + 8 sentences, and its train split has",)),
     Case("config values", "a task folder without a dev file",
          {"exp.yaml": "meta: {heldout_tasks: ['{dir}/clinical']}\n", "clinical/train.conll": GOOD,
           "clinical/test.conll": GOOD}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),

@@ -243,7 +243,7 @@ def run_meta_train(
 ) -> dict[str, Any]:
     """Meta-train every algorithm of ``meta.algorithms``; writes ``meta_train.json`` (results) last."""
     meta = cfg.meta
-    check_inputs(cfg, [*meta.train_tasks, *meta.heldout_tasks])
+    check_inputs(cfg, meta.heldout_tasks, episodes=tuple(meta.train_tasks))
     run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS)
     print(f"[drml] meta-train '{cfg.name}' -> {run_dir}: {', '.join(meta.algorithms)} over "
           f"{', '.join(meta.train_tasks)}; held out: {', '.join(meta.heldout_tasks)}")  # fmt: skip
@@ -363,14 +363,18 @@ def cell_cost(shots: str, settings: AdaptSettings) -> int:
     return steps + 10
 
 
-def check_inputs(cfg: MetaExperiment, specs: list[str]) -> dict[str, int]:
+def check_inputs(cfg: MetaExperiment, specs: list[str], episodes: tuple[str, ...] = ()) -> dict[str, int]:
     """Read the backbone's tokenizer and config and each task of ``specs`` (on the driver: a few MB each)
-    before any run directory is touched; returns each task's train-split size."""
-    from drml_ray.meta.tasks import load_task
+    before any run directory is touched, checking that each task of ``episodes`` fills an episode; returns each
+    task's train-split size."""
+    from drml_ray.meta.tasks import check_episodes, load_task
     from drml_ray.ner.modeling import check_backbone
 
     check_backbone(cfg.model, num_labels=3)
-    return {spec: len(load_task(spec, cfg.data).splits["train"]) for spec in dict.fromkeys(specs)}
+    tasks = {spec: load_task(spec, cfg.data) for spec in dict.fromkeys([*specs, *episodes])}
+    for spec in episodes:
+        check_episodes(tasks[spec], cfg.meta.shots, cfg.meta.query, cfg.meta.n_way)
+    return {spec: len(task.splits["train"]) for spec, task in tasks.items()}
 
 
 def _tasks_to_read(cfg: MetaExperiment, starts: dict[str, str | None]) -> list[str]:

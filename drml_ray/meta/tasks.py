@@ -110,6 +110,23 @@ def sample_episode(task: Task, shots: int, query: int, rng: random.Random, n_way
     return Episode(task.name, labels_of(types), support_ids, query_ids, pick(support_ids), pick(query_ids))
 
 
+def check_episodes(task: Task, shots: int, query: int, n_way: int | None = None) -> None:
+    """Refuse, before any training, a task whose train split cannot fill an episode of ``shots`` + ``query``
+    sentences (with ``n_way``: when the draw is its N rarest types, the sentences holding one of them)."""
+    sentences, what = task.splits["train"], "sentences"
+    pool = len(sentences)
+    if n_way is not None and n_way < len(task.types):
+        has = [{split_tag(t)[1] for t in s.tags if t != "O"} for s in sentences]
+        rarest = set(sorted(task.types, key=lambda k: (sum(k in h for h in has), k))[:n_way])
+        pool = sum(bool(h & rarest) for h in has)
+        what = f"sentences holding one of its {n_way} rarest types ({', '.join(sorted(rarest))}: meta.n_way draws)"
+    if pool < shots + query:
+        raise UserError(
+            f"task {task.name}: an episode needs meta.shots + meta.query = {shots} + {query} sentences, "
+            f"and its train split has {pool} {what}; lower them or give the task more sentences"
+        )
+
+
 def sample_shots(sentences: Sequence[Sentence], shots: int | str, seed: int) -> list[Sentence]:
     """The K-shot training set of one adaptation: K sentences drawn with ``seed`` (``"all"``: every one).
 

@@ -10,7 +10,15 @@ import pytest
 from drml_ray.config import TaskData
 from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.errors import UserError
-from drml_ray.meta.tasks import Task, keep_types, labels_of, load_task, sample_episode, sample_shots
+from drml_ray.meta.tasks import (
+    Task,
+    check_episodes,
+    keep_types,
+    labels_of,
+    load_task,
+    sample_episode,
+    sample_shots,
+)
 from tests.helpers import top_level_imports
 
 PLAIN_TORCH = ("meta/tasks.py", "meta/learner.py", "meta/results.py", "meta/label_head.py", "metagrad.py")
@@ -62,6 +70,18 @@ def test_n_way_episode_keeps_n_types_and_only_sentences_with_them(seed):
 def test_episode_too_big_for_the_task_names_it():
     with pytest.raises(UserError, match="task toy: an episode needs 5 \\+ 5 sentences but only 6"):
         sample_episode(toy_task(), shots=5, query=5, rng=random.Random(0))
+
+
+def test_a_task_that_cannot_fill_an_episode_is_refused_before_training():
+    # toy_task's sentences hold {PER}, {LOC}, {}, {ORG, PER}, {LOC}, {ORG}: 2 each, so the rarest is LOC by name.
+    check_episodes(toy_task(), shots=3, query=3)
+    with pytest.raises(UserError, match=r"task toy: .* = 4 \+ 3 sentences, and its train split has 6 sentences;"):
+        check_episodes(toy_task(), shots=4, query=3)
+    check_episodes(toy_task(), shots=1, query=1, n_way=1)
+    with pytest.raises(UserError, match=r"has 2 sentences holding one of its 1 rarest types \(LOC: meta.n_way"):
+        check_episodes(toy_task(), shots=2, query=1, n_way=1)
+    with pytest.raises(UserError, match=r"has 4 sentences holding one of its 2 rarest types \(LOC, ORG:"):
+        check_episodes(toy_task(), shots=3, query=2, n_way=2)
 
 
 def test_shots_are_a_seeded_sample_and_all_is_everything():
