@@ -320,9 +320,11 @@ def search_trial(cfg: IRLExperiment, trial_dir: Path, shared: None, callbacks: A
 
     from drml_ray.irl.results import ratio
 
+    started = time.perf_counter()
+
     def on_cell(cells: dict[str, Any], experts: dict[str, Any]) -> None:
         ratios = [ratio(c["return"], experts[k.split("/")[1]]) for k, c in cells.items()]
         tune.report({"epoch": len(cells), "return_ratio": statistics.fmean(ratios),  # RAY
-                     "checkpoint_path": str(trial_dir / "run")})  # fmt: skip
+                     "checkpoint_path": str(trial_dir / "run"), "train_s": time.perf_counter() - started})  # fmt: skip
 
     run_rl_irl(cfg, trial_dir / "run", on_cell=on_cell)

@@ -164,7 +164,20 @@ def _trials_section(run_dir: Path) -> Section:
     tune = results.get("tune", {})
     title = (f"Trials (best: {results.get('best_trial', '?')}; {tune.get('trial_epochs', '?')} trial-epochs "
              f"in {tune.get('wall_s', 0):.0f} s)")  # fmt: skip
-    return Section(title, table=trials, figure=run_dir / "trials.png" if (run_dir / "trials.png").exists() else None)
+    shown = [{key: _short(value) for key, value in trial.items()} for trial in trials]
+    return Section(title, table=shown, figure=run_dir / "trials.png" if (run_dir / "trials.png").exists() else None)
+
+
+def _short(cell: str) -> str:
+    """A trials.csv cell for reading: a real number to 4 significant digits (the CSV keeps every digit).
+
+    >>> _short("0.36438038772880627"), _short("0.0013004179"), _short("12.16"), _short("32"), _short("completed")
+    ('0.3644', '0.0013', '12.16', '32', 'completed')
+    """
+    try:
+        return f"{float(cell):.4g}" if "." in cell or "e" in cell.lower() else cell
+    except ValueError:
+        return cell
 
 
 def _html_table(rows: list[dict[str, Any]]) -> str:

@@ -3,6 +3,7 @@ then ``drml rl irl`` end to end (RLlib's recording read back by RLlib's reader, 
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -145,6 +146,8 @@ def test_expert_then_irl_on_the_smoke_config(ray_session, tmp_path):
                                      "--set", f"tune={json.dumps(search)}"])  # fmt: skip
     assert tuned.exit_code == 0, tuned.output
     assert f"`drml rl irl {tmp_path / 'search' / 'best_config.yaml'}` trains it again" in tuned.output
+    with (tmp_path / "search" / "trials.csv").open() as handle:  # a trial's cells are its work, not overhead
+        assert all(float(t["overhead_s"]) < float(t["wall_s"]) / 2 for t in csv.DictReader(handle))
     best = json.loads((tmp_path / "search" / "results.json").read_text())
     assert (Path(best["best_model"]) / "irl.json").exists()
 
