@@ -249,7 +249,12 @@ def evaluate(
             "or an experiment YAML (its data section, e.g. runs/smoke/config.yaml)."
         ),
     ],
-    split: Annotated[str, typer.Option(help="Split of a named corpus: train, dev or test.")] = "test",
+    split_: Annotated[
+        str | None,
+        typer.Option(
+            "--split", help="Split of a named corpus or experiment file: train, dev or test [default: test]."
+        ),  # fmt: skip
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     decoding: Annotated[
         str | None, typer.Option(help="argmax, or constrained (a valid IOB2 sequence) [default: the model's own].")
@@ -266,8 +271,12 @@ def evaluate(
     from drml_ray.ner.metrics import format_split
     from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, model_folder, open_run
 
+    split = split_ or "test"
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
+    if split_ is not None and Path(data).is_file() and not data.endswith((".yaml", ".yml")):
+        raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
+                        "scored whole")  # fmt: skip
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
