@@ -251,9 +251,7 @@ def evaluate(
     ],
     split_: Annotated[
         str | None,
-        typer.Option(
-            "--split", help="Split of a named corpus or experiment file: train, dev or test [default: test]."
-        ),  # fmt: skip
+        typer.Option("--split", help="Split of a named corpus or experiment file: train, dev or test [default: test]."),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     decoding: Annotated[
