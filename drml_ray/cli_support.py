@@ -1,11 +1,13 @@
 """What every ``drml`` command shares: a user's mistake or the file system's refusal as one line (exit 2), a bug
-with its traceback (exit 1), Ctrl+C of a run that can resume (exit 130); and the check of a file the command
-writes."""
+with its traceback (exit 1), Ctrl+C of a run that can resume (exit 130), a reader that stopped reading (``drml
+predict ... | head``: exit 141, as a process that SIGPIPE ends); and the check of a file the command writes."""
 
 from __future__ import annotations
 
 import errno
 import functools
+import os
+import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +42,9 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
                         "continues from the last checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW,
                         err=True)  # fmt: skip
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # whoever read the output has gone (`| head`): nothing more to say to anyone
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's last flush would fail too)
+            raise typer.Exit(141) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
         except Exception as err:

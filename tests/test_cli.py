@@ -292,3 +292,17 @@ def test_sigterm_stops_drml_tensorboard_and_its_server_and_exits_0(tmp_path):
     assert "interrupted" not in output
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))  # nothing listens there any more
+
+
+def test_a_reader_that_stops_reading_ends_drml_predict_quietly_with_141(tmp_path):
+    """``drml predict ... | head -1``: the pipe closes while drml writes; that is no bug of drml's (it printed a
+    BrokenPipeError traceback and 'internal error'), so it exits as a process that SIGPIPE ends, saying nothing."""
+    tiny_model()(tmp_path / "model")
+    (tmp_path / "in.txt").write_text("Anna met Bob in Berlin on a sunny day .\n" * 1500)
+    drml = Path(sys.executable).parent / "drml"
+    command = [str(drml), "predict", str(tmp_path / "model"), "--input", str(tmp_path / "in.txt"), "--engine", "local"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b'{"text": "Anna met Bob')
+    proc.stdout.close()  # as head does after its line; 1,500 records (over 90 kB) do not fit the pipe's buffer
+    assert proc.wait(timeout=120) == 141
+    assert proc.stderr.read() == b""
