@@ -177,6 +177,7 @@ def tune(
 
 
 @configs_app.command("list")
+@user_errors
 def configs_list() -> None:
     """The shipped experiment files, by name (any command takes the name, or configs/NAME.yaml, as CONFIG)."""
     from drml_ray.config import config_path, shipped_configs

@@ -15,6 +15,7 @@ data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert betwee
 
 
 @data_app.command("list")
+@user_errors
 def data_list() -> None:
     """The corpora drml-ray can fetch by name, and whether each is in the cache."""
     from drml_ray.data.fetch import cached_paths, data_dir
