@@ -197,6 +197,11 @@ CASES = [
     Case("model folders", "a run directory as the backbone", {"run/best/config.json": "{}", "exp.yaml": "model: "
          "{backbone: '{dir}/run'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("no tokenizer loads from it (a run directory: its model is {dir}/run/best)",)),
+    Case("model folders", "a meta-learning run directory to drml predict (its models are inside it)",
+         {"run/reptile": tiny_model(), "run/meta_train.json": "{}"},
+         ("predict", "{dir}/run", "--text", "Anna met Bob ."),
+         ("run: neither a model folder (config.json) nor a run directory with best/config.json; 1 model folder "
+          "inside: {dir}/run/reptile",)),
     Case("model folders", "a backbone folder that is not there", {"exp.yaml": "model: {backbone: '{dir}/nope/best'}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), ("no tokenizer loads from it (no such folder here",)),
     evaluate(tiny_model(labels=7), "a label map that disagrees with the head",

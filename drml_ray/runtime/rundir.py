@@ -26,6 +26,7 @@ import yaml
 
 from drml_ray.config import dump_config
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError, first_line  # noqa: F401  (re-exported)
+from drml_ray.text import counted
 
 FINISHED_MARKER = "results.json"
 META_TRAIN_FILE = "meta_train.json"
@@ -154,7 +155,17 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
         return folder / "best"
     if not folder.exists():
         raise UserError(f"{folder}: no such model folder or run directory")
-    raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json")
+    inside = _models_inside(folder)
+    more = f"; {counted(len(inside), 'model folder')} inside: {', '.join(map(str, inside[:3]))}" if inside else ""
+    raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json"
+                    f"{more}{', ...' if len(inside) > 3 else ''}")  # fmt: skip
+
+
+def _models_inside(folder: Path, depth: int = 4) -> list[Path]:
+    """Model folders (``config.json`` beside ``model.safetensors``) up to ``depth`` levels below ``folder``: a
+    meta-learning run's ``reptile/``, a continual run's ``strategies/lwf/exp3/best``."""
+    found = (p.parent for d in range(1, depth + 1) for p in folder.glob("/".join(["*"] * d) + "/model.safetensors"))
+    return sorted(p for p in found if (p / "config.json").is_file())
 
 
 RERUN = "restore it, or run again with --overwrite"
