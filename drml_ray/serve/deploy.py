@@ -7,8 +7,10 @@ autoscaling, CPUs and limits are deployment options (a change of those restarts 
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -158,12 +160,32 @@ def use_high_throughput_mode() -> None:
             os.environ.setdefault(name, value)
 
 
+def check_address(host: str, port: int) -> None:
+    """Refuse, before Ray starts, an address this machine cannot listen on: a port another program holds, a port
+    below 1024 without root, a host that is not this machine's (Serve's proxy fails on them with a traceback)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (as servers bind: TIME_WAIT is no owner)
+            probe.bind((host, port))
+    except socket.gaierror as err:
+        raise UserError(f"--host {host}: no such address ({err.strerror}); give 127.0.0.1, 0.0.0.0 or this "
+                        "machine's") from None  # fmt: skip
+    except OSError as err:
+        why = {errno.EADDRINUSE: f"--port {port}: another program listens there; stop it or pick another --port",
+               errno.EACCES: f"--port {port}: ports below 1024 need root; pick another --port",
+               errno.EADDRNOTAVAIL: f"--host {host}: not an address of this machine"}  # fmt: skip
+        other = f"--host {host} --port {port}: cannot listen there ({err.strerror})"
+        raise UserError(why.get(err.errno, other)) from None
+
+
 def serve_until_stopped(sources: list[ModelSource], opts: ServeOptions, detach: bool) -> None:
     """``drml serve``: deploy, print where, then stay until Ctrl+C (which shuts the application down)."""
     from ray import serve  # RAY
 
     if detach and not os.environ.get("RAY_ADDRESS"):
         raise UserError("--detach needs a Ray that outlives this command: `ray start --head`, then RAY_ADDRESS=auto")
+    if not os.environ.get("RAY_ADDRESS"):  # (on a running Ray, Serve may hold the port itself: a swap)
+        check_address(opts.host, opts.port)
     url = deploy(sources, opts)
     for source in sources:
         print(f"[drml] serving {source.name} from {source.model_dir}")

@@ -179,3 +179,28 @@ def test_the_high_throughput_mode_is_set_only_for_a_ray_this_process_starts(monk
     use_high_throughput_mode()
     assert os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and os.environ["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
     assert os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] == "2"
+
+
+def test_an_address_this_machine_cannot_listen_on_is_refused_before_ray_starts(tmp_path, monkeypatch):
+    """A port another program holds made Serve's proxy fail inside Ray with a traceback ('internal error')."""
+    import socket
+
+    from typer.testing import CliRunner
+
+    from drml_ray.cli import app
+    from drml_ray.serve.deploy import check_address
+    from tests.test_malformed import tiny_model
+
+    tiny_model()(tmp_path / "model")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)  # (a Ray of its own: on a running one Serve may hold the port)
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        with pytest.raises(UserError, match=f"--port {port}: another program listens there"):
+            check_address("127.0.0.1", port)
+        result = CliRunner().invoke(app, ["serve", str(tmp_path / "model"), "--port", str(port)])
+        assert result.exit_code == 2 and "another program listens there" in result.output, result.output
+    check_address("127.0.0.1", port)  # free again
+    with pytest.raises(UserError, match="--host 198.51.100.7: not an address of this machine"):
+        check_address("198.51.100.7", port)  # (TEST-NET-2: documentation only, never a machine's)
