@@ -80,5 +80,8 @@ def load_state(path: str | os.PathLike[str], map_location: Any = "cpu") -> Any:
     except FileNotFoundError:
         raise UserError(f"{path}: no such checkpoint file") from None
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        reason = first_line(err)
+        if reason.startswith("Weights only load failed"):  # (torch's advice to unpickle it is not ours to give)
+            reason = "no torch file, or one holding other Python objects"
         raise UserError(f"{path}: not a drml-ray checkpoint (only tensors, numbers, strings, lists and dicts are "
-                        f"read, never pickled objects): {first_line(err)}") from None  # fmt: skip
+                        f"read, never pickled objects): {reason}") from None  # fmt: skip

@@ -35,9 +35,10 @@ def malicious(path: Path, marker: Path) -> Path:
 def test_a_malicious_pickle_would_run_code_but_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = malicious(tmp_path / "state.pt", marker)
-    with pytest.raises(UserError, match=r"state.pt: not a drml-ray checkpoint \(only tensors"):
+    with pytest.raises(UserError, match=r"state.pt: not a drml-ray checkpoint \(only tensors") as refused:
         load_state(path)
     assert not marker.exists()
+    assert "weights_only` set to `False`" not in str(refused.value)  # (torch's advice to unpickle it, not ours)
     torch.load(path, weights_only=False)  # the file really is an attack (what the old loaders did)
     assert marker.exists()
 

@@ -252,6 +252,16 @@ CASES = [
          "eval: {methods: [meta]}\n", "w": policy("cartpole")}, ("rl", "meta-eval", "{dir}/exp.yaml", "-o",
          "{dir}/out", "--init", "{dir}/w"), ("w/weights.pt: a policy for cartpole tasks; this experiment's env.family "
          "is nav2d",)),
+    Case("paths", "an --init folder without policy weights",
+         {"exp.yaml": "env: {family: nav2d}\neval: {methods: [meta]}\n"},
+         ("rl", "meta-eval", "{dir}/exp.yaml", "-o", "{dir}/out", "--init", "{dir}/nope"),
+         ("--init {dir}/nope: no weights.pt there",)),
+    Case("paths", "--init of meta-eval naming a method that is not one", {"exp.yaml": "meta: {}\n"},
+         ("meta-eval", "{dir}/exp.yaml", "-o", "{dir}/out", "--init", "bogus=x"),
+         ("--init bogus=x: 'bogus' is not a meta-learning method (reptile, fomaml)",)),
+    Case("paths", "--init of meta-eval naming a method without its folder", {"exp.yaml": "meta: {}\n"},
+         ("meta-eval", "{dir}/exp.yaml", "-o", "{dir}/out", "--init", "reptile"),
+         ("--init reptile: a method needs its folder: --init reptile=FOLDER",)),
     Case("config values", "a continual strategy that does not exist", {"exp.yaml": "continual: {strategies: [naive, "
          "gem]}\n"}, ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: continual.strategies.1: Input should be 'naive', 'replay', 'ewc', 'lwf', 'joint', 'ewc+replay' "

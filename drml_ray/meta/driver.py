@@ -299,6 +299,10 @@ def resolve_starts(cfg: MetaExperiment, run_dir: Path, inits: list[str]) -> dict
         method, sep, path = item.partition("=")
         if sep and method in META_ALGORITHMS:
             meta_inits[method] = path
+        elif sep and not Path(item).exists():
+            raise UserError(f"--init {item}: {method!r} is not a meta-learning method ({', '.join(META_ALGORITHMS)})")
+        elif item in META_ALGORITHMS and not Path(item).exists():
+            raise UserError(f"--init {item}: a method needs its folder: --init {item}=FOLDER")
         else:
             meta_inits.update(dict.fromkeys(META_ALGORITHMS, item))
     starts: dict[str, str | None] = {}
@@ -311,6 +315,9 @@ def resolve_starts(cfg: MetaExperiment, run_dir: Path, inits: list[str]) -> dict
             starts[method] = _pretrained(run_dir, "multitask")
         else:
             folder = Path(meta_inits.get(method, run_dir / method))
+            if method in meta_inits and not (folder / "config.json").is_file():
+                raise UserError(f"--init {folder}: no model folder there (config.json); drml meta-train writes "
+                                f"OUTPUT/{method}")  # fmt: skip
             if not (folder / "config.json").is_file():
                 raise UserError(
                     f"{folder}: no meta-trained {method} model; run `drml meta-train` with the same --output-dir "

@@ -314,7 +314,11 @@ def trained_starts(cfg: RLExperiment, run_dir: Path, init: str | None) -> dict[s
         if method in ("scratch", "oracle"):
             continue
         path = Path(init) if method == "meta" and init else run_dir / method / WEIGHTS_FILE
-        if not (path.is_file() or (path / WEIGHTS_FILE).is_file()):
+        missing = not (path.is_file() or (path / WEIGHTS_FILE).is_file())
+        if missing and method == "meta" and init:
+            raise UserError(f"--init {path}: no {WEIGHTS_FILE} there (drml rl meta-train writes OUTPUT/meta/"
+                            f"{WEIGHTS_FILE})")  # fmt: skip
+        if missing:
             raise UserError(
                 f"{path}: no trained {method} policy; run `drml rl meta-train` with the same --output-dir "
                 f"(meta.methods: [{method}]){' or pass --init PATH' if method == 'meta' else ''}, "
