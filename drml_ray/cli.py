@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import click
 import typer
@@ -28,6 +28,9 @@ from drml_ray.cli_support import file_to_write, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
+
+if TYPE_CHECKING:
+    from drml_ray.data.conll import Sentence
 
 # Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
 # deduplication shows lines that differ only in their numbers as one (two strategies' or cells' progress as one
@@ -262,31 +265,15 @@ def evaluate(
     overwrite: Overwrite = False,
 ) -> None:
     """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
-    from drml_ray.config import DataConfig, load_config
-    from drml_ray.data.load import load_corpus, read_files
-    from drml_ray.data.registry import CORPORA, unknown_corpus
     from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
     from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, model_folder, open_run
 
     split = split_ or "test"
-    if split not in ("train", "dev", "test"):
-        raise UserError(f"--split must be train, dev or test, not {split!r}")
-    if split_ is not None and Path(data).is_file() and not data.endswith((".yaml", ".yml")):
-        raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
-                        "scored whole")  # fmt: skip
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
-    if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
-        cfg = load_config(data)
-        sentences, data_name = load_corpus(cfg.data).splits[split], cfg.name
-    elif Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
-        sentences, data_name = read_files([data])[0], Path(data).stem
-    elif data == "generated" or data in CORPORA:
-        sentences, data_name = load_corpus(DataConfig(corpus=data)).splits[split], data
-    else:  # a file that is not there, or a misspelt corpus
-        raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
+    sentences, data_name = _evaluation_data(data, split, split_ is not None)
     model_dir = model_folder(model_dir)
     name = f"eval-{model_dir.resolve().parent.name}-{data_name}-{split}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
@@ -299,6 +286,28 @@ def evaluate(
                                                            "decoding": saved.decoding})  # fmt: skip
     typer.echo(report)
     typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
+
+
+def _evaluation_data(data: str, split: str, split_given: bool) -> tuple[list[Sentence], str]:
+    """The sentences ``drml evaluate`` scores and their name: a split of an experiment file's data or of a named
+    corpus, or one corpus file whole."""
+    from drml_ray.config import DataConfig, load_config
+    from drml_ray.data.load import load_corpus, read_files
+    from drml_ray.data.registry import CORPORA, unknown_corpus
+
+    if split not in ("train", "dev", "test"):
+        raise UserError(f"--split must be train, dev or test, not {split!r}")
+    if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
+        cfg = load_config(data)
+        return load_corpus(cfg.data).splits[split], cfg.name
+    if Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
+        if split_given:
+            raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
+                            "scored whole")  # fmt: skip
+        return read_files([data])[0], Path(data).stem
+    if data == "generated" or data in CORPORA:
+        return load_corpus(DataConfig(corpus=data)).splits[split], data
+    raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
 
 
 @app.command(
