@@ -85,6 +85,11 @@ class Episode:
     query: list[Sentence]
 
 
+def eligible(sentences: Sequence[Sentence], types: set[str]) -> list[int]:
+    """The indices of the sentences holding an entity of one of ``types``."""
+    return [i for i, s in enumerate(sentences) if any(split_tag(t)[1] in types for t in s.tags)]
+
+
 def sample_episode(task: Task, shots: int, query: int, rng: random.Random, n_way: int | None = None) -> Episode:
     """K support + Q query sentences of ``task``'s train split, disjoint, drawn with ``rng``.
 
@@ -96,7 +101,7 @@ def sample_episode(task: Task, shots: int, query: int, rng: random.Random, n_way
     if n_way is not None and n_way < len(types):
         types = sorted(rng.sample(types, n_way))
         chosen = set(types)
-        pool = [i for i, s in enumerate(sentences) if any(split_tag(t)[1] in chosen for t in s.tags)]
+        pool = eligible(sentences, chosen)
     else:
         chosen = set(types)
         pool = list(range(len(sentences)))
@@ -116,9 +121,8 @@ def check_episodes(task: Task, shots: int, query: int, n_way: int | None = None)
     sentences, what = task.splits["train"], "sentences"
     pool = len(sentences)
     if n_way is not None and n_way < len(task.types):
-        has = [{split_tag(t)[1] for t in s.tags if t != "O"} for s in sentences]
-        rarest = set(sorted(task.types, key=lambda k: (sum(k in h for h in has), k))[:n_way])
-        pool = sum(bool(h & rarest) for h in has)
+        rarest = set(sorted(task.types, key=lambda k: (len(eligible(sentences, {k})), k))[:n_way])
+        pool = len(eligible(sentences, rarest))
         what = f"sentences holding one of its {n_way} rarest types ({', '.join(sorted(rarest))}: meta.n_way draws)"
     if pool < shots + query:
         raise UserError(
