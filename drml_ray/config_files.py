@@ -171,21 +171,34 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     ``path`` may name a shipped config (:func:`config_path`). ``model`` defaults to the file's experiment
     kind (:func:`drml_ray.runtime.registry.kind_of_data`: an ``env:`` section makes an RL file, ...).
     """
+    from drml_ray.runtime.registry import kind_of_data
+
     path = config_path(path)
     data, lines = _read_yaml(path)
-    if model is None:
-        from drml_ray.runtime.registry import kind_of_data
-
-        model = kind_of_data(data).config
+    written_for = kind_of_data(data)
+    model = model or written_for.config
     overridden = {apply_override(data, item, model) for item in overrides or []}
     data.setdefault("name", path.stem)
     try:
         config = model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, model, str(path), lines, overridden)) from None
+        hint = "" if written_for.config is model else _other_kind(path, data, written_for, model)
+        raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
     if getattr(config, "tune", None) is not None:
         _check_space(config, path, lines)
     return config
+
+
+def _other_kind(path: Path, data: dict[str, Any], kind: Any, model: type[BaseModel]) -> str:
+    """The line that says a file failing ``model`` is an experiment of another kind, and which commands run it."""
+    from drml_ray.runtime.registry import kinds
+
+    own = [s for s in kind.sections if s in data]
+    asked = next((k for k in kinds() if k.config is model), None)
+    missing = asked.sections if asked is not None and not own else ()
+    why = f"it has {', '.join(s + ':' for s in own)}" if own else f"it has no {' or '.join(s + ':' for s in missing)}"
+    commands = ", ".join(f"drml {c.name}" for c in kind.commands)
+    return f"{path}: an experiment of {commands} ({why}), not of this command\n"
 
 
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:

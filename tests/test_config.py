@@ -50,6 +50,19 @@ def test_unknown_key_suggests_the_closest_known_one(tmp_path):
         load_config(path)
 
 
+def test_a_file_of_another_kind_says_which_commands_run_it(tmp_path):
+    irl = write(tmp_path, "env: {family: nav2d}\nirl: {demos: [4]}\n")
+    expected = r"^\S+exp.yaml: an experiment of drml rl expert, drml rl irl, drml rl meta-irl \(it has irl:\), not of"
+    with pytest.raises(ConfigError, match=expected + r" this command\n\S+exp.yaml:1: env: unknown key"):
+        load_config(irl, model=FinetuneConfig)
+    finetune = write(tmp_path, "data: {corpus: generated}\n")
+    with pytest.raises(ConfigError, match=r"^\S+: an experiment of drml finetune \(it has no meta:\), not of this"):
+        load_config(finetune, model=MetaExperiment)
+    with pytest.raises(ConfigError) as err:  # (a file of the command's own kind: its errors alone)
+        load_config(write(tmp_path, "meta: {meta_stepz: 3}\n"), model=MetaExperiment)
+    assert "not of this command" not in str(err.value)
+
+
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
     path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
     assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)

@@ -216,6 +216,9 @@ CASES = [
     ft("model: {backbone: tiny-random-bert, strategy: lora, lora: {target_modules: [qkv]}}\n",
        "LoRA on modules the backbone lacks", "model.lora.target_modules ['qkv']: No modules were targeted",
        category="model folders"),
+    Case("config values", "an inverse-RL file given to drml finetune", {"exp.yaml": "env: {family: nav2d}\nirl: {}\n"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml: an experiment of drml rl expert, drml rl irl, drml rl meta-irl (it has irl:), not of this",)),
     Case("config values", "a meta-learning task that does not exist", {"exp.yaml": "meta: {train_tasks: [conll2003, "
          "nosuch]}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: meta.train_tasks.1: unknown task 'nosuch'",)),
