@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,7 +62,26 @@ def inspect_sentences(path: str | os.PathLike[str], sentences: list[Sentence]) -
         report.problems.append(f"a sentence of {len(longest.tokens):,} words (starting {longest.tokens[:3]})")
     if not report.entities:
         report.problems.append("no entities at all: every tag is O")
+    report.problems += lookalike_types(report.entities)
     return report
+
+
+def lookalike_types(types: Iterable[str]) -> list[str]:
+    """Entity types a reader cannot tell apart: one holding an invisible character, two differing only in case
+    or in such characters (each is a label of its own to the model).
+
+    >>> for problem in lookalike_types(["PER", "Per", "LOC", "LOC\\u200b"]):
+    ...     print(problem)
+    types 'LOC', 'LOC\\u200b' differ only in case or invisible characters
+    types 'PER', 'Per' differ only in case or invisible characters
+    type 'LOC\\u200b' holds an invisible character
+    """
+    groups: dict[str, list[str]] = {}
+    for kind in sorted(types):
+        groups.setdefault("".join(c for c in kind if c.isprintable()).casefold(), []).append(kind)
+    alike = [f"types {', '.join(map(repr, group))} differ only in case or invisible characters"
+             for group in groups.values() if len(group) > 1]  # fmt: skip
+    return alike + [f"type {kind!r} holds an invisible character" for kind in sorted(types) if not kind.isprintable()]
 
 
 def inspect_file(path: str | os.PathLike[str]) -> Inspection:
@@ -74,6 +94,7 @@ def format_inspection(report: Inspection) -> str:
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"
     lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}{documents}",
              f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip
-    lines += [f"    {kind:24} {n:,}" for kind, n in sorted(report.entities.items())]
+    shown = {kind: kind if kind.isprintable() else repr(kind) for kind in report.entities}
+    lines += [f"    {shown[kind]:24} {n:,}" for kind, n in sorted(report.entities.items())]
     problems = [f"    - {p}" for p in report.problems] or ["    none found"]
     return "\n".join([*lines, "  problems:", *problems])

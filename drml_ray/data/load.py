@@ -19,6 +19,7 @@ from drml_ray.data.conll import (
 )
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
+from drml_ray.data.inspect import inspect_sentences, lookalike_types
 from drml_ray.data.registry import SPLITS, get_spec
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     if labels == ["O"]:
         raise CorpusFormatError(paths["train"], None, "no entities: every tag of the train split is O, so there is "
                                 "nothing to learn (the tag must be a line's last column)")  # fmt: skip
+    for problem in lookalike_types({label[2:] for label in labels if label != "O"}):
+        log.warning("%s: %s; each is a label of its own", paths["train"], problem)
     for split in ("dev", "test"):
         unseen = sorted(set(discover_labels(splits[split])) - set(labels))
         if unseen:
@@ -90,8 +93,6 @@ def read_files(paths: list[str], scheme: Scheme | None = None) -> list[list[Sent
     """Each corpus file read once, as IOB2 sentences. With no ``scheme``, IOB2 unless a file's entities start
     with ``I-`` (IOB1): read as IOB2 those would drop out of the gold standard, so then every file is read as
     IOB1, and said so."""
-    from drml_ray.data.inspect import inspect_sentences
-
     files = [read_corpus_file(path, scheme=scheme or "iob2") for path in paths]
     if scheme is not None:
         return files

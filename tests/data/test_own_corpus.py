@@ -37,6 +37,17 @@ def test_three_files_without_a_corpus_are_the_users_own_corpus(tmp_path, caplog)
     assert f"{files['dev']}:1: B-ORG, I-ORG never occur in the train split" in caplog.text  # named, file and line
 
 
+def test_types_a_reader_cannot_tell_apart_are_named_by_training_and_by_inspect(tmp_path, caplog):
+    train = [*TRAIN, Sentence(("Ann", "in", "Rome"), ("B-Per", "O", "B-LOC\u200b"))]
+    files = own_files(tmp_path / "clinical", train=train)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        assert len(load_corpus(DataConfig(**files), progress=False).labels) == 9  # (each a label of its own)
+    assert f"{files['train']}: types 'PER', 'Per' differ only in case or invisible characters" in caplog.text
+    assert f"{files['train']}: type 'LOC\\u200b' holds an invisible character" in caplog.text
+    shown = CliRunner().invoke(app, ["data", "inspect", files["train"]]).output
+    assert "    'LOC\\u200b'" in shown and "- types 'LOC', 'LOC\\u200b' differ only in case" in shown
+
+
 def test_an_own_corpus_needs_all_three_files_and_says_which_is_missing(tmp_path):
     files = own_files(tmp_path)
     config = tmp_path / "exp.yaml"
