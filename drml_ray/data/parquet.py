@@ -7,6 +7,7 @@ through a cluster; it is also faster to load than re-parsing column text.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -15,6 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drml_ray.data.conll import UNKNOWN_PREFIX, CorpusFormatError, Sentence, note_span_tags, read_tag
+from drml_ray.text import counted
+
+log = logging.getLogger(__name__)
 
 SCHEMA = pa.schema([("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.string())), ("doc", pa.int64())])
 """``doc``: the sentence's document (null where the corpus marks none); optional when read."""
@@ -56,11 +60,15 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     tags = table.column(tag_column).to_pylist()
     if label_names is not None:
         tags = [_named(path, row, ids, label_names) for row, ids in enumerate(tags, start=1)]
-    sentences = [_sentence(path, row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
-                 in enumerate(zip(table.column("tokens").to_pylist(), tags, docs, strict=True), start=1)]  # fmt: skip
+    rows = [(row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
+            in enumerate(zip(table.column("tokens").to_pylist(), tags, docs, strict=True), start=1)
+            if tokens or row_tags]  # fmt: skip
+    if len(rows) < table.num_rows:  # (a CoNLL file's blank lines, as a row: no sentence)
+        log.warning("%s: %s skipped", path, counted(table.num_rows - len(rows), "empty row"))
+    sentences = [_sentence(path, *row) for row in rows]
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
-    note_span_tags(path, sum(new != old for s, t in zip(sentences, tags, strict=True)
+    note_span_tags(path, sum(new != old for s, (_, _, t, _) in zip(sentences, rows, strict=True)
                              for new, old in zip(s.tags, t, strict=True)))  # fmt: skip
     return sentences
 
@@ -71,17 +79,23 @@ def _tag_column(path: str | os.PathLike[str], schema: pa.Schema) -> tuple[str, l
     if "tokens" not in schema.names or tag_column is None:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file: it needs a tokens column and a "
                                 f"{' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)}")  # fmt: skip
-    is_strings = [_is_list_of(schema.field(name).type, pa.types.is_string) for name in ("tokens", tag_column)]
+    is_strings = [_is_list_of(schema.field(name).type, _is_text) for name in ("tokens", tag_column)]
     ids = _is_list_of(schema.field(tag_column).type, pa.types.is_integer)
     doc_ok = "doc" not in schema.names or pa.types.is_integer(schema.field("doc").type)
     if not is_strings[0] or not (is_strings[1] or ids) or not doc_ok:
+        found = ", ".join(f"{name}: {schema.field(name).type}" for name in ("tokens", tag_column, "doc")
+                          if name in schema.names)  # fmt: skip
         raise CorpusFormatError(path, None, f"columns tokens, {tag_column} must be lists of strings (doc: integers; "
-                                "drml data convert writes them)")  # fmt: skip
+                                f"drml data convert writes them), not {found}")  # fmt: skip
     names = class_label_names(schema.metadata, tag_column) if ids else None
     if ids and names is None:
         raise CorpusFormatError(path, None, f"column {tag_column} holds class ids and the file does not name them "
                                 "(no Hugging Face ClassLabel in its metadata): write the tags as strings")  # fmt: skip
     return tag_column, names
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)  # (Polars writes large strings)
 
 
 def _is_list_of(kind: pa.DataType, is_item: Callable[[pa.DataType], bool]) -> bool:

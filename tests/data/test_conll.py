@@ -154,6 +154,22 @@ def test_parquet_bad_tag_names_row(tmp_path):
         read_parquet(path)
 
 
+def test_parquet_of_large_strings_reads_and_its_empty_rows_are_skipped_as_blank_lines(tmp_path, caplog):
+    text = pa.large_list(pa.large_string())  # (what Polars writes)
+    rows = {
+        "tokens": pa.array([["Anna", "ran"], [], ["Bo"]], text),
+        "tags": pa.array([["B-PER", "O"], [], ["S-PER"]], text),
+    }
+    pq.write_table(pa.table(rows), tmp_path / "polars.parquet")
+    with caplog.at_level("WARNING", logger="drml_ray.data.parquet"):
+        sentences = read_parquet(tmp_path / "polars.parquet")
+    assert sentences == [Sentence(("Anna", "ran"), ("B-PER", "O")), Sentence(("Bo",), ("B-PER",))]
+    assert "polars.parquet: 1 empty row skipped" in caplog.text
+    pq.write_table(pa.table({"tokens": ["Anna ran"], "tags": ["B-PER O"]}), tmp_path / "flat.parquet")
+    with pytest.raises(CorpusFormatError, match=r"flat.parquet: .* not tokens: string, tags: string$"):
+        read_parquet(tmp_path / "flat.parquet")
+
+
 HF_NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
