@@ -58,7 +58,7 @@ def data_fetch(
 @data_app.command(
     "inspect",
     epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
-    "`drml data inspect data/clinical` (a task folder: train.*, dev.*, test.*) · "
+    "`drml data inspect data/clinical` (a task folder: `train.*`, `dev.*`, `test.*`) · "
     "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)",
 )
 @user_errors

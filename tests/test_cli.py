@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,6 +49,23 @@ def test_every_command_has_help(command):
     result = cli(*command, "--help")
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def help_texts(command, path="drml"):  # noqa: ANN001
+    """Every help text and epilog under ``command``, with the command line it belongs to."""
+    yield from ((path, text) for text in (command.help, command.epilog) if text)
+    yield from ((path, p.help) for p in command.params if getattr(p, "help", None))
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from help_texts(sub, f"{path} {name}")
+
+
+def test_help_texts_hold_nothing_markdown_would_swallow():
+    # (rich renders help as Markdown: `experts/<family>/` printed as `experts//`, `train.*, dev.*` in italics)
+    import typer
+
+    for path, text in help_texts(typer.main.get_command(app)):
+        outside_code = re.sub(r"`[^`]*`", "", text)
+        assert not re.search(r"[<>*\\]", outside_code), f"{path}: {text}"
 
 
 def test_config_error_exits_2_with_file_line_key(tmp_path):

@@ -33,7 +33,7 @@ KIND = Kind(
                 example="drml rl expert configs/rl/smoke_irl.yaml --output-dir runs/irl",
                 help="Train a PPO expert on each family of irl.families (on Ray actors), then record expert.episodes "
                      "demonstrations with RLlib's offline API (Parquet, RLlib's episode format) and as a flat "
-                     "transitions.parquet, with their true returns; writes experts/<family>/ and experts.json."),
+                     "transitions.parquet, with their true returns; writes `experts/FAMILY/` and experts.json."),
         Command("rl irl", f"{DRIVER}:run_rl_irl", None, options=(),
                 example="drml rl irl configs/rl/smoke_irl.yaml --output-dir runs/irl",
                 help="BC (RLlib's BC), GAIL and AIRL (RLlib PPO whose rewards come from a discriminator trained in its "
