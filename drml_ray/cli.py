@@ -104,12 +104,14 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
     def run(config: ConfigArg, set_: SetOption = None, output_dir: OutputDir = None, overwrite: Overwrite = False,
             init: Init = None, inits: Inits = None) -> None:  # fmt: skip
         from drml_ray.config import load_config
-        from drml_ray.runtime.rundir import default_run_dir
+        from drml_ray.runtime.rundir import default_run_dir, held
 
         cfg = load_config(config, set_ or [], model=kind.config)
         given = {"overwrite": overwrite, "init": init, "inits": inits or []}
         options = {name: given[name] for name in command.options}
-        resolve(command.run)(cfg, output_dir or default_run_dir(cfg.name), **options)
+        run_dir = output_dir or default_run_dir(cfg.name)
+        with held(run_dir):
+            resolve(command.run)(cfg, run_dir, **options)
 
     signature = inspect.signature(run, eval_str=True)
     keep = [p for p in signature.parameters.values() if p.name in ("config", "set_", "output_dir", *command.options)]
@@ -172,11 +174,13 @@ def tune(
     """Hyper-parameter search with Ray Tune over any experiment with a tune: section, every trial a full run of
     its kind; writes trials.csv, trials.png, best_config.yaml and the best trial's results."""
     from drml_ray.config import load_config
-    from drml_ray.runtime.rundir import default_run_dir
+    from drml_ray.runtime.rundir import default_run_dir, held
     from drml_ray.tune.driver import run_tune
 
     cfg = load_config(config, set_ or [])
-    run_tune(cfg, output_dir or default_run_dir(cfg.name), resume=resume, overwrite=overwrite)
+    run_dir = output_dir or default_run_dir(cfg.name)
+    with held(run_dir):
+        run_tune(cfg, run_dir, resume=resume, overwrite=overwrite)
 
 
 @configs_app.command("list")

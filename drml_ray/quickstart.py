@@ -11,7 +11,7 @@ from drml_ray.data.load import load_corpus
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
-from drml_ray.runtime.rundir import FINISHED_MARKER, check_same_config, default_run_dir
+from drml_ray.runtime.rundir import FINISHED_MARKER, check_same_config, default_run_dir, held
 
 N_EXAMPLES = 5
 
@@ -26,7 +26,8 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
     if (run_dir / FINISHED_MARKER).exists() and not overwrite:
         show_finished(run_dir, cfg)
     else:
-        run_finetune(cfg, run_dir, overwrite=overwrite, corpus=corpus)
+        with held(run_dir):
+            run_finetune(cfg, run_dir, overwrite=overwrite, corpus=corpus)
     test = corpus.splits["test"][:N_EXAMPLES]
     texts = [" ".join(s.tokens) for s in test]
     print(f"== a few test sentences through drml predict ({corpus.name}) ==")

@@ -223,8 +223,9 @@ CASES = [
          "nosuch]}\n"}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: meta.train_tasks.1: unknown task 'nosuch'",)),
     Case("config values", "a meta-learning task too small for an episode",
-         {"exp.yaml": "model: {backbone: tiny-random-bert}\nmeta: {train_tasks: ['{dir}/small'], shots: 8, query: 8}\n",
-          "small/train.conll": GOOD, "small/dev.conll": GOOD, "small/test.conll": GOOD},
+         {"exp.yaml": "model: {backbone: tiny-random-bert}\nmeta: {train_tasks: ['{dir}/small'], shots: 8, query: 8, "
+          "heldout_tasks: ['{dir}/held']}\n", **{f"{task}/{split}.conll": GOOD for task in ("small", "held")
+                                                 for split in ("train", "dev", "test")}},  # (no corpus to fetch)
          ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("an episode needs meta.shots + meta.query = 8 + 8 sentences, and its train split has",)),
     Case("config values", "a task folder without a dev file",
@@ -333,13 +334,19 @@ def write_case(case: Case, folder: Path) -> None:
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.category}: {c.what}" for c in CASES])
 def test_a_malformed_input_exits_2_with_one_message_and_writes_nothing(case, tmp_path):
     write_case(case, tmp_path)
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    before = files_and_times(tmp_path)
     result = CliRunner().invoke(app, [arg.replace("{dir}", str(tmp_path)) for arg in case.command])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and result.output.count("drml: error:") == 1
     for expected in case.expected:
         assert expected.replace("{dir}", str(tmp_path)) in result.output, result.output
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written, nothing removed
+    assert files_and_times(tmp_path) == before  # nothing written, nothing removed
+
+
+def files_and_times(folder: Path) -> dict[Path, int | None]:
+    """Every path under ``folder``, with its file's time of change (a folder's own time changes when an entry comes
+    and goes: the lock a command holds on its run directory)."""
+    return {p: p.stat().st_mtime_ns if p.is_file() else None for p in folder.rglob("*")}
 
 
 def test_an_output_directory_that_takes_no_files_exits_2(tmp_path):

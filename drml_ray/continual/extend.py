@@ -10,6 +10,7 @@ from there.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +37,10 @@ def add_commands(group: typer.Typer, user_errors: Callable) -> None:
         strategy: Annotated[str | None, typer.Option(help="Which of the run's strategies continues.")] = None,
     ) -> None:
         """Add one experience to a finished continual run with the run's strategy; writes RUN_DIR/best."""
-        run_extend(run_dir, data, dev=dev, test=test, strategy=strategy)
+        from drml_ray.runtime.rundir import held
+
+        with held(run_dir) if run_dir.is_dir() else contextlib.nullcontext():  # (no folder: run_extend says so)
+            run_extend(run_dir, data, dev=dev, test=test, strategy=strategy)
 
 
 def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str:

@@ -1,7 +1,8 @@
 """The run-directory contract, the same for every command that writes one.
 
 A run directory is ``runs/<experiment name>`` unless ``--output-dir`` says otherwise; names carry
-no timestamps, so the same config always lands in the same place. :func:`open_run`:
+no timestamps, so the same config always lands in the same place. One command at a time writes into a run
+directory (:func:`held`: a second is refused, naming the first). :func:`open_run`:
 
 1. a *finished* run (its result file, written last, exists) is never replaced without ``--overwrite``;
 2. ``--overwrite`` empties the folder first;
@@ -14,11 +15,13 @@ no timestamps, so the same config always lands in the same place. :func:`open_ru
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +56,10 @@ def open_run(
             "or --output-dir to write elsewhere"
         )
     if overwrite and path.exists():
-        shutil.rmtree(path)
+        for child in path.iterdir():  # (all but the lock that :func:`held` may hold there)
+            if child.name == LOCK_FILE:
+                continue
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -69,6 +75,51 @@ def open_run(
             print(f"[drml] {path}: continuing the run found there")
         atomic_write_text(written, dump_config(cfg))
     return path
+
+
+LOCK_FILE = ".drml.lock"
+
+
+@contextlib.contextmanager
+def held(run_dir: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold ``run_dir`` while one command writes into it: a second drml command there (another terminal, a job
+    submitted twice) is refused, naming the first, rather than writing into the same checkpoints. An ``flock`` on
+    ``run_dir/.drml.lock``, released (and the file removed) when the command ends or its process dies; a folder it
+    made and nothing filled is removed too. Where the folder cannot be made or its file system has no locks,
+    nothing is held (:func:`open_run` then says what is wrong with the folder)."""
+    path = Path(run_dir).expanduser().resolve()
+    with contextlib.ExitStack() as stack:
+        if not path.exists():
+            stack.callback(lambda: path.rmdir() if path.is_dir() and not any(path.iterdir()) else None)
+        with contextlib.suppress(OSError):
+            path.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(_locked(path / LOCK_FILE))
+        yield
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """``lock_path`` locked without waiting, and who holds it written there; a :class:`UserError` naming the holder
+    when another process does (an ``OSError`` where the file system has no locks). A file its holder removed as we
+    opened it is opened again."""
+    while True:
+        with open(lock_path, "a+", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                holder = lock.read().strip() or "pid unknown"
+                raise UserError(f"{lock_path.parent}: another drml command is writing into it ({holder}); wait for it "
+                                "to end, or pass --output-dir to run elsewhere") from None  # fmt: skip
+            if lock_path.exists() and os.path.samestat(os.fstat(lock.fileno()), lock_path.stat()):
+                lock.truncate(0)
+                lock.write(f"pid {os.getpid()}: drml {' '.join(sys.argv[1:])}\n")
+                lock.flush()
+                try:
+                    yield
+                finally:
+                    lock_path.unlink(missing_ok=True)
+                return
 
 
 def check_same_config(written: Path, cfg: Any, free: Sequence[str] = ()) -> None:

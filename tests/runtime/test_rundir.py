@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from drml_ray.cli import app
 from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, TuneSettings, dump_config
 from drml_ray.errors import RunExistsError, UserError
-from drml_ray.runtime.rundir import atomic_write_json, check_same_config, open_run, read_json
+from drml_ray.runtime.rundir import LOCK_FILE, atomic_write_json, check_same_config, held, open_run, read_json
 
 
 def cfg(**train) -> FinetuneConfig:
@@ -96,3 +101,35 @@ def test_every_local_path_of_a_config_is_made_absolute_against_the_working_folde
     assert ContinualSettings(meta_init="runs/m/reptile").meta_init == str(tmp_path / "runs" / "m" / "reptile")
     assert AdaptSettings(conll_model="../c/best").conll_model == str(tmp_path.parent / "c" / "best")
     assert IRLSettings(experts_dir="e").experts_dir == str(tmp_path / "e")
+
+
+HOLD = """import sys, time
+from drml_ray.runtime.rundir import held
+with held(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_run_directory_is_held_by_one_command_at_a_time(tmp_path):
+    run_dir = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        taken = rf"out: another drml command is writing into it \(pid {holder.pid}: drml "
+        with pytest.raises(UserError, match=taken), held(run_dir):
+            pass
+        result = CliRunner().invoke(app, ["finetune", "ner/smoke", "--output-dir", str(run_dir)])
+        assert result.exit_code == 2 and "another drml command is writing into it" in result.output, result.output
+    finally:
+        holder.kill()  # (SIGKILL: its lock goes with its process, its lock file stays)
+        holder.wait()
+    with held(run_dir):
+        assert (run_dir / LOCK_FILE).read_text().startswith(f"pid {os.getpid()}: ")
+        (run_dir / "results.json").write_text("{}")
+        open_run(run_dir, overwrite=True)  # (empties the folder, but for the lock)
+        assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]
+    assert run_dir.is_dir() and not any(run_dir.iterdir())  # released; the folder was there before: kept
+    with held(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()  # made for a command that wrote nothing: removed
