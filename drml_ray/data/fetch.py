@@ -109,6 +109,12 @@ def fetch(
             f"with them under {spec.folder}/"
         )
     folder = data_dir() / spec.folder
+    try:  # (else every source would be blamed for the cache's refusal)
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as err:
+        raise FetchError(f"{folder}: cannot write the corpus cache there ({err.strerror}); set DRML_DATA_DIR to a "
+                         "folder you can write") from None  # fmt: skip
     problems = []
     for base in bases:
         try:
@@ -119,4 +125,17 @@ def fetch(
             raise
         except (OSError, urllib.error.URLError) as err:
             problems.append(f"  {base}: {err}")
-    raise FetchError(f"could not fetch {spec.name} from any source:\n" + "\n".join(problems))
+    raise FetchError(f"could not fetch {spec.name} from any source:\n" + "\n".join(problems) + _mirror_hint(spec))
+
+
+def _mirror_hint(spec: CorpusSpec) -> str:
+    """What a local ``DRML_DATA_MIRROR`` holds when it lacks the corpus' folder (one level too deep, a typo)."""
+    mirror = os.environ.get("DRML_DATA_MIRROR")
+    if not mirror or _is_url(mirror) or (Path(mirror) / spec.folder).is_dir():
+        return ""
+    held = sorted(p.name for p in Path(mirror).iterdir()) if Path(mirror).is_dir() else None
+    there = f"holds {', '.join(held[:8]) or 'nothing'}" if held is not None else "is no folder"
+    return (
+        f"\nDRML_DATA_MIRROR={mirror} {there}; a mirror holds each corpus in its folder "
+        f"({spec.folder}/{next(iter(spec.files.values())).name}, ...)"
+    )

@@ -73,6 +73,21 @@ def test_mirror_folder(tmp_path, monkeypatch):
     assert fetch(make_spec(None), progress=False)["train"].read_bytes() == FILES["train.txt"]
 
 
+def test_a_mirror_without_the_corpus_folder_says_what_it_holds(tmp_path, monkeypatch):
+    (tmp_path / "mirror" / "toy" / "domain").mkdir(parents=True)  # given one level too deep: mirror/toy
+    monkeypatch.setenv("DRML_DATA_MIRROR", str(tmp_path / "mirror" / "toy"))
+    with pytest.raises(FetchError, match=r"\nDRML_DATA_MIRROR=\S+/mirror/toy holds domain; a mirror holds each corpus "
+                       r"in its folder \(toy/domain/train.txt, ...\)$"):  # fmt: skip
+        fetch(make_spec(None), progress=False)
+
+
+def test_a_cache_that_cannot_be_written_is_named_rather_than_the_sources(served, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("DRML_DATA_DIR", str(tmp_path / "file"))
+    with pytest.raises(FetchError, match=r"file/toy/domain: cannot write the corpus cache there \(.*\); set DRML_DA"):
+        fetch(make_spec(f"{served}/public"), progress=False)
+
+
 def test_checksum_mismatch_is_an_error_and_leaves_no_file(served, tmp_path):
     spec = make_spec(f"{served}/public", files=FILES | {"dev.txt": b"tampered\tO\n"})
     with pytest.raises(FetchError, match="sha256"):
