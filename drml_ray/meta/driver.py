@@ -264,13 +264,16 @@ def run_meta_train(
 
 
 def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
-    """Checks that each trial tunes one algorithm; trials read their tasks themselves."""
+    """Checks that each trial tunes one algorithm and that the tasks read and fill an episode (unless the search
+    varies the episode), as ``drml meta-train`` does; trials read their tasks themselves."""
     assert cfg.tune is not None
     if len(cfg.meta.algorithms) != 1 and "meta.algorithms" not in cfg.tune.space:
         raise UserError(
             "a meta-learning search tunes one algorithm per trial: set meta.algorithms: [reptile], or search "
             "over it with tune.space: {meta.algorithms: {choice: [[reptile], [fomaml]]}}"
         )
+    varied = {f"meta.{key}" for key in ("shots", "query", "n_way", "train_tasks")} & set(cfg.tune.space)
+    check_inputs(cfg, cfg.meta.heldout_tasks, episodes=() if varied else tuple(cfg.meta.train_tasks))
     return None, f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
 
 

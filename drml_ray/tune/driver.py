@@ -134,9 +134,9 @@ def run_tune(
     spec, settings = kind.tune, cfg.tune
     assert spec is not None
     launched = time.time()
-    plan = spec.plan(cfg)  # (a trial the kind cannot run is refused before anything is written)
-    run_dir = _open_search(cfg, Path(run_dir), resume, overwrite)
+    plan = spec.plan(cfg)  # (a trial the kind cannot run, or inputs it cannot read, refused before anything is written)
     shared, what = resolve(spec.prepare)(cfg)
+    run_dir = _open_search(cfg, Path(run_dir), resume, overwrite)
     print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {what}")
     ensure_ray()
     limit = concurrent_trials(plan, settings.max_concurrent_trials, ray.cluster_resources())  # RAY
