@@ -38,7 +38,7 @@ def absolute_path(path: str) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-LocalPath = Annotated[str, AfterValidator(absolute_path)]
+LocalPath = Annotated[str, Field(min_length=1), AfterValidator(absolute_path)]
 """A local file or folder, relative to the working folder; kept (and written to ``config.yaml``) absolute."""
 
 
@@ -139,7 +139,7 @@ def absolute_backbone(name: str) -> str:
 
 
 class ModelConfig(Section):
-    backbone: Annotated[str, AfterValidator(absolute_backbone)] = "minilm"
+    backbone: Annotated[str, Field(min_length=1), AfterValidator(absolute_backbone)] = "minilm"
     """``minilm`` (the packaged all-MiniLM-L6-v2), ``tiny-random-bert`` (tests), a local folder or a Hub id."""
     strategy: Literal["full", "top", "lora"] = "full"
     """What trains: every weight, the last ``top_layers`` encoder layers + head, or LoRA adapters + head."""

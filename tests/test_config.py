@@ -63,6 +63,14 @@ def test_a_file_of_another_kind_says_which_commands_run_it(tmp_path):
     assert "not of this command" not in str(err.value)
 
 
+def test_an_empty_path_is_refused_not_read_as_the_working_folder(tmp_path):
+    # ("" resolved to the folder drml was started in: a backbone or corpus file nobody named)
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: model.backbone: String should have at least 1 character"):
+        load_config(write(tmp_path, "model: {backbone: ''}\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: data.train: String should have at least 1 character"):
+        load_config(write(tmp_path, "data: {train: '', dev: d.conll, test: t.conll}\n"))
+
+
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
     path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
     assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)

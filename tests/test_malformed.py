@@ -230,7 +230,8 @@ CASES = [
          ("an episode needs meta.shots + meta.query = 8 + 8 sentences, and its train split has",)),
     Case("tune search spaces", "a meta-learning search over a task too small for an episode",
          {"exp.yaml": "model: {backbone: tiny-random-bert}\nmeta: {train_tasks: ['{dir}/small'], shots: 8, query: 8, "
-          "heldout_tasks: ['{dir}/held'], algorithms: [reptile]}\ntune: {space: {meta.meta_lr: {uniform: [0.5, 1.0]}}}\n",
+          "heldout_tasks: ['{dir}/held'], algorithms: [reptile]}\n"
+          "tune: {space: {meta.meta_lr: {uniform: [0.5, 1.0]}}}\n",
           **{f"{task}/{split}.conll": GOOD for task in ("small", "held") for split in ("train", "dev", "test")}},
          ("tune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("an episode needs meta.shots + meta.query = 8 + 8 sentences, and its train split has",)),
