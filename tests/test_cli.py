@@ -150,6 +150,12 @@ def test_data_convert_refuses_a_token_conll_columns_cannot_hold_and_makes_the_fo
     folder = cli("data", "convert", tmp_path / "in.parquet", tmp_path / "new", "--overwrite")
     assert folder.exit_code == 2 and "new: a folder; name the file to write" in folder.output
     assert read_parquet(tmp_path / "new" / "out.parquet")[0].tokens == ("New York", "rains")
+    below_a_file = cli("data", "convert", tmp_path / "in.parquet", tmp_path / "in.parquet" / "out.conll")
+    assert below_a_file.exit_code == 2, below_a_file.output  # (was a NotADirectoryError: "internal error")
+    assert (
+        "in.parquet/out.conll: cannot make its folder" in below_a_file.output
+        and "(a file is in the way)" in below_a_file.output
+    )
 
 
 def test_unreachable_corpus_falls_back_to_generated_only_when_asked(tmp_path, monkeypatch):
