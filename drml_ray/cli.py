@@ -199,10 +199,11 @@ def configs_list() -> None:
 def configs_show(name: Annotated[str, typer.Argument(help="A shipped config, e.g. ner/smoke.")]) -> None:
     """Print a shipped experiment file (copy it to start your own)."""
     from drml_ray.config import config_path
+    from drml_ray.config_files import shipped_like
 
     path = config_path(name)
     if not path.is_file():
-        raise UserError(f"{name}: no such shipped config (drml configs list shows them)")
+        raise UserError(f"{name}: no such shipped config ({shipped_like(name)}drml configs list shows them)")
     typer.echo(path.read_text(encoding="utf-8"), nl=False)
 
 

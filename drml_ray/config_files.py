@@ -206,8 +206,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read config ({err.strerror}; `drml configs list` shows the shipped "
-                          "ones)") from None  # fmt: skip
+        guess = shipped_like(path) if isinstance(err, FileNotFoundError) else ""
+        raise ConfigError(f"{path}: cannot read config ({err.strerror}; {guess}`drml configs list` shows the "
+                          "shipped ones)") from None  # fmt: skip
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     try:
@@ -242,6 +243,19 @@ def shipped_configs() -> list[str]:
     root = resources.files("drml_ray") / "configs"
     return sorted(f"{group.name}/{f.name.removesuffix('.yaml')}" for group in root.iterdir() if group.is_dir()
                   for f in group.iterdir() if f.name.endswith(".yaml"))  # fmt: skip
+
+
+def shipped_like(name: str | Path) -> str:
+    """``did you mean ...? `` for a config that is no file: the shipped configs of its base name (``smoke``: four
+    kinds have one), else the closest shipped names; ``""`` when none is close.
+
+    >>> shipped_like("smoke"), shipped_like("zzz")
+    ('did you mean continual/smoke or meta/smoke or ner/smoke or tune/smoke? ', '')
+    """
+    key = str(name).removeprefix("configs/").removesuffix(".yaml").removesuffix(".yml")
+    names = shipped_configs()
+    close = [n for n in names if n.split("/")[-1] == key] or difflib.get_close_matches(key, names, n=3, cutoff=0.75)
+    return f"did you mean {' or '.join(close)}? " if close else ""
 
 
 def config_path(name: str | Path) -> Path:

@@ -278,6 +278,12 @@ def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch)
     shown = cli("configs", "show", "ner/quickstart")
     assert shown.exit_code == 0 and "backbone: minilm" in shown.output
     assert cli("configs", "show", "ner/nope").exit_code == 2
+    misspelt = cli("configs", "show", "ner/crosner_politics")
+    assert "(did you mean ner/crossner_politics or meta/crossner_politics" in misspelt.output
+    bare = cli("finetune", "smoke", "-o", tmp_path / "x")  # (the base name of four shipped configs)
+    assert (
+        bare.exit_code == 2 and "did you mean continual/smoke or meta/smoke or ner/smoke or tune/smoke?" in bare.output
+    )
     monkeypatch.chdir(tmp_path)  # no configs/ folder here: the name and the checkout path both resolve
     from drml_ray.config import load_config
 
