@@ -87,13 +87,31 @@ def _section_of(model: type[BaseModel], key: str) -> tuple[type[BaseModel] | Non
     return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None), mapping
 
 
+def _steps(path: tuple[str, ...], model: type[BaseModel]) -> tuple[str, ...]:
+    """``path`` with a name in a mapping of sections joined again where its names are free strings:
+    ``tune.space.train.lr`` is the space's ``train.lr`` (its names are config keys). Such a name ends where a key
+    of its section follows (``tune.space.train.lr.loguniform``), else it is the rest of the path."""
+    steps: list[str] = []
+    section: type[BaseModel] | None = model
+    rest = list(path)
+    while rest and section is not None and rest[0] in section.model_fields:
+        steps.append(rest.pop(0))
+        annotation = section.model_fields[steps[-1]].annotation
+        section, named = _section_of(section, steps[-1])
+        if named and rest and get_args(annotation)[0] is str:
+            end = next((k for k in range(1, len(rest)) if section and rest[k] in section.model_fields), len(rest))
+            steps.append(".".join(rest[:end]))
+            rest = rest[end:]
+    return (*steps, *rest)
+
+
 def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) -> tuple[str, ...]:
     """Apply ``a.b=value`` to ``data`` in place after checking that ``a.b`` is a key of ``model`` (a mapping of
     sections takes any name: ``irl.families.nav2d.iters=5``)."""
     key, sep, value = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"--set {override!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
-    path = tuple(key.strip().split("."))
+    path = _steps(tuple(key.strip().split(".")), model)
     section: type[BaseModel] | None = model
     node, named = data, False
     for depth, part in enumerate(path):
@@ -185,7 +203,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
         hint = "" if written_for.config is model else _other_kind(path, data, written_for, model)
         raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
     if getattr(config, "tune", None) is not None:
-        _check_space(config, path, lines)
+        _check_space(config, path, lines, overridden)
     return config
 
 
@@ -225,7 +243,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     return data, _key_lines(root) if root is not None else {}
 
 
-def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int]) -> None:
+def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
     """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config."""
     tune = config.tune
     for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
@@ -235,7 +253,8 @@ def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int]) -> 
                 for value in dist.args:
                     with_params(config, {key: value})
             except ConfigError as err:
-                raise ConfigError(f"{path}:{lines.get(where, '?')}: tune.{section}.{key}: {err}") from None
+                origin = _where(where, "", str(path), lines, overridden)
+                raise ConfigError(f"{origin}: tune.{section}.{key}: {err}") from None
 
 
 def shipped_configs() -> list[str]:

@@ -128,6 +128,17 @@ def test_overrides_reach_into_a_mapping_of_sections_by_name(tmp_path):
         load_config(path, ["irl.families.walker.iters=7"])
 
 
+def test_an_override_names_a_search_space_key_whole_dots_and_all(tmp_path):
+    # (the space's names are config keys: tune.space.train.lr was read as a key 'lr' inside a name 'train')
+    path = write(tmp_path, "tune:\n  space:\n    train.epochs: {choice: [1, 2]}\n")
+    overrides = ["tune.space.train.lr={loguniform: [1.0e-5, 1.0e-3]}", "tune.space.train.epochs.choice=[3]"]
+    cfg = load_config(path, overrides)
+    assert {k: (d.kind, d.args) for k, d in cfg.tune.space.items()} == {
+        "train.epochs": ("choice", [3]), "train.lr": ("loguniform", [1.0e-5, 1.0e-3])}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^--set: tune.space.train.lrx: unknown key 'lrx' in train \(did you mean"):
+        load_config(path, ["tune.space.train.lrx={uniform: [0.1, 0.2]}"])
+
+
 def test_batch_must_split_over_workers_and_accumulation(tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size \(10\) must be a multiple of .* \(4\)"):
         load_config(write(tmp_path, "train: {batch_size: 10, grad_accum: 2}\nscaling: {num_workers: 2}\n"))
