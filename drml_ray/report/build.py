@@ -11,7 +11,10 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import logging
 import re
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,25 +77,43 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8") if path.exists() else ""
 
 
+FALLBACK_FONTS = ("Noto Sans CJK JP", "Noto Sans CJK SC", "WenQuanYi Zen Hei", "Noto Sans Arabic", "Noto Sans Hebrew",
+                  "Noto Sans Devanagari", "Noto Sans Thai")  # fmt: skip
+"""Fonts a figure falls back to, where installed, for an entity type or task name DejaVu Sans cannot draw."""
+
+
 def subplots(*args: Any, **kwargs: Any) -> Any:
     """``matplotlib.pyplot.subplots`` on the Agg backend (files only: no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import font_manager
 
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    matplotlib.rcParams["font.family"] = ["DejaVu Sans", *(f for f in FALLBACK_FONTS if f in installed)]
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # ("no weight normal for WenQuanYi": 500)
     return plt.subplots(*args, **kwargs)
 
 
 def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
-    """Write a matplotlib figure to ``path`` atomically (a temporary file, then a rename) and close it."""
+    """Write a matplotlib figure to ``path`` atomically (a temporary file, then a rename) and close it. Characters
+    no installed font draws show as boxes, said in one line naming the figure (not a warning per character)."""
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig.tight_layout()
+        fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
+    for warning in caught:
+        if "missing from font" not in str(warning.message):
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if any("missing from font" in str(w.message) for w in caught):
+        print(f"[drml] {path.name}: a label holds characters no installed font draws (boxes in the figure, the text "
+              "in the report's tables; fonts-noto-cjk and the like draw them)", file=sys.stderr)  # fmt: skip
     return path
 
 
