@@ -52,19 +52,31 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     if labels == ["O"]:
         raise CorpusFormatError(paths["train"], None, "no entities: every tag of the train split is O, so there is "
                                 "nothing to learn (the tag must be a line's last column)")  # fmt: skip
-    for problem in lookalike_types({label[2:] for label in labels if label != "O"}):
-        log.warning("%s: %s; each is a label of its own", paths["train"], problem)
-    for split in ("dev", "test"):
-        unseen = sorted(set(discover_labels(splits[split])) - set(labels))
-        if unseen:
-            line = first_line_with(paths[split], unseen)
-            log.warning("%s:%s: %s never occur in the train split (%s): the model cannot predict them, so their "
-                        "entities count as misses", paths[split], line, ", ".join(unseen), paths["train"])  # fmt: skip
+    _warn_of_splits(paths, splits, labels)
     if cfg.max_train_sentences is not None:
         splits["train"] = splits["train"][: cfg.max_train_sentences]
     train = Path(paths["train"]).resolve()
     name = train.parent.name if train.stem in SPLITS or train.stem.startswith("train") else train.stem
     return NerCorpus(name, splits, labels, False, {k: str(v) for k, v in paths.items()})
+
+
+def _warn_of_splits(paths: dict[str, str], splits: dict[str, list[Sentence]], labels: list[str]) -> None:
+    """Warn, naming the file, of what trains or scores without error but not as the user means: entity types that
+    look alike, a dev or test split without entities (its F1 is 0 whatever the model does), a dev or test tag that
+    train never has (the model cannot predict it, so its entities count as misses)."""
+    for problem in lookalike_types({label[2:] for label in labels if label != "O"}):
+        log.warning("%s: %s; each is a label of its own", paths["train"], problem)
+    for split in ("dev", "test"):
+        found = discover_labels(splits[split])
+        if found == ["O"]:
+            choose = ", so the best checkpoint and early stopping choose nothing" if split == "dev" else ""
+            log.warning("%s: no entities, every tag is O: its entity F1 is 0 whatever the model does%s", paths[split],
+                        choose)  # fmt: skip
+        unseen = sorted(set(found) - set(labels))
+        if unseen:
+            line = first_line_with(paths[split], unseen)
+            log.warning("%s:%s: %s never occur in the train split (%s): the model cannot predict them, so their "
+                        "entities count as misses", paths[split], line, ", ".join(unseen), paths["train"])  # fmt: skip
 
 
 SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "valid", "validation", "val"), "test": ("test",)}

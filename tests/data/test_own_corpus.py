@@ -48,6 +48,17 @@ def test_types_a_reader_cannot_tell_apart_are_named_by_training_and_by_inspect(t
     assert "    'LOC\\u200b'" in shown and "- types 'LOC', 'LOC\\u200b' differ only in case" in shown
 
 
+def test_a_dev_split_without_entities_is_warned_of(tmp_path, caplog):
+    files = own_files(tmp_path / "clinical", dev=[Sentence(("Nothing", "here"), ("O", "O"))])
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        load_corpus(DataConfig(**files), progress=False)
+    assert (
+        f"{files['dev']}: no entities, every tag is O: its entity F1 is 0 whatever the model does, so the best"
+        in caplog.text
+    )
+    assert f"{files['test']}: no entities" not in caplog.text
+
+
 def test_an_own_corpus_needs_all_three_files_and_says_which_is_missing(tmp_path):
     files = own_files(tmp_path)
     config = tmp_path / "exp.yaml"
