@@ -189,6 +189,8 @@ def _tuner(cfg: Any, trainable: Any, run_dir: Path, plan: TrialPlan, limit: int,
         print(f"[drml] resuming the search in {experiment} (unfinished and errored trials run again)")
         drop_unreported_trials(experiment)
         return Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    if resume:
+        print(f"[drml] --resume: no search to resume in {run_dir}, so it starts")
     return Tuner(
         trainable,
         param_space=param_space(settings),

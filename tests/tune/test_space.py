@@ -17,7 +17,8 @@ from drml_ray.errors import UserError
 from drml_ray.meta.config import MetaExperiment
 from drml_ray.meta.kind import KIND as META
 from drml_ray.ner.kind import trial_plan
-from drml_ray.tune.driver import concurrent_trials, drop_unreported_trials, trial_name
+from drml_ray.runtime.registry import TrialPlan
+from drml_ray.tune.driver import _tuner, concurrent_trials, drop_unreported_trials, trial_name
 from drml_ray.tune.space import make_scheduler, param_space, to_domain
 from drml_ray.tune.summary import TrialSummary, format_trials, trial_state
 
@@ -275,3 +276,9 @@ def test_resume_drops_only_the_folders_of_trials_that_never_reported(tmp_path):
 
     assert drop_unreported_trials(tmp_path) == ["trial_00001", "trial_00003"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment_state-x.json", "trial_00000", "trial_00002"]
+
+
+def test_resume_with_no_search_to_resume_says_it_starts_one(tmp_path, capsys):
+    tuner = _tuner(load_config("tune/smoke"), lambda config: None, tmp_path, TrialPlan(1, 0, 4, "1 worker"), 1, True)
+    assert type(tuner).__name__ == "Tuner"  # (a new one: nothing was there to restore)
+    assert f"[drml] --resume: no search to resume in {tmp_path}, so it starts" in capsys.readouterr().out
