@@ -42,7 +42,8 @@ class Inspection:
         if not self.fresh_b_starts:
             return "IOB1 (entities start with I-, B- only right after one of the same type): use data.scheme: iob1"
         return (f"mixed: {self.iob1_starts:,} entities start with I- (IOB1) and {self.fresh_b_starts:,} with B- "
-                "after O (IOB2); read as IOB2, the I- ones drop out of the gold standard")  # fmt: skip
+                "after O (IOB2); training reads it as IOB1, where both start an entity (data.scheme: iob2 would drop "
+                "the I- ones from the gold standard)")  # fmt: skip
 
 
 def inspect_sentences(path: str | os.PathLike[str], sentences: list[Sentence]) -> Inspection:

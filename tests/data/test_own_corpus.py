@@ -89,6 +89,15 @@ def test_data_inspect_counts_entities_and_names_the_scheme(tmp_path):
     assert missing.exit_code == 2 and "nope.conll: no such file" in missing.output
 
 
+def test_a_mixed_file_is_described_as_training_reads_it(tmp_path):
+    # (CoNLL-2003's eng.train is one: 23,427 entities start with I-, 2 with B- after O)
+    mixed = [Sentence(("in", "New", "York"), ("O", "I-LOC", "I-LOC")), Sentence(("Anna", "ran"), ("B-PER", "O"))]
+    files = own_files(tmp_path / "clinical", train=mixed)
+    shown = CliRunner().invoke(app, ["data", "inspect", files["train"]]).output
+    assert "mixed: 1 entities start with I- (IOB1) and 1 with B- after O (IOB2); training reads it as IOB1" in shown
+    assert load_corpus(DataConfig(**files), progress=False).splits["train"][0].tags == ("O", "B-LOC", "I-LOC")
+
+
 def test_data_inspect_of_a_task_folder_reads_its_three_splits_and_refuses_another_folder(tmp_path):
     own_files(tmp_path / "clinical")
     result = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "clinical")])
