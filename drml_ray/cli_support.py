@@ -61,12 +61,10 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def file_to_write(path: Path, example: str) -> None:
-    """Refuse a folder where a command writes one file, or a file whose folder cannot be made (a file on its path),
-    before the work: each would fail as a bug (an ``IsADirectoryError``, a ``NotADirectoryError``) at the end."""
+    """Refuse a folder where a command writes one file, or a path below a file, before the work (nothing is made
+    yet): each would fail as a bug (an ``IsADirectoryError``, a ``NotADirectoryError``) at the end."""
     if path.is_dir():
         raise UserError(f"{path}: a folder; name the file to write, e.g. {path / example}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        why = "a file is in the way" if isinstance(err, FileExistsError | NotADirectoryError) else err.strerror
-        raise UserError(f"{path}: cannot make its folder {path.parent} ({why})") from None
+    above = next(p for p in path.absolute().parents if p.exists())
+    if not above.is_dir():
+        raise UserError(f"{path}: cannot make its folder {path.parent} ({above} is a file)")

@@ -154,7 +154,7 @@ def test_data_convert_refuses_a_token_conll_columns_cannot_hold_and_makes_the_fo
     assert below_a_file.exit_code == 2, below_a_file.output  # (was a NotADirectoryError: "internal error")
     assert (
         "in.parquet/out.conll: cannot make its folder" in below_a_file.output
-        and "(a file is in the way)" in below_a_file.output
+        and "in.parquet is a file)" in below_a_file.output
     )
 
 
