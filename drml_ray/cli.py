@@ -217,8 +217,11 @@ def tensorboard(
     """Serve TensorBoard over a run: train loss, learning rate and dev F1 per trial; HParams for tune runs."""
     import subprocess
 
+    from drml_ray.serve.deploy import check_address
+
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
+    check_address(host, port)  # (TensorBoard's own refusal is a paragraph and exit status 255)
     if not next(run_dir.rglob("events.out.tfevents.*"), None):
         typer.echo(f"[drml] {run_dir} holds no TensorBoard events yet; a run writes them as it trains", err=True)
     typer.echo(f"[drml] TensorBoard on http://{host}:{port} for {run_dir} (Ctrl-C stops it)", err=True)

@@ -322,6 +322,9 @@ def test_sigterm_stops_drml_tensorboard_and_its_server_and_exits_0(tmp_path):
     assert "interrupted" not in output
     with socket.socket() as again:
         again.bind(("127.0.0.1", port))  # nothing listens there any more
+        again.listen()
+        taken = cli("tensorboard", tmp_path, "--port", port)  # (was TensorBoard's paragraph and exit status 255)
+    assert taken.exit_code == 2 and f"--port {port}: another program listens there" in taken.output, taken.output
 
 
 def test_a_reader_that_stops_reading_ends_drml_predict_quietly_with_141(tmp_path):
