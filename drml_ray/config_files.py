@@ -193,24 +193,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
 
     path = config_path(path)
     data, lines = _read_yaml(path)
-    written_for = kind_of_data(data)
-    model = model or written_for.config
+    model = model or kind_of_data(data).config
     overridden = {apply_override(data, item, model) for item in overrides or []}
     data.setdefault("name", path.stem)
     try:
         config = model.model_validate(data)
     except ValidationError as err:
-        hint = "" if written_for.config is model else _other_kind(path, data, written_for, model)
+        hint = _other_kind(path, data, model)
         raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
     if getattr(config, "tune", None) is not None:
         _check_space(config, path, lines, overridden)
     return config
 
 
-def _other_kind(path: Path, data: dict[str, Any], kind: Any, model: type[BaseModel]) -> str:
-    """The line that says a file failing ``model`` is an experiment of another kind, and which commands run it."""
-    from drml_ray.runtime.registry import kinds
+def _other_kind(path: Path, data: dict[str, Any], model: type[BaseModel]) -> str:
+    """The line that says a file failing ``model`` is an experiment of another kind, and which commands run it;
+    ``""`` when the file is of ``model``'s kind."""
+    from drml_ray.runtime.registry import kind_of_data, kinds
 
+    kind = kind_of_data(data)
+    if kind.config is model:
+        return ""
     own = [s for s in kind.sections if s in data]
     asked = next((k for k in kinds() if k.config is model), None)
     missing = asked.sections if asked is not None and not own else ()

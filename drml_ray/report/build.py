@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import logging
 import re
@@ -88,12 +89,19 @@ def subplots(*args: Any, **kwargs: Any) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    matplotlib.rcParams["font.family"] = _font_families()
+    return plt.subplots(*args, **kwargs)
+
+
+@functools.cache
+def _font_families() -> list[str]:
+    """DejaVu Sans, then the :data:`FALLBACK_FONTS` installed here (looked up once a process)."""
     from matplotlib import font_manager
 
-    installed = {font.name for font in font_manager.fontManager.ttflist}
-    matplotlib.rcParams["font.family"] = ["DejaVu Sans", *(f for f in FALLBACK_FONTS if f in installed)]
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # ("no weight normal for WenQuanYi": 500)
-    return plt.subplots(*args, **kwargs)
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return ["DejaVu Sans", *(f for f in FALLBACK_FONTS if f in installed)]
 
 
 def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
@@ -108,10 +116,10 @@ def save_figure(fig: Any, path: Path, dpi: int | None = None) -> Path:
         fig.savefig(tmp, dpi=dpi)
     plt.close(fig)
     tmp.replace(path)
-    for warning in caught:
-        if "missing from font" not in str(warning.message):
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    if any("missing from font" in str(w.message) for w in caught):
+    missing = [w for w in caught if "missing from font" in str(w.message)]
+    for warning in (w for w in caught if w not in missing):
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if missing:
         print(f"[drml] {path.name}: a label holds characters no installed font draws (boxes in the figure, the text "
               "in the report's tables; fonts-noto-cjk and the like draw them)", file=sys.stderr)  # fmt: skip
     return path
