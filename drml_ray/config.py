@@ -81,7 +81,7 @@ class DataConfig(Section):
     test: LocalPath | None = None
     """A CoNLL or Parquet file replacing the corpus' test split."""
     scheme: Literal["iob1", "iob2"] | None = None
-    """Tag scheme of files given by path; default: the corpus' own scheme (IOB2 for generated)."""
+    """Tag scheme of files given by path; default: IOB1 where a file's entities start with ``I-``, else IOB2."""
     fallback_to_generated: bool = False
     """If the corpus cannot be reached, use the generated corpus instead (and say so) rather than fail."""
     generated: GeneratedData = GeneratedData()
@@ -115,8 +115,8 @@ class DataConfig(Section):
 
     @property
     def own_files(self) -> bool:
-        """A corpus of the user's own files (no registered or generated corpus)."""
-        return self.corpus is None and self.train is not None
+        """A corpus of the user's own files: no corpus named, or all three of its splits replaced."""
+        return self.train is not None and (self.corpus is None or None not in (self.dev, self.test))
 
 
 class LoraSettings(Section):

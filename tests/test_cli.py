@@ -163,8 +163,11 @@ def test_unreachable_corpus_falls_back_to_generated_only_when_asked(tmp_path, mo
     monkeypatch.delenv("DRML_DATA_MIRROR", raising=False)
     offline = dataclasses.replace(registry.CORPORA["crossner_politics"], base_url="http://127.0.0.1:9/x")
     monkeypatch.setitem(registry.CORPORA, "crossner_politics", offline)
-    corpus = load_corpus(DataConfig(corpus="crossner_politics", fallback_to_generated=True), progress=False)
+    (tmp_path / "test.conll").write_text("Anna B-PER\nran O\n")
+    data = DataConfig(corpus="crossner_politics", fallback_to_generated=True, test=str(tmp_path / "test.conll"))
+    corpus = load_corpus(data, progress=False)
     assert corpus.generated and "fallback for crossner_politics" in corpus.name
+    assert [s.tokens for s in corpus.splits["test"]] == [("Anna", "ran")]  # the file replacing a split still does
     from drml_ray.data.fetch import FetchError
 
     with pytest.raises(FetchError):

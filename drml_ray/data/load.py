@@ -43,9 +43,9 @@ class NerCorpus:
 
 
 def own_corpus(cfg: DataConfig) -> NerCorpus:
-    """The user's own three files (``data.train``, ``data.dev``, ``data.test``; IOB2 unless ``data.scheme``).
-    The label set is the train split's: a dev or test tag that train never has is named with its file and
-    line (the model cannot predict it, so its entities count as misses)."""
+    """The user's own three files (``data.train``, ``data.dev``, ``data.test``; the scheme detected unless
+    ``data.scheme``). The label set is the train split's: a dev or test tag that train never has is named with its
+    file and line (the model cannot predict it, so its entities count as misses)."""
     paths = {split: getattr(cfg, split) for split in SPLITS}
     splits = dict(zip(paths, read_files(list(paths.values()), cfg.scheme), strict=True))
     labels = discover_labels(splits["train"])
@@ -124,37 +124,36 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
     generated corpus, with a warning; otherwise the fetch error propagates.
     """
     if cfg.own_files:
+        if cfg.corpus is not None:
+            log.warning("data.corpus %s is not read: data.train, data.dev and data.test replace all its splits",
+                        cfg.corpus)  # fmt: skip
         return own_corpus(cfg)
     name = cfg.corpus or "generated"
     generated = name == "generated"
     splits: dict[str, list[Sentence]] = {}
     sources: dict[str, str] = {}
-    scheme = cfg.scheme or "iob2"
     if generated:
         g = cfg.generated
         splits = generated_splits(g.train, g.dev, g.test, g.seed)
         sources = dict.fromkeys(SPLITS, "generated")
     else:
         spec = get_spec(name)
-        scheme = cfg.scheme or spec.scheme
         try:
             paths = fetch(spec, progress=progress)
         except FetchError as err:
             if not cfg.fallback_to_generated:
                 raise
             log.warning("%s is not reachable, using the GENERATED corpus instead:\n%s", name, err)
-            fallback = load_corpus(DataConfig(corpus="generated", generated=cfg.generated), progress=progress)
+            fallback = load_corpus(cfg.model_copy(update={"corpus": "generated"}), progress=progress)
             return NerCorpus(
                 f"generated (fallback for {name})", fallback.splits, fallback.labels, True, fallback.sources
             )
         for split, path in paths.items():
             splits[split] = read_corpus_file(path, scheme=spec.scheme)
             sources[split] = str(path)
-    for split in SPLITS:
-        override = getattr(cfg, split)
-        if override is not None:
-            splits[split] = read_corpus_file(override, scheme=scheme)
-            sources[split] = override
+    overrides = {split: getattr(cfg, split) for split in SPLITS if getattr(cfg, split) is not None}
+    splits |= dict(zip(overrides, read_files(list(overrides.values()), cfg.scheme), strict=True))
+    sources |= overrides
     if cfg.max_train_sentences is not None:
         splits["train"] = splits["train"][: cfg.max_train_sentences]
     labels = discover_labels(*splits.values())

@@ -123,3 +123,21 @@ def test_data_convert_detects_an_iob1_file_unless_told_the_scheme(tmp_path, capl
     told = CliRunner().invoke(app, ["data", "convert", str(tmp_path / "old.conll"), str(tmp_path / "as_is.conll"),
                                     "--from-scheme", "iob2"])  # fmt: skip
     assert told.exit_code == 0 and read_conll(tmp_path / "as_is.conll")[0].tags == iob1[0].tags
+
+
+def test_a_corpus_whose_three_splits_are_replaced_is_the_users_own(tmp_path, caplog):
+    files = own_files(tmp_path / "clinical")
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        corpus = load_corpus(DataConfig(corpus="generated", **files), progress=False)
+    assert corpus.name == "clinical" and not corpus.generated and "GENERATED" not in corpus.describe()
+    assert corpus.labels == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]  # train's, not dev's ORG too
+    assert "data.corpus generated is not read: data.train, data.dev and data.test replace all" in caplog.text
+
+
+def test_an_iob1_file_replacing_one_split_keeps_its_entities(tmp_path, caplog):
+    iob1 = [Sentence(("Anna", "Schmidt", "in", "Berlin"), ("I-PER", "I-PER", "O", "I-LOC"))] * 2
+    files = own_files(tmp_path, train=iob1)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        corpus = load_corpus(DataConfig(corpus="generated", train=files["train"]), progress=False)
+    assert corpus.splits["train"][0].tags == ("B-PER", "I-PER", "O", "B-LOC") and corpus.generated
+    assert "train.conll: IOB1" in caplog.text
