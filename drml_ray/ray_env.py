@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
+from drml_ray.errors import UserError
 from drml_ray.signals import sigterm_as_ctrl_c
 
 log = logging.getLogger(__name__)
@@ -24,24 +26,48 @@ def use_local_ray_settings() -> None:
         os.environ.setdefault(key, value)
 
 
-def ensure_ray(address: str | None = None) -> None:
+def ensure_ray() -> None:
     """Connect to Ray once per process.
 
-    ``address`` (or ``RAY_ADDRESS``, which ``ray job submit`` sets for its entrypoint) joins a
-    running cluster; without either, a local Ray starts with every core of this machine, and the
-    dashboard if ``ray[default]`` is installed.
+    ``RAY_ADDRESS`` (which ``ray job submit`` sets for its entrypoint) joins a running cluster, and one that Ray
+    cannot join is the user's to mend (:class:`UserError`); without it, a local Ray starts with every core of this
+    machine, and the dashboard if ``ray[default]`` is installed.
     """
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS")
     if address:
         log.info("connecting to the Ray cluster at %s", address)
+        check_cluster_address(address)
     else:
         log.info("starting a local Ray (set RAY_ADDRESS to use a cluster)")
         warn_if_other_local_ray()
         use_local_ray_settings()
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    except (ConnectionError, ValueError) as err:  # Ray's words for an address it cannot use
+        if not address:
+            raise
+        raise UserError(f"RAY_ADDRESS={address}: {' '.join(str(err).split())}{UNSET}") from None
     sigterm_as_ctrl_c()  # (ray.init replaced it with Ray's own)
+
+
+UNSET = " (unset RAY_ADDRESS to run on a local Ray)"
+
+
+def check_cluster_address(address: str) -> None:
+    """Refuse a ``host:port`` where nothing listens at once: ``ray.init`` would retry it for minutes, printing
+    Ray's time-outs (``auto`` and ``ray://`` addresses fail fast in ``ray.init`` itself)."""
+    host, colon, port = address.rpartition(":")
+    if "://" in address or not colon or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(
+            f"RAY_ADDRESS={address}: no Ray cluster answers there ({err.strerror or err}); start it "
+            f"(`ray start --head`) or give its head's address (port 6379 unless set){UNSET}"
+        ) from None
 
 
 def warn_if_other_local_ray() -> None:
@@ -67,7 +93,6 @@ def warn_if_other_local_ray() -> None:
 def check_resources(cpus: float, gpus: float, what: str) -> None:
     """Refuse work that a local Ray can never hold (Ray would wait for it forever, silently); on a cluster
     (``RAY_ADDRESS``), where an autoscaler may add nodes, say what it waits for instead."""
-    from drml_ray.errors import UserError
     from drml_ray.text import counted
 
     have = ray.cluster_resources()  # RAY

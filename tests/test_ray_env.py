@@ -1,11 +1,18 @@
-"""The warning about a second local Ray instance (Ray Train leaks stopped trials' CPUs with two)."""
+"""Joining Ray: the warning about a second local Ray instance (Ray Train leaks stopped trials' CPUs with two), and
+a RAY_ADDRESS that Ray cannot join refused as the user's error."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import socket
+
+import pytest
+import ray
 
 import drml_ray._ray_compat
-from drml_ray.ray_env import warn_if_other_local_ray
+from drml_ray.errors import UserError
+from drml_ray.ray_env import ensure_ray, warn_if_other_local_ray
 
 
 def test_a_second_local_ray_is_named_in_a_warning(monkeypatch, caplog):
@@ -20,3 +27,24 @@ def test_no_warning_when_this_is_the_only_ray(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="drml_ray.ray_env"):
         warn_if_other_local_ray()
     assert caplog.text == ""
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_at_once(monkeypatch):
+    with socket.socket() as sock:  # a port that was free a moment ago, closed again: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (the shared test Ray may be up)
+    monkeypatch.setattr(ray, "init", lambda **_: pytest.fail("ray.init would retry for minutes"))
+    with pytest.raises(UserError, match=rf"RAY_ADDRESS=127.0.0.1:{port}: no Ray cluster answers there \(Connection"):
+        ensure_ray()
+
+
+def test_an_address_ray_cannot_join_is_the_users_error_not_a_bug(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")  # the dashboard's address, for `ray job submit`
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (ray.init reads the address before anything else)
+    handler = signal.getsignal(signal.SIGTERM)  # (but for its own SIGTERM handler, put back below)
+    with pytest.raises(UserError, match=r"RAY_ADDRESS=http://127.0.0.1:8265: Invalid Ray address.* GCS address") as err:
+        ensure_ray()
+    signal.signal(signal.SIGTERM, handler)
+    assert str(err.value).endswith("(unset RAY_ADDRESS to run on a local Ray)")
