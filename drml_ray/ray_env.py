@@ -48,7 +48,9 @@ def ensure_ray() -> None:
     except (ConnectionError, ValueError) as err:  # Ray's words for an address it cannot use
         if not address:
             raise
-        raise UserError(f"RAY_ADDRESS={address}: {' '.join(str(err).split())}{UNSET}") from None
+        answered = isinstance(err, ConnectionError) and address != "auto" and "://" not in address
+        auth = "; a head with token auth also needs RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN" if answered else ""
+        raise UserError(f"RAY_ADDRESS={address}: {' '.join(str(err).split())}{auth}{UNSET}") from None
     sigterm_as_ctrl_c()  # (ray.init replaced it with Ray's own)
 
 

@@ -48,3 +48,20 @@ def test_an_address_ray_cannot_join_is_the_users_error_not_a_bug(monkeypatch):
         ensure_ray()
     signal.signal(signal.SIGTERM, handler)
     assert str(err.value).endswith("(unset RAY_ADDRESS to run on a local Ray)")
+
+
+def test_a_head_that_answers_but_will_not_let_us_in_is_refused_with_the_auth_hint(monkeypatch):
+    """What Ray 2.60 raises after ~30 s of InvalidAuthToken retries against a head with token auth (measured by hand:
+    RAY_AUTH_MODE=disabled against `RAY_AUTH_MODE=token ray start --head`)."""
+
+    def refused(**_: object) -> None:
+        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6391")
+
+    with socket.socket() as head:  # something listens, so the address passes the up-front check
+        head.bind(("127.0.0.1", 0))
+        head.listen()
+        monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{head.getsockname()[1]}")
+        monkeypatch.setattr(ray, "is_initialized", lambda: False)
+        monkeypatch.setattr(ray, "init", refused)
+        with pytest.raises(UserError, match=r"192.0.2.2:6391; a head with token auth also needs RAY_AUTH_MODE=token"):
+            ensure_ray()
