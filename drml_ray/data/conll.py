@@ -1,6 +1,7 @@
 """CoNLL column files: read, write, IOB1 -> IOB2, label-set discovery.
 
-A CoNLL file holds one token per line with its tag in the last column, a blank line between
+A CoNLL file holds one token per line with its tag in the last column (or in another layout that the whole file
+shows, said when read: :func:`layout`), a blank line between
 sentences and optional ``-DOCSTART-`` lines between documents (kept: each sentence knows its document, which
 ``data.context`` uses). CoNLL-2003 ships IOB1 tags
 (``I-`` starts an entity unless it continues one of the same type); everything inside drml-ray
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -120,43 +122,114 @@ def read_conll(
     ``#`` comment lines before a sentence are skipped. ``labels``, when given, is the declared label set: any
     other tag is an error. Errors name the file, the line and the offending text: a line whose column count
     differs from the file's first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or
-    BIOES-style, rewritten as IOB2), an empty file.
+    BIOES-style, rewritten as IOB2), an empty file. The word is the first column and the tag the last, unless the
+    file is laid out otherwise throughout (:func:`layout`, which reads the file again only then).
     """
+    try:
+        sentences = _read(path, scheme, labels, 0, -1)
+    except _NoTag:
+        if (columns := layout(path)) == (0, -1):
+            raise
+        return _read(path, scheme, labels, *columns)
+    if any(s.tokens != tuple(map(str, range(1, len(s.tokens) + 1))) for s in sentences):
+        return sentences
+    return _read(path, scheme, labels, *layout(path))  # (the words are numbers 1, 2, ...: an index column?)
+
+
+class _NoTag(CorpusFormatError):
+    """A line whose tag column holds no tag."""
+
+
+def _read(path: str | os.PathLike[str], scheme: Scheme, labels: Iterable[str] | None, word: int, tag: int,
+          ) -> list[Sentence]:  # fmt: skip
+    """:func:`read_conll` with the words in column ``word`` and the tags in column ``tag``."""
     allowed = set(labels) if labels is not None else None
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    n_columns: int | None = None
     documents = 0  # -DOCSTART- lines seen so far
     span_tags = 0  # BIOES-style tags rewritten as IOB2
-    for line_no, line in [*_lines(path), (0, "")]:  # (a last blank line closes the last sentence)
-        if not line.strip() or (line.lstrip(LAYOUT).startswith("-DOCSTART-") and fields(line)[0] == "-DOCSTART-"):
+    for line_no, columns in _records(path):
+        if not columns:
             if tokens:
                 sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags),
                                           max(documents - 1, 0)))  # fmt: skip
                 tokens, tags = [], []
-            documents += bool(line.strip())
+            documents += columns is None
             continue
-        if _is_comment(line, in_sentence=bool(tokens)):
-            continue
-        if n_columns is None and line.startswith("{") and line.rstrip().endswith("}"):
-            raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet (from a "
-                                    "Hugging Face dataset, Dataset.to_parquet keeps its label names)")  # fmt: skip
-        columns = _columns(path, line_no, line, n_columns)
-        n_columns = len(columns)
         try:
-            tag = read_tag(columns[-1])
+            tags.append(read_tag(columns[tag]))
         except ValueError:
-            raise CorpusFormatError(path, line_no, UNKNOWN_PREFIX, columns[-1]) from None
-        span_tags += tag != columns[-1]
-        if allowed is not None and tag not in allowed:
-            raise CorpusFormatError(path, line_no, "tag outside the declared label set", tag)
-        tokens.append(columns[0])
-        tags.append(tag)
+            raise _NoTag(path, line_no, UNKNOWN_PREFIX, columns[tag]) from None
+        span_tags += tags[-1] != columns[tag]
+        if allowed is not None and tags[-1] not in allowed:
+            raise CorpusFormatError(path, line_no, "tag outside the declared label set", tags[-1])
+        tokens.append(columns[word])
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     note_span_tags(path, span_tags)
     return sentences if documents else [replace(s, doc=None) for s in sentences]
+
+
+def _records(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[str] | None]]:
+    """(line number, columns) of each data line, ``[]`` for a blank line and ``None`` for a ``-DOCSTART-`` line
+    (where a sentence ends), and a last ``(0, [])``; comment lines are passed over."""
+    n_columns: int | None = None
+    in_sentence = False
+    for line_no, line in [*_lines(path), (0, "")]:
+        if not line.strip() or (line.lstrip(LAYOUT).startswith("-DOCSTART-") and fields(line)[0] == "-DOCSTART-"):
+            in_sentence = False
+            yield line_no, [] if not line.strip() else None
+        elif not _is_comment(line, in_sentence=in_sentence):
+            if n_columns is None and line.startswith("{") and line.rstrip().endswith("}"):
+                raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet "
+                                        "(Dataset.to_parquet keeps a Hugging Face dataset's label names)")  # fmt: skip
+            columns = _columns(path, line_no, line, n_columns)
+            n_columns, in_sentence = len(columns), True
+            yield line_no, columns
+
+
+def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """Which column holds the word and which the tag: the first and the last (CoNLL's layout, ``(0, -1)``), unless
+    the whole file says otherwise, which is logged. Where the last column holds a tag on under half of the lines,
+    the tags are the last column that holds one on every line (a tag then its word, as the MIT corpora; a word
+    index, word, tag and ``-`` columns, as Universal NER); a last column of tags with a few wrong ones stays the
+    tags, and the first wrong line is the error. A first column that numbers each sentence's words from 1
+    (GermEval, CoNLL-U) is no word.
+    """
+    values: list[set[str]] = []
+    last: Counter[str] = Counter()
+    numbered, position = True, 0
+    for _, columns in _records(path):
+        position = position + 1 if columns else 0
+        if columns:
+            values = values or [set() for _ in columns]
+            for seen, text in zip(values, columns, strict=True):
+                seen.add(text)
+            last[columns[-1]] += 1
+            numbered = numbered and columns[0] == str(position)
+    width = len(values)
+    tag = width - 1
+    if sum(n for text, n in last.items() if _is_tag(text)) * 2 < sum(last.values()):
+        tag = next((i for i in range(width - 2, -1, -1) if all(map(_is_tag, values[i]))), tag)
+    numbered = numbered and width > 2 and tag != 0
+    word = 1 if tag == 0 or numbered else 0
+    said = [f"tags read from column {tag + 1} of {width} (the last holds a tag on under half of the lines)"]
+    said = said if tag != width - 1 else []
+    said += [f"words from column 2 ({'column 1 numbers them' if numbered else 'after the tags'})"] if word else []
+    if said:
+        more = [str(i + 1) for i in range(word + 1, width) if i != tag % width and all(map(_is_tag, values[i]))]
+        said += [f"column {', '.join(more)} holds tags too; only column {tag % width + 1} is read"] if more else []
+        log.warning("%s: %s", path, "; ".join(said))
+    return (word, tag) if said else (0, -1)
+
+
+def _is_tag(text: str) -> bool:
+    try:
+        read_tag(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _columns(path: str | os.PathLike[str], line_no: int, line: str, expected: int | None) -> list[str]:
@@ -197,13 +270,7 @@ def _is_comment(line: str, *, in_sentence: bool) -> bool:
     >>> [_is_comment(line, in_sentence=False) for line in ["# sent_id = 3", "#\tO", "#nlp B-TOPIC", "#"]]
     [True, False, False, True]
     """
-    if in_sentence or not line.startswith("#"):
-        return False
-    try:
-        read_tag(fields(line)[-1])
-    except ValueError:
-        return True
-    return False
+    return not in_sentence and line.startswith("#") and not _is_tag(fields(line)[-1])
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -229,3 +230,39 @@ def test_parquet_written_before_documents_reads_without_them(tmp_path):
     pq.write_table(pa.table({"tokens": [["EU"]], "tags": [["B-ORG"]]}), tmp_path / "old.parquet")
     assert read_parquet(tmp_path / "old.parquet") == [Sentence(("EU",), ("B-ORG",))]
     assert read_parquet(tmp_path / "old.parquet")[0].doc is None
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("B-ACTOR\tsteve\nI-ACTOR\tmcqueen\nO\tstars\n\nO\tany\nB-GENRE\thorror\n", "tags read from column 1 of 2"),
+        (
+            "# text = Anna ran\n1\tsteve\tB-ACTOR\t-\n2\tmcqueen\tI-ACTOR\t-\n3\tstars\tO\t-\n\n1\tany\tO\t-\n"
+            "2\thorror\tB-GENRE\t-\n",
+            "tags read from column 3 of 4 (the last holds a tag on under half of the lines); "
+            "words from column 2 (column 1 numbers them)",
+        ),
+        (
+            "1 steve B-PER B-ACTOR\n2 mcqueen I-PER I-ACTOR\n3 stars O O\n\n1 any O O\n2 horror O B-GENRE\n",
+            "words from column 2 (column 1 numbers them); column 3 holds tags too; only column 4 is read",
+        ),
+    ],
+    ids=["tag-then-word", "universal-ner", "germeval"],
+)
+def test_other_column_layouts_a_whole_file_shows_are_read_and_said(tmp_path, caplog, text, said):
+    path = tmp_path / "train.txt"
+    path.write_text(text)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.conll"):
+        sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [("steve", "mcqueen", "stars"), ("any", "horror")]
+    assert [s.tags for s in sentences] == [("B-ACTOR", "I-ACTOR", "O"), ("O", "B-GENRE")]
+    assert f"train.txt: {said}" in caplog.text
+
+
+def test_a_few_wrong_tags_in_the_last_column_stay_an_error_where_another_column_holds_tags(tmp_path):
+    path = tmp_path / "eng.train"  # CoNLL-2003's layout: the chunk column holds tags too
+    path.write_text("EU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B_MISC\n")
+    with pytest.raises(CorpusFormatError, match=r"eng.train:3: unknown tag scheme prefix .*'B_MISC'"):
+        read_conll(path)
+    path.write_text("10 B-NP B-ORG\n11 B-VP O\n")  # a number is a word where the numbers do not count from 1
+    assert read_conll(path)[0].tokens == ("10", "11")
