@@ -48,18 +48,30 @@ def open_run(
     """Create or reopen ``run_dir`` (returned absolute) under the contract above; ``marker`` ``None``: a
     command that fills a table cell by cell and is never finished (``drml meta-eval``)."""
     path = Path(run_dir).expanduser().resolve()
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{path}: the output directory is a file; pass --output-dir a folder")
+    make_run_dir(path)
     if marker is not None and (path / marker).exists() and not overwrite:
         raise RunExistsError(
             f"{path} holds a finished run ({marker} exists); pass --overwrite to replace it "
             "or --output-dir to write elsewhere"
         )
-    if overwrite and path.exists():
+    if overwrite:
         for child in path.iterdir():  # (all but the lock that :func:`held` may hold there)
             if child.name == LOCK_FILE:
                 continue
             shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if cfg is not None:
+        written = path / "config.yaml"
+        if written.exists():
+            check_same_config(written, cfg, free)
+            print(f"[drml] {path}: continuing the run found there")
+        atomic_write_text(written, dump_config(cfg))
+    return path
+
+
+def make_run_dir(path: Path) -> None:
+    """``path`` made if missing and checked to take files, or a :class:`UserError` saying why not."""
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path}: the output directory is a file; pass --output-dir a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -68,13 +80,6 @@ def open_run(
         tempfile.TemporaryFile(dir=path).close()
     except OSError as err:
         raise UserError(f"{path}: cannot write into the run directory ({err.strerror})") from None
-    if cfg is not None:
-        written = path / "config.yaml"
-        if written.exists():
-            check_same_config(written, cfg, free)
-            print(f"[drml] {path}: continuing the run found there")
-        atomic_write_text(written, dump_config(cfg))
-    return path
 
 
 LOCK_FILE = ".drml.lock"
@@ -85,14 +90,14 @@ def held(run_dir: str | os.PathLike[str]) -> Iterator[None]:
     """Hold ``run_dir`` while one command writes into it: a second drml command there (another terminal, a job
     submitted twice) is refused, naming the first, rather than writing into the same checkpoints. An ``flock`` on
     ``run_dir/.drml.lock``, released (and the file removed) when the command ends or its process dies; a folder it
-    made and nothing filled is removed too. Where the folder cannot be made or its file system has no locks,
-    nothing is held (:func:`open_run` then says what is wrong with the folder)."""
+    made and nothing filled is removed too. A folder that cannot be made or takes no files is refused at once
+    (before Ray starts); where its file system has no locks, nothing is held."""
     path = Path(run_dir).expanduser().resolve()
     with contextlib.ExitStack() as stack:
         if not path.exists():
             stack.callback(lambda: path.rmdir() if path.is_dir() and not any(path.iterdir()) else None)
+        make_run_dir(path)
         with contextlib.suppress(OSError):
-            path.mkdir(parents=True, exist_ok=True)
             stack.enter_context(_locked(path / LOCK_FILE))
         yield
 

@@ -133,3 +133,10 @@ def test_a_run_directory_is_held_by_one_command_at_a_time(tmp_path):
     with held(tmp_path / "new"):
         pass
     assert not (tmp_path / "new").exists()  # made for a command that wrote nothing: removed
+
+
+def test_a_folder_that_cannot_be_made_is_refused_before_the_command_runs(tmp_path):
+    (tmp_path / "file").write_text("")
+    refused = pytest.raises(UserError, match=r"file/run: cannot create the run directory \(Not a directory\)")
+    with refused, held(tmp_path / "file" / "run"):
+        pytest.fail("the command ran (a local Ray would have started before open_run refused the folder)")
