@@ -235,6 +235,12 @@ CASES = [
           **{f"{task}/{split}.conll": GOOD for task in ("small", "held") for split in ("train", "dev", "test")}},
          ("tune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("an episode needs meta.shots + meta.query = 8 + 8 sentences, and its train split has",)),
+    Case("tune search spaces", "a meta-learning search whose largest shots would not fill an episode",
+         {"exp.yaml": "model: {backbone: tiny-random-bert}\nmeta: {train_tasks: ['{dir}/small'], shots: 1, query: 1, "
+          "heldout_tasks: ['{dir}/held'], algorithms: [reptile]}\ntune: {space: {meta.shots: {choice: [1, 8]}}}\n",
+          **{f"{task}/{split}.conll": GOOD for task in ("small", "held") for split in ("train", "dev", "test")}},
+         ("tune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("tune.space.meta.shots 8: task", "an episode needs meta.shots + meta.query = 8 + 1 sentences")),
     Case("config values", "a task folder without a dev file",
          {"exp.yaml": "meta: {heldout_tasks: ['{dir}/clinical']}\n", "clinical/train.conll": GOOD,
           "clinical/test.conll": GOOD}, ("meta-train", "{dir}/exp.yaml", "-o", "{dir}/out"),

@@ -36,7 +36,7 @@ from typing import Any
 import ray  # RAY
 import torch
 
-from drml_ray.config import ModelConfig, TaskData, dump_config
+from drml_ray.config import ModelConfig, TaskData, dump_config, with_params
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.meta.config import METHODS, AdaptSettings, MetaExperiment, MetaSettings
 from drml_ray.meta.learner import NerLearner, adaptation_steps
@@ -264,16 +264,22 @@ def run_meta_train(
 
 
 def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
-    """Checks that each trial tunes one algorithm and that the tasks read and fill an episode (unless the search
-    varies the episode), as ``drml meta-train`` does; trials read their tasks themselves."""
+    """Checks that each trial tunes one algorithm and that the tasks read and fill an episode, as ``drml
+    meta-train`` does, at every value the search gives the episode's settings; trials read their tasks themselves."""
     assert cfg.tune is not None
     if len(cfg.meta.algorithms) != 1 and "meta.algorithms" not in cfg.tune.space:
         raise UserError(
             "a meta-learning search tunes one algorithm per trial: set meta.algorithms: [reptile], or search "
             "over it with tune.space: {meta.algorithms: {choice: [[reptile], [fomaml]]}}"
         )
-    varied = {f"meta.{key}" for key in ("shots", "query", "n_way", "train_tasks")} & set(cfg.tune.space)
+    varied = sorted({f"meta.{key}" for key in ("shots", "query", "n_way", "train_tasks")} & set(cfg.tune.space))
     check_inputs(cfg, cfg.meta.heldout_tasks, episodes=() if varied else tuple(cfg.meta.train_tasks))
+    for key, value in ((k, v) for k in varied for v in cfg.tune.space[k].args):
+        trial = with_params(cfg, {key: value})  # (each value with the others at the config's own)
+        try:
+            check_inputs(trial, [], episodes=tuple(trial.meta.train_tasks))
+        except UserError as err:
+            raise UserError(f"tune.space.{key} {value}: {err}") from None
     return None, f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
 
 
