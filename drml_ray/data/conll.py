@@ -218,8 +218,8 @@ def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
     said = said if tag != width - 1 else []
     said += [f"words from column 2 ({'column 1 numbers them' if numbered else 'after the tags'})"] if word else []
     if said:
-        more = [str(i + 1) for i in range(word + 1, width) if i != tag % width and all(map(_is_tag, values[i]))]
-        said += [f"column {', '.join(more)} holds tags too; only column {tag % width + 1} is read"] if more else []
+        more = [str(i + 1) for i in range(word + 1, width) if i != tag and all(map(_is_tag, values[i]))]
+        said += [f"column {', '.join(more)} holds tags too; only column {tag + 1} is read"] if more else []
         log.warning("%s: %s", path, "; ".join(said))
     return (word, tag) if said else (0, -1)
 
