@@ -19,7 +19,7 @@ from drml_ray.data.conll import (
 )
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
-from drml_ray.data.inspect import inspect_sentences, lookalike_types
+from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
 from drml_ray.data.registry import SPLITS, get_spec
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,15 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
 
 def _warn_of_splits(paths: dict[str, str], splits: dict[str, list[Sentence]], labels: list[str]) -> None:
     """Warn, naming the file, of what trains or scores without error but not as the user means: entity types that
-    look alike, a dev or test split without entities (its F1 is 0 whatever the model does), a dev or test tag that
-    train never has (the model cannot predict it, so its entities count as misses)."""
+    look alike, a sentence so long that blank lines between sentences seem missing, a dev or test split without
+    entities (its F1 is 0 whatever the model does), a dev or test tag that train never has (the model cannot
+    predict it, so its entities count as misses)."""
     for problem in lookalike_types({label[2:] for label in labels if label != "O"}):
         log.warning("%s: %s; each is a label of its own", paths["train"], problem)
+    for split, sentences in splits.items():
+        if (longest := max(len(s.tokens) for s in sentences)) > LONG_SENTENCE:
+            log.warning("%s: a sentence of %s words: a blank line ends each sentence (are some missing?)",
+                        paths[split], f"{longest:,}")  # fmt: skip
     for split in ("dev", "test"):
         found = discover_labels(splits[split])
         if found == ["O"]:

@@ -141,3 +141,14 @@ def test_an_iob1_file_replacing_one_split_keeps_its_entities(tmp_path, caplog):
         corpus = load_corpus(DataConfig(corpus="generated", train=files["train"]), progress=False)
     assert corpus.splits["train"][0].tags == ("B-PER", "I-PER", "O", "B-LOC") and corpus.generated
     assert "train.conll: IOB1" in caplog.text
+
+
+def test_a_file_without_blank_lines_between_sentences_is_warned_of(tmp_path, caplog):
+    run_on = [Sentence(tuple(["Anna", "ran"] * 300), tuple(["B-PER", "O"] * 300))]  # 600 words: one "sentence"
+    files = own_files(tmp_path / "clinical", test=run_on)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        load_corpus(DataConfig(**files), progress=False)
+    assert (
+        f"{files['test']}: a sentence of 600 words: a blank line ends each sentence (are some missing?)" in caplog.text
+    )
+    assert f"{files['train']}: a sentence" not in caplog.text
