@@ -31,6 +31,18 @@ NonEmpty = Annotated[list[T], Field(min_length=1)]
 """A list with at least one value (methods, seeds, tasks to compare)."""
 
 
+def distinct(values: list[T]) -> list[T]:
+    """``values`` where none is given twice (each would be run, trained or scored again for nothing)."""
+    twice = sorted({str(v) for i, v in enumerate(values) if v in values[:i]})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice")
+    return values
+
+
+Distinct = Annotated[list[T], Field(min_length=1), AfterValidator(distinct)]
+"""A list of at least one value, none given twice: what a command runs one by one (methods, seeds, shots)."""
+
+
 def absolute_path(path: str) -> str:
     """A local file or folder made absolute against the working folder drml was started in: Ray's actors and
     Tune's trials (which Tune moves into their own trial folders) may run in another one, where the relative path

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from drml_ray.config import (
     Count,
     Discount,
+    Distinct,
     Experiment,
     FinetuneConfig,
     LocalPath,
@@ -59,7 +60,7 @@ class ContinualSettings(Section):
     """Class-incremental: types of the first step (FG-1-PG-1: 1; FG-2-PG-1: 2)."""
     types_per_step: Count = 1
     """Class-incremental: types added by every later step."""
-    strategies: NonEmpty[Strategy] = list(STRATEGIES)
+    strategies: Distinct[Strategy] = list(STRATEGIES)
     """``naive`` (plain sequential fine-tuning), ``replay``, ``ewc`` (online), ``lwf`` (distillation on the old
     types' logits) and ``joint`` (everything seen so far, the upper bound); ``lwf+replay`` and ``ewc+replay`` add
     the replay buffer to the training data of the other's loss."""

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from drml_ray.config import Count, LocalPath, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section, Seed
+from drml_ray.config import Count, Distinct, LocalPath, NonEmpty, NonNegative, NonNegativeFloat, Rate, Section, Seed
 from drml_ray.rl.config import PPOSettings, RLExperiment, RLFamily
 
 IRLMethod = Literal["bc", "gail", "airl"]
@@ -104,10 +104,10 @@ class IRLSettings(Section):
 
     families: dict[RLFamily, FamilySettings] = {}
     """The families compared (default: ``env.family`` alone, with default settings)."""
-    methods: NonEmpty[IRLMethod] = ["bc", "gail", "airl"]
-    demos: NonEmpty[Count] = [1, 4, 16]
+    methods: Distinct[IRLMethod] = ["bc", "gail", "airl"]
+    demos: Distinct[Count] = [1, 4, 16]
     """Demonstration counts (the first N the expert recorded)."""
-    seeds: NonEmpty[Seed] = [1, 2, 3, 4, 5]
+    seeds: Distinct[Seed] = [1, 2, 3, 4, 5]
     disc: DiscriminatorSettings = DiscriminatorSettings()
     method_disc: dict[Literal["gail", "airl"], DiscriminatorSettings] = {}
     """One method's discriminator settings, in place of ``disc`` for it (whole: a field it leaves out takes its
@@ -159,7 +159,7 @@ class MetaIRLSettings(Section):
     would repeat one path, and 4 demonstrations would be 1)."""
     train_demos: Count = 4
     """Demonstrations per training task."""
-    demos: NonEmpty[Count] = [1, 4]
+    demos: Distinct[Count] = [1, 4]
     """Demonstrations of a held-out task its reward is recovered from."""
     negatives: Count = 32
     """Episodes of uniformly random actions per task: the discriminator's other side (:mod:`drml_ray.irl.meta`)."""
@@ -180,16 +180,16 @@ class MetaIRLSettings(Section):
     inner_lr: Rate = 0.5
     meta_lr: Rate = 0.5
     """Reptile's outer step size, decayed linearly to 0."""
-    adapt_steps: NonEmpty[Count] = [10, 100]
+    adapt_steps: Distinct[Count] = [10, 100]
     """Inner-loop steps on a held-out task's demonstrations after which its reward is judged (the table's
     columns, after the reward as it starts)."""
-    methods: NonEmpty[MetaIRLMethod] = ["meta", "multitask", "scratch", "airl"]
+    methods: Distinct[MetaIRLMethod] = ["meta", "multitask", "scratch", "airl"]
     """``meta``: Reptile's initialisation, adapted; ``multitask``: a reward network pre-trained on every training
     task pooled, adapted; ``scratch``: a fresh network, adapted; ``airl``: adversarial AIRL from scratch (PPO in the
     loop, ``iters`` iterations) on the same demonstrations."""
     iters: Count = 30
     """PPO iterations of the fresh policy that judges each recovered reward (and of ``airl``'s learner)."""
-    seeds: NonEmpty[Seed] = [1, 2, 3]
+    seeds: Distinct[Seed] = [1, 2, 3]
     workers: Count = 2
 
     @property

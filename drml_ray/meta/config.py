@@ -10,6 +10,7 @@ from pydantic import field_validator
 from drml_ray.config import (
     ActorSettings,
     Count,
+    Distinct,
     Experiment,
     LocalPath,
     ModelConfig,
@@ -34,14 +35,14 @@ class MetaSettings(ActorSettings):
     gpus_per_worker: NonNegativeFloat = 0.0
     """GPUs reserved per actor (a fraction shares one, e.g. 0.5 for two actors); > 0 trains on CUDA with bf16. On one
     GPU, ``workers: 1`` keeps theta and the outer optimizer on the card instead of broadcasting theta every step."""
-    algorithms: NonEmpty[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
+    algorithms: Distinct[Literal["reptile", "fomaml"]] = ["reptile", "fomaml"]
     """Algorithms to meta-train, one after the other; each writes ``<run>/<algorithm>/``."""
     train_tasks: NonEmpty[TaskSpec] = [
         "conll2003", "crossner_science", "crossner_music", "crossner_literature", "crossner_ai"
     ]  # fmt: skip
     """Meta-training tasks: registered corpora, ``generated:PER,LOC`` (the generated corpus, those types), or folders
     of your own ``train.*``, ``dev.*`` and ``test.*`` files (a path: ``./data/clinical``)."""
-    heldout_tasks: NonEmpty[TaskSpec] = ["crossner_politics"]
+    heldout_tasks: Distinct[TaskSpec] = ["crossner_politics"]
     """Held-out tasks: only their label names are seen before adaptation; their dev set scores meta-training."""
     meta_steps: Count = 150
     """Outer updates."""
@@ -87,13 +88,13 @@ class MetaSettings(ActorSettings):
 class AdaptSettings(Section):
     """The adaptation protocol of ``drml meta-eval``: every method gets the same budget on each cell."""
 
-    methods: NonEmpty[Method] = list(METHODS)
+    methods: Distinct[Method] = list(METHODS)
     """Starting points compared (see the README's meta-learning section)."""
-    shots: NonEmpty[Shots] = [10, 25, 50, 100, "all"]
+    shots: Distinct[Shots] = [10, 25, 50, 100, "all"]
     """Labelled target sentences adapted on (drawn per seed from the train split); ``all``: the whole split."""
-    seeds: NonEmpty[Seed] = [1, 2, 3]
+    seeds: Distinct[Seed] = [1, 2, 3]
     """Seeds of the shot sample, the head initialisation and the data order."""
-    lrs: NonEmpty[Rate] = [5e-5]
+    lrs: Distinct[Rate] = [5e-5]
     """Learning rates tried per cell; the one with the best dev F1 is scored on test."""
     epochs: Count = 20
     """Adaptation budget: passes over the shots (steps = epochs x ceil(shots / batch_size), clamped)."""

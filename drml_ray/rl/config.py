@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from drml_ray.config import ActorSettings, Count, Discount, Experiment, NonEmpty, NonNegativeFloat, Rate, Section, Seed
+from drml_ray.config import ActorSettings, Count, Discount, Distinct, Experiment, NonNegativeFloat, Rate, Section, Seed
 
 RLFamily = Literal["nav2d", "cartpole", "pendulum"]
 RL_METHODS = ("meta", "multitask", "rl2", "scratch", "oracle")
@@ -67,7 +67,7 @@ class PPOSettings(Section):
 class RLMetaSettings(ActorSettings):
     """``drml rl meta-train``: Reptile over PPO weights, and the baselines trained on the same task stream."""
 
-    methods: NonEmpty[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
+    methods: Distinct[Literal["meta", "multitask", "rl2"]] = ["meta", "multitask"]
     """What to train: ``meta`` (Reptile), ``multitask`` (one PPO policy over randomised tasks), ``rl2``
     (an LSTM policy over randomised tasks that sees its previous action and reward)."""
     meta_steps: Count = 60
@@ -94,10 +94,10 @@ class RLMetaSettings(ActorSettings):
 class RLEvalSettings(Section):
     """``drml rl meta-eval``: adaptation on held-out tasks, every method with the same PPO budget."""
 
-    methods: NonEmpty[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
+    methods: Distinct[RLMethod] = ["meta", "multitask", "scratch", "oracle"]
     tasks: Count = 5
     """Held-out tasks (drawn from the family with a seed stream meta-training never uses)."""
-    seeds: NonEmpty[Seed] = [1, 2, 3, 4, 5]
+    seeds: Distinct[Seed] = [1, 2, 3, 4, 5]
     """Seeds of PPO sampling (and of the random init of ``scratch``)."""
     adapt_iters: Count = 3
     """PPO iterations of adaptation; returns are measured before and after each."""
@@ -138,7 +138,7 @@ class TransferSettings(Section):
     """PPO iterations on the source task."""
     target_iters: Count = 30
     """PPO iterations on the target task (both curves)."""
-    seeds: NonEmpty[Seed] = [1, 2, 3, 4, 5]
+    seeds: Distinct[Seed] = [1, 2, 3, 4, 5]
     episodes: Count = 10
     """Episodes sampled to measure each point of the target curves."""
     threshold: float | None = None
