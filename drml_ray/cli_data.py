@@ -10,6 +10,7 @@ import typer
 
 from drml_ray.cli_support import file_to_write, user_errors
 from drml_ray.errors import RunExistsError, UserError
+from drml_ray.text import counted
 
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 
@@ -116,6 +117,13 @@ def data_convert(
         str,
         typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
     ] = "auto",
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            help="WORD,TAG: the columns of a CoNLL SOURCE holding the word and the tag, from 1 (GermEval's "
+            "outer entities: 2,3); default: the first and the last, or the layout the file shows."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
 ) -> None:
     """Convert a corpus between CoNLL columns and Parquet; IOB1 and BIOES-style input is rewritten as IOB2."""
@@ -128,6 +136,17 @@ def data_convert(
     file_to_write(dest, Path(source).name)
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
-    [sentences] = read_files([str(source)], None if from_scheme == "auto" else from_scheme)  # type: ignore[arg-type]
+    scheme = None if from_scheme == "auto" else from_scheme
+    [sentences] = read_files([str(source)], scheme, _columns(columns))  # type: ignore[arg-type]
     (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
-    typer.echo(f"[drml] {len(sentences):,} sentences -> {dest} (IOB2)")
+    typer.echo(f"[drml] {counted(len(sentences), 'sentence')} -> {dest} (IOB2)")
+
+
+def _columns(text: str | None) -> tuple[int, int] | None:
+    """``--columns 2,3`` as the columns counted from 0, ``(1, 2)``."""
+    if text is None:
+        return None
+    word, _, tag = text.partition(",")
+    if not (word.isdigit() and tag.isdigit() and int(word) >= 1 and int(tag) >= 1 and word != tag):
+        raise UserError(f"--columns {text}: give the word's and the tag's column, counted from 1: e.g. 2,3")
+    return int(word) - 1, int(tag) - 1

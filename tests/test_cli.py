@@ -136,6 +136,19 @@ def test_data_convert_iob1_to_parquet_and_back(tmp_path):
     assert again.exit_code == 2 and "--overwrite" in again.output
 
 
+def test_data_convert_takes_the_columns_it_is_given(tmp_path):
+    src = tmp_path / "germeval.tsv"  # GermEval 2014: index, word, outer entities, nested entities
+    src.write_text("1\tAnna\tB-PER\tO\n2\tin\tO\tO\n3\tBerliner\tB-LOCderiv\tB-LOC\n")
+    outer = cli("data", "convert", src, tmp_path / "outer.conll", "--columns", "2,3")
+    assert outer.exit_code == 0, outer.output
+    assert (tmp_path / "outer.conll").read_text() == "Anna\tB-PER\nin\tO\nBerliner\tB-LOCderiv\n\n"
+    assert read_conll(src)[0].tags == ("O", "O", "B-LOC")  # (by default the last column, and said so)
+    assert cli("data", "convert", src, tmp_path / "x.conll", "--columns", "2,7").output.endswith(
+        "germeval.tsv: no column 7: its lines have fewer\n"
+    )
+    assert "counted from 1: e.g. 2,3" in cli("data", "convert", src, tmp_path / "x.conll", "--columns", "0,3").output
+
+
 def test_data_convert_reports_malformed_input(tmp_path):
     src = tmp_path / "bad.conll"
     src.write_text("EU B-ORG\nrejects X-O\n")

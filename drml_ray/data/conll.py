@@ -116,6 +116,7 @@ def read_conll(
     path: str | os.PathLike[str],
     scheme: Scheme = "iob2",
     labels: Iterable[str] | None = None,
+    columns: tuple[int, int] | None = None,
 ) -> list[Sentence]:
     """Read a CoNLL column file into IOB2 sentences.
 
@@ -123,8 +124,14 @@ def read_conll(
     other tag is an error. Errors name the file, the line and the offending text: a line whose column count
     differs from the file's first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or
     BIOES-style, rewritten as IOB2), an empty file. The word is the first column and the tag the last, unless the
-    file is laid out otherwise throughout (:func:`layout`, which reads the file again only then).
+    file is laid out otherwise throughout (:func:`layout`, which reads the file again only then), or ``columns``
+    names the word's and the tag's (counted from 0).
     """
+    if columns is not None:
+        try:
+            return _read(path, scheme, labels, *columns)
+        except IndexError:
+            raise CorpusFormatError(path, None, f"no column {max(columns) + 1}: its lines have fewer") from None
     try:
         sentences = _read(path, scheme, labels, 0, -1)
     except _NoTag:
@@ -219,7 +226,8 @@ def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
     said += [f"words from column 2 ({'column 1 numbers them' if numbered else 'after the tags'})"] if word else []
     if said:
         more = [str(i + 1) for i in range(word + 1, width) if i != tag and all(map(_is_tag, values[i]))]
-        said += [f"column {', '.join(more)} holds tags too; only column {tag + 1} is read"] if more else []
+        said += [f"column {', '.join(more)} holds tags too; only column {tag + 1} is read (drml data convert "
+                 f"--columns {word + 1},{more[0]} reads those instead)"] if more else []  # fmt: skip
         log.warning("%s: %s", path, "; ".join(said))
     return (word, tag) if said else (0, -1)
 
@@ -355,9 +363,13 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     return None
 
 
-def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2") -> list[Sentence]:
-    """Read a CoNLL file, a Parquet file written by :func:`drml_ray.data.parquet.write_parquet`, or a folder of
-    such Parquet files read in name order (e.g. what ``drml serve --log-requests DIR`` wrote)."""
+def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", columns: tuple[int, int] | None = None,
+                     ) -> list[Sentence]:  # fmt: skip
+    """Read a CoNLL file (``columns``: as :func:`read_conll`), a Parquet file written by
+    :func:`drml_ray.data.parquet.write_parquet`, or a folder of such Parquet files read in name order (e.g. what
+    ``drml serve --log-requests DIR`` wrote)."""
+    if columns is not None and (Path(path).is_dir() or Path(path).suffix == ".parquet"):
+        raise CorpusFormatError(path, None, "columns are chosen in CoNLL files only (Parquet has tokens and tags)")
     if Path(path).is_dir():
         files = sorted(Path(path).glob("*.parquet"))
         if not files:
@@ -370,4 +382,4 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2") -> l
         if scheme == "iob1":
             sentences = [as_iob2(s) for s in sentences]
         return sentences
-    return read_conll(path, scheme=scheme)
+    return read_conll(path, scheme=scheme, columns=columns)

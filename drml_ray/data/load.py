@@ -106,11 +106,12 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     return found
 
 
-def read_files(paths: list[str], scheme: Scheme | None = None) -> list[list[Sentence]]:
-    """Each corpus file read once, as IOB2 sentences. With no ``scheme``, IOB2 unless a file's entities start
-    with ``I-`` (IOB1): read as IOB2 those would drop out of the gold standard, so then every file is read as
-    IOB1, and said so."""
-    files = [read_corpus_file(path, scheme=scheme or "iob2") for path in paths]
+def read_files(paths: list[str], scheme: Scheme | None = None, columns: tuple[int, int] | None = None,
+               ) -> list[list[Sentence]]:  # fmt: skip
+    """Each corpus file read once, as IOB2 sentences (``columns``: as :func:`read_conll`). With no ``scheme``,
+    IOB2 unless a file's entities start with ``I-`` (IOB1): read as IOB2 those would drop out of the gold standard,
+    so then every file is read as IOB1, and said so."""
+    files = [read_corpus_file(path, scheme=scheme or "iob2", columns=columns) for path in paths]
     if scheme is not None:
         return files
     for path, sentences in zip(paths, files, strict=True):
