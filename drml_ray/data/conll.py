@@ -140,7 +140,8 @@ def read_conll(
         return _read(path, scheme, labels, *columns)
     if any(s.tokens != tuple(map(str, range(1, len(s.tokens) + 1))) for s in sentences):
         return sentences
-    return _read(path, scheme, labels, *layout(path))  # (the words are numbers 1, 2, ...: an index column?)
+    columns = layout(path)  # (the words are numbers 1, 2, ...: an index column?)
+    return sentences if columns == (0, -1) else _read(path, scheme, labels, *columns)
 
 
 class _NoTag(CorpusFormatError):

@@ -274,10 +274,15 @@ def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
         )
     varied = sorted({f"meta.{key}" for key in ("shots", "query", "n_way", "train_tasks")} & set(cfg.tune.space))
     check_inputs(cfg, cfg.meta.heldout_tasks, episodes=() if varied else tuple(cfg.meta.train_tasks))
+    from drml_ray.meta.tasks import check_episodes, load_task
+
+    tasks: dict[str, Any] = {}  # (each task read once, whatever the values)
     for key, value in ((k, v) for k in varied for v in cfg.tune.space[k].args):
-        trial = with_params(cfg, {key: value})  # (each value with the others at the config's own)
+        meta = with_params(cfg, {key: value}).meta  # (each value with the others at the config's own)
         try:
-            check_inputs(trial, [], episodes=tuple(trial.meta.train_tasks))
+            for spec in meta.train_tasks:
+                tasks[spec] = tasks.get(spec) or load_task(spec, cfg.data)
+                check_episodes(tasks[spec], meta.shots, meta.query, meta.n_way)
         except UserError as err:
             raise UserError(f"tune.space.{key} {value}: {err}") from None
     return None, f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
