@@ -331,6 +331,14 @@ CASES = [
          {"in.parquet": parquet(pa.table({"tokens": [["New York"]], "tags": [["B-LOC"]]}))},
          ("data", "convert", "{dir}/in.parquet", "{dir}/out.conll"),
          ("out.conll: cannot write sentence 1, word 1 as CoNLL columns",)),
+    Case("demonstrations", "an episode with a step missing", {"demos.parquet": parquet(pa.table(
+         {"episode": [0, 0], "t": [0, 2], "obs": [[0.0], [1.0]], "actions": [[1], [0]], "rewards": [1.0, 1.0],
+          "new_obs": [[1.0], [2.0]], "terminated": [False, True], "truncated": [False, False]}))},
+         ("data", "inspect", "{dir}/demos.parquet"), ("demos.parquet: episode 0 has no step 1",)),
+    Case("demonstrations", "a NaN observation", {"demos.parquet": parquet(pa.table(
+         {"episode": [0], "t": [0], "obs": [[float("nan")]], "actions": [[1]], "rewards": [1.0],
+          "new_obs": [[1.0]], "terminated": [True], "truncated": [False]}))},
+         ("data", "inspect", "{dir}/demos.parquet"), ("demos.parquet: row 1: obs is not a finite number",)),
 ]
 # fmt: on
 

@@ -56,11 +56,8 @@ def write_episodes(path: str | os.PathLike[str], episodes: list[Episode]) -> Non
 
 def read_episodes(path: str | os.PathLike[str], count: int | None = None) -> list[Episode]:
     """The first ``count`` episodes (all: ``None``) of a flat demonstrations file; a missing or malformed
-    file, or too few episodes, is the user's error naming the file."""
-    try:
-        table = pq.read_table(path, columns=list(COLUMNS)).to_pydict()
-    except (pa.ArrowInvalid, KeyError, OSError) as err:
-        raise UserError(f"{path}: not a demonstrations file of drml rl expert ({err})") from None
+    file, or too few episodes, is the user's error naming the file (and the row where one is at fault)."""
+    table = _read_table(path)
     by_episode: dict[int, list[int]] = {}
     for row, number in enumerate(table["episode"]):
         by_episode.setdefault(number, []).append(row)
@@ -70,11 +67,97 @@ def read_episodes(path: str | os.PathLike[str], count: int | None = None) -> lis
     episodes = []
     for number in sorted(by_episode)[:count]:
         rows = sorted(by_episode[number], key=lambda r: table["t"][r])
+        _check_steps(path, number, rows, table)
         obs = [table["obs"][r] for r in rows] + [table["new_obs"][rows[-1]]]
         episodes.append(Episode(np.asarray(obs, dtype=np.float32), np.asarray([table["actions"][r] for r in rows]),
                                 np.asarray([table["rewards"][r] for r in rows], dtype=np.float64),
                                 bool(table["terminated"][rows[-1]])))  # fmt: skip
     return episodes
+
+
+def _read_table(path: str | os.PathLike[str]) -> dict[str, list]:
+    """The columns of a demonstrations file, each checked: its type, no nulls, vectors of one width, finite
+    numbers, and at least one row."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no demonstrations file there (drml rl expert records it)")
+    try:
+        table = pq.read_table(path, columns=list(COLUMNS))
+    except (pa.ArrowInvalid, KeyError, OSError) as err:
+        raise UserError(f"{path}: not a demonstrations file of drml rl expert ({err})") from None
+    if not table.num_rows:
+        raise UserError(f"{path}: no demonstrations (0 rows)")
+    for name in COLUMNS:
+        column = table.column(name)
+        wanted = "a list of numbers" if name in VECTORS else KINDS[name][0]
+        kind = column.type.value_type if name in VECTORS and _is_list(column.type) else column.type
+        if (name in VECTORS) != _is_list(column.type) or not any(ok(kind) for ok in KINDS[name][1:]):
+            raise UserError(f"{path}: column {name} holds {column.type}, not {wanted} per row")
+        _check_values(path, name, column)
+    columns = table.to_pydict()
+    if len(columns["obs"][0]) != len(columns["new_obs"][0]):
+        raise UserError(f"{path}: obs has {len(columns['obs'][0])} numbers per row, new_obs "
+                        f"{len(columns['new_obs'][0])}")  # fmt: skip
+    return columns
+
+
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+
+
+VECTORS = ("obs", "actions", "new_obs")
+_NUMBER = ("a number", pa.types.is_integer, pa.types.is_floating)
+_INTEGER, _FLAG = ("an integer", pa.types.is_integer), ("true or false", pa.types.is_boolean)
+KINDS = {"episode": _INTEGER, "t": _INTEGER, "obs": _NUMBER, "actions": _NUMBER, "rewards": _NUMBER,
+         "new_obs": _NUMBER, "terminated": _FLAG, "truncated": _FLAG}  # fmt: skip
+"""Each column's kind of value (per element of a vector column): its name in messages, the Arrow type tests."""
+
+
+def _check_values(path: str | os.PathLike[str], name: str, column: pa.ChunkedArray) -> None:
+    """No null, a vector column's rows of one width (``new_obs`` as wide as ``obs``), and finite numbers."""
+    values = column.to_pylist()
+    nulls = [row for row, v in enumerate(values) if v is None or (name in VECTORS and None in v)]
+    if nulls:
+        raise UserError(f"{path}: row {nulls[0] + 1}: {name} is null")
+    if name in VECTORS:
+        widths = [len(v) for v in values]
+        odd = next((row for row, w in enumerate(widths) if w != widths[0] or not w), None)
+        if odd is not None:
+            raise UserError(f"{path}: row {odd + 1}: {name} has {counted(widths[odd], 'number')}, row 1 {widths[0]}")
+        values = [x for v in values for x in v]
+    if name not in ("terminated", "truncated") and not np.isfinite(np.asarray(values, dtype=np.float64)).all():
+        row = next(r for r, v in enumerate(column.to_pylist()) if not np.isfinite(np.asarray(v, np.float64)).all())
+        raise UserError(f"{path}: row {row + 1}: {name} is not a finite number")
+
+
+def _check_steps(path: str | os.PathLike[str], number: int, rows: list[int], table: dict[str, list]) -> None:
+    """An episode's rows are its steps 0, 1, 2, ... once each, every one but the last neither terminated nor
+    truncated."""
+    steps = [table["t"][r] for r in rows]
+    wrong = next((i for i, step in enumerate(steps) if step != i), None)
+    if wrong is not None:
+        what = f"step {steps[wrong]} twice" if wrong and steps[wrong] == steps[wrong - 1] else f"no step {wrong}"
+        raise UserError(f"{path}: episode {number} has {what}: its rows are its steps 0, 1, 2, ... once each")
+    ended = next((r for r in rows[:-1] if table["terminated"][r] or table["truncated"][r]), None)
+    if ended is not None:
+        raise UserError(f"{path}: row {ended + 1}: episode {number} ends at step {table['t'][ended]} but goes on "
+                        f"to step {len(rows) - 1}")  # fmt: skip
+
+
+def check_fits(path: str | os.PathLike[str], episodes: list[Episode], env: str, obs_dim: int, n_actions: int | None,
+               action_dim: int) -> None:  # fmt: skip
+    """Refuse demonstrations that ``env``'s spaces cannot hold: another observation width, or actions that are not
+    its ``n_actions`` discrete choices (``None``: ``action_dim`` numbers each)."""
+    width, actions = episodes[0].obs.shape[1], np.concatenate([ep.actions for ep in episodes])
+    if width != obs_dim:
+        raise UserError(f"{path}: observations of {counted(width, 'number')}; {env}'s have {obs_dim}")
+    got = actions.reshape(len(actions), -1).shape[1]
+    if n_actions is None and got != action_dim:
+        raise UserError(f"{path}: actions of {counted(got, 'number')}; {env}'s have {action_dim}")
+    if n_actions is not None and (got != 1 or not np.isin(actions, np.arange(n_actions)).all()):
+        raise UserError(
+            f"{path}: {env}'s actions are one of 0 to {n_actions - 1}, not "
+            f"{actions[~np.isin(actions, np.arange(n_actions))][0] if got == 1 else actions[0].tolist()}"
+        )
 
 
 def encode_actions(actions: torch.Tensor, n_actions: int | None) -> torch.Tensor:

@@ -24,8 +24,9 @@ import numpy as np
 from drml_ray.checkpoints import save_state
 from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
-from drml_ray.irl.policy import family_env, random_episodes
-from drml_ray.irl.worker import IRLWorker, record_demos
+from drml_ray.irl.demos import check_fits, read_episodes
+from drml_ray.irl.policy import family_env, n_actions, random_episodes
+from drml_ray.irl.worker import DEMOS_FILE, IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
@@ -156,7 +157,18 @@ def load_expert(run_dir: Path, cfg: IRLExperiment, family: str) -> dict[str, Any
         raise UserError(f"{path}: {no_better_than_random(family, record)}; rerun `drml rl expert` with --overwrite")
     if record["return"] < record["random_return"]:
         print(f"[drml] warning: {no_better_than_random(family, record)}", flush=True)
+    check_demos(run_dir, cfg, family)
     return {k: v for k, v in record.items() if k not in ("curve", "ppo")}
+
+
+def check_demos(run_dir: Path, cfg: IRLExperiment, family: str) -> None:
+    """A family's demonstrations read whole on the driver: a malformed file, or one the family's env cannot take,
+    is refused here, not in an actor minutes into the run."""
+    settings, path = cfg.families()[family], expert_dir(run_dir, family) / DEMOS_FILE
+    env = family_env(family, settings.horizon_of(family), settings.task)
+    discrete = n_actions(env.action_space)
+    check_fits(path, read_episodes(path, max(cfg.irl.demos)), family, int(env.observation_space.shape[0]), discrete,
+               1 if discrete else int(env.action_space.shape[0]))  # fmt: skip
 
 
 def no_better_than_random(family: str, record: dict[str, Any]) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import torch
 from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner  # RLLIB
 from ray.rllib.connectors.common.numpy_to_tensor import NumpyToTensor  # RLLIB
@@ -33,10 +32,7 @@ from drml_ray.irl.demos import (
     transitions,
 )
 from drml_ray.irl.losses import RewardNet, Transitions, discriminator_loss, policy_rewards
-
-
-def n_actions(space: gym.Space) -> int | None:
-    return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+from drml_ray.irl.policy import n_actions
 
 
 def irl_settings(method: str, demos_path: str, demos: int, horizon: int, gamma: float, disc: dict,

@@ -22,6 +22,11 @@ def family_env(family: str, horizon: int, task: Task) -> TaskFamilyEnv:
     return TaskFamilyEnv({"family": family, "horizon": horizon, "task": dict(task)})
 
 
+def n_actions(space: gym.Space) -> int | None:
+    """A discrete action space's number of actions (``None``: continuous)."""
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+
+
 def act(module: Any, obs: np.ndarray, space: gym.Space, explore: bool) -> tuple[np.ndarray, Any]:
     """One action of an RLModule for one observation: as the policy outputs it (what RLlib's episodes and train
     batches hold) and as the env gets it (RLlib's env runners map continuous outputs from [-1, 1] onto the

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
+from drml_ray.irl.demos import Episode, write_episodes
 from drml_ray.irl.driver import EXPERT_FILE, cell_budget, expert_dir, expert_identity, load_expert
+from drml_ray.irl.worker import DEMOS_FILE
 from drml_ray.runtime.rundir import atomic_write_json
 
 
@@ -73,5 +76,9 @@ def test_an_expert_no_better_than_random_is_refused_or_said_before_any_cell_runs
     ):
         load_expert(tmp_path, cfg, "cartpole")  # every ratio would divide by 0
     atomic_write_json(expert_dir(tmp_path, "cartpole") / EXPERT_FILE, record | {"return": 3.0})
+    with pytest.raises(UserError, match="transitions.parquet: no demonstrations file there"):
+        load_expert(tmp_path, cfg, "cartpole")
+    cartpole = Episode(np.zeros((3, 4), np.float32), np.array([0, 1]), np.ones(2), True)
+    write_episodes(expert_dir(tmp_path, "cartpole") / DEMOS_FILE, [cartpole] * cfg.expert.episodes)
     assert load_expert(tmp_path, cfg, "cartpole")["return"] == 3.0  # upside down, and said
     assert "warning: the cartpole expert's return (3.0) is no better" in capsys.readouterr().out

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from drml_ray.errors import UserError
 from drml_ray.irl.demos import (
     Episode,
+    check_fits,
     coverage_states,
     episode_transitions,
     keep_history,
@@ -47,6 +52,51 @@ def test_too_few_demonstrations_or_a_foreign_file_is_the_users_error(tmp_path):
     (tmp_path / "x.parquet").write_text("not parquet")
     with pytest.raises(UserError, match="x.parquet: not a demonstrations file"):
         read_episodes(tmp_path / "x.parquet")
+
+
+def edited(tmp_path, column: str, row: int, value) -> Path:
+    """The demonstrations of ``episodes()`` with ``column`` of ``row`` (0-based) set to ``value``."""
+    path = tmp_path / "demos.parquet"
+    write_episodes(path, episodes())
+    table = pq.read_table(path).to_pydict()
+    table[column][row] = value
+    pq.write_table(pa.table(table), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("column", "row", "value", "message"),
+    [
+        ("t", 1, 0, "episode 0 has step 0 twice"),
+        ("t", 3, 2, "episode 1 has no step 1"),
+        ("terminated", 2, True, "row 3: episode 1 ends at step 0 but goes on to step 2"),
+        ("obs", 4, [1.0, 2.0], "row 5: obs has 2 numbers, row 1 1"),
+        ("new_obs", 0, [float("nan")], "row 1: new_obs is not a finite number"),
+        ("rewards", 3, float("inf"), "row 4: rewards is not a finite number"),
+        ("actions", 2, None, "row 3: actions is null"),
+        ("episode", 0, 0.5, "column episode holds double, not an integer per row"),
+    ],
+)
+def test_a_malformed_demonstrations_file_is_refused_naming_its_row(tmp_path, column, row, value, message):
+    with pytest.raises(UserError, match=f"demos.parquet: {message}"):
+        read_episodes(edited(tmp_path, column, row, value))
+
+
+def test_demonstrations_of_another_space_than_the_envs_are_refused(tmp_path):
+    path = tmp_path / "demos.parquet"
+    write_episodes(path, episodes())
+    demos = read_episodes(path)
+    check_fits(path, demos, "cartpole", 1, 2, 1)  # one observation number, actions 0 and 1: fits
+    with pytest.raises(UserError, match="observations of 1 number; nav2d's have 2"):
+        check_fits(path, demos, "nav2d", 2, None, 2)
+    with pytest.raises(UserError, match="actions of 1 number; pendulum's have 2"):
+        check_fits(path, demos, "pendulum", 1, None, 2)
+    demos[1].actions[0] = 3
+    with pytest.raises(UserError, match="cartpole's actions are one of 0 to 1, not 3"):
+        check_fits(path, demos, "cartpole", 1, 2, 1)
+    write_episodes(path, [])
+    with pytest.raises(UserError, match="no demonstrations"):
+        read_episodes(path)
 
 
 def test_an_episode_that_terminates_early_gets_one_absorbing_row_weighing_the_steps_it_misses():
