@@ -344,7 +344,7 @@ def predict(
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
     from drml_ray.runtime.rundir import atomic_write_text
-    from drml_ray.text import counted
+    from drml_ray.text import counted, not_text
 
     if (text is None) == (input_ is None):
         raise UserError("give exactly one of --text or --input (--input - reads standard input)")
@@ -354,6 +354,8 @@ def predict(
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
     if text is not None and input_format == "conll":
         raise UserError("--format conll reads an --input file; --text is one sentence of plain text")
+    if text is not None and not_text(text):
+        raise UserError(f"--text: {not_text(text)} (is the terminal's encoding UTF-8?)")
     if output is not None:
         file_to_write(output, "preds.jsonl")
     if output is not None and output.exists() and not overwrite:

@@ -13,3 +13,27 @@ def counted(n: float, noun: str) -> str:
     """
     shown = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
     return f"{shown} {noun}{'' if n == 1 else 's'}"
+
+
+def not_text(text: str) -> str | None:
+    """What in ``text`` no tokenizer takes, or ``None``: a NUL, or a lone surrogate, which no UTF-8 holds (Python
+    reads a command line's bytes that are not UTF-8 as U+DC80 to U+DCFF; JSON's ``"\\ud800"`` escape is one).
+
+    >>> not_text("Paris"), not_text("a\\x00b")
+    (None, 'a NUL character')
+    >>> not_text("Pa\\udcffris"), not_text("x \\ud800")
+    ('a byte that is not UTF-8 (0xff) at character 3', 'a lone surrogate (U+D800) at character 3')
+    """
+    if "\x00" in text:
+        return "a NUL character"
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as err:
+        code = ord(text[err.start])
+        what = (
+            f"a byte that is not UTF-8 ({code - 0xDC00:#x})"
+            if 0xDC80 <= code <= 0xDCFF
+            else f"a lone surrogate (U+{code:04X})"
+        )
+        return f"{what} at character {err.start + 1}"

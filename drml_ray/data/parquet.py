@@ -57,11 +57,11 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     except (pa.ArrowInvalid, OSError) as err:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
     docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
-    tags = table.column(tag_column).to_pylist()
+    tags = _pylist(path, table, tag_column)
     if label_names is not None:
         tags = [_named(path, row, ids, label_names) for row, ids in enumerate(tags, start=1)]
     rows = [(row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
-            in enumerate(zip(table.column("tokens").to_pylist(), tags, docs, strict=True), start=1)
+            in enumerate(zip(_pylist(path, table, "tokens"), tags, docs, strict=True), start=1)
             if tokens or row_tags]  # fmt: skip
     if len(rows) < table.num_rows:  # (a CoNLL file's blank lines, as a row: no sentence)
         log.warning("%s: %s skipped", path, counted(table.num_rows - len(rows), "empty row"))
@@ -71,6 +71,24 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     note_span_tags(path, sum(new != old for s, (_, _, t, _) in zip(sentences, rows, strict=True)
                              for new, old in zip(s.tags, t, strict=True)))  # fmt: skip
     return sentences
+
+
+def _pylist(path: str | os.PathLike[str], table: pa.Table, name: str) -> list:
+    """A column's rows as Python lists; bytes that are not UTF-8 in a string (Arrow writers need not check) are an
+    error naming the row."""
+    try:
+        return table.column(name).to_pylist()
+    except UnicodeDecodeError as err:
+        row = next(i for i, value in enumerate(table.column(name), start=1) if _broken(value))
+        raise CorpusFormatError(path, row, f"{name}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+
+def _broken(value: pa.Scalar) -> bool:
+    try:
+        value.as_py()
+        return False
+    except UnicodeDecodeError:
+        return True
 
 
 def _tag_column(path: str | os.PathLike[str], schema: pa.Schema) -> tuple[str, list[str] | None]:

@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from drml_ray.text import not_text
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -117,8 +119,9 @@ def _check_text(text: Any, field: str, limits: Limits) -> str:
         raise RequestError(422, field, "blank text: nothing to tag")
     if len(text) > limits.max_chars:
         raise RequestError(413, field, f"{len(text):,} characters; at most {limits.max_chars:,} (--max-chars)")
-    if "\x00" in text:
-        raise RequestError(422, field, "a NUL character: text is expected")
+    problem = not_text(text)
+    if problem:
+        raise RequestError(422, field, f"{problem}: text is expected")
     return text
 
 

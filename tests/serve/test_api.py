@@ -38,6 +38,7 @@ def test_a_text_and_a_list_of_texts_parse():
         (b'{"text": 3}', 422, "text"),  # wrong type
         (b'{"text": "   "}', 422, "text"),  # blank
         (b'{"text": "a\\u0000b"}', 422, "text"),  # a NUL
+        (b'{"texts": ["a", "Paris \\ud800"]}', 422, "texts[1]"),  # a lone surrogate (the tokenizer's TypeError: a 500)
         (b'{"texts": "a"}', 422, "texts"),  # a string, not a list
         (b'{"texts": []}', 422, "texts"),  # nothing to tag
         (b'{"texts": ["a", null]}', 422, "texts[1]"),
