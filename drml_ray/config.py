@@ -314,6 +314,8 @@ class Distribution(Section):
                 raise ValueError(f"loguniform bounds must be positive (got {values})")
         elif not values:
             raise ValueError(f"{given[0]} needs at least one value")
+        else:
+            distinct(values)
 
     @property
     def kind(self) -> str:

@@ -253,11 +253,23 @@ def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], ove
         for key, dist in space.items():
             where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
             try:
+                _searchable(type(config), key)
                 for value in dist.args:
                     with_params(config, {key: value})
             except ConfigError as err:
                 origin = _where(where, "", str(path), lines, overridden)
                 raise ConfigError(f"{origin}: tune.{section}.{key}: {err}") from None
+
+
+def _searchable(model: type[BaseModel], key: str) -> None:
+    """Refuse a searched key whose values would not be one setting: the search's own, or a whole section."""
+    if key.split(".")[0] == "tune":
+        raise ConfigError("the search's own settings are not searched")
+    section = _section_at(model, tuple(key.split(".")))
+    if section is not None:
+        keys = ", ".join(f"{key}.{name}" for name in list(section.model_fields)[:3])
+        raise ConfigError(f"a section: each value would replace all of it (its other keys back to their defaults); "
+                          f"search its keys ({keys}, ...)")  # fmt: skip
 
 
 def shipped_configs() -> list[str]:
