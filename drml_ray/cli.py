@@ -84,9 +84,8 @@ OutputDir = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory [default: runs/NAME, NAME from the config].")
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a config key: --set train.epochs=3 (repeatable).")
-]
+SET_HELP = "Override a config key: --set train.epochs=3, or keys of a section: --set 'train={epochs: 3, lr: 1.0e-4}'."
+SetOption = Annotated[list[str] | None, typer.Option("--set", help=f"{SET_HELP} Repeatable.")]
 ModelDir = Annotated[Path, typer.Argument(help="A saved model folder (runs/quickstart/best) or its run directory.")]
 Init = Annotated[
     str | None, typer.Option("--init", help="Meta-learned weights (weights.pt or its folder); default: OUTPUT/meta.")

@@ -120,7 +120,9 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
             known = _known_keys(part, section) if section else " (not a section)"
             raise ConfigError(f"--set {key}: unknown key {part!r} in {where}{known}")
         if depth == len(path) - 1:
-            node[part] = _override_value(key, value)
+            new, old = _override_value(key, value), node.get(part)
+            is_section = isinstance(new, dict) and isinstance(old, dict) and _section_at(model, path) is not None
+            node[part] = _merged(old, new) if is_section else new
         else:
             if named:
                 named = False
@@ -131,6 +133,20 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {'.'.join(path[: depth + 1])} is not a section")
     return path
+
+
+def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``old`` with the keys of ``new`` set (nested mappings merged alike): ``--set 'train={epochs: 1}'`` changes
+    train.epochs and keeps the file's other train keys.
+
+    >>> _merged({"lr": 0.1, "lora": {"r": 4, "alpha": 8}}, {"epochs": 1, "lora": {"r": 8}})
+    {'lr': 0.1, 'lora': {'r': 8, 'alpha': 8}, 'epochs': 1}
+    """
+    out = dict(old)
+    for key, value in new.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
 
 
 def _known_keys(key: str, section: type[BaseModel]) -> str:

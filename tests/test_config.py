@@ -108,6 +108,16 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
         load_config(write(tmp_path, "model:\n  strategy: lora\n"), ["model.lora={r: 0}"])
 
 
+def test_a_mapping_set_on_a_section_changes_the_keys_it_names_and_keeps_the_others(tmp_path):
+    # (it replaced the section: --set 'train={epochs: 1}' put the file's lr 0.1 back to the default 5e-5)
+    path = write(tmp_path, "train: {lr: 0.1, epochs: 2}\nmodel: {strategy: lora, lora: {r: 4, alpha: 32}}\n")
+    cfg = load_config(path, ["train={epochs: 1}", "model={lora: {r: 8}}"])
+    assert (cfg.train.lr, cfg.train.epochs, cfg.model.strategy, cfg.model.lora.r, cfg.model.lora.alpha) == (
+        0.1, 1, "lora", 8, 32)  # fmt: skip
+    families = write(tmp_path, "irl:\n  families:\n    nav2d: {iters: 3}\n    cartpole: {iters: 4}\n")
+    assert list(load_config(families, ["irl.families={cartpole: {}}"]).irl.families) == ["cartpole"]  # a choice
+
+
 def test_a_check_across_sections_names_the_line_and_the_set_key_its_message_names(tmp_path):
     path = write(tmp_path, "name: x\ntrain: {grad_accum: 3, batch_size: 8}\n")
     with pytest.raises(ConfigError) as err:
