@@ -389,7 +389,7 @@ def serve_command(
     replicas: Annotated[int, typer.Option(help="Replicas, each holding every model.")] = 1,
     autoscale: Annotated[str | None, typer.Option(help="MIN:MAX replicas, scaled on requests in flight.")] = None,
     max_batch: Annotated[int, typer.Option(help="Requests tagged together in one batch.")] = 32,
-    batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill.")] = 5.0,
+    batch_wait_ms: Annotated[float, typer.Option(help="Longest wait for a batch to fill, in ms (0 to 10,000).")] = 5.0,
     cpus: Annotated[float, typer.Option(help="CPUs per replica (its torch threads).")] = 1.0,
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",
     max_chars: Annotated[int, typer.Option(help="Characters per text.")] = 10_000,

@@ -8,6 +8,7 @@ autoscaling, CPUs and limits are deployment options (a change of those restarts 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import socket
@@ -57,14 +58,22 @@ class ServeOptions:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        checks = {"--port": 0 < self.port < 65536, "--replicas": self.replicas >= 1, "--max-batch": self.max_batch >= 1,
-                  "--batch-wait-ms": self.batch_wait_ms >= 0, "--cpus": self.cpus > 0,
-                  "--max-chars/--max-texts/--max-body": min(asdict(self.limits).values()) >= 1}  # fmt: skip
-        checks["--dtype (float32 or bfloat16)"] = self.dtype in ("float32", "bfloat16")
-        wrong = [flag for flag, ok in checks.items() if not ok]
+        limits, wait = asdict(self.limits), self.batch_wait_ms
+        checks = {"--port": (self.port, 0 < self.port < 65536, "1 to 65535"),
+                  "--batch-wait-ms": (wait, 0 <= wait <= MAX_WAIT_MS, f"0 to {MAX_WAIT_MS:,}"),
+                  "--cpus": (self.cpus, 0 < self.cpus < math.inf, "a number above 0"),
+                  "--dtype": (self.dtype, self.dtype in ("float32", "bfloat16"), "float32 or bfloat16")}  # fmt: skip
+        counts = {"--replicas": self.replicas, "--max-batch": self.max_batch} | {
+            f"--{name.replace('_', '-')}": value for name, value in limits.items()}  # fmt: skip
+        checks |= {flag: (value, value >= 1, "1 or more") for flag, value in counts.items()}
+        wrong = next((flag for flag, (_, ok, _) in checks.items() if not ok), None)
         if wrong:
-            raise UserError(f"{wrong[0]}: out of range (ports 1-65535; counts, sizes and CPUs above 0; dtypes float32, "
-                        "bfloat16)")  # fmt: skip
+            value, _, allowed = checks[wrong]
+            raise UserError(f"{wrong} {value}: out of range ({allowed})")
+
+
+MAX_WAIT_MS = 10_000
+"""The longest ``--batch-wait-ms``: a request waits that long for others whenever a batch does not fill."""
 
 
 def parse_autoscale(spec: str | None) -> tuple[int, int] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 
 import pandas as pd
@@ -111,10 +112,13 @@ def test_autoscaling_and_batching_become_serve_options(tmp_path):
     assert "num_replicas" not in opts and opts["max_ongoing_requests"] == 512
     assert opts["ray_actor_options"] == {"num_cpus": 2}
     assert opts["user_config"]["models"] == [{"name": "m", "model_dir": str(tmp_path / "m"), "run_dir": None}]
-    with pytest.raises(UserError, match="--replicas"):
-        ServeOptions(replicas=0)
-    with pytest.raises(UserError, match="--dtype"):
-        ServeOptions(dtype="float16")
+    bad = {"replicas": (0, r"--replicas 0: out of range \(1 or more\)"), "dtype": ("float16", "--dtype float16"),
+           "cpus": (math.inf, r"--cpus inf: out of range \(a number above 0\)"),  # (an internal error before)
+           "batch_wait_ms": (math.nan, r"--batch-wait-ms nan: out of range \(0 to 10,000\)"),  # (a batch waits forever)
+           "limits": (Limits(max_body=0), r"--max-body 0: out of range \(1 or more\)")}  # fmt: skip
+    for key, (value, message) in bad.items():
+        with pytest.raises(UserError, match=message):
+            ServeOptions(**{key: value})
 
 
 def test_the_built_config_is_a_valid_serve_deploy_file(tmp_path):
