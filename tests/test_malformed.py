@@ -65,9 +65,9 @@ def predict(content: str | bytes, what: str, *expected: str) -> Case:
     return Case("drml predict input", what, {"in.txt": content, "model/config.json": "{}"}, command, expected)
 
 
-def tiny_model(*, tokenizer: bool = True, labels: int = 5) -> Callable[[Path], None]:
-    """Writes a saved tiny-BERT NER folder; without its tokenizer files, or with a label map of ``labels``
-    entries for a 5-output head."""
+def tiny_model(*, tokenizer: bool = True, labels: int = 5, rows: int | None = None) -> Callable[[Path], None]:
+    """Writes a saved tiny-BERT NER folder; without its tokenizer files, with a label map of ``labels``
+    entries for a 5-output head, or embedding ``rows`` tokens (fewer than its tokenizer's)."""
 
     def write(folder: Path) -> None:
         from drml_ray.config import ModelConfig
@@ -75,7 +75,8 @@ def tiny_model(*, tokenizer: bool = True, labels: int = 5) -> Callable[[Path], N
 
         tok = load_tokenizer("tiny-random-bert")
         tags = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
-        save_hf_folder(build_model(ModelConfig(backbone="tiny-random-bert"), tags, seed=0), tok, folder)
+        model = build_model(ModelConfig(backbone="tiny-random-bert"), tags, seed=0, vocab_size=rows)
+        save_hf_folder(model, tok, folder)
         for name in [] if tokenizer else ["tokenizer.json", "tokenizer_config.json"]:
             (folder / name).unlink()
         config = json.loads((folder / "config.json").read_text())
@@ -213,6 +214,11 @@ CASES = [
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), ("no tokenizer loads from it (no such folder here",)),
     evaluate(tiny_model(labels=7), "a label map that disagrees with the head",
              "model: its weights do not fit its config.json"),
+    evaluate(tiny_model(rows=100), "a tokenizer of another model (more tokens than the model embeds)",
+             "model: its tokenizer has 30,522 tokens but the model embeds 100"),
+    Case("model folders", "a tokenizer of another model, to drml predict (read without transformers)",
+         {"model": tiny_model(rows=100)}, ("predict", "{dir}/model", "--text", "Anna met Bob ."),
+         ("model: its tokenizer has 30,522 tokens but the model embeds 100",)),
     Case("model folders", "a label map that disagrees with the head, to drml predict (read without transformers)",
          {"model": tiny_model(labels=7)}, ("predict", "{dir}/model", "--text", "Anna met Bob ."),
          ("model: its weights do not fit its config.json",)),

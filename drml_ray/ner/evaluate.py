@@ -61,19 +61,27 @@ def load_saved_model(
         from drml_ray.ner.light import LightBert, LightTokenizer, light_reason
 
         if light_reason(folder) is None:
-            model = LightBert(folder).to(device).eval()
-            return _with_windows(model, LightTokenizer(folder), autocast)
-    from transformers import AutoTokenizer
-
-    from drml_ray.ner.modeling import check_tokenizer
+            model, tokenizer = LightBert(folder).to(device).eval(), LightTokenizer(folder)
+            check_vocabulary(tokenizer, len(model.w("bert.embeddings.word_embeddings.weight")), str(folder))
+            return _with_windows(model, tokenizer, autocast)
+    from drml_ray.ner.modeling import check_tokenizer, open_tokenizer
 
     model = _load_weights(folder).to(device).eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = open_tokenizer(folder)
     except (OSError, ValueError) as err:
         raise UserError(f"{folder}: its tokenizer does not load: {first_line(err)}") from None
     check_tokenizer(tokenizer, str(folder))
+    check_vocabulary(tokenizer, model.get_input_embeddings().num_embeddings, str(folder))
     return _with_windows(model, tokenizer, autocast)
+
+
+def check_vocabulary(tokenizer, rows: int, where: str) -> None:
+    """Refuse a tokenizer whose ids run past the model's ``rows`` embeddings (another model's tokenizer in the
+    folder): the first such word is an IndexError inside the model's forward pass."""
+    if len(tokenizer) > rows:
+        raise UserError(f"{where}: its tokenizer has {len(tokenizer):,} tokens but the model embeds {rows:,}: are the "
+                        "tokenizer files another model's?")  # fmt: skip
 
 
 def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None) -> SavedModel:

@@ -30,6 +30,7 @@ from transformers import (
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.casing import grow_token_types
+from drml_ray.ner.evaluate import check_vocabulary
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
@@ -67,10 +68,23 @@ def _why_not(backbone: str, err: Exception) -> str:
     return first_line(err)
 
 
+def open_tokenizer(folder: str | Path):
+    """``AutoTokenizer.from_pretrained(folder)``; a byte-level BPE tokenizer (RoBERTa, GPT-2, BART) that marks no
+    space before a word is opened with ``add_prefix_space=True``: drml hands it words, each of which pre-training
+    saw after a space (``Ġvisited``), not glued to the word before (``visited``)."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pre = tokenizer.backend_tokenizer.pre_tokenizer if tokenizer.is_fast else None
+    state = json.loads(pre.__getstate__()) if pre is not None else {}
+    parts = state.get("pretokenizers", [state])
+    if any(part.get("type") == "ByteLevel" and not part.get("add_prefix_space") for part in parts):
+        tokenizer = AutoTokenizer.from_pretrained(folder, add_prefix_space=True)
+    return tokenizer
+
+
 def load_tokenizer(backbone: str):
     """The fast tokenizer of ``backbone`` (word alignment needs ``word_ids()``)."""
     try:
-        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
+        tokenizer = open_tokenizer(resolve_backbone(backbone))
     except (OSError, ValueError) as err:  # no such folder / Hub id (offline), no tokenizer files in it
         raise UserError(f"model.backbone {backbone!r}: no tokenizer loads from it ({_why_not(backbone, err)}); give "
                         "minilm, a Hugging Face model folder or a Hub id") from None  # fmt: skip
@@ -209,6 +223,7 @@ def check_backbone(cfg: ModelConfig, num_labels: int) -> None:
         config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
     config.num_labels = num_labels
     set_attention_dropout(config, cfg)
+    check_vocabulary(tokenizer, config.vocab_size, f"model.backbone {cfg.backbone!r}")
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and cfg.max_length > positions:
         raise UserError(f"model.max_length {cfg.max_length}: the backbone has {positions} positions; at most that "

@@ -173,3 +173,42 @@ def test_a_folder_with_a_label_name_generator_builds_rows_for_new_labels(tmp_pat
     assert torch.equal(model.classifier.weight[:3], saved.classifier.weight)  # known labels: the saved rows
     assert torch.allclose(model.classifier.weight[3:], weight[3:])  # new ones: from their names
     assert torch.allclose(model.classifier.bias[3:], bias[3:])
+
+
+def byte_level_folder(folder, vocab_rows: int | None = None):
+    """A RoBERTa folder: a byte-level BPE tokenizer trained here (no space marked before a pre-split word, as
+    RoBERTa's own) and, with ``vocab_rows``, a tiny model embedding that many tokens."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForTokenClassification, RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["Anna visited Paris and Bob visited Rome"] * 50, vocab_size=280,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])  # fmt: skip
+    tokenizer = RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
+                                     unk_token="<unk>", pad_token="<pad>", mask_token="<mask>")  # fmt: skip
+    tokenizer.save_pretrained(folder)
+    if vocab_rows:
+        config = RobertaConfig(vocab_size=vocab_rows, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=16, max_position_embeddings=40)  # fmt: skip
+        RobertaForTokenClassification(config).save_pretrained(folder)
+    return tokenizer
+
+
+def test_a_byte_level_tokenizer_marks_the_space_before_every_word_it_is_handed(tmp_path):
+    from drml_ray.ner.modeling import open_tokenizer
+
+    plain = byte_level_folder(tmp_path)
+    words = ["Anna", "visited", "Paris"]
+    # (as saved: "visited" read as if glued to "Anna", which pre-training never saw mid-sentence)
+    assert not plain(words, is_split_into_words=True, add_special_tokens=False).tokens()[-1].startswith("Ġ")
+    encoded = open_tokenizer(tmp_path)(words, is_split_into_words=True, add_special_tokens=False)
+    firsts = [t for i, t in enumerate(encoded.tokens()) if i == 0 or encoded.word_ids()[i] != encoded.word_ids()[i - 1]]
+    assert len(firsts) == 3 and all(t.startswith("Ġ") for t in firsts)
+
+
+def test_a_tokenizer_with_more_tokens_than_the_model_embeds_is_refused(tmp_path):
+    from drml_ray.ner.modeling import check_backbone
+
+    byte_level_folder(tmp_path, vocab_rows=20)  # (an IndexError in the embedding's forward before)
+    with pytest.raises(UserError, match=r"its tokenizer has 2\d\d tokens but the model embeds 20: are the tokenizer"):
+        check_backbone(ModelConfig(backbone=str(tmp_path), max_length=32), num_labels=3)
