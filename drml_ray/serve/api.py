@@ -31,6 +31,8 @@ class RequestError(Exception):
     """A request the API refuses: ``status`` and the field at fault."""
 
     def __init__(self, status: int, field: str, message: str):
+        # (a field or model name from the request may hold a lone surrogate, which no UTF-8 answer can carry)
+        field, message = (text.encode("utf-8", "backslashreplace").decode("utf-8") for text in (field, message))
         super().__init__(f"{field}: {message}")
         self.status, self.field, self.message = status, field, message
 

@@ -57,6 +57,12 @@ def test_every_bad_request_names_its_field_and_status(body, status, field):
     assert err.value.body()["error"]["field"] == field and err.value.body()["error"]["message"]
 
 
+def test_a_field_named_with_a_lone_surrogate_is_named_in_an_answer_utf8_can_carry():
+    with pytest.raises(RequestError) as err:  # (echoed as it came, the answer's encoding failed: a 500)
+        parse_predict(b'{"\\ud800x": 1}', LIMITS)
+    assert err.value.field == "\\ud800x" and json.dumps(err.value.body(), ensure_ascii=False).encode("utf-8")
+
+
 def test_a_body_nested_deeper_than_the_json_decoder_goes_is_a_bad_request():
     with pytest.raises(RequestError) as err:  # (a RecursionError inside json.loads, a 500 before)
         parse_predict(b"[" * 100_000, Limits())
