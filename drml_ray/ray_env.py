@@ -57,6 +57,14 @@ def ensure_ray() -> None:
 UNSET = " (unset RAY_ADDRESS to run on a local Ray)"
 
 
+def check_ray_address() -> None:
+    """:func:`check_cluster_address` of ``RAY_ADDRESS`` when it is set, for a command that will need Ray to call
+    before it reads its inputs (a CoNLL-2003 corpus and its tokenizer take seconds)."""
+    address = os.environ.get("RAY_ADDRESS")
+    if address and not ray.is_initialized():
+        check_cluster_address(address)
+
+
 def check_cluster_address(address: str) -> None:
     """Refuse a ``host:port`` where nothing listens at once: ``ray.init`` would retry it for minutes, printing
     Ray's time-outs (``auto`` and ``ray://`` addresses fail fast in ``ray.init`` itself)."""

@@ -40,6 +40,25 @@ def test_a_ray_address_where_nothing_listens_is_refused_at_once(monkeypatch):
         ensure_ray()
 
 
+def test_finetune_and_tune_check_the_ray_address_before_they_read_their_inputs(monkeypatch, tmp_path):
+    # (finetune read CoNLL-2003 and its tokenizer first: 9.7 s before the refusal, 2.9 s now)
+    from drml_ray.config import FinetuneConfig
+    from drml_ray.ner import finetune
+    from drml_ray.tune.driver import run_tune
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(finetune, "load_corpus", lambda *_: pytest.fail("the corpus was read first"))
+    cfg = FinetuneConfig.model_validate({"name": "x", "tune": {"space": {"train.lr": {"choice": [1e-4]}}}})
+    for run in (finetune.run_finetune, run_tune):
+        with pytest.raises(UserError, match=rf"RAY_ADDRESS=127.0.0.1:{port}: no Ray cluster answers"):
+            run(cfg, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_address_ray_cannot_join_is_the_users_error_not_a_bug(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")  # the dashboard's address, for `ray job submit`
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (ray.init reads the address before anything else)

@@ -318,6 +318,10 @@ def run_finetune(
 
     ``corpus`` is ``cfg.data`` already loaded, when the caller has it (it is read otherwise).
     """
+    if not cfg.scaling.local:
+        from drml_ray.ray_env import check_ray_address
+
+        check_ray_address()
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
     check_backbone_apart(cfg.model, len(corpus.labels), here=cfg.scaling.local)
     check_scaling(cfg.scaling)

@@ -29,7 +29,7 @@ from ray import tune  # RAY
 
 from drml_ray.config import dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
-from drml_ray.ray_env import ensure_ray, how_many_fit
+from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run
 from drml_ray.text import counted
@@ -134,6 +134,7 @@ def run_tune(
     spec, settings = kind.tune, cfg.tune
     assert spec is not None
     launched = time.time()
+    check_ray_address()  # (before the kind reads its inputs: seconds, for a corpus)
     plan = spec.plan(cfg)  # (a trial the kind cannot run, or inputs it cannot read, refused before anything is written)
     shared, what = resolve(spec.prepare)(cfg)
     run_dir = _open_search(cfg, Path(run_dir), resume, overwrite)
