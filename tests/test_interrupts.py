@@ -93,6 +93,29 @@ def test_a_killed_tune_driver_resumes_without_rerunning_finished_trials(ray_sess
     assert trial_epochs(run_dir, "trial_00001")[-1] == 1.0
 
 
+def test_ctrl_c_when_every_trial_has_reported_leaves_the_search_unfinished(ray_session, tmp_path):
+    """Tune lists the trials Ctrl+C cut short as terminated, as those its scheduler stopped: once every trial had
+    started and reported, the search was taken for finished (its trials ``stopped by asha``), and the best trial's
+    model exported mid-training."""
+    run_dir, log = tmp_path / "search", tmp_path / "tune.log"
+    sets = [
+        "tune.num_samples=2",
+        "tune.max_concurrent_trials=2",
+        "tune.scheduler.grace_period=3",
+        "data.generated.train=1200",
+    ]  # fmt: skip  (ASHA stops no trial before epoch 3 of 4)
+    proc = start(ray_session, log, "tune", "tune/smoke", "-o", run_dir, *[a for s in sets for a in ("--set", s)])
+    reported = lambda: all(any((run_dir / "tune" / f"trial_0000{i}" / "train").glob("checkpoint_*")) for i in (0, 1))
+    wait_for(reported, proc, log)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    assert "drml: interrupted: the search stopped with" in log.read_text()
+    assert not (run_dir / "results.json").exists() and not (run_dir / "best").exists()
+    with (run_dir / "trials.csv").open() as handle:
+        states = {t["trial"]: t["state"] for t in csv.DictReader(handle)}
+    assert "interrupted" in states.values() and "stopped by asha" not in states.values(), states
+
+
 def test_sigterm_stops_drml_serve_as_ctrl_c_does(ray_session, tmp_path):
     """``kill``, ``docker stop`` or systemd: one line, the application deleted, no native stack dump from Ray."""
     import requests

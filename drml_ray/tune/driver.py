@@ -31,7 +31,7 @@ from drml_ray.config import dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run
+from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run, read_json
 from drml_ray.text import counted
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
 from drml_ray.tune.summary import ended_trials, format_trials, summarise_trials, write_trial_plot, write_trials_csv
@@ -44,6 +44,26 @@ TRIAL_DRIVER_MEMORY = 512 * 1024**2
 def trial_name(trial: Any) -> str:
     """``trial_00003``: the trial's creation index (Tune's ids carry a random prefix)."""
     return f"trial_{trial.trial_id[-5:]}"
+
+
+ENDED_FILE = "ended_trials.json"
+"""The ids of the trials Tune ended (finished, or stopped by the scheduler), kept across ``--resume``."""
+
+
+class RecordEndedTrials(tune.Callback):  # RAY
+    """Adds each trial Tune ends to ``ENDED_FILE``. Ctrl+C stops the running trials without ``on_trial_complete``
+    and Tune lists them as terminated, as those its scheduler stopped: without this record a search whose every
+    trial had started and reported was taken for finished, its cut-short trials for ``stopped by asha``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        atomic_write_json(self.path, sorted(read_ended(self.path) | {trial.trial_id}))
+
+
+def read_ended(path: Path) -> set[str]:
+    return set(read_json(path, list, schema=list[str], default=[]))
 
 
 def drop_unreported_trials(experiment: Path) -> list[str]:
@@ -153,7 +173,7 @@ def run_tune(
     started = time.perf_counter()
     grid = _tuner(cfg, trainable, run_dir, plan, limit, resume).fit()
     wall_s = time.perf_counter() - started
-    trials = summarise_trials(grid, settings, plan.budget, spec.scope)
+    trials = summarise_trials(grid, settings, plan.budget, spec.scope, ended=read_ended(run_dir / ENDED_FILE))
     write_trials_csv(trials, run_dir / "trials.csv")
     write_trial_plot(trials, run_dir / "trials.png", settings.metric)
     print(format_trials(trials, settings.metric, spec.scope))
@@ -208,6 +228,7 @@ def _tuner(cfg: Any, trainable: Any, run_dir: Path, plan: TrialPlan, limit: int,
         run_config=RunConfig(
             name=TUNE_SUBDIR, storage_path=str(run_dir),
             failure_config=FailureConfig(max_failures=plan.retries),
+            callbacks=[RecordEndedTrials(run_dir / ENDED_FILE)],  # (pickled with the search: --resume keeps it)
             checkpoint_config=CheckpointConfig(num_to_keep=4),  # PBT copies them between trials
             verbose=1,
         ),

@@ -42,13 +42,16 @@ class TrialSummary:
                 "overhead_s": round(self.wall_s - self.train_s, 2), "error": self.error}  # fmt: skip
 
 
-def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: str) -> str:
-    """Why a trial ended. After Ctrl+C (or SIGTERM) Tune lists a trial that never started as ended too: a trial
-    with no result is ``interrupted`` (schedulers act on results: only an interrupt ends a trial before its
-    first), and so is one short of its epochs under ``fifo``, which stops nothing.
+def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: str, ended: bool | None = None) -> str:
+    """Why a trial ended. ``ended``: whether Tune ended it (it finished, or its scheduler stopped it); Ctrl+C (or
+    SIGTERM) ends the others without that, so each reads ``interrupted`` whatever its results. Unknown (``None``):
+    a trial with no result is ``interrupted`` (schedulers act on results), and so is one short of its epochs under
+    ``fifo``, which stops nothing.
 
-    >>> trial_state(None, {"epoch": 2.0, "stopped_early": False}, 4, "asha")
+    >>> trial_state(None, {"epoch": 2.0, "stopped_early": False}, 4, "asha", ended=True)
     'stopped by asha'
+    >>> trial_state(None, {"epoch": 2.0}, 4, "asha", ended=False)
+    'interrupted'
     >>> trial_state(None, {"epoch": 2.0, "stopped_early": True}, 4, "asha")
     'early-stopped'
     >>> trial_state(None, {}, 4, "asha"), trial_state(None, {"epoch": 2.0}, 4, "fifo")
@@ -56,7 +59,7 @@ def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: st
     """
     if error is not None:
         return "error"
-    if not last:
+    if not last or ended is False:
         return "interrupted"
     if last.get("stopped_early"):
         return "early-stopped"
@@ -87,9 +90,11 @@ def best_row(rows: list[dict[str, Any]], metric: str, sign: int) -> dict[str, An
     return max(reversed(rows), key=lambda r: sign * r[metric], default={})
 
 
-def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: Scope = "best") -> list[TrialSummary]:
+def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: Scope = "best",
+                     ended: set[str] | None = None) -> list[TrialSummary]:  # fmt: skip
     """One summary per trial of a Tune ``ResultGrid``, in trial order; a trial's ``best_metric`` and
-    ``best_checkpoint`` are those of its best result, or with ``scope="last"`` of its last."""
+    ``best_checkpoint`` are those of its best result, or with ``scope="last"`` of its last. ``ended``: the ids of
+    the trials Tune ended (:func:`trial_state`)."""
     trials = []
     sign = 1 if settings.mode == "max" else -1
     for result in grid:
@@ -101,7 +106,13 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: 
             TrialSummary(
                 name=Path(result.path).name,
                 params=params,
-                state=trial_state(result.error, rows[-1] if rows else {}, max_epochs, settings.scheduler.type),
+                state=trial_state(
+                    result.error,
+                    rows[-1] if rows else {},
+                    max_epochs,
+                    settings.scheduler.type,
+                    None if ended is None or not rows else rows[-1].get("trial_id") in ended,
+                ),
                 epochs=float(rows[-1]["epoch"]) if rows else 0.0,
                 best_metric=float(best.get(settings.metric, float("nan"))),
                 best_checkpoint=best.get("checkpoint_path"),
