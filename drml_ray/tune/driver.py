@@ -62,8 +62,8 @@ class RecordEndedTrials(tune.Callback):  # RAY
         atomic_write_json(self.path, sorted(read_ended(self.path) | {trial.trial_id}))
 
 
-def read_ended(path: Path) -> set[str]:
-    return set(read_json(path, list, schema=list[str], default=[]))
+def read_ended(path: Path) -> frozenset[str]:
+    return frozenset(read_json(path, list, schema=list[str], default=[]))
 
 
 def drop_unreported_trials(experiment: Path) -> list[str]:

@@ -42,30 +42,28 @@ class TrialSummary:
                 "overhead_s": round(self.wall_s - self.train_s, 2), "error": self.error}  # fmt: skip
 
 
-def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: str, ended: bool | None = None) -> str:
-    """Why a trial ended. ``ended``: whether Tune ended it (it finished, or its scheduler stopped it); Ctrl+C (or
-    SIGTERM) ends the others without that, so each reads ``interrupted`` whatever its results. Unknown (``None``):
-    a trial with no result is ``interrupted`` (schedulers act on results), and so is one short of its epochs under
-    ``fifo``, which stops nothing.
+def trial_state(error: Any, last: dict[str, Any], max_epochs: int, scheduler: str, ended: bool = False) -> str:
+    """Why a trial ended, from its last result. ``ended``: Tune ended it (it finished, or its scheduler stopped it;
+    :class:`~drml_ray.tune.driver.RecordEndedTrials`), as the result marked ``done`` also says where there is one.
+    Ctrl+C (or SIGTERM) ends the running trials otherwise, though Tune lists them as terminated too, so a trial
+    short of its epochs that Tune did not end is ``interrupted``, and so is one with no result.
 
-    >>> trial_state(None, {"epoch": 2.0, "stopped_early": False}, 4, "asha", ended=True)
-    'stopped by asha'
-    >>> trial_state(None, {"epoch": 2.0}, 4, "asha", ended=False)
-    'interrupted'
-    >>> trial_state(None, {"epoch": 2.0, "stopped_early": True}, 4, "asha")
-    'early-stopped'
-    >>> trial_state(None, {}, 4, "asha"), trial_state(None, {"epoch": 2.0}, 4, "fifo")
+    >>> trial_state(None, {"epoch": 2}, 4, "sha", ended=True), trial_state(None, {"epoch": 2, "done": True}, 4, "asha")
+    ('stopped by sha', 'stopped by asha')
+    >>> trial_state(None, {"epoch": 2.0}, 4, "asha"), trial_state(None, {}, 4, "asha", ended=True)
     ('interrupted', 'interrupted')
+    >>> trial_state(None, {"epoch": 2.0, "stopped_early": True}, 4, "fifo"), trial_state(None, {"epoch": 4.0}, 4, "pbt")
+    ('early-stopped', 'completed')
     """
     if error is not None:
         return "error"
-    if not last or ended is False:
+    if not last:
         return "interrupted"
     if last.get("stopped_early"):
         return "early-stopped"
-    if last.get("epoch", 0) < max_epochs:
-        return "interrupted" if scheduler == "fifo" else f"stopped by {scheduler}"
-    return "completed"
+    if last.get("epoch", 0) >= max_epochs:
+        return "completed"
+    return f"stopped by {scheduler}" if (ended or last.get("done")) and scheduler != "fifo" else "interrupted"
 
 
 def ended_trials(trials: list[TrialSummary]) -> list[TrialSummary]:
@@ -91,7 +89,7 @@ def best_row(rows: list[dict[str, Any]], metric: str, sign: int) -> dict[str, An
 
 
 def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: Scope = "best",
-                     ended: set[str] | None = None) -> list[TrialSummary]:  # fmt: skip
+                     ended: frozenset[str] = frozenset()) -> list[TrialSummary]:  # fmt: skip
     """One summary per trial of a Tune ``ResultGrid``, in trial order; a trial's ``best_metric`` and
     ``best_checkpoint`` are those of its best result, or with ``scope="last"`` of its last. ``ended``: the ids of
     the trials Tune ended (:func:`trial_state`)."""
@@ -102,17 +100,12 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: 
         rows = [r for r in rows if settings.metric in r]
         best = rows[-1] if scope == "last" and rows else best_row(rows, settings.metric, sign)
         params = {key: value for key, value in (result.config or {}).items() if key in settings.space}
+        last, scheduler = (rows[-1] if rows else {}), settings.scheduler.type
         trials.append(
             TrialSummary(
                 name=Path(result.path).name,
                 params=params,
-                state=trial_state(
-                    result.error,
-                    rows[-1] if rows else {},
-                    max_epochs,
-                    settings.scheduler.type,
-                    None if ended is None or not rows else rows[-1].get("trial_id") in ended,
-                ),
+                state=trial_state(result.error, last, max_epochs, scheduler, last.get("trial_id") in ended),
                 epochs=float(rows[-1]["epoch"]) if rows else 0.0,
                 best_metric=float(best.get(settings.metric, float("nan"))),
                 best_checkpoint=best.get("checkpoint_path"),
