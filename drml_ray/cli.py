@@ -256,13 +256,17 @@ def evaluate(
     data: Annotated[
         str,
         typer.Argument(
-            help="A corpus name (conll2003, crossner_politics, generated), a CoNLL/Parquet file, "
-            "or an experiment YAML (its data section, e.g. runs/smoke/config.yaml)."
+            help="A corpus name (conll2003, crossner_politics, generated), a CoNLL/Parquet file, a task folder "
+            "(train.*, dev.*, test.*), a folder of Parquet files (drml serve --log-requests), or an experiment YAML "
+            "(its data section, e.g. runs/smoke/config.yaml)."
         ),
     ],
     split_: Annotated[
         str | None,
-        typer.Option("--split", help="Split of a named corpus or experiment file: train, dev or test [default: test]."),
+        typer.Option(
+            "--split",
+            help="Split of a named corpus, task folder or experiment file: train, dev or test [default: test].",
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     decoding: Annotated[
@@ -312,9 +316,29 @@ def _evaluation_data(data: str, split: str, split_given: bool) -> tuple[list[Sen
             raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
                             "scored whole")  # fmt: skip
         return read_files([data])[0], Path(data).stem
+    if Path(data).is_dir():
+        return _folder_data(Path(data), split, split_given)
     if data == "generated" or data in CORPORA:
         return load_corpus(DataConfig(corpus=data)).splits[split], data
     raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
+
+
+def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sentence], str]:
+    """A task folder's split (its ``train.*``, ``dev.*``, ``test.*``), or a folder of Parquet files whole (what
+    ``drml serve --log-requests`` writes)."""
+    from drml_ray.data.load import folder_splits, read_files
+
+    try:
+        path, why = folder_splits(folder)[split], ""
+    except ValueError as err:
+        path, why = None, str(err)
+    if path is not None:
+        return read_files([path])[0], folder.name
+    if not any(folder.glob("*.parquet")):
+        raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
+    if split_given:
+        raise UserError(f"--split picks a split of a task folder; {folder} holds .parquet files, scored whole")
+    return read_files([str(folder)])[0], folder.name
 
 
 @app.command(
