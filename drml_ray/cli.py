@@ -354,7 +354,7 @@ def predict(
         typer.Option(
             "--input",
             help="Plain text (a sentence per line, a blank line between documents), CoNLL (-DOCSTART- lines) or a "
-            ".parquet corpus file; - reads standard input.",
+            ".parquet corpus file or a folder of them; - reads standard input.",
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,

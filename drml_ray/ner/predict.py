@@ -151,9 +151,9 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
 
     ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
     an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line; a ``.parquet`` file is a corpus
-    file's sentences.
+    file's sentences, and a folder those of its ``.parquet`` files (``drml serve --log-requests``).
     """
-    if Path(path).suffix == ".parquet":  # a corpus file (drml's or a Hugging Face dataset's): its sentences
+    if Path(path).suffix == ".parquet" or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
         sentences = read_corpus_file(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     lines = read_text_lines(path)

@@ -64,11 +64,14 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     assert read_inputs(plain) == (["Anna met Bob .", "O no", "", "Next one"], False, [0, 0, 1, 1])
 
 
-def test_a_parquet_corpus_is_read_as_its_sentences_and_a_folder_is_named(tmp_path):
+def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path):
     write_parquet(tmp_path / "c.parquet", [Sentence(("EU", "said"), ("B-ORG", "O"), 0), Sentence(("Hi",), ("O",), 1)])
     assert read_inputs(tmp_path / "c.parquet") == (["EU said", "Hi"], True, [0, 1])
-    with pytest.raises(UserError, match=r": a folder, not a file"):
-        read_inputs(tmp_path)
+    write_parquet(tmp_path / "d.parquet", [Sentence(("Yo",), ("O",))])
+    assert read_inputs(tmp_path).texts == ["EU said", "Hi", "Yo"]  # (what drml serve --log-requests wrote)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty: a folder without .parquet files"):
+        read_inputs(tmp_path / "empty")
 
 
 def test_a_line_ends_only_at_a_line_feed(tmp_path):
