@@ -30,7 +30,7 @@ from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
 
 if TYPE_CHECKING:
-    from drml_ray.data.conll import Sentence
+    pass
 
 # Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
 # deduplication shows lines that differ only in their numbers as one (two strategies' or cells' progress as one
@@ -276,6 +276,7 @@ def evaluate(
     overwrite: Overwrite = False,
 ) -> None:
     """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
+    from drml_ray.data.load import evaluation_data
     from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
@@ -284,7 +285,7 @@ def evaluate(
     split = split_ or "test"
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
-    sentences, data_name = _evaluation_data(data, split, split_ is not None)
+    sentences, data_name = evaluation_data(data, split, split_ is not None)
     model_dir = model_folder(model_dir)
     name = f"eval-{model_dir.resolve().parent.name}-{data_name}-{split}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
@@ -297,48 +298,6 @@ def evaluate(
                                                            "decoding": saved.decoding})  # fmt: skip
     typer.echo(report)
     typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
-
-
-def _evaluation_data(data: str, split: str, split_given: bool) -> tuple[list[Sentence], str]:
-    """The sentences ``drml evaluate`` scores and their name: a split of an experiment file's data or of a named
-    corpus, or one corpus file whole."""
-    from drml_ray.config import DataConfig, load_config
-    from drml_ray.data.load import load_corpus, read_files
-    from drml_ray.data.registry import CORPORA, unknown_corpus
-
-    if split not in ("train", "dev", "test"):
-        raise UserError(f"--split must be train, dev or test, not {split!r}")
-    if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
-        cfg = load_config(data)
-        return load_corpus(cfg.data).splits[split], cfg.name
-    if Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
-        if split_given:
-            raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
-                            "scored whole")  # fmt: skip
-        return read_files([data])[0], Path(data).stem
-    if Path(data).is_dir():
-        return _folder_data(Path(data), split, split_given)
-    if data == "generated" or data in CORPORA:
-        return load_corpus(DataConfig(corpus=data)).splits[split], data
-    raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
-
-
-def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sentence], str]:
-    """A task folder's split (its ``train.*``, ``dev.*``, ``test.*``), or a folder of Parquet files whole (what
-    ``drml serve --log-requests`` writes)."""
-    from drml_ray.data.load import folder_splits, read_files
-
-    try:
-        path, why = folder_splits(folder)[split], ""
-    except ValueError as err:
-        path, why = None, str(err)
-    if path is not None:
-        return read_files([path])[0], folder.name
-    if not any(folder.glob("*.parquet")):
-        raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
-    if split_given:
-        raise UserError(f"--split picks a split of a task folder; {folder} holds .parquet files, scored whole")
-    return read_files([str(folder)])[0], folder.name
 
 
 @app.command(
@@ -377,8 +336,9 @@ def predict(
         raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
     if text is not None and input_format == "conll":
         raise UserError("--format conll reads an --input file; --text is one sentence of plain text")
-    if text is not None and not_text(text):
-        raise UserError(f"--text: {not_text(text)} (is the terminal's encoding UTF-8?)")
+    problem = not_text(text) if text is not None else None
+    if problem:
+        raise UserError(f"--text: {problem} (is the terminal's encoding UTF-8?)")
     if output is not None:
         file_to_write(output, "preds.jsonl")
     if output is not None and output.exists() and not overwrite:

@@ -291,18 +291,18 @@ def test_evaluate_names_a_missing_file_or_a_misspelt_corpus(tmp_path):
 
 
 def test_evaluate_takes_a_task_folders_split_or_a_folder_of_parquet_files(tmp_path):
-    from drml_ray.cli import _evaluation_data
     from drml_ray.data.conll import Sentence
+    from drml_ray.data.load import evaluation_data
     from drml_ray.data.parquet import write_parquet
 
     task = tmp_path / "clinical"
     for split, word in (("train", "Anna"), ("dev", "Bob"), ("test", "Carl")):
         (task / f"{split}.conll").parent.mkdir(exist_ok=True)
         (task / f"{split}.conll").write_text(f"{word}\tB-PER\nsaw\tO\n\n")
-    sentences, name = _evaluation_data(str(task), "dev", True)
+    sentences, name = evaluation_data(str(task), "dev", True)
     assert ([s.tokens for s in sentences], name) == ([("Bob", "saw")], "clinical")
     write_parquet(tmp_path / "served" / "requests-1.parquet", [Sentence(("Dana",), ("B-PER",))])
-    assert [s.tokens for s in _evaluation_data(str(tmp_path / "served"), "test", False)[0]] == [("Dana",)]
+    assert [s.tokens for s in evaluation_data(str(tmp_path / "served"), "test", False)[0]] == [("Dana",)]
     result = cli("evaluate", tmp_path, tmp_path / "served", "--split", "dev")
     assert result.exit_code == 2 and "served holds .parquet files, scored whole" in result.output
     result = cli("evaluate", tmp_path, tmp_path / "served" / "..")  # (was: unknown corpus)

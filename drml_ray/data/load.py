@@ -20,7 +20,8 @@ from drml_ray.data.conll import (
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
-from drml_ray.data.registry import SPLITS, get_spec
+from drml_ray.data.registry import CORPORA, SPLITS, get_spec, unknown_corpus
+from drml_ray.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +165,41 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
         splits["train"] = splits["train"][: cfg.max_train_sentences]
     labels = discover_labels(*splits.values())
     return NerCorpus(name, splits, labels, generated, sources)
+
+
+def evaluation_data(data: str, split: str, split_given: bool) -> tuple[list[Sentence], str]:
+    """The sentences ``drml evaluate`` scores and their name: a split of an experiment file's data or of a named
+    corpus, or one corpus file whole."""
+    from drml_ray.config import load_config
+
+    if split not in ("train", "dev", "test"):
+        raise UserError(f"--split must be train, dev or test, not {split!r}")
+    if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
+        cfg = load_config(data)
+        return load_corpus(cfg.data).splits[split], cfg.name
+    if Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
+        if split_given:
+            raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
+                            "scored whole")  # fmt: skip
+        return read_files([data])[0], Path(data).stem
+    if Path(data).is_dir():
+        return _folder_data(Path(data), split, split_given)
+    if data == "generated" or data in CORPORA:
+        return load_corpus(DataConfig(corpus=data)).splits[split], data
+    raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
+
+
+def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sentence], str]:
+    """A task folder's split (its ``train.*``, ``dev.*``, ``test.*``), or a folder of Parquet files whole (what
+    ``drml serve --log-requests`` writes)."""
+    try:
+        path, why = folder_splits(folder)[split], ""
+    except ValueError as err:
+        path, why = None, str(err)
+    if path is not None:
+        return read_files([path])[0], folder.name
+    if not any(folder.glob("*.parquet")):
+        raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
+    if split_given:
+        raise UserError(f"--split picks a split of a task folder; {folder} holds .parquet files, scored whole")
+    return read_files([str(folder)])[0], folder.name

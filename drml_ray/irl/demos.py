@@ -86,14 +86,15 @@ def _read_table(path: str | os.PathLike[str]) -> dict[str, list]:
         raise UserError(f"{path}: not a demonstrations file of drml rl expert ({err})") from None
     if not table.num_rows:
         raise UserError(f"{path}: no demonstrations (0 rows)")
+    columns: dict[str, list] = {}
     for name in COLUMNS:
-        column = table.column(name)
+        kind = table.schema.field(name).type
         wanted = "a list of numbers" if name in VECTORS else KINDS[name][0]
-        kind = column.type.value_type if name in VECTORS and _is_list(column.type) else column.type
-        if (name in VECTORS) != _is_list(column.type) or not any(ok(kind) for ok in KINDS[name][1:]):
-            raise UserError(f"{path}: column {name} holds {column.type}, not {wanted} per row")
-        _check_values(path, name, column)
-    columns = table.to_pydict()
+        item = kind.value_type if name in VECTORS and _is_list(kind) else kind
+        if (name in VECTORS) != _is_list(kind) or not any(ok(item) for ok in KINDS[name][1:]):
+            raise UserError(f"{path}: column {name} holds {kind}, not {wanted} per row")
+        columns[name] = table.column(name).to_pylist()
+        _check_values(path, name, columns[name])
     if len(columns["obs"][0]) != len(columns["new_obs"][0]):
         raise UserError(f"{path}: obs has {len(columns['obs'][0])} numbers per row, new_obs "
                         f"{len(columns['new_obs'][0])}")  # fmt: skip
@@ -112,20 +113,19 @@ KINDS = {"episode": _INTEGER, "t": _INTEGER, "obs": _NUMBER, "actions": _NUMBER,
 """Each column's kind of value (per element of a vector column): its name in messages, the Arrow type tests."""
 
 
-def _check_values(path: str | os.PathLike[str], name: str, column: pa.ChunkedArray) -> None:
-    """No null, a vector column's rows of one width (``new_obs`` as wide as ``obs``), and finite numbers."""
-    values = column.to_pylist()
-    nulls = [row for row, v in enumerate(values) if v is None or (name in VECTORS and None in v)]
+def _check_values(path: str | os.PathLike[str], name: str, rows: list) -> None:
+    """No null, a vector column's rows of one width, and finite numbers."""
+    nulls = [row for row, v in enumerate(rows) if v is None or (name in VECTORS and None in v)]
     if nulls:
         raise UserError(f"{path}: row {nulls[0] + 1}: {name} is null")
     if name in VECTORS:
-        widths = [len(v) for v in values]
+        widths = [len(v) for v in rows]
         odd = next((row for row, w in enumerate(widths) if w != widths[0] or not w), None)
         if odd is not None:
             raise UserError(f"{path}: row {odd + 1}: {name} has {counted(widths[odd], 'number')}, row 1 {widths[0]}")
-        values = [x for v in values for x in v]
+    values = [x for v in rows for x in v] if name in VECTORS else rows
     if name not in ("terminated", "truncated") and not np.isfinite(np.asarray(values, dtype=np.float64)).all():
-        row = next(r for r, v in enumerate(column.to_pylist()) if not np.isfinite(np.asarray(v, np.float64)).all())
+        row = next(r for r, v in enumerate(rows) if not np.isfinite(np.asarray(v, np.float64)).all())
         raise UserError(f"{path}: row {row + 1}: {name} is not a finite number")
 
 
@@ -151,13 +151,13 @@ def check_fits(path: str | os.PathLike[str], episodes: list[Episode], env: str, 
     if width != obs_dim:
         raise UserError(f"{path}: observations of {counted(width, 'number')}; {env}'s have {obs_dim}")
     got = actions.reshape(len(actions), -1).shape[1]
-    if n_actions is None and got != action_dim:
-        raise UserError(f"{path}: actions of {counted(got, 'number')}; {env}'s have {action_dim}")
-    if n_actions is not None and (got != 1 or not np.isin(actions, np.arange(n_actions)).all()):
-        raise UserError(
-            f"{path}: {env}'s actions are one of 0 to {n_actions - 1}, not "
-            f"{actions[~np.isin(actions, np.arange(n_actions))][0] if got == 1 else actions[0].tolist()}"
-        )
+    if n_actions is None:
+        if got != action_dim:
+            raise UserError(f"{path}: actions of {counted(got, 'number')}; {env}'s have {action_dim}")
+        return
+    outside = actions[~np.isin(actions, np.arange(n_actions))] if got == 1 else actions[:1]
+    if len(outside):
+        raise UserError(f"{path}: {env}'s actions are one of 0 to {n_actions - 1}, not {outside[0].tolist()}")
 
 
 def encode_actions(actions: torch.Tensor, n_actions: int | None) -> torch.Tensor:

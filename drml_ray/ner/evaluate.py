@@ -12,6 +12,7 @@ import torch
 
 from drml_ray.data.conll import Sentence, split_tag
 from drml_ray.errors import UserError, first_line
+from drml_ray.ner.features import check_vocabulary
 from drml_ray.ner.inference import predict_words
 from drml_ray.runtime.rundir import model_folder
 
@@ -74,14 +75,6 @@ def load_saved_model(
     check_tokenizer(tokenizer, str(folder))
     check_vocabulary(tokenizer, model.get_input_embeddings().num_embeddings, str(folder))
     return _with_windows(model, tokenizer, autocast)
-
-
-def check_vocabulary(tokenizer, rows: int, where: str) -> None:
-    """Refuse a tokenizer whose ids run past the model's ``rows`` embeddings (another model's tokenizer in the
-    folder): the first such word is an IndexError inside the model's forward pass."""
-    if len(tokenizer) > rows:
-        raise UserError(f"{where}: its tokenizer has {len(tokenizer):,} tokens but the model embeds {rows:,}: are the "
-                        "tokenizer files another model's?")  # fmt: skip
 
 
 def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None) -> SavedModel:

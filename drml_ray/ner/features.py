@@ -78,6 +78,14 @@ def plan_windows(lengths: Sequence[int], budget: int, overlap: int) -> list[tupl
         start = max(end - overlap, start + 1)
 
 
+def check_vocabulary(tokenizer, rows: int, where: str) -> None:
+    """Refuse a tokenizer whose ids run past the model's ``rows`` embeddings (another model's tokenizer in the
+    folder): the first such word is an IndexError inside the model's forward pass."""
+    if len(tokenizer) > rows:
+        raise UserError(f"{where}: its tokenizer has {len(tokenizer):,} tokens but the model embeds {rows:,}: are the "
+                        "tokenizer files another model's?")  # fmt: skip
+
+
 def _word_pieces(
     word_ids: Sequence[int | None], input_ids: Sequence[int], n_words: int, unk_id: int
 ) -> list[list[int]]:

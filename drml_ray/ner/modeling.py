@@ -30,7 +30,7 @@ from transformers import (
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.casing import grow_token_types
-from drml_ray.ner.evaluate import check_vocabulary
+from drml_ray.ner.features import check_vocabulary
 
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
