@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -125,11 +126,13 @@ def read_conll(
     differs from the file's first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or
     BIOES-style, rewritten as IOB2), an empty file. The word is the first column and the tag the last, unless the
     file is laid out otherwise throughout (:func:`layout`, which reads the file again only then), or ``columns``
-    names the word's and the tag's (counted from 0).
+    names the word's and the tag's (counted from 0). Where column 1 numbers the words, CoNLL-U's lines numbered
+    ``3-4`` (a multi-word token) and ``5.1`` (an empty node) are passed over: the words are those numbered 3 and 4.
     """
     if columns is not None:
         try:
-            return _read(path, scheme, labels, *columns)
+            indexed = _indexed(columns) and _numbers_words(path)
+            return _read(path, scheme, labels, *columns, indexed=indexed)
         except IndexError:
             raise CorpusFormatError(path, None, f"no column {max(columns) + 1}: its lines have fewer") from None
     try:
@@ -137,27 +140,52 @@ def read_conll(
     except _NoTag:
         if (columns := layout(path)) == (0, -1):
             raise
-        return _read(path, scheme, labels, *columns)
-    if any(s.tokens != tuple(map(str, range(1, len(s.tokens) + 1))) for s in sentences):
+        return _read(path, scheme, labels, *columns, indexed=_indexed(columns))
+    if not all(map(_counts_words, sentences)):
         return sentences
     columns = layout(path)  # (the words are numbers 1, 2, ...: an index column?)
-    return sentences if columns == (0, -1) else _read(path, scheme, labels, *columns)
+    return sentences if columns == (0, -1) else _read(path, scheme, labels, *columns, indexed=_indexed(columns))
 
 
 class _NoTag(CorpusFormatError):
     """A line whose tag column holds no tag."""
 
 
+def _is_word_range(text: str) -> bool:
+    """A CoNLL-U index that is no word of its own: ``3-4`` (a multi-word token, *du*, whose words 3 and 4, *de*
+    and *le*, follow it) or ``5.1`` (an empty node)."""
+    return _WORD_RANGE.fullmatch(text) is not None
+
+
+_WORD_RANGE = re.compile(r"[0-9]+[-.][0-9]+")
+
+
+def _indexed(columns: tuple[int, int]) -> bool:
+    """Whether the columns can say column 1 numbers the words (the words in column 2, the tags not in 1)."""
+    return columns[0] == 1 and columns[1] != 0
+
+
+def _counts_words(sentence: Sentence) -> bool:
+    """Whether the sentence's words are 1, 2, 3, ... (CoNLL-U's ranges between them aside): an index column."""
+    words = [token for token in sentence.tokens if not _is_word_range(token)]
+    return bool(words) and words == [str(i) for i in range(1, len(words) + 1)]
+
+
 def _read(path: str | os.PathLike[str], scheme: Scheme, labels: Iterable[str] | None, word: int, tag: int,
-          ) -> list[Sentence]:  # fmt: skip
-    """:func:`read_conll` with the words in column ``word`` and the tags in column ``tag``."""
+          indexed: bool = False) -> list[Sentence]:  # fmt: skip
+    """:func:`read_conll` with the words in column ``word`` and the tags in column ``tag``; ``indexed``: column 1
+    numbers the words, and its CoNLL-U ranges (:func:`_is_word_range`) are passed over."""
     allowed = set(labels) if labels is not None else None
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
     documents = 0  # -DOCSTART- lines seen so far
     span_tags = 0  # BIOES-style tags rewritten as IOB2
+    ranges = 0  # CoNLL-U multi-word tokens and empty nodes passed over
     for line_no, columns in _records(path):
+        if columns and indexed and _is_word_range(columns[0]):
+            ranges += 1
+            continue
         if not columns:
             if tokens:
                 sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags),
@@ -176,6 +204,9 @@ def _read(path: str | os.PathLike[str], scheme: Scheme, labels: Iterable[str] | 
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     note_span_tags(path, span_tags)
+    if ranges:
+        log.warning("%s: %d line%s numbered like 3-4 or 5.1 (CoNLL-U's multi-word tokens and empty nodes) passed "
+                    "over: the words are the lines numbered 1, 2, 3, ...", path, ranges, "s"[: ranges - 1])  # fmt: skip
     return sentences if documents else [replace(s, doc=None) for s in sentences]
 
 
@@ -207,20 +238,17 @@ def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
     """
     values: list[set[str]] = []
     last: Counter[str] = Counter()
-    numbered, position = True, 0
     for _, columns in _records(path):
-        position = position + 1 if columns else 0
-        if columns:
+        if columns and not _is_word_range(columns[0]):
             values = values or [set() for _ in columns]
             for seen, text in zip(values, columns, strict=True):
                 seen.add(text)
             last[columns[-1]] += 1
-            numbered = numbered and columns[0] == str(position)
     width = len(values)
     tag = width - 1
     if sum(n for text, n in last.items() if _is_tag(text)) * 2 < sum(last.values()):
         tag = next((i for i in range(width - 2, -1, -1) if all(map(_is_tag, values[i]))), tag)
-    numbered = numbered and width > 2 and tag != 0
+    numbered = width > 2 and tag != 0 and _numbers_words(path)
     word = 1 if tag == 0 or numbered else 0
     said = [f"tags read from column {tag + 1} of {width} (the last holds a tag on under half of the lines)"]
     said = said if tag != width - 1 else []
@@ -231,6 +259,17 @@ def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
                  f"--columns {word + 1},{more[0]} reads those instead)"] if more else []  # fmt: skip
         log.warning("%s: %s", path, "; ".join(said))
     return (word, tag) if said else (0, -1)
+
+
+def _numbers_words(path: str | os.PathLike[str]) -> bool:
+    """Whether column 1 counts each sentence's words from 1 (CoNLL-U's ranges, :func:`_is_word_range`, aside)."""
+    position = 0
+    for _, columns in _records(path):
+        if not columns or not _is_word_range(columns[0]):
+            position = position + 1 if columns else 0
+            if columns and columns[0] != str(position):
+                return False
+    return True
 
 
 def _is_tag(text: str) -> bool:

@@ -266,3 +266,24 @@ def test_a_few_wrong_tags_in_the_last_column_stay_an_error_where_another_column_
         read_conll(path)
     path.write_text("10 B-NP B-ORG\n11 B-VP O\n")  # a number is a word where the numbers do not count from 1
     assert read_conll(path)[0].tokens == ("10", "11")
+
+
+@pytest.mark.parametrize("range_tag", ["O", "_"])
+def test_conllu_multiword_tokens_and_empty_nodes_are_passed_over_for_their_words(tmp_path, caplog, range_tag):
+    path = tmp_path / "fr.conllu"  # "du" is words 3 and 4, "de le"; 5.1 an empty node
+    path.write_text(f"# text = Jean vit du Paris\n1\tJean\tB-PER\n2\tvit\tO\n3-4\tdu\t{range_tag}\n3\tde\tO\n"
+                    f"4\tle\tO\n5\tParis\tB-LOC\n5.1\tvit\t{range_tag}\n\n1\tIl\tO\n")  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.conll"):
+        sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [("Jean", "vit", "de", "le", "Paris"), ("Il",)]
+    assert sentences[0].tags == ("B-PER", "O", "O", "O", "B-LOC")
+    assert "2 lines numbered like 3-4 or 5.1" in caplog.text
+    assert read_conll(path, columns=(1, 2)) == sentences  # the same columns named
+
+
+def test_a_word_like_3_4_is_a_word_where_column_1_does_not_number_the_words(tmp_path):
+    path = tmp_path / "scores.txt"
+    path.write_text("x\t2-1\tO\nx\t0.5\tO\n\n")
+    assert read_conll(path, columns=(1, 2))[0].tokens == ("2-1", "0.5")
+    path.write_text("2-1\tO\n1\tO\n\n")  # a first column of numbers that do not count from 1: words
+    assert read_conll(path)[0].tokens == ("2-1", "1")
