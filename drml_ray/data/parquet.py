@@ -73,6 +73,28 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     return sentences
 
 
+REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
+"""Columns a ``drml serve --log-requests`` file holds beside ``tokens`` and ``tags`` (its ``LOG_SCHEMA``)."""
+
+
+def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
+    """The texts a request log (a file or a folder, as :func:`drml_ray.data.conll.read_corpus_file` reads it) was
+    served, one per row with words, in order; ``None`` where any file is not a request log."""
+    files = sorted(Path(path).glob("*.parquet")) if Path(path).is_dir() else [Path(path)]
+    texts: list[str] = []
+    for file in files:
+        try:
+            schema = pq.read_schema(file)
+            if not set(REQUEST_LOG_COLUMNS) <= set(schema.names) or not _is_text(schema.field("text").type):
+                return None
+            table = pq.read_table(file, columns=["tokens", "text"])
+        except (pa.ArrowInvalid, OSError):
+            return None  # (read_corpus_file names what is wrong)
+        words, text = _pylist(file, table, "tokens"), _pylist(file, table, "text")
+        texts += [t for w, t in zip(words, text, strict=True) if w]  # (as read_parquet, rows without words skipped)
+    return texts
+
+
 def _pylist(path: str | os.PathLike[str], table: pa.Table, name: str) -> list:
     """A column's rows as Python lists; bytes that are not UTF-8 in a string (Arrow writers need not check) are an
     error naming the row."""

@@ -12,6 +12,7 @@ import yaml
 
 from drml_ray.data.conll import read_corpus_file
 from drml_ray.errors import UserError
+from drml_ray.ner.predict import read_inputs
 from drml_ray.serve.api import Limits, RequestError, answer, parse_predict
 from drml_ray.serve.deploy import ServeOptions, deployment_options, parse_autoscale, serve_config
 from drml_ray.serve.models import parse_sources, resolve
@@ -144,15 +145,18 @@ def test_the_request_log_is_a_corpus_folder(tmp_path):
     log.add(["Anna", "met", "Bob"], ["B-PER", "O", "B-PER"], record, "m", "v1")
     assert list((tmp_path / "log").iterdir()) == []  # buffered until 2 rows
     log.add(["Bob"], ["B-PER"], {"text": "Bob", "entities": []}, "m", "v1")
-    log.add(["Zed"], ["O"], {"text": "Zed", "entities": []}, "m", "v2")
+    log.add(["Zed", "'s"], ["O", "O"], {"text": "Zed's", "entities": []}, "m", "v2")
     assert log.flush() is not None and log.flush() is None
     files = sorted((tmp_path / "log").glob("*.parquet"))
     assert len(files) == 2
     sentences = read_corpus_file(tmp_path / "log")
-    assert [s.tokens for s in sentences] == [("Anna", "met", "Bob"), ("Bob",), ("Zed",)]
+    assert [s.tokens for s in sentences] == [("Anna", "met", "Bob"), ("Bob",), ("Zed", "'s")]
     assert sentences[0].tags == ("B-PER", "O", "B-PER")
     frame = pd.read_parquet(tmp_path / "log")
     assert list(frame["version"]) == ["v1", "v1", "v2"] and json.loads(frame["entities"][0]) == record["entities"]
+    # drml predict --input LOG tags the texts as served (offsets into them), not the words joined ("Zed 's")
+    assert read_inputs(tmp_path / "log") == (["Anna met Bob", "Bob", "Zed's"], False, [None, None, None])
+    assert read_inputs(files[1]).texts == ["Zed's"]
 
 
 def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp_path, monkeypatch):
