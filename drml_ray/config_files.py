@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from drml_ray.errors import UserError
+from drml_ray.text import not_text
 
 
 class ConfigError(UserError):
@@ -59,6 +60,8 @@ def parse_yaml_value(text: str) -> Any:
 
 def _override_value(key: str, value: str) -> Any:
     """``value`` of ``--set key=value`` parsed as YAML, or a :class:`ConfigError` saying what is wrong with it."""
+    if (bad := not_text(value)) is not None:  # (a terminal's bytes that are not UTF-8: no config file holds them)
+        raise ConfigError(f"--set {key}: {bad}; the config is UTF-8 text: give the value in UTF-8")
     try:
         return parse_yaml_value(value)
     except yaml.YAMLError as err:

@@ -102,6 +102,8 @@ def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
         load_config(path, ["train.epochs"])
     with pytest.raises(ConfigError, match=r"^--set train.epochs: '\[1' is not a YAML value \(expected ',' or ']'"):
         load_config(path, ["train.epochs=[1"])
+    with pytest.raises(ConfigError, match=r"^--set data.train: a byte that is not UTF-8 \(0xff\) at character 3; "):
+        load_config(path, [b"data.train=ab\xff.conll".decode("utf-8", "surrogateescape")])  # (a Latin-1 terminal)
     with pytest.raises(ConfigError, match=r"exp.yaml:1 with --set model.max_length: model: window_overlap \(20\) mu"):
         load_config(write(tmp_path, "model:\n  window_overlap: 20\n"), ["model.max_length=32"])
     with pytest.raises(ConfigError, match=r"^--set: model.lora.r: Input should be greater"):  # not the file's line
