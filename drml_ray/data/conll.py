@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -114,37 +115,88 @@ def as_iob2(sentence: Sentence) -> Sentence:
 
 
 def read_conll(
-    path: str | os.PathLike[str],
-    scheme: Scheme = "iob2",
-    labels: Iterable[str] | None = None,
-    columns: tuple[int, int] | None = None,
+    path: str | os.PathLike[str], scheme: Scheme = "iob2", columns: tuple[int, int] | None = None
 ) -> list[Sentence]:
     """Read a CoNLL column file into IOB2 sentences.
 
-    ``#`` comment lines before a sentence are skipped. ``labels``, when given, is the declared label set: any
-    other tag is an error. Errors name the file, the line and the offending text: a line whose column count
-    differs from the file's first line, fewer than two columns, a tag that is not ``O``/``B-X``/``I-X`` (or
-    BIOES-style, rewritten as IOB2), an empty file. The word is the first column and the tag the last, unless the
+    ``#`` comment lines before a sentence are skipped. Errors name the file, the line and the offending text: a
+    line whose column count differs from the file's first line, fewer than two columns, a tag that is not
+    ``O``/``B-X``/``I-X`` (or BIOES-style, rewritten as IOB2), an empty file. A file whose tags are bare types
+    (IO, :func:`is_io`) is read as IO, and said so. The word is the first column and the tag the last, unless the
     file is laid out otherwise throughout (:func:`layout`, which reads the file again only then), or ``columns``
     names the word's and the tag's (counted from 0). Where column 1 numbers the words, CoNLL-U's lines numbered
     ``3-4`` (a multi-word token) and ``5.1`` (an empty node) are passed over: the words are those numbered 3 and 4.
     """
     if columns is not None:
+        indexed = _indexed(columns) and _numbers_words(path)
         try:
-            indexed = _indexed(columns) and _numbers_words(path)
-            return _read(path, scheme, labels, *columns, indexed=indexed)
+            return _read(path, scheme, *columns, indexed=indexed)
+        except _NoTag:
+            if not _is_io_column(path, columns[1]):
+                raise
+            return _read_io(path, columns, indexed)
         except IndexError:
             raise CorpusFormatError(path, None, f"no column {max(columns) + 1}: its lines have fewer") from None
     try:
-        sentences = _read(path, scheme, labels, 0, -1)
+        sentences = _read(path, scheme, 0, -1)
     except _NoTag:
-        if (columns := layout(path)) == (0, -1):
+        columns = layout(path)
+        if _is_io_column(path, columns[1]):
+            return _read_io(path, columns, _indexed(columns))
+        if columns == (0, -1):
             raise
-        return _read(path, scheme, labels, *columns, indexed=_indexed(columns))
+        return _read(path, scheme, *columns, indexed=_indexed(columns))
     if not all(map(_counts_words, sentences)):
         return sentences
     columns = layout(path)  # (the words are numbers 1, 2, ...: an index column?)
-    return sentences if columns == (0, -1) else _read(path, scheme, labels, *columns, indexed=_indexed(columns))
+    return sentences if columns == (0, -1) else _read(path, scheme, *columns, indexed=_indexed(columns))
+
+
+def _read_io(path: str | os.PathLike[str], columns: tuple[int, int], indexed: bool) -> list[Sentence]:
+    """The file read as IO, its tag column holding IO's bare types (:func:`is_io`), and said so."""
+    note_io(path)
+    return _read(path, "io", *columns, indexed=indexed)
+
+
+def note_io(path: str | os.PathLike[str]) -> None:
+    log.warning("%s: the tags are bare types (IO tagging, as Few-NERD's): read as IOB2, each run of one type one "
+                "entity (IO cannot tell two entities of one type side by side apart)", path)  # fmt: skip
+
+
+def io_to_iob2(tags: Sequence[str]) -> list[str]:
+    """IO tags (each word of an entity tagged with its bare type) as IOB2: a run of one type is one entity.
+
+    >>> io_to_iob2(["person-actor", "person-actor", "O", "location-GPE", "art"])
+    ['B-person-actor', 'I-person-actor', 'O', 'B-location-GPE', 'B-art']
+    """
+    return [tag if tag == "O" else f"{'I' if tag == before else 'B'}-{tag}" for before, tag in pairwise(["O", *tags])]
+
+
+MAX_IO_TYPES = 200
+"""The most distinct bare types :func:`is_io` takes for entity types (Few-NERD has 66 fine-grained ones)."""
+
+
+def is_io(tags: Iterable[str]) -> bool:
+    """Whether tags are IO's: ``O`` on at least a third of the words, and up to :data:`MAX_IO_TYPES` other values
+    with a letter or digit each, none of them an IOB or BIOES tag or like one (``B_PER``): a column of words, POS
+    tags or ``_`` is not.
+
+    >>> is_io(["O", "O", "person", "O", "location-GPE"]), is_io(["O", "B-PER", "person"]), is_io(["O", "O", "_"])
+    (True, False, False)
+    """
+    counts = Counter(tags)
+    types = [tag for tag in counts if tag != "O"]
+    return (0 < len(types) <= MAX_IO_TYPES and counts["O"] * 3 >= counts.total()
+            and all(any(c.isalnum() for c in tag) and not _looks_prefixed(tag) for tag in types))  # fmt: skip
+
+
+def _looks_prefixed(tag: str) -> bool:
+    """An IOB or BIOES tag, or one with another separator (``B_PER``, ``I.LOC``): no bare type."""
+    return is_tag(tag) or (len(tag) > 2 and tag[0] in "BIESLUM" and not tag[1].isalnum())
+
+
+def _is_io_column(path: str | os.PathLike[str], tag: int) -> bool:
+    return is_io(columns[tag] for _, columns in _records(path) if columns and not _is_word_range(columns[0]))
 
 
 class _NoTag(CorpusFormatError):
@@ -171,11 +223,11 @@ def _counts_words(sentence: Sentence) -> bool:
     return bool(words) and words == [str(i) for i in range(1, len(words) + 1)]
 
 
-def _read(path: str | os.PathLike[str], scheme: Scheme, labels: Iterable[str] | None, word: int, tag: int,
-          indexed: bool = False) -> list[Sentence]:  # fmt: skip
+def _read(path: str | os.PathLike[str], scheme: Scheme | Literal["io"], word: int, tag: int, indexed: bool = False,
+          ) -> list[Sentence]:  # fmt: skip
     """:func:`read_conll` with the words in column ``word`` and the tags in column ``tag``; ``indexed``: column 1
     numbers the words, and its CoNLL-U ranges (:func:`_is_word_range`) are passed over."""
-    allowed = set(labels) if labels is not None else None
+    convert = {"iob1": iob1_to_iob2, "io": io_to_iob2}.get(scheme, list)
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -188,18 +240,15 @@ def _read(path: str | os.PathLike[str], scheme: Scheme, labels: Iterable[str] | 
             continue
         if not columns:
             if tokens:
-                sentences.append(Sentence(tuple(tokens), tuple(iob1_to_iob2(tags) if scheme == "iob1" else tags),
-                                          max(documents - 1, 0)))  # fmt: skip
+                sentences.append(Sentence(tuple(tokens), tuple(convert(tags)), max(documents - 1, 0)))
                 tokens, tags = [], []
             documents += columns is None
             continue
         try:
-            tags.append(read_tag(columns[tag]))
+            tags.append(columns[tag] if scheme == "io" else read_tag(columns[tag]))
         except ValueError:
             raise _NoTag(path, line_no, UNKNOWN_PREFIX, columns[tag]) from None
         span_tags += tags[-1] != columns[tag]
-        if allowed is not None and tags[-1] not in allowed:
-            raise CorpusFormatError(path, line_no, "tag outside the declared label set", tags[-1])
         tokens.append(columns[word])
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
@@ -246,15 +295,15 @@ def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
             last[columns[-1]] += 1
     width = len(values)
     tag = width - 1
-    if sum(n for text, n in last.items() if _is_tag(text)) * 2 < sum(last.values()):
-        tag = next((i for i in range(width - 2, -1, -1) if all(map(_is_tag, values[i]))), tag)
+    if sum(n for text, n in last.items() if is_tag(text)) * 2 < sum(last.values()):
+        tag = next((i for i in range(width - 2, -1, -1) if all(map(is_tag, values[i]))), tag)
     numbered = width > 2 and tag != 0 and _numbers_words(path)
     word = 1 if tag == 0 or numbered else 0
     said = [f"tags read from column {tag + 1} of {width} (the last holds a tag on under half of the lines)"]
     said = said if tag != width - 1 else []
     said += [f"words from column 2 ({'column 1 numbers them' if numbered else 'after the tags'})"] if word else []
     if said:
-        more = [str(i + 1) for i in range(word + 1, width) if i != tag and all(map(_is_tag, values[i]))]
+        more = [str(i + 1) for i in range(word + 1, width) if i != tag and all(map(is_tag, values[i]))]
         said += [f"column {', '.join(more)} holds tags too; only column {tag + 1} is read (drml data convert "
                  f"--columns {word + 1},{more[0]} reads those instead)"] if more else []  # fmt: skip
         log.warning("%s: %s", path, "; ".join(said))
@@ -272,7 +321,7 @@ def _numbers_words(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def _is_tag(text: str) -> bool:
+def is_tag(text: str) -> bool:
     try:
         read_tag(text)
     except ValueError:
@@ -318,7 +367,7 @@ def _is_comment(line: str, *, in_sentence: bool) -> bool:
     >>> [_is_comment(line, in_sentence=False) for line in ["# sent_id = 3", "#\tO", "#nlp B-TOPIC", "#"]]
     [True, False, False, True]
     """
-    return not in_sentence and line.startswith("#") and not _is_tag(fields(line)[-1])
+    return not in_sentence and line.startswith("#") and not is_tag(fields(line)[-1])
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:

@@ -15,7 +15,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import UNKNOWN_PREFIX, CorpusFormatError, Sentence, note_span_tags, read_tag
+from drml_ray.data.conll import (
+    UNKNOWN_PREFIX,
+    CorpusFormatError,
+    Sentence,
+    io_to_iob2,
+    is_io,
+    is_tag,
+    note_io,
+    note_span_tags,
+    read_tag,
+)
 from drml_ray.text import counted
 
 log = logging.getLogger(__name__)
@@ -60,6 +70,7 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
     tags = _pylist(path, table, tag_column)
     if label_names is not None:
         tags = [_named(path, row, ids, label_names) for row, ids in enumerate(tags, start=1)]
+    tags = _io_as_iob2(path, tags)
     rows = [(row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
             in enumerate(zip(_pylist(path, table, "tokens"), tags, docs, strict=True), start=1)
             if tokens or row_tags]  # fmt: skip
@@ -93,6 +104,16 @@ def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
         words, text = _pylist(file, table, "tokens"), _pylist(file, table, "text")
         texts += [t for w, t in zip(words, text, strict=True) if w]  # (as read_parquet, rows without words skipped)
     return texts
+
+
+def _io_as_iob2(path: str | os.PathLike[str], tags: list) -> list:
+    """Rows of IO's bare types (Few-NERD's ClassLabel names: O, art, building, ...) as IOB2, said; others as
+    they are."""
+    every = [tag for row in tags for tag in row or [] if isinstance(tag, str)]
+    if all(map(is_tag, set(every))) or not is_io(every):
+        return tags
+    note_io(path)
+    return [io_to_iob2(row) if row and None not in row else row for row in tags]
 
 
 def _pylist(path: str | os.PathLike[str], table: pa.Table, name: str) -> list:

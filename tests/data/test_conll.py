@@ -121,12 +121,6 @@ def test_bioes_bilou_and_bmes_tags_are_read_as_iob2_and_said_so(tmp_path, caplog
     assert read_parquet(path) == sentences
 
 
-def test_tag_outside_declared_label_set(tmp_path):
-    path = write(tmp_path, "EU\tB-ORG\n\nBob\tB-PER\n")
-    with pytest.raises(CorpusFormatError, match=r"corpus.txt:3: tag outside the declared label set: 'B-PER'"):
-        read_conll(path, labels=["O", "B-ORG", "I-ORG"])
-
-
 @pytest.mark.parametrize("text", ["", "\n\n", "-DOCSTART- -X- O O\n\n"])
 def test_empty_file(tmp_path, text):
     with pytest.raises(CorpusFormatError, match="no sentences found"):
@@ -150,7 +144,7 @@ def test_parquet_round_trip_and_dispatch(tmp_path):
 
 def test_parquet_bad_tag_names_row(tmp_path):
     path = tmp_path / "bad.parquet"
-    write_parquet(path, [Sentence(("a",), ("O",)), Sentence(("b",), ("X-Y",))])
+    write_parquet(path, [Sentence(("a",), ("B-PER",)), Sentence(("b",), ("X-Y",))])
     with pytest.raises(CorpusFormatError, match=r"bad.parquet:2: unknown tag scheme prefix"):
         read_parquet(path)
 
@@ -287,3 +281,52 @@ def test_a_word_like_3_4_is_a_word_where_column_1_does_not_number_the_words(tmp_
     assert read_conll(path, columns=(1, 2))[0].tokens == ("2-1", "0.5")
     path.write_text("2-1\tO\n1\tO\n\n")  # a first column of numbers that do not count from 1: words
     assert read_conll(path)[0].tokens == ("2-1", "1")
+
+
+FEW_NERD = [
+    [("Peter", "person-other"), ("Blackburn", "person-other"), ("of", "O"), ("EU", "organization-company"),
+     ("and", "O"), ("France", "location-GPE")],
+    [("it", "O")],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", ["word-tag", "numbered", "columns"])
+def test_io_tags_bare_types_are_read_as_iob2_runs(tmp_path, caplog, layout):
+    numbered = layout != "word-tag"  # "columns": the same file, its columns named
+    rows = [["\t".join([str(i)] * numbered + [word, tag]) for i, (word, tag) in enumerate(s, 1)] for s in FEW_NERD]
+    path = write(tmp_path, "\n\n".join("\n".join(lines) for lines in rows) + "\n")
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.conll"):
+        sentences = read_conll(path, columns=(1, 2) if layout == "columns" else None)
+    assert sentences == [
+        Sentence(
+            ("Peter", "Blackburn", "of", "EU", "and", "France"),
+            ("B-person-other", "I-person-other", "O", "B-organization-company", "O", "B-location-GPE"),
+        ),
+        Sentence(("it",), ("O",)),
+    ]
+    assert "the tags are bare types (IO tagging" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "bad"),
+    [
+        ("EU\tB-ORG\nrejects\tO\nGerman\tmisc\n", "misc"),  # IOB with a tag that has lost its prefix
+        ("EU\tNNP\nrejects\tVBZ\nGerman\tJJ\n", "NNP"),  # a POS column, no O: no tags at all
+        ("EU\tO\nrejects\t_\n", "_"),  # CoNLL-U's empty field is no type
+        ("EU\tB_ORG\nrejects\tO\nUN\tI_ORG\n", "B_ORG"),  # IOB with _ is not two types B_ORG and I_ORG
+    ],
+)
+def test_what_is_not_io_stays_an_error(tmp_path, text, bad):
+    with pytest.raises(CorpusFormatError, match=f"unknown tag scheme prefix .*'{bad}'"):
+        read_conll(write(tmp_path, text))
+
+
+def test_a_few_nerd_parquet_file_of_bare_class_names_reads_as_iob2(tmp_path):
+    label = {"names": ["O", "art", "person"], "_type": "ClassLabel"}  # DFKI-SLT/few-nerd's coarse ner_tags
+    meta = {"huggingface": json.dumps({"info": {"features": {"ner_tags": {"feature": label, "_type": "List"}}}})}
+    table = pa.table({"tokens": [["Anna", "Lee", "read", "Ulysses"], ["Hi"]], "ner_tags": [[2, 2, 0, 1], [0]]})
+    pq.write_table(table.replace_schema_metadata(meta), tmp_path / "fewnerd.parquet")
+    assert [s.tags for s in read_corpus_file(tmp_path / "fewnerd.parquet")] == [
+        ("B-person", "I-person", "O", "B-art"),
+        ("O",),
+    ]
