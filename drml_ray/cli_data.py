@@ -108,11 +108,19 @@ def _inspect_folder(folder: Path) -> str:
     return "\n".join(_inspect(Path(p)) for p in splits.values())
 
 
+NOT_WRITTEN = {".json": "JSON", ".jsonl": "JSON lines", ".csv": "CSV", ".arrow": "Arrow", ".feather": "Feather",
+               ".xlsx": "a spreadsheet", ".yaml": "YAML", ".yml": "YAML"}  # fmt: skip
+"""Output names for formats ``drml data convert`` does not write (CoNLL columns in them would mislead)."""
+
+
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")
 @user_errors
 def data_convert(
     source: Annotated[Path, typer.Argument(help="A CoNLL or .parquet corpus file.")],
-    dest: Annotated[Path, typer.Argument(help="Output: .parquet for Parquet, anything else for CoNLL columns.")],
+    dest: Annotated[
+        Path,
+        typer.Argument(help="Output: .parquet or .pq for Parquet, .conll, .txt, .tsv or another for CoNLL columns."),
+    ],
     from_scheme: Annotated[
         str,
         typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
@@ -133,12 +141,15 @@ def data_convert(
 
     if from_scheme not in ("iob1", "iob2", "auto"):
         raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
+    if dest.suffix.lower() in NOT_WRITTEN:
+        raise UserError(f"{dest}: drml writes corpora as Parquet (.parquet) or CoNLL columns (.conll, .txt, .tsv), "
+                        f"not {NOT_WRITTEN[dest.suffix.lower()]}")  # fmt: skip
     file_to_write(dest, Path(source).name)
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     scheme = None if from_scheme == "auto" else from_scheme
     [sentences] = read_files([str(source)], scheme, _columns(columns))  # type: ignore[arg-type]
-    (write_parquet if dest.suffix == ".parquet" else write_conll)(dest, sentences)
+    (write_parquet if dest.suffix.lower() in (".parquet", ".pq") else write_conll)(dest, sentences)
     typer.echo(f"[drml] {counted(len(sentences), 'sentence')} -> {dest} (IOB2)")
 
 

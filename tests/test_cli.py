@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import DataConfig
 from drml_ray.data import registry
-from drml_ray.data.conll import Sentence, read_conll
+from drml_ray.data.conll import Sentence, read_conll, read_corpus_file
 from drml_ray.data.load import load_corpus
 from drml_ray.data.parquet import read_parquet, write_parquet
 from tests.test_malformed import tiny_model
@@ -134,6 +134,12 @@ def test_data_convert_iob1_to_parquet_and_back(tmp_path):
     assert read_conll(tmp_path / "back.conll") == read_parquet(tmp_path / "train.parquet")
     again = cli("data", "convert", src, tmp_path / "train.parquet")
     assert again.exit_code == 2 and "--overwrite" in again.output
+    # a Parquet file is told by its magic bytes too (.pq, any case, no suffix); a JSON name is not given CoNLL
+    assert cli("data", "convert", src, tmp_path / "train.PQ", "--from-scheme", "iob1").exit_code == 0
+    (tmp_path / "train").write_bytes((tmp_path / "train.PQ").read_bytes())
+    assert read_corpus_file(tmp_path / "train") == read_parquet(tmp_path / "train.parquet")
+    json = cli("data", "convert", src, tmp_path / "train.json")
+    assert json.exit_code == 2 and "train.json: drml writes corpora as Parquet (.parquet) or CoNLL" in json.output
 
 
 def test_data_convert_takes_the_columns_it_is_given(tmp_path):

@@ -439,7 +439,7 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     kinds = {split_tag(label)[1] for label in labels}
     if Path(path).is_dir():
         return None  # a folder of Parquet files: no one line to name
-    if Path(path).suffix == ".parquet":
+    if is_parquet(path):
         from drml_ray.data.parquet import read_parquet
 
         rows = read_parquet(path)
@@ -452,19 +452,31 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     return None
 
 
+def is_parquet(path: str | os.PathLike[str]) -> bool:
+    """A Parquet file: named ``.parquet`` (in any case), or a file that starts with Parquet's magic bytes
+    (``PAR1``: a ``.pq`` file, one with no suffix)."""
+    if Path(path).suffix.lower() == ".parquet":
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PAR1"
+    except OSError:
+        return False  # (a folder; a file that is not there, named by the reader)
+
+
 def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", columns: tuple[int, int] | None = None,
                      ) -> list[Sentence]:  # fmt: skip
     """Read a CoNLL file (``columns``: as :func:`read_conll`), a Parquet file written by
     :func:`drml_ray.data.parquet.write_parquet`, or a folder of such Parquet files read in name order (e.g. what
     ``drml serve --log-requests DIR`` wrote)."""
-    if columns is not None and (Path(path).is_dir() or Path(path).suffix == ".parquet"):
+    if columns is not None and (Path(path).is_dir() or is_parquet(path)):
         raise CorpusFormatError(path, None, "columns are chosen in CoNLL files only (Parquet has tokens and tags)")
     if Path(path).is_dir():
         files = sorted(Path(path).glob("*.parquet"))
         if not files:
             raise CorpusFormatError(path, None, "a folder without .parquet files")
         return [sentence for file in files for sentence in read_corpus_file(file, scheme)]
-    if Path(path).suffix == ".parquet":
+    if is_parquet(path):
         from drml_ray.data.parquet import read_parquet
 
         sentences = read_parquet(path)

@@ -12,9 +12,8 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from drml_ray.data.conll import Sentence, read_corpus_file, split_tag
+from drml_ray.data.conll import Sentence, is_parquet, read_corpus_file, split_tag
 
 LONG_SENTENCE = 512
 """Words in a sentence past which it surely spans several windows (worth a look)."""
@@ -91,7 +90,7 @@ def inspect_file(path: str | os.PathLike[str]) -> Inspection:
 
 
 def format_inspection(report: Inspection) -> str:
-    kind = "Parquet" if Path(report.path).suffix == ".parquet" else "CoNLL columns"
+    kind = "Parquet" if is_parquet(report.path) else "CoNLL columns"
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"
     lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}{documents}",
              f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip

@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import fields, read_conll, read_corpus_file, split_tag
+from drml_ray.data.conll import fields, is_parquet, read_conll, read_corpus_file, split_tag
 from drml_ray.data.parquet import logged_texts
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
@@ -155,7 +155,7 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     file's sentences, and a folder those of its ``.parquet`` files; a request log's (``drml serve --log-requests``)
     rows are their served texts.
     """
-    if Path(path).suffix == ".parquet" or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
+    if is_parquet(path) or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
         sentences = read_corpus_file(path)
         if (texts := logged_texts(path)) is not None and len(texts) == len(sentences):
             return Inputs(texts, False, [None] * len(texts))  # (served texts: split again as served, offsets in them)
