@@ -434,7 +434,7 @@ def entity_types(labels: Iterable[str]) -> list[str]:
 
 
 def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int | None:
-    """The 1-based line (a Parquet file: row) of the first word tagged with one of ``labels`` (or its IOB1
+    """The 1-based line (a Parquet file: row) of the first word tagged with one of ``labels`` (or its IOB1 or IO
     equivalent), for error messages."""
     kinds = {split_tag(label)[1] for label in labels}
     if Path(path).is_dir():
@@ -447,7 +447,7 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             columns = fields(line)
-            if len(columns) > 1 and columns[-1] != "O" and columns[-1].partition("-")[2] in kinds:
+            if len(columns) > 1 and columns[-1] != "O" and kinds & {columns[-1], columns[-1].partition("-")[2]}:
                 return line_no
     return None
 
