@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from drml_ray.errors import UserError
+from drml_ray.text import counted
 
 Scheme = Literal["iob1", "iob2"]
 PREFIXES = ("B", "I")
@@ -88,8 +89,8 @@ def read_tag(tag: str) -> str:
 def note_span_tags(path: str | os.PathLike[str], count: int) -> None:
     """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none)."""
     if count:
-        log.info("%s: %s BIOES/BILOU/BMES tags (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, "
-                 "E-/L-/M- continue it", path, f"{count:,}")  # fmt: skip
+        log.info("%s: %s (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, E-/L-/M- continue it", path,
+                 counted(count, "BIOES/BILOU/BMES tag"))  # fmt: skip
 
 
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:

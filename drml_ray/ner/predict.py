@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import fields, is_parquet, read_conll, read_corpus_file, split_tag
+from drml_ray.data.conll import fields, is_io, is_parquet, is_tag, read_conll, read_corpus_file, split_tag
 from drml_ray.data.parquet import logged_texts
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
@@ -162,7 +162,7 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     lines = read_text_lines(path)
     if fmt == "auto":
-        fmt = "conll" if lines and all(_looks_like_conll(line) for line in lines if line.strip()) else "text"
+        fmt = "conll" if _looks_like_conll([fields(line) for line in lines if line.strip()]) else "text"
     if fmt == "conll":
         sentences = read_conll(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
@@ -211,14 +211,15 @@ def read_text_lines(path: str | Path) -> list[str]:
     return lines
 
 
-def _looks_like_conll(line: str) -> bool:
-    columns = fields(line)
-    if columns[0] == "-DOCSTART-":
-        return True
-    try:
-        return len(columns) >= 2 and split_tag(columns[-1]) is not None
-    except ValueError:
+def _looks_like_conll(rows: list[list[str]]) -> bool:
+    """Whether the fields of a file's lines are CoNLL's: every line a word and an IOB or BIOES tag last, or lines of
+    one width whose last fields are IO's bare types (:func:`~drml_ray.data.conll.is_io`); ``-DOCSTART-`` aside."""
+    rows = [columns for columns in rows if columns[0] != "-DOCSTART-"]
+    if not rows or min(map(len, rows)) < 2:
         return False
+    return all(is_tag(columns[-1]) for columns in rows) or (
+        len(set(map(len, rows))) == 1 and is_io(columns[-1] for columns in rows)
+    )
 
 
 def document_groups(n_texts: int, documents: Documents) -> list[range]:

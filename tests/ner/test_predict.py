@@ -62,6 +62,13 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     plain = tmp_path / "x.txt"
     plain.write_text("Anna met Bob .\nO no\n\nNext one\n")  # a blank line opens the next document
     assert read_inputs(plain) == (["Anna met Bob .", "O no", "", "Next one"], False, [0, 0, 1, 1])
+    tagged = tmp_path / "y.conll"  # BIOES tags, then IO's bare types: CoNLL too
+    tagged.write_text("Anna\tS-PER\nran\tO\n")
+    assert read_inputs(tagged) == (["Anna ran"], True, [None])
+    tagged.write_text("Anna\tperson-actor\nLee\tperson-actor\nran\tO\nfar\tO\n")
+    assert read_inputs(tagged) == (["Anna Lee ran far"], True, [None])
+    plain.write_text("Anna met\nBob ran\nto Oslo\n")  # lines of one width, but no O: text
+    assert read_inputs(plain).texts == ["Anna met", "Bob ran", "to Oslo"]
 
 
 def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path):
