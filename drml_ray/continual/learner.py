@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from drml_ray.continual.config import ContinualExperiment, uses
 from drml_ray.continual.protocols import Experience
 from drml_ray.continual.strategies import diagonal_fisher, distillation_sum, ewc_penalty, online_fisher
-from drml_ray.data.conll import Sentence, entity_types
+from drml_ray.data.conll import Sentence
+from drml_ray.data.tags import entity_types
 from drml_ray.meta.tasks import keep_types
 from drml_ray.ner.batching import collate, model_inputs
 from drml_ray.ner.features import IGNORE, encode

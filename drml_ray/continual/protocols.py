@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from drml_ray.continual.config import ContinualExperiment
 from drml_ray.continual.strategies import sentence_types
-from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.data.conll import Sentence
+from drml_ray.data.tags import split_tag
 from drml_ray.errors import UserError
 from drml_ray.meta.tasks import keep_types, load_task
 

@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
-from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.data.conll import Sentence
+from drml_ray.data.tags import split_tag
 
 Tensor = torch.Tensor
 Params = dict[str, Tensor]

@@ -1,13 +1,10 @@
-"""CoNLL column files: read, write, IOB1 -> IOB2, label-set discovery.
+"""CoNLL column files: read, write, label-set discovery.
 
 A CoNLL file holds one token per line with its tag in the last column (or in another layout that the whole file
-shows, said when read: :func:`layout`), a blank line between
-sentences and optional ``-DOCSTART-`` lines between documents (kept: each sentence knows its document, which
-``data.context`` uses). CoNLL-2003 ships IOB1 tags
-(``I-`` starts an entity unless it continues one of the same type); everything inside drml-ray
-is IOB2 (every entity starts with ``B-``), which is what seqeval and the classifier expect. Files tagged with
-BIOES, BILOU or BMES prefixes are rewritten as IOB2 while they are read (those prefixes never occur in IOB, so
-there is nothing to ask), and said so.
+shows, said when read: :func:`layout`), a blank line between sentences and optional ``-DOCSTART-`` lines between
+documents (kept: each sentence knows its document, which ``data.context`` uses). Its tags are read as IOB2, what
+everything inside drml-ray uses (seqeval and the classifier expect it), whatever scheme the file follows
+(:mod:`drml_ray.data.tags`: IOB1, BIOES-style, IO).
 """
 
 from __future__ import annotations
@@ -18,22 +15,26 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
+from drml_ray.data.tags import (
+    PREFIXES,
+    UNKNOWN_PREFIX,
+    io_to_iob2,
+    iob1_to_iob2,
+    is_io,
+    is_tag,
+    note_io,
+    note_span_tags,
+    read_tag,
+    split_tag,
+)  # fmt: skip
 from drml_ray.errors import UserError
-from drml_ray.text import counted
 
 Scheme = Literal["iob1", "iob2"]
-PREFIXES = ("B", "I")
-SPAN_PREFIXES = {"S": "B", "U": "B", "E": "I", "L": "I", "M": "I"}
-"""BIOES / BILOU / BMES prefixes and the IOB2 prefix each becomes: a single-word entity (``S-``, ``U-``) starts
-one, an entity's end (``E-``, ``L-``) or middle (``M-``) continues it."""
 LAYOUT = " \t\r\n"
 """The characters that separate or pad columns; other whitespace (a no-break space, U+0085) can be a token."""
-UNKNOWN_PREFIX = ("unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOES, BILOU and BMES tags, S-, E-, U-, "
-                  "L- and M-, are read as IOB2)")  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -57,57 +58,6 @@ class CorpusFormatError(UserError):
         shown = f": {text!r}" if text else ""
         super().__init__(f"{where}: {message}{shown}")
         self.path, self.line, self.text = str(path), line, text
-
-
-def split_tag(tag: str) -> tuple[str, str | None]:
-    """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``. Raises ValueError otherwise."""
-    if tag == "O":
-        return "O", None
-    prefix, sep, kind = tag.partition("-")
-    if not sep or prefix not in PREFIXES or not kind:
-        raise ValueError(f"tag {tag!r} is not O, B-TYPE or I-TYPE")
-    return prefix, kind
-
-
-def span_tag_as_iob2(tag: str) -> str:
-    """A BIOES / BILOU / BMES tag as IOB2; any other tag unchanged.
-
-    >>> [span_tag_as_iob2(t) for t in ["S-PER", "B-ORG", "M-ORG", "E-ORG", "U-LOC", "L-LOC", "O", "I-X"]]
-    ['B-PER', 'B-ORG', 'I-ORG', 'I-ORG', 'B-LOC', 'I-LOC', 'O', 'I-X']
-    """
-    prefix, sep, kind = tag.partition("-")
-    return f"{SPAN_PREFIXES[prefix]}-{kind}" if sep and kind and prefix in SPAN_PREFIXES else tag
-
-
-def read_tag(tag: str) -> str:
-    """A tag as a corpus file writes it, as IOB2 (:func:`span_tag_as_iob2`); ``ValueError`` when it is no tag."""
-    iob2 = span_tag_as_iob2(tag)
-    split_tag(iob2)
-    return iob2
-
-
-def note_span_tags(path: str | os.PathLike[str], count: int) -> None:
-    """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none)."""
-    if count:
-        log.info("%s: %s (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, E-/L-/M- continue it", path,
-                 counted(count, "BIOES/BILOU/BMES tag"))  # fmt: skip
-
-
-def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
-    """Rewrite IOB1 tags as IOB2: an ``I-X`` that does not continue an ``X`` entity becomes ``B-X``.
-
-    >>> iob1_to_iob2(["I-ORG", "O", "I-PER", "I-PER", "B-PER", "I-LOC"])
-    ['B-ORG', 'O', 'B-PER', 'I-PER', 'B-PER', 'B-LOC']
-    """
-    out: list[str] = []
-    prev_kind: str | None = None
-    for tag in tags:
-        prefix, kind = split_tag(tag)
-        if prefix == "I" and kind != prev_kind:
-            tag = f"B-{kind}"
-        out.append(tag)
-        prev_kind = kind
-    return out
 
 
 def as_iob2(sentence: Sentence) -> Sentence:
@@ -157,43 +107,6 @@ def _read_io(path: str | os.PathLike[str], columns: tuple[int, int], indexed: bo
     """The file read as IO, its tag column holding IO's bare types (:func:`is_io`), and said so."""
     note_io(path)
     return _read(path, "io", *columns, indexed=indexed)
-
-
-def note_io(path: str | os.PathLike[str]) -> None:
-    log.warning("%s: the tags are bare types (IO tagging, as Few-NERD's): read as IOB2, each run of one type one "
-                "entity (IO cannot tell two entities of one type side by side apart)", path)  # fmt: skip
-
-
-def io_to_iob2(tags: Sequence[str]) -> list[str]:
-    """IO tags (each word of an entity tagged with its bare type) as IOB2: a run of one type is one entity.
-
-    >>> io_to_iob2(["person-actor", "person-actor", "O", "location-GPE", "art"])
-    ['B-person-actor', 'I-person-actor', 'O', 'B-location-GPE', 'B-art']
-    """
-    return [tag if tag == "O" else f"{'I' if tag == before else 'B'}-{tag}" for before, tag in pairwise(["O", *tags])]
-
-
-MAX_IO_TYPES = 200
-"""The most distinct bare types :func:`is_io` takes for entity types (Few-NERD has 66 fine-grained ones)."""
-
-
-def is_io(tags: Iterable[str]) -> bool:
-    """Whether tags are IO's: ``O`` on at least a third of the words, and up to :data:`MAX_IO_TYPES` other values
-    with a letter or digit each, none of them an IOB or BIOES tag or like one (``B_PER``): a column of words, POS
-    tags or ``_`` is not.
-
-    >>> is_io(["O", "O", "person", "O", "location-GPE"]), is_io(["O", "B-PER", "person"]), is_io(["O", "O", "_"])
-    (True, False, False)
-    """
-    counts = Counter(tags)
-    types = [tag for tag in counts if tag != "O"]
-    return (0 < len(types) <= MAX_IO_TYPES and counts["O"] * 3 >= counts.total()
-            and all(any(c.isalnum() for c in tag) and not _looks_prefixed(tag) for tag in types))  # fmt: skip
-
-
-def _looks_prefixed(tag: str) -> bool:
-    """An IOB or BIOES tag, or one with another separator (``B_PER``, ``I.LOC``): no bare type."""
-    return is_tag(tag) or (len(tag) > 2 and tag[0] in "BIESLUM" and not tag[1].isalnum())
 
 
 def _is_io_column(path: str | os.PathLike[str], tag: int) -> bool:
@@ -322,14 +235,6 @@ def _numbers_words(path: str | os.PathLike[str]) -> bool:
     return True
 
 
-def is_tag(text: str) -> bool:
-    try:
-        read_tag(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _columns(path: str | os.PathLike[str], line_no: int, line: str, expected: int | None) -> list[str]:
     """A data line's columns: at least two, and as many as the file's first data line (``expected``) has.
 
@@ -427,11 +332,6 @@ def discover_labels(*corpora: Iterable[Sentence]) -> list[str]:
                 if kind is not None:
                     kinds.add(kind)
     return ["O"] + [f"{p}-{k}" for k in sorted(kinds) for p in PREFIXES]
-
-
-def entity_types(labels: Iterable[str]) -> list[str]:
-    """Entity types of a label list, sorted: ``["O", "B-PER", "I-PER"]`` -> ``["PER"]``."""
-    return sorted({kind for label in labels if (kind := split_tag(label)[1]) is not None})
 
 
 def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int | None:

@@ -13,7 +13,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from drml_ray.data.conll import Sentence, is_parquet, read_corpus_file, split_tag
+from drml_ray.data.conll import Sentence, is_parquet, read_corpus_file
+from drml_ray.data.tags import split_tag
 
 LONG_SENTENCE = 512
 """Words in a sentence past which it surely spans several windows (worth a look)."""

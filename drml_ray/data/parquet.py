@@ -15,17 +15,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import (
-    UNKNOWN_PREFIX,
-    CorpusFormatError,
-    Sentence,
-    io_to_iob2,
-    is_io,
-    is_tag,
-    note_io,
-    note_span_tags,
-    read_tag,
-)
+from drml_ray.data.conll import CorpusFormatError, Sentence
+from drml_ray.data.tags import UNKNOWN_PREFIX, io_to_iob2, is_io, is_tag, note_io, note_span_tags, read_tag
 from drml_ray.text import counted
 
 log = logging.getLogger(__name__)

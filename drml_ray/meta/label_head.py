@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from drml_ray.checkpoints import load_state, save_state
-from drml_ray.data.conll import split_tag
+from drml_ray.data.tags import split_tag
 
 GENERATOR_FILE = "drml_label_head.pt"
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from drml_ray.config import ModelConfig, TaskData
-from drml_ray.data.conll import Sentence, discover_labels, entity_types
+from drml_ray.data.conll import Sentence, discover_labels
+from drml_ray.data.tags import entity_types
 from drml_ray.meta.config import AdaptSettings, MetaSettings
 from drml_ray.meta.label_head import LabelNameHead, save_generator, type_embeddings, type_name
 from drml_ray.meta.tasks import Task, load_task, sample_episode, sample_shots

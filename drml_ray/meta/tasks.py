@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from drml_ray.config import GENERATED_PREFIX, DataConfig, TaskData, generated_task_types, is_task_folder
-from drml_ray.data.conll import Sentence, discover_labels, entity_types, split_tag
+from drml_ray.data.conll import Sentence, discover_labels
+from drml_ray.data.tags import entity_types, split_tag
 from drml_ray.errors import UserError
 from drml_ray.meta.label_head import type_name  # noqa: F401  (re-exported: the names tasks are described by)
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.data.conll import Sentence
+from drml_ray.data.tags import split_tag
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.features import check_vocabulary
 from drml_ray.ner.inference import predict_words

@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
-from drml_ray.data.conll import entity_types
 from drml_ray.data.registry import CORPORA
+from drml_ray.data.tags import entity_types
 
 
 def card_metadata(name: str, backbone: str, results: dict[str, Any]) -> dict[str, Any]:

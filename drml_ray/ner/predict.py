@@ -29,8 +29,9 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import fields, is_io, is_parquet, is_tag, read_conll, read_corpus_file, split_tag
+from drml_ray.data.conll import fields, is_parquet, read_conll, read_corpus_file
 from drml_ray.data.parquet import logged_texts
+from drml_ray.data.tags import is_io, is_tag, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 

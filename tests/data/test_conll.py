@@ -7,17 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from drml_ray.data.conll import (
-    CorpusFormatError,
-    Sentence,
-    discover_labels,
-    entity_types,
-    iob1_to_iob2,
-    read_conll,
-    read_corpus_file,
-    write_conll,
-)
+from drml_ray.data.conll import CorpusFormatError, Sentence, discover_labels, read_conll, read_corpus_file, write_conll
 from drml_ray.data.parquet import read_parquet, write_parquet
+from drml_ray.data.tags import entity_types, iob1_to_iob2
 
 CONLL_IOB1 = """-DOCSTART- -X- O O
 
@@ -111,7 +103,7 @@ BIOES_AS_IOB2 = [("B-ORG", "O", "B-LOC", "I-LOC"), ("B-PER", "I-PER", "I-PER", "
 
 
 def test_bioes_bilou_and_bmes_tags_are_read_as_iob2_and_said_so(tmp_path, caplog):
-    with caplog.at_level("INFO", logger="drml_ray.data.conll"):
+    with caplog.at_level("INFO", logger="drml_ray.data.tags"):
         sentences = read_conll(write(tmp_path, BIOES))
     assert [s.tags for s in sentences] == BIOES_AS_IOB2
     assert "corpus.txt: 5 BIOES/BILOU/BMES tags" in caplog.text
@@ -295,7 +287,7 @@ def test_io_tags_bare_types_are_read_as_iob2_runs(tmp_path, caplog, layout):
     numbered = layout != "word-tag"  # "columns": the same file, its columns named
     rows = [["\t".join([str(i)] * numbered + [word, tag]) for i, (word, tag) in enumerate(s, 1)] for s in FEW_NERD]
     path = write(tmp_path, "\n\n".join("\n".join(lines) for lines in rows) + "\n")
-    with caplog.at_level(logging.WARNING, logger="drml_ray.data.conll"):
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.tags"):
         sentences = read_conll(path, columns=(1, 2) if layout == "columns" else None)
     assert sentences == [
         Sentence(

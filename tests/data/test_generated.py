@@ -1,5 +1,5 @@
-from drml_ray.data.conll import iob1_to_iob2
 from drml_ray.data.generated import generate_sentences, generated_splits
+from drml_ray.data.tags import iob1_to_iob2
 
 
 def test_generated_corpus_is_deterministic_and_valid_iob2():

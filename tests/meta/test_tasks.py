@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from drml_ray.config import TaskData
-from drml_ray.data.conll import Sentence, split_tag
+from drml_ray.data.conll import Sentence
+from drml_ray.data.tags import split_tag
 from drml_ray.errors import UserError
 from drml_ray.meta.tasks import (
     Task,
