@@ -81,10 +81,16 @@ class GeneratedData(Section):
     """Seed of the generator (each split uses its own stream)."""
 
 
+def _corpus_spec(spec: str) -> str:
+    """A task folder made absolute (:func:`absolute_path`); a corpus name as it is."""
+    return absolute_path(spec) if is_task_folder(spec) else spec
+
+
 class DataConfig(Section):
-    corpus: str | None = None
-    """A registered corpus (``drml data list``: conll2003, crossner_politics, ...), or ``generated``; leave it
-    out to train on your own files (``train``, ``dev`` and ``test``, all three); with neither: ``generated``."""
+    corpus: Annotated[str, AfterValidator(_corpus_spec)] | None = None
+    """A registered corpus (``drml data list``: conll2003, crossner_politics, ...), ``generated``, or a folder of
+    your own ``train.*``, ``dev.*`` and ``test.*`` files (a path: ``./clinical``); leave it out to train on your own
+    files (``train``, ``dev`` and ``test``, all three); with neither: ``generated``."""
     train: LocalPath | None = None
     """A CoNLL or Parquet file: your corpus' train split, or one replacing the corpus' (relative to the
     working folder). The label set is the train split's."""
@@ -115,8 +121,17 @@ class DataConfig(Section):
     def check(self) -> None:
         from drml_ray.data.registry import CORPORA, unknown_corpus
 
-        if self.corpus is not None and self.corpus != "generated" and self.corpus not in CORPORA:
-            raise ValueError(f"data.corpus: {unknown_corpus(self.corpus)}")
+        if self.corpus is not None and is_task_folder(self.corpus):
+            from drml_ray.data.load import folder_splits
+
+            try:
+                folder_splits(self.corpus)
+            except ValueError as err:
+                file = "; a file is data.train, with data.dev and data.test" if Path(self.corpus).is_file() else ""
+                raise ValueError(f"data.corpus: {err}{file}") from None
+        elif self.corpus is not None and self.corpus != "generated" and self.corpus not in CORPORA:
+            raise ValueError(f"data.corpus: {unknown_corpus(self.corpus)}; or a folder of your own train.*, dev.* and "
+                             "test.* files (a path: ./clinical)")  # fmt: skip
         given = [split for split in ("train", "dev", "test") if getattr(self, split) is not None]
         if self.corpus is None and given and len(given) < 3:
             missing = ", ".join(f"data.{s}" for s in ("train", "dev", "test") if s not in given)

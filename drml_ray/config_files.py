@@ -185,12 +185,30 @@ def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, .
     return (f"{source}:{line}" if line else source) + (f" with --set {', '.join(inside)}" if inside else "")
 
 
+def _key_named(loc: tuple[str, ...], msg: str) -> tuple[tuple[str, ...], str]:
+    """A section's check whose message opens with one of its keys (``data.corpus: ...``): that key's location and
+    the rest of the message, so the error names the key's line, once; else both as they are.
+
+    >>> _key_named(("data",), "Value error, data.corpus: unknown corpus 'x'")
+    (('data', 'corpus'), "Value error, unknown corpus 'x'")
+    """
+    prefix, message = (
+        ("Value error, ", msg.removeprefix("Value error, ")) if msg.startswith("Value error, ") else ("", msg)
+    )
+    head, sep, rest = message.partition(": ")
+    path = tuple(head.split("."))
+    if loc and sep and len(path) > len(loc) and path[: len(loc)] == loc and all(map(str.isidentifier, path)):
+        return path, prefix + rest
+    return loc, msg
+
+
 def _format_errors(
     err: ValidationError, model: type[BaseModel], source: str, lines: dict[tuple[str, ...], int], overridden: set
 ) -> str:
     messages = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
+        loc, e["msg"] = _key_named(loc, e["msg"])
         where = _where(loc, e["msg"], source, lines, overridden)
         shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""

@@ -225,6 +225,6 @@ def test_a_kind_that_moves_every_weight_refuses_another_strategy_at_the_model_li
 
 
 def test_document_training_windows_without_context_name_the_line(tmp_path):
-    with pytest.raises(ConfigError, match=r"exp.yaml:1: data: data.context_train: document .* needs data.context"):
-        load_config(write(tmp_path, "data:\n  context_train: document\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: data.context_train: document .* needs data.context"):
+        load_config(write(tmp_path, "data:\n  context_train: document\n"))  # (the key's line, named once)
     assert load_config(write(tmp_path, "data:\n  context: true\n  context_train: document\n")).data.context

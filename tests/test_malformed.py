@@ -125,7 +125,7 @@ CASES = [
     Case("config values", "training windows cut from documents without document context",
          {"exp.yaml": "name: x\ndata: {corpus: generated, context_train: document}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("exp.yaml:2: data: data.context_train: document cuts training windows from documents: it needs "
+         ("exp.yaml:2: data.context_train: document cuts training windows from documents: it needs "
           "data.context: true",)),
     ft("model: {lora: {r: 0}}\n", "LoRA rank 0", "exp.yaml:2: model.lora.r: Input should be greater"),
     ft("model: {strategy: top, top_layers: 0}\n", "no top layers", "exp.yaml:2: model.top_layers"),
@@ -138,7 +138,11 @@ CASES = [
     ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key (did you mean 'epochs'?"),
     Case("config values", "a misspelt corpus", {"exp.yaml": "name: x\ndata: {corpus: CoNLL2003}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("exp.yaml:2: data: data.corpus: unknown corpus 'CoNLL2003' (did you mean conll2003?)",)),
+         ("exp.yaml:2: data.corpus: unknown corpus 'CoNLL2003' (did you mean conll2003?)",)),
+    Case("config values", "a corpus file given as data.corpus (a corpus name or a task folder)",
+         {"exp.yaml": "name: x\ndata: {corpus: '{dir}/train.conll'}\n", "train.conll": GOOD},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:2: data.corpus: task '{dir}/train.conll': no such folder; a file is data.train, with data.dev",)),
     ft("name: ../../etc\n", "a run name that escapes the output folder", "exp.yaml:2: name: String should match"),
     ft("train: [1, 2\n", "broken YAML", "exp.yaml:3: invalid YAML: expected ',' or ']'"),
     Case("config values", "a YAML list, not a mapping", {"exp.yaml": "- train\n- epochs\n"},

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from drml_ray.config import DataConfig
+from drml_ray.config import DataConfig, is_task_folder
 from drml_ray.data.conll import (
     CorpusFormatError,
     Scheme,
@@ -130,6 +130,9 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
     With ``fallback_to_generated``, a registered corpus that cannot be fetched is replaced by the
     generated corpus, with a warning; otherwise the fetch error propagates.
     """
+    if cfg.corpus is not None and is_task_folder(cfg.corpus):  # the user's own files: data.train, ... replace them
+        given = {split: path for split in SPLITS if (path := getattr(cfg, split)) is not None}
+        return own_corpus(cfg.model_copy(update={"corpus": None} | folder_splits(cfg.corpus) | given))
     if cfg.own_files:
         if cfg.corpus is not None:
             log.warning("data.corpus %s is not read: data.train, data.dev and data.test replace all its splits",

@@ -37,6 +37,23 @@ def test_three_files_without_a_corpus_are_the_users_own_corpus(tmp_path, caplog)
     assert f"{files['dev']}:1: B-ORG, I-ORG never occur in the train split" in caplog.text  # named, file and line
 
 
+def test_a_task_folder_is_a_corpus_and_a_split_given_replaces_its_file(tmp_path, monkeypatch):
+    files = own_files(tmp_path / "clinical")
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.yaml"
+    config.write_text("data:\n  corpus: ./clinical\n")
+    data = load_config(config).data
+    assert data.corpus == str(tmp_path / "clinical")  # absolute: Ray's workers may run in another folder
+    corpus = load_corpus(data, progress=False)
+    assert corpus.name == "clinical" and corpus.sources == files and not corpus.generated
+    write_conll(tmp_path / "other_test.conll", DEV)
+    replaced = load_corpus(data.model_copy(update={"test": str(tmp_path / "other_test.conll")}), progress=False)
+    assert replaced.splits["test"] == DEV and replaced.splits["dev"] == DEV
+    config.write_text("data:\n  corpus: ./clinical/train.conll\n")  # a file, not a folder
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: data.corpus: .*no such folder; a file is data.train, with"):
+        load_config(config)
+
+
 def test_types_a_reader_cannot_tell_apart_are_named_by_training_and_by_inspect(tmp_path, caplog):
     train = [*TRAIN, Sentence(("Ann", "in", "Rome"), ("B-Per", "O", "B-LOC\u200b"))]
     files = own_files(tmp_path / "clinical", train=train)
