@@ -87,7 +87,9 @@ def _inspect(path: Path) -> str:
 
 
 def _inspect_folder(folder: Path) -> str:
-    """Every demonstrations file under ``folder``, else the three split files of a task folder."""
+    """Every demonstrations file under ``folder``, else the three split files of a task folder, else the Parquet
+    corpus files in it as one corpus."""
+    from drml_ray.data.inspect import format_inspection, inspect_file
     from drml_ray.data.load import folder_splits
     from drml_ray.irl.demos import is_demonstrations
 
@@ -102,9 +104,11 @@ def _inspect_folder(folder: Path) -> str:
     try:
         splits = folder_splits(folder)
     except ValueError:
-        raise UserError(f"{folder}: holds no demonstrations (transitions.parquet of drml rl expert) and is not a "
-                        "task folder (one train.*, dev.* or valid.*, and test.* file); name the corpus files "
-                        f"themselves: drml data inspect {folder}/*") from None  # fmt: skip
+        if any(folder.glob("*.parquet")):  # corpus files (a split's on the Hub, drml serve --log-requests): one corpus
+            return format_inspection(inspect_file(folder))
+        raise UserError(f"{folder}: holds no demonstrations (transitions.parquet of drml rl expert), is no task "
+                        "folder (one train.*, dev.* or valid.*, and test.* file) and holds no .parquet files; name the "
+                        f"corpus files themselves: drml data inspect {folder}/*") from None  # fmt: skip
     return "\n".join(_inspect(Path(p)) for p in splits.values())
 
 

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from drml_ray.data.conll import Sentence, is_parquet, read_corpus_file
 from drml_ray.data.tags import split_tag
@@ -91,7 +92,7 @@ def inspect_file(path: str | os.PathLike[str]) -> Inspection:
 
 
 def format_inspection(report: Inspection) -> str:
-    kind = "Parquet" if is_parquet(report.path) else "CoNLL columns"
+    kind = "Parquet files" if Path(report.path).is_dir() else "Parquet" if is_parquet(report.path) else "CoNLL columns"
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"
     lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}{documents}",
              f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,20 +92,30 @@ SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "valid", "validation", "val")
 
 def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     """A task folder's three split files: ``train.*``, ``dev.*`` (or ``valid.*``, ``validation.*``, ``val.*``)
-    and ``test.*``, CoNLL or Parquet; ``ValueError`` naming what is missing or ambiguous."""
+    and ``test.*``, CoNLL or Parquet; ``ValueError`` naming what is missing or ambiguous. As the Hugging Face Hub
+    lays a dataset's Parquet out, a split's one shard (``train-00000-of-00001.parquet``) or a folder of its files
+    (``train/0000.parquet``) is the split too."""
     path = Path(folder)
     if not path.is_dir():
         raise ValueError(f"task {str(folder)!r}: no such folder")
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or _parquet_folder(p)))
     found: dict[str, str] = {}
     for split, stems in SPLIT_STEMS.items():
-        matches = [p.name for p in files if p.name.split(".")[0].lower() in stems]
+        matches = [p.name for p in files if _SHARD.sub("", p.name.split(".")[0]).lower() in stems]
         if len(matches) != 1:
             which = f"{len(matches)} {split} files ({', '.join(matches)})" if matches else f"no {split} file"
             raise ValueError(f"task {str(folder)!r}: {which}; a task folder holds one train.*, dev.* (or valid.*) "
                              "and test.* file each, CoNLL or Parquet")  # fmt: skip
         found[split] = str(path / matches[0])
     return found
+
+
+_SHARD = re.compile(r"-[0-9]+-of-[0-9]+$")
+"""The Hub's shard suffix of a split's file name (``train-00000-of-00001``)."""
+
+
+def _parquet_folder(path: Path) -> bool:
+    return path.is_dir() and any(path.glob("*.parquet"))
 
 
 def read_files(paths: list[str], scheme: Scheme | None = None, columns: tuple[int, int] | None = None,

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import ConfigError, DataConfig, load_config
 from drml_ray.data.conll import Sentence, write_conll
-from drml_ray.data.load import load_corpus
+from drml_ray.data.load import folder_splits, load_corpus
+from drml_ray.data.parquet import write_parquet
 from drml_ray.ner.finetune import corpus_summary
 
 TRAIN = [Sentence(("Anna", "Schmidt", "visited", "Berlin"), ("B-PER", "I-PER", "O", "B-LOC"))] * 3
@@ -124,7 +125,22 @@ def test_data_inspect_of_a_task_folder_reads_its_three_splits_and_refuses_anothe
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "eng.train").write_text("Anna B-PER\n")
     other = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "other")])
-    assert other.exit_code == 2 and "is not a task folder" in other.output and "other/*" in other.output
+    assert other.exit_code == 2 and "is no task folder" in other.output and "other/*" in other.output
+
+
+def test_a_hugging_face_hub_layout_is_a_task_folder(tmp_path):
+    # the Hub's Parquet: one shard per split (data/train-00000-of-00001.parquet) or a folder per split
+    for split, sentences in (("train", TRAIN), ("validation", DEV), ("test", TEST)):
+        write_parquet(tmp_path / "data" / f"{split}-00000-of-00001.parquet", sentences)
+        write_parquet(tmp_path / "by_split" / split / "0000.parquet", sentences)
+    assert folder_splits(tmp_path / "data") == {
+        split: str(tmp_path / "data" / f"{name}-00000-of-00001.parquet")
+        for split, name in (("train", "train"), ("dev", "validation"), ("test", "test"))
+    }
+    corpus = load_corpus(DataConfig(corpus=str(tmp_path / "by_split")), progress=False)
+    assert (corpus.splits["train"], corpus.splits["dev"], corpus.splits["test"]) == (TRAIN, DEV, TEST)
+    shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "by_split" / "train")])
+    assert shown.exit_code == 0 and "by_split/train (Parquet files)\n  sentences 3, tokens 12" in shown.output
 
 
 def test_data_convert_detects_an_iob1_file_unless_told_the_scheme(tmp_path, caplog):
