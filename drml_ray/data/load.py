@@ -104,8 +104,10 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
         matches = [p.name for p in files if _SHARD.sub("", p.name.split(".")[0]).lower() in stems]
         if len(matches) != 1:
             which = f"{len(matches)} {split} files ({', '.join(matches)})" if matches else f"no {split} file"
+            shards = f" (a split's shards go in a folder of their own, {split}/)" if len(matches) > 1 and all(
+                _SHARD.search(name.split(".")[0]) for name in matches) else ""  # fmt: skip
             raise ValueError(f"task {str(folder)!r}: {which}; a task folder holds one train.*, dev.* (or valid.*) "
-                             "and test.* file each, CoNLL or Parquet")  # fmt: skip
+                             f"and test.* file each, CoNLL or Parquet{shards}")  # fmt: skip
         found[split] = str(path / matches[0])
     return found
 

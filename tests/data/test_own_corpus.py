@@ -139,6 +139,9 @@ def test_a_hugging_face_hub_layout_is_a_task_folder(tmp_path):
     }
     corpus = load_corpus(DataConfig(corpus=str(tmp_path / "by_split")), progress=False)
     assert (corpus.splits["train"], corpus.splits["dev"], corpus.splits["test"]) == (TRAIN, DEV, TEST)
+    write_parquet(tmp_path / "data" / "train-00001-of-00001.parquet", TRAIN)  # two shards: where they go
+    with pytest.raises(ValueError, match=r"2 train files .*\(a split's shards go in a folder of their own, train/\)"):
+        folder_splits(tmp_path / "data")
     shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "by_split" / "train")])
     assert shown.exit_code == 0 and "by_split/train (Parquet files)\n  sentences 3, tokens 12" in shown.output
 
