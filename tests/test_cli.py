@@ -152,7 +152,28 @@ def test_data_convert_takes_the_columns_it_is_given(tmp_path):
     assert cli("data", "convert", src, tmp_path / "x.conll", "--columns", "2,7").output.endswith(
         "germeval.tsv: no column 7: its lines have fewer\n"
     )
-    assert "counted from 1: e.g. 2,3" in cli("data", "convert", src, tmp_path / "x.conll", "--columns", "0,3").output
+    assert "counted from 1 (e.g. 2,3)" in cli("data", "convert", src, tmp_path / "x.conll", "--columns", "0,3").output
+    named = cli("data", "convert", src, tmp_path / "x.conll", "--columns", "tokens,tags")
+    assert named.exit_code == 2 and "a CoNLL file's counted from 1 (--columns 2,3)" in named.output
+
+
+def test_data_convert_reads_the_parquet_columns_it_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"words": [["Anna", "ran"]], "labels": [["B-PER", "O"]]}), tmp_path / "w.parquet")
+    assert (
+        "drml data convert --columns WORDS,TAGS"
+        in cli("data", "convert", tmp_path / "w.parquet", tmp_path / "a").output
+    )
+    assert (
+        cli("data", "convert", tmp_path / "w.parquet", tmp_path / "b.conll", "--columns", "words,labels").exit_code == 0
+    )
+    assert (tmp_path / "b.conll").read_text() == "Anna\tB-PER\nran\tO\n\n"
+    missing = cli("data", "convert", tmp_path / "w.parquet", tmp_path / "c.conll", "--columns", "words,tags")
+    assert missing.exit_code == 2 and "w.parquet: no column tags: it has words, labels" in missing.output
+    numbered = cli("data", "convert", tmp_path / "w.parquet", tmp_path / "c.conll", "--columns", "1,2")
+    assert numbered.exit_code == 2 and "a Parquet file's columns are named" in numbered.output
 
 
 def test_data_convert_reports_malformed_input(tmp_path):

@@ -365,23 +365,30 @@ def is_parquet(path: str | os.PathLike[str]) -> bool:
         return False  # (a folder; a file that is not there, named by the reader)
 
 
-def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", columns: tuple[int, int] | None = None,
+Columns = tuple[int, int] | tuple[str, str]
+"""The words' and the tags' columns: a CoNLL file's, counted from 0; a Parquet file's, by name."""
+
+
+def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", columns: Columns | None = None,
                      ) -> list[Sentence]:  # fmt: skip
     """Read a CoNLL file (``columns``: as :func:`read_conll`), a Parquet file written by
-    :func:`drml_ray.data.parquet.write_parquet`, or a folder of such Parquet files read in name order (e.g. what
+    :func:`drml_ray.data.parquet.write_parquet` or a Hugging Face dataset (``columns``: as
+    :func:`~drml_ray.data.parquet.read_parquet`), or a folder of such Parquet files read in name order (e.g. what
     ``drml serve --log-requests DIR`` wrote)."""
-    if columns is not None and (Path(path).is_dir() or is_parquet(path)):
-        raise CorpusFormatError(path, None, "columns are chosen in CoNLL files only (Parquet has tokens and tags)")
+    parquet = Path(path).is_dir() or is_parquet(path)
+    if columns is not None and parquet != isinstance(columns[0], str):
+        raise CorpusFormatError(path, None, "a Parquet file's columns are named (--columns tokens,fine_ner_tags), a "
+                                "CoNLL file's counted from 1 (--columns 2,3)")  # fmt: skip
     if Path(path).is_dir():
         files = sorted(Path(path).glob("*.parquet"))
         if not files:
             raise CorpusFormatError(path, None, "a folder without .parquet files")
-        return [sentence for file in files for sentence in read_corpus_file(file, scheme)]
-    if is_parquet(path):
+        return [sentence for file in files for sentence in read_corpus_file(file, scheme, columns)]
+    if parquet:
         from drml_ray.data.parquet import read_parquet
 
-        sentences = read_parquet(path)
+        sentences = read_parquet(path, columns)  # type: ignore[arg-type]
         if scheme == "iob1":
             sentences = [as_iob2(s) for s in sentences]
         return sentences
-    return read_conll(path, scheme=scheme, columns=columns)
+    return read_conll(path, scheme=scheme, columns=columns)  # type: ignore[arg-type]

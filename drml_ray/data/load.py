@@ -10,6 +10,7 @@ from pathlib import Path
 
 from drml_ray.config import DataConfig, is_task_folder
 from drml_ray.data.conll import (
+    Columns,
     CorpusFormatError,
     Scheme,
     Sentence,
@@ -120,7 +121,7 @@ def _parquet_folder(path: Path) -> bool:
     return path.is_dir() and any(path.glob("*.parquet"))
 
 
-def read_files(paths: list[str], scheme: Scheme | None = None, columns: tuple[int, int] | None = None,
+def read_files(paths: list[str], scheme: Scheme | None = None, columns: Columns | None = None,
                ) -> list[list[Sentence]]:  # fmt: skip
     """Each corpus file read once, as IOB2 sentences (``columns``: as :func:`read_conll`). With no ``scheme``,
     IOB2 unless a file's entities start with ``I-`` (IOB1): read as IOB2 those would drop out of the gold standard,

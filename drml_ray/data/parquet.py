@@ -47,14 +47,15 @@ Face ``datasets`` (``Dataset.to_parquet``, the Hub's Parquet files: class ids, t
 metadata)."""
 
 
-def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
-    """Read a corpus Parquet file (drml's, or a Hugging Face dataset's with ``tokens`` and ``ner_tags``); errors
-    name the file, the row (as ``line``) and the problem."""
+def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None = None) -> list[Sentence]:
+    """Read a corpus Parquet file (drml's, or a Hugging Face dataset's with ``tokens`` and ``ner_tags``; ``columns``
+    names others: ``("words", "labels")``, Few-NERD's ``("tokens", "fine_ner_tags")``); errors name the file, the
+    row (as ``line``) and the problem."""
     try:
         schema = pq.read_schema(path)
-        tag_column, label_names = _tag_column(path, schema)
+        words, tag_column, label_names = _columns(path, schema, columns)
         has_doc = "doc" in schema.names
-        table = pq.read_table(path, columns=["tokens", tag_column, *(["doc"] if has_doc else [])])
+        table = pq.read_table(path, columns=[words, tag_column, *(["doc"] if has_doc else [])])
     except (pa.ArrowInvalid, OSError) as err:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
     docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
@@ -63,7 +64,7 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Sentence]:
         tags = [_named(path, row, ids, label_names) for row, ids in enumerate(tags, start=1)]
     tags = _io_as_iob2(path, tags)
     rows = [(row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
-            in enumerate(zip(_pylist(path, table, "tokens"), tags, docs, strict=True), start=1)
+            in enumerate(zip(_pylist(path, table, words), tags, docs, strict=True), start=1)
             if tokens or row_tags]  # fmt: skip
     if len(rows) < table.num_rows:  # (a CoNLL file's blank lines, as a row: no sentence)
         log.warning("%s: %s skipped", path, counted(table.num_rows - len(rows), "empty row"))
@@ -125,25 +126,30 @@ def _broken(value: pa.Scalar) -> bool:
         return True
 
 
-def _tag_column(path: str | os.PathLike[str], schema: pa.Schema) -> tuple[str, list[str] | None]:
-    """The column holding the tags, and the names of its class ids where it holds ids (else ``None``)."""
-    tag_column = next((name for name in TAG_COLUMNS if name in schema.names), None)
-    if "tokens" not in schema.names or tag_column is None:
+def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, str] | None,
+             ) -> tuple[str, str, list[str] | None]:  # fmt: skip
+    """The columns holding the words and the tags, and the names of the tags' class ids where it holds ids (else
+    ``None``)."""
+    words, tag_column = named or ("tokens", next((name for name in TAG_COLUMNS if name in schema.names), None))
+    if named and (missing := [name for name in named if name not in schema.names]):
+        raise CorpusFormatError(path, None, f"no column {missing[0]}: it has {', '.join(schema.names)}")
+    if words not in schema.names or tag_column is None:
         raise CorpusFormatError(path, None, f"not a drml corpus Parquet file: it needs a tokens column and a "
-                                f"{' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)}")  # fmt: skip
-    is_strings = [_is_list_of(schema.field(name).type, _is_text) for name in ("tokens", tag_column)]
+                                f"{' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (drml data "
+                                "convert --columns WORDS,TAGS names others)")  # fmt: skip
+    is_strings = [_is_list_of(schema.field(name).type, _is_text) for name in (words, tag_column)]
     ids = _is_list_of(schema.field(tag_column).type, pa.types.is_integer)
     doc_ok = "doc" not in schema.names or pa.types.is_integer(schema.field("doc").type)
     if not is_strings[0] or not (is_strings[1] or ids) or not doc_ok:
-        found = ", ".join(f"{name}: {schema.field(name).type}" for name in ("tokens", tag_column, "doc")
+        found = ", ".join(f"{name}: {schema.field(name).type}" for name in (words, tag_column, "doc")
                           if name in schema.names)  # fmt: skip
-        raise CorpusFormatError(path, None, f"columns tokens, {tag_column} must be lists of strings (doc: integers; "
+        raise CorpusFormatError(path, None, f"columns {words}, {tag_column} must be lists of strings (doc: integers; "
                                 f"drml data convert writes them), not {found}")  # fmt: skip
     names = class_label_names(schema.metadata, tag_column) if ids else None
     if ids and names is None:
         raise CorpusFormatError(path, None, f"column {tag_column} holds class ids and the file does not name them "
                                 "(no Hugging Face ClassLabel in its metadata): write the tags as strings")  # fmt: skip
-    return tag_column, names
+    return words, tag_column, names
 
 
 def _is_text(kind: pa.DataType) -> bool:
