@@ -123,7 +123,7 @@ NOT_WRITTEN = {".json": "JSON", ".jsonl": "JSON lines", ".csv": "CSV", ".arrow":
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")
 @user_errors
 def data_convert(
-    source: Annotated[Path, typer.Argument(help="A CoNLL or .parquet corpus file.")],
+    source: Annotated[Path, typer.Argument(help="A CoNLL or Parquet corpus file, or a folder of Parquet files.")],
     dest: Annotated[
         Path,
         typer.Argument(help="Output: .parquet or .pq for Parquet, .conll, .txt, .tsv or another for CoNLL columns."),

@@ -185,21 +185,18 @@ def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, .
     return (f"{source}:{line}" if line else source) + (f" with --set {', '.join(inside)}" if inside else "")
 
 
-def _key_named(loc: tuple[str, ...], msg: str) -> tuple[tuple[str, ...], str]:
+def _key_named(loc: tuple[str, ...], message: str) -> tuple[tuple[str, ...], str]:
     """A section's check whose message opens with one of its keys (``data.corpus: ...``): that key's location and
     the rest of the message, so the error names the key's line, once; else both as they are.
 
-    >>> _key_named(("data",), "Value error, data.corpus: unknown corpus 'x'")
-    (('data', 'corpus'), "Value error, unknown corpus 'x'")
+    >>> _key_named(("data",), "data.corpus: unknown corpus 'x'")
+    (('data', 'corpus'), "unknown corpus 'x'")
     """
-    prefix, message = (
-        ("Value error, ", msg.removeprefix("Value error, ")) if msg.startswith("Value error, ") else ("", msg)
-    )
     head, sep, rest = message.partition(": ")
     path = tuple(head.split("."))
     if loc and sep and len(path) > len(loc) and path[: len(loc)] == loc and all(map(str.isidentifier, path)):
-        return path, prefix + rest
-    return loc, msg
+        return path, rest
+    return loc, message
 
 
 def _format_errors(
@@ -207,12 +204,10 @@ def _format_errors(
 ) -> str:
     messages = []
     for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
-        loc, e["msg"] = _key_named(loc, e["msg"])
-        where = _where(loc, e["msg"], source, lines, overridden)
+        loc, message = _key_named(tuple(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
+        where = _where(loc, message, source, lines, overridden)
         shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
         got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
-        message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             section = _section_at(model, loc[:-1])
             message = "unknown key" + (_known_keys(loc[-1], section) if section else "")
