@@ -148,7 +148,8 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | Literal["io"], word: in
     documents = 0  # -DOCSTART- lines seen so far
     span_tags = 0  # BIOES-style tags rewritten as IOB2
     ranges = 0  # CoNLL-U multi-word tokens and empty nodes passed over
-    for line_no, columns in _records(path):
+    headers: list[str] = []  # (said once the file is read)
+    for line_no, columns in _records(path, headers):
         if columns and indexed and _is_word_range(columns[0]):
             ranges += 1
             continue
@@ -167,15 +168,19 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | Literal["io"], word: in
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
     note_span_tags(path, span_tags)
+    for header in headers:
+        log.warning("%s", header)
     if ranges:
         log.warning("%s: %d line%s numbered like 3-4 or 5.1 (CoNLL-U's multi-word tokens and empty nodes) passed "
                     "over: the words are the lines numbered 1, 2, 3, ...", path, ranges, "s"[: ranges - 1])  # fmt: skip
     return sentences if documents else [replace(s, doc=None) for s in sentences]
 
 
-def _records(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[str] | None]]:
+def _records(path: str | os.PathLike[str], headers: list[str] | None = None,
+             ) -> Iterator[tuple[int, list[str] | None]]:  # fmt: skip
     """(line number, columns) of each data line, ``[]`` for a blank line and ``None`` for a ``-DOCSTART-`` line
-    (where a sentence ends), and a last ``(0, [])``; comment lines are passed over."""
+    (where a sentence ends), and a last ``(0, [])``; comment lines and a first line naming the columns
+    (:func:`_is_header`, noted in ``headers``) are passed over."""
     n_columns: int | None = None
     in_sentence = False
     for line_no, line in [*_lines(path), (0, "")]:
@@ -187,8 +192,28 @@ def _records(path: str | os.PathLike[str]) -> Iterator[tuple[int, list[str] | No
                 raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet "
                                         "(Dataset.to_parquet keeps a Hugging Face dataset's label names)")  # fmt: skip
             columns = _columns(path, line_no, line, n_columns)
+            if n_columns is None and _is_header(columns):
+                if headers is not None:
+                    headers.append(f"{path}:{line_no}: a line naming the columns ({', '.join(columns)}): passed over")
+                continue
             n_columns, in_sentence = len(columns), True
             yield line_no, columns
+
+
+HEADER_WORDS = frozenset({
+    "token", "tokens", "word", "words", "text", "form", "lemma", "tag", "tags", "label", "labels", "ner", "ner_tag",
+    "ner_tags", "entity", "entities", "iob", "bio", "pos", "pos_tag", "chunk", "id", "index", "sentence", "doc",
+})  # fmt: skip
+"""The column names a spreadsheet or a pandas export writes on a file's first line (``Word<TAB>Tag``)."""
+
+
+def _is_header(columns: list[str]) -> bool:
+    """A line of column names (:data:`HEADER_WORDS`, in any case): ``token tag``, ``ID FORM NER``.
+
+    >>> _is_header(["Word", "Tag"]), _is_header(["word", "O"]), _is_header(["Tag", "Word"])
+    (True, False, True)
+    """
+    return all(column.lower() in HEADER_WORDS for column in columns)
 
 
 def layout(path: str | os.PathLike[str]) -> tuple[int, int]:

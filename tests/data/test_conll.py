@@ -322,3 +322,21 @@ def test_a_few_nerd_parquet_file_of_bare_class_names_reads_as_iob2(tmp_path):
         ("B-person", "I-person", "O", "B-art"),
         ("O",),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("Word\tTag\nAnna\tB-PER\nran\tO\n", ("Anna", "ran")),  # a pandas / spreadsheet export
+        ("ID FORM NER\n1 Anna B-PER\n2 ran O\n", ("Anna", "ran")),  # numbered, named columns
+        ("token\tner_tag\nAnna\tperson\nran\tO\nfar\tO\n", ("Anna", "ran", "far")),  # IO
+    ],
+)
+def test_a_first_line_naming_the_columns_is_passed_over_and_said(tmp_path, caplog, text, tokens):
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.conll"):
+        assert read_conll(write(tmp_path, text))[0].tokens == tokens
+    assert "corpus.txt:1: a line naming the columns (" in caplog.text
+
+
+def test_a_word_line_like_a_header_is_data_after_the_first_line(tmp_path):
+    assert read_conll(write(tmp_path, "Anna\tB-PER\nword\tO\n"))[0].tokens == ("Anna", "word")
