@@ -180,7 +180,7 @@ def _records(path: str | os.PathLike[str], headers: list[str] | None = None,
              ) -> Iterator[tuple[int, list[str] | None]]:  # fmt: skip
     """(line number, columns) of each data line, ``[]`` for a blank line and ``None`` for a ``-DOCSTART-`` line
     (where a sentence ends), and a last ``(0, [])``; comment lines and a first line naming the columns
-    (:func:`_is_header`, noted in ``headers``) are passed over."""
+    (:func:`is_header`, noted in ``headers``) are passed over."""
     n_columns: int | None = None
     in_sentence = False
     for line_no, line in [*_lines(path), (0, "")]:
@@ -192,7 +192,7 @@ def _records(path: str | os.PathLike[str], headers: list[str] | None = None,
                 raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet "
                                         "(Dataset.to_parquet keeps a Hugging Face dataset's label names)")  # fmt: skip
             columns = _columns(path, line_no, line, n_columns)
-            if n_columns is None and _is_header(columns):
+            if n_columns is None and is_header(columns):
                 if headers is not None:
                     headers.append(f"{path}:{line_no}: a line naming the columns ({', '.join(columns)}): passed over")
                 continue
@@ -207,10 +207,10 @@ HEADER_WORDS = frozenset({
 """The column names a spreadsheet or a pandas export writes on a file's first line (``Word<TAB>Tag``)."""
 
 
-def _is_header(columns: list[str]) -> bool:
+def is_header(columns: list[str]) -> bool:
     """A line of column names (:data:`HEADER_WORDS`, in any case): ``token tag``, ``ID FORM NER``.
 
-    >>> _is_header(["Word", "Tag"]), _is_header(["word", "O"]), _is_header(["Tag", "Word"])
+    >>> is_header(["Word", "Tag"]), is_header(["word", "O"]), is_header(["Tag", "Word"])
     (True, False, True)
     """
     return all(column.lower() in HEADER_WORDS for column in columns)

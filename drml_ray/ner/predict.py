@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import fields, is_parquet, read_conll, read_corpus_file
+from drml_ray.data.conll import fields, is_header, is_parquet, read_conll, read_corpus_file
 from drml_ray.data.parquet import logged_texts
 from drml_ray.data.tags import is_io, is_tag, split_tag
 from drml_ray.errors import UserError
@@ -214,7 +214,9 @@ def read_text_lines(path: str | Path) -> list[str]:
 
 def _looks_like_conll(rows: list[list[str]]) -> bool:
     """Whether the fields of a file's lines are CoNLL's: every line a word and an IOB or BIOES tag last, or lines of
-    one width whose last fields are IO's bare types (:func:`~drml_ray.data.conll.is_io`); ``-DOCSTART-`` aside."""
+    one width whose last fields are IO's bare types (:func:`~drml_ray.data.tags.is_io`); ``-DOCSTART-`` and a first
+    line naming the columns aside."""
+    rows = rows[1:] if rows and is_header(rows[0]) else rows
     rows = [columns for columns in rows if columns[0] != "-DOCSTART-"]
     if not rows or min(map(len, rows)) < 2:
         return False

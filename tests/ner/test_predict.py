@@ -63,7 +63,7 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     plain.write_text("Anna met Bob .\nO no\n\nNext one\n")  # a blank line opens the next document
     assert read_inputs(plain) == (["Anna met Bob .", "O no", "", "Next one"], False, [0, 0, 1, 1])
     tagged = tmp_path / "y.conll"  # BIOES tags, then IO's bare types: CoNLL too
-    tagged.write_text("Anna\tS-PER\nran\tO\n")
+    tagged.write_text("Word\tTag\nAnna\tS-PER\nran\tO\n")  # (a first line naming the columns)
     assert read_inputs(tagged) == (["Anna ran"], True, [None])
     tagged.write_text("Anna\tperson-actor\nLee\tperson-actor\nran\tO\nfar\tO\n")
     assert read_inputs(tagged) == (["Anna Lee ran far"], True, [None])
