@@ -191,6 +191,10 @@ def _records(path: str | os.PathLike[str], headers: list[str] | None = None,
             if n_columns is None and line.startswith("{") and line.rstrip().endswith("}"):
                 raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet "
                                         "(Dataset.to_parquet keeps a Hugging Face dataset's label names)")  # fmt: skip
+            if n_columns is None and _is_csv(line):
+                raise CorpusFormatError(path, line_no, "comma-separated values (CSV), not CoNLL columns: drml reads "
+                                        "a word and its tag per line, separated by a tab or spaces, a blank line "
+                                        "between sentences, or Parquet", line)  # fmt: skip
             columns = _columns(path, line_no, line, n_columns)
             if n_columns is None and is_header(columns):
                 if headers is not None:
@@ -205,6 +209,19 @@ HEADER_WORDS = frozenset({
     "ner_tags", "entity", "entities", "iob", "bio", "pos", "pos_tag", "chunk", "id", "index", "sentence", "doc",
 })  # fmt: skip
 """The column names a spreadsheet or a pandas export writes on a file's first line (``Word<TAB>Tag``)."""
+
+
+def _is_csv(line: str) -> bool:
+    """A line that is no CoNLL line (no tag after a space or a tab) but comma-separated values ending in a tag or
+    a column name.
+
+    >>> _is_csv("Anna,B-PER"), _is_csv("Sentence #,Word,POS,Tag"), _is_csv(", O"), _is_csv("1,000 O")
+    (True, True, False, False)
+    """
+    cells, conll = [cell.strip() for cell in line.split(",")], fields(line)
+    if "\t" in line or len(cells) < 2 or (len(conll) > 1 and is_tag(conll[-1])):
+        return False
+    return is_tag(cells[-1]) or cells[-1].lower() in HEADER_WORDS
 
 
 def is_header(columns: list[str]) -> bool:
