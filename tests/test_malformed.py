@@ -164,6 +164,8 @@ CASES = [
         "train.conll:1: JSON, not CoNLL columns"),
     own("Word,Tag\nAnna,B-PER\n", "comma-separated values (CSV)",
         "train.conll:1: comma-separated values (CSV), not CoNLL columns"),
+    own("T1\tPerson 0 4\tAnna\nT2\tLocation 12 18\tBerlin\n", "brat standoff annotations (.ann)",
+        "train.ann:1: brat standoff annotations (.ann), not CoNLL columns", name="train.ann"),
     own("Anna\tB-PER\x00\n", "a NUL byte", "train.conll:1: binary content (a NUL byte)"),
     own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)", "train.conll:1: not UTF-8 text"),
     own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),

@@ -191,6 +191,10 @@ def _records(path: str | os.PathLike[str], headers: list[str] | None = None,
             if n_columns is None and line.startswith("{") and line.rstrip().endswith("}"):
                 raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet "
                                         "(Dataset.to_parquet keeps a Hugging Face dataset's label names)")  # fmt: skip
+            if n_columns is None and _BRAT.match(line):
+                raise CorpusFormatError(path, line_no, "brat standoff annotations (.ann), not CoNLL columns: drml "
+                                        "reads a word and its tag per line (convert it, e.g. with brat's "
+                                        "standoff2conll), or Parquet", line)  # fmt: skip
             if n_columns is None and _is_csv(line):
                 raise CorpusFormatError(path, line_no, "comma-separated values (CSV), not CoNLL columns: drml reads "
                                         "a word and its tag per line, separated by a tab or spaces, a blank line "
@@ -209,6 +213,10 @@ HEADER_WORDS = frozenset({
     "ner_tags", "entity", "entities", "iob", "bio", "pos", "pos_tag", "chunk", "id", "index", "sentence", "doc",
 })  # fmt: skip
 """The column names a spreadsheet or a pandas export writes on a file's first line (``Word<TAB>Tag``)."""
+
+
+_BRAT = re.compile(r"T[0-9]+\t\S+ [0-9]+ [0-9]+[ ;0-9]*\t")
+"""A brat standoff text-bound annotation line: ``T1<TAB>Person 0 4<TAB>Anna``."""
 
 
 def _is_csv(line: str) -> bool:
