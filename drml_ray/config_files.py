@@ -234,7 +234,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
         hint = _other_kind(path, data, model)
         raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
     if getattr(config, "tune", None) is not None:
-        _check_space(config, path, lines, overridden)
+        config = _check_space(config, path, lines, overridden)
     return config
 
 
@@ -278,19 +278,34 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     return data, _key_lines(root) if root is not None else {}
 
 
-def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
-    """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config."""
+def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> Any:
+    """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config; ``config``
+    with each value as the config holds it (a relative path made absolute here: a trial runs in its own folder)."""
     tune = config.tune
+    resolved: dict[str, dict[str, Any]] = {"space": {}, "mutations": {}}
     for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
         for key, dist in space.items():
             where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
             try:
                 _searchable(type(config), key)
-                for value in dist.args:
-                    with_params(config, {key: value})
+                values = [_value_at(with_params(config, {key: value}), key) for value in dist.args]
             except ConfigError as err:
                 origin = _where(where, "", str(path), lines, overridden)
                 raise ConfigError(f"{origin}: tune.{section}.{key}: {err}") from None
+            held = {kind: values for kind in ("choice", "grid") if getattr(dist, kind) is not None}
+            resolved[section][key] = dist.model_copy(update=held)
+    scheduler = tune.scheduler.model_copy(update={"mutations": resolved["mutations"]})
+    return config.model_copy(
+        update={"tune": tune.model_copy(update={"space": resolved["space"], "scheduler": scheduler})}
+    )
+
+
+def _value_at(config: BaseModel, key: str) -> Any:
+    """The value at dotted ``key`` of ``config``, as its YAML holds it."""
+    value: Any = config.model_dump(mode="json")
+    for part in key.split("."):
+        value = value[part]
+    return value
 
 
 def _searchable(model: type[BaseModel], key: str) -> None:

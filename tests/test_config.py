@@ -151,6 +151,20 @@ def test_an_override_names_a_search_space_key_whole_dots_and_all(tmp_path):
         load_config(path, ["tune.space.train.lrx={uniform: [0.1, 0.2]}"])
 
 
+def test_a_searched_relative_path_is_held_absolute_as_the_driver_reads_it(tmp_path, monkeypatch):
+    # a trial runs in its own folder (Tune changes its working folder): ./clinical must not be read from there
+    (tmp_path / "clinical").mkdir()
+    for split in ("train", "dev", "test"):
+        (tmp_path / "clinical" / f"{split}.conll").write_text("Anna\tB-PER\n")
+    monkeypatch.chdir(tmp_path)
+    searched = ("    data.corpus: {grid: [./clinical, conll2003]}\n    data.train: {choice: [./a.conll]}\n"
+                "    train.lr: {choice: [1.0e-4]}\n")  # fmt: skip
+    path = write(tmp_path, f"data: {{corpus: generated}}\ntune:\n  space:\n{searched}")
+    space = load_config(path).tune.space
+    assert space["data.corpus"].args == [str(tmp_path / "clinical"), "conll2003"]
+    assert space["data.train"].args == [str(tmp_path / "a.conll")] and space["train.lr"].args == [1.0e-4]
+
+
 def test_batch_must_split_over_workers_and_accumulation(tmp_path):
     with pytest.raises(ConfigError, match=r"batch_size \(10\) must be a multiple of .* \(4\)"):
         load_config(write(tmp_path, "train: {batch_size: 10, grad_accum: 2}\nscaling: {num_workers: 2}\n"))
