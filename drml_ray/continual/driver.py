@@ -24,7 +24,7 @@ import ray  # RAY
 
 from drml_ray.continual.config import ContinualExperiment, uses
 from drml_ray.continual.learner import EWC_FILE, dev_split, save_ewc_state, score, training_data
-from drml_ray.continual.protocols import Experience, experiences
+from drml_ray.continual.protocols import Experience, experience_inputs, experiences
 from drml_ray.continual.results import CONTINUAL_FILE, continual_table, read_baseline, read_row, write_outputs
 from drml_ray.continual.strategies import grown_labels, replay_sample
 from drml_ray.data.conll import Sentence
@@ -264,22 +264,27 @@ def experience_count(cfg: ContinualExperiment) -> int:
     return 1 + -(-max(0, count - c.first_types) // c.types_per_step)
 
 
-def prepare_search(cfg: ContinualExperiment) -> tuple[list[Experience], str]:
-    """The experiences every trial trains on (read once) and what they are; one strategy per trial."""
+def prepare_search(cfg: ContinualExperiment) -> tuple[tuple[dict[str, Any], list[Experience]], str]:
+    """The experiences the trials train on (read once), what they were read from, and what they are; one strategy
+    per trial."""
     assert cfg.tune is not None
     if len(planned_runs(cfg)) != 1 and "continual.strategies" not in cfg.tune.space:
         raise UserError("a continual search tunes one strategy per trial: set continual.strategies: [ewc] (and no "
                         "meta_init), or search over it with tune.space: {continual.strategies: {choice: [[ewc], "
                         "[replay]]}}")  # fmt: skip
     found = check_inputs(cfg)
-    return found, (f"continual learning over {', '.join(e.name for e in found)}; the mean dev F1 over the "
-                   "experiences seen is the metric")  # fmt: skip
+    what = f"continual learning over {', '.join(e.name for e in found)}; the mean dev F1 over the experiences seen"
+    return (experience_inputs(cfg), found), f"{what} is the metric"
 
 
-def search_trial(cfg: ContinualExperiment, trial_dir: Path, found: list[Experience], callbacks: Any) -> None:
-    """One trial: the strategy over the experiences, reporting after each (``epoch`` = experiences done)."""
+def search_trial(cfg: ContinualExperiment, trial_dir: Path, shared: tuple[dict[str, Any], list[Experience]],
+                 callbacks: Any) -> None:  # fmt: skip
+    """One trial: the strategy over the experiences (its own where it searches what they are read from: the
+    protocol, data, ...), reporting after each (``epoch`` = experiences done)."""
     from ray import tune  # RAY
 
+    inputs, found = shared
+    found = found if experience_inputs(cfg) == inputs else experiences(cfg)
     started = time.perf_counter()
     [(name, (strategy, start))] = planned_runs(cfg).items()
 

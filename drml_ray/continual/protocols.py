@@ -10,6 +10,7 @@ import random
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from drml_ray.continual.config import ContinualExperiment
 from drml_ray.continual.strategies import sentence_types
@@ -123,6 +124,16 @@ def class_experiences(cfg: ContinualExperiment) -> list[Experience]:
         out.append(Experience(f"step {k + 1}: {'+'.join(steps[k])}", steps[k], keep_types(full, kinds),
                               keep_types(dev, kinds), keep_types(test, kinds), full, c.corpus))  # fmt: skip
     return out
+
+
+EXPERIENCE_KEYS = {"protocol", "experiences", "corpus", "type_order", "first_types", "types_per_step", "dev_sentences",
+                   "test_sentences"}  # fmt: skip
+"""The ``continual`` keys :func:`experiences` reads (with ``data`` and ``seed``)."""
+
+
+def experience_inputs(cfg: ContinualExperiment) -> dict[str, Any]:
+    """What :func:`experiences` reads of ``cfg``: a trial searching any of it reads its own experiences."""
+    return {"data": cfg.data, "seed": cfg.seed, "continual": cfg.continual.model_dump(include=EXPERIENCE_KEYS)}
 
 
 def experiences(cfg: ContinualExperiment) -> list[Experience]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state
-from drml_ray.config import FinetuneConfig, ModelConfig, ScalingSettings
+from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, ScalingSettings
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
@@ -361,19 +361,30 @@ def run_finetune(
 # --- drml tune: one trial is one Ray Train run (the kind's TuneSpec) -----------------------------------
 
 
-def prepare_search(cfg: FinetuneConfig) -> tuple[NerCorpus, str]:
-    """The corpus every trial trains on (read once, shipped through the object store) and what it is."""
+SearchData = tuple[DataConfig, NerCorpus]
+"""The corpus read once for a search (shipped through the object store) and the data section it was read from."""
+
+
+def prepare_search(cfg: FinetuneConfig) -> tuple[SearchData, str]:
+    """The corpus the trials train on (read once) and what it is."""
     corpus = load_corpus(cfg.data)
-    return corpus, corpus.describe()
+    return (cfg.data, corpus), corpus.describe()
 
 
-def search_trial(cfg: FinetuneConfig, trial_dir: Path, corpus: NerCorpus, callbacks: Sequence[LoopCallback]) -> None:
+def _corpus_of(cfg: FinetuneConfig, shared: SearchData) -> NerCorpus:
+    """The search's corpus, or the trial's own where it searches the data section (data.corpus, data.train, ...)."""
+    data, corpus = shared
+    return corpus if cfg.data == data else load_corpus(cfg.data, progress=False)
+
+
+def search_trial(cfg: FinetuneConfig, trial_dir: Path, shared: SearchData, callbacks: Sequence[LoopCallback]) -> None:
     """One trial: Ray Train writes straight into ``trial_dir`` (the run directory's ``tune/trial_N``), not
     into Tune's staging copy of it: Train keeps the best and the latest checkpoint and deletes the rest,
     but Tune's sync from staging only ever adds files, so every epoch's checkpoint would pile up there.
     A restored trial that runs again resumes from ``trial_dir/train`` by itself."""
     from ray.tune.integration.ray_train import TuneReportCallback  # RAY
 
+    corpus = _corpus_of(cfg, shared)
     if cfg.tune is not None and cfg.tune.scheduler.type == "pbt":
         _pbt_segments(cfg, corpus, trial_dir, callbacks)
     else:  # every report of the Train run reaches Tune
@@ -407,9 +418,10 @@ def _pbt_segments(cfg: FinetuneConfig, corpus: NerCorpus, trial_dir: Path, callb
         epoch = stop_at
 
 
-def finish_search(best_cfg: FinetuneConfig, run_dir: Path, best: Any, corpus: NerCorpus) -> dict[str, Any]:
+def finish_search(best_cfg: FinetuneConfig, run_dir: Path, best: Any, shared: SearchData) -> dict[str, Any]:
     """After the search: every trial's stray checkpoints pruned, the best trial's best checkpoint exported
-    to ``best/`` and scored on dev and test."""
+    to ``best/`` and scored on dev and test (on the best trial's corpus)."""
+    corpus = _corpus_of(best_cfg, shared)
     orphans = [p for train in (run_dir / "tune").glob(f"trial_*/{TRAIN_SUBDIR}*")
                for p in prune_unregistered_checkpoints(train)]  # fmt: skip
     if orphans:  # a trial stopped mid-report (ASHA, PBT) leaves an upload Ray Train never registered

@@ -282,3 +282,18 @@ def test_resume_with_no_search_to_resume_says_it_starts_one(tmp_path, capsys):
     tuner = _tuner(load_config("tune/smoke"), lambda config: None, tmp_path, TrialPlan(1, 0, 4, "1 worker"), 1, True)
     assert type(tuner).__name__ == "Tuner"  # (a new one: nothing was there to restore)
     assert f"[drml] --resume: no search to resume in {tmp_path}, so it starts" in capsys.readouterr().out
+
+
+def test_a_trial_that_searches_the_data_reads_its_own_and_the_best_is_scored_on_it():
+    # (the corpus is read once for a search; a trial whose data section differs read it all the same)
+    from drml_ray.continual.protocols import experience_inputs
+    from drml_ray.ner.finetune import _corpus_of, prepare_search
+
+    cfg = FinetuneConfig(name="x", data={"corpus": "generated", "generated": {"train": 30, "dev": 10, "test": 10}})
+    shared, _ = prepare_search(cfg)
+    assert _corpus_of(with_params(cfg, {"train.lr": 1e-3}), shared) is shared[1]
+    own = _corpus_of(with_params(cfg, {"data.generated.train": 12}), shared)
+    assert len(own.splits["train"]) == 12 and len(shared[1].splits["train"]) == 30
+    continual = load_config("continual/smoke")
+    assert experience_inputs(with_params(continual, {"continual.ewc_lambda": 10.0})) == experience_inputs(continual)
+    assert experience_inputs(with_params(continual, {"continual.protocol": "class"})) != experience_inputs(continual)
