@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import click
 import typer
@@ -28,9 +28,6 @@ from drml_ray.cli_support import file_to_write, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
-
-if TYPE_CHECKING:
-    pass
 
 # Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
 # deduplication shows lines that differ only in their numbers as one (two strategies' or cells' progress as one

@@ -403,6 +403,11 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     return None
 
 
+def parquet_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The ``.parquet`` files of a folder, in name order (none where ``folder`` is no folder)."""
+    return sorted(Path(folder).glob("*.parquet")) if Path(folder).is_dir() else []
+
+
 def is_parquet(path: str | os.PathLike[str]) -> bool:
     """A Parquet file: named ``.parquet`` (in any case), or a file that starts with Parquet's magic bytes
     (``PAR1``: a ``.pq`` file, one with no suffix)."""
@@ -430,7 +435,7 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
         raise CorpusFormatError(path, None, "a Parquet file's columns are named (--columns tokens,fine_ner_tags), a "
                                 "CoNLL file's counted from 1 (--columns 2,3)")  # fmt: skip
     if Path(path).is_dir():
-        files = sorted(Path(path).glob("*.parquet"))
+        files = parquet_files(path)
         if not files:
             raise CorpusFormatError(path, None, "a folder without .parquet files")
         return [sentence for file in files for sentence in read_corpus_file(file, scheme, columns)]

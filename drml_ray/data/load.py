@@ -17,6 +17,7 @@ from drml_ray.data.conll import (
     as_iob2,
     discover_labels,
     first_line_with,
+    parquet_files,
     read_corpus_file,
 )
 from drml_ray.data.fetch import FetchError, fetch
@@ -99,7 +100,7 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     path = Path(folder)
     if not path.is_dir():
         raise ValueError(f"task {str(folder)!r}: no such folder")
-    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or _parquet_folder(p)))
+    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or parquet_files(p)))
     found: dict[str, str] = {}
     for split, stems in SPLIT_STEMS.items():
         matches = [p.name for p in files if _SHARD.sub("", p.name.split(".")[0]).lower() in stems]
@@ -115,10 +116,6 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
 
 _SHARD = re.compile(r"-[0-9]+-of-[0-9]+$")
 """The Hub's shard suffix of a split's file name (``train-00000-of-00001``)."""
-
-
-def _parquet_folder(path: Path) -> bool:
-    return path.is_dir() and any(path.glob("*.parquet"))
 
 
 def read_files(paths: list[str], scheme: Scheme | None = None, columns: Columns | None = None,
@@ -215,7 +212,7 @@ def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sent
         path, why = None, str(err)
     if path is not None:
         return read_files([path])[0], folder.name
-    if not any(folder.glob("*.parquet")):
+    if not parquet_files(folder):
         raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
     if split_given:
         raise UserError(f"--split picks a split of a task folder; {folder} holds .parquet files, scored whole")

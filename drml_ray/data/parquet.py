@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import CorpusFormatError, Sentence
+from drml_ray.data.conll import CorpusFormatError, Sentence, parquet_files
 from drml_ray.data.tags import UNKNOWN_PREFIX, io_to_iob2, is_io, is_tag, note_io, note_span_tags, read_tag
 from drml_ray.text import counted
 
@@ -83,8 +83,10 @@ REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
 def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
     """The texts a request log (a file or a folder, as :func:`drml_ray.data.conll.read_corpus_file` reads it) was
     served, one per row with words, in order; ``None`` where any file is not a request log."""
-    files = sorted(Path(path).glob("*.parquet")) if Path(path).is_dir() else [Path(path)]
+    files = parquet_files(path) if Path(path).is_dir() else [Path(path)]
     texts: list[str] = []
+    if not files:
+        return None
     for file in files:
         try:
             schema = pq.read_schema(file)
@@ -94,6 +96,8 @@ def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
         except (pa.ArrowInvalid, OSError):
             return None  # (read_corpus_file names what is wrong)
         words, text = _pylist(file, table, "tokens"), _pylist(file, table, "text")
+        if None in text:
+            return None  # (an edited log: read as a corpus, which names what is wrong)
         texts += [t for w, t in zip(words, text, strict=True) if w]  # (as read_parquet, rows without words skipped)
     return texts
 
@@ -102,7 +106,7 @@ def _io_as_iob2(path: str | os.PathLike[str], tags: list) -> list:
     """Rows of IO's bare types (Few-NERD's ClassLabel names: O, art, building, ...) as IOB2, said; others as
     they are."""
     every = [tag for row in tags for tag in row or [] if isinstance(tag, str)]
-    if all(map(is_tag, set(every))) or not is_io(every):
+    if all(map(is_tag, set(every))) or not is_io(every):  # (is_io counts only where a tag is not IOB or BIOES)
         return tags
     note_io(path)
     return [io_to_iob2(row) if row and None not in row else row for row in tags]

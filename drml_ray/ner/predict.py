@@ -157,9 +157,9 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     rows are their served texts.
     """
     if is_parquet(path) or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
+        if (texts := logged_texts(path)) is not None:  # (served texts: split again as served, offsets in them)
+            return Inputs(texts, False, [None] * len(texts))
         sentences = read_corpus_file(path)
-        if (texts := logged_texts(path)) is not None and len(texts) == len(sentences):
-            return Inputs(texts, False, [None] * len(texts))  # (served texts: split again as served, offsets in them)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     lines = read_text_lines(path)
     if fmt == "auto":
