@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,8 +85,12 @@ def test_a_killed_tune_driver_resumes_without_rerunning_finished_trials(ray_sess
     proc.wait(timeout=60)
     first = run_dir / "tune" / "trial_00000" / "result.json"
     kept = first.read_bytes()
+    # A trial that ran after Tune last saved its state (as the second one may have: the kill races it)
+    shutil.copytree(run_dir / "tune" / "trial_00000", run_dir / "tune" / "trial_00009")
 
-    cli(*args, "--resume")
+    said = cli(*args, "--resume")
+    assert "trial_00009 started after the search last saved its state, so it runs again" in said
+    assert not (run_dir / "tune" / "trial_00009").exists()
     with (run_dir / "trials.csv").open() as handle:
         trials = list(csv.DictReader(handle))
     assert [(t["trial"], t["state"]) for t in trials] == [("trial_00000", "completed"), ("trial_00001", "completed")]

@@ -66,20 +66,25 @@ def read_ended(path: Path) -> frozenset[str]:
     return frozenset(read_json(path, list, schema=list[str], default=[]))
 
 
-def drop_unreported_trials(experiment: Path) -> list[str]:
-    """Remove the folders of trials that never reported (no result rows, no checkpoint) and return their names.
+def recorded_trials(experiment: Path) -> frozenset[str]:
+    """The folder names of the trials Tune's last saved state of ``experiment`` lists."""
+    from ray.tune import ExperimentAnalysis  # RAY
 
-    A driver killed as a trial started leaves its folder behind while Tune's saved state may not list the trial;
-    on ``--resume`` Tune then creates the trial again, finds its name taken and gives it a random suffix
-    (``trial_00001_b741``). Nothing is lost: such a trial starts from scratch either way, and Tune recreates the
-    folder of a trial its state does list.
+    return frozenset(Path(t.path).name for t in ExperimentAnalysis(str(experiment)).trials)
+
+
+def drop_unrecorded_trials(experiment: Path, recorded: frozenset[str]) -> list[str]:
+    """Remove the folders of trials Tune's saved state does not list (``recorded``) and return their names.
+
+    A driver killed after a trial started, before Tune next saved its state, leaves that trial's folder (started,
+    or even finished) while the state does not list it; on ``--resume`` Tune creates the trial again from its
+    saved searcher, finds its name taken and gives it a random suffix (``trial_00001_b741``, beside a
+    ``trial_00001`` no table lists). Such a trial runs again from scratch either way; the folders of the trials
+    the state lists, reported or not, are Tune's own and stay.
     """
-    dropped = []
-    for folder in sorted(p for p in experiment.glob("trial_*") if p.is_dir()):
-        result = folder / "result.json"
-        if not any(folder.glob("checkpoint_*")) and not (result.is_file() and result.stat().st_size):
-            shutil.rmtree(folder)
-            dropped.append(folder.name)
+    dropped = sorted(p.name for p in experiment.glob("trial_*") if p.is_dir() and p.name not in recorded)
+    for name in dropped:
+        shutil.rmtree(experiment / name)
     return dropped
 
 
@@ -208,7 +213,8 @@ def _tuner(cfg: Any, trainable: Any, run_dir: Path, plan: TrialPlan, limit: int,
     settings, experiment = cfg.tune, run_dir / TUNE_SUBDIR
     if resume and Tuner.can_restore(str(experiment)):
         print(f"[drml] resuming the search in {experiment} (unfinished and errored trials run again)")
-        drop_unreported_trials(experiment)
+        for name in drop_unrecorded_trials(experiment, recorded_trials(experiment)):
+            print(f"[drml] {name} started after the search last saved its state, so it runs again")
         return Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
     if resume:
         print(f"[drml] --resume: no search to resume in {run_dir}, so it starts")

@@ -18,7 +18,7 @@ from drml_ray.meta.config import MetaExperiment
 from drml_ray.meta.kind import KIND as META
 from drml_ray.ner.kind import trial_plan
 from drml_ray.runtime.registry import TrialPlan
-from drml_ray.tune.driver import _tuner, concurrent_trials, drop_unreported_trials, trial_name
+from drml_ray.tune.driver import _tuner, concurrent_trials, drop_unrecorded_trials, trial_name
 from drml_ray.tune.space import make_scheduler, param_space, to_domain
 from drml_ray.tune.summary import TrialSummary, format_trials, trial_state
 
@@ -262,20 +262,18 @@ def test_successive_halving_needs_every_trial_up_front():
         TuneSettings(space={"train.lr": {"loguniform": [1e-5, 1e-3]}}, search="optuna", scheduler={"type": "sha"})
 
 
-def test_resume_drops_only_the_folders_of_trials_that_never_reported(tmp_path):
-    """A killed driver can leave the folder of a trial that had just started; kept, it would push the trial Tune
-    creates again on --resume to a suffixed name. Folders with result rows or a checkpoint stay."""
-    (tmp_path / "trial_00000").mkdir()
-    (tmp_path / "trial_00000" / "result.json").write_text('{"epoch": 1}\n')
-    (tmp_path / "trial_00001").mkdir()
-    (tmp_path / "trial_00001" / "params.json").write_text("{}")
-    (tmp_path / "trial_00001" / "result.json").write_text("")
-    (tmp_path / "trial_00002" / "checkpoint_000000").mkdir(parents=True)
-    (tmp_path / "trial_00003").mkdir()
+def test_resume_drops_the_folders_of_trials_the_saved_state_does_not_list(tmp_path):
+    """A killed driver can leave the folder of a trial Tune started (or even finished) after it last saved its
+    state; kept, it would push the trial Tune creates again on --resume to a suffixed name. The folders of the
+    trials the state lists stay, reported or not; files beside them stay."""
+    for name in ("trial_00000", "trial_00001", "trial_00002", "trial_00003"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "trial_00002" / "result.json").write_text('{"epoch": 1}\n')  # finished, but not in the state
+    (tmp_path / "trial_00002" / "checkpoint_000000").mkdir()
     (tmp_path / "experiment_state-x.json").write_text("{}")
 
-    assert drop_unreported_trials(tmp_path) == ["trial_00001", "trial_00003"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment_state-x.json", "trial_00000", "trial_00002"]
+    assert drop_unrecorded_trials(tmp_path, frozenset({"trial_00000", "trial_00001"})) == ["trial_00002", "trial_00003"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiment_state-x.json", "trial_00000", "trial_00001"]
 
 
 def test_resume_with_no_search_to_resume_says_it_starts_one(tmp_path, capsys):
