@@ -4,7 +4,7 @@ A CoNLL file holds one token per line with its tag in the last column (or in ano
 shows, said when read: :func:`layout`), a blank line between sentences and optional ``-DOCSTART-`` lines between
 documents (kept: each sentence knows its document, which ``data.context`` uses). Its tags are read as IOB2, what
 everything inside drml-ray uses (seqeval and the classifier expect it), whatever scheme the file follows
-(:mod:`drml_ray.data.tags`: IOB1, BIOES-style, IO).
+(:mod:`drml_ray.data.tags`: IOB1, BIOES-style, IO, untyped).
 """
 
 from __future__ import annotations
@@ -21,14 +21,16 @@ from typing import Literal
 from drml_ray.data.tags import (
     PREFIXES,
     UNKNOWN_PREFIX,
+    BareScheme,
+    bare_scheme,
     io_to_iob2,
     iob1_to_iob2,
-    is_io,
     is_tag,
-    note_io,
+    note_bare,
     note_span_tags,
     read_tag,
     split_tag,
+    untyped_tag,
 )  # fmt: skip
 from drml_ray.errors import UserError
 
@@ -73,7 +75,8 @@ def read_conll(
     ``#`` comment lines before a sentence are skipped. Errors name the file, the line and the offending text: a
     line whose column count differs from the file's first line, fewer than two columns, a tag that is not
     ``O``/``B-X``/``I-X`` (or BIOES-style, rewritten as IOB2), an empty file. A file whose tags are bare types
-    (IO, :func:`is_io`) is read as IO, and said so. The word is the first column and the tag the last, unless the
+    (IO) or bare prefixes (``B``, ``I``: untyped; :func:`~drml_ray.data.tags.bare_scheme`) is read so, and said
+    so. The word is the first column and the tag the last, unless the
     file is laid out otherwise throughout (:func:`layout`, which reads the file again only then), or ``columns``
     names the word's and the tag's (counted from 0). Where column 1 numbers the words, CoNLL-U's lines numbered
     ``3-4`` (a multi-word token) and ``5.1`` (an empty node) are passed over: the words are those numbered 3 and 4.
@@ -83,17 +86,17 @@ def read_conll(
         try:
             return _read(path, scheme, *columns, indexed=indexed)
         except _NoTag:
-            if not _is_io_column(path, columns[1]):
+            if (bare := _bare_scheme(path, columns[1])) is None:
                 raise
-            return _read_io(path, columns, indexed)
+            return _read_bare(path, bare, columns, indexed)
         except IndexError:
             raise CorpusFormatError(path, None, f"no column {max(columns) + 1}: its lines have fewer") from None
     try:
         sentences = _read(path, scheme, 0, -1)
     except _NoTag:
         columns = layout(path)
-        if _is_io_column(path, columns[1]):
-            return _read_io(path, columns, _indexed(columns))
+        if (bare := _bare_scheme(path, columns[1])) is not None:
+            return _read_bare(path, bare, columns, _indexed(columns))
         if columns == (0, -1):
             raise
         return _read(path, scheme, *columns, indexed=_indexed(columns))
@@ -103,14 +106,16 @@ def read_conll(
     return sentences if columns == (0, -1) else _read(path, scheme, *columns, indexed=_indexed(columns))
 
 
-def _read_io(path: str | os.PathLike[str], columns: tuple[int, int], indexed: bool) -> list[Sentence]:
-    """The file read as IO, its tag column holding IO's bare types (:func:`is_io`), and said so."""
-    note_io(path)
-    return _read(path, "io", *columns, indexed=indexed)
+def _read_bare(path: str | os.PathLike[str], scheme: BareScheme, columns: tuple[int, int], indexed: bool,
+               ) -> list[Sentence]:  # fmt: skip
+    """The file read as its tag column's bare types or prefixes say (:func:`~drml_ray.data.tags.bare_scheme`),
+    and said so."""
+    note_bare(path, scheme)
+    return _read(path, scheme, *columns, indexed=indexed)
 
 
-def _is_io_column(path: str | os.PathLike[str], tag: int) -> bool:
-    return is_io(columns[tag] for _, columns in _records(path) if columns and not _is_word_range(columns[0]))
+def _bare_scheme(path: str | os.PathLike[str], tag: int) -> BareScheme | None:
+    return bare_scheme(columns[tag] for _, columns in _records(path) if columns and not _is_word_range(columns[0]))
 
 
 class _NoTag(CorpusFormatError):
@@ -137,11 +142,12 @@ def _counts_words(sentence: Sentence) -> bool:
     return bool(words) and words == [str(i) for i in range(1, len(words) + 1)]
 
 
-def _read(path: str | os.PathLike[str], scheme: Scheme | Literal["io"], word: int, tag: int, indexed: bool = False,
+def _read(path: str | os.PathLike[str], scheme: Scheme | BareScheme, word: int, tag: int, indexed: bool = False,
           ) -> list[Sentence]:  # fmt: skip
     """:func:`read_conll` with the words in column ``word`` and the tags in column ``tag``; ``indexed``: column 1
     numbers the words, and its CoNLL-U ranges (:func:`_is_word_range`) are passed over."""
     convert = {"iob1": iob1_to_iob2, "io": io_to_iob2}.get(scheme, list)
+    typed = untyped_tag if scheme == "untyped" else str  # (untyped: B read as B-ENTITY)
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
@@ -160,10 +166,10 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | Literal["io"], word: in
             documents += columns is None
             continue
         try:
-            tags.append(columns[tag] if scheme == "io" else read_tag(columns[tag]))
+            tags.append(columns[tag] if scheme == "io" else read_tag(typed(columns[tag])))
         except ValueError:
             raise _NoTag(path, line_no, UNKNOWN_PREFIX, columns[tag]) from None
-        span_tags += tags[-1] != columns[tag]
+        span_tags += tags[-1][:1] != columns[tag][:1]  # (S-PER read as B-PER)
         tokens.append(columns[word])
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")

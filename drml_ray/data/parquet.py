@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from drml_ray.data.conll import CorpusFormatError, Sentence, parquet_files
-from drml_ray.data.tags import UNKNOWN_PREFIX, io_to_iob2, is_io, is_tag, note_io, note_span_tags, read_tag
+from drml_ray.data.tags import UNKNOWN_PREFIX, bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag
 from drml_ray.text import counted
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
     tags = _pylist(path, table, tag_column)
     if label_names is not None:
         tags = [_named(path, row, ids, label_names) for row, ids in enumerate(tags, start=1)]
-    tags = _io_as_iob2(path, tags)
+    tags = _bare_as_iob2(path, tags)
     rows = [(row, tokens, row_tags, doc) for row, (tokens, row_tags, doc)
             in enumerate(zip(_pylist(path, table, words), tags, docs, strict=True), start=1)
             if tokens or row_tags]  # fmt: skip
@@ -102,14 +102,14 @@ def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
     return texts
 
 
-def _io_as_iob2(path: str | os.PathLike[str], tags: list) -> list:
-    """Rows of IO's bare types (Few-NERD's ClassLabel names: O, art, building, ...) as IOB2, said; others as
-    they are."""
+def _bare_as_iob2(path: str | os.PathLike[str], tags: list) -> list:
+    """Rows of bare types (IO: Few-NERD's ClassLabel names, O, art, building, ...) or bare prefixes (B, I, O:
+    untyped) as IOB2, said; others as they are."""
     every = [tag for row in tags for tag in row or [] if isinstance(tag, str)]
-    if all(map(is_tag, set(every))) or not is_io(every):  # (is_io counts only where a tag is not IOB or BIOES)
+    if all(map(is_tag, set(every))) or (scheme := bare_scheme(every)) is None:  # (IOB and BIOES tags: not bare)
         return tags
-    note_io(path)
-    return [io_to_iob2(row) if row and None not in row else row for row in tags]
+    note_bare(path, scheme)
+    return [bare_as_iob2(row, scheme) if row and None not in row else row for row in tags]
 
 
 def _pylist(path: str | os.PathLike[str], table: pa.Table, name: str) -> list:

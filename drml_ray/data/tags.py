@@ -1,7 +1,8 @@
 """Tag schemes: IOB2 (what everything inside drml-ray uses: every entity starts with ``B-``), IOB1 (``I-``
 starts an entity unless it continues one of the same type: CoNLL-2003), BIOES-style prefixes (``S-``, ``E-``,
-``U-``, ``L-``, ``M-``: never in IOB, so rewritten as IOB2 with nothing to ask) and IO (bare types, Few-NERD's:
-told apart from words by :func:`is_io`), and the entity types of a label list.
+``U-``, ``L-``, ``M-``: never in IOB, so rewritten as IOB2 with nothing to ask), IO (bare types, Few-NERD's:
+told apart from words by :func:`is_io`) and untyped tags (bare prefixes, ``B``, ``I``, ``O``: BioBERT's corpora of
+one entity type), and the entity types of a label list.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from itertools import pairwise
+from typing import Literal
 
 from drml_ray.text import counted
 
@@ -75,7 +77,44 @@ def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
     return out
 
 
-def note_io(path: str | os.PathLike[str]) -> None:
+BareScheme = Literal["io", "untyped"]
+UNTYPED = "ENTITY"
+"""The entity type untyped tags (``B``, ``I``: no type) are read as."""
+
+
+def bare_scheme(tags: Iterable[str]) -> BareScheme | None:
+    """What a column of tags without IOB or BIOES tags holds: ``untyped`` bare prefixes (``B``, ``I``, or BIOES's
+    ``S``, ``E``, ..., with ``O``), ``io`` bare types (:func:`is_io`), or neither (``None``).
+
+    >>> bare_scheme(["B", "I", "O", "B"]), bare_scheme(["O", "person", "O"]), bare_scheme(["NN", "VB", "NN"])
+    ('untyped', 'io', None)
+    """
+    counts = Counter(tags)
+    kinds = set(counts) - {"O"}
+    if kinds and "O" in counts and kinds <= {*PREFIXES, *SPAN_PREFIXES}:
+        return "untyped"
+    return "io" if is_io(counts.elements()) else None
+
+
+def bare_as_iob2(tags: Sequence[str], scheme: BareScheme) -> list[str]:
+    """A sentence's tags in a :func:`bare_scheme` as IOB2 (untyped ones of the one type :data:`UNTYPED`).
+
+    >>> bare_as_iob2(["B", "I", "O", "S"], "untyped"), bare_as_iob2(["art", "art", "O"], "io")
+    (['B-ENTITY', 'I-ENTITY', 'O', 'B-ENTITY'], ['B-art', 'I-art', 'O'])
+    """
+    return io_to_iob2(tags) if scheme == "io" else [read_tag(untyped_tag(tag)) for tag in tags]
+
+
+def untyped_tag(tag: str) -> str:
+    """``B`` -> ``B-ENTITY``; ``O`` stays."""
+    return tag if tag == "O" else f"{tag}-{UNTYPED}"
+
+
+def note_bare(path: str | os.PathLike[str], scheme: BareScheme) -> None:
+    """Say how a file's tags in a :func:`bare_scheme` were read."""
+    if scheme == "untyped":
+        log.warning("%s: the tags carry no entity type (B, I, O): read as one type, %s", path, UNTYPED)
+        return
     log.warning("%s: the tags are bare types (IO tagging, as Few-NERD's): read as IOB2, each run of one type one "
                 "entity (IO cannot tell two entities of one type side by side apart)", path)  # fmt: skip
 

@@ -31,7 +31,7 @@ import torch
 
 from drml_ray.data.conll import fields, is_header, is_parquet, read_conll, read_corpus_file
 from drml_ray.data.parquet import logged_texts
-from drml_ray.data.tags import is_io, is_tag, split_tag
+from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 
@@ -214,14 +214,14 @@ def read_text_lines(path: str | Path) -> list[str]:
 
 def _looks_like_conll(rows: list[list[str]]) -> bool:
     """Whether the fields of a file's lines are CoNLL's: every line a word and an IOB or BIOES tag last, or lines of
-    one width whose last fields are IO's bare types (:func:`~drml_ray.data.tags.is_io`); ``-DOCSTART-`` and a first
-    line naming the columns aside."""
+    one width whose last fields are bare types or prefixes (:func:`~drml_ray.data.tags.bare_scheme`);
+    ``-DOCSTART-`` and a first line naming the columns aside."""
     rows = rows[1:] if rows and is_header(rows[0]) else rows
     rows = [columns for columns in rows if columns[0] != "-DOCSTART-"]
     if not rows or min(map(len, rows)) < 2:
         return False
     return all(is_tag(columns[-1]) for columns in rows) or (
-        len(set(map(len, rows))) == 1 and is_io(columns[-1] for columns in rows)
+        len(set(map(len, rows))) == 1 and bare_scheme(columns[-1] for columns in rows) is not None
     )
 
 

@@ -300,6 +300,24 @@ def test_io_tags_bare_types_are_read_as_iob2_runs(tmp_path, caplog, layout):
 
 
 @pytest.mark.parametrize(
+    ("text", "tags"),
+    [
+        ("Selegiline\tB\nhydrochloride\tI\ninduced\tO\nasthma\tB\n", ("B-ENTITY", "I-ENTITY", "O", "B-ENTITY")),
+        ("a\tS\nb\tO\nc\tB\nd\tE\n", ("B-ENTITY", "O", "B-ENTITY", "I-ENTITY")),  # BIOES, untyped
+    ],
+)
+def test_untyped_tags_bare_prefixes_are_one_entity_type(tmp_path, caplog, text, tags):
+    """BioBERT's corpora of one type tag B, I, O: taken for IO, Selegiline hydrochloride was two entities of
+    the types B and I."""
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.tags"):
+        assert read_conll(write(tmp_path, text))[0].tags == tags
+    assert "corpus.txt: the tags carry no entity type (B, I, O): read as one type, ENTITY" in caplog.text
+    table = pa.table({"tokens": [["Sele", "hcl", "ok"]], "tags": [["B", "I", "O"]]})
+    pq.write_table(table, tmp_path / "bio.parquet")
+    assert read_corpus_file(tmp_path / "bio.parquet")[0].tags == ("B-ENTITY", "I-ENTITY", "O")
+
+
+@pytest.mark.parametrize(
     ("text", "bad"),
     [
         ("EU\tB-ORG\nrejects\tO\nGerman\tmisc\n", "misc"),  # IOB with a tag that has lost its prefix
