@@ -8,6 +8,7 @@ file, line and field (or key), with nothing written. Inputs whose right answer i
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -170,6 +171,9 @@ CASES = [
     own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)", "train.conll:1: not UTF-8 text"),
     own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),
     own("Caf\xe9\tB-ORG\n".encode("latin-1"), "Latin-1", "train.conll:1: not UTF-8 text"),
+    own(b"PK\x03\x04\x14\x00\x00\x00", "a zip archive", "train.zip: a zip archive: unpack it", name="train.zip"),
+    own(gzip.compress(GOOD.encode() * 50)[:30], "a truncated gzip file", "train.conll.gz: compressed, but it does not "
+        "decompress (Compressed file ended before the end-of-stream marker was reached)", name="train.conll.gz"),
     own("Anna\tB-\n", "B- with no type", "train.conll:1: unknown tag scheme prefix", "'B-'"),
     own("Anna\tX-PER\n", "an unknown prefix", "train.conll:1: unknown tag scheme prefix", "BIOES, BILOU and BMES"),
     own("Anna\tb-per\n", "a lowercase tag", "train.conll:1: unknown tag scheme prefix", "'b-per'"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_text, unreadable
 from drml_ray.data.tags import (
     PREFIXES,
     UNKNOWN_PREFIX,
@@ -333,18 +334,21 @@ def _is_comment(line: str, *, in_sentence: bool) -> bool:
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
-    """(1-based number, text) of each line of a UTF-8 file; a byte-order mark is dropped and CRLF read as LF."""
+    """(1-based number, text) of each line of a UTF-8 file, gzip-, bzip2- or xz-compressed or not
+    (:func:`~drml_ray.data.compressed.open_text`); a byte-order mark is dropped and CRLF read as LF."""
     line_no = 0
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with open_text(path) as f:
             for line_no, raw in enumerate(f, start=1):
                 if "\x00" in raw:
                     raise CorpusFormatError(path, line_no, "binary content (a NUL byte), not CoNLL text")
                 yield line_no, raw.rstrip("\r\n")
     except UnicodeDecodeError:
         raise CorpusFormatError(path, line_no + 1, "not UTF-8 text (UTF-16? Latin-1?): save it as UTF-8") from None
-    except OSError as err:
-        raise CorpusFormatError(path, None, f"cannot read it ({err.strerror})") from None
+    except ArchiveError as err:
+        raise CorpusFormatError(path, None, str(err)) from None
+    except DECOMPRESS_ERRORS as err:
+        raise CorpusFormatError(path, None, unreadable(err)) from None
 
 
 def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
@@ -401,11 +405,10 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
 
         rows = read_parquet(path)
         return next((i for i, s in enumerate(rows, 1) if any(split_tag(t)[1] in kinds for t in s.tags)), None)
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            columns = fields(line)
-            if len(columns) > 1 and columns[-1] != "O" and kinds & {columns[-1], columns[-1].partition("-")[2]}:
-                return line_no
+    for line_no, line in _lines(path):
+        columns = fields(line)
+        if len(columns) > 1 and columns[-1] != "O" and kinds & {columns[-1], columns[-1].partition("-")[2]}:
+            return line_no
     return None
 
 

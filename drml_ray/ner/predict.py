@@ -29,6 +29,7 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
+from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_text, unreadable
 from drml_ray.data.conll import fields, is_header, is_parquet, read_conll, read_corpus_file
 from drml_ray.data.parquet import logged_texts
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
@@ -188,7 +189,8 @@ MAX_LINE = 100_000
 
 
 def read_text_lines(path: str | Path) -> list[str]:
-    """The lines of a UTF-8 text file (a byte-order mark is dropped); anything else is a UserError naming it.
+    """The lines of a UTF-8 text file (a byte-order mark is dropped; gzip, bzip2 or xz read through); anything else
+    is a UserError naming it.
 
     Lines end at line feeds (CR LF and CR read as one) only: ``str.splitlines()`` would also end one at U+2028,
     U+0085 or a form feed, which text copied from the web carries inside sentences, and put the output's lines
@@ -197,9 +199,14 @@ def read_text_lines(path: str | Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"{path}: {'a folder, not a file' if path.is_dir() else 'no such file'}")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open_text(path) as f:
+            text = f.read()
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except ArchiveError as err:
+        raise UserError(f"{path}: {err}") from None
+    except DECOMPRESS_ERRORS as err:
+        raise UserError(f"{path}: {unreadable(err)}") from None
     if "\x00" in text:
         raise UserError(f"{path}: binary content (a NUL byte), not text")
     lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")

@@ -358,3 +358,30 @@ def test_a_first_line_naming_the_columns_is_passed_over_and_said(tmp_path, caplo
 
 def test_a_word_line_like_a_header_is_data_after_the_first_line(tmp_path):
     assert read_conll(write(tmp_path, "Anna\tB-PER\nword\tO\n"))[0].tokens == ("Anna", "word")
+
+
+@pytest.mark.parametrize("compress", ["gzip", "bz2", "lzma"])
+def test_a_compressed_corpus_file_reads_as_its_text_whatever_its_name(tmp_path, compress):
+    """CoNLL-2002 and WikiANN ship ``train.gz``; it read as 'not UTF-8 text (UTF-16? Latin-1?)'."""
+    module = __import__(compress)
+    (tmp_path / "train").write_bytes(module.compress(b"EU\tB-ORG\nrejects\tO\n\nHi\tO\n"))
+    assert [s.tokens for s in read_corpus_file(tmp_path / "train")] == [("EU", "rejects"), ("Hi",)]
+
+
+def test_an_archive_or_a_truncated_compressed_file_is_named_as_such(tmp_path):
+    import gzip
+    import tarfile
+    import zipfile
+
+    text = write(tmp_path, "EU\tB-ORG\n")
+    with zipfile.ZipFile(tmp_path / "c.zip", "w") as archive:
+        archive.write(text, "train.conll")
+    with tarfile.open(tmp_path / "c.tgz", "w:gz") as archive:
+        archive.add(text, "train.conll")
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(b"EU\tB-ORG\n" * 1000)[:40])
+    with pytest.raises(CorpusFormatError, match=r"c.zip: a zip archive: unpack it \(unzip\)"):
+        read_corpus_file(tmp_path / "c.zip")
+    with pytest.raises(CorpusFormatError, match=r"c.tgz: a tar archive: unpack it \(tar xf\)"):
+        read_corpus_file(tmp_path / "c.tgz")
+    with pytest.raises(CorpusFormatError, match=r"cut.gz: compressed, but it does not decompress \(Compressed file"):
+        read_corpus_file(tmp_path / "cut.gz")

@@ -71,6 +71,13 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     assert read_inputs(plain).texts == ["Anna met", "Bob ran", "to Oslo"]
 
 
+def test_a_gzipped_text_file_is_read_as_its_lines(tmp_path):
+    import gzip
+
+    (tmp_path / "in.txt.gz").write_bytes(gzip.compress(b"Anna met Bob .\r\nHi\n"))
+    assert read_inputs(tmp_path / "in.txt.gz").texts == ["Anna met Bob .", "Hi"]
+
+
 def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path):
     write_parquet(tmp_path / "c.parquet", [Sentence(("EU", "said"), ("B-ORG", "O"), 0), Sentence(("Hi",), ("O",), 1)])
     assert read_inputs(tmp_path / "c.parquet") == (["EU said", "Hi"], True, [0, 1])
