@@ -28,7 +28,8 @@ from drml_ray.continual.protocols import Experience, experience_inputs, experien
 from drml_ray.continual.results import CONTINUAL_FILE, continual_table, read_baseline, read_row, write_outputs
 from drml_ray.continual.strategies import grown_labels, replay_sample
 from drml_ray.data.conll import Sentence
-from drml_ray.data.load import NerCorpus
+from drml_ray.data.load import NerCorpus, digest
+from drml_ray.data.registry import SPLITS
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_best
 from drml_ray.ray_env import how_many_fit
@@ -227,7 +228,8 @@ def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: b
 
     found, runs = check_inputs(cfg), planned_runs(cfg)
     check_scaling(cfg.scaling)  # (each experience's workers, or local mode's device)
-    run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",))
+    inputs = {f"experience {e.name}'s {split}": digest(getattr(e, split)) for e in found for split in SPLITS}
+    run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",), inputs=inputs)
     ensure_ray()
     size = side_by_side(cfg, len(runs))
     where = (

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +43,22 @@ class NerCorpus:
     sources: dict[str, str]
     """split -> file it was read from (``"generated"`` for generated splits)."""
 
+    def digests(self) -> dict[str, str]:
+        """Each split named with where it was read and a hash of its sentences (a continued run checks them)."""
+        return {f"the {split} split ({self.sources[split]})": digest(s) for split, s in self.splits.items()}
+
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v):,}" for k, v in self.splits.items())
         kind = "GENERATED corpus (templates; scores say nothing about real NER)" if self.generated else "corpus"
         return f"{kind} {self.name}: {sizes} sentences, {len(self.labels)} labels"
+
+
+def digest(sentences: Iterable[Sentence]) -> str:
+    """A hash of the sentences' words, tags and documents, in order."""
+    hashed = hashlib.sha256()
+    for sentence in sentences:
+        hashed.update(json.dumps([sentence.tokens, sentence.tags, sentence.doc]).encode())
+    return hashed.hexdigest()[:16]
 
 
 def own_corpus(cfg: DataConfig) -> NerCorpus:

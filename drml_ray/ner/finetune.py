@@ -327,7 +327,7 @@ def run_finetune(
     check_scaling(cfg.scaling)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
-    run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",))
+    run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",), inputs=corpus.digests())
     if begun and not any((run_dir / TRAIN_SUBDIR / record).exists() for record in (RAY_SNAPSHOT, LOCAL_RECORD)):
         print("[drml] no checkpoint was recorded there yet: training starts from the beginning")
     s = cfg.scaling

@@ -8,7 +8,8 @@ directory (:func:`held`: a second is refused, naming the first). :func:`open_run
 2. ``--overwrite`` empties the folder first;
 3. an unfinished run is continued from its checkpoints, but only with the same config: ``config.yaml``
    is compared key by key (apart from ``free`` keys, which choose what runs, not how) and a
-   difference is refused with the keys named;
+   difference is refused with the keys named; so are ``inputs`` whose content changed (an edited corpus file:
+   ``inputs.json`` keeps a hash of each);
 4. ``config.yaml`` is (re)written; every file is written atomically (a temporary file and a rename).
 """
 
@@ -21,7 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +44,11 @@ def default_run_dir(name: str) -> Path:
 
 def open_run(
     run_dir: str | os.PathLike[str], cfg: Any = None, *, marker: str | None = FINISHED_MARKER,
-    overwrite: bool = False, free: Sequence[str] = (),
+    overwrite: bool = False, free: Sequence[str] = (), inputs: Mapping[str, str] | None = None,
 ) -> Path:  # fmt: skip
     """Create or reopen ``run_dir`` (returned absolute) under the contract above; ``marker`` ``None``: a
-    command that fills a table cell by cell and is never finished (``drml meta-eval``)."""
+    command that fills a table cell by cell and is never finished (``drml meta-eval``). ``inputs``: what the run
+    reads, each named with a hash of its content (:func:`check_same_inputs`)."""
     path = Path(run_dir).expanduser().resolve()
     make_run_dir(path)
     if marker is not None and (path / marker).exists() and not overwrite:
@@ -65,7 +67,25 @@ def open_run(
             check_same_config(written, cfg, free)
             print(f"[drml] {path}: continuing the run found there")
         atomic_write_text(written, dump_config(cfg))
+    if inputs:
+        check_same_inputs(path, inputs)
     return path
+
+
+INPUTS_FILE = "inputs.json"
+"""What a run reads, each input's name and a hash of its content: checked when the run is continued."""
+
+
+def check_same_inputs(path: Path, inputs: Mapping[str, str]) -> None:
+    """Refuse to continue the run in ``path`` on an input whose content is not what the run began on (an edited
+    corpus file: the checkpoints learned from the other), naming it; record ``inputs`` otherwise."""
+    written = path / INPUTS_FILE
+    began = read_json(written, dict, schema=dict[str, str], default={})
+    changed = [name for name, digest in inputs.items() if began.get(name, digest) != digest]
+    if changed:
+        raise UserError(f"{path}: {'; '.join(changed)} changed since this run began ({INPUTS_FILE} keeps a hash of "
+                        "what it read); pass --overwrite to start again, or --output-dir to keep this run")  # fmt: skip
+    atomic_write_json(written, began | dict(inputs))
 
 
 def make_run_dir(path: Path) -> None:

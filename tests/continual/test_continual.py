@@ -188,6 +188,8 @@ def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     assert result.exit_code == 0, result.output
     table = json.loads((run_dir / "continual.json").read_text())
     assert table["experiences"] == ["step 1: LOC+MISC", "step 2: ORG+PER"]
+    hashed = [f"experience {name}'s {split}" for name in table["experiences"] for split in ("train", "dev", "test")]
+    assert list(json.loads((run_dir / "inputs.json").read_text())) == hashed  # (a rerun checks its data is the same)
     s = table["strategies"]["ewc+replay"]
     assert len(s["R"]) == 2 and s["acc"] == pytest.approx(sum(s["R"][-1]) / 2)
     assert s["bwt"] == pytest.approx(s["R"][1][0] - s["R"][0][0]) and s["forgetting"] == [-s["bwt"]]

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 from drml_ray.config import FinetuneConfig, load_config
+from drml_ray.data.conll import write_conll
+from drml_ray.data.generated import generated_splits
 from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.kind import trial_plan
@@ -86,6 +88,21 @@ def test_local_mode_trains_here_and_resumes_as_if_never_stopped(tmp_path, keep_t
         assert (resumed["train_loss"], resumed["dev_f1"]) == pytest.approx((plain["train_loss"], plain["dev_f1"]))
     assert results["test"] == straight["test"]
     assert (tmp_path / "run" / "best" / "config.json").exists()
+
+
+def test_a_run_continued_on_an_edited_corpus_file_is_refused(tmp_path, keep_threads):
+    """Its checkpoints learned from the file as it was: continuing would mix two corpora in one run."""
+    splits = generated_splits(240, 60, 60, 13)
+    for split, sentences in splits.items():
+        write_conll(tmp_path / f"{split}.conll", sentences)
+    sets = [f"data.{split}={tmp_path}/{split}.conll" for split in splits]
+    cfg = load_config(SMOKE, ["train.epochs=2", "scaling.num_workers=0", *sets])
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_finetune(cfg, tmp_path / "run", loop_callbacks=[FailOnce(after=1)])
+    write_conll(tmp_path / "dev.conll", splits["dev"][:-1])
+    with pytest.raises(UserError, match=rf"the dev split \({tmp_path}/dev.conll\) changed since this run began"):
+        run_finetune(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_local_mode_has_no_restarts_and_no_tune_trials():

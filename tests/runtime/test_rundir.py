@@ -42,6 +42,20 @@ def test_an_unfinished_run_continues_with_the_same_config_only(tmp_path, capsys)
     assert "lr: 5.0e-05" in (run / "config.yaml").read_text()  # the refused config was not written
 
 
+def test_an_unfinished_run_continues_on_the_same_inputs_only(tmp_path):
+    """A corpus file edited between an interrupt and the rerun: the checkpoints learned from the other data."""
+    run = open_run(tmp_path / "r", cfg(), inputs={"the train split (t.conll)": "aa", "the dev split (d.conll)": "bb"})
+    open_run(run, cfg(), inputs={"the train split (t.conll)": "aa", "the dev split (d.conll)": "bb"})
+    with pytest.raises(UserError, match=r"/r: the dev split \(d.conll\) changed since this run began \(inputs.json "
+                       r"keeps a hash of what it read\); pass --overwrite to start again"):  # fmt: skip
+        open_run(run, cfg(), inputs={"the train split (t.conll)": "aa", "the dev split (d.conll)": "cc"})
+    open_run(run, cfg(), inputs={"the train split (t.conll)": "aa", "an input it did not hash (x)": "dd"})
+    assert read_json(run / "inputs.json") == {"the train split (t.conll)": "aa", "the dev split (d.conll)": "bb",
+                                              "an input it did not hash (x)": "dd"}  # fmt: skip
+    open_run(run, cfg(), overwrite=True, inputs={"the dev split (d.conll)": "cc"})
+    assert read_json(run / "inputs.json") == {"the dev split (d.conll)": "cc"}
+
+
 def test_a_key_added_to_drml_later_at_its_default_is_no_difference(tmp_path):
     written = tmp_path / "config.yaml"
     written.write_text(dump_config(cfg()).replace("  fused_adamw: true\n", ""))
