@@ -42,6 +42,7 @@ from drml_ray.meta.config import METHODS, AdaptSettings, MetaExperiment, MetaSet
 from drml_ray.meta.learner import NerLearner, adaptation_steps
 from drml_ray.meta.outer import MetaRun, new_meta_run, start_meta_run
 from drml_ray.meta.results import Cell, finished_twin, read_meta_eval, record_cell, twin_cell, write_meta_eval_outputs
+from drml_ray.meta.tasks import Task, task_digests
 from drml_ray.metagrad import Params, meta_lr_at, sum_gradients, to_cpu
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run, read_json
@@ -243,8 +244,9 @@ def run_meta_train(
 ) -> dict[str, Any]:
     """Meta-train every algorithm of ``meta.algorithms``; writes ``meta_train.json`` (results) last."""
     meta = cfg.meta
-    check_inputs(cfg, meta.heldout_tasks, episodes=tuple(meta.train_tasks))
-    run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS)
+    tasks = check_inputs(cfg, meta.heldout_tasks, episodes=tuple(meta.train_tasks))
+    run_dir = open_run(run_dir, cfg, marker=META_TRAIN_FILE, overwrite=overwrite, free=FREE_KEYS,
+                       inputs=task_digests(tasks.values()))  # fmt: skip
     print(f"[drml] meta-train '{cfg.name}' -> {run_dir}: {', '.join(meta.algorithms)} over "
           f"{', '.join(meta.train_tasks)}; held out: {', '.join(meta.heldout_tasks)}")  # fmt: skip
     print(f"[drml] {meta.meta_steps} meta-steps x {meta.meta_batch} episodes ({meta.shots} support + "
@@ -384,10 +386,10 @@ def cell_cost(shots: str, settings: AdaptSettings) -> int:
     return steps + 10
 
 
-def check_inputs(cfg: MetaExperiment, specs: list[str], episodes: tuple[str, ...] = ()) -> dict[str, int]:
+def check_inputs(cfg: MetaExperiment, specs: list[str], episodes: tuple[str, ...] = ()) -> dict[str, Task]:
     """Read the backbone's tokenizer and config and each task of ``specs`` (on the driver: a few MB each)
-    before any run directory is touched, checking that each task of ``episodes`` fills an episode; returns each
-    task's train-split size."""
+    before any run directory is touched, checking that each task of ``episodes`` fills an episode; returns the
+    tasks read."""
     from drml_ray.meta.tasks import check_episodes, load_task
     from drml_ray.ner.modeling import check_backbone
 
@@ -395,7 +397,7 @@ def check_inputs(cfg: MetaExperiment, specs: list[str], episodes: tuple[str, ...
     tasks = {spec: load_task(spec, cfg.data) for spec in dict.fromkeys([*specs, *episodes])}
     for spec in episodes:
         check_episodes(tasks[spec], cfg.meta.shots, cfg.meta.query, cfg.meta.n_way)
-    return {spec: len(task.splits["train"]) for spec, task in tasks.items()}
+    return tasks
 
 
 def _tasks_to_read(cfg: MetaExperiment, starts: dict[str, str | None]) -> list[str]:
@@ -408,8 +410,9 @@ def _tasks_to_read(cfg: MetaExperiment, starts: dict[str, str | None]) -> list[s
 def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] | None = None) -> dict[str, Any]:
     """Fill ``meta_eval.json`` cell by cell (finished cells are skipped), then its table and plot."""
     starts = resolve_starts(cfg, Path(run_dir).expanduser().resolve(), inits or [])  # before touching anything
-    sizes = check_inputs(cfg, _tasks_to_read(cfg, starts))
-    run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
+    tasks = check_inputs(cfg, _tasks_to_read(cfg, starts))
+    sizes = {spec: len(task.splits["train"]) for spec, task in tasks.items()}
+    run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS, inputs=task_digests(tasks.values()))
     _check_budget(run_dir, cfg)
     out_path = run_dir / META_EVAL_FILE
     table = read_meta_eval(out_path)

@@ -9,7 +9,7 @@ entity types (the others become ``O``).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from drml_ray.config import GENERATED_PREFIX, DataConfig, TaskData, generated_task_types, is_task_folder
@@ -67,6 +67,13 @@ def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = No
     if max_train_sentences is not None:
         splits["train"] = splits["train"][:max_train_sentences]
     return Task(spec, discover_labels(*splits.values()), splits)
+
+
+def task_digests(tasks: Iterable[Task]) -> dict[str, str]:
+    """A hash of each task's splits, whatever files they were read from (a continued run checks them)."""
+    from drml_ray.data.load import digest
+
+    return {f"task {t.name}'s {split}": digest(sentences) for t in tasks for split, sentences in t.splits.items()}
 
 
 def labels_of(types: Sequence[str]) -> list[str]:

@@ -63,6 +63,12 @@ def test_meta_eval_table_has_every_cell_as_fractions(meta_run):
     assert "| generated:PER,ORG,LOC,MISC | all |" in (meta_run / "meta_eval.md").read_text()
     for start in ("conll", "multitask"):
         assert (meta_run / "starts" / start / "config.json").is_file()
+    # What meta-train and meta-eval read, hashed: a rerun on edited task files is refused (tests/runtime/test_rundir)
+    # (held out, trained on, meta-eval's CoNLL start's)
+    tasks = ["generated:PER,ORG,LOC,MISC", "generated:PER,ORG", "generated:LOC,MISC", "generated:PER,LOC",
+             "generated:ORG,MISC", "generated:PER,ORG,LOC"]  # fmt: skip
+    hashed = json.loads((meta_run / "inputs.json").read_text())
+    assert list(hashed) == [f"task {t}'s {split}" for t in tasks for split in ("train", "dev", "test")]
 
 
 def test_meta_eval_rerun_skips_finished_cells_and_adds_new_seeds(meta_run):
