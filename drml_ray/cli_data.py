@@ -92,7 +92,7 @@ def _inspect(path: Path) -> str:
 def _inspect_folder(folder: Path) -> str:
     """Every demonstrations file under ``folder``, else the three split files of a task folder, else the Parquet
     corpus files in it as one corpus."""
-    from drml_ray.data.conll import parquet_files
+    from drml_ray.data.conll import table_files
     from drml_ray.data.inspect import format_inspection, inspect_file
     from drml_ray.data.load import folder_splits
     from drml_ray.irl.demos import is_demonstrations
@@ -108,7 +108,7 @@ def _inspect_folder(folder: Path) -> str:
     try:
         splits = folder_splits(folder)
     except ValueError:
-        if parquet_files(folder):  # corpus files (a split's on the Hub, drml serve --log-requests): one corpus
+        if table_files(folder):  # corpus files (a split's on the Hub, drml serve --log-requests): one corpus
             return format_inspection(inspect_file(folder))
         raise UserError(f"{folder}: holds no demonstrations (transitions.parquet of drml rl expert), is no task "
                         "folder (one train.*, dev.* or valid.*, and test.* file) and holds no .parquet files; name the "

@@ -400,7 +400,7 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     kinds = {split_tag(label)[1] for label in labels}
     if Path(path).is_dir():
         return None  # a folder of Parquet files: no one line to name
-    if is_parquet(path):
+    if is_table(path):
         from drml_ray.data.parquet import read_parquet
 
         rows = read_parquet(path)
@@ -412,19 +412,30 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
     return None
 
 
-def parquet_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The ``.parquet`` files of a folder, in name order (none where ``folder`` is no folder)."""
-    return sorted(Path(folder).glob("*.parquet")) if Path(folder).is_dir() else []
+def table_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The Parquet and Arrow files of a folder (a Hub split's shards, a request log, a split of
+    ``Dataset.save_to_disk``), in name order (none where ``folder`` is no folder)."""
+    if not Path(folder).is_dir():
+        return []
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".parquet", ".arrow") and p.is_file())
 
 
-def is_parquet(path: str | os.PathLike[str]) -> bool:
-    """A Parquet file: named ``.parquet`` (in any case), or a file that starts with Parquet's magic bytes
-    (``PAR1``: a ``.pq`` file, one with no suffix)."""
-    if Path(path).suffix.lower() == ".parquet":
-        return True
+def is_table(path: str | os.PathLike[str]) -> bool:
+    """A Parquet or Arrow file: named ``.parquet`` or ``.arrow`` (in any case), or a file that starts with Parquet's
+    magic bytes (``PAR1``: a ``.pq`` file, one with no suffix) or an Arrow file's (``ARROW1``)."""
+    return Path(path).suffix.lower() in (".parquet", ".arrow") or is_arrow(path) or _starts(path, b"PAR1")
+
+
+def is_arrow(path: str | os.PathLike[str]) -> bool:
+    """An Arrow IPC file: a stream named ``.arrow`` (what ``Dataset.save_to_disk`` writes), or a file that starts
+    with ``ARROW1`` (Arrow's file format, Feather 2)."""
+    return Path(path).suffix.lower() == ".arrow" or _starts(path, b"ARROW1")
+
+
+def _starts(path: str | os.PathLike[str], magic: bytes) -> bool:
     try:
         with open(path, "rb") as f:
-            return f.read(4) == b"PAR1"
+            return f.read(len(magic)) == magic
     except OSError:
         return False  # (a folder; a file that is not there, named by the reader)
 
@@ -439,14 +450,14 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
     :func:`drml_ray.data.parquet.write_parquet` or a Hugging Face dataset (``columns``: as
     :func:`~drml_ray.data.parquet.read_parquet`), or a folder of such Parquet files read in name order (e.g. what
     ``drml serve --log-requests DIR`` wrote)."""
-    parquet = Path(path).is_dir() or is_parquet(path)
+    parquet = Path(path).is_dir() or is_table(path)
     if columns is not None and parquet != isinstance(columns[0], str):
         raise CorpusFormatError(path, None, "a Parquet file's columns are named (--columns tokens,fine_ner_tags), a "
                                 "CoNLL file's counted from 1 (--columns 2,3)")  # fmt: skip
     if Path(path).is_dir():
-        files = parquet_files(path)
+        files = table_files(path)
         if not files:
-            raise CorpusFormatError(path, None, "a folder without .parquet files")
+            raise CorpusFormatError(path, None, "a folder without .parquet or .arrow files")
         return [sentence for file in files for sentence in read_corpus_file(file, scheme, columns)]
     if parquet:
         from drml_ray.data.parquet import read_parquet

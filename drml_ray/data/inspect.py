@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drml_ray.data.conll import Sentence, is_parquet, read_corpus_file
+from drml_ray.data.conll import Sentence, is_arrow, is_table, read_corpus_file, table_files
 from drml_ray.data.tags import split_tag
 
 LONG_SENTENCE = 512
@@ -92,7 +92,9 @@ def inspect_file(path: str | os.PathLike[str]) -> Inspection:
 
 
 def format_inspection(report: Inspection) -> str:
-    kind = "Parquet files" if Path(report.path).is_dir() else "Parquet" if is_parquet(report.path) else "CoNLL columns"
+    kind = "CoNLL columns" if not is_table(report.path) else "Arrow" if is_arrow(report.path) else "Parquet"
+    if Path(report.path).is_dir():
+        kind = "Arrow files" if any(map(is_arrow, table_files(report.path))) else "Parquet files"
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"
     lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}{documents}",
              f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip

@@ -20,8 +20,8 @@ from drml_ray.data.conll import (
     as_iob2,
     discover_labels,
     first_line_with,
-    parquet_files,
     read_corpus_file,
+    table_files,
 )
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.generated import generated_splits
@@ -98,9 +98,10 @@ def _warn_of_splits(paths: dict[str, str], splits: dict[str, list[Sentence]], la
                         choose)  # fmt: skip
         unseen = sorted(set(found) - set(labels))
         if unseen:
-            line = first_line_with(paths[split], unseen)
-            log.warning("%s:%s: %s never occur in the train split (%s): the model cannot predict them, so their "
-                        "entities count as misses", paths[split], line, ", ".join(unseen), paths["train"])  # fmt: skip
+            line = first_line_with(paths[split], unseen)  # (None: a folder of files)
+            log.warning("%s%s: %s never occur in the train split (%s): the model cannot predict them, so their "
+                        "entities count as misses", paths[split], f":{line}" if line else "", ", ".join(unseen),
+                        paths["train"])  # fmt: skip
 
 
 SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "valid", "validation", "val"), "test": ("test",)}
@@ -115,7 +116,7 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     path = Path(folder)
     if not path.is_dir():
         raise ValueError(f"task {str(folder)!r}: no such folder")
-    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or parquet_files(p)))
+    files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or table_files(p)))
     found: dict[str, str] = {}
     for split, stems in SPLIT_STEMS.items():
         matches = [p.name for p in files if _SHARD.sub("", p.name.split(".")[0]).lower() in stems]
@@ -227,7 +228,7 @@ def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sent
         path, why = None, str(err)
     if path is not None:
         return read_files([path])[0], folder.name
-    if not parquet_files(folder):
+    if not table_files(folder):
         raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
     if split_given:
         raise UserError(f"--split picks a split of a task folder; {folder} holds .parquet files, scored whole")

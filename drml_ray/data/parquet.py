@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import CorpusFormatError, Sentence, parquet_files
+from drml_ray.data.conll import CorpusFormatError, Sentence, is_arrow, table_files
 from drml_ray.data.tags import UNKNOWN_PREFIX, bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag
 from drml_ray.text import counted
 
@@ -49,15 +49,15 @@ metadata)."""
 
 def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None = None) -> list[Sentence]:
     """Read a corpus Parquet file (drml's, or a Hugging Face dataset's with ``tokens`` and ``ner_tags``; ``columns``
-    names others: ``("words", "labels")``, Few-NERD's ``("tokens", "fine_ner_tags")``); errors name the file, the
-    row (as ``line``) and the problem."""
+    names others: ``("words", "labels")``, Few-NERD's ``("tokens", "fine_ner_tags")``), or such an Arrow file (what
+    ``Dataset.save_to_disk`` writes); errors name the file, the row (as ``line``) and the problem."""
     try:
-        schema = pq.read_schema(path)
+        schema, read = _table_reader(path)
         words, tag_column, label_names = _columns(path, schema, columns)
         has_doc = "doc" in schema.names
-        table = pq.read_table(path, columns=[words, tag_column, *(["doc"] if has_doc else [])])
+        table = read([words, tag_column, *(["doc"] if has_doc else [])])
     except (pa.ArrowInvalid, OSError) as err:
-        raise CorpusFormatError(path, None, f"not a drml corpus Parquet file ({err})") from None
+        raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file ({err})") from None
     docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
     tags = _pylist(path, table, tag_column)
     if label_names is not None:
@@ -76,6 +76,23 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
     return sentences
 
 
+def _table_reader(path: str | os.PathLike[str]) -> tuple[pa.Schema, Callable[[list[str]], pa.Table]]:
+    """A Parquet or Arrow file's schema, and a reader of its columns by name."""
+    if not is_arrow(path):
+        return pq.read_schema(path), lambda names: pq.read_table(path, columns=names)
+    with open(path, "rb") as f:
+        try:
+            table = pa.ipc.open_stream(f).read_all()  # (Dataset.save_to_disk writes streams)
+        except pa.ArrowInvalid:
+            f.seek(0)
+            table = pa.ipc.open_file(f).read_all()
+    return table.schema, table.select
+
+
+def _kind(path: str | os.PathLike[str]) -> str:
+    return "Arrow" if is_arrow(path) else "Parquet"
+
+
 REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
 """Columns a ``drml serve --log-requests`` file holds beside ``tokens`` and ``tags`` (its ``LOG_SCHEMA``)."""
 
@@ -83,16 +100,16 @@ REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
 def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
     """The texts a request log (a file or a folder, as :func:`drml_ray.data.conll.read_corpus_file` reads it) was
     served, one per row with words, in order; ``None`` where any file is not a request log."""
-    files = parquet_files(path) if Path(path).is_dir() else [Path(path)]
+    files = table_files(path) if Path(path).is_dir() else [Path(path)]
     texts: list[str] = []
     if not files:
         return None
     for file in files:
         try:
-            schema = pq.read_schema(file)
+            schema, read = _table_reader(file)
             if not set(REQUEST_LOG_COLUMNS) <= set(schema.names) or not _is_text(schema.field("text").type):
                 return None
-            table = pq.read_table(file, columns=["tokens", "text"])
+            table = read(["tokens", "text"])
         except (pa.ArrowInvalid, OSError):
             return None  # (read_corpus_file names what is wrong)
         words, text = _pylist(file, table, "tokens"), _pylist(file, table, "text")
@@ -138,7 +155,7 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
     if named and (missing := [name for name in named if name not in schema.names]):
         raise CorpusFormatError(path, None, f"no column {missing[0]}: it has {', '.join(schema.names)}")
     if words not in schema.names or tag_column is None:
-        raise CorpusFormatError(path, None, f"not a drml corpus Parquet file: it needs a tokens column and a "
+        raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file: it needs a tokens column and a "
                                 f"{' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (drml data "
                                 "convert --columns WORDS,TAGS names others)")  # fmt: skip
     is_strings = [_is_list_of(schema.field(name).type, _is_text) for name in (words, tag_column)]

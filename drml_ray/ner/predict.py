@@ -30,7 +30,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_text, unreadable
-from drml_ray.data.conll import fields, is_header, is_parquet, read_conll, read_corpus_file
+from drml_ray.data.conll import fields, is_header, is_table, read_conll, read_corpus_file
 from drml_ray.data.parquet import logged_texts
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
@@ -157,7 +157,7 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     file's sentences, and a folder those of its ``.parquet`` files; a request log's (``drml serve --log-requests``)
     rows are their served texts.
     """
-    if is_parquet(path) or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
+    if is_table(path) or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
         if (texts := logged_texts(path)) is not None:  # (served texts: split again as served, offsets in them)
             return Inputs(texts, False, [None] * len(texts))
         sentences = read_corpus_file(path)

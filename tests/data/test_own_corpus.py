@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
 from drml_ray.cli import app
 from drml_ray.config import ConfigError, DataConfig, load_config
-from drml_ray.data.conll import Sentence, write_conll
+from drml_ray.data.conll import Sentence, read_corpus_file, write_conll
 from drml_ray.data.load import folder_splits, load_corpus
 from drml_ray.data.parquet import write_parquet
 from drml_ray.ner.finetune import corpus_summary
@@ -144,6 +146,36 @@ def test_a_hugging_face_hub_layout_is_a_task_folder(tmp_path):
         folder_splits(tmp_path / "data")
     shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "by_split" / "train")])
     assert shown.exit_code == 0 and "by_split/train (Parquet files)\n  sentences 3, tokens 12" in shown.output
+
+
+def write_arrow_split(folder: Path, sentences: list[Sentence], names: list[str]) -> None:
+    """A split as ``DatasetDict.save_to_disk`` writes it: an Arrow stream of class ids, the ClassLabel names in the
+    schema's metadata (datasets' ArrowWriter), beside its dataset_info.json and state.json."""
+    label = {"names": names, "_type": "ClassLabel"}
+    meta = {"huggingface": json.dumps({"info": {"features": {"ner_tags": {"feature": label, "_type": "List"}}}})}
+    ids = [[names.index(tag) for tag in s.tags] for s in sentences]
+    table = pa.table({"id": [str(i) for i in range(len(ids))], "tokens": [list(s.tokens) for s in sentences],
+                      "ner_tags": ids}).replace_schema_metadata(meta)  # fmt: skip
+    folder.mkdir(parents=True)
+    with pa.OSFile(str(folder / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "state.json").write_text("{}")
+
+
+def test_a_dataset_saved_with_save_to_disk_is_a_task_folder(tmp_path):
+    """datasets' DatasetDict.save_to_disk: dataset_dict.json and a folder of Arrow files per split; it was 'no
+    train file'."""
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
+    for split, sentences in (("train", TRAIN), ("validation", DEV), ("test", TEST)):
+        write_arrow_split(tmp_path / "saved" / split, sentences, names)
+    (tmp_path / "saved" / "dataset_dict.json").write_text('{"splits": ["train", "validation", "test"]}')
+    corpus = load_corpus(DataConfig(corpus=str(tmp_path / "saved")), progress=False)
+    assert (corpus.splits["train"], corpus.splits["dev"], corpus.splits["test"]) == (TRAIN, DEV, TEST)
+    arrow = tmp_path / "saved" / "train" / "data-00000-of-00001.arrow"
+    assert read_corpus_file(arrow) == TRAIN
+    shown = CliRunner().invoke(app, ["data", "inspect", str(arrow)])
+    assert shown.exit_code == 0 and "data-00000-of-00001.arrow (Arrow)\n  sentences 3, tokens 12" in shown.output
 
 
 def test_data_convert_detects_an_iob1_file_unless_told_the_scheme(tmp_path, caplog):

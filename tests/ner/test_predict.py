@@ -84,7 +84,7 @@ def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path)
     write_parquet(tmp_path / "d.parquet", [Sentence(("Yo",), ("O",))])
     assert read_inputs(tmp_path).texts == ["EU said", "Hi", "Yo"]  # (what drml serve --log-requests wrote)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match=r"empty: a folder without .parquet files"):
+    with pytest.raises(UserError, match=r"empty: a folder without .parquet or .arrow files"):
         read_inputs(tmp_path / "empty")
 
 
