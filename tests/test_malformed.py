@@ -168,6 +168,9 @@ CASES = [
     own("T1\tPerson 0 4\tAnna\nT2\tLocation 12 18\tBerlin\n", "brat standoff annotations (.ann)",
         "train.ann:1: brat standoff annotations (.ann), not CoNLL columns", name="train.ann"),
     own("Anna\tB-PER\x00\n", "a NUL byte", "train.conll:1: binary content (a NUL byte)"),
+    own("#begin document (bc/cctv/00/cctv_0001); part 000\nbc/cctv 0 0 Beijing NNP (NP*) - - - S1 (GPE) (12)\n"
+        "bc/cctv 0 1 John NNP (NP* - - - S1 (PERSON* -\nbc/cctv 0 2 Smith NNP *) - - - S1 *) -\n",
+        "CoNLL-2012 bracketed spans (OntoNotes)", "train.conll: column 11 holds bracketed spans ((PERSON* ... *)"),
     own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)", "train.conll:1: not UTF-8 text"),
     own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),
     own("Caf\xe9\tB-ORG\n".encode("latin-1"), "Latin-1", "train.conll:1: not UTF-8 text"),

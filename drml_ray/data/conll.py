@@ -99,12 +99,29 @@ def read_conll(
         if (bare := _bare_scheme(path, columns[1])) is not None:
             return _read_bare(path, bare, columns, _indexed(columns))
         if columns == (0, -1):
+            _refuse_bracketed(path)
             raise
         return _read(path, scheme, *columns, indexed=_indexed(columns))
     if not all(map(_counts_words, sentences)):
         return sentences
     columns = layout(path)  # (the words are numbers 1, 2, ...: an index column?)
     return sentences if columns == (0, -1) else _read(path, scheme, *columns, indexed=_indexed(columns))
+
+
+def _refuse_bracketed(path: str | os.PathLike[str]) -> None:
+    """Name a file whose entities are bracketed spans (CoNLL-2012's OntoNotes files: ``(PERSON*``, ``*``, ``*)``,
+    ``(GPE)``) for what it is: no column of it holds a tag, and the error would name a coreference ``-``."""
+    rows = [columns for _, columns in _records(path) if columns]
+    for i in reversed(range(len(rows[0]) if rows else 0)):  # (the entities come after the parse)
+        if any(row[i].startswith("(") for row in rows) and all(_BRACKETED.fullmatch(row[i]) for row in rows):
+            raise CorpusFormatError(path, None, f"column {i + 1} holds bracketed spans ((PERSON* ... *), as "
+                                    "CoNLL-2012 and OntoNotes write entities), not IOB tags: drml reads a word "
+                                    "and its tag per line (the Hub's conll2012_ontonotesv5 Parquet reads as it "
+                                    "is)")  # fmt: skip
+
+
+_BRACKETED = re.compile(r"\([A-Za-z_$.,:'`-]+\)|(\([A-Za-z_$.,:'`-]+)*\*\)*")
+"""A CoNLL-2012 span column's value: ``(GPE)``, ``(PERSON*``, ``*``, ``*)``, ``(TOP(S(NP*``."""
 
 
 def _read_bare(path: str | os.PathLike[str], scheme: BareScheme, columns: tuple[int, int], indexed: bool,
