@@ -77,10 +77,11 @@ def read_conll(
     line whose column count differs from the file's first line, fewer than two columns, a tag that is not
     ``O``/``B-X``/``I-X`` (or BIOES-style, rewritten as IOB2), an empty file. A file whose tags are bare types
     (IO) or bare prefixes (``B``, ``I``: untyped; :func:`~drml_ray.data.tags.bare_scheme`) is read so, and said
-    so. The word is the first column and the tag the last, unless the
-    file is laid out otherwise throughout (:func:`layout`, which reads the file again only then), or ``columns``
-    names the word's and the tag's (counted from 0). Where column 1 numbers the words, CoNLL-U's lines numbered
-    ``3-4`` (a multi-word token) and ``5.1`` (an empty node) are passed over: the words are those numbered 3 and 4.
+    so. The word is the first column and the tag the last, unless the file is laid out otherwise throughout
+    (:func:`layout`, which reads the file again only then), or ``columns`` names the word's and the tag's (counted
+    from 0). Where column 1 numbers the words, CoNLL-U's lines numbered ``3-4`` (a multi-word token) and ``5.1``
+    (an empty node) are passed over: the words are those numbered 3 and 4. A file compressed with gzip, bzip2 or
+    xz is read through (:func:`~drml_ray.data.compressed.open_text`).
     """
     if columns is not None:
         indexed = _indexed(columns) and _numbers_words(path)
