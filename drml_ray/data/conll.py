@@ -440,8 +440,25 @@ def table_files(folder: str | os.PathLike[str]) -> list[Path]:
 
 def is_table(path: str | os.PathLike[str]) -> bool:
     """A Parquet or Arrow file: named ``.parquet`` or ``.arrow`` (in any case), or a file that starts with Parquet's
-    magic bytes (``PAR1``: a ``.pq`` file, one with no suffix) or an Arrow file's (``ARROW1``)."""
-    return Path(path).suffix.lower() in (".parquet", ".arrow") or is_arrow(path) or _starts(path, b"PAR1")
+    magic bytes (``PAR1``: a ``.pq`` file, one with no suffix) or an Arrow file's (``ARROW1``); or JSON lines
+    (:func:`is_json_lines`), read as such a table."""
+    if Path(path).suffix.lower() in (".parquet", ".arrow"):
+        return True
+    return is_arrow(path) or _starts(path, b"PAR1") or is_json_lines(path)
+
+
+def is_json_lines(path: str | os.PathLike[str]) -> bool:
+    """JSON lines, one object per sentence (``Dataset.to_json``, ``run_ner.py``'s ``--train_file``): named
+    ``.jsonl``, ``.ndjson`` or ``.json``, or a file that opens (past blanks) an object's key, ``{"``, or an array of
+    objects, ``[{`` (a CoNLL file's first word may be ``[`` or ``{``)."""
+    if Path(path).suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
+    except OSError:
+        return False
+    return head.startswith(b'{"') or re.match(rb"\[\s*\{", head) is not None
 
 
 def is_arrow(path: str | os.PathLike[str]) -> bool:

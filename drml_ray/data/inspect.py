@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drml_ray.data.conll import Sentence, is_arrow, is_table, read_corpus_file, table_files
+from drml_ray.data.parquet import table_kind
 from drml_ray.data.tags import split_tag
 
 LONG_SENTENCE = 512
@@ -92,7 +93,7 @@ def inspect_file(path: str | os.PathLike[str]) -> Inspection:
 
 
 def format_inspection(report: Inspection) -> str:
-    kind = "CoNLL columns" if not is_table(report.path) else "Arrow" if is_arrow(report.path) else "Parquet"
+    kind = "CoNLL columns" if not is_table(report.path) else table_kind(report.path)
     if Path(report.path).is_dir():
         kind = "Arrow files" if any(map(is_arrow, table_files(report.path))) else "Parquet files"
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"

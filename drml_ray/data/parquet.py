@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from drml_ray.data.conll import CorpusFormatError, Sentence, is_arrow, table_files
+from drml_ray.data.conll import CorpusFormatError, Sentence, is_arrow, is_json_lines, table_files
 from drml_ray.data.tags import UNKNOWN_PREFIX, bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag
 from drml_ray.text import counted
 
@@ -57,7 +59,7 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
         has_doc = "doc" in schema.names
         table = read([words, tag_column, *(["doc"] if has_doc else [])])
     except (pa.ArrowInvalid, OSError) as err:
-        raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file ({err})") from None
+        raise CorpusFormatError(path, None, f"not a drml corpus {table_kind(path)} file ({err})") from None
     docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
     tags = _pylist(path, table, tag_column)
     if label_names is not None:
@@ -77,7 +79,10 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
 
 
 def _table_reader(path: str | os.PathLike[str]) -> tuple[pa.Schema, Callable[[list[str]], pa.Table]]:
-    """A Parquet or Arrow file's schema, and a reader of its columns by name."""
+    """A Parquet, Arrow or JSON lines file's schema, and a reader of its columns by name."""
+    if is_json_lines(path):
+        table = _json_lines(path)
+        return table.schema, table.select
     if not is_arrow(path):
         return pq.read_schema(path), lambda names: pq.read_table(path, columns=names)
     with open(path, "rb") as f:
@@ -89,8 +94,24 @@ def _table_reader(path: str | os.PathLike[str]) -> tuple[pa.Schema, Callable[[li
     return table.schema, table.select
 
 
-def _kind(path: str | os.PathLike[str]) -> str:
-    return "Arrow" if is_arrow(path) else "Parquet"
+def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
+    """A JSON lines file as a table; its errors name the line (pyarrow counts rows from 0)."""
+    try:
+        return pa_json.read_json(path)
+    except pa.ArrowInvalid as err:
+        text = str(err).removeprefix("JSON parse error: ")
+        if "changed from object to array in row 0" in text:
+            raise CorpusFormatError(path, None, "one JSON array: drml reads JSON lines, one object a sentence "
+                                    "(Dataset.to_json writes them)") from None  # fmt: skip
+        row = re.search(r" in row ([0-9]+)$", text)
+        line = int(row.group(1)) + 1 if row else None
+        raise CorpusFormatError(path, line, f"not JSON lines of a corpus ({text[: row.start()] if row else text})"
+                                ) from None  # fmt: skip
+
+
+def table_kind(path: str | os.PathLike[str]) -> str:
+    """``JSON lines``, ``Arrow`` or ``Parquet``: what a table file is, for messages."""
+    return "JSON lines" if is_json_lines(path) else "Arrow" if is_arrow(path) else "Parquet"
 
 
 REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
@@ -155,9 +176,9 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
     if named and (missing := [name for name in named if name not in schema.names]):
         raise CorpusFormatError(path, None, f"no column {missing[0]}: it has {', '.join(schema.names)}")
     if words not in schema.names or tag_column is None:
-        raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file: it needs a tokens column and a "
-                                f"{' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (drml data "
-                                "convert --columns WORDS,TAGS names others)")  # fmt: skip
+        raise CorpusFormatError(path, None, f"not a drml corpus {table_kind(path)} file: it needs a tokens column "
+                                f"and a {' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (drml "
+                                "data convert --columns WORDS,TAGS names others)")  # fmt: skip
     is_strings = [_is_list_of(schema.field(name).type, _is_text) for name in (words, tag_column)]
     ids = _is_list_of(schema.field(tag_column).type, pa.types.is_integer)
     doc_ok = "doc" not in schema.names or pa.types.is_integer(schema.field("doc").type)
@@ -169,7 +190,8 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
     names = class_label_names(schema.metadata, tag_column) if ids else None
     if ids and names is None:
         raise CorpusFormatError(path, None, f"column {tag_column} holds class ids and the file does not name them "
-                                "(no Hugging Face ClassLabel in its metadata): write the tags as strings")  # fmt: skip
+                                "(no Hugging Face ClassLabel in its metadata): write the tags as strings, or "
+                                "the dataset with Dataset.to_parquet, which keeps their names")  # fmt: skip
     return words, tag_column, names
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from drml_ray.cli import app
 from drml_ray.config import ConfigError, DataConfig, load_config
-from drml_ray.data.conll import Sentence, read_corpus_file, write_conll
+from drml_ray.data.conll import CorpusFormatError, Sentence, read_corpus_file, write_conll
 from drml_ray.data.load import folder_splits, load_corpus
 from drml_ray.data.parquet import write_parquet
 from drml_ray.ner.finetune import corpus_summary
@@ -220,3 +220,15 @@ def test_a_file_without_blank_lines_between_sentences_is_warned_of(tmp_path, cap
         f"{files['test']}: a sentence of 600 words: a blank line ends each sentence (are some missing?)" in caplog.text
     )
     assert f"{files['train']}: a sentence" not in caplog.text
+
+
+def test_json_lines_read_as_a_table_of_the_same_fields(tmp_path):
+    """run_ner.py's --train_file: one object a sentence, tokens and ner_tags (strings; class ids name nothing)."""
+    rows = [{"id": str(i), "tokens": list(s.tokens), "ner_tags": list(s.tags)} for i, s in enumerate(TRAIN + DEV)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert read_corpus_file(tmp_path / "train.jsonl") == TRAIN + DEV
+    (tmp_path / "broken").write_text(json.dumps(rows[0]) + '\n{"tokens": ["Hi"\n')  # (no suffix: told by its {)
+    with pytest.raises(CorpusFormatError, match=r"broken:2: not JSON lines of a corpus \(Missing a comma"):
+        read_corpus_file(tmp_path / "broken")
+    (tmp_path / "news.conll").write_text("[\tO\nUPDATE\tO\n]\tO\nObama\tB-PER\n")  # a first word [ is CoNLL
+    assert read_corpus_file(tmp_path / "news.conll")[0].tokens == ("[", "UPDATE", "]", "Obama")
