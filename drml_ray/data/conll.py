@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_text, unreadable
+from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_binary, open_text, plain_suffix, unreadable
 from drml_ray.data.tags import (
     PREFIXES,
     UNKNOWN_PREFIX,
@@ -214,7 +214,8 @@ def _records(path: str | os.PathLike[str], headers: list[str] | None = None,
             yield line_no, [] if not line.strip() else None
         elif not _is_comment(line, in_sentence=in_sentence):
             if n_columns is None and line.startswith("{") and line.rstrip().endswith("}"):
-                raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads CoNLL or Parquet "
+                raise CorpusFormatError(path, line_no, "JSON, not CoNLL columns: drml reads JSON lines that open "
+                                        "with the file, one object a sentence (name it .jsonl), CoNLL or Parquet "
                                         "(Dataset.to_parquet keeps a Hugging Face dataset's label names)")  # fmt: skip
             if n_columns is None and _BRAT.match(line):
                 raise CorpusFormatError(path, line_no, "brat standoff annotations (.ann), not CoNLL columns: drml "
@@ -449,16 +450,16 @@ def is_table(path: str | os.PathLike[str]) -> bool:
 
 def is_json_lines(path: str | os.PathLike[str]) -> bool:
     """JSON lines, one object per sentence (``Dataset.to_json``, ``run_ner.py``'s ``--train_file``): named
-    ``.jsonl``, ``.ndjson`` or ``.json``, or a file that opens (past blanks) an object's key, ``{"``, or an array of
-    objects, ``[{`` (a CoNLL file's first word may be ``[`` or ``{``)."""
-    if Path(path).suffix.lower() in (".jsonl", ".ndjson", ".json"):
+    ``.jsonl``, ``.ndjson`` or ``.json`` (compressed or not), or a file that opens (past blanks) an object's key,
+    ``{"``, or an array of objects, ``[{`` (a CoNLL file's first word may be ``[`` or ``{``)."""
+    if plain_suffix(path) in (".jsonl", ".ndjson", ".json"):
         return True
     try:
-        with open(path, "rb") as f:
+        with open_binary(path) as f:
             head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except OSError:
-        return False
-    return head.startswith(b'{"') or re.match(rb"\[\s*\{", head) is not None
+    except (*DECOMPRESS_ERRORS, ArchiveError):
+        return False  # (a folder, a damaged file: the reader names it)
+    return re.match(rb'\{\s*"|\[\s*\{', head) is not None
 
 
 def is_arrow(path: str | os.PathLike[str]) -> bool:

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_binary, unreadable
 from drml_ray.data.conll import CorpusFormatError, Sentence, is_arrow, is_json_lines, table_files
 from drml_ray.data.tags import UNKNOWN_PREFIX, bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag
 from drml_ray.text import counted
@@ -97,7 +98,10 @@ def _table_reader(path: str | os.PathLike[str]) -> tuple[pa.Schema, Callable[[li
 def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
     """A JSON lines file as a table; its errors name the line (pyarrow counts rows from 0)."""
     try:
-        return pa_json.read_json(path)
+        with open_binary(path) as f:  # (gzip, bzip2 or xz read through, as CoNLL files are)
+            return pa_json.read_json(f)
+    except (*DECOMPRESS_ERRORS, ArchiveError) as err:
+        raise CorpusFormatError(path, None, str(err) if isinstance(err, ArchiveError) else unreadable(err)) from None
     except pa.ArrowInvalid as err:
         text = str(err).removeprefix("JSON parse error: ")
         if "changed from object to array in row 0" in text:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from pathlib import Path
@@ -232,3 +233,7 @@ def test_json_lines_read_as_a_table_of_the_same_fields(tmp_path):
         read_corpus_file(tmp_path / "broken")
     (tmp_path / "news.conll").write_text("[\tO\nUPDATE\tO\n]\tO\nObama\tB-PER\n")  # a first word [ is CoNLL
     assert read_corpus_file(tmp_path / "news.conll")[0].tokens == ("[", "UPDATE", "]", "Obama")
+    (tmp_path / "train.jsonl.gz").write_bytes(gzip.compress((tmp_path / "train.jsonl").read_bytes()))
+    assert read_corpus_file(tmp_path / "train.jsonl.gz") == TRAIN + DEV  # (compressed, as CoNLL files may be)
+    (tmp_path / "spaced").write_text('{ "tokens": ["Hi"], "ner_tags": ["O"]}\n')  # another writer's spacing
+    assert read_corpus_file(tmp_path / "spaced")[0].tokens == ("Hi",)
