@@ -99,11 +99,13 @@ def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
     """A JSON lines file as a table; its errors name the line (pyarrow counts rows from 0)."""
     try:
         with open_binary(path) as f:  # (gzip, bzip2 or xz read through, as CoNLL files are)
-            return pa_json.read_json(f)
+            table = pa_json.read_json(f)
     except (*DECOMPRESS_ERRORS, ArchiveError) as err:
         raise CorpusFormatError(path, None, str(err) if isinstance(err, ArchiveError) else unreadable(err)) from None
     except pa.ArrowInvalid as err:
         text = str(err).removeprefix("JSON parse error: ")
+        if text == "Empty JSON file":
+            raise CorpusFormatError(path, None, "no sentences found (empty file?)") from None
         if "changed from object to array in row 0" in text:
             raise CorpusFormatError(path, None, "one JSON array: drml reads JSON lines, one object a sentence "
                                     "(Dataset.to_json writes them)") from None  # fmt: skip
@@ -111,6 +113,9 @@ def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
         line = int(row.group(1)) + 1 if row else None
         raise CorpusFormatError(path, line, f"not JSON lines of a corpus ({text[: row.start()] if row else text})"
                                 ) from None  # fmt: skip
+    if not table.num_columns:
+        raise CorpusFormatError(path, None, "no sentences found (blank lines only?)")
+    return table
 
 
 def table_kind(path: str | os.PathLike[str]) -> str:
@@ -183,7 +188,7 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
         raise CorpusFormatError(path, None, f"not a drml corpus {table_kind(path)} file: it needs a tokens column "
                                 f"and a {' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (drml "
                                 "data convert --columns WORDS,TAGS names others)")  # fmt: skip
-    is_strings = [_is_list_of(schema.field(name).type, _is_text) for name in (words, tag_column)]
+    is_strings = [_is_list_of(schema.field(name).type, _is_text_or_none) for name in (words, tag_column)]
     ids = _is_list_of(schema.field(tag_column).type, pa.types.is_integer)
     doc_ok = "doc" not in schema.names or pa.types.is_integer(schema.field("doc").type)
     if not is_strings[0] or not (is_strings[1] or ids) or not doc_ok:
@@ -201,6 +206,11 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
 
 def _is_text(kind: pa.DataType) -> bool:
     return pa.types.is_string(kind) or pa.types.is_large_string(kind)  # (Polars writes large strings)
+
+
+def _is_text_or_none(kind: pa.DataType) -> bool:
+    """Strings, or nothing at all (JSON lines whose every list is empty: their rows are skipped as empty)."""
+    return _is_text(kind) or pa.types.is_null(kind)
 
 
 def _is_list_of(kind: pa.DataType, is_item: Callable[[pa.DataType], bool]) -> bool:

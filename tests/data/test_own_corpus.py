@@ -237,3 +237,7 @@ def test_json_lines_read_as_a_table_of_the_same_fields(tmp_path):
     assert read_corpus_file(tmp_path / "train.jsonl.gz") == TRAIN + DEV  # (compressed, as CoNLL files may be)
     (tmp_path / "spaced").write_text('{ "tokens": ["Hi"], "ner_tags": ["O"]}\n')  # another writer's spacing
     assert read_corpus_file(tmp_path / "spaced")[0].tokens == ("Hi",)
+    for text in ["", "\n\n", '{"tokens": [], "tags": []}\n']:  # an empty file, blank lines, only empty lists
+        (tmp_path / "empty.jsonl").write_text(text)
+        with pytest.raises(CorpusFormatError, match="empty.jsonl: no sentences found"):
+            read_corpus_file(tmp_path / "empty.jsonl")
