@@ -92,7 +92,7 @@ def _inspect(path: Path) -> str:
 def _inspect_folder(folder: Path) -> str:
     """Every demonstrations file under ``folder``, else the three split files of a task folder, else the Parquet
     corpus files in it as one corpus."""
-    from drml_ray.data.conll import table_files
+    from drml_ray.data.formats import table_files
     from drml_ray.data.inspect import format_inspection, inspect_file
     from drml_ray.data.load import folder_splits
     from drml_ray.irl.demos import is_demonstrations

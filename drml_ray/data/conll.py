@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_binary, open_text, plain_suffix, unreadable
+from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, table_files, unreadable
 from drml_ray.data.tags import (
     PREFIXES,
     UNKNOWN_PREFIX,
@@ -81,7 +81,7 @@ def read_conll(
     (:func:`layout`, which reads the file again only then), or ``columns`` names the word's and the tag's (counted
     from 0). Where column 1 numbers the words, CoNLL-U's lines numbered ``3-4`` (a multi-word token) and ``5.1``
     (an empty node) are passed over: the words are those numbered 3 and 4. A file compressed with gzip, bzip2 or
-    xz is read through (:func:`~drml_ray.data.compressed.open_text`).
+    xz is read through (:func:`~drml_ray.data.formats.open_text`).
     """
     if columns is not None:
         indexed = _indexed(columns) and _numbers_words(path)
@@ -354,7 +354,7 @@ def _is_comment(line: str, *, in_sentence: bool) -> bool:
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
     """(1-based number, text) of each line of a UTF-8 file, gzip-, bzip2- or xz-compressed or not
-    (:func:`~drml_ray.data.compressed.open_text`); a byte-order mark is dropped and CRLF read as LF."""
+    (:func:`~drml_ray.data.formats.open_text`); a byte-order mark is dropped and CRLF read as LF."""
     line_no = 0
     try:
         with open_text(path) as f:
@@ -364,9 +364,7 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
                 yield line_no, raw.rstrip("\r\n")
     except UnicodeDecodeError:
         raise CorpusFormatError(path, line_no + 1, "not UTF-8 text (UTF-16? Latin-1?): save it as UTF-8") from None
-    except ArchiveError as err:
-        raise CorpusFormatError(path, None, str(err)) from None
-    except DECOMPRESS_ERRORS as err:
+    except OPEN_ERRORS as err:
         raise CorpusFormatError(path, None, unreadable(err)) from None
 
 
@@ -429,51 +427,6 @@ def first_line_with(path: str | os.PathLike[str], labels: Iterable[str]) -> int 
         if len(columns) > 1 and columns[-1] != "O" and kinds & {columns[-1], columns[-1].partition("-")[2]}:
             return line_no
     return None
-
-
-def table_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The Parquet and Arrow files of a folder (a Hub split's shards, a request log, a split of
-    ``Dataset.save_to_disk``), in name order (none where ``folder`` is no folder)."""
-    if not Path(folder).is_dir():
-        return []
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".parquet", ".arrow") and p.is_file())
-
-
-def is_table(path: str | os.PathLike[str]) -> bool:
-    """A Parquet or Arrow file: named ``.parquet`` or ``.arrow`` (in any case), or a file that starts with Parquet's
-    magic bytes (``PAR1``: a ``.pq`` file, one with no suffix) or an Arrow file's (``ARROW1``); or JSON lines
-    (:func:`is_json_lines`), read as such a table."""
-    if Path(path).suffix.lower() in (".parquet", ".arrow"):
-        return True
-    return is_arrow(path) or _starts(path, b"PAR1") or is_json_lines(path)
-
-
-def is_json_lines(path: str | os.PathLike[str]) -> bool:
-    """JSON lines, one object per sentence (``Dataset.to_json``, ``run_ner.py``'s ``--train_file``): named
-    ``.jsonl``, ``.ndjson`` or ``.json`` (compressed or not), or a file that opens (past blanks) an object's key,
-    ``{"``, or an array of objects, ``[{`` (a CoNLL file's first word may be ``[`` or ``{``)."""
-    if plain_suffix(path) in (".jsonl", ".ndjson", ".json"):
-        return True
-    try:
-        with open_binary(path) as f:
-            head = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n")
-    except (*DECOMPRESS_ERRORS, ArchiveError):
-        return False  # (a folder, a damaged file: the reader names it)
-    return re.match(rb'\{\s*"|\[\s*\{', head) is not None
-
-
-def is_arrow(path: str | os.PathLike[str]) -> bool:
-    """An Arrow IPC file: a stream named ``.arrow`` (what ``Dataset.save_to_disk`` writes), or a file that starts
-    with ``ARROW1`` (Arrow's file format, Feather 2)."""
-    return Path(path).suffix.lower() == ".arrow" or _starts(path, b"ARROW1")
-
-
-def _starts(path: str | os.PathLike[str], magic: bytes) -> bool:
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(magic)) == magic
-    except OSError:
-        return False  # (a folder; a file that is not there, named by the reader)
 
 
 Columns = tuple[int, int] | tuple[str, str]

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drml_ray.data.conll import Sentence, is_arrow, is_table, read_corpus_file, table_files
-from drml_ray.data.parquet import table_kind
+from drml_ray.data.conll import Sentence, read_corpus_file
+from drml_ray.data.formats import table_files, table_format
 from drml_ray.data.tags import split_tag
 
 LONG_SENTENCE = 512
@@ -93,9 +93,9 @@ def inspect_file(path: str | os.PathLike[str]) -> Inspection:
 
 
 def format_inspection(report: Inspection) -> str:
-    kind = "CoNLL columns" if not is_table(report.path) else table_kind(report.path)
+    kind = table_format(report.path) or "CoNLL columns"
     if Path(report.path).is_dir():
-        kind = "Arrow files" if any(map(is_arrow, table_files(report.path))) else "Parquet files"
+        kind = "Arrow files" if any(table_format(f) == "Arrow" for f in table_files(report.path)) else "Parquet files"
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"
     lines = [f"{report.path} ({kind})", f"  sentences {report.sentences:,}, tokens {report.tokens:,}{documents}",
              f"  tag scheme: {report.scheme}", "  entities per type:"]  # fmt: skip

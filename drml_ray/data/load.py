@@ -21,9 +21,9 @@ from drml_ray.data.conll import (
     discover_labels,
     first_line_with,
     read_corpus_file,
-    table_files,
 )
 from drml_ray.data.fetch import FetchError, fetch
+from drml_ray.data.formats import table_files
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
 from drml_ray.data.registry import CORPORA, SPLITS, get_spec, unknown_corpus

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_binary, unreadable
-from drml_ray.data.conll import CorpusFormatError, Sentence, is_arrow, is_json_lines, table_files
+from drml_ray.data.conll import CorpusFormatError, Sentence
+from drml_ray.data.formats import OPEN_ERRORS, open_binary, table_files, table_format, unreadable
 from drml_ray.data.tags import UNKNOWN_PREFIX, bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag
 from drml_ray.text import counted
 
@@ -60,7 +60,7 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
         has_doc = "doc" in schema.names
         table = read([words, tag_column, *(["doc"] if has_doc else [])])
     except (pa.ArrowInvalid, OSError) as err:
-        raise CorpusFormatError(path, None, f"not a drml corpus {table_kind(path)} file ({err})") from None
+        raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file ({err})") from None
     docs = table.column("doc").to_pylist() if has_doc else [None] * table.num_rows
     tags = _pylist(path, table, tag_column)
     if label_names is not None:
@@ -81,10 +81,11 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
 
 def _table_reader(path: str | os.PathLike[str]) -> tuple[pa.Schema, Callable[[list[str]], pa.Table]]:
     """A Parquet, Arrow or JSON lines file's schema, and a reader of its columns by name."""
-    if is_json_lines(path):
+    kind = table_format(path)
+    if kind == "JSON lines":
         table = _json_lines(path)
         return table.schema, table.select
-    if not is_arrow(path):
+    if kind != "Arrow":
         return pq.read_schema(path), lambda names: pq.read_table(path, columns=names)
     with open(path, "rb") as f:
         try:
@@ -100,8 +101,8 @@ def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
     try:
         with open_binary(path) as f:  # (gzip, bzip2 or xz read through, as CoNLL files are)
             table = pa_json.read_json(f)
-    except (*DECOMPRESS_ERRORS, ArchiveError) as err:
-        raise CorpusFormatError(path, None, str(err) if isinstance(err, ArchiveError) else unreadable(err)) from None
+    except OPEN_ERRORS as err:
+        raise CorpusFormatError(path, None, unreadable(err)) from None
     except pa.ArrowInvalid as err:
         text = str(err).removeprefix("JSON parse error: ")
         if text == "Empty JSON file":
@@ -118,9 +119,8 @@ def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
     return table
 
 
-def table_kind(path: str | os.PathLike[str]) -> str:
-    """``JSON lines``, ``Arrow`` or ``Parquet``: what a table file is, for messages."""
-    return "JSON lines" if is_json_lines(path) else "Arrow" if is_arrow(path) else "Parquet"
+def _kind(path: str | os.PathLike[str]) -> str:
+    return table_format(path) or "Parquet"  # (a file read_parquet was handed by name: Parquet)
 
 
 REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
@@ -185,7 +185,7 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
     if named and (missing := [name for name in named if name not in schema.names]):
         raise CorpusFormatError(path, None, f"no column {missing[0]}: it has {', '.join(schema.names)}")
     if words not in schema.names or tag_column is None:
-        raise CorpusFormatError(path, None, f"not a drml corpus {table_kind(path)} file: it needs a tokens column "
+        raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file: it needs a tokens column "
                                 f"and a {' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (drml "
                                 "data convert --columns WORDS,TAGS names others)")  # fmt: skip
     is_strings = [_is_list_of(schema.field(name).type, _is_text_or_none) for name in (words, tag_column)]

@@ -29,8 +29,8 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.compressed import DECOMPRESS_ERRORS, ArchiveError, open_text, unreadable
-from drml_ray.data.conll import fields, is_header, is_table, read_conll, read_corpus_file
+from drml_ray.data.conll import fields, is_header, read_conll, read_corpus_file
+from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, unreadable
 from drml_ray.data.parquet import logged_texts
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
@@ -203,9 +203,7 @@ def read_text_lines(path: str | Path) -> list[str]:
             text = f.read()
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
-    except ArchiveError as err:
-        raise UserError(f"{path}: {err}") from None
-    except DECOMPRESS_ERRORS as err:
+    except OPEN_ERRORS as err:
         raise UserError(f"{path}: {unreadable(err)}") from None
     if "\x00" in text:
         raise UserError(f"{path}: binary content (a NUL byte), not text")
