@@ -24,7 +24,7 @@ import typer
 from typer.core import TyperGroup
 
 from drml_ray.cli_data import data_app
-from drml_ray.cli_support import file_to_write, user_errors
+from drml_ray.cli_support import ColumnsOption, file_to_write, parse_columns, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
@@ -269,6 +269,7 @@ def evaluate(
     decoding: Annotated[
         str | None, typer.Option(help="argmax, or constrained (a valid IOB2 sequence) [default: the model's own].")
     ] = None,
+    columns: ColumnsOption = None,
     output_dir: OutputDir = None,
     overwrite: Overwrite = False,
 ) -> None:
@@ -282,7 +283,7 @@ def evaluate(
     split = split_ or "test"
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
-    sentences, data_name = evaluation_data(data, split, split_ is not None)
+    sentences, data_name = evaluation_data(data, split, split_ is not None, parse_columns(columns))
     model_dir = model_folder(model_dir)
     name = f"eval-{model_dir.resolve().parent.name}-{data_name}-{split}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from drml_ray.cli_support import file_to_write, user_errors
+from drml_ray.cli_support import ColumnsOption, file_to_write, parse_columns, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.text import counted
-
-if TYPE_CHECKING:
-    from drml_ray.data.conll import Columns
 
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 
@@ -133,14 +130,7 @@ def data_convert(
         str,
         typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
     ] = "auto",
-    columns: Annotated[
-        str | None,
-        typer.Option(
-            help="WORD,TAG: the columns holding the word and the tag: a CoNLL SOURCE's counted from 1 (GermEval's "
-            "outer entities: 2,3; default: the first and the last, or the layout the file shows), a Parquet "
-            "SOURCE's by name (Few-NERD's fine types: tokens,fine_ner_tags; default: tokens and tags or ner_tags)."
-        ),
-    ] = None,
+    columns: ColumnsOption = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace DEST if it exists.")] = False,
 ) -> None:
     """Convert a corpus between CoNLL columns and Parquet; IOB1 and BIOES-style input is rewritten as IOB2."""
@@ -157,19 +147,6 @@ def data_convert(
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     scheme = None if from_scheme == "auto" else from_scheme
-    [sentences] = read_files([str(source)], scheme, _columns(columns))  # type: ignore[arg-type]
+    [sentences] = read_files([str(source)], scheme, parse_columns(columns))  # type: ignore[arg-type]
     (write_parquet if dest.suffix.lower() in (".parquet", ".pq") else write_conll)(dest, sentences)
     typer.echo(f"[drml] {counted(len(sentences), 'sentence')} -> {dest} (IOB2)")
-
-
-def _columns(text: str | None) -> Columns | None:
-    """``--columns 2,3`` as the columns counted from 0, ``(1, 2)``; ``--columns words,labels`` as names."""
-    if text is None:
-        return None
-    word, _, tag = (part.strip() for part in text.partition(","))
-    if word and tag and word != tag and not word.isdigit() and not tag.isdigit():
-        return word, tag
-    if not (word.isdigit() and tag.isdigit() and int(word) >= 1 and int(tag) >= 1 and word != tag):
-        raise UserError(f"--columns {text}: give the word's and the tag's column, counted from 1 (e.g. 2,3), or "
-                        "named in a Parquet file (e.g. tokens,fine_ner_tags)")  # fmt: skip
-    return int(word) - 1, int(tag) - 1

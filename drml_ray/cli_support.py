@@ -11,6 +11,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -68,3 +69,26 @@ def file_to_write(path: Path, example: str) -> None:
     above = next(p for p in path.absolute().parents if p.exists())
     if not above.is_dir():
         raise UserError(f"{path}: cannot make its folder {path.parent} ({above} is a file)")
+
+
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        help="WORD,TAG: the columns holding the word and the tag: a CoNLL file's counted from 1 (GermEval's outer "
+        "entities: 2,3; default: the first and the last, or the layout the file shows), a Parquet file's by name "
+        "(Few-NERD's fine types: tokens,fine_ner_tags; default: tokens and tags or ner_tags)."
+    ),
+]
+
+
+def parse_columns(text: str | None) -> tuple[int, int] | tuple[str, str] | None:
+    """``--columns 2,3`` as the columns counted from 0, ``(1, 2)``; ``--columns words,labels`` as names."""
+    if text is None:
+        return None
+    word, _, tag = (part.strip() for part in text.partition(","))
+    if word and tag and word != tag and not word.isdigit() and not tag.isdigit():
+        return word, tag
+    if not (word.isdigit() and tag.isdigit() and int(word) >= 1 and int(tag) >= 1 and word != tag):
+        raise UserError(f"--columns {text}: give the word's and the tag's column, counted from 1 (e.g. 2,3), or "
+                        "named in a Parquet file (e.g. tokens,fine_ner_tags)")  # fmt: skip
+    return int(word) - 1, int(tag) - 1

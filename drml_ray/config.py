@@ -81,6 +81,16 @@ class GeneratedData(Section):
     """Seed of the generator (each split uses its own stream)."""
 
 
+def _column_pair(columns: list[int | str]) -> list[int | str]:
+    """Two columns, the word's then the tag's: both counted from 1, or both named, and not the same one."""
+    numbered = all(isinstance(c, int) and c >= 1 for c in columns)
+    named = all(isinstance(c, str) and c for c in columns)
+    if len(columns) != 2 or not (numbered or named) or columns[0] == columns[1]:
+        raise ValueError("give the word's column and the tag's: counted from 1 in CoNLL files ([2, 3]), or named in "
+                         "Parquet, Arrow or JSON lines files ([tokens, fine_ner_tags])")  # fmt: skip
+    return columns
+
+
 def _corpus_spec(spec: str) -> str:
     """A task folder made absolute (:func:`absolute_path`); a corpus name as it is."""
     return absolute_path(spec) if is_task_folder(spec) else spec
@@ -98,6 +108,11 @@ class DataConfig(Section):
     """A CoNLL or Parquet file replacing the corpus' dev split."""
     test: LocalPath | None = None
     """A CoNLL or Parquet file replacing the corpus' test split."""
+    columns: Annotated[list[int | str], AfterValidator(_column_pair)] | None = None
+    """The word's column and the tag's in your own files: a CoNLL file's counted from 1 (``[2, 3]``: GermEval's
+    outer entities), a Parquet, Arrow or JSON lines file's by name (``[tokens, fine_ner_tags]``: Few-NERD's fine
+    types); default: the first column and the last (or the layout a file shows, said so), ``tokens`` and ``tags``
+    or ``ner_tags``."""
     scheme: Literal["iob1", "iob2"] | None = None
     """Tag scheme of files given by path; default: IOB1 where a file's entities start with ``I-``, else IOB2."""
     fallback_to_generated: bool = False
@@ -136,9 +151,21 @@ class DataConfig(Section):
         if self.corpus is None and given and len(given) < 3:
             missing = ", ".join(f"data.{s}" for s in ("train", "dev", "test") if s not in given)
             raise ValueError(f"your own corpus needs all three splits: add {missing} (or name a data.corpus)")
+        if self.columns is not None and not given and not (self.corpus and is_task_folder(self.corpus)):
+            named = self.corpus or "generated"
+            raise ValueError(f"data.columns: picks columns of your own files (data.train, data.dev, data.test, or a "
+                             f"folder as data.corpus); {named} is read as it is laid out")  # fmt: skip
         if self.context_train == "document" and not self.context:
             raise ValueError("data.context_train: document cuts training windows from documents: it needs "
                              "data.context: true")  # fmt: skip
+
+    @property
+    def read_columns(self) -> tuple[int, int] | tuple[str, str] | None:
+        """``columns`` as the readers take them: a CoNLL file's counted from 0, a Parquet file's names."""
+        if self.columns is None:
+            return None
+        word, tag = self.columns
+        return (word - 1, tag - 1) if isinstance(word, int) and isinstance(tag, int) else (str(word), str(tag))
 
     @property
     def own_files(self) -> bool:

@@ -154,7 +154,7 @@ def test_data_convert_takes_the_columns_it_is_given(tmp_path):
     )
     assert "counted from 1 (e.g. 2,3)" in cli("data", "convert", src, tmp_path / "x.conll", "--columns", "0,3").output
     named = cli("data", "convert", src, tmp_path / "x.conll", "--columns", "tokens,tags")
-    assert named.exit_code == 2 and "a CoNLL file's counted from 1 (--columns 2,3)" in named.output
+    assert named.exit_code == 2 and "a CoNLL file's counted from 1 (2,3)" in named.output
 
 
 def test_data_convert_reads_the_parquet_columns_it_is_named(tmp_path):
@@ -162,10 +162,7 @@ def test_data_convert_reads_the_parquet_columns_it_is_named(tmp_path):
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"words": [["Anna", "ran"]], "labels": [["B-PER", "O"]]}), tmp_path / "w.parquet")
-    assert (
-        "drml data convert --columns WORDS,TAGS"
-        in cli("data", "convert", tmp_path / "w.parquet", tmp_path / "a").output
-    )
+    assert "--columns WORDS,TAGS" in cli("data", "convert", tmp_path / "w.parquet", tmp_path / "a").output
     assert (
         cli("data", "convert", tmp_path / "w.parquet", tmp_path / "b.conll", "--columns", "words,labels").exit_code == 0
     )

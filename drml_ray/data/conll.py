@@ -294,8 +294,9 @@ def layout(path: str | os.PathLike[str]) -> tuple[int, int]:
     said += [f"words from column 2 ({'column 1 numbers them' if numbered else 'after the tags'})"] if word else []
     if said:
         more = [str(i + 1) for i in range(word + 1, width) if i != tag and all(map(is_tag, values[i]))]
-        said += [f"column {', '.join(more)} holds tags too; only column {tag + 1} is read (drml data convert "
-                 f"--columns {word + 1},{more[0]} reads those instead)"] if more else []  # fmt: skip
+        pair = f"{word + 1}, {more[0]}" if more else ""
+        said += [f"column {', '.join(more)} holds tags too; only column {tag + 1} is read (data.columns: [{pair}], "
+                 f"or --columns {pair.replace(' ', '')}, reads those instead)"] if more else []  # fmt: skip
         log.warning("%s: %s", path, "; ".join(said))
     return (word, tag) if said else (0, -1)
 
@@ -441,8 +442,8 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
     ``drml serve --log-requests DIR`` wrote)."""
     parquet = Path(path).is_dir() or is_table(path)
     if columns is not None and parquet != isinstance(columns[0], str):
-        raise CorpusFormatError(path, None, "a Parquet file's columns are named (--columns tokens,fine_ner_tags), a "
-                                "CoNLL file's counted from 1 (--columns 2,3)")  # fmt: skip
+        raise CorpusFormatError(path, None, "a Parquet file's columns are named (tokens,fine_ner_tags), a CoNLL "
+                                "file's counted from 1 (2,3)")  # fmt: skip
     if Path(path).is_dir():
         files = table_files(path)
         if not files:

@@ -66,11 +66,12 @@ def own_corpus(cfg: DataConfig) -> NerCorpus:
     ``data.scheme``). The label set is the train split's: a dev or test tag that train never has is named with its
     file and line (the model cannot predict it, so its entities count as misses)."""
     paths = {split: getattr(cfg, split) for split in SPLITS}
-    splits = dict(zip(paths, read_files(list(paths.values()), cfg.scheme), strict=True))
+    splits = dict(zip(paths, read_files(list(paths.values()), cfg.scheme, cfg.read_columns), strict=True))
     labels = discover_labels(splits["train"])
     if labels == ["O"]:
         raise CorpusFormatError(paths["train"], None, "no entities: every tag of the train split is O, so there is "
-                                "nothing to learn (the tag must be a line's last column)")  # fmt: skip
+                                "nothing to learn (the tag is a line's last column: data.columns names another)"
+                                )  # fmt: skip
     _warn_of_splits(paths, splits, labels)
     if cfg.max_train_sentences is not None:
         splits["train"] = splits["train"][: cfg.max_train_sentences]
@@ -189,7 +190,7 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
             splits[split] = read_corpus_file(path, scheme=spec.scheme)
             sources[split] = str(path)
     overrides = {split: getattr(cfg, split) for split in SPLITS if getattr(cfg, split) is not None}
-    splits |= dict(zip(overrides, read_files(list(overrides.values()), cfg.scheme), strict=True))
+    splits |= dict(zip(overrides, read_files(list(overrides.values()), cfg.scheme, cfg.read_columns), strict=True))
     sources |= overrides
     if cfg.max_train_sentences is not None:
         splits["train"] = splits["train"][: cfg.max_train_sentences]
@@ -197,13 +198,18 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
     return NerCorpus(name, splits, labels, generated, sources)
 
 
-def evaluation_data(data: str, split: str, split_given: bool) -> tuple[list[Sentence], str]:
+def evaluation_data(data: str, split: str, split_given: bool, columns: Columns | None = None,
+                    ) -> tuple[list[Sentence], str]:  # fmt: skip
     """The sentences ``drml evaluate`` scores and their name: a split of an experiment file's data or of a named
-    corpus, or one corpus file whole."""
+    corpus, or one corpus file whole (``columns``: of a file or a folder's, as :func:`read_files`)."""
     from drml_ray.config import load_config
 
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
+    named = data.endswith((".yaml", ".yml")) or (not Path(data).exists() and (data == "generated" or data in CORPORA))
+    if columns is not None and named:
+        raise UserError(f"--columns picks columns of a corpus file or a task folder's; {data} is read as it is laid "
+                        "out (an experiment file: its data.columns)")  # fmt: skip
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
         return load_corpus(cfg.data).splits[split], cfg.name
@@ -211,15 +217,16 @@ def evaluation_data(data: str, split: str, split_given: bool) -> tuple[list[Sent
         if split_given:
             raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
                             "scored whole")  # fmt: skip
-        return read_files([data])[0], Path(data).stem
+        return read_files([data], columns=columns)[0], Path(data).stem
     if Path(data).is_dir():
-        return _folder_data(Path(data), split, split_given)
+        return _folder_data(Path(data), split, split_given, columns)
     if data == "generated" or data in CORPORA:
         return load_corpus(DataConfig(corpus=data)).splits[split], data
     raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
 
 
-def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sentence], str]:
+def _folder_data(folder: Path, split: str, split_given: bool, columns: Columns | None,
+                 ) -> tuple[list[Sentence], str]:  # fmt: skip
     """A task folder's split (its ``train.*``, ``dev.*``, ``test.*``), or a folder of Parquet files whole (what
     ``drml serve --log-requests`` writes)."""
     try:
@@ -227,9 +234,9 @@ def _folder_data(folder: Path, split: str, split_given: bool) -> tuple[list[Sent
     except ValueError as err:
         path, why = None, str(err)
     if path is not None:
-        return read_files([path])[0], folder.name
+        return read_files([path], columns=columns)[0], folder.name
     if not table_files(folder):
         raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
     if split_given:
         raise UserError(f"--split picks a split of a task folder; {folder} holds .parquet files, scored whole")
-    return read_files([str(folder)])[0], folder.name
+    return read_files([str(folder)], columns=columns)[0], folder.name

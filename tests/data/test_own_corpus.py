@@ -241,3 +241,46 @@ def test_json_lines_read_as_a_table_of_the_same_fields(tmp_path):
         (tmp_path / "empty.jsonl").write_text(text)
         with pytest.raises(CorpusFormatError, match="empty.jsonl: no sentences found"):
             read_corpus_file(tmp_path / "empty.jsonl")
+
+
+def test_data_columns_picks_the_word_and_tag_columns_of_own_files(tmp_path, monkeypatch):
+    """GermEval: a word index, the word, the outer entity, the nested one; read by default from the last column."""
+    (tmp_path / "g").mkdir()
+    for split in ("train", "dev", "test"):
+        (tmp_path / "g" / f"{split}.tsv").write_text(
+            "1\tAnna\tB-PER\tO\n2\tin\tO\tO\n3\tBerlin-Mitte\tB-LOC\tB-LOCpart\n"
+        )
+    write_parquet(tmp_path / "fine.parquet", TRAIN)  # columns tokens, tags, doc
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "exp.yaml"
+    config.write_text("data:\n  corpus: ./g\n  columns: [2, 3]\n")
+    assert load_corpus(load_config(config).data, progress=False).splits["dev"][0].tags == ("B-PER", "O", "B-LOC")
+    assert load_corpus(DataConfig(corpus="./g"), progress=False).splits["dev"][0].tags == ("O", "O", "B-LOCpart")
+    config.write_text(
+        "data:\n  train: fine.parquet\n  dev: fine.parquet\n  test: fine.parquet\n  columns: [tokens, tags]\n"
+    )
+    assert load_corpus(load_config(config).data, progress=False).splits["test"] == TRAIN
+    for columns, said in [("[0, 3]", "counted from 1 in CoNLL files"), ("[2, tags]", "or named in Parquet"),
+                          ("[3, 3]", "the word's column and the tag's")]:  # fmt: skip
+        config.write_text(f"data:\n  corpus: ./g\n  columns: {columns}\n")
+        with pytest.raises(ConfigError, match=rf"exp.yaml:3: data.columns: .*{said}"):
+            load_config(config)
+    config.write_text("data:\n  corpus: conll2003\n  columns: [2, 3]\n")  # its layout is known
+    with pytest.raises(ConfigError, match=r"data.columns: picks columns of your own files .*conll2003 is read as"):
+        load_config(config)
+    with pytest.raises(CorpusFormatError, match=r"fine.parquet: a Parquet file's columns are named"):
+        load_corpus(DataConfig(corpus="./g", test="fine.parquet", columns=[2, 3]), progress=False)
+
+
+def test_drml_evaluate_reads_the_columns_it_is_given_and_refuses_them_for_a_named_corpus(tmp_path, monkeypatch):
+    from drml_ray.data.load import evaluation_data
+
+    path = tmp_path / "t.tsv"
+    path.write_text("1\tAnna\tB-PER\tB-X\n2\tin\tO\tO\n")
+    assert evaluation_data(str(path), "test", False, (1, 2))[0][0].tags == ("B-PER", "O")
+    assert evaluation_data(str(path), "test", False)[0][0].tags == ("B-X", "O")
+    shown = CliRunner().invoke(app, ["evaluate", str(tmp_path), "conll2003", "--columns", "2,3"])
+    assert (
+        shown.exit_code == 2
+        and "--columns picks columns of a corpus file or a task folder's; conll2003" in shown.output
+    )
