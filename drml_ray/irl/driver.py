@@ -29,7 +29,7 @@ from drml_ray.irl.policy import family_env, n_actions, random_episodes
 from drml_ray.irl.worker import DEMOS_FILE, IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
-from drml_ray.runtime.rundir import atomic_write_json, open_run, read_json
+from drml_ray.runtime.rundir import atomic_write_json, file_digest, open_run, read_json
 from drml_ray.text import counted
 
 EXPERTS_FILE = "experts.json"
@@ -209,14 +209,24 @@ def cell_budget(cfg: IRLExperiment, family: str, method: str) -> dict[str, Any]:
                              "ppo": cfg.ppo_of(family).model_dump(mode="json")}  # fmt: skip
 
 
-def current(cfg: IRLExperiment, cells: dict[str, Any]) -> dict[str, Any]:
-    """The cells of ``cfg``'s families measured with its budget (the others stay in the file until measured again)."""
+def demo_digests(cfg: IRLExperiment, root: Path) -> dict[str, str]:
+    """A hash of each family's demonstrations file: a cell measured on other demonstrations (an expert recorded
+    again, a file replaced in ``irl.experts_dir``) is measured again."""
+    return {family: file_digest(expert_dir(root, family) / DEMOS_FILE) for family in cfg.families()}
+
+
+def current(cfg: IRLExperiment, cells: dict[str, Any], digests: dict[str, str] | None = None) -> dict[str, Any]:
+    """The cells of ``cfg``'s families measured with its budget and on the demonstrations of ``digests``
+    (:func:`demo_digests`; a cell from before they were recorded is kept); the others stay in the file until
+    measured again."""
     families = cfg.families()
     return {k: c for k, c in cells.items() if (family := k.split("/")[1]) in families
-            and c.get("budget") == cell_budget(cfg, family, k.split("/")[0])}  # fmt: skip
+            and c.get("budget") == cell_budget(cfg, family, k.split("/")[0])
+            and (digests is None or c.get("demonstrations", digests[family]) == digests[family])}  # fmt: skip
 
 
-def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any]) -> list[tuple[str, str, int, int]]:
+def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any], digests: dict[str, str] | None = None,
+                 ) -> list[tuple[str, str, int, int]]:  # fmt: skip
     """The (method, family, demonstrations, seed) cells ``cfg`` asks for that ``cells`` lacks at its budget.
 
     >>> cfg = IRLExperiment.model_validate({"name": "x", "irl": {"methods": ["gail"], "demos": [4], "seeds": [1, 2]}})
@@ -224,7 +234,7 @@ def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any]) -> list[tuple[str, s
     >>> cells_to_run(cfg, {"gail/nav2d/4/1": done, "gail/nav2d/4/2": {}, "gail/cartpole/4/1": done})
     [('gail', 'nav2d', 4, 2)]
     """
-    irl, done = cfg.irl, current(cfg, cells)
+    irl, done = cfg.irl, current(cfg, cells, digests)
     return [(m, f, n, s) for f in cfg.families() for n in irl.demos for m in irl.methods for s in irl.seeds
             if f"{m}/{f}/{n}/{s}" not in done]  # fmt: skip
 
@@ -271,24 +281,27 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
     run_dir = Path(run_dir).expanduser().resolve()
     root = Path(cfg.irl.experts_dir) if cfg.irl.experts_dir else run_dir
     experts = {f: load_expert(root, cfg, f) for f in cfg.families()}  # before touching anything
+    digests = demo_digests(cfg, root)
     run_dir = open_run(run_dir, cfg, marker=None, free=FREE_KEYS)
     irl, cells_path = cfg.irl, run_dir / CELLS_FILE
     cells = read_cells(cells_path)
-    keys = cells_to_run(cfg, cells)
+    keys = cells_to_run(cfg, cells, digests)
     stale = sum("/".join(map(str, k)) in cells for k in keys)
     print(f"[drml] rl irl -> {run_dir}: {', '.join(irl.methods)} on {', '.join(cfg.families())}, {irl.demos} "
-          f"demonstrations, seeds {irl.seeds}; {len(keys)} cells to run ({len(current(cfg, cells))} kept"
-          f"{f'; {stale} of them measured before with another budget' if stale else ''})", flush=True)  # fmt: skip
+          f"demonstrations, seeds {irl.seeds}; {len(keys)} cells to run ({len(current(cfg, cells, digests))} kept"
+          f"{f'; {stale} of them measured before with another budget or on other demonstrations' if stale else ''})",
+          flush=True)  # fmt: skip
     cfg_json = cfg.model_dump(mode="json")
 
     def keep(key: tuple[str, str, int, int], result: dict[str, Any]) -> str:
         method, family, demos, seed = key
         if "reward" in result:
             save_state(run_dir / "rewards" / method / family / f"{demos}demos_seed{seed}.pt", result.pop("reward"))
-        cells["/".join(map(str, key))] = result | {"budget": cell_budget(cfg, family, method)}
+        cells["/".join(map(str, key))] = result | {"budget": cell_budget(cfg, family, method),
+                                                   "demonstrations": digests[family]}  # fmt: skip
         atomic_write_json(cells_path, cells)
         if on_cell:
-            on_cell(current(cfg, cells), experts)
+            on_cell(current(cfg, cells, digests), experts)
         return f"true return {result['return']:.1f} (expert {experts[family]['return']:.1f})"
 
     # the longest cells first, so that no actor waits at the end for one long cell (results are per cell anyway)
@@ -307,7 +320,7 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
         print(
             f"[drml] [{i}/{len(bc)}] {job.name}: {keep(key, getattr(IRLWorker(), job.method)(*job.args))}", flush=True
         )
-    return write_irl_outputs(cfg, run_dir, experts, current(cfg, cells))
+    return write_irl_outputs(cfg, run_dir, experts, current(cfg, cells, digests))
 
 
 # --- drml tune: a trial runs the cells of its params against experts trained once ------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -74,6 +75,12 @@ def open_run(
 
 INPUTS_FILE = "inputs.json"
 """What a run reads, each input's name and a hash of its content: checked when the run is continued."""
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """A hash of a file's bytes (an input that is read as a whole: demonstrations)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
 def check_same_inputs(path: Path, inputs: Mapping[str, str]) -> None:

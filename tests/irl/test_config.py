@@ -9,7 +9,15 @@ from pydantic import ValidationError
 from drml_ray.errors import UserError
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.demos import Episode, write_episodes
-from drml_ray.irl.driver import EXPERT_FILE, cell_budget, expert_dir, expert_identity, load_expert
+from drml_ray.irl.driver import (
+    EXPERT_FILE,
+    cell_budget,
+    cells_to_run,
+    demo_digests,
+    expert_dir,
+    expert_identity,
+    load_expert,
+)
 from drml_ray.irl.worker import DEMOS_FILE
 from drml_ray.runtime.rundir import atomic_write_json
 
@@ -53,6 +61,25 @@ def test_a_longer_reward_transfer_is_part_of_airls_budget_only():
     assert longer.families()["pendulum"].transfer_iters_of() == 300
     assert cell_budget(longer, "pendulum", "airl") == cell_budget(plain, "pendulum", "airl") | {"transfer_iters": 300}
     assert cell_budget(longer, "pendulum", "gail") == cell_budget(plain, "pendulum", "gail")
+
+
+def test_cells_measured_on_other_demonstrations_are_measured_again(tmp_path):
+    """An expert recorded again, or a demonstrations file replaced in irl.experts_dir: a continued drml rl irl
+    reruns the cells learned from the old file, and keeps those from before digests were recorded."""
+    cfg = IRLExperiment.model_validate({"name": "x", "irl": {"methods": ["gail"], "demos": [4], "seeds": [1, 2, 3]}})
+    path = expert_dir(tmp_path, "nav2d") / DEMOS_FILE
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"first")
+    first = demo_digests(cfg, tmp_path)
+    path.write_bytes(b"second")
+    second = demo_digests(cfg, tmp_path)
+    assert first.keys() == {"nav2d"} and first != second
+    budget = cell_budget(cfg, "nav2d", "gail")
+    cells = {"gail/nav2d/4/1": {"budget": budget, "demonstrations": first["nav2d"]},
+             "gail/nav2d/4/2": {"budget": budget, "demonstrations": second["nav2d"]},
+             "gail/nav2d/4/3": {"budget": budget}}  # fmt: skip
+    assert cells_to_run(cfg, cells, first) == [("gail", "nav2d", 4, 2)]
+    assert cells_to_run(cfg, cells, second) == [("gail", "nav2d", 4, 1)]
 
 
 def test_a_transfer_length_needs_a_transfer_task():
