@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 
 def counted(n: float, noun: str) -> str:
     """``n`` with ``noun``, plural unless ``n`` is 1.
@@ -37,3 +39,16 @@ def not_text(text: str) -> str | None:
             else f"a lone surrogate (U+{code:04X})"
         )
         return f"{what} at character {err.start + 1}"
+
+
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def json_line(record: object) -> str:
+    """``record`` as one line of JSON, UTF-8 kept: the line breaks JSON leaves raw in a string (U+0085, U+2028,
+    U+2029) escaped too, so that any line splitting (Python's ``str.splitlines``) reads one record a line.
+
+    >>> json_line({"text": "Anna\\u2028Berlin é"})
+    '{"text": "Anna\\\\u2028Berlin é"}'
+    """
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS)

@@ -46,6 +46,7 @@ from drml_ray.ner.train_record import (
     recover_record,
 )
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
+from drml_ray.text import json_line
 
 if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback
@@ -268,7 +269,7 @@ def export_and_score(cfg: FinetuneConfig, corpus: NerCorpus, checkpoint_dir: Pat
         scores[split], pred = predict_and_score(saved, sentences, cfg.train.eval_batch_size, f"scoring {split}")
         if split == "test":  # what `drml report` draws its error analysis from
             rows = [{"tokens": s.tokens, "gold": s.tags, "pred": p} for s, p in zip(sentences, pred, strict=True)]
-            atomic_write_text(run_dir / PREDICTIONS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            atomic_write_text(run_dir / PREDICTIONS, "".join(json_line(r) + "\n" for r in rows))
         report = format_split(scores[split], split)
         atomic_write_text(run_dir / f"report_{split}.txt", report)
         print(report)

@@ -35,6 +35,7 @@ from drml_ray.data.parquet import logged_texts
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
+from drml_ray.text import json_line
 
 ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Jr", "Sr", "Gen", "Col", "Lt", "Sgt", "Capt", "Gov",
                  "Sen", "Rep", "Inc", "Corp", "Co", "Ltd", "Bros", "vs", "etc", "Jan", "Feb", "Mar", "Apr", "Jun",
@@ -271,7 +272,7 @@ class RayPredictor:
         texts = [t for group in groups for t in group]
         documents = [g for g, group in enumerate(groups) for _ in group]
         records = iter(predict_records(self.saved, texts, self.pretokenized, self.batch_size, documents=documents))
-        lines = ["\n".join(json.dumps(next(records), ensure_ascii=False) for _ in group) for group in groups]
+        lines = ["\n".join(json_line(next(records)) for _ in group) for group in groups]
         return {"id": batch["id"], "json": lines}
 
 
@@ -326,4 +327,4 @@ def predict_lines(
     saved = load_saved_model(model_dir, light=len(texts) < LIGHT_THRESHOLD, autocast=autocast)
     progress = "predicting" if len(texts) > 100 else None
     for record in predict_records(saved, texts, pretokenized, batch_size, progress, documents):
-        yield json.dumps(record, ensure_ascii=False)
+        yield json_line(record)

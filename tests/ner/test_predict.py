@@ -152,6 +152,13 @@ def test_long_input_is_windowed_not_truncated(saved_model_dir):
     assert len(tags[0]) == 700
 
 
+def test_a_record_is_one_line_whatever_splits_the_lines(saved_model_dir):
+    # U+2028, U+2029 and U+0085 inside a text are escaped, so str.splitlines reads one record a line too
+    texts = ["Anna\u2028met Bob", "In\x85Paris\u2029today"]
+    output = "\n".join(predict_lines(saved_model_dir, texts, False, engine="local"))
+    assert [json.loads(line)["text"] for line in output.splitlines()] == texts
+
+
 def test_predict_lines_local_engine_emits_json(saved_model_dir):
     lines = list(predict_lines(saved_model_dir, ["EU rejects German call ."], True, engine="local"))
     assert json.loads(lines[0])["text"] == "EU rejects German call ."
