@@ -91,6 +91,10 @@ def _column_pair(columns: list[int | str]) -> list[int | str]:
     return columns
 
 
+ColumnPair = Annotated[list[int | str], AfterValidator(_column_pair)]
+"""The word's column and the tag's: counted from 1 (CoNLL files) or named (Parquet, Arrow, JSON lines)."""
+
+
 def _corpus_spec(spec: str) -> str:
     """A task folder made absolute (:func:`absolute_path`); a corpus name as it is."""
     return absolute_path(spec) if is_task_folder(spec) else spec
@@ -108,7 +112,7 @@ class DataConfig(Section):
     """A CoNLL or Parquet file replacing the corpus' dev split."""
     test: LocalPath | None = None
     """A CoNLL or Parquet file replacing the corpus' test split."""
-    columns: Annotated[list[int | str], AfterValidator(_column_pair)] | None = None
+    columns: ColumnPair | None = None
     """The word's column and the tag's in your own files: a CoNLL file's counted from 1 (``[2, 3]``: GermEval's
     outer entities), a Parquet, Arrow or JSON lines file's by name (``[tokens, fine_ner_tags]``: Few-NERD's fine
     types); default: the first column and the last (or the layout a file shows, said so), ``tokens`` and ``tags``
@@ -471,6 +475,9 @@ class TaskData(Section):
     """Sizes and seed of ``generated:TYPES`` tasks (the generated corpus restricted to TYPES)."""
     max_train_sentences: Count | None = None
     """Keep only the first N training sentences of each meta-training task (quick runs)."""
+    columns: ColumnPair | None = None
+    """The word's column and the tag's in the files of task folders, as ``data.columns`` of ``drml finetune``
+    (``[2, 3]``: GermEval's outer entities); registered corpora and generated tasks are read as they are laid out."""
 
 
 GENERATED_PREFIX = "generated:"

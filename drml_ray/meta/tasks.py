@@ -60,7 +60,7 @@ def load_task(spec: str, data: TaskData, *, max_train_sentences: int | None = No
             files = folder_splits(spec)
         except ValueError as err:
             raise UserError(str(err)) from None
-        splits = dict(load_corpus(DataConfig(**files), progress=False).splits)
+        splits = dict(load_corpus(DataConfig(**files, columns=data.columns), progress=False).splits)
     else:
         corpus = load_corpus(DataConfig(corpus=spec), progress=False)
         splits = dict(corpus.splits)

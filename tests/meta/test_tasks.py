@@ -115,6 +115,15 @@ def test_a_folder_of_split_files_is_a_task_and_its_label_set_is_its_train_files(
         load_task(str(folder), TaskData())
 
 
+def test_data_columns_pick_the_tag_column_of_a_task_folders_files(tmp_path):
+    folder = tmp_path / "germeval"  # a word index, the word, the outer entity, the nested one
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.tsv").write_text("1\tAnna\tB-PER\tO\n2\taus\tO\tO\n3\tBerlin-Mitte\tB-LOC\tB-LOCpart\n")
+    assert load_task(str(folder), TaskData()).types == ["LOCpart"]
+    assert load_task(str(folder), TaskData(columns=[2, 3])).types == ["LOC", "PER"]
+
+
 def test_algorithm_modules_never_import_ray():
     folder = Path(__file__).resolve().parents[2] / "drml_ray"
     for name in PLAIN_TORCH:
