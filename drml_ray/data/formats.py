@@ -106,3 +106,23 @@ def table_files(folder: str | os.PathLike[str]) -> list[Path]:
     if not Path(folder).is_dir():
         return []
     return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".parquet", ".arrow") and p.is_file())
+
+
+SHARD = re.compile(r"-([0-9]+)-of-([0-9]+)$")
+"""The Hub's shard suffix of a split's file name, before its suffixes (``train-00000-of-00003.parquet``)."""
+
+
+def shards(path: str | os.PathLike[str]) -> list[Path]:
+    """Every shard of the split whose shard ``path`` is (named as the Hub names them, ``train-00001-of-00003``),
+    in order; ``[path]`` for any other file. ``FileNotFoundError`` names a shard that is not beside it."""
+    path = Path(path)
+    stem, dot, suffixes = path.name.partition(".")
+    found = SHARD.search(stem)
+    if found is None or int(found[2]) <= 1:
+        return [path]
+    width, base = len(found[1]), stem[: found.start()]
+    siblings = [path.with_name(f"{base}-{i:0{width}d}-of-{found[2]}{dot}{suffixes}") for i in range(int(found[2]))]
+    missing = [p.name for p in siblings if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"a shard of {len(siblings)}, and {missing[0]} is not beside it")
+    return siblings

@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from drml_ray.data.conll import (
     read_corpus_file,
 )
 from drml_ray.data.fetch import FetchError, fetch
-from drml_ray.data.formats import table_files
+from drml_ray.data.formats import SHARD, table_files
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
 from drml_ray.data.registry import CORPORA, SPLITS, get_spec, unknown_corpus
@@ -112,27 +111,31 @@ SPLIT_STEMS = {"train": ("train",), "dev": ("dev", "valid", "validation", "val")
 def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     """A task folder's three split files: ``train.*``, ``dev.*`` (or ``valid.*``, ``validation.*``, ``val.*``)
     and ``test.*``, CoNLL or Parquet; ``ValueError`` naming what is missing or ambiguous. As the Hugging Face Hub
-    lays a dataset's Parquet out, a split's one shard (``train-00000-of-00001.parquet``) or a folder of its files
-    (``train/0000.parquet``) is the split too."""
+    lays a dataset's Parquet out, a split's shards (``train-00000-of-00002.parquet``, ``train-00001-of-00002...``:
+    the first names the split, read with the others) or a folder of its files (``train/0000.parquet``) are the
+    split too."""
     path = Path(folder)
     if not path.is_dir():
         raise ValueError(f"task {str(folder)!r}: no such folder")
     files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or table_files(p)))
     found: dict[str, str] = {}
     for split, stems in SPLIT_STEMS.items():
-        matches = [p.name for p in files if _SHARD.sub("", p.name.split(".")[0]).lower() in stems]
+        matches = [p.name for p in files if SHARD.sub("", p.name.split(".")[0]).lower() in stems]
+        bases = {_unsharded(m) for m in matches}
+        if len(bases) == 1 and None not in bases:
+            matches = matches[:1]  # a split's shards: the first is read with the others
         if len(matches) != 1:
             which = f"{len(matches)} {split} files ({', '.join(matches)})" if matches else f"no {split} file"
-            shards = f" (a split's shards go in a folder of their own, {split}/)" if len(matches) > 1 and all(
-                _SHARD.search(name.split(".")[0]) for name in matches) else ""  # fmt: skip
             raise ValueError(f"task {str(folder)!r}: {which}; a task folder holds one train.*, dev.* (or valid.*) "
-                             f"and test.* file each, CoNLL or Parquet{shards}")  # fmt: skip
+                             "and test.* file each, CoNLL or Parquet")  # fmt: skip
         found[split] = str(path / matches[0])
     return found
 
 
-_SHARD = re.compile(r"-[0-9]+-of-[0-9]+$")
-"""The Hub's shard suffix of a split's file name (``train-00000-of-00001``)."""
+def _unsharded(name: str) -> str | None:
+    """A shard's file name without its shard suffix (``train.parquet``); ``None`` for a file that is no shard."""
+    stem, dot, suffixes = name.partition(".")
+    return SHARD.sub("", stem) + dot + suffixes if SHARD.search(stem) else None
 
 
 def read_files(paths: list[str], scheme: Scheme | None = None, columns: Columns | None = None,

@@ -142,11 +142,28 @@ def test_a_hugging_face_hub_layout_is_a_task_folder(tmp_path):
     }
     corpus = load_corpus(DataConfig(corpus=str(tmp_path / "by_split")), progress=False)
     assert (corpus.splits["train"], corpus.splits["dev"], corpus.splits["test"]) == (TRAIN, DEV, TEST)
-    write_parquet(tmp_path / "data" / "train-00001-of-00001.parquet", TRAIN)  # two shards: where they go
-    with pytest.raises(ValueError, match=r"2 train files .*\(a split's shards go in a folder of their own, train/\)"):
+    write_parquet(tmp_path / "data" / "train.parquet", TRAIN)  # a split given twice
+    with pytest.raises(ValueError, match=r"2 train files \(train-00000-of-00001.parquet, train.parquet\)"):
         folder_splits(tmp_path / "data")
     shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "by_split" / "train")])
     assert shown.exit_code == 0 and "by_split/train (Parquet files)\n  sentences 3, tokens 12" in shown.output
+
+
+def test_a_split_in_several_hub_shards_is_read_whole_from_any_of_them(tmp_path):
+    """A large split on the Hub: data/train-00000-of-00003.parquet, ...; the shards in order, each once."""
+    parts = [TRAIN[:1], DEV, TEST]
+    for i, sentences in enumerate(parts):
+        write_parquet(tmp_path / "data" / f"train-{i:05d}-of-00003.parquet", sentences)
+    for split in ("validation", "test"):
+        write_parquet(tmp_path / "data" / f"{split}-00000-of-00001.parquet", TEST)
+    whole = [*TRAIN[:1], *DEV, *TEST]
+    assert folder_splits(tmp_path / "data")["train"] == str(tmp_path / "data" / "train-00000-of-00003.parquet")
+    assert load_corpus(DataConfig(corpus=str(tmp_path / "data")), progress=False).splits["train"] == whole
+    assert read_corpus_file(tmp_path / "data" / "train-00002-of-00003.parquet") == whole  # named by any shard
+    (tmp_path / "data" / "train-00001-of-00003.parquet").unlink()
+    with pytest.raises(CorpusFormatError, match=r"train-00000-of-00003.parquet: a shard of 3, and "
+                       r"train-00001-of-00003.parquet is not beside it"):  # fmt: skip
+        load_corpus(DataConfig(corpus=str(tmp_path / "data")), progress=False)
 
 
 def write_arrow_split(folder: Path, sentences: list[Sentence], names: list[str]) -> None:
