@@ -34,6 +34,7 @@ from drml_ray.errors import UserError
 from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_best
 from drml_ray.ray_env import how_many_fit
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import atomic_write_json, open_run
 
 ROW_FILE = "row.json"
@@ -228,8 +229,8 @@ def run_continual(cfg: ContinualExperiment, run_dir: str | Path, *, overwrite: b
 
     found, runs = check_inputs(cfg), planned_runs(cfg)
     check_scaling(cfg.scaling)  # (each experience's workers, or local mode's device)
-    inputs = {f"experience {e.name}'s {split}": digest(getattr(e, split)) for e in found for split in SPLITS}
-    run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",), inputs=inputs)
+    run_dir = open_run(run_dir, cfg, marker=CONTINUAL_FILE, overwrite=overwrite, free=("tune",),
+                       inputs=experience_digests(found))  # fmt: skip
     ensure_ray()
     size = side_by_side(cfg, len(runs))
     where = (
@@ -266,7 +267,12 @@ def experience_count(cfg: ContinualExperiment) -> int:
     return 1 + -(-max(0, count - c.first_types) // c.types_per_step)
 
 
-def prepare_search(cfg: ContinualExperiment) -> tuple[tuple[dict[str, Any], list[Experience]], str]:
+def experience_digests(experiences: list[Experience]) -> dict[str, str]:
+    """A hash of each experience's splits (a continued run, or search, checks them)."""
+    return {f"experience {e.name}'s {split}": digest(getattr(e, split)) for e in experiences for split in SPLITS}
+
+
+def prepare_search(cfg: ContinualExperiment) -> Prepared:
     """The experiences the trials train on (read once), what they were read from, and what they are; one strategy
     per trial."""
     assert cfg.tune is not None
@@ -276,7 +282,7 @@ def prepare_search(cfg: ContinualExperiment) -> tuple[tuple[dict[str, Any], list
                         "[replay]]}}")  # fmt: skip
     found = check_inputs(cfg)
     what = f"continual learning over {', '.join(e.name for e in found)}; the mean dev F1 over the experiences seen"
-    return (experience_inputs(cfg), found), f"{what} is the metric"
+    return Prepared((experience_inputs(cfg), found), f"{what} is the metric", experience_digests(found))
 
 
 def search_trial(cfg: ContinualExperiment, trial_dir: Path, shared: tuple[dict[str, Any], list[Experience]],

@@ -29,6 +29,7 @@ from drml_ray.irl.policy import family_env, n_actions, random_episodes
 from drml_ray.irl.worker import DEMOS_FILE, IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import atomic_write_json, file_digest, open_run, read_json
 from drml_ray.text import counted
 
@@ -326,17 +327,16 @@ def run_rl_irl(cfg: IRLExperiment, run_dir: str | Path, *, on_cell: OnCell | Non
 # --- drml tune: a trial runs the cells of its params against experts trained once ------------------------
 
 
-def prepare_search(cfg: IRLExperiment) -> tuple[None, str]:
+def prepare_search(cfg: IRLExperiment) -> Prepared:
     if not cfg.irl.experts_dir:
         raise UserError(f"{cfg.name}: drml tune needs irl.experts_dir, a finished `drml rl expert` run of this "
                         "config whose demonstrations every trial imitates")  # fmt: skip
     root = Path(cfg.irl.experts_dir)
     for family in cfg.families():
         load_expert(root, cfg, family)
-    return (
-        None,
-        f"inverse RL ({', '.join(cfg.irl.methods)}) on the experts of {root}; the mean return ratio is the metric",
-    )
+    what = f"inverse RL ({', '.join(cfg.irl.methods)}) on the experts of {root}; the mean return ratio is the metric"
+    inputs = {f"the {family} demonstrations": digest for family, digest in demo_digests(cfg, root).items()}
+    return Prepared(None, what, inputs)
 
 
 def search_trial(cfg: IRLExperiment, trial_dir: Path, shared: None, callbacks: Any) -> None:

@@ -45,6 +45,7 @@ from drml_ray.meta.results import Cell, finished_twin, read_meta_eval, record_ce
 from drml_ray.meta.tasks import Task, task_digests
 from drml_ray.metagrad import Params, meta_lr_at, sum_gradients, to_cpu
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run, read_json
 
 META_EVAL_FILE = "meta_eval.json"
@@ -265,7 +266,7 @@ def run_meta_train(
 # --- drml tune: one trial meta-trains one algorithm on its own actors ----------------------------------
 
 
-def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
+def prepare_search(cfg: MetaExperiment) -> Prepared:
     """Checks that each trial tunes one algorithm and that the tasks read and fill an episode, as ``drml
     meta-train`` does, at every value the search gives the episode's settings; trials read their tasks themselves."""
     assert cfg.tune is not None
@@ -275,10 +276,9 @@ def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
             "over it with tune.space: {meta.algorithms: {choice: [[reptile], [fomaml]]}}"
         )
     varied = sorted({f"meta.{key}" for key in ("shots", "query", "n_way", "train_tasks")} & set(cfg.tune.space))
-    check_inputs(cfg, cfg.meta.heldout_tasks, episodes=() if varied else tuple(cfg.meta.train_tasks))
+    tasks = check_inputs(cfg, cfg.meta.heldout_tasks, episodes=() if varied else tuple(cfg.meta.train_tasks))
     from drml_ray.meta.tasks import check_episodes, load_task
 
-    tasks: dict[str, Any] = {}  # (each task read once, whatever the values)
     for key, value in ((k, v) for k in varied for v in cfg.tune.space[k].args):
         meta = with_params(cfg, {key: value}).meta  # (each value with the others at the config's own)
         try:
@@ -287,7 +287,8 @@ def prepare_search(cfg: MetaExperiment) -> tuple[None, str]:
                 check_episodes(tasks[spec], meta.shots, meta.query, meta.n_way)
         except UserError as err:
             raise UserError(f"tune.space.{key} {value}: {err}") from None
-    return None, f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
+    what = f"meta-learning over {', '.join(cfg.meta.train_tasks)}; held-out dev F1 after adaptation is the metric"
+    return Prepared(None, what, task_digests(tasks.values()))
 
 
 def search_trial(cfg: MetaExperiment, trial_dir: Path, shared: None, callbacks: Any) -> None:

@@ -45,6 +45,7 @@ from drml_ray.ner.train_record import (
     prune_unregistered_checkpoints,
     recover_record,
 )
+from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
 from drml_ray.text import json_line
 
@@ -366,10 +367,10 @@ SearchData = tuple[DataConfig, NerCorpus]
 """The corpus read once for a search (shipped through the object store) and the data section it was read from."""
 
 
-def prepare_search(cfg: FinetuneConfig) -> tuple[SearchData, str]:
-    """The corpus the trials train on (read once) and what it is."""
+def prepare_search(cfg: FinetuneConfig) -> Prepared:
+    """The corpus the trials train on (read once), what it is, and its splits' hashes."""
     corpus = load_corpus(cfg.data)
-    return (cfg.data, corpus), corpus.describe()
+    return Prepared((cfg.data, corpus), corpus.describe(), corpus.digests())
 
 
 def _corpus_of(cfg: FinetuneConfig, shared: SearchData) -> NerCorpus:

@@ -37,6 +37,7 @@ from drml_ray.rl.envs import ENVS, Task, task_stream
 from drml_ray.rl.ppo import Arch, PPOTaskLearner
 from drml_ray.rl.weights import Weights, map_weights, reptile_sum, reptile_update
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
+from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run
 
 ADAPTATION_FILE = "adaptation.json"
@@ -284,8 +285,9 @@ def run_rl_meta_train(
 # --- drml tune: one trial meta-trains Reptile (no baselines) on its own actors ---------------------------
 
 
-def prepare_search(cfg: RLExperiment) -> tuple[None, str]:
-    return None, f"meta-RL (Reptile over PPO) on {cfg.env.family}; the held-out return after adaptation is the metric"
+def prepare_search(cfg: RLExperiment) -> Prepared:
+    return Prepared(None, f"meta-RL (Reptile over PPO) on {cfg.env.family}; the held-out return after adaptation "
+                    "is the metric")  # fmt: skip
 
 
 def search_trial(cfg: RLExperiment, trial_dir: Path, shared: None, callbacks: Any) -> None:

@@ -17,7 +17,7 @@ import importlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from drml_ray.text import counted
 
@@ -80,6 +80,15 @@ def actor_trial_plan(meta: Any, gpus_per_worker: float = 0.0) -> TrialPlan:
     return TrialPlan(cpus, meta.workers * gpus_per_worker, budget, workers=counted(meta.workers, "Ray actor"))
 
 
+class Prepared(NamedTuple):
+    """What a kind's ``prepare`` gives the search: what every trial shares, a line saying what it searches, and
+    what it read, each input named with a hash of its content (``--resume`` refuses a search whose data changed)."""
+
+    shared: Any
+    what: str
+    inputs: dict[str, str] = {}
+
+
 @dataclass(frozen=True)
 class TuneSpec:
     """How ``drml tune`` searches a kind."""
@@ -88,8 +97,8 @@ class TuneSpec:
     """The metrics a trial reports to Tune, and the mode of each (``tune.metric`` must be one of them)."""
     plan: Callable[[Any], TrialPlan]
     prepare: str
-    """``"module:function"``, ``(cfg) -> (shared, description)`` on the driver before the search: checks the
-    config, loads what every trial shares (a corpus, put in the object store once)."""
+    """``"module:function"``, ``(cfg) -> Prepared`` on the driver before the search: checks the config, loads what
+    every trial shares (a corpus, put in the object store once)."""
     trial: str
     """``"module:function"``, ``(cfg, trial_dir, shared) -> None``: one trial, its params applied; it reports
     to Tune (``tune.report`` or Ray Train's ``TuneReportCallback``) with a ``checkpoint_path``."""

@@ -31,7 +31,14 @@ from drml_ray.config import dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, check_same_config, open_run, read_json
+from drml_ray.runtime.rundir import (
+    atomic_write_json,
+    atomic_write_text,
+    check_same_config,
+    check_same_inputs,
+    open_run,
+    read_json,
+)
 from drml_ray.text import counted
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
 from drml_ray.tune.summary import ended_trials, format_trials, summarise_trials, write_trial_plot, write_trials_csv
@@ -135,19 +142,20 @@ def _search_spec(cfg: Any) -> Kind:
     return kind
 
 
-def _open_search(cfg: Any, run_dir: Path, resume: bool, overwrite: bool) -> Path:
-    """The search's run directory: ``--resume`` continues one of the same config (finished or not: its
-    errored trials run again), an unfinished one is never started over without ``--overwrite``."""
+def _open_search(cfg: Any, run_dir: Path, resume: bool, overwrite: bool, inputs: dict[str, str]) -> Path:
+    """The search's run directory: ``--resume`` continues one of the same config and ``inputs`` (finished or not:
+    its errored trials run again), an unfinished one is never started over without ``--overwrite``."""
     run_dir = Path(run_dir).expanduser().resolve()
     if resume and not overwrite:
         if (run_dir / "config.yaml").exists():
             check_same_config(run_dir / "config.yaml", cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
+        check_same_inputs(run_dir, inputs)  # (trials on other data would be ranked beside the finished ones)
         atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
         return run_dir
     if (run_dir / TUNE_SUBDIR).exists() and not overwrite and not (run_dir / "results.json").exists():
         raise RunExistsError(f"{run_dir} holds an unfinished search: pass --resume to continue it, or --overwrite")
-    return open_run(run_dir, cfg, overwrite=overwrite)
+    return open_run(run_dir, cfg, overwrite=overwrite, inputs=inputs)
 
 
 def run_tune(
@@ -161,8 +169,8 @@ def run_tune(
     launched = time.time()
     check_ray_address()  # (before the kind reads its inputs: seconds, for a corpus)
     plan = spec.plan(cfg)  # (a trial the kind cannot run, or inputs it cannot read, refused before anything is written)
-    shared, what = resolve(spec.prepare)(cfg)
-    run_dir = _open_search(cfg, Path(run_dir), resume, overwrite)
+    shared, what, inputs = resolve(spec.prepare)(cfg)
+    run_dir = _open_search(cfg, Path(run_dir), resume, overwrite, inputs)
     print(f"[drml] tune '{cfg.name}' -> {run_dir}\n[drml] {what}")
     ensure_ray()
     limit = concurrent_trials(plan, settings.max_concurrent_trials, ray.cluster_resources())  # RAY

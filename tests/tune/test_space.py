@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from ray import tune
 
@@ -282,13 +284,27 @@ def test_resume_with_no_search_to_resume_says_it_starts_one(tmp_path, capsys):
     assert f"[drml] --resume: no search to resume in {tmp_path}, so it starts" in capsys.readouterr().out
 
 
+def test_a_search_resumed_on_data_that_changed_is_refused_naming_it(tmp_path):
+    from drml_ray.tune.driver import _open_search
+
+    cfg = load_config("tune/smoke")
+    _open_search(cfg, tmp_path, False, False, {"the train split": "aaaa", "the dev split": "bbbb"})
+    (tmp_path / "tune").mkdir()  # (interrupted: no results.json)
+    assert _open_search(cfg, tmp_path, True, False, {"the train split": "aaaa", "the dev split": "bbbb"}) == tmp_path
+    with pytest.raises(UserError, match=r"the dev split changed since this run began .*pass --overwrite"):
+        _open_search(cfg, tmp_path, True, False, {"the train split": "aaaa", "the dev split": "cccc"})
+    assert _open_search(cfg, tmp_path, False, True, {"the dev split": "cccc"}) == tmp_path  # --overwrite: anew
+    assert json.loads((tmp_path / "inputs.json").read_text()) == {"the dev split": "cccc"}
+
+
 def test_a_trial_that_searches_the_data_reads_its_own_and_the_best_is_scored_on_it():
     # (the corpus is read once for a search; a trial whose data section differs read it all the same)
     from drml_ray.continual.protocols import experience_inputs
     from drml_ray.ner.finetune import _corpus_of, prepare_search
 
     cfg = FinetuneConfig(name="x", data={"corpus": "generated", "generated": {"train": 30, "dev": 10, "test": 10}})
-    shared, _ = prepare_search(cfg)
+    shared, _, inputs = prepare_search(cfg)
+    assert inputs == shared[1].digests() and set(inputs) == {"the train split", "the dev split", "the test split"}
     assert _corpus_of(with_params(cfg, {"train.lr": 1e-3}), shared) is shared[1]
     own = _corpus_of(with_params(cfg, {"data.generated.train": 12}), shared)
     assert len(own.splits["train"]) == 12 and len(shared[1].splits["train"]) == 30
