@@ -112,6 +112,12 @@ SHARD = re.compile(r"-([0-9]+)-of-([0-9]+)$")
 """The Hub's shard suffix of a split's file name, before its suffixes (``train-00000-of-00003.parquet``)."""
 
 
+def unsharded(name: str) -> str | None:
+    """A shard's file name without its shard suffix (``train.parquet``); ``None`` for a file that is no shard."""
+    stem, dot, suffixes = name.partition(".")
+    return SHARD.sub("", stem) + dot + suffixes if SHARD.search(stem) else None
+
+
 def shards(path: str | os.PathLike[str]) -> list[Path]:
     """Every shard of the split whose shard ``path`` is (named as the Hub names them, ``train-00001-of-00003``),
     in order; ``[path]`` for any other file. ``FileNotFoundError`` names a shard that is not beside it."""

@@ -22,7 +22,7 @@ from drml_ray.data.conll import (
     read_corpus_file,
 )
 from drml_ray.data.fetch import FetchError, fetch
-from drml_ray.data.formats import SHARD, table_files
+from drml_ray.data.formats import SHARD, table_files, unsharded
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
 from drml_ray.data.registry import CORPORA, SPLITS, get_spec, unknown_corpus
@@ -121,7 +121,7 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for split, stems in SPLIT_STEMS.items():
         matches = [p.name for p in files if SHARD.sub("", p.name.split(".")[0]).lower() in stems]
-        bases = {_unsharded(m) for m in matches}
+        bases = {unsharded(m) for m in matches}
         if len(bases) == 1 and None not in bases:
             matches = matches[:1]  # a split's shards: the first is read with the others
         if len(matches) != 1:
@@ -130,12 +130,6 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
                              "and test.* file each, CoNLL or Parquet")  # fmt: skip
         found[split] = str(path / matches[0])
     return found
-
-
-def _unsharded(name: str) -> str | None:
-    """A shard's file name without its shard suffix (``train.parquet``); ``None`` for a file that is no shard."""
-    stem, dot, suffixes = name.partition(".")
-    return SHARD.sub("", stem) + dot + suffixes if SHARD.search(stem) else None
 
 
 def read_files(paths: list[str], scheme: Scheme | None = None, columns: Columns | None = None,
