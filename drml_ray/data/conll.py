@@ -198,7 +198,29 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | BareScheme, word: int, 
     if ranges:
         log.warning("%s: %d line%s numbered like 3-4 or 5.1 (CoNLL-U's multi-word tokens and empty nodes) passed "
                     "over: the words are the lines numbered 1, 2, 3, ...", path, ranges, "s"[: ranges - 1])  # fmt: skip
-    return sentences if documents else [replace(s, doc=None) for s in sentences]
+    return _without_language(path, sentences if documents else [replace(s, doc=None) for s in sentences])
+
+
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:[-_][a-z]+)*:(?=.)")
+"""A language code before a word, ``en:Tulsa`` (XTREME's PAN-X / WikiANN files)."""
+
+
+def _without_language(path: str | os.PathLike[str], sentences: list[Sentence]) -> list[Sentence]:
+    """The words without the language code before each, where every word of the file carries the same one (XTREME's
+    PAN-X files write ``en:Tulsa``), said so; else as they are.
+
+    >>> _without_language("x", [Sentence(("en:Tulsa", "en:is"), ("B-LOC", "O"))])[0].tokens
+    ('Tulsa', 'is')
+    >>> _without_language("x", [Sentence(("en:Tulsa", "is"), ("B-LOC", "O"))])[0].tokens
+    ('en:Tulsa', 'is')
+    """
+    found = _LANGUAGE.match(sentences[0].tokens[0])
+    code = found[0] if found else ""
+    if not code or not all(t.startswith(code) and len(t) > len(code) for s in sentences for t in s.tokens):
+        return sentences
+    log.warning("%s: every word starts with %r, the language's code (as XTREME's PAN-X files write them): read "
+                "without it", path, code)  # fmt: skip
+    return [replace(s, tokens=tuple(t[len(code) :] for t in s.tokens)) for s in sentences]
 
 
 def _records(path: str | os.PathLike[str], headers: list[str] | None = None,

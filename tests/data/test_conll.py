@@ -385,3 +385,15 @@ def test_an_archive_or_a_truncated_compressed_file_is_named_as_such(tmp_path):
         read_corpus_file(tmp_path / "c.tgz")
     with pytest.raises(CorpusFormatError, match=r"cut.gz: compressed, but it does not decompress \(Compressed file"):
         read_corpus_file(tmp_path / "cut.gz")
+
+
+def test_pan_x_words_are_read_without_their_language_code(tmp_path, caplog):
+    """XTREME's PAN-X (WikiANN) files: ``en:Tulsa<TAB>B-LOC``; a file where only some words look so keeps them."""
+    path = tmp_path / "train"
+    path.write_text("en:Tulsa\tB-LOC\nen:is\tO\nen::\tO\n\nen:Bob\tB-PER\n")
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.conll"):
+        sentences = read_conll(path)
+    assert [s.tokens for s in sentences] == [("Tulsa", "is", ":"), ("Bob",)]
+    assert "train: every word starts with 'en:', the language's code" in caplog.text
+    path.write_text("en:Tulsa\tB-LOC\nis\tO\n")
+    assert read_conll(path)[0].tokens == ("en:Tulsa", "is")
