@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from drml_ray.cli_support import ColumnsOption, file_to_write, parse_columns, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.text import counted
+
+if TYPE_CHECKING:
+    from drml_ray.data.conll import Columns
 
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 
@@ -67,26 +70,28 @@ def data_inspect(
     files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, demonstrations files "
                                                      "(transitions.parquet), task folders, or folders holding "
                                                      "demonstrations.")],
+    columns: ColumnsOption = None,
 ) -> None:  # fmt: skip
     """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found;
     for demonstrations, their episodes, steps, ends and true returns."""
+    picked = parse_columns(columns)
     for path in files:
-        typer.echo(_inspect(path))
+        typer.echo(_inspect(path, picked))
 
 
-def _inspect(path: Path) -> str:
+def _inspect(path: Path, columns: Columns | None = None) -> str:
     """What ``drml data inspect`` prints for one argument."""
     from drml_ray.data.inspect import format_inspection, inspect_file
     from drml_ray.irl.demos import describe, is_demonstrations
 
     if path.is_dir():
-        return _inspect_folder(path)
+        return _inspect_folder(path, columns)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    return describe(path) if is_demonstrations(path) else format_inspection(inspect_file(path))
+    return describe(path) if is_demonstrations(path) else format_inspection(inspect_file(path, columns))
 
 
-def _inspect_folder(folder: Path) -> str:
+def _inspect_folder(folder: Path, columns: Columns | None) -> str:
     """Every demonstrations file under ``folder``, else the three split files of a task folder, else the Parquet
     corpus files in it as one corpus."""
     from drml_ray.data.formats import table_files
@@ -106,11 +111,11 @@ def _inspect_folder(folder: Path) -> str:
         splits = folder_splits(folder)
     except ValueError:
         if table_files(folder):  # corpus files (a split's on the Hub, drml serve --log-requests): one corpus
-            return format_inspection(inspect_file(folder))
+            return format_inspection(inspect_file(folder, columns))
         raise UserError(f"{folder}: holds no demonstrations (transitions.parquet of drml rl expert), is no task "
                         "folder (one train.*, dev.* or valid.*, and test.* file) and holds no .parquet files; name the "
                         f"corpus files themselves: drml data inspect {folder}/*") from None  # fmt: skip
-    return "\n".join(_inspect(Path(p)) for p in splits.values())
+    return "\n".join(_inspect(Path(p), columns) for p in splits.values())
 
 
 NOT_WRITTEN = {".json": "JSON", ".jsonl": "JSON lines", ".csv": "CSV", ".arrow": "Arrow", ".feather": "Feather",

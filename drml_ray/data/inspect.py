@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drml_ray.data.conll import Sentence, read_corpus_file
+from drml_ray.data.conll import Columns, Sentence, read_corpus_file
 from drml_ray.data.formats import table_files, table_format
 from drml_ray.data.tags import split_tag
 
@@ -87,9 +87,10 @@ def lookalike_types(types: Iterable[str]) -> list[str]:
     return alike + [f"type {kind!r} holds an invisible character" for kind in sorted(types) if not kind.isprintable()]
 
 
-def inspect_file(path: str | os.PathLike[str]) -> Inspection:
-    """Read ``path`` (CoNLL columns or Parquet; malformed lines raise with file and line) and inspect it."""
-    return inspect_sentences(path, read_corpus_file(path, scheme="iob2"))
+def inspect_file(path: str | os.PathLike[str], columns: Columns | None = None) -> Inspection:
+    """Read ``path`` (CoNLL columns or Parquet, ``columns`` as :func:`read_corpus_file` takes them; malformed
+    lines raise with file and line) and inspect it."""
+    return inspect_sentences(path, read_corpus_file(path, scheme="iob2", columns=columns))
 
 
 def format_inspection(report: Inspection) -> str:

@@ -273,6 +273,8 @@ def test_data_columns_picks_the_word_and_tag_columns_of_own_files(tmp_path, monk
     config.write_text("data:\n  corpus: ./g\n  columns: [2, 3]\n")
     assert load_corpus(load_config(config).data, progress=False).splits["dev"][0].tags == ("B-PER", "O", "B-LOC")
     assert load_corpus(DataConfig(corpus="./g"), progress=False).splits["dev"][0].tags == ("O", "O", "B-LOCpart")
+    shown = CliRunner().invoke(app, ["data", "inspect", "g", "--columns", "2,3"])  # what training reads
+    assert shown.exit_code == 0 and "PER" in shown.output and "LOCpart" not in shown.output
     config.write_text(
         "data:\n  train: fine.parquet\n  dev: fine.parquet\n  test: fine.parquet\n  columns: [tokens, tags]\n"
     )
