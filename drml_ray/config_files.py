@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from drml_ray.errors import UserError
-from drml_ray.text import not_text
+from drml_ray.text import not_text, not_utf8
 
 
 class ConfigError(UserError):
@@ -263,7 +263,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
         raise ConfigError(f"{path}: cannot read config ({err.strerror}; {guess}`drml configs list` shows the "
                           "shipped ones)") from None  # fmt: skip
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        raise ConfigError(f"{path}: {not_utf8(err, f' at byte {err.start}')}") from None
     try:
         root = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass

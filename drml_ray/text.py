@@ -52,3 +52,30 @@ def json_line(record: object) -> str:
     '{"text": "Anna\\\\u2028Berlin é"}'
     """
     return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS)
+
+
+def not_utf8(err: UnicodeDecodeError, where: str = "") -> str:
+    """What a file's bytes that ``err`` found not UTF-8 are (``where``: the place to name), and how to make them
+    UTF-8 (``iconv``).
+
+    >>> not_utf8(_decoding("a\\tO\\n".encode("utf-16")))
+    'not UTF-8 text but UTF-16 (it starts with its byte-order mark): convert it, iconv -f UTF-16 -t UTF-8'
+    >>> print(not_utf8(_decoding("Caf\\xe9\\tB-ORG".encode("latin-1")), " at byte 3"))
+    not UTF-8 text: byte 0xe9 at byte 3 is 'é' in Latin-1; if the file is Latin-1, convert it: iconv -f LATIN1 -t UTF-8
+    """
+    data, at = bytes(err.object), err.start
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "not UTF-8 text but UTF-16 (it starts with its byte-order mark): convert it, iconv -f UTF-16 -t UTF-8"
+    if b"\x00" in data[:4096]:
+        return "not UTF-8 text but binary content (a NUL byte)"
+    return (f"not UTF-8 text: byte {data[at]:#04x}{where} is {data[at:at + 1].decode('latin-1')!r} in Latin-1; if the "
+            "file is Latin-1, convert it: iconv -f LATIN1 -t UTF-8")  # fmt: skip
+
+
+def _decoding(data: bytes) -> UnicodeDecodeError:
+    """The error decoding ``data`` as UTF-8 raises (doctests)."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err
+    raise ValueError("valid UTF-8")

@@ -179,9 +179,12 @@ CASES = [
     own("#begin document (bc/cctv/00/cctv_0001); part 000\nbc/cctv 0 0 Beijing NNP (NP*) - - - S1 (GPE) (12)\n"
         "bc/cctv 0 1 John NNP (NP* - - - S1 (PERSON* -\nbc/cctv 0 2 Smith NNP *) - - - S1 *) -\n",
         "CoNLL-2012 bracketed spans (OntoNotes)", "train.conll: column 11 holds bracketed spans ((PERSON* ... *)"),
-    own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)", "train.conll:1: not UTF-8 text"),
-    own(GOOD.encode("utf-16"), "UTF-16", "train.conll:1: not UTF-8 text"),
-    own("Caf\xe9\tB-ORG\n".encode("latin-1"), "Latin-1", "train.conll:1: not UTF-8 text"),
+    own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)",
+        "train.conll:1: not UTF-8 text but binary content"),
+    own(GOOD.encode("utf-16"), "UTF-16",
+        "train.conll:1: not UTF-8 text but UTF-16 (it starts with its byte-order mark)"),
+    own("Caf\xe9\tB-ORG\n".encode("latin-1"), "Latin-1", "train.conll:1: not UTF-8 text: byte 0xe9 is 'é' in Latin-1; "
+        "if the file is Latin-1, convert it: iconv -f LATIN1 -t UTF-8"),
     own(b"PK\x03\x04\x14\x00\x00\x00", "a zip archive", "train.zip: a zip archive: unpack it", name="train.zip"),
     own(gzip.compress(GOOD.encode() * 50)[:30], "a truncated gzip file", "train.conll.gz: compressed, but it does not "
         "decompress (Compressed file ended before the end-of-stream marker was reached)", name="train.conll.gz"),
@@ -209,7 +212,7 @@ CASES = [
     predict("", "an empty file", "in.txt: nothing to tag"),
     predict("\n  \n\n", "only blank lines", "in.txt: nothing to tag"),
     predict(b"\x00\x01\x02binary", "binary content", "in.txt: binary content"),
-    predict("Anna visited Berlin.\n".encode("utf-16"), "UTF-16", "in.txt: not UTF-8 text"),
+    predict("Anna visited Berlin.\n".encode("utf-16"), "UTF-16", "in.txt: not UTF-8 text but UTF-16"),
     predict("word " * 220_000, "a line of 1 MB", "in.txt:1: a line of 1,100,000 characters"),
     Case("drml predict input", "--text from a terminal that is not UTF-8 (Latin-1's é)", {"model/config.json": "{}"},
          ("predict", "{dir}/model", "--text", "Caf\udce9 Paris"),

@@ -34,6 +34,7 @@ from drml_ray.data.tags import (
     untyped_tag,
 )  # fmt: skip
 from drml_ray.errors import UserError
+from drml_ray.text import not_utf8
 
 Scheme = Literal["iob1", "iob2"]
 LAYOUT = " \t\r\n"
@@ -385,8 +386,8 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
                 if "\x00" in raw:
                     raise CorpusFormatError(path, line_no, "binary content (a NUL byte), not CoNLL text")
                 yield line_no, raw.rstrip("\r\n")
-    except UnicodeDecodeError:
-        raise CorpusFormatError(path, line_no + 1, "not UTF-8 text (UTF-16? Latin-1?): save it as UTF-8") from None
+    except UnicodeDecodeError as err:
+        raise CorpusFormatError(path, line_no + 1, not_utf8(err)) from None
     except OPEN_ERRORS as err:
         raise CorpusFormatError(path, None, unreadable(err)) from None
 

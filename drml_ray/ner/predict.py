@@ -35,7 +35,7 @@ from drml_ray.data.parquet import logged_texts
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
-from drml_ray.text import json_line
+from drml_ray.text import json_line, not_utf8
 
 ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Jr", "Sr", "Gen", "Col", "Lt", "Sgt", "Capt", "Gov",
                  "Sen", "Rep", "Inc", "Corp", "Co", "Ltd", "Bros", "vs", "etc", "Jan", "Feb", "Mar", "Apr", "Jun",
@@ -203,7 +203,7 @@ def read_text_lines(path: str | Path) -> list[str]:
         with open_text(path) as f:
             text = f.read()
     except UnicodeDecodeError as err:
-        raise UserError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+        raise UserError(f"{path}: {not_utf8(err, f' at byte {err.start}')}") from None
     except OPEN_ERRORS as err:
         raise UserError(f"{path}: {unreadable(err)}") from None
     if "\x00" in text:
