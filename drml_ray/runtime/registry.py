@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from drml_ray.text import counted
@@ -86,7 +87,7 @@ class Prepared(NamedTuple):
 
     shared: Any
     what: str
-    inputs: dict[str, str] = {}
+    inputs: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ def _search_spec(cfg: Any) -> Kind:
     return kind
 
 
-def _open_search(cfg: Any, run_dir: Path, resume: bool, overwrite: bool, inputs: dict[str, str]) -> Path:
+def _open_search(cfg: Any, run_dir: Path, resume: bool, overwrite: bool, inputs: Mapping[str, str]) -> Path:
     """The search's run directory: ``--resume`` continues one of the same config and ``inputs`` (finished or not:
     its errored trials run again), an unfinished one is never started over without ``--overwrite``."""
     run_dir = Path(run_dir).expanduser().resolve()
