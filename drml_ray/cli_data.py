@@ -13,7 +13,7 @@ from drml_ray.errors import RunExistsError, UserError
 from drml_ray.text import counted
 
 if TYPE_CHECKING:
-    from drml_ray.data.conll import Columns
+    from drml_ray.data.reader import Columns
 
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
 

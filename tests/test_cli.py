@@ -19,9 +19,10 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import DataConfig
 from drml_ray.data import registry
-from drml_ray.data.conll import Sentence, read_conll, read_corpus_file
+from drml_ray.data.conll import Sentence, read_conll
 from drml_ray.data.load import load_corpus
 from drml_ray.data.parquet import read_parquet, write_parquet
+from drml_ray.data.reader import read_corpus_file
 from tests.test_malformed import tiny_model
 
 

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drml_ray.data.conll import Columns, Sentence, read_corpus_file
+from drml_ray.data.conll import Sentence
 from drml_ray.data.formats import table_files, table_format
+from drml_ray.data.reader import Columns, read_corpus_file
 from drml_ray.data.tags import split_tag
 
 LONG_SENTENCE = 512

@@ -12,19 +12,18 @@ from pathlib import Path
 
 from drml_ray.config import DataConfig, is_task_folder
 from drml_ray.data.conll import (
-    Columns,
     CorpusFormatError,
     Scheme,
     Sentence,
     as_iob2,
     discover_labels,
     first_line_with,
-    read_corpus_file,
 )
 from drml_ray.data.fetch import FetchError, fetch
 from drml_ray.data.formats import SHARD, table_files, unsharded
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
+from drml_ray.data.reader import Columns, read_corpus_file
 from drml_ray.data.registry import CORPORA, SPLITS, get_spec, unknown_corpus
 from drml_ray.errors import UserError
 

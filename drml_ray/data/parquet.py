@@ -128,7 +128,7 @@ REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
 
 
 def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
-    """The texts a request log (a file or a folder, as :func:`drml_ray.data.conll.read_corpus_file` reads it) was
+    """The texts a request log (a file or a folder, as :func:`drml_ray.data.reader.read_corpus_file` reads it) was
     served, one per row with words, in order; ``None`` where any file is not a request log."""
     files = table_files(path) if Path(path).is_dir() else [Path(path)]
     texts: list[str] = []

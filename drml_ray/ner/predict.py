@@ -29,9 +29,10 @@ from typing import Any, Literal, NamedTuple
 
 import torch
 
-from drml_ray.data.conll import fields, is_header, read_conll, read_corpus_file
+from drml_ray.data.conll import fields, is_header, read_conll
 from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, unreadable
 from drml_ray.data.parquet import logged_texts
+from drml_ray.data.reader import read_corpus_file
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags

@@ -7,8 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from drml_ray.data.conll import CorpusFormatError, Sentence, discover_labels, read_conll, read_corpus_file, write_conll
+from drml_ray.data.conll import CorpusFormatError, Sentence, discover_labels, read_conll, write_conll
 from drml_ray.data.parquet import read_parquet, write_parquet
+from drml_ray.data.reader import read_corpus_file
 from drml_ray.data.tags import entity_types, iob1_to_iob2
 
 CONLL_IOB1 = """-DOCSTART- -X- O O

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 
 from drml_ray.cli import app
 from drml_ray.config import ConfigError, DataConfig, load_config
-from drml_ray.data.conll import CorpusFormatError, Sentence, read_corpus_file, write_conll
+from drml_ray.data.conll import CorpusFormatError, Sentence, write_conll
 from drml_ray.data.load import folder_splits, load_corpus
 from drml_ray.data.parquet import write_parquet
+from drml_ray.data.reader import read_corpus_file
 from drml_ray.ner.finetune import corpus_summary
 
 TRAIN = [Sentence(("Anna", "Schmidt", "visited", "Berlin"), ("B-PER", "I-PER", "O", "B-LOC"))] * 3

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from drml_ray.data.conll import read_corpus_file
+from drml_ray.data.reader import read_corpus_file
 from drml_ray.errors import UserError
 from drml_ray.ner.predict import read_inputs
 from drml_ray.serve.api import Limits, RequestError, answer, parse_predict

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from drml_ray.config import ModelConfig
-from drml_ray.data.conll import read_corpus_file
+from drml_ray.data.reader import read_corpus_file
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
 from drml_ray.serve.api import Limits
 from drml_ray.serve.deploy import ServeOptions, deploy
