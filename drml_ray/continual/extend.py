@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
+from drml_ray.cli_support import ColumnsOption, parse_columns
 from drml_ray.errors import UserError
 
 BEST = "best"
@@ -35,12 +36,13 @@ def add_commands(group: typer.Typer, user_errors: Callable) -> None:
         dev: Annotated[Path | None, typer.Option(help="Its dev sentences [default: the last 10% of DATA].")] = None,
         test: Annotated[Path | None, typer.Option(help="Its test sentences [default: the dev sentences].")] = None,
         strategy: Annotated[str | None, typer.Option(help="Which of the run's strategies continues.")] = None,
+        columns: ColumnsOption = None,
     ) -> None:
         """Add one experience to a finished continual run with the run's strategy; writes RUN_DIR/best."""
         from drml_ray.runtime.rundir import held
 
         with held(run_dir) if run_dir.is_dir() else contextlib.nullcontext():  # (no folder: run_extend says so)
-            run_extend(run_dir, data, dev=dev, test=test, strategy=strategy)
+            run_extend(run_dir, data, dev=dev, test=test, strategy=strategy, columns=columns)
 
 
 def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str:
@@ -53,9 +55,10 @@ def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str
     return strategy
 
 
-def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bool) -> Any:
+def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bool, columns: str | None = None,
+                    ) -> Any:  # fmt: skip
     """An :class:`~drml_ray.continual.protocols.Experience` from the user's files (types renamed as the
-    domain protocol names them when ``rename``)."""
+    domain protocol names them when ``rename``; ``columns`` as ``--columns`` gives them)."""
     from drml_ray.continual.protocols import Experience, canonical
     from drml_ray.continual.strategies import sentence_types
     from drml_ray.data.load import read_files
@@ -65,7 +68,11 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
         if not Path(path).is_file():
             raise UserError(f"{path}: no such file")
     read = dict(
-        zip([k for k, p in (("train", train), ("dev", dev), ("test", test)) if p], read_files(files), strict=True)
+        zip(
+            [k for k, p in (("train", train), ("dev", dev), ("test", test)) if p],
+            read_files(files, columns=parse_columns(columns)),
+            strict=True,
+        )
     )
     sentences = {k: canonical(v) if rename else v for k, v in read.items()}
     if "dev" not in sentences:
@@ -81,7 +88,7 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
 
 
 def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test: Path | None = None,
-               strategy: str | None = None) -> dict[str, Any]:  # fmt: skip
+               strategy: str | None = None, columns: str | None = None) -> dict[str, Any]:  # fmt: skip
     from drml_ray.config import load_config
     from drml_ray.continual.config import ContinualExperiment
     from drml_ray.continual.driver import STRATEGY_DIR, StrategyRun, planned_runs
@@ -97,9 +104,9 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
     name = _strategy(table, strategy, run_dir)
     rename = cfg.continual.protocol == "domain"
     earlier = [e for e in table.get("extensions", []) if e["strategy"] == name]
-    found = experiences(cfg) + [read_experience(Path(e["train"]), _path(e["dev"]), _path(e["test"]), rename)
-                                for e in earlier]  # fmt: skip
-    new = read_experience(Path(data).resolve(), dev and dev.resolve(), test and test.resolve(), rename)
+    found = experiences(cfg) + [read_experience(Path(e["train"]), _path(e["dev"]), _path(e["test"]), rename,
+                                                e.get("columns")) for e in earlier]  # fmt: skip
+    new = read_experience(Path(data).resolve(), dev and dev.resolve(), test and test.resolve(), rename, columns)
     strategy_name, start = planned_runs(cfg)[name]
     result = StrategyRun(cfg, strategy_name, start, [*found, new], run_dir / STRATEGY_DIR / name).run()
     tmp = run_dir / f".{BEST}.tmp"
@@ -108,7 +115,7 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
     replace_dir(tmp, run_dir / BEST)
     record = {"strategy": name, "experience": new.name, "types": new.types, "train": str(Path(data).resolve()),
               "dev": str(dev.resolve()) if dev else None, "test": str(test.resolve()) if test else None,
-              "R": result["R"][-1], "labels": result["labels"], "model": BEST}  # fmt: skip
+              "columns": columns, "R": result["R"][-1], "labels": result["labels"], "model": BEST}  # fmt: skip
     table.setdefault("extensions", []).append(record)
     atomic_write_json(run_dir / CONTINUAL_FILE, table)
     scores = zip([e.name for e in [*found, new]], record["R"], strict=True)

@@ -33,6 +33,7 @@ class Extension(TypedDict):
     train: str
     dev: str | None
     test: str | None
+    columns: NotRequired[str | None]  # (--columns as given: a later extend reads the files again with it)
 
 
 class ContinualTable(TypedDict):

@@ -205,17 +205,31 @@ def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     assert (run_dir / "continual.png").stat().st_size > 0 and "| ewc+replay |" in (run_dir / "continual.md").read_text()
     # One more experience, with a type the run never saw: the finished experiences are kept, not trained again.
     new = tmp_path / "dates.conll"
-    new.write_text("".join(f"Ada O\nleft O\non O\n{day} B-DATE\n. O\n\n" for day in ["Monday", "Friday"] * 10))
-    extended = CliRunner().invoke(app, ["continual", "extend", str(run_dir), str(new), "--strategy", "ewc+replay"])
+    new.write_text(
+        "".join(f"Ada O O\nleft O O\non O O\n{day} B-DATE B-TIME\n. O O\n\n" for day in ["Monday", "Friday"] * 10)
+    )
+    extended = CliRunner().invoke(
+        app, ["continual", "extend", str(run_dir), str(new), "--strategy", "ewc+replay", "--columns", "1,2"]
+    )  # (the tags of column 2, not the last column's)
     assert extended.exit_code == 0 and "experiences 1-2 trained before, kept" in extended.output, extended.output
     record = json.loads((run_dir / "continual.json").read_text())["extensions"][0]
     assert record["strategy"] == "ewc+replay" and record["types"] == ["DATE"] and len(record["R"]) == 3
+    assert record["columns"] == "1,2"  # (a later extend reads this file again so)
     assert record["labels"] == [*s["labels"], "B-DATE", "I-DATE"]
     saved = json.loads((run_dir / "best" / "config.json").read_text())
     assert list(saved["id2label"].values()) == record["labels"]
     report = CliRunner().invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output
     assert "Continual learning (class-incremental)" in (run_dir / "report.md").read_text()
+
+
+def test_an_extension_is_read_from_the_columns_it_is_given(tmp_path):
+    from drml_ray.continual.extend import read_experience
+
+    new = tmp_path / "germeval.tsv"
+    new.write_text("".join(f"1\t{day}\tB-DATE\tB-TIME\n2\tthen\tO\tO\n\n" for day in ["Monday", "Friday"] * 5))
+    assert read_experience(new, None, None, False).types == ["TIME"]  # (the last column, said)
+    assert read_experience(new, None, None, False, "2,3").types == ["DATE"]
 
 
 def test_extend_names_the_strategy_the_run_did_not_run(tmp_path):
