@@ -82,13 +82,15 @@ ColumnsOption = Annotated[
 
 
 def parse_columns(text: str | None) -> tuple[int, int] | tuple[str, str] | None:
-    """``--columns 2,3`` as the columns counted from 0, ``(1, 2)``; ``--columns words,labels`` as names."""
+    """``--columns 2,3`` as the columns counted from 0, ``(1, 2)``; ``--columns words,labels`` as names: the rules
+    and the conversion of ``data.columns`` (:data:`~drml_ray.config.ColumnPair`)."""
+    from drml_ray.config import column_pair, reader_columns
+
     if text is None:
         return None
-    word, _, tag = (part.strip() for part in text.partition(","))
-    if word and tag and word != tag and not word.isdigit() and not tag.isdigit():
-        return word, tag
-    if not (word.isdigit() and tag.isdigit() and int(word) >= 1 and int(tag) >= 1 and word != tag):
+    pair: list[int | str] = [int(part) if part.isdigit() else part for part in map(str.strip, text.split(","))]
+    try:
+        return reader_columns(column_pair(pair))
+    except ValueError:
         raise UserError(f"--columns {text}: give the word's and the tag's column, counted from 1 (e.g. 2,3), or "
-                        "named in a Parquet file (e.g. tokens,fine_ner_tags)")  # fmt: skip
-    return int(word) - 1, int(tag) - 1
+                        "named in a Parquet file (e.g. tokens,fine_ner_tags)") from None  # fmt: skip

@@ -81,7 +81,7 @@ class GeneratedData(Section):
     """Seed of the generator (each split uses its own stream)."""
 
 
-def _column_pair(columns: list[int | str]) -> list[int | str]:
+def column_pair(columns: list[int | str]) -> list[int | str]:
     """Two columns, the word's then the tag's: both counted from 1, or both named, and not the same one."""
     numbered = all(isinstance(c, int) and c >= 1 for c in columns)
     named = all(isinstance(c, str) and c for c in columns)
@@ -91,8 +91,14 @@ def _column_pair(columns: list[int | str]) -> list[int | str]:
     return columns
 
 
-ColumnPair = Annotated[list[int | str], AfterValidator(_column_pair)]
+ColumnPair = Annotated[list[int | str], AfterValidator(column_pair)]
 """The word's column and the tag's: counted from 1 (CoNLL files) or named (Parquet, Arrow, JSON lines)."""
+
+
+def reader_columns(columns: list[int | str]) -> tuple[int, int] | tuple[str, str]:
+    """A :data:`ColumnPair` as the readers take it: a CoNLL file's counted from 0, a Parquet file's names."""
+    word, tag = columns
+    return (word - 1, tag - 1) if isinstance(word, int) and isinstance(tag, int) else (str(word), str(tag))
 
 
 def _corpus_spec(spec: str) -> str:
@@ -165,11 +171,8 @@ class DataConfig(Section):
 
     @property
     def read_columns(self) -> tuple[int, int] | tuple[str, str] | None:
-        """``columns`` as the readers take them: a CoNLL file's counted from 0, a Parquet file's names."""
-        if self.columns is None:
-            return None
-        word, tag = self.columns
-        return (word - 1, tag - 1) if isinstance(word, int) and isinstance(tag, int) else (str(word), str(tag))
+        """``columns`` as the readers take them (:func:`reader_columns`)."""
+        return None if self.columns is None else reader_columns(self.columns)
 
     @property
     def own_files(self) -> bool:

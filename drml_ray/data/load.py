@@ -20,7 +20,7 @@ from drml_ray.data.conll import (
     first_line_with,
 )
 from drml_ray.data.fetch import FetchError, fetch
-from drml_ray.data.formats import SHARD, table_files, unsharded
+from drml_ray.data.formats import table_files, unsharded
 from drml_ray.data.generated import generated_splits
 from drml_ray.data.inspect import LONG_SENTENCE, inspect_sentences, lookalike_types
 from drml_ray.data.reader import Columns, read_corpus_file
@@ -119,9 +119,9 @@ def folder_splits(folder: str | os.PathLike[str]) -> dict[str, str]:
     files = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p.is_file() or table_files(p)))
     found: dict[str, str] = {}
     for split, stems in SPLIT_STEMS.items():
-        matches = [p.name for p in files if SHARD.sub("", p.name.split(".")[0]).lower() in stems]
-        bases = {unsharded(m) for m in matches}
-        if len(bases) == 1 and None not in bases:
+        bases = {p.name: unsharded(p.name) for p in files}
+        matches = [name for name, base in bases.items() if (base or name).split(".")[0].lower() in stems]
+        if len({bases[m] for m in matches}) == 1 and bases[matches[0]] is not None:
             matches = matches[:1]  # a split's shards: the first is read with the others
         if len(matches) != 1:
             which = f"{len(matches)} {split} files ({', '.join(matches)})" if matches else f"no {split} file"

@@ -216,23 +216,23 @@ def demo_digests(cfg: IRLExperiment, root: Path) -> dict[str, str]:
     return {family: file_digest(expert_dir(root, family) / DEMOS_FILE) for family in cfg.families()}
 
 
-def current(cfg: IRLExperiment, cells: dict[str, Any], digests: dict[str, str] | None = None) -> dict[str, Any]:
+def current(cfg: IRLExperiment, cells: dict[str, Any], digests: dict[str, str]) -> dict[str, Any]:
     """The cells of ``cfg``'s families measured with its budget and on the demonstrations of ``digests``
     (:func:`demo_digests`; a cell from before they were recorded is kept); the others stay in the file until
     measured again."""
     families = cfg.families()
     return {k: c for k, c in cells.items() if (family := k.split("/")[1]) in families
             and c.get("budget") == cell_budget(cfg, family, k.split("/")[0])
-            and (digests is None or c.get("demonstrations", digests[family]) == digests[family])}  # fmt: skip
+            and c.get("demonstrations", digests[family]) == digests[family]}  # fmt: skip
 
 
-def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any], digests: dict[str, str] | None = None,
+def cells_to_run(cfg: IRLExperiment, cells: dict[str, Any], digests: dict[str, str],
                  ) -> list[tuple[str, str, int, int]]:  # fmt: skip
     """The (method, family, demonstrations, seed) cells ``cfg`` asks for that ``cells`` lacks at its budget.
 
     >>> cfg = IRLExperiment.model_validate({"name": "x", "irl": {"methods": ["gail"], "demos": [4], "seeds": [1, 2]}})
     >>> done = {"budget": cell_budget(cfg, "nav2d", "gail")}
-    >>> cells_to_run(cfg, {"gail/nav2d/4/1": done, "gail/nav2d/4/2": {}, "gail/cartpole/4/1": done})
+    >>> cells_to_run(cfg, {"gail/nav2d/4/1": done, "gail/nav2d/4/2": {}, "gail/cartpole/4/1": done}, {"nav2d": "a1"})
     [('gail', 'nav2d', 4, 2)]
     """
     irl, done = cfg.irl, current(cfg, cells, digests)
