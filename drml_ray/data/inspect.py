@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from drml_ray.data.conll import Sentence
 from drml_ray.data.formats import table_files, table_format
 from drml_ray.data.reader import Columns, read_corpus_file
-from drml_ray.data.tags import split_tag
+from drml_ray.data.tags import schemes_rewritten, split_tag
 
 LONG_SENTENCE = 512
 """Words in a sentence past which it surely spans several windows (worth a look)."""
@@ -37,9 +37,13 @@ class Inspection:
     fresh_b_starts: int = 0
     """Entities that start with ``B-`` right after an ``O`` or another type (IOB2 style: IOB1 never does)."""
     problems: list[str] = field(default_factory=list)
+    written_as: list[str] = field(default_factory=list)
+    """The schemes other than IOB the file's tags were written in, read as IOB2 (IO, untyped, BIOES-style)."""
 
     @property
     def scheme(self) -> str:
+        if self.written_as:
+            return f"{' and '.join(self.written_as)}, read as IOB2"
         if not self.iob1_starts:
             return "IOB2 (every entity starts with B-)"
         if not self.fresh_b_starts:
@@ -91,7 +95,9 @@ def lookalike_types(types: Iterable[str]) -> list[str]:
 def inspect_file(path: str | os.PathLike[str], columns: Columns | None = None) -> Inspection:
     """Read ``path`` (CoNLL columns or Parquet, ``columns`` as :func:`read_corpus_file` takes them; malformed
     lines raise with file and line) and inspect it."""
-    return inspect_sentences(path, read_corpus_file(path, scheme="iob2", columns=columns))
+    with schemes_rewritten() as written:
+        sentences = read_corpus_file(path, scheme="iob2", columns=columns)
+    return replace(inspect_sentences(path, sentences), written_as=written)
 
 
 def format_inspection(report: Inspection) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from itertools import pairwise
 from typing import Literal
 
@@ -53,9 +55,36 @@ def read_tag(tag: str) -> str:
     return iob2
 
 
+_WRITTEN: ContextVar[list[str] | None] = ContextVar("written", default=None)
+
+
+@contextmanager
+def schemes_rewritten() -> Iterator[list[str]]:
+    """The schemes other than IOB that the files read inside the ``with`` block were written in, as the notes
+    below say them (``drml data inspect`` names the scheme a file holds, not only the IOB2 it is read as).
+
+    >>> with schemes_rewritten() as written:
+    ...     note_span_tags("x", 3)
+    >>> written
+    ['BIOES-style (S-, E-, U-, L-, M-)']
+    """
+    written: list[str] = []
+    token = _WRITTEN.set(written)
+    try:
+        yield written
+    finally:
+        _WRITTEN.reset(token)
+
+
+def _rewritten(scheme: str) -> None:
+    if (written := _WRITTEN.get()) is not None and scheme not in written:
+        written.append(scheme)
+
+
 def note_span_tags(path: str | os.PathLike[str], count: int) -> None:
     """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none)."""
     if count:
+        _rewritten("BIOES-style (S-, E-, U-, L-, M-)")
         log.info("%s: %s (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, E-/L-/M- continue it", path,
                  counted(count, "BIOES/BILOU/BMES tag"))  # fmt: skip
 
@@ -112,6 +141,7 @@ def untyped_tag(tag: str) -> str:
 
 def note_bare(path: str | os.PathLike[str], scheme: BareScheme) -> None:
     """Say how a file's tags in a :func:`bare_scheme` were read."""
+    _rewritten("IO (bare types)" if scheme == "io" else f"untyped (B, I, O: one type, {UNTYPED})")
     if scheme == "untyped":
         log.warning("%s: the tags carry no entity type (B, I, O): read as one type, %s", path, UNTYPED)
         return

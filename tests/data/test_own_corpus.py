@@ -111,6 +111,25 @@ def test_data_inspect_counts_entities_and_names_the_scheme(tmp_path):
     assert missing.exit_code == 2 and "nope.conll: no such file" in missing.output
 
 
+@pytest.mark.parametrize(
+    ("tags", "scheme", "entities"),
+    [
+        ("person person O O place", "IO (bare types), read as IOB2", ["person 1", "place 1"]),
+        ("B I O O B", "untyped (B, I, O: one type, ENTITY), read as IOB2", ["ENTITY 2"]),
+        ("B-PER E-PER O O U-LOC", "BIOES-style (S-, E-, U-, L-, M-), read as IOB2", ["LOC 1", "PER 1"]),
+        ("B-PER I-PER O O B-LOC", "IOB2 (every entity starts with B-)", ["LOC 1", "PER 1"]),
+    ],
+)
+def test_data_inspect_names_the_scheme_a_file_is_written_in_not_only_what_it_is_read_as(
+    tmp_path, tags, scheme, entities
+):
+    words = ["Anna", "Schmidt", "went", "to", "Berlin"]
+    (tmp_path / "f.txt").write_text("".join(f"{w}\t{t}\n" for w, t in zip(words, tags.split(), strict=True)))
+    shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "f.txt")]).output
+    assert f"tag scheme: {scheme}\n" in shown, shown
+    assert [" ".join(line.split()) for line in shown.split("entities per type:\n")[1].splitlines()[:-2]] == entities
+
+
 def test_a_mixed_file_is_described_as_training_reads_it(tmp_path):
     # (CoNLL-2003's eng.train is one: 23,427 entities start with I-, 2 with B- after O)
     mixed = [Sentence(("in", "New", "York"), ("O", "I-LOC", "I-LOC")), Sentence(("Anna", "ran"), ("B-PER", "O"))]
