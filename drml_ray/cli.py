@@ -70,7 +70,7 @@ def _top(
 
 
 app.add_typer(data_app, name="data")
-configs_app = typer.Typer(help="The experiment files shipped with drml-ray.", no_args_is_help=True)
+configs_app = typer.Typer(help="Experiment files: the shipped ones, and a check of any.", no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
 
 
@@ -201,6 +201,27 @@ def configs_show(name: Annotated[str, typer.Argument(help="A shipped config, e.g
     if not path.is_file():
         raise UserError(f"{name}: no such shipped config ({shipped_like(name)}drml configs list shows them)")
     typer.echo(path.read_text(encoding="utf-8"), nl=False)
+
+
+@configs_app.command(
+    "check",
+    epilog="Examples: `drml configs check my_ner.yaml --set train.epochs=3` (before `ray job submit`) · "
+    "`drml configs check tune/smoke`",
+)
+@user_errors
+def configs_check(config: ConfigArg, set_: SetOption = None) -> None:
+    """Check an experiment file as a run reads it (every key and value, the --set overrides, a tune section's
+    metric) without running anything, and print it with every default filled in and the commands that run it."""
+    from drml_ray.config import dump_config, load_config
+    from drml_ray.runtime.registry import kind_of, searched_kind
+    from drml_ray.runtime.rundir import default_run_dir
+
+    cfg = load_config(config, set_ or [])
+    kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
+    commands = [f"drml {c.name}" for c in kind.commands] + (["drml tune"] if cfg.tune is not None else [])
+    typer.echo(f"# {config}: valid ({kind.name}); run by {', '.join(commands)}; output in "
+               f"{default_run_dir(cfg.name)}/ unless --output-dir says otherwise")  # fmt: skip
+    typer.echo(dump_config(cfg), nl=False)
 
 
 @app.command(epilog="Example: `drml tensorboard runs/tune_smoke --port 6007`")

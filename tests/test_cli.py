@@ -352,6 +352,27 @@ def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch)
     assert load_config("configs/ner/smoke.yaml").name == load_config("ner/smoke").name == "smoke"
 
 
+def test_configs_check_prints_the_resolved_file_and_refuses_what_a_run_would(tmp_path):
+    from drml_ray.config import load_config
+    from drml_ray.meta.config import MetaExperiment
+
+    checked = cli("configs", "check", "meta/smoke", "--set", "meta.meta_steps=7")
+    assert checked.exit_code == 0, checked.output
+    header, resolved = checked.output.split("\n", 1)
+    assert header == ("# meta/smoke: valid (meta); run by drml meta-train, drml meta-eval; output in "
+                      "runs/meta_smoke/ unless --output-dir says otherwise")  # fmt: skip
+    (tmp_path / "resolved.yaml").write_text(checked.output)  # (the header is a YAML comment)
+    again = load_config(tmp_path / "resolved.yaml")
+    assert isinstance(again, MetaExperiment) and again.meta.meta_steps == 7
+    assert again == load_config("meta/smoke", ["meta.meta_steps=7"])  # every default written out, nothing changed
+    assert "drml finetune, drml tune;" in cli("configs", "check", "tune/smoke").output
+    metric = cli("configs", "check", "tune/smoke", "--set", "tune.metric=loss")
+    assert metric.exit_code == 2 and "tune.metric: a finetune trial reports dev_f1" in metric.output
+    (tmp_path / "bad.yaml").write_text("name: x\ntrain:\n  epochs: three\n")
+    bad = cli("configs", "check", tmp_path / "bad.yaml")
+    assert bad.exit_code == 2 and "bad.yaml:3: train.epochs" in bad.output, bad.output
+
+
 def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, monkeypatch):
     import drml_ray.ner.finetune
 

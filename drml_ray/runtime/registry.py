@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
+from drml_ray.errors import UserError
 from drml_ray.text import counted
 
 Scope = Literal["best", "last"]
@@ -161,6 +162,21 @@ def kind_of_data(data: Any) -> Kind:
 def kind_of(cfg: Any) -> Kind:
     """The kind of a validated config."""
     return next(kind for kind in kinds() if type(cfg) is kind.config)
+
+
+def searched_kind(cfg: Any) -> Kind:
+    """The kind of ``cfg``, checked searchable by ``drml tune``: a ``tune.space``, and a metric its trials report."""
+    kind = kind_of(cfg)
+    if kind.tune is None:
+        raise UserError(f"drml tune cannot search {kind.name} experiments")
+    if cfg.tune is None or not cfg.tune.space:
+        raise UserError(f"experiment '{cfg.name}' has no tune.space to search (see configs/tune/smoke.yaml)")
+    metrics = kind.tune.metrics
+    if cfg.tune.metric not in metrics:
+        first = next(iter(metrics))
+        raise UserError(f"tune.metric: a {kind.name} trial reports {', '.join(metrics)}, not {cfg.tune.metric!r}: set "
+                        f"tune.metric: {first} and tune.mode: {metrics[first]}")  # fmt: skip
+    return kind
 
 
 def kind_named(name: str) -> Kind:

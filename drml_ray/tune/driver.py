@@ -30,7 +30,7 @@ from ray import tune  # RAY
 from drml_ray.config import dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
-from drml_ray.runtime.registry import Kind, TrialPlan, kind_named, kind_of, resolve
+from drml_ray.runtime.registry import TrialPlan, kind_named, kind_of, resolve, searched_kind
 from drml_ray.runtime.rundir import (
     atomic_write_json,
     atomic_write_text,
@@ -127,21 +127,6 @@ def trial(params: dict[str, Any], *, kind: str, base: dict[str, Any], shared: An
     resolve(spec.tune.trial)(cfg, trial_dir, shared, callbacks)  # type: ignore[union-attr]
 
 
-def _search_spec(cfg: Any) -> Kind:
-    """The kind of ``cfg``, checked searchable: a ``tune.space``, and a metric its trials report."""
-    kind = kind_of(cfg)
-    if kind.tune is None:
-        raise UserError(f"drml tune cannot search {kind.name} experiments")
-    if cfg.tune is None or not cfg.tune.space:
-        raise UserError(f"experiment '{cfg.name}' has no tune.space to search (see configs/tune/smoke.yaml)")
-    metrics = kind.tune.metrics
-    if cfg.tune.metric not in metrics:
-        first = next(iter(metrics))
-        raise UserError(f"a {kind.name} trial reports {', '.join(metrics)}, not {cfg.tune.metric!r}: set "
-                        f"tune.metric: {first} and tune.mode: {metrics[first]}")  # fmt: skip
-    return kind
-
-
 def _open_search(cfg: Any, run_dir: Path, resume: bool, overwrite: bool, inputs: Mapping[str, str]) -> Path:
     """The search's run directory: ``--resume`` continues one of the same config and ``inputs`` (finished or not:
     its errored trials run again), an unfinished one is never started over without ``--overwrite``."""
@@ -163,7 +148,7 @@ def run_tune(
 ) -> dict[str, Any]:
     """Search, summarise, let the kind finish the best trial; returns what was written to ``results.json``.
     ``callbacks`` go to every trial's training loop (fault injection in tests)."""
-    kind = _search_spec(cfg)
+    kind = searched_kind(cfg)
     spec, settings = kind.tune, cfg.tune
     assert spec is not None
     launched = time.time()
