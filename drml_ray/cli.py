@@ -299,14 +299,21 @@ def evaluate(
     from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
-    from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, default_run_dir, model_folder, open_run
+    from drml_ray.runtime.rundir import (
+        atomic_write_json,
+        atomic_write_text,
+        default_run_dir,
+        model_folder,
+        open_run,
+        short_name,
+    )
 
     split = split_ or "test"
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
     sentences, data_name = evaluation_data(data, split, split_ is not None, parse_columns(columns))
     model_dir = model_folder(model_dir)
-    name = f"eval-{model_dir.resolve().parent.name}-{data_name}-{split}"
+    name = f"eval-{short_name(model_dir)}-{data_name}"
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
     saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)
     run_dir = open_run(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")

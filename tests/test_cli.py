@@ -325,7 +325,7 @@ def test_evaluate_takes_a_task_folders_split_or_a_folder_of_parquet_files(tmp_pa
         (task / f"{split}.conll").parent.mkdir(exist_ok=True)
         (task / f"{split}.conll").write_text(f"{word}\tB-PER\nsaw\tO\n\n")
     sentences, name = evaluation_data(str(task), "dev", True)
-    assert ([s.tokens for s in sentences], name) == ([("Bob", "saw")], "clinical")
+    assert ([s.tokens for s in sentences], name) == ([("Bob", "saw")], "clinical-dev")
     write_parquet(tmp_path / "served" / "requests-1.parquet", [Sentence(("Dana",), ("B-PER",))])
     assert [s.tokens for s in evaluation_data(str(tmp_path / "served"), "test", False)[0]] == [("Dana",)]
     result = cli("evaluate", tmp_path, tmp_path / "served", "--split", "dev")
@@ -408,6 +408,25 @@ def test_sigterm_stops_drml_tensorboard_and_its_server_and_exits_0(tmp_path):
         again.listen()
         taken = cli("tensorboard", tmp_path, "--port", port)  # (was TensorBoard's paragraph and exit status 255)
     assert taken.exit_code == 2 and f"--port {port}: another program listens there" in taken.output, taken.output
+
+
+def test_evaluate_names_its_run_after_the_model_and_the_file_so_two_of_one_name_do_not_collide(tmp_path, monkeypatch):
+    """CoNLL-2003's dev and test files are eng.testa and eng.testb; two models may sit in one folder. Their runs
+    were one directory (the stem 'eng', the folder above the model), the second refused as finished."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("a", "b"):
+        tiny_model()(tmp_path / "models" / name)
+    for name in ("eng.testa", "eng.testb"):
+        (tmp_path / "conll").mkdir(exist_ok=True)
+        (tmp_path / "conll" / name).write_text("Anna\tB-PER\nsaw\tO\n\n")
+    runs = []
+    for model, data in (("a", "eng.testa"), ("a", "eng.testb"), ("b", "eng.testa")):
+        result = cli("evaluate", f"models/{model}", f"conll/{data}")
+        assert result.exit_code == 0, result.output
+        runs.append(result.output.rsplit("written to ", 1)[1].strip())
+    assert [Path(run).name for run in runs] == [
+        "eval-models-a-conll-eng.testa", "eval-models-a-conll-eng.testb", "eval-models-b-conll-eng.testa"
+    ]  # fmt: skip
 
 
 def test_a_reader_that_stops_reading_ends_drml_predict_quietly_with_141(tmp_path):

@@ -196,9 +196,11 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
 
 def evaluation_data(data: str, split: str, split_given: bool, columns: Columns | None = None,
                     ) -> tuple[list[Sentence], str]:  # fmt: skip
-    """The sentences ``drml evaluate`` scores and their name: a split of an experiment file's data or of a named
-    corpus, or one corpus file whole (``columns``: of a file or a folder's, as :func:`read_files`)."""
+    """The sentences ``drml evaluate`` scores and their name (the split's where there are splits): a split of an
+    experiment file's data, of a named corpus or of a task folder, or one corpus file or folder of Parquet files
+    whole (``columns``: of a file or a folder's, as :func:`read_files`)."""
     from drml_ray.config import load_config
+    from drml_ray.runtime.rundir import short_name
 
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
@@ -208,16 +210,16 @@ def evaluation_data(data: str, split: str, split_given: bool, columns: Columns |
                         "out (an experiment file: its data.columns)")  # fmt: skip
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
-        return load_corpus(cfg.data).splits[split], cfg.name
+        return load_corpus(cfg.data).splits[split], f"{cfg.name}-{split}"
     if Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
         if split_given:
             raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
                             "scored whole")  # fmt: skip
-        return read_files([data], columns=columns)[0], Path(data).stem
+        return read_files([data], columns=columns)[0], short_name(data)
     if Path(data).is_dir():
         return _folder_data(Path(data), split, split_given, columns)
     if data == "generated" or data in CORPORA:
-        return load_corpus(DataConfig(corpus=data)).splits[split], data
+        return load_corpus(DataConfig(corpus=data)).splits[split], f"{data}-{split}"
     raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
 
 
@@ -230,7 +232,7 @@ def _folder_data(folder: Path, split: str, split_given: bool, columns: Columns |
     except ValueError as err:
         path, why = None, str(err)
     if path is not None:
-        return read_files([path], columns=columns)[0], folder.name
+        return read_files([path], columns=columns)[0], f"{folder.name}-{split}"
     if not table_files(folder):
         raise UserError(f"{why}; nor is it a folder of .parquet files (drml serve --log-requests)")
     if split_given:

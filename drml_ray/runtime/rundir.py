@@ -43,6 +43,18 @@ def default_run_dir(name: str) -> Path:
     return Path("runs") / name
 
 
+def short_name(path: str | os.PathLike[str]) -> str:
+    """A model's or a data file's name in a run directory's name: the last two parts of its path (``runs`` and a
+    run's ``best`` left out), so that models or files of one name in different folders are told apart.
+
+    >>> [short_name(p) for p in ["/w/runs/smoke/best", "/w/runs/meta/reptile", "/w/conll2003/eng.testa", "/w/c/best"]]
+    ['smoke', 'meta-reptile', 'conll2003-eng.testa', 'w-c']
+    """
+    parts = [part for part in Path(path).resolve().parts[1:] if part]
+    parts = parts[:-1] if parts[-1:] == ["best"] else parts
+    return "-".join(part for part in parts[-2:] if part != "runs") or "root"
+
+
 def open_run(
     run_dir: str | os.PathLike[str], cfg: Any = None, *, marker: str | None = FINISHED_MARKER,
     overwrite: bool = False, free: Sequence[str] = (), inputs: Mapping[str, str] | None = None,
