@@ -5,7 +5,8 @@ no timestamps, so the same config always lands in the same place. One command at
 directory (:func:`held`: a second is refused, naming the first). :func:`open_run`:
 
 1. a *finished* run (its result file, written last, exists) is never replaced without ``--overwrite``;
-2. ``--overwrite`` empties the folder first;
+2. ``--overwrite`` empties the folder first, if drml made it a run directory (:data:`RUN_STAMP`): never a folder
+   of the user's own files;
 3. an unfinished run is continued from its checkpoints, but only with the same config: ``config.yaml``
    is compared key by key (apart from ``free`` keys, which choose what runs, not how) and a
    difference is refused with the keys named; so are ``inputs`` whose content changed (an edited corpus file:
@@ -70,10 +71,7 @@ def open_run(
             "or --output-dir to write elsewhere"
         )
     if overwrite:
-        for child in path.iterdir():  # (all but the lock that :func:`held` may hold there)
-            if child.name == LOCK_FILE:
-                continue
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        _empty_run_dir(path, marker, cfg)
     if cfg is not None:
         written = path / "config.yaml"
         if written.exists():
@@ -82,7 +80,39 @@ def open_run(
         atomic_write_text(written, dump_config(cfg))
     if inputs:
         check_same_inputs(path, inputs)
+    (path / RUN_STAMP).touch()  # (last: a folder whose config.yaml or inputs were refused is not made a run)
     return path
+
+
+RUN_STAMP = ".drml-run"
+"""An empty file in every folder :func:`open_run` made a run directory: ``--overwrite`` empties only such a folder."""
+
+
+def _empty_run_dir(path: Path, marker: str | None, cfg: Any) -> None:
+    """Empty ``path`` for ``--overwrite`` (all but the lock that :func:`held` holds there), if it is a run directory:
+    :data:`RUN_STAMP`, or (a run from before the stamp) its result file beside a ``config.yaml`` that is a config of
+    ``cfg``'s kind. Any other folder is the user's: its files are never deleted (``--output-dir .`` in a project's
+    folder, a data folder)."""
+    children = [child for child in path.iterdir() if child.name != LOCK_FILE]
+    legacy = marker is not None and (path / marker).exists() and _is_config(path / "config.yaml", cfg)
+    if children and not (path / RUN_STAMP).exists() and not legacy:
+        shown = ", ".join(sorted(child.name + "/" * child.is_dir() for child in children)[:3])
+        raise UserError(f"{path}: --overwrite empties only a run directory drml made, and this folder is none (it "
+                        f"holds {shown}{', ...' if len(children) > 3 else ''}): nothing was deleted; pass --output-dir "
+                        "a new or empty folder")  # fmt: skip
+    for child in children:
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _is_config(path: Path, cfg: Any) -> bool:
+    """Whether ``path`` holds a config of ``cfg``'s kind (``False`` where ``cfg`` is ``None``)."""
+    if cfg is None:
+        return False
+    try:
+        type(cfg).model_validate(_written_config(path))
+    except (RunExistsError, ValueError):
+        return False
+    return True
 
 
 INPUTS_FILE = "inputs.json"

@@ -13,7 +13,15 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, TuneSettings, dump_config
 from drml_ray.errors import RunExistsError, UserError
-from drml_ray.runtime.rundir import LOCK_FILE, atomic_write_json, check_same_config, held, open_run, read_json
+from drml_ray.runtime.rundir import (
+    LOCK_FILE,
+    RUN_STAMP,
+    atomic_write_json,
+    check_same_config,
+    held,
+    open_run,
+    read_json,
+)
 
 
 def cfg(**train) -> FinetuneConfig:
@@ -29,6 +37,39 @@ def test_a_new_run_writes_its_config_and_a_finished_one_is_kept_unless_overwritt
         open_run(run, cfg())
     open_run(run, cfg(epochs=9), overwrite=True)
     assert not (run / "best").exists() and "epochs: 9" in (run / "config.yaml").read_text()
+
+
+def test_overwrite_empties_a_run_directory_drml_made_never_a_folder_of_the_users_files(tmp_path):
+    """``drml finetune my.yaml -o . --overwrite`` in a project's folder deleted the project (code, data, the
+    config itself); a run drml made is emptied, as is one made before the stamp (its config.yaml and result file)."""
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    for name in ("src/code.py", "my.yaml", "config.yaml", "results.json"):
+        (project / name).write_text("mine\n")
+    refused = r"project: --overwrite empties only a run directory drml made, and this folder is none \(it holds "
+    with pytest.raises(UserError, match=refused + r"config.yaml, my.yaml, results.json, ...\): nothing was deleted"):
+        open_run(project, cfg(), overwrite=True)
+    assert sorted(str(p.relative_to(project)) for p in project.rglob("*")) == [
+        "config.yaml", "my.yaml", "results.json", "src", "src/code.py"]  # fmt: skip
+    assert (project / "config.yaml").read_text() == "mine\n"
+    with pytest.raises(RunExistsError, match="results.json exists"):  # (refused: not made a run either)
+        open_run(project, cfg())
+    (project / "results.json").unlink()
+    with pytest.raises(RunExistsError, match="is not the config of a run"):
+        open_run(project, cfg())
+    with pytest.raises(UserError, match=refused):
+        open_run(project, cfg(), overwrite=True)
+    run = open_run(tmp_path / "run", cfg())
+    (run / "best").mkdir()
+    open_run(run, cfg(epochs=9), overwrite=True)
+    assert sorted(p.name for p in run.iterdir()) == [RUN_STAMP, "config.yaml"]
+    old = tmp_path / "old"  # a finished run from before the stamp
+    old.mkdir()
+    (old / "config.yaml").write_text(dump_config(cfg()))
+    (old / "results.json").write_text("{}")
+    (old / "best").mkdir()
+    open_run(old, cfg(epochs=9), overwrite=True)
+    assert sorted(p.name for p in old.iterdir()) == [RUN_STAMP, "config.yaml"]
 
 
 def test_an_unfinished_run_continues_with_the_same_config_only(tmp_path, capsys):
@@ -140,10 +181,11 @@ def test_a_run_directory_is_held_by_one_command_at_a_time(tmp_path):
         holder.wait()
     with held(run_dir):
         assert (run_dir / LOCK_FILE).read_text().startswith(f"pid {os.getpid()}: ")
+        open_run(run_dir, cfg())
         (run_dir / "results.json").write_text("{}")
-        open_run(run_dir, overwrite=True)  # (empties the folder, but for the lock)
-        assert [p.name for p in run_dir.iterdir()] == [LOCK_FILE]
-    assert run_dir.is_dir() and not any(run_dir.iterdir())  # released; the folder was there before: kept
+        open_run(run_dir, overwrite=True)  # (empties the folder, but for the lock and the new run's stamp)
+        assert sorted(p.name for p in run_dir.iterdir()) == [RUN_STAMP, LOCK_FILE]
+    assert [p.name for p in run_dir.iterdir()] == [RUN_STAMP]  # released; the folder was there before: kept
     with held(tmp_path / "new"):
         pass
     assert not (tmp_path / "new").exists()  # made for a command that wrote nothing: removed
