@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -33,6 +34,8 @@ import yaml
 from drml_ray.config import dump_config
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError, first_line  # noqa: F401  (re-exported)
 from drml_ray.text import counted
+
+log = logging.getLogger(__name__)
 
 FINISHED_MARKER = "results.json"
 META_TRAIN_FILE = "meta_train.json"
@@ -65,6 +68,10 @@ def open_run(
     reads, each named with a hash of its content (:func:`check_same_inputs`)."""
     path = Path(run_dir).expanduser().resolve()
     make_run_dir(path)
+    if in_job_upload(path):
+        log.warning("%s is inside the copy of the working folder that `ray job submit --working-dir` uploaded (the "
+                    "job's current folder): Ray deletes it when its cache needs the room, and no other job sees it; "
+                    "pass --output-dir a folder you keep (on a cluster, storage every node sees)", path)  # fmt: skip
     if marker is not None and (path / marker).exists() and not overwrite:
         raise RunExistsError(
             f"{path} holds a finished run ({marker} exists); pass --overwrite to replace it "
@@ -152,6 +159,17 @@ def make_run_dir(path: Path) -> None:
 
 
 LOCK_FILE = ".drml.lock"
+
+
+def in_job_upload(path: Path) -> bool:
+    """Whether ``path`` lies in this process's current folder and that folder is the working folder ``ray job submit
+    --working-dir`` uploaded (Ray tells a job's driver its runtime environment in ``RAY_JOB_CONFIG_JSON_ENV_VAR``)."""
+    try:
+        job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+        uploaded = bool((job.get("runtime_env") or {}).get("working_dir"))
+    except (ValueError, AttributeError):
+        return False
+    return uploaded and path.is_relative_to(Path.cwd().resolve())
 
 
 @contextlib.contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -189,6 +191,24 @@ def test_a_run_directory_is_held_by_one_command_at_a_time(tmp_path):
     with held(tmp_path / "new"):
         pass
     assert not (tmp_path / "new").exists()  # made for a command that wrote nothing: removed
+
+
+def test_a_run_directory_inside_a_submitted_jobs_uploaded_folder_is_warned_of(tmp_path, monkeypatch, caplog):
+    """``ray job submit --working-dir . -- python jobs/run.py finetune ...`` runs in Ray's copy of the folder: a run
+    written under it (``runs/NAME``, the default) is lost with that copy."""
+    upload = tmp_path / "runtime_resources" / "working_dir_files" / "_ray_pkg_1"
+    upload.mkdir(parents=True)
+    monkeypatch.chdir(upload)
+    job = {"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}, "metadata": {}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
+    with caplog.at_level(logging.WARNING, logger="drml_ray.runtime.rundir"):
+        open_run("runs/x", cfg())
+        open_run(tmp_path / "kept", cfg())
+    assert caplog.text.count("uploaded") == 1 and f"{upload}/runs/x is inside the copy of the working" in caplog.text
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}, "metadata": {}}))
+    with caplog.at_level(logging.WARNING, logger="drml_ray.runtime.rundir"):
+        open_run("runs/y", cfg())  # (no folder uploaded)
+    assert caplog.text.count("uploaded") == 1
 
 
 def test_a_folder_that_cannot_be_made_is_refused_before_the_command_runs(tmp_path):
