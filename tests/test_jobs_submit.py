@@ -91,7 +91,8 @@ def test_submit_finetune_job(token_auth_head, tmp_path):
     assert f"Job '{job_id}' succeeded" in status.stdout + status.stderr, status.stdout + status.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert results["train"]["num_workers"] == 1 and len(results["history"]) == 1
+    # no --output-dir: the evaluation's runs/... is in Ray's copy of the folder
     scored = ray_job(address, env, "submit", "--working-dir", ".", "--", sys.executable, "jobs/run.py", "evaluate",
-                     str(run_dir), str(run_dir / "config.yaml"))  # (no --output-dir: runs/... in Ray's copy)
+                     str(run_dir), str(run_dir / "config.yaml"))  # fmt: skip
     assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
     assert "is inside the copy of the working folder that `ray job submit --working-dir` uploaded" in scored.stdout
