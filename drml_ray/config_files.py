@@ -212,7 +212,12 @@ def _format_errors(
             section = _section_at(model, loc[:-1])
             message = "unknown key" + (_known_keys(loc[-1], section) if section else "")
         messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{got}")
-    return "\n".join(messages)
+    more = [f"... and {len(messages) - SHOWN_ERRORS} more"] if len(messages) > SHOWN_ERRORS + 1 else []
+    return "\n".join(messages[: SHOWN_ERRORS if more else None] + more)
+
+
+SHOWN_ERRORS = 10
+"""The mistakes of one file listed; the rest are counted (a file that is no experiment file has one per key)."""
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, model: type[BaseModel] | None = None) -> Any:
@@ -260,6 +265,10 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         guess = shipped_like(path) if isinstance(err, FileNotFoundError) else ""
+        if (path / "config.yaml").is_file():  # (a run directory: its config)
+            guess = f"the config of the run there is {path / 'config.yaml'}; "
+        elif (path / "config.json").is_file():
+            guess = "a model folder: an experiment's model.backbone, or the MODEL_DIR of drml evaluate and predict; "
         raise ConfigError(f"{path}: cannot read config ({err.strerror}; {guess}`drml configs list` shows the "
                           "shipped ones)") from None  # fmt: skip
     except UnicodeDecodeError as err:
@@ -275,6 +284,10 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
         raise ConfigError(f"{path}:1: empty file; an experiment names its sections (drml configs show ner/smoke)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the file must hold a mapping of config keys, not {type(data).__name__}")
+    if "model_type" in data or "architectures" in data:
+        raise ConfigError(f"{path}: a Hugging Face model's config (model_type {data.get('model_type')!r}), not an "
+                          "experiment file: its folder is an experiment's model.backbone, or the MODEL_DIR of drml "
+                          "evaluate, predict and serve")  # fmt: skip
     return data, _key_lines(root) if root is not None else {}
 
 

@@ -50,6 +50,18 @@ def test_unknown_key_suggests_the_closest_known_one(tmp_path):
         load_config(path)
 
 
+def test_a_file_of_many_mistakes_lists_ten_and_counts_the_rest(tmp_path):
+    text = "name: x\n" + "".join(f"key{i}: {i}\n" for i in range(15))
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    lines = str(err.value).splitlines()
+    assert [line.split(": ")[1] for line in lines[:10]] == [f"key{i}" for i in range(10)]
+    assert lines[10:] == ["... and 5 more"]
+    with pytest.raises(ConfigError) as err:  # (an 11th mistake is shown, not counted)
+        load_config(write(tmp_path, "name: x\n" + "".join(f"key{i}: {i}\n" for i in range(11))))
+    assert len(str(err.value).splitlines()) == 11 and "more" not in str(err.value)
+
+
 def test_a_file_of_another_kind_says_which_commands_run_it(tmp_path):
     irl = write(tmp_path, "env: {family: nav2d}\nirl: {demos: [4]}\n")
     expected = r"^\S+exp.yaml: an experiment of drml rl expert, drml rl irl, drml rl meta-irl \(it has irl:\), not of"
