@@ -23,6 +23,7 @@ import json
 import re
 import sys
 import tempfile
+import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -74,7 +75,35 @@ def split_words(text: str) -> list[Span]:
     ['Mr.', "O'Brien", 'did', "n't", 'see', 'the', 'U.S.', 'team', "'s", '3.5', 'goals', '...', 'J.', 'Smith',
      'did', '.']
     """
-    return [m.span() for m in WORD.finditer(text)]
+    spans: list[Span] = []
+    for start, end in (m.span() for m in WORD.finditer(text)):
+        if spans and spans[-1][1] == start and _inside_a_word(text[start - 1], text[start]):
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+GLUE = "\u00ad\u200c\u200d\u2060"
+"""Characters that make one word of what is on each side of them: the soft hyphen, the zero-width non-joiner
+(Persian's half-space) and joiner (emoji sequences), the word joiner."""
+
+
+def _inside_a_word(before: str, after: str) -> bool:
+    """Whether two touching characters that :data:`WORD` put in two words are one word's: a letter and its accent
+    or vowel sign (``re``'s ``\\w`` holds no combining mark: decomposed accents, Devanagari's and Tamil's vowel
+    signs, Arabic's harakat), an emoji and its skin tone, what a joiner joins.
+
+    >>> import unicodedata
+    >>> def words(text): return [unicodedata.normalize("NFC", text[a:b]) for a, b in split_words(text)]
+    >>> words("हिन्दी भाषा"), words(unicodedata.normalize("NFD", "José Müller's")), words("مُحَمَّد")
+    (['हिन्दी', 'भाषा'], ['José', 'Müller', "'s"], ['مُحَمَّد'])
+    >>> [len(word) for word in words("👍🏽 👩\\u200d👧 می\\u200cروم.")]  # (the joiners in the words)
+    [2, 3, 6, 1]
+    """
+    if before in GLUE or after in GLUE or "\U0001f3fb" <= after <= "\U0001f3ff":  # (the skin tones)
+        return True
+    return unicodedata.category(after)[0] == "M" or (unicodedata.category(before)[0] == "M" and after.isalnum())
 
 
 def space_spans(text: str) -> list[Span]:

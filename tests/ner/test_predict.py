@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 
@@ -37,6 +38,25 @@ def test_split_words_offsets():
     ],
 )  # fmt: skip
 def test_raw_text_is_cut_into_words_as_conll_cuts_english(text, words):
+    assert [text[s:e] for s, e in split_words(text)] == words
+
+
+@pytest.mark.parametrize(
+    "words",
+    [  # words as WikiANN / PAN-X and other corpora of these languages write them
+        ["नरेन्द्र", "मोदी", "दिल्ली", "में", "हैं", "।"],  # Hindi: virama and vowel signs inside every word
+        ["சென்னை", "தமிழ்நாடு"],  # Tamil
+        ["বাংলাদেশ", "ঢাকা"],  # Bengali
+        ["مُحَمَّد", "في", "القاهرة", "."],  # Arabic with harakat
+        ["می\u200cخواهم", "تهران"],  # Persian: a zero-width non-joiner inside a word
+        [unicodedata.normalize("NFD", w) for w in ["José", "Müller", "visitó", "Bogotá", "Nguyễn"]],  # decomposed
+        ["👍🏽", "👩\u200d👩\u200d👧", "co\u00adoperate"],  # a skin tone, joined emoji, a soft hyphen
+    ],
+)
+def test_raw_text_in_any_script_is_cut_into_the_words_its_corpora_write(words):
+    """Python's ``\\w`` holds no combining mark: 'नरेन्द्र' was cut into 8 words, decomposed 'José' into 'Jose' and
+    an accent, so a model trained on the corpus' words read other words from drml predict and serve."""
+    text = " ".join(words)
     assert [text[s:e] for s, e in split_words(text)] == words
 
 
