@@ -45,6 +45,10 @@ ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "St", "Mt", "Jr", "Sr", "Gen",
 """Words whose period is theirs, not the sentence's (English, as CoNLL-2003 and OntoNotes tokenise them)."""
 CLITIC = r"(?i:['’](?:s|re|ve|ll|d|m)|n['’]t)\b"
 UPPER = "A-ZÀ-ÖØ-Þ"
+CJK = ("\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002ceaf"
+       "\U0002f800-\U0002fa1f")  # fmt: skip
+"""CJK ideographs (BERT's ``_is_chinese_char``), each a word of its own, as Chinese NER corpora write them (and
+BERT's own pre-tokeniser cuts them): a run of them has no spaces to cut at."""
 WORD = re.compile(
     r"(?:[^\W\d_]\.){2,}"  # initialisms: U.S., F.C., a.m.
     rf"|\b(?:{'|'.join(ABBREVIATIONS)})\.(?!\w)"  # Mr., Inc., St.
@@ -52,8 +56,9 @@ WORD = re.compile(
     r"|\d+(?:[.,:/]\d+)+"  # numbers: 3.5, 1,000, 10:30, 5/12/96
     r"|\.{2,}"  # an ellipsis
     rf"|{CLITIC}"  # clitics, as their own words: 's, 're, n't
-    rf"|\w+(?:[-'’]\w+)*?(?={CLITIC})"  # the word before one: Germany of Germany's, do of don't
-    r"|\w+(?:[-'’]\w+)*"  # words, with their hyphens and inner apostrophes: well-known, O'Brien
+    rf"|[^\W{CJK}]+(?:[-'’][^\W{CJK}]+)*?(?={CLITIC})"  # the word before one: Germany of Germany's, do of don't
+    rf"|[^\W{CJK}]+(?:[-'’][^\W{CJK}]+)*"  # words, with their hyphens and inner apostrophes: well-known, O'Brien
+    rf"|[{CJK}]"  # an ideograph
     r"|[^\w\s]"  # any other character that is not a space: punctuation
 )
 """How ``drml predict`` cuts raw text into words: as CoNLL-2003 and the Penn Treebank tokenise English, so that

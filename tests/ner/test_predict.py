@@ -60,6 +60,14 @@ def test_raw_text_in_any_script_is_cut_into_the_words_its_corpora_write(words):
     assert [text[s:e] for s, e in split_words(text)] == words
 
 
+def test_cjk_ideographs_written_without_spaces_are_a_word_each_as_chinese_corpora_write_them():
+    """A run of ideographs has no space to cut at: '我住在北京。' was one word (one tag for the whole clause)."""
+    cases = [("我住在北京。", ["我", "住", "在", "北", "京", "。"]), ("在Google工作", ["在", "Google", "工", "作"]),
+             ("한국어 문장", ["한국어", "문장"])]  # fmt: skip
+    for text, words in cases:
+        assert [text[s:e] for s, e in split_words(text)] == words
+
+
 def test_entities_from_tags_hand_case():
     text = "Anna Smith met Bob in New York"
     spans = split_words(text)
