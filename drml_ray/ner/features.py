@@ -86,6 +86,14 @@ def check_vocabulary(tokenizer, rows: int, where: str) -> None:
                         "tokenizer files another model's?")  # fmt: skip
 
 
+def vocabulary_fit(tokenizer, words: Sequence[str]) -> tuple[float, float]:
+    """How ``tokenizer`` reads ``words``: in how many sub-tokens a word, on average, and the share of the words it
+    reads as nothing but its unknown token (a script its vocabulary lacks)."""
+    pieces = [p or [tokenizer.unk_token_id] for p in tokenizer(list(words), add_special_tokens=False)["input_ids"]]
+    unknown = sum(all(token == tokenizer.unk_token_id for token in p) for p in pieces)
+    return sum(map(len, pieces)) / max(len(pieces), 1), unknown / max(len(pieces), 1)
+
+
 def _word_pieces(
     word_ids: Sequence[int | None], input_ids: Sequence[int], n_words: int, unk_id: int
 ) -> list[list[int]]:

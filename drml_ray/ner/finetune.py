@@ -16,6 +16,7 @@ kind's part of ``drml report``.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import shutil
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 # train and it waits, ~140 MB less while they do (BENCHMARKS.md, "Memory of the embedded default").
 
 TRAIN_SUBDIR = "train"
+FIT_SAMPLE = 5000
+"""Train words (the first so many) whose sub-tokens tell whether the backbone's vocabulary covers the corpus."""
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
 
 
@@ -66,7 +69,7 @@ def train_worker(config: dict[str, Any]) -> None:
     train_loop_per_worker(config)
 
 
-def check_backbone_apart(model: ModelConfig, num_labels: int, *, here: bool = False) -> None:
+def check_backbone_apart(model: ModelConfig, num_labels: int, words: Sequence[str], *, here: bool = False) -> None:
     """:func:`~drml_ray.ner.modeling.check_backbone` in a short-lived Python, so that this process stays without
     transformers while the workers train; in-process where transformers is already imported or ``here`` (this
     process trains: nothing to save). Its ``UserError`` is raised here; anything else keeps the child's traceback
@@ -74,11 +77,11 @@ def check_backbone_apart(model: ModelConfig, num_labels: int, *, here: bool = Fa
     if here or "transformers" in sys.modules:
         from drml_ray.ner.modeling import check_backbone
 
-        return check_backbone(model, num_labels)
+        return check_backbone(model, num_labels, words)
     code = "import sys; from drml_ray.ner.modeling import check_backbone_main; sys.exit(check_backbone_main())"
     package_root = str(Path(__file__).resolve().parents[2])  # importable there however this process found it
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    request = json.dumps({"model": model.model_dump(mode="json"), "num_labels": num_labels})
+    request = json.dumps({"model": model.model_dump(mode="json"), "num_labels": num_labels, "words": list(words)})
     child = subprocess.run([sys.executable, "-c", code], input=request, stdout=subprocess.PIPE, text=True, env=env)
     if child.returncode == 2:
         raise UserError(child.stdout.strip())
@@ -325,7 +328,8 @@ def run_finetune(
 
         check_ray_address()
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
-    check_backbone_apart(cfg.model, len(corpus.labels), here=cfg.scaling.local)
+    words = list(itertools.islice((t for s in corpus.splits["train"] for t in s.tokens), FIT_SAMPLE))
+    check_backbone_apart(cfg.model, len(corpus.labels), words, here=cfg.scaling.local)
     check_scaling(cfg.scaling)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
