@@ -129,9 +129,14 @@ def fetch(
 
 
 def _mirror_hint(spec: CorpusSpec) -> str:
-    """What a local ``DRML_DATA_MIRROR`` holds when it lacks the corpus' folder (one level too deep, a typo)."""
+    """Where a copy of the corpus goes when none was reachable: ``DRML_DATA_MIRROR``, unset; or what a local one
+    holds when it lacks the corpus' folder (one level too deep, a typo)."""
     mirror = os.environ.get("DRML_DATA_MIRROR")
-    if not mirror or _is_url(mirror) or (Path(mirror) / spec.folder).is_dir():
+    if not mirror:
+        return (f"\nwithout internet, or behind a proxy: copy the files to FOLDER/{spec.folder}/ "
+                f"({next(iter(spec.files.values())).name}, ...) and set DRML_DATA_MIRROR=FOLDER, or run drml data "
+                f"fetch {spec.name} --source FOLDER/{spec.folder} once")  # fmt: skip
+    if _is_url(mirror) or (Path(mirror) / spec.folder).is_dir():
         return ""
     held = sorted(p.name for p in Path(mirror).iterdir()) if Path(mirror).is_dir() else None
     there = f"holds {', '.join(held[:8]) or 'nothing'}" if held is not None else "is no folder"

@@ -103,6 +103,14 @@ def test_unreachable_sources_are_all_named():
     assert "127.0.0.1:9/public" in str(err.value)
 
 
+def test_with_no_source_reachable_and_no_mirror_set_it_says_where_a_copy_goes(monkeypatch):
+    monkeypatch.delenv("DRML_DATA_MIRROR", raising=False)
+    with pytest.raises(FetchError, match=r"\nwithout internet, or behind a proxy: copy the files to FOLDER/toy/domain/ "
+                       r"\(train.txt, ...\) and set DRML_DATA_MIRROR=FOLDER, or run drml data fetch toy --source "
+                       r"FOLDER/toy/domain once$"):  # fmt: skip
+        fetch(make_spec("http://127.0.0.1:9/public"), progress=False)
+
+
 def test_conll2003_needs_a_user_supplied_folder():
     with pytest.raises(FetchError, match="cannot be downloaded.*--source DIR"):
         fetch(CONLL2003, progress=False)
