@@ -57,9 +57,9 @@ if TYPE_CHECKING:
 # train and it waits, ~140 MB less while they do (BENCHMARKS.md, "Memory of the embedded default").
 
 TRAIN_SUBDIR = "train"
+"""Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
 FIT_SAMPLE = 5000
 """Train words (the first so many) whose sub-tokens tell whether the backbone's vocabulary covers the corpus."""
-"""Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
 
 
 def train_worker(config: dict[str, Any]) -> None:
