@@ -299,29 +299,23 @@ def evaluate(
     from drml_ray.ner.decoding import DECODINGS
     from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
     from drml_ray.ner.metrics import format_split
-    from drml_ray.runtime.rundir import (
-        atomic_write_json,
-        atomic_write_text,
-        default_run_dir,
-        model_folder,
-        open_run,
-        short_name,
-    )
+    from drml_ray.runtime import rundir
 
     split = split_ or "test"
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
     sentences, data_name = evaluation_data(data, split, split_ is not None, parse_columns(columns))
-    model_dir = model_folder(model_dir)
-    name = f"eval-{short_name(model_dir)}-{data_name}"
+    model_dir = rundir.model_folder(model_dir)
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
     saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)
-    run_dir = open_run(output_dir or default_run_dir(name), overwrite=overwrite, marker=f"eval_{split}.json")
-    scores = evaluate_sentences(saved, sentences, batch_size=batch_size)
-    report = format_split(scores, split)
-    atomic_write_text(run_dir / f"report_{split}.txt", report)
-    atomic_write_json(run_dir / f"eval_{split}.json", {split: scores, "model": str(model_dir), "data": data,
-                                                           "decoding": saved.decoding})  # fmt: skip
+    run_dir = output_dir or rundir.default_run_dir(f"eval-{rundir.short_name(model_dir)}-{data_name}")
+    with rundir.held(run_dir):  # (one command at a time writes into it)
+        run_dir = rundir.open_run(run_dir, overwrite=overwrite, marker=f"eval_{split}.json")
+        scores = evaluate_sentences(saved, sentences, batch_size=batch_size)
+        report = format_split(scores, split)
+        rundir.atomic_write_text(run_dir / f"report_{split}.txt", report)
+        record = {split: scores, "model": str(model_dir), "data": data, "decoding": saved.decoding}
+        rundir.atomic_write_json(run_dir / f"eval_{split}.json", record)
     typer.echo(report)
     typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
 

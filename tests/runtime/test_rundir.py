@@ -24,6 +24,7 @@ from drml_ray.runtime.rundir import (
     open_run,
     read_json,
 )
+from tests.test_malformed import tiny_model
 
 
 def cfg(**train) -> FinetuneConfig:
@@ -178,6 +179,11 @@ def test_a_run_directory_is_held_by_one_command_at_a_time(tmp_path):
             pass
         result = CliRunner().invoke(app, ["finetune", "ner/smoke", "--output-dir", str(run_dir)])
         assert result.exit_code == 2 and "another drml command is writing into it" in result.output, result.output
+        tiny_model()(tmp_path / "model")  # drml evaluate is held to it too (it was not)
+        (tmp_path / "test.conll").write_text("Anna\tB-PER\n")
+        scored = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), str(tmp_path / "test.conll"), "-o",
+                                          str(run_dir)])  # fmt: skip
+        assert scored.exit_code == 2 and "another drml command is writing into it" in scored.output, scored.output
     finally:
         holder.kill()  # (SIGKILL: its lock goes with its process, its lock file stays)
         holder.wait()
