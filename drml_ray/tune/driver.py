@@ -184,7 +184,9 @@ def run_tune(
     if not finished:
         raise RuntimeError(f"{run_dir}: no trial reported a checkpoint (see trials.csv and the trial folders)")
     best = max(finished, key=lambda t: t.best_metric if settings.mode == "max" else -t.best_metric)
-    best_cfg = with_params(cfg, best.params).model_copy(update={"tune": None})
+    # named apart from the search: `drml finetune runs/NAME/best_config.yaml` writes runs/NAME_best, not into the
+    # search's folder (where it was refused as a finished run, and --overwrite would have deleted the search)
+    best_cfg = with_params(cfg, best.params).model_copy(update={"tune": None, "name": f"{cfg.name[:195]}_best"})
     atomic_write_text(run_dir / "best_config.yaml", dump_config(best_cfg, exclude={"tune"}))
     print(f"[drml] best trial {best.name}: {settings.metric} {best.best_metric:.4f} with {best.params}")
     results = resolve(spec.finish)(best_cfg, run_dir, best, shared) | {

@@ -46,6 +46,7 @@ def test_smoke_search_writes_trials_best_config_and_plot(smoke_search):
 
     best_cfg = load_config(smoke_search / "best_config.yaml")  # a plain experiment file drml finetune accepts
     assert isinstance(best_cfg, FinetuneConfig) and best_cfg.tune is None
+    assert best_cfg.name == "tune_smoke_best"  # its run is not the search's folder (runs/tune_smoke)
     assert best_cfg.train.lr == pytest.approx(float(best["train.lr"]))
     assert best_cfg.model.strategy == best["model.strategy"]
 
