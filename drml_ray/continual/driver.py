@@ -13,7 +13,6 @@ continues an unfinished one from its last Ray Train checkpoint.
 
 from __future__ import annotations
 
-import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -55,12 +54,11 @@ def planned_runs(cfg: ContinualExperiment) -> dict[str, tuple[str, str]]:
 
 def check_inputs(cfg: ContinualExperiment) -> list[Experience]:
     """The backbone, the meta-learned start and the experiences, read before the run directory is touched."""
-    from drml_ray.ner.finetune import FIT_SAMPLE
+    from drml_ray.ner.features import first_words
     from drml_ray.ner.modeling import check_backbone
 
     read = experiences(cfg)
-    words = itertools.islice((t for exp in read for s in exp.train for t in s.tokens), FIT_SAMPLE)
-    check_backbone(cfg.model, num_labels=3, words=list(words))
+    check_backbone(cfg.model, num_labels=3, words=first_words(s for exp in read for s in exp.train))
     meta = cfg.continual.meta_init
     if meta is not None and not (Path(meta) / "config.json").is_file():
         raise UserError(f"continual.meta_init {meta!r}: no model folder there (config.json); give the folder "

@@ -27,7 +27,6 @@ shots, seed, method) is one job; a finished cell goes into ``meta_eval.json`` at
 
 from __future__ import annotations
 
-import itertools
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -393,12 +392,11 @@ def check_inputs(cfg: MetaExperiment, specs: list[str], episodes: tuple[str, ...
     before any run directory is touched, checking that each task of ``episodes`` fills an episode; returns the
     tasks read."""
     from drml_ray.meta.tasks import check_episodes, load_task
-    from drml_ray.ner.finetune import FIT_SAMPLE
+    from drml_ray.ner.features import first_words
     from drml_ray.ner.modeling import check_backbone
 
     tasks = {spec: load_task(spec, cfg.data) for spec in dict.fromkeys([*specs, *episodes])}
-    words = itertools.islice((t for task in tasks.values() for s in task.splits["train"] for t in s.tokens), FIT_SAMPLE)
-    check_backbone(cfg.model, num_labels=3, words=list(words))
+    check_backbone(cfg.model, 3, first_words(sentence for task in tasks.values() for sentence in task.splits["train"]))
     for spec in episodes:
         check_episodes(tasks[spec], cfg.meta.shots, cfg.meta.query, cfg.meta.n_way)
     return tasks

@@ -19,15 +19,18 @@ word's shape as its token type.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import takewhile
-from typing import TypeVar
+from itertools import islice, takewhile
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from drml_ray.errors import UserError
 from drml_ray.ner.casing import word_shape
+
+if TYPE_CHECKING:
+    from drml_ray.data.conll import Sentence
 
 IGNORE = -100
 P = TypeVar("P")
@@ -84,6 +87,15 @@ def check_vocabulary(tokenizer, rows: int, where: str) -> None:
     if len(tokenizer) > rows:
         raise UserError(f"{where}: its tokenizer has {len(tokenizer):,} tokens but the model embeds {rows:,}: are the "
                         "tokenizer files another model's?")  # fmt: skip
+
+
+FIT_SAMPLE = 5000
+"""Train words (the first so many) whose sub-tokens tell whether the backbone's vocabulary covers the corpus."""
+
+
+def first_words(sentences: Iterable[Sentence]) -> list[str]:
+    """The first :data:`FIT_SAMPLE` words of ``sentences``, for :func:`vocabulary_fit`."""
+    return list(islice((token for sentence in sentences for token in sentence.tokens), FIT_SAMPLE))
 
 
 def vocabulary_fit(tokenizer, words: Sequence[str]) -> tuple[float, float]:

@@ -16,7 +16,6 @@ kind's part of ``drml report``.
 from __future__ import annotations
 
 import errno
-import itertools
 import json
 import os
 import shutil
@@ -35,6 +34,7 @@ from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, ScalingSett
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
+from drml_ray.ner.features import first_words
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
 from drml_ray.ner.results import PREDICTIONS
@@ -58,8 +58,6 @@ if TYPE_CHECKING:
 
 TRAIN_SUBDIR = "train"
 """Ray Train's storage folder inside the run directory: checkpoints and Ray's run snapshot."""
-FIT_SAMPLE = 5000
-"""Train words (the first so many) whose sub-tokens tell whether the backbone's vocabulary covers the corpus."""
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -328,8 +326,7 @@ def run_finetune(
 
         check_ray_address()
     corpus = corpus or load_corpus(cfg.data)  # the inputs are checked before the run directory is touched
-    words = list(itertools.islice((t for s in corpus.splits["train"] for t in s.tokens), FIT_SAMPLE))
-    check_backbone_apart(cfg.model, len(corpus.labels), words, here=cfg.scaling.local)
+    check_backbone_apart(cfg.model, len(corpus.labels), first_words(corpus.splits["train"]), here=cfg.scaling.local)
     check_scaling(cfg.scaling)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
