@@ -360,7 +360,7 @@ def predict(
     if problem:
         raise UserError(f"--text: {problem} (is the terminal's encoding UTF-8?)")
     if output is not None:
-        file_to_write(output, "preds.jsonl")
+        file_to_write(output, "preds.jsonl", input_)
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     if text is not None:

@@ -61,9 +61,12 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def file_to_write(path: Path, example: str) -> None:
+def file_to_write(path: Path, example: str, source: Path | None = None) -> None:
     """Refuse a folder where a command writes one file, or a path below a file, before the work (nothing is made
-    yet): each would fail as a bug (an ``IsADirectoryError``, a ``NotADirectoryError``) at the end."""
+    yet): each would fail as a bug (an ``IsADirectoryError``, a ``NotADirectoryError``) at the end. The file the
+    command reads (``source``) is refused too: ``--overwrite`` would replace the input with the output."""
+    if source is not None and path.is_file() and source.is_file() and path.samefile(source):
+        raise UserError(f"{path}: the input file itself; name another file to write (--overwrite would replace it)")
     if path.is_dir():
         raise UserError(f"{path}: a folder; name the file to write, e.g. {path / example}")
     above = next(p for p in path.absolute().parents if p.exists())

@@ -121,6 +121,10 @@ def test_predict_reads_standard_input_as_it_reads_a_file_and_a_run_directory_as_
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text() != ""
     folder = cli("predict", tmp_path / "run", "--text", "Anna", "--output", tmp_path, "--overwrite")
     assert folder.exit_code == 2 and "a folder; name the file to write, e.g." in folder.output
+    same = cli("predict", tmp_path / "run", "--input", tmp_path / "in.txt", "--output", tmp_path / "in.txt",
+               "--overwrite")  # fmt: skip
+    assert same.exit_code == 2 and "the input file itself" in same.output
+    assert (tmp_path / "in.txt").read_text() == "Anna met Bob .\n\nBob left\n"  # (it replaced the text it read)
     binary = cli("predict", tmp_path / "run", "--input", "-", stdin="a\x00b\n")
     assert binary.exit_code == 2 and "<stdin>: binary content" in binary.output
 
@@ -133,6 +137,8 @@ def test_data_convert_iob1_to_parquet_and_back(tmp_path):
     assert [s.tags for s in read_parquet(tmp_path / "train.parquet")] == [("B-ORG", "O"), ("B-PER",)]
     assert cli("data", "convert", tmp_path / "train.parquet", tmp_path / "back.conll").exit_code == 0
     assert read_conll(tmp_path / "back.conll") == read_parquet(tmp_path / "train.parquet")
+    in_place = cli("data", "convert", src, tmp_path / "." / src.name, "--overwrite")
+    assert in_place.exit_code == 2 and "the input file itself" in in_place.output and "I-NP" in src.read_text()
     again = cli("data", "convert", src, tmp_path / "train.parquet")
     assert again.exit_code == 2 and "--overwrite" in again.output
     # a Parquet file is told by its magic bytes too (.pq, any case, no suffix); a JSON name is not given CoNLL
