@@ -256,7 +256,9 @@ def tensorboard(
 
 @app.command(epilog="Example: `drml report runs/tune_smoke` then open runs/tune_smoke/report.html")
 @user_errors
-def report(run_dir: Annotated[Path, typer.Argument(help="A finished run directory of any kind, or a search.")]) -> None:
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory of any kind, a search, or an evaluation.")],
+) -> None:
     """Write report.html (self-contained: figures inlined) and report.md for a run."""
     from drml_ray.report.build import write_report
 
@@ -294,11 +296,13 @@ def evaluate(
     output_dir: OutputDir = None,
     overwrite: Overwrite = False,
 ) -> None:
-    """Score a saved model: seqeval entity report and token-level report, as text and JSON."""
+    """Score a saved model: seqeval entity report and token-level report, as text and JSON, and each sentence's
+    predicted tags (drml report on the folder draws the type confusion and the worst sentences from them)."""
     from drml_ray.data.load import evaluation_data
     from drml_ray.ner.decoding import DECODINGS
-    from drml_ray.ner.evaluate import evaluate_sentences, load_saved_model
+    from drml_ray.ner.evaluate import load_saved_model, predict_and_score
     from drml_ray.ner.metrics import format_split
+    from drml_ray.ner.results import write_predictions
     from drml_ray.runtime import rundir
 
     split = split_ or "test"
@@ -311,9 +315,10 @@ def evaluate(
     run_dir = output_dir or rundir.default_run_dir(f"eval-{rundir.short_name(model_dir)}-{data_name}")
     with rundir.held(run_dir):  # (one command at a time writes into it)
         run_dir = rundir.open_run(run_dir, overwrite=overwrite, marker=f"eval_{split}.json")
-        scores = evaluate_sentences(saved, sentences, batch_size=batch_size)
+        scores, pred = predict_and_score(saved, sentences, batch_size)
         report = format_split(scores, split)
         rundir.atomic_write_text(run_dir / f"report_{split}.txt", report)
+        write_predictions(run_dir / f"predictions_{split}.jsonl", sentences, pred)  # (drml report's error analysis)
         record = {split: scores, "model": str(model_dir), "data": data, "decoding": saved.decoding}
         rundir.atomic_write_json(run_dir / f"eval_{split}.json", record)
     typer.echo(report)

@@ -250,12 +250,42 @@ def test_tune_without_a_search_space_and_report_of_a_non_run_exit_2(tmp_path):
     assert result.exit_code == 2 and "has no tune.space to search" in result.output
     result = cli("report", tmp_path)
     assert result.exit_code == 2 and "no results.json" in result.output
-    (tmp_path / "eval").mkdir()
-    for name in ("report_dev.txt", "eval_dev.json"):
-        (tmp_path / "eval" / name).write_text("{}")
-    evaluation = cli("report", tmp_path / "eval").output
-    assert "an evaluation by drml evaluate, whose report is report_dev.txt there" in evaluation
     assert "nowhere: no such folder" in cli("report", tmp_path / "nowhere").output
+
+
+def test_report_of_an_evaluation_draws_scores_and_errors_from_the_predicted_tags(tmp_path):
+    import torch
+
+    from drml_ray.config import ModelConfig
+    from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
+
+    model = build_model(ModelConfig(backbone="tiny-random-bert"), ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"], seed=0)
+    with torch.no_grad():  # (every word B-PER: constrained decoding keeps B-PER, as B-PER may follow B-PER)
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 9.0, 0.0, 0.0, 0.0]))
+    save_hf_folder(model, load_tokenizer("tiny-random-bert"), tmp_path / "model")
+    (tmp_path / "task").mkdir()
+    for split in ("train", "dev", "test"):
+        (tmp_path / "task" / f"{split}.conll").write_text("Anna B-PER\nmet O\nBob B-PER\n\nParis B-LOC\nis O\n")
+    for split in ("dev", "test"):  # (two evaluations into one folder)
+        scored = cli("evaluate", tmp_path / "model", tmp_path / "task", "--split", split, "-o", tmp_path / "ev")
+        assert scored.exit_code == 0, scored.output
+    result = cli("report", tmp_path / "ev")
+    assert result.exit_code == 0, result.output
+    # by hand: predicted PER Anna, met, Bob, Paris, is against gold PER Anna, Bob and LOC Paris: 2 of 5 right,
+    # 2 of 3 found: precision 0.4, recall 0.6667, F1 0.5; Paris (LOC as PER) a confusion, met and is spurious
+    report = (tmp_path / "ev" / "report.md").read_text()
+    assert report.startswith("# drml evaluate: ev")
+    for split in ("dev", "test"):
+        assert (
+            f"| {split} | {tmp_path / 'model'} | {tmp_path / 'task'} | 0.5000 | 0.4000 | 0.6667 | constrained |"
+            in report
+        )
+        assert f"The 2 {split} sentences with the most errors" in report
+    assert "  - gold: [Anna]{PER} met [Bob]{PER}\n  - predicted: [Anna]{PER} [met]{PER} [Bob]{PER}" in report
+    assert (tmp_path / "ev" / "report_confusion_dev.png").exists() and (
+        tmp_path / "ev" / "report_confusion.png"
+    ).exists()
 
 
 def test_an_interrupted_search_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):

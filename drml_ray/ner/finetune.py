@@ -37,7 +37,7 @@ from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.features import first_words
 from drml_ray.ner.metrics import format_split
 from drml_ray.ner.model_card import model_card
-from drml_ray.ner.results import PREDICTIONS
+from drml_ray.ner.results import PREDICTIONS, write_predictions
 from drml_ray.ner.train_record import (
     LOCAL_RECORD,
     RAY_SNAPSHOT,
@@ -48,7 +48,6 @@ from drml_ray.ner.train_record import (
 )
 from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
-from drml_ray.text import json_line
 
 if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback
@@ -270,8 +269,7 @@ def export_and_score(cfg: FinetuneConfig, corpus: NerCorpus, checkpoint_dir: Pat
         sentences = corpus.splits[split]
         scores[split], pred = predict_and_score(saved, sentences, cfg.train.eval_batch_size, f"scoring {split}")
         if split == "test":  # what `drml report` draws its error analysis from
-            rows = [{"tokens": s.tokens, "gold": s.tags, "pred": p} for s, p in zip(sentences, pred, strict=True)]
-            atomic_write_text(run_dir / PREDICTIONS, "".join(json_line(r) + "\n" for r in rows))
+            write_predictions(run_dir / PREDICTIONS, sentences, pred)
         report = format_split(scores[split], split)
         atomic_write_text(run_dir / f"report_{split}.txt", report)
         print(report)

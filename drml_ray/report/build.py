@@ -145,9 +145,6 @@ def curves_png(history: list[dict[str, Any]], path: Path) -> Path:
 
 def _not_a_run(folder: Path) -> str:
     """What ``folder``, which holds no run, is instead, where drml can tell."""
-    reports = sorted(p.name for p in folder.glob("report_*.txt")) if folder.is_dir() else []
-    if reports and any(folder.glob("eval_*.json")):
-        return f"an evaluation by drml evaluate, whose report is {', '.join(reports)} there"
     if (folder / "config.json").is_file() and (folder.parent / "config.yaml").is_file():
         return f"a model folder; its run directory is {folder.parent}"
     return "not a drml run directory"
@@ -155,12 +152,16 @@ def _not_a_run(folder: Path) -> str:
 
 def collect(run_dir: Path) -> tuple[str, list[Section]]:
     """The report's title and sections for ``run_dir``: the trials of a search, the sections its experiment
-    kind writes (:mod:`drml_ray.runtime.registry`), and the configuration."""
+    kind writes (:mod:`drml_ray.runtime.registry`), and the configuration; or the scores of ``drml evaluate``."""
     from drml_ray.config import load_config
     from drml_ray.runtime.registry import kind_of, resolve
 
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: {'a file, not a run directory' if run_dir.exists() else 'no such folder'}")
+    if not (run_dir / "config.yaml").exists() and any(run_dir.glob("eval_*.json")):
+        from drml_ray.ner.results import evaluation_report
+
+        return evaluation_report(run_dir)  # (drml evaluate's folder)
     if not (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir}: no config.yaml, so no results.json either: {_not_a_run(run_dir)}")
     kind = kind_of(load_config(run_dir / "config.yaml"))

@@ -106,16 +106,18 @@ def worst_markdown(worst: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def per_type_png(results: dict[str, Any], path: Path) -> Path:
-    """Entity F1 per type, dev and test bars side by side."""
+def per_type_png(scores: dict[str, Any], path: Path) -> Path:
+    """Entity F1 per type, a bar for each split of ``scores`` (split: its scores) side by side."""
     from drml_ray.report.build import save_figure, subplots
 
-    types = sorted(set(results["test"]["entity"]["per_type"]) | set(results["dev"]["entity"]["per_type"]))
+    splits = list(scores)
+    types = sorted({kind for split in splits for kind in scores[split]["entity"]["per_type"]})
     fig, ax = subplots(figsize=(max(5, 1.1 * len(types) + 2), 3.8), dpi=110)
-    for offset, split, shade in ((-0.2, "dev", "tab:blue"), (0.2, "test", "tab:orange")):
-        per_type = results[split]["entity"]["per_type"]
-        ax.bar([i + offset for i in range(len(types))], [per_type.get(t, {}).get("f1", 0) for t in types],
-               width=0.4, label=split, color=shade)  # fmt: skip
+    width = 0.8 / len(splits)
+    for i, split in enumerate(splits):
+        per_type, offset = scores[split]["entity"]["per_type"], (i - (len(splits) - 1) / 2) * width
+        ax.bar([n + offset for n in range(len(types))], [per_type.get(t, {}).get("f1", 0) for t in types],
+               width=width, label=split, color=SPLIT_COLOURS[split])  # fmt: skip
     ax.set_xticks(range(len(types)), types, rotation=30 if len(types) > 6 else 0)
     ax.set_ylim(0, 1)
     ax.set_ylabel("entity F1")
@@ -125,7 +127,10 @@ def per_type_png(results: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def confusion_png(counts: Counter[tuple[str, str]], path: Path) -> Path:
+SPLIT_COLOURS = {"train": "tab:green", "dev": "tab:blue", "test": "tab:orange"}
+
+
+def confusion_png(counts: Counter[tuple[str, str]], path: Path, split: str = "test") -> Path:
     """Gold types (rows, then spurious) against predicted types (columns, then missed), counts written in."""
     import numpy as np
 
@@ -144,5 +149,5 @@ def confusion_png(counts: Counter[tuple[str, str]], path: Path) -> Path:
     ax.set_yticks(range(len(rows)), rows)
     ax.set_xlabel("predicted")
     ax.set_ylabel("gold")
-    ax.set_title("test entities: gold type against predicted type")
+    ax.set_title(f"{split} entities: gold type against predicted type")
     return save_figure(fig, path)

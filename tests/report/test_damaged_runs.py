@@ -138,3 +138,17 @@ def test_a_meta_irl_task_kept_for_its_identity_is_checked(tmp_path):
         r"restore it, or delete it to train that task's expert again",
     ):
         meta_results.read_task(tmp_path / "task.json", {"goal": [1.0, 0.0]})
+
+
+def test_an_evaluation_whose_scores_were_edited_is_a_user_error_naming_the_field(tmp_path):
+    """``drml report`` of the folder of ``drml evaluate`` reads ``eval_<split>.json`` as strictly as a run's files."""
+    record = {"model": "m", "data": "d", "decoding": "argmax", "dev": SPLIT}
+    (tmp_path / "eval_dev.json").write_text(json.dumps(record))
+    assert collect(tmp_path)[1][0].table[0]["entity F1"] == "0.9000"
+    record["dev"] = {"entity": {"micro": {**MICRO, "recall": None}, "per_type": {}}}
+    (tmp_path / "eval_dev.json").write_text(json.dumps(record))
+    with pytest.raises(UserError, match=r"eval_dev.json: damaged, .*\(at dev.entity.micro.recall: Input should be"):
+        collect(tmp_path)
+    (tmp_path / "eval_dev.json").write_text(json.dumps({**record, "dev": None}))
+    with pytest.raises(UserError, match=r"eval_dev.json: damaged, .*\(at dev: "):
+        collect(tmp_path)
