@@ -102,7 +102,7 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
         from drml_ray.config import load_config
         from drml_ray.runtime.rundir import default_run_dir, held
 
-        cfg = load_config(config, set_ or [], model=kind.config)
+        cfg = load_config(config, set_ or [], model=kind.config, check_files=True)
         given = {"overwrite": overwrite, "init": init, "inits": inits or []}
         options = {name: given[name] for name in command.options}
         run_dir = output_dir or default_run_dir(cfg.name)
@@ -173,7 +173,7 @@ def tune(
     from drml_ray.runtime.rundir import default_run_dir, held
     from drml_ray.tune.driver import run_tune
 
-    cfg = load_config(config, set_ or [])
+    cfg = load_config(config, set_ or [], check_files=True)
     run_dir = output_dir or default_run_dir(cfg.name)
     with held(run_dir):
         run_tune(cfg, run_dir, resume=resume, overwrite=overwrite)
@@ -216,7 +216,7 @@ def configs_check(config: ConfigArg, set_: SetOption = None) -> None:
     from drml_ray.runtime.registry import kind_of, searched_kind
     from drml_ray.runtime.rundir import default_run_dir
 
-    cfg = load_config(config, set_ or [])
+    cfg = load_config(config, set_ or [], check_files=True)
     kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
     commands = [f"drml {c.name}" for c in kind.commands] + (["drml tune"] if cfg.tune is not None else [])
     typer.echo(f"# {config}: valid ({kind.name}); run by {', '.join(commands)}; output in "

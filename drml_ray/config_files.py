@@ -220,11 +220,13 @@ SHOWN_ERRORS = 10
 """The mistakes of one file listed; the rest are counted (a file that is no experiment file has one per key)."""
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, model: type[BaseModel] | None = None) -> Any:
+def load_config(path: str | Path, overrides: list[str] | None = None, model: type[BaseModel] | None = None,
+                check_files: bool = False) -> Any:  # fmt: skip
     """Read, override and validate an experiment file. Raises :class:`ConfigError` naming file, line and key.
 
     ``path`` may name a shipped config (:func:`config_path`). ``model`` defaults to the file's experiment
-    kind (:func:`drml_ray.runtime.registry.kind_of_data`: an ``env:`` section makes an RL file, ...).
+    kind (:func:`drml_ray.runtime.registry.kind_of_data`: an ``env:`` section makes an RL file, ...). With
+    ``check_files`` (a command about to run it), the corpus files ``data`` names must be there.
     """
     from drml_ray.runtime.registry import kind_of_data
 
@@ -240,7 +242,27 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
         raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
     if getattr(config, "tune", None) is not None:
         config = _check_space(config, path, lines, overridden)
+    if check_files:
+        _check_data_files(config, data, path, lines, overridden)
     return config
+
+
+def _check_data_files(config: Any, data: dict[str, Any], path: Path, lines: dict[tuple[str, ...], int],
+                      overridden: set) -> None:  # fmt: skip
+    """Each of ``data.train``, ``dev`` and ``test`` that names no file is a :class:`ConfigError` at its line; one
+    written relative to the config's own folder (read from the working folder) is said so."""
+    for split in ("train", "dev", "test"):
+        value = getattr(getattr(config, "data", None), split, None)
+        if value is None or Path(value).exists():
+            continue
+        given = Path(data["data"][split]).expanduser()
+        beside = path.parent / given
+        hint = ""
+        if not given.is_absolute() and beside.exists():
+            hint = (f"; {beside} is there, beside the config, but a relative path is read from the folder drml runs "
+                    f"in ({Path.cwd()}): write it as {beside}, or run drml from {path.parent}")  # fmt: skip
+        where = _where(("data", split), "", str(path), lines, overridden)
+        raise ConfigError(f"{where}: data.{split}: {value}: no such file{hint}")
 
 
 def _other_kind(path: Path, data: dict[str, Any], model: type[BaseModel]) -> str:

@@ -83,6 +83,26 @@ def test_an_empty_path_is_refused_not_read_as_the_working_folder(tmp_path):
         load_config(write(tmp_path, "data: {train: '', dev: d.conll, test: t.conll}\n"))
 
 
+def test_a_corpus_file_not_there_is_named_at_its_line_and_one_beside_the_config_said_so(tmp_path, monkeypatch):
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "train.conll").write_text("Anna B-PER\n")
+    cfg = tmp_path / "exp" / "x.yaml"
+    there = tmp_path / "exp" / "train.conll"
+    cfg.write_text(f"data:\n  dev: {there}\n  train: train.conll\n  test: {there}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(cfg).data.train == str(tmp_path / "train.conll")  # (no check unless a command runs it)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, check_files=True)
+    assert str(err.value) == (
+        f"{cfg}:3: data.train: {tmp_path / 'train.conll'}: no such file; {cfg.parent / 'train.conll'} is "
+        f"there, beside the config, but a relative path is read from the folder drml runs in "
+        f"({tmp_path}): write it as {cfg.parent / 'train.conll'}, or run drml from {cfg.parent}"
+    )
+    with pytest.raises(ConfigError, match=r"^--set: data.test: .*/nope.conll: no such file$"):
+        load_config(cfg, ["data.train=exp/train.conll", "data.test=nope.conll"], check_files=True)
+    assert load_config(cfg, ["data.train=exp/train.conll"], check_files=True).data.train == str(there)
+
+
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
     path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
     assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)
