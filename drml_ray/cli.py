@@ -277,8 +277,8 @@ def evaluate(
         str,
         typer.Argument(
             help="A corpus name (conll2003, crossner_politics, generated), a CoNLL/Parquet file, a task folder "
-            "(its train, dev and test files), a folder of Parquet files (drml serve --log-requests), or an "
-            "experiment YAML (its data section, e.g. runs/smoke/config.yaml)."
+            "(its train, dev and test files), a folder of Parquet files (drml serve --log-requests), or a "
+            "fine-tuning experiment YAML or run directory (its data section, e.g. runs/smoke)."
         ),
     ],
     split_: Annotated[

@@ -368,6 +368,10 @@ def test_evaluate_takes_a_task_folders_split_or_a_folder_of_parquet_files(tmp_pa
     assert result.exit_code == 2 and "served holds .parquet files, scored whole" in result.output
     result = cli("evaluate", tmp_path, tmp_path / "served" / "..")  # (was: unknown corpus)
     assert result.exit_code == 2 and "no train file; a task folder holds" in result.output
+    (tmp_path / "run").mkdir()  # a run directory: the data of its config.yaml (it was read as a task folder)
+    (tmp_path / "run" / "config.yaml").write_text(f"name: mine\ndata: {{corpus: {task}}}\n")
+    sentences, name = evaluation_data(str(tmp_path / "run"), "test", False)
+    assert ([s.tokens for s in sentences], name) == ([("Carl", "saw")], "mine-test")
 
 
 def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch):

@@ -240,6 +240,11 @@ CASES = [
          ("model: the model folder does not load",)),
     Case("model folders", "not a model folder", {"model/readme.txt": "hi"},
          ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: neither a model folder",)),
+    Case("paths", "a model folder as drml evaluate's data (the two swapped)", {"m/config.json": "{}"},
+         ("evaluate", "{dir}/m", "{dir}/m", "-o", "{dir}/out"), ("m: a model folder, not data: drml evaluate",)),
+    Case("paths", "a meta-learning experiment as drml evaluate's data", {"exp.yaml": "name: x\nmeta: {}\n"},
+         ("evaluate", "{dir}/m", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml: an experiment of drml meta-train, drml meta-eval; drml evaluate reads the data section of a",)),
     evaluate(tiny_model(tokenizer=False), "a missing tokenizer", "model: no tokenizer vocabulary"),
     Case("model folders", "a run directory as the backbone", {"run/best/config.json": "{}", "exp.yaml": "model: "
          "{backbone: '{dir}/run'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),

@@ -197,19 +197,28 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
 def evaluation_data(data: str, split: str, split_given: bool, columns: Columns | None = None,
                     ) -> tuple[list[Sentence], str]:  # fmt: skip
     """The sentences ``drml evaluate`` scores and their name (the split's where there are splits): a split of an
-    experiment file's data, of a named corpus or of a task folder, or one corpus file or folder of Parquet files
-    whole (``columns``: of a file or a folder's, as :func:`read_files`)."""
-    from drml_ray.config import load_config
+    experiment file's data (or a run directory's), of a named corpus or of a task folder, or one corpus file or
+    folder of Parquet files whole (``columns``: of a file or a folder's, as :func:`read_files`)."""
+    from drml_ray.config import FinetuneConfig, load_config
+    from drml_ray.runtime.registry import kind_of
     from drml_ray.runtime.rundir import short_name
 
     if split not in ("train", "dev", "test"):
         raise UserError(f"--split must be train, dev or test, not {split!r}")
+    if (Path(data) / "config.json").is_file():
+        raise UserError(f"{data}: a model folder, not data: drml evaluate MODEL_DIR DATA takes the model first")
+    if (Path(data) / "config.yaml").is_file():  # a run directory: the data of its experiment
+        data = str(Path(data) / "config.yaml")
     named = data.endswith((".yaml", ".yml")) or (not Path(data).exists() and (data == "generated" or data in CORPORA))
     if columns is not None and named:
         raise UserError(f"--columns picks columns of a corpus file or a task folder's; {data} is read as it is laid "
                         "out (an experiment file: its data.columns)")  # fmt: skip
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
         cfg = load_config(data)
+        if not isinstance(cfg, FinetuneConfig):
+            commands = ", ".join(f"drml {c.name}" for c in kind_of(cfg).commands)
+            raise UserError(f"{data}: an experiment of {commands}; drml evaluate reads the data section of a "
+                            "fine-tuning experiment: name a corpus, a file or a task folder instead")  # fmt: skip
         return load_corpus(cfg.data).splits[split], f"{cfg.name}-{split}"
     if Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
         if split_given:
