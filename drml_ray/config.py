@@ -153,7 +153,7 @@ class DataConfig(Section):
                 folder_splits(self.corpus)
             except ValueError as err:
                 file = "; a file is data.train, with data.dev and data.test" if Path(self.corpus).is_file() else ""
-                raise ValueError(f"data.corpus: {err}{file}") from None
+                raise ValueError(f"data.corpus: {err}{file}{beside_config(self.corpus)}") from None
         elif self.corpus is not None and self.corpus != "generated" and self.corpus not in CORPORA:
             raise ValueError(f"data.corpus: {unknown_corpus(self.corpus)}; or a folder of your own train.*, dev.* and "
                              "test.* files (a path: ./clinical)")  # fmt: skip
@@ -511,7 +511,10 @@ def _task_spec(spec: str) -> str:
                    '"generated:PER,ORG"') if spec in GENERATED_TYPES else ""  # fmt: skip
             raise ValueError(f"unknown task {spec!r}: a corpus ({', '.join(CORPORA)}), generated:TYPES, or a folder "
                              f"of your own train, dev and test files (a path: ./clinical){cut}")  # fmt: skip
-        folder_splits(spec)
+        try:
+            folder_splits(spec)
+        except ValueError as err:
+            raise ValueError(f"{err}{beside_config(absolute_path(spec))}") from None
         # absolute from here on: Ray's actors and Tune's trials may run in another working folder than this one
         return str(Path(spec).expanduser().resolve())
     return spec
@@ -545,6 +548,7 @@ class ActorSettings(Section):
 from drml_ray.config_files import (  # noqa: E402, F401
     ConfigError,
     apply_override,
+    beside_config,
     config_path,
     dump_config,
     load_config,

@@ -9,7 +9,9 @@ A config argument is a path, or the name of a config shipped inside the package 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -235,34 +237,45 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     model = model or kind_of_data(data).config
     overridden = {apply_override(data, item, model) for item in overrides or []}
     data.setdefault("name", path.stem)
+    folder = _CONFIG_FOLDER.set(path.parent)
     try:
         config = model.model_validate(data)
     except ValidationError as err:
         hint = _other_kind(path, data, model)
         raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
+    finally:
+        _CONFIG_FOLDER.reset(folder)
     if getattr(config, "tune", None) is not None:
         config = _check_space(config, path, lines, overridden)
     if check_files:
-        _check_data_files(config, data, path, lines, overridden)
+        _check_data_files(config, path, lines, overridden)
     return config
 
 
-def _check_data_files(config: Any, data: dict[str, Any], path: Path, lines: dict[tuple[str, ...], int],
-                      overridden: set) -> None:  # fmt: skip
-    """Each of ``data.train``, ``dev`` and ``test`` that names no file is a :class:`ConfigError` at its line; one
-    written relative to the config's own folder (read from the working folder) is said so."""
+def _check_data_files(config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
+    """Each of ``data.train``, ``dev`` and ``test`` that names no file is a :class:`ConfigError` at its line."""
     for split in ("train", "dev", "test"):
         value = getattr(getattr(config, "data", None), split, None)
-        if value is None or Path(value).exists():
-            continue
-        given = Path(data["data"][split]).expanduser()
-        beside = path.parent / given
-        hint = ""
-        if not given.is_absolute() and beside.exists():
-            hint = (f"; {beside} is there, beside the config, but a relative path is read from the folder drml runs "
-                    f"in ({Path.cwd()}): write it as {beside}, or run drml from {path.parent}")  # fmt: skip
-        where = _where(("data", split), "", str(path), lines, overridden)
-        raise ConfigError(f"{where}: data.{split}: {value}: no such file{hint}")
+        if value is not None and not Path(value).exists():
+            where = _where(("data", split), "", str(path), lines, overridden)
+            raise ConfigError(f"{where}: data.{split}: {value}: no such file{beside_config(value, path.parent)}")
+
+
+_CONFIG_FOLDER: ContextVar[Path | None] = ContextVar("config_folder", default=None)
+"""The folder of the config file :func:`load_config` is validating (for :func:`beside_config`)."""
+
+
+def beside_config(missing: str, folder: Path | None = None) -> str:
+    """Where ``missing`` (a path made absolute against the working folder, not there) would be found if read from
+    the config's own ``folder`` (default: the file being validated): the hint to a missing-path error, else ``""``."""
+    folder = folder or _CONFIG_FOLDER.get()
+    if folder is None:
+        return ""
+    beside = folder / os.path.relpath(missing, Path.cwd())
+    if not beside.exists() or beside.resolve() == Path(missing):
+        return ""
+    return (f"; {beside} is there, beside the config, but a relative path is read from the folder drml runs in "
+            f"({Path.cwd()}): write it as {beside}, or run drml from {folder}")  # fmt: skip
 
 
 def _other_kind(path: Path, data: dict[str, Any], model: type[BaseModel]) -> str:

@@ -101,6 +101,21 @@ def test_a_corpus_file_not_there_is_named_at_its_line_and_one_beside_the_config_
     with pytest.raises(ConfigError, match=r"^--set: data.test: .*/nope.conll: no such file$"):
         load_config(cfg, ["data.train=exp/train.conll", "data.test=nope.conll"], check_files=True)
     assert load_config(cfg, ["data.train=exp/train.conll"], check_files=True).data.train == str(there)
+    for split in ("train", "dev", "test"):  # a task folder beside the config: the same hint, at validation
+        (tmp_path / "exp" / "clin" / f"{split}.conll").parent.mkdir(exist_ok=True)
+        (tmp_path / "exp" / "clin" / f"{split}.conll").write_text("Anna B-PER\n")
+    meta = write(tmp_path / "exp", "name: m\nmeta: {heldout_tasks: [./clin]}\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"exp.yaml:2: meta.heldout_tasks.0: task './clin': no such folder; "
+        rf"{tmp_path / 'exp' / 'clin'} is there, beside the config",
+    ):
+        load_config(meta)
+    corpus = write(tmp_path / "exp", "name: c\ndata: {corpus: clin}\n", "c.yaml")  # (no slash: a corpus name)
+    with pytest.raises(ConfigError, match=r"data.corpus: unknown corpus 'clin'"):
+        load_config(corpus)
+    monkeypatch.chdir(tmp_path / "exp")
+    assert load_config(meta).meta.heldout_tasks == [str(tmp_path / "exp" / "clin")]
 
 
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
