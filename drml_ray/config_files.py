@@ -299,7 +299,7 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        guess = shipped_like(path) if isinstance(err, FileNotFoundError) else ""
+        guess = shipped_like(path) if isinstance(err, FileNotFoundError | IsADirectoryError) else ""
         if (path / "config.yaml").is_file():  # (a run directory: its config)
             guess = f"the config of the run there is {path / 'config.yaml'}; "
         elif (path / "config.json").is_file():
@@ -376,13 +376,18 @@ def shipped_configs() -> list[str]:
 
 def shipped_like(name: str | Path) -> str:
     """``did you mean ...? `` for a config that is no file: the shipped configs of its base name (``smoke``: four
-    kinds have one), else the closest shipped names; ``""`` when none is close.
+    kinds have one), else the closest shipped names; the configs of a kind's folder; ``""`` when none is close.
 
     >>> shipped_like("smoke"), shipped_like("zzz")
     ('did you mean continual/smoke or meta/smoke or ner/smoke or tune/smoke? ', '')
+    >>> shipped_like("rl/")[:34]
+    'rl holds rl/cartpole_transfer, rl/'
     """
-    key = str(name).removeprefix("configs/").removesuffix(".yaml").removesuffix(".yml")
+    key = str(name).removeprefix("configs/").removesuffix(".yaml").removesuffix(".yml").rstrip("/")
     names = shipped_configs()
+    inside = [n for n in names if n.startswith(f"{key}/")]
+    if inside:
+        return f"{key} holds {', '.join(inside)}; "
     close = [n for n in names if n.split("/")[-1] == key] or difflib.get_close_matches(key, names, n=3, cutoff=0.75)
     return f"did you mean {' or '.join(close)}? " if close else ""
 

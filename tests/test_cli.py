@@ -382,6 +382,8 @@ def test_shipped_configs_are_listed_shown_and_run_by_name(tmp_path, monkeypatch)
     assert cli("configs", "show", "ner/nope").exit_code == 2
     misspelt = cli("configs", "show", "ner/crosner_politics")
     assert "(did you mean ner/crossner_politics or meta/crossner_politics" in misspelt.output
+    kind = cli("configs", "show", "meta")  # (a kind's folder: its configs)
+    assert kind.exit_code == 2 and "meta holds meta/crossner_ai, meta/crossner_literature, meta/" in kind.output
     bare = cli("finetune", "smoke", "-o", tmp_path / "x")  # (the base name of four shipped configs)
     assert (
         bare.exit_code == 2 and "did you mean continual/smoke or meta/smoke or ner/smoke or tune/smoke?" in bare.output
