@@ -30,8 +30,14 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
                                 "file's counted from 1 (2,3)")  # fmt: skip
     if Path(path).is_dir():
         files = table_files(path)
+        others = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p not in files and p.name[0] != ".")
+        named = f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}"
         if not files:
-            raise CorpusFormatError(path, None, "a folder without .parquet or .arrow files")
+            held = f" (it holds {named}: name a corpus file itself)" if others else ""
+            raise CorpusFormatError(path, None, f"a folder without .parquet or .arrow files{held}")
+        if others:
+            log.warning("%s: a folder is read as its .parquet and .arrow files; %s passed over (name a corpus file "
+                        "itself)", path, named)  # fmt: skip
     else:
         try:
             files = shards(path)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import unicodedata
 
 import pytest
@@ -106,14 +107,21 @@ def test_a_gzipped_text_file_is_read_as_its_lines(tmp_path):
     assert read_inputs(tmp_path / "in.txt.gz").texts == ["Anna met Bob .", "Hi"]
 
 
-def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path):
+def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path, caplog):
     write_parquet(tmp_path / "c.parquet", [Sentence(("EU", "said"), ("B-ORG", "O"), 0), Sentence(("Hi",), ("O",), 1)])
     assert read_inputs(tmp_path / "c.parquet") == (["EU said", "Hi"], True, [0, 1])
     write_parquet(tmp_path / "d.parquet", [Sentence(("Yo",), ("O",))])
     assert read_inputs(tmp_path).texts == ["EU said", "Hi", "Yo"]  # (what drml serve --log-requests wrote)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(UserError, match=r"empty: a folder without .parquet or .arrow files"):
+    with pytest.raises(UserError, match=r"empty: a folder without .parquet or .arrow files$"):
         read_inputs(tmp_path / "empty")
+    (tmp_path / "empty" / "a.conll").write_text("Yo O\n")
+    with pytest.raises(UserError, match=r"a folder without .parquet or .arrow files \(it holds a.conll: name a corpus"):
+        read_inputs(tmp_path / "empty")
+    (tmp_path / "notes.txt").write_text("x")  # (passed over, and said so)
+    with caplog.at_level(logging.WARNING):
+        assert read_inputs(tmp_path).texts == ["EU said", "Hi", "Yo"]
+    assert "a folder is read as its .parquet and .arrow files; notes.txt passed over" in caplog.text
 
 
 def test_a_line_ends_only_at_a_line_feed(tmp_path):
