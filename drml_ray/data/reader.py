@@ -17,6 +17,11 @@ Columns = tuple[int, int] | tuple[str, str]
 """The words' and the tags' columns: a CoNLL file's, counted from 0; a Parquet file's, by name."""
 
 
+METADATA = (".json", ".md", ".lock")
+"""Files beside a folder's Parquet or Arrow files that hold no sentences (``Dataset.save_to_disk``'s
+``dataset_info.json`` and ``state.json``, a Hub dataset's ``README.md``): not named as passed over."""
+
+
 def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", columns: Columns | None = None,
                      ) -> list[Sentence]:  # fmt: skip
     """Read a CoNLL file (``columns``: as :func:`read_conll`), a Parquet file written by
@@ -30,7 +35,8 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
                                 "file's counted from 1 (2,3)")  # fmt: skip
     if Path(path).is_dir():
         files = table_files(path)
-        others = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p not in files and p.name[0] != ".")
+        others = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p not in files and p.name[0] != "."
+                        and p.suffix.lower() not in METADATA)  # fmt: skip
         named = f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}"
         if not files:
             held = f" (it holds {named}: name a corpus file itself)" if others else ""

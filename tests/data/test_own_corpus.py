@@ -201,15 +201,17 @@ def write_arrow_split(folder: Path, sentences: list[Sentence], names: list[str])
     (folder / "state.json").write_text("{}")
 
 
-def test_a_dataset_saved_with_save_to_disk_is_a_task_folder(tmp_path):
+def test_a_dataset_saved_with_save_to_disk_is_a_task_folder(tmp_path, caplog):
     """datasets' DatasetDict.save_to_disk: dataset_dict.json and a folder of Arrow files per split; it was 'no
     train file'."""
     names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC"]
     for split, sentences in (("train", TRAIN), ("validation", DEV), ("test", TEST)):
         write_arrow_split(tmp_path / "saved" / split, sentences, names)
     (tmp_path / "saved" / "dataset_dict.json").write_text('{"splits": ["train", "validation", "test"]}')
-    corpus = load_corpus(DataConfig(corpus=str(tmp_path / "saved")), progress=False)
+    with caplog.at_level(logging.WARNING):
+        corpus = load_corpus(DataConfig(corpus=str(tmp_path / "saved")), progress=False)
     assert (corpus.splits["train"], corpus.splits["dev"], corpus.splits["test"]) == (TRAIN, DEV, TEST)
+    assert "passed over" not in caplog.text  # (dataset_info.json and state.json hold no sentences)
     arrow = tmp_path / "saved" / "train" / "data-00000-of-00001.arrow"
     assert read_corpus_file(arrow) == TRAIN
     shown = CliRunner().invoke(app, ["data", "inspect", str(arrow)])
