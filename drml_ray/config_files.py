@@ -248,17 +248,22 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     if getattr(config, "tune", None) is not None:
         config = _check_space(config, path, lines, overridden)
     if check_files:
-        _check_data_files(config, path, lines, overridden)
+        _check_local_paths(config, path, lines, overridden)
     return config
 
 
-def _check_data_files(config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
-    """Each of ``data.train``, ``dev`` and ``test`` that names no file is a :class:`ConfigError` at its line."""
-    for split in ("train", "dev", "test"):
-        value = getattr(getattr(config, "data", None), split, None)
-        if value is not None and not Path(value).exists():
-            where = _where(("data", split), "", str(path), lines, overridden)
-            raise ConfigError(f"{where}: data.{split}: {value}: no such file{beside_config(value, path.parent)}")
+def _check_local_paths(config: BaseModel, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
+    """Each file or folder a section names (a :data:`~drml_ray.config.LocalPath`: ``data.train``,
+    ``irl.experts_dir``, ...) that is not there is a :class:`ConfigError` at its line."""
+    from drml_ray.config import LocalPath
+
+    for name, section in config:
+        for key, field in type(section).model_fields.items() if isinstance(section, BaseModel) else ():
+            value = getattr(section, key)
+            if isinstance(value, str) and LocalPath in get_args(field.annotation) and not Path(value).exists():
+                where = _where((name, key), "", str(path), lines, overridden)
+                raise ConfigError(f"{where}: {name}.{key}: {value}: no such file or folder"
+                                  f"{beside_config(value, path.parent)}")  # fmt: skip
 
 
 _CONFIG_FOLDER: ContextVar[Path | None] = ContextVar("config_folder", default=None)

@@ -94,11 +94,11 @@ def test_a_corpus_file_not_there_is_named_at_its_line_and_one_beside_the_config_
     with pytest.raises(ConfigError) as err:
         load_config(cfg, check_files=True)
     assert str(err.value) == (
-        f"{cfg}:3: data.train: {tmp_path / 'train.conll'}: no such file; {cfg.parent / 'train.conll'} is "
+        f"{cfg}:3: data.train: {tmp_path / 'train.conll'}: no such file or folder; {cfg.parent / 'train.conll'} is "
         f"there, beside the config, but a relative path is read from the folder drml runs in "
         f"({tmp_path}): write it as {cfg.parent / 'train.conll'}, or run drml from {cfg.parent}"
     )
-    with pytest.raises(ConfigError, match=r"^--set: data.test: .*/nope.conll: no such file$"):
+    with pytest.raises(ConfigError, match=r"^--set: data.test: .*/nope.conll: no such file or folder$"):
         load_config(cfg, ["data.train=exp/train.conll", "data.test=nope.conll"], check_files=True)
     assert load_config(cfg, ["data.train=exp/train.conll"], check_files=True).data.train == str(there)
     for split in ("train", "dev", "test"):  # a task folder beside the config: the same hint, at validation
@@ -116,6 +116,9 @@ def test_a_corpus_file_not_there_is_named_at_its_line_and_one_beside_the_config_
         load_config(corpus)
     monkeypatch.chdir(tmp_path / "exp")
     assert load_config(meta).meta.heldout_tasks == [str(tmp_path / "exp" / "clin")]
+    irl = write(tmp_path, "name: i\nenv: {family: nav2d}\nirl: {experts_dir: runs/experts}\n", "irl.yaml")
+    with pytest.raises(ConfigError, match=r"irl.yaml:3: irl.experts_dir: .*/exp/runs/experts: no such file or folder$"):
+        load_config(irl, check_files=True)  # (every path a config names, whatever its kind)
 
 
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):

@@ -147,7 +147,7 @@ CASES = [
     Case("config values", "a corpus file written relative to the config's folder (read from the working folder)",
          {"exp.yaml": "name: x\ndata: {train: train.conll, dev: '{dir}/train.conll', test: '{dir}/train.conll'}\n",
           "train.conll": GOOD}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("exp.yaml:2: data.train: ", "train.conll: no such file; {dir}/train.conll is there, beside the config",)),
+         ("exp.yaml:2: data.train: ", "no such file or folder; {dir}/train.conll is there, beside the config")),
     Case("config values", "columns picked in a corpus whose layout is known",
          {"exp.yaml": "name: x\ndata: {corpus: conll2003, columns: [2, 3]}\n"}, ("finetune", "{dir}/exp.yaml"),
          ("exp.yaml:2: data.columns: picks columns of your own files",)),
@@ -350,6 +350,10 @@ CASES = [
     Case("model folders", "a meta-learned start that is not there", {"exp.yaml": "model: {backbone: "
          "tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: '{dir}/reptile'}\n"},
          ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:2: continual.meta_init: {dir}/reptile: no such file or folder",)),
+    Case("model folders", "a meta-learned start folder holding no model", {"exp.yaml": "model: {backbone: "
+         "tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: '{dir}/reptile'}\n",
+         "reptile/notes.txt": "x"}, ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("continual.meta_init '{dir}/reptile': no model folder there (config.json)",)),
     Case("paths", "continual extend of a folder with no finished run", {"new.conll": GOOD},
          ("continual", "extend", "{dir}", "{dir}/new.conll"), ("no finished continual run there (continual.json)",)),
