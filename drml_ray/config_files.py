@@ -228,7 +228,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
 
     ``path`` may name a shipped config (:func:`config_path`). ``model`` defaults to the file's experiment
     kind (:func:`drml_ray.runtime.registry.kind_of_data`: an ``env:`` section makes an RL file, ...). With
-    ``check_files`` (a command about to run it), the corpus files ``data`` names must be there.
+    ``check_files`` (a command about to run it), every file or folder the config names must be there.
     """
     from drml_ray.runtime.registry import kind_of_data
 

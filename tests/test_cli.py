@@ -23,6 +23,7 @@ from drml_ray.data.conll import Sentence, read_conll
 from drml_ray.data.load import load_corpus
 from drml_ray.data.parquet import read_parquet, write_parquet
 from drml_ray.data.reader import read_corpus_file
+from drml_ray.errors import UserError
 from tests.test_malformed import tiny_model
 
 
@@ -362,6 +363,8 @@ def test_evaluate_takes_a_task_folders_split_or_a_folder_of_parquet_files(tmp_pa
         (task / f"{split}.conll").write_text(f"{word}\tB-PER\nsaw\tO\n\n")
     sentences, name = evaluation_data(str(task), "dev", True)
     assert ([s.tokens for s in sentences], name) == ([("Bob", "saw")], "clinical-dev")
+    with pytest.raises(UserError, match=r"--split must be train, dev or test, not 'validation' \(dev is the valid"):
+        evaluation_data(str(task), "validation", True)  # (the Hugging Face name)
     write_parquet(tmp_path / "served" / "requests-1.parquet", [Sentence(("Dana",), ("B-PER",))])
     assert [s.tokens for s in evaluation_data(str(tmp_path / "served"), "test", False)[0]] == [("Dana",)]
     result = cli("evaluate", tmp_path, tmp_path / "served", "--split", "dev")

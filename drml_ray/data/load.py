@@ -204,7 +204,8 @@ def evaluation_data(data: str, split: str, split_given: bool, columns: Columns |
     from drml_ray.runtime.rundir import short_name
 
     if split not in ("train", "dev", "test"):
-        raise UserError(f"--split must be train, dev or test, not {split!r}")
+        dev = " (dev is the validation split)" if split.lower() in ("validation", "valid", "val", "eval") else ""
+        raise UserError(f"--split must be train, dev or test, not {split!r}{dev}")
     if (Path(data) / "config.json").is_file():
         raise UserError(f"{data}: a model folder, not data: drml evaluate MODEL_DIR DATA takes the model first")
     if (Path(data) / "config.yaml").is_file():  # a run directory: the data of its experiment
