@@ -389,7 +389,7 @@ CASES = [
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out", "--set", "data.train=caf\udce9.conll"),
          ("--set data.train: a byte that is not UTF-8 (0xe9) at character 4",)),
     Case("paths", "a run directory whose config.yaml holds no config", {"exp.yaml": "data: {corpus: generated}\n",
-         "out/config.yaml": "train: [1\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         "out/config.yaml": "train: [1\n", "out/.drml-run": ""}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("{dir}/out/config.yaml is not the config of a run",)),
     Case("paths", "a run's results.json that no longer parses", {"out/config.yaml": "data: {corpus: generated}\n",
          "out/results.json": '{"test": '}, ("report", "{dir}/out"),

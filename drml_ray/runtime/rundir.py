@@ -79,6 +79,8 @@ def open_run(
         )
     if overwrite:
         _empty_run_dir(path, marker, cfg)
+    else:
+        _refuse_a_folder_of_others(path, marker, cfg)
     if cfg is not None:
         written = path / "config.yaml"
         if written.exists():
@@ -109,6 +111,19 @@ def _empty_run_dir(path: Path, marker: str | None, cfg: Any) -> None:
                         "a new or empty folder")  # fmt: skip
     for child in children:
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def _refuse_a_folder_of_others(path: Path, marker: str | None, cfg: Any) -> None:
+    """A folder that holds files but is no run directory (no :data:`RUN_STAMP`; from before the stamp, neither
+    ``marker`` nor a ``config.yaml`` of ``cfg``'s kind) is the user's: a run is not written among its files (a
+    model folder, ``--output-dir .`` in a project), where a later ``--overwrite`` would empty it as a run's."""
+    children = sorted(child.name + "/" * child.is_dir() for child in path.iterdir() if child.name != LOCK_FILE)
+    if not children or (path / RUN_STAMP).exists() or (marker is not None and (path / marker).exists()):
+        return
+    if not _is_config(path / "config.yaml", cfg):
+        raise UserError(f"{path}: holds files drml did not write ({', '.join(children[:3])}"
+                        f"{', ...' if len(children) > 3 else ''}): a run directory is a new or empty folder, or one "
+                        "drml made; pass --output-dir another folder")  # fmt: skip
 
 
 def _is_config(path: Path, cfg: Any) -> bool:

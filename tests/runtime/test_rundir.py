@@ -58,8 +58,8 @@ def test_overwrite_empties_a_run_directory_drml_made_never_a_folder_of_the_users
     with pytest.raises(RunExistsError, match="results.json exists"):  # (refused: not made a run either)
         open_run(project, cfg())
     (project / "results.json").unlink()
-    with pytest.raises(RunExistsError, match="is not the config of a run"):
-        open_run(project, cfg())
+    with pytest.raises(UserError, match=r"project: holds files drml did not write \(config.yaml, my.yaml, src/\)"):
+        open_run(project, cfg())  # (a run is not written among the user's files)
     with pytest.raises(UserError, match=refused):
         open_run(project, cfg(), overwrite=True)
     run = open_run(tmp_path / "run", cfg())
@@ -73,6 +73,31 @@ def test_overwrite_empties_a_run_directory_drml_made_never_a_folder_of_the_users
     (old / "best").mkdir()
     open_run(old, cfg(epochs=9), overwrite=True)
     assert sorted(p.name for p in old.iterdir()) == [RUN_STAMP, "config.yaml"]
+
+
+def test_a_run_is_not_written_into_a_folder_of_the_users_files_which_overwrite_would_then_empty(tmp_path):
+    """``drml evaluate MODEL DATA -o MODEL`` wrote its files among the model's and stamped the folder a run, so the
+    same command with ``--overwrite`` deleted the model. A folder holding files is a run's only if drml made it."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
+        (model / name).write_text("weights\n")
+    for overwrite in (False, True):
+        with pytest.raises(UserError, match=r"model: (holds files drml did not write|--overwrite empties only a run) "):
+            open_run(model, marker="eval_test.json", overwrite=overwrite)
+    assert sorted(p.name for p in model.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.txt",
+    ]
+    evaluation = open_run(tmp_path / "eval", marker="eval_test.json")  # an empty or new folder, and a run's, are
+    (evaluation / "eval_dev.json").write_text("{}")
+    assert open_run(evaluation, marker="eval_test.json") == evaluation  # written into
+    unfinished = tmp_path / "unfinished"  # a run from before the stamp: its config.yaml and a checkpoint
+    (unfinished / "checkpoints").mkdir(parents=True)
+    (unfinished / "config.yaml").write_text(dump_config(cfg()))
+    assert open_run(unfinished, cfg()) == unfinished
 
 
 def test_an_unfinished_run_continues_with_the_same_config_only(tmp_path, capsys):
@@ -112,6 +137,7 @@ def test_a_key_added_to_drml_later_at_its_default_is_no_difference(tmp_path):
 @pytest.mark.parametrize(("text", "why"), [(b"train: [1\n", "ParserError"), (b"- a\n", "not a mapping"),
                                            (b"\xff\xfe", "UnicodeDecodeError")])  # fmt: skip
 def test_a_config_yaml_that_holds_no_config_is_refused_as_the_users(tmp_path, text, why):
+    (tmp_path / RUN_STAMP).touch()  # (a run drml made, its config.yaml edited since)
     (tmp_path / "config.yaml").write_bytes(text)
     with pytest.raises(RunExistsError, match=rf"config.yaml is not the config of a run \({why}.*pass --overwrite"):
         open_run(tmp_path, cfg())
