@@ -350,7 +350,7 @@ def predict(
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
-    from drml_ray.runtime.rundir import atomic_write_text
+    from drml_ray.runtime import rundir
     from drml_ray.text import counted, not_text
 
     if (text is None) == (input_ is None):
@@ -365,7 +365,8 @@ def predict(
     if problem:
         raise UserError(f"--text: {problem} (is the terminal's encoding UTF-8?)")
     if output is not None:
-        file_to_write(output, "preds.jsonl", input_)
+        read = [input_] if input_ is not None and str(input_) != "-" else []
+        file_to_write(output, "preds.jsonl", [*read, rundir.model_folder(model_dir)])
     if output is not None and output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
     if text is not None:
@@ -380,7 +381,7 @@ def predict(
         for line in lines:
             typer.echo(line)
     else:
-        atomic_write_text(output, "".join(f"{line}\n" for line in lines))
+        rundir.atomic_write_text(output, "".join(f"{line}\n" for line in lines))
         typer.echo(f"[drml] {counted(len(texts), 'prediction')} written to {output}", err=True)
 
 

@@ -148,7 +148,7 @@ def data_convert(
     if dest.suffix.lower() in NOT_WRITTEN:
         raise UserError(f"{dest}: drml writes corpora as Parquet (.parquet) or CoNLL columns (.conll, .txt, .tsv), "
                         f"not {NOT_WRITTEN[dest.suffix.lower()]}")  # fmt: skip
-    file_to_write(dest, source.name, source)
+    file_to_write(dest, source.name, [source])
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     scheme = None if from_scheme == "auto" else from_scheme

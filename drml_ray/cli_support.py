@@ -9,7 +9,7 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -61,12 +61,17 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def file_to_write(path: Path, example: str, source: Path | None = None) -> None:
+def file_to_write(path: Path, example: str, inputs: Sequence[Path] = ()) -> None:
     """Refuse a folder where a command writes one file, or a path below a file, before the work (nothing is made
-    yet): each would fail as a bug (an ``IsADirectoryError``, a ``NotADirectoryError``) at the end. The file the
-    command reads (``source``) is refused too: ``--overwrite`` would replace the input with the output."""
-    if source is not None and path.is_file() and source.is_file() and path.samefile(source):
-        raise UserError(f"{path}: the input file itself; name another file to write (--overwrite would replace it)")
+    yet): each would fail as a bug (an ``IsADirectoryError``, a ``NotADirectoryError``) at the end. What the
+    command reads (``inputs``: files and folders) is refused too: ``--overwrite`` would replace an input file, and a
+    file written into an input folder (a model's, a folder of Parquet files) would be read with it next time."""
+    for source in inputs:
+        if source.is_file() and path.is_file() and path.samefile(source):
+            raise UserError(f"{path}: the input file itself; name another file to write (--overwrite would replace "
+                            "it)")  # fmt: skip
+        if source.is_dir() and path.resolve().is_relative_to(source.resolve()):
+            raise UserError(f"{path}: inside {source}, which this command reads; write it elsewhere")
     if path.is_dir():
         raise UserError(f"{path}: a folder; name the file to write, e.g. {path / example}")
     above = next(p for p in path.absolute().parents if p.exists())

@@ -126,6 +126,10 @@ def test_predict_reads_standard_input_as_it_reads_a_file_and_a_run_directory_as_
                "--overwrite")  # fmt: skip
     assert same.exit_code == 2 and "the input file itself" in same.output
     assert (tmp_path / "in.txt").read_text() == "Anna met Bob .\n\nBob left\n"  # (it replaced the text it read)
+    config = (best := tmp_path / "run" / "best" / "config.json").read_text()
+    into_model = cli("predict", tmp_path / "run", "--text", "Anna", "--output", best, "--overwrite")
+    assert into_model.exit_code == 2 and "best/config.json: inside " in into_model.output
+    assert best.read_text() == config
     binary = cli("predict", tmp_path / "run", "--input", "-", stdin="a\x00b\n")
     assert binary.exit_code == 2 and "<stdin>: binary content" in binary.output
 
@@ -140,6 +144,10 @@ def test_data_convert_iob1_to_parquet_and_back(tmp_path):
     assert read_conll(tmp_path / "back.conll") == read_parquet(tmp_path / "train.parquet")
     in_place = cli("data", "convert", src, tmp_path / "." / src.name, "--overwrite")
     assert in_place.exit_code == 2 and "the input file itself" in in_place.output and "I-NP" in src.read_text()
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "a.parquet").write_bytes((tmp_path / "train.parquet").read_bytes())
+    into_folder = cli("data", "convert", tmp_path / "served", tmp_path / "served" / "all.parquet")
+    assert into_folder.exit_code == 2 and "which this command reads; write it elsewhere" in into_folder.output
     again = cli("data", "convert", src, tmp_path / "train.parquet")
     assert again.exit_code == 2 and "--overwrite" in again.output
     # a Parquet file is told by its magic bytes too (.pq, any case, no suffix); a JSON name is not given CoNLL
