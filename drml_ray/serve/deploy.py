@@ -134,10 +134,17 @@ def serve_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, An
     }  # fmt: skip
 
 
+BUILT = "# Written by `drml serve --build`"
+"""The first line of a Serve config drml wrote: the only existing file ``--build`` replaces."""
+
+
 def write_serve_config(sources: list[ModelSource], opts: ServeOptions, path: Path) -> None:
     from drml_ray.runtime.rundir import atomic_write_text
 
-    text = "# Written by `drml serve --build`; deploy with `serve deploy FILE` (RAY_ADDRESS: the cluster).\n"
+    if path.is_file() and not path.read_bytes().startswith(BUILT.encode()):
+        raise UserError(f"{path}: exists, and drml serve --build did not write it (it replaces only its own Serve "
+                        "config): name another file, or delete this one")  # fmt: skip
+    text = f"{BUILT}; deploy with `serve deploy FILE` (RAY_ADDRESS: the cluster).\n"
     text += "# The model folders must exist at these paths on every node (a shared filesystem, or copy them).\n"
     text += "# Serve's high-throughput mode: RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1 in the\n"
     text += "# environment of `ray start` on every node (cluster.yaml sets them).\n"

@@ -176,6 +176,12 @@ def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp
     assert detached.exit_code == 2 and "RAY_ADDRESS" in detached.output
     wrong = CliRunner().invoke(app, ["serve", str(model), "--autoscale", "3:1", "--build", str(out)])
     assert wrong.exit_code == 2 and "--autoscale" in wrong.output
+    again = CliRunner().invoke(app, ["serve", str(model), "--build", str(out), "--port", "9001"])  # (its own: replaced)
+    assert again.exit_code == 0 and yaml.safe_load(out.read_text())["http_options"]["port"] == 9001
+    (tmp_path / "exp.yaml").write_text("name: mine\n")  # (a file it did not write: kept)
+    other = CliRunner().invoke(app, ["serve", str(model), "--build", str(tmp_path / "exp.yaml")])
+    assert other.exit_code == 2 and "exp.yaml: exists, and drml serve --build did not write it" in other.output
+    assert (tmp_path / "exp.yaml").read_text() == "name: mine\n"
 
 
 def test_the_high_throughput_mode_is_set_only_for_a_ray_this_process_starts(monkeypatch):
