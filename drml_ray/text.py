@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 
 def counted(n: float, noun: str) -> str:
@@ -15,6 +16,15 @@ def counted(n: float, noun: str) -> str:
     """
     shown = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
     return f"{shown} {noun}{'' if n == 1 else 's'}"
+
+
+def first_few(names: Sequence[object], n: int = 3) -> str:
+    """The first ``n`` of ``names``, joined, and ``...`` where there are more.
+
+    >>> first_few(["a", "b"]), first_few(["a", "b", "c", "d"])
+    ('a, b', 'a, b, c, ...')
+    """
+    return ", ".join(map(str, names[:n])) + (", ..." if len(names) > n else "")
 
 
 def not_text(text: str) -> str | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from drml_ray.data.conll import CorpusFormatError, Scheme, Sentence, as_iob2, read_conll
 from drml_ray.data.formats import is_table, shards, table_files
+from drml_ray.text import first_few
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
         files = table_files(path)
         others = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p not in files and p.name[0] != "."
                         and p.suffix.lower() not in METADATA)  # fmt: skip
-        named = f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}"
+        named = first_few(others)
         if not files:
             held = f" (it holds {named}: name a corpus file itself)" if others else ""
             raise CorpusFormatError(path, None, f"a folder without .parquet or .arrow files{held}")

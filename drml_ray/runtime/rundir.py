@@ -33,7 +33,7 @@ import yaml
 
 from drml_ray.config import dump_config
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError, first_line  # noqa: F401  (re-exported)
-from drml_ray.text import counted
+from drml_ray.text import counted, first_few
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,8 @@ def open_run(
         )
     if overwrite:
         _empty_run_dir(path, marker, cfg)
-    else:
-        _refuse_a_folder_of_others(path, marker, cfg)
+    else:  # (a finished run of ``marker`` was refused above)
+        _refuse_a_folder_of_others(path, cfg)
     if cfg is not None:
         written = path / "config.yaml"
         if written.exists():
@@ -105,25 +105,27 @@ def _empty_run_dir(path: Path, marker: str | None, cfg: Any) -> None:
     children = [child for child in path.iterdir() if child.name != LOCK_FILE]
     legacy = marker is not None and (path / marker).exists() and _is_config(path / "config.yaml", cfg)
     if children and not (path / RUN_STAMP).exists() and not legacy:
-        shown = ", ".join(sorted(child.name + "/" * child.is_dir() for child in children)[:3])
-        raise UserError(f"{path}: --overwrite empties only a run directory drml made, and this folder is none (it "
-                        f"holds {shown}{', ...' if len(children) > 3 else ''}): nothing was deleted; pass --output-dir "
-                        "a new or empty folder")  # fmt: skip
+        raise UserError(
+            f"{path}: --overwrite empties only a run directory drml made, and this folder is none (it "
+            f"holds {_some(children)}): nothing was deleted; pass --output-dir a new or empty folder"
+        )
     for child in children:
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
-def _refuse_a_folder_of_others(path: Path, marker: str | None, cfg: Any) -> None:
-    """A folder that holds files but is no run directory (no :data:`RUN_STAMP`; from before the stamp, neither
-    ``marker`` nor a ``config.yaml`` of ``cfg``'s kind) is the user's: a run is not written among its files (a
-    model folder, ``--output-dir .`` in a project), where a later ``--overwrite`` would empty it as a run's."""
-    children = sorted(child.name + "/" * child.is_dir() for child in path.iterdir() if child.name != LOCK_FILE)
-    if not children or (path / RUN_STAMP).exists() or (marker is not None and (path / marker).exists()):
-        return
-    if not _is_config(path / "config.yaml", cfg):
-        raise UserError(f"{path}: holds files drml did not write ({', '.join(children[:3])}"
-                        f"{', ...' if len(children) > 3 else ''}): a run directory is a new or empty folder, or one "
-                        "drml made; pass --output-dir another folder")  # fmt: skip
+def _refuse_a_folder_of_others(path: Path, cfg: Any) -> None:
+    """A folder that holds files but is no run directory (no :data:`RUN_STAMP`; from before the stamp, no
+    ``config.yaml`` of ``cfg``'s kind) is the user's: a run is not written among its files (a model folder,
+    ``--output-dir .`` in a project), where a later ``--overwrite`` would empty it as a run's."""
+    children = [child for child in path.iterdir() if child.name != LOCK_FILE]
+    if children and not (path / RUN_STAMP).exists() and not _is_config(path / "config.yaml", cfg):
+        raise UserError(f"{path}: holds files drml did not write ({_some(children)}): a run directory is a new or "
+                        "empty folder, or one drml made; pass --output-dir another folder")  # fmt: skip
+
+
+def _some(children: list[Path]) -> str:
+    """The first three of a folder's entries by name, a folder's with a ``/``."""
+    return first_few(sorted(child.name + "/" * child.is_dir() for child in children))
 
 
 def _is_config(path: Path, cfg: Any) -> bool:
@@ -314,9 +316,8 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
     if not folder.exists():
         raise UserError(f"{folder}: no such model folder or run directory")
     inside = _models_inside(folder)
-    more = f"; {counted(len(inside), 'model folder')} inside: {', '.join(map(str, inside[:3]))}" if inside else ""
-    raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json"
-                    f"{more}{', ...' if len(inside) > 3 else ''}")  # fmt: skip
+    more = f"; {counted(len(inside), 'model folder')} inside: {first_few(inside)}" if inside else ""
+    raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json{more}")
 
 
 def _models_inside(folder: Path, depth: int = 4) -> list[Path]:
