@@ -75,6 +75,10 @@ def plain_suffix(path: str | os.PathLike[str]) -> str:
 TableFormat = Literal["Parquet", "Arrow", "JSON lines"]
 
 
+TABLE_SUFFIXES = (".parquet", ".arrow")
+"""Suffixes of the Parquet and Arrow files drml reads (the files :func:`table_files` takes from a folder)."""
+
+
 def table_format(path: str | os.PathLike[str]) -> TableFormat | None:
     """What table ``path`` holds, ``None`` for text (or a folder): Parquet (named ``.parquet``, or starting with
     ``PAR1``: a ``.pq`` file), Arrow (an IPC stream named ``.arrow``, what ``Dataset.save_to_disk`` writes, or a
@@ -82,7 +86,7 @@ def table_format(path: str | os.PathLike[str]) -> TableFormat | None:
     ``run_ner.py``'s ``--train_file``: named ``.jsonl``, ``.ndjson`` or ``.json``, compressed or not, or opening,
     past blanks, an object's key ``{"`` or an array of objects ``[{``; a CoNLL file's first word may be ``[``)."""
     suffix = Path(path).suffix.lower()
-    if suffix in (".parquet", ".arrow"):
+    if suffix in TABLE_SUFFIXES:
         return "Parquet" if suffix == ".parquet" else "Arrow"
     if plain_suffix(path) in (".jsonl", ".ndjson", ".json"):
         return "JSON lines"
@@ -105,7 +109,7 @@ def table_files(folder: str | os.PathLike[str]) -> list[Path]:
     ``Dataset.save_to_disk``), in name order (none where ``folder`` is no folder)."""
     if not Path(folder).is_dir():
         return []
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".parquet", ".arrow") and p.is_file())
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in TABLE_SUFFIXES and p.is_file())
 
 
 SHARD = re.compile(r"-([0-9]+)-of-([0-9]+)$")

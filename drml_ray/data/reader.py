@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from drml_ray.data.conll import CorpusFormatError, Scheme, Sentence, as_iob2, read_conll
-from drml_ray.data.formats import is_table, shards, table_files
+from drml_ray.data.formats import TABLE_SUFFIXES, is_table, shards, table_files
 from drml_ray.text import first_few
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ def read_corpus_file(path: str | os.PathLike[str], scheme: Scheme = "iob2", colu
                                 "file's counted from 1 (2,3)")  # fmt: skip
     if Path(path).is_dir():
         files = table_files(path)
-        others = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p not in files and p.name[0] != "."
-                        and p.suffix.lower() not in METADATA)  # fmt: skip
+        others = sorted(p.name for p in Path(path).iterdir() if p.is_file() and p.name[0] != "."
+                        and p.suffix.lower() not in (*TABLE_SUFFIXES, *METADATA))  # fmt: skip
         named = first_few(others)
         if not files:
             held = f" (it holds {named}: name a corpus file itself)" if others else ""

@@ -17,7 +17,6 @@ from typing_extensions import TypedDict
 
 from drml_ray.data.conll import Sentence
 from drml_ray.errors import first_line
-from drml_ray.report import ner_errors as errors
 from drml_ray.runtime.rundir import atomic_write_text, check_json, damaged, read_json
 from drml_ray.text import json_line
 
@@ -105,6 +104,7 @@ class Evaluated(TypedDict):
 def evaluation_report(folder: Path) -> tuple[str, list[Any]]:
     """The title and sections of ``drml report`` on the folder of ``drml evaluate``: scores of each split it
     scored, F1 per type, and (evaluations since they were written) the type confusion and the worst sentences."""
+    from drml_ray.report import ner_errors as errors
     from drml_ray.report.build import Section
 
     scored, rows = {}, []
@@ -130,6 +130,7 @@ def evaluation_report(folder: Path) -> tuple[str, list[Any]]:
 def error_sections(results: dict[str, Any], run_dir: Path) -> list[Any]:
     """Per-type F1 bars; from ``predictions_test.jsonl`` (runs since it was written), the confusion of entity
     types and the test sentences with the most errors."""
+    from drml_ray.report import ner_errors as errors
     from drml_ray.report.build import Section
 
     scores = {split: results[split] for split in ("dev", "test")}
@@ -140,6 +141,7 @@ def error_sections(results: dict[str, Any], run_dir: Path) -> list[Any]:
 def mistake_sections(run_dir: Path, split: str) -> list[Any]:
     """The confusion of entity types and the 10 sentences with the most errors, from ``predictions_<split>.jsonl``
     in ``run_dir`` (none where it is not there)."""
+    from drml_ray.report import ner_errors as errors
     from drml_ray.report.build import Section
 
     path = run_dir / f"predictions_{split}.jsonl"
