@@ -128,17 +128,11 @@ def predict_tags(
     )  # fmt: skip
 
 
-def evaluate_sentences(
-    saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64, progress: str | None = "scoring"
-) -> dict[str, Report]:
-    """Entity- and token-level reports of ``saved`` on ``sentences`` (with a progress bar by default)."""
-    return predict_and_score(saved, sentences, batch_size, progress)[0]
-
-
 def predict_and_score(
     saved: SavedModel, sentences: Sequence[Sentence], batch_size: int = 64, progress: str | None = "scoring"
 ) -> tuple[dict[str, Report], list[list[str]]]:
-    """The reports of :func:`evaluate_sentences` and the predicted tags they were computed from."""
+    """Entity- and token-level reports of ``saved`` on ``sentences`` (with a progress bar by default), and the
+    predicted tags they were computed from."""
     known = {kind for label in saved.labels if (kind := split_tag(label)[1])}
     unknown = sorted({k for s in sentences for t in s.tags if (k := split_tag(t)[1]) and k not in known})
     if unknown:

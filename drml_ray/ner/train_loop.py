@@ -215,19 +215,25 @@ def set_up(config: dict[str, Any]) -> Worker:
         callbacks=list(config.get("callbacks") or []), extra_loss=_extra_loss(config.get("extra_loss"), model, device),
         storage=Path(config["run_dir"]) / context.get_experiment_name(),  # RAY: RunConfig's storage_path / name
     )  # fmt: skip
-    total_steps = len(worker.plan(0)) * cfg.train.epochs
-    worker.warmup_steps = warmup = int(cfg.train.warmup_ratio * total_steps)
-    worker.scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, [group_schedule(group, warmup, total_steps) for group in optimizer.param_groups]
-    )  # fmt: skip
-    worker.scaler = torch.amp.GradScaler(enabled=worker.dtype == torch.float16)
-    if cfg.train.ema_decay is not None:
-        worker.average = WeightAverage(model, cfg.train.ema_decay)
+    _schedule(worker)
     worker.say(f"[drml] {cfg.model.backbone} ({cfg.model.strategy}): {trainable_summary(model)}")
     if cfg.train.pack_sequences and not worker.pack:
         worker.say(f"[drml] train.pack_sequences: {type(model).__name__} is not a BERT-family model; "
                    "training on unpacked (length-split) micro-batches instead")  # fmt: skip
     return worker
+
+
+def _schedule(worker: Worker) -> None:
+    """The worker's learning-rate schedule (warm-up over its whole run's steps), loss scaler and weight average."""
+    train = worker.cfg.train
+    total_steps = len(worker.plan(0)) * train.epochs
+    worker.warmup_steps = warmup = int(train.warmup_ratio * total_steps)
+    worker.scheduler = torch.optim.lr_scheduler.LambdaLR(
+        worker.optimizer, [group_schedule(group, warmup, total_steps) for group in worker.optimizer.param_groups]
+    )  # fmt: skip
+    worker.scaler = torch.amp.GradScaler(enabled=worker.dtype == torch.float16)
+    if train.ema_decay is not None:
+        worker.average = WeightAverage(worker.model, train.ema_decay)
 
 
 def worker_device(scaling: ScalingSettings) -> torch.device:

@@ -9,7 +9,6 @@ from typing import Literal
 from drml_ray.config import ActorSettings, Count, Discount, Distinct, Experiment, NonNegativeFloat, Rate, Section, Seed
 
 RLFamily = Literal["nav2d", "cartpole", "pendulum"]
-RL_METHODS = ("meta", "multitask", "rl2", "scratch", "oracle")
 RLMethod = Literal["meta", "multitask", "rl2", "scratch", "oracle"]
 
 

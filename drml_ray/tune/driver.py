@@ -27,10 +27,10 @@ from typing import Any
 import ray  # RAY
 from ray import tune  # RAY
 
-from drml_ray.config import dump_config, with_params
+from drml_ray.config import TuneSettings, dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
-from drml_ray.runtime.registry import TrialPlan, kind_named, kind_of, resolve, searched_kind
+from drml_ray.runtime.registry import Scope, TrialPlan, kind_named, kind_of, resolve, searched_kind
 from drml_ray.runtime.rundir import (
     atomic_write_json,
     atomic_write_text,
@@ -41,7 +41,14 @@ from drml_ray.runtime.rundir import (
 )
 from drml_ray.text import counted
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
-from drml_ray.tune.summary import ended_trials, format_trials, summarise_trials, write_trial_plot, write_trials_csv
+from drml_ray.tune.summary import (
+    TrialSummary,
+    ended_trials,
+    format_trials,
+    summarise_trials,
+    write_trial_plot,
+    write_trials_csv,
+)
 
 TUNE_SUBDIR = "tune"
 TRIAL_DRIVER_MEMORY = 512 * 1024**2
@@ -171,19 +178,7 @@ def run_tune(
     started = time.perf_counter()
     grid = _tuner(cfg, trainable, run_dir, plan, limit, resume).fit()
     wall_s = time.perf_counter() - started
-    trials = summarise_trials(grid, settings, plan.budget, spec.scope, ended=read_ended(run_dir / ENDED_FILE))
-    write_trials_csv(trials, run_dir / "trials.csv")
-    write_trial_plot(trials, run_dir / "trials.png", settings.metric)
-    print(format_trials(trials, settings.metric, spec.scope))
-    ended = min(grid.num_terminated + grid.num_errors, len(ended_trials(trials)))
-    expected = max(expected_trials(settings), len(trials))
-    if ended < expected:  # Ctrl+C: Tune saved its state and returned; nothing is marked finished
-        raise RunInterrupted(f"the search stopped with {ended} of {expected} trials ended ({run_dir / 'trials.csv'} "
-                             "lists them); run the same command with --resume to continue it")  # fmt: skip
-    finished = [t for t in trials if t.best_checkpoint]
-    if not finished:
-        raise RuntimeError(f"{run_dir}: no trial reported a checkpoint (see trials.csv and the trial folders)")
-    best = max(finished, key=lambda t: t.best_metric if settings.mode == "max" else -t.best_metric)
+    trials, best = _best_trial(grid, settings, plan.budget, spec.scope, run_dir)
     # named apart from the search: `drml finetune runs/NAME/best_config.yaml` writes runs/NAME_best, not into the
     # search's folder (where it was refused as a finished run, and --overwrite would have deleted the search)
     best_cfg = with_params(cfg, best.params).model_copy(update={"tune": None, "name": f"{cfg.name[:195]}_best"})
@@ -199,6 +194,26 @@ def run_tune(
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the search finished
     print(f"[drml] everything is in {run_dir} (TensorBoard: drml tensorboard {run_dir})")
     return results
+
+
+def _best_trial(
+    grid: Any, settings: TuneSettings, budget: int, scope: Scope, run_dir: Path
+) -> tuple[list[TrialSummary], TrialSummary]:
+    """Every trial of the search (written to ``trials.csv`` and ``trials.png``, printed) and the best one; raises
+    :class:`RunInterrupted` when the search stopped before all its trials ended (Ctrl+C: Tune saved its state)."""
+    trials = summarise_trials(grid, settings, budget, scope, ended=read_ended(run_dir / ENDED_FILE))
+    write_trials_csv(trials, run_dir / "trials.csv")
+    write_trial_plot(trials, run_dir / "trials.png", settings.metric)
+    print(format_trials(trials, settings.metric, scope))
+    ended = min(grid.num_terminated + grid.num_errors, len(ended_trials(trials)))
+    expected = max(expected_trials(settings), len(trials))
+    if ended < expected:  # nothing is marked finished
+        raise RunInterrupted(f"the search stopped with {ended} of {expected} trials ended ({run_dir / 'trials.csv'} "
+                             "lists them); run the same command with --resume to continue it")  # fmt: skip
+    finished = [t for t in trials if t.best_checkpoint]
+    if not finished:
+        raise RuntimeError(f"{run_dir}: no trial reported a checkpoint (see trials.csv and the trial folders)")
+    return trials, max(finished, key=lambda t: t.best_metric if settings.mode == "max" else -t.best_metric)
 
 
 def _tuner(cfg: Any, trainable: Any, run_dir: Path, plan: TrialPlan, limit: int, resume: bool) -> Any:
