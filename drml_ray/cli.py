@@ -314,7 +314,7 @@ def evaluate(
     saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)
     run_dir = output_dir or rundir.default_run_dir(f"eval-{rundir.short_name(model_dir)}-{data_name}")
     with rundir.held(run_dir):  # (one command at a time writes into it)
-        run_dir = rundir.open_run(run_dir, overwrite=overwrite, marker=f"eval_{split}.json")
+        run_dir = rundir.open_run(run_dir, overwrite=overwrite, marker=f"eval_{split}.json", reads=[model_dir, data])
         scores, pred = predict_and_score(saved, sentences, batch_size)
         report = format_split(scores, split)
         rundir.atomic_write_text(run_dir / f"report_{split}.txt", report)

@@ -6,12 +6,13 @@ directory (:func:`held`: a second is refused, naming the first). :func:`open_run
 
 1. a *finished* run (its result file, written last, exists) is never replaced without ``--overwrite``;
 2. ``--overwrite`` empties the folder first, if drml made it a run directory (:data:`RUN_STAMP`): never a folder
-   of the user's own files;
+   of the user's own files, nor one holding what the command reads (the model ``drml evaluate`` scores);
 3. an unfinished run is continued from its checkpoints, but only with the same config: ``config.yaml``
    is compared key by key (apart from ``free`` keys, which choose what runs, not how) and a
    difference is refused with the keys named; so are ``inputs`` whose content changed (an edited corpus file:
    ``inputs.json`` keeps a hash of each);
-4. ``config.yaml`` is (re)written; every file is written atomically (a temporary file and a rename).
+4. a run of another kind (the stamp names it: ``finetune``, ``meta``, ..., ``evaluation``) is not written into;
+5. ``config.yaml`` is (re)written; every file is written atomically (a temporary file and a rename).
 """
 
 from __future__ import annotations
@@ -62,10 +63,13 @@ def short_name(path: str | os.PathLike[str]) -> str:
 def open_run(
     run_dir: str | os.PathLike[str], cfg: Any = None, *, marker: str | None = FINISHED_MARKER,
     overwrite: bool = False, free: Sequence[str] = (), inputs: Mapping[str, str] | None = None,
+    reads: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:  # fmt: skip
     """Create or reopen ``run_dir`` (returned absolute) under the contract above; ``marker`` ``None``: a
     command that fills a table cell by cell and is never finished (``drml meta-eval``). ``inputs``: what the run
-    reads, each named with a hash of its content (:func:`check_same_inputs`)."""
+    reads, each named with a hash of its content (:func:`check_same_inputs`). ``reads``: files and folders the
+    command reads besides those ``cfg`` names (``--overwrite`` deletes none of them); ``cfg`` ``None``: an
+    evaluation (``drml evaluate``), no experiment."""
     path = Path(run_dir).expanduser().resolve()
     make_run_dir(path)
     if in_job_upload(path):
@@ -77,10 +81,13 @@ def open_run(
             f"{path} holds a finished run ({marker} exists); pass --overwrite to replace it "
             "or --output-dir to write elsewhere"
         )
+    kind = _kind(cfg)
     if overwrite:
+        _refuse_deleting_inputs(path, [*_paths_in(cfg), *reads])
         _empty_run_dir(path, marker, cfg)
     else:  # (a finished run of ``marker`` was refused above)
         _refuse_a_folder_of_others(path, cfg)
+        _refuse_another_kind(path, kind)
     if cfg is not None:
         written = path / "config.yaml"
         if written.exists():
@@ -89,12 +96,75 @@ def open_run(
         atomic_write_text(written, dump_config(cfg))
     if inputs:
         check_same_inputs(path, inputs)
-    (path / RUN_STAMP).touch()  # (last: a folder whose config.yaml or inputs were refused is not made a run)
+    atomic_write_text(path / RUN_STAMP, kind)  # (last: a folder whose config.yaml or inputs were refused is no run)
     return path
 
 
 RUN_STAMP = ".drml-run"
-"""An empty file in every folder :func:`open_run` made a run directory: ``--overwrite`` empties only such a folder."""
+"""A file in every folder :func:`open_run` made a run directory, naming its kind (:func:`_kind`; empty before
+drml named it): ``--overwrite`` empties only such a folder, and a command of another kind writes nothing there."""
+EVALUATION = "evaluation"
+"""The kind of a ``drml evaluate`` folder in its :data:`RUN_STAMP`."""
+
+
+def _kind(cfg: Any) -> str:
+    """What a run of ``cfg`` is, as its :data:`RUN_STAMP` names it: its experiment kind (``finetune``, ``meta``,
+    ...), or :data:`EVALUATION` where there is no config."""
+    if cfg is None:
+        return EVALUATION
+    from drml_ray.runtime.registry import kinds
+
+    return next((kind.name for kind in kinds() if type(cfg) is kind.config), type(cfg).__name__)
+
+
+def _refuse_another_kind(path: Path, kind: str) -> None:
+    """A run directory of another kind is not written into: ``drml evaluate -o`` a fine-tuning run replaced its
+    test report and predictions with the evaluation's."""
+    there = _stamped_kind(path)
+    if there and there != kind:
+        raise RunExistsError(f"{path} holds a run of {_commands(there)}, not of {_commands(kind)}; pass "
+                             "--output-dir another folder (or --overwrite to replace that run)")  # fmt: skip
+
+
+def _stamped_kind(path: Path) -> str:
+    """The kind :data:`RUN_STAMP` names; for a run from before it named one, its ``config.yaml``'s (``""``: none)."""
+    from drml_ray.runtime.registry import kind_of_data
+
+    stamp = path / RUN_STAMP
+    there = stamp.read_text(encoding="utf-8").strip() if stamp.is_file() else ""
+    if not there and (path / "config.yaml").is_file():
+        with contextlib.suppress(RunExistsError):
+            there = kind_of_data(_written_config(path / "config.yaml")).name
+    return there
+
+
+def _commands(kind: str) -> str:
+    """The commands that write a run of ``kind``: ``drml meta-train, drml meta-eval``."""
+    from drml_ray.runtime.registry import kinds
+
+    if kind == EVALUATION:
+        return "drml evaluate"
+    named = next((k for k in kinds() if k.name == kind), None)
+    return ", ".join(f"drml {c.name}" for c in named.commands) if named else kind
+
+
+def _paths_in(cfg: Any) -> list[Path]:
+    """The files and folders ``cfg`` names (a config holds them absolute: corpus files, task folders, a local
+    backbone)."""
+    values = list(_flat(cfg.model_dump(mode="json")).values()) if cfg is not None else []
+    found = [item for v in values for item in (v if isinstance(v, list) else [v])]
+    return [Path(v) for v in found if isinstance(v, str) and os.path.isabs(v) and os.path.exists(v)]
+
+
+def _refuse_deleting_inputs(path: Path, reads: Sequence[str | os.PathLike[str]]) -> None:
+    """``--overwrite`` of a folder holding what the command reads would delete it before it is read (the model
+    ``drml evaluate`` scores, a backbone fine-tuned again): refused, nothing deleted. The folder itself is no such
+    input (``irl.experts_dir`` names the run directory that ``drml rl expert`` fills)."""
+    found = [(Path(r), Path(r).expanduser().resolve()) for r in reads if os.path.exists(r)]
+    inside = [given for given, at in found if at != path and at.is_relative_to(path)]
+    if inside:
+        raise UserError(f"{path}: --overwrite would delete {inside[0]}, which this command reads: nothing was "
+                        "deleted; pass --output-dir another folder")  # fmt: skip
 
 
 def _empty_run_dir(path: Path, marker: str | None, cfg: Any) -> None:

@@ -100,6 +100,52 @@ def test_a_run_is_not_written_into_a_folder_of_the_users_files_which_overwrite_w
     assert open_run(unfinished, cfg()) == unfinished
 
 
+def test_a_run_of_another_kind_is_not_written_into(tmp_path):
+    """``drml evaluate RUN DATA -o RUN`` replaced a fine-tuning run's report_test.txt and predictions_test.jsonl
+    with the evaluation's; the stamp names the kind, and a run from before that is told by its config.yaml."""
+    from drml_ray.meta.config import MetaExperiment
+
+    run = open_run(tmp_path / "ft", cfg())
+    assert (run / RUN_STAMP).read_text() == "finetune"
+    with pytest.raises(RunExistsError, match=r"/ft holds a run of drml finetune, not of drml evaluate; pass "
+                       r"--output-dir another folder \(or --overwrite to replace that run\)"):  # fmt: skip
+        open_run(run, marker="eval_test.json")
+    with pytest.raises(RunExistsError, match=r"holds a run of drml finetune, not of drml meta-train, drml meta-eval"):
+        open_run(run, MetaExperiment(name="x"), marker="meta_train.json")
+    (run / RUN_STAMP).write_text("")  # (stamped before it named the kind)
+    with pytest.raises(RunExistsError, match=r"holds a run of drml finetune, not of drml evaluate"):
+        open_run(run, marker="eval_test.json")
+    evaluation = open_run(tmp_path / "ev", marker="eval_test.json")
+    assert (evaluation / RUN_STAMP).read_text() == "evaluation"
+    assert open_run(evaluation, marker="eval_dev.json") == evaluation  # (another split: the same kind)
+    with pytest.raises(RunExistsError, match=r"holds a run of drml evaluate, not of drml finetune"):
+        open_run(evaluation, cfg())
+    open_run(evaluation, cfg(), overwrite=True)  # (asked for: the evaluation is replaced)
+    assert sorted(p.name for p in evaluation.iterdir()) == [RUN_STAMP, "config.yaml"]
+
+
+def test_overwrite_never_deletes_what_the_command_reads(tmp_path):
+    """``drml evaluate RUN DATA -o RUN --overwrite`` emptied the run, the model it scores among its files, and a
+    backbone inside the run directory it replaces went the same way."""
+    from drml_ray.irl.config import IRLExperiment
+
+    run = open_run(tmp_path / "ft", cfg())
+    (run / "best").mkdir()
+    (run / "best" / "config.json").write_text("{}")
+    with pytest.raises(UserError, match=r"/ft: --overwrite would delete .*/ft/best, which this command reads: nothing "
+                       "was deleted"):  # fmt: skip
+        open_run(run, marker="eval_test.json", overwrite=True, reads=[run / "best", "generated"])
+    again = FinetuneConfig(name="x", model={"backbone": str(run / "best")})
+    with pytest.raises(UserError, match=r"--overwrite would delete .*/ft/best, which this command reads"):
+        open_run(run, again, overwrite=True)
+    assert (run / "best" / "config.json").read_text() == "{}"
+    elsewhere = open_run(tmp_path / "other", again, overwrite=True)  # (read from elsewhere: replaced as asked)
+    assert (elsewhere / RUN_STAMP).read_text() == "finetune"
+    experts = IRLExperiment(name="e", irl={"experts_dir": str(tmp_path / "irl")})  # (the run drml rl expert fills)
+    open_run(tmp_path / "irl", experts, marker="experts.json")
+    open_run(tmp_path / "irl", experts, marker="experts.json", overwrite=True)
+
+
 def test_an_unfinished_run_continues_with_the_same_config_only(tmp_path, capsys):
     run = open_run(tmp_path / "r", cfg())
     (run / "train").mkdir()
