@@ -415,13 +415,14 @@ def serve_command(
     GET /healthz, API docs at /docs. Run it again against the same Ray (RAY_ADDRESS) to swap models without
     dropping requests."""
     from drml_ray.serve.api import Limits
-    from drml_ray.serve.deploy import ServeOptions, parse_autoscale, serve_until_stopped, write_serve_config
+    from drml_ray.serve.deploy import ServeOptions, log_folder, parse_autoscale, serve_until_stopped, write_serve_config
     from drml_ray.serve.models import parse_sources
 
     sources = parse_sources(model_dir, model or [])
     opts = ServeOptions(host=host, port=port, replicas=replicas, autoscale=parse_autoscale(autoscale),
                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, cpus=cpus, dtype=dtype,
-                        log_requests=log_requests, limits=Limits(max_chars, max_texts, max_body))  # fmt: skip
+                        log_requests=log_folder(log_requests, sources),
+                        limits=Limits(max_chars, max_texts, max_body))  # fmt: skip
     if build is not None:
         file_to_write(build, "serve.yaml")
         write_serve_config(sources, opts, build)

@@ -97,6 +97,25 @@ def user_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any
     }
 
 
+def log_folder(log_requests: str | None, sources: list[ModelSource]) -> str | None:
+    """``--log-requests``'s folder, absolute, checked before anything is deployed: the replicas make it and write
+    into it, where a file above it failed them inside Serve, and a served model's folder (read whole when loaded) or
+    its run's (which ``--overwrite`` empties) would take in files that are not theirs (``drml serve`` checks it
+    before Ray starts)."""
+    if log_requests is None:
+        return None
+    path = Path(log_requests).expanduser().resolve()
+    above = next(p for p in (path, *path.parents) if p.exists())
+    if not above.is_dir():
+        raise UserError(f"--log-requests {log_requests}: {above} is a file; name a folder for the request logs")
+    for source in sources:
+        for folder in filter(None, (source.run_dir, source.model_dir)):
+            if path.is_relative_to(folder.resolve()):
+                raise UserError(f"--log-requests {log_requests}: inside {folder}, served as {source.name!r}; keep "
+                                "the request logs in a folder of their own, e.g. served/")  # fmt: skip
+    return str(path)
+
+
 def deployment_options(sources: list[ModelSource], opts: ServeOptions) -> dict[str, Any]:
     """Ray Serve's options for the ``ner`` deployment (as ``.options()`` and a config file's deployment take)."""
     scaling: dict[str, Any] = {"num_replicas": opts.replicas}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pathlib
 
 import pandas as pd
 import pytest
@@ -157,6 +158,34 @@ def test_the_request_log_is_a_corpus_folder(tmp_path):
     # drml predict --input LOG tags the texts as served (offsets into them), not the words joined ("Zed 's")
     assert read_inputs(tmp_path / "log") == (["Anna met Bob", "Bob", "Zed's"], False, [None, None, None])
     assert read_inputs(files[1]).texts == ["Zed's"]
+
+
+def test_the_request_log_folder_is_checked_before_anything_is_deployed(tmp_path):
+    """A file where the folder goes failed the replicas inside Serve; a folder inside a served model or its run took
+    in request logs (read with the model, emptied by the run's --overwrite)."""
+    from typer.testing import CliRunner
+
+    from drml_ray.cli import app
+    from drml_ray.serve.deploy import log_folder
+
+    _model(tmp_path / "run1" / "best")
+    (tmp_path / "run1" / "results.json").write_text("{}")
+    sources = parse_sources(str(tmp_path / "run1"), [])
+    (tmp_path / "notes.txt").write_text("mine")
+    assert log_folder(str(tmp_path / "served" / "day1"), sources) == str(tmp_path / "served" / "day1")
+    assert log_folder(None, sources) is None
+    with pytest.raises(UserError, match=r"notes.txt is a file; name a folder"):
+        log_folder(str(tmp_path / "notes.txt" / "log"), sources)
+    for inside in ("run1/best", "run1/best/log", "run1/log"):
+        with pytest.raises(UserError, match=r"inside .*run1, served as 'run1'; keep the request logs"):
+            log_folder(str(tmp_path / inside), sources)
+    out, run = tmp_path / "serve.yaml", str(tmp_path / "run1")
+    notes = str(tmp_path / "notes.txt")
+    refused = CliRunner().invoke(app, ["serve", run, "--log-requests", notes, "--build", str(out)])
+    assert refused.exit_code == 2 and "is a file" in refused.output and not out.exists()
+    built = CliRunner().invoke(app, ["serve", run, "--log-requests", "~/served", "--build", str(out)])
+    log_dir = yaml.safe_load(out.read_text())["applications"][0]["deployments"][0]["user_config"]["log_dir"]
+    assert built.exit_code == 0 and log_dir == str(pathlib.Path("~/served").expanduser())
 
 
 def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp_path, monkeypatch):
