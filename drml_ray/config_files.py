@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
@@ -246,7 +247,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     finally:
         _CONFIG_FOLDER.reset(folder)
     if getattr(config, "tune", None) is not None:
-        config = _check_space(config, path, lines, overridden)
+        config = _check_space(config, path, lines, overridden, check_files)
     if check_files:
         _check_local_paths(config, path, lines, overridden)
     return config
@@ -255,15 +256,20 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
 def _check_local_paths(config: BaseModel, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
     """Each file or folder a section names (a :data:`~drml_ray.config.LocalPath`: ``data.train``,
     ``irl.experts_dir``, ...) that is not there is a :class:`ConfigError` at its line."""
+    for key, value in _missing_paths(config):
+        where = _where(tuple(key.split(".")), "", str(path), lines, overridden)
+        raise ConfigError(f"{where}: {key}: {value}: no such file or folder{beside_config(value, path.parent)}")
+
+
+def _missing_paths(config: BaseModel) -> Iterator[tuple[str, str]]:
+    """The dotted key and value of each :data:`~drml_ray.config.LocalPath` of ``config`` that names nothing."""
     from drml_ray.config import LocalPath
 
     for name, section in config:
         for key, field in type(section).model_fields.items() if isinstance(section, BaseModel) else ():
             value = getattr(section, key)
             if isinstance(value, str) and LocalPath in get_args(field.annotation) and not Path(value).exists():
-                where = _where((name, key), "", str(path), lines, overridden)
-                raise ConfigError(f"{where}: {name}.{key}: {value}: no such file or folder"
-                                  f"{beside_config(value, path.parent)}")  # fmt: skip
+                yield f"{name}.{key}", value
 
 
 _CONFIG_FOLDER: ContextVar[Path | None] = ContextVar("config_folder", default=None)
@@ -331,9 +337,12 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     return data, _key_lines(root) if root is not None else {}
 
 
-def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> Any:
-    """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config; ``config``
-    with each value as the config holds it (a relative path made absolute here: a trial runs in its own folder)."""
+def _check_space(
+    config: Any, path: Path, lines: dict[tuple[str, ...], int], overridden: set, check_files: bool = False
+) -> Any:
+    """Every value a trial of ``tune.space`` (or a PBT mutation) could take must make a valid config (with
+    ``check_files``, name files that are there); ``config`` with each value as the config holds it (a relative path
+    made absolute here: a trial runs in its own folder)."""
     tune = config.tune
     resolved: dict[str, dict[str, Any]] = {"space": {}, "mutations": {}}
     for section, space in (("space", tune.space), ("mutations", tune.scheduler.mutations)):
@@ -341,7 +350,7 @@ def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], ove
             where = ("tune", "space", key) if section == "space" else ("tune", "scheduler", "mutations", key)
             try:
                 _searchable(type(config), key)
-                values = [_value_at(with_params(config, {key: value}), key) for value in dist.args]
+                values = [_value_at(_trial(config, key, value, path, check_files), key) for value in dist.args]
             except ConfigError as err:
                 origin = _where(where, "", str(path), lines, overridden)
                 raise ConfigError(f"{origin}: tune.{section}.{key}: {err}") from None
@@ -351,6 +360,15 @@ def _check_space(config: Any, path: Path, lines: dict[tuple[str, ...], int], ove
     return config.model_copy(
         update={"tune": tune.model_copy(update={"space": resolved["space"], "scheduler": scheduler})}
     )
+
+
+def _trial(config: BaseModel, key: str, value: Any, path: Path, check_files: bool) -> BaseModel:
+    """``config`` with the searched ``key`` at ``value``; with ``check_files``, a path there must name something."""
+    trial = with_params(config, {key: value})
+    missing = dict(_missing_paths(trial)) if check_files else {}
+    if key in missing:
+        raise ConfigError(f"{missing[key]}: no such file or folder{beside_config(missing[key], path.parent)}")
+    return trial
 
 
 def _value_at(config: BaseModel, key: str) -> Any:

@@ -121,6 +121,21 @@ def test_a_corpus_file_not_there_is_named_at_its_line_and_one_beside_the_config_
         load_config(irl, check_files=True)  # (every path a config names, whatever its kind)
 
 
+def test_each_file_a_search_would_train_on_is_checked_with_the_config(tmp_path, monkeypatch):
+    """A searched path not there was found only by its trial, inside Tune, after the search had started."""
+    for name in ("a.conll", "exp/b.conll"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("Anna B-PER\n")
+    cfg = write(tmp_path / "exp", "data: {train: a.conll, dev: a.conll, test: a.conll}\n"
+                "tune:\n  space:\n    data.train: {grid: [a.conll, b.conll]}\n")  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    assert load_config(cfg).tune.space["data.train"].grid == [str(tmp_path / "a.conll"), str(tmp_path / "b.conll")]
+    with pytest.raises(ConfigError, match=r"exp.yaml:4: tune.space.data.train: .*/b.conll: no such file or folder; "
+                       rf"{tmp_path / 'exp' / 'b.conll'} is there, beside the config"):  # fmt: skip
+        load_config(cfg, check_files=True)
+    assert load_config(cfg, ["tune.space.data.train.grid=[a.conll, exp/b.conll]"], check_files=True)
+
+
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
     path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
     assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)
