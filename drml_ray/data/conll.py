@@ -21,7 +21,6 @@ from typing import Literal
 from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, unreadable
 from drml_ray.data.tags import (
     PREFIXES,
-    UNKNOWN_PREFIX,
     BareScheme,
     bare_scheme,
     io_to_iob2,
@@ -31,6 +30,7 @@ from drml_ray.data.tags import (
     note_span_tags,
     read_tag,
     split_tag,
+    unknown_prefix,
     untyped_tag,
 )  # fmt: skip
 from drml_ray.errors import UserError
@@ -188,7 +188,7 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | BareScheme, word: int, 
         try:
             tags.append(columns[tag] if scheme == "io" else read_tag(typed(columns[tag])))
         except ValueError:
-            raise _NoTag(path, line_no, UNKNOWN_PREFIX, columns[tag]) from None
+            raise _NoTag(path, line_no, unknown_prefix(columns[tag]), columns[tag]) from None
         span_tags += tags[-1][:1] != columns[tag][:1]  # (S-PER read as B-PER)
         tokens.append(columns[word])
     if not sentences:

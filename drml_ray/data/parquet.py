@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from drml_ray.data.conll import CorpusFormatError, Sentence
 from drml_ray.data.formats import OPEN_ERRORS, open_binary, table_files, table_format, unreadable
-from drml_ray.data.tags import UNKNOWN_PREFIX, bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag
+from drml_ray.data.tags import bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag, unknown_prefix
 from drml_ray.text import counted
 
 log = logging.getLogger(__name__)
@@ -257,5 +257,5 @@ def _sentence(path: str | os.PathLike[str], row: int, tokens: list | None, tags:
         try:
             iob2.append(read_tag(tag))
         except ValueError:
-            raise CorpusFormatError(path, row, UNKNOWN_PREFIX, tag) from None
+            raise CorpusFormatError(path, row, unknown_prefix(tag), tag) from None
     return Sentence(tuple(tokens), tuple(iob2), doc)

@@ -28,6 +28,17 @@ UNKNOWN_PREFIX = ("unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOE
                   "L- and M-, are read as IOB2)")  # fmt: skip
 
 
+def unknown_prefix(tag: str) -> str:
+    """The message for a tag no scheme reads, saying how to write one with another separator (``B_PER``).
+
+    >>> unknown_prefix("B_PER").endswith("; write it B-PER (a prefix and its type are joined by '-')")
+    True
+    """
+    if len(tag) > 2 and tag[0] in "BIESLUM" and not tag[1].isalnum() and tag[1] != "-" and tag[2:]:
+        return f"{UNKNOWN_PREFIX}; write it {tag[0]}-{tag[2:]} (a prefix and its type are joined by '-')"
+    return UNKNOWN_PREFIX
+
+
 def split_tag(tag: str) -> tuple[str, str | None]:
     """``"B-PER"`` -> ``("B", "PER")``; ``"O"`` -> ``("O", None)``. Raises ValueError otherwise."""
     if tag == "O":
