@@ -424,6 +424,18 @@ def test_configs_check_prints_the_resolved_file_and_refuses_what_a_run_would(tmp
     (tmp_path / "bad.yaml").write_text("name: x\ntrain:\n  epochs: three\n")
     bad = cli("configs", "check", tmp_path / "bad.yaml")
     assert bad.exit_code == 2 and "bad.yaml:3: train.epochs" in bad.output, bad.output
+    (tmp_path / "exp").mkdir()  # several files (a folder of them): a line each, exit 2 if any is not valid
+    (tmp_path / "exp" / "ok.yml").write_text("name: ok\ndata: {corpus: generated}\n")
+    (tmp_path / "bad.yaml").rename(tmp_path / "exp" / "bad.yaml")
+    several = cli("configs", "check", tmp_path / "exp", "ner/smoke")
+    assert several.exit_code == 2 and several.output.splitlines() == [
+        f"drml: error: {tmp_path / 'exp' / 'bad.yaml'}:3: train.epochs: Input should be a valid integer (got 'three')",
+        f"{tmp_path / 'exp' / 'ok.yml'}: valid (finetune); run by drml finetune; output in runs/ok/ unless "
+        "--output-dir says otherwise",
+        "ner/smoke: valid (finetune); run by drml finetune; output in runs/smoke/ unless --output-dir says otherwise",
+        "drml: error: 1 of 3 experiment files not valid"]  # fmt: skip
+    (tmp_path / "exp" / "bad.yaml").unlink()
+    assert cli("configs", "check", tmp_path / "exp", "ner/smoke").exit_code == 0
 
 
 def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, monkeypatch):
