@@ -81,6 +81,12 @@ OutputDir = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory [default: runs/NAME, NAME from the config].")
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output directory.")]
+EvalOutputDir = Annotated[
+    Path | None, typer.Option("--output-dir", "-o", help="Folder for the scores [default: runs/eval-MODEL-DATA].")
+]
+EvalOverwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an evaluation of the same split in the output folder.")
+]
 SET_HELP = "Override a config key: --set train.epochs=3, or keys of a section: --set 'train={epochs: 3, lr: 1.0e-4}'."
 SetOption = Annotated[list[str] | None, typer.Option("--set", help=f"{SET_HELP} Repeatable.")]
 ModelDir = Annotated[Path, typer.Argument(help="A saved model folder (runs/quickstart/best) or its run directory.")]
@@ -319,8 +325,8 @@ def evaluate(
         str | None, typer.Option(help="argmax, or constrained (a valid IOB2 sequence) [default: the model's own].")
     ] = None,
     columns: ColumnsOption = None,
-    output_dir: OutputDir = None,
-    overwrite: Overwrite = False,
+    output_dir: EvalOutputDir = None,
+    overwrite: EvalOverwrite = False,
 ) -> None:
     """Score a saved model: seqeval entity report and token-level report, as text and JSON, and each sentence's
     predicted tags (drml report on the folder draws the type confusion and the worst sentences from them)."""
@@ -372,7 +378,7 @@ def predict(
     engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",
-    overwrite: Overwrite = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --output file if it exists.")] = False,
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs

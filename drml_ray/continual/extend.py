@@ -32,7 +32,13 @@ def add_commands(group: typer.Typer, user_errors: Callable) -> None:
     @user_errors
     def extend(
         run_dir: Annotated[Path, typer.Argument(help="A finished drml continual run directory.")],
-        data: Annotated[Path, typer.Argument(help="The new experience's labelled sentences (CoNLL or Parquet).")],
+        data: Annotated[
+            Path,
+            typer.Argument(
+                help="The new experience's labelled sentences: a CoNLL or Parquet "
+                "file, or a folder of Parquet files (drml serve --log-requests)."
+            ),
+        ],
         dev: Annotated[Path | None, typer.Option(help="Its dev sentences [default: the last 10% of DATA].")] = None,
         test: Annotated[Path | None, typer.Option(help="Its test sentences [default: the dev sentences].")] = None,
         strategy: Annotated[str | None, typer.Option(help="Which of the run's strategies continues.")] = None,
