@@ -70,9 +70,9 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
     from drml_ray.data.load import read_files
 
     files = [str(p) for p in (train, dev, test) if p is not None]
-    for path in files:
-        if not Path(path).is_file():
-            raise UserError(f"{path}: no such file")
+    for path in files:  # (a folder is its Parquet files: the request log of drml serve --log-requests)
+        if not Path(path).exists():
+            raise UserError(f"{path}: no such file or folder")
     read = dict(
         zip(
             [k for k, p in (("train", train), ("dev", dev), ("test", test)) if p],

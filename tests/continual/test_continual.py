@@ -232,6 +232,22 @@ def test_an_extension_is_read_from_the_columns_it_is_given(tmp_path):
     assert read_experience(new, None, None, False, "2,3").types == ["DATE"]
 
 
+def test_an_extension_is_read_from_a_request_log_folder(tmp_path):
+    """The README's loop: served traffic (drml serve --log-requests DIR), corrected, is the next experience; the
+    folder was refused as 'no such file'."""
+    from drml_ray.continual.extend import read_experience
+    from drml_ray.serve.requestlog import RequestLog
+
+    log = RequestLog(tmp_path / "served")
+    for i in range(10):
+        log.add([f"Anna{i}", "met", "Bob"], ["B-PER", "O", "B-PER"], {"text": "", "entities": []}, "m", "v1")
+    log.flush()
+    experience = read_experience(tmp_path / "served", None, None, False)
+    assert experience.types == ["PER"] and (len(experience.train), len(experience.dev)) == (9, 1)
+    with pytest.raises(UserError, match=r"nowhere: no such file or folder"):
+        read_experience(tmp_path / "nowhere", None, None, False)
+
+
 def test_extend_names_the_strategy_the_run_did_not_run(tmp_path):
     from drml_ray.continual.extend import _strategy
 
