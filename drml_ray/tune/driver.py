@@ -126,11 +126,12 @@ def concurrent_trials(plan: TrialPlan, limit: int | None, cluster: dict[str, flo
 
 def trial(params: dict[str, Any], *, kind: str, base: dict[str, Any], shared: Any, experiment_dir: str,
           callbacks: Sequence[Any]) -> None:  # fmt: skip
-    """One Tune trial: the experiment with ``params`` applied, run by its kind in ``tune/trial_N``
-    (the run directory itself, not Tune's staging copy of it)."""
+    """One Tune trial: the experiment with ``params`` applied, run by its kind in the trial's own folder of
+    ``tune/`` (the run directory itself, not Tune's staging copy of it). The folder is named as Tune named it: the
+    trial's name, suffixed where a folder of that name was there (one a killed driver's trial left behind)."""
     spec = kind_named(kind)
     cfg = with_params(spec.config.model_validate(base), params)
-    trial_dir = Path(experiment_dir) / tune.get_context().get_trial_name()  # RAY
+    trial_dir = Path(experiment_dir) / Path(tune.get_context().get_trial_dir()).name  # RAY
     resolve(spec.tune.trial)(cfg, trial_dir, shared, callbacks)  # type: ignore[union-attr]
 
 
