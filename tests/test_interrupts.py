@@ -42,6 +42,25 @@ def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, log: Path, t
         time.sleep(0.5)
 
 
+def actors_of_killed_driver_gone(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until Ray has ended the actors of the killed driver ``proc``: a trial that was starting as its driver
+    died goes on for seconds (once, it made its folder after the resumed search had cleared it, and Tune named the
+    trial run again ``trial_00001_7921``)."""
+    from ray.util.state import list_actors, list_jobs
+
+    jobs = {j.job_id for j in list_jobs() if j.driver_info is not None and str(j.driver_info.pid) == str(proc.pid)}
+    assert jobs, f"no Ray job of the killed driver (pid {proc.pid})"
+    deadline = time.monotonic() + timeout
+
+    def alive() -> list[str]:  # (a detached actor is Ray's own, made to outlive the driver)
+        actors = list_actors(filters=[("state", "=", "ALIVE")], limit=1000, detail=True)
+        return [a.class_name for a in actors if a.job_id in jobs and not a.is_detached]
+
+    while alive():
+        assert time.monotonic() < deadline, f"the killed driver's actors are still alive: {alive()}"
+        time.sleep(0.5)
+
+
 def cli(*args) -> str:
     result = CliRunner().invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
@@ -83,6 +102,7 @@ def test_a_killed_tune_driver_resumes_without_rerunning_finished_trials(ray_sess
     wait_for(finished, proc, log)  # the first trial is done, and Tune's saved state says so
     proc.kill()  # no clean-up of any kind
     proc.wait(timeout=60)
+    actors_of_killed_driver_gone(proc)
     first = run_dir / "tune" / "trial_00000" / "result.json"
     kept = first.read_bytes()
     # A trial that ran after Tune last saved its state (as the second one may have: the kill races it)
