@@ -34,7 +34,7 @@ def unknown_prefix(tag: str) -> str:
     >>> unknown_prefix("B_PER").endswith("; write it B-PER (a prefix and its type are joined by '-')")
     True
     """
-    if len(tag) > 2 and tag[0] in "BIESLUM" and not tag[1].isalnum() and tag[1] != "-" and tag[2:]:
+    if _prefix_and_type(tag) and tag[1] != "-":
         return f"{UNKNOWN_PREFIX}; write it {tag[0]}-{tag[2:]} (a prefix and its type are joined by '-')"
     return UNKNOWN_PREFIX
 
@@ -189,7 +189,12 @@ def is_io(tags: Iterable[str]) -> bool:
 
 def _looks_prefixed(tag: str) -> bool:
     """An IOB or BIOES tag, or one with another separator (``B_PER``, ``I.LOC``): no bare type."""
-    return is_tag(tag) or (len(tag) > 2 and tag[0] in "BIESLUM" and not tag[1].isalnum())
+    return is_tag(tag) or _prefix_and_type(tag)
+
+
+def _prefix_and_type(tag: str) -> bool:
+    """An IOB or BIOES prefix, a separator (any character but a letter or digit) and a type: ``B-X``, ``B_PER``."""
+    return len(tag) > 2 and tag[0] in {*PREFIXES, *SPAN_PREFIXES} and not tag[1].isalnum()
 
 
 def is_tag(text: str) -> bool:
