@@ -17,14 +17,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import click
 import typer
 from typer.core import TyperGroup
 
+from drml_ray.cli_configs import configs_app
 from drml_ray.cli_data import data_app
-from drml_ray.cli_support import ColumnsOption, file_to_write, parse_columns, user_errors
+from drml_ray.cli_support import ColumnsOption, SetOption, file_to_write, parse_columns, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
@@ -70,7 +71,6 @@ def _top(
 
 
 app.add_typer(data_app, name="data")
-configs_app = typer.Typer(help="Experiment files: the shipped ones, and a check of any.", no_args_is_help=True)
 app.add_typer(configs_app, name="configs")
 
 
@@ -87,8 +87,6 @@ EvalOutputDir = Annotated[
 EvalOverwrite = Annotated[
     bool, typer.Option("--overwrite", help="Replace an evaluation of the same split in the output folder.")
 ]
-SET_HELP = "Override a config key: --set train.epochs=3, or keys of a section: --set 'train={epochs: 3, lr: 1.0e-4}'."
-SetOption = Annotated[list[str] | None, typer.Option("--set", help=f"{SET_HELP} Repeatable.")]
 ModelDir = Annotated[Path, typer.Argument(help="A saved model folder (runs/quickstart/best) or its run directory.")]
 Init = Annotated[
     str | None, typer.Option("--init", help="Meta-learned weights (weights.pt or its folder); default: OUTPUT/meta.")
@@ -185,77 +183,6 @@ def tune(
         run_tune(cfg, run_dir, resume=resume, overwrite=overwrite)
 
 
-@configs_app.command("list")
-@user_errors
-def configs_list() -> None:
-    """The shipped experiment files, by name (any command takes the name, or configs/NAME.yaml, as CONFIG)."""
-    from drml_ray.config import config_path, shipped_configs
-
-    for name in shipped_configs():
-        first = config_path(name).read_text(encoding="utf-8").splitlines()[:1]
-        typer.echo(f"{name:36} {first[0].lstrip('# ') if first and first[0].startswith('#') else ''}")
-
-
-@configs_app.command("show")
-@user_errors
-def configs_show(name: Annotated[str, typer.Argument(help="A shipped config, e.g. ner/smoke.")]) -> None:
-    """Print a shipped experiment file (copy it to start your own)."""
-    from drml_ray.config import config_path
-    from drml_ray.config_files import shipped_like
-
-    path = config_path(name)
-    if not path.is_file():
-        raise UserError(f"{name}: no such shipped config ({shipped_like(name)}drml configs list shows them)")
-    typer.echo(path.read_text(encoding="utf-8"), nl=False)
-
-
-@configs_app.command(
-    "check",
-    epilog="Examples: `drml configs check my_ner.yaml --set train.epochs=3` (before `ray job submit`) · "
-    "`drml configs check tune/smoke` · `drml configs check experiments/` (every YAML file in it, a line each)",
-)
-@user_errors
-def configs_check(
-    configs: Annotated[
-        list[Path], typer.Argument(help="Experiment YAML files or shipped configs; a folder checks its YAML files.")
-    ],
-    set_: SetOption = None,
-) -> None:
-    """Check an experiment file as a run reads it (every key and value, the --set overrides, a tune section's
-    metric) without running anything, and print it with every default filled in and the commands that run it.
-    Given several files (or a folder), check each and print a line per file; exit 2 if any is not valid."""
-    from drml_ray.config import dump_config
-
-    files = [f for c in configs for f in (sorted([*c.rglob("*.yaml"), *c.rglob("*.yml")]) if c.is_dir() else [c])]
-    if len(files) == 1 and configs == files:
-        cfg, line = _checked(files[0], set_ or [])
-        typer.echo(f"# {line}")
-        typer.echo(dump_config(cfg), nl=False)
-        return
-    failed = 0
-    for path in files:
-        try:
-            typer.echo(_checked(path, set_ or [])[1])
-        except UserError as err:
-            failed += 1
-            typer.echo(f"drml: error: {err}", err=True)
-    if failed or not files:
-        raise UserError(f"{failed} of {len(files)} experiment files not valid" if files else "no YAML files there")
-
-
-def _checked(config: Path, overrides: list[str]) -> tuple[Any, str]:
-    """The config of one experiment file, checked as a run reads it, and a line saying what runs it."""
-    from drml_ray.config import load_config
-    from drml_ray.runtime.registry import kind_of, searched_kind
-    from drml_ray.runtime.rundir import default_run_dir
-
-    cfg = load_config(config, overrides, check_files=True)
-    kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
-    commands = [f"drml {c.name}" for c in kind.commands] + (["drml tune"] if cfg.tune is not None else [])
-    return cfg, (f"{config}: valid ({kind.name}); run by {', '.join(commands)}; output in "
-                 f"{default_run_dir(cfg.name)}/ unless --output-dir says otherwise")  # fmt: skip
-
-
 @app.command(epilog="Example: `drml tensorboard runs/tune_smoke --port 6007`")
 @user_errors
 def tensorboard(
@@ -335,7 +262,7 @@ def evaluate(
     from drml_ray.ner.evaluate import load_saved_model, predict_and_score
     from drml_ray.ner.metrics import format_split
     from drml_ray.ner.results import write_predictions
-    from drml_ray.runtime import rundir
+    from drml_ray.runtime import rundir, runfiles
 
     split = split_ or "test"
     if decoding is not None and decoding not in DECODINGS:
@@ -349,10 +276,10 @@ def evaluate(
         run_dir = rundir.open_run(run_dir, overwrite=overwrite, marker=f"eval_{split}.json", reads=[model_dir, data])
         scores, pred = predict_and_score(saved, sentences, batch_size)
         report = format_split(scores, split)
-        rundir.atomic_write_text(run_dir / f"report_{split}.txt", report)
+        runfiles.atomic_write_text(run_dir / f"report_{split}.txt", report)
         write_predictions(run_dir / f"predictions_{split}.jsonl", sentences, pred)  # (drml report's error analysis)
         record = {split: scores, "model": str(model_dir), "data": data, "decoding": saved.decoding}
-        rundir.atomic_write_json(run_dir / f"eval_{split}.json", record)
+        runfiles.atomic_write_json(run_dir / f"eval_{split}.json", record)
     typer.echo(report)
     typer.echo(f"[drml] entity F1 {scores['entity']['micro']['f1']:.4f}; written to {run_dir}")
 
@@ -382,7 +309,7 @@ def predict(
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
-    from drml_ray.runtime import rundir
+    from drml_ray.runtime import rundir, runfiles
     from drml_ray.text import counted, not_text
 
     if (text is None) == (input_ is None):
@@ -413,7 +340,7 @@ def predict(
         for line in lines:
             typer.echo(line)
     else:
-        rundir.atomic_write_text(output, "".join(f"{line}\n" for line in lines))
+        runfiles.atomic_write_text(output, "".join(f"{line}\n" for line in lines))
         typer.echo(f"[drml] {counted(len(texts), 'prediction')} written to {output}", err=True)
 
 

@@ -79,6 +79,8 @@ def file_to_write(path: Path, example: str, inputs: Sequence[Path] = ()) -> None
         raise UserError(f"{path}: cannot make its folder {path.parent} ({above} is a file)")
 
 
+SET_HELP = "Override a config key: --set train.epochs=3, or keys of a section: --set 'train={epochs: 3, lr: 1.0e-4}'."
+SetOption = Annotated[list[str] | None, typer.Option("--set", help=f"{SET_HELP} Repeatable.")]
 ColumnsOption = Annotated[
     str | None,
     typer.Option(

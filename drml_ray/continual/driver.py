@@ -35,7 +35,8 @@ from drml_ray.ner.finetune import TRAIN_SUBDIR, check_scaling, export_best, fit_
 from drml_ray.ray_env import how_many_fit
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.registry import Prepared
-from drml_ray.runtime.rundir import atomic_write_json, open_run
+from drml_ray.runtime.rundir import open_run
+from drml_ray.runtime.runfiles import atomic_write_json
 
 ROW_FILE = "row.json"
 STRATEGY_DIR = "strategies"

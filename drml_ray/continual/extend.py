@@ -100,7 +100,7 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
     from drml_ray.continual.driver import STRATEGY_DIR, StrategyRun, planned_runs
     from drml_ray.continual.protocols import experiences
     from drml_ray.continual.results import CONTINUAL_FILE, ContinualTable
-    from drml_ray.runtime.rundir import atomic_write_json, read_json, replace_dir
+    from drml_ray.runtime.runfiles import atomic_write_json, read_json, replace_dir
 
     run_dir = Path(run_dir).expanduser().resolve()
     if not (run_dir / CONTINUAL_FILE).is_file():

@@ -9,7 +9,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.continual import metrics
 from drml_ray.report.build import Section, md_table, save_figure, subplots
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
 
 CONTINUAL_FILE = "continual.json"
 

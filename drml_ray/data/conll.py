@@ -395,7 +395,7 @@ def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
 def write_conll(path: str | os.PathLike[str], sentences: Iterable[Sentence]) -> None:
     """Write ``token<TAB>tag`` lines with a blank line after each sentence, atomically; a ``-DOCSTART-`` line
     opens each document of sentences that know theirs, so that :func:`read_conll` reads the documents back."""
-    from drml_ray.runtime.rundir import atomic_write_text
+    from drml_ray.runtime.runfiles import atomic_write_text
 
     lines: list[str] = []
     doc: int | None = None

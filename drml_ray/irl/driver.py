@@ -30,7 +30,8 @@ from drml_ray.irl.worker import DEMOS_FILE, IRLWorker, record_demos
 from drml_ray.ray_env import ensure_ray
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.registry import Prepared
-from drml_ray.runtime.rundir import atomic_write_json, file_digest, open_run, read_json
+from drml_ray.runtime.rundir import file_digest, open_run
+from drml_ray.runtime.runfiles import atomic_write_json, read_json
 from drml_ray.text import counted
 
 EXPERTS_FILE = "experts.json"

@@ -30,7 +30,8 @@ from drml_ray.irl.policy import family_env, random_episodes
 from drml_ray.irl.worker import DEMOS_FILE
 from drml_ray.rl.envs import ENVS, Task, task_stream
 from drml_ray.runtime.executor import Job
-from drml_ray.runtime.rundir import atomic_write_json, open_run
+from drml_ray.runtime.rundir import open_run
+from drml_ray.runtime.runfiles import atomic_write_json
 
 TASKS_DIR = "meta_irl_tasks"
 TASK_FILE = "task.json"

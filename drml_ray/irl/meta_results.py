@@ -16,7 +16,7 @@ from drml_ray.irl.config import IRLExperiment
 from drml_ray.irl.results import ratio
 from drml_ray.report.build import Section, markdown_section, md_table
 from drml_ray.rl.results import format_adaptation, plot_adaptation, summarise
-from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
+from drml_ray.runtime.runfiles import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
 
 RESULT_FILE = "meta_irl.json"
 MD_FILE = "meta_irl.md"

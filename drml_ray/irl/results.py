@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.irl.config import IRLExperiment
 from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
-from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
+from drml_ray.runtime.runfiles import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
 
 # (the functional form: ``return`` is a keyword)
 Yardstick = TypedDict("Yardstick", {"task": dict[str, float], "return": float, "curve": list[float]})

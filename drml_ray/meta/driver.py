@@ -46,7 +46,8 @@ from drml_ray.meta.tasks import Task, task_digests
 from drml_ray.metagrad import Params, meta_lr_at, sum_gradients, to_cpu
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.registry import Prepared
-from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run, read_json
+from drml_ray.runtime.rundir import META_TRAIN_FILE, open_run
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
 
 META_EVAL_FILE = "meta_eval.json"
 META_ALGORITHMS = ("reptile", "fomaml")

@@ -31,7 +31,7 @@ from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import score_split
 from drml_ray.ner.modeling import build_model, load_tokenizer
 from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, token_loss_sum, train_step
-from drml_ray.runtime.rundir import replace_dir
+from drml_ray.runtime.runfiles import replace_dir
 
 ENCODER, HEAD = "encoder.", "head."
 

@@ -12,7 +12,7 @@ from typing import Any
 from typing_extensions import TypedDict
 
 from drml_ray.report.build import Section, save_figure, subplots
-from drml_ray.runtime.rundir import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
+from drml_ray.runtime.runfiles import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
 

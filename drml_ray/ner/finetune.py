@@ -47,7 +47,8 @@ from drml_ray.ner.train_record import (
     recover_record,
 )
 from drml_ray.runtime.registry import Prepared
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, open_run, replace_dir
+from drml_ray.runtime.rundir import open_run
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, replace_dir
 
 if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback

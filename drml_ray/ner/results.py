@@ -2,7 +2,7 @@
 the test sentences with the most errors, read from ``results.json`` and ``predictions_test.jsonl``; and the report of
 an evaluation's folder (``drml evaluate``: ``eval_<split>.json``, ``predictions_<split>.jsonl``).
 
-Both files are checked against the fields the report reads (:func:`~drml_ray.runtime.rundir.check_json`): a file
+Both files are checked against the fields the report reads (:func:`~drml_ray.runtime.runfiles.check_json`): a file
 edited by hand is a :class:`UserError` naming the field, not a ``KeyError`` deep in a plot.
 """
 
@@ -17,7 +17,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.data.conll import Sentence
 from drml_ray.errors import first_line
-from drml_ray.runtime.rundir import atomic_write_text, check_json, damaged, read_json
+from drml_ray.runtime.runfiles import atomic_write_text, check_json, damaged, read_json
 from drml_ray.text import json_line
 
 PREDICTIONS = "predictions_test.jsonl"

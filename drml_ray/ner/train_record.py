@@ -28,7 +28,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.checkpoints import STAGING_DIR, STATE_FILE, load_state
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_json, atomic_write_text, read_json
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
 
 RAY_SNAPSHOT = "checkpoint_manager_snapshot.json"
 KEPT_COPY = ".checkpoint_manager_snapshot.kept.json"

@@ -23,7 +23,7 @@ from typing import Any
 from typing_extensions import TypedDict
 
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_text, read_json
+from drml_ray.runtime.runfiles import atomic_write_text, read_json
 
 
 @dataclass

@@ -38,7 +38,8 @@ from drml_ray.rl.ppo import Arch, PPOTaskLearner
 from drml_ray.rl.weights import Weights, map_weights, reptile_sum, reptile_update
 from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.registry import Prepared
-from drml_ray.runtime.rundir import META_TRAIN_FILE, atomic_write_json, atomic_write_text, open_run
+from drml_ray.runtime.rundir import META_TRAIN_FILE, open_run
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text
 
 ADAPTATION_FILE = "adaptation.json"
 CELLS_FILE = "adaptation_cells.json"

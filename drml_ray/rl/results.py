@@ -10,7 +10,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.report.build import Section, markdown_section, md_table, save_figure, subplots
 from drml_ray.rl.transfer_metrics import transfer_metrics
-from drml_ray.runtime.rundir import atomic_write_text, check_json, read_json
+from drml_ray.runtime.runfiles import atomic_write_text, check_json, read_json
 
 ORDER = ("meta", "multitask", "rl2", "scratch", "oracle")
 

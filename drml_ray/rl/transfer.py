@@ -16,7 +16,8 @@ from drml_ray.rl.config import RLExperiment
 from drml_ray.rl.driver import actor_pool
 from drml_ray.rl.envs import make_env
 from drml_ray.runtime.executor import Job
-from drml_ray.runtime.rundir import atomic_write_json, open_run
+from drml_ray.runtime.rundir import open_run
+from drml_ray.runtime.runfiles import atomic_write_json
 
 TRANSFER_FILE = "transfer.json"
 

@@ -34,6 +34,7 @@ import yaml
 
 from drml_ray.config import dump_config
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError, first_line  # noqa: F401  (re-exported)
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
 from drml_ray.text import counted, first_few
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,9 @@ EVALUATION = "evaluation"
 def _kind(cfg: Any) -> str:
     """What a run of ``cfg`` is, as its :data:`RUN_STAMP` names it: its experiment kind (``finetune``, ``meta``,
     ...), or :data:`EVALUATION` where there is no config."""
-    if cfg is None:
-        return EVALUATION
-    from drml_ray.runtime.registry import kinds
+    from drml_ray.runtime.registry import kind_of
 
-    return next((kind.name for kind in kinds() if type(cfg) is kind.config), type(cfg).__name__)
+    return EVALUATION if cfg is None else kind_of(cfg).name
 
 
 def _refuse_another_kind(path: Path, kind: str) -> None:
@@ -140,12 +139,13 @@ def _stamped_kind(path: Path) -> str:
 
 def _commands(kind: str) -> str:
     """The commands that write a run of ``kind``: ``drml meta-train, drml meta-eval``."""
-    from drml_ray.runtime.registry import kinds
+    from drml_ray.runtime.registry import kind_named
 
     if kind == EVALUATION:
         return "drml evaluate"
-    named = next((k for k in kinds() if k.name == kind), None)
-    return ", ".join(f"drml {c.name}" for c in named.commands) if named else kind
+    with contextlib.suppress(StopIteration):  # (a stamp edited by hand names no kind)
+        return ", ".join(f"drml {c.name}" for c in kind_named(kind).commands)
+    return kind
 
 
 def _paths_in(cfg: Any) -> list[Path]:
@@ -349,32 +349,6 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
 def model_folder(path: str | os.PathLike[str]) -> Path:
     """``path`` if it holds a saved model (``config.json``), the model of the run directory ``path`` (its ``best/``),
     or a :class:`UserError` saying it is neither."""
@@ -395,78 +369,3 @@ def _models_inside(folder: Path, depth: int = 4) -> list[Path]:
     meta-learning run's ``reptile/``, a continual run's ``strategies/lwf/exp3/best``."""
     found = (p.parent for d in range(1, depth + 1) for p in folder.glob("/".join(["*"] * d) + "/model.safetensors"))
     return sorted(p for p in found if (p / "config.json").is_file())
-
-
-RERUN = "restore it, or run again with --overwrite"
-"""What to do about a damaged file that only a run writes (:func:`damaged`)."""
-MEASURE_AGAIN = "restore it, or delete it to measure its cells again"
-"""What to do about a damaged file of cells that a command fills and keeps (``meta_eval.json``, ``irl_cells.json``)."""
-
-
-_NO_DEFAULT: Any = object()
-
-
-def read_json(path: str | os.PathLike[str], shape: type[dict] | type[list] = dict, schema: Any = None,
-              fix: str = RERUN, default: Any = _NO_DEFAULT) -> Any:  # fmt: skip
-    """A JSON object (or, with ``shape=list``, array) drml wrote into a run directory; one that no longer parses,
-    or holds something else (edited by hand, cut short by something other than drml), is a :class:`UserError`
-    naming it, not a bug in drml-ray. With ``schema`` (a type pydantic validates, such as a ``TypedDict`` of
-    ``typing_extensions``, the one pydantic takes on Python 3.11) the fields a reader uses are checked too
-    (:func:`check_json`). ``fix`` says what to do about a damaged file; ``default`` is returned when there is no
-    file (a file that a command fills as it goes)."""
-    path = Path(path)
-    if default is not _NO_DEFAULT and not path.exists():
-        return default
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:  # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
-        data, why = None, first_line(err)
-    else:
-        found = type(data).__name__ if data is not None else "null"
-        why = f"a JSON {found}, not {'an object' if shape is dict else 'a list'}"
-    if not isinstance(data, shape):
-        raise damaged(path, why, fix)
-    return data if schema is None else check_json(data, schema, path, fix=fix)
-
-
-def damaged(where: str | os.PathLike[str], why: str, fix: str = RERUN) -> UserError:
-    """The error for a run file that is not what drml wrote there: edited by hand, or cut short by something else."""
-    return UserError(f"{where}: damaged, not the JSON drml wrote ({why}); {fix}")
-
-
-def check_json(data: Any, schema: Any, path: str | os.PathLike[str], where: str = "", fix: str = RERUN) -> Any:
-    """``data`` (read from ``path``, at ``where`` inside it) if it has ``schema``'s fields and types (strictly: no
-    string for a number), else a :class:`UserError` naming the file and the first wrong field. Keys ``schema`` does
-    not name are kept, and ``data`` is returned as read.
-
-    >>> from typing_extensions import TypedDict
-    >>> class Score(TypedDict):
-    ...     f1: float
-    >>> check_json({"dev": {"f1": 1, "n": 3}}, dict[str, Score], "results.json")
-    {'dev': {'f1': 1, 'n': 3}}
-    >>> check_json({"dev": {"f1": "0.9"}}, dict[str, Score], "results.json")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    drml_ray.errors.UserError: results.json: damaged, not the JSON drml wrote (at dev.f1: Input should be a ...); ...
-    """
-    from pydantic import TypeAdapter, ValidationError
-
-    try:
-        TypeAdapter(schema).validate_python(data, strict=True)
-    except ValidationError as err:
-        first = err.errors()[0]
-        at = ".".join(filter(None, [where, *(str(p) for p in first["loc"])])) or "its top level"
-        raise damaged(path, f"at {at}: {first['msg']}", fix) from None
-    return data
-
-
-def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a fully written ``tmp_dir`` into ``final_dir``, replacing an older one only at the end."""
-    old = final_dir.with_name(f".{final_dir.name}.old")
-    if final_dir.exists():
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final_dir, old)
-    os.replace(tmp_dir, final_dir)
-    if old.exists():
-        shutil.rmtree(old)

@@ -158,7 +158,7 @@ BUILT = "# Written by `drml serve --build`"
 
 
 def write_serve_config(sources: list[ModelSource], opts: ServeOptions, path: Path) -> None:
-    from drml_ray.runtime.rundir import atomic_write_text
+    from drml_ray.runtime.runfiles import atomic_write_text
 
     if path.is_file() and not path.read_bytes().startswith(BUILT.encode()):
         raise UserError(f"{path}: exists, and drml serve --build did not write it (it replaces only its own Serve "

@@ -31,14 +31,8 @@ from drml_ray.config import TuneSettings, dump_config, with_params
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError
 from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Scope, TrialPlan, kind_named, kind_of, resolve, searched_kind
-from drml_ray.runtime.rundir import (
-    atomic_write_json,
-    atomic_write_text,
-    check_same_config,
-    check_same_inputs,
-    open_run,
-    read_json,
-)
+from drml_ray.runtime.rundir import check_same_config, check_same_inputs, open_run
+from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
 from drml_ray.text import counted
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
 from drml_ray.tune.summary import (

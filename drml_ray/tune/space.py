@@ -15,7 +15,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator  # RAY
 from drml_ray._ray_compat import asha_rungs, live_trials, set_asha_rungs
 from drml_ray.config import Distribution, TuneSettings
 from drml_ray.errors import UserError
-from drml_ray.runtime.rundir import atomic_write_json, damaged, read_json
+from drml_ray.runtime.runfiles import atomic_write_json, damaged, read_json
 from drml_ray.tune.halving import HalvingState, SuccessiveHalving, halving_rungs
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from drml_ray.config import TuneSettings
 from drml_ray.report.build import save_figure, subplots
 from drml_ray.runtime.registry import Scope
-from drml_ray.runtime.rundir import atomic_write_text
+from drml_ray.runtime.runfiles import atomic_write_text
 
 
 @dataclass

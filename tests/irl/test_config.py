@@ -19,7 +19,7 @@ from drml_ray.irl.driver import (
     load_expert,
 )
 from drml_ray.irl.worker import DEMOS_FILE
-from drml_ray.runtime.rundir import atomic_write_json
+from drml_ray.runtime.runfiles import atomic_write_json
 
 
 def test_a_method_has_its_own_discriminator_and_a_family_its_own_kind_of_demonstrations():

@@ -14,7 +14,7 @@ from drml_ray.continual.results import RETRAIN, read_baseline, read_row
 from drml_ray.errors import UserError
 from drml_ray.irl import meta_results, results
 from drml_ray.report.build import collect
-from drml_ray.runtime.rundir import MEASURE_AGAIN, RERUN
+from drml_ray.runtime.runfiles import MEASURE_AGAIN, RERUN
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MICRO = {"f1": 0.9, "precision": 0.8, "recall": 1.0}

@@ -15,15 +15,8 @@ from typer.testing import CliRunner
 from drml_ray.cli import app
 from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, TuneSettings, dump_config
 from drml_ray.errors import RunExistsError, UserError
-from drml_ray.runtime.rundir import (
-    LOCK_FILE,
-    RUN_STAMP,
-    atomic_write_json,
-    check_same_config,
-    held,
-    open_run,
-    read_json,
-)
+from drml_ray.runtime.rundir import LOCK_FILE, RUN_STAMP, check_same_config, held, open_run
+from drml_ray.runtime.runfiles import atomic_write_json, read_json
 from tests.test_malformed import tiny_model
 
 

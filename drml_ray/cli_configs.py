@@ -1,0 +1,85 @@
+"""``drml configs``: the experiment files shipped inside the package, and a check of any experiment file as a run
+reads it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from drml_ray.cli_support import SetOption, user_errors
+from drml_ray.errors import UserError
+
+configs_app = typer.Typer(help="Experiment files: the shipped ones, and a check of any.", no_args_is_help=True)
+
+
+@configs_app.command("list")
+@user_errors
+def configs_list() -> None:
+    """The shipped experiment files, by name (any command takes the name, or configs/NAME.yaml, as CONFIG)."""
+    from drml_ray.config import config_path, shipped_configs
+
+    for name in shipped_configs():
+        first = config_path(name).read_text(encoding="utf-8").splitlines()[:1]
+        typer.echo(f"{name:36} {first[0].lstrip('# ') if first and first[0].startswith('#') else ''}")
+
+
+@configs_app.command("show")
+@user_errors
+def configs_show(name: Annotated[str, typer.Argument(help="A shipped config, e.g. ner/smoke.")]) -> None:
+    """Print a shipped experiment file (copy it to start your own)."""
+    from drml_ray.config import config_path
+    from drml_ray.config_files import shipped_like
+
+    path = config_path(name)
+    if not path.is_file():
+        raise UserError(f"{name}: no such shipped config ({shipped_like(name)}drml configs list shows them)")
+    typer.echo(path.read_text(encoding="utf-8"), nl=False)
+
+
+@configs_app.command(
+    "check",
+    epilog="Examples: `drml configs check my_ner.yaml --set train.epochs=3` (before `ray job submit`) · "
+    "`drml configs check tune/smoke` · `drml configs check experiments/` (every YAML file in it, a line each)",
+)
+@user_errors
+def configs_check(
+    configs: Annotated[
+        list[Path], typer.Argument(help="Experiment YAML files or shipped configs; a folder checks its YAML files.")
+    ],
+    set_: SetOption = None,
+) -> None:
+    """Check an experiment file as a run reads it (every key and value, the --set overrides, a tune section's
+    metric) without running anything, and print it with every default filled in and the commands that run it.
+    Given several files (or a folder), check each and print a line per file; exit 2 if any is not valid."""
+    from drml_ray.config import dump_config
+
+    files = [f for c in configs for f in (sorted([*c.rglob("*.yaml"), *c.rglob("*.yml")]) if c.is_dir() else [c])]
+    if len(files) == 1 and configs == files:
+        cfg, line = _checked(files[0], set_ or [])
+        typer.echo(f"# {line}")
+        typer.echo(dump_config(cfg), nl=False)
+        return
+    failed = 0
+    for path in files:
+        try:
+            typer.echo(_checked(path, set_ or [])[1])
+        except UserError as err:
+            failed += 1
+            typer.echo(f"drml: error: {err}", err=True)
+    if failed or not files:
+        raise UserError(f"{failed} of {len(files)} experiment files not valid" if files else "no YAML files there")
+
+
+def _checked(config: Path, overrides: list[str]) -> tuple[Any, str]:
+    """The config of one experiment file, checked as a run reads it, and a line saying what runs it."""
+    from drml_ray.config import load_config
+    from drml_ray.runtime.registry import kind_of, searched_kind
+    from drml_ray.runtime.rundir import default_run_dir
+
+    cfg = load_config(config, overrides, check_files=True)
+    kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
+    commands = [f"drml {c.name}" for c in kind.commands] + (["drml tune"] if cfg.tune is not None else [])
+    return cfg, (f"{config}: valid ({kind.name}); run by {', '.join(commands)}; output in "
+                 f"{default_run_dir(cfg.name)}/ unless --output-dir says otherwise")  # fmt: skip
