@@ -5,7 +5,8 @@ every other experience of the run, with the run's strategy and its memory (repla
 previous model as teacher), from the model the strategy's last experience left; the row of R it adds scores
 every experience so far. The result goes to ``RUN_DIR/best`` (a Hugging Face folder: ``drml predict`` and
 ``transformers.pipeline`` load it) and to ``continual.json``'s ``extensions``. Extending again continues
-from there.
+from there; the experience's splits, as read, are kept beside its model (``expK/data``), and a later extension
+reads those, not the user's files again (a request log folder goes on growing; a file is moved or edited).
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ import contextlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from drml_ray.cli_support import ColumnsOption, parse_columns
+from drml_ray.data.registry import SPLITS
 from drml_ray.errors import UserError
 
+if TYPE_CHECKING:  # (drml's CLI imports this module to add the command: the readers load when it runs)
+    from drml_ray.continual.protocols import Experience
+    from drml_ray.data.conll import Sentence
+
 BEST = "best"
+KEPT_DATA = "data"
+"""An extension's train, dev and test splits as read when it was added (``expK/data/SPLIT.parquet``)."""
 
 
 def add_commands(group: typer.Typer, user_errors: Callable) -> None:
@@ -62,11 +70,10 @@ def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str
 
 
 def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bool, columns: str | None = None,
-                    ) -> Any:  # fmt: skip
+                    ) -> Experience:  # fmt: skip
     """An :class:`~drml_ray.continual.protocols.Experience` from the user's files (types renamed as the
     domain protocol names them when ``rename``; ``columns`` as ``--columns`` gives them)."""
-    from drml_ray.continual.protocols import Experience, canonical
-    from drml_ray.continual.strategies import sentence_types
+    from drml_ray.continual.protocols import canonical
     from drml_ray.data.load import read_files
 
     files = [str(p) for p in (train, dev, test) if p is not None]
@@ -86,48 +93,107 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
         sentences["train"], sentences["dev"] = sentences["train"][:cut], sentences["train"][cut:]
         print(f"[drml] {train}: its last {len(sentences['dev'])} sentences are the dev split (give --dev to choose)")
     sentences.setdefault("test", sentences["dev"])
+    return _experience(train.name, sentences, train)
+
+
+def _experience(name: str, sentences: dict[str, list[Sentence]], where: Path) -> Experience:
+    """The experience; it shares its dev and test predictions with another only where their sentences are the
+    same (its key their hash: two extensions from one file, grown or rewritten in between, are two)."""
+    from drml_ray.continual.protocols import Experience
+    from drml_ray.continual.strategies import sentence_types
+    from drml_ray.data.load import digest
+
     types = sorted({kind for s in sentences["train"] for kind in sentence_types(s)})
     if not types or not sentences["train"]:
-        raise UserError(f"{train}: no labelled entity to learn from")
-    return Experience(train.name, types, sentences["train"], sentences["dev"], sentences["test"], sentences["train"],
-                      str(train.resolve()))  # fmt: skip
+        raise UserError(f"{where}: no labelled entity to learn from")
+    key = f"extension {digest(sentences['dev'])} {digest(sentences['test'])}"
+    return Experience(name, types, sentences["train"], sentences["dev"], sentences["test"], sentences["train"], key)
+
+
+def _earlier(run_dir: Path, record: dict[str, Any], rename: bool) -> Experience:
+    """An extension added before: its kept splits (from before they were kept, the user's files read again)."""
+    from drml_ray.data.parquet import read_parquet
+
+    if "data" not in record:
+        return read_experience(Path(record["train"]), _path(record["dev"]), _path(record["test"]), rename,
+                               record.get("columns"))  # fmt: skip
+    files = {split: run_dir / record["data"] / f"{split}.parquet" for split in SPLITS}
+    gone = [str(path) for path in files.values() if not path.is_file()]
+    if gone:
+        raise UserError(f"{run_dir}: extension {record['experience']!r}'s data are gone ({', '.join(gone)}); "
+                        "they are kept in the run directory for the next extension")  # fmt: skip
+    return _experience(record["experience"], {s: read_parquet(f) for s, f in files.items()}, files["train"])
+
+
+def _keep(exp_dir: Path, new: Experience) -> Path:
+    """Keep the new experience's splits in ``exp_dir`` (the folder returned); an unfinished extension there on
+    other data is started again (its checkpoints learned from the other)."""
+    from drml_ray.data.load import digest
+    from drml_ray.data.parquet import read_parquet, write_parquet
+
+    kept = exp_dir / KEPT_DATA
+    if exp_dir.exists():
+        files = [kept / f"{split}.parquet" for split in SPLITS]
+        if all(f.is_file() for f in files) and [digest(read_parquet(f)) for f in files] == [
+            digest(getattr(new, split)) for split in SPLITS
+        ]:
+            return kept
+        print(f"[drml] {exp_dir} held an unfinished extension on other data: it starts again", flush=True)
+        shutil.rmtree(exp_dir)
+    for split in SPLITS:
+        write_parquet(kept / f"{split}.parquet", getattr(new, split))
+    return kept
 
 
 def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test: Path | None = None,
                strategy: str | None = None, columns: str | None = None) -> dict[str, Any]:  # fmt: skip
-    from drml_ray.config import load_config
-    from drml_ray.continual.config import ContinualExperiment
     from drml_ray.continual.driver import STRATEGY_DIR, StrategyRun, planned_runs
-    from drml_ray.continual.protocols import experiences
-    from drml_ray.continual.results import CONTINUAL_FILE, ContinualTable
-    from drml_ray.runtime.runfiles import atomic_write_json, read_json, replace_dir
+    from drml_ray.continual.results import CONTINUAL_FILE
+    from drml_ray.runtime.runfiles import atomic_write_json, replace_dir
 
     run_dir = Path(run_dir).expanduser().resolve()
-    if not (run_dir / CONTINUAL_FILE).is_file():
-        raise UserError(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
-    cfg = load_config(run_dir / "config.yaml", model=ContinualExperiment)
-    table = read_json(run_dir / CONTINUAL_FILE, schema=ContinualTable)
+    cfg, table, found = _finished_run(run_dir)
     name = _strategy(table, strategy, run_dir)
     rename = cfg.continual.protocol == "domain"
-    earlier = [e for e in table.get("extensions", []) if e["strategy"] == name]
-    found = experiences(cfg) + [read_experience(Path(e["train"]), _path(e["dev"]), _path(e["test"]), rename,
-                                                e.get("columns")) for e in earlier]  # fmt: skip
+    found += [_earlier(run_dir, e, rename) for e in table.get("extensions", []) if e["strategy"] == name]
     new = read_experience(Path(data).resolve(), dev and dev.resolve(), test and test.resolve(), rename, columns)
+    folder = run_dir / STRATEGY_DIR / name
+    kept = _keep(folder / f"exp{len(found) + 1}", new)
     strategy_name, start = planned_runs(cfg)[name]
-    result = StrategyRun(cfg, strategy_name, start, [*found, new], run_dir / STRATEGY_DIR / name).run()
+    result = StrategyRun(cfg, strategy_name, start, [*found, new], folder).run()
     tmp = run_dir / f".{BEST}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(result["model"], tmp)
     replace_dir(tmp, run_dir / BEST)
     record = {"strategy": name, "experience": new.name, "types": new.types, "train": str(Path(data).resolve()),
               "dev": str(dev.resolve()) if dev else None, "test": str(test.resolve()) if test else None,
-              "columns": columns, "R": result["R"][-1], "labels": result["labels"], "model": BEST}  # fmt: skip
+              "columns": columns, "data": str(kept.relative_to(run_dir)),
+              "R": result["R"][-1], "labels": result["labels"], "model": BEST}  # fmt: skip
     table.setdefault("extensions", []).append(record)
     atomic_write_json(run_dir / CONTINUAL_FILE, table)
     scores = zip([e.name for e in [*found, new]], record["R"], strict=True)
     print("[drml] test entity F1 after the new experience: " + ", ".join(f"{n} {f:.4f}" for n, f in scores))
     print(f"[drml] the extended model is {run_dir / BEST} (drml predict {run_dir / BEST} --text ...)")
     return record
+
+
+def _finished_run(run_dir: Path) -> tuple[Any, dict[str, Any], list[Experience]]:
+    """The finished run's config, ``continual.json`` and experiences, these checked to be what it trained on."""
+    from drml_ray.config import load_config
+    from drml_ray.continual.config import ContinualExperiment
+    from drml_ray.continual.driver import experience_digests
+    from drml_ray.continual.protocols import experiences
+    from drml_ray.continual.results import CONTINUAL_FILE, ContinualTable
+    from drml_ray.runtime.rundir import check_same_inputs
+    from drml_ray.runtime.runfiles import read_json
+
+    if not (run_dir / CONTINUAL_FILE).is_file():
+        raise UserError(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
+    cfg = load_config(run_dir / "config.yaml", model=ContinualExperiment)
+    found = experiences(cfg)
+    check_same_inputs(run_dir, experience_digests(found), then="an extension replays and scores the experiences "
+                      "the run learned: restore them, or run drml continual again")  # fmt: skip
+    return cfg, read_json(run_dir / CONTINUAL_FILE, schema=ContinualTable), found
 
 
 def _path(value: str | None) -> Path | None:

@@ -30,10 +30,12 @@ class Extension(TypedDict):
     """An experience ``drml continual extend`` added."""
 
     strategy: str
+    experience: str
     train: str
     dev: str | None
     test: str | None
-    columns: NotRequired[str | None]  # (--columns as given: a later extend reads the files again with it)
+    columns: NotRequired[str | None]  # (--columns as given: an extension from before ``data`` is read again so)
+    data: NotRequired[str]  # (its splits as read, kept in the run directory: a later extend reads these)
 
 
 class ContinualTable(TypedDict):

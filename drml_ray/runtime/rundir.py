@@ -219,15 +219,19 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
-def check_same_inputs(path: Path, inputs: Mapping[str, str]) -> None:
+RESTART = "pass --overwrite to start again, or --output-dir to keep this run"
+
+
+def check_same_inputs(path: Path, inputs: Mapping[str, str], then: str = RESTART) -> None:
     """Refuse to continue the run in ``path`` on an input whose content is not what the run began on (an edited
-    corpus file: the checkpoints learned from the other), naming it; record ``inputs`` otherwise."""
+    corpus file: the checkpoints learned from the other), naming it and saying what ``then``; record ``inputs``
+    otherwise."""
     written = path / INPUTS_FILE
     began = read_json(written, dict, schema=dict[str, str], default={})
     changed = [name for name, digest in inputs.items() if began.get(name, digest) != digest]
     if changed:
         raise UserError(f"{path}: {'; '.join(changed)} changed since this run began ({INPUTS_FILE} keeps a hash of "
-                        "what it read); pass --overwrite to start again, or --output-dir to keep this run")  # fmt: skip
+                        f"what it read); {then}")  # fmt: skip
     atomic_write_json(written, began | dict(inputs))
 
 

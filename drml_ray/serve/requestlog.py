@@ -5,7 +5,7 @@ predicted), with the request's ``text``, ``entities`` (JSON), ``model``, ``versi
 Correct the tags (or keep them as pseudo-labels) and the folder is a corpus: ``drml finetune`` with
 ``data.train: DIR`` (a folder of Parquet files reads as one corpus), or ``drml continual extend RUN DIR``.
 
-A replica buffers rows and writes a new file (``requests-<start time>-<pid>-<n>.parquet``, written to a
+A replica buffers rows and writes a new file (``requests-<start time>-<pid>-<random>-<n>.parquet``, written to a
 temporary name and renamed, so a reader never sees half a file) every ``flush_rows`` rows, every
 ``flush_s`` seconds and when it stops.
 """
@@ -16,6 +16,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
@@ -43,7 +44,8 @@ class RequestLog:
         self._lock = threading.Lock()
         self._files = 0
         self._last_flush = time.monotonic()
-        self._stem = f"requests-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        # (random too: a log started again in the same second and process must not write over the first's files)
+        self._stem = f"requests-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def add(self, words: list[str], tags: list[str], record: dict, model: str, version: str) -> None:
         """One served text: its words and predicted tags, and the record the client got."""

@@ -24,6 +24,7 @@ from drml_ray.continual.learner import (
 )
 from drml_ray.continual.protocols import experiences
 from drml_ray.continual.strategies import distillation_sum, ewc_penalty, grown_labels
+from drml_ray.data.parquet import read_parquet
 from drml_ray.errors import UserError
 from drml_ray.ner.modeling import load_tokenizer, save_hf_folder
 from drml_ray.ner.optimization import token_loss_sum
@@ -214,46 +215,11 @@ def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     assert extended.exit_code == 0 and "experiences 1-2 trained before, kept" in extended.output, extended.output
     record = json.loads((run_dir / "continual.json").read_text())["extensions"][0]
     assert record["strategy"] == "ewc+replay" and record["types"] == ["DATE"] and len(record["R"]) == 3
-    assert record["columns"] == "1,2"  # (a later extend reads this file again so)
+    assert record["data"] == "strategies/ewc+replay/exp3/data"  # (the splits as read: a later extend reads them)
+    assert len(read_parquet(run_dir / record["data"] / "train.parquet")) == 18
     assert record["labels"] == [*s["labels"], "B-DATE", "I-DATE"]
     saved = json.loads((run_dir / "best" / "config.json").read_text())
     assert list(saved["id2label"].values()) == record["labels"]
     report = CliRunner().invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output
     assert "Continual learning (class-incremental)" in (run_dir / "report.md").read_text()
-
-
-def test_an_extension_is_read_from_the_columns_it_is_given(tmp_path):
-    from drml_ray.continual.extend import read_experience
-
-    new = tmp_path / "germeval.tsv"
-    new.write_text("".join(f"1\t{day}\tB-DATE\tB-TIME\n2\tthen\tO\tO\n\n" for day in ["Monday", "Friday"] * 5))
-    assert read_experience(new, None, None, False).types == ["TIME"]  # (the last column, said)
-    assert read_experience(new, None, None, False, "2,3").types == ["DATE"]
-
-
-def test_an_extension_is_read_from_a_request_log_folder(tmp_path):
-    """The README's loop: served traffic (drml serve --log-requests DIR), corrected, is the next experience; the
-    folder was refused as 'no such file'."""
-    from drml_ray.continual.extend import read_experience
-    from drml_ray.serve.requestlog import RequestLog
-
-    log = RequestLog(tmp_path / "served")
-    for i in range(10):
-        log.add([f"Anna{i}", "met", "Bob"], ["B-PER", "O", "B-PER"], {"text": "", "entities": []}, "m", "v1")
-    log.flush()
-    experience = read_experience(tmp_path / "served", None, None, False)
-    assert experience.types == ["PER"] and (len(experience.train), len(experience.dev)) == (9, 1)
-    with pytest.raises(UserError, match=r"nowhere: no such file or folder"):
-        read_experience(tmp_path / "nowhere", None, None, False)
-
-
-def test_extend_names_the_strategy_the_run_did_not_run(tmp_path):
-    from drml_ray.continual.extend import _strategy
-
-    table = {"strategies": {"naive": {}, "replay": {}}}
-    assert _strategy(table, "replay", tmp_path) == "replay"
-    with pytest.raises(UserError, match=r"ran naive, replay: --strategy gem is not one of them"):
-        _strategy(table, "gem", tmp_path)
-    with pytest.raises(UserError, match=r"ran naive, replay: name one with --strategy"):
-        _strategy(table, None, tmp_path)

@@ -1,0 +1,120 @@
+"""`drml continual extend` without Ray: reading the new experience, keeping it for the next extension, and
+what a finished run must still be for an extension to continue it (the whole command runs on Ray Train in
+``test_continual.py``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from drml_ray.config import dump_config, load_config
+from drml_ray.continual.driver import experience_digests
+from drml_ray.continual.extend import _earlier, _finished_run, _keep, read_experience
+from drml_ray.continual.protocols import experiences
+from drml_ray.errors import UserError
+from drml_ray.serve.requestlog import RequestLog
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "continual" / "smoke.yaml"
+
+
+def served(folder: Path, names: list[str]) -> Path:
+    """A request log of ``drml serve --log-requests``: one sentence per name, its person tagged."""
+    log = RequestLog(folder)
+    for name in names:
+        log.add([name, "met", "Bob"], ["B-PER", "O", "B-PER"], {"text": "", "entities": []}, "m", "v1")
+    log.flush()
+    return folder
+
+
+def test_an_extension_is_read_from_the_columns_it_is_given(tmp_path):
+    from drml_ray.continual.extend import read_experience
+
+    new = tmp_path / "germeval.tsv"
+    new.write_text("".join(f"1\t{day}\tB-DATE\tB-TIME\n2\tthen\tO\tO\n\n" for day in ["Monday", "Friday"] * 5))
+    assert read_experience(new, None, None, False).types == ["TIME"]  # (the last column, said)
+    assert read_experience(new, None, None, False, "2,3").types == ["DATE"]
+
+
+def test_an_extension_is_read_from_a_request_log_folder(tmp_path):
+    """The README's loop: served traffic (drml serve --log-requests DIR), corrected, is the next experience; the
+    folder was refused as 'no such file'."""
+    from drml_ray.continual.extend import read_experience
+    from drml_ray.serve.requestlog import RequestLog
+
+    log = RequestLog(tmp_path / "served")
+    for i in range(10):
+        log.add([f"Anna{i}", "met", "Bob"], ["B-PER", "O", "B-PER"], {"text": "", "entities": []}, "m", "v1")
+    log.flush()
+    experience = read_experience(tmp_path / "served", None, None, False)
+    assert experience.types == ["PER"] and (len(experience.train), len(experience.dev)) == (9, 1)
+    with pytest.raises(UserError, match=r"nowhere: no such file or folder"):
+        read_experience(tmp_path / "nowhere", None, None, False)
+
+
+def test_extend_names_the_strategy_the_run_did_not_run(tmp_path):
+    from drml_ray.continual.extend import _strategy
+
+    table = {"strategies": {"naive": {}, "replay": {}}}
+    assert _strategy(table, "replay", tmp_path) == "replay"
+    with pytest.raises(UserError, match=r"ran naive, replay: --strategy gem is not one of them"):
+        _strategy(table, "gem", tmp_path)
+    with pytest.raises(UserError, match=r"ran naive, replay: name one with --strategy"):
+        _strategy(table, None, tmp_path)
+
+
+def test_a_later_extension_reads_the_splits_kept_not_the_grown_log(tmp_path):
+    """A request log goes on growing after it was an extension: the next extension replayed and scored the grown
+    folder, and its dev split moved; the kept splits are read instead, even once the log is gone."""
+    log = served(tmp_path / "served", [f"Anna{i}" for i in range(10)])
+    first = read_experience(log, None, None, False)
+    kept = _keep(tmp_path / "run" / "strategies" / "naive" / "exp4", first)
+    record = {"experience": "served", "train": str(log), "dev": None, "test": None,
+              "data": str(kept.relative_to(tmp_path / "run"))}  # fmt: skip
+    served(log, [f"Carl{i}" for i in range(10)])  # (a second Parquet file in the folder)
+    grown = read_experience(log, None, None, False)
+    assert (len(grown.train), len(grown.dev)) == (18, 2)
+    assert grown.test_key != first.test_key  # (two extensions from one folder are scored each on its own sentences)
+    assert read_experience(log, None, None, False).test_key == grown.test_key
+    for path in log.iterdir():
+        path.unlink()
+    again = _earlier(tmp_path / "run", record, False)
+    assert (again.name, again.types, again.test_key) == ("served", ["PER"], first.test_key)
+    assert (again.train, again.dev, again.test) == (first.train, first.dev, first.test)
+    for path in kept.iterdir():
+        path.unlink()
+    with pytest.raises(
+        UserError, match=r"extension 'served''s data are gone \(.*train.parquet, .*dev.parquet, .*test.parquet\)"
+    ):
+        _earlier(tmp_path / "run", record, False)
+
+
+def test_an_unfinished_extension_on_other_data_starts_again(tmp_path):
+    exp_dir = tmp_path / "exp4"
+    a = read_experience(served(tmp_path / "a", ["Anna", "Bea", "Carl"]), None, None, False)
+    b = read_experience(served(tmp_path / "b", ["Dora", "Emil", "Fritz"]), None, None, False)
+    _keep(exp_dir, a)
+    checkpoint = exp_dir / "train" / "checkpoint_000001"
+    checkpoint.mkdir(parents=True)
+    assert _keep(exp_dir, a) == exp_dir / "data" and checkpoint.exists()  # (the same data: it continues)
+    _keep(exp_dir, b)
+    assert not checkpoint.exists()
+    assert _earlier(tmp_path, {"experience": "b", "train": "", "data": "exp4/data"}, False).train == b.train
+
+
+def test_extend_refuses_a_run_whose_experiences_changed(tmp_path):
+    """An extension replays and scores the experiences the run learned: read again from their files, an edited
+    corpus was taken in silence."""
+    cfg = load_config(SMOKE, ["data.generated.train=20", "data.generated.dev=4", "data.generated.test=4"])
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(dump_config(cfg))
+    (run_dir / "continual.json").write_text(json.dumps({"protocol": "domain", "experiences": [], "strategies": {}}))
+    began = experience_digests(experiences(cfg))
+    (run_dir / "inputs.json").write_text(json.dumps(began))
+    assert _finished_run(run_dir)[2][1].name == "generated:LOC"
+    (run_dir / "inputs.json").write_text(json.dumps(began | {"experience generated:LOC's test": "0" * 16}))
+    with pytest.raises(UserError, match="experience generated:LOC's test changed since this run began .*; an "
+                                        "extension replays and scores the experiences the run learned"):  # fmt: skip
+        _finished_run(run_dir)
