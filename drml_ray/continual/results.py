@@ -31,6 +31,8 @@ class Extension(TypedDict):
 
     strategy: str
     experience: str
+    types: list[str]
+    R: list[float]
     train: str
     dev: str | None
     test: str | None
@@ -84,12 +86,13 @@ def continual_table(protocol: str, names: list[str], runs: dict[str, dict[str, A
     return {"protocol": protocol, "experiences": names, "strategies": strategies}
 
 
+def points(value: float | None) -> str:
+    """An F1 in points (``—``: none)."""
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
 def summary_rows(table: dict[str, Any]) -> list[dict[str, str]]:
     """One row per strategy, F1 in points."""
-
-    def points(value: float | None) -> str:
-        return "—" if value is None else f"{100 * value:.2f}"
-
     rows = []
     for name, s in table["strategies"].items():
         row = {"strategy": name, "average F1": points(s["acc"]), "BWT": points(s["bwt"]), "FWT": points(s["fwt"]),
@@ -136,5 +139,26 @@ def report_sections(run_dir: Path) -> list[Section]:
     table = read_json(path, schema=ContinualTable)
     names = "\n".join(f"{i + 1}. {name}" for i, name in enumerate(table["experiences"]))
     png = run_dir / "continual.png"
-    return [Section(f"Continual learning ({table['protocol']}-incremental): test entity F1, points",
-                    text=names, table=summary_rows(table), figure=png if png.exists() else None)]  # fmt: skip
+    sections = [Section(f"Continual learning ({table['protocol']}-incremental): test entity F1, points",
+                        text=names, table=summary_rows(table), figure=png if png.exists() else None)]  # fmt: skip
+    if table.get("extensions"):
+        sections.append(Section("Extensions (drml continual extend): test entity F1, points", text=EXTENDED,
+                                table=extension_rows(table["extensions"])))  # fmt: skip
+    return sections
+
+
+EXTENDED = (
+    "Each row is one more experience, trained with the strategy's memory from the model its last one left; it is "
+    "scored on the run's experiences (above) and the strategy's extensions before it, in order."
+)
+
+
+def extension_rows(extensions: list[Extension]) -> list[dict[str, str]]:
+    """One row per extension: the new experience's F1, the average over every experience so far, and each."""
+    rows = []
+    for k, e in enumerate(extensions, start=1):
+        R = e["R"]
+        rows.append({"extension": str(k), "strategy": e["strategy"], "experience": e["experience"],
+                     "types": ", ".join(e["types"]), "F1 on it": points(R[-1]), "average F1": points(sum(R) / len(R)),
+                     "F1 on each, in order": " · ".join(points(f) for f in R)})  # fmt: skip
+    return rows

@@ -223,3 +223,4 @@ def test_drml_continual_class_protocol_on_ray_train(ray_session, tmp_path):
     report = CliRunner().invoke(app, ["report", str(run_dir)])
     assert report.exit_code == 0, report.output
     assert "Continual learning (class-incremental)" in (run_dir / "report.md").read_text()
+    assert "| 1 | ewc+replay | dates.conll | DATE |" in (run_dir / "report.md").read_text()

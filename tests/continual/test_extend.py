@@ -118,3 +118,14 @@ def test_extend_refuses_a_run_whose_experiences_changed(tmp_path):
     with pytest.raises(UserError, match="experience generated:LOC's test changed since this run began .*; an "
                                         "extension replays and scores the experiences the run learned"):  # fmt: skip
         _finished_run(run_dir)
+
+
+def test_the_report_shows_each_extension():
+    """drml report showed the run's strategies and nothing of its extensions."""
+    from drml_ray.continual.results import extension_rows
+
+    rows = extension_rows([{"strategy": "replay", "experience": "week1.conll", "types": ["DATE", "TIME"],
+                            "R": [0.5, 0.25, 0.0], "train": "", "dev": None, "test": None}])  # fmt: skip
+    assert rows == [{"extension": "1", "strategy": "replay", "experience": "week1.conll", "types": "DATE, TIME",
+                     "F1 on it": "0.00", "average F1": "25.00",
+                     "F1 on each, in order": "50.00 · 25.00 · 0.00"}]  # fmt: skip
