@@ -106,8 +106,22 @@ def _experience(name: str, sentences: dict[str, list[Sentence]], where: Path) ->
     types = sorted({kind for s in sentences["train"] for kind in sentence_types(s)})
     if not types or not sentences["train"]:
         raise UserError(f"{where}: no labelled entity to learn from")
-    key = f"extension {digest(sentences['dev'])} {digest(sentences['test'])}"
-    return Experience(name, types, sentences["train"], sentences["dev"], sentences["test"], sentences["train"], key)
+    dev, test = (_scored(sentences[split], types, split, where) for split in ("dev", "test"))
+    key = f"extension {digest(dev)} {digest(test)}"
+    return Experience(name, types, sentences["train"], dev, test, sentences["train"], key)
+
+
+def _scored(sentences: list[Sentence], types: list[str], split: str, where: Path) -> list[Sentence]:
+    """The dev or test sentences with only ``types`` labelled: an experience is scored on the types it teaches
+    (another's entities would count as misses the model is never asked for)."""
+    from drml_ray.continual.strategies import sentence_types
+    from drml_ray.meta.tasks import keep_types
+
+    others = sorted({kind for s in sentences for kind in sentence_types(s)} - set(types))
+    if others:
+        print(f"[drml] {where}: the {split} split's {', '.join(others)} entities are not scored (the training "
+              f"sentences teach {', '.join(types)})", flush=True)  # fmt: skip
+    return keep_types(sentences, set(types)) if others else sentences
 
 
 def _earlier(run_dir: Path, record: dict[str, Any], rename: bool) -> Experience:

@@ -129,3 +129,13 @@ def test_the_report_shows_each_extension():
     assert rows == [{"extension": "1", "strategy": "replay", "experience": "week1.conll", "types": "DATE, TIME",
                      "F1 on it": "0.00", "average F1": "25.00",
                      "F1 on each, in order": "50.00 · 25.00 · 0.00"}]  # fmt: skip
+
+
+def test_an_extension_is_scored_on_the_types_it_teaches(tmp_path, capsys):
+    """A test file with a type the training file lacks: its entities counted as misses of the new experience."""
+    train, test = tmp_path / "train.conll", tmp_path / "test.conll"
+    train.write_text("Monday B-DATE\nthen O\n\n" * 4)
+    test.write_text("Monday B-DATE\nin O\nParis B-LOC\n\n")
+    experience = read_experience(train, None, test, False)
+    assert experience.types == ["DATE"] and experience.test[0].tags == ("B-DATE", "O", "O")
+    assert "the test split's LOC entities are not scored (the training sentences teach DATE)" in capsys.readouterr().out
