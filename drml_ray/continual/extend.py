@@ -43,8 +43,8 @@ def add_commands(group: typer.Typer, user_errors: Callable) -> None:
         data: Annotated[
             Path,
             typer.Argument(
-                help="The new experience's labelled sentences: a CoNLL or Parquet "
-                "file, or a folder of Parquet files (drml serve --log-requests)."
+                help="The new experience's labelled sentences: a CoNLL or Parquet file, a folder of Parquet "
+                "files (drml serve --log-requests), or a task folder (train.*, dev.*, test.*)."
             ),
         ],
         dev: Annotated[Path | None, typer.Option(help="Its dev sentences [default: the last 10% of DATA].")] = None,
@@ -76,6 +76,8 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
     from drml_ray.continual.protocols import canonical
     from drml_ray.data.load import read_files
 
+    name = train.name
+    train, dev, test = _split_files(train, dev, test)
     files = [str(p) for p in (train, dev, test) if p is not None]
     for path in files:  # (a folder is its Parquet files: the request log of drml serve --log-requests)
         if not Path(path).exists():
@@ -93,7 +95,25 @@ def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bo
         sentences["train"], sentences["dev"] = sentences["train"][:cut], sentences["train"][cut:]
         print(f"[drml] {train}: its last {len(sentences['dev'])} sentences are the dev split (give --dev to choose)")
     sentences.setdefault("test", sentences["dev"])
-    return _experience(train.name, sentences, train)
+    return _experience(name, sentences, train)
+
+
+def _split_files(data: Path, dev: Path | None, test: Path | None) -> tuple[Path, Path | None, Path | None]:
+    """A task folder (``train.*``, ``dev.*``, ``test.*``, as a continual run's own experiences are given) is its
+    three files, ``--dev`` and ``--test`` before its own; anything else is read as it is (a folder of Parquet
+    files is one corpus: a request log)."""
+    from drml_ray.data.formats import table_files
+    from drml_ray.data.load import folder_splits
+
+    if not data.is_dir():
+        return data, dev, test
+    try:
+        splits = folder_splits(data)
+    except ValueError as e:
+        if table_files(data):
+            return data, dev, test
+        raise UserError(f"{data}: neither a folder of Parquet files (a request log) nor a task folder: {e}") from None
+    return Path(splits["train"]), dev or Path(splits["dev"]), test or Path(splits["test"])
 
 
 def _experience(name: str, sentences: dict[str, list[Sentence]], where: Path) -> Experience:

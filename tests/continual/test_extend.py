@@ -139,3 +139,21 @@ def test_an_extension_is_scored_on_the_types_it_teaches(tmp_path, capsys):
     experience = read_experience(train, None, test, False)
     assert experience.types == ["DATE"] and experience.test[0].tags == ("B-DATE", "O", "O")
     assert "the test split's LOC entities are not scored (the training sentences teach DATE)" in capsys.readouterr().out
+
+
+def test_an_extension_is_read_from_a_task_folder(tmp_path):
+    """A folder of train, dev and test files, as a continual run's own experiences are given, was refused as a
+    folder without Parquet files."""
+    domain = tmp_path / "clinic"
+    domain.mkdir()
+    for split, day in [("train", "Monday"), ("dev", "Friday"), ("test", "Sunday")]:
+        (domain / f"{split}.conll").write_text(f"{day} B-DATE\nthen O\n\n" * (4 if split == "train" else 1))
+    experience = read_experience(domain, None, None, False)
+    assert (experience.name, len(experience.train), experience.dev[0].tokens[0], experience.test[0].tokens[0]) == (
+        "clinic", 4, "Friday", "Sunday")  # fmt: skip
+    other = tmp_path / "other.conll"
+    other.write_text("Tuesday B-DATE\n\n")
+    assert read_experience(domain, None, other, False).test[0].tokens == ("Tuesday",)  # (--test before its own)
+    (domain / "test.conll").unlink()
+    with pytest.raises(UserError, match=r"clinic: neither a folder of Parquet files .* no test file"):
+        read_experience(domain, None, None, False)
