@@ -44,7 +44,7 @@ def add_commands(group: typer.Typer, user_errors: Callable) -> None:
             Path,
             typer.Argument(
                 help="The new experience's labelled sentences: a CoNLL or Parquet file, a folder of Parquet "
-                "files (drml serve --log-requests), or a task folder (train.*, dev.*, test.*)."
+                "files (drml serve --log-requests), or a task folder of train, dev and test files."
             ),
         ],
         dev: Annotated[Path | None, typer.Option(help="Its dev sentences [default: the last 10% of DATA].")] = None,
