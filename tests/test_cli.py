@@ -260,6 +260,11 @@ def test_tune_without_a_search_space_and_report_of_a_non_run_exit_2(tmp_path):
     result = cli("report", tmp_path)
     assert result.exit_code == 2 and "no results.json" in result.output
     assert "nowhere: no such folder" in cli("report", tmp_path / "nowhere").output
+    for name in ("b", "a"):  # (a folder of runs: where their reports are, and what shows them together)
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.yaml").write_text(f"name: {name}\n")
+    result = cli("report", tmp_path / "runs")
+    assert result.exit_code == 2 and "runs: a folder of 2 run(s) (a, b), not a run: report each" in result.output
 
 
 def test_report_of_an_evaluation_draws_scores_and_errors_from_the_predicted_tags(tmp_path):

@@ -144,10 +144,15 @@ def curves_png(history: list[dict[str, Any]], path: Path) -> Path:
 
 
 def _not_a_run(folder: Path) -> str:
-    """What ``folder``, which holds no run, is instead, where drml can tell."""
+    """What ``folder``, which holds no run (no ``config.yaml``), is instead, where drml can tell."""
     if (folder / "config.json").is_file() and (folder.parent / "config.yaml").is_file():
-        return f"a model folder; its run directory is {folder.parent}"
-    return "not a drml run directory"
+        return f"a model folder, not a run; its run directory is {folder.parent}"
+    runs = sorted(child.name for child in folder.iterdir() if (child / "config.yaml").is_file())
+    if runs:
+        shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
+        return (f"a folder of {len(runs)} run(s) ({shown}), not a run: report each (drml report {folder / runs[0]}), "
+                f"or see their curves together with drml tensorboard {folder}")  # fmt: skip
+    return "no config.yaml, so no results.json either: not a drml run directory"
 
 
 def collect(run_dir: Path) -> tuple[str, list[Section]]:
@@ -163,7 +168,7 @@ def collect(run_dir: Path) -> tuple[str, list[Section]]:
 
         return evaluation_report(run_dir)  # (drml evaluate's folder)
     if not (run_dir / "config.yaml").exists():
-        raise UserError(f"{run_dir}: no config.yaml, so no results.json either: {_not_a_run(run_dir)}")
+        raise UserError(f"{run_dir}: {_not_a_run(run_dir)}")
     kind = kind_of(load_config(run_dir / "config.yaml"))
     search = (run_dir / "trials.csv").exists()
     sections = ([_trials_section(run_dir)] if search else []) + resolve(kind.report)(run_dir)
