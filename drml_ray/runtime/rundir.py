@@ -126,7 +126,8 @@ def _refuse_another_kind(path: Path, kind: str) -> None:
 
 
 def _stamped_kind(path: Path) -> str:
-    """The kind :data:`RUN_STAMP` names; for a run from before it named one, its ``config.yaml``'s (``""``: none)."""
+    """The kind :data:`RUN_STAMP` names; for a run from before it named one, its ``config.yaml``'s, or an
+    evaluation's where it has none and its scores (``""``: none)."""
     from drml_ray.runtime.registry import kind_of_data
 
     stamp = path / RUN_STAMP
@@ -134,6 +135,8 @@ def _stamped_kind(path: Path) -> str:
     if not there and (path / "config.yaml").is_file():
         with contextlib.suppress(RunExistsError):
             there = kind_of_data(_written_config(path / "config.yaml")).name
+    elif not there and stamp.is_file() and any(path.glob("eval_*.json")):
+        there = EVALUATION
     return there
 
 

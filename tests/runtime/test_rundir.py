@@ -113,6 +113,10 @@ def test_a_run_of_another_kind_is_not_written_into(tmp_path):
     assert open_run(evaluation, marker="eval_dev.json") == evaluation  # (another split: the same kind)
     with pytest.raises(RunExistsError, match=r"holds a run of drml evaluate, not of drml finetune"):
         open_run(evaluation, cfg())
+    (evaluation / RUN_STAMP).write_text("")  # (an evaluation stamped before the stamp named the kind: its scores)
+    (evaluation / "eval_test.json").write_text("{}")
+    with pytest.raises(RunExistsError, match=r"holds a run of drml evaluate, not of drml finetune"):
+        open_run(evaluation, cfg())
     open_run(evaluation, cfg(), overwrite=True)  # (asked for: the evaluation is replaced)
     assert sorted(p.name for p in evaluation.iterdir()) == [RUN_STAMP, "config.yaml"]
 
