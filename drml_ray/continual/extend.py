@@ -24,6 +24,7 @@ from drml_ray.data.registry import SPLITS
 from drml_ray.errors import UserError
 
 if TYPE_CHECKING:  # (drml's CLI imports this module to add the command: the readers load when it runs)
+    from drml_ray.continual.config import ContinualExperiment
     from drml_ray.continual.protocols import Experience
     from drml_ray.data.conll import Sentence
 
@@ -70,32 +71,39 @@ def _strategy(table: dict[str, Any], strategy: str | None, run_dir: Path) -> str
 
 
 def read_experience(train: Path, dev: Path | None, test: Path | None, rename: bool, columns: str | None = None,
-                    ) -> Experience:  # fmt: skip
+                    first: dict[str, tuple[int | None, str]] | None = None) -> Experience:  # fmt: skip
     """An :class:`~drml_ray.continual.protocols.Experience` from the user's files (types renamed as the
-    domain protocol names them when ``rename``; ``columns`` as ``--columns`` gives them)."""
+    domain protocol names them when ``rename``; ``columns`` as ``--columns`` gives them; a split cut to its
+    ``first`` sentences, as :func:`run_first` says the run cuts its own experiences)."""
     from drml_ray.continual.protocols import canonical
     from drml_ray.data.load import read_files
 
     name = train.name
-    train, dev, test = _split_files(train, dev, test)
-    files = [str(p) for p in (train, dev, test) if p is not None]
-    for path in files:  # (a folder is its Parquet files: the request log of drml serve --log-requests)
-        if not Path(path).exists():
+    given = {k: p for k, p in zip(SPLITS, _split_files(train, dev, test), strict=True) if p is not None}
+    for path in given.values():  # (a folder is its Parquet files: the request log of drml serve --log-requests)
+        if not path.exists():
             raise UserError(f"{path}: no such file or folder")
-    read = dict(
-        zip(
-            [k for k, p in (("train", train), ("dev", dev), ("test", test)) if p],
-            read_files(files, columns=parse_columns(columns)),
-            strict=True,
-        )
-    )
-    sentences = {k: canonical(v) if rename else v for k, v in read.items()}
+    read = read_files([str(p) for p in given.values()], columns=parse_columns(columns))
+    sentences = {k: canonical(v) if rename else v for k, v in zip(given, read, strict=True)}
     if "dev" not in sentences:
         cut = len(sentences["train"]) - max(1, len(sentences["train"]) // 10)
         sentences["train"], sentences["dev"] = sentences["train"][:cut], sentences["train"][cut:]
         print(f"[drml] {train}: its last {len(sentences['dev'])} sentences are the dev split (give --dev to choose)")
+    for split, (n, key) in (first or {}).items():
+        if split in sentences and n is not None and len(sentences[split]) > n:
+            print(f"[drml] {name}: its first {n:,} of {len(sentences[split]):,} {split} sentences, as the run reads "
+                  f"each experience's ({key} in its config.yaml)", flush=True)  # fmt: skip
+            sentences[split] = sentences[split][:n]
     sentences.setdefault("test", sentences["dev"])
-    return _experience(name, sentences, train)
+    return _experience(name, sentences, given["train"])
+
+
+def run_first(cfg: ContinualExperiment) -> dict[str, tuple[int | None, str]]:
+    """How many sentences of each split the run reads of an experience, and the config key that says so."""
+    c = cfg.continual
+    return {"train": (cfg.data.max_train_sentences, "data.max_train_sentences"),
+            "dev": (c.dev_sentences, "continual.dev_sentences"),
+            "test": (c.test_sentences, "continual.test_sentences")}  # fmt: skip
 
 
 def _split_files(data: Path, dev: Path | None, test: Path | None) -> tuple[Path, Path | None, Path | None]:
@@ -190,7 +198,8 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
     name = _strategy(table, strategy, run_dir)
     rename = cfg.continual.protocol == "domain"
     found += [_earlier(run_dir, e, rename) for e in table.get("extensions", []) if e["strategy"] == name]
-    new = read_experience(Path(data).resolve(), dev and dev.resolve(), test and test.resolve(), rename, columns)
+    new = read_experience(Path(data).resolve(), dev and dev.resolve(), test and test.resolve(), rename, columns,
+                          run_first(cfg))  # fmt: skip
     folder = run_dir / STRATEGY_DIR / name
     kept = _keep(folder / f"exp{len(found) + 1}", new)
     strategy_name, start = planned_runs(cfg)[name]

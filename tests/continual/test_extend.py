@@ -157,3 +157,25 @@ def test_an_extension_is_read_from_a_task_folder(tmp_path):
     (domain / "test.conll").unlink()
     with pytest.raises(UserError, match=r"clinic: neither a folder of Parquet files .* no test file"):
         read_experience(domain, None, None, False)
+
+
+def test_an_extension_is_cut_as_the_run_cuts_its_experiences(tmp_path, capsys):
+    """The run's experiences keep the first continual.dev_sentences of their dev split (200 by default, ...); an
+    extension's whole dev file picked its checkpoint, outweighing every other experience's."""
+    from drml_ray.continual.extend import run_first
+
+    train, test = tmp_path / "train.conll", tmp_path / "test.conll"
+    train.write_text("".join(f"Day{i} B-DATE\nthen O\n\n" for i in range(8)))
+    test.write_text("".join(f"Day{i} B-DATE\n\n" for i in range(5)))
+    cfg = load_config(SMOKE, ["data.max_train_sentences=6", "continual.test_sentences=2"])
+    assert run_first(cfg) == {"train": (6, "data.max_train_sentences"), "dev": (200, "continual.dev_sentences"),
+                              "test": (2, "continual.test_sentences")}  # fmt: skip
+    experience = read_experience(train, None, test, False, None, run_first(cfg))
+    assert [s.tokens[0] for s in experience.train] == [f"Day{i}" for i in range(6)]  # (7 left after the dev split)
+    assert [s.tokens[0] for s in experience.dev] == ["Day7"]
+    assert [s.tokens[0] for s in experience.test] == ["Day0", "Day1"]
+    out = capsys.readouterr().out
+    assert (
+        "train.conll: its first 6 of 7 train sentences, as the run reads each experience's (data.max_train_sentences"
+        in out
+    )
