@@ -231,7 +231,13 @@ def _finished_run(run_dir: Path) -> tuple[Any, dict[str, Any], list[Experience]]
     from drml_ray.runtime.runfiles import read_json
 
     if not (run_dir / CONTINUAL_FILE).is_file():
-        raise UserError(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); run drml continual first")
+        searches = [run_dir, run_dir.parent.parent] if run_dir.parent.name == "tune" else [run_dir]  # (a trial's)
+        search = next((d for d in searches if (d / "best_config.yaml").is_file()), None)
+        then = "run drml continual first"
+        if search is not None:
+            then = (f"this is drml tune's: run the search's best configuration (drml continual "
+                    f"{search / 'best_config.yaml'}), then extend that run")  # fmt: skip
+        raise UserError(f"{run_dir}: no finished continual run there ({CONTINUAL_FILE}); {then}")
     cfg = load_config(run_dir / "config.yaml", model=ContinualExperiment)
     found = experiences(cfg)
     check_same_inputs(run_dir, experience_digests(found), then="an extension replays and scores the experiences "

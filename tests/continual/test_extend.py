@@ -179,3 +179,16 @@ def test_an_extension_is_cut_as_the_run_cuts_its_experiences(tmp_path, capsys):
         "train.conll: its first 6 of 7 train sentences, as the run reads each experience's (data.max_train_sentences"
         in out
     )
+
+
+def test_extend_of_a_search_says_to_run_its_best_configuration(tmp_path):
+    """A search (drml tune) and its trials hold no continual.json: the run to extend is its best configuration's."""
+    search = tmp_path / "search"
+    (search / "tune" / "trial_00000").mkdir(parents=True)
+    (search / "best_config.yaml").write_text("name: x_best\n")
+    for folder in (search, search / "tune" / "trial_00000"):
+        with pytest.raises(UserError, match=r"\(continual.json\); this is drml tune's: run the search's best "
+                                            r"configuration \(drml continual .*search/best_config.yaml\)"):  # fmt: skip
+            _finished_run(folder)
+    with pytest.raises(UserError, match=r"no finished continual run there \(continual.json\); run drml continual"):
+        _finished_run(tmp_path)
