@@ -159,7 +159,7 @@ def _earlier(run_dir: Path, record: dict[str, Any], rename: bool) -> Experience:
     if "data" not in record:
         return read_experience(Path(record["train"]), _path(record["dev"]), _path(record["test"]), rename,
                                record.get("columns"))  # fmt: skip
-    files = {split: run_dir / record["data"] / f"{split}.parquet" for split in SPLITS}
+    files = _kept_files(run_dir / record["data"])
     gone = [str(path) for path in files.values() if not path.is_file()]
     if gone:
         raise UserError(f"{run_dir}: extension {record['experience']!r}'s data are gone ({', '.join(gone)}); "
@@ -174,17 +174,20 @@ def _keep(exp_dir: Path, new: Experience) -> Path:
     from drml_ray.data.parquet import read_parquet, write_parquet
 
     kept = exp_dir / KEPT_DATA
+    files = _kept_files(kept)
     if exp_dir.exists():
-        files = [kept / f"{split}.parquet" for split in SPLITS]
-        if all(f.is_file() for f in files) and [digest(read_parquet(f)) for f in files] == [
-            digest(getattr(new, split)) for split in SPLITS
-        ]:
+        if all(f.is_file() and digest(read_parquet(f)) == digest(getattr(new, s)) for s, f in files.items()):
             return kept
         print(f"[drml] {exp_dir} held an unfinished extension on other data: it starts again", flush=True)
         shutil.rmtree(exp_dir)
-    for split in SPLITS:
-        write_parquet(kept / f"{split}.parquet", getattr(new, split))
+    for split, path in files.items():
+        write_parquet(path, getattr(new, split))
     return kept
+
+
+def _kept_files(folder: Path) -> dict[str, Path]:
+    """Where an extension's splits are kept: ``folder/SPLIT.parquet`` (a task folder)."""
+    return {split: folder / f"{split}.parquet" for split in SPLITS}
 
 
 def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test: Path | None = None,
