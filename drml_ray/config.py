@@ -53,6 +53,9 @@ def absolute_path(path: str) -> str:
 LocalPath = Annotated[str, Field(min_length=1), AfterValidator(absolute_path)]
 """A local file or folder, relative to the working folder; kept (and written to ``config.yaml``) absolute."""
 
+ModelPath = Annotated[LocalPath, "model folder"]
+"""A :data:`LocalPath` that must hold a saved model (``config.json``): not a run directory, not a folder of models."""
+
 
 class Section(BaseModel):
     """Base of every config section: unknown keys forbidden, no type coercion, immutable."""

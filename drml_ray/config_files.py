@@ -256,20 +256,58 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
 def _check_local_paths(config: BaseModel, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
     """Each file or folder a section names (a :data:`~drml_ray.config.LocalPath`: ``data.train``,
     ``irl.experts_dir``, ...) that is not there is a :class:`ConfigError` at its line."""
-    for key, value in _missing_paths(config):
+    for key, problem in _missing_paths(config, path.parent):
         where = _where(tuple(key.split(".")), "", str(path), lines, overridden)
-        raise ConfigError(f"{where}: {key}: {value}: no such file or folder{beside_config(value, path.parent)}")
+        raise ConfigError(f"{where}: {key}: {problem}")
 
 
-def _missing_paths(config: BaseModel) -> Iterator[tuple[str, str]]:
-    """The dotted key and value of each :data:`~drml_ray.config.LocalPath` of ``config`` that names nothing."""
-    from drml_ray.config import LocalPath
+def _missing_paths(config: BaseModel, folder: Path) -> Iterator[tuple[str, str]]:
+    """The dotted key of each :data:`~drml_ray.config.LocalPath` of ``config`` that names nothing, and of each
+    backbone that names no model, with what is wrong (``folder``: the config's, for :func:`beside_config`)."""
+    from drml_ray.config import LocalPath, ModelConfig, ModelPath
 
     for name, section in config:
         for key, field in type(section).model_fields.items() if isinstance(section, BaseModel) else ():
-            value = getattr(section, key)
-            if isinstance(value, str) and LocalPath in get_args(field.annotation) and not Path(value).exists():
-                yield f"{name}.{key}", value
+            value, kinds = getattr(section, key), get_args(field.annotation)
+            if not isinstance(value, str) or not {LocalPath, ModelPath} & set(kinds):
+                continue
+            if not Path(value).exists():
+                yield f"{name}.{key}", f"{value}: no such file or folder{beside_config(value, folder)}"
+            elif ModelPath in kinds and (problem := _not_a_model(value)):
+                yield f"{name}.{key}", problem
+        if isinstance(section, ModelConfig) and (problem := _no_backbone(section.backbone, folder)):
+            yield f"{name}.backbone", problem
+
+
+def _no_backbone(name: str, folder: Path) -> str | None:
+    """What is wrong with a backbone ``name`` known without loading it, or ``None``: a path that is not there and
+    cannot be a Hub id (``./bert``), a run directory (its model is in ``best/``), a folder with no model in it.
+    A Hub id is taken as it is (it loads on the workers; offline, that names the error)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from drml_ray.config import BUILT_IN_BACKBONES
+
+    if name in BUILT_IN_BACKBONES:
+        return None
+    if Path(name).expanduser().exists():
+        return _not_a_model(name)
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return f"{name}: no such folder, nor a Hub id (ORG/NAME){beside_config(name, folder)}"
+    return None
+
+
+def _not_a_model(path: str) -> str | None:
+    """Why the folder ``path`` holds no saved model (a run directory: its ``best/``), or ``None``."""
+    from drml_ray.runtime.rundir import model_folder
+
+    try:
+        found = model_folder(path)
+    except UserError as err:
+        return str(err)
+    return None if found == Path(path).expanduser() else f"{path}: a run directory; its model is {found}"
 
 
 _CONFIG_FOLDER: ContextVar[Path | None] = ContextVar("config_folder", default=None)
@@ -365,9 +403,9 @@ def _check_space(
 def _trial(config: BaseModel, key: str, value: Any, path: Path, check_files: bool) -> BaseModel:
     """``config`` with the searched ``key`` at ``value``; with ``check_files``, a path there must name something."""
     trial = with_params(config, {key: value})
-    missing = dict(_missing_paths(trial)) if check_files else {}
+    missing = dict(_missing_paths(trial, path.parent)) if check_files else {}
     if key in missing:
-        raise ConfigError(f"{missing[key]}: no such file or folder{beside_config(missing[key], path.parent)}")
+        raise ConfigError(missing[key])
     return trial
 
 

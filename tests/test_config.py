@@ -136,6 +136,37 @@ def test_each_file_a_search_would_train_on_is_checked_with_the_config(tmp_path, 
     assert load_config(cfg, ["tune.space.data.train.grid=[a.conll, exp/b.conll]"], check_files=True)
 
 
+def test_a_backbone_is_checked_with_the_files_a_config_names(tmp_path, monkeypatch):
+    """A path that cannot be a Hub id and names nothing, a run directory and a folder with no model are named at
+    the backbone's line (they were an error from the tokenizer, on no line); a Hub id is left to load."""
+    (tmp_path / "exp" / "bert" / "config.json").parent.mkdir(parents=True)
+    (tmp_path / "exp" / "bert" / "config.json").write_text("{}")
+    (tmp_path / "exp" / "bert" / "model.safetensors").write_bytes(b"")
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    (tmp_path / "run" / "best" / "config.json").write_text("{}")
+    cfg = write(tmp_path / "exp", "data: {corpus: generated}\nmodel: {backbone: ./bert}\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"exp.yaml:2: model.backbone: ./bert: no such folder, nor a Hub id "
+                       rf"\(ORG/NAME\); {tmp_path / 'exp' / 'bert'} is there, beside the config"):  # fmt: skip
+        load_config(cfg, check_files=True)
+    assert load_config(cfg, ["model.backbone=exp/bert"], check_files=True).model.backbone == str(tmp_path / "exp/bert")
+    for name in ("org/bert-base", "bert-base-cased", "minilm"):  # (Hub ids: their download names what is wrong)
+        assert load_config(cfg, [f"model.backbone={name}"], check_files=True).model.backbone == name
+    with pytest.raises(ConfigError, match=rf"^--set: model.backbone: {tmp_path / 'run'}: a run directory; its model "
+                       rf"is {tmp_path / 'run' / 'best'}$"):  # fmt: skip
+        load_config(cfg, ["model.backbone=run"], check_files=True)
+    with pytest.raises(ConfigError, match=r"^--set: model.backbone: .*/exp: neither a model folder \(config.json\) "
+                       r"nor a run directory with best/config.json; 1 model folder inside: .*/exp/bert$"):  # fmt: skip
+        load_config(cfg, ["model.backbone=exp"], check_files=True)
+    searched = ["tune.space={model.backbone: {grid: [exp/bert, ./bret]}}"]
+    with pytest.raises(ConfigError, match=r"^--set: tune.space.model.backbone: ./bret: no such folder, nor a Hub"):
+        load_config(cfg, searched, check_files=True)
+    meta = write(tmp_path, "name: m\nmeta: {}\neval: {conll_model: run}\n", "meta.yaml")  # (any model folder)
+    with pytest.raises(ConfigError, match=r"meta.yaml:3: eval.conll_model: .*/run: a run directory; its model is"):
+        load_config(meta, check_files=True)
+    assert load_config(meta, ["eval.conll_model=run/best"], check_files=True).eval.conll_model.endswith("run/best")
+
+
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
     path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
     assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)

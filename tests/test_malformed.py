@@ -258,14 +258,18 @@ CASES = [
     evaluate(tiny_model(tokenizer=False), "a missing tokenizer", "model: no tokenizer vocabulary"),
     Case("model folders", "a run directory as the backbone", {"run/best/config.json": "{}", "exp.yaml": "model: "
          "{backbone: '{dir}/run'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("no tokenizer loads from it (a run directory: its model is {dir}/run/best)",)),
+         ("exp.yaml:1: model.backbone: {dir}/run: a run directory; its model is {dir}/run/best",)),
+    Case("model folders", "a folder holding no model as the backbone", {"m/notes.txt": "x", "exp.yaml": "model: "
+         "{backbone: '{dir}/m'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: model.backbone: {dir}/m: neither a model folder (config.json) nor a run directory",)),
     Case("model folders", "a meta-learning run directory to drml predict (its models are inside it)",
          {"run/reptile": tiny_model(), "run/meta_train.json": "{}"},
          ("predict", "{dir}/run", "--text", "Anna met Bob ."),
          ("run: neither a model folder (config.json) nor a run directory with best/config.json; 1 model folder "
           "inside: {dir}/run/reptile",)),
     Case("model folders", "a backbone folder that is not there", {"exp.yaml": "model: {backbone: '{dir}/nope/best'}\n"},
-         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"), ("no tokenizer loads from it (no such folder here",)),
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: model.backbone: {dir}/nope/best: no such folder, nor a Hub id (ORG/NAME)",)),
     evaluate(tiny_model(labels=7), "a label map that disagrees with the head",
              "model: its weights do not fit its config.json"),
     evaluate(tiny_model(rows=100), "a tokenizer of another model (more tokens than the model embeds)",
@@ -361,14 +365,16 @@ CASES = [
          "tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: '{dir}/reptile'}\n"},
          ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:2: continual.meta_init: {dir}/reptile: no such file or folder",)),
-    Case("model folders", "a meta-learned start folder holding no model", {"exp.yaml": "model: {backbone: "
-         "tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: '{dir}/reptile'}\n",
-         "reptile/notes.txt": "x"}, ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("continual.meta_init '{dir}/reptile': no model folder there (config.json)",)),
+    Case("model folders", "a meta-learning run as the meta-learned start (its models are inside it)",
+         {"exp.yaml": "model: {backbone: tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: "
+          "'{dir}/meta'}\n", "meta/reptile": tiny_model(), "meta/meta_train.json": "{}"},
+         ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:2: continual.meta_init: {dir}/meta: neither a model folder (config.json) nor a run directory "
+          "with best/config.json; 1 model folder inside: {dir}/meta/reptile",)),
     Case("paths", "continual extend of a folder with no finished run", {"new.conll": GOOD},
          ("continual", "extend", "{dir}", "{dir}/new.conll"), ("no finished continual run there (continual.json)",)),
-    ft("model: {backbone: '{dir}/nowhere'}\n", "a backbone folder that does not exist",
-       "model.backbone '{dir}/nowhere': no tokenizer loads from it", category="model folders"),
+    ft("model: {backbone: ./nowhere}\n", "a backbone path that names nothing here",
+       "exp.yaml:2: model.backbone: ./nowhere: no such folder, nor a Hub id (ORG/NAME)", category="model folders"),
     ft("tune:\n  space:\n    train.lr: {loguniform: [1.0e-3, 1.0e-5]}\n", "a search range upside down",
        "exp.yaml:4: tune.space.train.lr: loguniform takes [low, high] with low < high",
        category="tune search spaces"),

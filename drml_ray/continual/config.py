@@ -10,8 +10,8 @@ from drml_ray.config import (
     Distinct,
     Experiment,
     FinetuneConfig,
-    LocalPath,
     ModelConfig,
+    ModelPath,
     NonEmpty,
     NonNegative,
     NonNegativeFloat,
@@ -64,7 +64,7 @@ class ContinualSettings(Section):
     """``naive`` (plain sequential fine-tuning), ``replay``, ``ewc`` (online), ``lwf`` (distillation on the old
     types' logits) and ``joint`` (everything seen so far, the upper bound); ``lwf+replay`` and ``ewc+replay`` add
     the replay buffer to the training data of the other's loss."""
-    meta_init: LocalPath | None = None
+    meta_init: ModelPath | None = None
     """A meta-learned model folder (``drml meta-train``'s ``<run>/reptile``): the ``meta_init_strategies`` run
     again from it, as ``NAME@meta``, to compare their R with the plain start's."""
     meta_init_strategies: list[Strategy] = ["naive"]

@@ -54,16 +54,13 @@ def planned_runs(cfg: ContinualExperiment) -> dict[str, tuple[str, str]]:
 
 
 def check_inputs(cfg: ContinualExperiment) -> list[Experience]:
-    """The backbone, the meta-learned start and the experiences, read before the run directory is touched."""
+    """The backbone and the experiences, read before the run directory is touched (the meta-learned start is a
+    model folder: :data:`~drml_ray.config.ModelPath`, checked with the config)."""
     from drml_ray.ner.features import first_words
     from drml_ray.ner.modeling import check_backbone
 
     read = experiences(cfg)
     check_backbone(cfg.model, num_labels=3, words=first_words(s for exp in read for s in exp.train))
-    meta = cfg.continual.meta_init
-    if meta is not None and not (Path(meta) / "config.json").is_file():
-        raise UserError(f"continual.meta_init {meta!r}: no model folder there (config.json); give the folder "
-                        "drml meta-train wrote, e.g. runs/NAME/reptile")  # fmt: skip
     return read
 
 

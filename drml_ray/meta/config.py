@@ -12,8 +12,8 @@ from drml_ray.config import (
     Count,
     Distinct,
     Experiment,
-    LocalPath,
     ModelConfig,
+    ModelPath,
     NonEmpty,
     NonNegativeFloat,
     Rate,
@@ -114,7 +114,7 @@ class AdaptSettings(Section):
     """Learning rate of that pre-training."""
     conll_task: TaskSpec = "conll2003"
     """The task the ``conll_then_finetune`` start is pre-trained on (tests use a generated one)."""
-    conll_model: LocalPath | None = None
+    conll_model: ModelPath | None = None
     """An existing CoNLL-2003 model folder (e.g. ``runs/conll2003/best``) used instead of pre-training one."""
     workers: Count = 2
     """Ray actors adapting cells in parallel."""
