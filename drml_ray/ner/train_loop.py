@@ -80,9 +80,17 @@ class LoopState:
         1
         >>> s.global_step = 65; s.note_dev(0.40, 5.0, 39); s.best_f1, s.best_epoch, s.evals_since_best
         (0.4, 5.0, 0)
+
+        A tie is no improvement, but the best epoch is the later one: the checkpoint kept is (Ray's
+        ``num_to_keep=1`` keeps the later of two equal scores), so the log names the one exported.
+
+        >>> s.global_step = 78; s.note_dev(0.40, 6.0, 39); s.best_f1, s.best_epoch, s.evals_since_best
+        (0.4, 6.0, 1)
         """
+        if f1 >= self.best_f1:
+            self.best_epoch = epoch
         if f1 > self.best_f1:
-            self.best_f1, self.best_epoch, self.evals_since_best = f1, epoch, 0
+            self.best_f1, self.evals_since_best = f1, 0
         elif self.global_step > warmup_steps:
             self.evals_since_best += 1
 
