@@ -203,6 +203,8 @@ CASES = [
     own("Anna\tb-per\n", "a lowercase tag", "train.conll:1: unknown tag scheme prefix", "'b-per'"),
     own("Anna\tB_PER\nSchmidt\tI_PER\n", "prefix and type joined by '_'", "train.conll:1: unknown tag scheme prefix",
         "write it B-PER (a prefix and its type are joined by '-'): 'B_PER'"),
+    own("Anna\tb-per\nsaid\to\n", "prefixes in small letters", "train.conll:1: unknown tag scheme prefix",
+        "write it B-per (a prefix is a capital letter): 'b-per'"),
     own("Anna\tB-PER\nSchmidt\tX\tI-PER\n", "another column count", "train.conll:2: expected 2 columns"),
     own("-DOCSTART- -X- O O\n\n-DOCSTART- -X- O O\n", "only -DOCSTART- lines", "train.conll: no sentences found"),
     own("", "an empty file", "train.conll: no sentences found"),

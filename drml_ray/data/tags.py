@@ -29,14 +29,27 @@ UNKNOWN_PREFIX = ("unknown tag scheme prefix (expected O, B-TYPE or I-TYPE; BIOE
 
 
 def unknown_prefix(tag: str) -> str:
-    """The message for a tag no scheme reads, saying how to write one with another separator (``B_PER``).
+    """The message for a tag no scheme reads, saying how to write one with another separator (``B_PER``) or a
+    small prefix letter (``b-per``, ``o``).
 
     >>> unknown_prefix("B_PER").endswith("; write it B-PER (a prefix and its type are joined by '-')")
     True
+    >>> unknown_prefix("b-per").endswith("; write it B-per (a prefix is a capital letter)")
+    True
+    >>> unknown_prefix("b_per").endswith("write it B-per (a prefix is a capital letter; a prefix and its type are "
+    ...                                  "joined by '-')"), unknown_prefix("o")[-41:], unknown_prefix("x-per")[-8:]
+    (True, 'write it O (a prefix is a capital letter)', 'as IOB2)')
     """
-    if _prefix_and_type(tag) and tag[1] != "-":
-        return f"{UNKNOWN_PREFIX}; write it {tag[0]}-{tag[2:]} (a prefix and its type are joined by '-')"
-    return UNKNOWN_PREFIX
+    small = tag[:1].islower()
+    fixed = tag[:1].upper() + tag[1:]
+    joined = _prefix_and_type(fixed) and fixed[1] != "-"
+    if joined:
+        fixed = f"{fixed[0]}-{fixed[2:]}"
+    if fixed == tag or not (fixed == "O" or _prefix_and_type(fixed)):
+        return UNKNOWN_PREFIX
+    reasons = {"a prefix is a capital letter": small, "a prefix and its type are joined by '-'": joined}
+    why = "; ".join(reason for reason, holds in reasons.items() if holds)
+    return f"{UNKNOWN_PREFIX}; write it {fixed} ({why})"
 
 
 def split_tag(tag: str) -> tuple[str, str | None]:
