@@ -255,15 +255,17 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
 
 def _check_local_paths(config: BaseModel, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:
     """Each file or folder a section names (a :data:`~drml_ray.config.LocalPath`: ``data.train``,
-    ``irl.experts_dir``, ...) that is not there is a :class:`ConfigError` at its line."""
-    for key, problem in _missing_paths(config, path.parent):
+    ``irl.experts_dir``, ...) that is not there, and each model folder or backbone that holds no model, is a
+    :class:`ConfigError` at its line."""
+    for key, problem in _path_problems(config, path.parent):
         where = _where(tuple(key.split(".")), "", str(path), lines, overridden)
         raise ConfigError(f"{where}: {key}: {problem}")
 
 
-def _missing_paths(config: BaseModel, folder: Path) -> Iterator[tuple[str, str]]:
-    """The dotted key of each :data:`~drml_ray.config.LocalPath` of ``config`` that names nothing, and of each
-    backbone that names no model, with what is wrong (``folder``: the config's, for :func:`beside_config`)."""
+def _path_problems(config: BaseModel, folder: Path) -> Iterator[tuple[str, str]]:
+    """The dotted key of each :data:`~drml_ray.config.LocalPath` of ``config`` that names nothing, of each
+    :data:`~drml_ray.config.ModelPath` and backbone that names no model, with what is wrong (``folder``: the
+    config's, for :func:`beside_config`)."""
     from drml_ray.config import LocalPath, ModelConfig, ModelPath
 
     for name, section in config:
@@ -282,7 +284,7 @@ def _missing_paths(config: BaseModel, folder: Path) -> Iterator[tuple[str, str]]
 def _no_backbone(name: str, folder: Path) -> str | None:
     """What is wrong with a backbone ``name`` known without loading it, or ``None``: a path that is not there and
     cannot be a Hub id (``./bert``), a run directory (its model is in ``best/``), a folder with no model in it.
-    A Hub id is taken as it is (it loads on the workers; offline, that names the error)."""
+    A Hub id is taken as it is (downloaded when the run starts, whose error names it if it cannot be)."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
@@ -401,11 +403,12 @@ def _check_space(
 
 
 def _trial(config: BaseModel, key: str, value: Any, path: Path, check_files: bool) -> BaseModel:
-    """``config`` with the searched ``key`` at ``value``; with ``check_files``, a path there must name something."""
+    """``config`` with the searched ``key`` at ``value``; with ``check_files``, a path there must name something
+    (a model, for a model folder or a backbone)."""
     trial = with_params(config, {key: value})
-    missing = dict(_missing_paths(trial, path.parent)) if check_files else {}
-    if key in missing:
-        raise ConfigError(missing[key])
+    problems = dict(_path_problems(trial, path.parent)) if check_files else {}
+    if key in problems:
+        raise ConfigError(problems[key])
     return trial
 
 
