@@ -103,14 +103,14 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
 
     def run(config: ConfigArg, set_: SetOption = None, output_dir: OutputDir = None, overwrite: Overwrite = False,
             init: Init = None, inits: Inits = None) -> None:  # fmt: skip
-        from drml_ray.config import load_config
+        from drml_ray.config import at_its_line, load_config
         from drml_ray.runtime.rundir import default_run_dir, held
 
         cfg = load_config(config, set_ or [], model=kind.config, check_files=True)
         given = {"overwrite": overwrite, "init": init, "inits": inits or []}
         options = {name: given[name] for name in command.options}
         run_dir = output_dir or default_run_dir(cfg.name)
-        with held(run_dir):
+        with held(run_dir), at_its_line(config, set_ or [], kind.config):
             resolve(command.run)(cfg, run_dir, **options)
 
     signature = inspect.signature(run, eval_str=True)
@@ -173,13 +173,13 @@ def tune(
 ) -> None:
     """Hyper-parameter search with Ray Tune over any experiment with a tune: section, every trial a full run of
     its kind; writes trials.csv, trials.png, best_config.yaml and the best trial's results."""
-    from drml_ray.config import load_config
+    from drml_ray.config import at_its_line, load_config
     from drml_ray.runtime.rundir import default_run_dir, held
     from drml_ray.tune.driver import run_tune
 
     cfg = load_config(config, set_ or [], check_files=True)
     run_dir = output_dir or default_run_dir(cfg.name)
-    with held(run_dir):
+    with held(run_dir), at_its_line(config, set_ or [], type(cfg)):
         run_tune(cfg, run_dir, resume=resume, overwrite=overwrite)
 
 

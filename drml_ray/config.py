@@ -551,6 +551,7 @@ class ActorSettings(Section):
 from drml_ray.config_files import (  # noqa: E402, F401
     ConfigError,
     apply_override,
+    at_its_line,
     beside_config,
     config_path,
     dump_config,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
@@ -251,6 +252,36 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     if check_files:
         _check_local_paths(config, path, lines, overridden)
     return config
+
+
+@contextmanager
+def at_its_line(path: str | Path, overrides: Sequence[str], model: type[BaseModel]) -> Iterator[None]:
+    """A :class:`UserError` found while a command runs the config at ``path``, whose message opens with one of its
+    keys (``model.max_length 600: the backbone has 512 positions``), gets the config's line of that key before it,
+    as :func:`load_config`'s errors have (``exp.yaml:9: model.max_length 600: ...``, or ``--set: ...``)."""
+    try:
+        yield
+    except UserError as err:
+        loc = _key_opening(str(err), model)
+        if type(err) is not UserError or loc is None:
+            raise
+        path = config_path(path)
+        data, lines = _read_yaml(path)
+        overridden = {apply_override(data, item, model) for item in overrides}
+        raise UserError(f"{_where(loc, '', str(path), lines, overridden)}: {err}") from None
+
+
+def _key_opening(message: str, model: type[BaseModel]) -> tuple[str, ...] | None:
+    """The key of ``model`` that ``message`` opens with, or ``None``.
+
+    >>> from drml_ray.config import FinetuneConfig
+    >>> [_key_opening(m, FinetuneConfig) for m in ("model.backbone 'x': ...", "exp.yaml: ...", "model.nope: ...")]
+    [('model', 'backbone'), None, None]
+    """
+    head = re.match(r"[a-z_]+(?:\.[a-z_0-9]+)+", message)
+    loc = tuple(head.group().split(".")) if head else ()
+    section = _section_at(model, loc[:-1]) if len(loc) > 1 else None
+    return loc if section is not None and loc[-1] in section.model_fields else None
 
 
 def _check_local_paths(config: BaseModel, path: Path, lines: dict[tuple[str, ...], int], overridden: set) -> None:

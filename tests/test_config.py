@@ -167,6 +167,27 @@ def test_a_backbone_is_checked_with_the_files_a_config_names(tmp_path, monkeypat
     assert load_config(meta, ["eval.conll_model=run/best"], check_files=True).eval.conll_model.endswith("run/best")
 
 
+def test_an_error_a_command_finds_in_a_config_key_names_its_line(tmp_path):
+    """Found once the command ran (the backbone's positions, a trial's metric): the key's line, or --set."""
+    from drml_ray.config import at_its_line
+    from drml_ray.errors import RunExistsError, UserError
+
+    cfg = write(tmp_path, "name: x\nmodel:\n  backbone: minilm\n  max_length: 600\n")
+
+    def raised(error: UserError, overrides: tuple[str, ...] = ()) -> UserError:
+        with pytest.raises(UserError) as caught, at_its_line(cfg, list(overrides), FinetuneConfig):
+            raise error
+        return caught.value
+
+    too_long = UserError("model.max_length 600: the backbone has 512 positions")
+    assert str(raised(too_long)) == f"{cfg}:4: model.max_length 600: the backbone has 512 positions"
+    set_there = raised(UserError("model.max_length 700: x"), ("model.max_length=700",))
+    assert str(set_there) == "--set: model.max_length 700: x"
+    assert str(raised(UserError("train.head_lr is set"))) == f"{cfg}: train.head_lr is set"  # (a default: no line)
+    for kept in (UserError("runs/x: no such run directory"), UserError("model.nope: x"), RunExistsError("model.x")):
+        assert raised(kept) is kept
+
+
 def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
     path = write(tmp_path, "data: {corpus: generated}\ntrain: {<<: [{epochs: 2, lr: 0.1}], lr: 0.002}\n")
     assert (load_config(path).train.epochs, load_config(path).train.lr) == (2, 0.002)

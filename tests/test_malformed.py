@@ -283,9 +283,9 @@ CASES = [
          {"model": tiny_model(labels=7)}, ("predict", "{dir}/model", "--text", "Anna met Bob ."),
          ("model: its weights do not fit its config.json",)),
     ft("model: {backbone: tiny-random-bert, strategy: top, top_layers: 5}\n", "top_layers above the model's depth",
-       "model.top_layers=5 but the encoder has 2 layers", category="model folders"),
+       "exp.yaml:2: model.top_layers=5 but the encoder has 2 layers", category="model folders"),
     ft("model: {backbone: tiny-random-bert, max_length: 1024}\n", "a window longer than the backbone's positions",
-       "model.max_length 1024: the backbone has 512 positions", category="model folders"),
+       "exp.yaml:2: model.max_length 1024: the backbone has 512 positions", category="model folders"),
     ft("model: {backbone: tiny-random-bert, strategy: lora, lora: {target_modules: [qkv]}}\n",
        "LoRA on modules the backbone lacks", "model.lora.target_modules ['qkv']: No modules were targeted",
        category="model folders"),
@@ -362,7 +362,7 @@ CASES = [
     Case("config values", "a class-incremental type order missing a type", {"exp.yaml": "model: {backbone: "
          "tiny-random-bert}\ncontinual: {protocol: class, corpus: 'generated:PER,LOC', type_order: [LOC]}\n"},
          ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("continual.type_order must list every type of generated:PER,LOC once: LOC, PER (got LOC)",)),
+         ("exp.yaml:2: continual.type_order must list every type of generated:PER,LOC once: LOC, PER (got LOC)",)),
     Case("model folders", "a meta-learned start that is not there", {"exp.yaml": "model: {backbone: "
          "tiny-random-bert}\ncontinual: {experiences: ['generated:PER'], meta_init: '{dir}/reptile'}\n"},
          ("continual", "{dir}/exp.yaml", "-o", "{dir}/out"),
@@ -406,7 +406,7 @@ CASES = [
          {"exp.yaml": "data: {corpus: generated}\nscaling: {num_workers: 0}\ntune:\n  space:\n"
                       "    train.lr: {choice: [1.0e-4]}\n"},
          ("tune", "{dir}/exp.yaml", "-o", "{dir}/out"),
-         ("scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own",)),
+         ("exp.yaml:2: scaling.num_workers: 0 (Ray Train's local mode) is for a run of its own",)),
     Case("config values", "a --set value that is not YAML", {"exp.yaml": "data: {corpus: generated}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out", "--set", "train.epochs=[1"),
          ("--set train.epochs: '[1' is not a YAML value",)),
