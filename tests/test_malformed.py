@@ -333,7 +333,13 @@ CASES = [
          ("exp.yaml:2: model: strategy must be full for meta-learning",)),
     Case("config values", "a transfer task with a pole of length 0", {"exp.yaml": "env: {family: cartpole}\n"
          "transfer: {source: {length: 0.0}, target: {length: 1.0}}\n"}, ("rl", "transfer", "{dir}/exp.yaml", "-o",
-         "{dir}/out"), ("transfer.source: TaskCartPole: task parameters length=0.0 must be finite and above 0",)),
+         "{dir}/out"), ("exp.yaml:2: transfer.source: TaskCartPole: task parameters length=0.0 must be finite and "
+                        "above 0",)),
+    Case("config values", "a transfer mapping of more observations than the target has", {"exp.yaml": "env: "
+         "{family: nav2d}\ntransfer:\n  source: {}\n  target: {}\n  target_family: pendulum\n  mapping:\n"
+         "    observation: [0, 1, null, null]\n    action: [0, 1]\n"}, ("rl", "transfer", "{dir}/exp.yaml", "-o",
+         "{dir}/out"), ("exp.yaml:7: transfer.mapping.observation has 4 entries; the target has 3 observation "
+                        "dimensions",)),
     Case("config values", "an inverse-RL transfer task with a misspelt parameter", {"exp.yaml": "irl:\n  families:\n"
          "    nav2d: {transfer_task: {goal_x: 0.3, action_scal_y: -1}}\n"}, ("rl", "irl", "{dir}/exp.yaml", "-o",
          "{dir}/out"), ("exp.yaml:2: irl.families: nav2d.transfer_task: Nav2D: unknown task parameters "

@@ -88,3 +88,36 @@ def test_the_task_streams_never_collide_over_10000_meta_steps():
     assert len(trained) == 20_000  # no stream repeats another
     held_out = {tuple(t.values()) for t in heldout_tasks(cfg) + validation_tasks(cfg, 5)}
     assert len(held_out) == 10 and not held_out & trained
+
+
+@pytest.mark.parametrize("free_log_std", [False, True])
+def test_a_transfer_mapping_is_checked_against_the_policy_head_rllib_builds(free_log_std):
+    """The outputs drml counts before training are the rows of RLlib's own policy head (a mean and a log-std per
+    continuous action, the means alone with ppo.free_log_std): a mapping of another length stopped the run only
+    after the source policy had trained."""
+    from drml_ray.rl.envs import make_env
+    from drml_ray.rl.ppo import ppo_config
+    from drml_ray.rl.transfer import check_spaces, policy_outputs
+
+    def nav2d_to_pendulum(observation: list, action: list) -> RLExperiment:
+        return RLExperiment.model_validate({
+            "name": "t", "env": {"family": "nav2d"}, "ppo": {"free_log_std": free_log_std},
+            "transfer": {"source": {}, "target": {}, "target_family": "pendulum",
+                         "mapping": {"observation": observation, "action": action}},
+        })  # fmt: skip
+
+    cfg = nav2d_to_pendulum([0, None, 1], [0])
+    for family in ("nav2d", "pendulum", "cartpole"):
+        module = ppo_config(cfg.env, cfg.ppo, 0, family=family).get_rl_module_spec(env=make_env(family)).build()
+        head = max((k for k in module.get_state() if k.startswith("pi.net.mlp.")), key=lambda k: int(k.split(".")[3]))
+        assert policy_outputs(make_env(family).action_space, free_log_std) == module.get_state()[head].shape[0]
+    outputs = 1 if free_log_std else 2
+    for observation, action, error in [
+        ([0, 1], [0] * outputs, "transfer.mapping.observation has 2 entries; the target has 3 observation dim"),
+        ([0, 1, 2], [0] * outputs, "transfer.mapping.observation: 2 out of range: the source's observation dimensions "
+         "are 0 to 1"),
+        ([0, None, 1], [0] * 3, f"transfer.mapping.action has 3 entries; the target has {outputs} policy output"),
+    ]:  # fmt: skip
+        with pytest.raises(UserError, match=error):
+            check_spaces(nav2d_to_pendulum(observation, action))
+    check_spaces(nav2d_to_pendulum([0, None, 1], [1] * outputs))
