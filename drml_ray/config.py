@@ -552,7 +552,6 @@ from drml_ray.config_files import (  # noqa: E402, F401
     ConfigError,
     apply_override,
     at_its_line,
-    beside_config,
     config_path,
     dump_config,
     load_config,
@@ -560,3 +559,4 @@ from drml_ray.config_files import (  # noqa: E402, F401
     shipped_configs,
     with_params,
 )
+from drml_ray.config_paths import beside_config  # noqa: E402

@@ -9,11 +9,9 @@ A config argument is a path, or the name of a config shipped inside the package 
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -21,6 +19,7 @@ from typing import Any, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from drml_ray.config_paths import CONFIG_FOLDER, path_problems
 from drml_ray.errors import UserError
 from drml_ray.text import not_text, not_utf8
 
@@ -239,14 +238,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None, model: typ
     model = model or kind_of_data(data).config
     overridden = {apply_override(data, item, model) for item in overrides or []}
     data.setdefault("name", path.stem)
-    folder = _CONFIG_FOLDER.set(path.parent)
+    folder = CONFIG_FOLDER.set(path.parent)
     try:
         config = model.model_validate(data)
     except ValidationError as err:
         hint = _other_kind(path, data, model)
         raise ConfigError(hint + _format_errors(err, model, str(path), lines, overridden)) from None
     finally:
-        _CONFIG_FOLDER.reset(folder)
+        CONFIG_FOLDER.reset(folder)
     if getattr(config, "tune", None) is not None:
         config = _check_space(config, path, lines, overridden, check_files)
     if check_files:
@@ -288,76 +287,9 @@ def _check_local_paths(config: BaseModel, path: Path, lines: dict[tuple[str, ...
     """Each file or folder a section names (a :data:`~drml_ray.config.LocalPath`: ``data.train``,
     ``irl.experts_dir``, ...) that is not there, and each model folder or backbone that holds no model, is a
     :class:`ConfigError` at its line."""
-    for key, problem in _path_problems(config, path.parent):
+    for key, problem in path_problems(config, path.parent):
         where = _where(tuple(key.split(".")), "", str(path), lines, overridden)
         raise ConfigError(f"{where}: {key}: {problem}")
-
-
-def _path_problems(config: BaseModel, folder: Path) -> Iterator[tuple[str, str]]:
-    """The dotted key of each :data:`~drml_ray.config.LocalPath` of ``config`` that names nothing, of each
-    :data:`~drml_ray.config.ModelPath` and backbone that names no model, with what is wrong (``folder``: the
-    config's, for :func:`beside_config`)."""
-    from drml_ray.config import LocalPath, ModelConfig, ModelPath
-
-    for name, section in config:
-        for key, field in type(section).model_fields.items() if isinstance(section, BaseModel) else ():
-            value, kinds = getattr(section, key), get_args(field.annotation)
-            if not isinstance(value, str) or not {LocalPath, ModelPath} & set(kinds):
-                continue
-            if not Path(value).exists():
-                yield f"{name}.{key}", f"{value}: no such file or folder{beside_config(value, folder)}"
-            elif ModelPath in kinds and (problem := _not_a_model(value)):
-                yield f"{name}.{key}", problem
-        if isinstance(section, ModelConfig) and (problem := _no_backbone(section.backbone, folder)):
-            yield f"{name}.backbone", problem
-
-
-def _no_backbone(name: str, folder: Path) -> str | None:
-    """What is wrong with a backbone ``name`` known without loading it, or ``None``: a path that is not there and
-    cannot be a Hub id (``./bert``), a run directory (its model is in ``best/``), a folder with no model in it.
-    A Hub id is taken as it is (downloaded when the run starts, whose error names it if it cannot be)."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
-    from drml_ray.config import BUILT_IN_BACKBONES
-
-    if name in BUILT_IN_BACKBONES:
-        return None
-    if Path(name).expanduser().exists():
-        return _not_a_model(name)
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return f"{name}: no such folder, nor a Hub id (ORG/NAME){beside_config(name, folder)}"
-    return None
-
-
-def _not_a_model(path: str) -> str | None:
-    """Why the folder ``path`` holds no saved model (a run directory: its ``best/``), or ``None``."""
-    from drml_ray.runtime.rundir import model_folder
-
-    try:
-        found = model_folder(path)
-    except UserError as err:
-        return str(err)
-    return None if found == Path(path).expanduser() else f"{path}: a run directory; its model is {found}"
-
-
-_CONFIG_FOLDER: ContextVar[Path | None] = ContextVar("config_folder", default=None)
-"""The folder of the config file :func:`load_config` is validating (for :func:`beside_config`)."""
-
-
-def beside_config(missing: str, folder: Path | None = None) -> str:
-    """Where ``missing`` (a path made absolute against the working folder, not there) would be found if read from
-    the config's own ``folder`` (default: the file being validated): the hint to a missing-path error, else ``""``."""
-    folder = folder or _CONFIG_FOLDER.get()
-    if folder is None:
-        return ""
-    beside = folder / os.path.relpath(missing, Path.cwd())
-    if not beside.exists() or beside.resolve() == Path(missing):
-        return ""
-    return (f"; {beside} is there, beside the config, but a relative path is read from the folder drml runs in "
-            f"({Path.cwd()}): write it as {beside}, or run drml from {folder}")  # fmt: skip
 
 
 def _other_kind(path: Path, data: dict[str, Any], model: type[BaseModel]) -> str:
@@ -437,7 +369,7 @@ def _trial(config: BaseModel, key: str, value: Any, path: Path, check_files: boo
     """``config`` with the searched ``key`` at ``value``; with ``check_files``, a path there must name something
     (a model, for a model folder or a backbone)."""
     trial = with_params(config, {key: value})
-    problems = dict(_path_problems(trial, path.parent)) if check_files else {}
+    problems = dict(path_problems(trial, path.parent)) if check_files else {}
     if key in problems:
         raise ConfigError(problems[key])
     return trial
