@@ -179,13 +179,22 @@ def _section_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel
 def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
     """Where the error at ``loc`` comes from: ``--set``, or the file's line, with the ``--set`` keys a section's own
     check (or a check across sections, by the keys its message names) took in."""
-    if any(loc[:i] in overridden for i in range(1, len(loc) + 1)):  # (a key set whole by --set, or within it)
+    if _set_whole(loc, overridden):
         return "--set"
     line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
-    if not loc:  # a check across sections: the line of the first key its message names
-        line = next((n for path, n in lines.items() if len(path) > 1 and ".".join(path) in msg), None)
+    if not loc:  # a check across sections: the line of the first key its message names (not a section above it)
+        named = [path for path in lines if len(path) > 1 and ".".join(path) in msg]
+        first = next((p for p in named if not any(o[: len(p)] == p != o for o in named)), ())
+        if _set_whole(first, overridden):
+            return "--set"
+        line = lines.get(first)
     inside = sorted(".".join(o) for o in overridden if o[: len(loc)] == loc and (loc or ".".join(o) in msg))
     return (f"{source}:{line}" if line else source) + (f" with --set {', '.join(inside)}" if inside else "")
+
+
+def _set_whole(loc: tuple[str, ...], overridden: set) -> bool:
+    """Whether ``--set`` gave the key at ``loc`` its value: the key itself, or a section or mapping above it."""
+    return any(loc[:i] in overridden for i in range(1, len(loc) + 1))
 
 
 def _key_named(loc: tuple[str, ...], message: str) -> tuple[tuple[str, ...], str]:

@@ -4,7 +4,9 @@ PPO, Reptile over PPO, the adaptation evaluation and cross-domain transfer. The 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
+
+from pydantic import model_validator
 
 from drml_ray.config import ActorSettings, Count, Discount, Distinct, Experiment, NonNegativeFloat, Rate, Section, Seed
 
@@ -157,3 +159,12 @@ class RLExperiment(Experiment):
     eval: RLEvalSettings = RLEvalSettings()
     transfer: TransferSettings | None = None
     """The cross-domain transfer experiment (``drml rl transfer``)."""
+
+    @model_validator(mode="after")
+    def _transfer_fits_the_envs(self) -> Self:
+        """The transfer's tasks, spaces and mapping against its envs (:func:`drml_ray.rl.spaces.check_spaces`): an
+        error here, not once the source policy has trained."""
+        from drml_ray.rl.spaces import check_spaces  # (gymnasium: not imported by every drml command)
+
+        check_spaces(self)
+        return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from drml_ray.errors import UserError
 from drml_ray.rl.config import RLExperiment
@@ -92,12 +93,12 @@ def test_the_task_streams_never_collide_over_10000_meta_steps():
 
 @pytest.mark.parametrize("free_log_std", [False, True])
 def test_a_transfer_mapping_is_checked_against_the_policy_head_rllib_builds(free_log_std):
-    """The outputs drml counts before training are the rows of RLlib's own policy head (a mean and a log-std per
+    """The outputs drml counts as the config is read are the rows of RLlib's own policy head (a mean and a log-std per
     continuous action, the means alone with ppo.free_log_std): a mapping of another length stopped the run only
     after the source policy had trained."""
     from drml_ray.rl.envs import make_env
     from drml_ray.rl.ppo import ppo_config
-    from drml_ray.rl.transfer import check_spaces, policy_outputs
+    from drml_ray.rl.spaces import policy_outputs
 
     def nav2d_to_pendulum(observation: list, action: list) -> RLExperiment:
         return RLExperiment.model_validate({
@@ -106,18 +107,18 @@ def test_a_transfer_mapping_is_checked_against_the_policy_head_rllib_builds(free
                          "mapping": {"observation": observation, "action": action}},
         })  # fmt: skip
 
-    cfg = nav2d_to_pendulum([0, None, 1], [0])
+    outputs = 1 if free_log_std else 2
+    cfg = nav2d_to_pendulum([0, None, 1], [1] * outputs)
     for family in ("nav2d", "pendulum", "cartpole"):
         module = ppo_config(cfg.env, cfg.ppo, 0, family=family).get_rl_module_spec(env=make_env(family)).build()
         head = max((k for k in module.get_state() if k.startswith("pi.net.mlp.")), key=lambda k: int(k.split(".")[3]))
         assert policy_outputs(make_env(family).action_space, free_log_std) == module.get_state()[head].shape[0]
-    outputs = 1 if free_log_std else 2
     for observation, action, error in [
         ([0, 1], [0] * outputs, "transfer.mapping.observation has 2 entries; the target has 3 observation dim"),
         ([0, 1, 2], [0] * outputs, "transfer.mapping.observation: 2 out of range: the source's observation dimensions "
          "are 0 to 1"),
         ([0, None, 1], [0] * 3, f"transfer.mapping.action has 3 entries; the target has {outputs} policy output"),
     ]:  # fmt: skip
-        with pytest.raises(UserError, match=error):
-            check_spaces(nav2d_to_pendulum(observation, action))
-    check_spaces(nav2d_to_pendulum([0, None, 1], [1] * outputs))
+        with pytest.raises(ValidationError, match=error):  # (as the config is read: nothing has trained)
+            nav2d_to_pendulum(observation, action)
+    assert cfg.transfer.mapping.action == [1] * outputs  # (a mapping that fits)
