@@ -40,7 +40,7 @@ def check_spaces(cfg: RLExperiment) -> None:
         )
     if type(source.action_space) is not type(target.action_space):
         raise ValueError(f"transfer: a {type(source.action_space).__name__} action space cannot map onto a "
-                         f"{type(target.action_space).__name__} one (their heads mean different things)")  # fmt: skip
+                          f"{type(target.action_space).__name__} one (their heads mean different things)")  # fmt: skip
     if tr.mapping is not None:
         _check_mapping(cfg, source, target)
 
@@ -72,8 +72,8 @@ def _check_mapping(cfg: RLExperiment, source: gym.Env, target: gym.Env) -> None:
         given = getattr(cfg.transfer.mapping, what)
         if len(given) != wanted:
             raise ValueError(f"transfer.mapping.{what} has {len(given)} {'entry' if len(given) == 1 else 'entries'}; "
-                            f"the target has {counted(wanted, unit)}{note}")  # fmt: skip
+                             f"the target has {counted(wanted, unit)}{note}")  # fmt: skip
         bad = [i for i in given if i is not None and not 0 <= i < available]
         if bad:
             raise ValueError(f"transfer.mapping.{what}: {', '.join(map(str, bad))} out of range: the source's "
-                            f"{unit}s are 0 to {available - 1}")  # fmt: skip
+                             f"{unit}s are 0 to {available - 1}")  # fmt: skip
