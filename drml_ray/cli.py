@@ -93,8 +93,9 @@ Init = Annotated[
 ]
 Inits = Annotated[
     list[str] | None,
-    typer.Option("--init", help="A meta-learned model folder (for every meta method) or METHOD=PATH; default: the "
-                 "folders meta-train wrote in the output directory."),
+    typer.Option("--init", help="A meta-learned model folder (for every meta method), a meta-train run directory "
+                 "(each method its folder in it) or METHOD=PATH; default: the folders meta-train wrote in the output "
+                 "directory."),
 ]  # fmt: skip
 
 

@@ -321,8 +321,9 @@ def resolve_starts(cfg: MetaExperiment, run_dir: Path, inits: list[str]) -> dict
             raise UserError(f"--init {item}: {method!r} is not a meta-learning method ({', '.join(META_ALGORITHMS)})")
         elif item in META_ALGORITHMS and not Path(item).exists():
             raise UserError(f"--init {item}: a method needs its folder: --init {item}=FOLDER")
-        else:
-            meta_inits.update(dict.fromkeys(META_ALGORITHMS, item))
+        else:  # a model folder for every method, or a meta-train run directory holding one per method
+            meta_inits.update({m: str(Path(item) / m) if (Path(item) / m / "config.json").is_file() else item
+                               for m in META_ALGORITHMS})  # fmt: skip
     starts: dict[str, str | None] = {}
     for method in cfg.eval.methods:
         if method == "direct":
@@ -334,8 +335,8 @@ def resolve_starts(cfg: MetaExperiment, run_dir: Path, inits: list[str]) -> dict
         else:
             folder = Path(meta_inits.get(method, run_dir / method))
             if method in meta_inits and not (folder / "config.json").is_file():
-                raise UserError(f"--init {folder}: no model folder there (config.json); drml meta-train writes "
-                                f"OUTPUT/{method}")  # fmt: skip
+                raise UserError(f"--init {folder}: no {method} model there (config.json): give the folder drml "
+                                f"meta-train writes, OUTPUT/{method}, or its run directory OUTPUT")  # fmt: skip
             if not (folder / "config.json").is_file():
                 raise UserError(
                     f"{folder}: no meta-trained {method} model; run `drml meta-train` with the same --output-dir "

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from drml_ray.errors import RunExistsError
+from drml_ray.errors import RunExistsError, UserError
 from drml_ray.meta.config import MetaExperiment
-from drml_ray.meta.driver import FREE_KEYS, _check_budget, episode_jobs
+from drml_ray.meta.driver import FREE_KEYS, _check_budget, episode_jobs, resolve_starts
 from drml_ray.runtime.rundir import open_run
 
 
@@ -95,3 +95,20 @@ def test_a_cell_of_more_shots_than_train_sentences_is_the_all_shot_cell():
     # Politics has 200 train sentences: its 100-shot cell is a cell of its own.
     assert twin_cell(("politics", "100", 1, "direct"), {"politics": 200}) == ("politics", "100", 1, "direct")
     assert twin_cell(("politics", "all", 1, "direct"), {"politics": 200}) == ("politics", "all", 1, "direct")
+
+
+def test_init_takes_a_model_for_every_method_or_a_meta_train_run_holding_one_per_method(tmp_path):
+    """``--init runs/meta`` (the run directory drml meta-train wrote) gave every method that folder, and each
+    was refused as no model folder; it gives each method its own folder inside."""
+    for folder in ("meta/reptile", "meta/fomaml", "one"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "config.json").write_text("{}")
+    cfg = MetaExperiment.model_validate({"name": "m", "meta": {}, "eval": {"methods": ["direct", "reptile", "fomaml"]}})
+    starts = resolve_starts(cfg, tmp_path / "out", [str(tmp_path / "meta")])
+    assert starts == {"direct": "minilm", "reptile": str(tmp_path / "meta/reptile"),
+                      "fomaml": str(tmp_path / "meta/fomaml")}  # fmt: skip
+    starts = resolve_starts(cfg, tmp_path / "out", [str(tmp_path / "one"), f"fomaml={tmp_path / 'meta/fomaml'}"])
+    assert (starts["reptile"], starts["fomaml"]) == (str(tmp_path / "one"), str(tmp_path / "meta/fomaml"))
+    with pytest.raises(UserError, match=r"--init .*/out: no reptile model there \(config.json\): give the folder "
+                       r"drml meta-train writes, OUTPUT/reptile, or its run directory OUTPUT"):  # fmt: skip
+        resolve_starts(cfg, tmp_path / "out", [str(tmp_path / "out")])
