@@ -25,7 +25,7 @@ from typer.core import TyperGroup
 
 from drml_ray.cli_configs import configs_app
 from drml_ray.cli_data import data_app
-from drml_ray.cli_support import ColumnsOption, SetOption, file_to_write, parse_columns, user_errors
+from drml_ray.cli_support import ColumnsOption, SetOption, file_to_write, log_to_stderr, parse_columns, user_errors
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
@@ -404,7 +404,7 @@ def quickstart(output_dir: OutputDir = None, overwrite: Overwrite = False) -> No
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="[drml] %(message)s", stream=sys.stderr)
+    log_to_stderr(logging.INFO)
     for noisy in ("ray", "transformers", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sigterm_as_ctrl_c()

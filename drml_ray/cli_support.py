@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
 import os
 import sys
 import traceback
@@ -16,6 +17,14 @@ from typing import Annotated
 import typer
 
 from drml_ray.errors import RunInterrupted, UserError
+
+
+def log_to_stderr(level: int) -> None:
+    """drml's own log lines on stderr as ``[drml] ...``. The Hugging Face Hub's (a download retrying) keep theirs,
+    printed once: its logger has a handler of its own, and the root's printed each line again under ``[drml]``."""
+    logging.basicConfig(level=level, format="[drml] %(message)s", stream=sys.stderr)
+    logging.getLogger("huggingface_hub").propagate = False
+
 
 BUG_REPORT = "this is a bug in drml-ray, not in your input: please report it with the traceback above"
 REFUSED = {errno.EACCES: "no permission", errno.EPERM: "not permitted", errno.ENOSPC: "the disk is full",

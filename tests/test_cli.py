@@ -511,3 +511,14 @@ def test_a_reader_that_stops_reading_ends_drml_predict_quietly_with_141(tmp_path
     proc.stdout.close()  # as head does after its line; 1,500 records (over 90 kB) do not fit the pipe's buffer
     assert proc.wait(timeout=120) == 141
     assert proc.stderr.read() == b""
+
+
+def test_a_hub_download_retrying_is_said_once_and_drml_lines_keep_their_prefix():
+    """The Hub's logger has a handler of its own: drml's root handler printed each retry again under [drml]
+    (twenty doubled lines before an unreachable Hub id was refused)."""
+    code = ("import logging; from drml_ray.cli_support import log_to_stderr; log_to_stderr(logging.INFO); "
+            "from huggingface_hub.utils import logging as hub; "
+            "hub.get_logger('huggingface_hub.utils._http').warning('Retrying in 1s [Retry 1/5].'); "
+            "logging.getLogger('drml_ray.x').info('ours')")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stderr == "Retrying in 1s [Retry 1/5].\n[drml] ours\n"

@@ -262,7 +262,9 @@ def check_backbone_main() -> int:
     """:func:`check_backbone` for a JSON request on stdin (``{"model": ..., "num_labels": N, "words": [...]}``), run
     apart by :func:`~drml_ray.ner.finetune.check_backbone_apart`: exit 0 when it passes, 2 with the ``UserError`` on
     stdout (a warning goes to stderr)."""
-    logging.basicConfig(level=logging.WARNING, format="[drml] %(message)s", stream=sys.stderr)
+    from drml_ray.cli_support import log_to_stderr
+
+    log_to_stderr(logging.WARNING)
     request = json.load(sys.stdin)
     try:
         check_backbone(ModelConfig.model_validate(request["model"]), request["num_labels"], request["words"])
