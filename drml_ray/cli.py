@@ -287,11 +287,14 @@ def evaluate(
 
 @app.command(
     epilog='Examples: `drml predict runs/quickstart/best --text "Angela Merkel visited Paris."` · '
-    "`drml predict runs/conll2003/best --input eng.testb --output preds.jsonl`"
+    "`drml predict runs/conll2003/best eng.testb --output preds.jsonl` (or `--input eng.testb`)"
 )
 @user_errors
 def predict(
     model_dir: ModelDir,
+    input_file: Annotated[
+        Path | None, typer.Argument(help="The file to tag, as --input gives it.", show_default=False)
+    ] = None,
     text: Annotated[str | None, typer.Option("--text", help="One sentence to tag.")] = None,
     input_: Annotated[
         Path | None,
@@ -311,19 +314,10 @@ def predict(
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
     from drml_ray.runtime import rundir, runfiles
-    from drml_ray.text import counted, not_text
+    from drml_ray.text import counted
 
-    if (text is None) == (input_ is None):
-        raise UserError("give exactly one of --text or --input (--input - reads standard input)")
-    if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
-        raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
-    if dtype not in ("float32", "bfloat16"):
-        raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
-    if text is not None and input_format == "conll":
-        raise UserError("--format conll reads an --input file; --text is one sentence of plain text")
-    problem = not_text(text) if text is not None else None
-    if problem:
-        raise UserError(f"--text: {problem} (is the terminal's encoding UTF-8?)")
+    input_ = _predict_input(input_file, input_, text)
+    _check_predict_options(text, input_format, engine, dtype)
     if output is not None:
         read = [input_] if input_ is not None and str(input_) != "-" else []
         file_to_write(output, "preds.jsonl", [*read, rundir.model_folder(model_dir)])
@@ -343,6 +337,34 @@ def predict(
     else:
         runfiles.atomic_write_text(output, "".join(f"{line}\n" for line in lines))
         typer.echo(f"[drml] {counted(len(texts), 'prediction')} written to {output}", err=True)
+
+
+def _predict_input(argument: Path | None, option: Path | None, text: str | None) -> Path | None:
+    """The file ``drml predict`` tags, given as its second argument or as ``--input`` (not both), or ``None``
+    for ``--text``: exactly one of the three."""
+    if argument is not None and option is not None:
+        raise UserError(f"the file to tag is given twice ({argument} and --input {option}): give it once")
+    given = argument if argument is not None else option
+    if (text is None) == (given is None):
+        raise UserError("give exactly one of --text or a file to tag (drml predict MODEL FILE, or --input FILE; "
+                        "- reads standard input)")  # fmt: skip
+    return given
+
+
+def _check_predict_options(text: str | None, input_format: str, engine: str, dtype: str) -> None:
+    """Refuse a ``drml predict`` option value it has no meaning for, or a ``--text`` that is not UTF-8."""
+    from drml_ray.text import not_text
+
+    if input_format not in ("auto", "text", "conll") or engine not in ("auto", "local", "ray"):
+        raise UserError("--format is auto|text|conll and --engine is auto|local|ray")
+    if dtype not in ("float32", "bfloat16"):
+        raise UserError(f"--dtype is float32 or bfloat16, not {dtype!r}")
+    if text is not None and input_format == "conll":
+        raise UserError("--format conll reads a file to tag (FILE or --input FILE); --text is one sentence of "
+                        "plain text")  # fmt: skip
+    problem = not_text(text) if text is not None else None
+    if problem:
+        raise UserError(f"--text: {problem} (is the terminal's encoding UTF-8?)")
 
 
 @app.command(

@@ -28,7 +28,7 @@ def path_problems(config: BaseModel, folder: Path) -> Iterator[tuple[str, str]]:
                 continue
             if not Path(value).exists():
                 yield f"{name}.{key}", f"{value}: no such file or folder{beside_config(value, folder)}"
-            elif ModelPath in kinds and (problem := _not_a_model(value)):
+            elif ModelPath in kinds and (problem := not_a_model(value)):
                 yield f"{name}.{key}", problem
         if isinstance(section, ModelConfig) and (problem := _no_backbone(section.backbone, folder)):
             yield f"{name}.backbone", problem
@@ -46,7 +46,7 @@ def _no_backbone(name: str, folder: Path) -> str | None:
     if name in BUILT_IN_BACKBONES:
         return None
     if Path(name).expanduser().exists():
-        return _not_a_model(name)
+        return not_a_model(name)
     try:
         validate_repo_id(name)
     except HFValidationError:
@@ -54,7 +54,7 @@ def _no_backbone(name: str, folder: Path) -> str | None:
     return None
 
 
-def _not_a_model(path: str) -> str | None:
+def not_a_model(path: str) -> str | None:
     """Why the folder ``path`` holds no saved model (a run directory: its ``best/``), or ``None``."""
     from drml_ray.runtime.rundir import model_folder
 

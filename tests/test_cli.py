@@ -96,7 +96,11 @@ def test_version_and_short_help():
 
 def test_predict_needs_exactly_one_input(tmp_path):
     result = cli("predict", tmp_path, "--text", "a", "--input", tmp_path / "x")
-    assert result.exit_code == 2 and "exactly one of --text or --input" in result.output
+    assert result.exit_code == 2 and "exactly one of --text or a file to tag" in result.output
+    result = cli("predict", tmp_path, tmp_path / "x", "--text", "a")
+    assert result.exit_code == 2 and "exactly one of --text or a file to tag" in result.output
+    result = cli("predict", tmp_path, tmp_path / "x", "--input", tmp_path / "y")
+    assert result.exit_code == 2 and f"given twice ({tmp_path / 'x'} and --input {tmp_path / 'y'})" in result.output
     result = cli("predict", tmp_path, "--text", "a")
     assert result.exit_code == 2 and "neither a model folder (config.json) nor a run directory" in result.output
 
@@ -119,7 +123,10 @@ def test_predict_reads_standard_input_as_it_reads_a_file_and_a_run_directory_as_
     from_stdin = cli("predict", tmp_path / "run", "--input", "-", "--output", tmp_path / "b.jsonl",
                      stdin=(tmp_path / "in.txt").read_text())  # fmt: skip
     assert from_file.exit_code == from_stdin.exit_code == 0, from_stdin.output
+    as_argument = cli("predict", tmp_path / "run", tmp_path / "in.txt", "--output", tmp_path / "c.jsonl")
+    assert as_argument.exit_code == 0, as_argument.output  # (drml predict MODEL FILE, as drml evaluate MODEL DATA)
     assert (tmp_path / "a.jsonl").read_text() == (tmp_path / "b.jsonl").read_text() != ""
+    assert (tmp_path / "c.jsonl").read_text() == (tmp_path / "a.jsonl").read_text()
     folder = cli("predict", tmp_path / "run", "--text", "Anna", "--output", tmp_path, "--overwrite")
     assert folder.exit_code == 2 and "a folder; name the file to write, e.g." in folder.output
     same = cli("predict", tmp_path / "run", "--input", tmp_path / "in.txt", "--output", tmp_path / "in.txt",

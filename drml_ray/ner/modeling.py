@@ -61,14 +61,13 @@ def resolve_backbone(name: str) -> str:
 
 
 def _why_not(backbone: str, err: Exception) -> str:
-    """Why ``backbone`` gave no tokenizer: not a folder here (and as a Hub id, ``err``), a run directory (its model
-    is in ``best/``), or ``err``."""
-    path = Path(backbone).expanduser()
-    if not path.exists():
+    """Why ``backbone`` gave no tokenizer: not a folder here (and as a Hub id, ``err``), a folder holding no model
+    (a run directory: its model is in ``best/``; :func:`~drml_ray.config_paths.not_a_model`), or ``err``."""
+    from drml_ray.config_paths import not_a_model
+
+    if not Path(backbone).expanduser().exists():
         return f"no such folder here, and as a Hub id: {first_line(err)}"
-    if (path / "best" / "config.json").is_file():
-        return f"a run directory: its model is {path / 'best'}"
-    return first_line(err)
+    return not_a_model(backbone) or first_line(err)
 
 
 def open_tokenizer(folder: str | Path):

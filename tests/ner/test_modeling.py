@@ -212,3 +212,17 @@ def test_a_tokenizer_with_more_tokens_than_the_model_embeds_is_refused(tmp_path)
     byte_level_folder(tmp_path, vocab_rows=20)  # (an IndexError in the embedding's forward before)
     with pytest.raises(UserError, match=r"its tokenizer has 2\d\d tokens but the model embeds 20: are the tokenizer"):
         check_backbone(ModelConfig(backbone=str(tmp_path), max_length=32), num_labels=3)
+
+
+def test_a_backbone_folder_without_a_tokenizer_says_what_the_folder_is(tmp_path):
+    """The Python API path (no config-time check ran): a run directory names its ``best/``, an empty folder is
+    said to hold no model, as ``drml configs check`` says them."""
+    from drml_ray.ner.modeling import load_tokenizer
+
+    (tmp_path / "run" / "best").mkdir(parents=True)
+    (tmp_path / "run" / "best" / "config.json").write_text("{}")
+    with pytest.raises(UserError, match=f"a run directory; its model is {tmp_path / 'run' / 'best'}"):
+        load_tokenizer(str(tmp_path / "run"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty: neither a model folder \(config.json\) nor a run directory"):
+        load_tokenizer(str(tmp_path / "empty"))
