@@ -74,12 +74,13 @@ def configs_check(
 
 def _checked(config: Path, overrides: list[str]) -> tuple[Any, str]:
     """The config of one experiment file, checked as a run reads it, and a line saying what runs it."""
-    from drml_ray.config import load_config
+    from drml_ray.config import at_its_line, load_config
     from drml_ray.runtime.registry import kind_of, searched_kind
     from drml_ray.runtime.rundir import default_run_dir
 
     cfg = load_config(config, overrides, check_files=True)
-    kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
+    with at_its_line(config, overrides, type(cfg)):  # (tune.metric is checked against the kind's metrics)
+        kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
     commands = [f"drml {c.name}" for c in kind.commands] + (["drml tune"] if cfg.tune is not None else [])
     return cfg, (f"{config}: valid ({kind.name}); run by {', '.join(commands)}; output in "
                  f"{default_run_dir(cfg.name)}/ unless --output-dir says otherwise")  # fmt: skip

@@ -432,7 +432,10 @@ def test_configs_check_prints_the_resolved_file_and_refuses_what_a_run_would(tmp
     assert again == load_config("meta/smoke", ["meta.meta_steps=7"])  # every default written out, nothing changed
     assert "drml finetune, drml tune;" in cli("configs", "check", "tune/smoke").output
     metric = cli("configs", "check", "tune/smoke", "--set", "tune.metric=loss")
-    assert metric.exit_code == 2 and "tune.metric: a finetune trial reports dev_f1" in metric.output
+    assert metric.exit_code == 2 and "error: --set: tune.metric: a finetune trial reports dev_f1" in metric.output
+    (tmp_path / "metric.yaml").write_text("name: x\ntune:\n  metric: dev_F1\n  space: {train.lr: {grid: [0.1]}}\n")
+    metric = cli("configs", "check", tmp_path / "metric.yaml")  # (at its line, as drml tune says it)
+    assert metric.exit_code == 2 and "metric.yaml:3: tune.metric: a finetune trial reports" in metric.output
     (tmp_path / "bad.yaml").write_text("name: x\ntrain:\n  epochs: three\n")
     bad = cli("configs", "check", tmp_path / "bad.yaml")
     assert bad.exit_code == 2 and "bad.yaml:3: train.epochs" in bad.output, bad.output
