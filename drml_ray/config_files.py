@@ -9,6 +9,7 @@ A config argument is a path, or the name of a config shipped inside the package 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -156,7 +157,18 @@ def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def _known_keys(key: str, section: type[BaseModel]) -> str:
-    """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section``."""
+    """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section``; for a dotted key that names
+    a key inside it (``train.epochs: 3``, written as ``--set`` takes it), how to write it nested.
+
+    >>> from drml_ray.config import FinetuneConfig
+    >>> _known_keys("train.epochs", FinetuneConfig)
+    ': a dotted key, as --set takes it; in a file, write it nested: train: {epochs: ...}'
+    """
+    parts = tuple(key.split("."))
+    inner = _section_at(section, parts[:-1]) if len(parts) > 1 else None
+    if inner is not None and parts[-1] in inner.model_fields:
+        nested = "".join(f"{part}: {{" for part in parts[:-1]) + f"{parts[-1]}: ..." + "}" * (len(parts) - 1)
+        return f": a dotted key, as --set takes it; in a file, write it nested: {nested}"
     known = list(section.model_fields)
     close = difflib.get_close_matches(key, known, n=1)
     return f" ({f'did you mean {close[0]!r}? ' if close else ''}known: {', '.join(known)})"
@@ -218,14 +230,37 @@ def _format_errors(
     for e in err.errors():
         loc, message = _key_named(tuple(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
         where = _where(loc, message, source, lines, overridden)
-        shown = "input" in e and not isinstance(e["input"], dict)  # (a whole section says nothing the key does not)
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing", "extra_forbidden") and shown else ""
         if e["type"] == "extra_forbidden":
             section = _section_at(model, loc[:-1])
             message = "unknown key" + (_known_keys(loc[-1], section) if section else "")
-        messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{got}")
+        messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{_got(e)}")
     more = [f"... and {len(messages) - SHOWN_ERRORS} more"] if len(messages) > SHOWN_ERRORS + 1 else []
     return "\n".join(messages[: SHOWN_ERRORS if more else None] + more)
+
+
+def _got(error: Any) -> str:
+    """`` (got 'three')``: the value a pydantic ``error`` refused, where it says more than the message (not for a
+    missing or unknown key, nor a whole section)."""
+    if error["type"] in ("missing", "extra_forbidden") or isinstance(error.get("input", {}), dict):
+        return ""
+    return f" (got {error['input']!r}{_quoted_number(error)})"
+
+
+def _quoted_number(error: Any) -> str:
+    """What to do about a number written in quotes (``epochs: '3'``, ``lr: '1e-5'``: text to YAML) where a
+    number is wanted; else ``""``.
+
+    >>> _quoted_number({"type": "float_type", "input": "1e-5"}), _quoted_number({"type": "int_type", "input": "x"})
+    ('; a number in quotes is text: write it without them', '')
+    """
+    value = error.get("input")
+    if error["type"] not in ("int_type", "float_type") or not isinstance(value, str):
+        return ""
+    try:
+        number = float(value)
+    except ValueError:
+        return ""
+    return "; a number in quotes is text: write it without them" if math.isfinite(number) else ""
 
 
 SHOWN_ERRORS = 10

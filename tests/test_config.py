@@ -197,8 +197,26 @@ def test_merge_keys_merge_and_a_key_beside_them_wins(tmp_path):
 
 def test_wrong_type_is_not_coerced(tmp_path):
     path = write(tmp_path, "model:\n  strategy: full\ntrain:\n  epochs: '3'\n")
-    with pytest.raises(ConfigError, match=r"exp.yaml:4: train.epochs: Input should be a valid integer \(got '3'\)"):
+    with pytest.raises(ConfigError, match=r"exp.yaml:4: train.epochs: Input should be a valid integer \(got '3'; a "
+                       "number in quotes is text: write it without them\\)"):  # fmt: skip
         load_config(path)
+    with pytest.raises(ConfigError, match=r"train.lr: Input should be a valid number \(got '1e-5'; a number in"):
+        load_config(write(tmp_path, "train:\n  lr: '1e-5'\n"))
+    with pytest.raises(ConfigError, match=r"model.strategy: Input should be 'full', 'top' or 'lora' \(got '3'\)$"):
+        load_config(write(tmp_path, "model:\n  strategy: '3'\n"))  # (no number is wanted there)
+
+
+def test_a_dotted_key_written_in_a_file_is_shown_nested(tmp_path):
+    """``train.epochs: 3`` at the top of a file (as ``--set`` writes it) names how a file writes it; a dotted key
+    that names nothing is an unknown key as any other."""
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: train.epochs: unknown key: a dotted key, as --set takes it; "
+                       r"in a file, write it nested: train: \{epochs: ...\}"):  # fmt: skip
+        load_config(write(tmp_path, "train.epochs: 3\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: data.generated.train: unknown key: .*nested: "
+                       r"data: \{generated: \{train: ...\}\}"):  # fmt: skip
+        load_config(write(tmp_path, "data.generated.train: 3\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:1: train.epochz: unknown key \(known: name, "):
+        load_config(write(tmp_path, "train.epochz: 3\n"))
 
 
 def test_bad_choice_lists_problem(tmp_path):

@@ -137,6 +137,10 @@ CASES = [
     ft("train:\n  epochs: 2\n  epochs: 3\n", "a key given twice", "exp.yaml:4: invalid YAML: duplicate key 'epochs'"),
     ft("train: {epochs: three}\n", "a word for a number", "exp.yaml:2: train.epochs: Input should be a valid integer"),
     ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key (did you mean 'epochs'?"),
+    ft("train: {lr: '1e-5'}\n", "a number in quotes", "exp.yaml:2: train.lr: Input should be a valid number (got "
+       "'1e-5'; a number in quotes is text: write it without them)"),
+    ft("train.epochs: 3\n", "a dotted key (as --set takes it) in a file", "exp.yaml:2: train.epochs: unknown key: a "
+       "dotted key, as --set takes it; in a file, write it nested: train: {epochs: ...}"),
     Case("config values", "a misspelt corpus", {"exp.yaml": "name: x\ndata: {corpus: CoNLL2003}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:2: data.corpus: unknown corpus 'CoNLL2003' (did you mean conll2003?)",)),
