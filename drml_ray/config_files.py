@@ -243,24 +243,36 @@ def _got(error: Any) -> str:
     missing or unknown key, nor a whole section)."""
     if error["type"] in ("missing", "extra_forbidden") or isinstance(error.get("input", {}), dict):
         return ""
-    return f" (got {error['input']!r}{_quoted_number(error)})"
+    return f" (got {error['input']!r}{_value_hint(error)})"
 
 
-def _quoted_number(error: Any) -> str:
-    """What to do about a number written in quotes (``epochs: '3'``, ``lr: '1e-5'``: text to YAML) where a
-    number is wanted; else ``""``.
+def _value_hint(error: Any) -> str:
+    """How to write a value that YAML read as another type than the key's (``epochs: '3'`` or ``lr: '1e-5'``,
+    ``context: 'true'``: text; ``name: 2024``: a number; ``target_modules: query``: one name, not a list); else
+    ``""``.
 
-    >>> _quoted_number({"type": "float_type", "input": "1e-5"}), _quoted_number({"type": "int_type", "input": "x"})
+    >>> _value_hint({"type": "float_type", "input": "1e-5"}), _value_hint({"type": "int_type", "input": "x"})
     ('; a number in quotes is text: write it without them', '')
+    >>> _value_hint({"type": "string_type", "input": 2024}), _value_hint({"type": "list_type", "input": "query"})
+    ("; write it in quotes to make it text: '2024'", '; write a list: [query]')
     """
-    value = error.get("input")
-    if error["type"] not in ("int_type", "float_type") or not isinstance(value, str):
-        return ""
+    kind, value = error["type"], error.get("input")
+    if kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
+        return "; a number in quotes is text: write it without them"
+    if kind == "bool_type" and isinstance(value, str) and value.lower() in ("true", "false"):
+        return f"; {value} in quotes is text: write it without them"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"; write it in quotes to make it text: '{value}'"
+    if kind == "list_type" and isinstance(value, str | int | float):
+        return f"; write a list: [{value}]"
+    return ""
+
+
+def _is_number(text: str) -> bool:
     try:
-        number = float(value)
+        return math.isfinite(float(text))
     except ValueError:
-        return ""
-    return "; a number in quotes is text: write it without them" if math.isfinite(number) else ""
+        return False
 
 
 SHOWN_ERRORS = 10
@@ -372,7 +384,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where, problem = (f"{path}:{mark.line + 1}", getattr(err, "problem", err)) if mark else (str(path), err)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        tab = "; YAML indents with spaces, not tabs" if "'\\t'" in str(problem) else ""
+        raise ConfigError(f"{where}: invalid YAML: {problem}{tab}") from None
     if data is None:
         raise ConfigError(f"{path}:1: empty file; an experiment names its sections (drml configs show ner/smoke)")
     if not isinstance(data, dict):

@@ -204,6 +204,16 @@ def test_wrong_type_is_not_coerced(tmp_path):
         load_config(write(tmp_path, "train:\n  lr: '1e-5'\n"))
     with pytest.raises(ConfigError, match=r"model.strategy: Input should be 'full', 'top' or 'lora' \(got '3'\)$"):
         load_config(write(tmp_path, "model:\n  strategy: '3'\n"))  # (no number is wanted there)
+    with pytest.raises(ConfigError, match=r"data.context: .* \(got 'true'; true in quotes is text: write it without"):
+        load_config(write(tmp_path, "data: {context: 'true'}\n"))
+    with pytest.raises(
+        ConfigError, match=r"exp.yaml:1: name: .* \(got 2024; write it in quotes to make it text: '2024'"
+    ):
+        load_config(write(tmp_path, "name: 2024\n"))
+    with pytest.raises(ConfigError, match=r"model.lora.target_modules: .* \(got 'query'; write a list: \[query\]\)"):
+        load_config(write(tmp_path, "model: {lora: {target_modules: query}}\n"))
+    with pytest.raises(ConfigError, match=r"exp.yaml:2: invalid YAML: .*'\\t'.*; YAML indents with spaces, not tabs"):
+        load_config(write(tmp_path, "train:\n\tepochs: 3\n"))
 
 
 def test_a_dotted_key_written_in_a_file_is_shown_nested(tmp_path):

@@ -139,6 +139,10 @@ CASES = [
     ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key (did you mean 'epochs'?"),
     ft("train: {lr: '1e-5'}\n", "a number in quotes", "exp.yaml:2: train.lr: Input should be a valid number (got "
        "'1e-5'; a number in quotes is text: write it without them)"),
+    ft("train:\n\tepochs: 3\n", "a tab as indentation", "exp.yaml:3: invalid YAML: found character '\\t' that cannot "
+       "start any token; YAML indents with spaces, not tabs"),
+    ft("model: {lora: {target_modules: query}}\n", "one name where a list is wanted", "exp.yaml:2: "
+       "model.lora.target_modules: Input should be a valid list (got 'query'; write a list: [query])"),
     ft("train.epochs: 3\n", "a dotted key (as --set takes it) in a file", "exp.yaml:2: train.epochs: unknown key: a "
        "dotted key, as --set takes it; in a file, write it nested: train: {epochs: ...}"),
     Case("config values", "a misspelt corpus", {"exp.yaml": "name: x\ndata: {corpus: CoNLL2003}\n"},
