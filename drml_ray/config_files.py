@@ -248,8 +248,8 @@ def _got(error: Any) -> str:
 
 def _value_hint(error: Any) -> str:
     """How to write a value that YAML read as another type than the key's (``epochs: '3'`` or ``lr: '1e-5'``,
-    ``context: 'true'``: text; ``name: 2024``: a number; ``target_modules: query``: one name, not a list); else
-    ``""``.
+    ``context: 'true'``: text; ``name: 2024``: a number; ``target_modules: query``: one name, not a list), or
+    the choice it is close to (``strategy: LoRA``); else ``""``.
 
     >>> _value_hint({"type": "float_type", "input": "1e-5"}), _value_hint({"type": "int_type", "input": "x"})
     ('; a number in quotes is text: write it without them', '')
@@ -265,6 +265,10 @@ def _value_hint(error: Any) -> str:
         return f"; write it in quotes to make it text: '{value}'"
     if kind == "list_type" and isinstance(value, str | int | float):
         return f"; write a list: [{value}]"
+    if kind == "literal_error" and isinstance(value, str):
+        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(value.lower(), options, n=1)
+        return f"; did you mean {close[0]!r}?" if close else ""
     return ""
 
 

@@ -232,6 +232,10 @@ def test_a_dotted_key_written_in_a_file_is_shown_nested(tmp_path):
 def test_bad_choice_lists_problem(tmp_path):
     with pytest.raises(ConfigError, match=r"exp.yaml:2: model.strategy: Input should be 'full', 'top' or 'lora'"):
         load_config(write(tmp_path, "model:\n  strategy: adapters\n"))
+    with pytest.raises(ConfigError, match=r"model.strategy: .* \(got 'LoRA'; did you mean 'lora'\?\)"):
+        load_config(write(tmp_path, "model:\n  strategy: LoRA\n"))
+    with pytest.raises(ConfigError, match=r"train.precision: .* \(got 'bf-16'; did you mean 'bf16'\?\)"):
+        load_config(write(tmp_path, "train:\n  precision: bf-16\n"))
 
 
 def test_overrides_are_parsed_as_yaml_and_checked(tmp_path):
