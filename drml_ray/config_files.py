@@ -248,8 +248,9 @@ def _got(error: Any) -> str:
 
 def _value_hint(error: Any) -> str:
     """How to write a value that YAML read as another type than the key's (``epochs: '3'`` or ``lr: '1e-5'``,
-    ``context: 'true'``: text; ``name: 2024``: a number; ``target_modules: query``: one name, not a list), or
-    the choice it is close to (``strategy: LoRA``); else ``""``.
+    ``context: 'true'``: text; ``name: 2024``: a number; ``fused_adamw: 1``: a number, not true or false;
+    ``target_modules: query``: one name, not a list), or the choice it is close to (``strategy: LoRA``); else
+    ``""``.
 
     >>> _value_hint({"type": "float_type", "input": "1e-5"}), _value_hint({"type": "int_type", "input": "x"})
     ('; a number in quotes is text: write it without them', '')
@@ -261,6 +262,8 @@ def _value_hint(error: Any) -> str:
         return "; a number in quotes is text: write it without them"
     if kind == "bool_type" and isinstance(value, str) and value.lower() in ("true", "false"):
         return f"; {value} in quotes is text: write it without them"
+    if kind == "bool_type" and value in (0, 1):
+        return f"; write {'true' if value else 'false'}"
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f"; write it in quotes to make it text: '{value}'"
     if kind == "list_type" and isinstance(value, str | int | float):

@@ -206,6 +206,8 @@ def test_wrong_type_is_not_coerced(tmp_path):
         load_config(write(tmp_path, "model:\n  strategy: '3'\n"))  # (no number is wanted there)
     with pytest.raises(ConfigError, match=r"data.context: .* \(got 'true'; true in quotes is text: write it without"):
         load_config(write(tmp_path, "data: {context: 'true'}\n"))
+    with pytest.raises(ConfigError, match=r"train.fused_adamw: .* \(got 0; write false\)"):
+        load_config(write(tmp_path, "train: {fused_adamw: 0}\n"))
     with pytest.raises(
         ConfigError, match=r"exp.yaml:1: name: .* \(got 2024; write it in quotes to make it text: '2024'"
     ):
