@@ -124,7 +124,7 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
     for depth, part in enumerate(path):
         if not named and (section is None or part not in section.model_fields):
             where = ".".join(path[:depth]) or "the top level"
-            known = _known_keys(part, section) if section else " (not a section)"
+            known = _known_keys(part, section, model) if section else " (not a section)"
             raise ConfigError(f"--set {key}: unknown key {part!r} in {where}{known}")
         if depth == len(path) - 1:
             new, old = _override_value(key, value), node.get(part)
@@ -156,22 +156,48 @@ def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _known_keys(key: str, section: type[BaseModel]) -> str:
-    """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section``; for a dotted key that names
-    a key inside it (``train.epochs: 3``, written as ``--set`` takes it), how to write it nested.
+def _known_keys(key: str, section: type[BaseModel], root: type[BaseModel] | None = None) -> str:
+    """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section`` (of the config ``root``); for
+    a dotted key that names a key inside it (``train.epochs: 3``, written as ``--set`` takes it), how to write it
+    nested; for a name of Hugging Face's (``learning_rate``), drml's.
 
     >>> from drml_ray.config import FinetuneConfig
     >>> _known_keys("train.epochs", FinetuneConfig)
     ': a dotted key, as --set takes it; in a file, write it nested: train: {epochs: ...}'
+    >>> _known_keys("learning_rate", FinetuneConfig.model_fields["train"].annotation, FinetuneConfig)
+    " (Hugging Face's name; drml's is train.lr)"
     """
     parts = tuple(key.split("."))
     inner = _section_at(section, parts[:-1]) if len(parts) > 1 else None
     if inner is not None and parts[-1] in inner.model_fields:
         nested = "".join(f"{part}: {{" for part in parts[:-1]) + f"{parts[-1]}: ..." + "}" * (len(parts) - 1)
         return f": a dotted key, as --set takes it; in a file, write it nested: {nested}"
+    if drml_name := _drml_name(key, root):
+        return f" (Hugging Face's name; drml's is {drml_name})"
     known = list(section.model_fields)
-    close = difflib.get_close_matches(key, known, n=1)
+    close = difflib.get_close_matches(key.lower(), known, n=1)
     return f" ({f'did you mean {close[0]!r}? ' if close else ''}known: {', '.join(known)})"
+
+
+HF_NAMES = {
+    "learning_rate": "train.lr", "num_train_epochs": "train.epochs", "per_device_train_batch_size": "train.batch_size",
+    "per_device_eval_batch_size": "train.eval_batch_size", "gradient_accumulation_steps": "train.grad_accum",
+    "early_stopping_patience": "train.patience", "fp16": "train.precision: fp16", "bf16": "train.precision: bf16",
+    "max_seq_length": "model.max_length", "model_name_or_path": "model.backbone", "dataset_name": "data.corpus",
+    "train_file": "data.train", "validation_file": "data.dev", "test_file": "data.test",
+    "output_dir": "the command's --output-dir",
+}  # fmt: skip
+"""Settings of Hugging Face's ``TrainingArguments`` and ``run_ner.py`` by their names there, and drml's key."""
+
+
+def _drml_name(key: str, root: type[BaseModel] | None) -> str | None:
+    """drml's key for Hugging Face's name ``key`` where the config ``root`` has it, else ``None``."""
+    name = HF_NAMES.get(key)
+    if name is None or root is None or name.startswith("the "):  # (the last: a command-line option)
+        return name if root is not None else None
+    *up, last = name.split(":")[0].split(".")
+    section = _section_at(root, tuple(up))
+    return name if section is not None and last in section.model_fields else None
 
 
 def _section_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
@@ -232,7 +258,7 @@ def _format_errors(
         where = _where(loc, message, source, lines, overridden)
         if e["type"] == "extra_forbidden":
             section = _section_at(model, loc[:-1])
-            message = "unknown key" + (_known_keys(loc[-1], section) if section else "")
+            message = "unknown key" + (_known_keys(loc[-1], section, model) if section else "")
         messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{_got(e)}")
     more = [f"... and {len(messages) - SHOWN_ERRORS} more"] if len(messages) > SHOWN_ERRORS + 1 else []
     return "\n".join(messages[: SHOWN_ERRORS if more else None] + more)

@@ -36,10 +36,10 @@ def test_a_short_window_gets_an_overlap_that_fits_it_unless_one_is_given(tmp_pat
 
 
 def test_unknown_key_names_file_line_and_key(tmp_path):
-    path = write(tmp_path, "name: x\ntrain:\n  epochs: 2\n  learning_rate: 0.1\n")
+    path = write(tmp_path, "name: x\ntrain:\n  epochs: 2\n  momentum: 0.9\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert str(err.value).startswith(f"{path}:4: train.learning_rate: unknown key (known: epochs, batch_size,")
+    assert str(err.value).startswith(f"{path}:4: train.momentum: unknown key (known: epochs, batch_size,")
 
 
 def test_unknown_key_suggests_the_closest_known_one(tmp_path):
@@ -237,6 +237,27 @@ def test_a_dotted_key_written_in_a_file_is_shown_nested(tmp_path):
         load_config(write(tmp_path, "data.generated.train: 3\n"))
     with pytest.raises(ConfigError, match=r"exp.yaml:1: train.epochz: unknown key \(known: name, "):
         load_config(write(tmp_path, "train.epochz: 3\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: {learning_rate: 1.0e-4}\n", r"exp.yaml:1: train.learning_rate: unknown key \(Hugging Face's name; "
+         r"drml's is train.lr\)$"),
+        ("num_train_epochs: 3\n", r"exp.yaml:1: num_train_epochs: unknown key \(Hugging Face's name; drml's is "
+         r"train.epochs\)$"),
+        ("train: {bf16: true}\n", r"train.bf16: unknown key \(Hugging Face's name; drml's is train.precision: bf16\)"),
+        ("output_dir: runs/x\n", r"output_dir: unknown key \(Hugging Face's name; drml's is the command's "
+         r"--output-dir\)$"),
+        ("train: {LR: 0.1}\n", r"train.LR: unknown key \(did you mean 'lr'\? known: epochs, "),
+        ("env: {family: nav2d}\nnum_train_epochs: 3\n", r"exp.yaml:2: num_train_epochs: unknown key \(known: name, "),
+    ],
+)  # fmt: skip
+def test_a_key_by_hugging_faces_name_or_in_capitals_names_drmls(tmp_path, text, message):
+    """A user of ``TrainingArguments`` writes its names; where the experiment has that setting (an RL experiment
+    has no ``train.epochs``), the error names drml's key; a key in capitals is matched as in small letters."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
 
 
 def test_bad_choice_lists_problem(tmp_path):

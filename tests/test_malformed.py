@@ -139,6 +139,8 @@ CASES = [
     ft("train: {epochz: 3}\n", "a misspelt key", "exp.yaml:2: train.epochz: unknown key (did you mean 'epochs'?"),
     ft("train: {lr: '1e-5'}\n", "a number in quotes", "exp.yaml:2: train.lr: Input should be a valid number (got "
        "'1e-5'; a number in quotes is text: write it without them)"),
+    ft("train: {learning_rate: 1.0e-4}\n", "a key by its Hugging Face name", "exp.yaml:2: train.learning_rate: unknown "
+       "key (Hugging Face's name; drml's is train.lr)"),
     ft("train:\n\tepochs: 3\n", "a tab as indentation", "exp.yaml:3: invalid YAML: found character '\\t' that cannot "
        "start any token; YAML indents with spaces, not tabs"),
     ft("model: {lora: {target_modules: query}}\n", "one name where a list is wanted", "exp.yaml:2: "
