@@ -159,7 +159,7 @@ def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def _known_keys(key: str, section: type[BaseModel], root: type[BaseModel] | None = None) -> str:
     """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section`` (of the config ``root``); for
     a dotted key that names a key inside it (``train.epochs: 3``, written as ``--set`` takes it), how to write it
-    nested; for a name of Hugging Face's (``learning_rate``), drml's.
+    nested; for a name of Hugging Face's or RLlib's (``learning_rate``, ``clip_param``), drml's.
 
     >>> from drml_ray.config import FinetuneConfig
     >>> _known_keys("train.epochs", FinetuneConfig)
@@ -172,32 +172,53 @@ def _known_keys(key: str, section: type[BaseModel], root: type[BaseModel] | None
     if inner is not None and parts[-1] in inner.model_fields:
         nested = "".join(f"{part}: {{" for part in parts[:-1]) + f"{parts[-1]}: ..." + "}" * (len(parts) - 1)
         return f": a dotted key, as --set takes it; in a file, write it nested: {nested}"
-    if drml_name := _drml_name(key, root):
-        return f" (Hugging Face's name; drml's is {drml_name})"
+    if elsewhere := _name_elsewhere(key, root):
+        return elsewhere
     known = list(section.model_fields)
     close = difflib.get_close_matches(key.lower(), known, n=1)
     return f" ({f'did you mean {close[0]!r}? ' if close else ''}known: {', '.join(known)})"
 
 
-HF_NAMES = {
-    "learning_rate": "train.lr", "num_train_epochs": "train.epochs", "per_device_train_batch_size": "train.batch_size",
-    "per_device_eval_batch_size": "train.eval_batch_size", "gradient_accumulation_steps": "train.grad_accum",
-    "early_stopping_patience": "train.patience", "fp16": "train.precision: fp16", "bf16": "train.precision: bf16",
-    "max_seq_length": "model.max_length", "model_name_or_path": "model.backbone", "dataset_name": "data.corpus",
-    "train_file": "data.train", "validation_file": "data.dev", "test_file": "data.test",
-    "output_dir": "the command's --output-dir",
-}  # fmt: skip
-"""Settings of Hugging Face's ``TrainingArguments`` and ``run_ner.py`` by their names there, and drml's key."""
+NAMES_ELSEWHERE: dict[str, tuple[str, tuple[str, ...]]] = {
+    "learning_rate": ("Hugging Face's", ("train.lr", "ppo.lr")),
+    "num_train_epochs": ("Hugging Face's", ("train.epochs",)),
+    "per_device_train_batch_size": ("Hugging Face's", ("train.batch_size",)),
+    "per_device_eval_batch_size": ("Hugging Face's", ("train.eval_batch_size",)),
+    "gradient_accumulation_steps": ("Hugging Face's", ("train.grad_accum",)),
+    "early_stopping_patience": ("Hugging Face's", ("train.patience",)),
+    "fp16": ("Hugging Face's", ("train.precision: fp16",)),
+    "bf16": ("Hugging Face's", ("train.precision: bf16",)),
+    "max_seq_length": ("Hugging Face's", ("model.max_length",)),
+    "model_name_or_path": ("Hugging Face's", ("model.backbone",)),
+    "dataset_name": ("Hugging Face's", ("data.corpus",)),
+    "train_file": ("Hugging Face's", ("data.train",)),
+    "validation_file": ("Hugging Face's", ("data.dev",)),
+    "test_file": ("Hugging Face's", ("data.test",)),
+    "output_dir": ("Hugging Face's", ("the command's --output-dir",)),
+    "train_batch_size": ("RLlib's", ("ppo.train_batch",)),
+    "train_batch_size_per_learner": ("RLlib's", ("ppo.train_batch",)),
+    "minibatch_size": ("RLlib's", ("ppo.minibatch",)),
+    "num_epochs": ("RLlib's", ("ppo.epochs", "train.epochs")),
+    "clip_param": ("RLlib's", ("ppo.clip",)),
+    "vf_clip_param": ("RLlib's", ("ppo.vf_clip",)),
+    "lambda": ("RLlib's", ("ppo.gae_lambda",)),
+    "lambda_": ("RLlib's", ("ppo.gae_lambda",)),
+    "fcnet_hiddens": ("RLlib's", ("ppo.hidden",)),
+}
+"""Settings by their names in Hugging Face's ``TrainingArguments`` and ``run_ner.py``, or RLlib's PPO config:
+whose name it is, and drml's keys for it (the first an experiment has is named)."""
 
 
-def _drml_name(key: str, root: type[BaseModel] | None) -> str | None:
-    """drml's key for Hugging Face's name ``key`` where the config ``root`` has it, else ``None``."""
-    name = HF_NAMES.get(key)
-    if name is None or root is None or name.startswith("the "):  # (the last: a command-line option)
-        return name if root is not None else None
-    *up, last = name.split(":")[0].split(".")
-    section = _section_at(root, tuple(up))
-    return name if section is not None and last in section.model_fields else None
+def _name_elsewhere(key: str, root: type[BaseModel] | None) -> str | None:
+    """`` (Hugging Face's name; drml's is train.lr)`` for a ``key`` named so in another tool, where the config
+    ``root`` has the setting; else ``None``."""
+    whose, names = NAMES_ELSEWHERE.get(key, ("", ()))
+    for name in names if root is not None else ():
+        *up, last = name.split(":")[0].split(".")
+        section = _section_at(root, tuple(up))
+        if name.startswith("the ") or (section is not None and last in section.model_fields):
+            return f" ({whose} name; drml's is {name})"
+    return None
 
 
 def _section_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:

@@ -251,11 +251,16 @@ def test_a_dotted_key_written_in_a_file_is_shown_nested(tmp_path):
          r"--output-dir\)$"),
         ("train: {LR: 0.1}\n", r"train.LR: unknown key \(did you mean 'lr'\? known: epochs, "),
         ("env: {family: nav2d}\nnum_train_epochs: 3\n", r"exp.yaml:2: num_train_epochs: unknown key \(known: name, "),
+        ("env: {family: nav2d}\nppo: {clip_param: 0.1}\n", r"exp.yaml:2: ppo.clip_param: unknown key \(RLlib's name; "
+         r"drml's is ppo.clip\)$"),
+        ("env: {family: nav2d}\nppo: {learning_rate: 0.1}\n", r"ppo.learning_rate: unknown key \(Hugging Face's name; "
+         r"drml's is ppo.lr\)$"),
     ],
 )  # fmt: skip
-def test_a_key_by_hugging_faces_name_or_in_capitals_names_drmls(tmp_path, text, message):
-    """A user of ``TrainingArguments`` writes its names; where the experiment has that setting (an RL experiment
-    has no ``train.epochs``), the error names drml's key; a key in capitals is matched as in small letters."""
+def test_a_key_by_another_tools_name_or_in_capitals_names_drmls(tmp_path, text, message):
+    """A user of ``TrainingArguments`` or RLlib's PPO writes their names; where the experiment has that setting (an
+    RL experiment has no ``train.epochs``), the error names drml's key; a key in capitals is matched as in small
+    letters."""
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
 
