@@ -3,23 +3,25 @@ the models). Unknown keys and wrong types are errors that name the file, the lin
 
     configs/ner/smoke.yaml:14: train.epochs: Input should be a valid integer (got 'three')
 
+with what :mod:`drml_ray.config_hints` adds (the key a misspelt or foreign name means, how to write a value).
+
 A config argument is a path, or the name of a config shipped inside the package (``ner/smoke``).
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from drml_ray.config_hints import got, known_keys, section_at, section_of
 from drml_ray.config_paths import CONFIG_FOLDER, path_problems
 from drml_ray.errors import UserError
 from drml_ray.text import not_text, not_utf8
@@ -85,15 +87,6 @@ def _key_lines(node: yaml.Node, prefix: tuple[str, ...] = ()) -> dict[tuple[str,
     return lines
 
 
-def _section_of(model: type[BaseModel], key: str) -> tuple[type[BaseModel] | None, bool]:
-    """The Section class of field ``key`` if it is a nested section (or a mapping of names to sections: then
-    True, the next part of a ``--set`` path being a name), else None."""
-    annotation = model.model_fields[key].annotation
-    mapping = get_origin(annotation) is dict
-    candidates = get_args(annotation) if get_origin(annotation) is not None else (annotation,)
-    return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None), mapping
-
-
 def _steps(path: tuple[str, ...], model: type[BaseModel]) -> tuple[str, ...]:
     """``path`` with a name in a mapping of sections joined again where its names are free strings:
     ``tune.space.train.lr`` is the space's ``train.lr`` (its names are config keys). Such a name ends where a key
@@ -104,7 +97,7 @@ def _steps(path: tuple[str, ...], model: type[BaseModel]) -> tuple[str, ...]:
     while rest and section is not None and rest[0] in section.model_fields:
         steps.append(rest.pop(0))
         annotation = section.model_fields[steps[-1]].annotation
-        section, named = _section_of(section, steps[-1])
+        section, named = section_of(section, steps[-1])
         if named and rest and get_args(annotation)[0] is str:
             end = next((k for k in range(1, len(rest)) if section and rest[k] in section.model_fields), len(rest))
             steps.append(".".join(rest[:end]))
@@ -124,17 +117,17 @@ def apply_override(data: dict[str, Any], override: str, model: type[BaseModel]) 
     for depth, part in enumerate(path):
         if not named and (section is None or part not in section.model_fields):
             where = ".".join(path[:depth]) or "the top level"
-            known = _known_keys(part, section, model) if section else " (not a section)"
+            known = known_keys(part, section, model) if section else " (not a section)"
             raise ConfigError(f"--set {key}: unknown key {part!r} in {where}{known}")
         if depth == len(path) - 1:
             new, old = _override_value(key, value), node.get(part)
-            is_section = isinstance(new, dict) and isinstance(old, dict) and _section_at(model, path) is not None
+            is_section = isinstance(new, dict) and isinstance(old, dict) and section_at(model, path) is not None
             node[part] = _merged(old, new) if is_section else new
         else:
             if named:
                 named = False
             else:
-                section, named = _section_of(section, part)  # type: ignore[arg-type]
+                section, named = section_of(section, part)  # type: ignore[arg-type]
             child = node.get(part)
             node = node.setdefault(part, {}) if child is None else child
             if not isinstance(node, dict):
@@ -154,85 +147,6 @@ def _merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         both = isinstance(value, dict) and isinstance(out.get(key), dict)
         out[key] = _merged(out[key], value) if both else value
     return out
-
-
-def _known_keys(key: str, section: type[BaseModel], root: type[BaseModel] | None = None) -> str:
-    """`` (did you mean 'epochs'? known: ...)`` for an unknown ``key`` of ``section`` (of the config ``root``); for
-    a dotted key that names a key inside it (``train.epochs: 3``, written as ``--set`` takes it), how to write it
-    nested; for a name of Hugging Face's or RLlib's (``learning_rate``, ``clip_param``), drml's.
-
-    >>> from drml_ray.config import FinetuneConfig
-    >>> _known_keys("train.epochs", FinetuneConfig)
-    ': a dotted key, as --set takes it; in a file, write it nested: train: {epochs: ...}'
-    >>> _known_keys("learning_rate", FinetuneConfig.model_fields["train"].annotation, FinetuneConfig)
-    " (Hugging Face's name; drml's is train.lr)"
-    """
-    parts = tuple(key.split("."))
-    inner = _section_at(section, parts[:-1]) if len(parts) > 1 else None
-    if inner is not None and parts[-1] in inner.model_fields:
-        nested = "".join(f"{part}: {{" for part in parts[:-1]) + f"{parts[-1]}: ..." + "}" * (len(parts) - 1)
-        return f": a dotted key, as --set takes it; in a file, write it nested: {nested}"
-    if elsewhere := _name_elsewhere(key, root):
-        return elsewhere
-    known = list(section.model_fields)
-    close = difflib.get_close_matches(key.lower(), known, n=1)
-    return f" ({f'did you mean {close[0]!r}? ' if close else ''}known: {', '.join(known)})"
-
-
-NAMES_ELSEWHERE: dict[str, tuple[str, tuple[str, ...]]] = {
-    "learning_rate": ("Hugging Face's", ("train.lr", "ppo.lr")),
-    "num_train_epochs": ("Hugging Face's", ("train.epochs",)),
-    "per_device_train_batch_size": ("Hugging Face's", ("train.batch_size",)),
-    "per_device_eval_batch_size": ("Hugging Face's", ("train.eval_batch_size",)),
-    "gradient_accumulation_steps": ("Hugging Face's", ("train.grad_accum",)),
-    "early_stopping_patience": ("Hugging Face's", ("train.patience",)),
-    "fp16": ("Hugging Face's", ("train.precision: fp16",)),
-    "bf16": ("Hugging Face's", ("train.precision: bf16",)),
-    "max_seq_length": ("Hugging Face's", ("model.max_length",)),
-    "model_name_or_path": ("Hugging Face's", ("model.backbone",)),
-    "dataset_name": ("Hugging Face's", ("data.corpus",)),
-    "train_file": ("Hugging Face's", ("data.train",)),
-    "validation_file": ("Hugging Face's", ("data.dev",)),
-    "test_file": ("Hugging Face's", ("data.test",)),
-    "output_dir": ("Hugging Face's", ("the command's --output-dir",)),
-    "train_batch_size": ("RLlib's", ("ppo.train_batch",)),
-    "train_batch_size_per_learner": ("RLlib's", ("ppo.train_batch",)),
-    "minibatch_size": ("RLlib's", ("ppo.minibatch",)),
-    "num_epochs": ("RLlib's", ("ppo.epochs", "train.epochs")),
-    "clip_param": ("RLlib's", ("ppo.clip",)),
-    "vf_clip_param": ("RLlib's", ("ppo.vf_clip",)),
-    "lambda": ("RLlib's", ("ppo.gae_lambda",)),
-    "lambda_": ("RLlib's", ("ppo.gae_lambda",)),
-    "fcnet_hiddens": ("RLlib's", ("ppo.hidden",)),
-}
-"""Settings by their names in Hugging Face's ``TrainingArguments`` and ``run_ner.py``, or RLlib's PPO config:
-whose name it is, and drml's keys for it (the first an experiment has is named)."""
-
-
-def _name_elsewhere(key: str, root: type[BaseModel] | None) -> str | None:
-    """`` (Hugging Face's name; drml's is train.lr)`` for a ``key`` named so in another tool, where the config
-    ``root`` has the setting; else ``None``."""
-    whose, names = NAMES_ELSEWHERE.get(key, ("", ()))
-    for name in names if root is not None else ():
-        *up, last = name.split(":")[0].split(".")
-        section = _section_at(root, tuple(up))
-        if name.startswith("the ") or (section is not None and last in section.model_fields):
-            return f" ({whose} name; drml's is {name})"
-    return None
-
-
-def _section_at(model: type[BaseModel], path: tuple[str, ...]) -> type[BaseModel] | None:
-    """The section class at key path ``path`` of ``model`` (a name in a mapping of sections is skipped), or None."""
-    section: type[BaseModel] | None = model
-    named = False
-    for part in path:
-        if named:
-            named = False
-        elif section is None or part not in section.model_fields:
-            return None
-        else:
-            section, named = _section_of(section, part)
-    return None if named else section
 
 
 def _where(loc: tuple[str, ...], msg: str, source: str, lines: dict[tuple[str, ...], int], overridden: set) -> str:
@@ -278,55 +192,11 @@ def _format_errors(
         loc, message = _key_named(tuple(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
         where = _where(loc, message, source, lines, overridden)
         if e["type"] == "extra_forbidden":
-            section = _section_at(model, loc[:-1])
-            message = "unknown key" + (_known_keys(loc[-1], section, model) if section else "")
-        messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{_got(e)}")
+            section = section_at(model, loc[:-1])
+            message = "unknown key" + (known_keys(loc[-1], section, model) if section else "")
+        messages.append(f"{where}: {'.'.join(loc) + ': ' if loc else ''}{message}{got(e)}")
     more = [f"... and {len(messages) - SHOWN_ERRORS} more"] if len(messages) > SHOWN_ERRORS + 1 else []
     return "\n".join(messages[: SHOWN_ERRORS if more else None] + more)
-
-
-def _got(error: Any) -> str:
-    """`` (got 'three')``: the value a pydantic ``error`` refused, where it says more than the message (not for a
-    missing or unknown key, nor a whole section)."""
-    if error["type"] in ("missing", "extra_forbidden") or isinstance(error.get("input", {}), dict):
-        return ""
-    return f" (got {error['input']!r}{_value_hint(error)})"
-
-
-def _value_hint(error: Any) -> str:
-    """How to write a value that YAML read as another type than the key's (``epochs: '3'`` or ``lr: '1e-5'``,
-    ``context: 'true'``: text; ``name: 2024``: a number; ``fused_adamw: 1``: a number, not true or false;
-    ``target_modules: query``: one name, not a list), or the choice it is close to (``strategy: LoRA``); else
-    ``""``.
-
-    >>> _value_hint({"type": "float_type", "input": "1e-5"}), _value_hint({"type": "int_type", "input": "x"})
-    ('; a number in quotes is text: write it without them', '')
-    >>> _value_hint({"type": "string_type", "input": 2024}), _value_hint({"type": "list_type", "input": "query"})
-    ("; write it in quotes to make it text: '2024'", '; write a list: [query]')
-    """
-    kind, value = error["type"], error.get("input")
-    if kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
-        return "; a number in quotes is text: write it without them"
-    if kind == "bool_type" and isinstance(value, str) and value.lower() in ("true", "false"):
-        return f"; {value} in quotes is text: write it without them"
-    if kind == "bool_type" and value in (0, 1):
-        return f"; write {'true' if value else 'false'}"
-    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-        return f"; write it in quotes to make it text: '{value}'"
-    if kind == "list_type" and isinstance(value, str | int | float):
-        return f"; write a list: [{value}]"
-    if kind == "literal_error" and isinstance(value, str):
-        options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        close = difflib.get_close_matches(value.lower(), options, n=1)
-        return f"; did you mean {close[0]!r}?" if close else ""
-    return ""
-
-
-def _is_number(text: str) -> bool:
-    try:
-        return math.isfinite(float(text))
-    except ValueError:
-        return False
 
 
 SHOWN_ERRORS = 10
@@ -389,7 +259,7 @@ def _key_opening(message: str, model: type[BaseModel]) -> tuple[str, ...] | None
     """
     head = re.match(r"[a-z_]+(?:\.[a-z_0-9]+)+", message)
     loc = tuple(head.group().split(".")) if head else ()
-    section = _section_at(model, loc[:-1]) if len(loc) > 1 else None
+    section = section_at(model, loc[:-1]) if len(loc) > 1 else None
     return loc if section is not None and loc[-1] in section.model_fields else None
 
 
@@ -498,7 +368,7 @@ def _searchable(model: type[BaseModel], key: str) -> None:
     """Refuse a searched key whose values would not be one setting: the search's own, or a whole section."""
     if key.split(".")[0] == "tune":
         raise ConfigError("the search's own settings are not searched")
-    section = _section_at(model, tuple(key.split(".")))
+    section = section_at(model, tuple(key.split(".")))
     if section is not None:
         keys = ", ".join(f"{key}.{name}" for name in list(section.model_fields)[:3])
         raise ConfigError(f"a section: each value would replace all of it (its other keys back to their defaults); "
