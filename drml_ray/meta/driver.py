@@ -334,16 +334,20 @@ def resolve_starts(cfg: MetaExperiment, run_dir: Path, inits: list[str]) -> dict
             starts[method] = _pretrained(run_dir, "multitask")
         else:
             folder = Path(meta_inits.get(method, run_dir / method))
-            if method in meta_inits and not (folder / "config.json").is_file():
-                raise UserError(f"--init {folder}: no {method} model there (config.json): give the folder drml "
-                                f"meta-train writes, OUTPUT/{method}, or its run directory OUTPUT")  # fmt: skip
             if not (folder / "config.json").is_file():
-                raise UserError(
-                    f"{folder}: no meta-trained {method} model; run `drml meta-train` with the same --output-dir "
-                    f"(meta.algorithms: [{method}]) or pass --init PATH, or drop {method} from eval.methods"
-                )
+                raise UserError(_no_meta_model(folder, method, given=method in meta_inits))
             starts[method] = str(folder.resolve())
     return starts
+
+
+def _no_meta_model(folder: Path, method: str, given: bool) -> str:
+    """Why ``folder`` gives meta-eval no ``method`` start: an ``--init`` (``given``) that holds no model, or the
+    run directory's own folder that meta-train has not written."""
+    if given:
+        return (f"--init {folder}: no {method} model there (config.json): give the folder drml meta-train writes, "
+                f"OUTPUT/{method}, or its run directory OUTPUT")  # fmt: skip
+    return (f"{folder}: no meta-trained {method} model; run `drml meta-train` with the same --output-dir "
+            f"(meta.algorithms: [{method}]) or pass --init PATH, or drop {method} from eval.methods")  # fmt: skip
 
 
 def _pretrained(run_dir: Path, name: str) -> str | None:
