@@ -29,7 +29,9 @@ from drml_ray.data.tags import (
     note_bare,
     note_span_tags,
     read_tag,
+    spans_as_iob2,
     split_tag,
+    strays,
     unknown_prefix,
     untyped_tag,
 )  # fmt: skip
@@ -166,13 +168,13 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | BareScheme, word: int, 
           ) -> list[Sentence]:  # fmt: skip
     """:func:`read_conll` with the words in column ``word`` and the tags in column ``tag``; ``indexed``: column 1
     numbers the words, and its CoNLL-U ranges (:func:`_is_word_range`) are passed over."""
-    convert = {"iob1": iob1_to_iob2, "io": io_to_iob2}.get(scheme, list)
+    convert = {"iob1": lambda tags: iob1_to_iob2(spans_as_iob2(tags)), "io": io_to_iob2}.get(scheme, spans_as_iob2)
     typed = untyped_tag if scheme == "untyped" else str  # (untyped: B read as B-ENTITY)
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
     documents = 0  # -DOCSTART- lines seen so far
-    span_tags = 0  # BIOES-style tags rewritten as IOB2
+    span_tags = stray = 0  # BIOES-style tags rewritten as IOB2; those continuing no entity
     ranges = 0  # CoNLL-U multi-word tokens and empty nodes passed over
     headers: list[str] = []  # (said once the file is read)
     for line_no, columns in _records(path, headers):
@@ -182,18 +184,19 @@ def _read(path: str | os.PathLike[str], scheme: Scheme | BareScheme, word: int, 
         if not columns:
             if tokens:
                 sentences.append(Sentence(tuple(tokens), tuple(convert(tags)), max(documents - 1, 0)))
+                stray += span_tags and strays(tags, sentences[-1].tags)
                 tokens, tags = [], []
             documents += columns is None
             continue
+        tags.append(columns[tag] if scheme == "io" else typed(columns[tag]))
         try:
-            tags.append(columns[tag] if scheme == "io" else read_tag(typed(columns[tag])))
+            span_tags += scheme != "io" and read_tag(tags[-1])[:1] != tags[-1][:1]  # (S-PER read as B-PER)
         except ValueError:
             raise _NoTag(path, line_no, unknown_prefix(columns[tag]), columns[tag]) from None
-        span_tags += tags[-1][:1] != columns[tag][:1]  # (S-PER read as B-PER)
         tokens.append(columns[word])
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
-    note_span_tags(path, span_tags)
+    note_span_tags(path, span_tags, stray)
     for header in headers:
         log.warning("%s", header)
     if ranges:

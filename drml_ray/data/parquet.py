@@ -19,7 +19,17 @@ import pyarrow.parquet as pq
 
 from drml_ray.data.conll import CorpusFormatError, Sentence
 from drml_ray.data.formats import OPEN_ERRORS, open_binary, table_files, table_format, unreadable
-from drml_ray.data.tags import bare_as_iob2, bare_scheme, is_tag, note_bare, note_span_tags, read_tag, unknown_prefix
+from drml_ray.data.tags import (
+    bare_as_iob2,
+    bare_scheme,
+    is_tag,
+    note_bare,
+    note_span_tags,
+    read_tag,
+    spans_as_iob2,
+    strays,
+    unknown_prefix,
+)
 from drml_ray.text import counted
 
 log = logging.getLogger(__name__)
@@ -74,8 +84,9 @@ def read_parquet(path: str | os.PathLike[str], columns: tuple[str, str] | None =
     sentences = [_sentence(path, *row) for row in rows]
     if not sentences:
         raise CorpusFormatError(path, None, "no sentences found (empty file?)")
-    note_span_tags(path, sum(new != old for s, (_, _, t, _) in zip(sentences, rows, strict=True)
-                             for new, old in zip(s.tags, t, strict=True)))  # fmt: skip
+    pairs = [(row[2], sentence.tags) for sentence, row in zip(sentences, rows, strict=True)]
+    note_span_tags(path, sum(new[:1] != old[:1] for t, s in pairs for new, old in zip(s, t, strict=True)),
+                   sum(strays(*pair) for pair in pairs))  # fmt: skip
     return sentences
 
 
@@ -252,10 +263,9 @@ def _sentence(path: str | os.PathLike[str], row: int, tokens: list | None, tags:
         raise CorpusFormatError(path, row, f"row has {len(tokens or [])} tokens but {len(tags or [])} tags")
     if None in tokens or None in tags:  # type: ignore[operator]
         raise CorpusFormatError(path, row, "a null token or tag")
-    iob2: list[str] = []
     for tag in tags:  # type: ignore[union-attr]
         try:
-            iob2.append(read_tag(tag))
+            read_tag(tag)
         except ValueError:
             raise CorpusFormatError(path, row, unknown_prefix(tag), tag) from None
-    return Sentence(tuple(tokens), tuple(iob2), doc)
+    return Sentence(tuple(tokens), tuple(spans_as_iob2(tags)), doc)  # type: ignore[arg-type]

@@ -72,6 +72,32 @@ def span_tag_as_iob2(tag: str) -> str:
     return f"{SPAN_PREFIXES[prefix]}-{kind}" if sep and kind and prefix in SPAN_PREFIXES else tag
 
 
+ENDS = frozenset("SUEL")
+"""BIOES / BILOU / BMES prefixes that end an entity: the tag after one cannot continue it."""
+
+
+def spans_as_iob2(tags: Sequence[str]) -> list[str]:
+    """A sentence's tags (IOB2, or BIOES / BILOU / BMES) as IOB2, read as conlleval and seqeval read them: a tag
+    after one that ends an entity (``S-``, ``U-``, ``E-``, ``L-``) starts another, and so does an ``E-``, ``L-`` or
+    ``M-`` that does not follow an open entity of its type (``B-``, ``I-``, ``M-``). IOB tags after IOB tags stay
+    as they are (an IOB1 file is :func:`iob1_to_iob2`'s).
+
+    >>> spans_as_iob2(["S-LOC", "E-LOC", "B-PER", "E-PER", "O", "E-ORG", "B-LOC", "M-PER", "I-ORG"])
+    ['B-LOC', 'B-LOC', 'B-PER', 'I-PER', 'O', 'B-ORG', 'B-LOC', 'B-PER', 'I-ORG']
+    >>> spans_as_iob2(["B-LOC", "M-LOC", "L-LOC", "I-LOC", "O", "I-PER"])
+    ['B-LOC', 'I-LOC', 'I-LOC', 'B-LOC', 'O', 'I-PER']
+    """
+    if not any(tag[:1] in SPAN_PREFIXES for tag in tags):
+        return list(tags)
+    out: list[str] = []
+    for before, tag in pairwise(["O", *tags]):
+        iob2 = span_tag_as_iob2(tag)
+        ended = before[:1] in ENDS
+        stray = tag[:1] in SPAN_PREFIXES and not (before[:1] in "BIM" and before[1:] == tag[1:])
+        out.append(f"B{iob2[1:]}" if iob2.startswith("I-") and (ended or stray) else iob2)
+    return out
+
+
 def read_tag(tag: str) -> str:
     """A tag as a corpus file writes it, as IOB2 (:func:`span_tag_as_iob2`); ``ValueError`` when it is no tag."""
     iob2 = span_tag_as_iob2(tag)
@@ -105,12 +131,26 @@ def _rewritten(scheme: str) -> None:
         written.append(scheme)
 
 
-def note_span_tags(path: str | os.PathLike[str], count: int) -> None:
-    """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none)."""
+def note_span_tags(path: str | os.PathLike[str], count: int, stray: int = 0) -> None:
+    """Say that ``count`` BIOES-style tags of ``path`` were read as IOB2 (nothing when there were none), and
+    warn of the ``stray`` ones among them that continue no entity (:func:`spans_as_iob2`)."""
     if count:
         _rewritten("BIOES-style (S-, E-, U-, L-, M-)")
         log.info("%s: %s (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, E-/L-/M- continue it", path,
                  counted(count, "BIOES/BILOU/BMES tag"))  # fmt: skip
+    if stray:
+        log.warning("%s: %s continuing no entity (after O, another type, or an S-, U-, E- or L- that ended one): "
+                    "each read as starting an entity, as seqeval does", path,
+                    counted(stray, "E-, L- or M- tag"))  # fmt: skip
+
+
+def strays(written: Sequence[str], read: Sequence[str]) -> int:
+    """How many ``E-``, ``L-`` or ``M-`` tags as written were read as starting an entity (:func:`spans_as_iob2`).
+
+    >>> strays(["S-LOC", "E-LOC", "O", "M-PER"], ["B-LOC", "B-LOC", "O", "B-PER"])
+    2
+    """
+    return sum(tag[:1] in "ELM" and as_read[:1] == "B" for tag, as_read in zip(written, read, strict=True))
 
 
 def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
@@ -155,7 +195,7 @@ def bare_as_iob2(tags: Sequence[str], scheme: BareScheme) -> list[str]:
     >>> bare_as_iob2(["B", "I", "O", "S"], "untyped"), bare_as_iob2(["art", "art", "O"], "io")
     (['B-ENTITY', 'I-ENTITY', 'O', 'B-ENTITY'], ['B-art', 'I-art', 'O'])
     """
-    return io_to_iob2(tags) if scheme == "io" else [read_tag(untyped_tag(tag)) for tag in tags]
+    return io_to_iob2(tags) if scheme == "io" else spans_as_iob2([untyped_tag(tag) for tag in tags])
 
 
 def untyped_tag(tag: str) -> str:

@@ -114,6 +114,20 @@ def test_bioes_bilou_and_bmes_tags_are_read_as_iob2_and_said_so(tmp_path, caplog
     assert read_parquet(path) == sentences
 
 
+def test_a_bioes_tag_after_an_entity_ends_starts_another_as_seqeval_reads_it(tmp_path, caplog):
+    """``S-LOC E-LOC`` was one entity (each tag rewritten alone: B-LOC I-LOC); seqeval reads two, as does an
+    ``E-`` after ``O`` or after another type: the gold standard held entities the file does not."""
+    raw_tags = [["S-LOC", "E-LOC", "O", "E-PER", "B-ORG", "E-LOC", "U-X", "I-X"]]
+    text = "".join(f"w{i}\t{tag}\n" for i, tag in enumerate(raw_tags[0]))
+    with caplog.at_level("INFO", logger="drml_ray.data.tags"):
+        sentences = read_conll(write(tmp_path, text))
+    assert sentences[0].tags == ("B-LOC", "B-LOC", "O", "B-PER", "B-ORG", "B-LOC", "B-X", "B-X")
+    assert "corpus.txt: 3 E-, L- or M- tags continuing no entity" in caplog.text
+    path = tmp_path / "raw.parquet"
+    pq.write_table(pa.table({"tokens": [list(sentences[0].tokens)], "tags": raw_tags}), path)
+    assert read_parquet(path) == sentences
+
+
 @pytest.mark.parametrize("text", ["", "\n\n", "-DOCSTART- -X- O O\n\n"])
 def test_empty_file(tmp_path, text):
     with pytest.raises(CorpusFormatError, match="no sentences found"):
