@@ -376,7 +376,9 @@ def _check_predict_options(text: str | None, input_format: str, engine: str, dty
 def serve_command(
     model_dir: Annotated[str | None, typer.Argument(help="A model folder or a run directory (its best/).")] = None,
     model: Annotated[list[str] | None, typer.Option("--model", help="NAME=DIR, repeatable: several models.")] = None,
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on: 127.0.0.1; in a --build file, 0.0.0.0 (every interface).")
+    ] = None,
     port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
     replicas: Annotated[int, typer.Option(help="Replicas, each holding every model.")] = 1,
     autoscale: Annotated[str | None, typer.Option(help="MIN:MAX replicas, scaled on requests in flight.")] = None,
@@ -401,6 +403,7 @@ def serve_command(
     from drml_ray.serve.models import parse_sources
 
     sources = parse_sources(model_dir, model or [])
+    host = host or ("0.0.0.0" if build else "127.0.0.1")  # (a cluster's proxies answer on every interface)
     opts = ServeOptions(host=host, port=port, replicas=replicas, autoscale=parse_autoscale(autoscale),
                         max_batch=max_batch, batch_wait_ms=batch_wait_ms, cpus=cpus, dtype=dtype,
                         log_requests=log_folder(log_requests, sources),

@@ -142,7 +142,7 @@ def serve_config(sources: list[ModelSource], opts: ServeOptions) -> dict[str, An
     """A Serve config file for ``serve deploy`` (``drml serve --build FILE``)."""
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": opts.port},
+        "http_options": {"host": opts.host, "port": opts.port},
         "applications": [{
             "name": APP_NAME,
             "route_prefix": "/",

@@ -133,10 +133,11 @@ def test_the_built_config_is_a_valid_serve_deploy_file(tmp_path):
     from ray.serve.schema import ServeDeploySchema
 
     sources = [resolve(_model(tmp_path / "m"))]
-    config = serve_config(sources, ServeOptions(port=8001, replicas=2))
+    config = serve_config(sources, ServeOptions(host="10.0.0.5", port=8001, replicas=2))
     schema = ServeDeploySchema.model_validate(config)
     app = schema.applications[0]
     assert (app.import_path, app.route_prefix, schema.http_options.port) == ("drml_ray.serve.app:build_app", "/", 8001)
+    assert schema.http_options.host == "10.0.0.5"  # (was 0.0.0.0 whatever --host said)
     assert app.deployments[0].num_replicas == 2
 
 
@@ -199,7 +200,8 @@ def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp
     assert built.exit_code == 0, built.output
     config = yaml.safe_load(out.read_text())
     deployment = config["applications"][0]["deployments"][0]
-    assert deployment["autoscaling_config"]["max_replicas"] == 3 and config["http_options"]["port"] == 9000
+    assert deployment["autoscaling_config"]["max_replicas"] == 3
+    assert config["http_options"] == {"host": "0.0.0.0", "port": 9000}  # (a cluster's default: every interface)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     detached = CliRunner().invoke(app, ["serve", str(model), "--detach"])
     assert detached.exit_code == 2 and "RAY_ADDRESS" in detached.output
@@ -207,6 +209,8 @@ def test_the_cli_builds_a_deploy_file_and_refuses_a_detach_without_a_cluster(tmp
     assert wrong.exit_code == 2 and "--autoscale" in wrong.output
     again = CliRunner().invoke(app, ["serve", str(model), "--build", str(out), "--port", "9001"])  # (its own: replaced)
     assert again.exit_code == 0 and yaml.safe_load(out.read_text())["http_options"]["port"] == 9001
+    hosted = CliRunner().invoke(app, ["serve", str(model), "--build", str(out), "--host", "10.0.0.5"])
+    assert hosted.exit_code == 0 and yaml.safe_load(out.read_text())["http_options"]["host"] == "10.0.0.5"
     (tmp_path / "exp.yaml").write_text("name: mine\n")  # (a file it did not write: kept)
     other = CliRunner().invoke(app, ["serve", str(model), "--build", str(tmp_path / "exp.yaml")])
     assert other.exit_code == 2 and "exp.yaml: exists, and drml serve --build did not write it" in other.output
