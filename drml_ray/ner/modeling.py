@@ -13,9 +13,12 @@ import contextlib
 import importlib.resources
 import json
 import logging
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import torch
 import transformers
@@ -57,7 +60,39 @@ def resolve_backbone(name: str) -> str:
 
     ``tiny-random-bert`` resolves to the packaged MiniLM too: it borrows that tokenizer.
     """
-    return str(packaged_minilm_dir()) if name in BUILT_IN_BACKBONES else absolute_backbone(name)
+    if name in BUILT_IN_BACKBONES:
+        return str(packaged_minilm_dir())
+    source = absolute_backbone(name)
+    return source if Path(source).expanduser().exists() else hub_source(source)
+
+
+def hub_source(repo_id: str) -> str:
+    """A Hub id as ``from_pretrained`` takes it: the id, or, where the Hub's host name does not resolve (no
+    network, and no proxy to ask: the Hub's client retries each file for ~25 s before it gives up), the id's
+    snapshot in the Hub cache, or an error saying there is none."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    host = urlsplit(constants.ENDPOINT).hostname or ""
+    if constants.HF_HUB_OFFLINE or getproxies() or _resolves(host):
+        return repo_id
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except LocalEntryNotFoundError:
+        raise UserError(f"model.backbone {repo_id!r}: {host} cannot be reached (its name does not resolve: no "
+                        f"network?) and the Hub cache ({constants.HF_HUB_CACHE}) does not hold it; download it "
+                        f"where there is a network (`hf download {repo_id}`), or name a model folder",
+                        ) from None  # fmt: skip
+    log.info("%s cannot be reached: %s read from the Hub cache (%s)", host, repo_id, folder)
+    return folder
+
+
+def _resolves(host: str) -> bool:
+    try:
+        socket.getaddrinfo(host, None)
+    except (OSError, UnicodeError):  # (socket.gaierror: no such name, or no DNS to ask)
+        return False
+    return True
 
 
 def _why_not(backbone: str, err: Exception) -> str:
