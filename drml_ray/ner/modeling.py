@@ -17,6 +17,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
@@ -28,13 +29,15 @@ from transformers import (
     AutoTokenizer,
     BertConfig,
     PretrainedConfig,
-    PreTrainedModel,
 )
 
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
 from drml_ray.ner.casing import grow_token_types
 from drml_ray.ner.features import check_vocabulary, vocabulary_fit
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel  # (its import alone takes seconds: model code, not needed to check)
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +264,7 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
         config = _tiny_config(tokenizer.vocab_size)
     else:
         config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
+    check_token_classifier(config, cfg.backbone)
     config.num_labels = num_labels
     set_attention_dropout(config, cfg)
     check_vocabulary(tokenizer, config.vocab_size, f"model.backbone {cfg.backbone!r}")
@@ -268,12 +272,25 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
     if positions is not None and cfg.max_length > positions:
         raise UserError(f"model.max_length {cfg.max_length}: the backbone has {positions} positions; at most that "
                         "many sub-tokens fit one window (longer sentences are split into windows)")  # fmt: skip
+    if cfg.strategy == "full":
+        return  # (nothing to apply: the skeleton's model code alone takes ~3 s to import)
     with torch.device("meta"):
         model = AutoModelForTokenClassification.from_config(config)
     try:
         apply_strategy(model, cfg)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
         raise UserError(f"model.lora.target_modules {list(cfg.lora.target_modules)}: {first_line(err)}") from None
+
+
+def check_token_classifier(config: PretrainedConfig, backbone: str) -> None:
+    """Refuse a backbone whose kind of model transformers has no token-classification head for (a vision model,
+    an image-text one): its config lacked what a text encoder has, and the check failed as a bug."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES as HEADS
+
+    if config.model_type not in HEADS:
+        raise UserError(f"model.backbone {backbone!r}: a {config.model_type} model ({type(config).__name__}), which "
+                        "transformers has no token-classification head for; give a text encoder (BERT, RoBERTa, "
+                        "DeBERTa, XLM-R, ...)")  # fmt: skip
 
 
 POOR_FIT = (3.0, 0.05)

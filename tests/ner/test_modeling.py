@@ -253,3 +253,19 @@ def test_a_hub_id_with_no_network_is_read_from_the_hub_cache_at_once(tmp_path, m
     assert len(load_tokenizer("org/tiny")) == 30522  # (MiniLM's vocabulary, from the snapshot)
     with pytest.raises(UserError, match=r"'org/other': hub.invalid cannot be reached .* the Hub cache \(.*\) does not"):
         load_tokenizer("org/other")
+
+
+def test_a_backbone_with_no_token_classification_head_is_a_user_error(tmp_path):
+    """A vision model's folder (with a text tokenizer beside it) failed the check as a bug: AttributeError,
+    'ViTConfig' object has no attribute 'vocab_size'."""
+    from transformers import ViTConfig
+
+    from drml_ray.ner.modeling import check_backbone, packaged_minilm_dir
+
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37).save_pretrained(
+        tmp_path
+    )
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (tmp_path / name).write_bytes((packaged_minilm_dir() / name).read_bytes())
+    with pytest.raises(UserError, match=r"a vit model \(ViTConfig\), which transformers has no token-classification"):
+        check_backbone(ModelConfig(backbone=str(tmp_path)), num_labels=3)
