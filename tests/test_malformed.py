@@ -101,6 +101,34 @@ def policy(family: str) -> Callable[[Path], None]:
     return write
 
 
+def foreign_backbone(kind: str) -> Callable[[Path], None]:
+    """Writes a folder no encoder NER model loads from: ``vision``, a ViT config beside a text tokenizer;
+    ``decoder``, a GPT-2 config and a byte-level tokenizer with no CLS, SEP or PAD token."""
+
+    def write(folder: Path) -> None:
+        from tokenizers import ByteLevelBPETokenizer
+        from transformers import GPT2Config, GPT2TokenizerFast, ViTConfig
+
+        from drml_ray.ner.modeling import packaged_minilm_dir
+
+        if kind == "vision":
+            ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(
+                folder
+            )
+            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+                (folder / name).write_bytes((packaged_minilm_dir() / name).read_bytes())
+            return
+        bpe = ByteLevelBPETokenizer()
+        bpe.train_from_iterator(["Anna met Bob in Rome"] * 20, vocab_size=270, special_tokens=["<|endoftext|>"])
+        end = "<|endoftext|>"
+        GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=end, eos_token=end, unk_token=end).save_pretrained(
+            folder
+        )
+        GPT2Config(vocab_size=270, n_embd=8, n_layer=1, n_head=2).save_pretrained(folder)
+
+    return write
+
+
 def evaluate(model: Callable[[Path], None], what: str, *expected: str) -> Case:
     return Case("model folders", what, {"model": model}, ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"),
                 expected)  # fmt: skip
@@ -280,6 +308,13 @@ CASES = [
          ("predict", "{dir}/run", "--text", "Anna met Bob ."),
          ("run: neither a model folder (config.json) nor a run directory with best/config.json; 1 model folder "
           "inside: {dir}/run/reptile",)),
+    Case("model folders", "a vision model's folder as the backbone", {"vit": foreign_backbone("vision"), "exp.yaml":
+         "model: {backbone: '{dir}/vit'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: model.backbone '{dir}/vit': a vit model (ViTConfig), which transformers has no token-",)),
+    Case("model folders", "a decoder's folder (GPT-2: no CLS, SEP or PAD token) as the backbone",
+         {"gpt": foreign_backbone("decoder"), "exp.yaml": "model: {backbone: '{dir}/gpt'}\n"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: model.backbone '{dir}/gpt': GPT2Tokenizer has no CLS/SEP/PAD token",)),
     Case("model folders", "a backbone folder that is not there", {"exp.yaml": "model: {backbone: '{dir}/nope/best'}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: model.backbone: {dir}/nope/best: no such folder, nor a Hub id (ORG/NAME)",)),

@@ -139,6 +139,11 @@ def check_tokenizer(tokenizer, where: str):
     if len(tokenizer) <= len(tokenizer.all_special_tokens):
         raise UserError(f"{where}: no tokenizer vocabulary (tokenizer.json or vocab.txt) in it, so every word "
                         "would be [UNK]; copy the backbone's tokenizer files into the folder")  # fmt: skip
+    lacking = [name for name in ("cls", "sep", "pad") if getattr(tokenizer, f"{name}_token_id") is None]
+    if lacking:  # (refused here, before the run directory is written, not when the workers cut windows)
+        raise UserError(f"{where}: {type(tokenizer).__name__} has no {'/'.join(lacking).upper()} token (a decoder's "
+                        "tokenizer, as GPT-2's?); drml-ray fine-tunes encoders, whose windows open with CLS, close "
+                        "with SEP and pad with PAD: BERT, RoBERTa, DeBERTa, XLM-R, ...")  # fmt: skip
     return tokenizer
 
 
