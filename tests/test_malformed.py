@@ -102,29 +102,29 @@ def policy(family: str) -> Callable[[Path], None]:
 
 
 def foreign_backbone(kind: str) -> Callable[[Path], None]:
-    """Writes a folder no encoder NER model loads from: ``vision``, a ViT config beside a text tokenizer;
-    ``decoder``, a GPT-2 config and a byte-level tokenizer with no CLS, SEP or PAD token."""
+    """Writes a model folder drml's NER cannot use: ``vision``, a ViT config beside a text tokenizer;
+    ``distil``, DistilBERT's (no token types, which word shapes need); ``decoder``, a GPT-2 config and a byte-level
+    tokenizer with no CLS, SEP or PAD token."""
 
     def write(folder: Path) -> None:
         from tokenizers import ByteLevelBPETokenizer
-        from transformers import GPT2Config, GPT2TokenizerFast, ViTConfig
+        from transformers import DistilBertConfig, GPT2Config, GPT2TokenizerFast, ViTConfig
 
         from drml_ray.ner.modeling import packaged_minilm_dir
 
-        if kind == "vision":
-            ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(
-                folder
-            )
-            for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
-                (folder / name).write_bytes((packaged_minilm_dir() / name).read_bytes())
+        if kind == "decoder":
+            bpe = ByteLevelBPETokenizer()
+            bpe.train_from_iterator(["Anna met Bob in Rome"] * 20, vocab_size=270, special_tokens=["<|endoftext|>"])
+            end = "<|endoftext|>"
+            tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=end, eos_token=end, unk_token=end)
+            tokenizer.save_pretrained(folder)
+            GPT2Config(vocab_size=270, n_embd=8, n_layer=1, n_head=2).save_pretrained(folder)
             return
-        bpe = ByteLevelBPETokenizer()
-        bpe.train_from_iterator(["Anna met Bob in Rome"] * 20, vocab_size=270, special_tokens=["<|endoftext|>"])
-        end = "<|endoftext|>"
-        GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=end, eos_token=end, unk_token=end).save_pretrained(
-            folder
-        )
-        GPT2Config(vocab_size=270, n_embd=8, n_layer=1, n_head=2).save_pretrained(folder)
+        small = {"vision": ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8),
+                 "distil": DistilBertConfig(dim=8, n_layers=1, n_heads=2, hidden_dim=8)}  # fmt: skip
+        small[kind].save_pretrained(folder)
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+            (folder / name).write_bytes((packaged_minilm_dir() / name).read_bytes())
 
     return write
 
@@ -315,6 +315,10 @@ CASES = [
          {"gpt": foreign_backbone("decoder"), "exp.yaml": "model: {backbone: '{dir}/gpt'}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: model.backbone '{dir}/gpt': GPT2Tokenizer has no CLS/SEP/PAD token",)),
+    Case("model folders", "word shapes on a backbone with no token types (DistilBERT)", {"distil":
+         foreign_backbone("distil"), "exp.yaml": "model: {backbone: '{dir}/distil', casing: shape}\n"},
+         ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
+         ("exp.yaml:1: model.casing: shape needs token-type embeddings, and the backbone's DistilBertConfig has",)),
     Case("model folders", "a backbone folder that is not there", {"exp.yaml": "model: {backbone: '{dir}/nope/best'}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: model.backbone: {dir}/nope/best: no such folder, nor a Hub id (ORG/NAME)",)),

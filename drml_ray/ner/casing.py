@@ -34,6 +34,11 @@ def word_shape(word: str) -> int:
     return 1 if upper[0] and not any(upper[1:]) else 3
 
 
+def no_token_types(model: str) -> str:
+    """The refusal of word shapes for a ``model`` with no token-type embeddings (DistilBERT, DeBERTa-v3)."""
+    return f"model.casing: shape needs token-type embeddings, and {model} has none: set model.casing: none"
+
+
 def grow_token_types(model: torch.nn.Module) -> None:
     """Give ``model`` a token-type table of :data:`SHAPES` rows, each a copy of its row 0, so that it computes
     what it computed for single sentences whatever the shapes, until training moves the rows apart. A model
@@ -42,8 +47,7 @@ def grow_token_types(model: torch.nn.Module) -> None:
     embeddings = getattr(model.base_model, "embeddings", None)
     table = getattr(embeddings, "token_type_embeddings", None)
     if not isinstance(table, torch.nn.Embedding):
-        raise UserError(f"model.casing: shape needs token-type embeddings, and {type(model).__name__} has none: "
-                        "set model.casing: none")  # fmt: skip
+        raise UserError(no_token_types(type(model).__name__))
     trained = (getattr(model.config, "drml", None) or {}).get("casing") == "shape"
     if trained and table.num_embeddings == SHAPES:
         return

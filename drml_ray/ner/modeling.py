@@ -33,7 +33,7 @@ from transformers import (
 
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
-from drml_ray.ner.casing import grow_token_types
+from drml_ray.ner.casing import grow_token_types, no_token_types
 from drml_ray.ner.features import check_vocabulary, vocabulary_fit
 
 if TYPE_CHECKING:
@@ -270,6 +270,8 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
     else:
         config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
     check_token_classifier(config, cfg.backbone)
+    if cfg.shapes and getattr(config, "type_vocab_size", 0) < 1:  # (refused here, not on the workers)
+        raise UserError(no_token_types(f"the backbone's {type(config).__name__}"))
     config.num_labels = num_labels
     set_attention_dropout(config, cfg)
     check_vocabulary(tokenizer, config.vocab_size, f"model.backbone {cfg.backbone!r}")
