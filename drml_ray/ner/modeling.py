@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-from urllib.request import getproxies
+from urllib.request import getproxies, proxy_bypass
 
 import torch
 import transformers
@@ -76,8 +76,9 @@ def hub_source(repo_id: str) -> str:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    host = urlsplit(constants.ENDPOINT).hostname or ""
-    if constants.HF_HUB_OFFLINE or getproxies() or _resolves(host):
+    endpoint = urlsplit(constants.ENDPOINT)
+    host = endpoint.hostname or ""
+    if constants.HF_HUB_OFFLINE or _proxied(endpoint.scheme, host) or _resolves(host):
         return repo_id
     try:
         folder = snapshot_download(repo_id, local_files_only=True)
@@ -88,6 +89,14 @@ def hub_source(repo_id: str) -> str:
                         ) from None  # fmt: skip
     log.info("%s cannot be reached: %s read from the Hub cache (%s)", host, repo_id, folder)
     return folder
+
+
+def _proxied(scheme: str, host: str) -> bool:
+    """Whether a request to ``host`` goes through a proxy (which resolves the name itself): ``https_proxy`` or
+    ``all_proxy`` set, ``no_proxy`` not naming the host. (Not any ``*_PROXY`` variable: ``getproxies()`` also holds
+    Ray Serve's ``RAY_SERVE_ENABLE_HA_PROXY``, which a local Ray and ``cluster.yaml`` set.)"""
+    proxies = getproxies()
+    return bool(proxies.get(scheme) or proxies.get("all")) and not proxy_bypass(host)
 
 
 def _resolves(host: str) -> bool:

@@ -234,7 +234,7 @@ def test_a_hub_id_with_no_network_is_read_from_the_hub_cache_at_once(tmp_path, m
     an id the cache lacks is refused saying so."""
     from huggingface_hub import constants
 
-    from drml_ray.ner.modeling import load_tokenizer, packaged_minilm_dir
+    from drml_ray.ner.modeling import hub_source, load_tokenizer, packaged_minilm_dir
 
     snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
     (tmp_path / "models--org--tiny" / "refs").mkdir(parents=True)
@@ -250,9 +250,14 @@ def test_a_hub_id_with_no_network_is_read_from_the_hub_cache_at_once(tmp_path, m
         monkeypatch.setattr(constants, key, value)
     for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv(
+        "RAY_SERVE_ENABLE_HA_PROXY", "1"
+    )  # (a local Ray sets it: no proxy, though getproxies() lists it)
     assert len(load_tokenizer("org/tiny")) == 30522  # (MiniLM's vocabulary, from the snapshot)
     with pytest.raises(UserError, match=r"'org/other': hub.invalid cannot be reached .* the Hub cache \(.*\) does not"):
         load_tokenizer("org/other")
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    assert hub_source("org/other") == "org/other"  # (a proxy resolves names itself: the Hub's client asks it)
 
 
 def test_a_backbone_with_no_token_classification_head_is_a_user_error(tmp_path):
