@@ -237,6 +237,8 @@ CASES = [
     own(gzip.compress(GOOD.encode() * 50)[:30], "a truncated gzip file", "train.conll.gz: compressed, but it does not "
         "decompress (Compressed file ended before the end-of-stream marker was reached)", name="train.conll.gz"),
     own("Anna\tB-\n", "B- with no type", "train.conll:1: unknown tag scheme prefix", "'B-'"),
+    own("Anna\tB-\nvisited\tO\n", "a prefix with no type after it (B-), read as a bare type before",
+        "train.conll:1: unknown tag scheme prefix", "a prefix with no entity type after it (write B-TYPE): 'B-'"),
     own("Anna\tX-PER\n", "an unknown prefix", "train.conll:1: unknown tag scheme prefix", "BIOES, BILOU and BMES"),
     own("Anna\tb-per\n", "a lowercase tag", "train.conll:1: unknown tag scheme prefix", "'b-per'"),
     own("Anna\tB_PER\nSchmidt\tI_PER\n", "prefix and type joined by '_'", "train.conll:1: unknown tag scheme prefix",

@@ -39,7 +39,11 @@ def unknown_prefix(tag: str) -> str:
     >>> unknown_prefix("b_per").endswith("write it B-per (a prefix is a capital letter; a prefix and its type are "
     ...                                  "joined by '-')"), unknown_prefix("o")[-41:], unknown_prefix("x-per")[-8:]
     (True, 'write it O (a prefix is a capital letter)', 'as IOB2)')
+    >>> unknown_prefix("B-")[-54:]
+    '; a prefix with no entity type after it (write B-TYPE)'
     """
+    if _typeless(tag):
+        return f"{UNKNOWN_PREFIX}; a prefix with no entity type after it (write {tag[0]}-TYPE)"
     small = tag[:1].islower()
     fixed = tag[:1].upper() + tag[1:]
     joined = _prefix_and_type(fixed) and fixed[1] != "-"
@@ -241,8 +245,14 @@ def is_io(tags: Iterable[str]) -> bool:
 
 
 def _looks_prefixed(tag: str) -> bool:
-    """An IOB or BIOES tag, or one with another separator (``B_PER``, ``I.LOC``): no bare type."""
-    return is_tag(tag) or _prefix_and_type(tag)
+    """An IOB or BIOES tag, one with another separator (``B_PER``, ``I.LOC``) or a prefix with no type after it
+    (``B-``): no bare type."""
+    return is_tag(tag) or _prefix_and_type(tag) or _typeless(tag)
+
+
+def _typeless(tag: str) -> bool:
+    """A prefix and a separator with no type after them: ``B-``, ``I_``."""
+    return len(tag) == 2 and tag[0] in {*PREFIXES, *SPAN_PREFIXES} and not tag[1].isalnum()
 
 
 def _prefix_and_type(tag: str) -> bool:
