@@ -13,13 +13,10 @@ import contextlib
 import importlib.resources
 import json
 import logging
-import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 import torch
 import transformers
@@ -33,6 +30,7 @@ from transformers import (
 
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
+from drml_ray.hub import hub_source
 from drml_ray.ner.casing import grow_token_types, no_token_types
 from drml_ray.ner.features import check_vocabulary, vocabulary_fit
 
@@ -67,44 +65,6 @@ def resolve_backbone(name: str) -> str:
         return str(packaged_minilm_dir())
     source = absolute_backbone(name)
     return source if Path(source).expanduser().exists() else hub_source(source)
-
-
-def hub_source(repo_id: str) -> str:
-    """A Hub id as ``from_pretrained`` takes it: the id, or, where the Hub's host name does not resolve (no
-    network, and no proxy to ask: the Hub's client retries each file for ~25 s before it gives up), the id's
-    snapshot in the Hub cache, or an error saying there is none."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    endpoint = urlsplit(constants.ENDPOINT)
-    host = endpoint.hostname or ""
-    if constants.HF_HUB_OFFLINE or _proxied(endpoint.scheme, host) or _resolves(host):
-        return repo_id
-    try:
-        folder = snapshot_download(repo_id, local_files_only=True)
-    except LocalEntryNotFoundError:
-        raise UserError(f"model.backbone {repo_id!r}: {host} cannot be reached (its name does not resolve: no "
-                        f"network?) and the Hub cache ({constants.HF_HUB_CACHE}) does not hold it; download it "
-                        f"where there is a network (`hf download {repo_id}`), or name a model folder",
-                        ) from None  # fmt: skip
-    log.info("%s cannot be reached: %s read from the Hub cache (%s)", host, repo_id, folder)
-    return folder
-
-
-def _proxied(scheme: str, host: str) -> bool:
-    """Whether a request to ``host`` goes through a proxy (which resolves the name itself): ``https_proxy`` or
-    ``all_proxy`` set, ``no_proxy`` not naming the host. (Not any ``*_PROXY`` variable: ``getproxies()`` also holds
-    Ray Serve's ``RAY_SERVE_ENABLE_HA_PROXY``, which a local Ray and ``cluster.yaml`` set.)"""
-    proxies = getproxies()
-    return bool(proxies.get(scheme) or proxies.get("all")) and not proxy_bypass(host)
-
-
-def _resolves(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, None)
-    except (OSError, UnicodeError):  # (socket.gaierror: no such name, or no DNS to ask)
-        return False
-    return True
 
 
 def _why_not(backbone: str, err: Exception) -> str:

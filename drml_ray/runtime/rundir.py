@@ -358,13 +358,18 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def model_folder(path: str | os.PathLike[str]) -> Path:
     """``path`` if it holds a saved model (``config.json``), the model of the run directory ``path`` (its ``best/``),
-    or a :class:`UserError` saying it is neither."""
+    the Hub model ``path`` names (``ORG/NAME``, no such folder here: :func:`~drml_ray.hub.hub_model`), or a
+    :class:`UserError` saying it is none of them."""
     folder = Path(path).expanduser()
     if (folder / "config.json").is_file():
         return folder
     if (folder / "best" / "config.json").is_file():
         return folder / "best"
     if not folder.exists():
+        from drml_ray.hub import hub_model, is_hub_id
+
+        if is_hub_id(str(path)):  # (dslim/bert-base-NER: its files in the Hub cache)
+            return hub_model(str(path))
         raise UserError(f"{folder}: no such model folder or run directory")
     inside = _models_inside(folder)
     more = f"; {counted(len(inside), 'model folder')} inside: {first_few(inside)}" if inside else ""

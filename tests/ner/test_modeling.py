@@ -234,7 +234,8 @@ def test_a_hub_id_with_no_network_is_read_from_the_hub_cache_at_once(tmp_path, m
     an id the cache lacks is refused saying so."""
     from huggingface_hub import constants
 
-    from drml_ray.ner.modeling import hub_source, load_tokenizer, packaged_minilm_dir
+    from drml_ray.hub import hub_source
+    from drml_ray.ner.modeling import load_tokenizer, packaged_minilm_dir
 
     snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
     (tmp_path / "models--org--tiny" / "refs").mkdir(parents=True)

@@ -205,3 +205,30 @@ def test_predict_lines_local_engine_emits_json(saved_model_dir):
               s["entities"], strict=False)]  # fmt: skip
     assert scores and any(a != b for a, b in scores)  # the forward pass ran in bf16 ...
     assert all(abs(a - b) < 0.05 for a, b in scores)  # ... to about bf16's precision
+
+
+def test_a_hub_id_names_a_model_to_predict_with_read_from_the_hub_cache(saved_model_dir, tmp_path, monkeypatch):
+    """``drml predict ORG/NAME`` (no such folder here) takes the Hub model; with no network, from the Hub cache."""
+    import shutil
+
+    from huggingface_hub import constants
+    from typer.testing import CliRunner
+
+    from drml_ray.cli import app
+
+    shutil.copytree(saved_model_dir, tmp_path / "models--org--ner" / "snapshots" / "abc123")
+    (tmp_path / "models--org--ner" / "refs").mkdir()
+    (tmp_path / "models--org--ner" / "refs" / "main").write_text("abc123")
+    for key, value in {
+        "ENDPOINT": "https://hub.invalid",
+        "HF_HUB_CACHE": str(tmp_path),
+        "HF_HUB_OFFLINE": False,
+    }.items():
+        monkeypatch.setattr(constants, key, value)  # (.invalid never resolves: no network, whatever this machine has)
+    monkeypatch.chdir(tmp_path)
+    hub = CliRunner().invoke(app, ["predict", "org/ner", "--text", "Anna met Bob in Paris ."])
+    here = CliRunner().invoke(app, ["predict", str(saved_model_dir), "--text", "Anna met Bob in Paris ."])
+    assert hub.exit_code == 0 and json.loads(hub.stdout) == json.loads(here.stdout), hub.output
+    missing = CliRunner().invoke(app, ["predict", "org/other", "--text", "Anna"])
+    said = "org/other: no such model folder or run directory here; as a Hub id, hub.invalid cannot be reached"
+    assert missing.exit_code == 2 and said in missing.output
