@@ -67,13 +67,19 @@ def hub_model(repo_id: str) -> Path:
 
     host = unreachable_host()
     if host is not None:
-        return Path(cached(repo_id, host, f"{repo_id}: no such model folder or run directory here; as a Hub id,"))
-    log.info("%s: no such folder here; fetching the Hub model (%s)", repo_id, ", ".join(MODEL_FILES[:3]) + ", ...")
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=MODEL_FILES))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
-        raise UserError(f"{repo_id}: no such model folder or run directory here, and as a Hub id: "
-                        f"{first_line(err)}") from None  # fmt: skip
+        folder = Path(cached(repo_id, host, f"{repo_id}: no such model folder or run directory here; as a Hub id,"))
+    else:
+        log.info("%s: no such folder here; fetching the Hub model (%s, ...)", repo_id, ", ".join(MODEL_FILES[:3]))
+        try:
+            folder = Path(snapshot_download(repo_id, allow_patterns=MODEL_FILES))
+        except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as err:
+            raise UserError(f"{repo_id}: no such model folder or run directory here, and as a Hub id: "
+                            f"{first_line(err)}") from None  # fmt: skip
+    if not any(folder.glob("*.safetensors")):
+        raise UserError(f"{repo_id}: the Hub model has no safetensors weights; drml does not load a pickle "
+                        "(pytorch_model.bin: unpickling runs code): pick a model with model.safetensors, or save "
+                        "this one with save_pretrained() (safetensors by default) and name that folder")  # fmt: skip
+    return folder
 
 
 def cached(repo_id: str, host: str, where: str) -> str:

@@ -232,3 +232,6 @@ def test_a_hub_id_names_a_model_to_predict_with_read_from_the_hub_cache(saved_mo
     missing = CliRunner().invoke(app, ["predict", "org/other", "--text", "Anna"])
     said = "org/other: no such model folder or run directory here; as a Hub id, hub.invalid cannot be reached"
     assert missing.exit_code == 2 and said in missing.output
+    (tmp_path / "models--org--ner" / "snapshots" / "abc123" / "model.safetensors").unlink()  # (a pickle's only)
+    pickled = CliRunner().invoke(app, ["predict", "org/ner", "--text", "Anna"])
+    assert pickled.exit_code == 2 and "org/ner: the Hub model has no safetensors weights" in pickled.output
