@@ -38,10 +38,12 @@ class ModelSource:
 
 
 def resolve(path: str | Path, name: str | None = None) -> ModelSource:
-    """A model folder (``runs/x/best``) or a run directory (``runs/x``, served from its ``best/``)."""
-    model_dir = model_folder(Path(path).expanduser().resolve())
+    """A model folder (``runs/x/best``), a run directory (``runs/x``, served from its ``best/``) or a Hub id
+    (``ORG/NAME``, served as ``NAME`` from the Hub cache: :func:`~drml_ray.hub.hub_model`)."""
+    model_dir = model_folder(path).resolve()
     run_dir = model_dir.parent if (model_dir.parent / "results.json").is_file() else None
-    name = name or (run_dir.name if run_dir else model_dir.name)
+    hub = not Path(path).expanduser().exists()  # (model_folder took it as a Hub id)
+    name = name or (str(path).split("/")[1] if hub else run_dir.name if run_dir else model_dir.name)
     if not NAME.fullmatch(name):
         raise UserError(f"model name {name!r}: use letters, digits, '.', '_' or '-' (at most 64); "
                         "pass NAME=DIR with --model")  # fmt: skip
