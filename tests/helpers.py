@@ -88,3 +88,20 @@ def chromium_dom(page: Path) -> str:
          page.as_uri()],
         capture_output=True, text=True, timeout=120, check=True,
     ).stdout  # fmt: skip
+
+
+def offline_hub_cache(folder: Path, monkeypatch, repo_id: str) -> Path:  # noqa: ANN001
+    """A Hub cache in ``folder`` holding ``repo_id`` at commit ``abc123`` (its snapshot folder, returned empty for
+    the test to fill), and a Hub with no network: its endpoint ``https://hub.invalid`` (``.invalid`` never
+    resolves), no proxy set, ``HF_HUB_OFFLINE`` off."""
+    from huggingface_hub import constants
+
+    repo = folder / f"models--{repo_id.replace('/', '--')}"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    for key, value in {"ENDPOINT": "https://hub.invalid", "HF_HUB_CACHE": str(folder), "HF_HUB_OFFLINE": False}.items():
+        monkeypatch.setattr(constants, key, value)
+    for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    return repo / "snapshots" / "abc123"

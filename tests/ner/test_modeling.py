@@ -232,28 +232,15 @@ def test_a_hub_id_with_no_network_is_read_from_the_hub_cache_at_once(tmp_path, m
     """No network (the endpoint's name does not resolve: ``.invalid`` never does): the Hub's client retried each
     file for ~25 s before transformers fell back to the cache or failed; the cached snapshot is read at once, and
     an id the cache lacks is refused saying so."""
-    from huggingface_hub import constants
-
     from drml_ray.hub import hub_source
     from drml_ray.ner.modeling import load_tokenizer, packaged_minilm_dir
+    from tests.helpers import offline_hub_cache
 
-    snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
-    (tmp_path / "models--org--tiny" / "refs").mkdir(parents=True)
-    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
-    snapshot.mkdir(parents=True)
+    snapshot = offline_hub_cache(tmp_path, monkeypatch, "org/tiny")
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
         (snapshot / name).write_bytes((packaged_minilm_dir() / name).read_bytes())
-    for key, value in {
-        "ENDPOINT": "https://hub.invalid",
-        "HF_HUB_CACHE": str(tmp_path),
-        "HF_HUB_OFFLINE": False,
-    }.items():
-        monkeypatch.setattr(constants, key, value)
-    for proxy in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(proxy, raising=False)
-    monkeypatch.setenv(
-        "RAY_SERVE_ENABLE_HA_PROXY", "1"
-    )  # (a local Ray sets it: no proxy, though getproxies() lists it)
+    # (a local Ray sets it: no proxy, though getproxies() lists it)
+    monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "1")
     assert len(load_tokenizer("org/tiny")) == 30522  # (MiniLM's vocabulary, from the snapshot)
     with pytest.raises(UserError, match=r"'org/other': hub.invalid cannot be reached .* the Hub cache \(.*\) does not"):
         load_tokenizer("org/other")

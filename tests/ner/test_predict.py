@@ -211,20 +211,13 @@ def test_a_hub_id_names_a_model_to_predict_with_read_from_the_hub_cache(saved_mo
     """``drml predict ORG/NAME`` (no such folder here) takes the Hub model; with no network, from the Hub cache."""
     import shutil
 
-    from huggingface_hub import constants
     from typer.testing import CliRunner
 
     from drml_ray.cli import app
+    from tests.helpers import offline_hub_cache
 
-    shutil.copytree(saved_model_dir, tmp_path / "models--org--ner" / "snapshots" / "abc123")
-    (tmp_path / "models--org--ner" / "refs").mkdir()
-    (tmp_path / "models--org--ner" / "refs" / "main").write_text("abc123")
-    for key, value in {
-        "ENDPOINT": "https://hub.invalid",
-        "HF_HUB_CACHE": str(tmp_path),
-        "HF_HUB_OFFLINE": False,
-    }.items():
-        monkeypatch.setattr(constants, key, value)  # (.invalid never resolves: no network, whatever this machine has)
+    snapshot = offline_hub_cache(tmp_path, monkeypatch, "org/ner")
+    shutil.copytree(saved_model_dir, snapshot, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
     hub = CliRunner().invoke(app, ["predict", "org/ner", "--text", "Anna met Bob in Paris ."])
     here = CliRunner().invoke(app, ["predict", str(saved_model_dir), "--text", "Anna met Bob in Paris ."])
@@ -232,6 +225,6 @@ def test_a_hub_id_names_a_model_to_predict_with_read_from_the_hub_cache(saved_mo
     missing = CliRunner().invoke(app, ["predict", "org/other", "--text", "Anna"])
     said = "org/other: no such model folder or run directory here; as a Hub id, hub.invalid cannot be reached"
     assert missing.exit_code == 2 and said in missing.output
-    (tmp_path / "models--org--ner" / "snapshots" / "abc123" / "model.safetensors").unlink()  # (a pickle's only)
+    (snapshot / "model.safetensors").unlink()  # (a pickle's only)
     pickled = CliRunner().invoke(app, ["predict", "org/ner", "--text", "Anna"])
     assert pickled.exit_code == 2 and "org/ner: the Hub model has no safetensors weights" in pickled.output

@@ -95,18 +95,11 @@ def test_a_run_directory_serves_its_best_folder_under_the_run_name(tmp_path):
 
 
 def test_a_hub_id_is_served_under_its_name_from_the_hub_cache(tmp_path, monkeypatch):
-    from huggingface_hub import constants
+    from tests.helpers import offline_hub_cache
 
-    snapshot = _model(tmp_path / "models--org--ner-model" / "snapshots" / "abc123")
+    snapshot = offline_hub_cache(tmp_path, monkeypatch, "org/ner-model")
+    (snapshot / "config.json").write_text("{}")
     (snapshot / "model.safetensors").write_bytes(b"")
-    (tmp_path / "models--org--ner-model" / "refs").mkdir()
-    (tmp_path / "models--org--ner-model" / "refs" / "main").write_text("abc123")
-    for key, value in {
-        "ENDPOINT": "https://hub.invalid",
-        "HF_HUB_CACHE": str(tmp_path),
-        "HF_HUB_OFFLINE": False,
-    }.items():
-        monkeypatch.setattr(constants, key, value)  # (.invalid never resolves: no network)
     monkeypatch.chdir(tmp_path)
     source = resolve("org/ner-model")
     assert (source.name, source.model_dir, source.run_dir) == ("ner-model", snapshot, None)
