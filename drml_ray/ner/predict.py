@@ -82,7 +82,7 @@ def split_words(text: str) -> list[Span]:
     """
     spans: list[Span] = []
     for start, end in (m.span() for m in WORD.finditer(text)):
-        if spans and spans[-1][1] == start and _inside_a_word(text[start - 1], text[start]):
+        if spans and spans[-1][1] == start and _inside_a_word(text[spans[-1][0] : start], text[start]):
             spans[-1] = (spans[-1][0], end)
         else:
             spans.append((start, end))
@@ -94,10 +94,11 @@ GLUE = "\u00ad\u200c\u200d\u2060"
 (Persian's half-space) and joiner (emoji sequences), the word joiner."""
 
 
-def _inside_a_word(before: str, after: str) -> bool:
-    """Whether two touching characters that :data:`WORD` put in two words are one word's: a letter and its accent
-    or vowel sign (``re``'s ``\\w`` holds no combining mark: decomposed accents, Devanagari's and Tamil's vowel
-    signs, Arabic's harakat), an emoji and its skin tone, what a joiner joins.
+def _inside_a_word(word: str, after: str) -> bool:
+    """Whether ``after``, touching the end of ``word``, is in that word though :data:`WORD` split them: a letter and
+    its accent or vowel sign (``re``'s ``\\w`` holds no combining mark: decomposed accents, Devanagari's and Tamil's
+    vowel signs, Arabic's harakat), an emoji and its skin tone, what a joiner joins, a flag's second regional
+    indicator or its tag characters.
 
     >>> import unicodedata
     >>> def words(text): return [unicodedata.normalize("NFC", text[a:b]) for a, b in split_words(text)]
@@ -105,10 +106,20 @@ def _inside_a_word(before: str, after: str) -> bool:
     (['हिन्दी', 'भाषा'], ['José', 'Müller', "'s"], ['مُحَمَّد'])
     >>> [len(word) for word in words("👍🏽 👩\\u200d👧 می\\u200cروم.")]  # (the joiners in the words)
     [2, 3, 6, 1]
+    >>> [len(word) for word in words("Biden 🇺🇸🇬🇧 \U0001f3f4\U000e0067\U000e0062\U000e007f")]  # (the flags)
+    [5, 2, 2, 4]
     """
+    before = word[-1]
     if before in GLUE or after in GLUE or "\U0001f3fb" <= after <= "\U0001f3ff":  # (the skin tones)
         return True
+    if "\U000e0020" <= after <= "\U000e007f" or (_regional(after) and _regional(before) and len(word) % 2):  # (a flag)
+        return True
     return unicodedata.category(after)[0] == "M" or (unicodedata.category(before)[0] == "M" and after.isalnum())
+
+
+def _regional(char: str) -> bool:
+    """Whether ``char`` is a regional indicator (two make a country's flag: 🇺🇸)."""
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
 
 
 def space_spans(text: str) -> list[Span]:
