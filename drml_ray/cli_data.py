@@ -13,6 +13,7 @@ from drml_ray.errors import RunExistsError, UserError
 from drml_ray.text import counted
 
 if TYPE_CHECKING:
+    from drml_ray.config import DataConfig
     from drml_ray.data.reader import Columns
 
 data_app = typer.Typer(help="Corpora: list, fetch into the cache, convert between formats.", no_args_is_help=True)
@@ -63,17 +64,19 @@ def data_fetch(
     "inspect",
     epilog="Examples: `drml data inspect ../shared/data/conll2003/eng.testa` · "
     "`drml data inspect data/clinical` (a task folder: `train.*`, `dev.*`, `test.*`) · "
+    "`drml data inspect crossner_ai` · `drml data inspect configs/ner/smoke.yaml` (its data) · "
     "`drml data inspect runs/irl` (every demonstrations file of an inverse-RL run)",
 )
 @user_errors
 def data_inspect(
-    files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, demonstrations files "
-                                                     "(transitions.parquet), task folders, or folders holding "
-                                                     "demonstrations.")],
+    files: Annotated[list[Path], typer.Argument(help="CoNLL or Parquet corpus files, task folders, corpus names "
+                                                     "(drml data list), fine-tuning experiment files or run "
+                                                     "directories (their data), demonstrations files "
+                                                     "(transitions.parquet) or folders holding them.")],
     columns: ColumnsOption = None,
 ) -> None:  # fmt: skip
-    """Sentences, tokens and entities per type of a corpus file, the tag scheme it follows, and problems found;
-    for demonstrations, their episodes, steps, ends and true returns."""
+    """Sentences, tokens and entities per type of a corpus file (or of each split of a corpus), the tag scheme it
+    follows, and problems found; for demonstrations, their episodes, steps, ends and true returns."""
     picked = parse_columns(columns)
     for path in files:
         typer.echo(_inspect(path, picked))
@@ -87,7 +90,15 @@ def _inspect(path: Path, columns: Columns | None = None) -> str:
     if path.is_dir():
         return _inspect_folder(path, columns)
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        from drml_ray.config import DataConfig
+        from drml_ray.data.registry import CORPORA, unknown_corpus
+
+        name = str(path)
+        if name == "generated" or name in CORPORA:
+            return _inspect_corpus(DataConfig(corpus=name))
+        raise UserError(f"{path}: no such file" if "/" in name or path.suffix else unknown_corpus(name))
+    if path.suffix in (".yaml", ".yml"):
+        return _inspect_experiment(path, columns)
     return describe(path) if is_demonstrations(path) else format_inspection(inspect_file(path, columns))
 
 
@@ -102,6 +113,8 @@ def _inspect_folder(folder: Path, columns: Columns | None) -> str:
     found = sorted(p for p in folder.rglob("*.parquet") if is_demonstrations(p))
     if found:
         return "\n".join(_inspect(p) for p in found)
+    if (folder / "config.yaml").is_file():  # a run directory: the data of its experiment
+        return _inspect_experiment(folder / "config.yaml", columns)
     for above in list(folder.resolve().parents)[:3]:  # (an expert's rllib/: RLlib's recording, for its BC)
         beside = next((p for p in sorted(above.glob("*.parquet")) if is_demonstrations(p)), None)
         if beside is not None:
@@ -116,6 +129,35 @@ def _inspect_folder(folder: Path, columns: Columns | None) -> str:
                         "folder (one train.*, dev.* or valid.*, and test.* file) and holds no .parquet files; name the "
                         f"corpus files themselves: drml data inspect {folder}/*") from None  # fmt: skip
     return "\n".join(_inspect(Path(p), columns) for p in splits.values())
+
+
+def _inspect_experiment(path: Path, columns: Columns | None) -> str:
+    """Each split of a fine-tuning experiment's data, as :func:`_inspect_corpus`."""
+    from drml_ray.data.load import experiment_data
+
+    if columns is not None:
+        raise UserError(f"--columns picks columns of a corpus file or a task folder's; {path} is read as its data "
+                        "section lays it out (data.columns)")  # fmt: skip
+    return _inspect_corpus(experiment_data(path, "drml data inspect")[1])
+
+
+def _inspect_corpus(data: DataConfig) -> str:
+    """Each split of ``data`` (a file inspected as it is on disk, the generated corpus as generated), and a dev or
+    test entity type that train never has (the model cannot predict it)."""
+    from drml_ray.data.inspect import format_inspection, inspect_file, inspect_sentences
+    from drml_ray.data.load import load_corpus
+
+    corpus = load_corpus(data)
+    reports = {split: inspect_sentences(f"generated {split}", sentences) if corpus.sources[split] == "generated"
+               else inspect_file(corpus.sources[split], data.read_columns)
+               for split, sentences in corpus.splits.items()}  # fmt: skip
+    for split in ("dev", "test"):
+        if unseen := sorted(set(reports[split].entities) - set(reports["train"].entities)):
+            reports[split].problems.append(
+                f"{counted(len(unseen), 'type')} the train split never has, so the model "
+                f"cannot predict them (their entities count as misses): {', '.join(unseen)}"
+            )
+    return "\n".join(format_inspection(report) for report in reports.values())
 
 
 NOT_WRITTEN = {".json": "JSON", ".jsonl": "JSON lines", ".csv": "CSV", ".arrow": "Arrow", ".feather": "Feather",

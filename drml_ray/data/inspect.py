@@ -17,7 +17,7 @@ from pathlib import Path
 from drml_ray.data.conll import Sentence
 from drml_ray.data.formats import table_files, table_format
 from drml_ray.data.reader import Columns, read_corpus_file
-from drml_ray.data.tags import schemes_rewritten, split_tag
+from drml_ray.data.tags import reading_noted, split_tag
 
 LONG_SENTENCE = 512
 """Words in a sentence past which it surely spans several windows (worth a look)."""
@@ -47,7 +47,7 @@ class Inspection:
         if not self.iob1_starts:
             return "IOB2 (every entity starts with B-)"
         if not self.fresh_b_starts:
-            return "IOB1 (entities start with I-, B- only right after one of the same type): use data.scheme: iob1"
+            return "IOB1 (entities start with I-, B- only right after one of the same type)"
         return (f"mixed: {self.iob1_starts:,} entities start with I- (IOB1) and {self.fresh_b_starts:,} with B- "
                 "after O (IOB2); training reads it as IOB1, where both start an entity (data.scheme: iob2 would drop "
                 "the I- ones from the gold standard)")  # fmt: skip
@@ -95,13 +95,14 @@ def lookalike_types(types: Iterable[str]) -> list[str]:
 def inspect_file(path: str | os.PathLike[str], columns: Columns | None = None) -> Inspection:
     """Read ``path`` (CoNLL columns or Parquet, ``columns`` as :func:`read_corpus_file` takes them; malformed
     lines raise with file and line) and inspect it."""
-    with schemes_rewritten() as written:
+    with reading_noted() as notes:
         sentences = read_corpus_file(path, scheme="iob2", columns=columns)
-    return replace(inspect_sentences(path, sentences), written_as=written)
+    report = inspect_sentences(path, sentences)
+    return replace(report, written_as=notes.schemes, problems=[*notes.problems, *report.problems])
 
 
 def format_inspection(report: Inspection) -> str:
-    kind = table_format(report.path) or "CoNLL columns"
+    kind = table_format(report.path) or ("CoNLL columns" if Path(report.path).is_file() else "generated")
     if Path(report.path).is_dir():
         kind = "Arrow files" if any(table_format(f) == "Arrow" for f in table_files(report.path)) else "Parquet files"
     documents = f", documents {report.documents:,}" if report.documents else ", no documents marked"

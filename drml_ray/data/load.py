@@ -199,8 +199,6 @@ def evaluation_data(data: str, split: str, split_given: bool, columns: Columns |
     """The sentences ``drml evaluate`` scores and their name (the split's where there are splits): a split of an
     experiment file's data (or a run directory's), of a named corpus or of a task folder, or one corpus file or
     folder of Parquet files whole (``columns``: of a file or a folder's, as :func:`read_files`)."""
-    from drml_ray.config import FinetuneConfig, load_config
-    from drml_ray.runtime.registry import kind_of
     from drml_ray.runtime.rundir import short_name
 
     if split not in ("train", "dev", "test"):
@@ -215,12 +213,8 @@ def evaluation_data(data: str, split: str, split_given: bool, columns: Columns |
         raise UserError(f"--columns picks columns of a corpus file or a task folder's; {data} is read as it is laid "
                         "out (an experiment file: its data.columns)")  # fmt: skip
     if data.endswith((".yaml", ".yml")):  # an experiment file: its data section
-        cfg = load_config(data)
-        if not isinstance(cfg, FinetuneConfig):
-            commands = ", ".join(f"drml {c.name}" for c in kind_of(cfg).commands)
-            raise UserError(f"{data}: an experiment of {commands}; drml evaluate reads the data section of a "
-                            "fine-tuning experiment: name a corpus, a file or a task folder instead")  # fmt: skip
-        return load_corpus(cfg.data).splits[split], f"{cfg.name}-{split}"
+        name, data_cfg = experiment_data(data, "drml evaluate")
+        return load_corpus(data_cfg).splits[split], f"{name}-{split}"
     if Path(data).is_file():  # (an IOB1 file is detected and read as such, with a note)
         if split_given:
             raise UserError(f"--split picks a split of a named corpus or an experiment file; {data} is one file, "
@@ -231,6 +225,20 @@ def evaluation_data(data: str, split: str, split_given: bool, columns: Columns |
     if data == "generated" or data in CORPORA:
         return load_corpus(DataConfig(corpus=data)).splits[split], f"{data}-{split}"
     raise UserError(f"{data}: no such file" if "/" in data or Path(data).suffix else unknown_corpus(data))
+
+
+def experiment_data(path: str | os.PathLike[str], command: str) -> tuple[str, DataConfig]:
+    """The name and data section of the fine-tuning experiment file ``path``, which ``command`` reads; any other
+    experiment is a :class:`UserError`."""
+    from drml_ray.config import FinetuneConfig, load_config
+    from drml_ray.runtime.registry import kind_of
+
+    cfg = load_config(path)
+    if not isinstance(cfg, FinetuneConfig):
+        commands = ", ".join(f"drml {c.name}" for c in kind_of(cfg).commands)
+        raise UserError(f"{path}: an experiment of {commands}; {command} reads the data section of a fine-tuning "
+                        "experiment: name a corpus, a file or a task folder instead")  # fmt: skip
+    return cfg.name, cfg.data
 
 
 def _folder_data(folder: Path, split: str, split_given: bool, columns: Columns | None,

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
 
@@ -109,30 +110,40 @@ def read_tag(tag: str) -> str:
     return iob2
 
 
-_WRITTEN: ContextVar[list[str] | None] = ContextVar("written", default=None)
+@dataclass
+class ReadNotes:
+    """What reading files said beyond their sentences (``drml data inspect`` shows it)."""
+
+    schemes: list[str] = field(default_factory=list)
+    """The schemes other than IOB the tags were written in, as the notes below say them."""
+    problems: list[str] = field(default_factory=list)
+    """What reading them warned of, e.g. BIOES tags continuing no entity."""
+
+
+_NOTES: ContextVar[ReadNotes | None] = ContextVar("notes", default=None)
 
 
 @contextmanager
-def schemes_rewritten() -> Iterator[list[str]]:
-    """The schemes other than IOB that the files read inside the ``with`` block were written in, as the notes
-    below say them (``drml data inspect`` names the scheme a file holds, not only the IOB2 it is read as).
+def reading_noted() -> Iterator[ReadNotes]:
+    """What the files read inside the ``with`` block were noted for (``drml data inspect`` names the scheme a
+    file holds, not only the IOB2 it is read as, and lists what reading it warned of).
 
-    >>> with schemes_rewritten() as written:
+    >>> with reading_noted() as notes:
     ...     note_span_tags("x", 3)
-    >>> written
+    >>> notes.schemes
     ['BIOES-style (S-, E-, U-, L-, M-)']
     """
-    written: list[str] = []
-    token = _WRITTEN.set(written)
+    notes = ReadNotes()
+    token = _NOTES.set(notes)
     try:
-        yield written
+        yield notes
     finally:
-        _WRITTEN.reset(token)
+        _NOTES.reset(token)
 
 
 def _rewritten(scheme: str) -> None:
-    if (written := _WRITTEN.get()) is not None and scheme not in written:
-        written.append(scheme)
+    if (notes := _NOTES.get()) is not None and scheme not in notes.schemes:
+        notes.schemes.append(scheme)
 
 
 def note_span_tags(path: str | os.PathLike[str], count: int, stray: int = 0) -> None:
@@ -143,9 +154,11 @@ def note_span_tags(path: str | os.PathLike[str], count: int, stray: int = 0) -> 
         log.info("%s: %s (S-, E-, U-, L-, M-) read as IOB2: S-/U- start an entity, E-/L-/M- continue it", path,
                  counted(count, "BIOES/BILOU/BMES tag"))  # fmt: skip
     if stray:
-        log.warning("%s: %s continuing no entity (after O, another type, or an S-, U-, E- or L- that ended one): "
-                    "each read as starting an entity, as seqeval does", path,
-                    counted(stray, "E-, L- or M- tag"))  # fmt: skip
+        problem = (f"{counted(stray, 'E-, L- or M- tag')} continuing no entity (after O, another type, or an S-, U-, "
+                   "E- or L- that ended one): each read as starting an entity, as seqeval does")  # fmt: skip
+        log.warning("%s: %s", path, problem)
+        if (notes := _NOTES.get()) is not None:
+            notes.problems.append(problem)
 
 
 def strays(written: Sequence[str], read: Sequence[str]) -> int:

@@ -151,6 +151,34 @@ def test_data_inspect_of_a_task_folder_reads_its_three_splits_and_refuses_anothe
     assert other.exit_code == 2 and "is no task folder" in other.output and "other/*" in other.output
 
 
+def test_data_inspect_of_an_experiment_or_a_corpus_name_reads_each_split_and_names_a_type_train_lacks(tmp_path):
+    files = own_files(tmp_path / "clinical")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(f"data:\n  corpus: {tmp_path / 'clinical'}\n")
+    for given in ("run/config.yaml", "run"):  # an experiment file, a run directory
+        shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / given)]).output
+        sections = shown.split("(CoNLL columns)")
+        assert [section.rsplit("\n", 1)[-1].strip() for section in sections[:-1]] == list(files.values()), shown
+        assert "problems:\n    none found" in sections[1]  # train
+        assert "problems:\n    - 1 type the train split never has, so the model cannot predict them" in sections[2]
+        assert "misses): ORG\n" in sections[2] and "none found" in sections[3]  # dev; test: no ORG
+    generated = CliRunner().invoke(app, ["data", "inspect", "generated"]).output
+    assert [line for line in generated.splitlines() if line.startswith("generated")] == [
+        "generated train (generated)", "generated dev (generated)", "generated test (generated)"]  # fmt: skip
+    misspelt = CliRunner().invoke(app, ["data", "inspect", "crossner_politcs"])
+    assert misspelt.exit_code == 2 and "unknown corpus 'crossner_politcs' (did you mean crossner_politics?)" in (
+        misspelt.output)  # fmt: skip
+    columns = CliRunner().invoke(app, ["data", "inspect", "--columns", "1,2", str(tmp_path / "run")])
+    assert columns.exit_code == 2 and "config.yaml is read as its data section lays it out" in columns.output
+
+
+def test_data_inspect_lists_a_bioes_tag_continuing_no_entity_as_a_problem(tmp_path):
+    (tmp_path / "f.txt").write_text("Paris S-LOC\nLondon E-LOC\nis O\nJohn B-PER\nSmith E-PER\n")
+    shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "f.txt")]).output
+    assert "    LOC                      2\n" in shown  # (London: an entity of its own, as seqeval reads it)
+    assert "problems:\n    - 1 E-, L- or M- tag continuing no entity (after O, another type" in shown
+
+
 def test_a_hugging_face_hub_layout_is_a_task_folder(tmp_path):
     # the Hub's Parquet: one shard per split (data/train-00000-of-00001.parquet) or a folder per split
     for split, sentences in (("train", TRAIN), ("validation", DEV), ("test", TEST)):
