@@ -10,7 +10,7 @@ import typer
 
 from drml_ray.cli_support import ColumnsOption, file_to_write, parse_columns, user_errors
 from drml_ray.errors import RunExistsError, UserError
-from drml_ray.text import counted
+from drml_ray.text import counted, shell
 
 if TYPE_CHECKING:
     from drml_ray.config import DataConfig
@@ -119,7 +119,7 @@ def _inspect_folder(folder: Path, columns: Columns | None) -> str:
         beside = next((p for p in sorted(above.glob("*.parquet")) if is_demonstrations(p)), None)
         if beside is not None:
             raise UserError(f"{folder}: RLlib's own recording of demonstrations (RLlib's BC reads it); drml's "
-                            f"copy of the same episodes: drml data inspect {beside}")  # fmt: skip
+                            f"copy of the same episodes: drml data inspect {shell(beside)}")  # fmt: skip
     try:
         splits = folder_splits(folder)
     except ValueError:
@@ -127,7 +127,7 @@ def _inspect_folder(folder: Path, columns: Columns | None) -> str:
             return format_inspection(inspect_file(folder, columns))
         raise UserError(f"{folder}: holds no demonstrations (transitions.parquet of drml rl expert), is no task "
                         "folder (one train.*, dev.* or valid.*, and test.* file) and holds no .parquet files; name the "
-                        f"corpus files themselves: drml data inspect {folder}/*") from None  # fmt: skip
+                        f"corpus files themselves: drml data inspect {shell(folder)}/*") from None  # fmt: skip
     return "\n".join(_inspect(Path(p), columns) for p in splits.values())
 
 

@@ -12,6 +12,7 @@ from drml_ray.errors import UserError
 from drml_ray.ner.finetune import run_finetune
 from drml_ray.ner.predict import predict_lines
 from drml_ray.runtime.rundir import FINISHED_MARKER, check_same_config, default_run_dir, held
+from drml_ray.text import shell
 
 N_EXAMPLES = 5
 
@@ -38,7 +39,7 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
     print(
         f"\n[drml] everything is in {run_dir}: best/ (Hugging Face model), results.json, report_dev.txt, "
         f"report_test.txt, config.yaml, tensorboard/ (tensorboard --logdir {run_dir / 'tensorboard'})\n"
-        f'[drml] next: drml predict {run_dir / "best"} --text "Your sentence here."'
+        f'[drml] next: drml predict {shell(run_dir / "best")} --text "Your sentence here."'
     )
     return run_dir
 
@@ -50,4 +51,4 @@ def show_finished(run_dir: Path, cfg: Any) -> None:
     for split in ("dev", "test"):
         report = run_dir / f"report_{split}.txt"
         print(report.read_text(encoding="utf-8") if report.is_file() else
-              f"({report.name} is not there: drml report {run_dir} shows the run's scores)\n")  # fmt: skip
+              f"({report.name} is not there: drml report {shell(run_dir)} shows the run's scores)\n")  # fmt: skip

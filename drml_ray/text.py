@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from collections.abc import Sequence
 
 
@@ -52,6 +54,15 @@ def not_text(text: str) -> str | None:
 
 
 _LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def shell(path: str | os.PathLike[str]) -> str:
+    """``path`` as a command to copy must write it: quoted when a shell would split or expand it.
+
+    >>> shell("runs/smoke"), shell("/tmp/my runs/#1")
+    ('runs/smoke', "'/tmp/my runs/#1'")
+    """
+    return shlex.quote(str(path))
 
 
 def json_line(record: object) -> str:

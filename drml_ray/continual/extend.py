@@ -22,6 +22,7 @@ import typer
 from drml_ray.cli_support import ColumnsOption, parse_columns
 from drml_ray.data.registry import SPLITS
 from drml_ray.errors import UserError
+from drml_ray.text import shell
 
 if TYPE_CHECKING:  # (drml's CLI imports this module to add the command: the readers load when it runs)
     from drml_ray.continual.config import ContinualExperiment
@@ -219,7 +220,7 @@ def run_extend(run_dir: str | Path, data: Path, *, dev: Path | None = None, test
     atomic_write_json(run_dir / CONTINUAL_FILE, table)
     scores = zip([e.name for e in [*found, new]], record["R"], strict=True)
     print("[drml] test entity F1 after the new experience: " + ", ".join(f"{n} {f:.4f}" for n, f in scores))
-    print(f"[drml] the extended model is {run_dir / BEST} (drml predict {run_dir / BEST} --text ...)")
+    print(f"[drml] the extended model is {run_dir / BEST} (drml predict {shell(run_dir / BEST)} --text ...)")
     return record
 
 

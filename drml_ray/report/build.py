@@ -24,6 +24,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.errors import UserError
 from drml_ray.runtime.runfiles import atomic_write_text, read_json
+from drml_ray.text import shell
 
 
 @dataclass
@@ -150,8 +151,9 @@ def _not_a_run(folder: Path) -> str:
     runs = sorted(child.name for child in folder.iterdir() if (child / "config.yaml").is_file())
     if runs:
         shown = ", ".join(runs[:5]) + (", ..." if len(runs) > 5 else "")
-        return (f"a folder of {len(runs)} run(s) ({shown}), not a run: report each (drml report {folder / runs[0]}), "
-                f"or see their curves together with drml tensorboard {folder}")  # fmt: skip
+        return (f"a folder of {len(runs)} run(s) ({shown}), not a run: report each (drml report "
+                f"{shell(folder / runs[0])}), or see their curves together with drml tensorboard {shell(folder)}"
+                )  # fmt: skip
     return "no config.yaml, so no results.json either: not a drml run directory"
 
 

@@ -33,7 +33,7 @@ from drml_ray.ray_env import check_ray_address, ensure_ray, how_many_fit
 from drml_ray.runtime.registry import Scope, TrialPlan, kind_named, kind_of, resolve, searched_kind
 from drml_ray.runtime.rundir import check_same_config, check_same_inputs, open_run
 from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
-from drml_ray.text import counted
+from drml_ray.text import counted, shell
 from drml_ray.tune.space import expected_trials, make_scheduler, make_searcher, param_space
 from drml_ray.tune.summary import (
     TrialSummary,
@@ -187,7 +187,7 @@ def run_tune(
                  "mean_trial_overhead_s": sum(t.wall_s - t.train_s for t in trials) / len(trials)},
     }  # fmt: skip
     atomic_write_json(run_dir / "results.json", results)  # written last: marks the search finished
-    print(f"[drml] everything is in {run_dir} (TensorBoard: drml tensorboard {run_dir})")
+    print(f"[drml] everything is in {run_dir} (TensorBoard: drml tensorboard {shell(run_dir)})")
     return results
 
 
@@ -266,5 +266,5 @@ def best_model_results(best_cfg: Any, run_dir: Path, best: Any, shared: Any) -> 
     where = str(model) if exported else "not exported (the trial was stopped before it wrote it)"
     kind = kind_of(best_cfg)
     command = kind.tune.command if kind.tune and kind.tune.command else kind.commands[0].name
-    print(f"[drml] best trial's model: {where}; `drml {command} {run_dir / 'best_config.yaml'}` trains it again")
+    print(f"[drml] best trial's model: {where}; `drml {command} {shell(run_dir / 'best_config.yaml')}` trains it again")
     return {"best_model": str(model) if exported else None}
