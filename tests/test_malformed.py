@@ -227,6 +227,10 @@ CASES = [
     own("#begin document (bc/cctv/00/cctv_0001); part 000\nbc/cctv 0 0 Beijing NNP (NP*) - - - S1 (GPE) (12)\n"
         "bc/cctv 0 1 John NNP (NP* - - - S1 (PERSON* -\nbc/cctv 0 2 Smith NNP *) - - - S1 *) -\n",
         "CoNLL-2012 bracketed spans (OntoNotes)", "train.conll: column 11 holds bracketed spans ((PERSON* ... *)"),
+    Case("CoNLL files", "CoNLL-2012 bracketed spans, their column picked (--columns 4,11)",
+         {"on.conll": "bc/cctv 0 0 Beijing NNP (NP*) - - - S1 (GPE) (12)\nbc/cctv 0 1 Li NNP * - - - S1 (PERSON) -\n"},
+         ("data", "inspect", "{dir}/on.conll", "--columns", "4,11"),
+         ("on.conll: column 11 holds bracketed spans ((PERSON* ... *)",)),
     own(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary content (a PNG)",
         "train.conll:1: not UTF-8 text but binary content"),
     own(GOOD.encode("utf-16"), "UTF-16",

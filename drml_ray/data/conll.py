@@ -92,6 +92,7 @@ def read_conll(
             return _read(path, scheme, *columns, indexed=indexed)
         except _NoTag:
             if (bare := _bare_scheme(path, columns[1])) is None:
+                _refuse_bracketed(path, columns[1])
                 raise
             return _read_bare(path, bare, columns, indexed)
         except IndexError:
@@ -112,11 +113,14 @@ def read_conll(
     return sentences if columns == (0, -1) else _read(path, scheme, *columns, indexed=_indexed(columns))
 
 
-def _refuse_bracketed(path: str | os.PathLike[str]) -> None:
+def _refuse_bracketed(path: str | os.PathLike[str], tag_column: int | None = None) -> None:
     """Name a file whose entities are bracketed spans (CoNLL-2012's OntoNotes files: ``(PERSON*``, ``*``, ``*)``,
-    ``(GPE)``) for what it is: no column of it holds a tag, and the error would name a coreference ``-``."""
+    ``(GPE)``) for what it is: no column of it holds a tag (or not ``tag_column``, the one named), and the error
+    would name a coreference ``-`` or a ``*``."""
     rows = [columns for _, columns in _records(path) if columns]
-    for i in reversed(range(len(rows[0]) if rows else 0)):  # (the entities come after the parse)
+    width = len(rows[0]) if rows else 0
+    named = range(width) if tag_column is None or not width else [tag_column % width]
+    for i in reversed(named):  # (the entities come after the parse)
         if any(row[i].startswith("(") for row in rows) and all(_BRACKETED.fullmatch(row[i]) for row in rows):
             raise CorpusFormatError(path, None, f"column {i + 1} holds bracketed spans ((PERSON* ... *), as "
                                     "CoNLL-2012 and OntoNotes write entities), not IOB tags: drml reads a word "
