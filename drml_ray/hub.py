@@ -97,6 +97,17 @@ def cached(repo_id: str, host: str, where: str) -> str:
     return folder
 
 
+def local_folder(source: str) -> str:
+    """``source`` where it is a folder, else the snapshot in the Hub cache of the Hub model it names (where
+    ``from_pretrained`` has just put or found it), else ``source`` itself."""
+    if Path(source).is_dir():
+        return source
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(source, "config.json")
+    return str(Path(config).parent) if isinstance(config, str) else source
+
+
 def _proxied(scheme: str, host: str) -> bool:
     """Whether a request to ``host`` goes through a proxy (which resolves the name itself): ``https_proxy`` or
     ``all_proxy`` set, ``no_proxy`` not naming the host. (Not any ``*_PROXY`` variable: ``getproxies()`` also holds

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state
-from drml_ray.config import DataConfig, FinetuneConfig, ModelConfig, ScalingSettings
+from drml_ray.config import BUILT_IN_BACKBONES, DataConfig, FinetuneConfig, ModelConfig, ScalingSettings
 from drml_ray.data.load import NerCorpus, load_corpus
 from drml_ray.errors import RunInterrupted, UserError, first_line
+from drml_ray.hub import local_folder
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.features import first_words
 from drml_ray.ner.metrics import format_split
@@ -49,6 +50,7 @@ from drml_ray.ner.train_record import (
 from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import open_run
 from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, replace_dir
+from drml_ray.text import first_few
 
 if TYPE_CHECKING:
     from drml_ray.ner.train_loop import LoopCallback
@@ -86,6 +88,26 @@ def check_backbone_apart(model: ModelConfig, num_labels: int, words: Sequence[st
     if child.returncode != 0:
         raise RuntimeError(f"checking model.backbone failed in its own process (exit {child.returncode}; its "
                            "traceback is above)")  # fmt: skip
+
+
+def head_note(backbone: str, labels: Sequence[str]) -> str | None:
+    """What the trained head of a backbone given as a model folder (or a Hub model in the Hub cache) hands the
+    run: its row of each label it has (:func:`~drml_ray.ner.modeling.build_model` carries them by name). ``None``
+    where it hands nothing (no trained head: a pre-trained encoder's ``LABEL_0``) or everything (these labels)."""
+    from drml_ray.meta.label_head import GENERATOR_FILE
+
+    folder = Path(local_folder(backbone)) if backbone not in BUILT_IN_BACKBONES else None
+    if folder is None or not (folder / "config.json").is_file():
+        return None
+    saved = set((json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label") or {}).values())
+    kept, fresh = [label for label in labels if label in saved], [label for label in labels if label not in saved]
+    if not kept or not fresh:
+        return None
+    how = "from their names (its label-name generator)" if (folder / GENERATOR_FILE).is_file() else "at random"
+    return (
+        f"{len(kept)} of {len(labels)} labels keep their row of {backbone}'s trained head ({first_few(kept)}); "
+        f"{len(fresh)} start {how} ({first_few(fresh)})"
+    )
 
 
 def fit_reporting_ctrl_c(trainer: Any) -> Any:
@@ -328,6 +350,8 @@ def run_finetune(
     check_backbone_apart(cfg.model, len(corpus.labels), first_words(corpus.splits["train"]), here=cfg.scaling.local)
     check_scaling(cfg.scaling)
     print(f"[drml] run '{cfg.name}' -> {run_dir}\n[drml] {corpus.describe()}")
+    if note := head_note(cfg.model.backbone, corpus.labels):
+        print(f"[drml] {note}")
     begun = (Path(run_dir).expanduser() / "config.yaml").exists() and not overwrite
     run_dir = open_run(run_dir, cfg, overwrite=overwrite, free=("tune",), inputs=corpus.digests())
     if begun and not any((run_dir / TRAIN_SUBDIR / record).exists() for record in (RAY_SNAPSHOT, LOCAL_RECORD)):

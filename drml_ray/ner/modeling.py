@@ -30,7 +30,7 @@ from transformers import (
 
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
-from drml_ray.hub import hub_source
+from drml_ray.hub import hub_source, local_folder
 from drml_ray.ner.casing import grow_token_types, no_token_types
 from drml_ray.ner.features import check_vocabulary, vocabulary_fit
 
@@ -142,7 +142,7 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
         config = set_attention_dropout(AutoConfig.from_pretrained(source, id2label=id2label, label2id=label2id), cfg)
         with quiet_transformers():  # the "newly initialised head" report is expected here
             model = AutoModelForTokenClassification.from_pretrained(source, config=config, ignore_mismatched_sizes=True)
-        _carry_head(model, source, labels)
+        _carry_head(model, local_folder(source), labels)
     if cfg.dropout is not None:  # every dropout but attention's (``model.attention_dropout`` sets that one)
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Dropout) and not name.endswith(ATTENTION_DROPOUT):
@@ -188,10 +188,10 @@ def _source_head(source: str) -> tuple[list[str], torch.Tensor, torch.Tensor] | 
 
 @torch.no_grad()
 def _carry_head(model: PreTrainedModel, source: str, labels: list[str]) -> None:
-    """Give each of ``labels`` its classifier row from the source folder: the saved row of the same
-    label, else the row the folder's label-name generator builds from the label's name, else a fresh
-    random row. (``from_pretrained`` alone would keep rows by position: wrong when the label sets
-    differ but have the same size.)"""
+    """Give each of ``labels`` its classifier row from the source folder (a Hub model's snapshot too): the saved
+    row of the same label, else the row the folder's label-name generator builds from the label's name, else a
+    fresh random row. (``from_pretrained`` alone would keep rows by position: wrong when the label sets differ but
+    have the same size.)"""
     from drml_ray.meta.label_head import head_rows, load_generator, type_name
 
     saved = _source_head(source)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModelForTokenClassification
@@ -157,6 +159,39 @@ def test_a_saved_head_is_carried_over_by_label_not_by_position(tmp_path, hand_to
     other = build_model(ModelConfig(backbone=str(tmp_path / "m")), ["O", "B-LOC", "I-LOC"], seed=1)
     assert torch.equal(other.classifier.weight[0], saved.classifier.weight[0])
     assert not torch.equal(other.classifier.weight[1], saved.classifier.weight[1])
+
+
+def test_a_hub_models_head_is_carried_over_by_label_too(tmp_path, monkeypatch, hand_tokenizer):
+    """A Hub id (read from the Hub cache here: HF_HUB_OFFLINE, as with a network) kept its head's rows by position:
+    the same label set in another order gave each label another label's row."""
+    from huggingface_hub import constants
+
+    from tests.helpers import offline_hub_cache
+
+    saved = tiny("full")  # (labels O, B-PER, I-PER)
+    save_hf_folder(saved, hand_tokenizer, offline_hub_cache(tmp_path, monkeypatch, "org/ner"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # (the id itself goes to from_pretrained)
+    model = build_model(ModelConfig(backbone="org/ner"), ["O", "B-PER", "I-PER"][::-1], seed=1)
+    assert torch.equal(model.classifier.weight, saved.classifier.weight.flip(0))
+
+
+def test_the_run_says_which_labels_keep_their_row_of_the_backbones_head(tmp_path):
+    from drml_ray.meta.label_head import GENERATOR_FILE
+    from drml_ray.ner.finetune import head_note
+
+    def folder(name: str, id2label: dict[int, str]) -> str:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"id2label": id2label}))
+        return str(tmp_path / name)
+
+    ner = folder("ner", {0: "O", 1: "B-PER", 2: "I-PER"})
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    assert head_note(ner, labels) == (f"3 of 5 labels keep their row of {ner}'s trained head (O, B-PER, I-PER); 2 "
+                                      "start at random (B-LOC, I-LOC)")  # fmt: skip
+    assert head_note(ner, ["O", "B-PER", "I-PER"]) is None  # the head as it is
+    assert head_note(folder("encoder", {0: "LABEL_0", 1: "LABEL_1"}), labels) is None  # no trained head: all fresh
+    (tmp_path / "ner" / GENERATOR_FILE).write_bytes(b"")
+    assert "; 2 start from their names (its label-name generator) (B-LOC, I-LOC)" in head_note(ner, labels)
 
 
 def test_a_folder_with_a_label_name_generator_builds_rows_for_new_labels(tmp_path, hand_tokenizer):
