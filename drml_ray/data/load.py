@@ -152,8 +152,19 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
     """Read the corpus named by ``cfg`` (fetching it if needed), apply per-split file overrides.
 
     With ``fallback_to_generated``, a registered corpus that cannot be fetched is replaced by the
-    generated corpus, with a warning; otherwise the fetch error propagates.
+    generated corpus, with a warning; otherwise the fetch error propagates. With ``data.context``, a split that
+    marks no documents is warned of: its sentences get no context.
     """
+    corpus = _read_corpus(cfg, progress)
+    alone = {corpus.sources[split]: 1 for split, sents in corpus.splits.items() if all(s.doc is None for s in sents)}
+    if cfg.context and alone:
+        log.warning("data.context: %s mark%s no documents (-DOCSTART- lines, or a Parquet file's doc column): each "
+                    "sentence there is read alone, without context", ", ".join(alone), "" if len(alone) > 1 else "s"
+                    )  # fmt: skip
+    return corpus
+
+
+def _read_corpus(cfg: DataConfig, progress: bool) -> NerCorpus:
     if cfg.corpus is not None and is_task_folder(cfg.corpus):  # the user's own files: data.train, ... replace them
         given = {split: path for split in SPLITS if (path := getattr(cfg, split)) is not None}
         return own_corpus(cfg.model_copy(update={"corpus": None} | folder_splits(cfg.corpus) | given))
@@ -178,7 +189,7 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
             if not cfg.fallback_to_generated:
                 raise
             log.warning("%s is not reachable, using the GENERATED corpus instead:\n%s", name, err)
-            fallback = load_corpus(cfg.model_copy(update={"corpus": "generated"}), progress=progress)
+            fallback = _read_corpus(cfg.model_copy(update={"corpus": "generated"}), progress)
             return NerCorpus(
                 f"generated (fallback for {name})", fallback.splits, fallback.labels, True, fallback.sources
             )

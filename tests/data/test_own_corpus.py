@@ -42,6 +42,16 @@ def test_three_files_without_a_corpus_are_the_users_own_corpus(tmp_path, caplog)
     assert f"{files['dev']}:1: B-ORG, I-ORG never occur in the train split" in caplog.text  # named, file and line
 
 
+def test_data_context_on_files_that_mark_no_documents_is_warned_of(tmp_path, caplog):
+    in_documents = [Sentence(s.tokens, s.tags, 0) for s in TRAIN]  # (written under a -DOCSTART- line)
+    files = own_files(tmp_path / "clinical", train=in_documents)
+    with caplog.at_level(logging.WARNING, logger="drml_ray.data.load"):
+        load_corpus(DataConfig(**files), progress=False)
+        assert "data.context" not in caplog.text  # (not asked for)
+        load_corpus(DataConfig(**files, context=True), progress=False)
+    assert f"data.context: {files['dev']}, {files['test']} mark no documents (-DOCSTART- lines" in caplog.text
+
+
 def test_a_task_folder_is_a_corpus_and_a_split_given_replaces_its_file(tmp_path, monkeypatch):
     files = own_files(tmp_path / "clinical")
     monkeypatch.chdir(tmp_path)
