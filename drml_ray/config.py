@@ -449,15 +449,19 @@ class FinetuneConfig(Experiment):
     scaling: ScalingSettings = ScalingSettings()
 
     def check(self) -> None:
-        check_batch_divides(self.train, self.scaling)
+        check_train_scaling(self.train, self.scaling)
 
 
-def check_batch_divides(train: TrainConfig, scaling: ScalingSettings) -> None:
-    """A global batch splits evenly over the workers and their accumulation steps."""
+def check_train_scaling(train: TrainConfig, scaling: ScalingSettings) -> None:
+    """A global batch splits evenly over the workers and their accumulation steps, and fp16 runs on a GPU (on a
+    CPU it would silently be fp32)."""
     shards = scaling.processes * train.grad_accum
     if train.batch_size % shards:
         raise ValueError(f"train.batch_size ({train.batch_size}) must be a multiple of scaling.num_workers x "
                          f"train.grad_accum ({shards})")  # fmt: skip
+    if train.precision == "fp16" and not scaling.use_gpu:
+        raise ValueError("train.precision: fp16 needs scaling.use_gpu: true (a CPU has no fast fp16, and its loss "
+                         "scaling is GPU-only); bf16 autocasts on a CPU too")  # fmt: skip
 
 
 def full_model(kind: str, why: str, shapes: bool = False) -> AfterValidator:

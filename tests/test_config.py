@@ -309,6 +309,10 @@ def test_a_check_across_sections_names_the_line_and_the_set_key_its_message_name
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, "name: x\n"), ["train.grad_accum=3", "train.lr=0.1", "train.batch_size=8"])
     assert str(err.value).startswith(f"{path} with --set train.batch_size, train.grad_accum: train.batch_size (8)")
+    fp16 = write(tmp_path, "name: x\nscaling: {num_workers: 1}\ntrain: {precision: fp16}\n")  # (silently fp32 before)
+    with pytest.raises(ConfigError, match=rf"^{fp16}:3: train.precision: fp16 needs scaling.use_gpu: true"):
+        load_config(fp16)
+    assert load_config(fp16, ["scaling.use_gpu=true"]).train.precision == "fp16"
 
 
 def test_overrides_reach_into_a_mapping_of_sections_by_name(tmp_path):

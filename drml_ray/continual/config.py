@@ -21,7 +21,7 @@ from drml_ray.config import (
     TaskData,
     TaskSpec,
     TrainConfig,
-    check_batch_divides,
+    check_train_scaling,
     full_model,
 )
 
@@ -118,7 +118,7 @@ class ContinualExperiment(Experiment):
     continual: ContinualSettings = ContinualSettings()
 
     def check(self) -> None:
-        check_batch_divides(self.train, self.scaling)
+        check_train_scaling(self.train, self.scaling)
 
     def experience_config(self, backbone: str, sentences: int | None = None) -> FinetuneConfig:
         """The fine-tuning run of one experience of ``sentences`` training sentences, from ``backbone`` (the
