@@ -29,6 +29,7 @@ from drml_ray.cli_support import ColumnsOption, SetOption, file_to_write, log_to
 from drml_ray.errors import RunExistsError, UserError
 from drml_ray.runtime.registry import Command, Kind, kinds, resolve
 from drml_ray.signals import sigterm_as_ctrl_c
+from drml_ray.text import shell
 
 # Every actor's progress line as it prints it (before ray is imported, which reads this once): Ray's log
 # deduplication shows lines that differ only in their numbers as one (two strategies' or cells' progress as one
@@ -108,6 +109,9 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
         from drml_ray.runtime.rundir import default_run_dir, held
 
         cfg = load_config(config, set_ or [], model=kind.config, check_files=True)
+        if kind.tune is not None and cfg.tune is not None and cfg.tune.space:
+            typer.echo(f"[drml] {config}: its tune section is not searched by drml {command.name}, which runs it once "
+                       f"with the values as written (drml tune {shell(config)} searches it)")  # fmt: skip
         given = {"overwrite": overwrite, "init": init, "inits": inits or []}
         options = {name: given[name] for name in command.options}
         run_dir = output_dir or default_run_dir(cfg.name)

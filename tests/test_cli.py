@@ -532,3 +532,15 @@ def test_a_hub_download_retrying_is_said_once_and_drml_lines_keep_their_prefix()
             "logging.getLogger('drml_ray.x').info('ours')")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stderr == "Retrying in 1s [Retry 1/5].\n[drml] ours\n"
+
+
+def test_a_run_of_a_config_with_a_tune_section_says_the_section_is_not_searched(tmp_path, monkeypatch):
+    import drml_ray.ner.finetune as finetune
+
+    ran: list[str] = []
+    monkeypatch.setattr(finetune, "run_finetune", lambda cfg, run_dir, **_: ran.append(cfg.name))
+    searched = cli("finetune", "tune/smoke", "-o", tmp_path / "a")
+    assert searched.exit_code == 0 and ran == ["tune_smoke"], searched.output
+    assert "[drml] tune/smoke: its tune section is not searched by drml finetune, which runs it once with the values " \
+        "as written (drml tune tune/smoke searches it)" in searched.output  # fmt: skip
+    assert "tune section" not in cli("finetune", "ner/smoke", "-o", tmp_path / "b").output and len(ran) == 2
