@@ -55,3 +55,14 @@ def data_mirror() -> Path:
     if not (SHARED_DATA / "crossner").is_dir():
         pytest.skip(f"real corpora not found at {SHARED_DATA} (set DRML_DATA_MIRROR)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def umask_027():
+    """The process umask 027 for the test (group may read, others nothing), restored after: a file written with
+    normal permissions is 0640, not 0600 nor a fixed 0644."""
+    import os
+
+    previous = os.umask(0o027)
+    yield 0o640
+    os.umask(previous)

@@ -29,6 +29,7 @@ from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import entity_report
 from drml_ray.ner.modeling import build_model, load_tokenizer
 from drml_ray.ner.optimization import ExtraLoss, label_count, token_loss_sum
+from drml_ray.runtime.runfiles import with_umask
 
 EWC_FILE = "ewc.safetensors"
 
@@ -135,6 +136,7 @@ def save_ewc_state(cfg: ContinualExperiment, source: str, labels: Sequence[str],
     state |= {f"anchor/{n}": p.detach().contiguous() for n, p in params.items()}
     tmp = f"{out}.tmp"
     save_file(state, tmp)
+    with_umask(tmp)  # (safetensors writes 0600)
     os.replace(tmp, out)
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from drml_ray.data.registry import CorpusSpec, RemoteFile
 from drml_ray.errors import UserError
+from drml_ray.runtime.runfiles import with_umask
 
 TIMEOUT_S = 20
 
@@ -87,6 +88,7 @@ def _copy_one(base: str, remote: RemoteFile, dest: Path, progress: bool) -> None
                 f"{base}/{remote.name}: sha256 {actual} does not match the expected {remote.sha256}; "
                 "the file differs from the published corpus"
             )
+        with_umask(tmp)  # (mkstemp creates 0600: a shared cache is read by other users' runs)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -31,7 +31,7 @@ from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import score_split
 from drml_ray.ner.modeling import build_model, load_tokenizer
 from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, token_loss_sum, train_step
-from drml_ray.runtime.runfiles import replace_dir
+from drml_ray.runtime.runfiles import replace_dir, with_umask
 
 ENCODER, HEAD = "encoder.", "head."
 
@@ -298,6 +298,7 @@ class NerLearner:
         self.tokenizer.save_pretrained(tmp)
         if with_generator:
             save_generator(self.generator, tmp)
+        with_umask(tmp)  # (safetensors writes model.safetensors 0600)
         replace_dir(tmp, folder)
 
     def export(self, theta: Params, labels: Sequence[str], folder: Path) -> None:

@@ -346,6 +346,9 @@ def export_model(model: torch.nn.Module) -> PreTrainedModel:
 
 def save_hf_folder(model: torch.nn.Module, tokenizer, folder: Path) -> None:
     """Save model + tokenizer as a Hugging Face folder (``transformers.pipeline`` loads it)."""
+    from drml_ray.runtime.runfiles import with_umask
+
     plain = export_model(model)
     plain.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    with_umask(folder)  # (safetensors writes model.safetensors 0600)

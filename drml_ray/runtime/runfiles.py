@@ -22,17 +22,23 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
+        with_umask(tmp)  # (mkstemp creates 0600)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def with_umask(*paths: str | os.PathLike[str]) -> None:
+    """Give files (a folder: the files in it) the permissions the umask gives a new file: written through a
+    temporary file (``mkstemp``, safetensors' ``save_file`` and so ``save_pretrained``), they are the owner's
+    alone (0600), and a model another user serves or reads (a shared folder, Ray Serve as another user) fails."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    for path in map(Path, paths):
+        for file in path.iterdir() if path.is_dir() else [path]:
+            if file.is_file():
+                os.chmod(file, 0o666 & ~mask)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -73,6 +73,15 @@ def test_mirror_folder(tmp_path, monkeypatch):
     assert fetch(make_spec(None), progress=False)["train"].read_bytes() == FILES["train.txt"]
 
 
+def test_a_fetched_file_is_readable_as_the_umask_says(tmp_path, monkeypatch, umask_027):
+    (tmp_path / "mirror" / "toy" / "domain").mkdir(parents=True)
+    for name, data in FILES.items():
+        (tmp_path / "mirror" / "toy" / "domain" / name).write_bytes(data)
+    monkeypatch.setenv("DRML_DATA_MIRROR", str(tmp_path / "mirror"))
+    paths = fetch(make_spec(None), progress=False)  # (through mkstemp: 0600 before)
+    assert {path.stat().st_mode & 0o777 for path in paths.values()} == {umask_027}
+
+
 def test_a_mirror_without_the_corpus_folder_says_what_it_holds(tmp_path, monkeypatch):
     (tmp_path / "mirror" / "toy" / "domain").mkdir(parents=True)  # given one level too deep: mirror/toy
     monkeypatch.setenv("DRML_DATA_MIRROR", str(tmp_path / "mirror" / "toy"))

@@ -161,6 +161,13 @@ def test_a_saved_head_is_carried_over_by_label_not_by_position(tmp_path, hand_to
     assert not torch.equal(other.classifier.weight[1], saved.classifier.weight[1])
 
 
+def test_a_saved_model_is_readable_as_the_umask_says_not_the_owners_alone(tmp_path, hand_tokenizer, umask_027):
+    # (safetensors wrote model.safetensors 0600: a model another user serves or reads failed to open)
+    save_hf_folder(tiny("full"), hand_tokenizer, tmp_path / "m")
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "m").iterdir()}
+    assert "model.safetensors" in modes and modes == dict.fromkeys(modes, umask_027)
+
+
 def test_a_hub_models_head_is_carried_over_by_label_too(tmp_path, monkeypatch, hand_tokenizer):
     """A Hub id (read from the Hub cache here: HF_HUB_OFFLINE, as with a network) kept its head's rows by position:
     the same label set in another order gave each label another label's row."""
