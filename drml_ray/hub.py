@@ -104,7 +104,10 @@ def local_folder(source: str) -> str:
         return source
     from huggingface_hub import try_to_load_from_cache
 
-    config = try_to_load_from_cache(source, "config.json")
+    try:
+        config = try_to_load_from_cache(source, "config.json")
+    except ValueError:  # (HFValidationError: no Hub id either)
+        return source
     return str(Path(config).parent) if isinstance(config, str) else source
 
 

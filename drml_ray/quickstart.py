@@ -38,7 +38,7 @@ def run_quickstart(config_path: Path, output_dir: Path | None, *, overwrite: boo
         print(f"- {record['text']}\n    -> {found}")
     print(
         f"\n[drml] everything is in {run_dir}: best/ (Hugging Face model), results.json, report_dev.txt, "
-        f"report_test.txt, config.yaml, tensorboard/ (tensorboard --logdir {run_dir / 'tensorboard'})\n"
+        f"report_test.txt, config.yaml, tensorboard/ (tensorboard --logdir {shell(run_dir / 'tensorboard')})\n"
         f'[drml] next: drml predict {shell(run_dir / "best")} --text "Your sentence here."'
     )
     return run_dir

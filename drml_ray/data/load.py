@@ -156,8 +156,9 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
     marks no documents is warned of: its sentences get no context.
     """
     corpus = _read_corpus(cfg, progress)
-    alone = {corpus.sources[split]: 1 for split, sents in corpus.splits.items() if all(s.doc is None for s in sents)}
-    if cfg.context and alone:
+    alone = {corpus.sources[split]: 1 for split, sents in corpus.splits.items() if all(s.doc is None for s in sents)
+             } if cfg.context else {}  # fmt: skip
+    if alone:
         log.warning("data.context: %s mark%s no documents (-DOCSTART- lines, or a Parquet file's doc column): each "
                     "sentence there is read alone, without context", ", ".join(alone), "" if len(alone) > 1 else "s"
                     )  # fmt: skip
@@ -165,6 +166,7 @@ def load_corpus(cfg: DataConfig, *, progress: bool = True) -> NerCorpus:
 
 
 def _read_corpus(cfg: DataConfig, progress: bool) -> NerCorpus:
+    """:func:`load_corpus` without its warning about documents."""
     if cfg.corpus is not None and is_task_folder(cfg.corpus):  # the user's own files: data.train, ... replace them
         given = {split: path for split in SPLITS if (path := getattr(cfg, split)) is not None}
         return own_corpus(cfg.model_copy(update={"corpus": None} | folder_splits(cfg.corpus) | given))
