@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -109,9 +109,7 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
         from drml_ray.runtime.rundir import default_run_dir, held
 
         cfg = load_config(config, set_ or [], model=kind.config, check_files=True)
-        if kind.tune is not None and cfg.tune is not None and cfg.tune.space:
-            typer.echo(f"[drml] {config}: its tune section is not searched by drml {command.name}, which runs it once "
-                       f"with the values as written (drml tune {shell(config)} searches it)")  # fmt: skip
+        _note_unread(config, cfg, kind, command)
         given = {"overwrite": overwrite, "init": init, "inits": inits or []}
         options = {name: given[name] for name in command.options}
         run_dir = output_dir or default_run_dir(cfg.name)
@@ -123,6 +121,18 @@ def experiment_command(kind: Kind, command: Command) -> Callable[..., None]:
     run.__signature__ = signature.replace(parameters=keep)  # type: ignore[attr-defined]
     run.__doc__ = command.help
     return user_errors(run)
+
+
+def _note_unread(config: str, cfg: Any, kind: Kind, command: Command) -> None:
+    """Say what of the experiment file ``command`` will not read: a ``tune`` section (``drml tune`` searches it), a
+    model setting of another strategy."""
+    from drml_ray.config import ModelConfig
+
+    if kind.tune is not None and cfg.tune is not None and cfg.tune.space:
+        typer.echo(f"[drml] {config}: its tune section is not searched by drml {command.name}, which runs it once "
+                   f"with the values as written (drml tune {shell(config)} searches it)")  # fmt: skip
+    for note in cfg.model.unused() if isinstance(getattr(cfg, "model", None), ModelConfig) else []:
+        typer.echo(f"[drml] {config}: {note}")
 
 
 class DefaultCommandGroup(TyperGroup):

@@ -240,6 +240,16 @@ class ModelConfig(Section):
         """Word shapes are on (``casing: shape``): windows carry them as token types."""
         return self.casing == "shape"
 
+    def unused(self) -> list[str]:
+        """The settings given that ``strategy`` does not read (``lora`` but for LoRA, ``top_layers`` but for top):
+        not refused, as a search over ``model.strategy`` gives them to every trial."""
+        read_by = {"lora": "lora", "top_layers": "top"}
+        return [
+            f"model.{key} is not used: model.strategy is {self.strategy}, not {strategy}"
+            for key, strategy in read_by.items()
+            if key in self.model_fields_set and self.strategy != strategy
+        ]
+
     @model_validator(mode="before")
     @classmethod
     def _overlap_fits(cls, data: Any) -> Any:

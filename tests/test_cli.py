@@ -534,7 +534,9 @@ def test_a_hub_download_retrying_is_said_once_and_drml_lines_keep_their_prefix()
     assert out.stderr == "Retrying in 1s [Retry 1/5].\n[drml] ours\n"
 
 
-def test_a_run_of_a_config_with_a_tune_section_says_the_section_is_not_searched(tmp_path, monkeypatch):
+def test_a_run_says_what_of_its_file_it_does_not_read_a_tune_section_or_another_strategys_settings(
+    tmp_path, monkeypatch
+):
     import drml_ray.ner.finetune as finetune
 
     ran: list[str] = []
@@ -544,3 +546,8 @@ def test_a_run_of_a_config_with_a_tune_section_says_the_section_is_not_searched(
     assert "[drml] tune/smoke: its tune section is not searched by drml finetune, which runs it once with the values " \
         "as written (drml tune tune/smoke searches it)" in searched.output  # fmt: skip
     assert "tune section" not in cli("finetune", "ner/smoke", "-o", tmp_path / "b").output and len(ran) == 2
+    lora = cli("finetune", "ner/smoke", "--set", "model.lora.r=8", "--set", "model.top_layers=1", "-o", tmp_path / "c")
+    assert "[drml] ner/smoke: model.lora is not used: model.strategy is full, not lora\n" in lora.output
+    assert "model.top_layers is not used" in lora.output and len(ran) == 3
+    assert "not used" not in cli("finetune", "ner/smoke", "--set", "model.strategy=lora", "--set", "model.lora.r=8",
+                                 "-o", tmp_path / "d").output  # fmt: skip
