@@ -84,15 +84,13 @@ def hub_model(repo_id: str) -> Path:
 
 def cached(repo_id: str, host: str, where: str) -> str:
     """The snapshot of ``repo_id`` in the Hub cache, said so, or a :class:`UserError` starting with ``where``."""
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub import constants
 
-    try:
-        folder = snapshot_download(repo_id, local_files_only=True)
-    except LocalEntryNotFoundError:
+    folder = _snapshot(repo_id)
+    if folder is None:
         raise UserError(f"{where} {host} cannot be reached (its name does not resolve: no network?) "
                         f"and the Hub cache ({constants.HF_HUB_CACHE}) does not hold it; download it where there is "
-                        f"a network (`hf download {repo_id}`), or name a model folder") from None  # fmt: skip
+                        f"a network (`hf download {repo_id}`), or name a model folder")  # fmt: skip
     log.info("%s cannot be reached: %s read from the Hub cache (%s)", host, repo_id, folder)
     return folder
 
@@ -100,15 +98,18 @@ def cached(repo_id: str, host: str, where: str) -> str:
 def local_folder(source: str) -> str:
     """``source`` where it is a folder, else the snapshot in the Hub cache of the Hub model it names (where
     ``from_pretrained`` has just put or found it), else ``source`` itself."""
-    if Path(source).is_dir():
-        return source
-    from huggingface_hub import try_to_load_from_cache
+    return source if Path(source).is_dir() else _snapshot(source) or source
+
+
+def _snapshot(repo_id: str) -> str | None:
+    """The snapshot of ``repo_id`` in the Hub cache, or ``None`` (not there, or no Hub id at all)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        config = try_to_load_from_cache(source, "config.json")
-    except ValueError:  # (HFValidationError: no Hub id either)
-        return source
-    return str(Path(config).parent) if isinstance(config, str) else source
+        return snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, ValueError):  # (ValueError: HFValidationError, no Hub id)
+        return None
 
 
 def _proxied(scheme: str, host: str) -> bool:

@@ -29,9 +29,9 @@ from drml_ray.ner.batching import collate, epoch_batches, split_by_length
 from drml_ray.ner.features import Window, encode
 from drml_ray.ner.inference import predict_words
 from drml_ray.ner.metrics import score_split
-from drml_ray.ner.modeling import build_model, load_tokenizer
+from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
 from drml_ray.ner.optimization import label_count, lr_factor, make_optimizer, token_loss_sum, train_step
-from drml_ray.runtime.runfiles import replace_dir, with_umask
+from drml_ray.runtime.runfiles import replace_dir
 
 ENCODER, HEAD = "encoder.", "head."
 
@@ -294,11 +294,9 @@ class NerLearner:
         tmp = folder.with_name(f".{folder.name}.tmp")
         self.model.config.drml = {"max_length": self.model_cfg.max_length, "window_overlap":
                                   self.model_cfg.window_overlap, "decoding": self.model_cfg.decoding}  # fmt: skip
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
+        save_hf_folder(self.model, self.tokenizer, tmp)
         if with_generator:
             save_generator(self.generator, tmp)
-        with_umask(tmp)  # (safetensors writes model.safetensors 0600)
         replace_dir(tmp, folder)
 
     def export(self, theta: Params, labels: Sequence[str], folder: Path) -> None:
