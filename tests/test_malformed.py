@@ -247,6 +247,8 @@ CASES = [
     own("Anna\tb-per\n", "a lowercase tag", "train.conll:1: unknown tag scheme prefix", "'b-per'"),
     own("Anna\tB_PER\nSchmidt\tI_PER\n", "prefix and type joined by '_'", "train.conll:1: unknown tag scheme prefix",
         "write it B-PER (a prefix and its type are joined by '-'): 'B_PER'"),
+    own("Anna\tPER-B\nSchmidt\tPER-I\n", "the prefix after the type", "train.conll:1: unknown tag scheme prefix",
+        "write it B-PER (a prefix goes before its type): 'PER-B'"),
     own("Anna\tb-per\nsaid\to\n", "prefixes in small letters", "train.conll:1: unknown tag scheme prefix",
         "write it B-per (a prefix is a capital letter): 'b-per'"),
     own("Anna\tB-PER\nSchmidt\tX\tI-PER\n", "another column count", "train.conll:2: expected 2 columns"),

@@ -42,9 +42,13 @@ def unknown_prefix(tag: str) -> str:
     (True, 'write it O (a prefix is a capital letter)', 'as IOB2)')
     >>> unknown_prefix("B-")[-54:]
     '; a prefix with no entity type after it (write B-TYPE)'
+    >>> unknown_prefix("PER_B")[-46:], unknown_prefix("loc-i")[-46:]
+    ('write it B-PER (a prefix goes before its type)', 'write it I-loc (a prefix goes before its type)')
     """
     if _typeless(tag):
         return f"{UNKNOWN_PREFIX}; a prefix with no entity type after it (write {tag[0]}-TYPE)"
+    if _type_then_prefix(tag):
+        return f"{UNKNOWN_PREFIX}; write it {tag[-1].upper()}-{tag[:-2]} (a prefix goes before its type)"
     small = tag[:1].islower()
     fixed = tag[:1].upper() + tag[1:]
     joined = _prefix_and_type(fixed) and fixed[1] != "-"
@@ -266,6 +270,11 @@ def _looks_prefixed(tag: str) -> bool:
 def _typeless(tag: str) -> bool:
     """A prefix and a separator with no type after them: ``B-``, ``I_``."""
     return len(tag) == 2 and tag[0] in {*PREFIXES, *SPAN_PREFIXES} and not tag[1].isalnum()
+
+
+def _type_then_prefix(tag: str) -> bool:
+    """A type, a separator and an IOB or BIOES prefix, the other way round: ``PER-B``, ``LOC_I``."""
+    return len(tag) > 2 and tag[-1].upper() in {*PREFIXES, *SPAN_PREFIXES} and tag[-2] in "-_." and tag[0].isalnum()
 
 
 def _prefix_and_type(tag: str) -> bool:
