@@ -44,9 +44,13 @@ def unknown_prefix(tag: str) -> str:
     '; a prefix with no entity type after it (write B-TYPE)'
     >>> unknown_prefix("PER_B")[-46:], unknown_prefix("loc-i")[-46:]
     ('write it B-PER (a prefix goes before its type)', 'write it I-loc (a prefix goes before its type)')
+    >>> unknown_prefix("0")[-47:]
+    '; write it O (the letter O, not the digit zero)'
     """
     if _typeless(tag):
         return f"{UNKNOWN_PREFIX}; a prefix with no entity type after it (write {tag[0]}-TYPE)"
+    if tag == "0":
+        return f"{UNKNOWN_PREFIX}; write it O (the letter O, not the digit zero)"
     if _type_then_prefix(tag):
         return f"{UNKNOWN_PREFIX}; write it {tag[-1].upper()}-{tag[:-2]} (a prefix goes before its type)"
     small = tag[:1].islower()
