@@ -52,6 +52,14 @@ def unreachable_host() -> str | None:
     return host
 
 
+def out_of_reach(repo_id: str) -> bool:
+    """Whether ``repo_id`` comes neither from the Hub (``HF_HUB_OFFLINE``, or :func:`unreachable_host`) nor from
+    the Hub cache."""
+    from huggingface_hub import constants
+
+    return (constants.HF_HUB_OFFLINE or unreachable_host() is not None) and _snapshot(repo_id) is None
+
+
 def hub_source(repo_id: str, field: str = "model.backbone") -> str:
     """A Hub id as ``from_pretrained`` takes it: the id, or its snapshot in the Hub cache where the Hub cannot be
     reached (:func:`unreachable_host`), or a :class:`UserError` naming ``field`` where the cache lacks it."""

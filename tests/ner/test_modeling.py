@@ -290,6 +290,21 @@ def test_a_hub_id_with_no_network_is_read_from_the_hub_cache_at_once(tmp_path, m
     assert hub_source("org/other") == "org/other"  # (a proxy resolves names itself: the Hub's client asks it)
 
 
+def test_the_hub_id_of_the_packaged_minilm_reads_the_packaged_copy_where_the_hub_cannot_give_it(tmp_path, monkeypatch):
+    """``sentence-transformers/all-MiniLM-L6-v2`` offline was refused (the cache lacks it), though drml ships it."""
+    from drml_ray.ner.modeling import PACKAGED_HUB_ID, packaged_minilm_dir, resolve_backbone
+    from tests.helpers import offline_hub_cache
+
+    snapshot = offline_hub_cache(tmp_path, monkeypatch, "org/tiny")
+    assert resolve_backbone(PACKAGED_HUB_ID) == resolve_backbone(PACKAGED_HUB_ID.upper()) == str(packaged_minilm_dir())
+    with pytest.raises(UserError, match="does not hold it"):
+        resolve_backbone("sentence-transformers/all-MiniLM-L12-v2")  # (only the packaged model)
+    cached = offline_hub_cache(tmp_path, monkeypatch, PACKAGED_HUB_ID)
+    assert resolve_backbone(PACKAGED_HUB_ID) == str(cached) != str(snapshot)  # the Hub's copy, where it has one
+    monkeypatch.setenv("https_proxy", "http://proxy.invalid:3128")
+    assert resolve_backbone("Sentence-Transformers/all-MiniLM-L6-v2") == "Sentence-Transformers/all-MiniLM-L6-v2"
+
+
 def test_a_backbone_with_no_token_classification_head_is_a_user_error(tmp_path):
     """A vision model's folder (with a text tokenizer beside it) failed the check as a bug: AttributeError,
     'ViTConfig' object has no attribute 'vocab_size'."""
