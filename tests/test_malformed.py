@@ -219,6 +219,9 @@ CASES = [
         "train.conll: column ner_tags holds class ids and the file does not name them", "Dataset.to_parquet"),
     own('[{"tokens": ["Anna"], "ner_tags": ["B-PER"]}]\n', "one JSON array of sentences",
         "train.json: one JSON array: drml reads JSON lines", name="train.json"),
+    own('{"text": "Anna left", "label": [[0, 4, "PER"]]}\n', "JSON lines of character spans (doccano's export)",
+        "train.jsonl:1: not JSON lines of a corpus", "line 1 is an object of text, label, not a sentence: drml reads "
+        "a tokens list and a tags (or ner_tags) list", name="train.jsonl"),
     own("Word,Tag\nAnna,B-PER\n", "comma-separated values (CSV)",
         "train.conll:1: comma-separated values (CSV), not CoNLL columns"),
     own("T1\tPerson 0 4\tAnna\nT2\tLocation 12 18\tBerlin\n", "brat standoff annotations (.ann)",

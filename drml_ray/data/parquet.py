@@ -123,11 +123,28 @@ def _json_lines(path: str | os.PathLike[str]) -> pa.Table:
                                     "(Dataset.to_json writes them)") from None  # fmt: skip
         row = re.search(r" in row ([0-9]+)$", text)
         line = int(row.group(1)) + 1 if row else None
-        raise CorpusFormatError(path, line, f"not JSON lines of a corpus ({text[: row.start()] if row else text})"
+        detail = text[: row.start()] if row else text
+        raise CorpusFormatError(path, line, f"not JSON lines of a corpus ({detail}){_fields_of(path, line or 1)}"
                                 ) from None  # fmt: skip
     if not table.num_columns:
         raise CorpusFormatError(path, None, "no sentences found (blank lines only?)")
     return table
+
+
+def _fields_of(path: str | os.PathLike[str], line: int) -> str:
+    """What a JSON lines file's ``line`` holds where it is an object with no list of words (as doccano's export
+    of character spans), to add to a message; else ``""``."""
+    with open_binary(path) as f:
+        text = next((raw for i, raw in enumerate(f, 1) if i == line), b"")
+    try:
+        fields = json.loads(text)
+    except ValueError:
+        return ""
+    words = lambda value: isinstance(value, list) and all(isinstance(w, str) for w in value)  # noqa: E731
+    if not isinstance(fields, dict) or any(map(words, fields.values())):  # (a list of words: a sentence after all)
+        return ""
+    return (f"; line {line} is an object of {', '.join(map(str, fields)) or 'no fields'}, not a sentence: drml "
+            "reads a tokens list and a tags (or ner_tags) list, one object a line, not character spans")  # fmt: skip
 
 
 def _kind(path: str | os.PathLike[str]) -> str:
