@@ -213,9 +213,12 @@ def _columns(path: str | os.PathLike[str], schema: pa.Schema, named: tuple[str, 
     if named and (missing := [name for name in named if name not in schema.names]):
         raise CorpusFormatError(path, None, f"no column {missing[0]}: it has {', '.join(schema.names)}")
     if words not in schema.names or tag_column is None:
+        lists = [name for name in schema.names if _is_list_of(schema.field(name).type, _is_text_or_none)]
+        pick = ("WORDS", "TAGS") if len(lists) != 2 else lists
         raise CorpusFormatError(path, None, f"not a drml corpus {_kind(path)} file: it needs a tokens column "
-                                f"and a {' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} (data."
-                                "columns: [WORDS, TAGS], or --columns WORDS,TAGS, names others)")  # fmt: skip
+                                f"and a {' or '.join(TAG_COLUMNS)} column, and has {', '.join(schema.names)} "
+                                f"(data.columns: [{', '.join(pick)}], or --columns {','.join(pick)}, names others)"
+                                )  # fmt: skip
     is_strings = [_is_list_of(schema.field(name).type, _is_text_or_none) for name in (words, tag_column)]
     ids = _is_list_of(schema.field(tag_column).type, pa.types.is_integer)
     doc_ok = "doc" not in schema.names or pa.types.is_integer(schema.field("doc").type)
