@@ -66,17 +66,19 @@ def check_ray_address() -> None:
 
 
 def check_cluster_address(address: str) -> None:
-    """Refuse a ``host:port`` where nothing listens at once: ``ray.init`` would retry it for minutes, printing
-    Ray's time-outs (``auto`` and ``ray://`` addresses fail fast in ``ray.init`` itself)."""
-    host, colon, port = address.rpartition(":")
-    if "://" in address or not colon or not port.isdigit():
+    """Refuse a ``host:port`` or ``ray://host:port`` where nothing listens at once: ``ray.init`` would retry the
+    one for minutes, printing Ray's time-outs, and wait ~40 s on the other (``auto`` fails fast in ``ray.init``)."""
+    client = address.startswith("ray://")
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if "://" in address and not client or not colon or not port.isdigit():
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as err:
+        server, default = ("Ray Client server", 10001) if client else ("Ray cluster", 6379)
         raise UserError(
-            f"RAY_ADDRESS={address}: no Ray cluster answers there ({err.strerror or err}); start it "
-            f"(`ray start --head`) or give its head's address (port 6379 unless set){UNSET}"
+            f"RAY_ADDRESS={address}: no {server} answers there ({err.strerror or err}); start it "
+            f"(`ray start --head`) or give its head's address (port {default} unless set){UNSET}"
         ) from None
 
 

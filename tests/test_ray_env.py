@@ -29,14 +29,16 @@ def test_no_warning_when_this_is_the_only_ray(monkeypatch, caplog):
     assert caplog.text == ""
 
 
-def test_a_ray_address_where_nothing_listens_is_refused_at_once(monkeypatch):
+@pytest.mark.parametrize(("scheme", "server"), [("", "Ray cluster"), ("ray://", "Ray Client server")])
+def test_a_ray_address_where_nothing_listens_is_refused_at_once(monkeypatch, scheme, server):
+    """(``ray.init`` retries a cluster's address for minutes, and waits ~40 s on a Ray Client's.)"""
     with socket.socket() as sock:  # a port that was free a moment ago, closed again: nothing listens there
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    monkeypatch.setenv("RAY_ADDRESS", f"{scheme}127.0.0.1:{port}")
     monkeypatch.setattr(ray, "is_initialized", lambda: False)  # (the shared test Ray may be up)
-    monkeypatch.setattr(ray, "init", lambda **_: pytest.fail("ray.init would retry for minutes"))
-    with pytest.raises(UserError, match=rf"RAY_ADDRESS=127.0.0.1:{port}: no Ray cluster answers there \(Connection"):
+    monkeypatch.setattr(ray, "init", lambda **_: pytest.fail("ray.init would wait"))
+    with pytest.raises(UserError, match=rf"RAY_ADDRESS={scheme}127.0.0.1:{port}: no {server} answers there \(Conn"):
         ensure_ray()
 
 
