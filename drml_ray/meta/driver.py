@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import ray  # RAY
 import torch
 
 from drml_ray.config import ModelConfig, TaskData, dump_config, with_params
@@ -181,7 +180,7 @@ def meta_train_step(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor) -> d
     if run.holder is not None:  # one actor: theta stays on its device
         stats = run.holder.map([Job(f"{name} episodes {jobs}", "outer_step", (jobs, settings, lr))])[0]
     else:
-        theta_ref = ray.put(run.theta())  # RAY: one broadcast per meta-step
+        theta_ref = pool.put(run.theta())  # one broadcast per meta-step
         shares = [jobs[i :: pool.size] for i in range(pool.size)]
         outputs = pool.map([Job(f"{name} episodes {share}", "gradients", (theta_ref, share, settings, run.algorithm))
                             for share in shares if share])  # fmt: skip
@@ -199,7 +198,7 @@ def meta_train_step(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor) -> d
 def heldout_check(cfg: MetaExperiment, run: MetaRun, pool: ActorExecutor, on_eval: OnEval | None) -> None:
     """Adapt theta to each held-out task's few shots and score its dev set (meta-training's yardstick)."""
     settings, specs = cfg.meta.model_dump(mode="json"), cfg.meta.heldout_tasks
-    theta_ref = None if run.holder is not None else ray.put(run.theta())  # RAY (None: the holder's own theta)
+    theta_ref = None if run.holder is not None else pool.put(run.theta())  # (None: the holder's own theta)
     f1 = dict(zip(specs, pool.map([Job(f"held-out {spec}", "heldout_f1", (theta_ref, spec, settings, cfg.eval.lrs[0],
                                                                             cfg.seed)) for spec in specs]),
                   strict=True))  # fmt: skip

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import ray  # RAY
 import torch
 import yaml
 
@@ -170,7 +169,7 @@ def reptile_step(cfg: RLExperiment, theta: Weights, step: int, pool: ActorExecut
     """One Reptile meta-step: the meta-batch of ``step`` adapted on the actors (``inner_iters`` PPO iterations
     each), then ``theta + epsilon * mean(phi - theta)`` with epsilon decayed over the meta-steps; the
     exploration noise stays put unless ``meta.meta_log_std``."""
-    meta, ref, tasks = cfg.meta, ray.put(theta), train_tasks(cfg, step)  # RAY
+    meta, ref, tasks = cfg.meta, pool.put(theta), train_tasks(cfg, step)
     shares = [tasks[i :: pool.size] for i in range(pool.size)]
     sums = pool.map([Job(f"meta-step {step + 1} tasks {share}", "reptile", (ref, share, meta.inner_iters,
                                                                           cfg.seed * 100_003 + step))
@@ -183,7 +182,7 @@ def validation_check(cfg: RLExperiment, theta: Weights, step: int, pool: ActorEx
     """Adapt theta to the validation tasks for ``eval.adapt_iters`` PPO iterations (the same count whatever
     ``meta.inner_iters`` is, so checks compare across Tune trials); the score is the mean return over those
     iterations, which rewards adapting fast, not only far. Recorded in ``record``; True if the best so far."""
-    ref, iters = ray.put(theta), cfg.eval.adapt_iters  # RAY
+    ref, iters = pool.put(theta), cfg.eval.adapt_iters
     tasks = validation_tasks(cfg, pool.size)
     curves = pool.map([Job(f"validation task {t}", "curve", (ref, t, iters, cfg.eval.episodes, cfg.seed))
                        for t in tasks])  # fmt: skip

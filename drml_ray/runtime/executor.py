@@ -81,6 +81,15 @@ class ActorExecutor:
             ray.kill(actor)  # RAY
         self.actors = []
 
+    def put(self, value: Any) -> Any:
+        """``value`` in the object store, for every job to read once (``ray.put``), after Ray is started as drml
+        starts it: a bare ``ray.put`` before the first actor started a local Ray itself, Ray's way (no
+        ``RAY_ADDRESS`` check, Ray's SIGTERM handler, its log lines)."""
+        from drml_ray.ray_env import ensure_ray
+
+        ensure_ray()
+        return ray.put(value)  # RAY
+
     def call(self, method: str, *args: Any) -> Any:
         """One call on the first actor (fresh weights, a shared setup), waited for."""
         return self.map([Job(method, method, args)])[0]

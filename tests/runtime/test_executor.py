@@ -65,3 +65,17 @@ def test_a_pool_larger_than_the_local_ray_holds_runs_as_many_actors_as_fit(ray_s
     assert "5 Squarer actors asked for, 2 fit this Ray" in capsys.readouterr().out
     with pytest.raises(UserError, match="a Squarer actor needs 1 CPU \\+ 1 GPU, more than this Ray has"):
         ActorExecutor(actor_factory(Squarer, cpus=1, gpus=1), 1).map([Job("x", "square", (1,))])
+
+
+def test_what_the_jobs_share_is_put_after_ray_is_started_as_drml_starts_it(monkeypatch):
+    """meta-train's first held-out check put theta in the object store before any actor started: Ray's own
+    auto-start ran (no RAY_ADDRESS check, Ray's SIGTERM handler and log lines), not ``ensure_ray``."""
+    import ray
+
+    import drml_ray.ray_env
+
+    calls = []
+    monkeypatch.setattr(drml_ray.ray_env, "ensure_ray", lambda: calls.append("ensure_ray"))
+    monkeypatch.setattr(ray, "put", lambda value: calls.append(("put", value)) or "ref")
+    executor = ActorExecutor(actor_factory(Squarer, cpus=0.5), 2)
+    assert executor.put([1.0]) == "ref" and calls == ["ensure_ray", ("put", [1.0])] and not executor.actors
