@@ -27,6 +27,7 @@ shots, seed, method) is one job; a finished cell goes into ``meta_eval.json`` at
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,7 @@ class MetaWorker:
 
     def __init__(self, model: dict, data: dict, seed: int, threads: int, device: str):
         torch.set_num_threads(threads)
+        logging.getLogger("drml_ray.data").setLevel(logging.ERROR)  # (the driver read each task first and said so)
         self.data = TaskData.model_validate(data)
         self.learner = NerLearner(ModelConfig.model_validate(model), self.data, seed, device=device)
         self.outer: MetaRun | None = None  # theta and the outer optimizer, when this actor holds them
