@@ -292,6 +292,9 @@ CASES = [
     Case("model folders", "a truncated model.safetensors", {"model/config.json": '{"model_type": "bert"}',
          "model/model.safetensors": b"\x00\x01"}, ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"),
          ("model: the model folder does not load",)),
+    Case("model folders", "a built-in backbone named as the trained model", {},
+         ("predict", "minilm", "--text", "Anna met Bob ."), ("minilm: no such model folder or run directory (a "
+                                                            "backbone to fine-tune: drml finetune trains",)),
     Case("model folders", "not a model folder", {"model/readme.txt": "hi"},
          ("evaluate", "{dir}/model", "generated", "-o", "{dir}/out"), ("model: neither a model folder",)),
     Case("paths", "a model folder as drml evaluate's data (the two swapped)", {"m/config.json": "{}"},

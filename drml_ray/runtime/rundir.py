@@ -370,7 +370,11 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
 
         if is_hub_id(str(path)):  # (dslim/bert-base-NER: its files in the Hub cache)
             return hub_model(str(path))
-        raise UserError(f"{folder}: no such model folder or run directory")
+        from drml_ray.config import BUILT_IN_BACKBONES
+
+        built_in = str(path) in BUILT_IN_BACKBONES
+        why = " (a backbone to fine-tune: drml finetune trains an NER model from it)" if built_in else ""
+        raise UserError(f"{folder}: no such model folder or run directory{why}")
     inside = _models_inside(folder)
     more = f"; {counted(len(inside), 'model folder')} inside: {first_few(inside)}" if inside else ""
     raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json{more}")
