@@ -374,6 +374,10 @@ class Distribution(Section):
                 raise ValueError(f"{given[0]} takes [low, high] with low < high (got {values})")
             if given[0] == "loguniform" and values[0] <= 0:
                 raise ValueError(f"loguniform bounds must be positive (got {values})")
+            low, high = values
+            if given[0] == "randint" and high == low + 1:
+                raise ValueError(f"randint {values} draws only {low}: its high is left out, as Tune's randint "
+                                 f"leaves it; write [{low}, {high + 1}] for {low} and {high}")  # fmt: skip
         elif not values:
             raise ValueError(f"{given[0]} needs at least one value")
         else:

@@ -56,6 +56,7 @@ def test_each_kind_becomes_its_tune_domain():
         ({"loguniform": [1e-3, 1e-5]}, "low < high"),
         ({"loguniform": [0.0, 1.0]}, "must be positive"),
         ({"uniform": [0.1]}, "low < high"),
+        ({"randint": [1, 2]}, r"randint \[1, 2\] draws only 1: .* write \[1, 3\] for 1 and 2"),  # (Tune leaves out 2)
         ({"choice": []}, "at least one value"),
         ({"choice": [1], "grid": [2]}, "exactly one"),
         ({}, "exactly one"),
