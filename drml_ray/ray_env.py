@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 
 import ray
@@ -45,6 +46,10 @@ def ensure_ray() -> None:
         use_local_ray_settings()
     try:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    except SystemExit as err:  # SIGTERM while Ray starts: Ray's handler, there until ours is back, exits with 15
+        if err.code != signal.SIGTERM:
+            raise
+        raise KeyboardInterrupt from None  # (stopped as Ctrl+C stops it, exit 130, not 15 and no word)
     except (ConnectionError, ValueError) as err:  # Ray's words for an address it cannot use
         if not address:
             raise

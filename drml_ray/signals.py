@@ -4,7 +4,8 @@
 stack dump ("*** SIGTERM received ***") and the driver exited wherever it was; with it, SIGTERM goes to whatever
 handles Ctrl+C at that moment: Ray Train's and Tune's graceful stops during a run (checkpoints recorded, exit 130,
 "continues from the last checkpoint"), ``drml serve``'s shutdown, and else Python's ``KeyboardInterrupt``.
-``ray.init`` installs Ray's handler, so :func:`~drml_ray.ray_env.ensure_ray` installs this one again after it.
+``ray.init`` installs Ray's handler, so :func:`~drml_ray.ray_env.ensure_ray` installs this one again after it (and
+turns the exit Ray's handler makes of a SIGTERM during ``ray.init``, status 15, into Ctrl+C's).
 """
 
 from __future__ import annotations

@@ -86,3 +86,21 @@ def test_a_head_that_answers_but_will_not_let_us_in_is_refused_with_the_auth_hin
         monkeypatch.setattr(ray, "init", refused)
         with pytest.raises(UserError, match=r"192.0.2.2:6391; a head with token auth also needs RAY_AUTH_MODE=token"):
             ensure_ray()
+
+
+@pytest.mark.parametrize(("code", "raised"), [(signal.SIGTERM, KeyboardInterrupt), (3, SystemExit)])
+def test_sigterm_while_a_local_ray_starts_stops_drml_as_ctrl_c_does(monkeypatch, code, raised):
+    """Ray's own SIGTERM handler is in place while ``ray.init`` runs: it exited with status 15 and no word."""
+    import drml_ray.ray_env
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(drml_ray.ray_env, "warn_if_other_local_ray", lambda: None)
+    monkeypatch.setattr(drml_ray.ray_env, "use_local_ray_settings", lambda: None)
+
+    def init(**_):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(raised):
+        ensure_ray()
