@@ -108,6 +108,8 @@ def value_hint(error: Any) -> str:
     ('; a number in quotes is text: write it without them', '')
     >>> value_hint({"type": "string_type", "input": 2024}), value_hint({"type": "list_type", "input": "query"})
     ("; write it in quotes to make it text: '2024'", '; write a list: [query]')
+    >>> value_hint({"type": "string_pattern_mismatch", "input": "my run #2", "loc": ("name",)})[-22:]
+    "first, e.g. 'my_run_2'"
     """
     kind, value = error["type"], error.get("input")
     if kind in ("int_type", "float_type") and isinstance(value, str) and _is_number(value):
@@ -120,6 +122,10 @@ def value_hint(error: Any) -> str:
         return f"; write it in quotes to make it text: '{value}'"
     if kind == "list_type" and isinstance(value, str | int | float):
         return f"; write a list: [{value}]"
+    if kind == "string_pattern_mismatch" and tuple(error.get("loc", ())) == ("name",) and isinstance(value, str):
+        fixed = re.sub(r"[^A-Za-z0-9._+-]+", "_", value).lstrip("._+-")
+        return ("; a run's name is its folder's: ASCII letters, digits, '.', '_', '+' and '-', a letter or digit "
+                "first" + (f", e.g. {fixed!r}" if fixed else ""))  # fmt: skip
     if kind == "literal_error" and isinstance(value, str):
         options = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
         close = difflib.get_close_matches(value.lower(), options, n=1)

@@ -193,6 +193,8 @@ CASES = [
          {"exp.yaml": "name: x\ndata: {corpus: '{dir}', columns: [0, 1]}\n"}, ("finetune", "{dir}/exp.yaml"),
          ("exp.yaml:2: data.columns: give the word's column and the tag's: counted from 1",)),
     ft("name: ../../etc\n", "a run name that escapes the output folder", "exp.yaml:2: name: String should match"),
+    ft("name: my run\n", "a run name with a space", "exp.yaml:2: name: String should match", "a run's name is its "
+       "folder's: ASCII letters, digits, '.', '_', '+' and '-', a letter or digit first, e.g. 'my_run'"),
     ft("train: [1, 2\n", "broken YAML", "exp.yaml:3: invalid YAML: expected ',' or ']'"),
     Case("config values", "a YAML list, not a mapping", {"exp.yaml": "- train\n- epochs\n"},
          ("finetune", "{dir}/exp.yaml"), ("exp.yaml:1: the file must hold a mapping of config keys, not list",)),
