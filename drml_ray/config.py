@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal, Self, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from drml_ray.config_hints import NAME_CHARACTERS
+
 Count = Annotated[int, Field(ge=1)]
 """At least 1 (epochs, sizes, workers, steps)."""
 NonNegative = Annotated[int, Field(ge=0)]
@@ -445,7 +447,7 @@ class TuneSettings(Section):
 class Experiment(Section):
     """What every experiment file has: a name and, for ``drml tune``, a search over it."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$", max_length=200)]
+    name: Annotated[str, Field(pattern=rf"^[A-Za-z0-9][{NAME_CHARACTERS}]*$", max_length=200)]
     """Experiment name; the default run directory is ``runs/<name>`` (so a plain folder name: letters, digits,
     ``._+-``, no ``/``). Defaults to the file's stem."""
     tune: TuneSettings | None = None

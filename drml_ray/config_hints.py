@@ -98,6 +98,10 @@ def got(error: Any) -> str:
     return f" (got {error['input']!r}{value_hint(error)})"
 
 
+NAME_CHARACTERS = "A-Za-z0-9._+-"
+"""What a run's name may hold (a regular expression's character class): it names the run's folder."""
+
+
 def value_hint(error: Any) -> str:
     """How to write a value that YAML read as another type than the key's (``epochs: '3'`` or ``lr: '1e-5'``,
     ``context: 'true'``: text; ``name: 2024``: a number; ``fused_adamw: 1``: a number, not true or false;
@@ -123,7 +127,7 @@ def value_hint(error: Any) -> str:
     if kind == "list_type" and isinstance(value, str | int | float):
         return f"; write a list: [{value}]"
     if kind == "string_pattern_mismatch" and tuple(error.get("loc", ())) == ("name",) and isinstance(value, str):
-        fixed = re.sub(r"[^A-Za-z0-9._+-]+", "_", value).lstrip("._+-")
+        fixed = re.sub(f"[^{NAME_CHARACTERS}]+", "_", value).lstrip("._+-")
         return ("; a run's name is its folder's: ASCII letters, digits, '.', '_', '+' and '-', a letter or digit "
                 "first" + (f", e.g. {fixed!r}" if fixed else ""))  # fmt: skip
     if kind == "literal_error" and isinstance(value, str):

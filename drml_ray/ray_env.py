@@ -75,7 +75,7 @@ def check_cluster_address(address: str) -> None:
     one for minutes, printing Ray's time-outs, and wait ~40 s on the other (``auto`` fails fast in ``ray.init``)."""
     client = address.startswith("ray://")
     host, colon, port = address.removeprefix("ray://").rpartition(":")
-    if "://" in address and not client or not colon or not port.isdigit():
+    if ("://" in address and not client) or not colon or not port.isdigit():
         return
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from drml_ray.config import dump_config
+from drml_ray.config import BUILT_IN_BACKBONES, dump_config
 from drml_ray.errors import RunExistsError, RunInterrupted, UserError, first_line  # noqa: F401  (re-exported)
 from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
 from drml_ray.text import counted, first_few
@@ -370,8 +370,6 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
 
         if is_hub_id(str(path)):  # (dslim/bert-base-NER: its files in the Hub cache)
             return hub_model(str(path))
-        from drml_ray.config import BUILT_IN_BACKBONES
-
         built_in = str(path) in BUILT_IN_BACKBONES
         why = " (a backbone to fine-tune: drml finetune trains an NER model from it)" if built_in else ""
         raise UserError(f"{folder}: no such model folder or run directory{why}")
