@@ -49,6 +49,9 @@ CJK = ("\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\
        "\U0002f800-\U0002fa1f")  # fmt: skip
 """CJK ideographs (BERT's ``_is_chinese_char``), each a word of its own, as Chinese NER corpora write them (and
 BERT's own pre-tokeniser cuts them): a run of them has no spaces to cut at."""
+INVISIBLE = "\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff"
+"""Invisible marks that are no word, nor in one (web text holds them; BERT's pre-tokeniser drops them): the zero-width
+space, a byte-order mark, the marks and controls of text direction (LRM, RLM, ALM, embeddings, isolates)."""
 WORD = re.compile(
     r"(?:[^\W\d_]\.){2,}"  # initialisms: U.S., F.C., a.m.
     rf"|\b(?:{'|'.join(ABBREVIATIONS)})\.(?!\w)"  # Mr., Inc., St.
@@ -59,7 +62,7 @@ WORD = re.compile(
     rf"|[^\W{CJK}]+(?:[-'’][^\W{CJK}]+)*?(?={CLITIC})"  # the word before one: Germany of Germany's, do of don't
     rf"|[^\W{CJK}]+(?:[-'’][^\W{CJK}]+)*"  # words, with their hyphens and inner apostrophes: well-known, O'Brien
     rf"|[{CJK}]"  # an ideograph
-    r"|[^\w\s]"  # any other character that is not a space: punctuation
+    rf"|[^\w\s{INVISIBLE}]"  # any other character that is not a space or invisible: punctuation
 )
 """How ``drml predict`` cuts raw text into words: as CoNLL-2003 and the Penn Treebank tokenise English, so that
 the words a model reads are the kind it was trained on (``benchmarks/raw_text_f1.py``)."""
@@ -108,6 +111,8 @@ def _inside_a_word(word: str, after: str) -> bool:
     [2, 3, 6, 1]
     >>> [len(word) for word in words("Biden 🇺🇸🇬🇧 \U0001f3f4\U000e0067\U000e0062\U000e007f")]  # (the flags)
     [5, 2, 2, 4]
+    >>> words("\ufeffAngela\u200b Merkel \u200f(\u200eCDU\u200e)")  # (invisible marks: no words)
+    ['Angela', 'Merkel', '(', 'CDU', ')']
     """
     before = word[-1]
     if before in GLUE or after in GLUE or "\U0001f3fb" <= after <= "\U0001f3ff":  # (the skin tones)
