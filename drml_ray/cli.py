@@ -318,7 +318,10 @@ def predict(
             ".parquet corpus file or a folder of them; - reads standard input.",
         ),
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="JSON-lines file [default: stdout].")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="JSON-lines file, or .parquet: a corpus of predicted tags [default: stdout]."),
+    ] = None,
     input_format: Annotated[str, typer.Option("--format", help="auto, text or conll.")] = "auto",
     engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
@@ -326,8 +329,9 @@ def predict(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --output file if it exists.")] = False,
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores."""
-    from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs
-    from drml_ray.runtime import rundir, runfiles
+    from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs, write_predictions
+    from drml_ray.runtime import rundir
+    from drml_ray.serve.models import version
     from drml_ray.text import counted
 
     input_ = _predict_input(input_file, input_, text)
@@ -349,8 +353,10 @@ def predict(
         for line in lines:
             typer.echo(line)
     else:
-        runfiles.atomic_write_text(output, "".join(f"{line}\n" for line in lines))
-        typer.echo(f"[drml] {counted(len(texts), 'prediction')} written to {output}", err=True)
+        folder = rundir.model_folder(model_dir)
+        model = str(folder.resolve()) if model_dir.expanduser().exists() else str(model_dir)  # (or its Hub id)
+        written = write_predictions(output, lines, inputs.pretokenized, model, version(folder))
+        typer.echo(f"[drml] {counted(written, 'prediction')} written to {output}", err=True)
 
 
 def _predict_input(argument: Path | None, option: Path | None, text: str | None) -> Path | None:

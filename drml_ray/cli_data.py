@@ -165,14 +165,15 @@ NOT_WRITTEN = {".json": "JSON", ".jsonl": "JSON lines", ".csv": "CSV", ".arrow":
 """Output names for formats ``drml data convert`` does not write (CoNLL columns in them would mislead)."""
 
 
+DEST_HELP = ("Output: .parquet or .pq for Parquet, .conll, .txt, .tsv or another for CoNLL columns (.gz, .bz2 or .xz "
+             "after it: compressed).")  # fmt: skip
+
+
 @data_app.command("convert", epilog="Example: `drml data convert eng.train train.parquet --from-scheme iob1`")
 @user_errors
 def data_convert(
     source: Annotated[Path, typer.Argument(help="A CoNLL or Parquet corpus file, or a folder of Parquet files.")],
-    dest: Annotated[
-        Path,
-        typer.Argument(help="Output: .parquet or .pq for Parquet, .conll, .txt, .tsv or another for CoNLL columns."),
-    ],
+    dest: Annotated[Path, typer.Argument(help=DEST_HELP)],
     from_scheme: Annotated[
         str,
         typer.Option(help="Tag scheme of SOURCE: iob1, iob2 or auto (IOB1 if its entities start with I-, said so)."),
@@ -182,14 +183,17 @@ def data_convert(
 ) -> None:
     """Convert a corpus between CoNLL columns and Parquet; IOB1 and BIOES-style input is rewritten as IOB2."""
     from drml_ray.data.conll import write_conll
+    from drml_ray.data.formats import plain_suffix
     from drml_ray.data.load import read_files
     from drml_ray.data.parquet import write_parquet
 
     if from_scheme not in ("iob1", "iob2", "auto"):
         raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
-    if dest.suffix.lower() in NOT_WRITTEN:
+    kind = plain_suffix(dest)  # (train.conll.gz: gzip-compressed CoNLL columns)
+    if kind in NOT_WRITTEN or (kind != dest.suffix.lower() and kind in (".parquet", ".pq")):
+        what = NOT_WRITTEN.get(kind, "compressed Parquet (Parquet compresses its own columns: name it .parquet)")
         raise UserError(f"{dest}: drml writes corpora as Parquet (.parquet) or CoNLL columns (.conll, .txt, .tsv), "
-                        f"not {NOT_WRITTEN[dest.suffix.lower()]}")  # fmt: skip
+                        f"not {what}")  # fmt: skip
     file_to_write(dest, source.name, [source])
     if dest.exists() and not overwrite:
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -152,7 +153,24 @@ def _kind(path: str | os.PathLike[str]) -> str:
 
 
 REQUEST_LOG_COLUMNS = ("text", "entities", "model", "version")
-"""Columns a ``drml serve --log-requests`` file holds beside ``tokens`` and ``tags`` (its ``LOG_SCHEMA``)."""
+"""Columns a ``drml serve --log-requests`` file holds beside ``tokens`` and ``tags`` (:data:`LOG_SCHEMA`)."""
+
+LOG_SCHEMA = pa.schema([*SCHEMA, *((name, pa.string()) for name in REQUEST_LOG_COLUMNS), ("time", pa.float64())])
+"""A file of predictions (``drml serve --log-requests``, ``drml predict --output FILE.parquet``): a corpus file
+(``tokens`` and ``tags``: the words the model saw and the IOB2 tags it predicted) with each text, its ``entities``
+(JSON), the ``model`` and its ``version`` beside them, and the ``time`` it was tagged."""
+
+
+def log_row(words: list[str], tags: list[str], record: dict, model: str, version: str) -> dict:
+    """One tagged text as a row of :data:`LOG_SCHEMA` (``record``: ``{"text", "entities"}``, as a client gets it)."""
+    entities = json.dumps(record["entities"])
+    return {"tokens": words, "tags": tags, "doc": None, "text": record["text"], "entities": entities, "model": model,
+            "version": version, "time": time.time()}  # fmt: skip
+
+
+def write_log(path: str | os.PathLike[str], rows: list[dict]) -> None:
+    """Rows of :func:`log_row` written as a Parquet file, atomically."""
+    write_table(path, pa.Table.from_pylist(rows, schema=LOG_SCHEMA))
 
 
 def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:

@@ -24,7 +24,7 @@ import re
 import sys
 import tempfile
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -32,7 +32,7 @@ import torch
 
 from drml_ray.data.conll import fields, is_header, read_conll
 from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, unreadable
-from drml_ray.data.parquet import logged_texts
+from drml_ray.data.parquet import log_row, logged_texts, write_log
 from drml_ray.data.reader import read_corpus_file
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
@@ -136,6 +136,24 @@ def space_spans(text: str) -> list[Span]:
     return spans
 
 
+def text_spans(text: str, pretokenized: bool) -> list[Span]:
+    """The words of a text to tag: tokens joined by single spaces (pre-tokenised), or split as a person wrote it."""
+    return space_spans(text) if pretokenized else split_words(text)
+
+
+def words_and_tags(record: dict, pretokenized: bool) -> tuple[list[str], list[str]]:
+    """A record's words, its text split as it was tagged, and their IOB2 tags, read back from its entities (each
+    covers whole words: :func:`entities_from_tags`)."""
+    text, tags = record["text"], []
+    starts, inside = {entity["start"]: entity for entity in record["entities"]}, None
+    spans = text_spans(text, pretokenized)
+    for start, end in spans:
+        entity = starts.get(start)
+        inside = entity or (inside if inside is not None and end <= inside["end"] else None)
+        tags.append("O" if inside is None else f"{'B' if entity else 'I'}-{inside['type']}")
+    return [text[start:end] for start, end in spans], tags
+
+
 def entities_from_tags(text: str, spans: Sequence[Span], tags: Sequence[str], scores: Sequence[float]) -> list[dict]:
     """Group IOB2 word tags into entities (an ``I-X`` that does not continue an ``X`` starts one)."""
     entities: list[dict[str, Any]] = []
@@ -179,7 +197,7 @@ def tag_texts(
     documents: Documents = None,
 ) -> list[tuple[dict, list[str], list[str]]]:  # fmt: skip
     """Each text's record (``{"text", "entities"}``) with the words the model saw and their predicted tags."""
-    spans = [space_spans(t) if pretokenized else split_words(t) for t in texts]
+    spans = [text_spans(t, pretokenized) for t in texts]
     words = [[t[s:e] for s, e in sp] for t, sp in zip(texts, spans, strict=True)]
     keep = [i for i, w in enumerate(words) if w]  # an empty line has no words and no entities
     docs = [documents[i] for i in keep] if documents is not None else None
@@ -379,3 +397,22 @@ def predict_lines(
     progress = "predicting" if len(texts) > 100 else None
     for record in predict_records(saved, texts, pretokenized, batch_size, progress, documents):
         yield json_line(record)
+
+
+PARQUET = (".parquet", ".pq")
+"""``drml predict --output`` names that get a Parquet file of predictions (any other name gets JSON lines)."""
+
+
+def write_predictions(path: Path, lines: Iterable[str], pretokenized: bool, model: str, version: str) -> int:
+    """``drml predict --output``: the JSON lines, or for a :data:`PARQUET` name the predictions as rows of
+    :data:`~drml_ray.data.parquet.LOG_SCHEMA` (what ``drml serve --log-requests`` writes: a corpus of the predicted
+    tags, to correct or keep as pseudo-labels); atomically. Returns how many texts were written."""
+    from drml_ray.runtime.runfiles import atomic_write_text
+
+    if path.suffix.lower() not in PARQUET:
+        lines = list(lines)
+        atomic_write_text(path, "".join(f"{line}\n" for line in lines))
+        return len(lines)
+    records = [json.loads(line) for line in lines]
+    write_log(path, [log_row(*words_and_tags(r, pretokenized), r, model, version) for r in records])
+    return len(records)

@@ -4,24 +4,37 @@ into place, and result files read with their fields checked (a file edited by ha
 
 from __future__ import annotations
 
+import bz2
+import functools
+import gzip
 import json
+import lzma
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from drml_ray.errors import UserError, first_line
 
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    ".gz": functools.partial(gzip.compress, mtime=0), ".bz2": bz2.compress, ".xz": lzma.compress,
+}  # fmt: skip
+"""How a file named ``.gz``, ``.bz2`` or ``.xz`` is written (as pandas infers it): compressed, so that ``zcat`` and
+every other reader of the name read it (drml reads files by their first bytes, compressed or not)."""
+
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``text`` as UTF-8 to ``path`` through a temporary file in the same folder and a rename, compressed
+    where the name says so (:data:`COMPRESSORS`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    compress = COMPRESSORS.get(path.suffix.lower(), bytes)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(compress(text.encode("utf-8")))
         with_umask(tmp)  # (mkstemp creates 0600)
         os.replace(tmp, path)
     except BaseException:

@@ -12,25 +12,13 @@ temporary name and renamed, so a reader never sees half a file) every ``flush_ro
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 import uuid
 from pathlib import Path
 
-import pyarrow as pa
-
-from drml_ray.data.parquet import SCHEMA, write_table
-
-LOG_SCHEMA = SCHEMA.append(pa.field("text", pa.string()))
-for _name, _type in (
-    ("entities", pa.string()),
-    ("model", pa.string()),
-    ("version", pa.string()),
-    ("time", pa.float64()),
-):
-    LOG_SCHEMA = LOG_SCHEMA.append(pa.field(_name, _type))
+from drml_ray.data.parquet import log_row, write_log
 
 
 class RequestLog:
@@ -49,10 +37,7 @@ class RequestLog:
 
     def add(self, words: list[str], tags: list[str], record: dict, model: str, version: str) -> None:
         """One served text: its words and predicted tags, and the record the client got."""
-        row = {
-            "tokens": words, "tags": tags, "text": record["text"], "entities": json.dumps(record["entities"]),
-            "model": model, "version": version, "time": time.time(),
-        }  # fmt: skip
+        row = log_row(words, tags, record, model, version)
         with self._lock:
             self._rows.append(row)
             due = len(self._rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_s
@@ -68,5 +53,5 @@ class RequestLog:
                 return None
             self._files += 1
             path = self.folder / f"{self._stem}-{self._files:05d}.parquet"
-        write_table(path, pa.Table.from_pylist(rows, schema=LOG_SCHEMA))
+        write_log(path, rows)
         return path

@@ -12,7 +12,14 @@ from drml_ray.data.parquet import write_parquet
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import load_saved_model
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
-from drml_ray.ner.predict import entities_from_tags, predict_lines, predict_records, read_inputs, split_words
+from drml_ray.ner.predict import (
+    entities_from_tags,
+    predict_lines,
+    predict_records,
+    read_inputs,
+    split_words,
+    words_and_tags,
+)
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
@@ -82,6 +89,21 @@ def test_entities_from_tags_hand_case():
     # B- after B- of the same type starts a new entity; I- of another type does too.
     entities = entities_from_tags("a b c", split_words("a b c"), ["B-PER", "B-PER", "I-LOC"], [1.0] * 3)
     assert [e["text"] for e in entities] == ["a", "b", "c"]
+
+
+def test_a_records_words_and_tags_are_read_back_from_its_entities():
+    """What ``drml predict --output X.parquet`` keeps: the words as split and the IOB2 tags of the entities (a stray
+    I- that started an entity is its B-), for raw and pre-tokenised text."""
+    text = "Anna Smith met Bob in New York."
+    entities = entities_from_tags(text, split_words(text), ["B-PER", "I-PER", "O", "I-PER", "O", "B-LOC", "I-LOC",
+                                                            "O"], [1.0] * 8)  # fmt: skip
+    words, tags = words_and_tags({"text": text, "entities": entities}, pretokenized=False)
+    assert words == ["Anna", "Smith", "met", "Bob", "in", "New", "York", "."]
+    assert tags == ["B-PER", "I-PER", "O", "B-PER", "O", "B-LOC", "I-LOC", "O"]
+    adjacent = [{"type": "PER", "start": 0, "end": 1}, {"type": "PER", "start": 2, "end": 5}]
+    assert words_and_tags({"text": "A B,C D", "entities": adjacent}, pretokenized=True) == (
+        ["A", "B,C", "D"], ["B-PER", "B-PER", "O"])  # fmt: skip
+    assert words_and_tags({"text": "", "entities": []}, pretokenized=False) == ([], [])
 
 
 def test_read_inputs_detects_conll_and_text(tmp_path):
@@ -228,3 +250,35 @@ def test_a_hub_id_names_a_model_to_predict_with_read_from_the_hub_cache(saved_mo
     (snapshot / "model.safetensors").unlink()  # (a pickle's only)
     pickled = CliRunner().invoke(app, ["predict", "org/ner", "--text", "Anna"])
     assert pickled.exit_code == 2 and "org/ner: the Hub model has no safetensors weights" in pickled.output
+
+
+def test_predictions_written_as_parquet_are_a_corpus_of_the_predicted_tags(saved_model_dir, tmp_path):
+    """``--output X.parquet``: the rows a request log holds (text, entities, model, version), read back as a corpus
+    whose tags are the predicted entities; ``--output X.jsonl.gz`` is gzip, as its name says."""
+    import gzip
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from drml_ray.cli import app
+    from drml_ray.data.parquet import LOG_SCHEMA
+    from drml_ray.data.reader import read_corpus_file
+
+    texts = tmp_path / "in.txt"
+    texts.write_text("Angela Merkel flew from Berlin to Paris.\n\nBob met \u200fAnna.\n")
+    for name in ("preds.parquet", "preds.jsonl.gz"):
+        result = CliRunner().invoke(app, ["predict", str(saved_model_dir), str(texts), "--output", tmp_path / name])
+        assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in gzip.decompress((tmp_path / "preds.jsonl.gz").read_bytes()).splitlines()]
+    table = pq.read_table(tmp_path / "preds.parquet")
+    assert table.schema == LOG_SCHEMA and table.column("text").to_pylist() == [r["text"] for r in records]
+    assert [json.loads(e) for e in table.column("entities").to_pylist()] == [r["entities"] for r in records]
+    assert set(table.column("model").to_pylist()) == {str(saved_model_dir.resolve())}
+    corpus = read_corpus_file(tmp_path / "preds.parquet")  # (the blank line's row, with no words, passed over)
+    assert [list(s.tokens) for s in corpus] == [["Angela", "Merkel", "flew", "from", "Berlin", "to", "Paris", "."],
+                                                ["Bob", "met", "Anna", "."]]  # fmt: skip
+    for sentence, record in zip(corpus, [r for r in records if r["text"]], strict=True):
+        entities = record["entities"]
+        assert [tag[2:] for tag in sentence.tags if tag.startswith("B-")] == [e["type"] for e in entities]
+        assert sum(tag != "O" for tag in sentence.tags) == sum(len(split_words(e["text"])) for e in entities)
+    assert any(r["entities"] for r in records)  # (a random model tags something: the loop above checked tags)
