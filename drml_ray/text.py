@@ -6,6 +6,7 @@ import json
 import os
 import shlex
 from collections.abc import Sequence
+from pathlib import PurePath
 
 
 def counted(n: float, noun: str) -> str:
@@ -27,6 +28,25 @@ def first_few(names: Sequence[object], n: int = 3) -> str:
     ('a, b', 'a, b, c, ...')
     """
     return ", ".join(map(str, names[:n])) + (", ..." if len(names) > n else "")
+
+
+def tails(names: Sequence[str]) -> dict[str, str]:
+    """Each name as a table shows it: an absolute path (a task folder, as a config keeps one) by the fewest last
+    parts that tell it from the other paths and names; any other name as it is.
+
+    >>> tails(["/d/crossner/ai", "/d/crossner/music", "conll2003"])
+    {'/d/crossner/ai': 'ai', '/d/crossner/music': 'music', 'conll2003': 'conll2003'}
+    >>> tails(["/a/x/ai", "/b/y/ai", "/c/ai/train", "/ai", "train"])
+    {'/a/x/ai': 'x/ai', '/b/y/ai': 'y/ai', '/c/ai/train': 'ai/train', '/ai': '/ai', 'train': 'train'}
+    """
+    shown = {name: name for name in names}
+    paths = {name: PurePath(name).parts[1:] for name in shown if os.path.isabs(name)}
+    for name, parts in paths.items():
+        others = [o for o in paths.values() if o != parts]
+        k = next((k for k in range(1, len(parts)) if "/".join(parts[-k:]) not in shown
+                  and all(o[-k:] != parts[-k:] for o in others)), 0)  # fmt: skip
+        shown[name] = "/".join(parts[-k:]) if k else name
+    return shown
 
 
 def not_text(text: str) -> str | None:

@@ -48,6 +48,7 @@ from drml_ray.runtime.executor import ActorExecutor, Job, actor_factory
 from drml_ray.runtime.registry import Prepared
 from drml_ray.runtime.rundir import META_TRAIN_FILE, open_run
 from drml_ray.runtime.runfiles import atomic_write_json, atomic_write_text, read_json
+from drml_ray.text import tails
 
 META_EVAL_FILE = "meta_eval.json"
 META_ALGORITHMS = ("reptile", "fomaml")
@@ -452,7 +453,7 @@ def _copy_finished_twin(out_path: Path, table: dict[str, Any], cell: Cell, sizes
         return False
     (twin_shots, result), (domain, shots, seed, method) = twin, cell
     table.update(record_cell(out_path, cell, result | {"same_as": twin_shots}))
-    print(f"[drml] {domain} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
+    print(f"[drml] {tails([domain])[domain]} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
           f"sentences, so this is the {twin_shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
     return True
 
@@ -466,7 +467,8 @@ def _compute_cells(cfg: MetaExperiment, out_path: Path, todo: list[Cell], starts
         twins.setdefault(twin_cell(cell, sizes), []).append(cell)
     computed = [group[0] for group in twins.values()]
     settings = cfg.eval.model_dump(mode="json")
-    jobs = [Job(f"{domain} {shots} shots seed {seed} {method}", "cell",
+    names = tails(cfg.meta.heldout_tasks)  # (as the table names them)
+    jobs = [Job(f"{names[domain]} {shots} shots seed {seed} {method}", "cell",
                 (starts[method], domain, "all" if shots == "all" else int(shots), seed, settings),
                 cost=cell_cost(shots, cfg.eval)) for domain, shots, seed, method in computed]  # fmt: skip
 

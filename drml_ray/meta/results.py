@@ -13,6 +13,7 @@ from typing_extensions import TypedDict
 
 from drml_ray.report.build import Section, save_figure, subplots
 from drml_ray.runtime.runfiles import MEASURE_AGAIN, atomic_write_json, atomic_write_text, check_json, read_json
+from drml_ray.text import tails
 
 SHOTS_ORDER = ("10", "25", "50", "100", "all")
 
@@ -118,10 +119,11 @@ def format_meta_eval(table: dict[str, Any], order: list[str]) -> str:
     """Markdown: one row per (domain, shots), one column per method, cells ``mean ± std (n)`` in F1 points."""
     methods = [m for m in order if any(m in row for d in table.values() for row in d.values())]
     lines = ["| domain | shots | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)]
+    names = tails(list(table))  # (a task folder by its name, not its whole path)
     for domain, rows in table.items():
         for shots in sorted(rows, key=_shots_key):
             cells = [cell_text(rows[shots].get(m)) for m in methods]
-            lines.append(f"| {domain} | {shots} | " + " | ".join(cells) + " |")
+            lines.append(f"| {names[domain]} | {shots} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\nTest entity F1 (points), mean ± std over seeds (number of seeds); — not run.\n"
 
 
@@ -140,7 +142,7 @@ def plot_meta_eval(table: dict[str, Any], order: list[str], path: Path) -> None:
         ax.set_xticks(range(len(shots)), shots)
         ax.set_xlabel("labelled target sentences (shots)")
         ax.set_ylabel("test entity F1")
-        ax.set_title(domain)
+        ax.set_title(tails(domains)[domain])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     save_figure(fig, path, dpi=110)
@@ -179,7 +181,8 @@ def report_sections(run_dir: Path) -> list[Section]:
         sections.append(Section(title, table=rows, figure=figure))
     if eval_path.exists():
         table = read_meta_eval(eval_path)
-        rows = [{"domain": domain, "shots": shots, **{m: cell_text(cells.get(m)) for m in METHODS}}
+        names = tails(list(table))
+        rows = [{"domain": names[domain], "shots": shots, **{m: cell_text(cells.get(m)) for m in METHODS}}
                 for domain, by_shots in table.items() for shots, cells in by_shots.items()]  # fmt: skip
         png = run_dir / "meta_eval.png"
         sections.append(Section("Adaptation: test entity F1 (points), mean ± std (seeds)", table=rows,

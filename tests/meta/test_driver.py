@@ -97,6 +97,16 @@ def test_a_cell_of_more_shots_than_train_sentences_is_the_all_shot_cell():
     assert twin_cell(("politics", "all", 1, "direct"), {"politics": 200}) == ("politics", "all", 1, "direct")
 
 
+def test_the_table_names_a_task_folder_by_its_name_not_its_whole_path():
+    from drml_ray.meta.results import format_meta_eval
+
+    cell = {"mean_f1": 0.5, "std_f1": 0.0, "f1_per_seed": [0.5]}
+    table = {"/home/u/data/clinical": {"10": {"direct": cell}}, "/srv/x/legal": {"10": {"direct": cell}},
+             "crossner_ai": {"10": {"direct": cell}}}  # fmt: skip
+    rows = format_meta_eval(table, ["direct"]).splitlines()[2:5]
+    assert [row.split(" | ")[0] for row in rows] == ["| clinical", "| legal", "| crossner_ai"]
+
+
 def test_init_takes_a_model_for_every_method_or_a_meta_train_run_holding_one_per_method(tmp_path):
     """``--init runs/meta`` (the run directory drml meta-train wrote) gave every method that folder, and each
     was refused as no model folder; it gives each method its own folder inside."""
