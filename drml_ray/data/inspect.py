@@ -18,6 +18,7 @@ from drml_ray.data.conll import Sentence
 from drml_ray.data.formats import table_files, table_format
 from drml_ray.data.reader import Columns, read_corpus_file
 from drml_ray.data.tags import reading_noted, split_tag
+from drml_ray.text import counted
 
 LONG_SENTENCE = 512
 """Words in a sentence past which it surely spans several windows (worth a look)."""
@@ -70,6 +71,11 @@ def inspect_sentences(path: str | os.PathLike[str], sentences: list[Sentence]) -
         report.problems.append(f"a sentence of {len(longest.tokens):,} words (starting {longest.tokens[:3]})")
     if not report.entities:
         report.problems.append("no entities at all: every tag is O")
+    blank = [(i, j) for i, s in enumerate(sentences, 1) for j, token in enumerate(s.tokens, 1) if not token.strip()]
+    if blank:
+        report.problems.append(f"{counted(len(blank), 'blank word')}, empty or only spaces (the first: sentence "
+                               f"{blank[0][0]:,}, word {blank[0][1]}; a blank word column?): the model reads each "
+                               "as its unknown token")  # fmt: skip
     report.problems += lookalike_types(report.entities)
     return report
 

@@ -189,6 +189,15 @@ def test_data_inspect_lists_a_bioes_tag_continuing_no_entity_as_a_problem(tmp_pa
     assert "problems:\n    - 1 E-, L- or M- tag continuing no entity (after O, another type" in shown
 
 
+def test_data_inspect_lists_blank_words_as_a_problem(tmp_path):
+    """A tab-separated line whose word column is blank (a spreadsheet's empty cell) reads as an empty word."""
+    (tmp_path / "f.tsv").write_text("Anna\tB-PER\nwent\tO\n\nBob\tB-PER\n\tO\n \u00a0\tO\n")
+    shown = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "f.tsv")]).output
+    assert "- 2 blank words, empty or only spaces (the first: sentence 2, word 2; a blank word column?)" in shown
+    (tmp_path / "g.tsv").write_text("Anna\tB-PER\n\u00a0Bob\tO\n")
+    assert "blank word" not in CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "g.tsv")]).output
+
+
 def test_a_hugging_face_hub_layout_is_a_task_folder(tmp_path):
     # the Hub's Parquet: one shard per split (data/train-00000-of-00001.parquet) or a folder per split
     for split, sentences in (("train", TRAIN), ("validation", DEV), ("test", TEST)):
