@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -50,9 +51,13 @@ def write_table(path: str | os.PathLike[str], table: pa.Table) -> None:
     """Write an Arrow table to Parquet atomically (a temporary file renamed into place)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # (as atomic_write_text does for every other file drml writes)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")  # (two writers: two names)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 TAG_COLUMNS = ("tags", "ner_tags")

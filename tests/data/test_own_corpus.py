@@ -189,6 +189,23 @@ def test_data_inspect_lists_a_bioes_tag_continuing_no_entity_as_a_problem(tmp_pa
     assert "problems:\n    - 1 E-, L- or M- tag continuing no entity (after O, another type" in shown
 
 
+def test_a_parquet_write_that_fails_leaves_the_file_before_it_and_no_temporary_file(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "train.parquet"
+    write_parquet(path, TRAIN)
+    before = path.read_bytes()
+
+    def disk_full(table: pa.Table, where: Path) -> None:
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        write_parquet(path, DEV)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["train.parquet"]
+
+
 def test_data_inspect_lists_blank_words_as_a_problem(tmp_path):
     """A tab-separated line whose word column is blank (a spreadsheet's empty cell) reads as an empty word."""
     (tmp_path / "f.tsv").write_text("Anna\tB-PER\nwent\tO\n\nBob\tB-PER\n\tO\n \u00a0\tO\n")
