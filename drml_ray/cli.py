@@ -355,7 +355,7 @@ def predict(
     else:
         folder = rundir.model_folder(model_dir)
         model = str(folder.resolve()) if model_dir.expanduser().exists() else str(model_dir)  # (or its Hub id)
-        written = write_predictions(output, lines, inputs.pretokenized, model, version(folder))
+        written = write_predictions(output, lines, inputs.pretokenized, model, version(folder), inputs.documents)
         typer.echo(f"[drml] {counted(written, 'prediction')} written to {output}", err=True)
 
 

@@ -166,10 +166,12 @@ LOG_SCHEMA = pa.schema([*SCHEMA, *((name, pa.string()) for name in REQUEST_LOG_C
 (JSON), the ``model`` and its ``version`` beside them, and the ``time`` it was tagged."""
 
 
-def log_row(words: list[str], tags: list[str], record: dict, model: str, version: str) -> dict:
-    """One tagged text as a row of :data:`LOG_SCHEMA` (``record``: ``{"text", "entities"}``, as a client gets it)."""
+def log_row(words: list[str], tags: list[str], record: dict, model: str, version: str, doc: int | None = None,
+            ) -> dict:  # fmt: skip
+    """One tagged text as a row of :data:`LOG_SCHEMA` (``record``: ``{"text", "entities"}``, as a client gets it;
+    ``doc``: its document, where the input marks them)."""
     entities = json.dumps(record["entities"])
-    return {"tokens": words, "tags": tags, "doc": None, "text": record["text"], "entities": entities, "model": model,
+    return {"tokens": words, "tags": tags, "doc": doc, "text": record["text"], "entities": entities, "model": model,
             "version": version, "time": time.time()}  # fmt: skip
 
 

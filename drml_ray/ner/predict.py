@@ -403,10 +403,12 @@ PARQUET = (".parquet", ".pq")
 """``drml predict --output`` names that get a Parquet file of predictions (any other name gets JSON lines)."""
 
 
-def write_predictions(path: Path, lines: Iterable[str], pretokenized: bool, model: str, version: str) -> int:
+def write_predictions(path: Path, lines: Iterable[str], pretokenized: bool, model: str, version: str,
+                      documents: Documents = None) -> int:  # fmt: skip
     """``drml predict --output``: the JSON lines, or for a :data:`PARQUET` name the predictions as rows of
     :data:`~drml_ray.data.parquet.LOG_SCHEMA` (what ``drml serve --log-requests`` writes: a corpus of the predicted
-    tags, to correct or keep as pseudo-labels); atomically. Returns how many texts were written."""
+    tags, to correct or keep as pseudo-labels, each row in its document, so ``data.context`` reads them in theirs);
+    atomically. Returns how many texts were written."""
     from drml_ray.runtime.runfiles import atomic_write_text
 
     if path.suffix.lower() not in PARQUET:
@@ -414,5 +416,7 @@ def write_predictions(path: Path, lines: Iterable[str], pretokenized: bool, mode
         atomic_write_text(path, "".join(f"{line}\n" for line in lines))
         return len(lines)
     records = [json.loads(line) for line in lines]
-    write_log(path, [log_row(*words_and_tags(r, pretokenized), r, model, version) for r in records])
+    docs = documents or [None] * len(records)
+    write_log(path, [log_row(*words_and_tags(r, pretokenized), r, model, version, doc)
+                     for r, doc in zip(records, docs, strict=True)])  # fmt: skip
     return len(records)

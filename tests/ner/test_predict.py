@@ -277,6 +277,7 @@ def test_predictions_written_as_parquet_are_a_corpus_of_the_predicted_tags(saved
     corpus = read_corpus_file(tmp_path / "preds.parquet")  # (the blank line's row, with no words, passed over)
     assert [list(s.tokens) for s in corpus] == [["Angela", "Merkel", "flew", "from", "Berlin", "to", "Paris", "."],
                                                 ["Bob", "met", "Anna", "."]]  # fmt: skip
+    assert [s.doc for s in corpus] == [0, 1]  # (a blank line between two documents)
     for sentence, record in zip(corpus, [r for r in records if r["text"]], strict=True):
         entities = record["entities"]
         assert [tag[2:] for tag in sentence.tags if tag.startswith("B-")] == [e["type"] for e in entities]
