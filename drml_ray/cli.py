@@ -314,8 +314,9 @@ def predict(
         Path | None,
         typer.Option(
             "--input",
-            help="Plain text (a sentence per line, a blank line between documents), CoNLL (-DOCSTART- lines) or a "
-            ".parquet corpus file or a folder of them; - reads standard input.",
+            help="Plain text (a sentence per line, a blank line between documents), CoNLL (-DOCSTART- lines), a "
+            ".parquet corpus file or a folder of them, or JSON lines or Parquet with a text column; - reads standard "
+            "input.",
         ),
     ] = None,
     output: Annotated[

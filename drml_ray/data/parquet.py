@@ -180,26 +180,45 @@ def write_log(path: str | os.PathLike[str], rows: list[dict]) -> None:
     write_table(path, pa.Table.from_pylist(rows, schema=LOG_SCHEMA))
 
 
-def logged_texts(path: str | os.PathLike[str]) -> list[str] | None:
-    """The texts a request log (a file or a folder, as :func:`drml_ray.data.reader.read_corpus_file` reads it) was
-    served, one per row with words, in order; ``None`` where any file is not a request log."""
+def texts_to_tag(path: str | os.PathLike[str]) -> tuple[list[str], bool] | None:
+    """What ``drml predict`` tags in a table (a file or a folder, as :func:`drml_ray.data.reader.read_corpus_file`
+    reads it) that is no corpus to tag by its words, and whether the texts are words joined by spaces: the texts a
+    request log was served (its rows with words), a ``text`` column beside no ``tokens`` (JSON lines of ``{"text":
+    ...}``, a dataset of raw text: each row), or ``tokens`` beside no tags (a split without labels). ``None``
+    for a corpus (words and tags); a table of none of them is a :class:`CorpusFormatError` naming its columns."""
     files = table_files(path) if Path(path).is_dir() else [Path(path)]
-    texts: list[str] = []
-    if not files:
+    found = [_texts_of(file) for file in files]
+    if not files or None in found or len({pretokenized for _, pretokenized in found}) > 1:  # type: ignore[misc]
         return None
-    for file in files:
-        try:
-            schema, read = _table_reader(file)
-            if not set(REQUEST_LOG_COLUMNS) <= set(schema.names) or not _is_text(schema.field("text").type):
-                return None
-            table = read(["tokens", "text"])
-        except (pa.ArrowInvalid, OSError):
-            return None  # (read_corpus_file names what is wrong)
-        words, text = _pylist(file, table, "tokens"), _pylist(file, table, "text")
-        if None in text:
-            return None  # (an edited log: read as a corpus, which names what is wrong)
-        texts += [t for w, t in zip(words, text, strict=True) if w]  # (as read_parquet, rows without words skipped)
-    return texts
+    return [text for texts, _ in found for text in texts], found[0][1]  # type: ignore[index]
+
+
+def _texts_of(path: Path) -> tuple[list[str], bool] | None:
+    """:func:`texts_to_tag` of one file."""
+    try:
+        schema, read = _table_reader(path)
+    except (pa.ArrowInvalid, OSError):
+        return None  # (read_corpus_file names what is wrong)
+    names = set(schema.names)
+    served = set(REQUEST_LOG_COLUMNS) <= names and "tokens" in names
+    if "text" in names and _is_text(schema.field("text").type) and (served or "tokens" not in names):
+        column, pretokenized = "text", False
+    elif "tokens" in names and not names & set(TAG_COLUMNS) and _is_list_of(schema.field("tokens").type, _is_text):
+        column, pretokenized = "tokens", True
+    elif "tokens" in names:
+        return None  # (a corpus: read_corpus_file reads it, or names what is wrong)
+    else:
+        found = ", ".join(f"{field.name} ({field.type})" for field in schema)
+        raise CorpusFormatError(path, None, "drml predict tags a text column (raw text) or a tokens column (lists of "
+                                f"strings: words, tagged or not); it has {found}")  # fmt: skip
+    table = read([column, *(["tokens"] if served else [])])
+    rows = _pylist(path, table, column)
+    if row := next((i for i, v in enumerate(rows, start=1) if v is None or (pretokenized and None in v)), None):
+        raise CorpusFormatError(path, row, f"{column}: a null, not {'a word' if pretokenized else 'a text'}")
+    if pretokenized:  # (rows without words skipped, as a corpus' are)
+        return [" ".join(words) for words in rows if words], True
+    words = _pylist(path, table, "tokens") if served else rows
+    return [text for w, text in zip(words, rows, strict=True) if w or not served], False  # (a log: served rows)
 
 
 def _bare_as_iob2(path: str | os.PathLike[str], tags: list) -> list:

@@ -32,7 +32,7 @@ import torch
 
 from drml_ray.data.conll import fields, is_header, read_conll
 from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, unreadable
-from drml_ray.data.parquet import log_row, logged_texts, write_log
+from drml_ray.data.parquet import log_row, texts_to_tag, write_log
 from drml_ray.data.reader import read_corpus_file
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
 from drml_ray.errors import UserError
@@ -233,11 +233,12 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
     an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line; a ``.parquet`` file is a corpus
     file's sentences, and a folder those of its ``.parquet`` files; a request log's (``drml serve --log-requests``)
-    rows are their served texts.
+    rows are their served texts, and a table of texts or of untagged words its rows
+    (:func:`~drml_ray.data.parquet.texts_to_tag`).
     """
     if is_table(path) or Path(path).is_dir():  # a corpus file (drml's or a Hugging Face dataset's)
-        if (texts := logged_texts(path)) is not None:  # (served texts: split again as served, offsets in them)
-            return Inputs(texts, False, [None] * len(texts))
+        if (found := texts_to_tag(path)) is not None:  # (texts, served ones split again as served, or untagged words)
+            return Inputs(found[0], found[1], [None] * len(found[0]))
         sentences = read_corpus_file(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     lines = read_text_lines(path)

@@ -146,6 +146,24 @@ def test_a_parquet_corpus_or_a_folder_of_them_is_read_as_its_sentences(tmp_path,
     assert "a folder is read as its .parquet and .arrow files; notes.txt passed over" in caplog.text
 
 
+def test_a_table_of_texts_or_of_untagged_words_is_read_as_its_rows(tmp_path):
+    """JSON lines of ``{"text": ...}`` (or a dataset's Parquet of texts) are raw text, one output line a row; a
+    ``tokens`` column without tags is words; a table of neither names its columns, a null names its row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "texts.jsonl").write_text('{"text": "Anna met Bob."}\n{"text": ""}\n{"text": "Hi!", "id": 3}\n')
+    assert read_inputs(tmp_path / "texts.jsonl") == (["Anna met Bob.", "", "Hi!"], False, [None] * 3)
+    pq.write_table(pa.table({"tokens": [["EU", "said"], [], ["Hi"]]}), tmp_path / "words.parquet")
+    assert read_inputs(tmp_path / "words.parquet") == (["EU said", "Hi"], True, [None] * 2)
+    pq.write_table(pa.table({"text": ["a", None]}), tmp_path / "null.parquet")
+    with pytest.raises(UserError, match=r"null.parquet:2: text: a null, not a text"):
+        read_inputs(tmp_path / "null.parquet")
+    pq.write_table(pa.table({"sentence": ["a"], "label": [1]}), tmp_path / "other.parquet")
+    with pytest.raises(UserError, match=r"a tokens column \(lists of strings: .*\); it has sentence \(string"):
+        read_inputs(tmp_path / "other.parquet")
+
+
 def test_a_line_ends_only_at_a_line_feed(tmp_path):
     # U+2028, U+0085 and form feeds inside a line are text: one output line per input line
     plain = tmp_path / "web.txt"
