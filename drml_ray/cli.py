@@ -329,7 +329,8 @@ def predict(
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the --output file if it exists.")] = False,
 ) -> None:
-    """Tag entities; prints one JSON object per input line with character offsets and scores."""
+    """Tag entities; prints one JSON object per input line with character offsets and scores (--output X.parquet:
+    a corpus of the predicted tags, as drml serve --log-requests writes)."""
     from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs, write_predictions
     from drml_ray.runtime import rundir
     from drml_ray.serve.models import version
