@@ -339,10 +339,7 @@ def predict(
     input_ = _predict_input(input_file, input_, text)
     _check_predict_options(text, input_format, engine, dtype)
     if output is not None:
-        read = [input_] if input_ is not None and str(input_) != "-" else []
-        file_to_write(output, "preds.jsonl", [*read, rundir.model_folder(model_dir)])
-    if output is not None and output.exists() and not overwrite:
-        raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
+        _check_predict_output(output, input_, model_dir, overwrite)
     if text is not None:
         inputs = Inputs([text], False)
     else:
@@ -371,6 +368,22 @@ def _predict_input(argument: Path | None, option: Path | None, text: str | None)
         raise UserError("give exactly one of --text or a file to tag (drml predict MODEL FILE, or --input FILE; "
                         "- reads standard input)")  # fmt: skip
     return given
+
+
+def _check_predict_output(output: Path, input_: Path | None, model_dir: Path, overwrite: bool) -> None:
+    """Refuse a ``drml predict --output`` that cannot be written, would replace what it reads, or exists (without
+    ``--overwrite``), before anything is tagged; and a compressed Parquet name (JSON lines would go under it)."""
+    from drml_ray.data.formats import plain_suffix
+    from drml_ray.ner.predict import PARQUET
+    from drml_ray.runtime.rundir import model_folder
+
+    if plain_suffix(output) in PARQUET and output.suffix.lower() not in PARQUET:
+        raise UserError(f"{output}: Parquet compresses its own columns; name it {output.with_suffix('')} (or "
+                        ".jsonl.gz for compressed JSON lines)")  # fmt: skip
+    read = [input_] if input_ is not None and str(input_) != "-" else []
+    file_to_write(output, "preds.jsonl", [*read, model_folder(model_dir)])
+    if output.exists() and not overwrite:
+        raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
 
 
 def _check_predict_options(text: str | None, input_format: str, engine: str, dtype: str) -> None:
