@@ -323,7 +323,9 @@ def predict(
         Path | None,
         typer.Option("--output", help="JSON-lines file, or .parquet: a corpus of predicted tags [default: stdout]."),
     ] = None,
-    input_format: Annotated[str, typer.Option("--format", help="auto, text or conll.")] = "auto",
+    input_format: Annotated[
+        str, typer.Option("--format", help="auto, text or conll (CoNLL columns, or one word a line without tags).")
+    ] = "auto",
     engine: Annotated[str, typer.Option(help="auto (Ray Data from 2,000 lines), local or ray.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 64,
     dtype: Annotated[str, typer.Option(help="float32, or bfloat16 (autocast; fast with AMX/AVX512-BF16).")] = "float32",

@@ -231,7 +231,9 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
     lines, one sentence each (a blank line between two documents: an empty text, and the next document).
 
     ``auto`` reads a file as CoNLL when every non-blank line has at least two columns and ends in
-    an ``O``/``B-X``/``I-X`` tag, else as plain text with one sentence per line; a ``.parquet`` file is a corpus
+    an ``O``/``B-X``/``I-X`` tag, as CoNLL's words without tags when every line holds one word and blank lines part
+    sentences of several (:func:`_one_word_a_line`), else as plain text with one sentence per line; a ``.parquet``
+    file is a corpus
     file's sentences, and a folder those of its ``.parquet`` files; a request log's (``drml serve --log-requests``)
     rows are their served texts, and a table of texts or of untagged words its rows
     (:func:`~drml_ray.data.parquet.texts_to_tag`).
@@ -242,8 +244,11 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
         sentences = read_corpus_file(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
     lines = read_text_lines(path)
+    rows = [fields(line) for line in lines if line.strip()]
     if fmt == "auto":
-        fmt = "conll" if _looks_like_conll([fields(line) for line in lines if line.strip()]) else "text"
+        fmt = "conll" if _looks_like_conll(rows) or _one_word_a_line(lines) else "text"
+    if fmt == "conll" and max(map(len, rows)) == 1:  # (words without tags)
+        return _words(lines)
     if fmt == "conll":
         sentences = read_conll(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
@@ -307,6 +312,44 @@ def _looks_like_conll(rows: list[list[str]]) -> bool:
     return all(is_tag(columns[-1]) for columns in rows) or (
         len(set(map(len, rows))) == 1 and bare_scheme(columns[-1] for columns in rows) is not None
     )
+
+
+def _one_word_a_line(lines: list[str]) -> bool:
+    """Whether a file is CoNLL's words without their tags: one word a line, a blank line after each sentence, and
+    a sentence of two or more words or a ``-DOCSTART-`` line (single words parted by blank lines, or none, are
+    texts of one word each).
+
+    >>> _one_word_a_line(["Anna", "met", "Bob", "", "Hi", ""]), _one_word_a_line(["Berlin", "", "Paris"])
+    (True, False)
+    """
+    sentence = longest = 0
+    for line in lines:
+        if len(fields(line)) > 1:
+            return False
+        sentence = sentence + 1 if line.strip() not in ("", "-DOCSTART-") else 0
+        longest = max(longest, sentence)
+    marked = any(line.strip() == "-DOCSTART-" for line in lines)
+    return (longest > 1 or marked) and any(not line.strip() for line in lines)
+
+
+def _words(lines: list[str]) -> Inputs:
+    """The sentences of CoNLL's words without tags (:func:`_one_word_a_line`), documents from ``-DOCSTART-``."""
+    texts: list[str] = []
+    docs: list[int | None] = []
+    words: list[str] = []
+    doc: int | None = None
+    for line in [*lines, ""]:
+        word = line.strip(" \t\r")
+        if word and word != "-DOCSTART-":
+            words.append(word)
+            continue
+        if words:
+            texts.append(" ".join(words))
+            docs.append(doc)
+            words = []
+        if word == "-DOCSTART-":
+            doc = 0 if doc is None else doc + 1
+    return Inputs(texts, True, docs)
 
 
 def document_groups(n_texts: int, documents: Documents) -> list[range]:

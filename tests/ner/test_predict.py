@@ -122,6 +122,20 @@ def test_read_inputs_detects_conll_and_text(tmp_path):
     assert read_inputs(plain).texts == ["Anna met", "Bob ran", "to Oslo"]
 
 
+def test_conll_words_without_tags_are_read_as_their_sentences(tmp_path):
+    """One word a line and a blank line after each sentence (a test file without its tags): sentences, not a text
+    a word; single words on lines of their own stay texts of one word (``--format conll`` reads them as one)."""
+    words = tmp_path / "words.txt"
+    words.write_text("-DOCSTART-\n\nEU\nrejects\t\nGerman\n\nHi\n\n-DOCSTART-\n\nYo\nthere\n")
+    assert read_inputs(words) == (["EU rejects German", "Hi", "Yo there"], True, [0, 0, 1])
+    words.write_text("Anna\nmet\nBob\n\nHi\n")
+    assert read_inputs(words) == (["Anna met Bob", "Hi"], True, [None, None])
+    assert read_inputs(words, "text").texts == ["Anna", "met", "Bob", "", "Hi"]
+    words.write_text("Berlin\nParis\n")
+    assert read_inputs(words) == (["Berlin", "Paris"], False, [0, 0])
+    assert read_inputs(words, "conll") == (["Berlin Paris"], True, [None])
+
+
 def test_a_gzipped_text_file_is_read_as_its_lines(tmp_path):
     import gzip
 
