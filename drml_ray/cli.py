@@ -315,8 +315,8 @@ def predict(
         typer.Option(
             "--input",
             help="Plain text (a sentence per line, a blank line between documents), CoNLL (-DOCSTART- lines), a "
-            ".parquet corpus file or a folder of them, or JSON lines or Parquet with a text column; - reads standard "
-            "input.",
+            ".parquet corpus file or a folder of them, or JSON lines, Parquet or CSV with a text column; - reads "
+            "standard input.",
         ),
     ] = None,
     output: Annotated[

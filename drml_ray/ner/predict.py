@@ -31,7 +31,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 
 from drml_ray.data.conll import fields, is_header, read_conll
-from drml_ray.data.formats import OPEN_ERRORS, is_table, open_text, unreadable
+from drml_ray.data.formats import OPEN_ERRORS, is_table, open_binary, open_text, plain_suffix, unreadable
 from drml_ray.data.parquet import log_row, texts_to_tag, write_log
 from drml_ray.data.reader import read_corpus_file
 from drml_ray.data.tags import bare_scheme, is_tag, split_tag
@@ -243,6 +243,9 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
             return Inputs(found[0], found[1], [None] * len(found[0]))
         sentences = read_corpus_file(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
+    if plain_suffix(path) == ".csv":
+        texts = csv_texts(path)
+        return Inputs(texts, False, [None] * len(texts))
     lines = read_text_lines(path)
     rows = [fields(line) for line in lines if line.strip()]
     if fmt == "auto":
@@ -312,6 +315,29 @@ def _looks_like_conll(rows: list[list[str]]) -> bool:
     return all(is_tag(columns[-1]) for columns in rows) or (
         len(set(map(len, rows))) == 1 and bare_scheme(columns[-1] for columns in rows) is not None
     )
+
+
+def csv_texts(path: str | Path) -> list[str]:
+    """The ``text`` column of a CSV file with a header (a spreadsheet's or ``DataFrame.to_csv``'s export of texts
+    to tag), one text a row; anything else is a UserError naming the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    try:
+        with open_binary(path) as f:
+            table = pa_csv.read_csv(
+                f,
+                pa_csv.ReadOptions(use_threads=False),  # (Arrow's threads abort at exit)
+                convert_options=pa_csv.ConvertOptions(column_types={"text": pa.string()}),
+            )
+    except OPEN_ERRORS as err:
+        raise UserError(f"{path}: {unreadable(err)}") from None
+    except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not CSV that drml predict reads ({' '.join(str(err).split())})") from None
+    if "text" not in table.column_names:
+        raise UserError(f"{path}: drml predict tags a CSV file's text column; its header names "
+                        f"{', '.join(table.column_names)}")  # fmt: skip
+    return table.column("text").to_pylist()  # (an empty cell is an empty text: strings hold no nulls by default)
 
 
 def _one_word_a_line(lines: list[str]) -> bool:

@@ -178,6 +178,18 @@ def test_a_table_of_texts_or_of_untagged_words_is_read_as_its_rows(tmp_path):
         read_inputs(tmp_path / "other.parquet")
 
 
+def test_a_csv_file_of_texts_is_read_as_its_text_column(tmp_path):
+    """A spreadsheet's export: a header, a text column (quoted commas and line breaks inside it), one text a row."""
+    (tmp_path / "t.csv").write_text('id,text\n1,"Anna met Bob, then Paris."\n2,\n3,"two\nlines"\n')
+    assert read_inputs(tmp_path / "t.csv") == (["Anna met Bob, then Paris.", "", "two\nlines"], False, [None] * 3)
+    (tmp_path / "t.csv").write_text("id,body\n1,x\n")
+    with pytest.raises(UserError, match=r"drml predict tags a CSV file's text column; its header names id, body"):
+        read_inputs(tmp_path / "t.csv")
+    (tmp_path / "t.csv").write_text("id,text\n1,a\n2\n")
+    with pytest.raises(UserError, match=r"not CSV that drml predict reads \(CSV parse error: Row #3: Expected 2"):
+        read_inputs(tmp_path / "t.csv")
+
+
 def test_a_line_ends_only_at_a_line_feed(tmp_path):
     # U+2028, U+0085 and form feeds inside a line are text: one output line per input line
     plain = tmp_path / "web.txt"
