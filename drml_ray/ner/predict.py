@@ -319,16 +319,22 @@ def _looks_like_conll(rows: list[list[str]]) -> bool:
 
 def csv_texts(path: str | Path) -> list[str]:
     """The ``text`` column of a CSV file with a header (a spreadsheet's or ``DataFrame.to_csv``'s export of texts
-    to tag), one text a row; anything else is a UserError naming the file."""
+    to tag; cells parted by what parts the header's first two, a comma, a semicolon or a tab: a spreadsheet in a
+    locale whose decimal mark is a comma writes semicolons), one text a row; anything else is a UserError naming
+    the file."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
     try:
         with open_binary(path) as f:
+            header = f.readline()
+            delimiter = min(((header.find(d.encode()), d) for d in ",;\t" if d.encode() in header), default=(0, ","))
+            f.seek(0)
             table = pa_csv.read_csv(
                 f,
                 pa_csv.ReadOptions(use_threads=False),  # (Arrow's threads abort at exit)
-                convert_options=pa_csv.ConvertOptions(column_types={"text": pa.string()}),
+                pa_csv.ParseOptions(delimiter=delimiter[1]),
+                pa_csv.ConvertOptions(column_types={"text": pa.string()}),
             )
     except OPEN_ERRORS as err:
         raise UserError(f"{path}: {unreadable(err)}") from None

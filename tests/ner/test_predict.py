@@ -182,6 +182,8 @@ def test_a_csv_file_of_texts_is_read_as_its_text_column(tmp_path):
     """A spreadsheet's export: a header, a text column (quoted commas and line breaks inside it), one text a row."""
     (tmp_path / "t.csv").write_text('id,text\n1,"Anna met Bob, then Paris."\n2,\n3,"two\nlines"\n')
     assert read_inputs(tmp_path / "t.csv") == (["Anna met Bob, then Paris.", "", "two\nlines"], False, [None] * 3)
+    (tmp_path / "t.csv").write_bytes("\ufefftext;score\r\nAnna, Bob;1,5\r\n".encode())  # (Excel, comma decimals)
+    assert read_inputs(tmp_path / "t.csv").texts == ["Anna, Bob"]
     (tmp_path / "t.csv").write_text("id,body\n1,x\n")
     with pytest.raises(UserError, match=r"drml predict tags a CSV file's text column; its header names id, body"):
         read_inputs(tmp_path / "t.csv")
