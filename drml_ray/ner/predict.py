@@ -243,7 +243,7 @@ def read_inputs(path: str | Path, fmt: Literal["auto", "text", "conll"] = "auto"
             return Inputs(found[0], found[1], [None] * len(found[0]))
         sentences = read_corpus_file(path)
         return Inputs([" ".join(s.tokens) for s in sentences], True, [s.doc for s in sentences])
-    if plain_suffix(path) == ".csv":
+    if plain_suffix(path) == ".csv" and fmt == "auto":
         texts = csv_texts(path)
         return Inputs(texts, False, [None] * len(texts))
     lines = read_text_lines(path)
@@ -342,7 +342,8 @@ def csv_texts(path: str | Path) -> list[str]:
         raise UserError(f"{path}: not CSV that drml predict reads ({' '.join(str(err).split())})") from None
     if "text" not in table.column_names:
         raise UserError(f"{path}: drml predict tags a CSV file's text column; its header names "
-                        f"{', '.join(table.column_names)}")  # fmt: skip
+                        f"{', '.join(table.column_names)} (--format conll reads CoNLL columns, --format text "
+                        "lines)")  # fmt: skip
     return table.column("text").to_pylist()  # (an empty cell is an empty text: strings hold no nulls by default)
 
 
