@@ -333,15 +333,17 @@ def predict(
 ) -> None:
     """Tag entities; prints one JSON object per input line with character offsets and scores (--output X.parquet:
     a corpus of the predicted tags, as drml serve --log-requests writes)."""
-    from drml_ray.ner.predict import Inputs, predict_lines, read_inputs, read_stdin_inputs, write_predictions
+    from drml_ray.ner.inputs import Inputs, read_inputs, read_stdin_inputs
+    from drml_ray.ner.predict import predict_lines, write_predictions
     from drml_ray.runtime import rundir
     from drml_ray.serve.models import version
     from drml_ray.text import counted
 
     input_ = _predict_input(input_file, input_, text)
     _check_predict_options(text, input_format, engine, dtype)
-    if output is not None:
-        _check_predict_output(output, input_, model_dir, overwrite)
+    folder = rundir.model_folder(model_dir) if output is not None else None  # (named in the file written)
+    if output is not None and folder is not None:
+        _check_predict_output(output, input_, folder, overwrite)
     if text is not None:
         inputs = Inputs([text], False)
     else:
@@ -353,8 +355,7 @@ def predict(
     if output is None:
         for line in lines:
             typer.echo(line)
-    else:
-        folder = rundir.model_folder(model_dir)
+    elif folder is not None:
         model = str(folder.resolve()) if model_dir.expanduser().exists() else str(model_dir)  # (or its Hub id)
         written = write_predictions(output, lines, inputs.pretokenized, model, version(folder), inputs.documents)
         typer.echo(f"[drml] {counted(written, 'prediction')} written to {output}", err=True)
@@ -372,18 +373,16 @@ def _predict_input(argument: Path | None, option: Path | None, text: str | None)
     return given
 
 
-def _check_predict_output(output: Path, input_: Path | None, model_dir: Path, overwrite: bool) -> None:
+def _check_predict_output(output: Path, input_: Path | None, model_folder: Path, overwrite: bool) -> None:
     """Refuse a ``drml predict --output`` that cannot be written, would replace what it reads, or exists (without
     ``--overwrite``), before anything is tagged; and a compressed Parquet name (JSON lines would go under it)."""
-    from drml_ray.data.formats import plain_suffix
-    from drml_ray.ner.predict import PARQUET
-    from drml_ray.runtime.rundir import model_folder
+    from drml_ray.data.formats import compressed_parquet
 
-    if plain_suffix(output) in PARQUET and output.suffix.lower() not in PARQUET:
+    if compressed_parquet(output):
         raise UserError(f"{output}: Parquet compresses its own columns; name it {output.with_suffix('')} (or "
                         ".jsonl.gz for compressed JSON lines)")  # fmt: skip
     read = [input_] if input_ is not None and str(input_) != "-" else []
-    file_to_write(output, "preds.jsonl", [*read, model_folder(model_dir)])
+    file_to_write(output, "preds.jsonl", [*read, model_folder])
     if output.exists() and not overwrite:
         raise RunExistsError(f"{output} exists; pass --overwrite to replace it")
 

@@ -183,14 +183,14 @@ def data_convert(
 ) -> None:
     """Convert a corpus between CoNLL columns and Parquet; IOB1 and BIOES-style input is rewritten as IOB2."""
     from drml_ray.data.conll import write_conll
-    from drml_ray.data.formats import plain_suffix
+    from drml_ray.data.formats import PARQUET_NAMES, compressed_parquet, plain_suffix
     from drml_ray.data.load import read_files
     from drml_ray.data.parquet import write_parquet
 
     if from_scheme not in ("iob1", "iob2", "auto"):
         raise UserError(f"--from-scheme must be iob1, iob2 or auto, not {from_scheme!r}")
     kind = plain_suffix(dest)  # (train.conll.gz: gzip-compressed CoNLL columns)
-    if kind in NOT_WRITTEN or (kind != dest.suffix.lower() and kind in (".parquet", ".pq")):
+    if kind in NOT_WRITTEN or compressed_parquet(dest):
         what = NOT_WRITTEN.get(kind, "compressed Parquet (Parquet compresses its own columns: name it .parquet)")
         raise UserError(f"{dest}: drml writes corpora as Parquet (.parquet) or CoNLL columns (.conll, .txt, .tsv), "
                         f"not {what}")  # fmt: skip
@@ -199,5 +199,5 @@ def data_convert(
         raise RunExistsError(f"{dest} exists; pass --overwrite to replace it")
     scheme = None if from_scheme == "auto" else from_scheme
     [sentences] = read_files([str(source)], scheme, parse_columns(columns))  # type: ignore[arg-type]
-    (write_parquet if dest.suffix.lower() in (".parquet", ".pq") else write_conll)(dest, sentences)
+    (write_parquet if dest.suffix.lower() in PARQUET_NAMES else write_conll)(dest, sentences)
     typer.echo(f"[drml] {counted(len(sentences), 'sentence')} -> {dest} (IOB2)")

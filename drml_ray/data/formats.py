@@ -75,6 +75,16 @@ def plain_suffix(path: str | os.PathLike[str]) -> str:
 TableFormat = Literal["Parquet", "Arrow", "JSON lines"]
 
 
+PARQUET_NAMES = (".parquet", ".pq")
+"""Suffixes of the names drml writes Parquet to (``drml data convert``, ``drml predict --output``)."""
+
+
+def compressed_parquet(path: str | os.PathLike[str]) -> bool:
+    """Whether a name to write asks for compressed Parquet (``x.parquet.gz``), which Parquet's own column compression
+    makes no sense of."""
+    return plain_suffix(path) in PARQUET_NAMES and Path(path).suffix.lower() not in PARQUET_NAMES
+
+
 TABLE_SUFFIXES = (".parquet", ".arrow")
 """Suffixes of the Parquet and Arrow files drml reads (the files :func:`table_files` takes from a folder)."""
 

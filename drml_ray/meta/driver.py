@@ -434,7 +434,8 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
           f"({_count(cfg.meta.heldout_tasks, 'domain')} x {_count(cfg.eval.shots, 'shot count')} x "
           f"{_count(cfg.eval.seeds, 'seed')} x {_count(cfg.eval.methods, 'method')})"
           + (f"; {len(done)} already there, skipped" if done else ""))  # fmt: skip
-    todo = [cell for cell in todo if not _copy_finished_twin(out_path, table, cell, sizes)]
+    names = tails(cfg.meta.heldout_tasks)  # (as the table names them)
+    todo = [cell for cell in todo if not _copy_finished_twin(out_path, table, cell, sizes, names)]
     if todo:
         with actor_pool(cfg, cfg.eval.workers, label="meta-eval") as pool:
             _pretrain_missing(cfg, run_dir, starts, pool)
@@ -446,14 +447,15 @@ def run_meta_eval(cfg: MetaExperiment, run_dir: str | Path, *, inits: list[str] 
     return table
 
 
-def _copy_finished_twin(out_path: Path, table: dict[str, Any], cell: Cell, sizes: dict[str, int]) -> bool:
+def _copy_finished_twin(out_path: Path, table: dict[str, Any], cell: Cell, sizes: dict[str, int],
+                        names: dict[str, str]) -> bool:  # fmt: skip
     """Record ``cell`` as a copy of a finished cell that computed exactly the same (see :func:`twin_cell`)."""
     twin = finished_twin(table, cell, sizes)
     if twin is None:
         return False
     (twin_shots, result), (domain, shots, seed, method) = twin, cell
     table.update(record_cell(out_path, cell, result | {"same_as": twin_shots}))
-    print(f"[drml] {tails([domain])[domain]} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
+    print(f"[drml] {names[domain]} {shots} shots seed {seed} {method}: the train split has {sizes[domain]} "
           f"sentences, so this is the {twin_shots}-shot cell (test F1 {result['f1']:.4f}), copied")  # fmt: skip
     return True
 

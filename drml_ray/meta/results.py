@@ -129,6 +129,7 @@ def format_meta_eval(table: dict[str, Any], order: list[str]) -> str:
 
 def plot_meta_eval(table: dict[str, Any], order: list[str], path: Path) -> None:
     domains = list(table)
+    names = tails(domains)
     fig, axes = subplots(1, max(1, len(domains)), figsize=(4.5 * max(1, len(domains)), 3.6), squeeze=False)
     for ax, domain in zip(axes[0], domains, strict=False):
         shots = sorted(table[domain], key=_shots_key)
@@ -142,7 +143,7 @@ def plot_meta_eval(table: dict[str, Any], order: list[str], path: Path) -> None:
         ax.set_xticks(range(len(shots)), shots)
         ax.set_xlabel("labelled target sentences (shots)")
         ax.set_ylabel("test entity F1")
-        ax.set_title(tails(domains)[domain])
+        ax.set_title(names[domain])
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     save_figure(fig, path, dpi=110)

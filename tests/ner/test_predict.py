@@ -11,15 +11,9 @@ from drml_ray.data.conll import Sentence
 from drml_ray.data.parquet import write_parquet
 from drml_ray.errors import UserError
 from drml_ray.ner.evaluate import load_saved_model
+from drml_ray.ner.inputs import read_inputs
 from drml_ray.ner.modeling import build_model, load_tokenizer, save_hf_folder
-from drml_ray.ner.predict import (
-    entities_from_tags,
-    predict_lines,
-    predict_records,
-    read_inputs,
-    split_words,
-    words_and_tags,
-)
+from drml_ray.ner.predict import entities_from_tags, predict_lines, predict_records, split_words, words_and_tags
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 

@@ -13,7 +13,7 @@ import yaml
 
 from drml_ray.data.reader import read_corpus_file
 from drml_ray.errors import UserError
-from drml_ray.ner.predict import read_inputs
+from drml_ray.ner.inputs import read_inputs
 from drml_ray.serve.api import Limits, RequestError, answer, parse_predict
 from drml_ray.serve.deploy import ServeOptions, deployment_options, parse_autoscale, serve_config
 from drml_ray.serve.models import parse_sources, resolve
