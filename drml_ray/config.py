@@ -193,7 +193,8 @@ class LoraSettings(Section):
     dropout: Fraction = 0.1
     """Dropout on the LoRA branch."""
     target_modules: list[str] = ["query", "value"]
-    """Linear layers that get adapters (BERT attention projections by default)."""
+    """Linear layers that get adapters (last names, or dotted ends of names); ``query``, ``key``, ``value``: the
+    attention projections, whatever the backbone calls them (DistilBERT ``q_lin``, ModernBERT ``Wqkv``)."""
 
 
 BUILT_IN_BACKBONES = ("minilm", "tiny-random-bert")

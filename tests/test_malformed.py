@@ -362,7 +362,8 @@ CASES = [
     ft("model: {backbone: tiny-random-bert, max_length: 1024}\n", "a window longer than the backbone's positions",
        "exp.yaml:2: model.max_length 1024: the backbone has 512 positions", category="model folders"),
     ft("model: {backbone: tiny-random-bert, strategy: lora, lora: {target_modules: [qkv]}}\n",
-       "LoRA on modules the backbone lacks", "model.lora.target_modules ['qkv']: No modules were targeted",
+       "LoRA on modules the backbone lacks", "exp.yaml:2: model.lora.target_modules ['qkv']: "
+       "BertForTokenClassification has no linear layer 'qkv'; its linear layers are called dense, key, query, value",
        category="model folders"),
     Case("config values", "an inverse-RL file given to drml finetune", {"exp.yaml": "env: {family: nav2d}\nirl: {}\n"},
          ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),

@@ -1,11 +1,5 @@
-"""Backbones, token-classification models and the three fine-tuning strategies.
-
-- ``full``: every weight trains.
-- ``top``: embeddings and all but the last ``top_layers`` encoder layers are frozen.
-- ``lora``: PEFT LoRA adapters on ``target_modules`` plus the classifier head, which is listed in
-  ``modules_to_save`` so it is trained *and* saved (the classic PEFT pitfall, peft#310). The
-  export merges the adapters, so the saved folder loads with plain ``transformers``.
-"""
+"""Backbones and token-classification models: loading, checking before a run, building with a fine-tuning
+strategy applied (:mod:`drml_ray.ner.strategies`), saving as a Hugging Face folder."""
 
 from __future__ import annotations
 
@@ -34,6 +28,7 @@ from drml_ray.errors import UserError, first_line
 from drml_ray.hub import hub_source, local_folder, out_of_reach
 from drml_ray.ner.casing import grow_token_types, no_token_types
 from drml_ray.ner.features import check_vocabulary, vocabulary_fit
+from drml_ray.ner.strategies import apply_strategy, export_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel  # (its import alone takes seconds: model code, not needed to check)
@@ -313,49 +308,6 @@ def check_backbone_main() -> int:
         print(err)
         return 2
     return 0
-
-
-def _encoder_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
-    base = getattr(model, model.base_model_prefix, None)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
-    if not isinstance(layers, torch.nn.ModuleList):
-        raise UserError(f"{type(model).__name__}: strategy 'top' needs a BERT-style encoder.layer list")
-    return layers
-
-
-def apply_strategy(model: PreTrainedModel, cfg: ModelConfig) -> torch.nn.Module:
-    """Freeze or wrap ``model`` for ``cfg.strategy``; returns the module to train."""
-    if cfg.strategy == "full":
-        return model
-    if cfg.strategy == "top":
-        layers = _encoder_layers(model)
-        if not 1 <= cfg.top_layers <= len(layers):
-            raise UserError(f"model.top_layers={cfg.top_layers} but the encoder has {len(layers)} layers")
-        model.requires_grad_(False)
-        for layer in layers[len(layers) - cfg.top_layers :]:
-            layer.requires_grad_(True)
-        model.classifier.requires_grad_(True)
-        return model
-    from peft import LoraConfig, TaskType, get_peft_model
-
-    lora = LoraConfig(
-        task_type=TaskType.TOKEN_CLS, r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules), modules_to_save=["classifier"],
-    )  # fmt: skip
-    return get_peft_model(model, lora)
-
-
-def trainable_summary(model: torch.nn.Module) -> str:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return f"{trainable:,} of {total:,} weights train ({100 * trainable / total:.2f}%)"
-
-
-def export_model(model: torch.nn.Module) -> PreTrainedModel:
-    """A plain ``transformers`` model for saving: LoRA adapters merged into the base weights."""
-    if hasattr(model, "merge_and_unload"):
-        return model.merge_and_unload()
-    return model
 
 
 def save_hf_folder(model: torch.nn.Module, tokenizer, folder: Path) -> None:

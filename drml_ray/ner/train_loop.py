@@ -38,7 +38,7 @@ from drml_ray.ner.batching import supports_packing
 from drml_ray.ner.features import Window, encode, encode_documents
 from drml_ray.ner.inference import merge_outputs, predict_windows
 from drml_ray.ner.metrics import entity_micro
-from drml_ray.ner.modeling import build_model, load_tokenizer, trainable_summary
+from drml_ray.ner.modeling import build_model, load_tokenizer
 from drml_ray.ner.optimization import (
     ExtraLoss,
     group_schedule,
@@ -47,6 +47,7 @@ from drml_ray.ner.optimization import (
     regrouped_state,
     train_step,
 )
+from drml_ray.ner.strategies import trainable_summary
 from drml_ray.ner.train_record import keep_local_checkpoint, local_checkpoint_name
 
 

@@ -8,8 +8,9 @@ from transformers import AutoModelForTokenClassification
 
 from drml_ray.config import ModelConfig
 from drml_ray.errors import UserError
-from drml_ray.ner.modeling import build_model, export_model, save_hf_folder
+from drml_ray.ner.modeling import build_model, save_hf_folder
 from drml_ray.ner.optimization import group_schedule, lr_factor, make_optimizer, param_groups, regrouped_state
+from drml_ray.ner.strategies import export_model
 
 LABELS = ["O", "B-PER", "I-PER"]
 
