@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from drml_ray.errors import RunInterrupted, UserError
+from drml_ray.signals import exit_on_next_signal
 
 
 def log_to_stderr(level: int) -> None:
@@ -46,11 +47,13 @@ def user_errors(command: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(2) from None
         except RunInterrupted as err:
             typer.secho(f"drml: interrupted: {err}", fg=typer.colors.YELLOW, err=True)
+            exit_on_next_signal(130)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:
             typer.secho("drml: interrupted (Ctrl+C or SIGTERM): what finished is kept; the same command "
                         "continues from the last checkpoint (drml tune: add --resume)", fg=typer.colors.YELLOW,
                         err=True)  # fmt: skip
+            exit_on_next_signal(130)
             raise typer.Exit(130) from None
         except BrokenPipeError:  # whoever read the output has gone (`| head`): nothing more to say to anyone
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's last flush would fail too)

@@ -10,6 +10,7 @@ turns the exit Ray's handler makes of a SIGTERM during ``ray.init``, status 15, 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -27,3 +28,11 @@ def _as_ctrl_c(signum: int, frame: FrameType | None) -> None:
         handler(signal.SIGINT, frame)
     else:  # Ctrl+C ignored (a background job of a shell) or left to the OS: SIGTERM must still stop the command
         raise KeyboardInterrupt
+
+
+def exit_on_next_signal(status: int = 130) -> None:
+    """After an interrupted command has said so: a second Ctrl+C or SIGTERM during the clean-up at exit (Ray's
+    shutdown sleeps) exits at once with ``status``, where Python printed a ``KeyboardInterrupt`` traceback."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: os._exit(status))
