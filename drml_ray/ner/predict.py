@@ -85,14 +85,17 @@ def split_words(text: str) -> list[Span]:
 
 
 def _invisible(word: str) -> bool:
-    """Whether a word is only format or control characters: a zero-width space, a byte-order mark, the marks of text
-    direction (LRM, RLM), a joiner with nothing to join, ... Web text holds them; they are no word (and BERT's
-    pre-tokeniser drops them).
+    """Whether a word is only format or control characters (a zero-width space, a byte-order mark, the marks of text
+    direction, a joiner with nothing to join) or marks with no letter to sit on (a combining accent or a variation
+    selector after a space). Web text holds them; they are no word (Unicode's word boundaries attach them to the
+    space before; BERT's pre-tokeniser drops them, an uncased one the accents too, and the word would be tagged as
+    ``[UNK]``, splitting the entity around it).
 
-    >>> [_invisible(w) for w in ["\u200b", "\ufeff\u200f", "\x85", "\u200d", "a\u200b", "\u0600", "."]]
-    [True, True, True, True, False, True, False]
+    >>> [_invisible(w) for w in ["\u200b", "\ufeff\u200f", "\x85", "\u200d", "a\u200b", "\u0600", ".", "\u0301",
+    ...                          "\ufe0f", "\u20dd", "e\u0301", "\U0001f3fb"]]
+    [True, True, True, True, False, True, False, True, True, True, False, False]
     """
-    return all(unicodedata.category(char) in ("Cf", "Cc") for char in word)
+    return all(unicodedata.category(char) in ("Cf", "Cc", "Mn", "Me") for char in word)
 
 
 GLUE = "\u00ad\u200c\u200d\u2060"
