@@ -328,6 +328,10 @@ CASES = [
     Case("model folders", "a folder holding no model as the backbone", {"m/notes.txt": "x", "exp.yaml": "model: "
          "{backbone: '{dir}/m'}\n"}, ("finetune", "{dir}/exp.yaml", "-o", "{dir}/out"),
          ("exp.yaml:1: model.backbone: {dir}/m: neither a model folder (config.json) nor a run directory",)),
+    Case("model folders", "a PEFT adapter folder (no config.json) to drml predict",
+         {"lora/adapter_config.json": '{"base_model_name_or_path": "bert-base-cased", "peft_type": "LORA"}',
+          "lora/adapter_model.safetensors": b""}, ("predict", "{dir}/lora", "--text", "Anna met Bob ."),
+         ("lora: PEFT adapter weights over 'bert-base-cased', not a whole model; merge them into it and save that",)),
     Case("model folders", "a meta-learning run directory to drml predict (its models are inside it)",
          {"run/reptile": tiny_model(), "run/meta_train.json": "{}"},
          ("predict", "{dir}/run", "--text", "Anna met Bob ."),

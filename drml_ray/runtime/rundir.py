@@ -373,9 +373,23 @@ def model_folder(path: str | os.PathLike[str]) -> Path:
         built_in = str(path) in BUILT_IN_BACKBONES
         why = " (a backbone to fine-tune: drml finetune trains an NER model from it)" if built_in else ""
         raise UserError(f"{folder}: no such model folder or run directory{why}")
+    if (folder / "adapter_config.json").is_file():
+        raise UserError(_adapter_only(folder))
     inside = _models_inside(folder)
     more = f"; {counted(len(inside), 'model folder')} inside: {first_few(inside)}" if inside else ""
     raise UserError(f"{folder}: neither a model folder (config.json) nor a run directory with best/config.json{more}")
+
+
+def _adapter_only(folder: Path) -> str:
+    """What to do with a folder of PEFT adapter weights (``adapter_config.json``, no ``config.json``)."""
+    base = "its base model"
+    with contextlib.suppress(OSError, ValueError, LookupError, TypeError):  # (a damaged file: its base unnamed)
+        base = repr(json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))["base_model_name_or_path"])
+    return (
+        f"{folder}: PEFT adapter weights over {base}, not a whole model; merge them into it and save that "
+        "(peft: PeftModel.from_pretrained(base, folder).merge_and_unload().save_pretrained(DIR), and the "
+        "tokenizer into DIR), then give DIR (drml's own LoRA runs save merged models)"
+    )
 
 
 def _models_inside(folder: Path, depth: int = 4) -> list[Path]:
