@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle  # (its error class: a pytorch_model.bin that torch's weights_only reader refuses)
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,11 +96,13 @@ def _load_weights(folder: Path) -> torch.nn.Module:
     from safetensors import SafetensorError
     from transformers import AutoModelForTokenClassification
 
-    from drml_ray.ner.modeling import quiet_transformers
+    from drml_ray.ner.modeling import not_only_tensors, quiet_transformers
 
     try:
         with quiet_transformers():
             model, info = AutoModelForTokenClassification.from_pretrained(folder, output_loading_info=True)
+    except pickle.UnpicklingError as err:  # (a pytorch_model.bin: read by torch's weights_only reader)
+        raise UserError(not_only_tensors(folder / "pytorch_model.bin", err)) from None
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         if "mismatch" in str(err).lower():  # e.g. config.json's id2label sized otherwise than the classifier head
             raise UserError(f"{folder}: its weights do not fit its config.json (does id2label have as many labels "

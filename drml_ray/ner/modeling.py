@@ -8,6 +8,7 @@ import functools
 import importlib.resources
 import json
 import logging
+import pickle  # (its error class only: nothing here unpickles but torch's weights_only reader)
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -246,7 +247,9 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
     if cfg.backbone == TINY_RANDOM_BERT:
         config = _tiny_config(tokenizer.vocab_size)
     else:
-        config = AutoConfig.from_pretrained(resolve_backbone(cfg.backbone))
+        source = resolve_backbone(cfg.backbone)
+        config = AutoConfig.from_pretrained(source)
+        check_weight_files(Path(local_folder(source)), f"model.backbone {cfg.backbone!r}")
     check_token_classifier(config, cfg.backbone)
     if cfg.shapes and getattr(config, "type_vocab_size", 0) < 1:  # (refused here, not on the workers)
         raise UserError(no_token_types(f"the backbone's {type(config).__name__}"))
@@ -265,6 +268,37 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
         apply_strategy(model, cfg)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
         raise UserError(f"model.lora.target_modules {list(cfg.lora.target_modules)}: {first_line(err)}") from None
+
+
+def check_weight_files(folder: Path, what: str) -> None:
+    """Refuse weights that would fail on the workers as a bug: a safetensors file cut short (its header read, no
+    weight), or a ``pytorch_model.bin`` (where no safetensors file is) that is no pickle of tensors alone (read
+    with ``weights_only``: anything else it holds is refused, never run)."""
+    from safetensors import SafetensorError, safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    try:
+        for path in files:
+            with safe_open(str(path), framework="pt"):
+                pass
+        if not files and (folder / "pytorch_model.bin").is_file():
+            path = folder / "pytorch_model.bin"
+            torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise UserError(f"{what}: {not_only_tensors(path, err)}") from None
+    except (OSError, RuntimeError, SafetensorError) as err:
+        raise UserError(f"{what}: {path} does not load: {first_line(err)}") from None
+
+
+def not_only_tensors(path: Path, err: pickle.UnpicklingError) -> str:
+    """Why torch's ``weights_only`` reader refused the pickle ``path`` (its ``WeightsUnpickler error`` line), and
+    that drml reads no other way."""
+    why = next((line.split(":", 1)[1].split(". Please use")[0].strip() for line in str(err).splitlines()
+                if "WeightsUnpickler error" in line), first_line(err))  # fmt: skip
+    return (
+        f"{path} holds more than tensors ({why}); drml reads a pickle with torch's weights-only reader and "
+        "never runs what else it holds: save the model with save_pretrained() (safetensors) and give that folder"
+    )
 
 
 def check_token_classifier(config: PretrainedConfig, backbone: str) -> None:
