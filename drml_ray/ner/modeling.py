@@ -181,8 +181,12 @@ def set_attention_dropout(config: PretrainedConfig, cfg: ModelConfig) -> Pretrai
 
 
 def _source_head(source: str) -> tuple[list[str], torch.Tensor, torch.Tensor] | None:
-    """Labels, weight and bias of the classifier saved in a local model folder (``None`` without one)."""
-    weights = Path(source) / "model.safetensors"
+    """Labels, weight and bias of the classifier saved in a local model folder (``None`` without one); in
+    ``model.safetensors``, or the shard that ``model.safetensors.index.json`` names."""
+    weights, index = Path(source) / "model.safetensors", Path(source) / "model.safetensors.index.json"
+    if not weights.is_file() and index.is_file():
+        shard = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {}).get("classifier.weight")
+        weights = Path(source) / str(shard)
     if not weights.is_file():
         return None
     from safetensors import safe_open

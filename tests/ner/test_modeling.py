@@ -149,9 +149,14 @@ def test_export_of_a_plain_model_is_itself():
     assert export_model(model) is model
 
 
-def test_a_saved_head_is_carried_over_by_label_not_by_position(tmp_path, hand_tokenizer):
+@pytest.mark.parametrize("sharded", [False, True])
+def test_a_saved_head_is_carried_over_by_label_not_by_position(tmp_path, hand_tokenizer, sharded):
     saved = tiny("full")
     save_hf_folder(saved, hand_tokenizer, tmp_path / "m")
+    if sharded:  # (model.safetensors.index.json names the shard the classifier is in)
+        (tmp_path / "m" / "model.safetensors").unlink()
+        saved.save_pretrained(tmp_path / "m", max_shard_size="20KB")
+        assert len(list((tmp_path / "m").glob("model-*.safetensors"))) > 1
     labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
     model = build_model(ModelConfig(backbone=str(tmp_path / "m")), labels, seed=1)
     assert torch.equal(model.classifier.weight[0], saved.classifier.weight[0])  # O
