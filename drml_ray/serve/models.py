@@ -68,13 +68,14 @@ def parse_sources(positional: str | None, named: list[str]) -> list[ModelSource]
 
 
 def version(model_dir: Path) -> str:
-    """A short identity of a model folder's weights and config (what a swap changes)."""
+    """A short identity of a model folder's weights and config (what a swap changes): shards and a
+    ``pytorch_model.bin`` count as ``model.safetensors`` does."""
     digest = hashlib.sha256()
-    for name in ("config.json", "model.safetensors"):
-        file = model_dir / name
+    files = [model_dir / "config.json", *sorted(model_dir.glob("*.safetensors")), model_dir / "pytorch_model.bin"]
+    for file in files:
         if file.is_file():
             stat = file.stat()
-            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:12]
 
 

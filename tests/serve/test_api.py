@@ -16,7 +16,7 @@ from drml_ray.errors import UserError
 from drml_ray.ner.inputs import read_inputs
 from drml_ray.serve.api import Limits, RequestError, answer, parse_predict
 from drml_ray.serve.deploy import ServeOptions, deployment_options, parse_autoscale, serve_config
-from drml_ray.serve.models import parse_sources, resolve
+from drml_ray.serve.models import parse_sources, resolve, version
 from drml_ray.serve.requestlog import RequestLog
 
 LIMITS = Limits(max_chars=20, max_texts=3, max_body=200)
@@ -269,3 +269,11 @@ def test_an_address_this_machine_cannot_listen_on_is_refused_before_ray_starts(t
     check_address("127.0.0.1", port)  # free again
     with pytest.raises(UserError, match="--host 198.51.100.7: not an address of this machine"):
         check_address("198.51.100.7", port)  # (TEST-NET-2: documentation only, never a machine's)
+
+
+def test_a_models_version_follows_its_shards_and_its_pickled_weights(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "pytorch_model.bin"):
+        before = version(tmp_path)
+        (tmp_path / name).write_bytes(b"weights")
+        assert version(tmp_path) != before, name
