@@ -282,8 +282,8 @@ def evaluate(
     split = split_ or "test"
     if decoding is not None and decoding not in DECODINGS:
         raise UserError(f"--decoding is {' or '.join(DECODINGS)}, not {decoding!r}")
+    model_dir = rundir.model_folder(model_dir)  # (a folder with no model is said before the data is read)
     sentences, data_name = evaluation_data(data, split, split_ is not None, parse_columns(columns))
-    model_dir = rundir.model_folder(model_dir)
     saved = load_saved_model(model_dir)  # (the inputs are checked before the run directory is touched)
     saved = dataclasses.replace(saved, decoding=decoding or saved.decoding)
     run_dir = output_dir or rundir.default_run_dir(f"eval-{rundir.short_name(model_dir)}-{data_name}")

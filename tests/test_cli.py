@@ -366,11 +366,23 @@ def test_a_user_error_from_deep_inside_exits_2_in_one_line(tmp_path):
 
 def test_evaluate_names_a_missing_file_or_a_misspelt_corpus(tmp_path):
     # (a misspelt corpus was a pydantic ValidationError reported as a bug; a missing file an "unknown corpus")
-    result = cli("evaluate", tmp_path, "crossner_politcs")
+    tiny_model()(tmp_path / "model")
+    result = cli("evaluate", tmp_path / "model", "crossner_politcs")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "unknown corpus 'crossner_politcs' (did you mean crossner_politics?)" in result.output
-    result = cli("evaluate", tmp_path, "my.conll")
+    result = cli("evaluate", tmp_path / "model", "my.conll")
     assert result.exit_code == 2 and "my.conll: no such file" in result.output
+
+
+def test_evaluate_names_a_folder_without_a_model_before_it_reads_the_data(tmp_path, monkeypatch):
+    import drml_ray.data.load
+
+    def read(*args, **kwargs):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(drml_ray.data.load, "evaluation_data", read)
+    result = cli("evaluate", tmp_path, "conll2003")
+    assert result.exit_code == 2 and "neither a model folder (config.json) nor a run directory" in result.output
 
 
 def test_evaluate_takes_a_task_folders_split_or_a_folder_of_parquet_files(tmp_path):
@@ -388,9 +400,10 @@ def test_evaluate_takes_a_task_folders_split_or_a_folder_of_parquet_files(tmp_pa
         evaluation_data(str(task), "validation", True)  # (the Hugging Face name)
     write_parquet(tmp_path / "served" / "requests-1.parquet", [Sentence(("Dana",), ("B-PER",))])
     assert [s.tokens for s in evaluation_data(str(tmp_path / "served"), "test", False)[0]] == [("Dana",)]
-    result = cli("evaluate", tmp_path, tmp_path / "served", "--split", "dev")
+    tiny_model()(tmp_path / "m" / "model")
+    result = cli("evaluate", tmp_path / "m" / "model", tmp_path / "served", "--split", "dev")
     assert result.exit_code == 2 and "served holds .parquet files, scored whole" in result.output
-    result = cli("evaluate", tmp_path, tmp_path / "served" / "..")  # (was: unknown corpus)
+    result = cli("evaluate", tmp_path / "m" / "model", tmp_path / "served" / "..")  # (was: unknown corpus)
     assert result.exit_code == 2 and "no train file; a task folder holds" in result.output
     (tmp_path / "run").mkdir()  # a run directory: the data of its config.yaml (it was read as a task folder)
     (tmp_path / "run" / "config.yaml").write_text(f"name: mine\ndata: {{corpus: {task}}}\n")

@@ -384,7 +384,10 @@ def test_drml_evaluate_reads_the_columns_it_is_given_and_refuses_them_for_a_name
     path.write_text("1\tAnna\tB-PER\tB-X\n2\tin\tO\tO\n")
     assert evaluation_data(str(path), "test", False, (1, 2))[0][0].tags == ("B-PER", "O")
     assert evaluation_data(str(path), "test", False)[0][0].tags == ("B-X", "O")
-    shown = CliRunner().invoke(app, ["evaluate", str(tmp_path), "conll2003", "--columns", "2,3"])
+    from tests.test_malformed import tiny_model
+
+    tiny_model()(tmp_path / "model")
+    shown = CliRunner().invoke(app, ["evaluate", str(tmp_path / "model"), "conll2003", "--columns", "2,3"])
     assert (
         shown.exit_code == 2
         and "--columns picks columns of a corpus file or a task folder's; conll2003" in shown.output
