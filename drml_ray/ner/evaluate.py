@@ -81,9 +81,12 @@ def load_saved_model(
 
 def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None) -> SavedModel:
     """The model with the windowing it was trained with (``config.json``'s ``drml`` section; else windows as long
-    as the tokenizer allows, at most 512)."""
+    as the tokenizer and the model's positions allow, at most 512)."""
+    from drml_ray.ner.modeling import window_positions
+
     drml = getattr(model.config, "drml", None) or {}
-    max_length = int(drml.get("max_length", min(tokenizer.model_max_length, 512)))
+    longest = min(tokenizer.model_max_length, 512, window_positions(model.config) or 512)
+    max_length = int(drml.get("max_length", longest))
     overlap = int(drml.get("window_overlap", DEFAULT_OVERLAP))
     return SavedModel(model, tokenizer, max_length, overlap, autocast, context=bool(drml.get("context", False)),
                       decoding=str(drml.get("decoding", "constrained")),

@@ -260,7 +260,7 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
     config.num_labels = num_labels
     set_attention_dropout(config, cfg)
     check_vocabulary(tokenizer, config.vocab_size, f"model.backbone {cfg.backbone!r}")
-    positions = getattr(config, "max_position_embeddings", None)
+    positions = window_positions(config)
     if positions is not None and cfg.max_length > positions:
         raise UserError(f"model.max_length {cfg.max_length}: the backbone has {positions} positions; at most that "
                         "many sub-tokens fit one window (longer sentences are split into windows)")  # fmt: skip
@@ -272,6 +272,23 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
         apply_strategy(model, cfg)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
         raise UserError(f"model.lora.target_modules {list(cfg.lora.target_modules)}: {first_line(err)}") from None
+
+
+POSITIONS_AFTER_PAD = frozenset({
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "mpnet", "ibert",
+    "roberta-prelayernorm", "xmod", "luke", "markuplm", "esm",
+})  # fmt: skip
+"""Model types whose position ids count from ``pad_token_id + 1`` (RoBERTa's ``padding_idx``): XLM-R's 514 rows
+hold 512 positions."""
+
+
+def window_positions(config: PretrainedConfig) -> int | None:
+    """How many sub-tokens (CLS and SEP among them) one window of a model of ``config`` holds: its position rows,
+    less those a RoBERTa-family model skips; ``None`` where its config sets no bound."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and config.model_type in POSITIONS_AFTER_PAD:
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
 
 
 def check_weight_files(folder: Path, what: str) -> None:

@@ -1,4 +1,4 @@
-"""``top`` and ``lora`` on encoders other than BERT: the layers and projections each architecture names its own way."""
+"""Encoders other than BERT: the layers, projections and positions each architecture counts or names its own way."""
 
 from __future__ import annotations
 
@@ -65,3 +65,12 @@ def test_lora_names_the_linear_layers_there_are_when_a_target_is_not_one():
     with pytest.raises(UserError, match=r"has no linear layer 'dense'; its linear layers are called k_lin, lin1, lin2, "
                                         r"out_lin, q_lin, v_lin$"):  # fmt: skip
         lora_targets(distilbert(), ["query", "dense"])
+
+
+def test_a_window_holds_as_many_sub_tokens_as_the_model_has_positions_for():
+    from drml_ray.ner.modeling import window_positions
+
+    assert window_positions(T.BertConfig(max_position_embeddings=512)) == 512
+    assert window_positions(T.XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512  # (from pad + 1)
+    assert window_positions(T.RobertaConfig(max_position_embeddings=130, pad_token_id=0)) == 129
+    assert window_positions(T.DistilBertConfig(max_position_embeddings=512)) == 512
