@@ -51,7 +51,8 @@ def configs_check(
     set_: SetOption = None,
 ) -> None:
     """Check an experiment file as a run reads it (every key and value, the --set overrides, a tune section's
-    metric) without running anything, and print it with every default filled in and the commands that run it.
+    metric, a backbone folder's tokenizer, weights, positions and layers) without running anything, and print it
+    with every default filled in and the commands that run it.
     Given several files (or a folder), check each and print a line per file; exit 2 if any is not valid."""
     from drml_ray.config import dump_config
 
@@ -81,6 +82,21 @@ def _checked(config: Path, overrides: list[str]) -> tuple[Any, str]:
     cfg = load_config(config, overrides, check_files=True)
     with at_its_line(config, overrides, type(cfg)):  # (tune.metric is checked against the kind's metrics)
         kind = searched_kind(cfg) if cfg.tune is not None else kind_of(cfg)
+        _check_backbone_here(cfg)
     commands = [f"drml {c.name}" for c in kind.commands] + (["drml tune"] if cfg.tune is not None else [])
     return cfg, (f"{config}: valid ({kind.name}); run by {', '.join(commands)}; output in "
                  f"{default_run_dir(cfg.name)}/ unless --output-dir says otherwise")  # fmt: skip
+
+
+def _check_backbone_here(cfg: Any) -> None:
+    """The checks a run makes of its backbone before it starts (its tokenizer, weight files, positions against
+    ``model.max_length``, ``top_layers`` against its depth, LoRA's modules), where the backbone is a folder here
+    (~5 s: transformers loads). A Hub id is not fetched to check it (the machine that runs the job fetches it); a
+    built-in one is checked when the run starts."""
+    from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig
+
+    model = getattr(cfg, "model", None)
+    if isinstance(model, ModelConfig) and model.backbone not in BUILT_IN_BACKBONES and Path(model.backbone).is_dir():
+        from drml_ray.ner.finetune import check_backbone_apart  # (torch and Ray: seconds)
+
+        check_backbone_apart(model, 3, ())  # (3 labels: the check needs some; how many does not matter)

@@ -467,6 +467,19 @@ def test_configs_check_prints_the_resolved_file_and_refuses_what_a_run_would(tmp
     assert cli("configs", "check", tmp_path / "exp", "ner/smoke").exit_code == 0
 
 
+def test_configs_check_makes_the_runs_checks_of_a_backbone_folder(tmp_path):
+    tiny_model()(tmp_path / "bb")
+    (tmp_path / "exp.yaml").write_text(f"name: x\nmodel:\n  backbone: {tmp_path / 'bb'}\n  max_length: 600\n")
+    checked = cli("configs", "check", tmp_path / "exp.yaml")
+    assert (
+        checked.exit_code == 2 and "exp.yaml:4: model.max_length 600: the backbone has 512 positions" in checked.output
+    )
+    checked = cli("configs", "check", tmp_path / "exp.yaml", "--set", "model.max_length=64", "--set",
+                  "model.strategy=top", "--set", "model.top_layers=3")  # fmt: skip
+    assert checked.exit_code == 2 and "--set: model.top_layers=3 but the encoder has 2 layers" in checked.output
+    assert cli("configs", "check", tmp_path / "exp.yaml", "--set", "model.max_length=64").exit_code == 0
+
+
 def test_ctrl_c_exits_130_and_says_how_to_continue(tmp_path, monkeypatch):
     import drml_ray.ner.finetune
 
