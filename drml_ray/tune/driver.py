@@ -205,7 +205,13 @@ def _best_trial(
     if ended < expected:  # nothing is marked finished
         raise RunInterrupted(f"the search stopped with {ended} of {expected} trials ended ({run_dir / 'trials.csv'} "
                              "lists them); run the same command with --resume to continue it")  # fmt: skip
+    failed = [t for t in trials if t.state == "error"]
+    if failed:
+        print(f"[drml] {len(failed)} of {counted(len(trials), 'trial')} failed (trials.csv has each one's error); "
+              + "; ".join(f"{t.name} {t.params}: {t.error}" for t in failed[:3]))  # fmt: skip
     finished = [t for t in trials if t.best_checkpoint]
+    if failed and len(failed) == len(trials) and failed[0].error.startswith("UserError: "):  # (a setting of all)
+        raise UserError(f"every trial failed; {failed[0].name}: {failed[0].error.removeprefix('UserError: ')}")
     if not finished:
         raise RuntimeError(f"{run_dir}: no trial reported a checkpoint (see trials.csv and the trial folders)")
     return trials, max(finished, key=lambda t: t.best_metric if settings.mode == "max" else -t.best_metric)

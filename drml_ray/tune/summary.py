@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,7 +111,7 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: 
                 best_metric=float(best.get(settings.metric, float("nan"))),
                 best_checkpoint=best.get("checkpoint_path"),
                 curve=[(float(r["epoch"]), float(r[settings.metric])) for r in rows],
-                error=str(result.error).splitlines()[0] if result.error else "",
+                error=error_line(result.error),
                 started_at=float(rows[0]["timestamp"] - rows[0]["time_this_iter_s"]) if rows else float("nan"),
                 # Tune restarts its clock when a trial runs again (paused by successive halving, resumed
                 # after an error): the trial's time is the sum of its results' own times.
@@ -120,6 +121,28 @@ def summarise_trials(grid: Any, settings: TuneSettings, max_epochs: int, scope: 
             )  # fmt: skip
         )
     return sorted(trials, key=lambda t: t.name)
+
+
+EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt)(\([\w.]+\))?: ")
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_line(error: BaseException | None) -> str:
+    r"""The exception a trial ended with as ``Type: message``: the last exception line of the traceback Ray wraps
+    it in (the worker's, where Ray Train ran it), without the module path or the colour codes; else the first.
+
+    >>> class E(Exception): pass
+    >>> error_line(E("\x1b[36mray::train()\x1b[39m (pid=1)\n  File x\ndrml_ray.errors.UserError: top_layers=2"))
+    'UserError: top_layers=2'
+    >>> error_line(E("something odd")), error_line(None)
+    ('something odd', '')
+    """
+    if error is None:
+        return ""
+    lines = [COLOUR.sub("", line).strip() for line in str(error).splitlines()]
+    found = [line for line in lines if EXCEPTION_LINE.match(line)]
+    line = found[-1] if found else next((line for line in lines if line), type(error).__name__)
+    return re.sub(r"^(?:[a-z_]+\.)+(?=[A-Z])", "", line)
 
 
 def write_trials_csv(trials: list[TrialSummary], path: Path) -> None:
