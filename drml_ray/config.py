@@ -225,7 +225,8 @@ class ModelConfig(Section):
     """Override the backbone's hidden dropout probability (every dropout but attention's); ``None`` keeps the
     backbone's value."""
     attention_dropout: Fraction | None = None
-    """Override the dropout on the attention probabilities (BERT family: ``attention_probs_dropout_prob``);
+    """Override the dropout on the attention probabilities (``attention_probs_dropout_prob``: BERT's family,
+    ALBERT, DeBERTa; ``attention_dropout``: DistilBERT, ModernBERT);
     ``None`` keeps the backbone's (0.1 for MiniLM). At 0, training on a CPU runs PyTorch's flash-attention kernel,
     faster and without keeping every attention map for the backward pass."""
     decoding: Literal["argmax", "constrained"] = "constrained"

@@ -163,8 +163,11 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
     return apply_strategy(model, cfg)
 
 
-ATTENTION_DROPOUT = "attention.self.dropout"
-"""How a BERT-family model names the dropout on its attention probabilities."""
+ATTENTION_DROPOUT = ("attention.self.dropout", "attention.dropout", "attention.attention_dropout")
+"""How models name the dropout on their attention probabilities: BERT's family (and DeBERTa), DistilBERT, ALBERT
+(ModernBERT's is no module: its ``attention_dropout`` alone sets it)."""
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+"""The config key of that dropout: BERT's family, ALBERT, DeBERTa; DistilBERT, ModernBERT."""
 
 
 def set_attention_dropout(config: PretrainedConfig, cfg: ModelConfig) -> PretrainedConfig:
@@ -173,10 +176,11 @@ def set_attention_dropout(config: PretrainedConfig, cfg: ModelConfig) -> Pretrai
     (BENCHMARKS.md, "Time to F1 on CoNLL-2003 again, and attention dropout off")."""
     if cfg.attention_dropout is None:
         return config
-    if not hasattr(config, "attention_probs_dropout_prob"):
-        raise UserError(f"model.attention_dropout: {cfg.backbone!r} ({config.model_type}) has no "
-                        "attention_probs_dropout_prob to set; BERT-family backbones have one")  # fmt: skip
-    config.attention_probs_dropout_prob = cfg.attention_dropout
+    key = next((key for key in ATTENTION_DROPOUT_KEYS if hasattr(config, key)), None)
+    if key is None:
+        raise UserError(f"model.attention_dropout: {cfg.backbone!r} ({config.model_type}) has no dropout on its "
+                        f"attention to set (no {' or '.join(ATTENTION_DROPOUT_KEYS)} in its config)")  # fmt: skip
+    setattr(config, key, cfg.attention_dropout)
     return config
 
 

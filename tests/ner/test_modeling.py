@@ -55,12 +55,28 @@ def test_attention_dropout_and_hidden_dropout_are_set_apart():
 
 
 def test_attention_dropout_on_a_backbone_without_one_to_set_is_a_user_error():
-    from transformers import DistilBertConfig
+    from transformers import XLNetConfig
 
     from drml_ray.ner.modeling import set_attention_dropout
 
-    with pytest.raises(UserError, match=r"model.attention_dropout: .*distilbert.* has no attention_probs_dropout_prob"):
-        set_attention_dropout(DistilBertConfig(), ModelConfig(attention_dropout=0.0))
+    with pytest.raises(UserError, match=r"model.attention_dropout: .*xlnet.* has no dropout on its attention to set"):
+        set_attention_dropout(XLNetConfig(), ModelConfig(attention_dropout=0.0))
+
+
+def test_distilberts_attention_dropout_is_its_own_and_the_hidden_one_leaves_it(tmp_path):
+    from transformers import DistilBertConfig, DistilBertForTokenClassification
+
+    DistilBertForTokenClassification(DistilBertConfig(vocab_size=30, dim=8, n_layers=1, n_heads=2, hidden_dim=16,
+                                                      num_labels=3)).save_pretrained(tmp_path / "d")  # fmt: skip
+    model = build_model(ModelConfig(backbone=str(tmp_path / "d"), dropout=0.3, attention_dropout=0.05), LABELS, seed=0)
+    found = {name.split("layer.0.")[-1]: module.p for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Dropout)}  # fmt: skip
+    assert found == {
+        "attention.dropout": 0.05,
+        "ffn.dropout": 0.3,
+        "distilbert.embeddings.dropout": 0.3,
+        "dropout": 0.3,
+    }
 
 
 def test_top_strategy_trains_last_layers_and_head_only():
