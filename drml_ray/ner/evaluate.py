@@ -14,7 +14,7 @@ import torch
 from drml_ray.data.conll import Sentence
 from drml_ray.data.tags import split_tag
 from drml_ray.errors import UserError, first_line
-from drml_ray.ner.features import check_vocabulary
+from drml_ray.ner.features import check_vocabulary, window_positions
 from drml_ray.ner.inference import predict_words
 from drml_ray.runtime.rundir import model_folder
 
@@ -82,8 +82,6 @@ def load_saved_model(
 def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None) -> SavedModel:
     """The model with the windowing it was trained with (``config.json``'s ``drml`` section; else windows as long
     as the tokenizer and the model's positions allow, at most 512)."""
-    from drml_ray.ner.modeling import window_positions
-
     drml = getattr(model.config, "drml", None) or {}
     longest = min(tokenizer.model_max_length, 512, window_positions(model.config) or 512)
     max_length = int(drml.get("max_length", longest))

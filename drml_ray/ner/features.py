@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice, takewhile
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -104,6 +104,23 @@ def vocabulary_fit(tokenizer, words: Sequence[str]) -> tuple[float, float]:
     pieces = [p or [tokenizer.unk_token_id] for p in tokenizer(list(words), add_special_tokens=False)["input_ids"]]
     unknown = sum(all(token == tokenizer.unk_token_id for token in p) for p in pieces)
     return sum(map(len, pieces)) / max(len(pieces), 1), unknown / max(len(pieces), 1)
+
+
+POSITIONS_AFTER_PAD = frozenset({
+    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "mpnet", "ibert",
+    "roberta-prelayernorm", "xmod", "luke", "markuplm", "esm",
+})  # fmt: skip
+"""Model types whose position ids count from ``pad_token_id + 1`` (RoBERTa's ``padding_idx``): XLM-R's 514 rows
+hold 512 positions."""
+
+
+def window_positions(config: Any) -> int | None:
+    """How many sub-tokens (CLS and SEP among them) one window of a model of ``config`` holds: its position rows,
+    less those a RoBERTa-family model skips; ``None`` where its config sets no bound."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and getattr(config, "model_type", None) in POSITIONS_AFTER_PAD:
+        positions -= (config.pad_token_id or 0) + 1
+    return positions
 
 
 def _word_pieces(

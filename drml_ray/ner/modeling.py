@@ -28,7 +28,7 @@ from drml_ray.config import BUILT_IN_BACKBONES, ModelConfig, absolute_backbone
 from drml_ray.errors import UserError, first_line
 from drml_ray.hub import hub_source, local_folder, out_of_reach
 from drml_ray.ner.casing import grow_token_types, no_token_types
-from drml_ray.ner.features import check_vocabulary, vocabulary_fit
+from drml_ray.ner.features import check_vocabulary, vocabulary_fit, window_positions
 from drml_ray.ner.strategies import apply_strategy, export_model
 
 if TYPE_CHECKING:
@@ -276,23 +276,6 @@ def check_backbone(cfg: ModelConfig, num_labels: int, words: Sequence[str] = ())
         apply_strategy(model, cfg)
     except ValueError as err:  # peft: "Target modules {...} not found in the base model"
         raise UserError(f"model.lora.target_modules {list(cfg.lora.target_modules)}: {first_line(err)}") from None
-
-
-POSITIONS_AFTER_PAD = frozenset({
-    "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "mpnet", "ibert",
-    "roberta-prelayernorm", "xmod", "luke", "markuplm", "esm",
-})  # fmt: skip
-"""Model types whose position ids count from ``pad_token_id + 1`` (RoBERTa's ``padding_idx``): XLM-R's 514 rows
-hold 512 positions."""
-
-
-def window_positions(config: PretrainedConfig) -> int | None:
-    """How many sub-tokens (CLS and SEP among them) one window of a model of ``config`` holds: its position rows,
-    less those a RoBERTa-family model skips; ``None`` where its config sets no bound."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is not None and config.model_type in POSITIONS_AFTER_PAD:
-        positions -= (config.pad_token_id or 0) + 1
-    return positions
 
 
 def check_weight_files(folder: Path, what: str) -> None:

@@ -68,7 +68,7 @@ def test_lora_names_the_linear_layers_there_are_when_a_target_is_not_one():
 
 
 def test_a_window_holds_as_many_sub_tokens_as_the_model_has_positions_for():
-    from drml_ray.ner.modeling import window_positions
+    from drml_ray.ner.features import window_positions
 
     assert window_positions(T.BertConfig(max_position_embeddings=512)) == 512
     assert window_positions(T.XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1)) == 512  # (from pad + 1)
