@@ -66,9 +66,11 @@ def predict(content: str | bytes, what: str, *expected: str) -> Case:
     return Case("drml predict input", what, {"in.txt": content, "model/config.json": "{}"}, command, expected)
 
 
-def tiny_model(*, tokenizer: bool = True, labels: int = 5, rows: int | None = None) -> Callable[[Path], None]:
+def tiny_model(*, tokenizer: bool = True, labels: int = 5, rows: int | None = None, names: str = "B-T{}",
+               ) -> Callable[[Path], None]:  # fmt: skip
     """Writes a saved tiny-BERT NER folder; without its tokenizer files, with a label map of ``labels``
-    entries for a 5-output head, or embedding ``rows`` tokens (fewer than its tokenizer's)."""
+    entries for a 5-output head (each label ``names`` of its id), or embedding ``rows`` tokens (fewer than its
+    tokenizer's)."""
 
     def write(folder: Path) -> None:
         from drml_ray.config import ModelConfig
@@ -81,7 +83,7 @@ def tiny_model(*, tokenizer: bool = True, labels: int = 5, rows: int | None = No
         for name in [] if tokenizer else ["tokenizer.json", "tokenizer_config.json"]:
             (folder / name).unlink()
         config = json.loads((folder / "config.json").read_text())
-        config["id2label"] = {str(i): f"B-T{i}" for i in range(labels)}
+        config["id2label"] = {str(i): names.format(i) for i in range(labels)}
         config["label2id"] = {label: int(i) for i, label in config["id2label"].items()}
         (folder / "config.json").write_text(json.dumps(config))
 
@@ -359,6 +361,9 @@ CASES = [
     Case("model folders", "a tokenizer of another model, to drml predict (read without transformers)",
          {"model": tiny_model(rows=100)}, ("predict", "{dir}/model", "--text", "Anna met Bob ."),
          ("model: its tokenizer has 30,522 tokens but the model embeds 100",)),
+    Case("model folders", "a head of labels transformers named (LABEL_0, ...: trained without names)",
+         {"model": tiny_model(names="LABEL_{}")}, ("predict", "{dir}/model", "--text", "Anna met Bob ."),
+         ("model: its head's labels are LABEL_0, LABEL_1, LABEL_2, ... (config.json's id2label), the names",)),
     Case("model folders", "a label map that disagrees with the head, to drml predict (read without transformers)",
          {"model": tiny_model(labels=7)}, ("predict", "{dir}/model", "--text", "Anna met Bob ."),
          ("model: its weights do not fit its config.json",)),

@@ -10,11 +10,51 @@ adds nothing to train and changes only sequences that argmax would make invalid.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
+from drml_ray.data.tags import span_tag_as_iob2, split_tag
+from drml_ray.errors import UserError
+
 DECODINGS = ("argmax", "constrained")
+UNNAMED = re.compile(r"LABEL_\d+")
+"""The names transformers gives the labels of a head trained without any."""
+
+
+def head_tags(labels: Sequence[str], where: str = "the model") -> list[str]:
+    """A token-classification head's labels as IOB2 tags, id by id: IOB2's as they are, BIOES / BILOU / BMES
+    ones as IOB2 (``S-X``: ``B-X``, ``E-X``: ``I-X``), a bare type (IO tagging, Few-NERD's ``person-actor``) as
+    ``I-X`` (:func:`open_runs` opens its runs). A head of ``LABEL_0``, ... names no entity type: refused.
+
+    >>> head_tags(["O", "S-PER", "B-PER", "E-PER", "I-PER", "person-actor", "LOC"])
+    ['O', 'B-PER', 'B-PER', 'I-PER', 'I-PER', 'I-person-actor', 'I-LOC']
+    """
+    if any(UNNAMED.fullmatch(label) for label in labels):
+        shown = ", ".join(labels[:3]) + (", ..." if len(labels) > 3 else "")
+        raise UserError(f"{where}: its head's labels are {shown} (config.json's id2label), the names transformers "
+                        "gives a head trained without any: they say no entity type; write its tags (O, B-PER, ...) "
+                        "into id2label in the head's order")  # fmt: skip
+    return [tag if _is_iob2(tag := span_tag_as_iob2(label)) else f"I-{label}" for label in labels]
+
+
+def _is_iob2(tag: str) -> bool:
+    try:
+        split_tag(tag)
+    except ValueError:
+        return False
+    return True
+
+
+def open_runs(tags: Sequence[str], unopened: Collection[str]) -> list[str]:
+    """``tags`` with each run of an ``unopened`` tag (an ``I-X`` the head has no ``B-X`` for: IO tagging) opened
+    by ``B-X``, so that strict IOB2 reads it as one entity.
+
+    >>> open_runs(["O", "I-PER", "I-PER", "I-LOC", "O", "I-LOC", "B-ORG", "I-ORG"], {"I-PER", "I-LOC"})
+    ['O', 'B-PER', 'I-PER', 'B-LOC', 'O', 'B-LOC', 'B-ORG', 'I-ORG']
+    """
+    return [f"B-{tag[2:]}" if tag in unopened and (i == 0 or tags[i - 1] != tag) else tag for i, tag in enumerate(tags)]
 
 
 def allowed_transitions(labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ import torch
 from drml_ray.data.conll import Sentence
 from drml_ray.data.tags import split_tag
 from drml_ray.errors import UserError, first_line
+from drml_ray.ner.decoding import head_tags
 from drml_ray.ner.features import check_vocabulary, window_positions
 from drml_ray.ner.inference import predict_words
 from drml_ray.runtime.rundir import model_folder
@@ -50,7 +51,8 @@ class SavedModel:
 
     @property
     def labels(self) -> list[str]:
-        return [self.model.config.id2label[i] for i in range(len(self.model.config.id2label))]
+        """The head's labels as the IOB2 tags its predictions are given in (:func:`head_tags`)."""
+        return head_tags([self.model.config.id2label[i] for i in range(len(self.model.config.id2label))])
 
 
 def load_saved_model(
@@ -66,7 +68,7 @@ def load_saved_model(
         if light_reason(folder) is None:
             model, tokenizer = LightBert(folder).to(device).eval(), LightTokenizer(folder)
             check_vocabulary(tokenizer, len(model.w("bert.embeddings.word_embeddings.weight")), str(folder))
-            return _with_windows(model, tokenizer, autocast)
+            return _with_windows(model, tokenizer, autocast, folder)
     from drml_ray.ner.modeling import check_tokenizer, open_tokenizer
 
     model = _load_weights(folder).to(device).eval()
@@ -76,12 +78,13 @@ def load_saved_model(
         raise UserError(f"{folder}: its tokenizer does not load: {first_line(err)}") from None
     check_tokenizer(tokenizer, str(folder))
     check_vocabulary(tokenizer, model.get_input_embeddings().num_embeddings, str(folder))
-    return _with_windows(model, tokenizer, autocast)
+    return _with_windows(model, tokenizer, autocast, folder)
 
 
-def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None) -> SavedModel:
+def _with_windows(model: torch.nn.Module, tokenizer: Any, autocast: torch.dtype | None, folder: Path) -> SavedModel:
     """The model with the windowing it was trained with (``config.json``'s ``drml`` section; else windows as long
     as the tokenizer and the model's positions allow, at most 512)."""
+    head_tags(list(model.config.id2label.values()), str(folder))  # (a head that names no type is refused here)
     drml = getattr(model.config, "drml", None) or {}
     longest = min(tokenizer.model_max_length, 512, window_positions(model.config) or 512)
     max_length = int(drml.get("max_length", longest))

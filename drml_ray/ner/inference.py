@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 
 from drml_ray.ner.batching import collate, collate_packed, eval_batches, pack_rows, supports_packing
-from drml_ray.ner.decoding import decoder
+from drml_ray.ner.decoding import decoder, head_tags, open_runs
 from drml_ray.ner.features import Window, encode, merge_windows
 
 WindowOutput = np.ndarray
@@ -73,13 +73,16 @@ def merge_outputs(
     id2label: dict[int, str],
     decoding: str = "constrained",
 ) -> tuple[list[list[str]], list[list[float]]]:
-    """Per-sentence tags and their probabilities from the outputs of every window, decoded
-    (:mod:`~drml_ray.ner.decoding`: ``argmax`` or ``constrained``) once each word has its window's probabilities."""
-    decode = decoder([id2label[i] for i in range(len(id2label))], decoding)
+    """Per-sentence IOB2 tags and their probabilities from the outputs of every window, decoded
+    (:mod:`~drml_ray.ner.decoding`: ``argmax`` or ``constrained``) once each word has its window's probabilities;
+    a head of BIOES or IO labels gives IOB2 tags too (:func:`~drml_ray.ner.decoding.head_tags`)."""
+    labels = head_tags([id2label[i] for i in range(len(id2label))])
+    unopened = {label for label in labels if label.startswith("I-") and f"B-{label[2:]}" not in labels}
+    decode = decoder(labels, decoding)
     tags, scores = [], []
     for probs in merge_windows(windows, [outputs[i] for i in range(len(windows))], n_words):
         ids, chosen = decode(probs)
-        tags.append([id2label[int(i)] for i in ids])
+        tags.append(open_runs([labels[int(i)] for i in ids], unopened))
         scores.append(chosen.tolist())
     return tags, scores
 

@@ -239,6 +239,20 @@ def test_predicted_offsets_slice_back_to_the_entity_text(saved_model_dir):
             assert e["type"] in {"LOC", "PER"} and 0 < e["score"] <= 1
 
 
+def test_a_head_of_bioes_labels_tags_as_the_same_head_of_iob2_labels(saved_model_dir, tmp_path):
+    import shutil
+
+    shutil.copytree(saved_model_dir, tmp_path / "bioes")
+    config = json.loads((tmp_path / "bioes" / "config.json").read_text())
+    config["id2label"] = {i: label.replace("B-", "S-").replace("I-", "E-") for i, label in config["id2label"].items()}
+    config["label2id"] = {label: int(i) for i, label in config["id2label"].items()}
+    (tmp_path / "bioes" / "config.json").write_text(json.dumps(config))  # S-X is B-X, E-X is I-X: the same tags
+    texts = ["Angela Merkel flew from Berlin to Paris on Monday.", "Anna met Bob in Rome and Oslo ."]
+    bioes = predict_records(load_saved_model(tmp_path / "bioes"), texts, pretokenized=False)
+    assert bioes == predict_records(load_saved_model(saved_model_dir), texts, pretokenized=False)
+    assert sum(len(r["entities"]) for r in bioes) > 2
+
+
 def test_long_input_is_windowed_not_truncated(saved_model_dir):
     saved = load_saved_model(saved_model_dir)
     text = " ".join(["Berlin"] * 700)  # 700 words > the 512-position window
