@@ -8,9 +8,33 @@ traceback, and ``drml`` exits with status 1 and asks for a report.
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """A mistake in the user's input; the message says where and what to do."""
+
+
+def user_error_in(err: BaseException | None) -> UserError | None:
+    """The :class:`UserError` that ``err`` wraps, or ``None``: Ray's error of a task that raised one holds it as
+    ``cause``, Python's chain as ``__cause__`` or ``__context__``, and the error of an actor that died raising one
+    in its ``__init__`` (a Ray Data actor that loads a model) only as its traceback's last line.
+
+    >>> user_error_in(RuntimeError("The actor died ...\\n  File x\\ndrml_ray.errors.UserError: m: no labels"))
+    UserError('m: no labels')
+    >>> user_error_in(RuntimeError("KeyError: 'dev_f1'")) is None
+    True
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError) and type(err).__module__.startswith("drml_ray"):
+            return UserError(str(err))
+        told = re.findall(r"^drml_ray\.errors\.[A-Za-z]*Error: (.+)$", str(err), re.MULTILINE)
+        if told:
+            return UserError(told[-1])
+        seen.add(id(err))
+        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
+    return None
 
 
 def first_line(err: BaseException) -> str:

@@ -31,6 +31,7 @@ import torch
 from drml_ray.data.formats import PARQUET_NAMES
 from drml_ray.data.parquet import log_row, write_log
 from drml_ray.data.tags import split_tag
+from drml_ray.errors import user_error_in
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 from drml_ray.text import json_line
 
@@ -288,8 +289,14 @@ def predict_with_ray(
         concurrency=(1, max_actors),
         num_cpus=1,
     )
-    for row in ds.iter_rows():
-        yield from row["json"].split("\n")  # (a JSON record holds no raw newline)
+    try:
+        for row in ds.iter_rows():
+            yield from row["json"].split("\n")  # (a JSON record holds no raw newline)
+    except Exception as err:  # (the actors load the model: a folder that does not load is the user's to mend)
+        refused = user_error_in(err)
+        if refused is None:
+            raise
+        raise refused from None
 
 
 def predict_lines(
