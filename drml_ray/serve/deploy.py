@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from drml_ray.errors import UserError
+from drml_ray.errors import UserError, user_error_in
 from drml_ray.serve.api import Limits
 from drml_ray.serve.models import ModelSource
 
@@ -181,8 +181,22 @@ def deploy(sources: list[ModelSource], opts: ServeOptions) -> str:
     ensure_ray()
     serve.start(http_options={"host": opts.host, "port": opts.port})  # RAY: ignored when Serve already runs
     app = NerServer.options(**deployment_options(sources, opts)).bind(**app_args(opts))  # RAY
-    serve.run(app, name=APP_NAME, route_prefix="/")  # RAY: returns once the replicas run the new config
+    try:
+        serve.run(app, name=APP_NAME, route_prefix="/")  # RAY: returns once the replicas run the new config
+    except RuntimeError:  # ("Deploying application drml failed"): a model folder each replica refused?
+        refused = user_error_in(RuntimeError(_deployment_messages()))
+        if refused is None:
+            raise
+        raise refused from None
     return f"http://{opts.host}:{opts.port}"
+
+
+def _deployment_messages() -> str:
+    """What Serve says of this application's deployments (a replica's constructor's traceback where it failed)."""
+    from ray import serve  # RAY
+
+    status = serve.status().applications.get(APP_NAME)  # RAY
+    return "\n".join(d.message for d in status.deployments.values()) if status is not None else ""
 
 
 def use_high_throughput_mode() -> None:

@@ -122,3 +122,19 @@ def _swap_under_load(url, sources, opts, old):
         thread.join()
     assert failures == []
     assert seen[0] == old and seen[-1] != old and set(seen) == {old, seen[-1]}
+
+
+def test_a_model_every_replica_refuses_is_the_users_error_not_serves(ray_session, tmp_path):
+    from ray import serve
+
+    from drml_ray.errors import UserError
+
+    folder = _tiny_model(tmp_path / "unnamed", 3)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {i: f"LABEL_{i}" for i in config["id2label"]}  # a head trained without names
+    (folder / "config.json").write_text(json.dumps(config))
+    try:
+        with pytest.raises(UserError, match=r"unnamed: its head's labels are LABEL_0, LABEL_1, LABEL_2, \.\.\. "):
+            deploy([resolve(folder, "ner")], ServeOptions(port=_free_port(), cpus=0.5))
+    finally:
+        serve.shutdown()
