@@ -73,6 +73,15 @@ class Squarer:
         return os.getpid()
 
 
+class Refuser(Squarer):
+    """An executor test actor that refuses the user's input as it starts (a model folder a worker cannot load)."""
+
+    def __init__(self) -> None:
+        from drml_ray.errors import UserError
+
+        raise UserError("/m: its head's labels are LABEL_0")
+
+
 def chromium_dom(page: Path) -> str:
     """``page`` as headless Chromium leaves its DOM after the load handlers ran (skips without Chromium)."""
     import shutil

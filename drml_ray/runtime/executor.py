@@ -19,7 +19,7 @@ from typing import Any
 import ray  # RAY
 from ray.exceptions import RayActorError, RayTaskError  # RAY
 
-from drml_ray.errors import UserError
+from drml_ray.errors import UserError, user_error_in
 
 OnDone = Callable[[int, Any], str | None]
 """Called as a job ends: ``(job index, result)``; the text it returns goes into the progress line."""
@@ -117,7 +117,10 @@ class ActorExecutor:
             except RayActorError as err:  # RAY: the actor died; the job did not fail
                 idle.append(self._replace(actor))
                 tries[index] += 1
-                if tries[index] > self.retries:
+                refused = user_error_in(err)  # (it died refusing the user's input as it started: no retry mends it)
+                if refused is not None:
+                    failures.append(UserError(f"{jobs[index].name}: {refused}"))
+                elif tries[index] > self.retries:
                     failures.append(JobFailed(f"{jobs[index].name}: its actor died {tries[index]} times: {err}"))
                 else:
                     print(f"[drml] {jobs[index].name}: its actor died; running it again on a new one", flush=True)

@@ -6,7 +6,7 @@ import pytest
 
 from drml_ray.errors import UserError
 from drml_ray.runtime.executor import ActorExecutor, Job, JobFailed, actor_factory
-from tests.helpers import Squarer
+from tests.helpers import Refuser, Squarer
 
 pytestmark = pytest.mark.ray
 
@@ -54,6 +54,13 @@ def test_an_actor_that_always_dies_fails_its_job_after_the_retries(ray_session):
     executor = ActorExecutor(actor_factory(Squarer, cpus=0.5), 1, retries=1)
     with executor, pytest.raises(JobFailed, match="doomed: its actor died 2 times"):
         executor.map([Job("doomed", "die")])
+
+
+def test_an_actor_that_refuses_the_users_input_as_it_starts_is_a_user_error_not_retried(ray_session, capsys):
+    executor = ActorExecutor(actor_factory(Refuser, cpus=0.5), 1, retries=3)
+    with executor, pytest.raises(UserError, match=r"^cell 1: /m: its head's labels are LABEL_0$"):
+        executor.map([Job("cell 1", "square", (2,))])
+    assert "running it again" not in capsys.readouterr().out
 
 
 def test_a_pool_larger_than_the_local_ray_holds_runs_as_many_actors_as_fit(ray_session, capsys):
