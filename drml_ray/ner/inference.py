@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,15 +41,14 @@ def predict_windows(
     windows go end to end into rows of :data:`PACKED_ROW` sub-tokens, each attending only to itself, so a
     batch of mixed lengths (the requests ``drml serve`` batches together) spends nothing on padding: 3.0x the
     texts/s on random batches of 32 CoNLL sentences, 2-13% more on length-sorted ones (BENCHMARKS.md, "Serving").
-    ``progress``, when given, is the label of a tqdm bar over the batches (on stderr).
+    ``progress``, when given, labels the progress over the batches on stderr (:func:`with_progress`).
     """
     was_training = model.training
     model.eval()
     out: dict[int, WindowOutput] = {}
     amp = torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
     lengths, pack = [len(w.input_ids) for w in windows], pack and supports_packing(model)
-    # disable=None: a bar on a terminal, nothing in log files.
-    for batch in tqdm(batches, desc=progress, unit="batch", disable=True if progress is None else None, leave=False):
+    for batch in with_progress(batches, progress):
         if pack:
             rows = pack_rows(batch, lengths, max(PACKED_ROW, *(lengths[i] for i in batch)))
             inputs = collate_packed(windows, rows, pad_id)
@@ -64,6 +65,26 @@ def predict_windows(
                 start += lengths[i]
     model.train(was_training)
     return out
+
+
+def with_progress(batches: Sequence[Sequence[int]], label: str | None) -> Iterable[Sequence[int]]:
+    """``batches``, with their progress on stderr when ``label`` is given: a tqdm bar on a terminal; in a log file
+    (``nohup``, ``ray job submit``), where a bar is one long line, a line at each tenth of 20 batches or more."""
+    if label is None:
+        return batches
+    if sys.stderr.isatty():
+        return tqdm(batches, desc=label, unit="batch", leave=False)
+    return _progress_lines(batches, label)
+
+
+def _progress_lines(batches: Sequence[Sequence[int]], label: str) -> Iterator[Sequence[int]]:
+    total, start, shown = len(batches), time.monotonic(), 0
+    for done, batch in enumerate(batches, 1):
+        yield batch  # (resumed once the batch is done)
+        if total >= 20 and done < total and done * 10 // total > shown:
+            shown, left = done * 10 // total, (time.monotonic() - start) * (total - done) / done
+            print(f"[drml] {label}: {done:,} of {total:,} batches ({done / total:.0%}), about {left:.0f} s left",
+                  file=sys.stderr, flush=True)  # fmt: skip
 
 
 def merge_outputs(

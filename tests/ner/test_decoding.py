@@ -52,3 +52,13 @@ def test_merged_windows_are_decoded_per_sentence():
     # Valid readings of words 2-3: O O (0.3 * 0.3 = .09) or B-PER I-PER (0.2 * 0.7 = .14).
     [fixed], [scores] = merge_outputs(windows, outputs, [5], id2label)  # (the default)
     assert fixed == ["O", "O", "B-PER", "I-PER", "O"] and scores == pytest.approx([1, 1, 0.2, 0.7, 1])
+
+
+def test_progress_in_a_log_file_is_a_line_a_tenth_not_a_bar(capsys):
+    from drml_ray.ner.inference import with_progress
+
+    assert list(with_progress([[0]] * 25, "predicting")) == [[0]] * 25
+    lines = capsys.readouterr().err.splitlines()  # (pytest's stderr is no terminal: a log file's case)
+    assert [line.split(" batches")[0] for line in lines] == [f"[drml] predicting: {n} of 25" for n in
+                                                             (3, 5, 8, 10, 13, 15, 18, 20, 23)]  # fmt: skip
+    assert list(with_progress([[0]] * 19, "predicting")) and capsys.readouterr().err == ""  # (short: no lines)
