@@ -15,7 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
-from drml_ray.data.tags import span_tag_as_iob2, split_tag
+from drml_ray.data.tags import is_tag, read_tag
 from drml_ray.errors import UserError
 
 DECODINGS = ("argmax", "constrained")
@@ -36,15 +36,7 @@ def head_tags(labels: Sequence[str], where: str = "the model") -> list[str]:
         raise UserError(f"{where}: its head's labels are {shown} (config.json's id2label), the names transformers "
                         "gives a head trained without any: they say no entity type; write its tags (O, B-PER, ...) "
                         "into id2label in the head's order")  # fmt: skip
-    return [tag if _is_iob2(tag := span_tag_as_iob2(label)) else f"I-{label}" for label in labels]
-
-
-def _is_iob2(tag: str) -> bool:
-    try:
-        split_tag(tag)
-    except ValueError:
-        return False
-    return True
+    return [read_tag(label) if is_tag(label) else f"I-{label}" for label in labels]
 
 
 def open_runs(tags: Sequence[str], unopened: Collection[str]) -> list[str]:
