@@ -192,7 +192,7 @@ class LoraSettings(Section):
     """LoRA scaling numerator (effective scale alpha / r)."""
     dropout: Fraction = 0.1
     """Dropout on the LoRA branch."""
-    target_modules: list[str] = ["query", "value"]
+    target_modules: Distinct[str] = ["query", "value"]
     """Linear layers that get adapters (last names, or dotted ends of names); ``query``, ``key``, ``value``: the
     attention projections, whatever the backbone calls them (DistilBERT ``q_lin``, ModernBERT ``Wqkv``)."""
 

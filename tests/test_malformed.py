@@ -173,6 +173,8 @@ CASES = [
        "key (Hugging Face's name; drml's is train.lr)"),
     ft("train:\n\tepochs: 3\n", "a tab as indentation", "exp.yaml:3: invalid YAML: found character '\\t' that cannot "
        "start any token; YAML indents with spaces, not tabs"),
+    ft("model: {strategy: lora, lora: {target_modules: []}}\n", "LoRA on no modules", "exp.yaml:2: "
+       "model.lora.target_modules: List should have at least 1 item after validation, not 0 (got [])"),
     ft("model: {lora: {target_modules: query}}\n", "one name where a list is wanted", "exp.yaml:2: "
        "model.lora.target_modules: Input should be a valid list (got 'query'; write a list: [query])"),
     ft("train.epochs: 3\n", "a dotted key (as --set takes it) in a file", "exp.yaml:2: train.epochs: unknown key: a "
