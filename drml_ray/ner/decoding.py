@@ -10,8 +10,10 @@ adds nothing to train and changes only sequences that argmax would make invalid.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -37,6 +39,17 @@ def head_tags(labels: Sequence[str], where: str = "the model") -> list[str]:
                         "gives a head trained without any: they say no entity type; write its tags (O, B-PER, ...) "
                         "into id2label in the head's order")  # fmt: skip
     return [read_tag(label) if is_tag(label) else f"I-{label}" for label in labels]
+
+
+def check_head(folder: Path) -> None:
+    """:func:`head_tags`' check of a saved model's head, from its ``config.json`` alone: for commands whose model
+    loads in Ray actors or Serve replicas, which would say it only after Ray gave up on them."""
+    try:
+        id2label = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("id2label")
+    except (OSError, ValueError, AttributeError):  # (no such file, or not JSON of an object: the load says so)
+        return
+    if isinstance(id2label, dict):
+        head_tags([str(label) for label in id2label.values()], str(folder))
 
 
 def open_runs(tags: Sequence[str], unopened: Collection[str]) -> list[str]:

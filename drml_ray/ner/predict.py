@@ -32,6 +32,7 @@ from drml_ray.data.formats import PARQUET_NAMES
 from drml_ray.data.parquet import log_row, write_log
 from drml_ray.data.tags import split_tag
 from drml_ray.errors import user_error_in
+from drml_ray.ner.decoding import check_head
 from drml_ray.ner.evaluate import SavedModel, load_saved_model, predict_tags
 from drml_ray.text import json_line
 
@@ -272,6 +273,7 @@ def predict_with_ray(
 
     from drml_ray.ray_env import ensure_ray
 
+    check_head(Path(model_dir))  # (an actor would say it only as it died)
     ensure_ray()
     max_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     ray.data.DataContext.get_current().execution_options.preserve_order = True  # RAY

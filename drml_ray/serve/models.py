@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from drml_ray.errors import UserError
+from drml_ray.ner.decoding import check_head
 from drml_ray.runtime.rundir import model_folder
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -41,6 +42,7 @@ def resolve(path: str | Path, name: str | None = None) -> ModelSource:
     """A model folder (``runs/x/best``), a run directory (``runs/x``, served from its ``best/``) or a Hub id
     (``ORG/NAME``, served as ``NAME`` from the Hub cache: :func:`~drml_ray.hub.hub_model`)."""
     model_dir = model_folder(path).resolve()
+    check_head(model_dir)  # (a replica would say it after Serve tried it three times)
     run_dir = model_dir.parent if (model_dir.parent / "results.json").is_file() else None
     hub = not Path(path).expanduser().exists()  # (model_folder took it as a Hub id)
     name = name or (str(path).split("/")[1] if hub else run_dir.name if run_dir else model_dir.name)

@@ -277,3 +277,9 @@ def test_a_models_version_follows_its_shards_and_its_pickled_weights(tmp_path):
         before = version(tmp_path)
         (tmp_path / name).write_bytes(b"weights")
         assert version(tmp_path) != before, name
+
+
+def test_a_head_of_unnamed_labels_is_refused_before_serve_starts_a_replica(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}))
+    with pytest.raises(UserError, match=r"its head's labels are LABEL_0, LABEL_1 \(config.json's id2label\)"):
+        resolve(tmp_path, "ner")

@@ -128,13 +128,11 @@ def test_a_model_every_replica_refuses_is_the_users_error_not_serves(ray_session
     from ray import serve
 
     from drml_ray.errors import UserError
+    from tests.test_malformed import tiny_model
 
-    folder = _tiny_model(tmp_path / "unnamed", 3)
-    config = json.loads((folder / "config.json").read_text())
-    config["id2label"] = {i: f"LABEL_{i}" for i in config["id2label"]}  # a head trained without names
-    (folder / "config.json").write_text(json.dumps(config))
+    tiny_model(rows=100)(tmp_path / "other")  # another model's tokenizer: each replica refuses it as it loads it
     try:
-        with pytest.raises(UserError, match=r"unnamed: its head's labels are LABEL_0, LABEL_1, LABEL_2, \.\.\. "):
-            deploy([resolve(folder, "ner")], ServeOptions(port=_free_port(), cpus=0.5))
+        with pytest.raises(UserError, match=r"other: its tokenizer has 30,522 tokens but the model embeds 100"):
+            deploy([resolve(tmp_path / "other", "ner")], ServeOptions(port=_free_port(), cpus=0.5))
     finally:
         serve.shutdown()
