@@ -157,7 +157,9 @@ def build_model(cfg: ModelConfig, labels: list[str], *, seed: int, vocab_size: i
         for name, module in model.named_modules():
             if isinstance(module, torch.nn.Dropout) and not name.endswith(ATTENTION_DROPOUT):
                 module.p = cfg.dropout
-        model.config.hidden_dropout_prob = cfg.dropout
+        for key in ("hidden_dropout_prob", "dropout"):  # (BERT's family's key; DistilBERT's): the saved config says it
+            if hasattr(model.config, key):
+                setattr(model.config, key, cfg.dropout)
     if cfg.shapes:
         grow_token_types(model)
     return apply_strategy(model, cfg)

@@ -77,6 +77,7 @@ def test_distilberts_attention_dropout_is_its_own_and_the_hidden_one_leaves_it(t
         "distilbert.embeddings.dropout": 0.3,
         "dropout": 0.3,
     }
+    assert (model.config.dropout, model.config.attention_dropout) == (0.3, 0.05)  # (what the saved folder says)
 
 
 def test_top_strategy_trains_last_layers_and_head_only():
