@@ -17,7 +17,7 @@ class UserError(Exception):
 
 def user_error_in(err: BaseException | None) -> UserError | None:
     """The :class:`UserError` that ``err`` wraps, or ``None``: Ray's error of a task that raised one holds it as
-    ``cause``, Python's chain as ``__cause__`` or ``__context__``, and the error of an actor that died raising one
+    ``cause``, Python's chain (``raise ... from``) as ``__cause__``, and the error of an actor that died raising one
     in its ``__init__`` (a Ray Data actor that loads a model) only as its traceback's last line.
 
     >>> user_error_in(RuntimeError("The actor died ...\\n  File x\\ndrml_ray.errors.UserError: m: no labels"))
@@ -25,15 +25,17 @@ def user_error_in(err: BaseException | None) -> UserError | None:
     >>> user_error_in(RuntimeError("KeyError: 'dev_f1'")) is None
     True
     """
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, UserError) and type(err).__module__.startswith("drml_ray"):
-            return UserError(str(err))
-        told = re.findall(r"^drml_ray\.errors\.[A-Za-z]*Error: (.+)$", str(err), re.MULTILINE)
+    chain: list[BaseException] = []
+    while err is not None and all(err is not seen for seen in chain):
+        chain.append(err)
+        err = getattr(err, "cause", None) or err.__cause__  # (not __context__: a bug raised while handling one)
+    for link in chain:  # (the exception itself first: its whole message)
+        if isinstance(link, UserError) and type(link).__module__.startswith("drml_ray"):
+            return UserError(str(link))
+    for link in chain:
+        told = re.findall(r"^drml_ray\.errors\.[A-Za-z]*Error: (.+)$", str(link), re.MULTILINE)
         if told:
             return UserError(told[-1])
-        seen.add(id(err))
-        err = getattr(err, "cause", None) or err.__cause__ or err.__context__
     return None
 
 

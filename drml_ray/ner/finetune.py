@@ -32,7 +32,7 @@ from drml_ray._ray_compat import quiet_train_worker_logs
 from drml_ray.checkpoints import STATE_FILE, load_state
 from drml_ray.config import BUILT_IN_BACKBONES, DataConfig, FinetuneConfig, ModelConfig, ScalingSettings
 from drml_ray.data.load import NerCorpus, load_corpus
-from drml_ray.errors import RunInterrupted, UserError, first_line
+from drml_ray.errors import RunInterrupted, UserError, first_line, user_error_in
 from drml_ray.hub import local_folder
 from drml_ray.ner.evaluate import load_saved_model, predict_and_score
 from drml_ray.ner.features import first_words
@@ -253,8 +253,8 @@ def worker_mistake(err: Exception, run_dir: Path) -> UserError | None:
     failures = [err, *getattr(err, "worker_failures", {}).values(), getattr(err, "controller_failure", None)]
     for failure in filter(None, failures):  # (a full disk fails the worker storing, or Ray's bookkeeping)
         cause = getattr(failure, "cause", failure)  # (Ray wraps a worker's exception: its cause)
-        if isinstance(cause, UserError):
-            return UserError(str(cause))
+        if (mistake := user_error_in(failure)) is not None:
+            return mistake
         if isinstance(cause, OSError) and (cause.errno in FULL_DISK or "No space left" in str(cause)):
             return UserError(f"{run_dir}: a checkpoint could not be stored ({first_line(cause)}); the last recorded "
                              "one is intact: free space and run the same command again to continue")  # fmt: skip

@@ -60,7 +60,7 @@ def apply_strategy(model: PreTrainedModel, cfg: ModelConfig) -> torch.nn.Module:
 
 def transformer_layers(model: PreTrainedModel) -> torch.nn.ModuleList:
     """The base model's list of its transformer blocks: the outermost list as long as the config's layer count."""
-    depth = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None)
+    depth = model.config.num_hidden_layers  # (transformers maps each architecture's own key to it: n_layers, ...)
     base = getattr(model, model.base_model_prefix, model)
     for module in base.modules():
         if isinstance(module, torch.nn.ModuleList) and len(module) == depth:

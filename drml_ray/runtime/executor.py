@@ -127,9 +127,8 @@ class ActorExecutor:
                     queue.insert(0, index)
                 continue
             except RayTaskError as err:  # RAY: a user's mistake found there stays one (exit 2, no traceback)
-                cause = err.cause
-                mistake = isinstance(cause, UserError)
-                failures.append(UserError(f"{jobs[index].name}: {cause}") if mistake else
+                mistake = user_error_in(err)
+                failures.append(UserError(f"{jobs[index].name}: {mistake}") if mistake else
                                 JobFailed(f"{jobs[index].name} failed: {err}"))  # fmt: skip
                 idle.append(actor)
                 continue
